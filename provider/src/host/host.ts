@@ -1,0 +1,74 @@
+import { quoteArgv } from "./quote";
+
+/** One remote command: an argv (never a shell string) and optional bytes for its stdin. */
+export interface RunRequest {
+  readonly argv: readonly string[];
+  readonly stdin?: string | Buffer;
+  /** Exit codes that count as success (default [0]). */
+  readonly okExitCodes?: readonly number[];
+  /** When false, a non-ok exit resolves instead of rejecting (for probes). Default true. */
+  readonly reject?: boolean;
+}
+
+export interface RunResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** What every resource talks to: a Linux host that runs argv commands. */
+export interface Host {
+  /** "user@host:port", used in every log line and error. */
+  readonly label: string;
+  run(req: RunRequest): Promise<RunResult>;
+}
+
+/** A remote command that exited with a code that was not expected. */
+export class CommandError extends Error {
+  readonly host: string;
+  readonly argv: readonly string[];
+  readonly command: string;
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+
+  constructor(host: string, argv: readonly string[], result: RunResult) {
+    const command = quoteArgv(argv);
+    const said = (result.stderr.trim() || result.stdout.trim() || "no output").slice(0, 2000);
+    super(`${host}: ${command} exited ${result.exitCode}: ${said}`);
+    this.name = "CommandError";
+    this.host = host;
+    this.argv = argv;
+    this.command = command;
+    this.exitCode = result.exitCode;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+  }
+}
+
+// The script receives its paths as positional parameters, so no path is ever spliced into code.
+const WRITE_FILE_SCRIPT =
+  'set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; t="$1.pulumi-tmp.$$"; ' +
+  'cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"';
+
+/** Returns the file's content, or undefined when it does not exist. */
+export async function readFile(host: Host, path: string): Promise<string | undefined> {
+  const r = await host.run({
+    argv: ["sh", "-c", 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi', "sh", path],
+    okExitCodes: [0, 3],
+  });
+  return r.exitCode === 3 ? undefined : r.stdout;
+}
+
+/** Writes a file atomically (temp file and rename in the same directory), creating its parent. */
+export async function writeFile(
+  host: Host,
+  path: string,
+  content: string,
+  mode = 0o644,
+): Promise<void> {
+  await host.run({
+    argv: ["sh", "-c", WRITE_FILE_SCRIPT, "sh", path, mode.toString(8)],
+    stdin: content,
+  });
+}
