@@ -21,6 +21,8 @@ export interface Host {
   /** "user@host:port", used in every log line and error. */
   readonly label: string;
   run(req: RunRequest): Promise<RunResult>;
+  /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
+  sessionClientAddress?(): Promise<string | undefined>;
 }
 
 /** A remote command that exited with a code that was not expected. */

@@ -1,0 +1,307 @@
+import type { z } from "zod";
+import { Connection, connectionIdentity } from "./host/connection";
+import { CommandError, writeFile, type Host } from "./host/host";
+import { logInfo } from "./log";
+import type { ObserveContext, ResourceModule } from "./resource";
+import type { Step } from "./step";
+
+export interface CheckFailure {
+  property: string;
+  reason: string;
+}
+
+type Props = Record<string, unknown>;
+
+/** How the lifecycle reaches a host; tests pass a fake, the provider passes the SSH pool. */
+export type HostFactory = (connection: Connection) => Host;
+
+/** An operation that failed after it changed the host; carries what Pulumi must record. */
+export class ResourceOperationError extends Error {
+  readonly id: string | undefined;
+  readonly properties: Props | undefined;
+  constructor(message: string, id?: string, properties?: Props) {
+    super(message);
+    this.name = "ResourceOperationError";
+    this.id = id;
+    this.properties = properties;
+  }
+}
+
+/** Returns "addresses[1]" for the zod path ["addresses", 1]. */
+export function propertyPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else out += out === "" ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+function failuresOf(error: z.ZodError, prefix: string): CheckFailure[] {
+  return error.issues.map((issue) => {
+    const property = propertyPath([...(prefix ? [prefix] : []), ...issue.path]);
+    return { property, reason: `${property || "inputs"}: ${issue.message}` };
+  });
+}
+
+function stripProvider(props: Props): Props {
+  const { __provider: _ignored, ...rest } = props;
+  return rest;
+}
+
+/** Returns the parsed connection and inputs, or the check failures naming each bad property. */
+export function parseAll<I extends { name: string }, S>(
+  mod: ResourceModule<I, S>,
+  props: Props,
+  from: "inputs" | "outputs" = "inputs",
+): { connection: Connection; inputs: I } | { failures: CheckFailure[] } {
+  const { connection, ...all } = stripProvider(props);
+  const rest = from === "inputs" ? all : pick(all, mod.inputKeys);
+  const failures: CheckFailure[] = [];
+  const c = Connection.safeParse(connection);
+  if (!c.success) {
+    // Connection values can be secrets, so only the property and zod's reason are reported.
+    failures.push(
+      ...(connection === undefined
+        ? [{ property: "connection", reason: "connection: is required" }]
+        : failuresOf(c.error, "connection")),
+    );
+  }
+  const i = mod.inputs.safeParse(rest);
+  if (!i.success) failures.push(...failuresOf(i.error, ""));
+  if (!c.success || !i.success) return { failures };
+  return { connection: c.data, inputs: i.data };
+}
+
+function pick(props: Props, keys: readonly string[]): Props {
+  return Object.fromEntries(Object.entries(props).filter(([k]) => keys.includes(k)));
+}
+
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Props).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+export interface DiffResult {
+  changes: boolean;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+  /** Input properties that differ. */
+  changed: string[];
+}
+
+/**
+ * Returns what changed between the recorded outputs and the new inputs. Pure: no host is contacted.
+ * An optional input left unset is not managed, so an observed value in the outputs is no change.
+ */
+export function diffProps<I extends { name: string }, S>(
+  mod: ResourceModule<I, S>,
+  olds: Props,
+  news: Props,
+): DiffResult {
+  const changed: string[] = [];
+  const replaces: string[] = [];
+  const oldConn = Connection.safeParse(olds["connection"]);
+  const newConn = Connection.safeParse(news["connection"]);
+  // Credentials may rotate freely; only where the connection leads makes a different object.
+  if (
+    oldConn.success &&
+    newConn.success &&
+    connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)
+  ) {
+    changed.push("connection");
+    replaces.push("connection");
+  }
+  const oldIn = mod.inputs.safeParse(pick(olds, mod.inputKeys));
+  const newIn = mod.inputs.safeParse(stripProvider(omit(news, "connection")));
+  if (newIn.success) {
+    const o = (oldIn.success ? oldIn.data : {}) as Props;
+    const n = newIn.data as Props;
+    for (const key of Object.keys(n)) {
+      if (n[key] === undefined) continue;
+      if (stableJson(o[key]) !== stableJson(n[key])) {
+        changed.push(key);
+        if (mod.identity.includes(key)) replaces.push(key);
+      }
+    }
+  }
+  return {
+    changes: changed.length > 0,
+    replaces,
+    deleteBeforeReplace: replaces.length > 0,
+    changed,
+  };
+}
+
+function omit(props: Props, key: string): Props {
+  const { [key]: _ignored, ...rest } = props;
+  return rest;
+}
+
+async function observeContext(host: Host): Promise<ObserveContext> {
+  return { sshClientAddress: host.sessionClientAddress ? await host.sessionClientAddress() : undefined };
+}
+
+/** Runs one step on the host. */
+export async function applyStep(host: Host, step: Step): Promise<void> {
+  if ("writeFile" in step) {
+    await writeFile(host, step.writeFile.path, step.writeFile.content, step.writeFile.mode);
+  } else {
+    await host.run({
+      argv: step.argv,
+      ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
+      ...(step.okExitCodes ? { okExitCodes: step.okExitCodes } : {}),
+    });
+  }
+}
+
+/** The generic check/diff/create/read/update/delete of one resource type. */
+export class Lifecycle<I extends { name: string }, S> {
+  constructor(
+    readonly mod: ResourceModule<I, S>,
+    private readonly hostFor: HostFactory,
+  ) {}
+
+  private what(name: string, host: Host): string {
+    return `${this.mod.noun} ${JSON.stringify(name)} on ${host.label}`;
+  }
+
+  /** Validates inputs; never contacts a host. */
+  check(_olds: Props, news: Props): { inputs: Props; failures: CheckFailure[] } {
+    const parsed = parseAll(this.mod, news);
+    return { inputs: news, failures: "failures" in parsed ? parsed.failures : [] };
+  }
+
+  diff(_id: string, olds: Props, news: Props): DiffResult {
+    return diffProps(this.mod, olds, news);
+  }
+
+  private connect(
+    props: Props,
+    from: "inputs" | "outputs",
+  ): { host: Host; inputs: I; connection: Connection } {
+    const parsed = parseAll(this.mod, props, from);
+    if ("failures" in parsed) {
+      throw new Error(
+        `${this.mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
+      );
+    }
+    return { ...parsed, host: this.hostFor(parsed.connection) };
+  }
+
+  /** Observe, plan, apply, observe again; fails naming the steps that did not take. */
+  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
+    const what = this.what(desired.name, host);
+    const ctx = await observeContext(host);
+    const before = await this.observe(host, desired, ctx, what);
+    const existed = this.mod.exists(before);
+    const steps = this.plan(desired, before, what);
+    if (steps.length === 0 && existed) return before;
+    let done = 0;
+    try {
+      for (const step of steps) {
+        logInfo(`${what}: ${step.summary}`);
+        await applyStep(host, step);
+        done++;
+      }
+    } catch (e) {
+      const recorded = done > 0 || existed ? id : undefined;
+      throw new ResourceOperationError(
+        `${what}: ${messageOf(e, host)}`,
+        recorded,
+        recorded ? props : undefined,
+      );
+    }
+    const after = await this.observe(host, desired, ctx, what);
+    const rest = this.plan(desired, after, what);
+    if (!this.mod.exists(after) || rest.length > 0) {
+      const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
+      throw new ResourceOperationError(
+        `${what}: changes did not take; still to do after apply: ${missing}`,
+        id,
+        props,
+      );
+    }
+    return after;
+  }
+
+  private async observe(host: Host, desired: I, ctx: ObserveContext, what: string): Promise<S> {
+    try {
+      return await this.mod.observe(host, desired, ctx);
+    } catch (e) {
+      throw new Error(`${what}: observing failed: ${messageOf(e, host)}`);
+    }
+  }
+
+  private plan(desired: I | undefined, actual: S, what: string): Step[] {
+    try {
+      return this.mod.plan(desired, actual);
+    } catch (e) {
+      throw new Error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  async create(props: Props): Promise<{ id: string; outs: Props }> {
+    const { host, inputs } = this.connect(props, "inputs");
+    const id = this.mod.id(inputs);
+    const state = await this.converge(host, inputs, id, props);
+    return { id, outs: { ...stripProvider(props), ...this.mod.outputs(state) } };
+  }
+
+  async update(_id: string, _olds: Props, news: Props): Promise<{ outs: Props }> {
+    const { host, inputs } = this.connect(news, "inputs");
+    const id = this.mod.id(inputs);
+    const state = await this.converge(host, inputs, id, news);
+    return { outs: { ...stripProvider(news), ...this.mod.outputs(state) } };
+  }
+
+  /** Observes the live object: gone returns an empty id; drift shows in the returned properties. */
+  async read(id: string, props: Props): Promise<{ id: string; props: Props }> {
+    const { host, inputs } = this.connect(props, "outputs");
+    const what = this.what(inputs.name, host);
+    const state = await this.observe(host, inputs, await observeContext(host), what);
+    if (!this.mod.exists(state)) return { id: "", props: {} };
+    const observed = this.mod.observedInputs(state, inputs);
+    const merged: Props = { ...stripProvider(props) };
+    for (const [k, v] of Object.entries(observed)) {
+      if (k in merged) merged[k] = v;
+    }
+    return { id, props: { ...merged, ...this.mod.outputs(state) } };
+  }
+
+  /** Removes what the resource owns; succeeds when it is already gone. */
+  async delete(_id: string, props: Props): Promise<void> {
+    const { host, inputs } = this.connect(props, "outputs");
+    const what = this.what(inputs.name, host);
+    const ctx = await observeContext(host);
+    const before = await this.observe(host, inputs, ctx, what);
+    const steps = this.plan(undefined, before, what);
+    if (steps.length === 0) return;
+    try {
+      for (const step of steps) {
+        logInfo(`${what}: ${step.summary}`);
+        await applyStep(host, step);
+      }
+    } catch (e) {
+      throw new Error(`${what}: ${messageOf(e, host)}`);
+    }
+    const after = await this.observe(host, inputs, ctx, what);
+    const rest = this.plan(undefined, after, what);
+    if (rest.length > 0) {
+      throw new Error(
+        `${what}: delete did not take; still present: ${rest.map((s) => s.summary).join("; ")}`,
+      );
+    }
+  }
+}
+
+// A CommandError already names the host; strip it so messages read `bridge "br0" on host: cmd ...`.
+function messageOf(e: unknown, host: Host): string {
+  const label = e instanceof CommandError ? e.host : host.label;
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.startsWith(`${label}: `) ? msg.slice(label.length + 2) : msg;
+}
+

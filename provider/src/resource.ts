@@ -1,0 +1,42 @@
+import type { z } from "zod";
+import type { Host } from "./host/host";
+import type { Step } from "./step";
+
+/** What the lifecycle knows about the SSH session when it observes a host. */
+export interface ObserveContext {
+  /** The address the SSH client connects from, as the host sees it (for "do not cut me off" checks). */
+  readonly sshClientAddress: string | undefined;
+}
+
+/** One resource type: its inputs, how to observe it on a host, and how to plan changes (pure). */
+export interface ResourceModule<I extends { name: string }, S> {
+  /** "Bridge": the SDK class and token suffix. */
+  readonly type: string;
+  /** "bridge": used in messages (`bridge "br0" on root@h:22: ...`). */
+  readonly noun: string;
+  /** Inputs without `connection`; parsing applies defaults and canonical forms. */
+  readonly inputs: z.ZodType<I, unknown>;
+  /** The property names of the inputs (outputs carry more; these are picked from them). */
+  readonly inputKeys: readonly string[];
+  /** Input properties whose change replaces the object (delete before create). */
+  readonly identity: readonly string[];
+  id(inputs: I): string;
+  /** Read-only probes; the state also describes the surroundings (for a plan), present or not. */
+  observe(host: Host, inputs: I, ctx: ObserveContext): Promise<S>;
+  /** Whether the object itself exists in the observed state. */
+  exists(state: S): boolean;
+  /** Steps that take the host from `actual` to `desired`; `desired` undefined is the delete. */
+  plan(desired: I | undefined, actual: S): Step[];
+  /** Outputs beyond the inputs, from the observed state. */
+  outputs(state: S): Record<string, unknown>;
+  /** The inputs as observed (for refresh drift and import): same keys as the inputs. */
+  observedInputs(state: S, desired: I): Record<string, unknown>;
+}
+
+/** A plan that cannot be carried out safely; the message says why and what to do. */
+export class PlanError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlanError";
+  }
+}

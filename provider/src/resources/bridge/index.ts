@@ -1,0 +1,28 @@
+import type { ResourceModule } from "../../resource";
+import { observeBridge } from "./observe";
+import { planBridge } from "./plan";
+import { BridgeInputs, type BridgeState } from "./schema";
+
+/** The Bridge resource: a Linux bridge with addresses, ports and an optional qemu-bridge-helper ACL. */
+export const bridgeModule: ResourceModule<BridgeInputs, BridgeState> = {
+  type: "Bridge",
+  noun: "bridge",
+  inputs: BridgeInputs,
+  inputKeys: Object.keys(BridgeInputs.shape),
+  identity: ["name"],
+  id: (inputs) => inputs.name,
+  observe: (host, inputs, ctx) => observeBridge(host, inputs.name, ctx),
+  exists: (state) => state.bridge !== undefined,
+  plan: planBridge,
+  outputs: (state) => ({ macAddress: state.bridge?.macAddress, ifIndex: state.bridge?.ifIndex }),
+  observedInputs: (state) => ({
+    name: state.name,
+    addresses: state.bridge?.addresses ?? [],
+    stp: state.bridge?.stp ?? false,
+    mtu: state.bridge?.mtu,
+    macAddress: state.bridge?.macAddress,
+    ports: state.ports,
+    vlanFiltering: state.bridge?.vlanFiltering ?? false,
+    allowQemuBridgeHelper: state.helperAllowed,
+  }),
+};

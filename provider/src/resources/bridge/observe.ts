@@ -1,0 +1,162 @@
+import { z } from "zod";
+import type { Host } from "../../host/host";
+import { canonicalCidr } from "../../net";
+import type { ObserveContext } from "../../resource";
+import type { BridgeState, Link, Route } from "./schema";
+
+export const SEPARATOR = "--pulumi-hypervisor--";
+export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
+
+/** The marker line written above each `allow` line the provider owns. */
+export function helperMarker(bridge: string): string {
+  return `# managed by pulumi-hypervisor: bridge ${bridge}`;
+}
+
+// One round trip: links with details and addresses, routes v4/v6, bridge.conf, the SSH route.
+const OBSERVE_SCRIPT = [
+  "ip -d -j addr show",
+  `echo ${SEPARATOR}`,
+  "ip -j route show table main",
+  `echo ${SEPARATOR}`,
+  "ip -6 -j route show table main",
+  `echo ${SEPARATOR}`,
+  `cat ${BRIDGE_CONF} 2>/dev/null || true`,
+  `echo ${SEPARATOR}`,
+  'if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi',
+].join("\n");
+
+/** Returns the argv of the single observe probe. */
+export function observeArgv(sshClientAddress: string | undefined): string[] {
+  return ["sh", "-c", OBSERVE_SCRIPT, "sh", sshClientAddress ?? ""];
+}
+
+// Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
+const IpAddrInfo = z.object({
+  family: z.string(),
+  local: z.string().optional(),
+  prefixlen: z.number().optional(),
+  scope: z.string().optional(),
+});
+const IpLink = z.object({
+  ifindex: z.number(),
+  ifname: z.string(),
+  flags: z.array(z.string()).default([]),
+  mtu: z.number(),
+  address: z.string().optional(),
+  master: z.string().optional(),
+  linkinfo: z
+    .object({
+      info_kind: z.string().optional(),
+      info_data: z
+        .object({ stp_state: z.number().optional(), vlan_filtering: z.number().optional() })
+        .loose()
+        .optional(),
+    })
+    .loose()
+    .optional(),
+  addr_info: z.array(IpAddrInfo.loose()).default([]),
+});
+const IpRoute = z
+  .object({
+    dst: z.string(),
+    gateway: z.string().optional(),
+    dev: z.string().optional(),
+    protocol: z.string().optional(),
+    metric: z.number().optional(),
+    prefsrc: z.string().optional(),
+  })
+  .loose();
+
+function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
+  const trimmed = text.trim();
+  if (trimmed === "") return schema.parse([]);
+  try {
+    return schema.parse(JSON.parse(trimmed));
+  } catch (e) {
+    throw new Error(`unexpected output of ${what}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Returns the links parsed from `ip -d -j addr show`. */
+export function parseLinks(text: string): Record<string, Link> {
+  const links: Record<string, Link> = {};
+  for (const l of parseJson(z.array(IpLink.loose()), text, "ip -d -j addr show")) {
+    const addresses: string[] = [];
+    for (const a of l.addr_info) {
+      if (a.local === undefined || a.prefixlen === undefined) continue;
+      if (a.scope === "link" || a.scope === "host") continue;
+      const c = canonicalCidr(`${a.local}/${a.prefixlen}`);
+      if (c) addresses.push(c);
+    }
+    const data = l.linkinfo?.info_data;
+    links[l.ifname] = {
+      name: l.ifname,
+      ifIndex: l.ifindex,
+      macAddress: (l.address ?? "").toLowerCase(),
+      mtu: l.mtu,
+      up: l.flags.includes("UP"),
+      kind: l.linkinfo?.info_kind,
+      master: l.master,
+      addresses,
+      ...(l.linkinfo?.info_kind === "bridge"
+        ? { stp: (data?.stp_state ?? 0) !== 0, vlanFiltering: (data?.vlan_filtering ?? 0) !== 0 }
+        : {}),
+    };
+  }
+  return links;
+}
+
+/** Returns the non-kernel routes parsed from `ip -j route show`. */
+export function parseRoutes(text: string, family: 4 | 6): Route[] {
+  return parseJson(z.array(IpRoute), text, "ip -j route show")
+    .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
+    .map((r) => ({
+      family,
+      dst: r.dst,
+      dev: r.dev ?? "",
+      ...(r.gateway !== undefined ? { gateway: r.gateway } : {}),
+      ...(r.protocol !== undefined ? { protocol: r.protocol } : {}),
+      ...(r.metric !== undefined ? { metric: r.metric } : {}),
+    }));
+}
+
+/** Returns whether the provider's own allow pair for the bridge is in bridge.conf. */
+export function parseHelperAllowed(conf: string, bridge: string): boolean {
+  const lines = conf.split("\n");
+  const i = lines.indexOf(helperMarker(bridge));
+  return i >= 0 && lines[i + 1]?.trim() === `allow ${bridge}`;
+}
+
+/** Returns the bridge state parsed from the probe's output. */
+export function parseBridgeState(name: string, stdout: string): BridgeState {
+  const [addrs = "", routes4 = "", routes6 = "", conf = "", sshRoute = ""] = stdout.split(
+    `${SEPARATOR}\n`,
+  );
+  const links = parseLinks(addrs);
+  const link = links[name];
+  const bridge = link && link.kind === "bridge" ? link : undefined;
+  const ssh = parseJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
+  return {
+    name,
+    bridge,
+    ports: Object.values(links)
+      .filter((l) => l.master === name)
+      .map((l) => l.name)
+      .sort(),
+    links,
+    routes: [...parseRoutes(routes4, 4), ...parseRoutes(routes6, 6)],
+    sshInterface: ssh?.dev,
+    sshLocalAddress: ssh?.prefsrc,
+    helperAllowed: parseHelperAllowed(conf, name),
+  };
+}
+
+/** Observes the bridge, its ports and the SSH route in one remote command. */
+export async function observeBridge(
+  host: Host,
+  name: string,
+  ctx: ObserveContext,
+): Promise<BridgeState> {
+  const r = await host.run({ argv: observeArgv(ctx.sshClientAddress) });
+  return parseBridgeState(name, r.stdout);
+}

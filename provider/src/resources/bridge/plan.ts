@@ -1,0 +1,204 @@
+import { quoteArgv } from "../../host/quote";
+import { PlanError } from "../../resource";
+import type { Step } from "../../step";
+import { BRIDGE_CONF } from "./observe";
+import type { BridgeInputs, BridgeState, Route } from "./schema";
+
+// Edits only the provider's own marker+allow pair, under a lock, so concurrent bridges on one host
+// do not lose each other's lines and the admin's lines stay as they are.
+const HELPER_SCRIPT = [
+  "set -e",
+  `f=${BRIDGE_CONF}`,
+  'm="# managed by pulumi-hypervisor: bridge $2"',
+  "mkdir -p /etc/qemu /run/pulumi-hypervisor",
+  "exec 9>/run/pulumi-hypervisor/bridge-conf.lock",
+  "flock 9",
+  'touch "$f"',
+  't="$f.pulumi-tmp.$$"',
+  `awk -v m="$m" 'skip { skip = 0; next } $0 == m { skip = 1; next } { print }' "$f" > "$t"`,
+  'if [ "$1" = add ]; then printf \'%s\\nallow %s\\n\' "$m" "$2" >> "$t"; fi',
+  'chmod 644 "$t"',
+  'mv -f "$t" "$f"',
+].join("\n");
+
+/** Returns the step that adds or removes the provider's `allow <bridge>` pair. */
+export function helperStep(action: "add" | "remove", bridge: string): Step {
+  return {
+    summary: `${action === "add" ? "allow" : "stop allowing"} ${bridge} for qemu-bridge-helper in ${BRIDGE_CONF}`,
+    argv: ["sh", "-c", HELPER_SCRIPT, "sh", action, bridge],
+  };
+}
+
+/** Returns a step that runs every command even if one fails (so a move never stops half-way). */
+function allOrReport(summary: string, commands: string[][]): Step {
+  const lines = ["rc=0", ...commands.map((c) => `${quoteArgv(c)} || rc=1`), "exit $rc"];
+  return { summary, argv: ["sh", "-c", lines.join("\n")] };
+}
+
+function routeArgv(r: Route, dev: string): string[] {
+  return [
+    "ip",
+    ...(r.family === 6 ? ["-6"] : []),
+    "route",
+    "replace",
+    r.dst,
+    ...(r.gateway !== undefined ? ["via", r.gateway] : []),
+    "dev",
+    dev,
+    ...(r.protocol !== undefined ? ["proto", r.protocol] : []),
+    ...(r.metric !== undefined ? ["metric", String(r.metric)] : []),
+  ];
+}
+
+/** Returns the commands that move addresses and routes from one interface to another. */
+function moveCommands(addresses: string[], routes: Route[], from: string, to: string): string[][] {
+  return [
+    ...addresses.flatMap((a) => [
+      ["ip", "addr", "del", a, "dev", from],
+      ["ip", "addr", "add", a, "dev", to],
+    ]),
+    ...routes.filter((r) => r.dev === from).map((r) => routeArgv(r, to)),
+  ];
+}
+
+const sorted = (xs: readonly string[]): string[] => [...xs].sort();
+const minus = (a: readonly string[], b: readonly string[]): string[] => a.filter((x) => !b.includes(x));
+const on = (b: boolean): string => (b ? "1" : "0");
+
+/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
+export function planBridge(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
+  const name = actual.name;
+  const existing = actual.links[name];
+  if (existing && !actual.bridge) {
+    if (desired === undefined) return [];
+    throw new PlanError(
+      `interface ${JSON.stringify(name)} exists and is not a bridge (kind ${existing.kind ?? "none"}); refusing to touch it`,
+    );
+  }
+  return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
+}
+
+function planDelete(actual: BridgeState): Step[] {
+  const name = actual.name;
+  const steps: Step[] = [];
+  if (actual.helperAllowed) steps.push(helperStep("remove", name));
+  const bridge = actual.bridge;
+  if (!bridge) return steps;
+  if (actual.sshInterface === name) {
+    const [port, ...others] = actual.ports;
+    if (port === undefined || others.length > 0) {
+      throw new PlanError(
+        `this SSH session runs over bridge ${name} and it has ${actual.ports.length} ports, so its addresses have no single place to go; ` +
+          `remove the other ports first or connect through another interface`,
+      );
+    }
+    steps.push(
+      allOrReport(`move ${name}'s addresses and routes back to ${port} and delete ${name} (carries this SSH session)`, [
+        ["ip", "link", "set", "dev", port, "nomaster"],
+        ["ip", "link", "set", "dev", port, "up"],
+        ...moveCommands(bridge.addresses, actual.routes, name, port),
+        ["ip", "link", "del", "dev", name],
+      ]),
+    );
+    return steps;
+  }
+  steps.push({ summary: `delete bridge ${name}`, argv: ["ip", "link", "del", "dev", name, "type", "bridge"] });
+  return steps;
+}
+
+function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
+  const name = d.name;
+  const steps: Step[] = [];
+  const b = actual.bridge;
+  // After `ip link add` the bridge already has what the add command set.
+  const cur = b ?? {
+    stp: d.stp,
+    vlanFiltering: d.vlanFiltering,
+    mtu: d.mtu,
+    macAddress: d.macAddress,
+    addresses: [] as string[],
+    up: false,
+  };
+  const ports = b ? actual.ports : [];
+  if (!b) {
+    steps.push({
+      summary: `create bridge ${name}`,
+      argv: [
+        "ip", "link", "add", "name", name, "type", "bridge",
+        "stp_state", on(d.stp), "vlan_filtering", on(d.vlanFiltering),
+        ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
+        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
+      ],
+    });
+  }
+  if (cur.stp !== d.stp) {
+    steps.push({ summary: `set stp ${d.stp ? "on" : "off"} on ${name}`, argv: ["ip", "link", "set", "dev", name, "type", "bridge", "stp_state", on(d.stp)] });
+  }
+  if (cur.vlanFiltering !== d.vlanFiltering) {
+    steps.push({ summary: `set vlan filtering ${d.vlanFiltering ? "on" : "off"} on ${name}`, argv: ["ip", "link", "set", "dev", name, "type", "bridge", "vlan_filtering", on(d.vlanFiltering)] });
+  }
+  if (d.mtu !== undefined && cur.mtu !== d.mtu) {
+    steps.push({ summary: `set mtu ${d.mtu} on ${name}`, argv: ["ip", "link", "set", "dev", name, "mtu", String(d.mtu)] });
+  }
+  if (d.macAddress !== undefined && cur.macAddress !== d.macAddress) {
+    steps.push({ summary: `set mac address ${d.macAddress} on ${name}`, argv: ["ip", "link", "set", "dev", name, "address", d.macAddress] });
+  }
+  if (!cur.up) {
+    steps.push({ summary: `bring ${name} up`, argv: ["ip", "link", "set", "dev", name, "up"] });
+  }
+
+  const moved: string[] = [];
+  for (const port of minus(sorted(d.ports), ports)) {
+    const link = actual.links[port];
+    if (!link) throw new PlanError(`port ${JSON.stringify(port)} does not exist on the host`);
+    if (link.master !== undefined && link.master !== name) {
+      throw new PlanError(`port ${JSON.stringify(port)} is already attached to ${link.master}`);
+    }
+    const carriesSsh = actual.sshInterface === port;
+    const keep = link.addresses.filter((a) => d.addresses.includes(a));
+    if (link.addresses.length > 0 && keep.length === link.addresses.length) {
+      moved.push(...keep);
+      steps.push(
+        allOrReport(
+          `attach ${port} to ${name}, moving its addresses and routes onto ${name} in one step${carriesSsh ? " (carries this SSH session)" : ""}`,
+          [
+            ["ip", "link", "set", "dev", port, "master", name],
+            ["ip", "link", "set", "dev", port, "up"],
+            ...moveCommands(link.addresses, actual.routes, port, name),
+          ],
+        ),
+      );
+    } else if (carriesSsh) {
+      throw new PlanError(
+        `port ${JSON.stringify(port)} carries this SSH session; enslaving it would cut the provider off. ` +
+          `Add its addresses (${link.addresses.join(", ") || "none"}) to the bridge's addresses so they move onto ${name} in the same step, or connect through another interface`,
+      );
+    } else {
+      steps.push({ summary: `attach ${port} to ${name}`, argv: ["ip", "link", "set", "dev", port, "master", name] });
+      if (!link.up) steps.push({ summary: `bring ${port} up`, argv: ["ip", "link", "set", "dev", port, "up"] });
+    }
+  }
+  const removedPorts = minus(ports, d.ports);
+  if (removedPorts.length > 0 && actual.sshInterface === name && removedPorts.length === ports.length && d.ports.length === 0) {
+    throw new PlanError(
+      `this SSH session runs over bridge ${name}; detaching all its ports (${removedPorts.join(", ")}) would cut the provider off`,
+    );
+  }
+  for (const port of removedPorts) {
+    steps.push({ summary: `detach ${port} from ${name}`, argv: ["ip", "link", "set", "dev", port, "nomaster"] });
+  }
+
+  for (const a of minus(cur.addresses, d.addresses)) {
+    if (actual.sshInterface === name && actual.sshLocalAddress !== undefined && a.split("/")[0] === actual.sshLocalAddress) {
+      throw new PlanError(`address ${a} on ${name} carries this SSH session; removing it would cut the provider off`);
+    }
+    steps.push({ summary: `remove address ${a} from ${name}`, argv: ["ip", "addr", "del", a, "dev", name] });
+  }
+  for (const a of minus(minus(d.addresses, cur.addresses), moved)) {
+    steps.push({ summary: `add address ${a} to ${name}`, argv: ["ip", "addr", "add", a, "dev", name] });
+  }
+  if (d.allowQemuBridgeHelper !== actual.helperAllowed) {
+    steps.push(helperStep(d.allowQemuBridgeHelper ? "add" : "remove", name));
+  }
+  return steps;
+}

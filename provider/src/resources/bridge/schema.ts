@@ -1,0 +1,85 @@
+import { z } from "zod";
+import { Cidr, InterfaceName, MacAddress } from "../../net";
+
+const unique = (what: string) => (items: readonly string[], ctx: z.RefinementCtx) => {
+  const seen = new Set<string>();
+  items.forEach((item, i) => {
+    if (seen.has(item)) {
+      ctx.addIssue({ code: "custom", path: [i], message: `${what} ${JSON.stringify(item)} is listed twice` });
+    }
+    seen.add(item);
+  });
+};
+
+export const BridgeInputs = z
+  .object({
+    /** Interface name of the bridge (identity: a change replaces it). */
+    name: InterfaceName,
+    /** Addresses with prefix length, IPv4 or IPv6; applied live. Default: none (manages: removes others). */
+    addresses: z.array(Cidr).default([]).superRefine(unique("address")),
+    /** Spanning tree protocol on or off (default off). */
+    stp: z.boolean().default(false),
+    /** MTU in bytes; unset leaves the kernel's choice alone. */
+    mtu: z.number().int().min(68, "must be at least 68").max(65535, "must be at most 65535").optional(),
+    /** The bridge's MAC address; unset leaves the kernel's choice alone. */
+    macAddress: MacAddress.optional(),
+    /** Interfaces to enslave (attached live). The NIC carrying the SSH session needs its addresses in `addresses`. */
+    ports: z.array(InterfaceName).default([]).superRefine(unique("port")),
+    /** VLAN filtering on or off (default off). */
+    vlanFiltering: z.boolean().default(false),
+    /** Manage an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (default false). */
+    allowQemuBridgeHelper: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    b.ports.forEach((p, i) => {
+      if (p === b.name) {
+        ctx.addIssue({ code: "custom", path: ["ports", i], message: "a bridge cannot be its own port" });
+      }
+    });
+  });
+
+export type BridgeInputs = z.infer<typeof BridgeInputs>;
+
+/** A route as `ip -j route show` reports it, reduced to what moving it needs. */
+export interface Route {
+  family: 4 | 6;
+  dst: string;
+  gateway?: string;
+  dev: string;
+  protocol?: string;
+  metric?: number;
+}
+
+/** One interface as `ip -d -j addr show` reports it. */
+export interface Link {
+  name: string;
+  ifIndex: number;
+  macAddress: string;
+  mtu: number;
+  up: boolean;
+  kind: string | undefined;
+  master: string | undefined;
+  /** Global (non link-local) addresses with prefix, canonical. */
+  addresses: string[];
+  stp?: boolean;
+  vlanFiltering?: boolean;
+}
+
+/** The bridge (if present) and the surroundings a plan needs. */
+export interface BridgeState {
+  name: string;
+  bridge: Link | undefined;
+  /** Interfaces whose master is this bridge. */
+  ports: string[];
+  /** Every interface on the host by name (for port checks). */
+  links: Record<string, Link>;
+  /** Non-kernel routes in the main table (to move them with addresses). */
+  routes: Route[];
+  /** The interface the SSH session's replies leave by, when known. */
+  sshInterface: string | undefined;
+  /** The local address the SSH session uses, when known. */
+  sshLocalAddress: string | undefined;
+  /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
+  helperAllowed: boolean;
+}

@@ -1,0 +1,2 @@
+export type { ConnectionArgs } from "./connection";
+export { Bridge, type BridgeArgs } from "./bridge";

@@ -1,0 +1,36 @@
+import * as pulumi from "@pulumi/pulumi";
+
+const providers = new Map<string, pulumi.dynamic.ResourceProvider>();
+
+/**
+ * Returns the dynamic provider object of a resource type. Pulumi serializes this object into the
+ * state (`__provider`); it captures only the type name and loads the implementation lazily from
+ * the installed package, so the serialized text is small, identical on every run, and secret-free.
+ */
+export function dynamicProvider(type: string): pulumi.dynamic.ResourceProvider {
+  const hit = providers.get(type);
+  if (hit) return hit;
+  const provider: pulumi.dynamic.ResourceProvider = {
+    check: (olds, news) =>
+      require("pulumi-hypervisor/provider").handlersFor(type).check(olds, news),
+    diff: (id, olds, news) =>
+      require("pulumi-hypervisor/provider").handlersFor(type).diff(id, olds, news),
+    create: (inputs) => require("pulumi-hypervisor/provider").handlersFor(type).create(inputs),
+    read: (id, props) => require("pulumi-hypervisor/provider").handlersFor(type).read(id, props),
+    update: (id, olds, news) =>
+      require("pulumi-hypervisor/provider").handlersFor(type).update(id, olds, news),
+    delete: (id, props) => require("pulumi-hypervisor/provider").handlersFor(type).delete(id, props),
+  };
+  providers.set(type, provider);
+  return provider;
+}
+
+/** Returns the options every resource gets: `connection` stays secret in outputs too. */
+export function withSecretConnection(
+  opts: pulumi.CustomResourceOptions | undefined,
+): pulumi.CustomResourceOptions {
+  return {
+    ...opts,
+    additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"],
+  };
+}
