@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# `npm test`: installs what the tests need (Debian packages when root on Debian), builds, type
+# checks, lints, and runs every test: unit, engine-protocol and integration on real lab hosts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -d node_modules ] || npm ci --no-audit --no-fund
+bash scripts/install-deps.sh
+npm run build
+npm run typecheck
+npm run lint
+npx vitest run "$@"

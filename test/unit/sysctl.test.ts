@@ -1,0 +1,55 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseSysctlProbe, sysctlArgv } from "../../provider/src/sysctl";
+
+// The claim script runs for real under /bin/sh against a scratch /proc/sys look-alike.
+function scratch(initial: string) {
+  const dir = mkdtempSync(join(tmpdir(), "sysctl-"));
+  const proc = join(dir, "proc");
+  mkdirSync(join(proc, "net/ipv4"), { recursive: true });
+  writeFileSync(join(proc, "net/ipv4/ip_forward"), initial);
+  const roots = { proc, claims: join(dir, "claims") };
+  const run = (action: "claim" | "release", owner: string) => {
+    const [cmd, ...args] = sysctlArgv(action, "net/ipv4/ip_forward", owner, "1", roots);
+    execFileSync(cmd!, args);
+  };
+  const value = () => readFileSync(join(proc, "net/ipv4/ip_forward"), "utf8").trim();
+  return { run, value };
+}
+
+describe("sysctl claims", () => {
+  it("restores the original value only when the last claim goes", () => {
+    const s = scratch("0\n");
+    s.run("claim", "natrule-a");
+    s.run("claim", "tapdevice-b");
+    expect(s.value()).toBe("1");
+    s.run("release", "natrule-a");
+    expect(s.value()).toBe("1");
+    s.run("release", "tapdevice-b");
+    expect(s.value()).toBe("0");
+  });
+  it("keeps a value someone else had set", () => {
+    const s = scratch("1\n");
+    s.run("claim", "natrule-a");
+    s.run("release", "natrule-a");
+    expect(s.value()).toBe("1");
+  });
+  it("is idempotent: releasing twice or without a claim changes nothing", () => {
+    const s = scratch("0\n");
+    s.run("release", "natrule-a");
+    s.run("claim", "natrule-a");
+    s.run("claim", "natrule-a");
+    s.run("release", "natrule-a");
+    s.run("release", "natrule-a");
+    expect(s.value()).toBe("0");
+  });
+  it("parses the probe", () => {
+    expect(parseSysctlProbe("net/ipv4/ip_forward 1 1\nnet/ipv4/conf/tap0/proxy_arp - 0\n")).toEqual({
+      "net/ipv4/ip_forward": { value: "1", claimed: true },
+      "net/ipv4/conf/tap0/proxy_arp": { value: "-", claimed: false },
+    });
+  });
+});
