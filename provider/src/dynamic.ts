@@ -16,11 +16,31 @@ export interface DynamicHandlers {
 
 const cache = new Map<string, DynamicHandlers>();
 
+/**
+ * Returns the value without undefined members. The plugin encodes results as protobuf Structs,
+ * which reject undefined: in `outs` the call fails with "Unexpected struct type", and in an
+ * error's `properties` the plugin never answers at all.
+ */
+export function dropUndefined<T>(value: T): T {
+  if (Array.isArray(value)) return value.filter((v) => v !== undefined).map(dropUndefined) as T;
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, dropUndefined(v)]),
+    ) as T;
+  }
+  return value;
+}
+
 // The dynamic-provider plugin packs `id` and `properties` of a thrown error into
 // ErrorResourceInitFailed, which is how a half-done create gets recorded in the state.
 function rethrow(e: unknown): never {
   if (e instanceof ResourceOperationError && e.id !== undefined) {
-    throw Object.assign(new Error(e.message), { id: e.id, properties: e.properties ?? {} });
+    throw Object.assign(new Error(e.message), {
+      id: e.id,
+      properties: dropUndefined(e.properties ?? {}),
+    });
   }
   throw e;
 }
@@ -39,9 +59,9 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
       const d = lc.diff(id, olds, news);
       return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
     },
-    create: (inputs) => lc.create(inputs).catch(rethrow),
-    read: (id, props) => lc.read(id, props),
-    update: (id, olds, news) => lc.update(id, olds, news).catch(rethrow),
+    create: (inputs) => lc.create(inputs).then(dropUndefined, rethrow),
+    read: (id, props) => lc.read(id, props).then(dropUndefined),
+    update: (id, olds, news) => lc.update(id, olds, news).then(dropUndefined, rethrow),
     delete: (id, props) => lc.delete(id, props),
   };
   if (hostFactory === hostFor) cache.set(key, handlers);
