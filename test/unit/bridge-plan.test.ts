@@ -47,7 +47,7 @@ describe("planBridge", () => {
   it("creates an absent bridge with everything in order", () => {
     const s = captured("br9");
     expect(planBridge(inputs({ name: "br9", addresses: ["198.18.9.1/24", "2001:DB8:0:0::9/64"], stp: true, mtu: 1400 }), s)).toEqual([
-      { summary: "create bridge br9", argv: ["ip", "link", "add", "name", "br9", "type", "bridge", "stp_state", "1", "vlan_filtering", "0", "mtu", "1400"] },
+      { summary: "create bridge br9", argv: ["ip", "link", "add", "name", "br9", "type", "bridge", "stp_state", "1", "mtu", "1400"] },
       { summary: "bring br9 up", argv: ["ip", "link", "set", "dev", "br9", "up"] },
       { summary: "add address 198.18.9.1/24 to br9", argv: ["ip", "addr", "add", "198.18.9.1/24", "dev", "br9"] },
       { summary: "add address 2001:db8::9/64 to br9", argv: ["ip", "addr", "add", "2001:db8::9/64", "dev", "br9"] },

@@ -125,7 +125,9 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       summary: `create bridge ${name}`,
       argv: [
         "ip", "link", "add", "name", name, "type", "bridge",
-        "stp_state", on(d.stp), "vlan_filtering", on(d.vlanFiltering),
+        "stp_state", on(d.stp),
+        // only when wanted: kernels built without CONFIG_BRIDGE_VLAN_FILTERING reject even "0"
+        ...(d.vlanFiltering ? ["vlan_filtering", "1"] : []),
         ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
         ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
       ],

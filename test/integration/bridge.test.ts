@@ -1,0 +1,182 @@
+// Bridge on real lab hosts, through the dynamic-provider plugin driven as the engine drives it.
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { CheckFailedError, PluginError, type DynamicProviderPlugin, type Engine } from "../support/engine";
+import { spec, startEngine } from "../support/harness";
+
+let lab: Lab;
+let plugin: DynamicProviderPlugin;
+let engine: Engine;
+let h1: LabHost;
+let h2: LabHost;
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  master?: string;
+  linkinfo?: { info_kind?: string; info_data?: { stp_state?: number } };
+  addr_info?: Array<{ local: string; prefixlen: number; scope: string }>;
+}
+
+async function link(h: LabHost, name: string): Promise<IpLink | undefined> {
+  const r = await h.exec(["ip", "-j", "-d", "addr", "show", "dev", name]);
+  if (r.code !== 0) return undefined;
+  return (JSON.parse(r.stdout) as IpLink[])[0];
+}
+
+const accepted = (h: LabHost): number =>
+  readFileSync(h.sshdLogPath, "utf8").split("\n").filter((l) => l.includes("Accepted ")).length;
+
+const globalAddrs = (l: IpLink | undefined): string[] =>
+  (l?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort();
+
+beforeAll(async () => {
+  lab = await startLab({ name: "itbridge", hosts: 2, firstIndex: 1 });
+  [h1, h2] = lab.hosts as [LabHost, LabHost];
+  ({ plugin, engine } = await startEngine());
+});
+
+afterAll(async () => {
+  await plugin?.stop();
+  await lab?.stop();
+});
+
+describe("Bridge on a lab host", () => {
+  it("creates a bridge with two addresses and STP on, verified independently with ip -j", async () => {
+    const before = await h1.sshConnectionCount();
+    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "2001:db8:100::1/64"], stp: true })];
+    const { steps } = await engine.up(res);
+    expect(steps.map((s) => s.op)).toEqual(["create"]);
+    const l = await link(h1, "br-test");
+    expect(l?.linkinfo?.info_kind).toBe("bridge");
+    expect(l?.linkinfo?.info_data?.stp_state).not.toBe(0);
+    expect(globalAddrs(l)).toEqual(["198.18.100.1/24", "2001:db8:100::1/64"]);
+    const outs = engine.state.get("br")!.outputs;
+    expect(outs["ifIndex"]).toBe(l?.ifindex);
+    expect(outs["macAddress"]).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    // one pooled SSH connection served the whole operation
+    expect((await h1.sshConnectionCount()) - before).toBe(1);
+    expect(await link(h2, "br-test")).toBeUndefined();
+  });
+
+  it("updates addresses and mtu live: the ifindex does not change", async () => {
+    const ifIndex = (await link(h1, "br-test"))?.ifindex;
+    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "198.18.101.1/24"], stp: true, mtu: 1400 })];
+    const preview = await engine.preview(res);
+    expect(preview.steps.map((s) => s.op)).toEqual(["update"]);
+    const { steps } = await engine.up(res);
+    expect(steps.map((s) => s.op)).toEqual(["update"]);
+    const l = await link(h1, "br-test");
+    expect(l?.ifindex).toBe(ifIndex);
+    expect(l?.mtu).toBe(1400);
+    expect(globalAddrs(l)).toEqual(["198.18.100.1/24", "198.18.101.1/24"]);
+  });
+
+  it("refresh reports an mtu changed by hand, and the next up puts it back", async () => {
+    await h1.exec(["ip", "link", "set", "dev", "br-test", "mtu", "1300"]);
+    const { steps } = await engine.refresh();
+    expect(steps).toEqual([expect.objectContaining({ op: "refresh-changed", name: "br" })]);
+    expect(engine.state.get("br")!.outputs["mtu"]).toBe(1300);
+    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "198.18.101.1/24"], stp: true, mtu: 1400 })];
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["update"]);
+    expect((await link(h1, "br-test"))?.mtu).toBe(1400);
+  });
+
+  it("refresh after the bridge is deleted by hand finds it gone", async () => {
+    await h1.exec(["ip", "link", "del", "dev", "br-test"]);
+    const { steps } = await engine.refresh();
+    expect(steps).toEqual([expect.objectContaining({ op: "refresh-gone", name: "br" })]);
+    expect(engine.state.has("br")).toBe(false);
+  });
+
+  it("destroy deletes the bridge and its bridge.conf line, leaving other lines alone", async () => {
+    await h1.exec(["sh", "-c", "mkdir -p /etc/qemu && printf 'allow virbr0\\n' > /etc/qemu/bridge.conf"]);
+    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", allowQemuBridgeHelper: true })];
+    await engine.up(res);
+    expect((await h1.exec(["cat", "/etc/qemu/bridge.conf"])).stdout).toBe(
+      "allow virbr0\n# managed by pulumi-hypervisor: bridge br-test\nallow br-test\n",
+    );
+    // the other lab host has its own /etc: it sees neither the bridge nor the file change
+    expect((await h2.exec(["sh", "-c", "cat /etc/qemu/bridge.conf 2>/dev/null || echo absent"])).stdout).toBe("absent\n");
+    const { steps } = await engine.destroy();
+    expect(steps.map((s) => s.op)).toEqual(["delete"]);
+    expect(await link(h1, "br-test")).toBeUndefined();
+    expect((await h1.exec(["cat", "/etc/qemu/bridge.conf"])).stdout).toBe("allow virbr0\n");
+    // delete is idempotent: deleting what is already gone succeeds
+    await plugin.delete("br-test", "urn:pulumi:test::test::pulumi-nodejs:dynamic/hypervisor:Bridge::br", {
+      connection: h1.connection(),
+      name: "br-test",
+      __provider: (await spec("Bridge", "x", {})).inputs["__provider"],
+    });
+  });
+
+  it("rejects bad input at check, naming the property, without connecting", async () => {
+    const before = await h1.sshConnectionCount();
+    const bad: Array<[Record<string, unknown>, string]> = [
+      [{ name: "a234567890123456" }, "name"],
+      [{ name: "br0;reboot" }, "name"],
+      [{ name: "br 0" }, "name"],
+      [{ name: "br0", addresses: ["10.0.0.300/24"] }, "addresses[0]"],
+      [{ name: "br0", macAddress: "52:54:00:12:34" }, "macAddress"],
+      [{ name: "br0", mtu: -1 }, "mtu"],
+    ];
+    for (const [inputs, property] of bad) {
+      const err = await engine.up([await spec("Bridge", "bad", { connection: h1.connection(), ...inputs })]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CheckFailedError);
+      const failures = (err as CheckFailedError).failures["bad"] ?? [];
+      expect(failures.map((f) => f.property)).toEqual([property]);
+      expect(failures[0]?.reason).toMatch(new RegExp(`^${property.replace(/[[\]]/g, "\\$&")}: `));
+    }
+    expect(await h1.sshConnectionCount()).toBe(before);
+    expect(engine.state.has("bad")).toBe(false);
+  });
+
+  it("refuses a host presenting a different key than the pinned one, and runs nothing", async () => {
+    const before = await h1.exec(["ip", "-br", "link"]);
+    const acceptedBefore = accepted(h1);
+    const res = [await spec("Bridge", "wrongkey", { connection: { ...h1.connection(), hostKey: h2.hostKeyLine }, name: "br-nokey" })];
+    const err = await engine.up(res).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginError);
+    expect((err as Error).message).toContain("host key verification failed");
+    expect((err as Error).message).toContain(h1.hostKeyFingerprint);
+    expect((err as Error).message).toContain(h2.hostKeyFingerprint);
+    expect((await h1.exec(["ip", "-br", "link"])).stdout).toBe(before.stdout);
+    // the client gave up during key exchange: sshd never authenticated anyone
+    expect(accepted(h1)).toBe(acceptedBefore);
+  });
+
+  it("works as a non-root user through sudo -n", async () => {
+    const res = [await spec("Bridge", "sudo", { connection: { ...h2.connection("hvsudo"), sudo: true }, name: "br-sudo", addresses: ["198.18.102.1/24"] })];
+    await engine.up(res);
+    expect(globalAddrs(await link(h2, "br-sudo"))).toEqual(["198.18.102.1/24"]);
+    await engine.destroy();
+    expect(await link(h2, "br-sudo")).toBeUndefined();
+  });
+
+  it("moves the NIC carrying the SSH session onto a bridge and back without losing the session", async () => {
+    const mgmt = `${h2.address}/24`;
+    const refused = [await spec("Bridge", "mgmt", { connection: h2.connection(), name: "br-mgmt", ports: ["mgmt0"] })];
+    const err = await engine.up(refused).catch((e: unknown) => e);
+    expect((err as Error).message).toContain('port "mgmt0" carries this SSH session');
+    expect((await link(h2, "mgmt0"))?.master).toBeUndefined();
+    await engine.destroy();
+
+    const res = [await spec("Bridge", "mgmt", { connection: h2.connection(), name: "br-mgmt", ports: ["mgmt0"], addresses: [mgmt] })];
+    await engine.up(res);
+    expect((await link(h2, "mgmt0"))?.master).toBe("br-mgmt");
+    expect(globalAddrs(await link(h2, "br-mgmt"))).toEqual([mgmt]);
+    expect(globalAddrs(await link(h2, "mgmt0"))).toEqual([]);
+    // the session (and new ones) still work: a no-change up observes over SSH
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["same"]);
+    await engine.destroy();
+    expect(await link(h2, "br-mgmt")).toBeUndefined();
+    expect(globalAddrs(await link(h2, "mgmt0"))).toEqual([mgmt]);
+  });
+
+  it("never writes a connection secret to the plugin's log", () => {
+    expect(plugin.stderr()).not.toContain("OPENSSH PRIVATE KEY");
+    expect(plugin.stderr()).not.toContain(h1.privateKey.split("\n")[1]);
+  });
+});
