@@ -175,6 +175,20 @@ describe("Bridge on a lab host", () => {
     expect(globalAddrs(await link(h2, "mgmt0"))).toEqual([mgmt]);
   });
 
+  it("pools: many operations in one plugin process open exactly one SSH connection", async () => {
+    const before = await h1.sshConnectionCount();
+    const res = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map((i) => spec("Bridge", `pool${i}`, { connection: h1.connection(), name: `br-pool${i}`, addresses: [`198.18.10${i}.1/24`] })),
+    );
+    await engine.preview(res);
+    await engine.up(res);
+    await engine.refresh();
+    await engine.up(res);
+    await engine.destroy();
+    expect((await h1.exec(["ip", "-br", "link", "show", "type", "bridge"])).stdout).toBe("");
+    expect((await h1.sshConnectionCount()) - before).toBe(1);
+  });
+
   it("never writes a connection secret to the plugin's log", () => {
     expect(plugin.stderr()).not.toContain("OPENSSH PRIVATE KEY");
     expect(plugin.stderr()).not.toContain(h1.privateKey.split("\n")[1]);
