@@ -41,7 +41,12 @@ export class Bridge extends pulumi.dynamic.Resource {
     super(
       dynamicProvider("Bridge"),
       name,
-      { macAddress: undefined, ifIndex: undefined, ...args, connection: pulumi.secret(args.connection) },
+      {
+        macAddress: undefined,
+        ifIndex: undefined,
+        ...args,
+        connection: pulumi.secret(args.connection),
+      },
       withSecretConnection(opts),
       "hypervisor",
       "Bridge",

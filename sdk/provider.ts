@@ -19,7 +19,8 @@ export function dynamicProvider(type: string): pulumi.dynamic.ResourceProvider {
     read: (id, props) => require("pulumi-hypervisor/provider").handlersFor(type).read(id, props),
     update: (id, olds, news) =>
       require("pulumi-hypervisor/provider").handlersFor(type).update(id, olds, news),
-    delete: (id, props) => require("pulumi-hypervisor/provider").handlersFor(type).delete(id, props),
+    delete: (id, props) =>
+      require("pulumi-hypervisor/provider").handlersFor(type).delete(id, props),
   };
   providers.set(type, provider);
   return provider;

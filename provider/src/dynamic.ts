@@ -6,8 +6,15 @@ type Props = Record<string, unknown>;
 
 /** The shape `pulumi.dynamic.ResourceProvider` expects, for one resource type. */
 export interface DynamicHandlers {
-  check(olds: Props, news: Props): Promise<{ inputs: Props; failures: { property: string; reason: string }[] }>;
-  diff(id: string, olds: Props, news: Props): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }>;
+  check(
+    olds: Props,
+    news: Props,
+  ): Promise<{ inputs: Props; failures: { property: string; reason: string }[] }>;
+  diff(
+    id: string,
+    olds: Props,
+    news: Props,
+  ): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }>;
   create(inputs: Props): Promise<{ id: string; outs: Props }>;
   read(id: string, props: Props): Promise<{ id: string; props: Props }>;
   update(id: string, olds: Props, news: Props): Promise<{ outs: Props }>;
@@ -57,7 +64,11 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
     check: async (olds, news) => lc.check(olds, news),
     diff: async (id, olds, news) => {
       const d = lc.diff(id, olds, news);
-      return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
+      return {
+        changes: d.changes,
+        replaces: d.replaces,
+        deleteBeforeReplace: d.deleteBeforeReplace,
+      };
     },
     create: (inputs) => lc.create(inputs).then(dropUndefined, rethrow),
     read: (id, props) => lc.read(id, props).then(dropUndefined),

@@ -142,7 +142,9 @@ function omit(props: Props, key: string): Props {
 }
 
 async function observeContext(host: Host): Promise<ObserveContext> {
-  return { sshClientAddress: host.sessionClientAddress ? await host.sessionClientAddress() : undefined };
+  return {
+    sshClientAddress: host.sessionClientAddress ? await host.sessionClientAddress() : undefined,
+  };
 }
 
 /** Runs one step on the host. */
@@ -304,4 +306,3 @@ function messageOf(e: unknown, host: Host): string {
   const msg = e instanceof Error ? e.message : String(e);
   return msg.startsWith(`${label}: `) ? msg.slice(label.length + 2) : msg;
 }
-

@@ -14,7 +14,10 @@ export const InterfaceName = z
 export const MacAddress = z
   .string()
   .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/, "must be six hex octets separated by ':'")
-  .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, "must be a unicast MAC (first octet even)")
+  .refine(
+    (m) => (parseInt(m.slice(0, 2), 16) & 1) === 0,
+    "must be a unicast MAC (first octet even)",
+  )
   .transform((m) => m.toLowerCase());
 
 /** Returns the IPv6 address in the compressed lowercase form that `ip` prints. */
@@ -40,7 +43,7 @@ export function canonicalIPv6(address: string): string {
   // RFC 5952: compress the longest run (length >= 2) of zero groups, the first one on a tie.
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (words[i] !== "0") {
       i++;
       continue;

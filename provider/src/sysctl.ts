@@ -8,7 +8,7 @@ export const CLAIMS_DIR = "/run/pulumi-hypervisor/sysctl";
 // else (libvirt, the admin) survives. flock serialises concurrent resources on one host.
 const SYSCTL_SCRIPT = [
   "set -e",
-  'action=$1 key=$2 owner=$3 value=$4 proc=${5:-/proc/sys} claims=${6:-' + CLAIMS_DIR + "}",
+  "action=$1 key=$2 owner=$3 value=$4 proc=${5:-/proc/sys} claims=${6:-" + CLAIMS_DIR + "}",
   'd="$claims/$key" p="$proc/$key"',
   'mkdir -p "$d"',
   'exec 9>"$claims/.lock"',
@@ -41,7 +41,10 @@ export function sysctlArgv(
 
 /** Returns the step that sets a sysctl on behalf of an owner, remembering the value it replaced. */
 export function claimSysctl(key: SysctlKey, owner: string, value = "1"): Step {
-  return { summary: `set ${key.replace(/\//g, ".")}=${value} (claimed by ${owner})`, argv: sysctlArgv("claim", key, owner, value) };
+  return {
+    summary: `set ${key.replace(/\//g, ".")}=${value} (claimed by ${owner})`,
+    argv: sysctlArgv("claim", key, owner, value),
+  };
 }
 
 /** Returns the step that drops an owner's claim, restoring the original value when it was the last. */
@@ -54,7 +57,7 @@ export function releaseSysctl(key: SysctlKey, owner: string): Step {
 
 /** A probe script fragment: prints `<key> <value> <claimed:0|1>` for each key given as "$@". */
 export const SYSCTL_PROBE = [
-  'owner=$1; shift',
+  "owner=$1; shift",
   'for k in "$@"; do',
   `  v=$(cat "/proc/sys/$k" 2>/dev/null || echo -)`,
   `  if [ -e "${CLAIMS_DIR}/$k/$owner" ]; then c=1; else c=0; fi`,

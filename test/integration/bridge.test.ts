@@ -2,7 +2,12 @@
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type Lab, type LabHost } from "../lab/lab";
-import { CheckFailedError, PluginError, type DynamicProviderPlugin, type Engine } from "../support/engine";
+import {
+  CheckFailedError,
+  PluginError,
+  type DynamicProviderPlugin,
+  type Engine,
+} from "../support/engine";
 import { spec, startEngine } from "../support/harness";
 
 let lab: Lab;
@@ -27,10 +32,15 @@ async function link(h: LabHost, name: string): Promise<IpLink | undefined> {
 }
 
 const accepted = (h: LabHost): number =>
-  readFileSync(h.sshdLogPath, "utf8").split("\n").filter((l) => l.includes("Accepted ")).length;
+  readFileSync(h.sshdLogPath, "utf8")
+    .split("\n")
+    .filter((l) => l.includes("Accepted ")).length;
 
 const globalAddrs = (l: IpLink | undefined): string[] =>
-  (l?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort();
+  (l?.addr_info ?? [])
+    .filter((a) => a.scope === "global")
+    .map((a) => `${a.local}/${a.prefixlen}`)
+    .sort();
 
 beforeAll(async () => {
   lab = await startLab({ name: "itbridge", hosts: 2, firstIndex: 1 });
@@ -46,7 +56,14 @@ afterAll(async () => {
 describe("Bridge on a lab host", () => {
   it("creates a bridge with two addresses and STP on, verified independently with ip -j", async () => {
     const before = await h1.sshConnectionCount();
-    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "2001:db8:100::1/64"], stp: true })];
+    const res = [
+      await spec("Bridge", "br", {
+        connection: h1.connection(),
+        name: "br-test",
+        addresses: ["198.18.100.1/24", "2001:db8:100::1/64"],
+        stp: true,
+      }),
+    ];
     const { steps } = await engine.up(res);
     expect(steps.map((s) => s.op)).toEqual(["create"]);
     const l = await link(h1, "br-test");
@@ -63,7 +80,15 @@ describe("Bridge on a lab host", () => {
 
   it("updates addresses and mtu live: the ifindex does not change", async () => {
     const ifIndex = (await link(h1, "br-test"))?.ifindex;
-    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "198.18.101.1/24"], stp: true, mtu: 1400 })];
+    const res = [
+      await spec("Bridge", "br", {
+        connection: h1.connection(),
+        name: "br-test",
+        addresses: ["198.18.100.1/24", "198.18.101.1/24"],
+        stp: true,
+        mtu: 1400,
+      }),
+    ];
     const preview = await engine.preview(res);
     expect(preview.steps.map((s) => s.op)).toEqual(["update"]);
     const { steps } = await engine.up(res);
@@ -79,7 +104,15 @@ describe("Bridge on a lab host", () => {
     const { steps } = await engine.refresh();
     expect(steps).toEqual([expect.objectContaining({ op: "refresh-changed", name: "br" })]);
     expect(engine.state.get("br")!.outputs["mtu"]).toBe(1300);
-    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", addresses: ["198.18.100.1/24", "198.18.101.1/24"], stp: true, mtu: 1400 })];
+    const res = [
+      await spec("Bridge", "br", {
+        connection: h1.connection(),
+        name: "br-test",
+        addresses: ["198.18.100.1/24", "198.18.101.1/24"],
+        stp: true,
+        mtu: 1400,
+      }),
+    ];
     expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["update"]);
     expect((await link(h1, "br-test"))?.mtu).toBe(1400);
   });
@@ -92,24 +125,40 @@ describe("Bridge on a lab host", () => {
   });
 
   it("destroy deletes the bridge and its bridge.conf line, leaving other lines alone", async () => {
-    await h1.exec(["sh", "-c", "mkdir -p /etc/qemu && printf 'allow virbr0\\n' > /etc/qemu/bridge.conf"]);
-    const res = [await spec("Bridge", "br", { connection: h1.connection(), name: "br-test", allowQemuBridgeHelper: true })];
+    await h1.exec([
+      "sh",
+      "-c",
+      "mkdir -p /etc/qemu && printf 'allow virbr0\\n' > /etc/qemu/bridge.conf",
+    ]);
+    const res = [
+      await spec("Bridge", "br", {
+        connection: h1.connection(),
+        name: "br-test",
+        allowQemuBridgeHelper: true,
+      }),
+    ];
     await engine.up(res);
     expect((await h1.exec(["cat", "/etc/qemu/bridge.conf"])).stdout).toBe(
       "allow virbr0\n# managed by pulumi-hypervisor: bridge br-test\nallow br-test\n",
     );
     // the other lab host has its own /etc: it sees neither the bridge nor the file change
-    expect((await h2.exec(["sh", "-c", "cat /etc/qemu/bridge.conf 2>/dev/null || echo absent"])).stdout).toBe("absent\n");
+    expect(
+      (await h2.exec(["sh", "-c", "cat /etc/qemu/bridge.conf 2>/dev/null || echo absent"])).stdout,
+    ).toBe("absent\n");
     const { steps } = await engine.destroy();
     expect(steps.map((s) => s.op)).toEqual(["delete"]);
     expect(await link(h1, "br-test")).toBeUndefined();
     expect((await h1.exec(["cat", "/etc/qemu/bridge.conf"])).stdout).toBe("allow virbr0\n");
     // delete is idempotent: deleting what is already gone succeeds
-    await plugin.delete("br-test", "urn:pulumi:test::test::pulumi-nodejs:dynamic/hypervisor:Bridge::br", {
-      connection: h1.connection(),
-      name: "br-test",
-      __provider: (await spec("Bridge", "x", {})).inputs["__provider"],
-    });
+    await plugin.delete(
+      "br-test",
+      "urn:pulumi:test::test::pulumi-nodejs:dynamic/hypervisor:Bridge::br",
+      {
+        connection: h1.connection(),
+        name: "br-test",
+        __provider: (await spec("Bridge", "x", {})).inputs["__provider"],
+      },
+    );
   });
 
   it("rejects bad input at check, naming the property, without connecting", async () => {
@@ -123,7 +172,9 @@ describe("Bridge on a lab host", () => {
       [{ name: "br0", mtu: -1 }, "mtu"],
     ];
     for (const [inputs, property] of bad) {
-      const err = await engine.up([await spec("Bridge", "bad", { connection: h1.connection(), ...inputs })]).catch((e: unknown) => e);
+      const err = await engine
+        .up([await spec("Bridge", "bad", { connection: h1.connection(), ...inputs })])
+        .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(CheckFailedError);
       const failures = (err as CheckFailedError).failures["bad"] ?? [];
       expect(failures.map((f) => f.property)).toEqual([property]);
@@ -136,7 +187,12 @@ describe("Bridge on a lab host", () => {
   it("refuses a host presenting a different key than the pinned one, and runs nothing", async () => {
     const before = await h1.exec(["ip", "-br", "link"]);
     const acceptedBefore = accepted(h1);
-    const res = [await spec("Bridge", "wrongkey", { connection: { ...h1.connection(), hostKey: h2.hostKeyLine }, name: "br-nokey" })];
+    const res = [
+      await spec("Bridge", "wrongkey", {
+        connection: { ...h1.connection(), hostKey: h2.hostKeyLine },
+        name: "br-nokey",
+      }),
+    ];
     const err = await engine.up(res).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PluginError);
     expect((err as Error).message).toContain("host key verification failed");
@@ -148,7 +204,13 @@ describe("Bridge on a lab host", () => {
   });
 
   it("works as a non-root user through sudo -n", async () => {
-    const res = [await spec("Bridge", "sudo", { connection: { ...h2.connection("hvsudo"), sudo: true }, name: "br-sudo", addresses: ["198.18.102.1/24"] })];
+    const res = [
+      await spec("Bridge", "sudo", {
+        connection: { ...h2.connection("hvsudo"), sudo: true },
+        name: "br-sudo",
+        addresses: ["198.18.102.1/24"],
+      }),
+    ];
     await engine.up(res);
     expect(globalAddrs(await link(h2, "br-sudo"))).toEqual(["198.18.102.1/24"]);
     await engine.destroy();
@@ -157,13 +219,26 @@ describe("Bridge on a lab host", () => {
 
   it("moves the NIC carrying the SSH session onto a bridge and back without losing the session", async () => {
     const mgmt = `${h2.address}/24`;
-    const refused = [await spec("Bridge", "mgmt", { connection: h2.connection(), name: "br-mgmt", ports: ["mgmt0"] })];
+    const refused = [
+      await spec("Bridge", "mgmt", {
+        connection: h2.connection(),
+        name: "br-mgmt",
+        ports: ["mgmt0"],
+      }),
+    ];
     const err = await engine.up(refused).catch((e: unknown) => e);
     expect((err as Error).message).toContain('port "mgmt0" carries this SSH session');
     expect((await link(h2, "mgmt0"))?.master).toBeUndefined();
     await engine.destroy();
 
-    const res = [await spec("Bridge", "mgmt", { connection: h2.connection(), name: "br-mgmt", ports: ["mgmt0"], addresses: [mgmt] })];
+    const res = [
+      await spec("Bridge", "mgmt", {
+        connection: h2.connection(),
+        name: "br-mgmt",
+        ports: ["mgmt0"],
+        addresses: [mgmt],
+      }),
+    ];
     await engine.up(res);
     expect((await link(h2, "mgmt0"))?.master).toBe("br-mgmt");
     expect(globalAddrs(await link(h2, "br-mgmt"))).toEqual([mgmt]);
@@ -178,7 +253,13 @@ describe("Bridge on a lab host", () => {
   it("pools: many operations in one plugin process open exactly one SSH connection", async () => {
     const before = await h1.sshConnectionCount();
     const res = await Promise.all(
-      [1, 2, 3, 4, 5, 6].map((i) => spec("Bridge", `pool${i}`, { connection: h1.connection(), name: `br-pool${i}`, addresses: [`198.18.10${i}.1/24`] })),
+      [1, 2, 3, 4, 5, 6].map((i) =>
+        spec("Bridge", `pool${i}`, {
+          connection: h1.connection(),
+          name: `br-pool${i}`,
+          addresses: [`198.18.10${i}.1/24`],
+        }),
+      ),
     );
     await engine.preview(res);
     await engine.up(res);

@@ -12,7 +12,6 @@ const serialized = new Map<string, Promise<string>>();
 export function providerText(type: string): Promise<string> {
   let hit = serialized.get(type);
   if (!hit) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const sc = require("@pulumi/pulumi/runtime/closure/serializeClosure") as {
       serializeFunction(f: () => unknown, o: { allowSecrets: boolean }): Promise<{ text: string }>;
     };

@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseBridgeState, parseLinks, SEPARATOR } from "../../provider/src/resources/bridge/observe";
+import {
+  parseBridgeState,
+  parseLinks,
+  SEPARATOR,
+} from "../../provider/src/resources/bridge/observe";
 import { planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
 
@@ -9,19 +13,35 @@ const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtu
 
 /** The probe's output as the host would print it, from real captures. */
 function probeOutput(conf = ""): string {
-  return [fixture("ip-d-j-addr-show.json"), fixture("ip-j-route-show.json"), "[]\n", conf, fixture("ip-j-route-get.json")].join(`${SEPARATOR}\n`);
+  return [
+    fixture("ip-d-j-addr-show.json"),
+    fixture("ip-j-route-show.json"),
+    "[]\n",
+    conf,
+    fixture("ip-j-route-get.json"),
+  ].join(`${SEPARATOR}\n`);
 }
 
-const captured = (name = "br0", conf = ""): BridgeState => parseBridgeState(name, probeOutput(conf));
+const captured = (name = "br0", conf = ""): BridgeState =>
+  parseBridgeState(name, probeOutput(conf));
 const inputs = (x: Record<string, unknown>) => BridgeInputs.parse(x);
 
 describe("parsing real ip -j output", () => {
   it("reads the bridge, its port, addresses, stp and the SSH route", () => {
     const s = captured();
-    expect(s.bridge).toMatchObject({ name: "br0", kind: "bridge", stp: true, vlanFiltering: false, up: true, mtu: 1500 });
+    expect(s.bridge).toMatchObject({
+      name: "br0",
+      kind: "bridge",
+      stp: true,
+      vlanFiltering: false,
+      up: true,
+      mtu: 1500,
+    });
     expect(s.bridge?.addresses).toEqual(["198.18.100.1/24", "2001:db8::1/64"]);
     expect(s.ports).toEqual(["eno1"]);
-    expect(s.routes).toEqual([{ family: 4, dst: "198.18.50.0/24", gateway: "198.18.7.1", dev: "eno2" }]);
+    expect(s.routes).toEqual([
+      { family: 4, dst: "198.18.50.0/24", gateway: "198.18.7.1", dev: "eno2" },
+    ]);
     expect(s.sshInterface).toBe("eno2");
     expect(s.sshLocalAddress).toBe("198.18.7.2");
     expect(s.helperAllowed).toBe(false);
@@ -39,27 +59,80 @@ describe("parsing real ip -j output", () => {
 
   it("recognises only its own marked allow line in bridge.conf", () => {
     expect(captured("br0", "allow br0\n").helperAllowed).toBe(false);
-    expect(captured("br0", "allow all\n# managed by pulumi-hypervisor: bridge br0\nallow br0\n").helperAllowed).toBe(true);
+    expect(
+      captured("br0", "allow all\n# managed by pulumi-hypervisor: bridge br0\nallow br0\n")
+        .helperAllowed,
+    ).toBe(true);
   });
 });
 
 describe("planBridge", () => {
   it("creates an absent bridge with everything in order", () => {
     const s = captured("br9");
-    expect(planBridge(inputs({ name: "br9", addresses: ["198.18.9.1/24", "2001:DB8:0:0::9/64"], stp: true, mtu: 1400 }), s)).toEqual([
-      { summary: "create bridge br9", argv: ["ip", "link", "add", "name", "br9", "type", "bridge", "stp_state", "1", "mtu", "1400"] },
+    expect(
+      planBridge(
+        inputs({
+          name: "br9",
+          addresses: ["198.18.9.1/24", "2001:DB8:0:0::9/64"],
+          stp: true,
+          mtu: 1400,
+        }),
+        s,
+      ),
+    ).toEqual([
+      {
+        summary: "create bridge br9",
+        argv: [
+          "ip",
+          "link",
+          "add",
+          "name",
+          "br9",
+          "type",
+          "bridge",
+          "stp_state",
+          "1",
+          "mtu",
+          "1400",
+        ],
+      },
       { summary: "bring br9 up", argv: ["ip", "link", "set", "dev", "br9", "up"] },
-      { summary: "add address 198.18.9.1/24 to br9", argv: ["ip", "addr", "add", "198.18.9.1/24", "dev", "br9"] },
-      { summary: "add address 2001:db8::9/64 to br9", argv: ["ip", "addr", "add", "2001:db8::9/64", "dev", "br9"] },
+      {
+        summary: "add address 198.18.9.1/24 to br9",
+        argv: ["ip", "addr", "add", "198.18.9.1/24", "dev", "br9"],
+      },
+      {
+        summary: "add address 2001:db8::9/64 to br9",
+        argv: ["ip", "addr", "add", "2001:db8::9/64", "dev", "br9"],
+      },
     ]);
   });
 
   it("is empty when the host already matches", () => {
-    expect(planBridge(inputs({ name: "br0", addresses: ["2001:db8::1/64", "198.18.100.1/24"], stp: true, ports: ["eno1"] }), captured())).toEqual([]);
+    expect(
+      planBridge(
+        inputs({
+          name: "br0",
+          addresses: ["2001:db8::1/64", "198.18.100.1/24"],
+          stp: true,
+          ports: ["eno1"],
+        }),
+        captured(),
+      ),
+    ).toEqual([]);
   });
 
   it("repairs drift live, without recreating the bridge", () => {
-    const steps = planBridge(inputs({ name: "br0", addresses: ["198.18.100.1/24", "198.18.101.1/24"], stp: false, mtu: 1400, ports: [] }), captured());
+    const steps = planBridge(
+      inputs({
+        name: "br0",
+        addresses: ["198.18.100.1/24", "198.18.101.1/24"],
+        stp: false,
+        mtu: 1400,
+        ports: [],
+      }),
+      captured(),
+    );
     expect(steps.map((s) => s.summary)).toEqual([
       "set stp off on br0",
       "set mtu 1400 on br0",
@@ -67,7 +140,9 @@ describe("planBridge", () => {
       "remove address 2001:db8::1/64 from br0",
       "add address 198.18.101.1/24 to br0",
     ]);
-    expect(steps.some((s) => "argv" in s && s.argv.includes("del") && s.argv.includes("link"))).toBe(false);
+    expect(
+      steps.some((s) => "argv" in s && s.argv.includes("del") && s.argv.includes("link")),
+    ).toBe(false);
   });
 
   it("deletes only the bridge, and its own helper line", () => {
@@ -80,16 +155,36 @@ describe("planBridge", () => {
   });
 
   it("refuses to enslave the NIC carrying the SSH session unless its addresses move too", () => {
-    expect(() => planBridge(inputs({ name: "br0", addresses: ["198.18.100.1/24", "2001:db8::1/64"], stp: true, ports: ["eno1", "eno2"] }), captured())).toThrow(
+    expect(() =>
+      planBridge(
+        inputs({
+          name: "br0",
+          addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+          stp: true,
+          ports: ["eno1", "eno2"],
+        }),
+        captured(),
+      ),
+    ).toThrow(
       /port "eno2" carries this SSH session; enslaving it would cut the provider off\. Add its addresses \(198\.18\.7\.2\/24\)/,
     );
   });
 
   it("moves the SSH NIC's addresses and routes onto the bridge in one step", () => {
-    const steps = planBridge(inputs({ name: "br0", addresses: ["198.18.100.1/24", "2001:db8::1/64", "198.18.7.2/24"], stp: true, ports: ["eno1", "eno2"] }), captured());
+    const steps = planBridge(
+      inputs({
+        name: "br0",
+        addresses: ["198.18.100.1/24", "2001:db8::1/64", "198.18.7.2/24"],
+        stp: true,
+        ports: ["eno1", "eno2"],
+      }),
+      captured(),
+    );
     expect(steps).toHaveLength(1);
     const step = steps[0]!;
-    expect(step.summary).toBe("attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)");
+    expect(step.summary).toBe(
+      "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
+    );
     expect("argv" in step && step.argv.slice(0, 2)).toEqual(["sh", "-c"]);
     expect("argv" in step && step.argv[2]).toBe(
       [
@@ -105,18 +200,35 @@ describe("planBridge", () => {
   });
 
   it("refuses a port that does not exist or belongs to another bridge", () => {
-    expect(() => planBridge(inputs({ name: "br9", ports: ["nope0"] }), captured("br9"))).toThrow(/port "nope0" does not exist on the host/);
-    expect(() => planBridge(inputs({ name: "br9", ports: ["eno1"] }), captured("br9"))).toThrow(/port "eno1" is already attached to br0/);
+    expect(() => planBridge(inputs({ name: "br9", ports: ["nope0"] }), captured("br9"))).toThrow(
+      /port "nope0" does not exist on the host/,
+    );
+    expect(() => planBridge(inputs({ name: "br9", ports: ["eno1"] }), captured("br9"))).toThrow(
+      /port "eno1" is already attached to br0/,
+    );
   });
 
   it("refuses to manage an interface that is not a bridge", () => {
-    expect(() => planBridge(inputs({ name: "eno2" }), captured("eno2"))).toThrow(/interface "eno2" exists and is not a bridge/);
+    expect(() => planBridge(inputs({ name: "eno2" }), captured("eno2"))).toThrow(
+      /interface "eno2" exists and is not a bridge/,
+    );
     expect(planBridge(undefined, captured("eno2"))).toEqual([]);
   });
 
   it("adds and removes its own helper line", () => {
-    const add = planBridge(inputs({ name: "br0", addresses: ["198.18.100.1/24", "2001:db8::1/64"], stp: true, ports: ["eno1"], allowQemuBridgeHelper: true }), captured());
-    expect(add.map((s) => s.summary)).toEqual(["allow br0 for qemu-bridge-helper in /etc/qemu/bridge.conf"]);
+    const add = planBridge(
+      inputs({
+        name: "br0",
+        addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+        stp: true,
+        ports: ["eno1"],
+        allowQemuBridgeHelper: true,
+      }),
+      captured(),
+    );
+    expect(add.map((s) => s.summary)).toEqual([
+      "allow br0 for qemu-bridge-helper in /etc/qemu/bridge.conf",
+    ]);
     expect("argv" in add[0]! && add[0].argv.slice(-2)).toEqual(["add", "br0"]);
   });
 });
@@ -130,14 +242,26 @@ describe("BridgeInputs", () => {
     expect(reasons({ name: "a234567890123456" })[0]).toMatch(/^name: must be 1 to 15 characters/);
     expect(reasons({ name: "br0;reboot" })[0]).toMatch(/^name: must be 1 to 15/);
     expect(reasons({ name: "br 0" })[0]).toMatch(/^name: /);
-    expect(reasons({ name: "br0", addresses: ["198.18.0.1/24", "10.0.0.300/24"] })).toEqual(['addresses.1: "10.0.0.300/24" is not a CIDR']);
-    expect(reasons({ name: "br0", macAddress: "52:54:00:12:34" })).toEqual(["macAddress: must be six hex octets separated by ':'"]);
+    expect(reasons({ name: "br0", addresses: ["198.18.0.1/24", "10.0.0.300/24"] })).toEqual([
+      'addresses.1: "10.0.0.300/24" is not a CIDR',
+    ]);
+    expect(reasons({ name: "br0", macAddress: "52:54:00:12:34" })).toEqual([
+      "macAddress: must be six hex octets separated by ':'",
+    ]);
     expect(reasons({ name: "br0", mtu: -1 })).toEqual(["mtu: must be at least 68"]);
-    expect(reasons({ name: "br0", ports: ["br0"] })).toEqual(["ports.0: a bridge cannot be its own port"]);
+    expect(reasons({ name: "br0", ports: ["br0"] })).toEqual([
+      "ports.0: a bridge cannot be its own port",
+    ]);
     expect(reasons({ name: "br0", bogus: 1 })[0]).toMatch(/bogus/);
   });
   it("canonicalises addresses and MACs", () => {
-    expect(BridgeInputs.parse({ name: "b", addresses: ["2001:DB8:0:0:0:0:0:1/64"], macAddress: "52:54:00:AB:CD:EF" })).toMatchObject({
+    expect(
+      BridgeInputs.parse({
+        name: "b",
+        addresses: ["2001:DB8:0:0:0:0:0:1/64"],
+        macAddress: "52:54:00:AB:CD:EF",
+      }),
+    ).toMatchObject({
       addresses: ["2001:db8::1/64"],
       macAddress: "52:54:00:ab:cd:ef",
     });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import { diffProps, Lifecycle, parseAll, ResourceOperationError } from "../../provider/src/lifecycle";
+import {
+  diffProps,
+  Lifecycle,
+  parseAll,
+  ResourceOperationError,
+} from "../../provider/src/lifecycle";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { SEPARATOR } from "../../provider/src/resources/bridge/observe";
 
@@ -8,21 +13,78 @@ const conn = { host: "198.18.1.2", privateKey: "KEY-SECRET", hostKey: "SHA256:ab
 const base = { connection: conn, name: "br0", addresses: ["198.18.100.1/24"] };
 
 describe("diff (pure)", () => {
-  const table: Array<[string, Record<string, unknown>, Record<string, unknown>, { changes: boolean; replaces: string[] }]> = [
+  const table: Array<
+    [
+      string,
+      Record<string, unknown>,
+      Record<string, unknown>,
+      { changes: boolean; replaces: string[] },
+    ]
+  > = [
     ["nothing changed", base, base, { changes: false, replaces: [] }],
-    ["an address added", base, { ...base, addresses: ["198.18.100.1/24", "198.18.101.1/24"] }, { changes: true, replaces: [] }],
-    ["address order only", { ...base, addresses: ["198.18.100.1/24"] }, { ...base, addresses: ["198.18.100.1/24"] }, { changes: false, replaces: [] }],
+    [
+      "an address added",
+      base,
+      { ...base, addresses: ["198.18.100.1/24", "198.18.101.1/24"] },
+      { changes: true, replaces: [] },
+    ],
+    [
+      "address order only",
+      { ...base, addresses: ["198.18.100.1/24"] },
+      { ...base, addresses: ["198.18.100.1/24"] },
+      { changes: false, replaces: [] },
+    ],
     ["mtu set", base, { ...base, mtu: 1400 }, { changes: true, replaces: [] }],
     ["name changed", base, { ...base, name: "br1" }, { changes: true, replaces: ["name"] }],
-    ["a rotated key", base, { ...base, connection: { ...conn, privateKey: "OTHER" } }, { changes: false, replaces: [] }],
-    ["a password instead of a key", base, { ...base, connection: { host: conn.host, password: "pw" } }, { changes: false, replaces: [] }],
-    ["a different host", base, { ...base, connection: { ...conn, host: "198.18.2.2" } }, { changes: true, replaces: ["connection"] }],
-    ["a different port", base, { ...base, connection: { ...conn, port: 2222 } }, { changes: true, replaces: ["connection"] }],
-    ["the same host through a bastion", base, { ...base, connection: { ...conn, proxy: { host: "198.18.9.9" } } }, { changes: true, replaces: ["connection"] }],
+    [
+      "a rotated key",
+      base,
+      { ...base, connection: { ...conn, privateKey: "OTHER" } },
+      { changes: false, replaces: [] },
+    ],
+    [
+      "a password instead of a key",
+      base,
+      { ...base, connection: { host: conn.host, password: "pw" } },
+      { changes: false, replaces: [] },
+    ],
+    [
+      "a different host",
+      base,
+      { ...base, connection: { ...conn, host: "198.18.2.2" } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "a different port",
+      base,
+      { ...base, connection: { ...conn, port: 2222 } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "the same host through a bastion",
+      base,
+      { ...base, connection: { ...conn, proxy: { host: "198.18.9.9" } } },
+      { changes: true, replaces: ["connection"] },
+    ],
     // outputs carry the observed MAC; an unset macAddress input does not manage it
-    ["observed outputs only", { ...base, macAddress: "52:54:00:00:00:01", ifIndex: 7 }, base, { changes: false, replaces: [] }],
-    ["macAddress pinned", { ...base, macAddress: "52:54:00:00:00:01", ifIndex: 7 }, { ...base, macAddress: "52:54:00:00:00:02" }, { changes: true, replaces: [] }],
-    ["default equals explicit", base, { ...base, stp: false, ports: [] }, { changes: false, replaces: [] }],
+    [
+      "observed outputs only",
+      { ...base, macAddress: "52:54:00:00:00:01", ifIndex: 7 },
+      base,
+      { changes: false, replaces: [] },
+    ],
+    [
+      "macAddress pinned",
+      { ...base, macAddress: "52:54:00:00:00:01", ifIndex: 7 },
+      { ...base, macAddress: "52:54:00:00:00:02" },
+      { changes: true, replaces: [] },
+    ],
+    [
+      "default equals explicit",
+      base,
+      { ...base, stp: false, ports: [] },
+      { changes: false, replaces: [] },
+    ],
   ];
   it.each(table)("%s", (_what, olds, news, want) => {
     const d = diffProps(bridgeModule, { __provider: "x", ...olds }, { __provider: "y", ...news });
@@ -36,10 +98,20 @@ describe("check", () => {
     const lc = new Lifecycle(bridgeModule, () => {
       throw new Error("check must not connect");
     });
-    const r = lc.check({}, { connection: { host: "h", port: -1, password: 12345 }, name: "x".repeat(16), mtu: -5 });
-    expect(r.failures.map((f) => f.property)).toEqual(["connection.port", "connection.password", "name", "mtu"]);
+    const r = lc.check(
+      {},
+      { connection: { host: "h", port: -1, password: 12345 }, name: "x".repeat(16), mtu: -5 },
+    );
+    expect(r.failures.map((f) => f.property)).toEqual([
+      "connection.port",
+      "connection.password",
+      "name",
+      "mtu",
+    ]);
     expect(JSON.stringify(r.failures)).not.toContain("12345");
-    expect(lc.check({}, { name: "br0" }).failures).toEqual([{ property: "connection", reason: "connection: is required" }]);
+    expect(lc.check({}, { name: "br0" }).failures).toEqual([
+      { property: "connection", reason: "connection: is required" },
+    ]);
   });
   it("accepts good inputs unchanged", () => {
     const lc = new Lifecycle(bridgeModule, () => {
@@ -60,7 +132,17 @@ class StubbornHost implements Host {
     if (req.argv[0] === "ip" && req.argv[2] === "add") this.exists = true;
     if (req.argv[0] === "sh") {
       const link = this.exists
-        ? [{ ifindex: 9, ifname: "br0", flags: ["UP"], mtu: 1500, address: "aa:bb:cc:dd:ee:ff", linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } }, addr_info: [] }]
+        ? [
+            {
+              ifindex: 9,
+              ifname: "br0",
+              flags: ["UP"],
+              mtu: 1500,
+              address: "aa:bb:cc:dd:ee:ff",
+              linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
+              addr_info: [],
+            },
+          ]
         : [];
       const out = [JSON.stringify(link), "[]", "[]", "", ""].join(`\n${SEPARATOR}\n`);
       return { exitCode: 0, stdout: out, stderr: "" };
@@ -73,7 +155,9 @@ describe("create converges or says what did not take", () => {
   it("reports the steps still pending with the id, so Pulumi records the half-done bridge", async () => {
     const host = new StubbornHost();
     const lc = new Lifecycle(bridgeModule, () => host);
-    const err = await lc.create({ connection: conn, name: "br0", mtu: 9000 }).catch((e: unknown) => e);
+    const err = await lc
+      .create({ connection: conn, name: "br0", mtu: 9000 })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ResourceOperationError);
     expect((err as ResourceOperationError).message).toBe(
       'bridge "br0" on root@198.18.1.2:22: changes did not take; still to do after apply: set mtu 9000 on br0',

@@ -5,14 +5,15 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { runProgramWithMocks, type CapturedResource } from "../support/mocks";
 
-const SECRET_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
+const SECRET_KEY =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
 
 function labProgram(hostsFile: string): () => Promise<unknown> {
   return async () => {
     process.env["HYPERVISOR_LAB_HOSTS"] = hostsFile;
     // a fresh module registry, so the program runs again instead of coming from the cache
     vi.resetModules();
-    return (await import("../../examples/lab/index")) as unknown;
+    return await import("../../examples/lab/index");
   };
 }
 
@@ -25,7 +26,12 @@ beforeAll(async () => {
   const hosts = [1, 2].map((i) => ({
     name: `h${i}`,
     index: i,
-    connection: { host: `198.18.${i}.2`, privateKey: SECRET_KEY, password: "pw-Secret.9", hostKey: "SHA256:x" },
+    connection: {
+      host: `198.18.${i}.2`,
+      privateKey: SECRET_KEY,
+      password: "pw-Secret.9",
+      hostKey: "SHA256:x",
+    },
   }));
   writeFileSync(hostsFile, JSON.stringify(hosts));
   first = await runProgramWithMocks(labProgram(hostsFile));
@@ -38,7 +44,11 @@ describe("SDK under mocks", () => {
       ["pulumi-nodejs:dynamic/hypervisor:Bridge", "h1-br-guests"],
       ["pulumi-nodejs:dynamic/hypervisor:Bridge", "h2-br-guests"],
     ]);
-    expect(first[0]?.inputs).toMatchObject({ name: "br-guests", addresses: ["198.18.101.1/24", "2001:db8:101::1/64"], allowQemuBridgeHelper: true });
+    expect(first[0]?.inputs).toMatchObject({
+      name: "br-guests",
+      addresses: ["198.18.101.1/24", "2001:db8:101::1/64"],
+      allowQemuBridgeHelper: true,
+    });
   });
 
   it("marks connection secret", () => {

@@ -47,9 +47,11 @@ describe("sysctl claims", () => {
     expect(s.value()).toBe("0");
   });
   it("parses the probe", () => {
-    expect(parseSysctlProbe("net/ipv4/ip_forward 1 1\nnet/ipv4/conf/tap0/proxy_arp - 0\n")).toEqual({
-      "net/ipv4/ip_forward": { value: "1", claimed: true },
-      "net/ipv4/conf/tap0/proxy_arp": { value: "-", claimed: false },
-    });
+    expect(parseSysctlProbe("net/ipv4/ip_forward 1 1\nnet/ipv4/conf/tap0/proxy_arp - 0\n")).toEqual(
+      {
+        "net/ipv4/ip_forward": { value: "1", claimed: true },
+        "net/ipv4/conf/tap0/proxy_arp": { value: "-", claimed: false },
+      },
+    );
   });
 });

@@ -62,7 +62,8 @@ function moveCommands(addresses: string[], routes: Route[], from: string, to: st
 }
 
 const sorted = (xs: readonly string[]): string[] => [...xs].sort();
-const minus = (a: readonly string[], b: readonly string[]): string[] => a.filter((x) => !b.includes(x));
+const minus = (a: readonly string[], b: readonly string[]): string[] =>
+  a.filter((x) => !b.includes(x));
 const on = (b: boolean): string => (b ? "1" : "0");
 
 /** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
@@ -93,16 +94,22 @@ function planDelete(actual: BridgeState): Step[] {
       );
     }
     steps.push(
-      allOrReport(`move ${name}'s addresses and routes back to ${port} and delete ${name} (carries this SSH session)`, [
-        ["ip", "link", "set", "dev", port, "nomaster"],
-        ["ip", "link", "set", "dev", port, "up"],
-        ...moveCommands(bridge.addresses, actual.routes, name, port),
-        ["ip", "link", "del", "dev", name],
-      ]),
+      allOrReport(
+        `move ${name}'s addresses and routes back to ${port} and delete ${name} (carries this SSH session)`,
+        [
+          ["ip", "link", "set", "dev", port, "nomaster"],
+          ["ip", "link", "set", "dev", port, "up"],
+          ...moveCommands(bridge.addresses, actual.routes, name, port),
+          ["ip", "link", "del", "dev", name],
+        ],
+      ),
     );
     return steps;
   }
-  steps.push({ summary: `delete bridge ${name}`, argv: ["ip", "link", "del", "dev", name, "type", "bridge"] });
+  steps.push({
+    summary: `delete bridge ${name}`,
+    argv: ["ip", "link", "del", "dev", name, "type", "bridge"],
+  });
   return steps;
 }
 
@@ -124,8 +131,15 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     steps.push({
       summary: `create bridge ${name}`,
       argv: [
-        "ip", "link", "add", "name", name, "type", "bridge",
-        "stp_state", on(d.stp),
+        "ip",
+        "link",
+        "add",
+        "name",
+        name,
+        "type",
+        "bridge",
+        "stp_state",
+        on(d.stp),
         // only when wanted: kernels built without CONFIG_BRIDGE_VLAN_FILTERING reject even "0"
         ...(d.vlanFiltering ? ["vlan_filtering", "1"] : []),
         ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
@@ -134,16 +148,38 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     });
   }
   if (cur.stp !== d.stp) {
-    steps.push({ summary: `set stp ${d.stp ? "on" : "off"} on ${name}`, argv: ["ip", "link", "set", "dev", name, "type", "bridge", "stp_state", on(d.stp)] });
+    steps.push({
+      summary: `set stp ${d.stp ? "on" : "off"} on ${name}`,
+      argv: ["ip", "link", "set", "dev", name, "type", "bridge", "stp_state", on(d.stp)],
+    });
   }
   if (cur.vlanFiltering !== d.vlanFiltering) {
-    steps.push({ summary: `set vlan filtering ${d.vlanFiltering ? "on" : "off"} on ${name}`, argv: ["ip", "link", "set", "dev", name, "type", "bridge", "vlan_filtering", on(d.vlanFiltering)] });
+    steps.push({
+      summary: `set vlan filtering ${d.vlanFiltering ? "on" : "off"} on ${name}`,
+      argv: [
+        "ip",
+        "link",
+        "set",
+        "dev",
+        name,
+        "type",
+        "bridge",
+        "vlan_filtering",
+        on(d.vlanFiltering),
+      ],
+    });
   }
   if (d.mtu !== undefined && cur.mtu !== d.mtu) {
-    steps.push({ summary: `set mtu ${d.mtu} on ${name}`, argv: ["ip", "link", "set", "dev", name, "mtu", String(d.mtu)] });
+    steps.push({
+      summary: `set mtu ${d.mtu} on ${name}`,
+      argv: ["ip", "link", "set", "dev", name, "mtu", String(d.mtu)],
+    });
   }
   if (d.macAddress !== undefined && cur.macAddress !== d.macAddress) {
-    steps.push({ summary: `set mac address ${d.macAddress} on ${name}`, argv: ["ip", "link", "set", "dev", name, "address", d.macAddress] });
+    steps.push({
+      summary: `set mac address ${d.macAddress} on ${name}`,
+      argv: ["ip", "link", "set", "dev", name, "address", d.macAddress],
+    });
   }
   if (!cur.up) {
     steps.push({ summary: `bring ${name} up`, argv: ["ip", "link", "set", "dev", name, "up"] });
@@ -176,28 +212,52 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
           `Add its addresses (${link.addresses.join(", ") || "none"}) to the bridge's addresses so they move onto ${name} in the same step, or connect through another interface`,
       );
     } else {
-      steps.push({ summary: `attach ${port} to ${name}`, argv: ["ip", "link", "set", "dev", port, "master", name] });
-      if (!link.up) steps.push({ summary: `bring ${port} up`, argv: ["ip", "link", "set", "dev", port, "up"] });
+      steps.push({
+        summary: `attach ${port} to ${name}`,
+        argv: ["ip", "link", "set", "dev", port, "master", name],
+      });
+      if (!link.up)
+        steps.push({ summary: `bring ${port} up`, argv: ["ip", "link", "set", "dev", port, "up"] });
     }
   }
   const removedPorts = minus(ports, d.ports);
-  if (removedPorts.length > 0 && actual.sshInterface === name && removedPorts.length === ports.length && d.ports.length === 0) {
+  if (
+    removedPorts.length > 0 &&
+    actual.sshInterface === name &&
+    removedPorts.length === ports.length &&
+    d.ports.length === 0
+  ) {
     throw new PlanError(
       `this SSH session runs over bridge ${name}; detaching all its ports (${removedPorts.join(", ")}) would cut the provider off`,
     );
   }
   for (const port of removedPorts) {
-    steps.push({ summary: `detach ${port} from ${name}`, argv: ["ip", "link", "set", "dev", port, "nomaster"] });
+    steps.push({
+      summary: `detach ${port} from ${name}`,
+      argv: ["ip", "link", "set", "dev", port, "nomaster"],
+    });
   }
 
   for (const a of minus(cur.addresses, d.addresses)) {
-    if (actual.sshInterface === name && actual.sshLocalAddress !== undefined && a.split("/")[0] === actual.sshLocalAddress) {
-      throw new PlanError(`address ${a} on ${name} carries this SSH session; removing it would cut the provider off`);
+    if (
+      actual.sshInterface === name &&
+      actual.sshLocalAddress !== undefined &&
+      a.split("/")[0] === actual.sshLocalAddress
+    ) {
+      throw new PlanError(
+        `address ${a} on ${name} carries this SSH session; removing it would cut the provider off`,
+      );
     }
-    steps.push({ summary: `remove address ${a} from ${name}`, argv: ["ip", "addr", "del", a, "dev", name] });
+    steps.push({
+      summary: `remove address ${a} from ${name}`,
+      argv: ["ip", "addr", "del", a, "dev", name],
+    });
   }
   for (const a of minus(minus(d.addresses, cur.addresses), moved)) {
-    steps.push({ summary: `add address ${a} to ${name}`, argv: ["ip", "addr", "add", a, "dev", name] });
+    steps.push({
+      summary: `add address ${a} to ${name}`,
+      argv: ["ip", "addr", "add", a, "dev", name],
+    });
   }
   if (d.allowQemuBridgeHelper !== actual.helperAllowed) {
     steps.push(helperStep(d.allowQemuBridgeHelper ? "add" : "remove", name));

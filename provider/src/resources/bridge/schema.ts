@@ -5,7 +5,11 @@ const unique = (what: string) => (items: readonly string[], ctx: z.RefinementCtx
   const seen = new Set<string>();
   items.forEach((item, i) => {
     if (seen.has(item)) {
-      ctx.addIssue({ code: "custom", path: [i], message: `${what} ${JSON.stringify(item)} is listed twice` });
+      ctx.addIssue({
+        code: "custom",
+        path: [i],
+        message: `${what} ${JSON.stringify(item)} is listed twice`,
+      });
     }
     seen.add(item);
   });
@@ -20,7 +24,12 @@ export const BridgeInputs = z
     /** Spanning tree protocol on or off (default off). */
     stp: z.boolean().default(false),
     /** MTU in bytes; unset leaves the kernel's choice alone. */
-    mtu: z.number().int().min(68, "must be at least 68").max(65535, "must be at most 65535").optional(),
+    mtu: z
+      .number()
+      .int()
+      .min(68, "must be at least 68")
+      .max(65535, "must be at most 65535")
+      .optional(),
     /** The bridge's MAC address; unset leaves the kernel's choice alone. */
     macAddress: MacAddress.optional(),
     /** Interfaces to enslave (attached live). The NIC carrying the SSH session needs its addresses in `addresses`. */
@@ -34,7 +43,11 @@ export const BridgeInputs = z
   .superRefine((b, ctx) => {
     b.ports.forEach((p, i) => {
       if (p === b.name) {
-        ctx.addIssue({ code: "custom", path: ["ports", i], message: "a bridge cannot be its own port" });
+        ctx.addIssue({
+          code: "custom",
+          path: ["ports", i],
+          message: "a bridge cannot be its own port",
+        });
       }
     });
   });
