@@ -1,0 +1,60 @@
+import type { ResourceModule } from "../../resource";
+import { IP_FORWARD, observeTapDevice, proxyArpKey } from "./observe";
+import { claimedKeys, managedRoutes, planTapDevice } from "./plan";
+import { TapDeviceInputs, type TapDeviceState, type TapRouted } from "./schema";
+
+/** Returns the account as the program wrote it when the tap has that id, else the id seen. */
+function observedAccount(
+  seen: number | undefined,
+  desired: string | null,
+  resolved: number | null | undefined,
+): string | null {
+  if (seen === undefined) return null;
+  if (desired !== null && (desired === String(seen) || resolved === seen)) return desired;
+  return String(seen);
+}
+
+/** Returns `routed` as observed: the managed host routes and the uplink whose proxy ARP this tap holds. */
+function observedRouted(state: TapDeviceState, desired: TapDeviceInputs): TapRouted | null {
+  const seen = managedRoutes(state).map((r) => r.address);
+  const order = desired.routed?.addresses ?? [];
+  const addresses = [
+    ...order.filter((a) => seen.includes(a)),
+    ...seen.filter((a) => !order.includes(a)).sort(),
+  ];
+  const on = (k: string): boolean => state.sysctls[k]?.value === "1";
+  const uplinks = claimedKeys(state)
+    .map((k) => /^net\/ipv4\/conf\/(.+)\/proxy_arp$/.exec(k)?.[1])
+    .filter((u): u is string => u !== undefined && on(proxyArpKey(u)));
+  const want = desired.routed?.proxyArpInterface;
+  const uplink = want !== undefined && uplinks.includes(want) ? want : uplinks[0];
+  const proxying = uplink !== undefined && on(IP_FORWARD) && on(proxyArpKey(state.name));
+  if (desired.routed === null && addresses.length === 0 && !proxying) return null;
+  return { addresses, ...(proxying ? { proxyArpInterface: uplink } : {}) };
+}
+
+/** The TapDevice resource: a persistent tap, bridged or routed (host routes and proxy ARP). */
+export const tapDeviceModule: ResourceModule<TapDeviceInputs, TapDeviceState> = {
+  type: "TapDevice",
+  noun: "tap device",
+  inputs: TapDeviceInputs,
+  inputKeys: Object.keys(TapDeviceInputs.shape),
+  // owner/group and multi_queue can only be set when the tap is created (see plan.ts).
+  identity: ["name", "multiQueue", "vnetHdr", "owner", "group"],
+  id: (inputs) => inputs.name,
+  observe: (host, inputs) => observeTapDevice(host, inputs),
+  exists: (state) => state.tap !== undefined,
+  plan: planTapDevice,
+  outputs: (state) => ({ macAddress: state.tap?.macAddress }),
+  observedInputs: (state, desired) => ({
+    name: state.name,
+    bridge: state.tap?.master ?? null,
+    routed: observedRouted(state, desired),
+    owner: observedAccount(state.ownerId, desired.owner, state.resolvedUid),
+    group: observedAccount(state.groupId, desired.group, state.resolvedGid),
+    multiQueue: state.tap?.multiQueue ?? false,
+    // Not observed: whoever attaches last decides IFF_VNET_HDR (see plan.ts).
+    vnetHdr: desired.vnetHdr,
+    mtu: state.tap?.mtu,
+  }),
+};

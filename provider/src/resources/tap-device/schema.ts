@@ -1,0 +1,179 @@
+import { isIPv4, isIPv6 } from "node:net";
+import { z } from "zod";
+import type { SysctlObservation } from "../../sysctl";
+import { canonicalIPv6, InterfaceName } from "../../net";
+
+/** Returns the guest address in the form `ip -j route show` prints for a host route, or undefined. */
+export function canonicalHostAddress(s: string): string | undefined {
+  const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(s);
+  if (!m) return undefined;
+  const [, address = "", prefix] = m;
+  if (isIPv4(address) && (prefix === undefined || prefix === "32")) return address;
+  if (isIPv6(address) && (prefix === undefined || prefix === "128")) return canonicalIPv6(address);
+  return undefined;
+}
+
+/** A guest address for a host route: "198.18.120.5", "198.18.120.5/32", "2001:db8::5/128". */
+const HostAddress = z.string().transform((s, ctx) => {
+  const a = canonicalHostAddress(s);
+  if (a === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        /^[^/\s]+\/\d{1,3}$/.test(s) && canonicalHostAddress(s.split("/")[0] ?? "")
+          ? `${JSON.stringify(s)} is not a single address (each guest address gets a /32 or /128 host route)`
+          : `${JSON.stringify(s)} is not an IP address`,
+    });
+    return z.NEVER;
+  }
+  return a;
+});
+
+// Names as useradd/groupadd accept them; digits only means a numeric id. The uid/gid (u32)
+// 4294967295 is -1, which the kernel reads as "no owner".
+const ACCOUNT_RE = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?$/;
+const Account = (what: "user" | "group") =>
+  z
+    .union([z.number(), z.string()])
+    .transform((v, ctx) => {
+      const s = typeof v === "number" ? String(v) : v;
+      if (/^\d{1,10}$/.test(s) && Number(s) < 4294967295) return String(Number(s));
+      if (typeof v === "string" && ACCOUNT_RE.test(s)) return s;
+      ctx.addIssue({
+        code: "custom",
+        message: `${JSON.stringify(v)} is not a ${what} name or a numeric id (0 to 4294967294)`,
+      });
+      return z.NEVER;
+    })
+    .nullable()
+    .default(null);
+
+const unique = (items: readonly string[], ctx: z.RefinementCtx) => {
+  const seen = new Set<string>();
+  items.forEach((item, i) => {
+    if (seen.has(item)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [i],
+        message: `address ${JSON.stringify(item)} is listed twice`,
+      });
+    }
+    seen.add(item);
+  });
+};
+
+export const TapRouted = z
+  .object({
+    /** Guest addresses; each gets a /32 (IPv4) or /128 (IPv6) host route via the tap. */
+    addresses: z.array(HostAddress).default([]).superRefine(unique),
+    /** The uplink (e.g. Wi-Fi) on which to answer ARP for the guests: proxy ARP on it and on the tap, and IPv4 forwarding. */
+    proxyArpInterface: InterfaceName.optional(),
+  })
+  .strict();
+export type TapRouted = z.infer<typeof TapRouted>;
+
+export const TapDeviceInputs = z
+  .object({
+    /** Interface name of the tap (identity: a change replaces it). */
+    name: InterfaceName,
+    /** The bridge to attach the tap to (re-attached live on change); null/unset: not attached. */
+    bridge: InterfaceName.nullable().default(null),
+    /** Host routes and proxy ARP instead of a bridge (for uplinks that cannot be bridged); null/unset: none. */
+    routed: TapRouted.nullable().default(null),
+    /** User (name or uid) allowed to open the tap without CAP_NET_ADMIN; unset: none (identity). */
+    owner: Account("user"),
+    /** Group (name or gid) allowed to open the tap; unset: none (identity). */
+    group: Account("group"),
+    /** Create the tap with IFF_MULTI_QUEUE (identity, default false). */
+    multiQueue: z.boolean().default(false),
+    /** Create the tap with IFF_VNET_HDR (identity, default false). */
+    vnetHdr: z.boolean().default(false),
+    /** MTU in bytes; unset leaves the kernel's choice alone. */
+    mtu: z
+      .number()
+      .int("must be a whole number")
+      .min(68, "must be at least 68")
+      .max(65521, "must be at most 65521 (the largest a tap accepts)")
+      .optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.bridge !== null && t.routed !== null) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["routed"],
+        message:
+          "bridge and routed are mutually exclusive: a tap is either a bridge port or routed with host routes; set one of them",
+      });
+    }
+    if (t.bridge !== null && t.bridge === t.name) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["bridge"],
+        message: "a tap cannot be attached to itself",
+      });
+    }
+    if (t.routed?.proxyArpInterface !== undefined && t.routed.proxyArpInterface === t.name) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["routed", "proxyArpInterface"],
+        message: "must name the uplink (e.g. the Wi-Fi interface), not the tap itself",
+      });
+    }
+  });
+
+export type TapDeviceInputs = z.infer<typeof TapDeviceInputs>;
+
+/** One interface as `ip -d -j link show` reports it, with the tun details when it is one. */
+export interface TapLink {
+  name: string;
+  ifIndex: number;
+  macAddress: string;
+  mtu: number;
+  up: boolean;
+  kind: string | undefined;
+  master: string | undefined;
+  /** "tap" or "tun" for a tun device. */
+  tunType?: string;
+  multiQueue?: boolean;
+  vnetHdr?: boolean;
+  persist?: boolean;
+}
+
+/** A host route (/32 or /128) in the main table, as `ip -j route show` reports it. */
+export interface HostRoute {
+  family: 4 | 6;
+  /** The address without prefix, as `ip` prints it. */
+  address: string;
+  dev: string | undefined;
+  protocol: string | undefined;
+  /** "unicast" unless `ip` says otherwise (blackhole, unreachable, ...). */
+  type: string;
+}
+
+/** A process with the tap open (from `/proc/<pid>/fdinfo`, `iff:` line). */
+export interface TapHolder {
+  pid: number;
+  command: string;
+}
+
+/** The tap (if present) and the surroundings a plan needs. */
+export interface TapDeviceState {
+  name: string;
+  /** The interface, when it exists and is a tap. */
+  tap: TapLink | undefined;
+  /** Every interface on the host by name (for the bridge, the uplink and name clashes). */
+  links: Record<string, TapLink>;
+  /** Every host route in the main table (to find ours and clashes). */
+  hostRoutes: HostRoute[];
+  /** Values of the probed sysctls and whether this tap's owner holds a claim on each. */
+  sysctls: Record<string, SysctlObservation>;
+  /** The tap's owner and group from sysfs; undefined when unset (-1) or absent. */
+  ownerId: number | undefined;
+  groupId: number | undefined;
+  /** The desired owner/group names resolved on the host: null when unknown there, undefined when not asked. */
+  resolvedUid: number | null | undefined;
+  resolvedGid: number | null | undefined;
+  /** Processes in the host's network namespace that hold the tap open. */
+  holders: TapHolder[];
+}

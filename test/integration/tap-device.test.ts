@@ -1,0 +1,296 @@
+// TapDevice on a real lab host, driven through the dynamic-provider plugin the way the engine does.
+import { spawn, type ChildProcess } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type Lab, type LabHost } from "../lab/lab";
+import {
+  PluginError,
+  type DynamicProviderPlugin,
+  type Engine,
+  type ResourceSpec,
+} from "../support/engine";
+import { spec, startEngine } from "../support/harness";
+
+// Lab host index 21 (198.18.21.0/24); guest addresses from 198.18.120.0/24 - 198.18.129.0/24.
+const LAB = "ptap";
+
+let lab: Lab;
+let host: LabHost;
+let plugin: DynamicProviderPlugin;
+let engine: Engine;
+
+beforeAll(async () => {
+  lab = await startLab({ name: LAB, hosts: 1, firstIndex: 21 });
+  host = lab.hosts[0]!;
+  ({ plugin, engine } = await startEngine());
+});
+
+afterAll(async () => {
+  await plugin?.stop();
+  await lab?.stop();
+});
+
+async function sh(argv: string[]): Promise<string> {
+  const r = await host.exec(argv);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+interface IpLink {
+  ifindex: number;
+  ifname: string;
+  address: string;
+  master?: string;
+  flags: string[];
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+}
+
+/** Returns the interface as `ip -j -d link show` reports it inside the lab host, or undefined. */
+async function link(name: string): Promise<IpLink | undefined> {
+  const links = JSON.parse(await sh(["ip", "-j", "-d", "link", "show"])) as IpLink[];
+  return links.find((l) => l.ifname === name);
+}
+
+async function sysctl(key: string): Promise<string> {
+  return (await sh(["cat", `/proc/sys/${key}`])).trim();
+}
+
+async function hostRoutes(dev: string): Promise<string[]> {
+  const routes = JSON.parse(await sh(["ip", "-j", "route", "show", "table", "main"])) as Array<{
+    dst: string;
+    dev?: string;
+    protocol?: string;
+  }>;
+  return routes
+    .filter((r) => r.dev === dev)
+    .map((r) => `${r.dst} ${r.protocol ?? "boot"}`)
+    .sort();
+}
+
+/** Reads one resource through the plugin and expects the observed properties to equal the recorded ones. */
+async function expectNoDrift(name: string): Promise<void> {
+  const s = engine.state.get(name);
+  if (!s) throw new Error(`${name} is not in the state`);
+  const r = await plugin.read(s.id, s.urn, s.outputs, s.inputs);
+  expect(r.id).toBe(s.id);
+  expect(r.properties).toEqual(s.outputs);
+}
+
+const tap = (
+  name: string,
+  inputs: Record<string, unknown>,
+  dependsOn?: string[],
+): Promise<ResourceSpec> =>
+  spec("TapDevice", name, { connection: host.connection(), name, ...inputs }, dependsOn);
+const bridge = (name: string, addresses: string[]): Promise<ResourceSpec> =>
+  spec("Bridge", name, { connection: host.connection(), name, addresses });
+
+describe("TapDevice on a lab host", () => {
+  it("fails check for bad inputs without opening an SSH connection", async () => {
+    const before = await host.sshConnectionCount();
+    const { failures } = await engine.preview([
+      await tap("bad0", { bridge: "br0", routed: { addresses: ["198.18.120.5"] } }),
+      await spec("TapDevice", "bad1", { connection: host.connection(), name: "tap-name-16chars" }),
+      await tap("bad2", { routed: { addresses: ["198.18.120.300"] } }),
+    ]);
+    expect(failures["bad0"]?.map((f) => f.reason)).toEqual([
+      "routed: bridge and routed are mutually exclusive: a tap is either a bridge port or routed with host routes; set one of them",
+    ]);
+    expect(failures["bad1"]?.map((f) => f.property)).toEqual(["name"]);
+    expect(failures["bad1"]?.[0]?.reason).toMatch(/^name: must be 1 to 15 characters/);
+    expect(failures["bad2"]?.map((f) => f.reason)).toEqual([
+      'routed.addresses[0]: "198.18.120.300" is not an IP address',
+    ]);
+    expect(await host.sshConnectionCount()).toBe(before);
+  });
+
+  it("attaches a tap to a bridge, re-attaches it live to another, shows its owner", async () => {
+    const bridges = [
+      await bridge("br0", ["198.18.120.1/24"]),
+      await bridge("br1", ["198.18.121.1/24"]),
+    ];
+    const inputs = { bridge: "br0", owner: "hvsudo", group: "hvpass", vnetHdr: true, mtu: 1400 };
+    await engine.up([...bridges, await tap("tap0", inputs, ["br0", "br1"])]);
+
+    const created = await link("tap0");
+    expect(created?.master).toBe("br0");
+    expect(created?.flags).toContain("UP");
+    expect(created?.linkinfo?.info_data).toMatchObject({
+      type: "tap",
+      vnet_hdr: true,
+      multi_queue: false,
+      persist: true,
+      user: "hvsudo",
+      group: "hvpass",
+    });
+    const ports = JSON.parse(await sh(["bridge", "-j", "link", "show"])) as Array<{
+      ifname: string;
+      master?: string;
+    }>;
+    expect(ports.filter((p) => p.ifname === "tap0").map((p) => p.master)).toEqual(["br0"]);
+    expect(engine.state.get("tap0")?.outputs["macAddress"]).toBe(created?.address);
+    // What read observes matches what was asked for: no drift right after create.
+    await expectNoDrift("tap0");
+
+    const moved = { ...inputs, bridge: "br1" };
+    const preview = await engine.preview([...bridges, await tap("tap0", moved, ["br0", "br1"])]);
+    expect(preview.steps.find((s) => s.name === "tap0")?.op).toBe("update");
+    await engine.up([...bridges, await tap("tap0", moved, ["br0", "br1"])]);
+    const after = await link("tap0");
+    expect(after?.master).toBe("br1");
+    expect(after?.ifindex).toBe(created?.ifindex);
+
+    // Without `bridge` the tap is not attached: detached live, same interface.
+    const { bridge: _br, ...detached } = moved;
+    await engine.up([...bridges, await tap("tap0", detached, ["br0", "br1"])]);
+    const detachedLink = await link("tap0");
+    expect(detachedLink?.ifindex).toBe(created?.ifindex);
+    expect(detachedLink?.master).toBeUndefined();
+
+    const reowned = await engine.preview([
+      ...bridges,
+      await tap("tap0", { ...detached, owner: "hvpass" }, ["br0", "br1"]),
+    ]);
+    expect(reowned.steps.find((s) => s.name === "tap0")).toMatchObject({
+      op: "replace",
+      detail: { replaces: ["owner"], deleteBeforeReplace: true },
+    });
+
+    await engine.destroy();
+    expect(await link("tap0")).toBeUndefined();
+    expect(await link("br0")).toBeUndefined();
+  });
+
+  it("routes a tap with host routes and proxy ARP, restoring forwarding only when the last claim goes", async () => {
+    await sh(["ip", "link", "add", "wl0", "type", "veth", "peer", "name", "wl0p"]);
+    try {
+      const forwardBefore = await sysctl("net/ipv4/ip_forward");
+      expect(forwardBefore).toBe("0");
+      const tap1 = await tap("tap1", {
+        routed: { addresses: ["198.18.122.10", "198.18.122.11/32"], proxyArpInterface: "wl0" },
+      });
+      const tap2 = await tap("tap2", {
+        routed: { addresses: ["198.18.123.10"], proxyArpInterface: "wl0" },
+      });
+      await engine.up([tap1, tap2]);
+
+      expect(await hostRoutes("tap1")).toEqual(["198.18.122.10 static", "198.18.122.11 static"]);
+      expect(await hostRoutes("tap2")).toEqual(["198.18.123.10 static"]);
+      expect([
+        await sysctl("net/ipv4/conf/tap1/proxy_arp"),
+        await sysctl("net/ipv4/conf/wl0/proxy_arp"),
+        await sysctl("net/ipv4/ip_forward"),
+      ]).toEqual(["1", "1", "1"]);
+      await expectNoDrift("tap2");
+      // tap1's "/32" comes back in the canonical form; the next up has nothing to do.
+      expect((await engine.refresh()).steps.map((s) => `${s.name} ${s.op}`)).toEqual([
+        "tap1 refresh-changed",
+        "tap2 same",
+      ]);
+      expect((await engine.preview([tap1, tap2])).steps.map((s) => `${s.name} ${s.op}`)).toEqual([
+        "tap1 same",
+        "tap2 same",
+      ]);
+
+      // tap1 goes; tap2 still needs forwarding and proxy ARP on wl0.
+      await engine.up([tap2]);
+      expect(await link("tap1")).toBeUndefined();
+      expect(await hostRoutes("tap1")).toEqual([]);
+      expect([
+        await sysctl("net/ipv4/conf/wl0/proxy_arp"),
+        await sysctl("net/ipv4/ip_forward"),
+      ]).toEqual(["1", "1"]);
+
+      await engine.destroy();
+      expect(await link("tap2")).toBeUndefined();
+      expect(await hostRoutes("tap2")).toEqual([]);
+      expect([
+        await sysctl("net/ipv4/conf/wl0/proxy_arp"),
+        await sysctl("net/ipv4/ip_forward"),
+      ]).toEqual(["0", forwardBefore]);
+    } finally {
+      await host.exec(["ip", "link", "del", "wl0"]);
+    }
+  });
+
+  it("refuses to delete a tap a process holds, naming it, and deletes it once the process exits", async () => {
+    await engine.up([await tap("tap3", {})]);
+    const holder = await holdTap("tap3");
+    try {
+      const err = await engine.destroy().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(PluginError);
+      expect((err as PluginError).message).toMatch(
+        new RegExp(
+          `tap device "tap3" on root@198\\.18\\.21\\.2:22: tap3 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
+        ),
+      );
+      expect(await link("tap3")).toBeDefined();
+      expect(engine.state.has("tap3")).toBe(true);
+    } finally {
+      await stopHolder(holder);
+    }
+    await engine.destroy();
+    expect(await link("tap3")).toBeUndefined();
+    expect(engine.state.size).toBe(0);
+  });
+
+  it("refresh finds a tap deleted by hand gone", async () => {
+    await engine.up([await tap("tap4", { mtu: 9000 })]);
+    expect((await link("tap4"))?.linkinfo?.info_kind).toBe("tun");
+    await sh(["ip", "link", "del", "tap4"]);
+    const { steps } = await engine.refresh();
+    expect(steps).toEqual([{ op: "refresh-gone", name: "tap4", detail: { id: "tap4" } }]);
+    expect(engine.state.size).toBe(0);
+  });
+});
+
+// A process in the lab host's namespaces that attaches to the tap (TUNSETIFF on /dev/net/tun),
+// as QEMU does with `-netdev tap,ifname=...,script=no`. nsenter execs python3, so the pid is python's.
+const HOLD_TAP = [
+  "import fcntl, os, signal, struct, sys",
+  "fd = os.open('/dev/net/tun', os.O_RDWR)",
+  "fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', sys.argv[1].encode(), 0x0002 | 0x1000))",
+  "print('ready', flush=True)",
+  "signal.pause()",
+].join("\n");
+
+async function holdTap(name: string): Promise<{ pid: number; child: ChildProcess }> {
+  const child = spawn(
+    "nsenter",
+    [
+      "-t",
+      String(host.holderPid),
+      "-m",
+      "-u",
+      "-n",
+      "--",
+      "/usr/bin/python3",
+      "-c",
+      HOLD_TAP,
+      name,
+    ],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      if (out.includes("ready")) resolve();
+    });
+    child.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+    child.on("exit", (code) => reject(new Error(`tap holder exited ${code}: ${err}`)));
+  });
+  return { pid: child.pid!, child };
+}
+
+async function stopHolder(h: { pid: number; child: ChildProcess }): Promise<void> {
+  if (h.child.exitCode !== null || h.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => h.child.once("exit", resolve));
+  process.kill(h.pid, "SIGTERM");
+  await exited;
+}
