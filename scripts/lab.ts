@@ -104,7 +104,16 @@ async function show(lab: Lab): Promise<void> {
     ["bridge ports", ["bridge", "link", "show"]],
     ["/etc/qemu/bridge.conf", ["sh", "-c", "cat /etc/qemu/bridge.conf 2>/dev/null || true"]],
     ["nftables", ["sh", "-c", "nft list ruleset 2>/dev/null || true"]],
-    ["processes", ["sh", "-c", "ps -eo pid,args | grep -E '[d]nsmasq|[q]emu-system' || true"]],
+    // lab hosts share this machine's pid namespace: keep the processes in this host's netns
+    [
+      "dnsmasq and qemu processes",
+      [
+        "sh",
+        "-c",
+        'me=$(readlink /proc/self/ns/net); for p in $(pgrep "^(dnsmasq|qemu-system-x86)"); do ' +
+          '[ "$(readlink /proc/$p/ns/net)" = "$me" ] && printf "%s %s\\n" "$p" "$(tr "\\0" " " < /proc/$p/cmdline)"; done; true',
+      ],
+    ],
   ];
   for (const h of lab.hosts) {
     out(`\n== ${h.name} (${h.address}, netns ${h.netns}) ==`);

@@ -20,7 +20,8 @@ const SYSCTL_SCRIPT = [
   "else",
   '  rm -f -- "$d/$owner"',
   '  for c in "$d"/*; do [ -e "$c" ] && exit 0; done',
-  '  if [ -e "$d/.original" ]; then cat "$d/.original" > "$p"; rm -f -- "$d/.original"; fi',
+  // the interface may be gone (a tap deleted by hand): then there is nothing to restore
+  '  if [ -e "$d/.original" ]; then [ ! -e "$p" ] || cat "$d/.original" > "$p"; rm -f -- "$d/.original"; fi',
   "fi",
 ].join("\n");
 

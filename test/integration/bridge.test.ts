@@ -18,6 +18,7 @@ let h2: LabHost;
 
 interface IpLink {
   ifindex: number;
+  address?: string;
   ifname: string;
   mtu: number;
   master?: string;
@@ -43,7 +44,7 @@ const globalAddrs = (l: IpLink | undefined): string[] =>
     .sort();
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itbridge", hosts: 2, firstIndex: 1 });
+  lab = await startLab({ name: "itbridge", hosts: 2, firstIndex: 5 });
   [h1, h2] = lab.hosts as [LabHost, LabHost];
   ({ plugin, engine } = await startEngine());
 });
@@ -62,6 +63,8 @@ describe("Bridge on a lab host", () => {
         name: "br-test",
         addresses: ["198.18.100.1/24", "2001:db8:100::1/64"],
         stp: true,
+        mtu: 1450,
+        macAddress: "52:54:00:00:01:00",
       }),
     ];
     const { steps } = await engine.up(res);
@@ -72,7 +75,8 @@ describe("Bridge on a lab host", () => {
     expect(globalAddrs(l)).toEqual(["198.18.100.1/24", "2001:db8:100::1/64"]);
     const outs = engine.state.get("br")!.outputs;
     expect(outs["ifIndex"]).toBe(l?.ifindex);
-    expect(outs["macAddress"]).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(outs["macAddress"]).toBe("52:54:00:00:01:00");
+    expect(l?.mtu).toBe(1450);
     // one pooled SSH connection served the whole operation
     expect((await h1.sshConnectionCount()) - before).toBe(1);
     expect(await link(h2, "br-test")).toBeUndefined();

@@ -12,18 +12,20 @@ import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bri
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
 /** The probe's output as the host would print it, from real captures. */
-function probeOutput(conf = ""): string {
+function probeOutput(conf: string, recordedPorts: string): string {
   return [
     fixture("ip-d-j-addr-show.json"),
     fixture("ip-j-route-show.json"),
     "[]\n",
     conf,
     fixture("ip-j-route-get.json"),
-  ].join(`${SEPARATOR}\n`);
+    recordedPorts,
+  ].join(`\n${SEPARATOR}\n`);
 }
 
-const captured = (name = "br0", conf = ""): BridgeState =>
-  parseBridgeState(name, probeOutput(conf));
+// br0's port eno1 was enslaved by the bridge itself unless said otherwise.
+const captured = (name = "br0", conf = "", recordedPorts = "eno1\n"): BridgeState =>
+  parseBridgeState(name, probeOutput(conf, name === "br0" ? recordedPorts : ""));
 const inputs = (x: Record<string, unknown>) => BridgeInputs.parse(x);
 
 describe("parsing real ip -j output", () => {
@@ -45,6 +47,7 @@ describe("parsing real ip -j output", () => {
     expect(s.sshInterface).toBe("eno2");
     expect(s.sshLocalAddress).toBe("198.18.7.2");
     expect(s.helperAllowed).toBe(false);
+    expect(s.recordedPorts).toEqual(["eno1"]);
   });
 
   it("skips link-local and host-scope addresses", () => {
@@ -76,6 +79,7 @@ describe("planBridge", () => {
           addresses: ["198.18.9.1/24", "2001:DB8:0:0::9/64"],
           stp: true,
           mtu: 1400,
+          macAddress: "52:54:00:00:00:09",
         }),
         s,
       ),
@@ -88,12 +92,14 @@ describe("planBridge", () => {
           "add",
           "name",
           "br9",
+          "mtu",
+          "1400",
+          "address",
+          "52:54:00:00:00:09",
           "type",
           "bridge",
           "stp_state",
           "1",
-          "mtu",
-          "1400",
         ],
       },
       { summary: "bring br9 up", argv: ["ip", "link", "set", "dev", "br9", "up"] },
@@ -139,16 +145,50 @@ describe("planBridge", () => {
       "detach eno1 from br0",
       "remove address 2001:db8::1/64 from br0",
       "add address 198.18.101.1/24 to br0",
+      "forget br0's recorded ports",
     ]);
     expect(
       steps.some((s) => "argv" in s && s.argv.includes("del") && s.argv.includes("link")),
     ).toBe(false);
   });
 
+  it("never detaches a port it did not enslave (a tap of TapDevice or qemu-bridge-helper)", () => {
+    const foreign = captured("br0", "", "");
+    expect(
+      planBridge(
+        inputs({ name: "br0", addresses: ["198.18.100.1/24", "2001:db8::1/64"], stp: true }),
+        foreign,
+      ),
+    ).toEqual([]);
+  });
+
+  it("records the ports it enslaves, so later plans know which are its own", () => {
+    const steps = planBridge(
+      inputs({
+        name: "br0",
+        addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+        stp: true,
+        ports: ["eno1"],
+      }),
+      captured("br0", "", ""),
+    );
+    expect(steps).toEqual([
+      {
+        summary: "record br0's ports (eno1)",
+        writeFile: {
+          path: "/run/pulumi-hypervisor/bridge/br0.ports",
+          content: "eno1\n",
+          mode: 0o644,
+        },
+      },
+    ]);
+  });
+
   it("deletes only the bridge, and its own helper line", () => {
     const conf = "# managed by pulumi-hypervisor: bridge br0\nallow br0\n";
     expect(planBridge(undefined, captured("br0", conf)).map((s) => s.summary)).toEqual([
       "stop allowing br0 for qemu-bridge-helper in /etc/qemu/bridge.conf",
+      "forget br0's recorded ports",
       "delete bridge br0",
     ]);
     expect(planBridge(undefined, captured("br7"))).toEqual([]);
@@ -180,7 +220,10 @@ describe("planBridge", () => {
       }),
       captured(),
     );
-    expect(steps).toHaveLength(1);
+    expect(steps.map((s) => s.summary)).toEqual([
+      "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
+      "record br0's ports (eno1, eno2)",
+    ]);
     const step = steps[0]!;
     expect(step.summary).toBe(
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",

@@ -15,13 +15,13 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState> = {
   exists: (state) => state.bridge !== undefined,
   plan: planBridge,
   outputs: (state) => ({ macAddress: state.bridge?.macAddress, ifIndex: state.bridge?.ifIndex }),
-  observedInputs: (state) => ({
+  observedInputs: (state, desired) => ({
     name: state.name,
     addresses: state.bridge?.addresses ?? [],
     stp: state.bridge?.stp ?? false,
     mtu: state.bridge?.mtu,
     macAddress: state.bridge?.macAddress,
-    ports: state.ports,
+    ports: state.ports.filter((p) => state.recordedPorts.includes(p) || desired.ports.includes(p)),
     vlanFiltering: state.bridge?.vlanFiltering ?? false,
     allowQemuBridgeHelper: state.helperAllowed,
   }),

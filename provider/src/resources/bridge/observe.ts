@@ -6,6 +6,8 @@ import type { BridgeState, Link, Route } from "./schema";
 
 export const SEPARATOR = "--pulumi-hypervisor--";
 export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
+/** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
+export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";
 
 /** The marker line written above each `allow` line the provider owns. */
 export function helperMarker(bridge: string): string {
@@ -15,19 +17,17 @@ export function helperMarker(bridge: string): string {
 // One round trip: links with details and addresses, routes v4/v6, bridge.conf, the SSH route.
 const OBSERVE_SCRIPT = [
   "ip -d -j addr show",
-  `echo ${SEPARATOR}`,
   "ip -j route show table main",
-  `echo ${SEPARATOR}`,
   "ip -6 -j route show table main",
-  `echo ${SEPARATOR}`,
   `cat ${BRIDGE_CONF} 2>/dev/null || true`,
-  `echo ${SEPARATOR}`,
   'if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi',
-].join("\n");
+  `cat ${PORTS_DIR}/"$2".ports 2>/dev/null || true`,
+  // a blank line first, so a file without a final newline cannot swallow the separator
+].join(`\nprintf '\\n%s\\n' ${SEPARATOR}\n`);
 
 /** Returns the argv of the single observe probe. */
-export function observeArgv(sshClientAddress: string | undefined): string[] {
-  return ["sh", "-c", OBSERVE_SCRIPT, "sh", sshClientAddress ?? ""];
+export function observeArgv(name: string, sshClientAddress: string | undefined): string[] {
+  return ["sh", "-c", OBSERVE_SCRIPT, "sh", sshClientAddress ?? "", name];
 }
 
 // Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
@@ -129,9 +129,8 @@ export function parseHelperAllowed(conf: string, bridge: string): boolean {
 
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
-  const [addrs = "", routes4 = "", routes6 = "", conf = "", sshRoute = ""] = stdout.split(
-    `${SEPARATOR}\n`,
-  );
+  const [addrs = "", routes4 = "", routes6 = "", conf = "", sshRoute = "", ports = ""] =
+    stdout.split(`\n${SEPARATOR}\n`);
   const links = parseLinks(addrs);
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
@@ -148,6 +147,11 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
     helperAllowed: parseHelperAllowed(conf, name),
+    recordedPorts: ports
+      .split("\n")
+      .map((p) => p.trim())
+      .filter((p) => p !== "")
+      .sort(),
   };
 }
 
@@ -157,6 +161,6 @@ export async function observeBridge(
   name: string,
   ctx: ObserveContext,
 ): Promise<BridgeState> {
-  const r = await host.run({ argv: observeArgv(ctx.sshClientAddress) });
+  const r = await host.run({ argv: observeArgv(name, ctx.sshClientAddress) });
   return parseBridgeState(name, r.stdout);
 }

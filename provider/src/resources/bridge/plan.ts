@@ -1,7 +1,7 @@
 import { quoteArgv } from "../../host/quote";
 import { PlanError } from "../../resource";
 import type { Step } from "../../step";
-import { BRIDGE_CONF } from "./observe";
+import { BRIDGE_CONF, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
 
 // Edits only the provider's own marker+allow pair, under a lock, so concurrent bridges on one host
@@ -61,6 +61,12 @@ function moveCommands(addresses: string[], routes: Route[], from: string, to: st
   ];
 }
 
+const portsFile = (name: string): string => `${PORTS_DIR}/${name}.ports`;
+
+function forgetPortsStep(name: string): Step {
+  return { summary: `forget ${name}'s recorded ports`, argv: ["rm", "-f", "--", portsFile(name)] };
+}
+
 const sorted = (xs: readonly string[]): string[] => [...xs].sort();
 const minus = (a: readonly string[], b: readonly string[]): string[] =>
   a.filter((x) => !b.includes(x));
@@ -83,6 +89,7 @@ function planDelete(actual: BridgeState): Step[] {
   const name = actual.name;
   const steps: Step[] = [];
   if (actual.helperAllowed) steps.push(helperStep("remove", name));
+  if (actual.recordedPorts.length > 0) steps.push(forgetPortsStep(name));
   const bridge = actual.bridge;
   if (!bridge) return steps;
   if (actual.sshInterface === name) {
@@ -136,14 +143,15 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         "add",
         "name",
         name,
+        // link options go before `type`: after it, ip parses them as bridge options
+        ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
+        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
         "type",
         "bridge",
         "stp_state",
         on(d.stp),
         // only when wanted: kernels built without CONFIG_BRIDGE_VLAN_FILTERING reject even "0"
         ...(d.vlanFiltering ? ["vlan_filtering", "1"] : []),
-        ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
-        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
       ],
     });
   }
@@ -220,7 +228,11 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         steps.push({ summary: `bring ${port} up`, argv: ["ip", "link", "set", "dev", port, "up"] });
     }
   }
-  const removedPorts = minus(ports, d.ports);
+  // Only ports this bridge enslaved are detached: taps of TapDevice or qemu-bridge-helper stay.
+  const removedPorts = minus(
+    ports.filter((p) => actual.recordedPorts.includes(p)),
+    d.ports,
+  );
   if (
     removedPorts.length > 0 &&
     actual.sshInterface === name &&
@@ -258,6 +270,17 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       summary: `add address ${a} to ${name}`,
       argv: ["ip", "addr", "add", a, "dev", name],
     });
+  }
+  const wanted = sorted(d.ports);
+  if (wanted.join("\n") !== actual.recordedPorts.join("\n")) {
+    steps.push(
+      wanted.length > 0
+        ? {
+            summary: `record ${name}'s ports (${wanted.join(", ")})`,
+            writeFile: { path: portsFile(name), content: `${wanted.join("\n")}\n`, mode: 0o644 },
+          }
+        : forgetPortsStep(name),
+    );
   }
   if (d.allowQemuBridgeHelper !== actual.helperAllowed) {
     steps.push(helperStep(d.allowQemuBridgeHelper ? "add" : "remove", name));

@@ -93,6 +93,8 @@ export interface BridgeState {
   sshInterface: string | undefined;
   /** The local address the SSH session uses, when known. */
   sshLocalAddress: string | undefined;
+  /** The ports this bridge recorded as enslaved by it (others, such as taps, are left alone). */
+  recordedPorts: string[];
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
   helperAllowed: boolean;
 }
