@@ -250,14 +250,20 @@ export class Lifecycle<I extends { name: string }, S> {
     const { host, inputs } = this.connect(props, "inputs");
     const id = this.mod.id(inputs);
     const state = await this.converge(host, inputs, id, props);
-    return { id, outs: { ...stripProvider(props), ...this.mod.outputs(state) } };
+    return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
   async update(_id: string, _olds: Props, news: Props): Promise<{ outs: Props }> {
     const { host, inputs } = this.connect(news, "inputs");
     const id = this.mod.id(inputs);
     const state = await this.converge(host, inputs, id, news);
-    return { outs: { ...stripProvider(news), ...this.mod.outputs(state) } };
+    return { outs: this.outputsOf(news, inputs, state) };
+  }
+
+  // Inputs are recorded in canonical form (defaults filled in, CIDRs as `ip` prints them), so a
+  // refresh compares like with like and only real drift shows.
+  private outputsOf(props: Props, inputs: I, state: S): Props {
+    return { ...stripProvider(props), ...(inputs as Props), ...this.mod.outputs(state) };
   }
 
   /** Observes the live object: gone returns an empty id; drift shows in the returned properties. */
@@ -269,7 +275,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const observed = this.mod.observedInputs(state, inputs);
     const merged: Props = { ...stripProvider(props) };
     for (const [k, v] of Object.entries(observed)) {
-      if (k in merged) merged[k] = v;
+      if (merged[k] !== undefined) merged[k] = v;
     }
     return { id, props: { ...merged, ...this.mod.outputs(state) } };
   }
