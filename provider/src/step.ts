@@ -8,5 +8,9 @@ export type Step =
     }
   | {
       readonly summary: string;
-      readonly writeFile: { readonly path: string; readonly content: string; readonly mode: number };
+      readonly writeFile: {
+        readonly path: string;
+        readonly content: string;
+        readonly mode: number;
+      };
     };
