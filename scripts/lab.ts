@@ -127,7 +127,8 @@ async function show(lab: Lab): Promise<void> {
 
 async function up(): Promise<void> {
   out(`starting the lab (2 hosts, with a WAN namespace)...`);
-  const lab = await startLab({ name: LAB, hosts: 2, wan: true });
+  // hosts 91-92: clear of the indices the tests use, so `npm test` runs while the lab is up
+  const lab = await startLab({ name: LAB, hosts: 2, wan: true, firstIndex: 91 });
   mkdirSync(DIR, { recursive: true });
   const hosts = lab.hosts.map((h) => ({
     name: h.name,
