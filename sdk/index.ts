@@ -1,3 +1,4 @@
 export type { ConnectionArgs } from "./connection";
 export { Bridge, type BridgeArgs } from "./bridge";
+export { NatRule, type NatRuleArgs, type PortForwardArgs } from "./nat-rule";
 export { TapDevice, type TapDeviceArgs } from "./tap-device";

@@ -1,0 +1,182 @@
+import { isIPv4 } from "node:net";
+import { z } from "zod";
+import { InterfaceName } from "../../net";
+import type { SysctlObservation } from "../../sysctl";
+
+// The name becomes the nft table `pulumi_hv_<name>` and the iptables chains `PHV-<name>-POST`;
+// iptables allows 28 characters per chain name, and "PHV-" + 19 + "-POST" is 28.
+export const NatRuleName = z
+  .string()
+  .regex(
+    /^[A-Za-z][A-Za-z0-9_-]{0,18}$/,
+    "must be 1 to 19 characters of letters, digits, '_' or '-', starting with a letter " +
+      "(it names the nft table pulumi_hv_<name> and the iptables chains PHV-<name>-POST/-PRE/-FWD)",
+  );
+
+/** Returns the IPv4 CIDR with its host bits cleared ("198.18.140.1/24" -> "198.18.140.0/24"). */
+export function networkOf(address: string, bits: number): string {
+  const n = address.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
+  const size = 2 ** (32 - bits);
+  const base = Math.floor(n / size) * size;
+  const octets = [24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256);
+  return `${octets.join(".")}/${bits}`;
+}
+
+/** An IPv4 network; host bits are cleared, so a bridge address ("198.18.140.1/24") names its subnet. */
+export const Ipv4Cidr = z.string().transform((s, ctx) => {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(s);
+  const bits = m ? Number(m[2]) : NaN;
+  if (!m || !isIPv4(m[1] ?? "") || bits > 32 || String(bits) !== m[2]) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(s)} is not an IPv4 CIDR (like 198.18.140.0/24)`,
+    });
+    return z.NEVER;
+  }
+  return networkOf(m[1] ?? "", bits);
+});
+
+export const Ipv4Address = z.string().superRefine((s, ctx) => {
+  if (!isIPv4(s))
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(s)} is not an IPv4 address` });
+});
+
+const Port = z
+  .number({ error: "must be a port number" })
+  .int("must be a whole number")
+  .min(1, "must be at least 1")
+  .max(65535, "must be at most 65535");
+
+export const PortForward = z
+  .object({
+    /** tcp or udp. */
+    protocol: z.enum(["tcp", "udp"], { error: 'must be "tcp" or "udp"' }),
+    /** The port on the host's own addresses. */
+    hostPort: Port,
+    /** The guest's IPv4 address. */
+    destination: Ipv4Address,
+    /** The port on the guest. */
+    destinationPort: Port,
+    /** Only connections arriving on this interface (default: any interface). */
+    inInterface: InterfaceName.optional(),
+  })
+  .strict();
+export type PortForward = z.infer<typeof PortForward>;
+
+export const NatBackend = z.enum(["nftables", "iptables", "auto"], {
+  error: 'must be "nftables", "iptables" or "auto"',
+});
+export type NatBackend = z.infer<typeof NatBackend>;
+
+export const NatRuleInputs = z
+  .object({
+    /** Identity: names the nft table / iptables chains (a change replaces the rule). */
+    name: NatRuleName,
+    /** The IPv4 network whose traffic is translated (host bits are cleared). */
+    sourceCidr: Ipv4Cidr,
+    /** The interface the translated traffic leaves by (the uplink). */
+    outInterface: InterfaceName,
+    /** Rewrite the source to the outgoing interface's address (default false). */
+    masquerade: z.boolean().default(false),
+    /**
+     * Rewrite the source to this fixed IPv4 address instead (mutually exclusive with masquerade).
+     * null, not absent, when unset: the observed state reports a missing SNAT as null.
+     */
+    snatTo: Ipv4Address.nullable().default(null),
+    /** Accept forwarding from sourceCidr out of outInterface and established/related back (default false). */
+    forward: z.boolean().default(false),
+    /** DNAT from host ports to guests, each with the forward accept it needs. */
+    portForwards: z.array(PortForward).default([]),
+    /** nftables, iptables, or auto (default): the backend already in use, else nft when present. */
+    backend: NatBackend.default("auto"),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.masquerade && r.snatTo !== null) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["masquerade"],
+        message:
+          "masquerade and snatTo are mutually exclusive: masquerade uses the outgoing interface's address, snatTo a fixed one; set only one",
+      });
+    }
+    const seen = new Map<string, number>();
+    r.portForwards.forEach((p, i) => {
+      const key = `${p.protocol}/${p.hostPort}/${p.inInterface ?? ""}`;
+      const first = seen.get(key);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["portForwards", i, "hostPort"],
+          message: `${p.protocol} port ${p.hostPort}${p.inInterface ? ` on ${p.inInterface}` : ""} is already forwarded by portForwards[${first}]`,
+        });
+      } else {
+        seen.set(key, i);
+      }
+    });
+  });
+export type NatRuleInputs = z.infer<typeof NatRuleInputs>;
+
+/** The chains of a NatRule, named as in its nft table. */
+export type ChainName = "postrouting" | "prerouting" | "forward";
+export const CHAIN_NAMES: readonly ChainName[] = ["postrouting", "prerouting", "forward"];
+
+/**
+ * One rule in the provider's vocabulary. Both backends are decoded into it (nft JSON, iptables-save
+ * lines), so comparing desired and observed rules does not depend on either tool's text format.
+ */
+export interface Rule {
+  iif?: string;
+  oif?: string;
+  /** IPv4 CIDR, always with a prefix length ("198.18.140.10/32"). */
+  saddr?: string;
+  daddr?: string;
+  /** Destination is one of the host's own addresses (`fib daddr type local` / `addrtype LOCAL`). */
+  local?: boolean;
+  proto?: "tcp" | "udp";
+  sport?: number;
+  dport?: number;
+  /** conntrack state established,related. */
+  established?: boolean;
+  /** conntrack status dnat (the connection was destination-NATed). */
+  dnatted?: boolean;
+  action: "masquerade" | "snat" | "dnat" | "accept";
+  /** The snat/dnat address. */
+  to?: string;
+  /** The dnat port. */
+  toPort?: number;
+}
+
+/** A rule found on the host: decoded, or the raw text of one the vocabulary does not cover. */
+export type ObservedRule = { rule: Rule } | { foreign: string };
+
+export interface ObservedChain {
+  rules: ObservedRule[];
+  /** Why the chain is not as the provider defines it (wrong hook, policy, missing jump), if it is not. */
+  problems: string[];
+}
+
+/** What one backend holds of this rule on the host. */
+export interface ObservedRuleset {
+  chains: Partial<Record<ChainName, ObservedChain>>;
+  /** Objects inside the provider's own namespace that it does not define (extra chains, foreign jumps). */
+  extras: string[];
+  /** iptables only: the rule lines (`-A POSTROUTING ...`) that jump from a built-in chain to ours. */
+  jumps: Array<{ table: "nat" | "filter"; line: string; own: boolean; chain: ChainName }>;
+}
+
+export interface NatRuleState {
+  name: string;
+  /** Which tools the host has. */
+  nftAvailable: boolean;
+  iptablesAvailable: boolean;
+  /** A tool that is present but whose listing failed, with what it said. */
+  nftError: string | undefined;
+  iptablesError: string | undefined;
+  /** The provider's nft table (undefined when absent). */
+  nft: ObservedRuleset | undefined;
+  /** The provider's iptables chains and jumps (undefined when none exist). */
+  iptables: ObservedRuleset | undefined;
+  /** net.ipv4.ip_forward and whether this rule holds a claim on it. */
+  ipForward: SysctlObservation | undefined;
+}

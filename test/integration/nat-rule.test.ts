@@ -1,0 +1,357 @@
+// NatRule on real lab hosts with a WAN, through the dynamic-provider plugin driven as the engine
+// drives it. A client namespace on a bridge inside each lab host plays the guest.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import type { DynamicProviderPlugin, Engine } from "../support/engine";
+import { spec, startEngine } from "../support/harness";
+
+let lab: Lab;
+let wan: LabWan;
+let plugin: DynamicProviderPlugin;
+let engine: Engine;
+let h1: LabHost; // nftables
+let h2: LabHost; // iptables
+
+const CLIENT_NS = "natc";
+const subnetOf = (h: LabHost): number => (h === h1 ? 140 : 141);
+const clientAddress = (h: LabHost): string => `198.18.${subnetOf(h)}.10`;
+const uplinkAddress = (h: LabHost): string => `198.19.${h.index}.2`;
+
+// A bridge with the gateway address and a client namespace behind it with a static address.
+const CLIENT_SETUP = [
+  "set -e",
+  "gw=$1 client=$2 ns=$3",
+  "ip link add brnat type bridge",
+  'ip addr add "$gw/24" dev brnat',
+  "ip link set brnat up",
+  'ip netns add "$ns"',
+  'ip link add vnatc type veth peer name eth0 netns "$ns"',
+  "ip link set vnatc master brnat",
+  "ip link set vnatc up",
+  'ip -n "$ns" link set lo up',
+  'ip -n "$ns" addr add "$client/24" dev eth0',
+  'ip -n "$ns" link set eth0 up',
+  'ip -n "$ns" route add default via "$gw"',
+  "echo 0 > /proc/sys/net/ipv4/ip_forward",
+].join("\n");
+
+async function ok(p: Promise<ExecResult>): Promise<string> {
+  const r = await p;
+  if (r.code !== 0) throw new Error(`exited ${r.code}: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+const inClient = (h: LabHost, argv: string[], timeoutMs = 20_000): Promise<ExecResult> =>
+  h.exec(["ip", "netns", "exec", CLIENT_NS, ...argv], { timeoutMs });
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Connects to address:port from one side while a one-shot busybox nc listener on the other side
+ * answers with its own `ss` view of the connection; returns the local and peer address it saw.
+ */
+async function connectionSeenByServer(
+  listen: (argv: string[]) => Promise<ExecResult>,
+  connect: (argv: string[]) => Promise<ExecResult>,
+  to: { address: string; port: number; listenPort?: number },
+): Promise<{ local: string; peer: string }> {
+  const listenPort = to.listenPort ?? to.port;
+  const listener = listen([
+    "timeout",
+    "20",
+    "busybox",
+    "nc",
+    "-l",
+    "-p",
+    String(listenPort),
+    "-e",
+    "/bin/sh",
+    "-c",
+    `ss -tnH src :${listenPort}`,
+  ]);
+  let answer = "";
+  // retried until the listener is up (refused before that)
+  for (let i = 0; i < 25 && answer === ""; i++) {
+    const r = await connect(["busybox", "nc", "-w", "3", to.address, String(to.port)]);
+    if (r.stdout.includes(`:${listenPort} `)) answer = r.stdout;
+    else await sleep(200);
+  }
+  await listener;
+  // e.g. "CLOSE-WAIT 1 0 [::ffff:198.19.255.1]:7001 [::ffff:198.19.41.2]:40312"
+  const m =
+    /\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+\s+\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+/.exec(
+      answer,
+    );
+  if (!m)
+    throw new Error(
+      `no answer from the listener behind ${to.address}:${to.port}: ${JSON.stringify(answer)}`,
+    );
+  return { local: m[1] ?? "", peer: m[2] ?? "" };
+}
+
+/** The source address the WAN sees when the client behind host h connects to it. */
+const sourceSeenByWan = async (h: LabHost, port: number): Promise<string> =>
+  (
+    await connectionSeenByServer(
+      (a) => wan.exec(a, { timeoutMs: 25_000 }),
+      (a) => inClient(h, a),
+      { address: wan.address, port },
+    )
+  ).peer;
+
+const ipForward = async (h: LabHost): Promise<string> =>
+  (await ok(h.exec(["cat", "/proc/sys/net/ipv4/ip_forward"]))).trim();
+const nftTables = async (h: LabHost): Promise<string[]> =>
+  (await ok(h.exec(["nft", "list", "tables"]))).trim().split("\n");
+const adminTable = (h: LabHost): Promise<string> =>
+  ok(h.exec(["nft", "list", "table", "inet", "admin_filter"]));
+
+const natSpec = (h: LabHost, resName: string, inputs: Record<string, unknown>) =>
+  spec("NatRule", resName, { connection: h.connection(), outInterface: "wan0", ...inputs });
+
+beforeAll(async () => {
+  lab = await startLab({ name: "itnat", hosts: 2, wan: true, firstIndex: 41 });
+  [h1, h2] = lab.hosts as [LabHost, LabHost];
+  wan = lab.wan!;
+  for (const h of [h1, h2]) {
+    await ok(
+      h.exec([
+        "sh",
+        "-c",
+        CLIENT_SETUP,
+        "sh",
+        `198.18.${subnetOf(h)}.1`,
+        clientAddress(h),
+        CLIENT_NS,
+      ]),
+    );
+  }
+  // The admin's own nftables table, which the provider must never touch.
+  await ok(
+    h1.exec(["nft", "-f", "-"], {
+      stdin:
+        "table inet admin_filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 9999 accept\n\t}\n}\n",
+    }),
+  );
+  ({ plugin, engine } = await startEngine());
+});
+
+afterAll(async () => {
+  await plugin?.stop();
+  await lab?.stop();
+});
+
+describe("NatRule with nftables", () => {
+  const guestnat = (extra: Record<string, unknown> = {}) =>
+    natSpec(h1, "nat", {
+      name: "guestnat",
+      sourceCidr: "198.18.140.1/24",
+      masquerade: true,
+      forward: true,
+      ...extra,
+    });
+  const portForward = {
+    protocol: "tcp",
+    hostPort: 8080,
+    destination: "198.18.140.10",
+    destinationPort: 80,
+    inInterface: "wan0",
+  };
+  let admin = "";
+
+  it("rejects bad inputs at check, naming the property, without connecting", async () => {
+    const before = await h1.sshConnectionCount();
+    const { failures } = await engine.preview([
+      await guestnat({ snatTo: "198.19.41.2" }),
+      await natSpec(h1, "badcidr", {
+        name: "badcidr",
+        sourceCidr: "198.18.140.0/33",
+        masquerade: true,
+      }),
+      await natSpec(h1, "badport", {
+        name: "badport",
+        sourceCidr: "198.18.140.0/24",
+        portForwards: [{ ...portForward, hostPort: 70000 }],
+      }),
+    ]);
+    expect(failures).toEqual({
+      nat: [
+        {
+          property: "masquerade",
+          reason:
+            "masquerade: masquerade and snatTo are mutually exclusive: masquerade uses the outgoing interface's address, snatTo a fixed one; set only one",
+        },
+      ],
+      badcidr: [
+        {
+          property: "sourceCidr",
+          reason: 'sourceCidr: "198.18.140.0/33" is not an IPv4 CIDR (like 198.18.140.0/24)',
+        },
+      ],
+      badport: [
+        {
+          property: "portForwards[0].hostPort",
+          reason: "portForwards[0].hostPort: must be at most 65535",
+        },
+      ],
+    });
+    expect(await h1.sshConnectionCount()).toBe(before);
+  });
+
+  it("masquerades the client out of the uplink: the WAN sees the host's uplink address", async () => {
+    admin = await adminTable(h1);
+    expect(await ipForward(h1)).toBe("0");
+    expect((await engine.up([await guestnat()])).steps.map((s) => s.op)).toEqual(["create"]);
+    expect(engine.state.get("nat")?.outputs).toMatchObject({
+      table: "pulumi_hv_guestnat",
+      activeBackend: "nftables",
+      unmanagedRules: [],
+    });
+    expect(await ipForward(h1)).toBe("1");
+    expect(await sourceSeenByWan(h1, 7001)).toBe(uplinkAddress(h1));
+    expect(await nftTables(h1)).toEqual(["table inet admin_filter", "table ip pulumi_hv_guestnat"]);
+    expect(await adminTable(h1)).toBe(admin);
+  });
+
+  it("adds a port forward in place: a connection from the WAN reaches the client's service", async () => {
+    const res = [await guestnat({ portForwards: [portForward] })];
+    expect((await engine.preview(res)).steps.map((s) => s.op)).toEqual(["update"]);
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["update"]);
+    // the WAN connects to the host's uplink address; the service listens on port 80 in the client
+    const seen = await connectionSeenByServer(
+      (a) => inClient(h1, a, 25_000),
+      (a) => wan.exec(a),
+      {
+        address: uplinkAddress(h1),
+        port: 8080,
+        listenPort: 80,
+      },
+    );
+    expect(seen.local).toBe(clientAddress(h1));
+    // DNAT keeps the WAN client's own address as the source
+    expect(seen.peer).toBe(`198.19.${h1.index}.1`);
+    expect(await adminTable(h1)).toBe(admin);
+  });
+
+  it("reports a table flushed by hand at refresh, and the next up restores it", async () => {
+    await ok(h1.exec(["nft", "flush", "table", "ip", "pulumi_hv_guestnat"]));
+    const { steps } = await engine.refresh();
+    expect(steps).toEqual([expect.objectContaining({ op: "refresh-changed", name: "nat" })]);
+    expect(engine.state.get("nat")?.outputs).toMatchObject({
+      masquerade: false,
+      forward: false,
+      portForwards: [],
+    });
+    const res = [await guestnat({ portForwards: [portForward] })];
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["update"]);
+    expect(engine.state.get("nat")?.outputs).toMatchObject({
+      masquerade: true,
+      forward: true,
+      portForwards: [portForward],
+    });
+    expect(await sourceSeenByWan(h1, 7002)).toBe(uplinkAddress(h1));
+  });
+
+  it("switches ip_forward back only when the last rule that claimed it goes", async () => {
+    const other = await natSpec(h1, "other", {
+      name: "othernat",
+      sourceCidr: "198.18.142.0/24",
+      masquerade: true,
+    });
+    const both = [await guestnat({ portForwards: [portForward] }), other];
+    expect((await engine.up(both)).steps.map((s) => `${s.op} ${s.name}`)).toEqual([
+      "same nat",
+      "create other",
+    ]);
+    expect((await engine.up([other])).steps.map((s) => `${s.op} ${s.name}`)).toEqual([
+      "same other",
+      "delete nat",
+    ]);
+    expect(await ipForward(h1)).toBe("1");
+    expect(await nftTables(h1)).toEqual(["table inet admin_filter", "table ip pulumi_hv_othernat"]);
+    expect((await engine.destroy()).steps.map((s) => `${s.op} ${s.name}`)).toEqual([
+      "delete other",
+    ]);
+    expect(await ipForward(h1)).toBe("0");
+    expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
+    expect(await adminTable(h1)).toBe(admin);
+  });
+});
+
+describe("NatRule with iptables", () => {
+  const ADMIN_RULES = [
+    "-A FORWARD -s 10.9.9.0/24 -m comment --comment admin-keep -j ACCEPT",
+    "-A POSTROUTING -s 10.9.9.0/24 -o wan0 -j MASQUERADE",
+  ];
+  const iptablesSave = async (h: LabHost): Promise<string[]> =>
+    (await ok(h.exec(["iptables-save"])))
+      .split("\n")
+      .filter((l) => l.startsWith("-A ") || l.startsWith(":PHV"));
+
+  it("masquerades with its own chains and removes only its own rules", async () => {
+    await ok(
+      h2.exec([
+        "iptables",
+        "-A",
+        "FORWARD",
+        "-s",
+        "10.9.9.0/24",
+        "-m",
+        "comment",
+        "--comment",
+        "admin-keep",
+        "-j",
+        "ACCEPT",
+      ]),
+    );
+    await ok(
+      h2.exec([
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "10.9.9.0/24",
+        "-o",
+        "wan0",
+        "-j",
+        "MASQUERADE",
+      ]),
+    );
+    const res = [
+      await natSpec(h2, "ipt", {
+        name: "ipt",
+        sourceCidr: "198.18.141.0/24",
+        masquerade: true,
+        forward: true,
+        backend: "iptables",
+      }),
+    ];
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["create"]);
+    expect(engine.state.get("ipt")?.outputs).toMatchObject({
+      table: "PHV-ipt",
+      activeBackend: "iptables",
+    });
+    expect(await ipForward(h2)).toBe("1");
+    expect(await sourceSeenByWan(h2, 7003)).toBe(uplinkAddress(h2));
+    const saved = await iptablesSave(h2);
+    expect(saved).toEqual(
+      expect.arrayContaining([
+        ...ADMIN_RULES,
+        "-A PHV-ipt-POST -s 198.18.141.0/24 -o wan0 -j MASQUERADE",
+      ]),
+    );
+    // the provider's jumps come first, ahead of the admin's rules
+    expect(saved.filter((l) => l.startsWith("-A FORWARD"))[0]).toBe(
+      '-A FORWARD -m comment --comment "pulumi-hypervisor natrule ipt" -j PHV-ipt-FWD',
+    );
+    expect((await nftTables(h2)).some((t) => t.includes("pulumi_hv"))).toBe(false);
+    // a second up finds nothing to do
+    expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["same"]);
+
+    expect((await engine.destroy()).steps.map((s) => s.op)).toEqual(["delete"]);
+    expect(await iptablesSave(h2)).toEqual(ADMIN_RULES);
+    expect(await ipForward(h2)).toBe("0");
+  });
+});
