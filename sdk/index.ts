@@ -1,4 +1,5 @@
 export type { ConnectionArgs } from "./connection";
 export { Bridge, type BridgeArgs } from "./bridge";
+export { DnsmasqInstance, type DnsmasqInstanceArgs } from "./dnsmasq-instance";
 export { NatRule, type NatRuleArgs, type PortForwardArgs } from "./nat-rule";
 export { TapDevice, type TapDeviceArgs } from "./tap-device";

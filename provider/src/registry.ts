@@ -1,5 +1,6 @@
 import type { ResourceModule } from "./resource";
 import { bridgeModule } from "./resources/bridge";
+import { dnsmasqInstanceModule } from "./resources/dnsmasq-instance";
 import { natRuleModule } from "./resources/nat-rule";
 import { tapDeviceModule } from "./resources/tap-device";
 
@@ -7,6 +8,7 @@ import { tapDeviceModule } from "./resources/tap-device";
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const resourceModules: Record<string, ResourceModule<any, any>> = {
   Bridge: bridgeModule,
+  DnsmasqInstance: dnsmasqInstanceModule,
   NatRule: natRuleModule,
   TapDevice: tapDeviceModule,
 };

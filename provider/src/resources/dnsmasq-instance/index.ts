@@ -1,0 +1,40 @@
+import type { ResourceModule } from "../../resource";
+import { observeDnsmasq } from "./observe";
+import { planDnsmasqInstance } from "./plan";
+import { parseDhcpHosts, parseDnsmasqConf } from "./render";
+import { DnsmasqInstanceInputs, type DnsmasqState } from "./schema";
+
+/** The DnsmasqInstance resource: a dnsmasq serving DHCP (and optionally DNS) on one interface. */
+export const dnsmasqInstanceModule: ResourceModule<DnsmasqInstanceInputs, DnsmasqState> = {
+  type: "DnsmasqInstance",
+  noun: "dnsmasq instance",
+  inputs: DnsmasqInstanceInputs,
+  inputKeys: Object.keys(DnsmasqInstanceInputs.shape),
+  identity: ["name"],
+  id: (inputs) => inputs.name,
+  observe: (host, inputs) => observeDnsmasq(host, inputs.name),
+  // The instance is its running daemon: a dead one reads as gone, and the next up starts it again
+  // from the files that are still there (lease file included).
+  exists: (state) => state.pid !== undefined,
+  plan: planDnsmasqInstance,
+  outputs: (state) => ({
+    pid: state.pid,
+    configPath: state.paths.configPath,
+    leasesPath: state.paths.leasesPath,
+    leases: state.leases,
+  }),
+  observedInputs: (state, desired) => {
+    const conf = state.config === undefined ? {} : parseDnsmasqConf(state.config);
+    return {
+      name: state.name,
+      interface: conf.interface ?? desired.interface,
+      subnet: conf.subnet,
+      dhcpRange: conf.dhcpRange ?? desired.dhcpRange,
+      staticLeases: state.hosts === undefined ? [] : parseDhcpHosts(state.hosts),
+      router: conf.router,
+      dnsServers: conf.dnsServers ?? [],
+      domain: conf.domain,
+      dns: conf.dns ?? true,
+    };
+  },
+};

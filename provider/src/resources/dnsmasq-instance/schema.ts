@@ -1,0 +1,289 @@
+import { isIPv4 } from "node:net";
+import { z } from "zod";
+import { InterfaceName, ipv4InCidr, ipv4ToNumber, MacAddress } from "../../net";
+
+/** An IPv4 address in dotted-quad form. */
+export const Ipv4Address = z
+  .string()
+  .refine(isIPv4, { error: (i) => `${JSON.stringify(i.input)} is not an IPv4 address` });
+
+/** An IPv4 network: the network address and a prefix length from 8 to 30 ("198.18.130.0/24"). */
+export const Ipv4Network = z.string().superRefine((s, ctx) => {
+  const m = /^([0-9.]+)\/(\d{1,2})$/.exec(s);
+  const [, address = "", prefix = ""] = m ?? [];
+  const bits = Number(prefix);
+  if (!m || !isIPv4(address) || String(bits) !== prefix || bits > 32) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(s)} is not an IPv4 CIDR` });
+  } else if (bits < 8 || bits > 30) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(s)}: the prefix length must be from 8 to 30`,
+    });
+  } else if (networkOf(address, bits) !== address) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(s)} has host bits set; the network is ${networkOf(address, bits)}/${bits}`,
+    });
+  }
+});
+
+/** Returns the network address of an IPv4 address under a prefix length. */
+export function networkOf(address: string, bits: number): string {
+  const size = 2 ** (32 - bits);
+  return numberToIpv4(Math.floor(ipv4ToNumber(address) / size) * size);
+}
+
+/** Returns the dotted-quad form of a 32-bit number. */
+export function numberToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** Returns the dotted netmask of a prefix length ("255.255.255.0" for 24). */
+export function netmaskOf(bits: number): string {
+  return numberToIpv4(2 ** 32 - 2 ** (32 - bits));
+}
+
+/** Returns the prefix length of a dotted netmask, or undefined when it is not one. */
+export function prefixOfNetmask(mask: string): number | undefined {
+  if (!isIPv4(mask)) return undefined;
+  for (let bits = 0; bits <= 32; bits++) if (netmaskOf(bits) === mask) return bits;
+  return undefined;
+}
+
+const LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+/** A DNS label (RFC 1123 host name part): 1-63 letters, digits and '-', not starting or ending with '-'. */
+export const Hostname = z
+  .string()
+  .regex(
+    LABEL,
+    "must be a DNS label: 1 to 63 letters, digits or '-', not starting or ending with '-'",
+  );
+
+/** A DNS domain name: dot-separated DNS labels, at most 253 characters. */
+export const DomainName = z
+  .string()
+  .refine(
+    (s) => s.length <= 253 && s.split(".").every((l) => LABEL.test(l)),
+    "must be a DNS domain name: dot-separated labels of letters, digits or '-' (at most 253 characters)",
+  );
+
+/** dnsmasq's lease time: seconds, or a number with s/m/h/d/w, or "infinite"; at least 2 minutes. */
+export const LeaseTime = z
+  .string()
+  .regex(
+    /^(infinite|[1-9][0-9]{0,8}[smhdw]?)$/,
+    'must be like "1h", "30m", "3600" (seconds) or "infinite"',
+  )
+  .refine((t) => leaseSeconds(t) >= 120, "must be at least 2 minutes (dnsmasq's minimum)");
+
+const UNIT: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+
+/** Returns a lease time in seconds (Infinity for "infinite"). */
+export function leaseSeconds(t: string): number {
+  if (t === "infinite") return Infinity;
+  const unit = UNIT[t.slice(-1)];
+  return unit === undefined ? Number(t) : Number(t.slice(0, -1)) * unit;
+}
+
+/** Instance names become directory names: no '/', not '.' or '..'. */
+export const InstanceName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/,
+    "must be 1 to 63 characters of letters, digits, '_', '.' or '-', starting with a letter or digit",
+  );
+
+export const DhcpRange = z
+  .object({
+    /** First address handed out dynamically. */
+    start: Ipv4Address,
+    /** Last address handed out dynamically. */
+    end: Ipv4Address,
+    /** Lease time in dnsmasq's notation (default "1h"). */
+    leaseTime: LeaseTime.default("1h"),
+  })
+  .strict();
+
+export const StaticLease = z
+  .object({
+    /** The client's MAC address. */
+    mac: MacAddress,
+    /** The address it always gets. */
+    ip: Ipv4Address,
+    /** Its name (sent to the client and, with `dns`, resolvable). */
+    hostname: Hostname.optional(),
+  })
+  .strict();
+
+export type StaticLease = z.infer<typeof StaticLease>;
+
+export const DnsmasqInstanceInputs = z
+  .object({
+    /** The instance's name (identity): names its files under /etc, /run and /var/lib. */
+    name: InstanceName,
+    /** The interface dnsmasq serves, and the only one it binds to. */
+    interface: InterfaceName,
+    /** The IPv4 network served; when set, every address is checked against it at check time. */
+    subnet: Ipv4Network.optional(),
+    /** The dynamic address pool. */
+    dhcpRange: DhcpRange,
+    /** Fixed addresses by MAC (applied live: hosts file rewritten, SIGHUP). */
+    staticLeases: z.array(StaticLease).default([]),
+    /** The default gateway given to clients; unset: dnsmasq gives its own address on `interface`. */
+    router: Ipv4Address.optional(),
+    /** DNS servers given to clients; empty: dnsmasq's own address when `dns` is on, none otherwise. */
+    dnsServers: z.array(Ipv4Address).default([]),
+    /** The DNS domain given to clients (and served locally when `dns` is on). */
+    domain: DomainName.optional(),
+    /** Serve DNS on the interface (default true); false sets `port=0`. */
+    dns: z.boolean().default(true),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    const { start, end } = d.dhcpRange;
+    if (isIPv4(start) && isIPv4(end) && ipv4ToNumber(start) > ipv4ToNumber(end)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["dhcpRange"],
+        message: `start ${start} is after end ${end}`,
+      });
+    }
+    duplicates(
+      d.staticLeases.map((l) => l.mac),
+      "mac",
+      "MAC",
+      ctx,
+    );
+    duplicates(
+      d.staticLeases.map((l) => l.ip),
+      "ip",
+      "address",
+      ctx,
+    );
+    // DNS names compare case-insensitively
+    duplicates(
+      d.staticLeases.map((l) => l.hostname?.toLowerCase()),
+      "hostname",
+      "hostname",
+      ctx,
+      d.staticLeases.map((l) => l.hostname),
+    );
+    d.dnsServers.forEach((s, i) => {
+      if (d.dnsServers.indexOf(s) !== i) {
+        ctx.addIssue({ code: "custom", path: ["dnsServers", i], message: `${s} is listed twice` });
+      }
+    });
+    // Only well-formed values are compared: a malformed one already has its own issue.
+    if (d.subnet === undefined || !Ipv4Network.safeParse(d.subnet).success) return;
+    const subnet = d.subnet;
+    const outside = (path: PropertyKey[], address: string): void => {
+      const why = isIPv4(address) ? hostAddressProblem(address, subnet) : undefined;
+      if (why) ctx.addIssue({ code: "custom", path, message: why });
+    };
+    outside(["dhcpRange", "start"], start);
+    outside(["dhcpRange", "end"], end);
+    d.staticLeases.forEach((l, i) => outside(["staticLeases", i, "ip"], l.ip));
+    if (d.router !== undefined) outside(["router"], d.router);
+  });
+
+export type DnsmasqInstanceInputs = z.infer<typeof DnsmasqInstanceInputs>;
+
+function duplicates(
+  values: readonly (string | undefined)[],
+  key: string,
+  what: string,
+  ctx: z.RefinementCtx,
+  shown: readonly (string | undefined)[] = values,
+): void {
+  values.forEach((v, i) => {
+    const first = values.indexOf(v);
+    if (v !== undefined && first !== i) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["staticLeases", i, key],
+        message: `${what} ${shown[i] ?? v} is already used by staticLeases[${first}]`,
+      });
+    }
+  });
+}
+
+/** Returns why an address cannot be a host in the network (outside, network or broadcast), or undefined. */
+export function hostAddressProblem(address: string, network: string): string | undefined {
+  if (!ipv4InCidr(address, network)) return `${address} is outside the subnet ${network}`;
+  const [base = "", bits = "32"] = network.split("/");
+  const first = ipv4ToNumber(networkOf(base, Number(bits)));
+  const last = first + 2 ** (32 - Number(bits)) - 1;
+  const a = ipv4ToNumber(address);
+  if (a === first) return `${address} is the network address of ${network}`;
+  if (a === last) return `${address} is the broadcast address of ${network}`;
+  return undefined;
+}
+
+/** Where an instance keeps its files on the host (all owned by the provider). */
+export interface DnsmasqPaths {
+  configDir: string;
+  runDir: string;
+  dataDir: string;
+  configPath: string;
+  hostsPath: string;
+  pidPath: string;
+  leasesPath: string;
+}
+
+export const CONFIG_ROOT = "/etc/pulumi-hypervisor/dnsmasq";
+export const RUN_ROOT = "/run/pulumi-hypervisor/dnsmasq";
+export const DATA_ROOT = "/var/lib/pulumi-hypervisor/dnsmasq";
+
+/** Returns the paths of the instance's config, hosts, pid and lease files. */
+export function dnsmasqPaths(name: string): DnsmasqPaths {
+  const configDir = `${CONFIG_ROOT}/${name}`;
+  const runDir = `${RUN_ROOT}/${name}`;
+  const dataDir = `${DATA_ROOT}/${name}`;
+  return {
+    configDir,
+    runDir,
+    dataDir,
+    configPath: `${configDir}/dnsmasq.conf`,
+    hostsPath: `${configDir}/dhcp-hosts`,
+    pidPath: `${runDir}/dnsmasq.pid`,
+    leasesPath: `${dataDir}/dnsmasq.leases`,
+  };
+}
+
+/** One line of dnsmasq's lease file. */
+export interface Lease {
+  /** Expiry in seconds since the epoch; 0 for an infinite lease. */
+  expires: number;
+  mac: string;
+  ip: string;
+  hostname?: string;
+}
+
+/** A dnsmasq process running in the host's mount namespace. */
+export interface DnsmasqProcess {
+  pid: number;
+  ppid: number;
+  argv: string[];
+}
+
+/** The instance as observed, with what a plan needs of its surroundings. */
+export interface DnsmasqState {
+  name: string;
+  paths: DnsmasqPaths;
+  /** The pid of the daemon running this instance's config (from the pid file, verified in /proc). */
+  pid: number | undefined;
+  /** Daemons running this instance's config that the pid file does not name (to stop). */
+  strays: number[];
+  /** The config file's content, when present. */
+  config: string | undefined;
+  /** The hosts (static leases) file's content, when present. */
+  hosts: string | undefined;
+  /** Whether each of the instance's directories exists. */
+  dirs: { config: boolean; run: boolean; data: boolean };
+  leases: Lease[];
+  /** IPv4 addresses (CIDR) of each interface on the host; an interface without any maps to []. */
+  interfaces: Record<string, string[]>;
+  /** The interface of each other instance of this provider on the host, by instance name. */
+  otherInstances: Record<string, string>;
+}

@@ -1,0 +1,177 @@
+// Write-up 1 end to end on a lab host with a WAN: a bridge with a static address, dnsmasq giving
+// the guest a fixed address by MAC, and NAT (masquerade + a port forward) out of the uplink. The
+// "guest" is a DHCP client namespace on the bridge, as a VM's virtio NIC would be.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
+import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
+import { spec, startEngine } from "../support/harness";
+
+let lab: Lab;
+let h: LabHost;
+let wan: LabWan;
+let plugin: DynamicProviderPlugin;
+let engine: Engine;
+let guest: DhcpClient | undefined;
+let ipForwardBefore = "";
+
+// Lab host index 45, guest network 198.18.145.0/24.
+const BRIDGE = "qbr0";
+const GUEST = { mac: "52:54:00:45:00:10", ip: "198.18.145.10", hostname: "windows" };
+const RDP = {
+  protocol: "tcp",
+  hostPort: 3389,
+  destination: GUEST.ip,
+  destinationPort: 3389,
+  inInterface: "wan0",
+};
+
+async function program(): Promise<ResourceSpec[]> {
+  const connection = h.connection();
+  return [
+    await spec("Bridge", "qbr", { connection, name: BRIDGE, addresses: ["198.18.145.1/24"] }),
+    await spec(
+      "DnsmasqInstance",
+      "dhcp",
+      {
+        connection,
+        name: BRIDGE,
+        interface: BRIDGE,
+        subnet: "198.18.145.0/24",
+        dhcpRange: { start: "198.18.145.100", end: "198.18.145.150" },
+        staticLeases: [GUEST],
+        router: "198.18.145.1",
+      },
+      ["qbr"],
+    ),
+    await spec(
+      "NatRule",
+      "nat",
+      {
+        connection,
+        name: BRIDGE,
+        sourceCidr: "198.18.145.0/24",
+        outInterface: "wan0",
+        masquerade: true,
+        forward: true,
+        portForwards: [RDP],
+      },
+      ["qbr"],
+    ),
+  ];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Connects while a one-shot busybox nc listener answers with its `ss` view; returns what it saw. */
+async function connectionSeenByServer(
+  listen: (argv: string[]) => Promise<ExecResult>,
+  connect: (argv: string[]) => Promise<ExecResult>,
+  address: string,
+  port: number,
+): Promise<{ local: string; peer: string }> {
+  const listener = listen([
+    "timeout",
+    "20",
+    "busybox",
+    "nc",
+    "-l",
+    "-p",
+    String(port),
+    "-e",
+    "/bin/sh",
+    "-c",
+    `ss -tnH src :${port}`,
+  ]);
+  let answer = "";
+  // retried until the listener is up (refused before that)
+  for (let i = 0; i < 25 && answer === ""; i++) {
+    const r = await connect(["busybox", "nc", "-w", "3", address, String(port)]);
+    if (r.stdout.includes(`:${port} `)) answer = r.stdout;
+    else await sleep(200);
+  }
+  await listener;
+  const m =
+    /\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+\s+\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+/.exec(
+      answer,
+    );
+  if (!m)
+    throw new Error(
+      `no answer from the listener behind ${address}:${port}: ${JSON.stringify(answer)}`,
+    );
+  return { local: m[1] ?? "", peer: m[2] ?? "" };
+}
+
+beforeAll(async () => {
+  lab = await startLab({ name: "itwriteup1", hosts: 1, wan: true, firstIndex: 45 });
+  h = lab.hosts[0] as LabHost;
+  wan = lab.wan!;
+  ipForwardBefore = (await h.exec(["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim();
+  ({ plugin, engine } = await startEngine());
+});
+
+afterAll(async () => {
+  await guest?.remove().catch(() => undefined);
+  await plugin?.stop();
+  await lab?.stop();
+});
+
+describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
+  it("gives the guest its static address and gateway, and NATs it both ways", async () => {
+    const { steps } = await engine.up(await program());
+    expect(steps.map((s) => `${s.op} ${s.name}`)).toEqual([
+      "create qbr",
+      "create dhcp",
+      "create nat",
+    ]);
+
+    guest = await createDhcpClient(h, { name: "win", bridge: BRIDGE, mac: GUEST.mac });
+    const lease = await guest.obtain();
+    expect(lease.ip).toBe(GUEST.ip);
+    expect(lease.router).toEqual(["198.18.145.1"]);
+    const routes = JSON.parse(
+      (await guest.exec(["ip", "-j", "route", "show", "default"])).stdout,
+    ) as Array<{ gateway?: string; dev?: string }>;
+    expect(routes).toEqual([expect.objectContaining({ gateway: "198.18.145.1", dev: "eth0" })]);
+
+    // out: the WAN sees the host's uplink address as the source
+    const out = await connectionSeenByServer(
+      (a) => wan.exec(a, { timeoutMs: 25_000 }),
+      (a) => guest!.exec(a),
+      wan.address,
+      7010,
+    );
+    expect(out.peer).toBe(`198.19.${h.index}.2`);
+
+    // in: the WAN reaches the guest's service through the host's uplink address
+    const rdp = await connectionSeenByServer(
+      (a) => guest!.exec(a, { timeoutMs: 25_000 }),
+      (a) => wan.exec(a),
+      `198.19.${h.index}.2`,
+      3389,
+    );
+    expect(rdp.local).toBe(GUEST.ip);
+
+    // a second up finds everything in place
+    expect((await engine.up(await program())).steps.map((s) => s.op)).toEqual([
+      "same",
+      "same",
+      "same",
+    ]);
+  });
+
+  it("destroys all three and leaves ip_forward as it found it", async () => {
+    const { steps } = await engine.destroy();
+    expect(steps.map((s) => `${s.op} ${s.name}`).sort()).toEqual([
+      "delete dhcp",
+      "delete nat",
+      "delete qbr",
+    ]);
+    expect((await h.exec(["nft", "list", "tables"])).stdout).not.toContain("pulumi_hv_");
+    expect(ipForwardBefore).toBe("0");
+    expect((await h.exec(["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe(
+      ipForwardBefore,
+    );
+    expect((await h.exec(["ip", "link", "show", "dev", BRIDGE])).code).not.toBe(0);
+  });
+});
