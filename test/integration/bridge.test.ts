@@ -255,6 +255,9 @@ describe("Bridge on a lab host", () => {
   });
 
   it("pools: many operations in one plugin process open exactly one SSH connection", async () => {
+    // a fresh plugin process, so no connection of an earlier test can be reused
+    const fresh = await startEngine();
+    const engine = fresh.engine;
     const before = await h1.sshConnectionCount();
     const res = await Promise.all(
       [1, 2, 3, 4, 5, 6].map((i) =>
@@ -272,6 +275,7 @@ describe("Bridge on a lab host", () => {
     await engine.destroy();
     expect((await h1.exec(["ip", "-br", "link", "show", "type", "bridge"])).stdout).toBe("");
     expect((await h1.sshConnectionCount()) - before).toBe(1);
+    await fresh.plugin.stop();
   });
 
   it("never writes a connection secret to the plugin's log", () => {

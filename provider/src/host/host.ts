@@ -49,9 +49,11 @@ export class CommandError extends Error {
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.
+// Parent directories get 0755 (a daemon that drops root must reach its files); the temp file is
+// private until it has its final mode.
 const WRITE_FILE_SCRIPT =
-  'set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; t="$1.pulumi-tmp.$$"; ' +
-  'cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"';
+  'set -e; umask 022; mkdir -p -- "$(dirname -- "$1")"; t="$1.pulumi-tmp.$$"; ' +
+  'umask 077; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"';
 
 /** Returns the file's content, or undefined when it does not exist. */
 export async function readFile(host: Host, path: string): Promise<string | undefined> {
