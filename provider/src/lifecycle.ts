@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
-import { CommandError, writeFile, type Host } from "./host/host";
+import { applySteps, StepError } from "./apply";
+import { CommandError, type Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
 import type { Step } from "./step";
@@ -147,19 +148,6 @@ async function observeContext(host: Host): Promise<ObserveContext> {
   };
 }
 
-/** Runs one step on the host. */
-export async function applyStep(host: Host, step: Step): Promise<void> {
-  if ("writeFile" in step) {
-    await writeFile(host, step.writeFile.path, step.writeFile.content, step.writeFile.mode);
-  } else {
-    await host.run({
-      argv: step.argv,
-      ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
-      ...(step.okExitCodes ? { okExitCodes: step.okExitCodes } : {}),
-    });
-  }
-}
-
 /** The generic check/diff/create/read/update/delete of one resource type. */
 export class Lifecycle<I extends { name: string }, S> {
   constructor(
@@ -202,17 +190,15 @@ export class Lifecycle<I extends { name: string }, S> {
     const existed = this.mod.exists(before);
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
-    let done = 0;
+    for (const step of steps) logInfo(`${what}: ${step.summary}`);
     try {
-      for (const step of steps) {
-        logInfo(`${what}: ${step.summary}`);
-        await applyStep(host, step);
-        done++;
-      }
+      await applySteps(host, steps);
     } catch (e) {
+      const done = e instanceof StepError ? e.done : 0;
+      const cause = e instanceof StepError ? e.cause : e;
       const recorded = done > 0 || existed ? id : undefined;
       throw new ResourceOperationError(
-        `${what}: ${messageOf(e, host)}`,
+        `${what}: ${messageOf(cause, host)}`,
         recorded,
         recorded ? props : undefined,
       );
@@ -288,13 +274,11 @@ export class Lifecycle<I extends { name: string }, S> {
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
     if (steps.length === 0) return;
+    for (const step of steps) logInfo(`${what}: ${step.summary}`);
     try {
-      for (const step of steps) {
-        logInfo(`${what}: ${step.summary}`);
-        await applyStep(host, step);
-      }
+      await applySteps(host, steps);
     } catch (e) {
-      throw new Error(`${what}: ${messageOf(e, host)}`);
+      throw new Error(`${what}: ${messageOf(e instanceof StepError ? e.cause : e, host)}`);
     }
     const after = await this.observe(host, inputs, ctx, what);
     const rest = this.plan(undefined, after, what);

@@ -71,8 +71,10 @@ export async function writeFile(
   content: string,
   mode = 0o644,
 ): Promise<void> {
-  await host.run({
-    argv: ["sh", "-c", WRITE_FILE_SCRIPT, "sh", path, mode.toString(8)],
-    stdin: content,
-  });
+  await host.run({ argv: writeFileArgv(path, mode), stdin: content });
+}
+
+/** Returns the argv that writes its stdin to the path atomically with the mode. */
+export function writeFileArgv(path: string, mode: number): string[] {
+  return ["sh", "-c", WRITE_FILE_SCRIPT, "sh", path, mode.toString(8)];
 }

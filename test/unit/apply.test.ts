@@ -1,0 +1,81 @@
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { applySteps, batchSteps, StepError } from "../../provider/src/apply";
+import {
+  CommandError,
+  type Host,
+  type RunRequest,
+  type RunResult,
+} from "../../provider/src/host/host";
+
+/** Runs argv on this machine with /bin/sh semantics, counting round trips. */
+class LocalHost implements Host {
+  readonly label = "root@local:22";
+  calls = 0;
+  async run(req: RunRequest): Promise<RunResult> {
+    this.calls++;
+    const [cmd, ...args] = req.argv;
+    const r = spawnSync(cmd!, args, { input: req.stdin ?? "", encoding: "utf8" });
+    const result = { exitCode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+    if (req.reject !== false && !(req.okExitCodes ?? [0]).includes(result.exitCode)) {
+      throw new CommandError(this.label, req.argv, result);
+    }
+    return result;
+  }
+}
+
+describe("applySteps", () => {
+  it("runs a plan in one round trip, stdin reaching only the last command", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const host = new LocalHost();
+    await applySteps(host, [
+      { summary: "a", argv: ["sh", "-c", 'cat > "$1"', "sh", join(dir, "a")] },
+      { summary: "b", argv: ["sh", "-c", "exit 3"], okExitCodes: [0, 3] },
+      {
+        summary: "f",
+        writeFile: { path: join(dir, "sub", "f.conf"), content: "x=1\n", mode: 0o640 },
+      },
+    ]);
+    expect(host.calls).toBe(1);
+    expect(readFileSync(join(dir, "a"), "utf8")).toBe("");
+    expect(readFileSync(join(dir, "sub", "f.conf"), "utf8")).toBe("x=1\n");
+    expect(statSync(join(dir, "sub", "f.conf")).mode & 0o777).toBe(0o640);
+    expect(statSync(join(dir, "sub")).mode & 0o777).toBe(0o755);
+  });
+
+  it("reports the failing step's own command, exit code and stderr, and how many completed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const host = new LocalHost();
+    const err = await applySteps(host, [
+      { summary: "ok", argv: ["touch", join(dir, "one")] },
+      {
+        summary: "bad",
+        argv: ["sh", "-c", "echo out; echo 'RTNETLINK answers: File exists' >&2; exit 2", "it's"],
+      },
+      { summary: "never", argv: ["touch", join(dir, "three")] },
+    ]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StepError);
+    const e = err as StepError;
+    expect(e.done).toBe(1);
+    expect(e.cause).toBeInstanceOf(CommandError);
+    expect((e.cause as CommandError).message).toBe(
+      `root@local:22: sh -c 'echo out; echo '\\''RTNETLINK answers: File exists'\\'' >&2; exit 2' 'it'\\''s' exited 2: RTNETLINK answers: File exists`,
+    );
+    expect((e.cause as CommandError).stdout).toBe("out\n");
+    expect(host.calls).toBe(1);
+    expect(() => statSync(join(dir, "three"))).toThrow();
+  });
+
+  it("splits batches after each step with stdin", () => {
+    const batches = batchSteps([
+      { summary: "1", argv: ["true"] },
+      { summary: "2", argv: ["nft", "-f", "-"], stdin: "table ip t {}\n" },
+      { summary: "3", argv: ["true"] },
+      { summary: "4", writeFile: { path: "/x", content: "y", mode: 0o644 } },
+    ]);
+    expect(batches.map((b) => b.length)).toEqual([2, 2]);
+  });
+});
