@@ -2,6 +2,7 @@ import type { ResourceModule } from "./resource";
 import { bridgeModule } from "./resources/bridge";
 import { dnsmasqInstanceModule } from "./resources/dnsmasq-instance";
 import { natRuleModule } from "./resources/nat-rule";
+import { qemuGuestModule } from "./resources/qemu-guest";
 import { tapDeviceModule } from "./resources/tap-device";
 
 /** One table from type name to resource module; the SDK, dynamic entry and schema read it. */
@@ -10,5 +11,6 @@ export const resourceModules: Record<string, ResourceModule<any, any>> = {
   Bridge: bridgeModule,
   DnsmasqInstance: dnsmasqInstanceModule,
   NatRule: natRuleModule,
+  QemuGuest: qemuGuestModule,
   TapDevice: tapDeviceModule,
 };

@@ -266,6 +266,7 @@ const REQUIRED_PROGRAMS: ReadonlyArray<readonly [program: string, pkg: string]> 
   ["umount", "mount"],
   ["hostname", "hostname"],
   ["useradd", "passwd"],
+  ["socat", "socat"],
   ["usermod", "passwd"],
   ["chpasswd", "passwd"],
   ["sudo", "sudo"],

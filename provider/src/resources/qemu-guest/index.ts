@@ -1,0 +1,42 @@
+import type { ResourceModule } from "../../resource";
+import { accelInArgv, guestPaths } from "./argv";
+import { observeQemuGuest } from "./observe";
+import { planQemuGuest } from "./plan";
+import { QemuGuestInputs, type QemuGuestState } from "./schema";
+
+// Everything on QEMU's command line replaces the guest (QEMU cannot change it live); only
+// `running`, `deleteDisks` and `shutdownTimeoutSeconds` are applied in place.
+const LIVE = ["running", "deleteDisks", "shutdownTimeoutSeconds"];
+
+/** Returns the guest's status: QMP's run state, or "stopped" when no QEMU process runs for it. */
+export function guestStatus(state: QemuGuestState): string {
+  if (!state.process) return "stopped";
+  return state.process.status ?? "unresponsive";
+}
+
+/** The QemuGuest resource: a QEMU/KVM guest run daemonized, observed through its pid file and QMP. */
+export const qemuGuestModule: ResourceModule<QemuGuestInputs, QemuGuestState> = {
+  type: "QemuGuest",
+  noun: "qemu guest",
+  inputs: QemuGuestInputs,
+  inputKeys: Object.keys(QemuGuestInputs.shape),
+  identity: Object.keys(QemuGuestInputs.shape).filter((k) => !LIVE.includes(k)),
+  id: (inputs) => inputs.name,
+  observe: (host, inputs) => observeQemuGuest(host, inputs),
+  exists: (state) => state.config !== undefined || state.process !== undefined,
+  plan: planQemuGuest,
+  outputs: (state) => {
+    const p = guestPaths(state.name);
+    const proc = state.process;
+    return {
+      pid: proc?.pid,
+      qmpSocket: p.qmpSocket,
+      status: guestStatus(state),
+      accelUsed: proc ? (proc.accel ?? accelInArgv(proc.argv)) : undefined,
+      serialLogPath: state.inputs.serialLog ? p.serialLog : undefined,
+    };
+  },
+  // Only whether the guest runs is observed; everything else is on QEMU's command line, which
+  // the plan compares as a whole (a difference restarts the guest).
+  observedInputs: (state) => ({ running: state.process?.status === "running" }),
+};

@@ -1,0 +1,329 @@
+import { PlanError } from "../../resource";
+import type { Step } from "../../step";
+import {
+  accelInArgv,
+  buildQemuArgv,
+  guestPaths,
+  QEMU_BINARY,
+  QEMU_LOG_ROOT,
+  renderGuestConfig,
+} from "./argv";
+import { BRIDGE_CONF } from "./observe";
+import { QMP_FUNCTION, qmpCommand, qmpStep } from "./qmp";
+import type { QemuGuestInputs, QemuGuestState } from "./schema";
+
+const GIB = 1024 ** 3;
+
+// Graceful first (ACPI power button, then QMP quit), forceful after (SIGTERM, SIGKILL); succeeds
+// when the process is already gone. Positional parameters: pidfile socket timeout-seconds.
+const STOP_SCRIPT = [
+  "pidfile=$1 sock=$2 timeout=$3",
+  QMP_FUNCTION,
+  'ours() { [ -n "$pid" ] && tr \'\\0\' \'\\n\' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; }',
+  'gone_within() { n=0; while ours; do [ "$n" -ge "$1" ] && return 1; sleep 0.1; n=$((n + 1)); done; return 0; }',
+  'pid=$(cat -- "$pidfile" 2>/dev/null || true)',
+  "case $pid in ''|*[!0-9]*) pid= ;; esac",
+  "if ours; then",
+  `  if [ "$timeout" -gt 0 ] && qmp "$sock" '${qmpCommand("system_powerdown")}' >/dev/null && gone_within $((timeout * 10)); then`,
+  '    echo "powered off by the guest"',
+  `  elif qmp "$sock" '${qmpCommand("quit")}' >/dev/null && gone_within 50; then`,
+  '    echo "quit after ${timeout}s"',
+  "  else",
+  '    kill -TERM "$pid" 2>/dev/null; gone_within 50 || kill -KILL "$pid" 2>/dev/null',
+  '    gone_within 50 || { echo "qemu (pid $pid) is still running after SIGKILL" >&2; exit 1; }',
+  '    echo "killed"',
+  "  fi",
+  "fi",
+  'rm -f -- "$pidfile" "$sock"',
+].join("\n");
+
+// Creates a disk image unless something appeared at the path since it was observed.
+const CREATE_DISK_SCRIPT = [
+  "set -e",
+  'mkdir -p -- "$(dirname -- "$1")"',
+  'if [ -e "$1" ]; then echo "$1 appeared since it was observed; not overwriting it" >&2; exit 1; fi',
+  'qemu-img create -q -f "$2" "$1" "$3"',
+].join("\n");
+
+/** Returns the step that shuts the guest down: powerdown, `quit` after the timeout, then signals. */
+export function stopStep(g: QemuGuestInputs, why: string): Step {
+  const p = guestPaths(g.name);
+  return {
+    summary: `${why}: ACPI powerdown, quit after ${g.shutdownTimeoutSeconds}s, then kill`,
+    argv: ["sh", "-c", STOP_SCRIPT, "sh", p.pidFile, p.qmpSocket, String(g.shutdownTimeoutSeconds)],
+  };
+}
+
+/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
+export function planQemuGuest(
+  desired: QemuGuestInputs | undefined,
+  actual: QemuGuestState,
+): Step[] {
+  return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
+}
+
+function planDelete(actual: QemuGuestState): Step[] {
+  const g = actual.inputs;
+  const p = guestPaths(actual.name);
+  const steps: Step[] = [];
+  if (actual.process) steps.push(stopStep(g, `stop guest ${g.name} (pid ${actual.process.pid})`));
+  if (actual.present.runDir || actual.process) {
+    steps.push({ summary: `remove ${p.runDir}`, argv: ["rm", "-rf", "--", p.runDir] });
+  }
+  if (actual.present.configDir || actual.config !== undefined) {
+    steps.push({ summary: `remove ${p.configDir}`, argv: ["rm", "-rf", "--", p.configDir] });
+  }
+  if (actual.present.serialLog) {
+    steps.push({
+      summary: `remove the serial log ${p.serialLog}`,
+      argv: ["rm", "-f", "--", p.serialLog],
+    });
+  }
+  if (g.deleteDisks) {
+    for (const d of g.disks) {
+      if (actual.disks[d.path] !== undefined) {
+        steps.push({
+          summary: `remove disk image ${d.path} (deleteDisks)`,
+          argv: ["rm", "-f", "--", d.path],
+        });
+      }
+    }
+  }
+  return steps;
+}
+
+function refuseMissingPrograms(g: QemuGuestInputs, actual: QemuGuestState): void {
+  if (!actual.programs.qemu) {
+    throw new PlanError(
+      `${QEMU_BINARY} is not installed on the host (Debian package qemu-system-x86)`,
+    );
+  }
+  if (!actual.programs.socat) {
+    throw new PlanError(
+      "socat is not installed on the host; the provider talks to QEMU's QMP monitor through it (Debian package socat)",
+    );
+  }
+  if (!actual.programs.qemuImg && g.disks.length > 0) {
+    throw new PlanError("qemu-img is not installed on the host (Debian package qemu-utils)");
+  }
+  g.disks.forEach((d, i) => {
+    const img = actual.disks[d.path];
+    if (img !== undefined && img.format !== d.format) {
+      throw new PlanError(
+        `disks[${i}]: ${d.path} exists as a ${img.format} image, not ${d.format}; refusing to overwrite it (fix the format or the path)`,
+      );
+    }
+  });
+}
+
+// Checked when the guest starts or its config (which claims its MACs) is written.
+function refuseTakenMacs(g: QemuGuestInputs, actual: QemuGuestState): void {
+  g.nics.forEach((n, i) => {
+    const other = actual.otherMacs.find((o) => o.mac === n.mac);
+    if (other) {
+      throw new PlanError(
+        `nics[${i}].mac: ${n.mac} is already used by ${other.owner} on this host; give each guest its own MAC`,
+      );
+    }
+  });
+}
+
+// What QEMU needs at start-up; a running or stopped guest does not depend on it.
+function refuseStartBlockers(g: QemuGuestInputs, actual: QemuGuestState): void {
+  if (g.runAs !== undefined && actual.runAsExists === false) {
+    throw new PlanError(`runAs: user ${JSON.stringify(g.runAs)} does not exist on the host`);
+  }
+  const fileInputs: [string, string | undefined][] = [
+    ["kernel", g.kernel],
+    ["initrd", g.initrd],
+    ["cdrom", g.cdrom],
+  ];
+  for (const [prop, path] of fileInputs) {
+    if (path !== undefined && actual.missingFiles.includes(path)) {
+      throw new PlanError(`${prop}: ${path} does not exist on the host (or is not readable)`);
+    }
+  }
+  g.nics.forEach((n, i) => {
+    if (n.tap !== undefined) {
+      const link = actual.links[n.tap];
+      if (link === undefined) {
+        throw new PlanError(
+          `nics[${i}].tap: ${n.tap} does not exist on the host; create the tap first (TapDevice)`,
+        );
+      }
+      if (link.kind !== "tun" || link.tunType !== "tap") {
+        throw new PlanError(
+          `nics[${i}].tap: ${n.tap} is not a tap device (kind ${link.tunType ?? link.kind ?? "none"})`,
+        );
+      }
+    }
+    if (n.bridge !== undefined) refuseBridge(n.bridge, i, actual);
+  });
+}
+
+function refuseBridge(bridge: string, i: number, actual: QemuGuestState): void {
+  const where = `nics[${i}].bridge`;
+  const link = actual.links[bridge];
+  if (link === undefined)
+    throw new PlanError(`${where}: bridge ${bridge} does not exist on the host`);
+  if (link.kind !== "bridge")
+    throw new PlanError(`${where}: ${bridge} is not a bridge (kind ${link.kind ?? "none"})`);
+  const acl = bridgeAcl(actual.bridgeConf, bridge);
+  if (acl !== "allowed") {
+    const why =
+      acl === "no-file"
+        ? `${BRIDGE_CONF} does not exist, so qemu-bridge-helper refuses every bridge`
+        : acl === "denied"
+          ? `${BRIDGE_CONF} denies ${bridge} (deny wins over allow)`
+          : `${BRIDGE_CONF} does not allow ${bridge}`;
+    throw new PlanError(
+      `${where}: ${why}; add "allow ${bridge}" (Bridge allowQemuBridgeHelper: true)`,
+    );
+  }
+  const helper = actual.bridgeHelper;
+  if (helper === undefined) {
+    throw new PlanError(
+      `${where}: qemu-bridge-helper is not installed on the host (Debian package qemu-system-common)`,
+    );
+  }
+  if (actual.uid !== 0 && !helper.setuidRoot) {
+    throw new PlanError(
+      `${where}: ${helper.path} is not setuid root and QEMU would run as uid ${actual.uid}, so the helper cannot add a tap to ${bridge}; ` +
+        `run "chmod u+s ${helper.path}" on the host or connect as root (or with sudo)`,
+    );
+  }
+}
+
+/** Returns whether qemu-bridge-helper's ACL lets a bridge through (deny rules win over allow rules). */
+export function bridgeAcl(
+  lines: string[] | undefined,
+  bridge: string,
+): "allowed" | "denied" | "not-allowed" | "no-file" {
+  if (lines === undefined) return "no-file";
+  let allowed = false;
+  let denied = false;
+  for (const raw of lines) {
+    const m = /^\s*(allow|deny)[ \t]+(\S+)\s*$/.exec(raw);
+    if (!m) continue;
+    const hit = m[2] === "all" || m[2] === bridge;
+    if (hit && m[1] === "allow") allowed = true;
+    if (hit && m[1] === "deny") denied = true;
+  }
+  return denied ? "denied" : allowed ? "allowed" : "not-allowed";
+}
+
+function chooseAccel(g: QemuGuestInputs, actual: QemuGuestState): "kvm" | "tcg" {
+  if (g.accel === "tcg") return "tcg";
+  const kvm = actual.kvm;
+  if (g.accel === "kvm") {
+    if (kvm !== undefined && !kvm.usable) {
+      throw new PlanError(
+        `accel: kvm was asked for but KVM does not work on this host (${kvm.reason}); use accel "auto" or "tcg"`,
+      );
+    }
+    return "kvm";
+  }
+  if (kvm !== undefined) return kvm.usable ? "kvm" : "tcg";
+  // Not probed because the guest runs: keep what it runs with.
+  return (actual.process && accelInArgv(actual.process.argv)) ?? "tcg";
+}
+
+function sameArgv(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
+  const p = guestPaths(g.name);
+  const proc = actual.process;
+  const running = proc !== undefined;
+  const steps: Step[] = [];
+
+  // What happens to the process, decided first: checks that only matter for a start run only then.
+  let action: "none" | "start" | "restart" | "stop" | "cont" | "wakeup" = "none";
+  let reason = "";
+  let argv: string[] | undefined;
+  const wantArgv = (): string[] =>
+    buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
+  if (!g.running) {
+    if (running) action = "stop";
+  } else if (!running) {
+    action = "start";
+  } else {
+    argv = wantArgv();
+    if (!sameArgv(proc.argv, argv)) {
+      action = "restart";
+      reason = "its command line differs from the inputs";
+    } else if (proc.status === "paused") {
+      action = "cont";
+    } else if (proc.status === "suspended") {
+      action = "wakeup";
+    } else if (proc.status === undefined) {
+      throw new PlanError(
+        `QEMU (pid ${proc.pid}) does not answer on its QMP socket ${p.qmpSocket}`,
+      );
+    } else if (proc.status !== "running") {
+      action = "restart";
+      reason = `its status is ${proc.status}`;
+    }
+  }
+  const starting = action === "start" || action === "restart";
+  const config = renderGuestConfig(g);
+  refuseMissingPrograms(g, actual);
+  if (starting || actual.config !== config) refuseTakenMacs(g, actual);
+  if (starting) {
+    refuseStartBlockers(g, actual);
+    argv ??= wantArgv();
+  }
+
+  if (actual.config !== config) {
+    steps.push({
+      summary: `write ${p.configFile}`,
+      writeFile: { path: p.configFile, content: config, mode: 0o600 },
+    });
+  }
+  if (action === "stop" || action === "restart") {
+    steps.push(
+      stopStep(
+        g,
+        action === "stop"
+          ? `stop guest ${g.name}`
+          : `stop guest ${g.name} to restart it (${reason})`,
+      ),
+    );
+  }
+  // A running QEMU holds its images: growing happens only where the guest is stopped by then.
+  const imagesFree = !running || starting || action === "stop";
+  g.disks.forEach((d) => {
+    const img = actual.disks[d.path];
+    const size = `${d.sizeGiB}G`;
+    if (img === undefined) {
+      steps.push({
+        summary: `create ${d.format} disk image ${d.path} (${size})`,
+        argv: ["sh", "-c", CREATE_DISK_SCRIPT, "sh", d.path, d.format, size],
+      });
+    } else if (img.virtualSize < d.sizeGiB * GIB && imagesFree) {
+      steps.push({
+        summary: `grow disk image ${d.path} to ${size}`,
+        argv: ["qemu-img", "resize", "-q", "-f", d.format, d.path, size],
+      });
+    }
+  });
+  if (starting && argv !== undefined) {
+    steps.push({
+      summary: `create ${p.runDir}${g.serialLog ? ` and ${QEMU_LOG_ROOT}` : ""}`,
+      argv: ["mkdir", "-p", "--", p.runDir, ...(g.serialLog ? [QEMU_LOG_ROOT] : [])],
+    });
+    const accel = argv[argv.indexOf("-accel") + 1] ?? "";
+    steps.push({
+      summary: `start guest ${g.name} (${accel}, ${g.memoryMiB} MiB, ${g.cpus} cpu)`,
+      argv,
+    });
+  }
+  if (action === "cont")
+    steps.push(qmpStep(`resume paused guest ${g.name}`, p.qmpSocket, [qmpCommand("cont")]));
+  if (action === "wakeup")
+    steps.push(
+      qmpStep(`wake suspended guest ${g.name}`, p.qmpSocket, [qmpCommand("system_wakeup")]),
+    );
+  return steps;
+}

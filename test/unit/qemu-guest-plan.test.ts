@@ -1,0 +1,992 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import {
+  accelInArgv,
+  buildQemuArgv,
+  guestPaths,
+  macsInArgv,
+  nameInArgv,
+  renderGuestConfig,
+} from "../../provider/src/resources/qemu-guest/argv";
+import { qemuGuestModule } from "../../provider/src/resources/qemu-guest";
+import {
+  decodeCmdline,
+  observeArgv,
+  parseQemuGuestState,
+} from "../../provider/src/resources/qemu-guest/observe";
+import { bridgeAcl, planQemuGuest, stopStep } from "../../provider/src/resources/qemu-guest/plan";
+import { parseQmpAnswers, qmpCommand } from "../../provider/src/resources/qemu-guest/qmp";
+import {
+  QemuGuestInputs,
+  type QemuGuestState,
+} from "../../provider/src/resources/qemu-guest/schema";
+import { guestKernelArgs, moduleLoadOrder, parseGuestLog } from "../support/guest-image";
+
+const parse = (x: Record<string, unknown>): QemuGuestInputs => QemuGuestInputs.parse(x);
+// The captures at the end of this file were observed for these inputs (A: absent, B: the rest).
+const A = (): QemuGuestInputs => parse(RAW_A_INPUTS);
+const B = (): QemuGuestInputs => parse(RAW_B_INPUTS);
+const absent = (): QemuGuestState => parseQemuGuestState(A(), CAPTURE_ABSENT);
+const running = (): QemuGuestState => parseQemuGuestState(B(), CAPTURE_RUNNING);
+const paused = (): QemuGuestState => parseQemuGuestState(B(), CAPTURE_PAUSED);
+const dead = (): QemuGuestState => parseQemuGuestState(B(), CAPTURE_DEAD);
+const KERNEL = "/boot/vmlinuz-6.1.0-56-cloud-amd64";
+const P = guestPaths("g1");
+
+describe("parsing the real observe probe", () => {
+  it("reads an absent guest and its surroundings", () => {
+    const s = absent();
+    expect(s).toMatchObject({
+      uid: 0,
+      programs: { qemu: true, qemuImg: true, socat: true },
+      process: undefined,
+      config: undefined,
+      present: { runDir: false, configDir: false, serialLog: false },
+      disks: { "/var/lib/hv-fixture/g1.qcow2": undefined },
+      bridgeHelper: { path: "/usr/lib/qemu/qemu-bridge-helper", setuidRoot: false },
+      missingFiles: ["/nonexistent/initrd.img"],
+      runAsExists: false,
+      kvm: {
+        usable: false,
+        reason: "a KVM guest made no progress in 3 s (nested virtualization not working?)",
+      },
+    });
+    expect(s.otherMacs).toEqual([
+      { mac: "52:54:00:52:00:98", owner: 'guest "other"' },
+      { mac: "52:54:00:52:00:99", owner: 'QEMU process 15498 ("foreign")' },
+    ]);
+    expect(s.links).toEqual({
+      qtap0: { kind: "tun", tunType: "tap", master: "qbr0" },
+      qbr0: { kind: "bridge", tunType: undefined, master: undefined },
+      tun0: { kind: "tun", tunType: "tun", master: undefined },
+    });
+    expect(s.bridgeConf).toEqual([
+      "# the admin's",
+      "allow qbr0",
+      "include /etc/qemu/extra.conf",
+      "",
+      "deny qbr9",
+      "",
+    ]);
+    expect(qemuGuestModule.exists(s)).toBe(false);
+  });
+
+  it("reads a running guest: its own command line, QMP status and accelerator, its disks", () => {
+    const s = running();
+    expect(s.process).toEqual({
+      pid: 15650,
+      argv: buildQemuArgv(B(), { accel: "tcg", bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper" }),
+      status: "running",
+      accel: "tcg",
+      qmpName: "g1",
+    });
+    expect(s.disks).toEqual({
+      "/var/lib/hv-fixture/g1.qcow2": { format: "qcow2", virtualSize: 1024 ** 3 },
+      "/var/lib/hv-fixture/g1-raw.img": { format: "raw", virtualSize: 1024 ** 3 },
+    });
+    expect(s.config).toBe(renderGuestConfig(B()));
+    expect(s.runAsExists).toBe(true);
+    // The guest runs, so KVM was not probed.
+    expect(s.kvm).toBeUndefined();
+    expect(qemuGuestModule.exists(s)).toBe(true);
+    expect(qemuGuestModule.outputs(s)).toEqual({
+      pid: 15650,
+      qmpSocket: "/run/pulumi-hypervisor/qemu/g1/qmp.sock",
+      status: "running",
+      accelUsed: "tcg",
+      serialLogPath: "/var/log/pulumi-hypervisor/qemu/g1.log",
+    });
+    expect(qemuGuestModule.observedInputs(s, B())).toEqual({ running: true });
+    // Its own process is not counted as another user of its MACs.
+    expect(s.otherMacs.map((o) => o.mac)).toEqual(["52:54:00:52:00:98", "52:54:00:52:00:99"]);
+  });
+
+  it("reads a paused guest and one whose QEMU was killed", () => {
+    expect(paused().process?.status).toBe("paused");
+    expect(qemuGuestModule.observedInputs(paused(), B())).toEqual({ running: false });
+    const d = dead();
+    expect(d.process).toBeUndefined();
+    expect(d.present).toEqual({ runDir: true, configDir: true, serialLog: true });
+    expect(qemuGuestModule.exists(d)).toBe(true);
+    expect(qemuGuestModule.outputs(d)).toMatchObject({
+      pid: undefined,
+      status: "stopped",
+      accelUsed: undefined,
+    });
+  });
+
+  it("fails loudly on output it does not understand", () => {
+    expect(() => parseQemuGuestState(B(), "garbage\n")).toThrow(
+      /unexpected observe output \(no uid section\)/,
+    );
+    expect(() => decodeCmdline("zz00")).toThrow(/unexpected \/proc cmdline dump/);
+    expect(() => parseQmpAnswers('{"hello": 1}\n')).toThrow(/unexpected QMP answer/);
+    const badDisk = CAPTURE_DEAD.replace(/("virtual-size": )\d+/, '$1"big"');
+    expect(() => parseQemuGuestState(B(), badDisk)).toThrow(
+      /unexpected output of qemu-img info \/var\/lib\/hv-fixture\/g1.qcow2/,
+    );
+  });
+
+  it("passes every input to the probe as a positional parameter", () => {
+    const argv = observeArgv(A(), true);
+    expect(argv.slice(0, 2)).toEqual(["sh", "-c"]);
+    expect(argv.slice(3)).toEqual([
+      "sh",
+      "g1",
+      P.pidFile,
+      P.qmpSocket,
+      P.configFile,
+      P.runDir,
+      P.configDir,
+      P.serialLog,
+      "nosuchuser",
+      "1",
+      "1",
+      "1",
+      "/var/lib/hv-fixture/g1.qcow2",
+      "3",
+      "qtap0",
+      "qbr0",
+      "tun0",
+      "2",
+      KERNEL,
+      "/nonexistent/initrd.img",
+    ]);
+    expect(argv[2]).not.toContain("g1");
+  });
+});
+
+describe("planQemuGuest", () => {
+  const valid = (x: Record<string, unknown> = {}): QemuGuestInputs => {
+    const { runAs: _r, initrd: _i, ...rest } = RAW_A_INPUTS;
+    return parse({
+      ...rest,
+      nics: [
+        { mac: "52:54:00:52:00:10", tap: "qtap0" },
+        { mac: "52:54:00:52:00:11", bridge: "qbr0" },
+      ],
+      ...x,
+    });
+  };
+
+  it("creates an absent guest: config, disk, runtime directory, then QEMU under TCG where KVM stalls", () => {
+    const g = valid();
+    const argv = buildQemuArgv(g, {
+      accel: "tcg",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    expect(planQemuGuest(g, absent())).toEqual([
+      {
+        summary: `write ${P.configFile}`,
+        writeFile: { path: P.configFile, content: renderGuestConfig(g), mode: 0o600 },
+      },
+      {
+        summary: "create qcow2 disk image /var/lib/hv-fixture/g1.qcow2 (1G)",
+        argv: [
+          "sh",
+          "-c",
+          expect.stringContaining('qemu-img create -q -f "$2" "$1" "$3"'),
+          "sh",
+          "/var/lib/hv-fixture/g1.qcow2",
+          "qcow2",
+          "1G",
+        ],
+      },
+      {
+        summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
+        argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
+      },
+      { summary: "start guest g1 (tcg, 512 MiB, 1 cpu)", argv },
+    ]);
+    expect(argv).toEqual([
+      "qemu-system-x86_64",
+      "-name",
+      "guest=g1",
+      "-machine",
+      "q35",
+      "-accel",
+      "tcg",
+      "-m",
+      "512",
+      "-smp",
+      "1",
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-daemonize",
+      "-pidfile",
+      "/run/pulumi-hypervisor/qemu/g1/qemu.pid",
+      "-qmp",
+      "unix:/run/pulumi-hypervisor/qemu/g1/qmp.sock,server=on,wait=off",
+      "-serial",
+      "file:/var/log/pulumi-hypervisor/qemu/g1.log",
+      "-kernel",
+      KERNEL,
+      "-drive",
+      "file=/var/lib/hv-fixture/g1.qcow2,format=qcow2,if=virtio",
+      "-netdev",
+      "tap,id=net0,ifname=qtap0,script=no,downscript=no",
+      "-device",
+      "virtio-net-pci,netdev=net0,mac=52:54:00:52:00:10",
+      "-netdev",
+      "bridge,id=net1,br=qbr0,helper=/usr/lib/qemu/qemu-bridge-helper",
+      "-device",
+      "virtio-net-pci,netdev=net1,mac=52:54:00:52:00:11",
+    ]);
+  });
+
+  it("creates a stopped guest without starting QEMU", () => {
+    expect(planQemuGuest(valid({ running: false }), absent()).map((s) => s.summary)).toEqual([
+      `write ${P.configFile}`,
+      "create qcow2 disk image /var/lib/hv-fixture/g1.qcow2 (1G)",
+    ]);
+  });
+
+  it("refuses what cannot work, naming the property", () => {
+    const s = absent();
+    expect(() => planQemuGuest(A(), s)).toThrow(
+      'runAs: user "nosuchuser" does not exist on the host',
+    );
+    expect(() => planQemuGuest(valid({ initrd: "/nonexistent/initrd.img" }), s)).toThrow(
+      "initrd: /nonexistent/initrd.img does not exist on the host (or is not readable)",
+    );
+    expect(() =>
+      planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", tap: "tun0" }] }), s),
+    ).toThrow("nics[0].tap: tun0 is not a tap device (kind tun)");
+    expect(() =>
+      planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", tap: "qtap7" }] }), s),
+    ).toThrow("nics[0].tap: qtap7 does not exist on the host; create the tap first (TapDevice)");
+    expect(() =>
+      planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", bridge: "qtap0" }] }), s),
+    ).toThrow("nics[0].bridge: qtap0 is not a bridge (kind tun)");
+    expect(() => planQemuGuest(valid({ accel: "kvm" }), s)).toThrow(
+      'accel: kvm was asked for but KVM does not work on this host (a KVM guest made no progress in 3 s (nested virtualization not working?)); use accel "auto" or "tcg"',
+    );
+  });
+
+  it("refuses a MAC another guest's config or another QEMU process uses", () => {
+    const s = absent();
+    expect(() =>
+      planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:98", tap: "qtap0" }] }), s),
+    ).toThrow(
+      'nics[0].mac: 52:54:00:52:00:98 is already used by guest "other" on this host; give each guest its own MAC',
+    );
+    expect(() =>
+      planQemuGuest(
+        valid({
+          nics: [
+            { mac: "52:54:00:52:00:10", tap: "qtap0" },
+            { mac: "52:54:00:52:00:99", tap: "qtap0x" },
+          ],
+        }),
+        s,
+      ),
+    ).toThrow(
+      'nics[1].mac: 52:54:00:52:00:99 is already used by QEMU process 15498 ("foreign") on this host',
+    );
+  });
+
+  it("refuses a bridge qemu-bridge-helper would refuse, and a non-setuid helper for a non-root user", () => {
+    const s = absent();
+    const bridged = valid({ nics: [{ mac: "52:54:00:52:00:11", bridge: "qbr0" }] });
+    expect(() => planQemuGuest(bridged, { ...s, bridgeConf: undefined })).toThrow(
+      'nics[0].bridge: /etc/qemu/bridge.conf does not exist, so qemu-bridge-helper refuses every bridge; add "allow qbr0" (Bridge allowQemuBridgeHelper: true)',
+    );
+    expect(() => planQemuGuest(bridged, { ...s, bridgeConf: ["allow qbr1"] })).toThrow(
+      "nics[0].bridge: /etc/qemu/bridge.conf does not allow qbr0",
+    );
+    expect(() => planQemuGuest(bridged, { ...s, bridgeConf: ["allow all", "deny qbr0"] })).toThrow(
+      "nics[0].bridge: /etc/qemu/bridge.conf denies qbr0 (deny wins over allow)",
+    );
+    expect(() => planQemuGuest(bridged, { ...s, uid: 1000 })).toThrow(
+      'nics[0].bridge: /usr/lib/qemu/qemu-bridge-helper is not setuid root and QEMU would run as uid 1000, so the helper cannot add a tap to qbr0; run "chmod u+s /usr/lib/qemu/qemu-bridge-helper" on the host',
+    );
+    const setuid = {
+      ...s,
+      uid: 1000,
+      bridgeHelper: { path: "/usr/lib/qemu/qemu-bridge-helper", setuidRoot: true },
+    };
+    expect(
+      planQemuGuest(bridged, setuid)
+        .map((x) => x.summary)
+        .at(-1),
+    ).toBe("start guest g1 (tcg, 512 MiB, 1 cpu)");
+    expect(() => planQemuGuest(bridged, { ...s, bridgeHelper: undefined })).toThrow(
+      "nics[0].bridge: qemu-bridge-helper is not installed on the host (Debian package qemu-system-common)",
+    );
+  });
+
+  it("names a missing socat, qemu or qemu-img", () => {
+    const s = absent();
+    expect(() =>
+      planQemuGuest(valid(), { ...s, programs: { ...s.programs, socat: false } }),
+    ).toThrow(
+      "socat is not installed on the host; the provider talks to QEMU's QMP monitor through it (Debian package socat)",
+    );
+    expect(() =>
+      planQemuGuest(valid(), { ...s, programs: { ...s.programs, qemu: false } }),
+    ).toThrow("qemu-system-x86_64 is not installed on the host (Debian package qemu-system-x86)");
+    expect(() =>
+      planQemuGuest(valid(), { ...s, programs: { ...s.programs, qemuImg: false } }),
+    ).toThrow("qemu-img is not installed on the host (Debian package qemu-utils)");
+  });
+
+  it("refuses to overwrite an image of another format", () => {
+    const s = running();
+    expect(() =>
+      planQemuGuest(
+        parse({ ...RAW_B_INPUTS, disks: [{ path: "/var/lib/hv-fixture/g1-raw.img", sizeGiB: 1 }] }),
+        s,
+      ),
+    ).toThrow(
+      "disks[0]: /var/lib/hv-fixture/g1-raw.img exists as a raw image, not qcow2; refusing to overwrite it",
+    );
+  });
+
+  it("is empty when the running guest matches (and does not grow a disk under a running QEMU)", () => {
+    expect(planQemuGuest(B(), running())).toEqual([]);
+    // What only a start needs (kernel, taps, bridges, user) does not matter to a running guest,
+    // nor to a stopped one that stays stopped.
+    const gone = { links: {}, missingFiles: [KERNEL], runAsExists: false, bridgeConf: undefined };
+    expect(planQemuGuest(B(), { ...running(), ...gone })).toEqual([]);
+    const off = { ...B(), running: false };
+    expect(planQemuGuest(off, { ...dead(), ...gone, config: renderGuestConfig(off) })).toEqual([
+      {
+        summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
+        argv: ["qemu-img", "resize", "-q", "-f", "raw", "/var/lib/hv-fixture/g1-raw.img", "2G"],
+      },
+    ]);
+    expect(() => planQemuGuest(B(), { ...dead(), ...gone })).toThrow(
+      'runAs: user "hvsudo" does not exist on the host',
+    );
+  });
+
+  it("shuts a running guest down for running: false, and resumes a paused one", () => {
+    const off = { ...B(), running: false };
+    expect(planQemuGuest(off, running())).toEqual([
+      stopStep(off, "stop guest g1"),
+      {
+        summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
+        argv: ["qemu-img", "resize", "-q", "-f", "raw", "/var/lib/hv-fixture/g1-raw.img", "2G"],
+      },
+    ]);
+    expect(planQemuGuest(B(), paused())).toEqual([
+      {
+        summary: "resume paused guest g1",
+        argv: ["sh", "-c", expect.any(String), "sh", P.qmpSocket, qmpCommand("cont")],
+      },
+    ]);
+  });
+
+  it("starts a killed guest again, growing its raw disk first", () => {
+    const argv = buildQemuArgv(B(), {
+      accel: "tcg",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    expect(planQemuGuest(B(), dead())).toEqual([
+      {
+        summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
+        argv: ["qemu-img", "resize", "-q", "-f", "raw", "/var/lib/hv-fixture/g1-raw.img", "2G"],
+      },
+      {
+        summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
+        argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
+      },
+      { summary: "start guest g1 (tcg, 128 MiB, 1 cpu)", argv },
+    ]);
+    expect(argv).toContain("-runas");
+  });
+
+  it("restarts a guest whose command line differs (drift), keeping its accelerator", () => {
+    const more = { ...B(), memoryMiB: 256 };
+    expect(planQemuGuest(more, running()).map((s) => s.summary)).toEqual([
+      `write ${P.configFile}`,
+      "stop guest g1 to restart it (its command line differs from the inputs): ACPI powerdown, quit after 60s, then kill",
+      "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
+      `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
+      "start guest g1 (tcg, 256 MiB, 1 cpu)",
+    ]);
+  });
+
+  it("deletes the process and the provider's files, and disk images only with deleteDisks", () => {
+    const s = running();
+    expect(planQemuGuest(undefined, s)).toEqual([
+      stopStep(B(), "stop guest g1 (pid 15650)"),
+      { summary: `remove ${P.runDir}`, argv: ["rm", "-rf", "--", P.runDir] },
+      { summary: `remove ${P.configDir}`, argv: ["rm", "-rf", "--", P.configDir] },
+      { summary: `remove the serial log ${P.serialLog}`, argv: ["rm", "-f", "--", P.serialLog] },
+    ]);
+    const withDisks = parseQemuGuestState({ ...B(), deleteDisks: true }, CAPTURE_DEAD);
+    expect(planQemuGuest(undefined, withDisks).map((x) => x.summary)).toEqual([
+      `remove ${P.runDir}`,
+      `remove ${P.configDir}`,
+      `remove the serial log ${P.serialLog}`,
+      "remove disk image /var/lib/hv-fixture/g1.qcow2 (deleteDisks)",
+      "remove disk image /var/lib/hv-fixture/g1-raw.img (deleteDisks)",
+    ]);
+    expect(planQemuGuest(undefined, absent())).toEqual([]);
+  });
+
+  it("replaces on command-line inputs and applies running, deleteDisks and the timeout in place", () => {
+    expect([...qemuGuestModule.identity].sort()).toEqual(
+      [
+        "accel",
+        "bootOrder",
+        "cdrom",
+        "cpus",
+        "disks",
+        "display",
+        "initrd",
+        "kernel",
+        "kernelArgs",
+        "machine",
+        "memoryMiB",
+        "name",
+        "nics",
+        "runAs",
+        "serialLog",
+      ].sort(),
+    );
+  });
+});
+
+describe("the stop step on a real /bin/sh", () => {
+  function run(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const c = spawn(argv[0] ?? "false", argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      let stderr = "";
+      c.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+      c.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+      c.on("error", reject);
+      c.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+  }
+
+  it("terminates a process that does not answer QMP, succeeds when nothing runs, and leaves other pids alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-stop-"));
+    try {
+      const pidfile = join(dir, "qemu.pid");
+      // A stand-in for QEMU: its command line names the pid file, like QEMU's does.
+      const child = spawn(process.execPath, ["-e", "setTimeout(() => undefined, 30000)", pidfile], {
+        stdio: "ignore",
+      });
+      const stranger = spawn("sleep", ["30"], { stdio: "ignore" });
+      writeFileSync(pidfile, `${child.pid}\n`);
+      const exited = new Promise<number | null>((r) =>
+        child.on("exit", (_c, sig) => r(sig === "SIGTERM" ? 15 : null)),
+      );
+      const step = stopStep(parse({ name: "g1", shutdownTimeoutSeconds: 1 }), "stop");
+      if (!("argv" in step)) throw new Error("stop step runs a command");
+      const argv = [...step.argv.slice(0, 4), pidfile, join(dir, "qmp.sock"), "1"];
+      const r = await run(argv);
+      expect(r).toMatchObject({ code: 0, stdout: "killed\n" });
+      expect(await exited).toBe(15);
+      // Not ours any more (pid file gone): nothing to do, success.
+      expect(await run(argv)).toMatchObject({ code: 0, stdout: "" });
+      // A pid file naming someone else's process is not followed.
+      writeFileSync(pidfile, `${stranger.pid}\n`);
+      expect(await run(argv)).toMatchObject({ code: 0, stdout: "" });
+      expect(stranger.exitCode).toBeNull();
+      stranger.kill("SIGKILL");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("QemuGuestInputs", () => {
+  const reasons = (x: Record<string, unknown>): string[] => {
+    const r = QemuGuestInputs.safeParse(x);
+    return r.success ? [] : r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  };
+  it("applies defaults and canonical MACs", () => {
+    expect(
+      parse({
+        name: "vm1",
+        nics: [{ mac: "52:54:00:AB:CD:EF", tap: "tap0" }],
+        disks: [{ path: "/d.img", sizeGiB: 8 }],
+      }),
+    ).toEqual({
+      name: "vm1",
+      memoryMiB: 512,
+      cpus: 1,
+      machine: "q35",
+      accel: "auto",
+      disks: [{ path: "/d.img", format: "qcow2", sizeGiB: 8 }],
+      nics: [{ mac: "52:54:00:ab:cd:ef", model: "virtio-net-pci", tap: "tap0" }],
+      display: "none",
+      serialLog: true,
+      running: true,
+      deleteDisks: false,
+      shutdownTimeoutSeconds: 60,
+    });
+  });
+  it("rejects bad values with the property named", () => {
+    expect(reasons({ name: "vm/1" })[0]).toMatch(/^name: must be 1 to 63 characters/);
+    expect(reasons({ name: "-vm" })[0]).toMatch(/^name: must be 1 to 63 characters/);
+    expect(reasons({ name: "vm", cpus: 1.5 })).toEqual(["cpus: must be a whole number"]);
+    expect(reasons({ name: "vm", machine: "q35,accel=kvm" })[0]).toMatch(
+      /^machine: must be a QEMU machine type/,
+    );
+    expect(reasons({ name: "vm", nics: [{ mac: "53:54:00:00:00:01", tap: "t" }] })).toEqual([
+      "nics.0.mac: must be a unicast MAC (first octet even)",
+    ]);
+    expect(
+      reasons({
+        name: "vm",
+        nics: [{ mac: "52:54:00:00:00:01", model: "e1000,romfile=/x", tap: "t" }],
+      })[0],
+    ).toMatch(/^nics.0.model: /);
+    expect(
+      reasons({
+        name: "vm",
+        nics: [
+          { mac: "52:54:00:00:00:01", tap: "t" },
+          { mac: "52:54:00:00:00:02", tap: "t" },
+        ],
+      }),
+    ).toEqual(["nics.1.tap: tap t is already used by nics[0]"]);
+    expect(reasons({ name: "vm", cdrom: "/a/../b.iso" })).toEqual(["cdrom: must not contain '..'"]);
+    expect(
+      reasons({ name: "vm", cdrom: "/x.iso", disks: [{ path: "/x.iso", sizeGiB: 1 }] }),
+    ).toEqual(["cdrom: /x.iso is already used by disks[0]"]);
+    expect(reasons({ name: "vm", kernel: "/k", kernelArgs: "a\nb" })).toEqual([
+      "kernelArgs: must not contain control characters",
+    ]);
+    expect(reasons({ name: "vm", initrd: "/i" })).toEqual(["initrd: needs kernel"]);
+    expect(reasons({ name: "vm", display: "gtk" })[0]).toMatch(
+      /^display: must be "none" or "vnc=<address>:<display>"/,
+    );
+    expect(reasons({ name: "vm", runAs: "Root" })[0]).toMatch(/^runAs: must be a user name/);
+    expect(reasons({ name: "vm", shutdownTimeoutSeconds: -1 })).toEqual([
+      "shutdownTimeoutSeconds: must be at least 0",
+    ]);
+    expect(reasons({ name: "vm", disks: [{ path: "/d", sizeGiB: 1, format: "vmdk" }] })[0]).toMatch(
+      /^disks.0.format: /,
+    );
+    expect(reasons({ name: "vm", bogus: 1 })[0]).toMatch(/bogus/);
+  });
+});
+
+describe("QEMU command lines", () => {
+  it("builds options for display, boot order, CD-ROM and runAs", () => {
+    const argv = buildQemuArgv(
+      parse({
+        name: "w",
+        display: "vnc=127.0.0.1:3",
+        bootOrder: "dc",
+        cdrom: "/iso/x.iso",
+        runAs: "qemu",
+        serialLog: false,
+        cpus: 2,
+      }),
+      { accel: "kvm" },
+    );
+    expect(argv).toEqual([
+      "qemu-system-x86_64",
+      "-name",
+      "guest=w",
+      "-machine",
+      "q35",
+      "-accel",
+      "kvm",
+      "-cpu",
+      "host",
+      "-m",
+      "512",
+      "-smp",
+      "2",
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "vnc=127.0.0.1:3",
+      "-device",
+      "VGA",
+      "-daemonize",
+      "-pidfile",
+      "/run/pulumi-hypervisor/qemu/w/qemu.pid",
+      "-qmp",
+      "unix:/run/pulumi-hypervisor/qemu/w/qmp.sock,server=on,wait=off",
+      "-runas",
+      "qemu",
+      "-boot",
+      "order=dc",
+      "-drive",
+      "file=/iso/x.iso,media=cdrom,readonly=on",
+    ]);
+  });
+  it("reads MACs, accelerator and name from other QEMUs' command lines", () => {
+    const libvirt = [
+      "/usr/bin/qemu-system-x86_64",
+      "-name",
+      "guest=win10,debug-threads=on",
+      "-machine",
+      "pc-q35-7.2,usb=off,accel=kvm",
+      "-device",
+      "virtio-net-pci,netdev=hostnet0,id=net0,mac=52:54:00:AA:bb:01",
+      "-net",
+      "nic,macaddr=52:54:00:00:00:02",
+    ];
+    expect(macsInArgv(libvirt)).toEqual(["52:54:00:aa:bb:01", "52:54:00:00:00:02"]);
+    expect(accelInArgv(libvirt)).toBe("kvm");
+    expect(accelInArgv(["qemu", "-enable-kvm"])).toBe("kvm");
+    expect(accelInArgv(["qemu", "-accel", "tcg,thread=multi"])).toBe("tcg");
+    expect(accelInArgv(["qemu"])).toBeUndefined();
+    expect(nameInArgv(libvirt)).toBe("win10");
+    expect(nameInArgv(["qemu", "-name", "plain"])).toBe("plain");
+  });
+  it("follows qemu-bridge-helper's ACL: deny wins, allow all counts, comments and includes are no rules", () => {
+    expect(bridgeAcl(undefined, "br0")).toBe("no-file");
+    expect(bridgeAcl(["# allow br0"], "br0")).toBe("not-allowed");
+    expect(bridgeAcl(["allow all"], "br0")).toBe("allowed");
+    expect(bridgeAcl(["\tallow   br0  "], "br0")).toBe("allowed");
+    expect(bridgeAcl(["allow br0", "deny all"], "br0")).toBe("denied");
+    expect(bridgeAcl(["deny br1", "allow all"], "br0")).toBe("allowed");
+  });
+});
+
+describe("the test guest image", () => {
+  it("loads each module after its dependencies", () => {
+    const dep = [
+      "kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko",
+      "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko",
+      "kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko",
+      "kernel/net/core/failover.ko:",
+      "kernel/drivers/virtio/virtio.ko:",
+      "kernel/drivers/virtio/virtio_ring.ko:",
+      "kernel/drivers/virtio/virtio_pci_legacy_dev.ko:",
+      "kernel/drivers/virtio/virtio_pci_modern_dev.ko:",
+    ].join("\n");
+    expect(
+      moduleLoadOrder(dep, ["virtio_pci", "virtio_net"]).map((f) => f.split("/").pop()),
+    ).toEqual([
+      "virtio_ring.ko",
+      "virtio.ko",
+      "virtio_pci_modern_dev.ko",
+      "virtio_pci_legacy_dev.ko",
+      "virtio_pci.ko",
+      "failover.ko",
+      "net_failover.ko",
+      "virtio_net.ko",
+    ]);
+    expect(() => moduleLoadOrder(dep, ["e1000"])).toThrow(
+      "kernel module e1000 is not in modules.dep",
+    );
+  });
+  it("reads what the guest reported on its serial console", () => {
+    const log = [
+      "[    1.5] Run /init as init process",
+      "hv-guest: init on kernel 6.1.0-56-cloud-amd64",
+      "hv-guest: lease ip=198.18.150.20/24 router=198.18.150.1 dns=198.18.150.1 hostname=g2",
+      "hv-guest: network-ready ip=198.18.150.20/24 mac=52:54:00:51:00:20",
+      "hv-guest: service-ready http=80 echo=7",
+      "hv-guest: ping 198.19.255.1 ok",
+      "hv-guest: ping 198.18.150.11 failed",
+    ].join("\r\n");
+    expect(parseGuestLog(log)).toEqual({
+      booted: true,
+      networkReady: "198.18.150.20/24",
+      lease: "ip=198.18.150.20/24 router=198.18.150.1 dns=198.18.150.1 hostname=g2",
+      serviceReady: true,
+      poweredOff: false,
+      pings: { "198.19.255.1": "ok", "198.18.150.11": "failed" },
+    });
+    expect(parseGuestLog("")).toEqual({
+      booted: false,
+      serviceReady: false,
+      poweredOff: false,
+      pings: {},
+    });
+    expect(
+      guestKernelArgs({
+        address: "198.18.150.10/24",
+        gateway: "198.18.150.1",
+        ping: ["198.19.255.1", "198.18.150.11"],
+      }),
+    ).toBe(
+      "console=ttyS0 panic=-1 loglevel=4 hv.ip=198.18.150.10/24 hv.gw=198.18.150.1 hv.ping=198.19.255.1,198.18.150.11",
+    );
+  });
+});
+
+// Real captures of the observe probe (`observeArgv(inputs, true)`, run with `sh` on a lab host:
+// Debian 12, QEMU 7.2, kernel 6.1 cloud, TCG). The host had a bridge qbr0, a tap qtap0 on it, a
+// tun-mode device tun0, /etc/qemu/bridge.conf ("# the admin's", "allow qbr0", "include
+// /etc/qemu/extra.conf") with extra.conf "deny qbr9", the config of another guest "other" (MAC
+// ...:98), and an unmanaged QEMU `-name foreign` (pid 15498, e1000 with MAC ...:99). ABSENT: no g1
+// (inputs A; KVM probed). RUNNING: g1 started with buildQemuArgv(B, tcg) as pid 15650, its disks
+// made with qemu-img create (both 1G), its config written. PAUSED: after QMP `stop`. DEAD: after
+// `kill -9` of pid 15650 (probe without the KVM check).
+const RAW_A_INPUTS = {
+  name: "g1",
+  kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
+  initrd: "/nonexistent/initrd.img",
+  runAs: "nosuchuser",
+  disks: [{ path: "/var/lib/hv-fixture/g1.qcow2", sizeGiB: 1 }],
+  nics: [
+    { mac: "52:54:00:52:00:10", tap: "qtap0" },
+    { mac: "52:54:00:52:00:11", bridge: "qbr0" },
+    { mac: "52:54:00:52:00:12", tap: "tun0" },
+  ],
+};
+const RAW_B_INPUTS = {
+  name: "g1",
+  memoryMiB: 128,
+  kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
+  initrd: "/boot/initrd.img-6.1.0-56-cloud-amd64",
+  kernelArgs: "console=ttyS0",
+  runAs: "hvsudo",
+  disks: [
+    { path: "/var/lib/hv-fixture/g1.qcow2", sizeGiB: 1 },
+    { path: "/var/lib/hv-fixture/g1-raw.img", format: "raw", sizeGiB: 2 },
+  ],
+  nics: [
+    { mac: "52:54:00:52:00:10", tap: "qtap0" },
+    { mac: "52:54:00:52:00:11", bridge: "qbr0" },
+  ],
+};
+
+const CAPTURE_ABSENT = `--pulumi-hypervisor-- uid
+0
+--pulumi-hypervisor-- programs
+qemu-system-x86_64
+qemu-img
+socat
+--pulumi-hypervisor-- present
+--pulumi-hypervisor-- other-config other
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-process 15498
+71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
+--pulumi-hypervisor-- link qtap0
+[{"ifindex":4,"ifname":"qtap0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":false,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- link qbr0
+[{"ifindex":3,"ifname":"qbr0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"noqueue","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":299.92,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- link tun0
+[{"ifindex":5,"ifname":"tun0","flags":["POINTOPOINT","MULTICAST","NOARP"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":500,"link_type":"none","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"tun","info_data":{"type":"tun","pi":false,"vnet_hdr":false,"multi_queue":false,"persist":true}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- missing-file /nonexistent/initrd.img
+--pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
+# the admin's
+allow qbr0
+include /etc/qemu/extra.conf
+
+--pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
+deny qbr9
+
+--pulumi-hypervisor-- bridge-helper
+0 755 /usr/lib/qemu/qemu-bridge-helper
+--pulumi-hypervisor-- runas
+missing
+--pulumi-hypervisor-- kvm
+unusable a KVM guest made no progress in 3 s (nested virtualization not working?)
+`;
+
+const CAPTURE_RUNNING = `--pulumi-hypervisor-- uid
+0
+--pulumi-hypervisor-- programs
+qemu-system-x86_64
+qemu-img
+socat
+--pulumi-hypervisor-- present
+runDir
+configDir
+serialLog
+--pulumi-hypervisor-- process 15650
+71656d752d73797374656d2d7838365f3634002d6e616d650067756573743d6731002d6d616368696e6500713335002d616363656c00746367002d6d00313238002d736d700031002d6e6f64656661756c7473002d6e6f2d757365722d636f6e666967002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f71656d752e706964002d716d7000756e69783a2f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f716d702e736f636b2c7365727665723d6f6e2c776169743d6f6666002d73657269616c0066696c653a2f7661722f6c6f672f70756c756d692d68797065727669736f722f71656d752f67312e6c6f67002d72756e61730068767375646f002d6b65726e656c002f626f6f742f766d6c696e757a2d362e312e302d35362d636c6f75642d616d643634002d696e69747264002f626f6f742f696e697472642e696d672d362e312e302d35362d636c6f75642d616d643634002d617070656e6400636f6e736f6c653d7474795330002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312e71636f77322c666f726d61743d71636f77322c69663d76697274696f002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312d7261772e696d672c666f726d61743d7261772c69663d76697274696f002d6e6574646576007461702c69643d6e6574302c69666e616d653d71746170302c7363726970743d6e6f2c646f776e7363726970743d6e6f002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574302c6d61633d35323a35343a30303a35323a30303a3130002d6e6574646576006272696467652c69643d6e6574312c62723d716272302c68656c7065723d2f7573722f6c69622f71656d752f71656d752d6272696467652d68656c706572002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574312c6d61633d35323a35343a30303a35323a30303a313100
+--pulumi-hypervisor-- qmp
+{"return": {"status": "running", "singlestep": false, "running": true}}
+{"return": {"name": "g1"}}
+{"return": {"enabled": false, "present": true}}
+--pulumi-hypervisor-- config present
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-config other
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-process 15498
+71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1.qcow2",
+    "cluster-size": 65536,
+    "format": "qcow2",
+    "actual-size": 200704,
+    "format-specific": {
+        "type": "qcow2",
+        "data": {
+            "compat": "1.1",
+            "compression-type": "zlib",
+            "lazy-refcounts": false,
+            "refcount-bits": 16,
+            "corrupt": false,
+            "extended-l2": false
+        }
+    },
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1-raw.img",
+    "format": "raw",
+    "actual-size": 4096,
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- link qtap0
+[{"ifindex":4,"ifname":"qtap0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":14.77,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- link qbr0
+[{"ifindex":3,"ifname":"qbr0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":296.29,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
+# the admin's
+allow qbr0
+include /etc/qemu/extra.conf
+
+--pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
+deny qbr9
+
+--pulumi-hypervisor-- bridge-helper
+0 755 /usr/lib/qemu/qemu-bridge-helper
+--pulumi-hypervisor-- runas
+1001
+`;
+
+const CAPTURE_PAUSED = `--pulumi-hypervisor-- uid
+0
+--pulumi-hypervisor-- programs
+qemu-system-x86_64
+qemu-img
+socat
+--pulumi-hypervisor-- present
+runDir
+configDir
+serialLog
+--pulumi-hypervisor-- process 15650
+71656d752d73797374656d2d7838365f3634002d6e616d650067756573743d6731002d6d616368696e6500713335002d616363656c00746367002d6d00313238002d736d700031002d6e6f64656661756c7473002d6e6f2d757365722d636f6e666967002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f71656d752e706964002d716d7000756e69783a2f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f716d702e736f636b2c7365727665723d6f6e2c776169743d6f6666002d73657269616c0066696c653a2f7661722f6c6f672f70756c756d692d68797065727669736f722f71656d752f67312e6c6f67002d72756e61730068767375646f002d6b65726e656c002f626f6f742f766d6c696e757a2d362e312e302d35362d636c6f75642d616d643634002d696e69747264002f626f6f742f696e697472642e696d672d362e312e302d35362d636c6f75642d616d643634002d617070656e6400636f6e736f6c653d7474795330002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312e71636f77322c666f726d61743d71636f77322c69663d76697274696f002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312d7261772e696d672c666f726d61743d7261772c69663d76697274696f002d6e6574646576007461702c69643d6e6574302c69666e616d653d71746170302c7363726970743d6e6f2c646f776e7363726970743d6e6f002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574302c6d61633d35323a35343a30303a35323a30303a3130002d6e6574646576006272696467652c69643d6e6574312c62723d716272302c68656c7065723d2f7573722f6c69622f71656d752f71656d752d6272696467652d68656c706572002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574312c6d61633d35323a35343a30303a35323a30303a313100
+--pulumi-hypervisor-- qmp
+{"return": {"status": "paused", "singlestep": false, "running": false}}
+{"return": {"name": "g1"}}
+{"return": {"enabled": false, "present": true}}
+--pulumi-hypervisor-- config present
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-config other
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-process 15498
+71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1.qcow2",
+    "cluster-size": 65536,
+    "format": "qcow2",
+    "actual-size": 200704,
+    "format-specific": {
+        "type": "qcow2",
+        "data": {
+            "compat": "1.1",
+            "compression-type": "zlib",
+            "lazy-refcounts": false,
+            "refcount-bits": 16,
+            "corrupt": false,
+            "extended-l2": false
+        }
+    },
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1-raw.img",
+    "format": "raw",
+    "actual-size": 4096,
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- link qtap0
+[{"ifindex":4,"ifname":"qtap0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":14.58,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- link qbr0
+[{"ifindex":3,"ifname":"qbr0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":296.09,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
+# the admin's
+allow qbr0
+include /etc/qemu/extra.conf
+
+--pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
+deny qbr9
+
+--pulumi-hypervisor-- bridge-helper
+0 755 /usr/lib/qemu/qemu-bridge-helper
+--pulumi-hypervisor-- runas
+1001
+`;
+
+const CAPTURE_DEAD = `--pulumi-hypervisor-- uid
+0
+--pulumi-hypervisor-- programs
+qemu-system-x86_64
+qemu-img
+socat
+--pulumi-hypervisor-- present
+runDir
+configDir
+serialLog
+--pulumi-hypervisor-- config present
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-config other
+{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
+
+--pulumi-hypervisor-- other-process 15498
+71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1.qcow2",
+    "cluster-size": 65536,
+    "format": "qcow2",
+    "actual-size": 200704,
+    "format-specific": {
+        "type": "qcow2",
+        "data": {
+            "compat": "1.1",
+            "compression-type": "zlib",
+            "lazy-refcounts": false,
+            "refcount-bits": 16,
+            "corrupt": false,
+            "extended-l2": false
+        }
+    },
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
+{
+    "virtual-size": 1073741824,
+    "filename": "/var/lib/hv-fixture/g1-raw.img",
+    "format": "raw",
+    "actual-size": 4096,
+    "dirty-flag": false
+}
+--pulumi-hypervisor-- link qtap0
+[{"ifindex":4,"ifname":"qtap0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- link qbr0
+[{"ifindex":3,"ifname":"qbr0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"noqueue","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":295.49,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
+--pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
+# the admin's
+allow qbr0
+include /etc/qemu/extra.conf
+
+--pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
+deny qbr9
+
+--pulumi-hypervisor-- bridge-helper
+0 755 /usr/lib/qemu/qemu-bridge-helper
+--pulumi-hypervisor-- runas
+1001
+`;
