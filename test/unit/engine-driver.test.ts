@@ -25,7 +25,6 @@ type Props = Record<string, any>; // eslint-disable-line @typescript-eslint/no-e
 // The provider is serialized by pulumi's closure serializer and runs inside the plugin, so it
 // captures nothing from this module: it requires what it needs inside its methods. Every call is
 // appended to `<dir>/calls.log` so tests can see what the plugin received and in which order.
-/* eslint-disable @typescript-eslint/require-await -- a dynamic provider's methods are async */
 const fileProvider = {
   greeting: "",
   log(dir: unknown, entry: Props): void {

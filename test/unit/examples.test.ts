@@ -31,7 +31,7 @@ const summary = (rs: CapturedResource[]): string[] =>
   rs
     .map(
       (r) =>
-        `${r.type.replace("pulumi-nodejs:dynamic/hypervisor:", "")} ${String(r.inputs["name"] ?? r.name)}`,
+        `${r.type.replace("pulumi-nodejs:dynamic/hypervisor:", "")} ${typeof r.inputs["name"] === "string" ? r.inputs["name"] : r.name}`,
     )
     .sort();
 

@@ -1,0 +1,152 @@
+// schema.json is generated from the registry's zod schemas (scripts/gen-schema.ts) and checked in.
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { describe, expect, it } from "vitest";
+import type { z } from "zod";
+import { resourceOutputs } from "../../provider/src/native/outputs";
+import { resourceModules } from "../../provider/src/registry";
+import { schemaText, SCHEMA_PATH, SECRET_CONNECTION_FIELDS } from "../../scripts/gen-schema";
+import { native } from "../../sdk";
+import { runProgramWithMocks } from "../support/mocks";
+
+interface Prop {
+  type?: string;
+  $ref?: string;
+  items?: Prop;
+  oneOf?: Prop[];
+  description?: string;
+  secret?: boolean;
+  replaceOnChanges?: boolean;
+}
+interface ObjectSpec {
+  properties: Record<string, Prop>;
+  required?: string[];
+}
+interface Schema {
+  name: string;
+  config: { variables: Record<string, Prop> };
+  provider: { inputProperties: Record<string, Prop> };
+  types: Record<string, ObjectSpec>;
+  resources: Record<
+    string,
+    {
+      description: string;
+      inputProperties: Record<string, Prop>;
+      requiredInputs: string[];
+      properties: Record<string, Prop>;
+      required: string[];
+    }
+  >;
+}
+
+const text = readFileSync(SCHEMA_PATH, "utf8");
+const schema = JSON.parse(text) as Schema;
+
+// A state on which any property access succeeds: enough to learn which keys `outputs` returns.
+function anyState(): unknown {
+  const target = function () {
+    return undefined;
+  };
+  return new Proxy(target, {
+    get: (_t, key) =>
+      key === Symbol.toPrimitive ? () => "" : key === "then" ? undefined : anyState(),
+    apply: () => anyState(),
+  });
+}
+
+describe("schema.json", () => {
+  it("is what scripts/gen-schema.ts generates (run it after changing a schema)", () => {
+    expect(path.basename(SCHEMA_PATH)).toBe("schema.json");
+    expect(text).toBe(schemaText());
+  });
+
+  it("has one resource per registry entry, with its inputs, required inputs and identity", () => {
+    expect(schema.name).toBe("hypervisor");
+    expect(Object.keys(schema.resources).sort()).toEqual(
+      Object.keys(resourceModules)
+        .map((t) => `hypervisor:index:${t}`)
+        .sort(),
+    );
+    for (const [type, mod] of Object.entries(resourceModules)) {
+      const r = schema.resources[`hypervisor:index:${type}`]!;
+      expect(Object.keys(r.inputProperties)).toEqual(["connection", ...mod.inputKeys]);
+      expect(r.requiredInputs).toContain("name");
+      expect(r.requiredInputs).not.toContain("connection");
+      // Required inputs are exactly those whose zod schema rejects a missing value.
+      const shape = (mod.inputs as unknown as z.ZodObject).shape;
+      const required = Object.keys(shape).filter((k) => !shape[k]!.safeParse(undefined).success);
+      expect([...r.requiredInputs].sort(), type).toEqual(required.sort());
+      const replacing = Object.entries(r.inputProperties)
+        .filter(([, p]) => p.replaceOnChanges)
+        .map(([k]) => k);
+      expect(replacing.sort(), type).toEqual([...mod.identity].sort());
+      expect(r.inputProperties["connection"]).toMatchObject({
+        $ref: "#/types/hypervisor:index:Connection",
+        secret: true,
+      });
+      for (const [k, p] of Object.entries(r.properties)) {
+        expect(p.description, `${type}.${k}`).toMatch(/\S/);
+      }
+    }
+  });
+
+  it("declares every output a module reports", () => {
+    for (const [type, mod] of Object.entries(resourceModules)) {
+      const keys = Object.keys(mod.outputs(anyState()));
+      expect(keys.sort(), type).toEqual(Object.keys(resourceOutputs[type] ?? {}).sort());
+      const props = schema.resources[`hypervisor:index:${type}`]!.properties;
+      for (const k of [...keys, "plannedSteps"]) expect(props[k], `${type}.${k}`).toBeDefined();
+    }
+  });
+
+  it("marks credentials secret and gives the provider the connection", () => {
+    const conn = schema.types["hypervisor:index:Connection"]!;
+    expect(conn.required).toEqual(["host"]);
+    expect(conn.properties["proxy"]?.$ref).toBe("#/types/hypervisor:index:Connection");
+    const secrets = Object.entries(conn.properties)
+      .filter(([, p]) => p.secret)
+      .map(([k]) => k);
+    expect(secrets.sort()).toEqual([...SECRET_CONNECTION_FIELDS].sort());
+    expect(schema.types["hypervisor:index:ConnectionSudo"]?.properties["password"]?.secret).toBe(
+      true,
+    );
+    expect(schema.provider.inputProperties["connection"]).toMatchObject({ secret: true });
+    // Stack config: the whole connection, or its fields one by one, credentials secret.
+    expect(schema.config.variables["connection"]?.secret).toBe(true);
+    expect(schema.config.variables["host"]?.type).toBe("string");
+    expect(schema.config.variables["privateKey"]?.secret).toBe(true);
+    expect(schema.config.variables["port"]?.description).toContain("`22`");
+  });
+
+  it("only references types it defines", () => {
+    const refs = [...text.matchAll(/"\$ref": "#\/types\/([^"]+)"/g)].map((m) => m[1]!);
+    expect(refs.length).toBeGreaterThan(5);
+    for (const r of refs) expect(schema.types[r], r).toBeDefined();
+  });
+});
+
+describe("native SDK classes", () => {
+  it("register the schema's tokens; connection secret, optional under a Provider", async () => {
+    const conn = { host: "198.18.61.2", privateKey: "secret-key-material" };
+    const captured = await runProgramWithMocks(() => {
+      const hv1 = new native.Provider("hv1", { connection: conn });
+      new native.Bridge("br", { name: "br0", addresses: ["198.18.160.1/24"] }, { provider: hv1 });
+      new native.TapDevice("tap", { name: "tap0", bridge: "br0", connection: conn });
+    });
+    // Registration order depends on when the provider reference resolves.
+    const byName = Object.fromEntries(captured.map((r) => [r.name, r]));
+    expect(captured.map((r) => `${r.type} ${r.name}`).sort()).toEqual([
+      "hypervisor:index:Bridge br",
+      "hypervisor:index:TapDevice tap",
+      "pulumi:providers:hypervisor hv1",
+    ]);
+    expect(byName["hv1"]?.secretKeys).toEqual(["connection"]);
+    expect(byName["hv1"]?.inputs["connection"]).toEqual(conn);
+    expect(byName["br"]?.inputs).toEqual({ name: "br0", addresses: ["198.18.160.1/24"] });
+    expect(byName["tap"]?.secretKeys).toEqual(["connection"]);
+    for (const r of captured.filter((c) => c.type.startsWith("hypervisor:index:"))) {
+      const spec = schema.resources[r.type]!;
+      for (const k of Object.keys(r.inputs)) expect(spec.inputProperties[k], k).toBeDefined();
+    }
+  });
+});
