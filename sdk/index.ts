@@ -9,3 +9,4 @@ export {
   type QemuGuestNicArgs,
 } from "./qemu-guest";
 export { TapDevice, type TapDeviceArgs } from "./tap-device";
+export * as native from "./native";

@@ -1,0 +1,96 @@
+// The native provider's configuration: one `connection` (object or JSON string), or its fields set
+// one by one (`pulumi config set hypervisor:host ...`, where every value arrives as a string).
+import { Connection, connectionIdentity } from "../host/connection";
+import { propertyPath, type CheckFailure } from "../lifecycle";
+import { unwrapSecrets, type Props } from "./wire";
+
+// Fields whose values are not strings: stack config and generated SDKs send them JSON-encoded.
+const JSON_FIELDS = new Set([
+  "port",
+  "dialErrorLimit",
+  "perDialTimeout",
+  "insecureIgnoreHostKey",
+  "sudo",
+  "proxy",
+]);
+const STRING_FIELDS = new Set([
+  "host",
+  "user",
+  "password",
+  "privateKey",
+  "privateKeyPassword",
+  "agentSocketPath",
+  "hostKey",
+  "knownHostsFile",
+]);
+/** Keys the engine adds to every provider's inputs; not configuration of this provider. */
+export const ENGINE_KEYS = new Set(["version", "pluginDownloadURL"]);
+
+export interface ParsedConfig {
+  /** The provider's connection, or undefined when none is configured (resources bring their own). */
+  connection: Connection | undefined;
+  failures: CheckFailure[];
+}
+
+// Failure reasons never contain a value: configuration values can be credentials.
+function decodeJson(key: string, value: unknown, failures: CheckFailure[]): unknown {
+  if (typeof value !== "string") return value;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    failures.push({ property: key, reason: `${key}: is not valid JSON` });
+    return undefined;
+  }
+}
+
+function decodeConnection(value: unknown, failures: CheckFailure[]): unknown {
+  const v = decodeJson("connection", value, failures);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "object" || Array.isArray(v)) {
+    failures.push({ property: "connection", reason: "connection: must be an object" });
+    return undefined;
+  }
+  const out: Props = {};
+  for (const [k, f] of Object.entries(v as Props)) {
+    out[k] = JSON_FIELDS.has(k) ? decodeJson(`connection.${k}`, f, failures) : f;
+  }
+  return out;
+}
+
+/** Returns the provider's connection from its configuration, or the failures naming each property. */
+export function parseProviderConfig(raw: Props): ParsedConfig {
+  const props = unwrapSecrets(raw) as Props;
+  const failures: CheckFailure[] = [];
+  const flat: Props = {};
+  let nested: unknown;
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || ENGINE_KEYS.has(k) || k.startsWith("__")) continue;
+    if (k === "connection") nested = decodeConnection(v, failures);
+    else if (JSON_FIELDS.has(k)) flat[k] = decodeJson(k, v, failures);
+    else if (STRING_FIELDS.has(k)) flat[k] = v;
+    else failures.push({ property: k, reason: `${k}: is not a configuration key of hypervisor` });
+  }
+  if (failures.length > 0) return { connection: undefined, failures };
+  if (nested === undefined && Object.keys(flat).length === 0)
+    return { connection: undefined, failures };
+  // Fields set one by one refine the object (e.g. a rotated key over a shared connection).
+  const merged = { ...((nested as Props | undefined) ?? {}), ...flat };
+  const prefix = nested !== undefined ? "connection" : "";
+  const parsed = Connection.safeParse(merged);
+  if (!parsed.success) {
+    return {
+      connection: undefined,
+      failures: parsed.error.issues.map((issue) => {
+        const property = propertyPath([...(prefix ? [prefix] : []), ...issue.path]);
+        return { property, reason: `${property || "connection"}: ${issue.message}` };
+      }),
+    };
+  }
+  return { connection: parsed.data, failures: [] };
+}
+
+/** Returns where a configuration leads ("" when it has no connection), without credentials. */
+export function configIdentity(raw: Props): string {
+  const c = parseProviderConfig(raw).connection;
+  return c ? connectionIdentity(c) : "";
+}

@@ -1,0 +1,393 @@
+// The native provider's operations in plain values; server.ts maps them to and from gRPC.
+// The same Lifecycle and resource modules serve the dynamic SDK classes (dynamic.ts).
+import { connectionIdentity, type Connection } from "../host/connection";
+import type { Host } from "../host/host";
+import { hostFor } from "../host/pool";
+import { quoteArgv } from "../host/quote";
+import {
+  diffProps,
+  Lifecycle,
+  parseAll,
+  ResourceOperationError,
+  type CheckFailure,
+  type HostFactory,
+} from "../lifecycle";
+import { logWarn } from "../log";
+import { dropUndefined } from "../dynamic";
+import { resourceModules } from "../registry";
+import { PlanError, type ResourceModule } from "../resource";
+import type { Step } from "../step";
+import { ENGINE_KEYS, parseProviderConfig } from "./config";
+import { resourceOutputs } from "./outputs";
+import {
+  containsUnknown,
+  secret,
+  secretKeys,
+  UNKNOWN,
+  unwrapSecrets,
+  valueAt,
+  type Props,
+} from "./wire";
+
+export const PACKAGE = "hypervisor";
+
+export type PropertyDiffKind = "UPDATE" | "UPDATE_REPLACE";
+
+export interface NativeDiff {
+  changes: boolean;
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+  /** Property name -> kind, for every changed input (consistent with `replaces`). */
+  detailedDiff: Record<string, PropertyDiffKind>;
+}
+
+/** A create/update that failed after it changed the host: the engine records id and properties. */
+export class InitFailedError extends Error {
+  constructor(
+    message: string,
+    readonly id: string,
+    readonly properties: Props,
+  ) {
+    super(message);
+    this.name = "InitFailedError";
+  }
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyModule = ResourceModule<any, any>;
+
+/** Returns "Bridge" for "hypervisor:index:Bridge"; throws for other tokens. */
+export function resourceTypeOf(token: string): string {
+  const m = /^hypervisor:index:([A-Za-z]+)$/.exec(token);
+  if (!m?.[1] || !resourceModules[m[1]]) {
+    throw new Error(`unknown resource type ${JSON.stringify(token)}`);
+  }
+  return m[1];
+}
+
+/** Returns one line per step for previews: its summary and its command, never file contents. */
+export function describeStep(step: Step): string {
+  if ("writeFile" in step) {
+    const { path, content, mode } = step.writeFile;
+    return `${step.summary}: write ${path} (${Buffer.byteLength(content)} bytes, mode ${mode.toString(8).padStart(4, "0")})`;
+  }
+  const stdin = step.stdin !== undefined ? ` < stdin (${Buffer.byteLength(step.stdin)} bytes)` : "";
+  return `${step.summary}: ${quoteArgv(step.argv)}${stdin}`;
+}
+
+// "addresses[1].x" -> ["addresses", 1, "x"]
+function pathOf(property: string): PropertyKey[] {
+  const out: PropertyKey[] = [];
+  for (const m of property.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
+    out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ""));
+  }
+  return out;
+}
+
+function stripEngineKeys(props: Props): Props {
+  return Object.fromEntries(Object.entries(props).filter(([k]) => !k.startsWith("__")));
+}
+
+/** How long a preview waits to observe a host before it shows the plan without steps. */
+const PREVIEW_OBSERVE_MS = 20_000;
+
+/** One configured provider instance (one plugin process serves one, as the engine starts it). */
+export class NativeProvider {
+  private connection: Connection | undefined;
+  private readonly lifecycles = new Map<string, Lifecycle<{ name: string }, unknown>>();
+  cancelled = false;
+
+  constructor(private readonly hostFactory: HostFactory = hostFor) {}
+
+  /** Validates configuration; never connects. */
+  checkConfig(news: Props): { inputs: Props; failures: CheckFailure[] } {
+    return { inputs: news, failures: parseProviderConfig(news).failures };
+  }
+
+  /** Only a change of where the connection leads replaces the provider's resources. */
+  diffConfig(olds: Props, news: Props): NativeDiff {
+    const o = unwrapSecrets(olds) as Props;
+    const n = unwrapSecrets(news) as Props;
+    const keys = [...new Set([...Object.keys(o), ...Object.keys(n)])].filter(
+      (k) => !ENGINE_KEYS.has(k) && !k.startsWith("__"),
+    );
+    const changed = keys.filter((k) => JSON.stringify(o[k]) !== JSON.stringify(n[k]));
+    const oc = parseProviderConfig(olds).connection;
+    const nc = parseProviderConfig(news).connection;
+    const moved =
+      (oc ? connectionIdentity(oc) : "") !== (nc ? connectionIdentity(nc) : "") ||
+      changed.some((k) => containsUnknown(n[k]));
+    const identityKeys = changed.filter((k) => ["connection", "host", "port", "proxy"].includes(k));
+    const replaces = moved ? (identityKeys.length ? identityKeys : changed) : [];
+    return {
+      changes: changed.length > 0,
+      replaces,
+      deleteBeforeReplace: replaces.length > 0,
+      detailedDiff: Object.fromEntries(
+        changed.map((k) => [k, replaces.includes(k) ? "UPDATE_REPLACE" : "UPDATE"]),
+      ),
+    };
+  }
+
+  /** Takes the provider's connection; connections open lazily on the first operation needing one. */
+  configure(args: Props): void {
+    const parsed = parseProviderConfig(args);
+    if (parsed.failures.length > 0) {
+      throw new Error(
+        `hypervisor provider configuration is invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
+      );
+    }
+    this.connection = parsed.connection;
+  }
+
+  private module(token: string): {
+    type: string;
+    mod: AnyModule;
+    lc: Lifecycle<{ name: string }, unknown>;
+  } {
+    const type = resourceTypeOf(token);
+    const mod = resourceModules[type]!;
+    let lc = this.lifecycles.get(type);
+    if (!lc) {
+      lc = new Lifecycle(mod, this.hostFactory);
+      this.lifecycles.set(type, lc);
+    }
+    return { type, mod, lc };
+  }
+
+  /** The resource's own connection, else the provider's (plain values). */
+  private withConnection(plain: Props): Props {
+    if (plain["connection"] !== undefined && plain["connection"] !== null) return plain;
+    return this.connection ? { ...plain, connection: this.connection } : plain;
+  }
+
+  check(token: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
+    const { mod } = this.module(token);
+    const plain = stripEngineKeys(unwrapSecrets(news) as Props);
+    const failures: CheckFailure[] = [];
+    if ((plain["connection"] === undefined || plain["connection"] === null) && !this.connection) {
+      failures.push({
+        property: "connection",
+        reason:
+          "connection: is required: set it on the resource or give the provider one " +
+          "(a Provider with `connection`, or stack config hypervisor:host)",
+      });
+    }
+    const parsed = parseAll(mod, this.withConnection(plain));
+    if ("failures" in parsed) {
+      for (const f of parsed.failures) {
+        if (f.property === "connection" && failures.length > 0) continue;
+        // A value computed by another resource is unknown during preview: check it at update.
+        const at = f.property === "" ? plain : valueAt(plain, pathOf(f.property));
+        if (containsUnknown(at)) continue;
+        failures.push(f);
+      }
+    }
+    return { inputs: news, failures };
+  }
+
+  diff(token: string, olds: Props, news: Props): NativeDiff {
+    const { mod } = this.module(token);
+    const o = this.withConnection(unwrapSecrets(olds) as Props);
+    const n = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
+    // Unknown values (computed by other resources) count as changed; the rest is compared.
+    const unknown = Object.keys(n).filter((k) => containsUnknown(n[k]));
+    const known: Props = { ...n };
+    for (const k of unknown) {
+      if (o[k] === undefined) delete known[k];
+      else known[k] = o[k];
+    }
+    const d = diffProps(mod, o, known);
+    const identity = new Set([...mod.identity, "connection"]);
+    const changed = [...new Set([...d.changed, ...unknown])];
+    const replaces = [...new Set([...d.replaces, ...unknown.filter((k) => identity.has(k))])];
+    return {
+      changes: changed.length > 0,
+      replaces,
+      deleteBeforeReplace: replaces.length > 0,
+      detailedDiff: Object.fromEntries(
+        changed.map((k) => [k, replaces.includes(k) ? "UPDATE_REPLACE" : "UPDATE"]),
+      ),
+    };
+  }
+
+  /** Outputs for the engine: `connection` only when the resource set it, secret; secret inputs stay secret. */
+  private finish(raw: Props, outs: Props): Props {
+    const out: Props = dropUndefined({ ...outs });
+    const own = raw["connection"] !== undefined && raw["connection"] !== null;
+    if (!own) delete out["connection"];
+    for (const k of new Set([...secretKeys(raw), ...(own ? ["connection"] : [])])) {
+      if (out[k] !== undefined) out[k] = secret(unwrapSecrets(out[k]));
+    }
+    return out;
+  }
+
+  private rethrow(raw: Props, e: unknown): never {
+    if (e instanceof ResourceOperationError && e.id !== undefined) {
+      throw new InitFailedError(e.message, e.id, this.finish(raw, e.properties ?? {}));
+    }
+    throw e;
+  }
+
+  /** What a create or update would do: canonical inputs, known outputs, the steps (when observable). */
+  private async previewOf(type: string, mod: AnyModule, raw: Props): Promise<Props> {
+    const plain = this.withConnection(stripEngineKeys(unwrapSecrets(raw) as Props));
+    const unknownOutputs = Object.fromEntries(
+      Object.keys(resourceOutputs[type] ?? {}).map((k) => [k, UNKNOWN]),
+    );
+    if (containsUnknown(plain)) return this.finish(raw, { ...raw, ...unknownOutputs });
+    const parsed = parseAll(mod, plain);
+    if ("failures" in parsed) {
+      throw new Error(
+        `${mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
+      );
+    }
+    const inputs = parsed.inputs as Props & { name: string };
+    const host = this.hostFactory(parsed.connection);
+    const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
+    const observing = observeForPreview(mod, host, inputs);
+    // A host that cannot be reached must not fail the preview: show the plan without steps.
+    observing.catch(() => undefined);
+    let state: unknown;
+    try {
+      state = await withTimeout(observing, PREVIEW_OBSERVE_MS);
+    } catch (e) {
+      logWarn(`${what}: preview without steps: ${e instanceof Error ? e.message : String(e)}`);
+      return this.finish(raw, { ...raw, ...inputs, ...unknownOutputs });
+    }
+    let steps: Step[];
+    try {
+      steps = mod.plan(inputs, state);
+    } catch (e) {
+      if (e instanceof PlanError) throw new Error(`${what}: ${e.message}`);
+      throw e;
+    }
+    const outputs = mod.exists(state) && steps.length === 0 ? mod.outputs(state) : unknownOutputs;
+    return this.finish(raw, {
+      ...raw,
+      ...inputs,
+      ...outputs,
+      plannedSteps: steps.map(describeStep),
+    });
+  }
+
+  async create(
+    token: string,
+    news: Props,
+    preview: boolean,
+  ): Promise<{ id: string; properties: Props }> {
+    const { type, mod, lc } = this.module(token);
+    if (preview) return { id: "", properties: await this.previewOf(type, mod, news) };
+    const plain = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
+    try {
+      const r = await lc.create(plain);
+      return { id: r.id, properties: this.finish(news, r.outs) };
+    } catch (e) {
+      return this.rethrow(news, e);
+    }
+  }
+
+  async update(
+    token: string,
+    id: string,
+    olds: Props,
+    news: Props,
+    preview: boolean,
+  ): Promise<Props> {
+    const { type, mod, lc } = this.module(token);
+    if (preview) return this.previewOf(type, mod, news);
+    const plain = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
+    try {
+      const r = await lc.update(id, this.withConnection(unwrapSecrets(olds) as Props), plain);
+      return this.finish(news, r.outs);
+    } catch (e) {
+      return this.rethrow(news, e);
+    }
+  }
+
+  /** Refresh (properties given) or import (nothing but the id given). */
+  async read(
+    token: string,
+    id: string,
+    properties: Props,
+    inputs: Props | undefined,
+  ): Promise<{ id: string; properties: Props; inputs?: Props }> {
+    const { type, mod, lc } = this.module(token);
+    if (
+      Object.keys(properties).length === 0 &&
+      (inputs === undefined || Object.keys(inputs).length === 0)
+    ) {
+      return this.importOf(type, mod, id);
+    }
+    const r = await lc.read(id, this.withConnection(unwrapSecrets(properties) as Props));
+    if (r.id === "") return { id: "", properties: {} };
+    const out: { id: string; properties: Props; inputs?: Props } = {
+      id: r.id,
+      properties: this.finish(properties, r.props),
+    };
+    if (inputs !== undefined) {
+      // Inputs the program set take the observed value, so drift shows against them too.
+      const next: Props = { ...inputs };
+      for (const k of mod.inputKeys) {
+        if (next[k] !== undefined && r.props[k] !== undefined) next[k] = r.props[k];
+      }
+      out.inputs = this.finish(inputs, { ...next, connection: inputs["connection"] });
+    }
+    return out;
+  }
+
+  private async importOf(
+    type: string,
+    mod: AnyModule,
+    id: string,
+  ): Promise<{ id: string; properties: Props; inputs?: Props }> {
+    if (!this.connection) {
+      throw new Error(
+        `cannot import ${type} ${JSON.stringify(id)}: the provider has no connection ` +
+          "(give it one: a Provider with `connection`, or stack config hypervisor:host)",
+      );
+    }
+    const parsed = mod.inputs.safeParse({ name: id });
+    if (!parsed.success) {
+      throw new Error(
+        `cannot import ${type} ${JSON.stringify(id)} from its id alone: ` +
+          parsed.error.issues.map((i) => `${i.path.join(".") || "id"}: ${i.message}`).join("; "),
+      );
+    }
+    const host = this.hostFactory(this.connection);
+    const what = `${mod.noun} ${JSON.stringify(id)} on ${host.label}`;
+    let state: unknown;
+    try {
+      state = await observeForPreview(mod, host, parsed.data);
+    } catch (e) {
+      throw new Error(`${what}: observing failed: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!mod.exists(state)) return { id: "", properties: {} };
+    const observed = dropUndefined({ name: id, ...mod.observedInputs(state, parsed.data) });
+    return {
+      id,
+      properties: dropUndefined({ ...observed, ...mod.outputs(state) }),
+      inputs: observed,
+    };
+  }
+
+  async delete(token: string, id: string, properties: Props): Promise<void> {
+    const { lc } = this.module(token);
+    await lc.delete(id, this.withConnection(unwrapSecrets(properties) as Props));
+  }
+}
+
+async function observeForPreview(mod: AnyModule, host: Host, inputs: unknown): Promise<unknown> {
+  const sshClientAddress = host.sessionClientAddress
+    ? await host.sessionClientAddress()
+    : undefined;
+  return mod.observe(host, inputs, { sshClientAddress });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`host not observed within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}

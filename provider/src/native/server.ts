@@ -1,0 +1,289 @@
+// The native provider plugin: a gRPC ResourceProvider server on the stubs @pulumi/pulumi ships.
+// The engine starts `pulumi-resource-hypervisor <engine-address>` and reads the port from stdout.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
+import * as provproto from "@pulumi/pulumi/proto/provider_pb";
+import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
+import * as statusproto from "@pulumi/pulumi/proto/status_pb";
+import { Any } from "google-protobuf/google/protobuf/any_pb";
+import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import { closeAllHosts } from "../host/pool";
+import { InitFailedError, NativeProvider, type NativeDiff } from "./handlers";
+import { fromStruct, toStruct, type Props } from "./wire";
+
+/** The repository (or installed package) root: where package.json and schema.json are. */
+function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pj = path.join(dir, "package.json");
+    if (fs.existsSync(pj)) {
+      const name = (JSON.parse(fs.readFileSync(pj, "utf8")) as { name?: string }).name;
+      if (name === "pulumi-hypervisor") return dir;
+    }
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error("cannot find the pulumi-hypervisor package root");
+    dir = up;
+  }
+}
+
+let schemaCache: string | undefined;
+/** Returns schema.json's text. */
+export function schemaJson(): string {
+  schemaCache ??= fs.readFileSync(path.join(packageRoot(), "schema.json"), "utf8");
+  return schemaCache;
+}
+
+function packageVersion(): string {
+  const pj = JSON.parse(fs.readFileSync(path.join(packageRoot(), "package.json"), "utf8")) as {
+    version: string;
+  };
+  return pj.version;
+}
+
+type Callback<T> = grpc.sendUnaryData<T>;
+
+// Messages are built from labels, summaries and zod reasons only, never from property values, so
+// they carry no secret.
+function toServiceError(e: unknown): Partial<grpc.ServiceError> {
+  const message = e instanceof Error ? e.message : String(e);
+  const metadata = new grpc.Metadata();
+  if (e instanceof InitFailedError) {
+    // The object exists, half-done: the engine records this id and these properties.
+    const detail = new provproto.ErrorResourceInitFailed();
+    detail.setId(e.id);
+    detail.setProperties(toStruct(e.properties));
+    detail.setReasonsList([message]);
+    const any = new Any();
+    any.pack(detail.serializeBinary(), "pulumirpc.ErrorResourceInitFailed");
+    const status = new statusproto.Status();
+    status.setCode(grpc.status.UNKNOWN);
+    status.setMessage(message);
+    status.addDetails(any);
+    metadata.add("grpc-status-details-bin", Buffer.from(status.serializeBinary()));
+  }
+  return { code: grpc.status.UNKNOWN, details: message, message, metadata };
+}
+
+function unary<Req, Res>(fn: (req: Req) => Promise<Res> | Res) {
+  return (call: grpc.ServerUnaryCall<Req, Res>, cb: Callback<Res>): void => {
+    Promise.resolve()
+      .then(() => fn(call.request))
+      .then(
+        (res) => cb(null, res),
+        (e: unknown) => cb(toServiceError(e) as grpc.ServiceError, null),
+      );
+  };
+}
+
+function unimplemented(name: string) {
+  return (_call: unknown, cb: Callback<never>): void =>
+    cb(
+      { code: grpc.status.UNIMPLEMENTED, details: `${name} is not implemented by hypervisor` },
+      null,
+    );
+}
+
+const KIND = {
+  UPDATE: provproto.PropertyDiff.Kind.UPDATE,
+  UPDATE_REPLACE: provproto.PropertyDiff.Kind.UPDATE_REPLACE,
+};
+
+function diffResponse(d: NativeDiff): provproto.DiffResponse {
+  const res = new provproto.DiffResponse();
+  res.setChanges(
+    d.changes
+      ? provproto.DiffResponse.DiffChanges.DIFF_SOME
+      : provproto.DiffResponse.DiffChanges.DIFF_NONE,
+  );
+  res.setReplacesList(d.replaces);
+  res.setDeletebeforereplace(d.deleteBeforeReplace);
+  res.setDiffsList(Object.keys(d.detailedDiff));
+  res.setHasdetaileddiff(true);
+  const map = res.getDetaileddiffMap();
+  for (const [k, kind] of Object.entries(d.detailedDiff)) {
+    const pd = new provproto.PropertyDiff();
+    pd.setKind(KIND[kind]);
+    pd.setInputdiff(true);
+    map.set(k, pd);
+  }
+  return res;
+}
+
+/** Configuration from a ConfigureRequest: `args` when sent, else the legacy `variables` map. */
+function configOf(req: provproto.ConfigureRequest): Props {
+  if (req.hasArgs()) return fromStruct(req.getArgs());
+  const out: Props = {};
+  req.getVariablesMap().forEach((v: string, k: string) => {
+    // "hypervisor:config:host" or "hypervisor:host"
+    out[k.slice(k.lastIndexOf(":") + 1)] = v;
+  });
+  return out;
+}
+
+/** Returns the gRPC service implementation around one provider instance. */
+export function providerService(provider: NativeProvider): provrpc.IResourceProviderServer {
+  return {
+    handshake: unary((_req: provproto.ProviderHandshakeRequest) => {
+      const res = new provproto.ProviderHandshakeResponse();
+      res.setAcceptSecrets(true);
+      res.setAcceptResources(false);
+      res.setAcceptOutputs(false);
+      return res;
+    }),
+    parameterize: unimplemented("Parameterize"),
+    getSchema: unary((_req: provproto.GetSchemaRequest) => {
+      const res = new provproto.GetSchemaResponse();
+      res.setSchema(schemaJson());
+      return res;
+    }),
+    checkConfig: unary((req: provproto.CheckRequest) => {
+      const r = provider.checkConfig(fromStruct(req.getNews()));
+      return checkResponse(r);
+    }),
+    diffConfig: unary((req: provproto.DiffRequest) =>
+      diffResponse(provider.diffConfig(fromStruct(req.getOlds()), fromStruct(req.getNews()))),
+    ),
+    configure: unary((req: provproto.ConfigureRequest) => {
+      provider.configure(configOf(req));
+      const res = new provproto.ConfigureResponse();
+      res.setAcceptsecrets(true);
+      res.setSupportspreview(true);
+      res.setAcceptresources(false);
+      res.setAcceptoutputs(false);
+      return res;
+    }),
+    invoke: unimplemented("Invoke"),
+    call: unimplemented("Call"),
+    check: unary((req: provproto.CheckRequest) =>
+      checkResponse(
+        provider.check(req.getType() || typeOfUrn(req.getUrn()), fromStruct(req.getNews())),
+      ),
+    ),
+    diff: unary((req: provproto.DiffRequest) =>
+      diffResponse(
+        provider.diff(
+          req.getType() || typeOfUrn(req.getUrn()),
+          fromStruct(req.getOlds()),
+          fromStruct(req.getNews()),
+        ),
+      ),
+    ),
+    create: unary(async (req: provproto.CreateRequest) => {
+      const r = await provider.create(
+        req.getType() || typeOfUrn(req.getUrn()),
+        fromStruct(req.getProperties()),
+        req.getPreview(),
+      );
+      const res = new provproto.CreateResponse();
+      res.setId(r.id);
+      res.setProperties(toStruct(r.properties));
+      return res;
+    }),
+    read: unary(async (req: provproto.ReadRequest) => {
+      const r = await provider.read(
+        req.getType() || typeOfUrn(req.getUrn()),
+        req.getId(),
+        fromStruct(req.getProperties()),
+        req.hasInputs() ? fromStruct(req.getInputs()) : undefined,
+      );
+      const res = new provproto.ReadResponse();
+      res.setId(r.id);
+      if (r.id !== "") {
+        res.setProperties(toStruct(r.properties));
+        if (r.inputs !== undefined) res.setInputs(toStruct(r.inputs));
+      }
+      return res;
+    }),
+    list: (call: grpc.ServerWritableStream<provproto.ListRequest, provproto.ListResponse>) =>
+      call.destroy({
+        code: grpc.status.UNIMPLEMENTED,
+        details: "List is not implemented by hypervisor",
+      } as grpc.ServiceError),
+    update: unary(async (req: provproto.UpdateRequest) => {
+      const props = await provider.update(
+        req.getType() || typeOfUrn(req.getUrn()),
+        req.getId(),
+        fromStruct(req.getOlds()),
+        fromStruct(req.getNews()),
+        req.getPreview(),
+      );
+      const res = new provproto.UpdateResponse();
+      res.setProperties(toStruct(props));
+      return res;
+    }),
+    delete: unary(async (req: provproto.DeleteRequest) => {
+      await provider.delete(
+        req.getType() || typeOfUrn(req.getUrn()),
+        req.getId(),
+        fromStruct(req.getProperties()),
+      );
+      return new Empty();
+    }),
+    construct: unimplemented("Construct"),
+    cancel: unary((_req: Empty) => {
+      provider.cancelled = true;
+      return new Empty();
+    }),
+    getPluginInfo: unary((_req: Empty) => {
+      const info = new plugproto.PluginInfo();
+      info.setVersion(packageVersion());
+      return info;
+    }),
+    // Attach is how the engine adopts a plugin started by hand (PULUMI_DEBUG_PROVIDERS): nothing to do.
+    attach: unary((_req: plugproto.PluginAttach) => new Empty()),
+    getMapping: unary((_req: provproto.GetMappingRequest) => {
+      const res = new provproto.GetMappingResponse();
+      res.setProvider("");
+      return res;
+    }),
+    getMappings: unary((_req: provproto.GetMappingsRequest) => new provproto.GetMappingsResponse()),
+  };
+}
+
+function checkResponse(r: {
+  inputs: Props;
+  failures: { property: string; reason: string }[];
+}): provproto.CheckResponse {
+  const res = new provproto.CheckResponse();
+  res.setInputs(toStruct(r.inputs));
+  res.setFailuresList(
+    r.failures.map((f) => {
+      const cf = new provproto.CheckFailure();
+      cf.setProperty(f.property);
+      cf.setReason(f.reason);
+      return cf;
+    }),
+  );
+  return res;
+}
+
+function typeOfUrn(urn: string): string {
+  return urn.split("::")[2] ?? "";
+}
+
+/** Starts the server on 127.0.0.1 and prints only its port, as the engine expects. */
+export async function main(args: readonly string[]): Promise<void> {
+  if (args.length === 0) {
+    process.stderr.write("pulumi-resource-hypervisor: fatal: missing <engine> address\n");
+    process.exit(1);
+  }
+  const server = new grpc.Server({
+    "grpc.max_receive_message_length": 400 * 1024 * 1024,
+    "grpc.max_send_message_length": 400 * 1024 * 1024,
+  });
+  server.addService(provrpc.ResourceProviderService, providerService(new NativeProvider()));
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    );
+  });
+  process.stdout.write(`${port}\n`);
+  const stop = (): void => {
+    server.forceShutdown();
+    void closeAllHosts().finally(() => process.exit(0));
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}

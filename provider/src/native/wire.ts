@@ -1,0 +1,79 @@
+// Property values as the engine sends them in protobuf Structs (sdk/go/common/resource/plugin/rpc.go):
+// unknowns are a sentinel string, secrets are an object with a signature key.
+import { Struct, type JavaScriptValue } from "google-protobuf/google/protobuf/struct_pb";
+
+export type Props = Record<string, unknown>;
+
+/** rpc.go UnknownStringValue: a value not known during preview. */
+export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+/** resource.SigKey and resource.SecretSig. */
+export const SIG_KEY = "4dabf18193072939515e22adb298388d";
+export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+/** Returns the value wrapped as a secret. */
+export function secret(value: unknown): Props {
+  return { [SIG_KEY]: SECRET_SIG, value };
+}
+
+/** Whether the value is a secret wrapper. */
+export function isSecret(value: unknown): value is { value: unknown } {
+  return value !== null && typeof value === "object" && (value as Props)[SIG_KEY] === SECRET_SIG;
+}
+
+/** Returns the value with every secret wrapper removed (deeply). */
+export function unwrapSecrets(value: unknown): unknown {
+  if (isSecret(value)) return unwrapSecrets(value.value);
+  if (Array.isArray(value)) return value.map(unwrapSecrets);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v)]));
+  }
+  return value;
+}
+
+/** Returns the top-level keys whose values are, or contain, a secret. */
+export function secretKeys(props: Props): string[] {
+  const has = (v: unknown): boolean =>
+    isSecret(v) ||
+    (Array.isArray(v)
+      ? v.some(has)
+      : v !== null && typeof v === "object" && Object.values(v).some(has));
+  return Object.keys(props).filter((k) => has(props[k]));
+}
+
+/** Whether the value is, or contains, an unknown. */
+export function containsUnknown(value: unknown): boolean {
+  if (value === UNKNOWN) return true;
+  if (Array.isArray(value)) return value.some(containsUnknown);
+  if (value !== null && typeof value === "object")
+    return Object.values(value).some(containsUnknown);
+  return false;
+}
+
+/** Returns the value at a property path, stopping at the first unknown or missing step. */
+export function valueAt(props: Props, path: readonly PropertyKey[]): unknown {
+  let v: unknown = props;
+  for (const part of path) {
+    if (v === UNKNOWN || v === null || typeof v !== "object") return v;
+    v = (v as Record<PropertyKey, unknown>)[part];
+  }
+  return v;
+}
+
+/** A Struct for a reply: undefined members dropped, undefined array elements as null. */
+export function toStruct(props: Props): Struct {
+  return Struct.fromJavaScript(jsonShaped(props) as Record<string, JavaScriptValue>);
+}
+
+function jsonShaped(value: unknown): unknown {
+  if (value === undefined) return null;
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map(jsonShaped);
+  const out: Props = {};
+  for (const [k, v] of Object.entries(value)) if (v !== undefined) out[k] = jsonShaped(v);
+  return out;
+}
+
+/** The properties of a request Struct (empty when absent). */
+export function fromStruct(s: Struct | undefined): Props {
+  return s === undefined ? {} : s.toJavaScript();
+}
