@@ -1,12 +1,80 @@
 import { createHash } from "node:crypto";
 import { connectionIdentity, connectionLabel, type Connection } from "./connection";
-import type { Host } from "./host";
+import type { Host, RunRequest, RunResult } from "./host";
 import { SshHost, sshStats as readSshStats } from "./ssh-host";
 
 // One SshHost per host for the whole process, so every resource on a host shares one connection
 // (sshd's MaxStartups refuses bursts of new connections). Bastions are pooled the same way.
+//
+// PULUMI_HYPERVISOR_SSH_POOL=off instead opens one fresh connection (and proxy chain) per command
+// and closes it after, the way @pulumi/command's remote.Command does. It exists to measure what
+// pooling saves (bench/fleet.ts); it is slower and can trip sshd's MaxStartups on busy hosts.
+
+/** The environment variable that selects the connection mode: "on" (default) or "off". */
+export const SSH_POOL_ENV = "PULUMI_HYPERVISOR_SSH_POOL";
 
 const hosts = new Map<string, SshHost>();
+const perCommandHosts = new Map<string, PerCommandHost>();
+/** Closes of per-command connections still in flight; closeAllHosts waits for them. */
+const closing = new Set<Promise<void>>();
+
+/** Returns whether connections are pooled, from PULUMI_HYPERVISOR_SSH_POOL (default on). */
+export function sshPoolEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = (env[SSH_POOL_ENV] ?? "").trim().toLowerCase();
+  if (value === "" || value === "on" || value === "1" || value === "true") return true;
+  if (value === "off" || value === "0" || value === "false") return false;
+  throw new Error(
+    `${SSH_POOL_ENV} must be "on" or "off" (default on), not ${JSON.stringify(env[SSH_POOL_ENV])}`,
+  );
+}
+
+// A fresh SshHost and proxy chain for one command: the target first, then each bastion.
+function freshChain(conn: Connection): SshHost[] {
+  const proxies = conn.proxy ? freshChain(conn.proxy) : [];
+  return [new SshHost(conn, proxies[0]), ...proxies];
+}
+
+// Like a Go ssh client's Close after a command: the result is in hand, so it is not waited for
+// (closeAllHosts does wait). Inner hops close before their bastions.
+function closeChain(chain: readonly SshHost[]): void {
+  const done = (async () => {
+    for (const hop of chain) await hop.close();
+  })().catch(() => undefined);
+  closing.add(done);
+  void done.finally(() => closing.delete(done));
+}
+
+/** One connection per command: the model of @pulumi/command, for comparison only. */
+class PerCommandHost implements Host {
+  readonly label: string;
+  private clientAddress: Promise<string | undefined> | undefined;
+
+  constructor(private readonly conn: Connection) {
+    this.label = connectionLabel(conn);
+  }
+
+  async run(req: RunRequest): Promise<RunResult> {
+    const chain = freshChain(this.conn);
+    try {
+      return await (chain[0] as SshHost).run(req);
+    } finally {
+      closeChain(chain);
+    }
+  }
+
+  // Asked once per process like the pooled host does, so both modes run the same commands.
+  sessionClientAddress(): Promise<string | undefined> {
+    if (!this.clientAddress) {
+      const chain = freshChain(this.conn);
+      const asked = (chain[0] as SshHost).sessionClientAddress().finally(() => closeChain(chain));
+      this.clientAddress = asked;
+      asked.catch(() => {
+        if (this.clientAddress === asked) this.clientAddress = undefined;
+      });
+    }
+    return this.clientAddress;
+  }
+}
 
 // Sorted keys, so equal connections give equal text whatever order their fields came in.
 function stableJson(value: unknown): string {
@@ -41,7 +109,14 @@ function sshHostFor(conn: Connection): SshHost {
 
 /** Returns the process-wide pooled host for a (parsed) connection. */
 export function hostFor(conn: Connection): Host {
-  return sshHostFor(conn);
+  if (sshPoolEnabled()) return sshHostFor(conn);
+  const key = poolKey(conn);
+  let host = perCommandHosts.get(key);
+  if (!host) {
+    host = new PerCommandHost(conn);
+    perCommandHosts.set(key, host);
+  }
+  return host;
 }
 
 /** Closes every pooled connection, inner hops before their bastions, and empties the pool. */
@@ -49,7 +124,9 @@ export async function closeAllHosts(): Promise<void> {
   // A host is added after its proxy, so reverse insertion order closes inner hops first.
   const all = [...hosts.values()].reverse();
   hosts.clear();
+  perCommandHosts.clear();
   for (const host of all) await host.close();
+  await Promise.all([...closing]);
 }
 
 /** Returns how many SSH connections (each hop counts) and channels this process has opened. */
