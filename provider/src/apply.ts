@@ -38,20 +38,23 @@ export class StepError extends Error {
 }
 
 /**
- * Returns the batches the steps travel in: each batch is one remote command. A batch ends
- * with the first step that has stdin, since only the last command of a batch may read the
- * channel's stdin (earlier ones read /dev/null), so data never has to be split on the host.
+ * Returns the batches the steps travel in: each batch is one remote command. A batch holds at
+ * most one step with stdin, which reads the channel's stdin; every other command reads
+ * /dev/null, so data never has to be split on the host.
  */
 export function batchSteps(steps: readonly Step[]): Command[][] {
   const batches: Command[][] = [];
   let current: Command[] = [];
+  let hasStdin = false;
   for (const step of steps) {
     const c = commandOf(step);
-    current.push(c);
-    if (c.stdin !== undefined) {
+    if (c.stdin !== undefined && hasStdin) {
       batches.push(current);
       current = [];
+      hasStdin = false;
     }
+    current.push(c);
+    hasStdin ||= c.stdin !== undefined;
   }
   if (current.length > 0) batches.push(current);
   return batches;
@@ -61,9 +64,8 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 export function batchScript(batch: readonly Command[]): string {
   const lines: string[] = [];
   batch.forEach((c, i) => {
-    const last = i === batch.length - 1 && c.stdin !== undefined;
     lines.push(`printf '%s %d\\n' ${BEGIN} ${i}; printf '%s %d\\n' ${BEGIN} ${i} >&2`);
-    lines.push(last ? quoteArgv(c.argv) : `${quoteArgv(c.argv)} </dev/null`);
+    lines.push(c.stdin !== undefined ? quoteArgv(c.argv) : `${quoteArgv(c.argv)} </dev/null`);
     lines.push(
       `rc=$?; case $rc in ${c.okExitCodes.join("|")}) ;; *) printf '\\n%s %d %d\\n' ${FAILED} ${i} "$rc" >&2; exit 1;; esac`,
     );
@@ -102,7 +104,7 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
       done++;
       continue;
     }
-    const stdin = batch[batch.length - 1]?.stdin;
+    const stdin = batch.find((c) => c.stdin !== undefined)?.stdin;
     const argv = ["sh", "-c", batchScript(batch)];
     let r;
     try {

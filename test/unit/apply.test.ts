@@ -28,7 +28,7 @@ class LocalHost implements Host {
 }
 
 describe("applySteps", () => {
-  it("runs a plan in one round trip, stdin reaching only the last command", async () => {
+  it("runs a plan in one round trip, stdin reaching only the step that has it", async () => {
     const dir = mkdtempSync(join(tmpdir(), "apply-"));
     const host = new LocalHost();
     await applySteps(host, [
@@ -38,7 +38,9 @@ describe("applySteps", () => {
         summary: "f",
         writeFile: { path: join(dir, "sub", "f.conf"), content: "x=1\n", mode: 0o640 },
       },
+      { summary: "after", argv: ["sh", "-c", 'cat > "$1"', "sh", join(dir, "after")] },
     ]);
+    expect(readFileSync(join(dir, "after"), "utf8")).toBe("");
     expect(host.calls).toBe(1);
     expect(readFileSync(join(dir, "a"), "utf8")).toBe("");
     expect(readFileSync(join(dir, "sub", "f.conf"), "utf8")).toBe("x=1\n");
@@ -69,13 +71,13 @@ describe("applySteps", () => {
     expect(() => statSync(join(dir, "three"))).toThrow();
   });
 
-  it("splits batches after each step with stdin", () => {
+  it("starts a new batch only when a second step has stdin", () => {
     const batches = batchSteps([
       { summary: "1", argv: ["true"] },
       { summary: "2", argv: ["nft", "-f", "-"], stdin: "table ip t {}\n" },
       { summary: "3", argv: ["true"] },
       { summary: "4", writeFile: { path: "/x", content: "y", mode: 0o644 } },
     ]);
-    expect(batches.map((b) => b.length)).toEqual([2, 2]);
+    expect(batches.map((b) => b.length)).toEqual([3, 1]);
   });
 });
