@@ -82,6 +82,26 @@ describe("Bridge on a lab host", () => {
     expect(await link(h2, "br-test")).toBeUndefined();
   });
 
+  it("keeps its MAC when a port joins (unpinned, the kernel would take the port's)", async () => {
+    // its own engine, so the other tests' bridge stays out of this one's up/destroy
+    const own = await startEngine();
+    const engine = own.engine;
+    const brmac = await spec("Bridge", "brmac", { connection: h1.connection(), name: "br-mac" });
+    await engine.up([brmac]);
+    const mac = engine.state.get("brmac")!.outputs["macAddress"];
+    await h1.exec(["ip", "link", "add", "vxa", "type", "veth", "peer", "name", "vxb"]);
+    await h1.exec(["ip", "link", "set", "dev", "vxa", "master", "br-mac"]);
+    expect((await link(h1, "br-mac"))?.address).toBe(mac);
+    // a port the bridge did not enslave is neither drift nor detached by the next up
+    expect((await engine.refresh()).steps.find((s) => s.name === "brmac")?.op).toBe("same");
+    expect((await engine.up([brmac])).steps.map((s) => s.op)).toEqual(["same"]);
+    expect((await link(h1, "vxa"))?.master).toBe("br-mac");
+    await h1.exec(["ip", "link", "del", "dev", "vxa"]);
+    await engine.destroy();
+    await own.plugin.stop();
+    expect(await link(h1, "br-mac")).toBeUndefined();
+  });
+
   it("updates addresses and mtu live: the ifindex does not change", async () => {
     const ifIndex = (await link(h1, "br-test"))?.ifindex;
     const res = [

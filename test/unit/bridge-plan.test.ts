@@ -12,7 +12,7 @@ import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bri
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
 /** The probe's output as the host would print it, from real captures. */
-function probeOutput(conf: string, recordedPorts: string): string {
+function probeOutput(conf: string, recordedPorts: string, addrAssignType: string): string {
   return [
     fixture("ip-d-j-addr-show.json"),
     fixture("ip-j-route-show.json"),
@@ -20,12 +20,21 @@ function probeOutput(conf: string, recordedPorts: string): string {
     conf,
     fixture("ip-j-route-get.json"),
     recordedPorts,
+    addrAssignType,
   ].join(`\n${SEPARATOR}\n`);
 }
 
-// br0's port eno1 was enslaved by the bridge itself unless said otherwise.
-const captured = (name = "br0", conf = "", recordedPorts = "eno1\n"): BridgeState =>
-  parseBridgeState(name, probeOutput(conf, name === "br0" ? recordedPorts : ""));
+// br0's port eno1 was enslaved by the bridge itself, and its MAC pinned, unless said otherwise.
+const captured = (
+  name = "br0",
+  conf = "",
+  recordedPorts = "eno1\n",
+  addrAssignType = "3\n",
+): BridgeState =>
+  parseBridgeState(
+    name,
+    probeOutput(conf, name === "br0" ? recordedPorts : "", name === "br0" ? addrAssignType : ""),
+  );
 const inputs = (x: Record<string, unknown>) => BridgeInputs.parse(x);
 
 describe("parsing real ip -j output", () => {
@@ -110,6 +119,33 @@ describe("planBridge", () => {
       {
         summary: "add address 2001:db8::9/64 to br9",
         argv: ["ip", "addr", "add", "2001:db8::9/64", "dev", "br9"],
+      },
+    ]);
+  });
+
+  it("pins a bridge's kernel-chosen MAC, so ports joining do not change it", () => {
+    const unpinned = captured("br0", "", "eno1\n", "1\n");
+    expect(unpinned.macPinned).toBe(false);
+    expect(
+      planBridge(
+        inputs({
+          name: "br0",
+          addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+          stp: true,
+          ports: ["eno1"],
+        }),
+        unpinned,
+      ),
+    ).toEqual([
+      {
+        summary: "pin br0's mac address, so ports joining or leaving do not change it",
+        argv: [
+          "sh",
+          "-c",
+          'ip link set dev "$1" address "$(cat /sys/class/net/"$1"/address)"',
+          "sh",
+          "br0",
+        ],
       },
     ]);
   });

@@ -149,7 +149,7 @@ class StubbornHost implements Host {
             },
           ]
         : [];
-      const out = [JSON.stringify(link), "[]", "[]", "", ""].join(`\n${SEPARATOR}\n`);
+      const out = [JSON.stringify(link), "[]", "[]", "", "", "", "3"].join(`\n${SEPARATOR}\n`);
       return { exitCode: 0, stdout: out, stderr: "" };
     }
     return { exitCode: 0, stdout: "", stderr: "" };

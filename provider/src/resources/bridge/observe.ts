@@ -22,6 +22,7 @@ const OBSERVE_SCRIPT = [
   `cat ${BRIDGE_CONF} 2>/dev/null || true`,
   'if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi',
   `cat ${PORTS_DIR}/"$2".ports 2>/dev/null || true`,
+  'cat /sys/class/net/"$2"/addr_assign_type 2>/dev/null || true',
   // a blank line first, so a file without a final newline cannot swallow the separator
 ].join(`\nprintf '\\n%s\\n' ${SEPARATOR}\n`);
 
@@ -129,8 +130,15 @@ export function parseHelperAllowed(conf: string, bridge: string): boolean {
 
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
-  const [addrs = "", routes4 = "", routes6 = "", conf = "", sshRoute = "", ports = ""] =
-    stdout.split(`\n${SEPARATOR}\n`);
+  const [
+    addrs = "",
+    routes4 = "",
+    routes6 = "",
+    conf = "",
+    sshRoute = "",
+    ports = "",
+    assign = "",
+  ] = stdout.split(`\n${SEPARATOR}\n`);
   const links = parseLinks(addrs);
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
@@ -147,6 +155,8 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
     helperAllowed: parseHelperAllowed(conf, name),
+    // NET_ADDR_SET (3): the address was set, so the kernel keeps it when ports come and go
+    macPinned: assign.trim() === "3",
     recordedPorts: ports
       .split("\n")
       .map((p) => p.trim())

@@ -61,6 +61,8 @@ function moveCommands(addresses: string[], routes: Route[], from: string, to: st
   ];
 }
 
+const PIN_MAC_SCRIPT = 'ip link set dev "$1" address "$(cat /sys/class/net/"$1"/address)"';
+
 const portsFile = (name: string): string => `${PORTS_DIR}/${name}.ports`;
 
 function forgetPortsStep(name: string): Step {
@@ -188,7 +190,15 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       summary: `set mac address ${d.macAddress} on ${name}`,
       argv: ["ip", "link", "set", "dev", name, "address", d.macAddress],
     });
+  } else if (d.macAddress === undefined && (!b || !actual.macPinned)) {
+    // A bridge whose MAC was never set takes its lowest port's MAC, so it changes whenever a
+    // guest's tap comes or goes (neighbours' ARP caches go stale). Keep the one it has.
+    steps.push({
+      summary: `pin ${name}'s mac address, so ports joining or leaving do not change it`,
+      argv: ["sh", "-c", PIN_MAC_SCRIPT, "sh", name],
+    });
   }
+
   if (!cur.up) {
     steps.push({ summary: `bring ${name} up`, argv: ["ip", "link", "set", "dev", name, "up"] });
   }

@@ -95,6 +95,8 @@ export interface BridgeState {
   sshLocalAddress: string | undefined;
   /** The ports this bridge recorded as enslaved by it (others, such as taps, are left alone). */
   recordedPorts: string[];
+  /** The bridge's MAC was set explicitly; otherwise the kernel takes the lowest port MAC. */
+  macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
   helperAllowed: boolean;
 }
