@@ -21,12 +21,5 @@ export function nativeProps(
   };
 }
 
-/** Returns the options every native resource gets: `connection` stays secret in outputs too. */
-export function withSecretConnection(
-  opts: pulumi.CustomResourceOptions | undefined,
-): pulumi.CustomResourceOptions {
-  return {
-    ...opts,
-    additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"],
-  };
-}
+// the same as the dynamic classes: `connection` stays secret in outputs too
+export { withSecretConnection } from "../provider";

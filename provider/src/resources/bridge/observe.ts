@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import type { ObserveContext } from "../../resource";
 import type { BridgeState, Link, Route } from "./schema";
@@ -68,20 +69,10 @@ const IpRoute = z
   })
   .loose();
 
-function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
-  const trimmed = text.trim();
-  if (trimmed === "") return schema.parse([]);
-  try {
-    return schema.parse(JSON.parse(trimmed));
-  } catch (e) {
-    throw new Error(`unexpected output of ${what}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
-
 /** Returns the links parsed from `ip -d -j addr show`. */
 export function parseLinks(text: string): Record<string, Link> {
   const links: Record<string, Link> = {};
-  for (const l of parseJson(z.array(IpLink.loose()), text, "ip -d -j addr show")) {
+  for (const l of parseHostJson(z.array(IpLink.loose()), text, "ip -d -j addr show")) {
     const addresses: string[] = [];
     for (const a of l.addr_info) {
       if (a.local === undefined || a.prefixlen === undefined) continue;
@@ -109,7 +100,7 @@ export function parseLinks(text: string): Record<string, Link> {
 
 /** Returns the non-kernel routes parsed from `ip -j route show`. */
 export function parseRoutes(text: string, family: 4 | 6): Route[] {
-  return parseJson(z.array(IpRoute), text, "ip -j route show")
+  return parseHostJson(z.array(IpRoute), text, "ip -j route show")
     .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
     .map((r) => ({
       family,
@@ -142,7 +133,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
   const links = parseLinks(addrs);
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
-  const ssh = parseJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
+  const ssh = parseHostJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
   return {
     name,
     bridge,

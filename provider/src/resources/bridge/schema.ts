@@ -1,26 +1,13 @@
 import { z } from "zod";
+import { uniqueItems } from "../../host-output";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
-
-const unique = (what: string) => (items: readonly string[], ctx: z.RefinementCtx) => {
-  const seen = new Set<string>();
-  items.forEach((item, i) => {
-    if (seen.has(item)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [i],
-        message: `${what} ${JSON.stringify(item)} is listed twice`,
-      });
-    }
-    seen.add(item);
-  });
-};
 
 export const BridgeInputs = z
   .object({
     /** Interface name of the bridge (identity: a change replaces it). */
     name: InterfaceName,
     /** Addresses with prefix length, IPv4 or IPv6; applied live. Default: none (manages: removes others). */
-    addresses: z.array(Cidr).default([]).superRefine(unique("address")),
+    addresses: z.array(Cidr).default([]).superRefine(uniqueItems("address")),
     /** Spanning tree protocol on or off (default off). */
     stp: z.boolean().default(false),
     /** MTU in bytes; unset leaves the kernel's choice alone. */
@@ -33,7 +20,7 @@ export const BridgeInputs = z
     /** The bridge's MAC address; unset leaves the kernel's choice alone. */
     macAddress: MacAddress.optional(),
     /** Interfaces to enslave (attached live). The NIC carrying the SSH session needs its addresses in `addresses`. */
-    ports: z.array(InterfaceName).default([]).superRefine(unique("port")),
+    ports: z.array(InterfaceName).default([]).superRefine(uniqueItems("port")),
     /** VLAN filtering on or off (default off). */
     vlanFiltering: z.boolean().default(false),
     /** Manage an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (default false). */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { parseHostJson } from "../../host-output";
 import { canonicalIPv6 } from "../../net";
 import { CLAIMS_DIR, parseSysctlProbe, SYSCTL_PROBE, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
@@ -126,19 +127,10 @@ const IpRoute = z
   })
   .loose();
 
-function parseJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
-  const trimmed = text.trim();
-  try {
-    return schema.parse(JSON.parse(trimmed === "" ? "[]" : trimmed));
-  } catch (e) {
-    throw new Error(`unexpected output of ${what}: ${e instanceof Error ? e.message : String(e)}`);
-  }
-}
-
 /** Returns the links parsed from `ip -d -j link show`. */
 export function parseTapLinks(text: string): Record<string, TapLink> {
   const links: Record<string, TapLink> = {};
-  for (const l of parseJson(z.array(IpLink), text, "ip -d -j link show")) {
+  for (const l of parseHostJson(z.array(IpLink), text, "ip -d -j link show")) {
     const kind = l.linkinfo?.info_kind;
     const data = l.linkinfo?.info_data;
     links[l.ifname] = {
@@ -165,7 +157,7 @@ export function parseTapLinks(text: string): Record<string, TapLink> {
 /** Returns the host routes (/32, /128) parsed from `ip -j route show table main`. */
 export function parseHostRoutes(text: string, family: 4 | 6): HostRoute[] {
   const out: HostRoute[] = [];
-  for (const r of parseJson(
+  for (const r of parseHostJson(
     z.array(IpRoute),
     text,
     `ip ${family === 6 ? "-6 " : ""}-j route show`,

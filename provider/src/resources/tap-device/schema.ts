@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import type { SysctlObservation } from "../../sysctl";
+import { uniqueItems } from "../../host-output";
 import { canonicalIPv6, InterfaceName } from "../../net";
 
 /** Returns the guest address in the form `ip -j route show` prints for a host route, or undefined. */
@@ -48,24 +49,10 @@ const Account = (what: "user" | "group") =>
     .nullable()
     .default(null);
 
-const unique = (items: readonly string[], ctx: z.RefinementCtx) => {
-  const seen = new Set<string>();
-  items.forEach((item, i) => {
-    if (seen.has(item)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [i],
-        message: `address ${JSON.stringify(item)} is listed twice`,
-      });
-    }
-    seen.add(item);
-  });
-};
-
 export const TapRouted = z
   .object({
     /** Guest addresses; each gets a /32 (IPv4) or /128 (IPv6) host route via the tap. */
-    addresses: z.array(HostAddress).default([]).superRefine(unique),
+    addresses: z.array(HostAddress).default([]).superRefine(uniqueItems("address")),
     /** The uplink (e.g. Wi-Fi) on which to answer ARP for the guests: proxy ARP on it and on the tap, and IPv4 forwarding. */
     proxyArpInterface: InterfaceName.optional(),
   })

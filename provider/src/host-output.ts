@@ -1,0 +1,28 @@
+import type { z } from "zod";
+
+/** Returns a host command's JSON output validated by the schema; empty output is an empty list. */
+export function parseHostJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
+  const trimmed = text.trim();
+  try {
+    return schema.parse(JSON.parse(trimmed === "" ? "[]" : trimmed));
+  } catch (e) {
+    throw new Error(`unexpected output of ${what}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** Returns a zod refinement that reports each repeated item of a list, by index. */
+export function uniqueItems(what: string) {
+  return (items: readonly string[], ctx: z.RefinementCtx): void => {
+    const seen = new Set<string>();
+    items.forEach((item, i) => {
+      if (seen.has(item)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i],
+          message: `${what} ${JSON.stringify(item)} is listed twice`,
+        });
+      }
+      seen.add(item);
+    });
+  };
+}
