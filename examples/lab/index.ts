@@ -1,4 +1,6 @@
-// The built-in lab's program: the same guest network stamped onto every lab host.
+// The built-in lab's program: the same guest network stamped onto every lab host (write-up 1's
+// network: a bridge with the gateway address, dnsmasq with a static lease, NAT out of the
+// host's uplink, a tap on the bridge for a guest).
 // `npm run lab` starts the lab hosts, writes their connection details to the hosts file and applies
 // this program (with `pulumi up` when the Pulumi CLI is installed, otherwise through the
 // engine-protocol driver).
@@ -16,15 +18,45 @@ const hostsFile =
   process.env["HYPERVISOR_LAB_HOSTS"] ?? path.join(__dirname, "..", "..", ".lab", "hosts.json");
 const hosts = JSON.parse(readFileSync(hostsFile, "utf8")) as LabHostEntry[];
 
-export const bridges = hosts.map((h) => {
+export const networks = hosts.map((h) => {
+  const { connection } = h;
+  // Each host's guest subnet: 198.18.(100 + index).0/24 (inside the lab host only), plus a
+  // documentation IPv6 prefix.
+  const net = `198.18.${100 + h.index}`;
   const br = new hypervisor.Bridge(`${h.name}-br-guests`, {
-    connection: h.connection,
+    connection,
     name: "br-guests",
-    // Each host's guest subnet: 198.18.(100 + index).0/24, plus a documentation IPv6 prefix.
-    addresses: [`198.18.${100 + h.index}.1/24`, `2001:db8:${100 + h.index}::1/64`],
-    stp: false,
-    mtu: 1500,
+    addresses: [`${net}.1/24`, `2001:db8:${100 + h.index}::1/64`],
     allowQemuBridgeHelper: true,
   });
-  return { host: h.name, name: br.name, macAddress: br.macAddress, ifIndex: br.ifIndex };
+  const dhcp = new hypervisor.DnsmasqInstance(`${h.name}-dhcp`, {
+    connection,
+    name: "guests",
+    interface: br.name,
+    subnet: `${net}.0/24`,
+    dhcpRange: { start: `${net}.100`, end: `${net}.199`, leaseTime: "1h" },
+    staticLeases: [{ mac: "52:54:00:00:10:01", ip: `${net}.10`, hostname: "guest1" }],
+    router: `${net}.1`,
+  });
+  const nat = new hypervisor.NatRule(`${h.name}-nat`, {
+    connection,
+    name: "guests",
+    sourceCidr: `${net}.0/24`,
+    outInterface: "wan0",
+    masquerade: true,
+    forward: true,
+  });
+  const tap = new hypervisor.TapDevice(`${h.name}-tap`, {
+    connection,
+    name: "tap-guest1",
+    bridge: br.name,
+  });
+  return {
+    host: h.name,
+    bridge: br.name,
+    bridgeMac: br.macAddress,
+    dnsmasqPid: dhcp.pid,
+    natTable: nat.table,
+    tap: tap.name,
+  };
 });
