@@ -107,14 +107,16 @@ export function diffProps<I extends { name: string }, S>(
   const replaces: string[] = [];
   const oldConn = Connection.safeParse(olds["connection"]);
   const newConn = Connection.safeParse(news["connection"]);
-  // Credentials may rotate freely; only where the connection leads makes a different object.
-  if (
-    oldConn.success &&
-    newConn.success &&
-    connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)
-  ) {
-    changed.push("connection");
-    replaces.push("connection");
+  // Only where the connection leads makes a different object. Rotated credentials are an
+  // update that touches nothing on the host: it records them, because refresh and delete only
+  // get the recorded outputs, and with the old key (or an old pinned host key) they would fail.
+  if (oldConn.success && newConn.success) {
+    if (connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)) {
+      changed.push("connection");
+      replaces.push("connection");
+    } else if (stableJson(oldConn.data) !== stableJson(newConn.data)) {
+      changed.push("connection");
+    }
   }
   const oldIn = mod.inputs.safeParse(pick(olds, mod.inputKeys));
   const newIn = mod.inputs.safeParse(stripProvider(omit(news, "connection")));

@@ -37,15 +37,22 @@ describe("diff (pure)", () => {
     ["mtu set", base, { ...base, mtu: 1400 }, { changes: true, replaces: [] }],
     ["name changed", base, { ...base, name: "br1" }, { changes: true, replaces: ["name"] }],
     [
+      // an update that only records the new key, so refresh and delete can still connect
       "a rotated key",
       base,
       { ...base, connection: { ...conn, privateKey: "OTHER" } },
-      { changes: false, replaces: [] },
+      { changes: true, replaces: [] },
     ],
     [
       "a password instead of a key",
       base,
       { ...base, connection: { host: conn.host, password: "pw" } },
+      { changes: true, replaces: [] },
+    ],
+    [
+      "the same connection with defaults spelled out",
+      base,
+      { ...base, connection: { ...conn, port: 22, user: "root", dialErrorLimit: 10 } },
       { changes: false, replaces: [] },
     ],
     [
