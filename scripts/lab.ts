@@ -126,9 +126,17 @@ async function show(lab: Lab): Promise<void> {
 }
 
 async function up(): Promise<void> {
-  out(`starting the lab (2 hosts, with a WAN namespace)...`);
-  // hosts 91-92: clear of the indices the tests use, so `npm test` runs while the lab is up
-  const lab = await startLab({ name: LAB, hosts: 2, wan: true, firstIndex: 91 });
+  // A running lab is reused: starting it again would give its hosts new keys and empty /etc.
+  let lab = await attachLab(LAB);
+  if (lab) {
+    out(`the lab is already up (${lab.hosts.length} hosts); applying examples/lab again`);
+  } else {
+    out(`starting the lab (2 hosts, with a WAN namespace)...`);
+    // hosts 91-92: clear of the indices the tests use, so `npm test` runs while the lab is up
+    lab = await startLab({ name: LAB, hosts: 2, wan: true, firstIndex: 91 });
+    // state recorded against an earlier lab describes hosts that no longer exist
+    rmSync(DRIVER_STATE, { force: true });
+  }
   mkdirSync(DIR, { recursive: true });
   const hosts = lab.hosts.map((h) => ({
     name: h.name,
@@ -139,7 +147,8 @@ async function up(): Promise<void> {
   if (hasPulumiCli()) {
     out("applying examples/lab with the Pulumi CLI (pulumi up, local backend in .lab/state)");
     pulumi(["stack", "select", "--create", STACK]);
-    pulumi(["up", "--yes", "--stack", STACK]);
+    // --refresh: a lab started anew has none of what an earlier stack recorded
+    pulumi(["up", "--yes", "--refresh", "--stack", STACK]);
   } else {
     out(
       "the Pulumi CLI is not installed: applying examples/lab through the engine-protocol driver " +
@@ -154,11 +163,16 @@ async function up(): Promise<void> {
 async function down(): Promise<void> {
   const lab = await attachLab(LAB);
   if (lab && existsSync(HOSTS_FILE)) {
-    if (hasPulumiCli() && existsSync(path.join(DIR, "state"))) {
-      pulumi(["destroy", "--yes", "--stack", STACK]);
-    } else {
-      out("destroying through the engine-protocol driver");
-      await destroyWithDriver();
+    try {
+      if (hasPulumiCli() && existsSync(path.join(DIR, "state"))) {
+        pulumi(["destroy", "--yes", "--stack", STACK]);
+      } else {
+        out("destroying through the engine-protocol driver");
+        await destroyWithDriver();
+      }
+    } catch (e) {
+      // the lab goes away below with everything in it; say what could not be destroyed first
+      out(`destroy failed, removing the lab anyway: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
   await stopLab(LAB);
