@@ -21,6 +21,9 @@
 // (`{"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value}`), with the
 // secretness pushed up to the top-level property: they are unwrapped here and their top-level
 // keys are listed in `secretKeys`.
+//
+// A resource given the `provider` option (a native `Provider`) arrives with the provider's
+// reference, `<provider urn>::<provider id>`, kept in `provider`.
 
 import * as pulumi from "@pulumi/pulumi";
 
@@ -29,6 +32,8 @@ export interface CapturedResource {
   name: string;
   inputs: Record<string, unknown>;
   secretKeys: string[];
+  /** The provider reference (`<provider urn>::<id>`) when the resource names an explicit provider. */
+  provider?: string;
 }
 
 export interface RunProgramOptions {
@@ -84,7 +89,13 @@ export async function runProgramWithMocks(
               if (isSecret(v)) secretKeys.push(k);
               inputs[k] = unwrapSecrets(v);
             }
-            captured.push({ type: args.type, name: args.name, inputs, secretKeys });
+            captured.push({
+              type: args.type,
+              name: args.name,
+              inputs,
+              secretKeys,
+              ...(args.provider ? { provider: args.provider } : {}),
+            });
           }
           return { id: `${args.name}-id`, state: args.inputs };
         },

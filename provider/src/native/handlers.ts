@@ -1,5 +1,6 @@
 // The native provider's operations in plain values; server.ts maps them to and from gRPC.
 // The same Lifecycle and resource modules serve the dynamic SDK classes (dynamic.ts).
+import { isDeepStrictEqual } from "node:util";
 import { connectionIdentity, type Connection } from "../host/connection";
 import type { Host } from "../host/host";
 import { hostFor } from "../host/pool";
@@ -82,6 +83,10 @@ function pathOf(property: string): PropertyKey[] {
     out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ""));
   }
   return out;
+}
+
+function plainJson(v: unknown): unknown {
+  return v === undefined ? undefined : (JSON.parse(JSON.stringify(v)) as unknown);
 }
 
 function stripEngineKeys(props: Props): Props {
@@ -259,8 +264,11 @@ export class NativeProvider {
     try {
       steps = mod.plan(inputs, state);
     } catch (e) {
-      if (e instanceof PlanError) throw new Error(`${what}: ${e.message}`);
-      throw e;
+      // What the plan refuses (a bridge, interface or tap that does not exist yet) may be made by
+      // another resource earlier in the same update: show the plan without steps; up will tell.
+      if (!(e instanceof PlanError)) throw e;
+      logWarn(`${what}: preview without steps: ${e.message}`);
+      return this.finish(raw, { ...raw, ...inputs, ...unknownOutputs });
     }
     const outputs = mod.exists(state) && steps.length === 0 ? mod.outputs(state) : unknownOutputs;
     return this.finish(raw, {
@@ -328,8 +336,16 @@ export class NativeProvider {
     if (inputs !== undefined) {
       // Inputs the program set take the observed value, so drift shows against them too.
       const next: Props = { ...inputs };
+      const given = parseAll(
+        mod,
+        this.withConnection(stripEngineKeys(unwrapSecrets(inputs) as Props)),
+      );
+      const canonical: Props = "inputs" in given ? (given.inputs as Props) : {};
       for (const k of mod.inputKeys) {
-        if (next[k] !== undefined && r.props[k] !== undefined) next[k] = r.props[k];
+        // Equal to the observed value once defaults are filled in: keep what the program wrote.
+        if (next[k] === undefined || r.props[k] === undefined) continue;
+        if (!isDeepStrictEqual(plainJson(canonical[k]), plainJson(r.props[k])))
+          next[k] = r.props[k];
       }
       out.inputs = this.finish(inputs, { ...next, connection: inputs["connection"] });
     }
