@@ -26,17 +26,28 @@
 //    a partially-failed resource (id, properties, init errors) and, when replacing, still marks the
 //    old one for deletion; Refresh removes a resource whose Read returns an empty id and takes the
 //    returned inputs when there are any.
+// The RPCs as this file's comments above describe them are built in provider-client.ts (shared with
+// native-engine.ts); the engine behaviours specific to the dynamic provider stay here.
 // Simplifications: one plugin (one default provider), no parallelism, no property dependencies
 // between resources (only `dependsOn`), so DBR never cascades to dependents.
 
-import { spawn, type ChildProcess } from "node:child_process";
 import * as path from "node:path";
 import { isDeepStrictEqual } from "node:util";
-import * as grpc from "@grpc/grpc-js";
-import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
-import * as provproto from "@pulumi/pulumi/proto/provider_pb";
-import * as statusproto from "@pulumi/pulumi/proto/status_pb";
-import { Struct, type JavaScriptValue } from "google-protobuf/google/protobuf/struct_pb";
+import {
+  CheckFailedError,
+  PluginError,
+  ProviderClient,
+  startPlugin,
+  TEST_PROJECT,
+  TEST_STACK,
+  urnOf,
+  type CheckFailure,
+  type DetailedDiff,
+  type Props,
+  type StartedPlugin,
+} from "./provider-client";
+
+export { CheckFailedError, PluginError, TEST_PROJECT, TEST_STACK, urnOf, type CheckFailure };
 
 /** The engine's marker for a value not known during preview (rpc.unknownValue). */
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -48,109 +59,6 @@ export const DYNAMIC_PROVIDER_SCRIPT = path.join(
   "dynamic-provider",
   "index.js",
 );
-
-/** Project and stack names used for URNs and for the plugin's PULUMI_*_PROJECT environment. */
-export const TEST_PROJECT = "test";
-export const TEST_STACK = "test";
-
-export function urnOf(type: string, name: string): string {
-  return `urn:pulumi:${TEST_STACK}::${TEST_PROJECT}::${type}::${name}`;
-}
-
-export interface CheckFailure {
-  property: string;
-  reason: string;
-}
-
-/** An RPC that failed. `code` is the gRPC status code; `message` is the error's details. */
-export class PluginError extends Error {
-  code: number;
-  /** Set when the error carried ErrorResourceInitFailed: the object exists, half-initialised. */
-  initFailed?: { id: string; properties: Record<string, unknown>; reasons: string[] };
-  constructor(
-    method: string,
-    code: number,
-    message: string,
-    initFailed?: { id: string; properties: Record<string, unknown>; reasons: string[] },
-  ) {
-    super(message);
-    this.name = "PluginError";
-    this.code = code;
-    if (initFailed !== undefined) this.initFailed = initFailed;
-    this.method = method;
-  }
-  /** Which RPC failed (Check, Diff, Create, ...). */
-  method: string;
-}
-
-export class CheckFailedError extends Error {
-  failures: Record<string, CheckFailure[]>;
-  constructor(failures: Record<string, CheckFailure[]>) {
-    const text = Object.entries(failures)
-      .map(([name, fs]) => `${name}: ${fs.map((f) => `${f.property}: ${f.reason}`).join("; ")}`)
-      .join("\n");
-    super(`check failed:\n${text}`);
-    this.name = "CheckFailedError";
-    this.failures = failures;
-  }
-}
-
-type Props = Record<string, unknown>;
-
-/**
- * Makes a property map JSON-shaped for Struct.fromJavaScript: drops undefined object members
- * (a PropertyMap has no undefined) and turns undefined array elements into null.
- */
-function toWire(value: unknown): unknown {
-  if (value === undefined) return null;
-  if (value === null || typeof value !== "object") return value;
-  if (Array.isArray(value)) return value.map(toWire);
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) {
-    if (v !== undefined) out[k] = toWire(v);
-  }
-  return out;
-}
-
-function struct(props: Props): Struct {
-  return Struct.fromJavaScript(toWire(props) as Record<string, JavaScriptValue>);
-}
-
-function fromStruct(s: Struct | undefined): Props {
-  return s === undefined ? {} : s.toJavaScript();
-}
-
-function typeOfUrn(urn: string): string {
-  return urn.split("::")[2] ?? "";
-}
-
-function nameOfUrn(urn: string): string {
-  return urn.split("::").slice(3).join("::");
-}
-
-interface Live {
-  child: ChildProcess;
-  exited: Promise<void>;
-}
-
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort: never leave a plugin behind when the test process exits without stop().
-  process.on("exit", () => {
-    for (const c of running) {
-      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) {
-        try {
-          process.kill(c.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    }
-  });
-}
 
 export interface StartOptions {
   /** Working directory of the plugin: `require` inside `__provider` resolves from here. */
@@ -166,113 +74,35 @@ export interface StartOptions {
   callTimeoutMs?: number;
 }
 
-export class DynamicProviderPlugin {
-  readonly pid: number;
-  readonly port: number;
-  private readonly live: Live;
-  private readonly client: provrpc.ResourceProviderClient;
-  private stderrText: string;
-  private stdoutText: string;
-  private configured = false;
-  private supportsPreview = false;
-  private stopped = false;
-  private readonly callTimeoutMs: number;
+/** What `DynamicProviderPlugin.diff` answers: the fields of DiffResponse the engine acts on. */
+interface Diff {
+  changes: "some" | "none" | "unknown";
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+}
 
-  private constructor(
-    live: Live,
-    port: number,
-    stdoutRest: string,
-    stderrSoFar: string,
-    callTimeoutMs: number,
-  ) {
-    this.live = live;
-    this.callTimeoutMs = callTimeoutMs;
-    this.pid = live.child.pid ?? -1;
-    this.port = port;
-    this.stdoutText = stdoutRest;
-    this.stderrText = stderrSoFar;
-    live.child.stdout?.on("data", (d: Buffer) => (this.stdoutText += d.toString("utf8")));
-    live.child.stderr?.on("data", (d: Buffer) => (this.stderrText += d.toString("utf8")));
-    this.client = new provrpc.ResourceProviderClient(
-      `127.0.0.1:${port}`,
-      grpc.credentials.createInsecure(),
-    );
+export class DynamicProviderPlugin extends ProviderClient<Diff> {
+  private configured = false;
+
+  private constructor(started: StartedPlugin, callTimeoutMs: number) {
+    // The dynamic provider never reports supportsPreview, so the engine answers previews itself.
+    super(started, callTimeoutMs, true);
   }
 
   /** Spawns `node <dynamic-provider/index.js> <engine>`, reads the port it prints, connects. */
   static async start(opts: StartOptions = {}): Promise<DynamicProviderPlugin> {
-    installExitHook();
     const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env) };
     // pkg/resource/plugin/provider_plugin.go sets these for the nodejs dynamic provider.
     env["PULUMI_NODEJS_PROJECT"] ??= TEST_PROJECT;
     env["PULUMI_PROJECT"] ??= TEST_PROJECT;
     env["PULUMI_NODEJS_STACK"] ??= TEST_STACK;
-    const child = spawn(
+    const started = await startPlugin(
+      "dynamic provider",
       process.execPath,
       [DYNAMIC_PROVIDER_SCRIPT, opts.engineAddress ?? "127.0.0.1:1"],
-      { cwd: opts.cwd ?? process.cwd(), env, stdio: ["ignore", "pipe", "pipe"] },
+      { cwd: opts.cwd ?? process.cwd(), env, startTimeoutMs: opts.startTimeoutMs ?? 30_000 },
     );
-    running.add(child);
-    const exited = new Promise<void>((resolve) => {
-      child.once("exit", () => {
-        running.delete(child);
-        resolve();
-      });
-    });
-    const live: Live = { child, exited };
-    let out = "";
-    let err = "";
-    const onOut = (d: Buffer): void => {
-      out += d.toString("utf8");
-    };
-    const onErr = (d: Buffer): void => {
-      err += d.toString("utf8");
-    };
-    child.stdout.on("data", onOut);
-    child.stderr.on("data", onErr);
-    let check: (() => void) | undefined;
-    try {
-      const port = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`dynamic provider printed no port in time; stderr: ${err}`)),
-          opts.startTimeoutMs ?? 30_000,
-        );
-        check = (): void => {
-          const nl = out.indexOf("\n");
-          if (nl < 0) return;
-          clearTimeout(timer);
-          const port = Number(out.slice(0, nl).trim());
-          if (!Number.isInteger(port) || port <= 0) {
-            reject(new Error(`dynamic provider printed ${JSON.stringify(out)} instead of a port`));
-          } else {
-            resolve(port);
-          }
-        };
-        child.stdout.on("data", check);
-        child.once("error", (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-        child.once("exit", (code, signal) => {
-          clearTimeout(timer);
-          reject(new Error(`dynamic provider exited (${code ?? signal}) before its port; ${err}`));
-        });
-      });
-      child.stdout.off("data", onOut);
-      if (check) child.stdout.off("data", check);
-      child.stderr.off("data", onErr);
-      const nl = out.indexOf("\n");
-      return new DynamicProviderPlugin(live, port, out.slice(nl + 1), err, opts.callTimeoutMs ?? 0);
-    } catch (e) {
-      if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGKILL");
-      await exited;
-      throw e;
-    }
-  }
-
-  /** Everything the plugin wrote to stderr so far. */
-  stderr(): string {
-    return this.stderrText;
+    return new DynamicProviderPlugin(started, opts.callTimeoutMs ?? 0);
   }
 
   /** Everything the plugin wrote to stdout after its port line (the engine logs it). */
@@ -280,273 +110,22 @@ export class DynamicProviderPlugin {
     return this.stdoutText;
   }
 
-  private unary<Res>(
-    method: string,
-    invoke: (
-      metadata: grpc.Metadata,
-      options: Partial<grpc.CallOptions>,
-      cb: (err: grpc.ServiceError | null, res: Res) => void,
-    ) => grpc.ClientUnaryCall,
-  ): Promise<Res> {
-    if (this.stopped) return Promise.reject(new Error(`${method}: plugin stopped`));
-    // The engine sets no gRPC deadline; one is only used when callTimeoutMs was given.
-    const options: Partial<grpc.CallOptions> =
-      this.callTimeoutMs > 0 ? { deadline: Date.now() + this.callTimeoutMs } : {};
-    return new Promise<Res>((resolve, reject) => {
-      invoke(new grpc.Metadata(), options, (err, res) => {
-        if (!err) {
-          resolve(res);
-          return;
-        }
-        const pe = toPluginError(method, err);
-        if (pe.code === Number(grpc.status.DEADLINE_EXCEEDED)) {
-          // The plugin answers nothing when building its error reply throws (unhandled rejection).
-          pe.message += `; plugin stderr (tail): ${this.stderrText.slice(-2000)}`;
-        }
-        reject(pe);
-      });
-    });
-  }
-
   /** Configure, as the engine does for the default `pulumi-nodejs` provider. The engine passes the
    * whole stack config with namespaced keys (`project:key`), which the dynamic provider hands to a
    * provider's `configure` as `config.get("key")` / `config.get("project:key")`. */
   async configure(args: Props = {}): Promise<void> {
-    const req = new provproto.ConfigureRequest();
-    const vars = req.getVariablesMap();
-    for (const [k, v] of Object.entries(args)) {
-      if (v === undefined) continue;
-      vars.set(`pulumi-nodejs:config:${k}`, typeof v === "string" ? v : JSON.stringify(v));
-    }
-    req.setArgs(struct(args));
-    req.setAcceptsecrets(true);
-    req.setAcceptresources(true);
-    req.setSendsOldInputs(true);
-    req.setSendsOldInputsToDelete(true);
-    req.setType("pulumi:providers:pulumi-nodejs");
-    req.setName("default");
-    req.setUrn(urnOf("pulumi:providers:pulumi-nodejs", "default"));
-    req.setId("00000000-0000-0000-0000-000000000000");
-    const res = await this.unary<provproto.ConfigureResponse>("Configure", (md, o, cb) =>
-      this.client.configure(req, md, o, cb),
-    );
+    await this.configureProvider("pulumi-nodejs", "default", args, args);
     this.configured = true;
-    this.acceptsSecrets = res.getAcceptsecrets();
-    this.supportsPreview = res.getSupportspreview();
   }
 
-  /** What the plugin's Configure answered (false for the dynamic provider). */
-  acceptsSecrets = false;
-
   /** The engine always configures a provider before using it (getPluginConfig waits for it). */
-  private async ensureConfigured(): Promise<void> {
+  protected override async beforeResourceCall(): Promise<void> {
     if (!this.configured) await this.configure({});
   }
 
-  async check(
-    urn: string,
-    olds: Props,
-    news: Props,
-  ): Promise<{ inputs: Props; failures: CheckFailure[] }> {
-    await this.ensureConfigured();
-    const req = new provproto.CheckRequest();
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setOlds(struct(olds));
-    req.setNews(struct(news));
-    const res = await this.unary<provproto.CheckResponse>("Check", (md, o, cb) =>
-      this.client.check(req, md, o, cb),
-    );
-    return {
-      inputs: fromStruct(res.getInputs()),
-      failures: res
-        .getFailuresList()
-        .map((f) => ({ property: f.getProperty(), reason: f.getReason() })),
-    };
+  protected diffResult(d: DetailedDiff): Diff {
+    return { changes: d.changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
   }
-
-  async diff(
-    id: string,
-    urn: string,
-    olds: Props,
-    news: Props,
-    oldInputs?: Props,
-  ): Promise<{
-    changes: "some" | "none" | "unknown";
-    replaces: string[];
-    deleteBeforeReplace: boolean;
-  }> {
-    await this.ensureConfigured();
-    const req = new provproto.DiffRequest();
-    req.setId(id);
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setOlds(struct(olds));
-    req.setNews(struct(news));
-    if (oldInputs !== undefined) req.setOldInputs(struct(oldInputs));
-    const res = await this.unary<provproto.DiffResponse>("Diff", (md, o, cb) =>
-      this.client.diff(req, md, o, cb),
-    );
-    const c = res.getChanges();
-    const changes =
-      c === provproto.DiffResponse.DiffChanges.DIFF_SOME
-        ? "some"
-        : c === provproto.DiffResponse.DiffChanges.DIFF_NONE
-          ? "none"
-          : "unknown";
-    return {
-      changes,
-      replaces: res.getReplacesList(),
-      deleteBeforeReplace: res.getDeletebeforereplace(),
-    };
-  }
-
-  async create(
-    urn: string,
-    properties: Props,
-    opts: { preview?: boolean } = {},
-  ): Promise<{ id: string; properties: Props }> {
-    await this.ensureConfigured();
-    const preview = opts.preview === true;
-    // provider_plugin.go Create: a preview against a plugin without supportsPreview is answered by
-    // the engine with the inputs; the plugin is not called (the dynamic provider would really create).
-    if (preview && !this.supportsPreview) return { id: "", properties: { ...properties } };
-    const req = new provproto.CreateRequest();
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setProperties(struct(properties));
-    req.setPreview(preview);
-    const res = await this.unary<provproto.CreateResponse>("Create", (md, o, cb) =>
-      this.client.create(req, md, o, cb),
-    );
-    if (res.getId() === "" && !preview) {
-      throw new PluginError(
-        "Create",
-        grpc.status.UNKNOWN,
-        `plugin returned empty ID from create '${urn}'`,
-      );
-    }
-    return { id: res.getId(), properties: fromStruct(res.getProperties()) };
-  }
-
-  async read(
-    id: string,
-    urn: string,
-    properties: Props,
-    inputs?: Props,
-  ): Promise<{ id: string; properties: Props; inputs?: Props }> {
-    await this.ensureConfigured();
-    const req = new provproto.ReadRequest();
-    req.setId(id);
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setProperties(struct(properties));
-    if (inputs !== undefined) req.setInputs(struct(inputs));
-    const res = await this.unary<provproto.ReadResponse>("Read", (md, o, cb) =>
-      this.client.read(req, md, o, cb),
-    );
-    const out: { id: string; properties: Props; inputs?: Props } = {
-      id: res.getId(),
-      properties: fromStruct(res.getProperties()),
-    };
-    if (res.hasInputs()) out.inputs = fromStruct(res.getInputs());
-    return out;
-  }
-
-  async update(
-    id: string,
-    urn: string,
-    olds: Props,
-    news: Props,
-    oldInputs?: Props,
-    opts: { preview?: boolean } = {},
-  ): Promise<{ properties: Props }> {
-    await this.ensureConfigured();
-    const preview = opts.preview === true;
-    if (preview && !this.supportsPreview) return { properties: { ...news } };
-    const req = new provproto.UpdateRequest();
-    req.setId(id);
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setOlds(struct(olds));
-    req.setNews(struct(news));
-    if (oldInputs !== undefined) req.setOldInputs(struct(oldInputs));
-    req.setPreview(preview);
-    const res = await this.unary<provproto.UpdateResponse>("Update", (md, o, cb) =>
-      this.client.update(req, md, o, cb),
-    );
-    return { properties: fromStruct(res.getProperties()) };
-  }
-
-  async delete(id: string, urn: string, properties: Props, oldInputs?: Props): Promise<void> {
-    await this.ensureConfigured();
-    const req = new provproto.DeleteRequest();
-    req.setId(id);
-    req.setUrn(urn);
-    req.setName(nameOfUrn(urn));
-    req.setType(typeOfUrn(urn));
-    req.setProperties(struct(properties));
-    if (oldInputs !== undefined) req.setOldInputs(struct(oldInputs));
-    await this.unary("Delete", (md, o, cb) => this.client.delete(req, md, o, cb));
-  }
-
-  /** Closes the client, kills the plugin by its pid (SIGTERM, then SIGKILL after 5 s), waits. */
-  async stop(): Promise<void> {
-    if (!this.stopped) {
-      this.stopped = true;
-      this.client.close();
-    }
-    const c = this.live.child;
-    if (c.exitCode !== null || c.signalCode !== null) return;
-    try {
-      process.kill(this.pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const killed = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        try {
-          process.kill(this.pid, "SIGKILL");
-        } catch {
-          // already gone
-        }
-        resolve();
-      }, 5000);
-    });
-    await Promise.race([this.live.exited, killed]);
-    clearTimeout(timer);
-    await this.live.exited;
-  }
-}
-
-function toPluginError(method: string, err: grpc.ServiceError): PluginError {
-  let initFailed: { id: string; properties: Props; reasons: string[] } | undefined;
-  // The dynamic provider packs ErrorResourceInitFailed into a google.rpc.Status sent as the
-  // `grpc-status-details-bin` trailer (cmd/dynamic-provider grpcResponseFromError).
-  for (const raw of err.metadata?.get("grpc-status-details-bin") ?? []) {
-    const bytes = typeof raw === "string" ? Buffer.from(raw, "base64") : raw;
-    const status = statusproto.Status.deserializeBinary(new Uint8Array(bytes));
-    for (const any of status.getDetailsList()) {
-      const detail = any.unpack(
-        (b) => provproto.ErrorResourceInitFailed.deserializeBinary(b),
-        "pulumirpc.ErrorResourceInitFailed",
-      );
-      if (detail) {
-        initFailed = {
-          id: detail.getId(),
-          properties: fromStruct(detail.getProperties()),
-          reasons: detail.getReasonsList(),
-        };
-      }
-    }
-  }
-  return new PluginError(method, err.code, err.details || err.message, initFailed);
 }
 
 export interface ResourceSpec {
@@ -770,7 +349,13 @@ export class Engine {
 
     // Deletes of resources no longer in the program and of replaced resources, dependents first.
     const gone = [...this.state.values()].filter((s) => !wanted.has(s.name));
-    for (const s of reverseDependencyOrder([...gone, ...this.pendingDeletes])) {
+    await this.deleteAll([...gone, ...this.pendingDeletes], steps);
+    return { steps };
+  }
+
+  /** Deletes `states` in reverse dependency order; only deletes of current resources are steps. */
+  private async deleteAll(states: ResourceState[], steps: StepRecord[]): Promise<void> {
+    for (const s of reverseDependencyOrder(states)) {
       await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs);
       const pi = this.pendingDeletes.indexOf(s);
       if (pi >= 0) {
@@ -780,7 +365,6 @@ export class Engine {
         steps.push({ op: "delete", name: s.name, detail: { id: s.id } });
       }
     }
-    return { steps };
   }
 
   private baseState(
@@ -865,16 +449,7 @@ export class Engine {
   /** Delete everything (and pending deletes) in reverse dependency order. */
   async destroy(): Promise<{ steps: StepRecord[] }> {
     const steps: StepRecord[] = [];
-    for (const s of reverseDependencyOrder([...this.state.values(), ...this.pendingDeletes])) {
-      await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs);
-      const pi = this.pendingDeletes.indexOf(s);
-      if (pi >= 0) {
-        this.pendingDeletes.splice(pi, 1);
-      } else {
-        this.state.delete(s.name);
-        steps.push({ op: "delete", name: s.name, detail: { id: s.id } });
-      }
-    }
+    await this.deleteAll([...this.state.values(), ...this.pendingDeletes], steps);
     return { steps };
   }
 }
