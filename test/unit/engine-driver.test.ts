@@ -93,7 +93,6 @@ const fileProvider = {
     require("fs").rmSync(id, { force: true });
   },
 };
-/* eslint-enable @typescript-eslint/require-await */
 // Captured by value into the serialized provider.
 const UNKNOWN_MARK = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
