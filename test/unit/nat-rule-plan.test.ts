@@ -65,29 +65,8 @@ function probe(
 const state = (name: string, o: Parameters<typeof probe>[0] = {}): NatRuleState =>
   parseNatRuleState(name, probe(o));
 
-const GUEST_NAT_NFT = `table ip pulumi_hv_guest-nat
-delete table ip pulumi_hv_guest-nat
-table ip pulumi_hv_guest-nat {
-	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
-		oifname "wan0" ip saddr 198.18.140.0/24 masquerade
-	}
-	chain prerouting {
-		type nat hook prerouting priority dstnat; policy accept;
-		iifname "wan0" fib daddr type local tcp dport 8080 dnat to 198.18.140.10:80
-		fib daddr type local udp dport 5353 dnat to 198.18.140.11:53
-	}
-	chain forward {
-		type filter hook forward priority filter; policy accept;
-		oifname "wan0" ip saddr 198.18.140.0/24 accept
-		iifname "wan0" ip daddr 198.18.140.0/24 ct state established,related accept
-		iifname "wan0" ip daddr 198.18.140.10 tcp dport 80 ct status dnat accept
-		oifname "wan0" ip saddr 198.18.140.10 tcp sport 80 ct status dnat accept
-		ip daddr 198.18.140.11 udp dport 53 ct status dnat accept
-		ip saddr 198.18.140.11 udp sport 53 ct status dnat accept
-	}
-}
-`;
+// What renderNftRuleset produces for guest-nat, and what nft-capture.sh applies to make the captures.
+const GUEST_NAT_NFT = fixture("nft-ruleset-guest-nat.nft");
 
 describe("rendering", () => {
   it("renders one atomic nft transaction: declare, delete, define", () => {

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -25,8 +25,14 @@ import {
 } from "../../provider/src/resources/qemu-guest/schema";
 import { guestKernelArgs, moduleLoadOrder, parseGuestLog } from "../support/guest-image";
 
+const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
+// Real captures of the observe probe (see test/fixtures/README.md), for the inputs at the end of
+// this file (A: absent, B: the rest).
+const CAPTURE_ABSENT = fixture("qemu-probe-absent.txt");
+const CAPTURE_RUNNING = fixture("qemu-probe-running.txt");
+const CAPTURE_PAUSED = fixture("qemu-probe-paused.txt");
+const CAPTURE_DEAD = fixture("qemu-probe-dead.txt");
 const parse = (x: Record<string, unknown>): QemuGuestInputs => QemuGuestInputs.parse(x);
-// The captures at the end of this file were observed for these inputs (A: absent, B: the rest).
 const A = (): QemuGuestInputs => parse(RAW_A_INPUTS);
 const B = (): QemuGuestInputs => parse(RAW_B_INPUTS);
 const absent = (): QemuGuestState => parseQemuGuestState(A(), CAPTURE_ABSENT);
@@ -714,14 +720,8 @@ describe("the test guest image", () => {
   });
 });
 
-// Real captures of the observe probe (`observeArgv(inputs, true)`, run with `sh` on a lab host:
-// Debian 12, QEMU 7.2, kernel 6.1 cloud, TCG). The host had a bridge qbr0, a tap qtap0 on it, a
-// tun-mode device tun0, /etc/qemu/bridge.conf ("# the admin's", "allow qbr0", "include
-// /etc/qemu/extra.conf") with extra.conf "deny qbr9", the config of another guest "other" (MAC
-// ...:98), and an unmanaged QEMU `-name foreign` (pid 15498, e1000 with MAC ...:99). ABSENT: no g1
-// (inputs A; KVM probed). RUNNING: g1 started with buildQemuArgv(B, tcg) as pid 15650, its disks
-// made with qemu-img create (both 1G), its config written. PAUSED: after QMP `stop`. DEAD: after
-// `kill -9` of pid 15650 (probe without the KVM check).
+// The inputs the captures (test/fixtures/qemu-probe-*.txt, see test/fixtures/README.md) were
+// observed for: A for the absent guest, B for the rest.
 const RAW_A_INPUTS = {
   name: "g1",
   kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
@@ -750,243 +750,3 @@ const RAW_B_INPUTS = {
     { mac: "52:54:00:52:00:11", bridge: "qbr0" },
   ],
 };
-
-const CAPTURE_ABSENT = `--pulumi-hypervisor-- uid
-0
---pulumi-hypervisor-- programs
-qemu-system-x86_64
-qemu-img
-socat
---pulumi-hypervisor-- present
---pulumi-hypervisor-- other-config other
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-process 15498
-71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
---pulumi-hypervisor-- link qtap0
-[{"ifindex":4,"ifname":"qtap0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":false,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- link qbr0
-[{"ifindex":3,"ifname":"qbr0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"noqueue","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":299.92,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- link tun0
-[{"ifindex":5,"ifname":"tun0","flags":["POINTOPOINT","MULTICAST","NOARP"],"mtu":1500,"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":500,"link_type":"none","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"tun","info_data":{"type":"tun","pi":false,"vnet_hdr":false,"multi_queue":false,"persist":true}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- missing-file /nonexistent/initrd.img
---pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
-# the admin's
-allow qbr0
-include /etc/qemu/extra.conf
-
---pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
-deny qbr9
-
---pulumi-hypervisor-- bridge-helper
-0 755 /usr/lib/qemu/qemu-bridge-helper
---pulumi-hypervisor-- runas
-missing
---pulumi-hypervisor-- kvm
-unusable a KVM guest made no progress in 3 s (nested virtualization not working?)
-`;
-
-const CAPTURE_RUNNING = `--pulumi-hypervisor-- uid
-0
---pulumi-hypervisor-- programs
-qemu-system-x86_64
-qemu-img
-socat
---pulumi-hypervisor-- present
-runDir
-configDir
-serialLog
---pulumi-hypervisor-- process 15650
-71656d752d73797374656d2d7838365f3634002d6e616d650067756573743d6731002d6d616368696e6500713335002d616363656c00746367002d6d00313238002d736d700031002d6e6f64656661756c7473002d6e6f2d757365722d636f6e666967002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f71656d752e706964002d716d7000756e69783a2f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f716d702e736f636b2c7365727665723d6f6e2c776169743d6f6666002d73657269616c0066696c653a2f7661722f6c6f672f70756c756d692d68797065727669736f722f71656d752f67312e6c6f67002d72756e61730068767375646f002d6b65726e656c002f626f6f742f766d6c696e757a2d362e312e302d35362d636c6f75642d616d643634002d696e69747264002f626f6f742f696e697472642e696d672d362e312e302d35362d636c6f75642d616d643634002d617070656e6400636f6e736f6c653d7474795330002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312e71636f77322c666f726d61743d71636f77322c69663d76697274696f002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312d7261772e696d672c666f726d61743d7261772c69663d76697274696f002d6e6574646576007461702c69643d6e6574302c69666e616d653d71746170302c7363726970743d6e6f2c646f776e7363726970743d6e6f002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574302c6d61633d35323a35343a30303a35323a30303a3130002d6e6574646576006272696467652c69643d6e6574312c62723d716272302c68656c7065723d2f7573722f6c69622f71656d752f71656d752d6272696467652d68656c706572002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574312c6d61633d35323a35343a30303a35323a30303a313100
---pulumi-hypervisor-- qmp
-{"return": {"status": "running", "singlestep": false, "running": true}}
-{"return": {"name": "g1"}}
-{"return": {"enabled": false, "present": true}}
---pulumi-hypervisor-- config present
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-config other
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-process 15498
-71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1.qcow2",
-    "cluster-size": 65536,
-    "format": "qcow2",
-    "actual-size": 200704,
-    "format-specific": {
-        "type": "qcow2",
-        "data": {
-            "compat": "1.1",
-            "compression-type": "zlib",
-            "lazy-refcounts": false,
-            "refcount-bits": 16,
-            "corrupt": false,
-            "extended-l2": false
-        }
-    },
-    "dirty-flag": false
-}
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1-raw.img",
-    "format": "raw",
-    "actual-size": 4096,
-    "dirty-flag": false
-}
---pulumi-hypervisor-- link qtap0
-[{"ifindex":4,"ifname":"qtap0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":14.77,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- link qbr0
-[{"ifindex":3,"ifname":"qbr0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":296.29,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
-# the admin's
-allow qbr0
-include /etc/qemu/extra.conf
-
---pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
-deny qbr9
-
---pulumi-hypervisor-- bridge-helper
-0 755 /usr/lib/qemu/qemu-bridge-helper
---pulumi-hypervisor-- runas
-1001
-`;
-
-const CAPTURE_PAUSED = `--pulumi-hypervisor-- uid
-0
---pulumi-hypervisor-- programs
-qemu-system-x86_64
-qemu-img
-socat
---pulumi-hypervisor-- present
-runDir
-configDir
-serialLog
---pulumi-hypervisor-- process 15650
-71656d752d73797374656d2d7838365f3634002d6e616d650067756573743d6731002d6d616368696e6500713335002d616363656c00746367002d6d00313238002d736d700031002d6e6f64656661756c7473002d6e6f2d757365722d636f6e666967002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f71656d752e706964002d716d7000756e69783a2f72756e2f70756c756d692d68797065727669736f722f71656d752f67312f716d702e736f636b2c7365727665723d6f6e2c776169743d6f6666002d73657269616c0066696c653a2f7661722f6c6f672f70756c756d692d68797065727669736f722f71656d752f67312e6c6f67002d72756e61730068767375646f002d6b65726e656c002f626f6f742f766d6c696e757a2d362e312e302d35362d636c6f75642d616d643634002d696e69747264002f626f6f742f696e697472642e696d672d362e312e302d35362d636c6f75642d616d643634002d617070656e6400636f6e736f6c653d7474795330002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312e71636f77322c666f726d61743d71636f77322c69663d76697274696f002d64726976650066696c653d2f7661722f6c69622f68762d666978747572652f67312d7261772e696d672c666f726d61743d7261772c69663d76697274696f002d6e6574646576007461702c69643d6e6574302c69666e616d653d71746170302c7363726970743d6e6f2c646f776e7363726970743d6e6f002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574302c6d61633d35323a35343a30303a35323a30303a3130002d6e6574646576006272696467652c69643d6e6574312c62723d716272302c68656c7065723d2f7573722f6c69622f71656d752f71656d752d6272696467652d68656c706572002d6465766963650076697274696f2d6e65742d7063692c6e65746465763d6e6574312c6d61633d35323a35343a30303a35323a30303a313100
---pulumi-hypervisor-- qmp
-{"return": {"status": "paused", "singlestep": false, "running": false}}
-{"return": {"name": "g1"}}
-{"return": {"enabled": false, "present": true}}
---pulumi-hypervisor-- config present
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-config other
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-process 15498
-71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1.qcow2",
-    "cluster-size": 65536,
-    "format": "qcow2",
-    "actual-size": 200704,
-    "format-specific": {
-        "type": "qcow2",
-        "data": {
-            "compat": "1.1",
-            "compression-type": "zlib",
-            "lazy-refcounts": false,
-            "refcount-bits": 16,
-            "corrupt": false,
-            "extended-l2": false
-        }
-    },
-    "dirty-flag": false
-}
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1-raw.img",
-    "format": "raw",
-    "actual-size": 4096,
-    "dirty-flag": false
-}
---pulumi-hypervisor-- link qtap0
-[{"ifindex":4,"ifname":"qtap0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"forwarding","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":14.58,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- link qbr0
-[{"ifindex":3,"ifname":"qbr0","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":296.09,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
-# the admin's
-allow qbr0
-include /etc/qemu/extra.conf
-
---pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
-deny qbr9
-
---pulumi-hypervisor-- bridge-helper
-0 755 /usr/lib/qemu/qemu-bridge-helper
---pulumi-hypervisor-- runas
-1001
-`;
-
-const CAPTURE_DEAD = `--pulumi-hypervisor-- uid
-0
---pulumi-hypervisor-- programs
-qemu-system-x86_64
-qemu-img
-socat
---pulumi-hypervisor-- present
-runDir
-configDir
-serialLog
---pulumi-hypervisor-- config present
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"g1","macs":["52:54:00:52:00:10","52:54:00:52:00:11"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[{"format":"qcow2","path":"/var/lib/hv-fixture/g1.qcow2","sizeGiB":1},{"format":"raw","path":"/var/lib/hv-fixture/g1-raw.img","sizeGiB":2}],"display":"none","initrd":"/boot/initrd.img-6.1.0-56-cloud-amd64","kernel":"/boot/vmlinuz-6.1.0-56-cloud-amd64","kernelArgs":"console=ttyS0","machine":"q35","memoryMiB":128,"name":"g1","nics":[{"mac":"52:54:00:52:00:10","model":"virtio-net-pci","tap":"qtap0"},{"bridge":"qbr0","mac":"52:54:00:52:00:11","model":"virtio-net-pci"}],"runAs":"hvsudo","serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-config other
-{"managedBy":"pulumi-hypervisor","kind":"QemuGuest","name":"other","macs":["52:54:00:52:00:98"],"inputs":{"accel":"auto","cpus":1,"deleteDisks":false,"disks":[],"display":"none","machine":"q35","memoryMiB":512,"name":"other","nics":[{"mac":"52:54:00:52:00:98","model":"virtio-net-pci","tap":"qtap9"}],"serialLog":true,"shutdownTimeoutSeconds":60}}
-
---pulumi-hypervisor-- other-process 15498
-71656d752d73797374656d2d7838365f3634002d6e616d6500666f726569676e002d6d616368696e65007063002d616363656c00746367002d53002d6e6f64656661756c7473002d646973706c6179006e6f6e65002d6461656d6f6e697a65002d70696466696c65002f72756e2f666f726569676e2e706964002d6e657464657600757365722c69643d6e30002d6465766963650065313030302c6e65746465763d6e302c6d61633d35323a35343a30303a35323a30303a393900
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1.qcow2
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1.qcow2",
-    "cluster-size": 65536,
-    "format": "qcow2",
-    "actual-size": 200704,
-    "format-specific": {
-        "type": "qcow2",
-        "data": {
-            "compat": "1.1",
-            "compression-type": "zlib",
-            "lazy-refcounts": false,
-            "refcount-bits": 16,
-            "corrupt": false,
-            "extended-l2": false
-        }
-    },
-    "dirty-flag": false
-}
---pulumi-hypervisor-- disk /var/lib/hv-fixture/g1-raw.img
-{
-    "virtual-size": 1073741824,
-    "filename": "/var/lib/hv-fixture/g1-raw.img",
-    "format": "raw",
-    "actual-size": 4096,
-    "dirty-flag": false
-}
---pulumi-hypervisor-- link qtap0
-[{"ifindex":4,"ifname":"qtap0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"pfifo_fast","master":"qbr0","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":1,"allmulti":1,"min_mtu":68,"max_mtu":65521,"linkinfo":{"info_kind":"tun","info_data":{"type":"tap","pi":false,"vnet_hdr":true,"multi_queue":false,"persist":true},"info_slave_kind":"bridge","info_slave_data":{"state":"disabled","priority":32,"cost":2,"hairpin":false,"guard":false,"root_block":false,"fastleave":false,"learning":true,"flood":true,"id":"0x8001","no":"0x1","designated_port":32769,"designated_cost":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","hold_timer":0.00,"message_age_timer":0.00,"forward_delay_timer":0.00,"topology_change_ack":0,"config_pending":0,"proxy_arp":false,"proxy_arp_wifi":false,"multicast_router":1,"mcast_flood":true,"bcast_flood":true,"mcast_to_unicast":false,"neigh_suppress":false,"group_fwd_mask":"0","group_fwd_mask_str":"0x0","vlan_tunnel":false,"isolated":false,"locked":false}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- link qbr0
-[{"ifindex":3,"ifname":"qbr0","flags":["NO-CARRIER","BROADCAST","MULTICAST","UP"],"mtu":1500,"qdisc":"noqueue","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,"link_type":"ether","address":"86:3b:1c:1e:e4:d7","broadcast":"ff:ff:ff:ff:ff:ff","promiscuity":0,"allmulti":0,"min_mtu":68,"max_mtu":65535,"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"hello_time":200,"max_age":2000,"ageing_time":30000,"stp_state":0,"priority":32768,"vlan_filtering":0,"bridge_id":"8000.86:3b:1c:1e:e4:d7","root_id":"8000.86:3b:1c:1e:e4:d7","root_port":0,"root_path_cost":0,"topology_change":0,"topology_change_detected":0,"hello_timer":0.00,"tcn_timer":0.00,"topology_change_timer":0.00,"gc_timer":295.49,"group_fwd_mask":"0","group_addr":"01:80:c2:00:00:00","mcast_snooping":1,"no_linklocal_learn":0,"mcast_vlan_snooping":0,"mcast_router":1,"mcast_query_use_ifaddr":0,"mcast_querier":0,"mcast_hash_elasticity":16,"mcast_hash_max":4096,"mcast_last_member_cnt":2,"mcast_startup_query_cnt":2,"mcast_last_member_intvl":100,"mcast_membership_intvl":26000,"mcast_querier_intvl":25500,"mcast_query_intvl":12500,"mcast_query_response_intvl":1000,"mcast_startup_query_intvl":3124,"mcast_stats_enabled":0,"mcast_igmp_version":2,"mcast_mld_version":1,"nf_call_iptables":0,"nf_call_ip6tables":0,"nf_call_arptables":0}},"inet6_addr_gen_mode":"eui64","num_tx_queues":1,"num_rx_queues":1,"gso_max_size":65536,"gso_max_segs":65535,"tso_max_size":65536,"tso_max_segs":65535,"gro_max_size":65536}]
---pulumi-hypervisor-- bridge-conf /etc/qemu/bridge.conf
-# the admin's
-allow qbr0
-include /etc/qemu/extra.conf
-
---pulumi-hypervisor-- bridge-conf /etc/qemu/extra.conf
-deny qbr9
-
---pulumi-hypervisor-- bridge-helper
-0 755 /usr/lib/qemu/qemu-bridge-helper
---pulumi-hypervisor-- runas
-1001
-`;
