@@ -4,13 +4,27 @@
 // its own provider, that preview changes no host and shows the commands, that a change to one
 // host's entry runs commands on that host only, that refresh reports drift only where it is, and
 // that destroy removes everything in reverse dependency order.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type Lab, type LabHost } from "../lab/lab";
-import { runProgramWithMocks, type CapturedResource } from "../support/mocks";
+import {
+  FLEET_KINDS,
+  captureFleet,
+  changeLeaseRangeOfSecondHost,
+  commandsPerHost,
+  connectionsPerHost,
+  driftThirdHostBridge,
+  expectFleetDestroyed,
+  expectNewConnectionsAtMost,
+  expectNetworkStamped,
+  fleetDependenciesOf,
+  fleetHostEntries,
+  run,
+  type FleetHostEntry,
+} from "../support/fleet-checks";
+import type { CapturedResource } from "../support/mocks";
 import {
   NativeEngine,
   secret,
@@ -21,8 +35,8 @@ import {
 // Lab host indices 77-79 (71-73 are the benchmark's, 74-76 the dynamic fleet test's); the guest
 // network 198.18.177.0/24 on each.
 const FIRST_INDEX = 77;
-const SUBNET = "198.18.177.0/24";
-const KINDS = ["bridge", "dhcp", "guest", "nat", "tap"];
+const NET = "198.18.177";
+const SUBNET = `${NET}.0/24`;
 
 let lab: Lab;
 let engine: NativeEngine;
@@ -31,27 +45,7 @@ let hostsFile: string;
 /** The configuration each provider was last configured with (JSON), by provider name. */
 const configured = new Map<string, string>();
 
-interface HostEntry {
-  name: string;
-  connection: ReturnType<LabHost["connection"]>;
-  uplink: string;
-  leaseRange?: { start: string; end: string };
-}
-
-function hostEntries(): HostEntry[] {
-  return lab.hosts.map((h) => ({ name: h.name, connection: h.connection(), uplink: "wan0" }));
-}
-
-// The program's own dependencies (the mocks do not report them): dnsmasq, NAT and the tap use
-// the bridge; the guest uses the tap and declares dependsOn on dnsmasq and NAT.
-function dependenciesOf(name: string): string[] {
-  const m = /^(h\d+)-(bridge|dhcp|nat|tap|guest)$/.exec(name);
-  if (!m) throw new Error(`examples/fleet/native.ts made an unexpected resource ${name}`);
-  const [, host, kind] = m;
-  if (kind === "bridge") return [];
-  if (kind === "guest") return [`${host}-dhcp`, `${host}-nat`, `${host}-tap`];
-  return [`${host}-bridge`];
-}
+const hostEntries = (): FleetHostEntry[] => fleetHostEntries(lab);
 
 /** Returns the provider's name from a reference `<urn>::<id>` (the urn's type is `parent$type`). */
 function providerName(ref: string | undefined): string {
@@ -61,33 +55,15 @@ function providerName(ref: string | undefined): string {
 }
 
 /** Runs examples/fleet/native.ts under mocks on the given hosts file entries. */
-async function capture(entries: HostEntry[]): Promise<CapturedResource[]> {
-  writeFileSync(hostsFile, JSON.stringify(entries), { mode: 0o600 });
-  const saved = process.env["HYPERVISOR_FLEET_HOSTS"];
-  process.env["HYPERVISOR_FLEET_HOSTS"] = hostsFile;
-  try {
-    return await runProgramWithMocks(
-      async () => {
-        vi.resetModules();
-        return await import("../../examples/fleet/native");
-      },
-      {
-        project: "fleet",
-        stack: "test",
-        config: { "fleet:subnet": SUBNET, "fleet:guestRunning": "false" },
-      },
-    );
-  } finally {
-    if (saved === undefined) delete process.env["HYPERVISOR_FLEET_HOSTS"];
-    else process.env["HYPERVISOR_FLEET_HOSTS"] = saved;
-  }
+async function capture(entries: FleetHostEntry[]): Promise<CapturedResource[]> {
+  return captureFleet(() => import("../../examples/fleet/native"), hostsFile, entries, SUBNET);
 }
 
 /**
  * Runs the program and (re)configures the providers it declares whose configuration is new or
  * changed, as the engine does before their resources; returns the resources as engine specs.
  */
-async function program(entries: HostEntry[]): Promise<NativeResourceSpec[]> {
+async function program(entries: FleetHostEntry[]): Promise<NativeResourceSpec[]> {
   const captured = await capture(entries);
   for (const p of captured.filter((r) => r.type === "pulumi:providers:hypervisor")) {
     const config = JSON.stringify(p.inputs);
@@ -102,22 +78,8 @@ async function program(entries: HostEntry[]): Promise<NativeResourceSpec[]> {
       name: r.name,
       provider: providerName(r.provider),
       inputs: r.inputs,
-      dependsOn: dependenciesOf(r.name),
+      dependsOn: fleetDependenciesOf("examples/fleet/native.ts", r.name),
     }));
-}
-
-async function connectionsPerHost(): Promise<number[]> {
-  return Promise.all(lab.hosts.map((h) => h.sshConnectionCount()));
-}
-
-// sshd logs "Starting session" for each remote command (LogLevel VERBOSE).
-async function commandsPerHost(): Promise<number[]> {
-  return Promise.all(
-    lab.hosts.map(async (h) => {
-      const log = await readFile(h.sshdLogPath, "utf8");
-      return log.split("\n").filter((l) => /\bStarting session: /.test(l)).length;
-    }),
-  );
 }
 
 /** "<name> <op> via <provider>" for every step, sorted. */
@@ -126,17 +88,7 @@ function ops(steps: NativeStepRecord[]): string[] {
 }
 
 const allAs = (op: string): string[] =>
-  lab.hosts.flatMap((h) => KINDS.map((k) => `${h.name}-${k} ${op} via hv-${h.name}`)).sort();
-
-async function run(h: LabHost, argv: string[]): Promise<string> {
-  const r = await h.exec(argv);
-  expect(r.code, `${argv.join(" ")} on ${h.netns}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
-
-async function dnsmasqConf(h: LabHost): Promise<string> {
-  return run(h, ["cat", "/etc/pulumi-hypervisor/dnsmasq/br-fleet/dnsmasq.conf"]);
-}
+  lab.hosts.flatMap((h) => FLEET_KINDS.map((k) => `${h.name}-${k} ${op} via hv-${h.name}`)).sort();
 
 /** What a host's networking and provider-owned files look like (to prove nothing changed). */
 async function snapshot(h: LabHost): Promise<string> {
@@ -214,7 +166,7 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
 
   it("preview plans a create of everything with its commands and changes no host", async () => {
     const before = await Promise.all(lab.hosts.map(snapshot));
-    const connectionsBefore = await connectionsPerHost();
+    const connectionsBefore = await connectionsPerHost(lab);
     const { steps, failures } = await engine.preview(await program(hostEntries()));
     expect(failures).toEqual({});
     expect(ops(steps)).toEqual(allAs("create"));
@@ -241,36 +193,18 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
       );
     }
     // Reading a host for its plan opens at most its one pooled connection.
-    const connectionsAfter = await connectionsPerHost();
-    connectionsAfter.forEach((n, i) =>
-      expect(n - (connectionsBefore[i] ?? 0)).toBeLessThanOrEqual(1),
-    );
+    await expectNewConnectionsAtMost(lab, connectionsBefore, 1);
     expect(await Promise.all(lab.hosts.map(snapshot))).toEqual(before);
   });
 
   it("up stamps the network onto every host through its provider, one connection each", async () => {
-    const connectionsBefore = await connectionsPerHost();
+    const connectionsBefore = await connectionsPerHost(lab);
     const { steps } = await engine.up(await program(hostEntries()));
     expect(ops(steps)).toEqual(allAs("create"));
-    const connectionsAfter = await connectionsPerHost();
     // one pooled connection per plugin (idle-close may add one on a slow host; never one per command)
-    connectionsAfter.forEach((n, i) =>
-      expect(n - (connectionsBefore[i] ?? 0)).toBeLessThanOrEqual(2),
-    );
+    await expectNewConnectionsAtMost(lab, connectionsBefore, 2);
     for (const h of lab.hosts) {
-      const addr = JSON.parse(await run(h, ["ip", "-j", "addr", "show", "br-fleet"])) as Array<{
-        addr_info: Array<{ local: string; prefixlen: number; family: string }>;
-      }>;
-      expect(addr[0]?.addr_info.filter((a) => a.family === "inet")).toMatchObject([
-        { local: "198.18.177.1", prefixlen: 24 },
-      ]);
-      expect(await run(h, ["cat", "/sys/class/net/fleet-tap0/master/uevent"])).toMatch(
-        /INTERFACE=br-fleet/,
-      );
-      expect(await run(h, ["nft", "list", "table", "ip", "pulumi_hv_br-fleet"])).toMatch(
-        /masquerade/,
-      );
-      expect(await dnsmasqConf(h)).toMatch(/dhcp-range=.*198\.18\.177\.\d+/);
+      await expectNetworkStamped(h, NET);
       expect(engine.state.get(`${h.name}-guest`)?.outputs["status"]).toBe("stopped");
     }
     // The connection lives in the providers only: no resource state holds it.
@@ -280,81 +214,53 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
   });
 
   it("a second preview has no changes and runs nothing on any host", async () => {
-    const connectionsBefore = await connectionsPerHost();
-    const commandsBefore = await commandsPerHost();
+    const connectionsBefore = await connectionsPerHost(lab);
+    const commandsBefore = await commandsPerHost(lab);
     const { steps, failures } = await engine.preview(await program(hostEntries()));
     expect(failures).toEqual({});
     expect(ops(steps)).toEqual(allAs("same"));
-    expect(await connectionsPerHost()).toEqual(connectionsBefore);
-    expect(await commandsPerHost()).toEqual(commandsBefore);
+    expect(await connectionsPerHost(lab)).toEqual(connectionsBefore);
+    expect(await commandsPerHost(lab)).toEqual(commandsBefore);
   });
 
   it("a new lease range for one host runs commands on that host only", async () => {
-    const [h1, h2, h3] = lab.hosts as [LabHost, LabHost, LabHost];
-    const before = await Promise.all([dnsmasqConf(h1), dnsmasqConf(h3)]);
-    const pidBefore = engine.state.get(`${h2.name}-dhcp`)?.outputs["pid"];
-    const entries = hostEntries();
-    entries[1] = { ...entries[1]!, leaseRange: { start: "198.18.177.200", end: "198.18.177.220" } };
-    const commandsBefore = await commandsPerHost();
+    const change = await changeLeaseRangeOfSecondHost(lab, NET, engine);
+    const h2 = change.host;
 
-    const preview = await engine.preview(await program(entries));
+    const preview = await engine.preview(await program(change.entries));
     const changed = preview.steps.filter((s) => s.op !== "same");
     expect(ops(changed)).toEqual([`${h2.name}-dhcp update via hv-${h2.name}`]);
     expect(changed[0]?.diff?.detailedDiff).toEqual({ dhcpRange: "UPDATE" });
     expect(changed[0]?.plannedSteps?.join("\n")).toMatch(/dnsmasq\.conf/);
 
-    const { steps } = await engine.up(await program(entries));
-    const commandsAfter = await commandsPerHost();
+    const { steps } = await engine.up(await program(change.entries));
     expect(ops(steps.filter((s) => s.op !== "same"))).toEqual([
       `${h2.name}-dhcp update via hv-${h2.name}`,
     ]);
-    expect(await dnsmasqConf(h2)).toMatch(/dhcp-range=.*198\.18\.177\.200,198\.18\.177\.220/);
-    expect(await Promise.all([dnsmasqConf(h1), dnsmasqConf(h3)])).toEqual(before);
-    // the providers of h1 and h3 ran no remote command at all, neither in preview nor in up
-    expect(commandsAfter[0]).toBe(commandsBefore[0]);
-    expect(commandsAfter[2]).toBe(commandsBefore[2]);
-    expect(commandsAfter[1]!).toBeGreaterThan(commandsBefore[1]!);
-    // a range change restarts dnsmasq (the lease file is kept)
-    expect(engine.state.get(`${h2.name}-dhcp`)?.outputs["pid"]).not.toBe(pidBefore);
+    // only h2's dnsmasq changed (restarted with the new range); the providers of h1 and h3 ran no
+    // remote command at all, neither in preview nor in up
+    await change.expectAppliedThereOnly();
   });
 
   it("refresh reports drift made by hand on one host, and only there", async () => {
-    const h3 = lab.hosts[2]!;
-    await run(h3, ["ip", "addr", "add", "198.18.177.99/24", "dev", "br-fleet"]);
+    const drift = await driftThirdHostBridge(lab, NET, engine);
+    const h3 = drift.host;
     const { steps } = await engine.refresh();
     expect(steps).toHaveLength(15);
     expect(ops(steps.filter((s) => s.op !== "same"))).toEqual([
       `${h3.name}-bridge refresh-changed via hv-${h3.name}`,
     ]);
-    expect(engine.state.get(`${h3.name}-bridge`)?.outputs["addresses"]).toEqual([
-      "198.18.177.1/24",
-      "198.18.177.99/24",
-    ]);
+    drift.expectRefreshed();
   });
 
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
     const { steps } = await engine.destroy();
     expect(ops(steps)).toEqual(allAs("delete"));
-    const order = steps.map((s) => s.name);
-    for (const h of lab.hosts) {
-      const at = (k: string): number => order.indexOf(`${h.name}-${k}`);
-      for (const dep of ["dhcp", "nat", "tap"]) {
-        expect(at("guest")).toBeLessThan(at(dep));
-        expect(at(dep)).toBeLessThan(at("bridge"));
-      }
-    }
-    expect(engine.state.size).toBe(0);
-    for (const h of lab.hosts) {
-      expect((await h.exec(["ip", "link", "show", "br-fleet"])).code).not.toBe(0);
-      expect((await h.exec(["ip", "link", "show", "fleet-tap0"])).code).not.toBe(0);
-      expect(await run(h, ["nft", "list", "tables"])).not.toMatch(/pulumi_hv_/);
-      const left = await run(h, [
-        "sh",
-        "-c",
-        "find /etc/pulumi-hypervisor/dnsmasq /etc/pulumi-hypervisor/qemu -mindepth 1 2>/dev/null; true",
-      ]);
-      expect(left.trim()).toBe("");
-    }
+    await expectFleetDestroyed(
+      lab,
+      engine,
+      steps.map((s) => s.name),
+    );
     // No plugin logged a credential.
     const logs = engine.logs();
     expect(logs).toContain("pulumi-hypervisor:");

@@ -2,6 +2,7 @@
 // drives it. A client namespace on a bridge inside each lab host plays the guest.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { connectionSeenByServer } from "../support/connection-probe";
 import type { DynamicProviderPlugin, Engine } from "../support/engine";
 import { spec, startEngine } from "../support/harness";
 
@@ -43,51 +44,6 @@ async function ok(p: Promise<ExecResult>): Promise<string> {
 
 const inClient = (h: LabHost, argv: string[], timeoutMs = 20_000): Promise<ExecResult> =>
   h.exec(["ip", "netns", "exec", CLIENT_NS, ...argv], { timeoutMs });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Connects to address:port from one side while a one-shot busybox nc listener on the other side
- * answers with its own `ss` view of the connection; returns the local and peer address it saw.
- */
-async function connectionSeenByServer(
-  listen: (argv: string[]) => Promise<ExecResult>,
-  connect: (argv: string[]) => Promise<ExecResult>,
-  to: { address: string; port: number; listenPort?: number },
-): Promise<{ local: string; peer: string }> {
-  const listenPort = to.listenPort ?? to.port;
-  const listener = listen([
-    "timeout",
-    "20",
-    "busybox",
-    "nc",
-    "-l",
-    "-p",
-    String(listenPort),
-    "-e",
-    "/bin/sh",
-    "-c",
-    `ss -tnH src :${listenPort}`,
-  ]);
-  let answer = "";
-  // retried until the listener is up (refused before that)
-  for (let i = 0; i < 25 && answer === ""; i++) {
-    const r = await connect(["busybox", "nc", "-w", "3", to.address, String(to.port)]);
-    if (r.stdout.includes(`:${listenPort} `)) answer = r.stdout;
-    else await sleep(200);
-  }
-  await listener;
-  // e.g. "CLOSE-WAIT 1 0 [::ffff:198.19.255.1]:7001 [::ffff:198.19.41.2]:40312"
-  const m =
-    /\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+\s+\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+/.exec(
-      answer,
-    );
-  if (!m)
-    throw new Error(
-      `no answer from the listener behind ${to.address}:${to.port}: ${JSON.stringify(answer)}`,
-    );
-  return { local: m[1] ?? "", peer: m[2] ?? "" };
-}
 
 /** The source address the WAN sees when the client behind host h connects to it. */
 const sourceSeenByWan = async (h: LabHost, port: number): Promise<string> =>

@@ -2,7 +2,8 @@
 // the guest a fixed address by MAC, and NAT (masquerade + a port forward) out of the uplink. The
 // "guest" is a DHCP client namespace on the bridge, as a VM's virtio NIC would be.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { startLab, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
 import { spec, startEngine } from "../support/harness";
@@ -61,47 +62,6 @@ async function program(): Promise<ResourceSpec[]> {
   ];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Connects while a one-shot busybox nc listener answers with its `ss` view; returns what it saw. */
-async function connectionSeenByServer(
-  listen: (argv: string[]) => Promise<ExecResult>,
-  connect: (argv: string[]) => Promise<ExecResult>,
-  address: string,
-  port: number,
-): Promise<{ local: string; peer: string }> {
-  const listener = listen([
-    "timeout",
-    "20",
-    "busybox",
-    "nc",
-    "-l",
-    "-p",
-    String(port),
-    "-e",
-    "/bin/sh",
-    "-c",
-    `ss -tnH src :${port}`,
-  ]);
-  let answer = "";
-  // retried until the listener is up (refused before that)
-  for (let i = 0; i < 25 && answer === ""; i++) {
-    const r = await connect(["busybox", "nc", "-w", "3", address, String(port)]);
-    if (r.stdout.includes(`:${port} `)) answer = r.stdout;
-    else await sleep(200);
-  }
-  await listener;
-  const m =
-    /\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+\s+\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?:\d+/.exec(
-      answer,
-    );
-  if (!m)
-    throw new Error(
-      `no answer from the listener behind ${address}:${port}: ${JSON.stringify(answer)}`,
-    );
-  return { local: m[1] ?? "", peer: m[2] ?? "" };
-}
-
 beforeAll(async () => {
   lab = await startLab({ name: "itwriteup1", hosts: 1, wan: true, firstIndex: 45 });
   h = lab.hosts[0] as LabHost;
@@ -138,8 +98,7 @@ describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
     const out = await connectionSeenByServer(
       (a) => wan.exec(a, { timeoutMs: 25_000 }),
       (a) => guest!.exec(a),
-      wan.address,
-      7010,
+      { address: wan.address, port: 7010 },
     );
     expect(out.peer).toBe(`198.19.${h.index}.2`);
 
@@ -147,8 +106,7 @@ describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
     const rdp = await connectionSeenByServer(
       (a) => guest!.exec(a, { timeoutMs: 25_000 }),
       (a) => wan.exec(a),
-      `198.19.${h.index}.2`,
-      3389,
+      { address: `198.19.${h.index}.2`, port: 3389 },
     );
     expect(rdp.local).toBe(GUEST.ip);
 
