@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 
 /** Returns a host command's JSON output validated by the schema; empty output is an empty list. */
 export function parseHostJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
@@ -25,4 +25,25 @@ export function uniqueItems(what: string) {
       seen.add(item);
     });
   };
+}
+
+/** Returns the zod schema of one link of `ip -d -j link|addr show`, with its kind's info_data. */
+export function ipLinkSchema<T extends z.ZodRawShape>(infoData: T) {
+  return z
+    .object({
+      ifindex: z.number(),
+      ifname: z.string(),
+      flags: z.array(z.string()).default([]),
+      mtu: z.number(),
+      address: z.string().optional(),
+      master: z.string().optional(),
+      linkinfo: z
+        .object({
+          info_kind: z.string().optional(),
+          info_data: z.object(infoData).loose().optional(),
+        })
+        .loose()
+        .optional(),
+    })
+    .loose();
 }

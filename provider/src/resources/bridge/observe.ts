@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
-import { parseHostJson } from "../../host-output";
+import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import type { ObserveContext } from "../../resource";
 import type { BridgeState, Link, Route } from "./schema";
@@ -39,25 +39,10 @@ const IpAddrInfo = z.object({
   prefixlen: z.number().optional(),
   scope: z.string().optional(),
 });
-const IpLink = z.object({
-  ifindex: z.number(),
-  ifname: z.string(),
-  flags: z.array(z.string()).default([]),
-  mtu: z.number(),
-  address: z.string().optional(),
-  master: z.string().optional(),
-  linkinfo: z
-    .object({
-      info_kind: z.string().optional(),
-      info_data: z
-        .object({ stp_state: z.number().optional(), vlan_filtering: z.number().optional() })
-        .loose()
-        .optional(),
-    })
-    .loose()
-    .optional(),
-  addr_info: z.array(IpAddrInfo.loose()).default([]),
-});
+const IpLink = ipLinkSchema({
+  stp_state: z.number().optional(),
+  vlan_filtering: z.number().optional(),
+}).extend({ addr_info: z.array(IpAddrInfo.loose()).default([]) });
 const IpRoute = z
   .object({
     dst: z.string(),
@@ -72,7 +57,7 @@ const IpRoute = z
 /** Returns the links parsed from `ip -d -j addr show`. */
 export function parseLinks(text: string): Record<string, Link> {
   const links: Record<string, Link> = {};
-  for (const l of parseHostJson(z.array(IpLink.loose()), text, "ip -d -j addr show")) {
+  for (const l of parseHostJson(z.array(IpLink), text, "ip -d -j addr show")) {
     const addresses: string[] = [];
     for (const a of l.addr_info) {
       if (a.local === undefined || a.prefixlen === undefined) continue;

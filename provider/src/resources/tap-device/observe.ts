@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
-import { parseHostJson } from "../../host-output";
+import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalIPv6 } from "../../net";
 import { CLAIMS_DIR, parseSysctlProbe, SYSCTL_PROBE, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
@@ -92,31 +92,12 @@ export function observeArgv(inputs: TapDeviceInputs): string[] {
 }
 
 // Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
-const IpLink = z
-  .object({
-    ifindex: z.number(),
-    ifname: z.string(),
-    flags: z.array(z.string()).default([]),
-    mtu: z.number(),
-    address: z.string().optional(),
-    master: z.string().optional(),
-    linkinfo: z
-      .object({
-        info_kind: z.string().optional(),
-        info_data: z
-          .object({
-            type: z.string().optional(),
-            vnet_hdr: z.boolean().optional(),
-            multi_queue: z.boolean().optional(),
-            persist: z.boolean().optional(),
-          })
-          .loose()
-          .optional(),
-      })
-      .loose()
-      .optional(),
-  })
-  .loose();
+const IpLink = ipLinkSchema({
+  type: z.string().optional(),
+  vnet_hdr: z.boolean().optional(),
+  multi_queue: z.boolean().optional(),
+  persist: z.boolean().optional(),
+});
 
 const IpRoute = z
   .object({
