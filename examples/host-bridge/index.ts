@@ -1,7 +1,7 @@
-// Write-up 2: instead of libvirt's NAT network, a host bridge br0 that enslaves the physical NIC
-// eno1 so guests get addresses on the LAN. The host's address moves from eno1 to br0 in the same
-// step (the provider refuses to enslave the NIC carrying its SSH session otherwise), so the
-// session survives.
+// A host bridge taking over the NIC: instead of libvirt's NAT network, a host bridge br0 that
+// enslaves the physical NIC eno1 so guests get addresses on the LAN. The host's address moves from
+// eno1 to br0 in the same step (the provider refuses to enslave the NIC carrying its SSH session
+// otherwise), so the session survives.
 import * as pulumi from "@pulumi/pulumi";
 import * as hypervisor from "pulumi-hypervisor";
 import { hostConnection } from "../connection";

@@ -1,6 +1,6 @@
-// The built-in lab's program: the same guest network stamped onto every lab host (write-up 1's
-// network: a bridge with the gateway address, dnsmasq with a static lease, NAT out of the
-// host's uplink, a tap on the bridge for a guest).
+// The built-in lab's program: the same guest network stamped onto every lab host (the network of
+// examples/wifi-laptop: a bridge with the gateway address, dnsmasq with a static lease, NAT out of
+// the host's uplink, a tap on the bridge for a guest).
 // `npm run lab` starts the lab hosts, writes their connection details to the hosts file and applies
 // this program (with `pulumi up` when the Pulumi CLI is installed, otherwise through the
 // engine-protocol driver).

@@ -1,6 +1,6 @@
-// Write-up 5: Wi-Fi that cannot be bridged. A routed tap per guest (no address on the tap), a host
-// route /32 to the guest's LAN address via the tap, proxy ARP on the tap and on the Wi-Fi interface,
-// and IPv4 forwarding; the guest uses the host's Wi-Fi address as its gateway.
+// Routed taps with proxy ARP, for Wi-Fi that cannot be bridged. A routed tap per guest (no address
+// on the tap), a host route /32 to the guest's LAN address via the tap, proxy ARP on the tap and on
+// the Wi-Fi interface, and IPv4 forwarding; the guest uses the host's Wi-Fi address as its gateway.
 import * as pulumi from "@pulumi/pulumi";
 import * as hypervisor from "pulumi-hypervisor";
 import { hostConnection } from "../connection";

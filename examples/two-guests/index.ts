@@ -1,6 +1,6 @@
-// Write-up 4: two guests on a private bridge. Two taps on br0, each guest with a user-mode NIC
-// would be QEMU's default; here each gets a tap NIC with an explicit, distinct MAC (QEMU's default
-// MACs collide) and a static address set inside the guest (192.168.50.11 and .12).
+// Two guests on a private bridge with taps. Two taps on br0, each guest with a user-mode NIC would
+// be QEMU's default; here each gets a tap NIC with an explicit, distinct MAC (QEMU's default MACs
+// collide) and a static address set inside the guest (192.168.50.11 and .12).
 import * as hypervisor from "pulumi-hypervisor";
 import { hostConnection } from "../connection";
 

@@ -1,6 +1,6 @@
-// Write-up 3: unprivileged QEMU (qemu:///session). virbr0 with dnsmasq DHCP, forwarding and NAT,
-// `allow virbr0` in /etc/qemu/bridge.conf, the setuid qemu-bridge-helper, and a guest run by a
-// normal user that joins the bridge through the helper.
+// Unprivileged QEMU with qemu-bridge-helper (qemu:///session). virbr0 with dnsmasq DHCP, forwarding
+// and NAT, `allow virbr0` in /etc/qemu/bridge.conf, the setuid qemu-bridge-helper, and a guest run
+// by a normal user that joins the bridge through the helper.
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import * as hypervisor from "pulumi-hypervisor";

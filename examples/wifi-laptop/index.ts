@@ -1,4 +1,4 @@
-// Write-up 1: a laptop on Wi-Fi with a Windows guest. A bridge qbr0 with a static address,
+// A laptop on Wi-Fi with a Windows guest behind NAT. A bridge qbr0 with a static address,
 // dnsmasq giving the guest a fixed address by MAC, NAT out of the Wi-Fi interface,
 // `allow qbr0` for qemu-bridge-helper, and the guest with a virtio NIC on the bridge.
 import * as pulumi from "@pulumi/pulumi";
