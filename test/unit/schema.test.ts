@@ -3,12 +3,12 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { z } from "zod";
+import { z } from "zod";
 import { Connection } from "../../provider/src/host/connection";
 import { resourceModules } from "../../provider/src/registry";
 import { dnsmasqPaths } from "../../provider/src/resources/dnsmasq-instance/schema";
 import { QemuGuestInputs } from "../../provider/src/resources/qemu-guest/schema";
-import { generateFiles, leftoverFiles, ROOT } from "../../scripts/generate";
+import { convertSchema, generateFiles, leftoverFiles, ROOT } from "../../scripts/generate";
 import { native } from "../../sdk";
 import { runProgramWithMocks } from "../support/mocks";
 
@@ -97,6 +97,57 @@ describe("generated files", () => {
       .map(([file]) => file);
     expect(stale, "stale generated files: run npm run generate").toEqual([]);
     expect(leftoverFiles(files), "generated files of no resource").toEqual([]);
+  });
+});
+
+describe("the generator", () => {
+  it("refuses a field without a description and an object type without a name", () => {
+    expect(() => convertSchema(z.object({ a: z.string() }), "input", "T")).toThrow(
+      'T.a: add a .describe("...")',
+    );
+    const inner = z.object({ b: z.string().describe("b") });
+    expect(() => convertSchema(z.object({ a: inner.describe("a") }), "input", "T")).toThrow(
+      "T.a: an object type needs a name: add .meta({ id, description })",
+    );
+  });
+
+  it("keeps defaults, nullability and named types from the zod schema", () => {
+    const Item = z
+      .object({
+        mac: z
+          .string()
+          .transform((m) => m.toLowerCase())
+          .describe("m"),
+      })
+      .meta({ id: "GeneratorTestItem", description: "an item" });
+    const { fields, types } = convertSchema(
+      z.object({
+        items: z.array(Item).default([]).describe("items"),
+        bridge: z.string().nullable().default(null).describe("bridge"),
+      }),
+      "input",
+      "T",
+    );
+    expect(fields).toEqual([
+      {
+        name: "items",
+        type: { kind: "array", items: { kind: "ref", id: "GeneratorTestItem" } },
+        description: "items",
+        required: false,
+        nullable: false,
+        default: [],
+        secret: false,
+      },
+      {
+        name: "bridge",
+        type: { kind: "string" },
+        description: "bridge",
+        required: false,
+        nullable: true,
+        secret: false,
+      },
+    ]);
+    expect(types.get("GeneratorTestItem")?.fields.map((f) => f.name)).toEqual(["mac"]);
   });
 });
 
