@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { ConnectionArgs } from "./connection";
 
 const providers = new Map<string, pulumi.dynamic.ResourceProvider>();
 
@@ -34,4 +35,40 @@ export function withSecretConnection(
     ...opts,
     additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "connection"],
   };
+}
+
+/** The constructor of a resource class whose instances have the properties `P`. */
+export type ResourceClass<A, P, R = pulumi.CustomResource> = new (
+  name: string,
+  args: A,
+  opts?: pulumi.CustomResourceOptions,
+) => R & P;
+
+/**
+ * Returns the base class of a dynamic resource type (`pulumi-nodejs:dynamic/hypervisor:<type>`):
+ * it registers the args with `connection` secret, and every output name as undefined so the engine
+ * resolves it. `P` only types the properties.
+ */
+export function dynamicResource<A extends { connection: pulumi.Input<ConnectionArgs> }, P>(
+  type: string,
+  outputNames: readonly string[],
+): ResourceClass<A, P, pulumi.dynamic.Resource> {
+  class DynamicResource extends pulumi.dynamic.Resource {
+    constructor(name: string, args: A, opts?: pulumi.CustomResourceOptions) {
+      super(
+        dynamicProvider(type),
+        name,
+        {
+          ...Object.fromEntries(outputNames.map((k) => [k, undefined])),
+          ...args,
+          connection: pulumi.secret(args.connection),
+        },
+        withSecretConnection(opts),
+        "hypervisor",
+        type,
+      );
+    }
+  }
+  // the properties are set by the engine from the registered outputs, not by the constructor
+  return DynamicResource as unknown as ResourceClass<A, P, pulumi.dynamic.Resource>;
 }

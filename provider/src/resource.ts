@@ -8,10 +8,25 @@ export interface ObserveContext {
   readonly sshClientAddress: string | undefined;
 }
 
-/** One resource type: its inputs, how to observe it on a host, and how to plan changes (pure). */
-export interface ResourceModule<I extends { name: string }, S> {
+/** Every output key; a value is undefined when the object is gone (after a half-done create). */
+export type OutputValues<O extends z.ZodObject> = {
+  [K in keyof z.input<O>]-?: z.input<O>[K] | undefined;
+};
+
+/**
+ * One resource type: its inputs and outputs, how to observe it on a host, and how to plan changes
+ * (pure). `schema.json`, the SDK classes and the reference docs are generated from the type, the
+ * description and the two schemas (`npm run generate`).
+ */
+export interface ResourceModule<
+  I extends { name: string },
+  S,
+  O extends z.ZodObject = z.ZodObject,
+> {
   /** "Bridge": the SDK class and token suffix. */
   readonly type: string;
+  /** One sentence for the SDK class, the package schema and the reference page. */
+  readonly description: string;
   /** "bridge": used in messages (`bridge "br0" on root@h:22: ...`). */
   readonly noun: string;
   /** Inputs without `connection`; parsing applies defaults and canonical forms. */
@@ -27,8 +42,10 @@ export interface ResourceModule<I extends { name: string }, S> {
   exists(state: S): boolean;
   /** Steps that take the host from `actual` to `desired`; `desired` undefined is the delete. */
   plan(desired: I | undefined, actual: S): Step[];
-  /** Outputs beyond the inputs, from the observed state. */
-  outputs(state: S): Record<string, unknown>;
+  /** The outputs beyond the inputs, each with `.describe()`, as they are when the object exists. */
+  readonly outputSchema: O;
+  /** Outputs beyond the inputs, from the observed state; undefined values where it is gone. */
+  outputs(state: S): OutputValues<O>;
   /** The inputs as observed (for refresh drift and import): same keys as the inputs. */
   observedInputs(state: S, desired: I): Record<string, unknown>;
 }

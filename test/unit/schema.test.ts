@@ -1,11 +1,14 @@
-// schema.json is generated from the registry's zod schemas (scripts/gen-schema.ts) and checked in.
+// schema.json, the SDK classes and the reference docs are generated from the registry's zod
+// schemas (`npm run generate`, scripts/generate.ts) and checked in.
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { z } from "zod";
-import { resourceOutputs } from "../../provider/src/native/outputs";
+import { z } from "zod";
+import { Connection } from "../../provider/src/host/connection";
 import { resourceModules } from "../../provider/src/registry";
-import { schemaText, SCHEMA_PATH, SECRET_CONNECTION_FIELDS } from "../../scripts/gen-schema";
+import { dnsmasqPaths } from "../../provider/src/resources/dnsmasq-instance/schema";
+import { QemuGuestInputs } from "../../provider/src/resources/qemu-guest/schema";
+import { convertSchema, generateFiles, leftoverFiles, ROOT } from "../../scripts/generate";
 import { native } from "../../sdk";
 import { runProgramWithMocks } from "../support/mocks";
 
@@ -39,27 +42,116 @@ interface Schema {
   >;
 }
 
-const text = readFileSync(SCHEMA_PATH, "utf8");
+const text = readFileSync(path.join(ROOT, "schema.json"), "utf8");
 const schema = JSON.parse(text) as Schema;
 
-// A state on which any property access succeeds: enough to learn which keys `outputs` returns.
-function anyState(): unknown {
-  const target = function () {
-    return undefined;
-  };
-  return new Proxy(target, {
-    get: (_t, key) =>
-      key === Symbol.toPrimitive ? () => "" : key === "then" ? undefined : anyState(),
-    apply: () => anyState(),
+const link = { ifIndex: 7, macAddress: "02:00:00:00:00:07", mtu: 1500, up: true };
+// Each module's state with its object present (outputs as the program sees them after a create)
+// and gone (after a half-done create), reduced to what `outputs` reads.
+const states: Record<string, { present: unknown; gone: unknown }> = {
+  Bridge: {
+    present: { name: "br0", bridge: { name: "br0", ...link, kind: "bridge", addresses: [] } },
+    gone: { name: "br0", bridge: undefined },
+  },
+  TapDevice: {
+    present: { name: "tap0", tap: { name: "tap0", ...link, kind: "tun" } },
+    gone: { name: "tap0", tap: undefined },
+  },
+  DnsmasqInstance: {
+    present: {
+      name: "lan",
+      paths: dnsmasqPaths("lan"),
+      pid: 4242,
+      leases: [{ expires: 0, mac: "02:00:00:00:00:08", ip: "198.18.130.10" }],
+    },
+    gone: { name: "lan", paths: dnsmasqPaths("lan"), pid: undefined, leases: [] },
+  },
+  NatRule: {
+    present: { name: "guests", nft: { chains: {}, extras: [], jumps: [] }, iptables: undefined },
+    gone: { name: "guests", nft: undefined, iptables: undefined },
+  },
+  QemuGuest: {
+    present: {
+      name: "vm1",
+      inputs: QemuGuestInputs.parse({ name: "vm1" }),
+      process: { pid: 99, argv: [], status: "running", accel: "tcg", qmpName: "vm1" },
+    },
+    gone: { name: "vm1", inputs: QemuGuestInputs.parse({ name: "vm1" }), process: undefined },
+  },
+};
+
+describe("generated files", () => {
+  it("are what `npm run generate` writes (run it after changing a schema)", async () => {
+    const files = await generateFiles();
+    expect([...files.keys()]).toEqual(
+      expect.arrayContaining(["schema.json", "sdk/index.ts", "docs/reference/connection.md"]),
+    );
+    const stale = [...files]
+      .filter(([file, content]) => {
+        try {
+          return readFileSync(path.join(ROOT, file), "utf8") !== content;
+        } catch {
+          return true;
+        }
+      })
+      .map(([file]) => file);
+    expect(stale, "stale generated files: run npm run generate").toEqual([]);
+    expect(leftoverFiles(files), "generated files of no resource").toEqual([]);
   });
-}
+});
+
+describe("the generator", () => {
+  it("refuses a field without a description and an object type without a name", () => {
+    expect(() => convertSchema(z.object({ a: z.string() }), "input", "T")).toThrow(
+      'T.a: add a .describe("...")',
+    );
+    const inner = z.object({ b: z.string().describe("b") });
+    expect(() => convertSchema(z.object({ a: inner.describe("a") }), "input", "T")).toThrow(
+      "T.a: an object type needs a name: add .meta({ id, description })",
+    );
+  });
+
+  it("keeps defaults, nullability and named types from the zod schema", () => {
+    const Item = z
+      .object({
+        mac: z
+          .string()
+          .transform((m) => m.toLowerCase())
+          .describe("m"),
+      })
+      .meta({ id: "GeneratorTestItem", description: "an item" });
+    const { fields, types } = convertSchema(
+      z.object({
+        items: z.array(Item).default([]).describe("items"),
+        bridge: z.string().nullable().default(null).describe("bridge"),
+      }),
+      "input",
+      "T",
+    );
+    expect(fields).toEqual([
+      {
+        name: "items",
+        type: { kind: "array", items: { kind: "ref", id: "GeneratorTestItem" } },
+        description: "items",
+        required: false,
+        nullable: false,
+        default: [],
+        secret: false,
+      },
+      {
+        name: "bridge",
+        type: { kind: "string" },
+        description: "bridge",
+        required: false,
+        nullable: true,
+        secret: false,
+      },
+    ]);
+    expect(types.get("GeneratorTestItem")?.fields.map((f) => f.name)).toEqual(["mac"]);
+  });
+});
 
 describe("schema.json", () => {
-  it("is what scripts/gen-schema.ts generates (run it after changing a schema)", () => {
-    expect(path.basename(SCHEMA_PATH)).toBe("schema.json");
-    expect(text).toBe(schemaText());
-  });
-
   it("has one resource per registry entry, with its inputs, required inputs and identity", () => {
     expect(schema.name).toBe("hypervisor");
     expect(Object.keys(schema.resources).sort()).toEqual(
@@ -90,10 +182,15 @@ describe("schema.json", () => {
     }
   });
 
-  it("declares every output a module reports", () => {
+  it("declares every output a module reports, as its outputs schema describes it", () => {
+    expect(Object.keys(states).sort()).toEqual(Object.keys(resourceModules).sort());
     for (const [type, mod] of Object.entries(resourceModules)) {
-      const keys = Object.keys(mod.outputs(anyState()));
-      expect(keys.sort(), type).toEqual(Object.keys(resourceOutputs[type] ?? {}).sort());
+      const keys = Object.keys(mod.outputSchema.shape);
+      const present = mod.outputs(states[type]!.present);
+      expect(Object.keys(present).sort(), type).toEqual([...keys].sort());
+      expect(mod.outputSchema.strict().safeParse(present).error, type).toBeUndefined();
+      // a gone object still reports every key, so the engine replaces stale values
+      expect(Object.keys(mod.outputs(states[type]!.gone)).sort(), type).toEqual([...keys].sort());
       const props = schema.resources[`hypervisor:index:${type}`]!.properties;
       for (const k of [...keys, "plannedSteps"]) expect(props[k], `${type}.${k}`).toBeDefined();
     }
@@ -106,7 +203,13 @@ describe("schema.json", () => {
     const secrets = Object.entries(conn.properties)
       .filter(([, p]) => p.secret)
       .map(([k]) => k);
-    expect(secrets.sort()).toEqual([...SECRET_CONNECTION_FIELDS].sort());
+    expect(secrets.sort()).toEqual(["password", "privateKey", "privateKeyPassword"]);
+    // the zod schema is where they are marked
+    const shape = (Connection as unknown as z.ZodObject).shape;
+    const marked = Object.keys(shape).filter(
+      (k) => (shape[k]!.meta() as { secret?: boolean } | undefined)?.secret,
+    );
+    expect(marked.sort()).toEqual(secrets.sort());
     expect(schema.types["hypervisor:index:ConnectionSudo"]?.properties["password"]?.secret).toBe(
       true,
     );

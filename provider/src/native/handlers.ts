@@ -19,7 +19,6 @@ import { resourceModules } from "../registry";
 import { PlanError, type ResourceModule } from "../resource";
 import type { Step } from "../step";
 import { ENGINE_KEYS, parseProviderConfig } from "./config";
-import { resourceOutputs } from "./outputs";
 import {
   containsUnknown,
   secret,
@@ -235,10 +234,10 @@ export class NativeProvider {
   }
 
   /** What a create or update would do: canonical inputs, known outputs, the steps (when observable). */
-  private async previewOf(type: string, mod: AnyModule, raw: Props): Promise<Props> {
+  private async previewOf(_type: string, mod: AnyModule, raw: Props): Promise<Props> {
     const plain = this.withConnection(stripEngineKeys(unwrapSecrets(raw) as Props));
     const unknownOutputs = Object.fromEntries(
-      Object.keys(resourceOutputs[type] ?? {}).map((k) => [k, UNKNOWN]),
+      Object.keys(mod.outputSchema.shape).map((k) => [k, UNKNOWN]),
     );
     if (containsUnknown(plain)) return this.finish(raw, { ...raw, ...unknownOutputs });
     const parsed = parseAll(mod, plain);

@@ -1,11 +1,13 @@
 import type { ResourceModule } from "../../resource";
 import { observeBridge } from "./observe";
 import { planBridge } from "./plan";
-import { BridgeInputs, type BridgeState } from "./schema";
+import { BridgeInputs, BridgeOutputs, type BridgeState } from "./schema";
 
-/** The Bridge resource: a Linux bridge with addresses, ports and an optional qemu-bridge-helper ACL. */
-export const bridgeModule: ResourceModule<BridgeInputs, BridgeState> = {
+/** The Bridge resource. */
+export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof BridgeOutputs> = {
   type: "Bridge",
+  description:
+    "A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL.",
   noun: "bridge",
   inputs: BridgeInputs,
   inputKeys: Object.keys(BridgeInputs.shape),
@@ -13,6 +15,7 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState> = {
   id: (inputs) => inputs.name,
   observe: (host, inputs, ctx) => observeBridge(host, inputs.name, ctx),
   exists: (state) => state.bridge !== undefined,
+  outputSchema: BridgeOutputs,
   plan: planBridge,
   outputs: (state) => ({ macAddress: state.bridge?.macAddress, ifIndex: state.bridge?.ifIndex }),
   observedInputs: (state, desired) => ({

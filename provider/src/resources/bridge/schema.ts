@@ -4,27 +4,39 @@ import { Cidr, InterfaceName, MacAddress } from "../../net";
 
 export const BridgeInputs = z
   .object({
-    /** Interface name of the bridge (identity: a change replaces it). */
-    name: InterfaceName,
-    /** Addresses with prefix length, IPv4 or IPv6; applied live. Default: none (manages: removes others). */
-    addresses: z.array(Cidr).default([]).superRefine(uniqueItems("address")),
-    /** Spanning tree protocol on or off (default off). */
-    stp: z.boolean().default(false),
-    /** MTU in bytes; unset leaves the kernel's choice alone. */
+    name: InterfaceName.describe("Interface name of the bridge."),
+    addresses: z
+      .array(Cidr)
+      .default([])
+      .superRefine(uniqueItems("address"))
+      .describe(
+        "Addresses with prefix length, IPv4 or IPv6, applied live; other addresses on the bridge are removed.",
+      ),
+    stp: z.boolean().default(false).describe("Spanning tree protocol on or off."),
     mtu: z
       .number()
       .int()
       .min(68, "must be at least 68")
       .max(65535, "must be at most 65535")
-      .optional(),
-    /** The bridge's MAC address; unset leaves the kernel's choice alone. */
-    macAddress: MacAddress.optional(),
-    /** Interfaces to enslave (attached live). The NIC carrying the SSH session needs its addresses in `addresses`. */
-    ports: z.array(InterfaceName).default([]).superRefine(uniqueItems("port")),
-    /** VLAN filtering on or off (default off). */
-    vlanFiltering: z.boolean().default(false),
-    /** Manage an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (default false). */
-    allowQemuBridgeHelper: z.boolean().default(false),
+      .optional()
+      .describe("MTU in bytes; unset leaves the kernel's choice alone."),
+    macAddress: MacAddress.optional().describe(
+      "The bridge's MAC address; unset leaves the kernel's choice alone (the lowest port MAC).",
+    ),
+    ports: z
+      .array(InterfaceName)
+      .default([])
+      .superRefine(uniqueItems("port"))
+      .describe(
+        "Interfaces to enslave, attached live. The NIC carrying the SSH session needs its addresses in `addresses`.",
+      ),
+    vlanFiltering: z.boolean().default(false).describe("VLAN filtering on or off."),
+    allowQemuBridgeHelper: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU).",
+      ),
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -40,6 +52,12 @@ export const BridgeInputs = z
   });
 
 export type BridgeInputs = z.infer<typeof BridgeInputs>;
+
+/** What a Bridge reports beyond its inputs. */
+export const BridgeOutputs = z.object({
+  macAddress: z.string().describe("The bridge's MAC address as observed."),
+  ifIndex: z.number().int().describe("The kernel's interface index (stable across live updates)."),
+});
 
 /** A route as `ip -j route show` reports it, reduced to what moving it needs. */
 export interface Route {

@@ -2,11 +2,16 @@ import type { ResourceModule } from "../../resource";
 import { observeDnsmasq } from "./observe";
 import { planDnsmasqInstance } from "./plan";
 import { parseDhcpHosts, parseDnsmasqConf } from "./render";
-import { DnsmasqInstanceInputs, type DnsmasqState } from "./schema";
+import { DnsmasqInstanceInputs, DnsmasqInstanceOutputs, type DnsmasqState } from "./schema";
 
-/** The DnsmasqInstance resource: a dnsmasq serving DHCP (and optionally DNS) on one interface. */
-export const dnsmasqInstanceModule: ResourceModule<DnsmasqInstanceInputs, DnsmasqState> = {
+/** The DnsmasqInstance resource. */
+export const dnsmasqInstanceModule: ResourceModule<
+  DnsmasqInstanceInputs,
+  DnsmasqState,
+  typeof DnsmasqInstanceOutputs
+> = {
   type: "DnsmasqInstance",
+  description: "A dnsmasq serving DHCP (and optionally DNS) on one interface of a hypervisor host.",
   noun: "dnsmasq instance",
   inputs: DnsmasqInstanceInputs,
   inputKeys: Object.keys(DnsmasqInstanceInputs.shape),
@@ -16,6 +21,7 @@ export const dnsmasqInstanceModule: ResourceModule<DnsmasqInstanceInputs, Dnsmas
   // The instance is its running daemon: a dead one reads as gone, and the next up starts it again
   // from the files that are still there (lease file included).
   exists: (state) => state.pid !== undefined,
+  outputSchema: DnsmasqInstanceOutputs,
   plan: planDnsmasqInstance,
   outputs: (state) => ({
     pid: state.pid,

@@ -96,48 +96,59 @@ export const InstanceName = z
 
 export const DhcpRange = z
   .object({
-    /** First address handed out dynamically. */
-    start: Ipv4Address,
-    /** Last address handed out dynamically. */
-    end: Ipv4Address,
-    /** Lease time in dnsmasq's notation (default "1h"). */
-    leaseTime: LeaseTime.default("1h"),
+    start: Ipv4Address.describe("First address handed out dynamically (IPv4)."),
+    end: Ipv4Address.describe("Last address handed out dynamically (IPv4); not before `start`."),
+    leaseTime: LeaseTime.default("1h").describe(
+      'Lease time in dnsmasq\'s notation: "1h", "30m", "3600" (seconds) or "infinite"; at least 2 minutes.',
+    ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "DhcpRange", description: "The dynamic address pool of a DnsmasqInstance." });
 
 export const StaticLease = z
   .object({
-    /** The client's MAC address. */
-    mac: MacAddress,
-    /** The address it always gets. */
-    ip: Ipv4Address,
-    /** Its name (sent to the client and, with `dns`, resolvable). */
-    hostname: Hostname.optional(),
+    mac: MacAddress.describe("The client's MAC address."),
+    ip: Ipv4Address.describe("The IPv4 address it always gets."),
+    hostname: Hostname.optional().describe(
+      "Its host name (a DNS label), sent to the client and, with `dns`, resolvable.",
+    ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "StaticLease", description: "A fixed address for one MAC." });
 
 export type StaticLease = z.infer<typeof StaticLease>;
 
 export const DnsmasqInstanceInputs = z
   .object({
-    /** The instance's name (identity): names its files under /etc, /run and /var/lib. */
-    name: InstanceName,
-    /** The interface dnsmasq serves, and the only one it binds to. */
-    interface: InterfaceName,
-    /** The IPv4 network served; when set, every address is checked against it at check time. */
-    subnet: Ipv4Network.optional(),
-    /** The dynamic address pool. */
-    dhcpRange: DhcpRange,
-    /** Fixed addresses by MAC (applied live: hosts file rewritten, SIGHUP). */
-    staticLeases: z.array(StaticLease).default([]),
-    /** The default gateway given to clients; unset: dnsmasq gives its own address on `interface`. */
-    router: Ipv4Address.optional(),
-    /** DNS servers given to clients; empty: dnsmasq's own address when `dns` is on, none otherwise. */
-    dnsServers: z.array(Ipv4Address).default([]),
-    /** The DNS domain given to clients (and served locally when `dns` is on). */
-    domain: DomainName.optional(),
-    /** Serve DNS on the interface (default true); false sets `port=0`. */
-    dns: z.boolean().default(true),
+    name: InstanceName.describe(
+      "The instance's name (1-63 of letters, digits, '_', '.', '-'): names its files under /etc, /run and /var/lib.",
+    ),
+    interface: InterfaceName.describe(
+      "The interface (usually a bridge) dnsmasq serves, and the only one it binds to; a change restarts dnsmasq.",
+    ),
+    subnet: Ipv4Network.optional().describe(
+      'The IPv4 network served ("198.18.130.0/24"); when set, every address is checked against it at check time.',
+    ),
+    dhcpRange: DhcpRange.describe(
+      "The dynamic address pool; a change restarts dnsmasq (leases are kept).",
+    ),
+    staticLeases: z
+      .array(StaticLease)
+      .default([])
+      .describe("Fixed addresses by MAC, applied live (hosts file rewritten, SIGHUP, same pid)."),
+    router: Ipv4Address.optional().describe(
+      "The default gateway given to clients; unset: dnsmasq gives its own address on `interface`.",
+    ),
+    dnsServers: z
+      .array(Ipv4Address)
+      .default([])
+      .describe(
+        "DNS servers given to clients; empty: dnsmasq's own address when `dns` is on, none otherwise.",
+      ),
+    domain: DomainName.optional().describe(
+      "The DNS domain given to clients (and served locally when `dns` is on).",
+    ),
+    dns: z.boolean().default(true).describe("Serve DNS on the interface; false sets `port=0`."),
   })
   .strict()
   .superRefine((d, ctx) => {
@@ -188,6 +199,28 @@ export const DnsmasqInstanceInputs = z
   });
 
 export type DnsmasqInstanceInputs = z.infer<typeof DnsmasqInstanceInputs>;
+
+/** One line of dnsmasq's lease file. */
+export const DnsmasqLease = z
+  .object({
+    expires: z
+      .number()
+      .int()
+      .describe("Expiry in seconds since the epoch; 0 for an infinite lease."),
+    mac: z.string().describe("The client's MAC address."),
+    ip: z.string().describe("The leased IPv4 address."),
+    hostname: z.string().optional().describe("The hostname the client sent, if any."),
+  })
+  .meta({ id: "DnsmasqLease", description: "One lease in dnsmasq's lease file." });
+export type Lease = z.infer<typeof DnsmasqLease>;
+
+/** What a DnsmasqInstance reports beyond its inputs. */
+export const DnsmasqInstanceOutputs = z.object({
+  pid: z.number().int().describe("The pid of the running dnsmasq."),
+  configPath: z.string().describe("Where its config file is on the host."),
+  leasesPath: z.string().describe("Where its lease file is on the host."),
+  leases: z.array(DnsmasqLease).describe("The leases in the lease file when last observed."),
+});
 
 function duplicates(
   values: readonly (string | undefined)[],
@@ -249,15 +282,6 @@ export function dnsmasqPaths(name: string): DnsmasqPaths {
     pidPath: `${runDir}/dnsmasq.pid`,
     leasesPath: `${dataDir}/dnsmasq.leases`,
   };
-}
-
-/** One line of dnsmasq's lease file. */
-export interface Lease {
-  /** Expiry in seconds since the epoch; 0 for an infinite lease. */
-  expires: number;
-  mac: string;
-  ip: string;
-  hostname?: string;
 }
 
 /** A dnsmasq process running in the host's mount namespace. */

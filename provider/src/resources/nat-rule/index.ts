@@ -11,6 +11,7 @@ import {
 import {
   CHAIN_NAMES,
   NatRuleInputs,
+  NatRuleOutputs,
   type NatRuleState,
   type ObservedRuleset,
   type PortForward,
@@ -37,9 +38,11 @@ export function unmanagedRules(rs: ObservedRuleset | undefined): string[] {
   return [...out, ...rs.extras];
 }
 
-/** The NatRule resource: masquerade/SNAT, forward accepts and port forwards in a table of its own. */
-export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState> = {
+/** The NatRule resource. */
+export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof NatRuleOutputs> = {
   type: "NatRule",
+  description:
+    "Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own.",
   noun: "nat rule",
   inputs: NatRuleInputs,
   inputKeys: Object.keys(NatRuleInputs.shape),
@@ -47,6 +50,7 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState> = {
   id: (inputs) => inputs.name,
   observe: (host, inputs) => observeNatRule(host, inputs.name),
   exists: (state) => state.nft !== undefined || state.iptables !== undefined,
+  outputSchema: NatRuleOutputs,
   plan: planNatRule,
   outputs: (state) => {
     const backend = activeBackend(state);

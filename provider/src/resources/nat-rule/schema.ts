@@ -49,18 +49,16 @@ const Port = z
 
 export const PortForward = z
   .object({
-    /** tcp or udp. */
-    protocol: z.enum(["tcp", "udp"], { error: 'must be "tcp" or "udp"' }),
-    /** The port on the host's own addresses. */
-    hostPort: Port,
-    /** The guest's IPv4 address. */
-    destination: Ipv4Address,
-    /** The port on the guest. */
-    destinationPort: Port,
-    /** Only connections arriving on this interface (default: any interface). */
-    inInterface: InterfaceName.optional(),
+    protocol: z.enum(["tcp", "udp"], { error: 'must be "tcp" or "udp"' }).describe("tcp or udp."),
+    hostPort: Port.describe("The port on the host's own addresses (1-65535)."),
+    destination: Ipv4Address.describe("The guest's IPv4 address."),
+    destinationPort: Port.describe("The port on the guest (1-65535)."),
+    inInterface: InterfaceName.optional().describe(
+      "Only connections arriving on this interface; unset: any interface.",
+    ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "PortForward", description: "DNAT from a port on the host to a guest." });
 export type PortForward = z.infer<typeof PortForward>;
 
 export const NatBackend = z.enum(["nftables", "iptables", "auto"], {
@@ -70,25 +68,38 @@ export type NatBackend = z.infer<typeof NatBackend>;
 
 export const NatRuleInputs = z
   .object({
-    /** Identity: names the nft table / iptables chains (a change replaces the rule). */
-    name: NatRuleName,
-    /** The IPv4 network whose traffic is translated (host bits are cleared). */
-    sourceCidr: Ipv4Cidr,
-    /** The interface the translated traffic leaves by (the uplink). */
-    outInterface: InterfaceName,
-    /** Rewrite the source to the outgoing interface's address (default false). */
-    masquerade: z.boolean().default(false),
-    /**
-     * Rewrite the source to this fixed IPv4 address instead (mutually exclusive with masquerade).
-     * null, not absent, when unset: the observed state reports a missing SNAT as null.
-     */
-    snatTo: Ipv4Address.nullable().default(null),
-    /** Accept forwarding from sourceCidr out of outInterface and established/related back (default false). */
-    forward: z.boolean().default(false),
-    /** DNAT from host ports to guests, each with the forward accept it needs. */
-    portForwards: z.array(PortForward).default([]),
-    /** nftables, iptables, or auto (default): the backend already in use, else nft when present. */
-    backend: NatBackend.default("auto"),
+    name: NatRuleName.describe(
+      "1-19 of letters, digits, '_', '-', starting with a letter; names the nft table `pulumi_hv_<name>` and the iptables chains `PHV-<name>-POST/-PRE/-FWD`.",
+    ),
+    sourceCidr: Ipv4Cidr.describe(
+      'The IPv4 network whose traffic is translated ("198.18.140.0/24"; host bits are cleared).',
+    ),
+    outInterface: InterfaceName.describe(
+      "The interface the translated traffic leaves by (the uplink).",
+    ),
+    masquerade: z
+      .boolean()
+      .default(false)
+      .describe("Rewrite the source to the outgoing interface's address; excludes `snatTo`."),
+    // null, not absent, when unset: the observed state reports a missing SNAT as null.
+    snatTo: Ipv4Address.nullable()
+      .default(null)
+      .describe("Rewrite the source to this fixed IPv4 address instead; excludes `masquerade`."),
+    forward: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Accept forwarding from `sourceCidr` out of `outInterface`, and established/related traffic back.",
+      ),
+    portForwards: z
+      .array(PortForward)
+      .default([])
+      .describe(
+        "DNAT from ports on the host's own addresses to guests, each with the forward accepts it needs.",
+      ),
+    backend: NatBackend.default("auto").describe(
+      "nftables, iptables, or auto: the backend already in use, else nftables when installed.",
+    ),
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -116,6 +127,23 @@ export const NatRuleInputs = z
     });
   });
 export type NatRuleInputs = z.infer<typeof NatRuleInputs>;
+
+/** What a NatRule reports beyond its inputs. */
+export const NatRuleOutputs = z.object({
+  table: z
+    .string()
+    .describe(
+      "The provider-owned nft table (`pulumi_hv_<name>`, family ip) or iptables chain prefix (`PHV-<name>`) holding the rules.",
+    ),
+  activeBackend: z
+    .enum(["nftables", "iptables"])
+    .describe("The backend actually holding the rules."),
+  unmanagedRules: z
+    .array(z.string())
+    .describe(
+      "Rules or chain changes inside the provider's own table that no input describes (made by hand).",
+    ),
+});
 
 /** The chains of a NatRule, named as in its nft table. */
 export type ChainName = "postrouting" | "prerouting" | "forward";

@@ -2,7 +2,7 @@ import type { ResourceModule } from "../../resource";
 import { accelInArgv, guestPaths } from "./argv";
 import { observeQemuGuest } from "./observe";
 import { planQemuGuest } from "./plan";
-import { QemuGuestInputs, type QemuGuestState } from "./schema";
+import { QemuGuestInputs, QemuGuestOutputs, type QemuGuestState } from "./schema";
 
 // Everything on QEMU's command line replaces the guest (QEMU cannot change it live); only
 // `running`, `deleteDisks` and `shutdownTimeoutSeconds` are applied in place.
@@ -14,9 +14,14 @@ export function guestStatus(state: QemuGuestState): string {
   return state.process.status ?? "unresponsive";
 }
 
-/** The QemuGuest resource: a QEMU/KVM guest run daemonized, observed through its pid file and QMP. */
-export const qemuGuestModule: ResourceModule<QemuGuestInputs, QemuGuestState> = {
+/** The QemuGuest resource. */
+export const qemuGuestModule: ResourceModule<
+  QemuGuestInputs,
+  QemuGuestState,
+  typeof QemuGuestOutputs
+> = {
   type: "QemuGuest",
+  description: "A QEMU guest on a hypervisor host, run daemonized and managed through QMP.",
   noun: "qemu guest",
   inputs: QemuGuestInputs,
   inputKeys: Object.keys(QemuGuestInputs.shape),
@@ -24,6 +29,7 @@ export const qemuGuestModule: ResourceModule<QemuGuestInputs, QemuGuestState> = 
   id: (inputs) => inputs.name,
   observe: (host, inputs) => observeQemuGuest(host, inputs),
   exists: (state) => state.config !== undefined || state.process !== undefined,
+  outputSchema: QemuGuestOutputs,
   plan: planQemuGuest,
   outputs: (state) => {
     const p = guestPaths(state.name);

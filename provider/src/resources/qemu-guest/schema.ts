@@ -31,114 +31,140 @@ const UserName = z
 
 export const Disk = z
   .object({
-    /** The image file; created with `qemu-img create` when missing, never overwritten or shrunk. */
-    path: AbsolutePath,
-    /** Image format (default qcow2). */
-    format: z.enum(["qcow2", "raw"]).default("qcow2"),
-    /** Virtual size in GiB; a larger value grows the image while the guest is stopped. */
+    path: AbsolutePath.describe(
+      "Absolute path of the image; created with `qemu-img create` when missing, never overwritten or shrunk.",
+    ),
+    format: z.enum(["qcow2", "raw"]).default("qcow2").describe("Image format: qcow2 or raw."),
     sizeGiB: z
       .number()
       .int("must be a whole number of GiB")
       .min(1, "must be at least 1")
-      .max(65536, "must be at most 65536"),
+      .max(65536, "must be at most 65536")
+      .describe(
+        "Virtual size in GiB; a larger value grows an existing image while the guest is stopped.",
+      ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "QemuGuestDisk", description: "A disk image attached as a virtio disk." });
 export type Disk = z.infer<typeof Disk>;
 
 export const Nic = z
   .object({
-    /** The guest's MAC address (required: QEMU's default MACs collide between guests). */
-    mac: MacAddress,
-    /** The QEMU NIC device model (default virtio-net-pci). */
+    mac: MacAddress.describe(
+      "The guest NIC's MAC address (required: QEMU's default MACs collide between guests; refused when another guest on the host uses it).",
+    ),
     model: z
       .string()
       .regex(
         /^[a-z0-9][a-z0-9-]{0,31}$/,
         "must be a QEMU device model name such as virtio-net-pci or e1000",
       )
-      .default("virtio-net-pci"),
-    /** An existing tap device to use (`-netdev tap,ifname=...,script=no,downscript=no`). */
-    tap: InterfaceName.optional(),
-    /** A bridge to join through qemu-bridge-helper (needs `allow <bridge>` in /etc/qemu/bridge.conf). */
-    bridge: InterfaceName.optional(),
+      .default("virtio-net-pci")
+      .describe("The QEMU NIC device model."),
+    tap: InterfaceName.optional().describe(
+      "An existing tap device (`-netdev tap,ifname=...,script=no,downscript=no`). Exactly one of `tap` and `bridge`.",
+    ),
+    bridge: InterfaceName.optional().describe(
+      "A bridge joined through qemu-bridge-helper (needs `allow <bridge>` in /etc/qemu/bridge.conf).",
+    ),
   })
   .strict()
   .superRefine((n, ctx) => {
     if ((n.tap === undefined) === (n.bridge === undefined)) {
       ctx.addIssue({ code: "custom", message: "give exactly one of tap or bridge" });
     }
-  });
+  })
+  .meta({ id: "QemuGuestNic", description: "A guest NIC on a tap or a bridge." });
 export type Nic = z.infer<typeof Nic>;
 
 const DISPLAY_RE = /^(none|vnc=(\d{1,3}(\.\d{1,3}){3})?:\d{1,4})$/;
 
 export const QemuGuestInputs = z
   .object({
-    /** Guest name (identity): `-name`, and the paths the provider owns for it. */
-    name: GuestName,
-    /** Memory in MiB (default 512). */
+    name: GuestName.describe(
+      "Guest name (1-63 characters): `-name`, and the paths the provider owns for it.",
+    ),
     memoryMiB: z
       .number()
       .int("must be a whole number of MiB")
       .min(16, "must be at least 16")
       .max(4194304, "must be at most 4194304")
-      .default(512),
-    /** Virtual CPUs (default 1). */
+      .default(512)
+      .describe("Memory in MiB."),
     cpus: z
       .number()
       .int("must be a whole number")
       .min(1, "must be at least 1")
       .max(288, "must be at most 288")
-      .default(1),
-    /** QEMU machine type (default q35). */
+      .default(1)
+      .describe("Virtual CPUs."),
     machine: z
       .string()
       .regex(/^[a-z0-9][a-z0-9_.-]{0,63}$/, "must be a QEMU machine type such as q35 or pc")
-      .default("q35"),
-    /** kvm, tcg, or auto (KVM when it works on the host, TCG otherwise). Default auto. */
-    accel: z.enum(["kvm", "tcg", "auto"]).default("auto"),
-    /** Disk images attached as virtio disks, in order. */
-    disks: z.array(Disk).max(16, "at most 16 disks").default([]),
-    /** An ISO image attached as a CD-ROM. */
-    cdrom: AbsolutePath.optional(),
-    /** A kernel to boot directly (`-kernel`). */
-    kernel: AbsolutePath.optional(),
-    /** An initramfs for `kernel` (`-initrd`). */
-    initrd: AbsolutePath.optional(),
-    /** The kernel command line for `kernel` (`-append`). */
+      .default("q35")
+      .describe("QEMU machine type."),
+    accel: z
+      .enum(["kvm", "tcg", "auto"])
+      .default("auto")
+      .describe("kvm, tcg, or auto: KVM when it works on the host, TCG otherwise."),
+    disks: z
+      .array(Disk)
+      .max(16, "at most 16 disks")
+      .default([])
+      .describe("Disk images attached as virtio disks, in order."),
+    cdrom: AbsolutePath.optional().describe("An ISO image attached as a CD-ROM."),
+    kernel: AbsolutePath.optional().describe("A kernel to boot directly (`-kernel`)."),
+    initrd: AbsolutePath.optional().describe("An initramfs for `kernel` (`-initrd`)."),
     kernelArgs: z
       .string()
       .max(4096, "must be at most 4096 characters")
       .refine((s) => !/\p{Cc}/u.test(s), "must not contain control characters")
-      .optional(),
-    /** NICs in order; each needs a MAC and exactly one of tap or bridge. */
-    nics: z.array(Nic).max(16, "at most 16 NICs").default([]),
-    /** "none" (default) or a VNC server "vnc=<address>:<display>" (e.g. "vnc=127.0.0.1:1"). */
+      .optional()
+      .describe("The kernel command line for `kernel` (`-append`)."),
+    nics: z
+      .array(Nic)
+      .max(16, "at most 16 NICs")
+      .default([])
+      .describe("NICs in order; each needs a MAC and exactly one of tap or bridge."),
     display: z
       .string()
       .regex(DISPLAY_RE, 'must be "none" or "vnc=<address>:<display>" such as "vnc=127.0.0.1:1"')
-      .default("none"),
-    /** Write the serial console (ttyS0) to /var/log/pulumi-hypervisor/qemu/<name>.log (default true). */
-    serialLog: z.boolean().default(true),
-    /** Whether the guest runs (default true); false shuts it down through QMP. Applied live. */
-    running: z.boolean().default(true),
-    /** Drop QEMU's privileges to this user after start-up (`-runas`). */
-    runAs: UserName.optional(),
-    /** Boot order: drive letters a (floppy), c (disk), d (CD-ROM), n (network), e.g. "dc". */
+      .default("none")
+      .describe('"none" or a VNC server "vnc=<address>:<display>" (e.g. "vnc=127.0.0.1:1").'),
+    serialLog: z
+      .boolean()
+      .default(true)
+      .describe("Write the serial console (ttyS0) to /var/log/pulumi-hypervisor/qemu/<name>.log."),
+    running: z
+      .boolean()
+      .default(true)
+      .describe("Whether the guest runs; false shuts it down through QMP. Applied live."),
+    runAs: UserName.optional().describe(
+      "Drop QEMU's privileges to this user after start-up (`-runas`).",
+    ),
     bootOrder: z
       .string()
       .regex(/^[acdn]{1,4}$/, 'must be 1 to 4 of the letters a, c, d, n (e.g. "dc")')
       .refine((s) => new Set(s).size === s.length, "must not repeat a letter")
-      .optional(),
-    /** Remove the disk images when the guest is deleted (default false: they are kept). */
-    deleteDisks: z.boolean().default(false),
-    /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before `quit` (default 60). */
+      .optional()
+      .describe(
+        'Boot order: drive letters a (floppy), c (disk), d (CD-ROM), n (network), e.g. "dc".',
+      ),
+    deleteDisks: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Remove the disk images when the guest is deleted or replaced (otherwise they are kept). Applied live.",
+      ),
     shutdownTimeoutSeconds: z
       .number()
       .int("must be a whole number of seconds")
       .min(0, "must be at least 0")
       .max(3600, "must be at most 3600")
-      .default(60),
+      .default(60)
+      .describe(
+        "Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`. Applied live.",
+      ),
   })
   .strict()
   .superRefine((g, ctx) => {
@@ -188,6 +214,25 @@ export const QemuGuestInputs = z
   });
 
 export type QemuGuestInputs = z.infer<typeof QemuGuestInputs>;
+
+/** What a QemuGuest reports beyond its inputs. */
+export const QemuGuestOutputs = z.object({
+  pid: z.number().int().optional().describe("The pid of the QEMU process while the guest runs."),
+  qmpSocket: z.string().describe("Path of the guest's QMP socket on the host."),
+  status: z
+    .string()
+    .describe(
+      'QMP\'s run state ("running", "paused", ...), or "stopped" when no QEMU process runs.',
+    ),
+  accelUsed: z
+    .enum(["kvm", "tcg"])
+    .optional()
+    .describe("The accelerator QEMU uses while the guest runs."),
+  serialLogPath: z
+    .string()
+    .optional()
+    .describe("Path of the serial console log on the host, when `serialLog` is on."),
+});
 
 /** The QEMU process of the guest, when its pid file names a live process started for this guest. */
 export interface QemuProcess {

@@ -1,7 +1,7 @@
 import type { ResourceModule } from "../../resource";
 import { IP_FORWARD, observeTapDevice, proxyArpKey } from "./observe";
 import { claimedKeys, managedRoutes, planTapDevice } from "./plan";
-import { TapDeviceInputs, type TapDeviceState, type TapRouted } from "./schema";
+import { TapDeviceInputs, TapDeviceOutputs, type TapDeviceState, type TapRouted } from "./schema";
 
 /** Returns the account as the program wrote it when the tap has that id, else the id seen. */
 function observedAccount(
@@ -33,9 +33,15 @@ function observedRouted(state: TapDeviceState, desired: TapDeviceInputs): TapRou
   return { addresses, ...(proxying ? { proxyArpInterface: uplink } : {}) };
 }
 
-/** The TapDevice resource: a persistent tap, bridged or routed (host routes and proxy ARP). */
-export const tapDeviceModule: ResourceModule<TapDeviceInputs, TapDeviceState> = {
+/** The TapDevice resource. */
+export const tapDeviceModule: ResourceModule<
+  TapDeviceInputs,
+  TapDeviceState,
+  typeof TapDeviceOutputs
+> = {
   type: "TapDevice",
+  description:
+    "A persistent tap device on a hypervisor host, attached to a bridge or routed (host routes and proxy ARP).",
   noun: "tap device",
   inputs: TapDeviceInputs,
   inputKeys: Object.keys(TapDeviceInputs.shape),
@@ -44,6 +50,7 @@ export const tapDeviceModule: ResourceModule<TapDeviceInputs, TapDeviceState> = 
   id: (inputs) => inputs.name,
   observe: (host, inputs) => observeTapDevice(host, inputs),
   exists: (state) => state.tap !== undefined,
+  outputSchema: TapDeviceOutputs,
   plan: planTapDevice,
   outputs: (state) => ({ macAddress: state.tap?.macAddress }),
   observedInputs: (state, desired) => ({

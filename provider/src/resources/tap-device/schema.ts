@@ -51,37 +51,49 @@ const Account = (what: "user" | "group") =>
 
 export const TapRouted = z
   .object({
-    /** Guest addresses; each gets a /32 (IPv4) or /128 (IPv6) host route via the tap. */
-    addresses: z.array(HostAddress).default([]).superRefine(uniqueItems("address")),
-    /** The uplink (e.g. Wi-Fi) on which to answer ARP for the guests: proxy ARP on it and on the tap, and IPv4 forwarding. */
-    proxyArpInterface: InterfaceName.optional(),
+    addresses: z
+      .array(HostAddress)
+      .default([])
+      .superRefine(uniqueItems("address"))
+      .describe(
+        "Guest addresses (IPv4 or IPv6, optionally with /32 or /128); each gets a host route via the tap.",
+      ),
+    proxyArpInterface: InterfaceName.optional().describe(
+      "The uplink (e.g. Wi-Fi) on which to answer ARP for the guests: proxy ARP on it and on the tap, and IPv4 forwarding.",
+    ),
   })
-  .strict();
+  .strict()
+  .meta({ id: "TapRouted", description: "Host routes and proxy ARP for a routed tap." });
 export type TapRouted = z.infer<typeof TapRouted>;
 
 export const TapDeviceInputs = z
   .object({
-    /** Interface name of the tap (identity: a change replaces it). */
-    name: InterfaceName,
-    /** The bridge to attach the tap to (re-attached live on change); null/unset: not attached. */
-    bridge: InterfaceName.nullable().default(null),
-    /** Host routes and proxy ARP instead of a bridge (for uplinks that cannot be bridged); null/unset: none. */
-    routed: TapRouted.nullable().default(null),
-    /** User (name or uid) allowed to open the tap without CAP_NET_ADMIN; unset: none (identity). */
-    owner: Account("user"),
-    /** Group (name or gid) allowed to open the tap; unset: none (identity). */
-    group: Account("group"),
-    /** Create the tap with IFF_MULTI_QUEUE (identity, default false). */
-    multiQueue: z.boolean().default(false),
-    /** Create the tap with IFF_VNET_HDR (identity, default false). */
-    vnetHdr: z.boolean().default(false),
-    /** MTU in bytes; unset leaves the kernel's choice alone. */
+    name: InterfaceName.describe("Interface name of the tap."),
+    bridge: InterfaceName.nullable()
+      .default(null)
+      .describe(
+        "The bridge to attach the tap to, re-attached live on change; unset: not attached. Excludes `routed`.",
+      ),
+    routed: TapRouted.nullable()
+      .default(null)
+      .describe(
+        "Host routes and proxy ARP instead of a bridge (for uplinks that cannot be bridged); unset: none. Excludes `bridge`.",
+      ),
+    owner: Account("user").describe(
+      "User (name or uid) allowed to open the tap without CAP_NET_ADMIN (for an unprivileged QEMU); unset: none.",
+    ),
+    group: Account("group").describe(
+      "Group (name or gid) allowed to open the tap without CAP_NET_ADMIN; unset: none.",
+    ),
+    multiQueue: z.boolean().default(false).describe("Create the tap with IFF_MULTI_QUEUE."),
+    vnetHdr: z.boolean().default(false).describe("Create the tap with IFF_VNET_HDR."),
     mtu: z
       .number()
       .int("must be a whole number")
       .min(68, "must be at least 68")
       .max(65521, "must be at most 65521 (the largest a tap accepts)")
-      .optional(),
+      .optional()
+      .describe("MTU in bytes; unset leaves the kernel's choice alone."),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -110,6 +122,13 @@ export const TapDeviceInputs = z
   });
 
 export type TapDeviceInputs = z.infer<typeof TapDeviceInputs>;
+
+/** What a TapDevice reports beyond its inputs. */
+export const TapDeviceOutputs = z.object({
+  macAddress: z
+    .string()
+    .describe("The tap's MAC address as observed (the host side; the guest NIC has its own)."),
+});
 
 /** One interface as `ip -d -j link show` reports it, with the tun details when it is one. */
 export interface TapLink {
