@@ -18,11 +18,9 @@ export function renderIptablesRule(r: Rule): string {
     if (r.sport !== undefined) parts.push(`--sport ${r.sport}`);
     if (r.dport !== undefined) parts.push(`--dport ${r.dport}`);
   }
-  const states = [
-    ...(r.established ? ["RELATED", "ESTABLISHED"] : []),
-    ...(r.dnatted ? ["DNAT"] : []),
-  ];
-  if (states.length > 0) parts.push(`-m conntrack --ctstate ${states.join(",")}`);
+  // One match each: a single --ctstate lists alternatives, and nft's two matches must both hold.
+  if (r.established) parts.push("-m conntrack --ctstate RELATED,ESTABLISHED");
+  if (r.dnatted) parts.push("-m conntrack --ctstate DNAT");
   switch (r.action) {
     case "masquerade":
       parts.push("-j MASQUERADE");

@@ -47,6 +47,52 @@ export function renderNftRule(r: Rule): string {
 }
 
 /**
+ * Returns the rule's expressions as `nft -j list table` prints them after `nft -f` read
+ * renderNftRule's text (the same matches in the same order): decodeNftRule's inverse.
+ */
+export function encodeNftRule(r: Rule): Json[] {
+  const match = (left: Json, right: Json, op = "=="): Json => ({ match: { op, left, right } });
+  const addr = (cidr: string): Json => {
+    const [a = "", len = "32"] = cidr.split("/");
+    return len === "32" ? a : { prefix: { addr: a, len: Number(len) } };
+  };
+  const out: Json[] = [];
+  if (r.iif !== undefined) out.push(match({ meta: { key: "iifname" } }, r.iif));
+  if (r.oif !== undefined) out.push(match({ meta: { key: "oifname" } }, r.oif));
+  if (r.saddr !== undefined)
+    out.push(match({ payload: { protocol: "ip", field: "saddr" } }, addr(r.saddr)));
+  if (r.daddr !== undefined)
+    out.push(match({ payload: { protocol: "ip", field: "daddr" } }, addr(r.daddr)));
+  if (r.local) out.push(match({ fib: { result: "type", flags: ["daddr"] } }, "local"));
+  if (r.sport !== undefined)
+    out.push(match({ payload: { protocol: r.proto ?? "?", field: "sport" } }, r.sport));
+  if (r.dport !== undefined)
+    out.push(match({ payload: { protocol: r.proto ?? "?", field: "dport" } }, r.dport));
+  if (r.sport === undefined && r.dport === undefined && r.proto !== undefined)
+    out.push(match({ meta: { key: "l4proto" } }, r.proto));
+  if (r.established) out.push(match({ ct: { key: "state" } }, ["established", "related"], "in"));
+  if (r.dnatted) out.push(match({ ct: { key: "status" } }, "dnat", "in"));
+  switch (r.action) {
+    case "masquerade":
+      out.push({ masquerade: null });
+      break;
+    case "snat":
+      out.push({ snat: { addr: r.to ?? "?" } });
+      break;
+    case "dnat":
+      out.push({
+        dnat:
+          r.toPort !== undefined ? { addr: r.to ?? "?", port: r.toPort } : { addr: r.to ?? "?" },
+      });
+      break;
+    case "accept":
+      out.push({ accept: null });
+      break;
+  }
+  return out;
+}
+
+/**
  * Returns the nft script that replaces the provider's table in one transaction: `nft -f` applies a
  * file atomically, and declaring the table before deleting it makes the delete succeed when the
  * table is new, so the host never runs without NAT mid-update (nor with half of it).
