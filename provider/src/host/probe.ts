@@ -17,11 +17,6 @@ export class ProbeOutput {
     readonly what: string,
   ) {}
 
-  /** Returns whether the probe printed the section. */
-  has(name: string): boolean {
-    return this.sections.some((s) => s.name === name);
-  }
-
   /** Returns the body of the first section of that name, or undefined when there is none. */
   get(name: string): string | undefined {
     return this.sections.find((s) => s.name === name)?.body;
@@ -39,13 +34,6 @@ export class ProbeOutput {
   /** Returns every section of that name (a section printed once per disk, link, ...). */
   all(name: string): ProbeSection[] {
     return this.sections.filter((s) => s.name === name);
-  }
-
-  /** Returns the sections printed once, by name (the first of each). */
-  record(): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const s of this.sections) if (!(s.name in out)) out[s.name] = s.body;
-    return out;
   }
 }
 
