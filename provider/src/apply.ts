@@ -60,8 +60,8 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
   return batches;
 }
 
-/** Returns the call of the batch runner for the commands: each as `OK-CODES HAS-STDIN N WORD...`. */
-export function batchCall(batch: readonly Command[]): ScriptCall {
+// apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`.
+function batchCall(batch: readonly Command[]): ScriptCall {
   return scriptIn(
     __dirname,
     "apply-batch.sh",
