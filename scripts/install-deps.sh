@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   openssh-server openssh-client dnsmasq-base nftables iptables iproute2 busybox-static cpio socat
-  procps psmisc qemu-system-x86 qemu-utils linux-image-cloud-amd64 sudo util-linux
+  procps psmisc qemu-system-x86 qemu-utils linux-image-cloud-amd64 sudo util-linux shellcheck
 )
 
 missing=()

@@ -1,26 +1,26 @@
 import { CommandError, writeFileArgv, type Host } from "./host/host";
-import { quoteArgv } from "./host/quote";
-import type { Step } from "./step";
+import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
+import { stepArgv, stepDisplayArgv, type Step } from "./step";
 
 const BEGIN = "@@pulumi-hypervisor-step";
 const FAILED = "@@pulumi-hypervisor-failed";
 
 interface Command {
   readonly argv: readonly string[];
+  /** What errors show: a script by its name, not its body. */
+  readonly shown: readonly string[];
   readonly stdin?: string;
   readonly okExitCodes: readonly number[];
 }
 
 function commandOf(step: Step): Command {
   if ("writeFile" in step) {
-    return {
-      argv: writeFileArgv(step.writeFile.path, step.writeFile.mode),
-      stdin: step.writeFile.content,
-      okExitCodes: [0],
-    };
+    const argv = writeFileArgv(step.writeFile.path, step.writeFile.mode);
+    return { argv, shown: argv, stdin: step.writeFile.content, okExitCodes: [0] };
   }
   return {
-    argv: step.argv,
+    argv: stepArgv(step),
+    shown: stepDisplayArgv(step),
     ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
     okExitCodes: step.okExitCodes ?? [0],
   };
@@ -60,17 +60,18 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
   return batches;
 }
 
-/** Returns the script that runs a batch, marking each step on stdout and stderr. */
-export function batchScript(batch: readonly Command[]): string {
-  const lines: string[] = [];
-  batch.forEach((c, i) => {
-    lines.push(`printf '%s %d\\n' ${BEGIN} ${i}; printf '%s %d\\n' ${BEGIN} ${i} >&2`);
-    lines.push(c.stdin !== undefined ? quoteArgv(c.argv) : `${quoteArgv(c.argv)} </dev/null`);
-    lines.push(
-      `rc=$?; case $rc in ${c.okExitCodes.join("|")}) ;; *) printf '\\n%s %d %d\\n' ${FAILED} ${i} "$rc" >&2; exit 1;; esac`,
-    );
-  });
-  return lines.join("\n");
+// apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`.
+function batchCall(batch: readonly Command[]): ScriptCall {
+  return scriptIn(
+    __dirname,
+    "apply-batch.sh",
+    batch.flatMap((c) => [
+      c.okExitCodes.join(","),
+      c.stdin !== undefined ? "1" : "0",
+      String(c.argv.length),
+      ...c.argv,
+    ]),
+  );
 }
 
 function section(text: string, i: number): string {
@@ -92,20 +93,25 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
   for (const batch of batchSteps(steps)) {
     const single = batch.length === 1 ? batch[0] : undefined;
     if (single) {
+      let r;
       try {
-        await host.run({
+        r = await host.run({
           argv: single.argv,
           ...(single.stdin !== undefined ? { stdin: single.stdin } : {}),
-          okExitCodes: single.okExitCodes,
+          reject: false,
         });
       } catch (e) {
         throw new StepError(done, e);
+      }
+      if (!single.okExitCodes.includes(r.exitCode)) {
+        throw new StepError(done, new CommandError(host.label, single.shown, r));
       }
       done++;
       continue;
     }
     const stdin = batch.find((c) => c.stdin !== undefined)?.stdin;
-    const argv = ["sh", "-c", batchScript(batch)];
+    const argv = scriptArgv(batchCall(batch));
+    const shown = ["sh", "apply-batch.sh", `(${batch.length} steps)`];
     let r;
     try {
       r = await host.run({ argv, ...(stdin !== undefined ? { stdin } : {}), reject: false });
@@ -116,17 +122,17 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
     if (m) {
       const i = Number(m[1]);
       const failed = batch[i];
-      if (!failed) throw new StepError(done, new CommandError(host.label, argv, r));
+      if (!failed) throw new StepError(done, new CommandError(host.label, shown, r));
       throw new StepError(
         done + i,
-        new CommandError(host.label, failed.argv, {
+        new CommandError(host.label, failed.shown, {
           exitCode: Number(m[2]),
           stdout: section(r.stdout, i),
           stderr: section(r.stderr, i),
         }),
       );
     }
-    if (r.exitCode !== 0) throw new StepError(done, new CommandError(host.label, argv, r));
+    if (r.exitCode !== 0) throw new StepError(done, new CommandError(host.label, shown, r));
     done += batch.length;
   }
 }

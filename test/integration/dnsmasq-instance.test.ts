@@ -1,8 +1,9 @@
 // DnsmasqInstance on a real lab host, through the dynamic-provider plugin driven as the engine
 // drives it, with real busybox udhcpc clients in namespaces attached to the bridges.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scriptArgv } from "../../provider/src/host/script";
 import {
-  observeArgv,
+  observeCall,
   parseDnsmasqState,
 } from "../../provider/src/resources/dnsmasq-instance/observe";
 import {
@@ -18,7 +19,7 @@ import {
   DnsmasqInstanceInputs,
   dnsmasqPaths,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
-import type { Step } from "../../provider/src/step";
+import { stepArgv, type Step } from "../../provider/src/step";
 import { startLab, type Lab, type LabHost } from "../lab/lab";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import {
@@ -342,12 +343,15 @@ describe("DnsmasqInstance on a lab host", () => {
       }),
     );
     const observe = async () =>
-      parseDnsmasqState("guests", (await h.exec(observeArgv(dnsmasqPaths("guests")))).stdout);
+      parseDnsmasqState(
+        "guests",
+        (await h.exec(scriptArgv(observeCall(dnsmasqPaths("guests"))))).stdout,
+      );
     const run = async (step: Step): Promise<number> => {
-      if (!("argv" in step)) throw new Error("expected a command step");
+      if ("writeFile" in step) throw new Error("expected a command step");
       let code = -1;
       const ms = await timed(async () => {
-        code = (await h.exec([...step.argv], step.stdin !== undefined ? { stdin: step.stdin } : {}))
+        code = (await h.exec(stepArgv(step), step.stdin !== undefined ? { stdin: step.stdin } : {}))
           .code;
       });
       expect(code).toBe(0);

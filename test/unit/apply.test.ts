@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -10,6 +10,10 @@ import {
   type RunRequest,
   type RunResult,
 } from "../../provider/src/host/host";
+import { scriptIn } from "../../provider/src/host/script";
+import { sysctlCall } from "../../provider/src/sysctl";
+
+const SRC_QEMU = join(__dirname, "../../provider/src/resources/qemu-guest");
 
 /** Runs argv on this machine with /bin/sh semantics, counting round trips. */
 class LocalHost implements Host {
@@ -69,6 +73,42 @@ describe("applySteps", () => {
     expect((e.cause as CommandError).stdout).toBe("out\n");
     expect(host.calls).toBe(1);
     expect(() => statSync(join(dir, "three"))).toThrow();
+  });
+
+  it("passes every word of a batched command intact, and names a failing script rather than quoting its body", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const host = new LocalHost();
+    const words = ["a'b", "", "x\ny", "$(touch pwned)", "*", '"q"'];
+    const existing = join(dir, "disk.img");
+    mkdirSync(join(dir, "proc/net/ipv4"), { recursive: true });
+    writeFileSync(join(dir, "proc/net/ipv4/ip_forward"), "0\n");
+    const err = await applySteps(host, [
+      {
+        summary: "words",
+        argv: ["sh", "-c", 'printf "%s|" "$@" > "$0"', join(dir, "w"), ...words],
+      },
+      {
+        summary: "claim",
+        script: sysctlCall("claim", "net/ipv4/ip_forward", "natrule-a", "1", {
+          proc: join(dir, "proc"),
+          claims: join(dir, "claims"),
+        }),
+      },
+      { summary: "touch", argv: ["touch", existing] },
+      {
+        summary: "disk",
+        script: scriptIn(SRC_QEMU, "qemu-create-disk.sh", [existing, "raw", "1G"]),
+      },
+    ]).catch((e: unknown) => e);
+    expect(readFileSync(join(dir, "w"), "utf8")).toBe(words.map((w) => `${w}|`).join(""));
+    expect(() => statSync(join(dir, "pwned"))).toThrow();
+    expect(readFileSync(join(dir, "proc/net/ipv4/ip_forward"), "utf8")).toBe("1\n");
+    expect(host.calls).toBe(1);
+    expect(err).toBeInstanceOf(StepError);
+    expect((err as StepError).done).toBe(3);
+    expect((err as StepError).message).toBe(
+      `root@local:22: sh qemu-create-disk.sh ${existing} raw 1G exited 1: ${existing} appeared since it was observed; not overwriting it`,
+    );
   });
 
   it("starts a new batch only when a second step has stdin", () => {

@@ -1,11 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import {
-  parseBridgeState,
-  parseLinks,
-  SEPARATOR,
-} from "../../provider/src/resources/bridge/observe";
+import { formatProbe } from "../../provider/src/host/probe";
+import { parseBridgeState, parseLinks } from "../../provider/src/resources/bridge/observe";
 import { planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
 
@@ -13,15 +10,15 @@ const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtu
 
 /** The probe's output as the host would print it, from real captures. */
 function probeOutput(conf: string, recordedPorts: string, addrAssignType: string): string {
-  return [
-    fixture("ip-d-j-addr-show.json"),
-    fixture("ip-j-route-show.json"),
-    "[]\n",
-    conf,
-    fixture("ip-j-route-get.json"),
-    recordedPorts,
-    addrAssignType,
-  ].join(`\n${SEPARATOR}\n`);
+  return formatProbe([
+    ["links", fixture("ip-d-j-addr-show.json")],
+    ["routes4", fixture("ip-j-route-show.json")],
+    ["routes6", "[]\n"],
+    ["bridge-conf", conf],
+    ["ssh-route", fixture("ip-j-route-get.json")],
+    ["ports", recordedPorts],
+    ["addr-assign-type", addrAssignType],
+  ]);
 }
 
 // br0's port eno1 was enslaved by the bridge itself, and its MAC pinned, unless said otherwise.
@@ -139,13 +136,7 @@ describe("planBridge", () => {
     ).toEqual([
       {
         summary: "pin br0's mac address, so ports joining or leaving do not change it",
-        argv: [
-          "sh",
-          "-c",
-          'ip link set dev "$1" address "$(cat /sys/class/net/"$1"/address)"',
-          "sh",
-          "br0",
-        ],
+        script: { name: "resources/bridge/bridge-pin-mac.sh", args: ["br0"] },
       },
     ]);
   });
@@ -264,18 +255,17 @@ describe("planBridge", () => {
     expect(step.summary).toBe(
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
     );
-    expect("argv" in step && step.argv.slice(0, 2)).toEqual(["sh", "-c"]);
-    expect("argv" in step && step.argv[2]).toBe(
-      [
-        "rc=0",
-        "ip link set dev eno2 master br0 || rc=1",
-        "ip link set dev eno2 up || rc=1",
-        "ip addr del 198.18.7.2/24 dev eno2 || rc=1",
-        "ip addr add 198.18.7.2/24 dev br0 || rc=1",
-        "ip route replace 198.18.50.0/24 via 198.18.7.1 dev br0 || rc=1",
-        "exit $rc",
-      ].join("\n"),
-    );
+    // every command runs even if one fails (run-all.sh), each given as its word count and words
+    expect("script" in step && step.script).toEqual({
+      name: "resources/bridge/run-all.sh",
+      args: [
+        ...["7", "ip", "link", "set", "dev", "eno2", "master", "br0"],
+        ...["6", "ip", "link", "set", "dev", "eno2", "up"],
+        ...["6", "ip", "addr", "del", "198.18.7.2/24", "dev", "eno2"],
+        ...["6", "ip", "addr", "add", "198.18.7.2/24", "dev", "br0"],
+        ...["8", "ip", "route", "replace", "198.18.50.0/24", "via", "198.18.7.1", "dev", "br0"],
+      ],
+    });
   });
 
   it("refuses a port that does not exist or belongs to another bridge", () => {
@@ -308,7 +298,10 @@ describe("planBridge", () => {
     expect(add.map((s) => s.summary)).toEqual([
       "allow br0 for qemu-bridge-helper in /etc/qemu/bridge.conf",
     ]);
-    expect("argv" in add[0]! && add[0].argv.slice(-2)).toEqual(["add", "br0"]);
+    expect("script" in add[0]! && add[0].script).toEqual({
+      name: "resources/bridge/qemu-bridge-helper.sh",
+      args: ["add", "br0"],
+    });
   });
 });
 

@@ -6,12 +6,8 @@ import {
   parseDnsmasqState,
   parseProcesses,
 } from "../../provider/src/resources/dnsmasq-instance/observe";
-import {
-  planDnsmasqInstance,
-  RELOAD_SCRIPT,
-  START_SCRIPT,
-  STOP_SCRIPT,
-} from "../../provider/src/resources/dnsmasq-instance/plan";
+import { scriptBody } from "../../provider/src/host/script";
+import { planDnsmasqInstance } from "../../provider/src/resources/dnsmasq-instance/plan";
 import {
   parseDhcpHosts,
   parseDnsmasqConf,
@@ -24,6 +20,10 @@ import {
   leaseSeconds,
   type DnsmasqState,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
+
+const RELOAD = "resources/dnsmasq-instance/dnsmasq-reload.sh";
+const START = "resources/dnsmasq-instance/dnsmasq-start.sh";
+const STOP = "resources/dnsmasq-instance/dnsmasq-stop.sh";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 /** The probe's real output (see test/fixtures/README.md) for instance `name`. */
@@ -218,7 +218,7 @@ describe("parsing the real probe output", () => {
         "guests",
         fixture("dnsmasq-probe-running.txt").split("--pulumi-hypervisor-- dirs")[0] ?? "",
       ),
-    ).toThrow(/unexpected output of the dnsmasq probe: it stopped early/);
+    ).toThrow(/unexpected output of the dnsmasq probe: no section "addresses"/);
     const bad = fixture("dnsmasq-probe-running.txt").replace(
       /addresses\n.*\n/,
       'addresses\n[{"ifname": 3}]\n',
@@ -255,14 +255,14 @@ describe("planDnsmasqInstance", () => {
       {
         summary:
           "write the static leases of dnsmasq guests and reload them (SIGHUP to pid 4704; no restart, leases kept)",
-        argv: ["sh", "-c", RELOAD_SCRIPT, "sh", "4704", CONF, HOSTS],
+        script: { name: RELOAD, args: ["4704", CONF, HOSTS] },
         stdin:
           "52:54:00:13:00:01,198.18.130.11,alpha\n52:54:00:13:00:02,198.18.130.12,beta\n52:54:00:13:00:03,198.18.130.13\n",
       },
     ]);
     expect(planDnsmasqInstance(guests({ staticLeases: [] }), probed("running"))).toEqual([
       expect.objectContaining({
-        argv: ["sh", "-c", RELOAD_SCRIPT, "sh", "4704", CONF, HOSTS],
+        script: { name: RELOAD, args: ["4704", CONF, HOSTS] },
         stdin: "",
       }),
     ]);
@@ -277,25 +277,17 @@ describe("planDnsmasqInstance", () => {
       {
         summary:
           "check (dnsmasq --test) and install the config of dnsmasq guests, and restart it on br0 (pid 4704; leases kept)",
-        argv: [
-          "sh",
-          "-c",
-          START_SCRIPT,
-          "sh",
-          CONF,
-          HOSTS,
-          ...DIRS,
-          PID,
-          "4704",
-          String(conf.length),
-        ],
+        script: {
+          name: START,
+          args: [CONF, HOSTS, ...DIRS, PID, "4704", String(conf.length)],
+        },
         stdin:
           conf + "52:54:00:13:00:01,198.18.130.11,alpha\n52:54:00:13:00:02,198.18.130.12,beta\n",
       },
     ]);
     // the script tests the new config before it stops the running daemon
-    expect(START_SCRIPT.indexOf("dnsmasq --test")).toBeLessThan(
-      START_SCRIPT.indexOf("then stop; fi"),
+    expect(scriptBody(START).indexOf("dnsmasq --test")).toBeLessThan(
+      scriptBody(START).indexOf("then stop; fi"),
     );
   });
 
@@ -321,18 +313,10 @@ describe("planDnsmasqInstance", () => {
       {
         summary:
           "check (dnsmasq --test) and install the config of dnsmasq guests, and start it on br0",
-        argv: [
-          "sh",
-          "-c",
-          START_SCRIPT,
-          "sh",
-          CONF,
-          HOSTS,
-          ...DIRS,
-          PID,
-          "",
-          String(GUESTS_CONF.length),
-        ],
+        script: {
+          name: START,
+          args: [CONF, HOSTS, ...DIRS, PID, "", String(GUESTS_CONF.length)],
+        },
         stdin:
           GUESTS_CONF +
           "52:54:00:13:00:01,198.18.130.11,alpha\n52:54:00:13:00:02,198.18.130.12,beta\n",
@@ -345,7 +329,7 @@ describe("planDnsmasqInstance", () => {
       {
         summary:
           "stop dnsmasq guests (pid 4704) (runs this instance's config but is not in its pid file)",
-        argv: ["sh", "-c", STOP_SCRIPT, "sh", "4704", CONF],
+        script: { name: STOP, args: ["4704", CONF] },
       },
       expect.objectContaining({
         summary:
@@ -366,20 +350,19 @@ describe("planDnsmasqInstance", () => {
       {
         summary:
           "check (dnsmasq --test) and install the config of dnsmasq nope, and start it on br1",
-        argv: [
-          "sh",
-          "-c",
-          START_SCRIPT,
-          "sh",
-          "/etc/pulumi-hypervisor/dnsmasq/nope/dnsmasq.conf",
-          "/etc/pulumi-hypervisor/dnsmasq/nope/dhcp-hosts",
-          "/etc/pulumi-hypervisor/dnsmasq/nope",
-          "/run/pulumi-hypervisor/dnsmasq/nope",
-          "/var/lib/pulumi-hypervisor/dnsmasq/nope",
-          "/run/pulumi-hypervisor/dnsmasq/nope/dnsmasq.pid",
-          "",
-          String(renderDnsmasqConf(d).length),
-        ],
+        script: {
+          name: START,
+          args: [
+            "/etc/pulumi-hypervisor/dnsmasq/nope/dnsmasq.conf",
+            "/etc/pulumi-hypervisor/dnsmasq/nope/dhcp-hosts",
+            "/etc/pulumi-hypervisor/dnsmasq/nope",
+            "/run/pulumi-hypervisor/dnsmasq/nope",
+            "/var/lib/pulumi-hypervisor/dnsmasq/nope",
+            "/run/pulumi-hypervisor/dnsmasq/nope/dnsmasq.pid",
+            "",
+            String(renderDnsmasqConf(d).length),
+          ],
+        },
         stdin: renderDnsmasqConf(d) + "52:54:00:13:00:09,198.18.131.9\n",
       },
     ]);
@@ -449,14 +432,14 @@ describe("planDnsmasqInstance", () => {
     expect(planDnsmasqInstance(undefined, probed("running"))).toEqual([
       {
         summary: "stop dnsmasq guests (pid 4704)",
-        argv: ["sh", "-c", STOP_SCRIPT, "sh", "4704", CONF],
+        script: { name: STOP, args: ["4704", CONF] },
       },
       rm,
     ]);
     expect(planDnsmasqInstance(undefined, probed("nopidfile"))).toEqual([
       {
         summary: "stop dnsmasq guests (pid 4704) (not in its pid file)",
-        argv: ["sh", "-c", STOP_SCRIPT, "sh", "4704", CONF],
+        script: { name: STOP, args: ["4704", CONF] },
       },
       rm,
     ]);

@@ -7,7 +7,7 @@ import {
   ResourceOperationError,
 } from "../../provider/src/lifecycle";
 import { bridgeModule } from "../../provider/src/resources/bridge";
-import { SEPARATOR } from "../../provider/src/resources/bridge/observe";
+import { formatProbe } from "../../provider/src/host/probe";
 
 const conn = { host: "198.18.1.2", privateKey: "KEY-SECRET", hostKey: "SHA256:abc" };
 const base = { connection: conn, name: "br0", addresses: ["198.18.100.1/24"] };
@@ -136,13 +136,12 @@ class StubbornHost implements Host {
   private exists = false;
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push([...req.argv]);
-    const script = req.argv[0] === "sh" ? (req.argv[2] ?? "") : "";
-    // the plan arrives as one batch script; the bridge appears, its mtu never changes
-    if (script.includes("ip link add name br0")) {
+    // the plan arrives as one batch of commands; the bridge appears, its mtu never changes
+    if (req.argv.join(" ").includes("ip link add name br0")) {
       this.exists = true;
       return { exitCode: 0, stdout: "", stderr: "" };
     }
-    if (script.startsWith("ip -d -j addr show")) {
+    if (req.argv[3] === "bridge-probe.sh") {
       const link = this.exists
         ? [
             {
@@ -156,7 +155,15 @@ class StubbornHost implements Host {
             },
           ]
         : [];
-      const out = [JSON.stringify(link), "[]", "[]", "", "", "", "3"].join(`\n${SEPARATOR}\n`);
+      const out = formatProbe([
+        ["links", JSON.stringify(link)],
+        ["routes4", "[]"],
+        ["routes6", "[]"],
+        ["bridge-conf", ""],
+        ["ssh-route", ""],
+        ["ports", ""],
+        ["addr-assign-type", "3"],
+      ]);
       return { exitCode: 0, stdout: out, stderr: "" };
     }
     return { exitCode: 0, stdout: "", stderr: "" };

@@ -5,24 +5,24 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { Lifecycle } from "../../provider/src/lifecycle";
 import { natRuleModule } from "../../provider/src/resources/nat-rule";
+import { formatProbe, parseProbe } from "../../provider/src/host/probe";
+import { scriptArgv } from "../../provider/src/host/script";
 import {
   decodeIptablesRule,
-  FAILED,
-  observeArgv,
   parseIptablesSave,
-  parseNatRuleState,
-  parseNftTable,
-  SEPARATOR,
+  renderIptablesRestore,
   splitIptablesLine,
+} from "../../provider/src/resources/nat-rule/iptables";
+import { parseNftTable, renderNftRuleset } from "../../provider/src/resources/nat-rule/nftables";
+import {
+  FAILED,
+  observeCall,
+  parseNatRuleState,
 } from "../../provider/src/resources/nat-rule/observe";
 import { planNatRule, resolveBackend } from "../../provider/src/resources/nat-rule/plan";
-import {
-  renderIptablesRestore,
-  renderNftRuleset,
-  rulesFor,
-} from "../../provider/src/resources/nat-rule/render";
+import { rulesFor } from "../../provider/src/resources/nat-rule/rules";
 import { NatRuleInputs, type NatRuleState } from "../../provider/src/resources/nat-rule/schema";
-import { sysctlArgv } from "../../provider/src/sysctl";
+import { sysctlCall } from "../../provider/src/sysctl";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
@@ -55,12 +55,12 @@ const guest = NatRuleInputs.parse({
 function probe(
   o: { nft?: string; iptables?: string; tools?: string; ipForward?: string } = {},
 ): string {
-  return [
-    o.tools ?? "nft yes\niptables yes\n",
-    o.nft ?? "",
-    o.iptables ?? "",
-    o.ipForward ?? "net/ipv4/ip_forward 1 1\n",
-  ].join(`${SEPARATOR}\n`);
+  return formatProbe([
+    ["tools", o.tools ?? "nft yes\niptables yes\n"],
+    ["nft", o.nft ?? ""],
+    ["iptables", o.iptables ?? ""],
+    ["sysctl", o.ipForward ?? "net/ipv4/ip_forward 1 1\n"],
+  ]);
 }
 const state = (name: string, o: Parameters<typeof probe>[0] = {}): NatRuleState =>
   parseNatRuleState(name, probe(o));
@@ -169,7 +169,7 @@ describe("planNatRule with nftables", () => {
       },
       {
         summary: "set net.ipv4.ip_forward=1 (claimed by natrule-guest-nat)",
-        argv: sysctlArgv("claim", "net/ipv4/ip_forward", "natrule-guest-nat", "1"),
+        script: sysctlCall("claim", "net/ipv4/ip_forward", "natrule-guest-nat", "1"),
       },
     ]);
   });
@@ -292,7 +292,7 @@ describe("planNatRule with nftables", () => {
       {
         summary:
           "release net.ipv4.ip_forward (claimed by natrule-guest-nat); restore it if nothing else needs it",
-        argv: sysctlArgv("release", "net/ipv4/ip_forward", "natrule-guest-nat"),
+        script: sysctlCall("release", "net/ipv4/ip_forward", "natrule-guest-nat"),
       },
       {
         summary: "delete nft table ip pulumi_hv_guest-nat",
@@ -352,7 +352,7 @@ describe("iptables backend", () => {
       {
         summary:
           "release net.ipv4.ip_forward (claimed by natrule-guest-nat); restore it if nothing else needs it",
-        argv: sysctlArgv("release", "net/ipv4/ip_forward", "natrule-guest-nat"),
+        script: sysctlCall("release", "net/ipv4/ip_forward", "natrule-guest-nat"),
       },
       {
         summary: "delete iptables chains PHV-guest-nat-* and the provider's jumps to them",
@@ -441,16 +441,16 @@ describe("the observe probe under a real /bin/sh", () => {
     const dir = mkdtempSync(join(tmpdir(), "natrule-probe-"));
     writeFileSync(join(dir, "nft"), `#!/bin/sh\n${nft}\n`);
     chmodSync(join(dir, "nft"), 0o755);
-    const [cmd, ...args] = observeArgv("guest");
+    const [cmd, ...args] = scriptArgv(observeCall("guest"));
     return execFileSync(cmd!, args, { env: { PATH: `${dir}:/usr/bin:/bin` }, encoding: "utf8" });
   }
   it("lists only its own table, and tells an absent table from a failing nft", () => {
     const present = run(
       'if [ "$1" = list ] && [ "$2" = tables ]; then echo "table ip other"; echo "table ip pulumi_hv_guest"; else echo "$@"; fi',
     );
-    expect(present.split(`${SEPARATOR}\n`)[1]).toBe("-j list table ip pulumi_hv_guest\n");
+    expect(parseProbe(present, "probe").get("nft")).toBe("-j list table ip pulumi_hv_guest\n");
     const absent = run('echo "table ip pulumi_hv_guest-nat"');
-    expect(absent.split(`${SEPARATOR}\n`)[1]).toBe("");
+    expect(parseProbe(absent, "probe").get("nft")).toBe("");
     const failing = run(
       'echo "netlink: Error: cache initialization failed: Operation not permitted" >&2; exit 1',
     );

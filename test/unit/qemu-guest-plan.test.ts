@@ -1,3 +1,4 @@
+import { scriptArgv, scriptBody } from "../../provider/src/host/script";
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,7 +15,7 @@ import {
 import { qemuGuestModule } from "../../provider/src/resources/qemu-guest";
 import {
   decodeCmdline,
-  observeArgv,
+  observeCall,
   parseQemuGuestState,
 } from "../../provider/src/resources/qemu-guest/observe";
 import { bridgeAcl, planQemuGuest, stopStep } from "../../provider/src/resources/qemu-guest/plan";
@@ -137,10 +138,9 @@ describe("parsing the real observe probe", () => {
   });
 
   it("passes every input to the probe as a positional parameter", () => {
-    const argv = observeArgv(A(), true);
-    expect(argv.slice(0, 2)).toEqual(["sh", "-c"]);
-    expect(argv.slice(3)).toEqual([
-      "sh",
+    const call = observeCall(A(), true);
+    expect(call.name).toBe("resources/qemu-guest/qemu-probe.sh");
+    expect(call.args).toEqual([
       "g1",
       P.pidFile,
       P.qmpSocket,
@@ -161,7 +161,7 @@ describe("parsing the real observe probe", () => {
       KERNEL,
       "/nonexistent/initrd.img",
     ]);
-    expect(argv[2]).not.toContain("g1");
+    expect(scriptBody(call.name)).not.toContain("g1");
   });
 });
 
@@ -191,15 +191,10 @@ describe("planQemuGuest", () => {
       },
       {
         summary: "create qcow2 disk image /var/lib/hv-fixture/g1.qcow2 (1G)",
-        argv: [
-          "sh",
-          "-c",
-          expect.stringContaining('qemu-img create -q -f "$2" "$1" "$3"'),
-          "sh",
-          "/var/lib/hv-fixture/g1.qcow2",
-          "qcow2",
-          "1G",
-        ],
+        script: {
+          name: "resources/qemu-guest/qemu-create-disk.sh",
+          args: ["/var/lib/hv-fixture/g1.qcow2", "qcow2", "1G"],
+        },
       },
       {
         summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
@@ -383,7 +378,10 @@ describe("planQemuGuest", () => {
     expect(planQemuGuest(B(), paused())).toEqual([
       {
         summary: "resume paused guest g1",
-        argv: ["sh", "-c", expect.any(String), "sh", P.qmpSocket, qmpCommand("cont")],
+        script: {
+          name: "resources/qemu-guest/qmp-step.sh",
+          args: [P.qmpSocket, qmpCommand("cont")],
+        },
       },
     ]);
   });
@@ -487,8 +485,8 @@ describe("the stop step on a real /bin/sh", () => {
         child.on("exit", (_c, sig) => r(sig === "SIGTERM" ? 15 : null)),
       );
       const step = stopStep(parse({ name: "g1", shutdownTimeoutSeconds: 1 }), "stop");
-      if (!("argv" in step)) throw new Error("stop step runs a command");
-      const argv = [...step.argv.slice(0, 4), pidfile, join(dir, "qmp.sock"), "1"];
+      if (!("script" in step)) throw new Error("stop step runs a script");
+      const argv = scriptArgv({ ...step.script, args: [pidfile, join(dir, "qmp.sock"), "1"] });
       const r = await run(argv);
       expect(r).toMatchObject({ code: 0, stdout: "killed\n" });
       expect(await exited).toBe(15);

@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseSysctlProbe, sysctlArgv } from "../../provider/src/sysctl";
+import { scriptArgv } from "../../provider/src/host/script";
+import { parseSysctlProbe, sysctlCall } from "../../provider/src/sysctl";
 
 // The claim script runs for real under /bin/sh against a scratch /proc/sys look-alike.
 function scratch(initial: string) {
@@ -13,7 +14,7 @@ function scratch(initial: string) {
   writeFileSync(join(proc, "net/ipv4/ip_forward"), initial);
   const roots = { proc, claims: join(dir, "claims") };
   const run = (action: "claim" | "release", owner: string) => {
-    const [cmd, ...args] = sysctlArgv(action, "net/ipv4/ip_forward", owner, "1", roots);
+    const [cmd, ...args] = scriptArgv(sysctlCall(action, "net/ipv4/ip_forward", owner, "1", roots));
     execFileSync(cmd!, args);
   };
   const value = () => readFileSync(join(proc, "net/ipv4/ip_forward"), "utf8").trim();

@@ -2,8 +2,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
+import { scriptBody } from "../../provider/src/host/script";
 import {
-  observeArgv,
+  observeCall,
   parseHolders,
   parseHostRoutes,
   parseTapDeviceState,
@@ -14,7 +15,7 @@ import {
   TapDeviceInputs,
   type TapDeviceState,
 } from "../../provider/src/resources/tap-device/schema";
-import { sysctlArgv } from "../../provider/src/sysctl";
+import { sysctlCall } from "../../provider/src/sysctl";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
@@ -33,15 +34,15 @@ const vm1 = {
 
 const claim = (key: string, owner: string) => ({
   summary: `set ${key.replace(/\//g, ".")}=1 (claimed by ${owner})`,
-  argv: sysctlArgv("claim", key, owner, "1"),
+  script: sysctlCall("claim", key, owner, "1"),
 });
 const release = (key: string, owner: string) => ({
   summary: `release ${key.replace(/\//g, ".")} (claimed by ${owner}); restore it if nothing else needs it`,
-  argv: sysctlArgv("release", key, owner),
+  script: sysctlCall("release", key, owner),
 });
 const setProxyArp = (name: string, value: string) => ({
   summary: `set net.ipv4.conf.${name}.proxy_arp=${value}`,
-  argv: ["sh", "-c", 'echo "$2" > "/proc/sys/net/ipv4/conf/$1/proxy_arp"', "sh", name, value],
+  script: { name: "resources/tap-device/tap-set-proxy-arp.sh", args: [name, value] },
 });
 
 describe("parsing the real probe output", () => {
@@ -128,17 +129,16 @@ describe("parsing the real probe output", () => {
       /unexpected output of ip -d -j link show/,
     );
     expect(() => parseTapDeviceState("vm0", "[]\n")).toThrow(
-      /unexpected output of the tap probe: 1 sections, expected 6/,
+      /unexpected output of the tap probe: no section "links"/,
     );
   });
 
   it("passes every input to the probe as a positional parameter, never inside the script", () => {
-    const argv = observeArgv(
+    const call = observeCall(
       inputs({ name: "vm1", owner: "qemu", group: 994, routed: { proxyArpInterface: "wl0" } }),
     );
-    expect(argv.slice(0, 2)).toEqual(["sh", "-c"]);
-    expect(argv.slice(3)).toEqual([
-      "sh",
+    expect(call.name).toBe("resources/tap-device/tap-probe.sh");
+    expect(call.args).toEqual([
       "vm1",
       "qemu",
       "",
@@ -147,7 +147,7 @@ describe("parsing the real probe output", () => {
       "net/ipv4/conf/vm1/proxy_arp",
       "net/ipv4/conf/wl0/proxy_arp",
     ]);
-    expect(argv[2]).not.toMatch(/vm1|qemu|wl0/);
+    expect(scriptBody(call.name)).not.toMatch(/vm1|qemu|wl0/);
   });
 });
 

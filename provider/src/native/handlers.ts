@@ -17,7 +17,7 @@ import { logWarn } from "../log";
 import { dropUndefined } from "../dynamic";
 import { resourceModules } from "../registry";
 import { PlanError, type ResourceModule } from "../resource";
-import type { Step } from "../step";
+import { stepDisplayArgv, type Step } from "../step";
 import { ENGINE_KEYS, parseProviderConfig } from "./config";
 import {
   containsUnknown,
@@ -72,7 +72,7 @@ export function describeStep(step: Step): string {
     return `${step.summary}: write ${path} (${Buffer.byteLength(content)} bytes, mode ${mode.toString(8).padStart(4, "0")})`;
   }
   const stdin = step.stdin !== undefined ? ` < stdin (${Buffer.byteLength(step.stdin)} bytes)` : "";
-  return `${step.summary}: ${quoteArgv(step.argv)}${stdin}`;
+  return `${step.summary}: ${quoteArgv(stepDisplayArgv(step))}${stdin}`;
 }
 
 // "addresses[1].x" -> ["addresses", 1, "x"]

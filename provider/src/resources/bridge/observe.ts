@@ -1,11 +1,12 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { parseProbe } from "../../host/probe";
+import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import type { ObserveContext } from "../../resource";
 import type { BridgeState, Link, Route } from "./schema";
 
-export const SEPARATOR = "--pulumi-hypervisor--";
 export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
 export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";
@@ -15,21 +16,9 @@ export function helperMarker(bridge: string): string {
   return `# managed by pulumi-hypervisor: bridge ${bridge}`;
 }
 
-// One round trip: links with details and addresses, routes v4/v6, bridge.conf, the SSH route.
-const OBSERVE_SCRIPT = [
-  "ip -d -j addr show",
-  "ip -j route show table main",
-  "ip -6 -j route show table main",
-  `cat ${BRIDGE_CONF} 2>/dev/null || true`,
-  'if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi',
-  `cat ${PORTS_DIR}/"$2".ports 2>/dev/null || true`,
-  'cat /sys/class/net/"$2"/addr_assign_type 2>/dev/null || true',
-  // a blank line first, so a file without a final newline cannot swallow the separator
-].join(`\nprintf '\\n%s\\n' ${SEPARATOR}\n`);
-
-/** Returns the argv of the single observe probe. */
-export function observeArgv(name: string, sshClientAddress: string | undefined): string[] {
-  return ["sh", "-c", OBSERVE_SCRIPT, "sh", sshClientAddress ?? "", name];
+/** Returns the call of the single observe probe (bridge-probe.sh). */
+export function observeCall(name: string, sshClientAddress: string | undefined): ScriptCall {
+  return scriptIn(__dirname, "bridge-probe.sh", [sshClientAddress ?? "", name]);
 }
 
 // Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
@@ -106,19 +95,11 @@ export function parseHelperAllowed(conf: string, bridge: string): boolean {
 
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
-  const [
-    addrs = "",
-    routes4 = "",
-    routes6 = "",
-    conf = "",
-    sshRoute = "",
-    ports = "",
-    assign = "",
-  ] = stdout.split(`\n${SEPARATOR}\n`);
-  const links = parseLinks(addrs);
+  const out = parseProbe(stdout, "the bridge probe");
+  const links = parseLinks(out.need("links"));
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
-  const ssh = parseHostJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
+  const ssh = parseHostJson(z.array(IpRoute), out.need("ssh-route"), "ip -j route get")[0];
   return {
     name,
     bridge,
@@ -127,13 +108,14 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
       .map((l) => l.name)
       .sort(),
     links,
-    routes: [...parseRoutes(routes4, 4), ...parseRoutes(routes6, 6)],
+    routes: [...parseRoutes(out.need("routes4"), 4), ...parseRoutes(out.need("routes6"), 6)],
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
-    helperAllowed: parseHelperAllowed(conf, name),
+    helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),
     // NET_ADDR_SET (3): the address was set, so the kernel keeps it when ports come and go
-    macPinned: assign.trim() === "3",
-    recordedPorts: ports
+    macPinned: out.need("addr-assign-type").trim() === "3",
+    recordedPorts: out
+      .need("ports")
       .split("\n")
       .map((p) => p.trim())
       .filter((p) => p !== "")
@@ -147,6 +129,6 @@ export async function observeBridge(
   name: string,
   ctx: ObserveContext,
 ): Promise<BridgeState> {
-  const r = await host.run({ argv: observeArgv(name, ctx.sshClientAddress) });
+  const r = await runScript(host, observeCall(name, ctx.sshClientAddress));
   return parseBridgeState(name, r.stdout);
 }

@@ -1,38 +1,21 @@
-import { quoteArgv } from "../../host/quote";
+import { scriptIn } from "../../host/script";
 import { PlanError } from "../../resource";
 import type { Step } from "../../step";
 import { BRIDGE_CONF, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
 
-// Edits only the provider's own marker+allow pair, under a lock, so concurrent bridges on one host
-// do not lose each other's lines and the admin's lines stay as they are.
-const HELPER_SCRIPT = [
-  "set -e",
-  `f=${BRIDGE_CONF}`,
-  'm="# managed by pulumi-hypervisor: bridge $2"',
-  "mkdir -p /etc/qemu /run/pulumi-hypervisor",
-  "exec 9>/run/pulumi-hypervisor/bridge-conf.lock",
-  "flock 9",
-  'touch "$f"',
-  't="$f.pulumi-tmp.$$"',
-  `awk -v m="$m" 'skip { skip = 0; next } $0 == m { skip = 1; next } { print }' "$f" > "$t"`,
-  'if [ "$1" = add ]; then printf \'%s\\nallow %s\\n\' "$m" "$2" >> "$t"; fi',
-  'chmod 644 "$t"',
-  'mv -f "$t" "$f"',
-].join("\n");
-
 /** Returns the step that adds or removes the provider's `allow <bridge>` pair. */
 export function helperStep(action: "add" | "remove", bridge: string): Step {
   return {
     summary: `${action === "add" ? "allow" : "stop allowing"} ${bridge} for qemu-bridge-helper in ${BRIDGE_CONF}`,
-    argv: ["sh", "-c", HELPER_SCRIPT, "sh", action, bridge],
+    script: scriptIn(__dirname, "qemu-bridge-helper.sh", [action, bridge]),
   };
 }
 
 /** Returns a step that runs every command even if one fails (so a move never stops half-way). */
 function allOrReport(summary: string, commands: string[][]): Step {
-  const lines = ["rc=0", ...commands.map((c) => `${quoteArgv(c)} || rc=1`), "exit $rc"];
-  return { summary, argv: ["sh", "-c", lines.join("\n")] };
+  const args = commands.flatMap((c) => [String(c.length), ...c]);
+  return { summary, script: scriptIn(__dirname, "run-all.sh", args) };
 }
 
 function routeArgv(r: Route, dev: string): string[] {
@@ -60,8 +43,6 @@ function moveCommands(addresses: string[], routes: Route[], from: string, to: st
     ...routes.filter((r) => r.dev === from).map((r) => routeArgv(r, to)),
   ];
 }
-
-const PIN_MAC_SCRIPT = 'ip link set dev "$1" address "$(cat /sys/class/net/"$1"/address)"';
 
 const portsFile = (name: string): string => `${PORTS_DIR}/${name}.ports`;
 
@@ -195,7 +176,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     // guest's tap comes or goes (neighbours' ARP caches go stale). Keep the one it has.
     steps.push({
       summary: `pin ${name}'s mac address, so ports joining or leaving do not change it`,
-      argv: ["sh", "-c", PIN_MAC_SCRIPT, "sh", name],
+      script: scriptIn(__dirname, "bridge-pin-mac.sh", [name]),
     });
   }
 

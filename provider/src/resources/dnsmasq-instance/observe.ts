@@ -1,5 +1,7 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { parseProbe } from "../../host/probe";
+import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { parseLeases } from "./render";
 import {
   CONFIG_ROOT,
@@ -9,42 +11,9 @@ import {
   type DnsmasqState,
 } from "./schema";
 
-export const MARK = "--pulumi-hypervisor--";
-
-// One round trip. Every path arrives as a positional parameter. Processes are found by name in
-// /proc and kept only when they share this shell's mount namespace: the config path names a file
-// in this namespace, and a container (or another lab host) may run a dnsmasq with the same path.
-const OBSERVE_SCRIPT = [
-  "conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8",
-  `section() { echo "${MARK} $1"; }`,
-  'dump() { if [ -f "$2" ]; then section "$1 present"; cat -- "$2"; echo; else section "$1 absent"; fi; }',
-  "self=$(readlink /proc/self/ns/mnt)",
-  "section processes",
-  "for d in /proc/[0-9]*; do",
-  '  { read -r comm < "$d/comm"; } 2>/dev/null || continue',
-  '  [ "$comm" = dnsmasq ] || continue',
-  '  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue',
-  '  { read -r _ _ state ppid _ < "$d/stat"; } 2>/dev/null || continue',
-  "  args=$(tr '\\000' '\\037' < \"$d/cmdline\" 2>/dev/null) || continue",
-  '  echo "${d#/proc/} $ppid $state $args"',
-  "done",
-  'dump pidfile "$pidf"',
-  'dump config "$conf"',
-  'dump hosts "$hosts"',
-  'dump leases "$leases"',
-  'section dirs; for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done',
-  'section instances; for f in "$root"/*/dnsmasq.conf; do [ -f "$f" ] && grep -H "^interface=" "$f"; done; true',
-  "section addresses; ip -j addr show",
-  "section end",
-].join("\n");
-
-/** Returns the argv of the single observe probe for an instance. */
-export function observeArgv(paths: DnsmasqPaths): string[] {
-  return [
-    "sh",
-    "-c",
-    OBSERVE_SCRIPT,
-    "sh",
+/** Returns the call of the single observe probe for an instance (dnsmasq-probe.sh). */
+export function observeCall(paths: DnsmasqPaths): ScriptCall {
+  return scriptIn(__dirname, "dnsmasq-probe.sh", [
     paths.configPath,
     paths.hostsPath,
     paths.pidPath,
@@ -53,28 +22,7 @@ export function observeArgv(paths: DnsmasqPaths): string[] {
     paths.runDir,
     paths.dataDir,
     CONFIG_ROOT,
-  ];
-}
-
-/** Returns the probe's sections by name; a file section is absent when its file is missing. */
-export function splitSections(stdout: string): Map<string, string | undefined> {
-  const out = new Map<string, string | undefined>();
-  const re = new RegExp(`^${MARK} (\\S+)(?: (present|absent))?\\n`, "gm");
-  const heads = [...stdout.matchAll(re)];
-  heads.forEach((m, i) => {
-    const name = m[1] ?? "";
-    if (m[2] === "absent") {
-      out.set(name, undefined);
-      return;
-    }
-    const from = (m.index ?? 0) + m[0].length;
-    const to = heads[i + 1]?.index ?? stdout.length;
-    let body = stdout.slice(from, to);
-    // `dump` adds one newline after the file so the next header starts a line: take it off.
-    if (m[2] === "present") body = body.endsWith("\n") ? body.slice(0, -1) : body;
-    out.set(name, body);
-  });
-  return out;
+  ]);
 }
 
 const IpAddr = z.array(
@@ -141,19 +89,18 @@ export function runsConfig(p: DnsmasqProcess, configPath: string): boolean {
 /** Returns the instance state parsed from the probe's output. */
 export function parseDnsmasqState(name: string, stdout: string): DnsmasqState {
   const paths = dnsmasqPaths(name);
-  const s = splitSections(stdout);
-  if (!s.has("end")) throw new Error("unexpected output of the dnsmasq probe: it stopped early");
-  const ours = parseProcesses(s.get("processes") ?? "").filter((p) =>
-    runsConfig(p, paths.configPath),
-  );
+  const s = parseProbe(stdout, "the dnsmasq probe");
+  // the last section: without it the probe stopped early
+  const addresses = s.need("addresses");
+  const ours = parseProcesses(s.need("processes")).filter((p) => runsConfig(p, paths.configPath));
   const oursPids = new Set(ours.map((p) => p.pid));
   // dnsmasq forks short-lived children (TCP DNS) with the same command line: only daemons count.
   const daemons = ours.filter((p) => !oursPids.has(p.ppid)).map((p) => p.pid);
   const fromFile = Number((s.get("pidfile") ?? "").trim());
   const pid = Number.isInteger(fromFile) && daemons.includes(fromFile) ? fromFile : undefined;
-  const [c = "0", r = "0", d = "0"] = (s.get("dirs") ?? "").split("\n");
+  const [c = "0", r = "0", d = "0"] = s.need("dirs").split("\n");
   const otherInstances: Record<string, string> = {};
-  for (const line of (s.get("instances") ?? "").split("\n")) {
+  for (const line of s.need("instances").split("\n")) {
     const m = new RegExp(`^${CONFIG_ROOT}/([^/]+)/dnsmasq\\.conf:interface=(.*)$`).exec(line);
     if (m && m[1] !== name) otherInstances[m[1] ?? ""] = m[2] ?? "";
   }
@@ -166,13 +113,13 @@ export function parseDnsmasqState(name: string, stdout: string): DnsmasqState {
     hosts: s.get("hosts"),
     dirs: { config: c === "1", run: r === "1", data: d === "1" },
     leases: parseLeases(s.get("leases") ?? ""),
-    interfaces: parseInterfaces(s.get("addresses") ?? ""),
+    interfaces: parseInterfaces(addresses),
     otherInstances,
   };
 }
 
 /** Observes the instance, its process and its surroundings in one remote command. */
 export async function observeDnsmasq(host: Host, name: string): Promise<DnsmasqState> {
-  const r = await host.run({ argv: observeArgv(dnsmasqPaths(name)) });
+  const r = await runScript(host, observeCall(dnsmasqPaths(name)));
   return parseDnsmasqState(name, r.stdout);
 }

@@ -1,3 +1,4 @@
+import { scriptIn } from "../../host/script";
 import { ipv4InCidr } from "../../net";
 import { PlanError } from "../../resource";
 import type { Step } from "../../step";
@@ -10,83 +11,11 @@ import {
   type DnsmasqState,
 } from "./schema";
 
-// A shell function that succeeds when $pid is a live dnsmasq in this mount namespace started with
-// exactly --conf-file=$conf (a zombie has an empty cmdline), so a reused pid is never signalled.
-const IS_OURS = [
-  "us=$(printf '\\037')",
-  "ours() {",
-  '  [ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt)" ] || return 1',
-  "  a=$(tr '\\000' '\\037' < \"/proc/$pid/cmdline\" 2>/dev/null) || return 1",
-  '  exe=${a%%"$us"*}',
-  '  case "$exe" in dnsmasq|*/dnsmasq) ;; *) return 1 ;; esac',
-  '  [ "${a#*"$us"}" = "--conf-file=$conf$us" ]',
-  "}",
-  // An exiting process loses its cmdline before it closes its sockets: wait until it is a zombie
-  // or reaped, or the next dnsmasq cannot bind.
-  "gone() {",
-  '  s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0',
-  "  s=${s##*) }",
-  '  [ "${s%% *}" = Z ]',
-  "}",
-  // TERM, then KILL after 5 s; returns once the process is gone.
-  "stop() {",
-  "  ours || return 0",
-  '  kill -s TERM "$pid" 2>/dev/null || true',
-  "  i=0",
-  "  until gone; do",
-  "    i=$((i + 1))",
-  '    if [ "$i" -eq 100 ] && ours; then kill -s KILL "$pid" 2>/dev/null || true; fi',
-  '    if [ "$i" -ge 200 ]; then echo "dnsmasq $pid did not exit after SIGKILL" >&2; return 1; fi',
-  "    sleep 0.05",
-  "  done",
-  "}",
-].join("\n");
-
-export const STOP_SCRIPT = ["set -e", "pid=$1 conf=$2", IS_OURS, "stop"].join("\n");
-
-// The hosts file arrives on stdin; it is renamed into place only when $pid is still our dnsmasq,
-// and the SIGHUP follows at once, so the file on disk is the one the process has loaded.
-export const RELOAD_SCRIPT = [
-  "set -e",
-  "pid=$1 conf=$2 hosts=$3",
-  IS_OURS,
-  'ours || { echo "process $pid is not dnsmasq running $conf (has it exited?)" >&2; exit 1; }',
-  'th="$hosts.pulumi-tmp.$$"',
-  "trap 'rm -f -- \"$th\"' EXIT",
-  '(umask 022; cat > "$th")',
-  'mv -f -- "$th" "$hosts"',
-  'kill -s HUP "$pid"',
-].join("\n");
-
-// stdin is the config ($8 bytes, read with dd bs=1 so nothing past it is consumed) followed by the
-// hosts file. Both are checked (dnsmasq --test) before anything changes, and replace the files
-// only once the old process has exited: the files on disk always describe the running process.
-export const START_SCRIPT = [
-  "set -e",
-  "conf=$1 hosts=$2 cdir=$3 rdir=$4 ddir=$5 pidf=$6 pid=$7 n=$8",
-  IS_OURS,
-  "umask 022",
-  'mkdir -p -- "$cdir" "$rdir" "$ddir"',
-  // dnsmasq reads the hosts file (at start and on SIGHUP) after dropping root: the path must be
-  // traversable by its unprivileged user. Only search (x) permission is added to the parents.
-  'chmod go+x /etc/pulumi-hypervisor /etc/pulumi-hypervisor/dnsmasq "$cdir"',
-  'tc="$conf.pulumi-tmp.$$" th="$hosts.pulumi-tmp.$$"',
-  'trap \'rm -f -- "$tc" "$th"\' EXIT',
-  'dd bs=1 count="$n" of="$tc" 2>/dev/null',
-  'cat > "$th"',
-  'if ! out=$(dnsmasq --test --conf-file="$tc" 2>&1); then echo "dnsmasq --test rejected the config: $out" >&2; exit 1; fi',
-  'if [ -n "$pid" ]; then stop; fi',
-  'mv -f -- "$th" "$hosts"',
-  'mv -f -- "$tc" "$conf"',
-  'rm -f -- "$pidf"',
-  'dnsmasq --conf-file="$conf"',
-].join("\n");
-
 /** Returns the step that stops an instance's dnsmasq (verified by its command line first). */
 export function stopStep(name: string, pid: number, configPath: string, why = ""): Step {
   return {
     summary: `stop dnsmasq ${name} (pid ${pid})${why}`,
-    argv: ["sh", "-c", STOP_SCRIPT, "sh", String(pid), configPath],
+    script: scriptIn(__dirname, "dnsmasq-stop.sh", [String(pid), configPath]),
   };
 }
 
@@ -94,7 +23,11 @@ export function stopStep(name: string, pid: number, configPath: string, why = ""
 export function reloadStep(name: string, pid: number, paths: DnsmasqPaths, hosts: string): Step {
   return {
     summary: `write the static leases of dnsmasq ${name} and reload them (SIGHUP to pid ${pid}; no restart, leases kept)`,
-    argv: ["sh", "-c", RELOAD_SCRIPT, "sh", String(pid), paths.configPath, paths.hostsPath],
+    script: scriptIn(__dirname, "dnsmasq-reload.sh", [
+      String(pid),
+      paths.configPath,
+      paths.hostsPath,
+    ]),
     stdin: hosts,
   };
 }
@@ -112,11 +45,7 @@ export function startStep(
       pid === undefined
         ? `check (dnsmasq --test) and install the config of dnsmasq ${d.name}, and start it on ${d.interface}`
         : `check (dnsmasq --test) and install the config of dnsmasq ${d.name}, and restart it on ${d.interface} (pid ${pid}; leases kept)`,
-    argv: [
-      "sh",
-      "-c",
-      START_SCRIPT,
-      "sh",
+    script: scriptIn(__dirname, "dnsmasq-start.sh", [
       p.configPath,
       p.hostsPath,
       p.configDir,
@@ -125,7 +54,7 @@ export function startStep(
       p.pidPath,
       pid === undefined ? "" : String(pid),
       String(Buffer.byteLength(conf)),
-    ],
+    ]),
     stdin: conf + renderDhcpHosts(d.staticLeases),
   };
 }

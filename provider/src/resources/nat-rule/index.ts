@@ -1,13 +1,8 @@
 import type { ResourceModule } from "../../resource";
 import { decodedRules, observeNatRule } from "./observe";
 import { activeBackend, planNatRule } from "./plan";
-import {
-  forwardRules,
-  iptablesChainPrefix,
-  nftTableName,
-  portForwardRules,
-  renderNftRule,
-} from "./render";
+import { renderNftRule } from "./nftables";
+import { forwardRules, iptablesChainPrefix, nftTableName, portForwardRules } from "./rules";
 import {
   CHAIN_NAMES,
   NatRuleInputs,

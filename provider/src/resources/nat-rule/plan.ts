@@ -2,18 +2,9 @@ import { PlanError } from "../../resource";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
 import { IP_FORWARD } from "./observe";
-import {
-  iptablesChainPrefix,
-  nftTableName,
-  renderIptablesDelete,
-  renderIptablesRestore,
-  renderNftRule,
-  renderNftRuleset,
-  rulesFor,
-  sysctlOwner,
-  type JumpEdits,
-  type RuleSet,
-} from "./render";
+import { renderIptablesDelete, renderIptablesRestore, type JumpEdits } from "./iptables";
+import { renderNftRule, renderNftRuleset } from "./nftables";
+import { iptablesChainPrefix, nftTableName, rulesFor, sysctlOwner, type RuleSet } from "./rules";
 import {
   CHAIN_NAMES,
   type NatBackend,

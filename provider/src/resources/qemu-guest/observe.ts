@@ -1,17 +1,11 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { parseProbe, type ProbeSection } from "../../host/probe";
+import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
-import {
-  answerValue,
-  parseQmpAnswers,
-  QMP_FUNCTION,
-  QueryKvm,
-  QueryName,
-  QueryStatus,
-} from "./qmp";
+import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
 import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
 
-export const SECTION = "--pulumi-hypervisor--";
 export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where distributions install qemu-bridge-helper (Debian first). */
 export const BRIDGE_HELPER_PATHS = [
@@ -19,119 +13,15 @@ export const BRIDGE_HELPER_PATHS = [
   "/usr/libexec/qemu-bridge-helper",
   "/usr/local/libexec/qemu-bridge-helper",
 ];
-/** How long a KVM guest gets to reach SeaBIOS's boot menu before KVM counts as not working. */
+/** How long a KVM guest gets to reach SeaBIOS's boot menu before KVM counts as not working (kvm-probe.sh). */
 export const KVM_PROBE_TENTHS = 30;
 
-// Opening /dev/kvm is not enough: with broken nested virtualization QEMU starts and the vCPU makes
-// no progress. So a real KVM guest (SeaBIOS, no disks) must print its boot message on the debug
-// console within the deadline; under TCG on the same machine this takes about 0.2 s.
-const KVM_PROBE = `kvm_probe() {
-  if [ ! -e /dev/kvm ]; then echo "unusable /dev/kvm does not exist"; return; fi
-  if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then echo "unusable /dev/kvm is not readable and writable"; return; fi
-  kd=$(mktemp -d) || { echo "unusable mktemp failed"; return; }
-  if ${QEMU_BINARY} -accel kvm -machine pc -m 16 -display none -nodefaults -no-user-config \\
-      -debugcon "file:$kd/log" -global isa-debugcon.iobase=0x402 -daemonize -pidfile "$kd/pid" >"$kd/err" 2>&1; then
-    n=0
-    while [ $n -lt ${KVM_PROBE_TENTHS} ] && ! grep -q -e 'No bootable device' -e 'Booting from' "$kd/log" 2>/dev/null; do
-      sleep 0.1; n=$((n + 1))
-    done
-    kp=$(cat "$kd/pid" 2>/dev/null)
-    [ -n "$kp" ] && kill -KILL "$kp" 2>/dev/null
-    if [ $n -lt ${KVM_PROBE_TENTHS} ]; then echo usable
-    else echo "unusable a KVM guest made no progress in ${KVM_PROBE_TENTHS / 10} s (nested virtualization not working?)"; fi
-  else
-    echo "unusable $(grep -v '^qemu-system-x86_64: warning' "$kd/err" | head -n 3 | tr '\\n' ' ')"
-  fi
-  rm -rf "$kd"
-}`;
-
-// One round trip. Positional parameters: name pidfile socket configfile rundir configdir seriallog
-// runas probe-kvm(0/1) bridge-conf(0/1), then counted lists: disks, links, files.
-const OBSERVE_SCRIPT = [
-  "name=$1 pidfile=$2 sock=$3 config=$4 rundir=$5 configdir=$6 log=$7 runas=$8 probe=$9",
-  "shift 9",
-  "bconf=$1; shift",
-  `sec() { echo "${SECTION} $*"; }`,
-  "hex() { od -An -v -tx1 \"$1\" 2>/dev/null | tr -d ' \\n'; }",
-  QMP_FUNCTION,
-  KVM_PROBE,
-  "sec uid; id -u",
-  "sec programs",
-  `for p in ${QEMU_BINARY} qemu-img socat; do command -v "$p" >/dev/null 2>&1 && echo "$p"; done`,
-  "sec present",
-  '[ -d "$rundir" ] && echo runDir',
-  '[ -d "$configdir" ] && echo configDir',
-  '[ -e "$log" ] && echo serialLog',
-  'pid=$(cat -- "$pidfile" 2>/dev/null || true)',
-  "case $pid in ''|*[!0-9]*) pid= ;; esac",
-  // The pid is ours only when that process was started with our pid file (pids get reused).
-  'if [ -n "$pid" ] && tr \'\\0\' \'\\n\' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; then',
-  '  sec process "$pid"; hex "/proc/$pid/cmdline"; echo',
-  "  sec qmp",
-  `  qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null`,
-  "else",
-  "  pid=",
-  "fi",
-  'if [ -f "$config" ]; then sec config present; cat -- "$config"; echo; fi',
-  'root=$(dirname -- "$configdir")',
-  'for f in "$root"/*/guest.json; do',
-  '  [ -f "$f" ] && [ "$f" != "$config" ] || continue',
-  '  sec other-config "$(basename -- "$(dirname -- "$f")")"; cat -- "$f"; echo',
-  "done",
-  // Other QEMU processes in this network namespace (comm is read with a builtin: no fork per pid).
-  "mynet=$(readlink /proc/self/ns/net)",
-  "for d in /proc/[0-9]*; do",
-  '  [ "$d" = "/proc/$pid" ] && continue',
-  '  read -r c 2>/dev/null <"$d/comm" || continue',
-  "  case $c in qemu-system-*|qemu-kvm|kvm) ;; *) continue ;; esac",
-  '  [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue',
-  '  sec other-process "${d#/proc/}"; hex "$d/cmdline"; echo',
-  "done",
-  "n=$1; shift; i=0",
-  'while [ "$i" -lt "$n" ]; do',
-  '  sec disk "$1"',
-  '  if [ -e "$1" ]; then',
-  '    if out=$(qemu-img info -U --output=json "$1" 2>&1); then printf \'%s\\n\' "$out"; else printf \'error %s\\n\' "$out"; fi',
-  "  fi",
-  "  shift; i=$((i + 1))",
-  "done",
-  "n=$1; shift; i=0",
-  'while [ "$i" -lt "$n" ]; do',
-  '  sec link "$1"; ip -j -d link show dev "$1" 2>/dev/null',
-  "  shift; i=$((i + 1))",
-  "done",
-  "n=$1; shift; i=0",
-  'while [ "$i" -lt "$n" ]; do',
-  '  [ -r "$1" ] || { sec missing-file "$1"; }',
-  "  shift; i=$((i + 1))",
-  "done",
-  // qemu-bridge-helper reads bridge.conf and the files it includes (errors in includes ignored).
-  "conf() {",
-  '  [ "$2" -gt 8 ] && return',
-  '  [ -r "$1" ] || return',
-  '  sec bridge-conf "$1"; cat -- "$1"; echo',
-  '  for inc in $(sed -n \'s/^[[:space:]]*include[[:space:]][[:space:]]*//p\' "$1"); do conf "$inc" $(($2 + 1)); done',
-  "}",
-  `if [ "$bconf" = 1 ]; then`,
-  `  conf ${BRIDGE_CONF} 0`,
-  `  for h in ${BRIDGE_HELPER_PATHS.join(" ")}; do`,
-  '    if [ -x "$h" ]; then sec bridge-helper; stat -c \'%u %a %n\' -- "$h"; break; fi',
-  "  done",
-  "fi",
-  'if [ -n "$runas" ]; then sec runas; id -u -- "$runas" 2>/dev/null || echo missing; fi',
-  'if [ "$probe" = 1 ] && [ -z "$pid" ]; then sec kvm; kvm_probe; fi',
-].join("\n");
-
-/** Returns the argv of the single observe probe. */
-export function observeArgv(g: QemuGuestInputs, probeKvm: boolean): string[] {
+/** Returns the call of the single observe probe (qemu-probe.sh). */
+export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
   const p = guestPaths(g.name);
   const links = [...new Set(g.nics.map((n) => n.tap ?? n.bridge ?? ""))];
   const files = [g.kernel, g.initrd, g.cdrom].filter((f): f is string => f !== undefined);
-  return [
-    "sh",
-    "-c",
-    OBSERVE_SCRIPT,
-    "sh",
+  return scriptIn(__dirname, "qemu-probe.sh", [
     g.name,
     p.pidFile,
     p.qmpSocket,
@@ -148,39 +38,7 @@ export function observeArgv(g: QemuGuestInputs, probeKvm: boolean): string[] {
     ...links,
     String(files.length),
     ...files,
-  ];
-}
-
-export interface Section {
-  name: string;
-  arg: string;
-  body: string;
-}
-
-/** Returns the probe's output split at its section headers. */
-export function splitSections(stdout: string): Section[] {
-  const out: Section[] = [];
-  let cur: Section | undefined;
-  const lines: string[] = [];
-  const flush = (): void => {
-    if (cur) out.push({ ...cur, body: lines.join("\n") });
-    lines.length = 0;
-  };
-  for (const line of stdout.split("\n")) {
-    if (line.startsWith(`${SECTION} `)) {
-      flush();
-      const rest = line.slice(SECTION.length + 1);
-      const sp = rest.indexOf(" ");
-      cur =
-        sp < 0
-          ? { name: rest, arg: "", body: "" }
-          : { name: rest.slice(0, sp), arg: rest.slice(sp + 1), body: "" };
-    } else if (cur) {
-      lines.push(line);
-    }
-  }
-  flush();
-  return out;
+  ]);
 }
 
 /** Returns the argv encoded as hex bytes of /proc/<pid>/cmdline (NUL-separated). */
@@ -239,10 +97,10 @@ function parseLink(name: string, body: string): HostLink | undefined {
 
 /** Returns the guest's state parsed from the probe's output. */
 export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGuestState {
-  const sections = splitSections(stdout);
-  const one = (name: string): Section | undefined => sections.find((s) => s.name === name);
-  const all = (name: string): Section[] => sections.filter((s) => s.name === name);
-  const lines = (s: Section | undefined): string[] =>
+  const out = parseProbe(stdout, "the qemu guest probe");
+  const one = (name: string): ProbeSection | undefined => out.all(name)[0];
+  const all = (name: string): ProbeSection[] => out.all(name);
+  const lines = (s: ProbeSection | undefined): string[] =>
     (s?.body ?? "")
       .split("\n")
       .map((l) => l.trim())
@@ -362,7 +220,7 @@ export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<
   const fresh =
     cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
   const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
-  const r = await host.run({ argv: observeArgv(g, wantKvm) });
+  const r = await runScript(host, observeCall(g, wantKvm));
   const state = parseQemuGuestState(g, r.stdout);
   if (state.kvm !== undefined) kvmCache.set(host.label, { at: Date.now(), kvm: state.kvm });
   else if (fresh !== undefined) state.kvm = fresh;

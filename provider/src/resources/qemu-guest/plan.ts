@@ -1,3 +1,4 @@
+import { scriptIn } from "../../host/script";
 import { PlanError } from "../../resource";
 import type { Step } from "../../step";
 import {
@@ -9,48 +10,21 @@ import {
   renderGuestConfig,
 } from "./argv";
 import { BRIDGE_CONF } from "./observe";
-import { QMP_FUNCTION, qmpCommand, qmpStep } from "./qmp";
+import { qmpCommand, qmpStep } from "./qmp";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
 
 const GIB = 1024 ** 3;
-
-// Graceful first (ACPI power button, then QMP quit), forceful after (SIGTERM, SIGKILL); succeeds
-// when the process is already gone. Positional parameters: pidfile socket timeout-seconds.
-const STOP_SCRIPT = [
-  "pidfile=$1 sock=$2 timeout=$3",
-  QMP_FUNCTION,
-  'ours() { [ -n "$pid" ] && tr \'\\0\' \'\\n\' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; }',
-  'gone_within() { n=0; while ours; do [ "$n" -ge "$1" ] && return 1; sleep 0.1; n=$((n + 1)); done; return 0; }',
-  'pid=$(cat -- "$pidfile" 2>/dev/null || true)',
-  "case $pid in ''|*[!0-9]*) pid= ;; esac",
-  "if ours; then",
-  `  if [ "$timeout" -gt 0 ] && qmp "$sock" '${qmpCommand("system_powerdown")}' >/dev/null && gone_within $((timeout * 10)); then`,
-  '    echo "powered off by the guest"',
-  `  elif qmp "$sock" '${qmpCommand("quit")}' >/dev/null && gone_within 50; then`,
-  '    echo "quit after ${timeout}s"',
-  "  else",
-  '    kill -TERM "$pid" 2>/dev/null; gone_within 50 || kill -KILL "$pid" 2>/dev/null',
-  '    gone_within 50 || { echo "qemu (pid $pid) is still running after SIGKILL" >&2; exit 1; }',
-  '    echo "killed"',
-  "  fi",
-  "fi",
-  'rm -f -- "$pidfile" "$sock"',
-].join("\n");
-
-// Creates a disk image unless something appeared at the path since it was observed.
-const CREATE_DISK_SCRIPT = [
-  "set -e",
-  'mkdir -p -- "$(dirname -- "$1")"',
-  'if [ -e "$1" ]; then echo "$1 appeared since it was observed; not overwriting it" >&2; exit 1; fi',
-  'qemu-img create -q -f "$2" "$1" "$3"',
-].join("\n");
 
 /** Returns the step that shuts the guest down: powerdown, `quit` after the timeout, then signals. */
 export function stopStep(g: QemuGuestInputs, why: string): Step {
   const p = guestPaths(g.name);
   return {
     summary: `${why}: ACPI powerdown, quit after ${g.shutdownTimeoutSeconds}s, then kill`,
-    argv: ["sh", "-c", STOP_SCRIPT, "sh", p.pidFile, p.qmpSocket, String(g.shutdownTimeoutSeconds)],
+    script: scriptIn(__dirname, "qemu-stop.sh", [
+      p.pidFile,
+      p.qmpSocket,
+      String(g.shutdownTimeoutSeconds),
+    ]),
   };
 }
 
@@ -299,7 +273,7 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
     if (img === undefined) {
       steps.push({
         summary: `create ${d.format} disk image ${d.path} (${size})`,
-        argv: ["sh", "-c", CREATE_DISK_SCRIPT, "sh", d.path, d.format, size],
+        script: scriptIn(__dirname, "qemu-create-disk.sh", [d.path, d.format, size]),
       });
     } else if (img.virtualSize < d.sizeGiB * GIB && imagesFree) {
       steps.push({

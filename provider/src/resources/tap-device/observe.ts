@@ -2,10 +2,10 @@ import { z } from "zod";
 import type { Host } from "../../host/host";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalIPv6 } from "../../net";
-import { CLAIMS_DIR, parseSysctlProbe, SYSCTL_PROBE, type SysctlKey } from "../../sysctl";
+import { parseProbe } from "../../host/probe";
+import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
-
-export const SEPARATOR = "--pulumi-hypervisor--";
 
 /** Returns the owner under which this tap claims host-wide sysctls. */
 export function claimOwner(name: string): string {
@@ -19,47 +19,6 @@ export function proxyArpKey(ifname: string): SysctlKey {
 
 export const IP_FORWARD: SysctlKey = "net/ipv4/ip_forward";
 export const DEFAULT_PROXY_ARP: SysctlKey = proxyArpKey("default");
-
-// One round trip: links with tun details, host routes v4/v6, the sysctls (those asked for plus
-// every claim this tap holds, found in the claims directory so a claim left by an older
-// configuration is released too), the tap's owner/group (sysfs has them as numbers, `ip -j`
-// prints names when it can), the desired owner/group resolved on the host, and the processes
-// holding the tap (the tun driver prints `iff:\t<name>` in the fdinfo of an attached fd). fdinfo
-// does not say which network namespace the device lives in, so only processes in this shell's
-// namespace count: a tap of the same name in a container is another device.
-const OBSERVE_SCRIPT = [
-  'name=$1 user=$2 group=$3 owner="tapdevice-$1"',
-  "shift 3",
-  "ip -d -j link show || exit",
-  `echo ${SEPARATOR}`,
-  "ip -j route show table main || exit",
-  `echo ${SEPARATOR}`,
-  // A host booted with ipv6.disable=1 has no IPv6 routing table.
-  "ip -6 -j route show table main 2>/dev/null || echo '[]'",
-  `echo ${SEPARATOR}`,
-  "probe() {",
-  SYSCTL_PROBE,
-  "}",
-  "set -f",
-  `claimed=$(cd ${CLAIMS_DIR} 2>/dev/null && find . -type f -name "$owner" 2>/dev/null | sed -e 's|^\\./||' -e 's|/[^/]*$||')`,
-  'probe "$owner" "$@" $claimed',
-  "set +f",
-  `echo ${SEPARATOR}`,
-  "d=/sys/class/net/$name",
-  'if [ -r "$d/owner" ]; then echo "owner $(cat "$d/owner")"; fi',
-  'if [ -r "$d/group" ]; then echo "group $(cat "$d/group")"; fi',
-  'if [ -n "$user" ]; then echo "uid $(getent passwd "$user" | cut -d: -f3)"; fi',
-  'if [ -n "$group" ]; then echo "gid $(getent group "$group" | cut -d: -f3)"; fi',
-  `echo ${SEPARATOR}`,
-  "tab=$(printf '\\t')",
-  "self=$(readlink /proc/$$/ns/net)",
-  'for f in $(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do',
-  "  pid=${f#/proc/}; pid=${pid%%/*}",
-  '  [ "$(readlink /proc/$pid/ns/net 2>/dev/null)" = "$self" ] || continue',
-  "  echo \"holder $pid $(tr '\\000\\n\\t' '   ' < /proc/$pid/cmdline 2>/dev/null | cut -c1-300)\"",
-  "done",
-  "exit 0",
-].join("\n");
 
 /** Returns the names to resolve on the host: only names, numeric ids need no lookup. */
 function lookupName(account: string | null): string {
@@ -77,18 +36,14 @@ export function probedKeys(inputs: TapDeviceInputs): SysctlKey[] {
   ];
 }
 
-/** Returns the argv of the single observe probe. */
-export function observeArgv(inputs: TapDeviceInputs): string[] {
-  return [
-    "sh",
-    "-c",
-    OBSERVE_SCRIPT,
-    "sh",
+/** Returns the call of the single observe probe (tap-probe.sh). */
+export function observeCall(inputs: TapDeviceInputs): ScriptCall {
+  return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
     lookupName(inputs.owner),
     lookupName(inputs.group),
     ...probedKeys(inputs),
-  ];
+  ]);
 }
 
 // Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
@@ -192,25 +147,24 @@ export function parseHolders(text: string): TapHolder[] {
 
 /** Returns the tap state parsed from the probe's output. */
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
-  const sections = stdout.split(`${SEPARATOR}\n`);
-  if (sections.length !== 6) {
-    throw new Error(`unexpected output of the tap probe: ${sections.length} sections, expected 6`);
-  }
-  const [links = "", routes4 = "", routes6 = "", sysctls = "", ids = "", holders = ""] = sections;
-  const all = parseTapLinks(links);
+  const out = parseProbe(stdout, "the tap probe");
+  const all = parseTapLinks(out.need("links"));
   const link = all[name];
-  const id = parseIds(ids);
+  const id = parseIds(out.need("ids"));
   return {
     name,
     tap: link && link.kind === "tun" && link.tunType === "tap" ? link : undefined,
     links: all,
-    hostRoutes: [...parseHostRoutes(routes4, 4), ...parseHostRoutes(routes6, 6)],
-    sysctls: parseSysctlProbe(sysctls),
+    hostRoutes: [
+      ...parseHostRoutes(out.need("routes4"), 4),
+      ...parseHostRoutes(out.need("routes6"), 6),
+    ],
+    sysctls: parseSysctlProbe(out.need("sysctls")),
     ownerId: idOf(id["owner"]),
     groupId: idOf(id["group"]),
     resolvedUid: resolved(id["uid"]),
     resolvedGid: resolved(id["gid"]),
-    holders: parseHolders(holders),
+    holders: parseHolders(out.need("holders")),
   };
 }
 
@@ -219,6 +173,6 @@ export async function observeTapDevice(
   host: Host,
   inputs: TapDeviceInputs,
 ): Promise<TapDeviceState> {
-  const r = await host.run({ argv: observeArgv(inputs) });
+  const r = await runScript(host, observeCall(inputs));
   return parseTapDeviceState(inputs.name, r.stdout);
 }

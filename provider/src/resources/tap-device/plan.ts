@@ -1,3 +1,4 @@
+import { scriptIn } from "../../host/script";
 import { PlanError } from "../../resource";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
@@ -7,7 +8,6 @@ import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } f
 // The tap's own proxy_arp lives and dies with the tap, which this resource owns, so it is set
 // directly rather than claimed: a claim would outlive a tap deleted by hand, and releasing it
 // would then write to a /proc/sys file that no longer exists.
-const SET_PROXY_ARP_SCRIPT = 'echo "$2" > "/proc/sys/net/ipv4/conf/$1/proxy_arp"';
 
 // The tun driver's default MTU (ETH_DATA_LEN): what a tap has right after `ip tuntap add`.
 const TAP_DEFAULT_MTU = 1500;
@@ -249,7 +249,7 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
   if (tapProxy !== wantProxy) {
     steps.push({
       summary: `set net.ipv4.conf.${name}.proxy_arp=${wantProxy}`,
-      argv: ["sh", "-c", SET_PROXY_ARP_SCRIPT, "sh", name, wantProxy],
+      script: scriptIn(__dirname, "tap-set-proxy-arp.sh", [name, wantProxy]),
     });
   }
 

@@ -1,0 +1,32 @@
+# shellcheck shell=sh
+# A library for the dnsmasq steps; the including script sets $pid and $conf.
+# shellcheck disable=SC2154
+us=$(printf '\037')
+# Succeeds when $pid is a live dnsmasq in this mount namespace started with exactly
+# --conf-file=$conf (a zombie has an empty cmdline), so a reused pid is never signalled.
+ours() {
+  [ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt)" ] || return 1
+  a=$(tr '\000' '\037' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
+  exe=${a%%"$us"*}
+  case "$exe" in dnsmasq|*/dnsmasq) ;; *) return 1 ;; esac
+  [ "${a#*"$us"}" = "--conf-file=$conf$us" ]
+}
+# An exiting process loses its cmdline before it closes its sockets: wait until it is a zombie
+# or reaped, or the next dnsmasq cannot bind.
+gone() {
+  s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+  s=${s##*) }
+  [ "${s%% *}" = Z ]
+}
+# TERM, then KILL after 5 s; returns once the process is gone.
+stop() {
+  ours || return 0
+  kill -s TERM "$pid" 2>/dev/null || true
+  i=0
+  until gone; do
+    i=$((i + 1))
+    if [ "$i" -eq 100 ] && ours; then kill -s KILL "$pid" 2>/dev/null || true; fi
+    if [ "$i" -ge 200 ]; then echo "dnsmasq $pid did not exit after SIGKILL" >&2; return 1; fi
+    sleep 0.05
+  done
+}

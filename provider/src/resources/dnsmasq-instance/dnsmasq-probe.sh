@@ -1,0 +1,30 @@
+#!/bin/sh
+# The DnsmasqInstance probe, one round trip: dnsmasq-probe.sh CONF HOSTS PIDFILE LEASES CONFIG-DIR
+# RUN-DIR DATA-DIR CONFIG-ROOT. Processes are found by name in /proc and kept only when they share
+# this shell's mount namespace: the config path names a file in this namespace, and a container
+# (or another lab host) may run a dnsmasq with the same path. A file's section is printed only
+# when the file exists.
+. ../../host/probe.sh
+conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8
+dump() { if [ -f "$2" ]; then section "$1"; cat -- "$2"; fi; }
+self=$(readlink /proc/self/ns/mnt)
+section processes
+for d in /proc/[0-9]*; do
+  { read -r comm < "$d/comm"; } 2>/dev/null || continue
+  [ "$comm" = dnsmasq ] || continue
+  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
+  { read -r _ _ state ppid _ < "$d/stat"; } 2>/dev/null || continue
+  args=$(tr '\000' '\037' < "$d/cmdline" 2>/dev/null) || continue
+  echo "${d#/proc/} $ppid $state $args"
+done
+dump pidfile "$pidf"
+dump config "$conf"
+dump hosts "$hosts"
+dump leases "$leases"
+section dirs
+for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done
+section instances
+for f in "$root"/*/dnsmasq.conf; do [ -f "$f" ] && grep -H "^interface=" "$f"; done
+section addresses
+ip -j addr show
+exit 0

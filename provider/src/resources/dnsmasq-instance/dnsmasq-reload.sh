@@ -1,0 +1,13 @@
+#!/bin/sh
+# Installs the hosts file from stdin and makes dnsmasq re-read it: dnsmasq-reload.sh PID CONF
+# HOSTS. The file is renamed into place only when $pid is still our dnsmasq, and the SIGHUP
+# follows at once, so the file on disk is the one the process has loaded.
+set -e
+pid=$1 conf=$2 hosts=$3
+. ./dnsmasq-lib.sh
+ours || { echo "process $pid is not dnsmasq running $conf (has it exited?)" >&2; exit 1; }
+th="$hosts.pulumi-tmp.$$"
+trap 'rm -f -- "$th"' EXIT
+(umask 022; cat > "$th")
+mv -f -- "$th" "$hosts"
+kill -s HUP "$pid"

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The NatRule probe, one round trip: nat-probe.sh TABLE SYSCTL-OWNER. Which tools exist, the
+# provider's nft table (only that table: `list tables` first, so an absent table is not confused
+# with a failing nft), iptables-save (every table the host has, without loading modules), and the
+# ip_forward claim. A listing that fails prints `pulumi-hypervisor-failed: <what it said>`.
+. ../../host/probe.sh
+. ../../sysctl-probe.sh
+t=$1 owner=$2
+failed=pulumi-hypervisor-failed:
+have() { command -v "$1" >/dev/null 2>&1; }
+section tools
+if have nft; then echo "nft yes"; else echo "nft no"; fi
+if have iptables-save && have iptables-restore; then echo "iptables yes"; else echo "iptables no"; fi
+section nft
+if have nft; then
+  if tables=$(nft list tables ip 2>&1); then
+    if printf '%s\n' "$tables" | grep -qxF -e "table ip $t"; then
+      if out=$(nft -j list table ip "$t" 2>&1); then printf '%s\n' "$out"; else printf '%s %s\n' "$failed" "$out"; fi
+    fi
+  else printf '%s %s\n' "$failed" "$tables"; fi
+fi
+section iptables
+if have iptables-save; then
+  if out=$(iptables-save 2>&1); then printf '%s\n' "$out"; else printf '%s %s\n' "$failed" "$out"; fi
+fi
+section sysctl
+probe_sysctl "$owner" net/ipv4/ip_forward

@@ -1,0 +1,79 @@
+#!/bin/sh
+# The QemuGuest probe, one round trip. Positional parameters: name pidfile socket configfile
+# rundir configdir seriallog runas probe-kvm(0/1) bridge-conf(0/1), then counted lists: disks,
+# links, files.
+. ../../host/probe.sh
+. ./qmp.sh
+. ./kvm-probe.sh
+# shellcheck disable=SC2034 # name is not used, but keeps the parameters readable
+name=$1 pidfile=$2 sock=$3 config=$4 rundir=$5 configdir=$6 log=$7 runas=$8 probe=$9
+shift 9
+bconf=$1; shift
+hex() { od -An -v -tx1 "$1" 2>/dev/null | tr -d ' \n'; }
+section uid; id -u
+section programs
+for p in qemu-system-x86_64 qemu-img socat; do command -v "$p" >/dev/null 2>&1 && echo "$p"; done
+section present
+[ -d "$rundir" ] && echo runDir
+[ -d "$configdir" ] && echo configDir
+[ -e "$log" ] && echo serialLog
+pid=$(cat -- "$pidfile" 2>/dev/null || true)
+case $pid in ''|*[!0-9]*) pid= ;; esac
+# The pid is ours only when that process was started with our pid file (pids get reused).
+if [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; then
+  section process "$pid"; hex "/proc/$pid/cmdline"
+  section qmp
+  qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
+else
+  pid=
+fi
+if [ -f "$config" ]; then section config; cat -- "$config"; fi
+root=$(dirname -- "$configdir")
+for f in "$root"/*/guest.json; do
+  # shellcheck disable=SC2015 # continue unless it is a file and not this guest's own config
+  [ -f "$f" ] && [ "$f" != "$config" ] || continue
+  section other-config "$(basename -- "$(dirname -- "$f")")"; cat -- "$f"
+done
+# Other QEMU processes in this network namespace (comm is read with a builtin: no fork per pid).
+mynet=$(readlink /proc/self/ns/net)
+for d in /proc/[0-9]*; do
+  [ "$d" = "/proc/$pid" ] && continue
+  read -r c 2>/dev/null <"$d/comm" || continue
+  case $c in qemu-system-*|qemu-kvm|kvm) ;; *) continue ;; esac
+  [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue
+  section other-process "${d#/proc/}"; hex "$d/cmdline"
+done
+n=$1; shift; i=0
+while [ "$i" -lt "$n" ]; do
+  section disk "$1"
+  if [ -e "$1" ]; then
+    if out=$(qemu-img info -U --output=json "$1" 2>&1); then printf '%s\n' "$out"; else printf 'error %s\n' "$out"; fi
+  fi
+  shift; i=$((i + 1))
+done
+n=$1; shift; i=0
+while [ "$i" -lt "$n" ]; do
+  section link "$1"; ip -j -d link show dev "$1" 2>/dev/null
+  shift; i=$((i + 1))
+done
+n=$1; shift; i=0
+while [ "$i" -lt "$n" ]; do
+  [ -r "$1" ] || { section missing-file "$1"; }
+  shift; i=$((i + 1))
+done
+# qemu-bridge-helper reads bridge.conf and the files it includes (errors in includes ignored).
+conf() {
+  [ "$2" -gt 8 ] && return
+  [ -r "$1" ] || return
+  section bridge-conf "$1"; cat -- "$1"
+  # shellcheck disable=SC2013 # one include path per word: bridge.conf paths have no spaces
+  for inc in $(sed -n 's/^[[:space:]]*include[[:space:]][[:space:]]*//p' "$1"); do conf "$inc" $(($2 + 1)); done
+}
+if [ "$bconf" = 1 ]; then
+  conf /etc/qemu/bridge.conf 0
+  for h in /usr/lib/qemu/qemu-bridge-helper /usr/libexec/qemu-bridge-helper /usr/local/libexec/qemu-bridge-helper; do
+    if [ -x "$h" ]; then section bridge-helper; stat -c '%u %a %n' -- "$h"; break; fi
+  done
+fi
+if [ -n "$runas" ]; then section runas; id -u -- "$runas" 2>/dev/null || echo missing; fi
+if [ "$probe" = 1 ] && [ -z "$pid" ]; then section kvm; kvm_probe; fi

@@ -1,0 +1,42 @@
+#!/bin/sh
+# The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP SYSCTL-KEY...
+# Links with tun details, host routes v4/v6, the sysctls (those asked for plus every claim this
+# tap holds, found in the claims directory so a claim left by an older configuration is released
+# too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
+# desired owner/group resolved on the host, and the processes holding the tap (the tun driver
+# prints `iff:\t<name>` in the fdinfo of an attached fd). fdinfo does not say which network
+# namespace the device lives in, so only processes in this shell's namespace count: a tap of the
+# same name in a container is another device.
+. ../../host/probe.sh
+. ../../sysctl-probe.sh
+name=$1 user=$2 group=$3 owner="tapdevice-$1"
+shift 3
+section links
+ip -d -j link show || exit
+section routes4
+ip -j route show table main || exit
+section routes6
+# A host booted with ipv6.disable=1 has no IPv6 routing table.
+ip -6 -j route show table main 2>/dev/null || echo '[]'
+section sysctls
+set -f
+claimed=$(cd /run/pulumi-hypervisor/sysctl 2>/dev/null && find . -type f -name "$owner" 2>/dev/null | sed -e 's|^\./||' -e 's|/[^/]*$||')
+# shellcheck disable=SC2086 # one key per line of find's output, globbing is off
+probe_sysctl "$owner" "$@" $claimed
+set +f
+section ids
+d=/sys/class/net/$name
+if [ -r "$d/owner" ]; then echo "owner $(cat "$d/owner")"; fi
+if [ -r "$d/group" ]; then echo "group $(cat "$d/group")"; fi
+if [ -n "$user" ]; then echo "uid $(getent passwd "$user" | cut -d: -f3)"; fi
+if [ -n "$group" ]; then echo "gid $(getent group "$group" | cut -d: -f3)"; fi
+section holders
+tab=$(printf '\t')
+self=$(readlink /proc/$$/ns/net)
+# shellcheck disable=SC2013 # grep prints /proc paths, which have no spaces
+for f in $(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
+  pid=${f#/proc/}; pid=${pid%%/*}
+  [ "$(readlink /proc/"$pid"/ns/net 2>/dev/null)" = "$self" ] || continue
+  echo "holder $pid $(tr '\000\n\t' '   ' < /proc/"$pid"/cmdline 2>/dev/null | cut -c1-300)"
+done
+exit 0

@@ -1,0 +1,59 @@
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PROBE_MARK } from "../../provider/src/host/probe";
+import { scriptBody } from "../../provider/src/host/script";
+import { BRIDGE_CONF, PORTS_DIR } from "../../provider/src/resources/bridge/observe";
+import { FAILED } from "../../provider/src/resources/nat-rule/observe";
+import { QEMU_BINARY } from "../../provider/src/resources/qemu-guest/argv";
+import {
+  BRIDGE_HELPER_PATHS,
+  KVM_PROBE_TENTHS,
+} from "../../provider/src/resources/qemu-guest/observe";
+import { CLAIMS_DIR } from "../../provider/src/sysctl";
+
+const SRC = join(__dirname, "../../provider/src");
+const scripts = readdirSync(SRC, { recursive: true })
+  .map(String)
+  .filter((f) => f.endsWith(".sh"))
+  .map((f) => f.split("\\").join("/"))
+  .sort();
+
+function parses(shell: string, args: string[]): string {
+  const r = spawnSync(shell, ["-n", ...args], { encoding: "utf8" });
+  return r.status === 0 ? "" : `${shell} -n: ${r.stderr.trim() || `exit ${r.status}`}`;
+}
+
+describe("the shell scripts run on hosts", () => {
+  it("are found", () => {
+    expect(scripts.length).toBeGreaterThan(20);
+  });
+
+  // Each file as written, and as it travels (includes inlined), must parse in a POSIX sh and in
+  // dash (Debian's /bin/sh); a failure names the file.
+  it.each(scripts)("%s parses with sh -n and dash -n, alone and with its includes", (name) => {
+    const problems = ["sh", "dash"].flatMap((shell) =>
+      [parses(shell, [join(SRC, name)]), parses(shell, ["-c", scriptBody(name)])].filter(
+        (p) => p !== "",
+      ),
+    );
+    expect(problems, name).toEqual([]);
+  });
+
+  it("name the paths and markers the TypeScript side uses", () => {
+    const text = (name: string): string => readFileSync(join(SRC, name), "utf8");
+    expect(text("host/probe.sh")).toContain(PROBE_MARK);
+    expect(text("sysctl-claim.sh")).toContain(CLAIMS_DIR);
+    expect(text("sysctl-probe.sh")).toContain(CLAIMS_DIR);
+    expect(text("resources/tap-device/tap-probe.sh")).toContain(CLAIMS_DIR);
+    expect(text("resources/bridge/bridge-probe.sh")).toContain(BRIDGE_CONF);
+    expect(text("resources/bridge/bridge-probe.sh")).toContain(PORTS_DIR);
+    expect(text("resources/bridge/qemu-bridge-helper.sh")).toContain(BRIDGE_CONF);
+    expect(text("resources/qemu-guest/qemu-probe.sh")).toContain(BRIDGE_CONF);
+    expect(text("resources/qemu-guest/qemu-probe.sh")).toContain(BRIDGE_HELPER_PATHS.join(" "));
+    expect(text("resources/qemu-guest/qemu-probe.sh")).toContain(QEMU_BINARY);
+    expect(text("resources/qemu-guest/kvm-probe.sh")).toContain(`-lt ${KVM_PROBE_TENTHS} `);
+    expect(text("resources/nat-rule/nat-probe.sh")).toContain(`failed=${FAILED}`);
+  });
+});
