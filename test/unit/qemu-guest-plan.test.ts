@@ -149,7 +149,7 @@ describe("parsing the real observe probe", () => {
       P.configDir,
       P.serialLog,
       "nosuchuser",
-      "1",
+      "q35", // the machine type KVM is probed with
       "1",
       "1",
       "/var/lib/hv-fixture/g1.qcow2",

@@ -30,7 +30,7 @@ export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
     p.configDir,
     p.serialLog,
     g.runAs ?? "",
-    probeKvm ? "1" : "0",
+    probeKvm ? g.machine : "",
     g.nics.some((n) => n.bridge !== undefined) ? "1" : "0",
     String(g.disks.length),
     ...g.disks.map((d) => d.path),
@@ -209,20 +209,21 @@ function safeJson(text: string): unknown {
   }
 }
 
-// KVM usability per host for this provider process: the probe costs up to 3 s where nested
-// virtualization is broken, and whether KVM works does not change between the steps of a deployment.
+// KVM usability per host and machine type for this provider process: the probe costs up to 3 s
+// where nested virtualization is broken, and it does not change between the steps of a deployment.
 const KVM_CACHE_MS = 10 * 60 * 1000;
 const kvmCache = new Map<string, { at: number; kvm: { usable: boolean; reason: string } }>();
 
 /** Observes the guest, its surroundings and (when a start may need it) KVM, in one remote command. */
 export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<QemuGuestState> {
-  const cached = kvmCache.get(host.label);
+  const key = `${host.label} ${g.machine}`;
+  const cached = kvmCache.get(key);
   const fresh =
     cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
   const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
   const r = await runScript(host, observeCall(g, wantKvm));
   const state = parseQemuGuestState(g, r.stdout);
-  if (state.kvm !== undefined) kvmCache.set(host.label, { at: Date.now(), kvm: state.kvm });
+  if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
   else if (fresh !== undefined) state.kvm = fresh;
   return state;
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The QemuGuest probe, one round trip. Positional parameters: name pidfile socket configfile
-# rundir configdir seriallog runas probe-kvm(0/1) bridge-conf(0/1), then counted lists: disks,
+# rundir configdir seriallog runas kvm-probe-machine (empty: no probe) bridge-conf(0/1), then counted lists: disks,
 # links, files.
 . ../../host/probe.sh
 . ./qmp.sh
@@ -76,4 +76,4 @@ if [ "$bconf" = 1 ]; then
   done
 fi
 if [ -n "$runas" ]; then section runas; id -u -- "$runas" 2>/dev/null || echo missing; fi
-if [ "$probe" = 1 ] && [ -z "$pid" ]; then section kvm; kvm_probe; fi
+if [ -n "$probe" ] && [ -z "$pid" ]; then section kvm; kvm_probe "$probe"; fi
