@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { Server, utils as sshUtils, type Connection as ServerClient, type ParsedKey } from "ssh2";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Connection, connectionLabel } from "../../provider/src/host/connection";
-import { CommandError, readFile, writeFile } from "../../provider/src/host/host";
+import { CommandError, CommandSignalError, SshConnectionError } from "../../provider/src/errors";
+import { readFile, writeFile } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor, sshStats } from "../../provider/src/host/pool";
-import { CommandSignalError, SshConnectionError } from "../../provider/src/host/ssh-host";
 
 // A real ssh2.Server in this process (pulumi-command's approach) that runs each exec'd command
 // with /bin/sh -c, so these tests check the exact command lines the provider sends.

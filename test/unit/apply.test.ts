@@ -3,13 +3,9 @@ import { mkdtempSync, readFileSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applySteps, batchSteps, StepError } from "../../provider/src/apply";
-import {
-  CommandError,
-  type Host,
-  type RunRequest,
-  type RunResult,
-} from "../../provider/src/host/host";
+import { applySteps, batchSteps } from "../../provider/src/apply";
+import { CommandError, StepError } from "../../provider/src/errors";
+import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 
 /** Runs argv on this machine with /bin/sh semantics, counting round trips. */
 class LocalHost implements Host {

@@ -1,7 +1,14 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { reasonOf, SshConnectionError } from "../errors";
+import { logWarn } from "../log";
+import type { Connection } from "./connection";
 
-// Pure helpers for SSH host keys: OpenSSH public key lines, SHA256 fingerprints as ssh-keygen
-// prints them, and known_hosts lookups (plain, "[host]:port", wildcards, negations, hashed "|1|").
+// SSH host keys: OpenSSH public key lines, SHA256 fingerprints as ssh-keygen prints them,
+// known_hosts lookups (plain, "[host]:port", wildcards, negations, hashed "|1|"), and the check a
+// connection's settings ask for (pinned key, known_hosts file, or none at all).
 
 /** An SSH public key: its type name and its wire-format blob. */
 export interface PublicKey {
@@ -215,4 +222,68 @@ const ALGORITHMS_OF_TYPE: Readonly<Record<string, readonly string[]>> = {
  */
 export function hostKeyAlgorithmsFor(types: readonly string[]): string[] {
   return [...new Set(types.flatMap((t) => ALGORITHMS_OF_TYPE[t] ?? []))];
+}
+
+/** How a dial verifies the key a server presents, and which key types to ask for first. */
+export interface HostKeyCheck {
+  readonly verify: (blob: Buffer) => HostKeyVerdict;
+  readonly preferTypes: readonly string[];
+}
+
+function expandHome(path: string): string {
+  return path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
+}
+
+/**
+ * Returns the host key check a connection asks for: its pinned hostKey, else no check when
+ * insecureIgnoreHostKey is set (with a warning), else its known_hosts file (~/.ssh/known_hosts).
+ */
+export async function hostKeyCheckFor(conn: Connection, label: string): Promise<HostKeyCheck> {
+  const { host, port, hostKey } = conn;
+  if (hostKey !== undefined) {
+    const pin = parseHostKeyPin(hostKey);
+    if (!pin) {
+      throw new SshConnectionError(
+        label,
+        "config",
+        `${label}: connection.hostKey is neither an OpenSSH public key line nor a SHA256: fingerprint`,
+      );
+    }
+    return {
+      verify: (blob) => checkPinnedHostKey(blob, pin),
+      preferTypes: pin.type ? [pin.type] : [],
+    };
+  }
+  if (conn.insecureIgnoreHostKey) {
+    let warned = false;
+    return {
+      verify: (blob) => {
+        if (!warned) {
+          warned = true;
+          logWarn(
+            `${label}: insecureIgnoreHostKey is set: accepting host key ${describeKey(blob)} without verification`,
+          );
+        }
+        return { ok: true };
+      },
+      preferTypes: [],
+    };
+  }
+  const file = expandHome(conn.knownHostsFile ?? join(homedir(), ".ssh", "known_hosts"));
+  let content: string | undefined;
+  try {
+    content = await readFile(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
+      throw new SshConnectionError(
+        label,
+        "config",
+        `${label}: cannot read known_hosts file ${file}: ${reasonOf(err)}`,
+      );
+    }
+  }
+  return {
+    verify: (blob) => checkKnownHosts(blob, content, host, port, file),
+    preferTypes: content === undefined ? [] : knownHostKeyTypes(content, host, port),
+  };
 }

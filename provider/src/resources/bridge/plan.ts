@@ -1,5 +1,5 @@
 import { quoteArgv } from "../../host/quote";
-import { PlanError } from "../../resource";
+import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import { BRIDGE_CONF, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";

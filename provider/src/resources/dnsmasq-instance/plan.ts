@@ -1,5 +1,5 @@
 import { ipv4InCidr } from "../../net";
-import { PlanError } from "../../resource";
+import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import { renderDhcpHosts, renderDnsmasqConf } from "./render";
 import {

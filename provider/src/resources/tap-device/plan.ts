@@ -1,4 +1,4 @@
-import { PlanError } from "../../resource";
+import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
 import { claimOwner, DEFAULT_PROXY_ARP, IP_FORWARD, proxyArpKey } from "./observe";

@@ -1,0 +1,150 @@
+import type { Client, ClientChannel } from "ssh2";
+import { reasonOf } from "../errors";
+import { sshCounters } from "./ssh-stats";
+
+// Channels on one pooled connection: how many may be open at once, and one command's exec with
+// its stdin and collected output.
+
+/** Channels used at once on one connection; sshd's default MaxSessions is 10. */
+export const MAX_CHANNELS_PER_CONNECTION = 8;
+
+/** exec threw synchronously: nothing was sent on this connection, so it is stale. */
+export class StaleConnectionError extends Error {}
+
+/** The proxy's connection is up but it could not open a tunnel to the next hop. */
+export class TunnelError extends Error {}
+
+/** How a command's channel ended. */
+export interface Outcome {
+  readonly code: number | undefined;
+  readonly signal: string | undefined;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly streamError: string | undefined;
+}
+
+/** A command's open channel and how it will end. */
+export interface Running {
+  readonly channel: ClientChannel;
+  /** Settles when the channel closes; never rejects. */
+  readonly outcome: Promise<Outcome>;
+}
+
+/** A counting semaphore: at most `limit` holders, the slot passing to the oldest waiter. */
+export class ChannelLimit {
+  private active = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(private readonly limit = MAX_CHANNELS_PER_CONNECTION) {}
+
+  /** Returns whether a slot is held or awaited. */
+  get busy(): boolean {
+    return this.active > 0 || this.waiters.length > 0;
+  }
+
+  /** Returns once a slot is held. */
+  acquire(): Promise<void> {
+    if (this.active < this.limit) {
+      this.active++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Returns whether the connection is now unused (no slot held or awaited). */
+  release(): boolean {
+    const next = this.waiters.shift();
+    if (next) {
+      next(); // the slot passes to the oldest waiter
+      return false;
+    }
+    this.active--;
+    return !this.busy;
+  }
+}
+
+// Listens before returning: ssh2 can parse the exec reply, the output, the exit status and the
+// close from one read, so a listener attached after an await would miss the exit status.
+function watchChannel(channel: ClientChannel): Running {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let code: number | undefined;
+  let signal: string | undefined;
+  let streamError: string | undefined;
+  channel.on("data", (chunk: Buffer) => out.push(chunk));
+  channel.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+  channel.on("exit", (status: number | null, name?: string) => {
+    if (typeof status === "number") code = status;
+    else if (name) signal = name;
+  });
+  channel.on("error", (e: unknown) => {
+    streamError ??= reasonOf(e);
+  });
+  channel.stderr.on("error", (e: unknown) => {
+    streamError ??= reasonOf(e);
+  });
+  const outcome = new Promise<Outcome>((resolve) => {
+    channel.once("close", () =>
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+        streamError,
+      }),
+    );
+  });
+  return { channel, outcome };
+}
+
+/** Returns the running command; rejects with StaleConnectionError when nothing could be sent. */
+export function openExec(client: Client, command: string): Promise<Running> {
+  return new Promise((resolve, reject) => {
+    try {
+      client.exec(command, (err, channel) => {
+        if (err) {
+          reject(err);
+          return;
+        }
+        sshCounters.channelsOpened++;
+        resolve(watchChannel(channel));
+      });
+    } catch (err) {
+      reject(new StaleConnectionError(reasonOf(err)));
+    }
+  });
+}
+
+/** Returns the outcome once stdin is written and the channel has closed. */
+export async function feedAndWait(running: Running, stdin: readonly Buffer[]): Promise<Outcome> {
+  for (const chunk of stdin) running.channel.write(chunk);
+  running.channel.end();
+  return running.outcome;
+}
+
+/**
+ * Returns a tunnel to host:port through the client; rejects with TunnelError. `onClose` runs
+ * when the tunnel closes (attached at once: it may close within the same read).
+ */
+export function openForwardChannel(
+  client: Client,
+  host: string,
+  port: number,
+  onClose: () => void,
+): Promise<ClientChannel> {
+  return new Promise<ClientChannel>((resolve, reject) => {
+    try {
+      client.forwardOut("127.0.0.1", 0, host, port, (err, channel) => {
+        if (err) {
+          reject(new TunnelError(reasonOf(err)));
+          return;
+        }
+        sshCounters.channelsOpened++;
+        channel.once("close", onClose);
+        resolve(channel);
+      });
+    } catch (err) {
+      reject(new TunnelError(reasonOf(err)));
+    }
+  });
+}
