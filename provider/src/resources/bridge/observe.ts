@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host } from "../../host/host";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
@@ -6,7 +7,6 @@ import type { ObserveContext } from "../../resource";
 import type { BridgeState, Link, Route } from "./schema";
 
 export const SEPARATOR = "--pulumi-hypervisor--";
-export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
 export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";
 

@@ -1,7 +1,8 @@
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { quoteArgv } from "../../host/quote";
 import { PlanError } from "../../errors";
 import type { Step } from "../../step";
-import { BRIDGE_CONF, PORTS_DIR } from "./observe";
+import { PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
 
 // Edits only the provider's own marker+allow pair, under a lock, so concurrent bridges on one host

@@ -1,14 +1,8 @@
-import { ipv4InCidr } from "../../net";
+import { hostAddressProblem, ipv4InCidr, ipv4NetworkAddress } from "../../net";
 import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import { renderDhcpHosts, renderDnsmasqConf } from "./render";
-import {
-  hostAddressProblem,
-  networkOf,
-  type DnsmasqInstanceInputs,
-  type DnsmasqPaths,
-  type DnsmasqState,
-} from "./schema";
+import type { DnsmasqInstanceInputs, DnsmasqPaths, DnsmasqState } from "./schema";
 
 // A shell function that succeeds when $pid is a live dnsmasq in this mount namespace started with
 // exactly --conf-file=$conf (a zombie has an empty cmdline), so a reused pid is never signalled.
@@ -215,7 +209,7 @@ function refuseUnservable(d: DnsmasqInstanceInputs, actual: DnsmasqState): void 
       );
     }
     const [ip = "", bits = "32"] = own.split("/");
-    subnet = `${networkOf(ip, Number(bits))}/${bits}`;
+    subnet = `${ipv4NetworkAddress(ip, Number(bits))}/${bits}`;
   }
   const check = (property: string, address: string): void => {
     const why = hostAddressProblem(address, subnet);

@@ -1,10 +1,10 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
+import { ipv4NetworkCidr } from "../../net";
 import { parseSysctlProbe, SYSCTL_PROBE } from "../../sysctl";
 import { CHAIN_SPECS, iptablesChain, jumpComment, nftTableName, sysctlOwner } from "./render";
 import {
   CHAIN_NAMES,
-  networkOf,
   type ChainName,
   type NatRuleState,
   type ObservedChain,
@@ -88,7 +88,7 @@ function nftCidr(v: Json): string | undefined {
   if (isObject(v) && isObject(v["prefix"])) {
     const p = v["prefix"];
     if (typeof p["addr"] === "string" && typeof p["len"] === "number")
-      return networkOf(p["addr"], p["len"]);
+      return ipv4NetworkCidr(p["addr"], p["len"]);
   }
   return undefined;
 }
@@ -288,7 +288,7 @@ function iptCidr(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
   const m = /^(\d+\.\d+\.\d+\.\d+)(?:\/(\d+))?$/.exec(v);
   if (!m) return undefined;
-  return networkOf(m[1] ?? "", m[2] === undefined ? 32 : Number(m[2]));
+  return ipv4NetworkCidr(m[1] ?? "", m[2] === undefined ? 32 : Number(m[2]));
 }
 
 const port = (v: string | undefined): number | undefined =>

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host } from "../../host/host";
 import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import {
@@ -12,7 +13,6 @@ import {
 import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
 
 export const SECTION = "--pulumi-hypervisor--";
-export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where distributions install qemu-bridge-helper (Debian first). */
 export const BRIDGE_HELPER_PATHS = [
   "/usr/lib/qemu/qemu-bridge-helper",

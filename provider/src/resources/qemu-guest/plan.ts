@@ -1,3 +1,4 @@
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import {
@@ -8,7 +9,6 @@ import {
   QEMU_LOG_ROOT,
   renderGuestConfig,
 } from "./argv";
-import { BRIDGE_CONF } from "./observe";
 import { QMP_FUNCTION, qmpCommand, qmpStep } from "./qmp";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
 
