@@ -63,16 +63,53 @@ export class ChannelLimit {
   }
 }
 
+/** What goes to a command's stdin: written at once, or in answer to what it prints on stderr. */
+export interface StdinFeed {
+  /** Runs once the channel is open, before any of its output is handled. */
+  open(sink: StdinSink): void;
+  /** Runs with each piece of stderr, in order (only while the feed still has something to send). */
+  stderr?(text: string, sink: StdinSink): void;
+  /** Returns the stderr the caller sees (a feed removes what it asked the command to print). */
+  cleanStderr?(stderr: string): string;
+}
+
+/** The writing end of a channel's stdin. */
+export interface StdinSink {
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
+/** Returns a feed that writes the chunks and closes stdin as soon as the channel opens. */
+export function writeAllFeed(chunks: readonly Buffer[]): StdinFeed {
+  return {
+    open(sink) {
+      for (const chunk of chunks) sink.write(chunk);
+      sink.end();
+    },
+  };
+}
+
 // Listens before returning: ssh2 can parse the exec reply, the output, the exit status and the
 // close from one read, so a listener attached after an await would miss the exit status.
-function watchChannel(channel: ClientChannel): Running {
+function watchChannel(channel: ClientChannel, feed: StdinFeed): Running {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let code: number | undefined;
   let signal: string | undefined;
   let streamError: string | undefined;
+  const sink: StdinSink = {
+    write: (chunk) => {
+      channel.write(chunk);
+    },
+    end: () => {
+      channel.end();
+    },
+  };
   channel.on("data", (chunk: Buffer) => out.push(chunk));
-  channel.stderr.on("data", (chunk: Buffer) => err.push(chunk));
+  channel.stderr.on("data", (chunk: Buffer) => {
+    err.push(chunk);
+    feed.stderr?.(chunk.toString("utf8"), sink);
+  });
   channel.on("exit", (status: number | null, name?: string) => {
     if (typeof status === "number") code = status;
     else if (name) signal = name;
@@ -84,21 +121,26 @@ function watchChannel(channel: ClientChannel): Running {
     streamError ??= reasonOf(e);
   });
   const outcome = new Promise<Outcome>((resolve) => {
-    channel.once("close", () =>
+    channel.once("close", () => {
+      const stderr = Buffer.concat(err).toString("utf8");
       resolve({
         code,
         signal,
         stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
+        stderr: feed.cleanStderr ? feed.cleanStderr(stderr) : stderr,
         streamError,
-      }),
-    );
+      });
+    });
   });
+  feed.open(sink);
   return { channel, outcome };
 }
 
-/** Returns the running command; rejects with StaleConnectionError when nothing could be sent. */
-export function openExec(client: Client, command: string): Promise<Running> {
+/**
+ * Returns the running command, its stdin fed by `feed`; rejects with StaleConnectionError when
+ * nothing could be sent.
+ */
+export function openExec(client: Client, command: string, feed: StdinFeed): Promise<Running> {
   return new Promise((resolve, reject) => {
     try {
       client.exec(command, (err, channel) => {
@@ -107,19 +149,12 @@ export function openExec(client: Client, command: string): Promise<Running> {
           return;
         }
         sshCounters.channelsOpened++;
-        resolve(watchChannel(channel));
+        resolve(watchChannel(channel, feed));
       });
     } catch (err) {
       reject(new StaleConnectionError(reasonOf(err)));
     }
   });
-}
-
-/** Returns the outcome once stdin is written and the channel has closed. */
-export async function feedAndWait(running: Running, stdin: readonly Buffer[]): Promise<Outcome> {
-  for (const chunk of stdin) running.channel.write(chunk);
-  running.channel.end();
-  return running.outcome;
 }
 
 /**

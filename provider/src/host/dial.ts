@@ -1,4 +1,5 @@
 import { createConnection } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from "ssh2";
 import { reasonOf, SshConnectionError } from "../errors";
 import { logWarn } from "../log";
@@ -49,10 +50,6 @@ class RetryableDialError extends Error {}
 function levelOf(err: unknown): string | undefined {
   const level = (err as { level?: unknown } | null)?.level;
   return typeof level === "string" ? level : undefined;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Returns a connection after up to dialErrorLimit dials; a refused key or login ends it at once. */

@@ -1,15 +1,17 @@
 import { isIP } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ClientChannel } from "ssh2";
 import { CommandError, CommandSignalError, reasonOf, SshConnectionError } from "../errors";
 import { logWarn } from "../log";
 import {
   ChannelLimit,
-  feedAndWait,
   openExec,
   openForwardChannel,
   StaleConnectionError,
+  writeAllFeed,
   type Outcome,
   type Running,
+  type StdinFeed,
 } from "./channels";
 import { connectionLabel, type Connection } from "./connection";
 import { dialWithRetry, type LiveConnection } from "./dial";
@@ -18,9 +20,10 @@ import { quoteArgv } from "./quote";
 import {
   buildRemoteCommand,
   fixedSudoMode,
+  newSudoMarks,
+  stdinFeedFor,
   SUDO_PROBE_COMMAND,
   sudoModeFromProbe,
-  sudoStdinPrefix,
   type SudoMode,
 } from "./sudo";
 
@@ -32,9 +35,7 @@ export const IDLE_CLOSE_MS = 1000;
 
 const CHANNEL_OPEN_RETRIES = 8;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
+const noStdin = (): StdinFeed => writeAllFeed([]);
 
 /** A Linux host reached over SSH; use hostFor() from ./pool rather than constructing one. */
 export class SshHost implements Host {
@@ -63,10 +64,11 @@ export class SshHost implements Host {
     // Runs that started before a failed dial share its error instead of dialing again.
     const epoch = this.dialFailures;
     const sudo = await this.resolveSudoMode(epoch);
-    const stdin = sudoStdinPrefix(this.conn, sudo);
-    if (req.stdin !== undefined) stdin.push(Buffer.from(req.stdin));
+    const stdin = req.stdin === undefined ? [] : [Buffer.from(req.stdin)];
+    const marks = newSudoMarks();
+    const feed = (): StdinFeed => stdinFeedFor(this.conn, sudo, stdin, marks);
     const shown = quoteArgv(req.argv);
-    const exit = await this.exec(buildRemoteCommand(req.argv, sudo), stdin, shown, epoch);
+    const exit = await this.exec(buildRemoteCommand(req.argv, sudo, marks), feed, shown, epoch);
     if (exit.signal !== undefined) {
       throw new CommandSignalError(this.label, req.argv, exit.signal, exit);
     }
@@ -87,7 +89,7 @@ export class SshHost implements Host {
     if (!this.clientAddress) {
       // Asked without sudo on purpose: sudo's env_reset drops SSH_CONNECTION. A fixed command.
       const command = 'printf %s "$SSH_CONNECTION"';
-      const asked = this.exec(command, [], command, this.dialFailures).then((exit) => {
+      const asked = this.exec(command, noStdin, command, this.dialFailures).then((exit) => {
         const first = exit.code === 0 ? exit.stdout.trim().split(/\s+/)[0] : undefined;
         return first && isIP(first) ? first : undefined;
       });
@@ -142,7 +144,7 @@ export class SshHost implements Host {
     if (!this.sudoMode) {
       // With NOPASSWD sudo never reads stdin, so a password sent anyway would become the
       // command's input: probe once and send the password only when sudo asks for one.
-      const probe = this.exec(SUDO_PROBE_COMMAND, [], SUDO_PROBE_COMMAND, epoch).then((exit) =>
+      const probe = this.exec(SUDO_PROBE_COMMAND, noStdin, SUDO_PROBE_COMMAND, epoch).then((exit) =>
         sudoModeFromProbe(this.label, exit.code),
       );
       this.sudoMode = probe;
@@ -156,7 +158,7 @@ export class SshHost implements Host {
   // Runs one command line on a channel of the pooled connection.
   private async exec(
     command: string,
-    stdin: readonly Buffer[],
+    feed: () => StdinFeed,
     shown: string,
     epoch: number,
   ): Promise<Outcome> {
@@ -167,7 +169,7 @@ export class SshHost implements Host {
         const live = await this.getLive(epoch);
         let running: Running;
         try {
-          running = await openExec(live.client, command);
+          running = await openExec(live.client, command, feed());
         } catch (err) {
           if (err instanceof StaleConnectionError && attempt === 1) {
             this.dropLive(live);
@@ -194,7 +196,7 @@ export class SshHost implements Host {
             `${this.label}: could not open a session for ${shown}: ${reason}`,
           );
         }
-        const outcome = await feedAndWait(running, stdin);
+        const outcome = await running.outcome;
         if (outcome.code === undefined && outcome.signal === undefined) {
           if (live.closed) throw this.lostError(live, shown);
           const why = outcome.streamError ? `: ${outcome.streamError}` : "";
