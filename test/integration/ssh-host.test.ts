@@ -417,8 +417,16 @@ describe("host key verification", () => {
 
   it("refuses a hostKey that is neither a key nor a fingerprint without dialing", async () => {
     const before = main.tcpConnections;
+    // check refuses it first; the dial refuses it too when a connection skipped check
+    const parsed = Connection.safeParse({ host: "127.0.0.1", hostKey: "not a key" });
+    expect(parsed.error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([
+      [
+        "hostKey",
+        "must be an OpenSSH public key line (ssh-ed25519 AAAA...) or a SHA256: fingerprint",
+      ],
+    ]);
     const err = await rejection(
-      hostFor(connect(main, { hostKey: "not a key" })).run({ argv: ["true"] }),
+      hostFor({ ...connect(main), hostKey: "not a key" }).run({ argv: ["true"] }),
     );
     expect(err.message).toBe(
       `${USER}@127.0.0.1:${main.port}: connection.hostKey is neither an OpenSSH public key line nor a SHA256: fingerprint`,

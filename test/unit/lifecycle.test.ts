@@ -5,7 +5,11 @@ import { diffProps, Lifecycle, parseAll } from "../../provider/src/lifecycle";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { SEPARATOR } from "../../provider/src/resources/bridge/observe";
 
-const conn = { host: "198.18.1.2", privateKey: "KEY-SECRET", hostKey: "SHA256:abc" };
+const conn = {
+  host: "198.18.1.2",
+  privateKey: "KEY-SECRET",
+  hostKey: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
+};
 const base = { connection: conn, name: "br0", addresses: ["198.18.100.1/24"] };
 
 describe("diff (pure)", () => {

@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { constants as fsConstants } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { reasonOf, SshConnectionError } from "../errors";
@@ -230,6 +231,47 @@ export interface HostKeyCheck {
   readonly preferTypes: readonly string[];
 }
 
+/** The largest known_hosts file read; OpenSSH's own for thousands of hosts is a few MiB. */
+export const MAX_KNOWN_HOSTS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Returns a known_hosts file's text, or undefined when it does not exist. Refuses anything but a
+ * regular file of at most MAX_KNOWN_HOSTS_BYTES: a FIFO would block the read forever and
+ * /dev/zero would never end. Opened non-blocking (so a FIFO does not block the open either) and
+ * checked on the open handle, so the file checked is the file read.
+ */
+export async function readKnownHostsFile(file: string): Promise<string | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error("it is not a regular file");
+    if (stat.size > MAX_KNOWN_HOSTS_BYTES) {
+      throw new Error(`it is larger than ${MAX_KNOWN_HOSTS_BYTES / 1024 / 1024} MiB`);
+    }
+    // stop one chunk past the limit, in case the file grew since the stat
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await handle.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, null);
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > MAX_KNOWN_HOSTS_BYTES) {
+        throw new Error(`it is larger than ${MAX_KNOWN_HOSTS_BYTES / 1024 / 1024} MiB`);
+      }
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
 function expandHome(path: string): string {
   return path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
 }
@@ -272,15 +314,13 @@ export async function hostKeyCheckFor(conn: Connection, label: string): Promise<
   const file = expandHome(conn.knownHostsFile ?? join(homedir(), ".ssh", "known_hosts"));
   let content: string | undefined;
   try {
-    content = await readFile(file, "utf8");
+    content = await readKnownHostsFile(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") {
-      throw new SshConnectionError(
-        label,
-        "config",
-        `${label}: cannot read known_hosts file ${file}: ${reasonOf(err)}`,
-      );
-    }
+    throw new SshConnectionError(
+      label,
+      "config",
+      `${label}: cannot read known_hosts file ${file}: ${reasonOf(err)}`,
+    );
   }
   return {
     verify: (blob) => checkKnownHosts(blob, content, host, port, file),
