@@ -88,6 +88,17 @@ export class SshConnectionError extends Error {
   }
 }
 
+// Signals inside the SSH layer (host/): each is caught there and turned into one of the above.
+
+/** A dial failure worth another attempt (refused, timed out, reset, tunnel not open). */
+export class RetryableDialError extends Error {}
+
+/** exec threw synchronously: nothing was sent on this connection, so it is stale. */
+export class StaleConnectionError extends Error {}
+
+/** The proxy's connection is up but it could not open a tunnel to the next hop. */
+export class TunnelError extends Error {}
+
 /** A step that failed; `done` steps before it completed. */
 export class StepError extends Error {
   constructor(

@@ -1,5 +1,5 @@
 import type { Client, ClientChannel } from "ssh2";
-import { reasonOf } from "../errors";
+import { reasonOf, StaleConnectionError, TunnelError } from "../errors";
 import { sshCounters } from "./ssh-stats";
 
 // Channels on one pooled connection: how many may be open at once, and one command's exec with
@@ -7,12 +7,6 @@ import { sshCounters } from "./ssh-stats";
 
 /** Channels used at once on one connection; sshd's default MaxSessions is 10. */
 export const MAX_CHANNELS_PER_CONNECTION = 8;
-
-/** exec threw synchronously: nothing was sent on this connection, so it is stale. */
-export class StaleConnectionError extends Error {}
-
-/** The proxy's connection is up but it could not open a tunnel to the next hop. */
-export class TunnelError extends Error {}
 
 /** How a command's channel ended. */
 export interface Outcome {

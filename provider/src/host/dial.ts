@@ -1,10 +1,9 @@
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from "ssh2";
-import { reasonOf, SshConnectionError } from "../errors";
+import { reasonOf, RetryableDialError, SshConnectionError, TunnelError } from "../errors";
 import { logWarn } from "../log";
 import { authFailureMessage, authMethodsOf } from "./auth";
-import { TunnelError } from "./channels";
 import type { Connection } from "./connection";
 import { hostKeyAlgorithmsFor, hostKeyCheckFor } from "./host-keys";
 import { sshCounters } from "./ssh-stats";
@@ -43,9 +42,6 @@ export interface DialTarget {
   /** Runs when the connection closes (during the handshake or later). */
   readonly onClosed: (live: LiveConnection) => void;
 }
-
-// A dial failure worth another attempt (refused, timed out, reset, tunnel not open).
-class RetryableDialError extends Error {}
 
 function levelOf(err: unknown): string | undefined {
   const level = (err as { level?: unknown } | null)?.level;

@@ -1,13 +1,18 @@
 import { isIP } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ClientChannel } from "ssh2";
-import { CommandError, CommandSignalError, reasonOf, SshConnectionError } from "../errors";
+import {
+  CommandError,
+  CommandSignalError,
+  reasonOf,
+  SshConnectionError,
+  StaleConnectionError,
+} from "../errors";
 import { logWarn } from "../log";
 import {
   ChannelLimit,
   openExec,
   openForwardChannel,
-  StaleConnectionError,
   writeAllFeed,
   type Outcome,
   type Running,
