@@ -27,7 +27,7 @@ export interface ConnectionArgs {
   knownHostsFile?: pulumi.Input<string>;
   /** Skip host key verification (warns on every connect). Default: `false`. */
   insecureIgnoreHostKey?: pulumi.Input<boolean>;
-  /** Run commands through sudo: true for `sudo -n`, or a password sent on stdin. Default: `false`. */
+  /** Run commands through sudo: true for `sudo -n`, or a password that is sent only to sudo's own prompt. Default: `false`. */
   sudo?: pulumi.Input<boolean | ConnectionSudoArgs>;
   /** A connection to a bastion through which this host is reached; nests to any depth. */
   proxy?: pulumi.Input<ConnectionArgs>;
@@ -35,6 +35,6 @@ export interface ConnectionArgs {
 
 /** sudo with a password. */
 export interface ConnectionSudoArgs {
-  /** The sudo password, sent on stdin. Secret. */
+  /** The sudo password, sent only to sudo's own prompt. Secret. */
   password: pulumi.Input<string>;
 }

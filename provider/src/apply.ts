@@ -1,4 +1,5 @@
-import { CommandError, writeFileArgv, type Host } from "./host/host";
+import { CommandError, StepError } from "./errors";
+import { writeFileArgv, type Host } from "./host/host";
 import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
 
@@ -24,17 +25,6 @@ function commandOf(step: Step): Command {
     ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
     okExitCodes: step.okExitCodes ?? [0],
   };
-}
-
-/** A step that failed; `done` steps before it completed. */
-export class StepError extends Error {
-  constructor(
-    readonly done: number,
-    override readonly cause: unknown,
-  ) {
-    super(cause instanceof Error ? cause.message : String(cause));
-    this.name = "StepError";
-  }
 }
 
 /**

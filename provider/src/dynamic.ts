@@ -1,5 +1,6 @@
+import { InitFailedError } from "./errors";
 import { hostFor } from "./host/pool";
-import { Lifecycle, ResourceOperationError, type HostFactory } from "./lifecycle";
+import { Lifecycle, type HostFactory } from "./lifecycle";
 import { resourceModules } from "./registry";
 
 type Props = Record<string, unknown>;
@@ -43,11 +44,8 @@ export function dropUndefined<T>(value: T): T {
 // The dynamic-provider plugin packs `id` and `properties` of a thrown error into
 // ErrorResourceInitFailed, which is how a half-done create gets recorded in the state.
 function rethrow(e: unknown): never {
-  if (e instanceof ResourceOperationError && e.id !== undefined) {
-    throw Object.assign(new Error(e.message), {
-      id: e.id,
-      properties: dropUndefined(e.properties ?? {}),
-    });
+  if (e instanceof InitFailedError && e.id !== undefined) {
+    throw new InitFailedError(e.message, e.id, dropUndefined(e.properties ?? {}));
   }
   throw e;
 }

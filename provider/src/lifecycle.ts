@@ -1,9 +1,11 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
-import { applySteps, StepError } from "./apply";
-import { CommandError, type Host } from "./host/host";
+import { applySteps } from "./apply";
+import { CommandError, InitFailedError, messageOf, StepError } from "./errors";
+import type { Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
+import { stableJson } from "./stable-json";
 import type { Step } from "./step";
 
 export interface CheckFailure {
@@ -15,18 +17,6 @@ type Props = Record<string, unknown>;
 
 /** How the lifecycle reaches a host; tests pass a fake, the provider passes the SSH pool. */
 export type HostFactory = (connection: Connection) => Host;
-
-/** An operation that failed after it changed the host; carries what Pulumi must record. */
-export class ResourceOperationError extends Error {
-  readonly id: string | undefined;
-  readonly properties: Props | undefined;
-  constructor(message: string, id?: string, properties?: Props) {
-    super(message);
-    this.name = "ResourceOperationError";
-    this.id = id;
-    this.properties = properties;
-  }
-}
 
 /** Returns "addresses[1]" for the zod path ["addresses", 1]. */
 export function propertyPath(path: readonly PropertyKey[]): string {
@@ -76,14 +66,6 @@ export function parseAll<I extends { name: string }, S>(
 
 function pick(props: Props, keys: readonly string[]): Props {
   return Object.fromEntries(Object.entries(props).filter(([k]) => keys.includes(k)));
-}
-
-function stableJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Props).sort(([a], [b]) => a.localeCompare(b)))
-      : v,
-  );
 }
 
 export interface DiffResult {
@@ -199,8 +181,8 @@ export class Lifecycle<I extends { name: string }, S> {
       const done = e instanceof StepError ? e.done : 0;
       const cause = e instanceof StepError ? e.cause : e;
       const recorded = done > 0 || existed ? id : undefined;
-      throw new ResourceOperationError(
-        `${what}: ${messageOf(cause, host)}`,
+      throw new InitFailedError(
+        `${what}: ${messageWithoutHost(cause, host)}`,
         recorded,
         recorded ? props : undefined,
       );
@@ -209,7 +191,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const rest = this.plan(desired, after, what);
     if (!this.mod.exists(after) || rest.length > 0) {
       const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
-      throw new ResourceOperationError(
+      throw new InitFailedError(
         `${what}: changes did not take; still to do after apply: ${missing}`,
         id,
         props,
@@ -222,7 +204,7 @@ export class Lifecycle<I extends { name: string }, S> {
     try {
       return await this.mod.observe(host, desired, ctx);
     } catch (e) {
-      throw new Error(`${what}: observing failed: ${messageOf(e, host)}`);
+      throw new Error(`${what}: observing failed: ${messageWithoutHost(e, host)}`);
     }
   }
 
@@ -280,7 +262,7 @@ export class Lifecycle<I extends { name: string }, S> {
     try {
       await applySteps(host, steps);
     } catch (e) {
-      throw new Error(`${what}: ${messageOf(e instanceof StepError ? e.cause : e, host)}`);
+      throw new Error(`${what}: ${messageWithoutHost(e instanceof StepError ? e.cause : e, host)}`);
     }
     const after = await this.observe(host, inputs, ctx, what);
     const rest = this.plan(undefined, after, what);
@@ -293,8 +275,8 @@ export class Lifecycle<I extends { name: string }, S> {
 }
 
 // A CommandError already names the host; strip it so messages read `bridge "br0" on host: cmd ...`.
-function messageOf(e: unknown, host: Host): string {
+function messageWithoutHost(e: unknown, host: Host): string {
   const label = e instanceof CommandError ? e.host : host.label;
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = messageOf(e);
   return msg.startsWith(`${label}: `) ? msg.slice(label.length + 2) : msg;
 }

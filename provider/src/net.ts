@@ -82,10 +82,57 @@ export const Cidr = z.string().transform((s, ctx) => {
   return c;
 });
 
+/** An IPv4 address in dotted-quad form. */
+export const Ipv4Address = z
+  .string()
+  .refine(isIPv4, { error: (i) => `${JSON.stringify(i.input)} is not an IPv4 address` });
+
 /** Returns the numeric value of an IPv4 address. */
 export function ipv4ToNumber(address: string): number {
   return address.split(".").reduce((n, o) => n * 256 + Number(o), 0);
 }
+
+/** Returns the dotted-quad form of a 32-bit number. */
+export function numberToIpv4(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
+}
+
+/** Returns the network address of an IPv4 address under a prefix length ("198.18.140.0" for .1, 24). */
+export function ipv4NetworkAddress(address: string, bits: number): string {
+  const size = 2 ** (32 - bits);
+  return numberToIpv4(Math.floor(ipv4ToNumber(address) / size) * size);
+}
+
+/** Returns the IPv4 CIDR with its host bits cleared ("198.18.140.0/24" for .1, 24). */
+export function ipv4NetworkCidr(address: string, bits: number): string {
+  return `${ipv4NetworkAddress(address, bits)}/${bits}`;
+}
+
+/** Returns the dotted netmask of a prefix length ("255.255.255.0" for 24). */
+export function netmaskOf(bits: number): string {
+  return numberToIpv4(2 ** 32 - 2 ** (32 - bits));
+}
+
+/** Returns the prefix length of a dotted netmask, or undefined when it is not one. */
+export function prefixOfNetmask(mask: string): number | undefined {
+  if (!isIPv4(mask)) return undefined;
+  for (let bits = 0; bits <= 32; bits++) if (netmaskOf(bits) === mask) return bits;
+  return undefined;
+}
+
+/** An IPv4 network; host bits are cleared, so a bridge address ("198.18.140.1/24") names its subnet. */
+export const Ipv4Cidr = z.string().transform((s, ctx) => {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(s);
+  const bits = m ? Number(m[2]) : NaN;
+  if (!m || !isIPv4(m[1] ?? "") || bits > 32 || String(bits) !== m[2]) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(s)} is not an IPv4 CIDR (like 198.18.140.0/24)`,
+    });
+    return z.NEVER;
+  }
+  return ipv4NetworkCidr(m[1] ?? "", bits);
+});
 
 /** Returns true when the IPv4 address lies in the IPv4 CIDR's network. */
 export function ipv4InCidr(address: string, cidr: string): boolean {
@@ -94,4 +141,31 @@ export function ipv4InCidr(address: string, cidr: string): boolean {
   const base = Math.floor(ipv4ToNumber(net) / size) * size;
   const a = ipv4ToNumber(address);
   return a >= base && a < base + size;
+}
+
+/** Returns why an address cannot be a host in the network (outside, network or broadcast), or undefined. */
+export function hostAddressProblem(address: string, network: string): string | undefined {
+  if (!ipv4InCidr(address, network)) return `${address} is outside the subnet ${network}`;
+  const [base = "", bits = "32"] = network.split("/");
+  const first = ipv4ToNumber(ipv4NetworkAddress(base, Number(bits)));
+  const last = first + 2 ** (32 - Number(bits)) - 1;
+  const a = ipv4ToNumber(address);
+  if (a === first) return `${address} is the network address of ${network}`;
+  if (a === last) return `${address} is the broadcast address of ${network}`;
+  return undefined;
+}
+
+/** Returns 6 for an IPv6 address and 4 otherwise (for addresses already validated). */
+export function ipFamilyOf(address: string): 4 | 6 {
+  return address.includes(":") ? 6 : 4;
+}
+
+/** Returns a single address in the form `ip -j route show` prints for a host route, or undefined. */
+export function canonicalHostAddress(s: string): string | undefined {
+  const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(s);
+  if (!m) return undefined;
+  const [, address = "", prefix] = m;
+  if (isIPv4(address) && (prefix === undefined || prefix === "32")) return address;
+  if (isIPv6(address) && (prefix === undefined || prefix === "128")) return canonicalIPv6(address);
+  return undefined;
 }

@@ -49,11 +49,3 @@ export interface ResourceModule<
   /** The inputs as observed (for refresh drift and import): same keys as the inputs. */
   observedInputs(state: S, desired: I): Record<string, unknown>;
 }
-
-/** A plan that cannot be carried out safely; the message says why and what to do. */
-export class PlanError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "PlanError";
-  }
-}

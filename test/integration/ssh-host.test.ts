@@ -7,9 +7,9 @@ import { join } from "node:path";
 import { Server, utils as sshUtils, type Connection as ServerClient, type ParsedKey } from "ssh2";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Connection, connectionLabel } from "../../provider/src/host/connection";
-import { CommandError, readFile, writeFile } from "../../provider/src/host/host";
+import { CommandError, CommandSignalError, SshConnectionError } from "../../provider/src/errors";
+import { readFile, writeFile } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor, sshStats } from "../../provider/src/host/pool";
-import { CommandSignalError, SshConnectionError } from "../../provider/src/host/ssh-host";
 
 // A real ssh2.Server in this process (pulumi-command's approach) that runs each exec'd command
 // with /bin/sh -c, so these tests check the exact command lines the provider sends.
@@ -65,26 +65,35 @@ function sameBytes(a: Buffer, b: Buffer): boolean {
 }
 
 const FAKE_SUDO = `#!/bin/sh
-# sudo test double: records its argv, and with -S reads one password line from stdin.
+# sudo test double: records its argv; with -S prints the -p prompt on stderr and reads one
+# password line from stdin, twice at most. FAKE_SUDO_NOPASSWD_ENV: like sudoers with
+# "NOPASSWD: /usr/bin/env", the probe needs a password but commands run through env do not.
 printf '%s\\n' "$*" >> "$FAKE_SUDO_LOG"
-S= N=
+S= N= P=
 while [ $# -gt 0 ]; do
   case "$1" in
     --) shift; break ;;
     -S) S=1 ;;
     -n) N=1 ;;
     -k) ;;
-    -p) shift ;;
+    -p) shift; P=$1 ;;
     -*) echo "fake sudo: unexpected option $1" >&2; exit 64 ;;
     *) break ;;
   esac
   shift
 done
-if [ -z "$FAKE_SUDO_NOPASSWD" ]; then
+if [ -n "$FAKE_SUDO_NOPASSWD_ENV" ] && [ "$1" = env ]; then
+  :
+elif [ -z "$FAKE_SUDO_NOPASSWD" ]; then
   if [ -n "$S" ]; then
-    IFS= read -r pw || pw=
-    printf '%s\\n' "$pw" >> "$FAKE_SUDO_PASSWORDS"
-    [ "$pw" = "$FAKE_SUDO_PASSWORD" ] || { echo "sudo: incorrect password" >&2; exit 1; }
+    for try in 1 2; do
+      printf '%s' "$P" >&2
+      IFS= read -r pw || { echo "sudo: no password was provided" >&2; exit 1; }
+      printf '%s\\n' "$pw" >> "$FAKE_SUDO_PASSWORDS"
+      [ "$pw" = "$FAKE_SUDO_PASSWORD" ] && break
+      echo "Sorry, try again." >&2
+      [ "$try" = 2 ] && { echo "sudo: 2 incorrect password attempts" >&2; exit 1; }
+    done
   elif [ -n "$N" ]; then
     echo "sudo: a password is required" >&2; exit 1
   fi
@@ -408,8 +417,16 @@ describe("host key verification", () => {
 
   it("refuses a hostKey that is neither a key nor a fingerprint without dialing", async () => {
     const before = main.tcpConnections;
+    // check refuses it first; the dial refuses it too when a connection skipped check
+    const parsed = Connection.safeParse({ host: "127.0.0.1", hostKey: "not a key" });
+    expect(parsed.error?.issues.map((i) => [i.path.join("."), i.message])).toEqual([
+      [
+        "hostKey",
+        "must be an OpenSSH public key line (ssh-ed25519 AAAA...) or a SHA256: fingerprint",
+      ],
+    ]);
     const err = await rejection(
-      hostFor(connect(main, { hostKey: "not a key" })).run({ argv: ["true"] }),
+      hostFor({ ...connect(main), hostKey: "not a key" }).run({ argv: ["true"] }),
     );
     expect(err.message).toBe(
       `${USER}@127.0.0.1:${main.port}: connection.hostKey is neither an OpenSSH public key line nor a SHA256: fingerprint`,
@@ -764,23 +781,37 @@ describe("sudo", () => {
     });
   }
 
-  it("sends the password first on stdin and never in a command line, log or error", async () => {
+  // sudo -S -p <prompt> -k -- env LC_ALL=C sh -c <announce> <ready mark> argv...
+  const PASSWORD_RUN =
+    /^sudo -S -p '\[pulumi-hypervisor sudo ([0-9a-f]{24})\] password:' -k -- env 'LC_ALL=C' sh -c 'printf "%s\\n" "\$0" >&2; exec "\$@"' '\[pulumi-hypervisor ready \1\]' (.*)$/;
+
+  function passwordRun(exec: string | undefined): { token: string; argv: string } {
+    const m = PASSWORD_RUN.exec(exec ?? "");
+    expect(m, exec).not.toBeNull();
+    return { token: m?.[1] ?? "", argv: m?.[2] ?? "" };
+  }
+
+  it("sends the password only to sudo's own prompt and never in a command line, log or error", async () => {
     resetSudo(false);
     const secret = "sudo-s3cret 'x'";
     const host = hostFor(connect(main, { sudo: { password: secret } }));
     const execs = main.execs.length;
     const { result, stderr } = await withStderr(async () => {
       const out = await host.run({ argv: ["cat"], stdin: "payload\n" });
-      const failed = await rejection(host.run({ argv: ["sh", "-c", "exit 4"] }));
+      const failed = await rejection(host.run({ argv: ["sh", "-c", "echo oops >&2; exit 4"] }));
       return { out, failed };
     });
-    expect(result.out.stdout).toBe("payload\n");
-    expect(result.failed.message).toBe(`${host.label}: sh -c 'exit 4' exited 4: no output`);
-    expect(main.execs.slice(execs)).toEqual([
-      "sudo -n -k true",
-      "sudo -S -p '' -k -- env 'LC_ALL=C' cat",
-      "sudo -S -p '' -k -- env 'LC_ALL=C' sh -c 'exit 4'",
-    ]);
+    expect(result.out).toEqual({ exitCode: 0, stdout: "payload\n", stderr: "" });
+    expect(result.failed.message).toBe(
+      `${host.label}: sh -c 'echo oops >&2; exit 4' exited 4: oops`,
+    );
+    expect((result.failed as CommandError).stderr).toBe("oops\n");
+    const runs = main.execs.slice(execs);
+    expect(runs[0]).toBe("sudo -n -k true");
+    expect(passwordRun(runs[1]).argv).toBe("cat");
+    expect(passwordRun(runs[2]).argv).toBe("sh -c 'echo oops >&2; exit 4'");
+    expect(passwordRun(runs[1]).token).not.toBe(passwordRun(runs[2]).token);
+    expect(runs).toHaveLength(3);
     expect(readFileSync(passwordsFile(), "utf8")).toBe(`${secret}\n${secret}\n`);
     for (const text of [
       ...main.execs,
@@ -790,6 +821,38 @@ describe("sudo", () => {
     ]) {
       expect(text).not.toContain("s3cret");
     }
+  });
+
+  it("never makes the password a command's stdin where sudoers lets the command run without it", async () => {
+    resetSudo(false);
+    main.env["FAKE_SUDO_NOPASSWD_ENV"] = "1";
+    try {
+      const host = hostFor(connect(main, { sudo: { password: "sudo-s3cret 'y'" } }));
+      const { result } = await withStderr(async () => ({
+        fed: await host.run({ argv: ["cat"], stdin: "payload\n" }),
+        empty: await host.run({ argv: ["cat"] }),
+      }));
+      expect(result.fed).toEqual({ exitCode: 0, stdout: "payload\n", stderr: "" });
+      expect(result.empty).toEqual({ exitCode: 0, stdout: "", stderr: "" });
+      expect(readFileSync(passwordsFile(), "utf8")).toBe("");
+    } finally {
+      main.env["FAKE_SUDO_NOPASSWD_ENV"] = "";
+    }
+  });
+
+  it("sends a wrong password once, then lets sudo fail without the secret in the error", async () => {
+    resetSudo(false);
+    const host = hostFor(connect(main, { sudo: { password: "wrong-s3cret" } }));
+    const { result: err } = await withStderr(() =>
+      rejection(host.run({ argv: ["cat"], stdin: "payload\n" })),
+    );
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).stderr).toBe(
+      "Sorry, try again.\nsudo: no password was provided\n",
+    );
+    expect((err as CommandError).stdout).toBe("");
+    expect(err.message).not.toContain("s3cret");
+    expect(readFileSync(passwordsFile(), "utf8")).toBe("wrong-s3cret\n");
   });
 
   it("does not send the password where sudo needs none (it would become the command's stdin)", async () => {

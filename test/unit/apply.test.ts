@@ -3,13 +3,9 @@ import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applySteps, batchSteps, StepError } from "../../provider/src/apply";
-import {
-  CommandError,
-  type Host,
-  type RunRequest,
-  type RunResult,
-} from "../../provider/src/host/host";
+import { applySteps, batchSteps } from "../../provider/src/apply";
+import { CommandError, StepError } from "../../provider/src/errors";
+import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { scriptIn } from "../../provider/src/host/script";
 import { sysctlCall } from "../../provider/src/sysctl";
 

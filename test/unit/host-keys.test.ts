@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,13 +9,17 @@ import {
   findKnownHosts,
   fingerprintSha256,
   hostKeyAlgorithmsFor,
+  hostKeyCheckFor,
   keyTypeOfBlob,
   knownHostKeyTypes,
   knownHostsName,
+  MAX_KNOWN_HOSTS_BYTES,
   parseHostKeyPin,
   parsePublicKeyLine,
+  readKnownHostsFile,
   type PublicKey,
 } from "../../provider/src/host/host-keys";
+import { Connection } from "../../provider/src/host/connection";
 
 let dir: string;
 const keys: Record<string, { line: string; key: PublicKey; keygenFingerprint: string }> = {};
@@ -226,5 +230,47 @@ describe("hostKeyAlgorithmsFor", () => {
       "ssh-ed25519",
     ]);
     expect(hostKeyAlgorithmsFor(["unknown-type"])).toEqual([]);
+  });
+});
+
+describe("reading a known_hosts file", () => {
+  const label = "root@198.18.1.2:22";
+  const connTo = (knownHostsFile: string): Connection =>
+    Connection.parse({ host: "198.18.1.2", knownHostsFile });
+
+  it("reads a regular file; a missing one reads as absent", async () => {
+    const file = join(dir, "known_hosts.ok");
+    writeFileSync(file, `198.18.1.2 ${k("ed25519").line}\n`);
+    expect(await readKnownHostsFile(file)).toBe(`198.18.1.2 ${k("ed25519").line}\n`);
+    expect(await readKnownHostsFile(join(dir, "no-such-file"))).toBeUndefined();
+    const check = await hostKeyCheckFor(connTo(file), label);
+    expect(check.verify(k("ed25519").key.blob)).toEqual({ ok: true });
+    expect(check.preferTypes).toEqual(["ssh-ed25519"]);
+  });
+
+  it("refuses a FIFO at once instead of blocking forever", async () => {
+    const fifo = join(dir, "known_hosts.fifo");
+    execFileSync("mkfifo", [fifo]);
+    await expect(hostKeyCheckFor(connTo(fifo), label)).rejects.toThrow(
+      `${label}: cannot read known_hosts file ${fifo}: it is not a regular file`,
+    );
+  });
+
+  it("refuses a device and a directory", async () => {
+    await expect(readKnownHostsFile("/dev/zero")).rejects.toThrow("it is not a regular file");
+    const sub = join(dir, "known_hosts.d");
+    mkdirSync(sub);
+    await expect(readKnownHostsFile(sub)).rejects.toThrow("it is not a regular file");
+  });
+
+  it("refuses a file larger than the limit without reading it", async () => {
+    const big = join(dir, "known_hosts.big");
+    writeFileSync(big, "");
+    truncateSync(big, MAX_KNOWN_HOSTS_BYTES + 1); // sparse: nothing is written
+    await expect(hostKeyCheckFor(connTo(big), label)).rejects.toMatchObject({
+      name: "SshConnectionError",
+      kind: "config",
+      message: `${label}: cannot read known_hosts file ${big}: it is larger than 16 MiB`,
+    });
   });
 });

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import {
-  diffProps,
-  Lifecycle,
-  parseAll,
-  ResourceOperationError,
-} from "../../provider/src/lifecycle";
+import { InitFailedError } from "../../provider/src/errors";
+import { diffProps, Lifecycle, parseAll } from "../../provider/src/lifecycle";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { formatProbe } from "../../provider/src/host/probe";
 
-const conn = { host: "198.18.1.2", privateKey: "KEY-SECRET", hostKey: "SHA256:abc" };
+const conn = {
+  host: "198.18.1.2",
+  privateKey: "KEY-SECRET",
+  hostKey: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
+};
 const base = { connection: conn, name: "br0", addresses: ["198.18.100.1/24"] };
 
 describe("diff (pure)", () => {
@@ -177,11 +177,11 @@ describe("create converges or says what did not take", () => {
     const err = await lc
       .create({ connection: conn, name: "br0", mtu: 9000 })
       .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ResourceOperationError);
-    expect((err as ResourceOperationError).message).toBe(
+    expect(err).toBeInstanceOf(InitFailedError);
+    expect((err as InitFailedError).message).toBe(
       'bridge "br0" on root@198.18.1.2:22: changes did not take; still to do after apply: set mtu 9000 on br0',
     );
-    expect((err as ResourceOperationError).id).toBe("br0");
-    expect(JSON.stringify((err as ResourceOperationError).message)).not.toContain("KEY-SECRET");
+    expect((err as InitFailedError).id).toBe("br0");
+    expect(JSON.stringify((err as InitFailedError).message)).not.toContain("KEY-SECRET");
   });
 });

@@ -9,11 +9,11 @@ import {
   splitIptablesLine,
 } from "../../provider/src/resources/nat-rule/iptables";
 import { decodeNftRule, encodeNftRule } from "../../provider/src/resources/nat-rule/nftables";
+import { ipv4NetworkCidr } from "../../provider/src/net";
 import { rulesFor } from "../../provider/src/resources/nat-rule/rules";
 import {
   CHAIN_NAMES,
   NatRuleInputs,
-  networkOf,
   type Rule,
 } from "../../provider/src/resources/nat-rule/schema";
 
@@ -34,7 +34,7 @@ function randomRule(next: () => number): Rule {
   const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1));
   const maybe = (): boolean => next() < 0.5;
   const ip = (): string => [int(1, 223), int(0, 255), int(0, 255), int(0, 255)].join(".");
-  const cidr = (): string => networkOf(ip(), int(0, 32));
+  const cidr = (): string => ipv4NetworkCidr(ip(), int(0, 32));
   const ifname = (): string =>
     Array.from({ length: int(1, 15) }, () => "abcdefghijklmnopqrstuvwxyz0123456789_-"[int(0, 37)])
       .join("")

@@ -540,7 +540,11 @@ describe("NatRuleInputs and check", () => {
     const lc = new Lifecycle(natRuleModule, () => {
       throw new Error("check must not connect");
     });
-    const conn = { host: "198.18.41.2", privateKey: "KEY", hostKey: "SHA256:abc" };
+    const conn = {
+      host: "198.18.41.2",
+      privateKey: "KEY",
+      hostKey: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
+    };
     expect(
       lc
         .check({}, { connection: conn, ...ok, snatTo: "198.19.41.2" })

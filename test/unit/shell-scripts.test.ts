@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PROBE_MARK } from "../../provider/src/host/probe";
 import { scriptBody } from "../../provider/src/host/script";
-import { BRIDGE_CONF, PORTS_DIR } from "../../provider/src/resources/bridge/observe";
+import { BRIDGE_CONF } from "../../provider/src/bridge-helper-acl";
+import { PORTS_DIR } from "../../provider/src/resources/bridge/observe";
 import { FAILED } from "../../provider/src/resources/nat-rule/observe";
 import { QEMU_BINARY } from "../../provider/src/resources/qemu-guest/argv";
 import {

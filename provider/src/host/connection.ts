@@ -1,10 +1,38 @@
+import { isIP } from "node:net";
 import { z } from "zod";
+import { parseHostKeyPin } from "./host-keys";
+
+/** Seconds a dial may take at most: an hour (Node turns timers above 2147483 s into 1 ms). */
+export const MAX_PER_DIAL_TIMEOUT = 3600;
+/** Dials tried at most before giving up; with the 5 s backoff cap, 100 is about eight minutes. */
+export const MAX_DIAL_ERROR_LIMIT = 100;
+
+// RFC 1123 labels (underscores tolerated, as resolvers do), at most 253 characters in all.
+const HOSTNAME =
+  /^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/** Returns whether the text is a hostname or an IPv4/IPv6 address (messages never echo it). */
+export function isHostSyntax(host: string): boolean {
+  return isIP(host) !== 0 || HOSTNAME.test(host);
+}
+
+const HostName = z
+  .string()
+  .min(1, "host is required")
+  .refine((h) => h === "" || isHostSyntax(h), "must be a hostname or an IP address");
+
+const HostKey = z
+  .string()
+  .refine(
+    (k) => parseHostKeyPin(k) !== undefined,
+    "must be an OpenSSH public key line (ssh-ed25519 AAAA...) or a SHA256: fingerprint",
+  );
 
 // Field names follow @pulumi/command's remote.ConnectionArgs so one object serves both packages.
 // `secret: true` marks credentials: the package schema (and so the state) keeps them secret.
 const baseConnection = z
   .object({
-    host: z.string().min(1, "host is required").describe("The host's address or name."),
+    host: HostName.describe("The host's address or name."),
     port: z.number().int().min(1).max(65535).default(22).describe("The SSH port."),
     user: z.string().min(1).default("root").describe("The user to log in as."),
     password: z.string().optional().meta({ description: "The user's password.", secret: true }),
@@ -17,22 +45,21 @@ const baseConnection = z
       .optional()
       .meta({ description: "The private key's passphrase.", secret: true }),
     agentSocketPath: z.string().optional().describe("The ssh-agent socket to authenticate with."),
-    hostKey: z
-      .string()
-      .optional()
-      .describe(
-        'The host\'s public key (an OpenSSH line, "ssh-ed25519 AAAA...") or "SHA256:..." fingerprint, verified on every connect.',
-      ),
+    hostKey: HostKey.optional().describe(
+      'The host\'s public key (an OpenSSH line, "ssh-ed25519 AAAA...") or "SHA256:..." fingerprint, verified on every connect.',
+    ),
     dialErrorLimit: z
       .number()
       .int()
       .min(1)
+      .max(MAX_DIAL_ERROR_LIMIT)
       .default(10)
       .describe("How many dials to try before giving up (as in @pulumi/command)."),
     perDialTimeout: z
       .number()
       .int()
       .min(1)
+      .max(MAX_PER_DIAL_TIMEOUT)
       .default(15)
       .describe("Seconds allowed for each dial (as in @pulumi/command)."),
     knownHostsFile: z
@@ -50,15 +77,18 @@ const baseConnection = z
         z.boolean(),
         z
           .object({
-            password: z
-              .string()
-              .meta({ description: "The sudo password, sent on stdin.", secret: true }),
+            password: z.string().meta({
+              description: "The sudo password, sent only to sudo's own prompt.",
+              secret: true,
+            }),
           })
           .strict()
           .meta({ id: "ConnectionSudo", description: "sudo with a password." }),
       ])
       .default(false)
-      .describe("Run commands through sudo: true for `sudo -n`, or a password sent on stdin."),
+      .describe(
+        "Run commands through sudo: true for `sudo -n`, or a password that is sent only to sudo's own prompt.",
+      ),
   })
   .strict();
 

@@ -1,7 +1,15 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { constants as fsConstants } from "node:fs";
+import { open, type FileHandle } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { reasonOf, SshConnectionError } from "../errors";
+import { logWarn } from "../log";
+import type { Connection } from "./connection";
 
-// Pure helpers for SSH host keys: OpenSSH public key lines, SHA256 fingerprints as ssh-keygen
-// prints them, and known_hosts lookups (plain, "[host]:port", wildcards, negations, hashed "|1|").
+// SSH host keys: OpenSSH public key lines, SHA256 fingerprints as ssh-keygen prints them,
+// known_hosts lookups (plain, "[host]:port", wildcards, negations, hashed "|1|"), and the check a
+// connection's settings ask for (pinned key, known_hosts file, or none at all).
 
 /** An SSH public key: its type name and its wire-format blob. */
 export interface PublicKey {
@@ -215,4 +223,107 @@ const ALGORITHMS_OF_TYPE: Readonly<Record<string, readonly string[]>> = {
  */
 export function hostKeyAlgorithmsFor(types: readonly string[]): string[] {
   return [...new Set(types.flatMap((t) => ALGORITHMS_OF_TYPE[t] ?? []))];
+}
+
+/** How a dial verifies the key a server presents, and which key types to ask for first. */
+export interface HostKeyCheck {
+  readonly verify: (blob: Buffer) => HostKeyVerdict;
+  readonly preferTypes: readonly string[];
+}
+
+/** The largest known_hosts file read; OpenSSH's own for thousands of hosts is a few MiB. */
+export const MAX_KNOWN_HOSTS_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Returns a known_hosts file's text, or undefined when it does not exist. Refuses anything but a
+ * regular file of at most MAX_KNOWN_HOSTS_BYTES: a FIFO would block the read forever and
+ * /dev/zero would never end. Opened non-blocking (so a FIFO does not block the open either) and
+ * checked on the open handle, so the file checked is the file read.
+ */
+export async function readKnownHostsFile(file: string): Promise<string | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  try {
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new Error("it is not a regular file");
+    if (stat.size > MAX_KNOWN_HOSTS_BYTES) {
+      throw new Error(`it is larger than ${MAX_KNOWN_HOSTS_BYTES / 1024 / 1024} MiB`);
+    }
+    // stop one chunk past the limit, in case the file grew since the stat
+    const chunks: Buffer[] = [];
+    let length = 0;
+    for (;;) {
+      const { bytesRead, buffer } = await handle.read(Buffer.alloc(64 * 1024), 0, 64 * 1024, null);
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      length += bytesRead;
+      if (length > MAX_KNOWN_HOSTS_BYTES) {
+        throw new Error(`it is larger than ${MAX_KNOWN_HOSTS_BYTES / 1024 / 1024} MiB`);
+      }
+    }
+    return Buffer.concat(chunks).toString("utf8");
+  } finally {
+    await handle.close();
+  }
+}
+
+function expandHome(path: string): string {
+  return path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path;
+}
+
+/**
+ * Returns the host key check a connection asks for: its pinned hostKey, else no check when
+ * insecureIgnoreHostKey is set (with a warning), else its known_hosts file (~/.ssh/known_hosts).
+ */
+export async function hostKeyCheckFor(conn: Connection, label: string): Promise<HostKeyCheck> {
+  const { host, port, hostKey } = conn;
+  if (hostKey !== undefined) {
+    const pin = parseHostKeyPin(hostKey);
+    if (!pin) {
+      throw new SshConnectionError(
+        label,
+        "config",
+        `${label}: connection.hostKey is neither an OpenSSH public key line nor a SHA256: fingerprint`,
+      );
+    }
+    return {
+      verify: (blob) => checkPinnedHostKey(blob, pin),
+      preferTypes: pin.type ? [pin.type] : [],
+    };
+  }
+  if (conn.insecureIgnoreHostKey) {
+    let warned = false;
+    return {
+      verify: (blob) => {
+        if (!warned) {
+          warned = true;
+          logWarn(
+            `${label}: insecureIgnoreHostKey is set: accepting host key ${describeKey(blob)} without verification`,
+          );
+        }
+        return { ok: true };
+      },
+      preferTypes: [],
+    };
+  }
+  const file = expandHome(conn.knownHostsFile ?? join(homedir(), ".ssh", "known_hosts"));
+  let content: string | undefined;
+  try {
+    content = await readKnownHostsFile(file);
+  } catch (err) {
+    throw new SshConnectionError(
+      label,
+      "config",
+      `${label}: cannot read known_hosts file ${file}: ${reasonOf(err)}`,
+    );
+  }
+  return {
+    verify: (blob) => checkKnownHosts(blob, content, host, port, file),
+    preferTypes: content === undefined ? [] : knownHostKeyTypes(content, host, port),
+  };
 }

@@ -1,5 +1,3 @@
-import { quoteArgv } from "./quote";
-
 /** One remote command: an argv (never a shell string) and optional bytes for its stdin. */
 export interface RunRequest {
   readonly argv: readonly string[];
@@ -23,29 +21,6 @@ export interface Host {
   run(req: RunRequest): Promise<RunResult>;
   /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
   sessionClientAddress?(): Promise<string | undefined>;
-}
-
-/** A remote command that exited with a code that was not expected. */
-export class CommandError extends Error {
-  readonly host: string;
-  readonly argv: readonly string[];
-  readonly command: string;
-  readonly exitCode: number;
-  readonly stdout: string;
-  readonly stderr: string;
-
-  constructor(host: string, argv: readonly string[], result: RunResult) {
-    const command = quoteArgv(argv);
-    const said = (result.stderr.trim() || result.stdout.trim() || "no output").slice(0, 2000);
-    super(`${host}: ${command} exited ${result.exitCode}: ${said}`);
-    this.name = "CommandError";
-    this.host = host;
-    this.argv = argv;
-    this.command = command;
-    this.exitCode = result.exitCode;
-    this.stdout = result.stdout;
-    this.stderr = result.stderr;
-  }
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.

@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
+import { stableJson } from "../stable-json";
 import { connectionIdentity, connectionLabel, type Connection } from "./connection";
 import type { Host, RunRequest, RunResult } from "./host";
-import { SshHost, sshStats as readSshStats } from "./ssh-host";
+import { SshHost } from "./ssh-host";
+import { sshStats as readSshStats } from "./ssh-stats";
 
 // One SshHost per host for the whole process, so every resource on a host shares one connection
 // (sshd's MaxStartups refuses bursts of new connections). Bastions are pooled the same way.
@@ -76,23 +78,13 @@ class PerCommandHost implements Host {
   }
 }
 
-// Sorted keys, so equal connections give equal text whatever order their fields came in.
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
-}
-
 // user@host:port via the proxy chain, plus a digest of every setting (credentials, sudo, host key
 // policy), so connections that differ in any of them never share a session; the digest keeps the
 // credentials themselves out of the key.
 function poolKey(conn: Connection): string {
-  const digest = createHash("sha256").update(stableJson(conn)).digest("hex");
+  const digest = createHash("sha256")
+    .update(stableJson(conn) ?? "")
+    .digest("hex");
   return `${connectionLabel(conn)} ${connectionIdentity(conn)} ${digest}`;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
-import { CommandError, type Host, type RunResult } from "./host";
+import { CommandError } from "../errors";
+import type { Host, RunResult } from "./host";
 
 /**
  * A call of a shell script shipped with the provider: its path below `provider/src` (the same

@@ -1,22 +1,16 @@
 // The native provider's operations in plain values; server.ts maps them to and from gRPC.
 // The same Lifecycle and resource modules serve the dynamic SDK classes (dynamic.ts).
 import { isDeepStrictEqual } from "node:util";
+import { InitFailedError, PlanError } from "../errors";
 import { connectionIdentity, type Connection } from "../host/connection";
 import type { Host } from "../host/host";
 import { hostFor } from "../host/pool";
 import { quoteArgv } from "../host/quote";
-import {
-  diffProps,
-  Lifecycle,
-  parseAll,
-  ResourceOperationError,
-  type CheckFailure,
-  type HostFactory,
-} from "../lifecycle";
+import { diffProps, Lifecycle, parseAll, type CheckFailure, type HostFactory } from "../lifecycle";
 import { logWarn } from "../log";
 import { dropUndefined } from "../dynamic";
 import { resourceModules } from "../registry";
-import { PlanError, type ResourceModule } from "../resource";
+import type { ResourceModule } from "../resource";
 import { stepDisplayArgv, type Step } from "../step";
 import { ENGINE_KEYS, parseProviderConfig } from "./config";
 import {
@@ -39,18 +33,6 @@ export interface NativeDiff {
   deleteBeforeReplace: boolean;
   /** Property name -> kind, for every changed input (consistent with `replaces`). */
   detailedDiff: Record<string, PropertyDiffKind>;
-}
-
-/** A create/update that failed after it changed the host: the engine records id and properties. */
-export class InitFailedError extends Error {
-  constructor(
-    message: string,
-    readonly id: string,
-    readonly properties: Props,
-  ) {
-    super(message);
-    this.name = "InitFailedError";
-  }
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -227,7 +209,7 @@ export class NativeProvider {
   }
 
   private rethrow(raw: Props, e: unknown): never {
-    if (e instanceof ResourceOperationError && e.id !== undefined) {
+    if (e instanceof InitFailedError && e.id !== undefined) {
       throw new InitFailedError(e.message, e.id, this.finish(raw, e.properties ?? {}));
     }
     throw e;

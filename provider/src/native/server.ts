@@ -9,8 +9,9 @@ import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as statusproto from "@pulumi/pulumi/proto/status_pb";
 import { Any } from "google-protobuf/google/protobuf/any_pb";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import { InitFailedError } from "../errors";
 import { closeAllHosts } from "../host/pool";
-import { InitFailedError, NativeProvider, type NativeDiff } from "./handlers";
+import { NativeProvider, type NativeDiff } from "./handlers";
 import { fromStruct, toStruct, type Props } from "./wire";
 
 /** The repository (or installed package) root: where package.json and schema.json are. */
@@ -49,11 +50,11 @@ type Callback<T> = grpc.sendUnaryData<T>;
 function toServiceError(e: unknown): Partial<grpc.ServiceError> {
   const message = e instanceof Error ? e.message : String(e);
   const metadata = new grpc.Metadata();
-  if (e instanceof InitFailedError) {
+  if (e instanceof InitFailedError && e.id !== undefined) {
     // The object exists, half-done: the engine records this id and these properties.
     const detail = new provproto.ErrorResourceInitFailed();
     detail.setId(e.id);
-    detail.setProperties(toStruct(e.properties));
+    detail.setProperties(toStruct(e.properties ?? {}));
     detail.setReasonsList([message]);
     const any = new Any();
     any.pack(detail.serializeBinary(), "pulumirpc.ErrorResourceInitFailed");

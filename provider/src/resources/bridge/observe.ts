@@ -7,7 +7,6 @@ import { canonicalCidr } from "../../net";
 import type { ObserveContext } from "../../resource";
 import type { BridgeState, Link, Route } from "./schema";
 
-export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
 export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";
 

@@ -1,7 +1,8 @@
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
+import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
-import { PlanError } from "../../resource";
 import type { Step } from "../../step";
-import { BRIDGE_CONF, PORTS_DIR } from "./observe";
+import { PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
 
 /** Returns the step that adds or removes the provider's `allow <bridge>` pair. */

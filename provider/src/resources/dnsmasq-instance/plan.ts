@@ -1,15 +1,9 @@
+import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
-import { ipv4InCidr } from "../../net";
-import { PlanError } from "../../resource";
+import { hostAddressProblem, ipv4InCidr, ipv4NetworkAddress } from "../../net";
 import type { Step } from "../../step";
 import { renderDhcpHosts, renderDnsmasqConf } from "./render";
-import {
-  hostAddressProblem,
-  networkOf,
-  type DnsmasqInstanceInputs,
-  type DnsmasqPaths,
-  type DnsmasqState,
-} from "./schema";
+import type { DnsmasqInstanceInputs, DnsmasqPaths, DnsmasqState } from "./schema";
 
 /** Returns the step that stops an instance's dnsmasq (verified by its command line first). */
 export function stopStep(name: string, pid: number, configPath: string, why = ""): Step {
@@ -144,7 +138,7 @@ function refuseUnservable(d: DnsmasqInstanceInputs, actual: DnsmasqState): void 
       );
     }
     const [ip = "", bits = "32"] = own.split("/");
-    subnet = `${networkOf(ip, Number(bits))}/${bits}`;
+    subnet = `${ipv4NetworkAddress(ip, Number(bits))}/${bits}`;
   }
   const check = (property: string, address: string): void => {
     const why = hostAddressProblem(address, subnet);

@@ -1,13 +1,6 @@
 import { isIPv4 } from "node:net";
-import {
-  dnsmasqPaths,
-  netmaskOf,
-  networkOf,
-  prefixOfNetmask,
-  type DnsmasqInstanceInputs,
-  type Lease,
-  type StaticLease,
-} from "./schema";
+import { ipv4NetworkAddress, netmaskOf, prefixOfNetmask } from "../../net";
+import { dnsmasqPaths, type DnsmasqInstanceInputs, type Lease, type StaticLease } from "./schema";
 
 /** The first line of every config the provider writes. */
 export function configHeader(name: string): string {
@@ -74,7 +67,8 @@ export function parseDnsmasqConf(text: string): Partial<ConfInputs> {
       const leaseTime = parts[parts.length - 1] ?? "";
       out.dhcpRange = { start, end, leaseTime };
       const bits = parts.length === 4 ? prefixOfNetmask(parts[2] ?? "") : undefined;
-      if (bits !== undefined && isIPv4(start)) out.subnet = `${networkOf(start, bits)}/${bits}`;
+      if (bits !== undefined && isIPv4(start))
+        out.subnet = `${ipv4NetworkAddress(start, bits)}/${bits}`;
     }
   }
   return out;

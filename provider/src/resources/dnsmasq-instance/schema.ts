@@ -1,11 +1,13 @@
 import { isIPv4 } from "node:net";
 import { z } from "zod";
-import { InterfaceName, ipv4InCidr, ipv4ToNumber, MacAddress } from "../../net";
-
-/** An IPv4 address in dotted-quad form. */
-export const Ipv4Address = z
-  .string()
-  .refine(isIPv4, { error: (i) => `${JSON.stringify(i.input)} is not an IPv4 address` });
+import {
+  hostAddressProblem,
+  InterfaceName,
+  Ipv4Address,
+  ipv4NetworkAddress,
+  ipv4ToNumber,
+  MacAddress,
+} from "../../net";
 
 /** An IPv4 network: the network address and a prefix length from 8 to 30 ("198.18.130.0/24"). */
 export const Ipv4Network = z.string().superRefine((s, ctx) => {
@@ -19,36 +21,13 @@ export const Ipv4Network = z.string().superRefine((s, ctx) => {
       code: "custom",
       message: `${JSON.stringify(s)}: the prefix length must be from 8 to 30`,
     });
-  } else if (networkOf(address, bits) !== address) {
+  } else if (ipv4NetworkAddress(address, bits) !== address) {
     ctx.addIssue({
       code: "custom",
-      message: `${JSON.stringify(s)} has host bits set; the network is ${networkOf(address, bits)}/${bits}`,
+      message: `${JSON.stringify(s)} has host bits set; the network is ${ipv4NetworkAddress(address, bits)}/${bits}`,
     });
   }
 });
-
-/** Returns the network address of an IPv4 address under a prefix length. */
-export function networkOf(address: string, bits: number): string {
-  const size = 2 ** (32 - bits);
-  return numberToIpv4(Math.floor(ipv4ToNumber(address) / size) * size);
-}
-
-/** Returns the dotted-quad form of a 32-bit number. */
-export function numberToIpv4(n: number): string {
-  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join(".");
-}
-
-/** Returns the dotted netmask of a prefix length ("255.255.255.0" for 24). */
-export function netmaskOf(bits: number): string {
-  return numberToIpv4(2 ** 32 - 2 ** (32 - bits));
-}
-
-/** Returns the prefix length of a dotted netmask, or undefined when it is not one. */
-export function prefixOfNetmask(mask: string): number | undefined {
-  if (!isIPv4(mask)) return undefined;
-  for (let bits = 0; bits <= 32; bits++) if (netmaskOf(bits) === mask) return bits;
-  return undefined;
-}
 
 const LABEL = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 
@@ -239,18 +218,6 @@ function duplicates(
       });
     }
   });
-}
-
-/** Returns why an address cannot be a host in the network (outside, network or broadcast), or undefined. */
-export function hostAddressProblem(address: string, network: string): string | undefined {
-  if (!ipv4InCidr(address, network)) return `${address} is outside the subnet ${network}`;
-  const [base = "", bits = "32"] = network.split("/");
-  const first = ipv4ToNumber(networkOf(base, Number(bits)));
-  const last = first + 2 ** (32 - Number(bits)) - 1;
-  const a = ipv4ToNumber(address);
-  if (a === first) return `${address} is the network address of ${network}`;
-  if (a === last) return `${address} is the broadcast address of ${network}`;
-  return undefined;
 }
 
 /** Where an instance keeps its files on the host (all owned by the provider). */

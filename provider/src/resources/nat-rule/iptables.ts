@@ -1,5 +1,6 @@
 import { CHAIN_SPECS, iptablesChain, jumpComment, type RuleSet } from "./rules";
-import { CHAIN_NAMES, networkOf, type ChainName, type ObservedRuleset, type Rule } from "./schema";
+import { ipv4NetworkCidr } from "../../net";
+import { CHAIN_NAMES, type ChainName, type ObservedRuleset, type Rule } from "./schema";
 
 // The iptables backend: a rule rendered as iptables arguments (`iptables-restore --noflush`), and
 // decoded from what `iptables-save` prints.
@@ -128,7 +129,7 @@ function iptCidr(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
   const m = /^(\d+\.\d+\.\d+\.\d+)(?:\/(\d+))?$/.exec(v);
   if (!m) return undefined;
-  return networkOf(m[1] ?? "", m[2] === undefined ? 32 : Number(m[2]));
+  return ipv4NetworkCidr(m[1] ?? "", m[2] === undefined ? 32 : Number(m[2]));
 }
 
 const port = (v: string | undefined): number | undefined =>

@@ -1,8 +1,8 @@
 import { z } from "zod";
+import { ipv4NetworkCidr } from "../../net";
 import { CHAIN_SPECS, nftTableName, type RuleSet } from "./rules";
 import {
   CHAIN_NAMES,
-  networkOf,
   type ChainName,
   type ObservedChain,
   type ObservedRuleset,
@@ -148,7 +148,7 @@ function nftCidr(v: Json): string | undefined {
   if (isObject(v) && isObject(v["prefix"])) {
     const p = v["prefix"];
     if (typeof p["addr"] === "string" && typeof p["len"] === "number")
-      return networkOf(p["addr"], p["len"]);
+      return ipv4NetworkCidr(p["addr"], p["len"]);
   }
   return undefined;
 }

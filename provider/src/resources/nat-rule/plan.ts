@@ -1,4 +1,4 @@
-import { PlanError } from "../../resource";
+import { PlanError } from "../../errors";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
 import { IP_FORWARD } from "./observe";

@@ -1,6 +1,5 @@
-import { isIPv4 } from "node:net";
 import { z } from "zod";
-import { InterfaceName } from "../../net";
+import { InterfaceName, Ipv4Address, Ipv4Cidr } from "../../net";
 import type { SysctlObservation } from "../../sysctl";
 
 // The name becomes the nft table `pulumi_hv_<name>` and the iptables chains `PHV-<name>-POST`;
@@ -12,34 +11,6 @@ export const NatRuleName = z
     "must be 1 to 19 characters of letters, digits, '_' or '-', starting with a letter " +
       "(it names the nft table pulumi_hv_<name> and the iptables chains PHV-<name>-POST/-PRE/-FWD)",
   );
-
-/** Returns the IPv4 CIDR with its host bits cleared ("198.18.140.1/24" -> "198.18.140.0/24"). */
-export function networkOf(address: string, bits: number): string {
-  const n = address.split(".").reduce((acc, o) => acc * 256 + Number(o), 0);
-  const size = 2 ** (32 - bits);
-  const base = Math.floor(n / size) * size;
-  const octets = [24, 16, 8, 0].map((s) => Math.floor(base / 2 ** s) % 256);
-  return `${octets.join(".")}/${bits}`;
-}
-
-/** An IPv4 network; host bits are cleared, so a bridge address ("198.18.140.1/24") names its subnet. */
-export const Ipv4Cidr = z.string().transform((s, ctx) => {
-  const m = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(s);
-  const bits = m ? Number(m[2]) : NaN;
-  if (!m || !isIPv4(m[1] ?? "") || bits > 32 || String(bits) !== m[2]) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${JSON.stringify(s)} is not an IPv4 CIDR (like 198.18.140.0/24)`,
-    });
-    return z.NEVER;
-  }
-  return networkOf(m[1] ?? "", bits);
-});
-
-export const Ipv4Address = z.string().superRefine((s, ctx) => {
-  if (!isIPv4(s))
-    ctx.addIssue({ code: "custom", message: `${JSON.stringify(s)} is not an IPv4 address` });
-});
 
 const Port = z
   .number({ error: "must be a port number" })

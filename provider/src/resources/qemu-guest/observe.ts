@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
@@ -6,7 +7,6 @@ import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
 import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
 
-export const BRIDGE_CONF = "/etc/qemu/bridge.conf";
 /** Where distributions install qemu-bridge-helper (Debian first). */
 export const BRIDGE_HELPER_PATHS = [
   "/usr/lib/qemu/qemu-bridge-helper",

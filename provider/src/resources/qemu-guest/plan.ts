@@ -1,5 +1,6 @@
+import { BRIDGE_CONF } from "../../bridge-helper-acl";
+import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
-import { PlanError } from "../../resource";
 import type { Step } from "../../step";
 import {
   accelInArgv,
@@ -9,7 +10,6 @@ import {
   QEMU_LOG_ROOT,
   renderGuestConfig,
 } from "./argv";
-import { BRIDGE_CONF } from "./observe";
 import { qmpCommand, qmpStep } from "./qmp";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
 

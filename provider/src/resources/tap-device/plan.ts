@@ -1,5 +1,6 @@
+import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
-import { PlanError } from "../../resource";
+import { ipFamilyOf } from "../../net";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
 import { claimOwner, DEFAULT_PROXY_ARP, IP_FORWARD, proxyArpKey } from "./observe";
@@ -22,12 +23,8 @@ function prefixOf(r: { family: 4 | 6 }): string {
   return r.family === 4 ? "32" : "128";
 }
 
-function familyOf(address: string): 4 | 6 {
-  return address.includes(":") ? 6 : 4;
-}
-
 function routeArgv(action: "replace" | "del", address: string, dev: string): string[] {
-  const family = familyOf(address);
+  const family = ipFamilyOf(address);
   return [
     "ip",
     ...(family === 6 ? ["-6"] : []),
@@ -224,7 +221,7 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
   const have = tap ? managedRoutes(actual).map((r) => r.address) : [];
   for (const a of have.filter((x) => !want.includes(x))) {
     steps.push({
-      summary: `remove host route ${a}/${prefixOf({ family: familyOf(a) })} via ${name}`,
+      summary: `remove host route ${a}/${prefixOf({ family: ipFamilyOf(a) })} via ${name}`,
       argv: routeArgv("del", a, name),
     });
   }
@@ -236,7 +233,7 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
       );
     }
     steps.push({
-      summary: `add host route ${a}/${prefixOf({ family: familyOf(a) })} via ${name}`,
+      summary: `add host route ${a}/${prefixOf({ family: ipFamilyOf(a) })} via ${name}`,
       argv: routeArgv("replace", a, name),
     });
   }

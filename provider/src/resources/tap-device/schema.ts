@@ -1,18 +1,7 @@
-import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 import type { SysctlObservation } from "../../sysctl";
 import { uniqueItems } from "../../host-output";
-import { canonicalIPv6, InterfaceName } from "../../net";
-
-/** Returns the guest address in the form `ip -j route show` prints for a host route, or undefined. */
-export function canonicalHostAddress(s: string): string | undefined {
-  const m = /^([^/\s]+)(?:\/(\d{1,3}))?$/.exec(s);
-  if (!m) return undefined;
-  const [, address = "", prefix] = m;
-  if (isIPv4(address) && (prefix === undefined || prefix === "32")) return address;
-  if (isIPv6(address) && (prefix === undefined || prefix === "128")) return canonicalIPv6(address);
-  return undefined;
-}
+import { canonicalHostAddress, InterfaceName } from "../../net";
 
 /** A guest address for a host route: "198.18.120.5", "198.18.120.5/32", "2001:db8::5/128". */
 const HostAddress = z.string().transform((s, ctx) => {

@@ -1,0 +1,141 @@
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { StdinSink } from "../../provider/src/host/channels";
+import {
+  buildRemoteCommand,
+  newSudoMarks,
+  stdinFeedFor,
+  sudoPasswordFeed,
+  type SudoMarks,
+} from "../../provider/src/host/sudo";
+
+const marks: SudoMarks = { prompt: "[pw abc]:", ready: "[ready abc]" };
+
+/** A sink that records what was written to stdin and whether it was closed. */
+function recorder(): StdinSink & { written: string[]; ended: boolean } {
+  const r = {
+    written: [] as string[],
+    ended: false,
+    write(chunk: Buffer) {
+      r.written.push(chunk.toString("utf8"));
+    },
+    end() {
+      r.ended = true;
+    },
+  };
+  return r;
+}
+
+describe("buildRemoteCommand", () => {
+  it("runs argv under env LC_ALL=C, through sudo -n when no password is needed", () => {
+    expect(buildRemoteCommand(["ip", "-j", "link"], "none")).toBe("env 'LC_ALL=C' ip -j link");
+    expect(buildRemoteCommand(["echo", "a b"], "nopasswd")).toBe(
+      "sudo -n -- env 'LC_ALL=C' echo 'a b'",
+    );
+  });
+
+  it("with a password, names the prompt and has the command announce its start", () => {
+    expect(buildRemoteCommand(["cat"], "password", marks)).toBe(
+      `sudo -S -p '[pw abc]:' -k -- env 'LC_ALL=C' sh -c 'printf "%s\\n" "$0" >&2; exec "$@"' '[ready abc]' cat`,
+    );
+    expect(() => buildRemoteCommand(["cat"], "password")).toThrow(/prompt marks/);
+  });
+
+  it("makes marks unique per call and free of the '%' sudo expands in prompts", () => {
+    const a = newSudoMarks();
+    const b = newSudoMarks();
+    expect(a.prompt).not.toBe(b.prompt);
+    expect(a.ready).not.toBe(b.ready);
+    expect(`${a.prompt}${a.ready}`).not.toContain("%");
+  });
+});
+
+describe("sudoPasswordFeed", () => {
+  const stdin = [Buffer.from("payload\n")];
+
+  it("writes nothing until sudo prompts, then the password once, then stdin when the command starts", () => {
+    const feed = sudoPasswordFeed("s3cret", stdin, marks);
+    const sink = recorder();
+    feed.open(sink);
+    expect(sink.written).toEqual([]);
+    feed.stderr?.("some warning\n[pw a", sink);
+    expect(sink.written).toEqual([]);
+    feed.stderr?.("bc]:", sink);
+    expect(sink.written).toEqual(["s3cret\n"]);
+    expect(sink.ended).toBe(false);
+    feed.stderr?.("[ready", sink);
+    feed.stderr?.(" abc]\n", sink);
+    expect(sink.written).toEqual(["s3cret\n", "payload\n"]);
+    expect(sink.ended).toBe(true);
+  });
+
+  it("never sends the password when the command starts without a prompt (NOPASSWD for it)", () => {
+    const feed = sudoPasswordFeed("s3cret", stdin, marks);
+    const sink = recorder();
+    feed.open(sink);
+    feed.stderr?.("[ready abc]\n", sink);
+    feed.stderr?.("[pw abc]:", sink); // printed by the command itself: ignored
+    expect(sink.written).toEqual(["payload\n"]);
+    expect(sink.ended).toBe(true);
+  });
+
+  it("closes stdin at a second prompt instead of sending the password again", () => {
+    const feed = sudoPasswordFeed("wrong", stdin, marks);
+    const sink = recorder();
+    feed.open(sink);
+    feed.stderr?.("[pw abc]:", sink);
+    feed.stderr?.("Sorry, try again.\n[pw abc]:", sink);
+    expect(sink.written).toEqual(["wrong\n"]);
+    expect(sink.ended).toBe(true);
+  });
+
+  it("handles a prompt and the start in one piece of stderr, in order", () => {
+    const feed = sudoPasswordFeed("s3cret", stdin, marks);
+    const sink = recorder();
+    feed.stderr?.("[pw abc]:[ready abc]\n", sink);
+    expect(sink.written).toEqual(["s3cret\n", "payload\n"]);
+  });
+
+  it("removes the prompt and the start line from the stderr the caller sees", () => {
+    const feed = sudoPasswordFeed("s3cret", stdin, marks);
+    expect(feed.cleanStderr?.("[pw abc]:[ready abc]\nreal error\n")).toBe("real error\n");
+    expect(feed.cleanStderr?.("[pw abc]:Sorry, try again.\n[pw abc]:sudo: failed\n")).toBe(
+      "Sorry, try again.\nsudo: failed\n",
+    );
+  });
+
+  it("is used only in password mode; other modes write stdin at once", () => {
+    const sink = recorder();
+    stdinFeedFor({ sudo: true }, "nopasswd", stdin, marks).open(sink);
+    expect(sink).toMatchObject({ written: ["payload\n"], ended: true });
+    const gated = recorder();
+    stdinFeedFor({ sudo: { password: "s3cret" } }, "password", stdin, marks).open(gated);
+    expect(gated).toMatchObject({ written: [], ended: false });
+  });
+});
+
+describe("the password command line under a real /bin/sh", () => {
+  const dir = mkdtempSync(join(tmpdir(), "phv-sudo-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // A sudo that needs no password for anything: skips its options and runs the command.
+  writeFileSync(
+    join(dir, "sudo"),
+    '#!/bin/sh\nwhile [ $# -gt 0 ]; do case "$1" in --) shift; break;; -p) shift;; esac; shift; done\nexec "$@"\n',
+  );
+  chmodSync(join(dir, "sudo"), 0o755);
+
+  it("prints the start mark on stderr, then runs the command with its own stdin", () => {
+    const command = buildRemoteCommand(["sh", "-c", "cat; echo err >&2", "x"], "password", marks);
+    const r = spawnSync("/bin/sh", ["-c", command], {
+      input: "payload\n",
+      encoding: "utf8",
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe("payload\n");
+    expect(r.stderr).toBe("[ready abc]\nerr\n");
+  });
+});
