@@ -1,13 +1,44 @@
 import { defineConfig } from "vitest/config";
 
+// Projects: `unit` is pure (no root, no lab) and runs its files in parallel; `lab` checks the lab
+// itself; `integration` drives the provider against lab hosts (root). Every lab allocates its own
+// host indices, so lab files may run side by side; on this 2-core machine 2 workers is fastest.
+// Run one with `npx vitest run --project unit`.
+const shared = {
+  setupFiles: ["test/setup/fail-on-console.ts"],
+};
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    // Lab hosts use fixed addresses in 198.18.0.0/15, so test files run one at a time.
-    fileParallelism: false,
-    testTimeout: 120_000,
-    hookTimeout: 180_000,
-    // A test that prints to the console is noise at best; the reporter keeps stdout for results.
-    onConsoleLog: () => false,
+    projects: [
+      {
+        extends: true,
+        test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          ...shared,
+          name: "lab",
+          include: ["test/lab/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          ...shared,
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          maxWorkers: 2,
+          sequence: { groupOrder: 2 },
+        },
+      },
+    ],
   },
 });
