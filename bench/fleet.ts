@@ -10,7 +10,7 @@
 import { execFileSync } from "node:child_process";
 import { open, writeFile } from "node:fs/promises";
 import * as path from "node:path";
-import { startLab, type Lab, type LabHost } from "../test/lab/lab";
+import { startLab, type Lab, type LabHost } from "../lab";
 import {
   DynamicProviderPlugin,
   Engine,

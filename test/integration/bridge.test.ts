@@ -1,7 +1,7 @@
 // Bridge on real lab hosts, through the dynamic-provider plugin driven as the engine drives it.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { startLab, type Lab, type LabHost } from "../../lab";
 import {
   CheckFailedError,
   PluginError,

@@ -19,7 +19,7 @@ import {
   dnsmasqPaths,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
 import type { Step } from "../../provider/src/step";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { startLab, type Lab, type LabHost } from "../../lab";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import {
   CheckFailedError,

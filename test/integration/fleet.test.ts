@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab } from "../lab/lab";
+import { startLab, type Lab } from "../../lab";
 import type { DynamicProviderPlugin, Engine, ResourceSpec, StepRecord } from "../support/engine";
 import {
   FLEET_KINDS,

@@ -1,7 +1,7 @@
 // NatRule on real lab hosts with a WAN, through the dynamic-provider plugin driven as the engine
 // drives it. A client namespace on a bridge inside each lab host plays the guest.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import type { DynamicProviderPlugin, Engine } from "../support/engine";
 import { spec, startEngine } from "../support/harness";

@@ -1,7 +1,7 @@
 // QemuGuest on a real lab host: real QEMU (TCG here: nested KVM does not work on these machines)
 // booting the tiny busybox guest, driven through the dynamic-provider plugin the way the engine does.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { startLab, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,

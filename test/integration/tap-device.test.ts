@@ -1,7 +1,7 @@
 // TapDevice on a real lab host, driven through the dynamic-provider plugin the way the engine does.
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { startLab, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,

@@ -2,7 +2,7 @@
 // the guest a fixed address by MAC, and NAT (masquerade + a port forward) out of the uplink. The
 // "guest" is a DHCP client namespace on the bridge, as a VM's virtio NIC would be.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { startLab, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";

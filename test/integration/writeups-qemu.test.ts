@@ -2,7 +2,7 @@
 // TapDevice, DnsmasqInstance, NatRule and QemuGuest through the dynamic-provider plugin, and the
 // tiny busybox guest (TCG) checking its own reachability and reporting on its serial console.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { startLab, type Lab, type LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
 import {
   buildGuestImage,
