@@ -1,8 +1,8 @@
 import { defineConfig } from "vitest/config";
 
 // Projects: `unit` is pure (no root, no lab) and runs its files in parallel; `lab` checks the lab
-// itself; `integration` drives the provider against lab hosts (root). Every lab allocates its own
-// host indices, so lab files may run side by side; on this 2-core machine 2 workers is fastest.
+// itself; `integration` drives the provider against lab hosts (root); `booted` against booted
+// Debian hosts. Every lab allocates its own host indices, so integration files run side by side.
 // Run one with `npx vitest run --project unit`.
 const shared = {
   setupFiles: ["test/setup/fail-on-console.ts"],
@@ -37,6 +37,19 @@ export default defineConfig({
           hookTimeout: 180_000,
           maxWorkers: 2,
           sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        // Booted Debian lab hosts (systemd-nspawn, a QEMU VM): slow, one file at a time.
+        extends: true,
+        test: {
+          ...shared,
+          name: "booted",
+          include: ["test/booted/**/*.test.ts"],
+          testTimeout: 600_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 3 },
         },
       },
     ],

@@ -24,6 +24,8 @@ shift 4
 umount -l /sys
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 hostname "$HN"
+# The copied /run/netns mounts would pin every other lab's namespaces for as long as this one lives.
+umount -l /run/netns 2>/dev/null || true
 mount --bind "$S/run" /run
 mount --bind "$S/tmp" /tmp
 if [ "$KIND" = host ]; then

@@ -33,15 +33,7 @@ export async function stopLab(name: string): Promise<void> {
   }
 
   // Namespace identities: every process in one of them belongs to the lab.
-  const nsIds = new Set<string>();
-  for (const ns of netnses) {
-    try {
-      const st = await fs.stat(`/run/netns/${ns}`);
-      nsIds.add(`net:[${st.ino}]`);
-    } catch {
-      // already gone
-    }
-  }
+  const nsIds = await pinnedNetnsIds(netnses);
   for (const pid of holders) {
     for (const kind of ["net", "mnt"]) {
       const id = await fs.readlink(`/proc/${pid}/ns/${kind}`).catch(() => undefined);
@@ -64,7 +56,9 @@ export async function stopLab(name: string): Promise<void> {
     recorded.length = 0;
   }
   await terminate(holders);
-  const stragglers = await processesInNamespaces(nsIds);
+  // The holders' mount namespaces ended with them, and the kernel reuses a freed namespace's id at
+  // once (for a lab starting right now): look for stragglers by the still-pinned netns ids only.
+  const stragglers = await processesInNamespaces(await pinnedNetnsIds(netnses));
   if (stragglers.length > 0) await terminate(stragglers);
 
   // Deleting the root-side veth removes both ends at once; netns deletion alone is asynchronous.
@@ -83,6 +77,20 @@ export async function stopLab(name: string): Promise<void> {
   }
   await fs.rm(labStateDir(name), { recursive: true, force: true });
   await releaseIndices(name);
+}
+
+/** Returns the ids ("net:[inode]") of the network namespaces that /run/netns/<name> pins now. */
+async function pinnedNetnsIds(netnses: Iterable<string>): Promise<Set<string>> {
+  const ids = new Set<string>();
+  for (const ns of netnses) {
+    try {
+      const st = await fs.stat(`/run/netns/${ns}`);
+      ids.add(`net:[${st.ino}]`);
+    } catch {
+      // already gone
+    }
+  }
+  return ids;
 }
 
 /** Returns the pids of live processes whose net or mount namespace is one of ids. */
