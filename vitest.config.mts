@@ -1,8 +1,10 @@
 import { defineConfig } from "vitest/config";
 
-// Projects: `unit` is pure (no root, no lab) and runs its files in parallel; `lab` checks the lab
-// itself; `integration` drives the provider against lab hosts (root); `booted` against booted
-// Debian hosts. Every lab allocates its own host indices, so integration files run side by side.
+// Projects: `unit` is pure (no root, no lab); `lab` checks the lab itself; `integration` drives the
+// provider against lab hosts (root); `booted` against booted Debian hosts. Every lab allocates its
+// own host indices, so integration files may run side by side: they take vitest's default worker
+// count (cores - 1). On 2 cores two workers were no faster (QEMU guests under TCG are CPU-bound),
+// so one it is there; `--maxWorkers=N` asks for more.
 // Run one with `npx vitest run --project unit`.
 const shared = {
   setupFiles: ["test/setup/fail-on-console.ts"],
@@ -35,7 +37,6 @@ export default defineConfig({
           include: ["test/integration/**/*.test.ts"],
           testTimeout: 120_000,
           hookTimeout: 180_000,
-          maxWorkers: 2,
           sequence: { groupOrder: 2 },
         },
       },
