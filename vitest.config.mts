@@ -1,13 +1,58 @@
 import { defineConfig } from "vitest/config";
 
+// Projects: `unit` is pure (no root, no lab); `lab` checks the lab itself; `integration` drives the
+// provider against lab hosts (root); `booted` against booted Debian hosts. Every lab allocates its
+// own host indices, so integration files may run side by side: they take vitest's default worker
+// count (cores - 1). On 2 cores two workers were no faster (QEMU guests under TCG are CPU-bound),
+// so one it is there; `--maxWorkers=N` asks for more.
+// Run one with `npx vitest run --project unit`.
+const shared = {
+  setupFiles: ["test/setup/fail-on-console.ts"],
+};
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    // Lab hosts use fixed addresses in 198.18.0.0/15, so test files run one at a time.
-    fileParallelism: false,
-    testTimeout: 120_000,
-    hookTimeout: 180_000,
-    // A test that prints to the console is noise at best; the reporter keeps stdout for results.
-    onConsoleLog: () => false,
+    projects: [
+      {
+        extends: true,
+        test: { ...shared, name: "unit", include: ["test/unit/**/*.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          ...shared,
+          name: "lab",
+          include: ["test/lab/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          ...shared,
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          sequence: { groupOrder: 2 },
+        },
+      },
+      {
+        // Booted Debian lab hosts (systemd-nspawn, a QEMU VM): slow, one file at a time.
+        extends: true,
+        test: {
+          ...shared,
+          name: "booted",
+          include: ["test/booted/**/*.test.ts"],
+          testTimeout: 600_000,
+          hookTimeout: 900_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 3 },
+        },
+      },
+    ],
   },
 });

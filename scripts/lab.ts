@@ -6,7 +6,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { attachLab, startLab, stopLab, type Lab } from "../test/lab/lab";
+import { attachLab, startLab, stopLab, type Lab } from "../lab";
 import { DynamicProviderPlugin, Engine, type ResourceState } from "../test/support/engine";
 import { runProgramWithMocks } from "../test/support/mocks";
 
@@ -132,7 +132,8 @@ async function up(): Promise<void> {
     out(`the lab is already up (${lab.hosts.length} hosts); applying examples/lab again`);
   } else {
     out(`starting the lab (2 hosts, with a WAN namespace)...`);
-    // hosts 91-92: clear of the indices the tests use, so `npm test` runs while the lab is up
+    // fixed indices 91-92, so the lab's addresses stay the same from one `up` to the next; tests
+    // lease other indices from the allocator and run while the lab is up
     lab = await startLab({ name: LAB, hosts: 2, wan: true, firstIndex: 91 });
     // state recorded against an earlier lab describes hosts that no longer exist
     rmSync(DRIVER_STATE, { force: true });

@@ -1,14 +1,19 @@
 // Bridge on real lab hosts, through the dynamic-provider plugin driven as the engine drives it.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import {
   CheckFailedError,
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
 } from "../support/engine";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
+
+// Guest networks inside the lab hosts (first three octets of a /24).
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+const NET_2 = labGuestNet(2);
 
 let lab: Lab;
 let plugin: DynamicProviderPlugin;
@@ -44,7 +49,7 @@ const globalAddrs = (l: IpLink | undefined): string[] =>
     .sort();
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itbridge", hosts: 2, firstIndex: 5 });
+  lab = await startLab({ name: "itbridge", hosts: 2 });
   [h1, h2] = lab.hosts as [LabHost, LabHost];
   ({ plugin, engine } = await startEngine());
 });
@@ -61,7 +66,7 @@ describe("Bridge on a lab host", () => {
       await spec("Bridge", "br", {
         connection: h1.connection(),
         name: "br-test",
-        addresses: ["198.18.100.1/24", "2001:db8:100::1/64"],
+        addresses: [`${NET_0}.1/24`, "2001:db8:100::1/64"],
         stp: true,
         mtu: 1450,
         macAddress: "52:54:00:00:01:00",
@@ -72,7 +77,7 @@ describe("Bridge on a lab host", () => {
     const l = await link(h1, "br-test");
     expect(l?.linkinfo?.info_kind).toBe("bridge");
     expect(l?.linkinfo?.info_data?.stp_state).not.toBe(0);
-    expect(globalAddrs(l)).toEqual(["198.18.100.1/24", "2001:db8:100::1/64"]);
+    expect(globalAddrs(l)).toEqual([`${NET_0}.1/24`, "2001:db8:100::1/64"]);
     const outs = engine.state.get("br")!.outputs;
     expect(outs["ifIndex"]).toBe(l?.ifindex);
     expect(outs["macAddress"]).toBe("52:54:00:00:01:00");
@@ -108,7 +113,7 @@ describe("Bridge on a lab host", () => {
       await spec("Bridge", "br", {
         connection: h1.connection(),
         name: "br-test",
-        addresses: ["198.18.100.1/24", "198.18.101.1/24"],
+        addresses: [`${NET_0}.1/24`, `${NET_1}.1/24`],
         stp: true,
         mtu: 1400,
       }),
@@ -120,7 +125,7 @@ describe("Bridge on a lab host", () => {
     const l = await link(h1, "br-test");
     expect(l?.ifindex).toBe(ifIndex);
     expect(l?.mtu).toBe(1400);
-    expect(globalAddrs(l)).toEqual(["198.18.100.1/24", "198.18.101.1/24"]);
+    expect(globalAddrs(l)).toEqual([`${NET_0}.1/24`, `${NET_1}.1/24`]);
   });
 
   it("refresh reports an mtu changed by hand, and the next up puts it back", async () => {
@@ -132,7 +137,7 @@ describe("Bridge on a lab host", () => {
       await spec("Bridge", "br", {
         connection: h1.connection(),
         name: "br-test",
-        addresses: ["198.18.100.1/24", "198.18.101.1/24"],
+        addresses: [`${NET_0}.1/24`, `${NET_1}.1/24`],
         stp: true,
         mtu: 1400,
       }),
@@ -232,11 +237,11 @@ describe("Bridge on a lab host", () => {
       await spec("Bridge", "sudo", {
         connection: { ...h2.connection("hvsudo"), sudo: true },
         name: "br-sudo",
-        addresses: ["198.18.102.1/24"],
+        addresses: [`${NET_2}.1/24`],
       }),
     ];
     await engine.up(res);
-    expect(globalAddrs(await link(h2, "br-sudo"))).toEqual(["198.18.102.1/24"]);
+    expect(globalAddrs(await link(h2, "br-sudo"))).toEqual([`${NET_2}.1/24`]);
     await engine.destroy();
     expect(await link(h2, "br-sudo")).toBeUndefined();
   });
@@ -284,7 +289,7 @@ describe("Bridge on a lab host", () => {
         spec("Bridge", `pool${i}`, {
           connection: h1.connection(),
           name: `br-pool${i}`,
-          addresses: [`198.18.10${i}.1/24`],
+          addresses: [`${labGuestNet(i)}.1/24`],
         }),
       ),
     );

@@ -20,7 +20,7 @@ import {
   dnsmasqPaths,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
 import { stepArgv, type Step } from "../../provider/src/step";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import {
   CheckFailedError,
@@ -29,7 +29,15 @@ import {
   type Engine,
   type ResourceSpec,
 } from "../support/engine";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
+
+// Guest networks inside the lab host: ours, the foreign dnsmasq's, and one outside both.
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+const NET_2 = labGuestNet(2);
+
+/** Returns a RegExp that matches text literally. */
+const literal = (text: string): RegExp => new RegExp(text.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"));
 
 let lab: Lab;
 let h: LabHost;
@@ -37,7 +45,6 @@ let plugin: DynamicProviderPlugin;
 let engine: Engine;
 const clients: DhcpClient[] = [];
 
-// Lab host index 31; guest networks 198.18.130.0/24 (ours) and 198.18.131.0/24 (the foreign one).
 const BRIDGE = "br-dm";
 const FOREIGN_BRIDGE = "br-fx";
 const FOREIGN_DIR = "/var/lib/foreign-dnsmasq";
@@ -51,18 +58,18 @@ const DIRS = [
 ];
 const LEASES = "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases";
 
-const ALPHA = { mac: "52:54:00:13:00:01", ip: "198.18.130.11", hostname: "alpha" };
-const BETA = { mac: "52:54:00:13:00:02", ip: "198.18.130.12", hostname: "beta" };
+const ALPHA = { mac: "52:54:00:13:00:01", ip: `${NET_0}.11`, hostname: "alpha" };
+const BETA = { mac: "52:54:00:13:00:02", ip: `${NET_0}.12`, hostname: "beta" };
 
 function instanceInputs(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name: "guests",
     interface: BRIDGE,
-    subnet: "198.18.130.0/24",
-    dhcpRange: { start: "198.18.130.100", end: "198.18.130.150", leaseTime: "1h" },
+    subnet: `${NET_0}.0/24`,
+    dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.150`, leaseTime: "1h" },
     staticLeases: [ALPHA],
-    router: "198.18.130.1",
-    dnsServers: ["198.18.130.1"],
+    router: `${NET_0}.1`,
+    dnsServers: [`${NET_0}.1`],
     domain: "lab.test",
     dns: true,
     ...over,
@@ -74,7 +81,7 @@ async function program(over: Record<string, unknown> = {}): Promise<ResourceSpec
     await spec("Bridge", "brd", {
       connection: h.connection(),
       name: BRIDGE,
-      addresses: ["198.18.130.1/24"],
+      addresses: [`${NET_0}.1/24`],
     }),
     await spec("DnsmasqInstance", "dm", { connection: h.connection(), ...instanceInputs(over) }, [
       "brd",
@@ -122,7 +129,7 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itdnsmasq", hosts: 1, firstIndex: 31 });
+  lab = await startLab({ name: "itdnsmasq", hosts: 1 });
   h = lab.hosts[0] as LabHost;
   ({ plugin, engine } = await startEngine());
   // A dnsmasq the provider does not own, on another bridge of the same host (as libvirt runs one).
@@ -130,10 +137,10 @@ beforeAll(async () => {
     [
       "set -e",
       'ip link add "$1" type bridge',
-      'ip addr add 198.18.131.1/24 dev "$1"',
+      `ip addr add ${NET_1}.1/24 dev "$1"`,
       'ip link set "$1" up',
       'mkdir -p "$2"',
-      'printf "%s\\n" "interface=$1" bind-dynamic except-interface=lo no-hosts no-resolv no-ping "pid-file=$4" "dhcp-leasefile=$2/dnsmasq.leases" "dhcp-range=198.18.131.100,198.18.131.150,1h" > "$3"',
+      `printf "%s\\n" "interface=$1" bind-dynamic except-interface=lo no-hosts no-resolv no-ping "pid-file=$4" "dhcp-leasefile=$2/dnsmasq.leases" "dhcp-range=${NET_1}.100,${NET_1}.150,1h" > "$3"`,
       'dnsmasq --conf-file="$3"',
     ].join("\n"),
     FOREIGN_BRIDGE,
@@ -154,14 +161,14 @@ describe("DnsmasqInstance on a lab host", () => {
     const before = await h.sshConnectionCount();
     const bad: Array<[Record<string, unknown>, string, RegExp]> = [
       [
-        { dhcpRange: { start: "198.18.130.150", end: "198.18.130.100" } },
+        { dhcpRange: { start: `${NET_0}.150`, end: `${NET_0}.100` } },
         "dhcpRange",
-        /start 198\.18\.130\.150 is after end 198\.18\.130\.100/,
+        literal(`start ${NET_0}.150 is after end ${NET_0}.100`),
       ],
       [
-        { staticLeases: [{ mac: "52:54:00:13:00:09", ip: "198.18.140.9" }] },
+        { staticLeases: [{ mac: "52:54:00:13:00:09", ip: `${NET_2}.9` }] },
         "staticLeases[0].ip",
-        /outside the subnet 198\.18\.130\.0\/24/,
+        literal(`outside the subnet ${NET_0}.0/24`),
       ],
       [
         { staticLeases: [ALPHA, { ...BETA, mac: ALPHA.mac }] },
@@ -185,7 +192,7 @@ describe("DnsmasqInstance on a lab host", () => {
       ],
       [{ interface: "br0;reboot" }, "interface", /a Linux interface name/],
       [
-        { dhcpRange: { start: "198.18.130.100", end: "198.18.130.150", leaseTime: "30s" } },
+        { dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.150`, leaseTime: "30s" } },
         "dhcpRange.leaseTime",
         /at least 2 minutes/,
       ],
@@ -219,7 +226,7 @@ describe("DnsmasqInstance on a lab host", () => {
     const err = await engine.up(res).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PluginError);
     expect((err as Error).message).toContain(
-      'dnsmasq instance "nope" on root@198.18.31.2:22: interface "br-nope" does not exist on the host',
+      `dnsmasq instance "nope" on root@${h.address}:22: interface "br-nope" does not exist on the host`,
     );
     expect(engine.state.has("nope")).toBe(false);
     expect(await exists("/etc/pulumi-hypervisor/dnsmasq/nope")).toBe(false);
@@ -244,27 +251,27 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(lease).toMatchObject({
       ip: ALPHA.ip,
       mask: 24,
-      router: ["198.18.130.1"],
-      dns: ["198.18.130.1"],
+      router: [`${NET_0}.1`],
+      dns: [`${NET_0}.1`],
       domain: "lab.test",
       hostname: "alpha",
       leaseSeconds: 3600,
-      serverId: "198.18.130.1",
+      serverId: `${NET_0}.1`,
     });
     // the client configured it: its address is on eth0
     expect((await alpha.exec(["ip", "-4", "-br", "addr", "show", "dev", "eth0"])).stdout).toContain(
       `${ALPHA.ip}/24`,
     );
     // our DNS answers for the static lease's name in the domain
-    const dig = await alpha.exec(["busybox", "nslookup", "alpha.lab.test", "198.18.130.1"]);
+    const dig = await alpha.exec(["busybox", "nslookup", "alpha.lab.test", `${NET_0}.1`]);
     expect(dig.stdout).toContain(ALPHA.ip);
 
     // the foreign dnsmasq kept running and still serves its own bridge
     expect(await foreignPid()).toBe(foreign);
     const fx = await client("fx", FOREIGN_BRIDGE, "52:54:00:13:00:f1");
     const fxLease = await fx.obtain();
-    expect(fxLease.serverId).toBe("198.18.131.1");
-    expect(fxLease.ip).toMatch(/^198\.18\.131\.1[0-5]\d$/);
+    expect(fxLease.serverId).toBe(`${NET_1}.1`);
+    expect(fxLease.ip).toMatch(new RegExp(`^${literal(NET_1).source}\\.1[0-5]\\d$`));
   });
 
   it("adds a static lease live: same dnsmasq process, the first client's lease survives", async ({
@@ -294,7 +301,7 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(await beta.obtain()).toMatchObject({
       ip: BETA.ip,
       hostname: "beta",
-      router: ["198.18.130.1"],
+      router: [`${NET_0}.1`],
     });
     // the same process answered, and the lease file now holds both
     expect(dmOutputs()["pid"]).toBe(pid);
@@ -308,7 +315,7 @@ describe("DnsmasqInstance on a lab host", () => {
     const before = await leaseFile();
     const res = await program({
       staticLeases: [ALPHA, BETA],
-      dhcpRange: { start: "198.18.130.100", end: "198.18.130.160", leaseTime: "1h" },
+      dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.160`, leaseTime: "1h" },
     });
     const ms = await timed(async () => {
       const { steps } = await engine.up(res);
@@ -321,7 +328,7 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(await argvOf(await foreignPid())).toEqual(["dnsmasq", `--conf-file=${FOREIGN_CONF}`]);
     expect(await argvOf(next)).toEqual(["dnsmasq", `--conf-file=${CONF}`]);
     expect(await sh('grep "^dhcp-range=" "$1"', CONF)).toBe(
-      "dhcp-range=198.18.130.100,198.18.130.160,255.255.255.0,1h\n",
+      `dhcp-range=${NET_0}.100,${NET_0}.160,255.255.255.0,1h\n`,
     );
     const after = await leaseFile();
     expect(lineFor(after, ALPHA.mac)).toBe(lineFor(before, ALPHA.mac));
@@ -339,7 +346,7 @@ describe("DnsmasqInstance on a lab host", () => {
     const inputs = DnsmasqInstanceInputs.parse(
       instanceInputs({
         staticLeases: [ALPHA, BETA],
-        dhcpRange: { start: "198.18.130.100", end: "198.18.130.160", leaseTime: "1h" },
+        dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.160`, leaseTime: "1h" },
       }),
     );
     const observe = async () =>
@@ -387,7 +394,7 @@ describe("DnsmasqInstance on a lab host", () => {
     await sh('kill -9 "$1"', String(pid));
     const res = await program({
       staticLeases: [ALPHA, BETA],
-      dhcpRange: { start: "198.18.130.100", end: "198.18.130.160", leaseTime: "1h" },
+      dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.160`, leaseTime: "1h" },
     });
     const refreshed = await engine.refresh();
     // (the bridge's own MAC follows its ports, so only the instance's step is of interest here)
@@ -425,7 +432,7 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(await argvOf(foreign)).toEqual(["dnsmasq", `--conf-file=${FOREIGN_CONF}`]);
     expect(await exists(`${FOREIGN_DIR}/dnsmasq.leases`)).toBe(true);
     const fx = clients.find((c) => c.name === "fx");
-    expect((await fx?.obtain())?.serverId).toBe("198.18.131.1");
+    expect((await fx?.obtain())?.serverId).toBe(`${NET_1}.1`);
     // delete is idempotent: deleting what is already gone succeeds
     await plugin.delete(
       "guests",

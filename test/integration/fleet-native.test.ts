@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import {
   FLEET_KINDS,
   captureFleet,
@@ -32,10 +32,8 @@ import {
   type NativeStepRecord,
 } from "../support/native-engine";
 
-// Lab host indices 77-79 (71-73 are the benchmark's, 74-76 the dynamic fleet test's); the guest
-// network 198.18.177.0/24 on each.
-const FIRST_INDEX = 77;
-const NET = "198.18.177";
+// The same guest network on each host (hosts' networks are private to them).
+const NET = labGuestNet(0);
 const SUBNET = `${NET}.0/24`;
 
 let lab: Lab;
@@ -109,7 +107,7 @@ function keyBody(h: LabHost): string {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itfleetnative", hosts: 3, wan: true, firstIndex: FIRST_INDEX });
+  lab = await startLab({ name: "itfleetnative", hosts: 3, wan: true });
   dir = mkdtempSync(path.join(tmpdir(), "fleet-native-test-"));
   hostsFile = path.join(dir, "hosts.json");
   engine = new NativeEngine();
@@ -158,9 +156,9 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
     expect(
       lab.hosts.map((h) => resources.find((r) => r.name === `${h.name}-dhcp`)?.inputs["dhcpRange"]),
     ).toEqual([
-      { start: "198.18.177.10", end: "198.18.177.29", leaseTime: "1h" },
-      { start: "198.18.177.30", end: "198.18.177.49", leaseTime: "1h" },
-      { start: "198.18.177.50", end: "198.18.177.69", leaseTime: "1h" },
+      { start: `${NET}.10`, end: `${NET}.29`, leaseTime: "1h" },
+      { start: `${NET}.30`, end: `${NET}.49`, leaseTime: "1h" },
+      { start: `${NET}.50`, end: `${NET}.69`, leaseTime: "1h" },
     ]);
   });
 
@@ -176,13 +174,13 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
       expect(planned(`${h.name}-bridge`)).toEqual([
         `create bridge br-fleet: ip link add name br-fleet address 52:54:00:fd:00:0${k + 1} type bridge stp_state 0`,
         "bring br-fleet up: ip link set dev br-fleet up",
-        "add address 198.18.177.1/24 to br-fleet: ip addr add 198.18.177.1/24 dev br-fleet",
+        `add address ${NET}.1/24 to br-fleet: ip addr add ${NET}.1/24 dev br-fleet`,
       ]);
       expect(planned(`${h.name}-nat`)?.[0]).toMatch(
         /^create nft table ip pulumi_hv_br-fleet with 3 rules: nft -f - < stdin \(\d+ bytes\)$/,
       );
       expect(planned(`${h.name}-guest`)?.join("\n")).toMatch(
-        /qemu-img create .* \/var\/lib\/pulumi-hypervisor\/qemu\/fleet-guest\/root\.qcow2 qcow2 1G/,
+        /sh qemu-create-disk.sh \/var\/lib\/pulumi-hypervisor\/qemu\/fleet-guest\/root\.qcow2 qcow2 1G/,
       );
       // The tap and dnsmasq need the bridge this same update creates: no steps yet, and the log
       // says why (up creates the bridge first).

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab } from "../lab/lab";
+import { labGuestNet, startLab, type Lab } from "../../lab";
 import type { DynamicProviderPlugin, Engine, ResourceSpec, StepRecord } from "../support/engine";
 import {
   FLEET_KINDS,
@@ -22,11 +22,10 @@ import {
   fleetHostEntries,
   type FleetHostEntry,
 } from "../support/fleet-checks";
-import { startEngine } from "../support/harness";
+import { startEngine } from "../../lab/harness";
 
-// Lab host indices 74-76 (71-73 are the benchmark's); guest network 198.18.174.0/24 on each.
-const FIRST_INDEX = 74;
-const NET = "198.18.174";
+// The same guest network on each host (hosts' networks are private to them).
+const NET = labGuestNet(0);
 const SUBNET = `${NET}.0/24`;
 
 let lab: Lab;
@@ -61,7 +60,7 @@ const allAs = (op: string): string[] =>
   lab.hosts.flatMap((h) => FLEET_KINDS.map((k) => `${h.name}-${k} ${op}`)).sort();
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itfleet", hosts: 3, wan: true, firstIndex: FIRST_INDEX });
+  lab = await startLab({ name: "itfleet", hosts: 3, wan: true });
   dir = mkdtempSync(path.join(tmpdir(), "fleet-test-"));
   hostsFile = path.join(dir, "hosts.json");
   ({ plugin, engine } = await startEngine());
@@ -88,9 +87,9 @@ describe("examples/fleet on three lab hosts", () => {
       .map((s) => s.inputs["dhcpRange"]);
     // each host gets its own slice of the shared subnet
     expect(leases).toEqual([
-      { start: "198.18.174.10", end: "198.18.174.29", leaseTime: "1h" },
-      { start: "198.18.174.30", end: "198.18.174.49", leaseTime: "1h" },
-      { start: "198.18.174.50", end: "198.18.174.69", leaseTime: "1h" },
+      { start: `${NET}.10`, end: `${NET}.29`, leaseTime: "1h" },
+      { start: `${NET}.30`, end: `${NET}.49`, leaseTime: "1h" },
+      { start: `${NET}.50`, end: `${NET}.69`, leaseTime: "1h" },
     ]);
   });
 

@@ -1,10 +1,22 @@
 // NatRule on real lab hosts with a WAN, through the dynamic-provider plugin driven as the engine
 // drives it. A client namespace on a bridge inside each lab host plays the guest.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import {
+  labGuestNet,
+  startLab,
+  type ExecResult,
+  type Lab,
+  type LabHost,
+  type LabWan,
+} from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import type { DynamicProviderPlugin, Engine } from "../support/engine";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
+
+// Guest networks inside the lab hosts (first three octets of a /24).
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+const NET_2 = labGuestNet(2);
 
 let lab: Lab;
 let wan: LabWan;
@@ -14,9 +26,9 @@ let h1: LabHost; // nftables
 let h2: LabHost; // iptables
 
 const CLIENT_NS = "natc";
-const subnetOf = (h: LabHost): number => (h === h1 ? 140 : 141);
-const clientAddress = (h: LabHost): string => `198.18.${subnetOf(h)}.10`;
-const uplinkAddress = (h: LabHost): string => `198.19.${h.index}.2`;
+const subnetOf = (h: LabHost): string => (h === h1 ? NET_0 : NET_1);
+const clientAddress = (h: LabHost): string => `${subnetOf(h)}.10`;
+const uplinkAddress = (h: LabHost): string => h.wanAddress ?? "";
 
 // A bridge with the gateway address and a client namespace behind it with a static address.
 const CLIENT_SETUP = [
@@ -66,20 +78,12 @@ const natSpec = (h: LabHost, resName: string, inputs: Record<string, unknown>) =
   spec("NatRule", resName, { connection: h.connection(), outInterface: "wan0", ...inputs });
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itnat", hosts: 2, wan: true, firstIndex: 41 });
+  lab = await startLab({ name: "itnat", hosts: 2, wan: true });
   [h1, h2] = lab.hosts as [LabHost, LabHost];
   wan = lab.wan!;
   for (const h of [h1, h2]) {
     await ok(
-      h.exec([
-        "sh",
-        "-c",
-        CLIENT_SETUP,
-        "sh",
-        `198.18.${subnetOf(h)}.1`,
-        clientAddress(h),
-        CLIENT_NS,
-      ]),
+      h.exec(["sh", "-c", CLIENT_SETUP, "sh", `${subnetOf(h)}.1`, clientAddress(h), CLIENT_NS]),
     );
   }
   // The admin's own nftables table, which the provider must never touch.
@@ -101,7 +105,7 @@ describe("NatRule with nftables", () => {
   const guestnat = (extra: Record<string, unknown> = {}) =>
     natSpec(h1, "nat", {
       name: "guestnat",
-      sourceCidr: "198.18.140.1/24",
+      sourceCidr: `${NET_0}.1/24`,
       masquerade: true,
       forward: true,
       ...extra,
@@ -109,7 +113,7 @@ describe("NatRule with nftables", () => {
   const portForward = {
     protocol: "tcp",
     hostPort: 8080,
-    destination: "198.18.140.10",
+    destination: `${NET_0}.10`,
     destinationPort: 80,
     inInterface: "wan0",
   };
@@ -118,15 +122,15 @@ describe("NatRule with nftables", () => {
   it("rejects bad inputs at check, naming the property, without connecting", async () => {
     const before = await h1.sshConnectionCount();
     const { failures } = await engine.preview([
-      await guestnat({ snatTo: "198.19.41.2" }),
+      await guestnat({ snatTo: uplinkAddress(h1) }),
       await natSpec(h1, "badcidr", {
         name: "badcidr",
-        sourceCidr: "198.18.140.0/33",
+        sourceCidr: `${NET_0}.0/33`,
         masquerade: true,
       }),
       await natSpec(h1, "badport", {
         name: "badport",
-        sourceCidr: "198.18.140.0/24",
+        sourceCidr: `${NET_0}.0/24`,
         portForwards: [{ ...portForward, hostPort: 70000 }],
       }),
     ]);
@@ -141,7 +145,7 @@ describe("NatRule with nftables", () => {
       badcidr: [
         {
           property: "sourceCidr",
-          reason: 'sourceCidr: "198.18.140.0/33" is not an IPv4 CIDR (like 198.18.140.0/24)',
+          reason: `sourceCidr: "${NET_0}.0/33" is not an IPv4 CIDR (like 198.18.140.0/24)`,
         },
       ],
       badport: [
@@ -185,7 +189,7 @@ describe("NatRule with nftables", () => {
     );
     expect(seen.local).toBe(clientAddress(h1));
     // DNAT keeps the WAN client's own address as the source
-    expect(seen.peer).toBe(`198.19.${h1.index}.1`);
+    expect(seen.peer).toBe(h1.wanGateway);
     expect(await adminTable(h1)).toBe(admin);
   });
 
@@ -211,7 +215,7 @@ describe("NatRule with nftables", () => {
   it("switches ip_forward back only when the last rule that claimed it goes", async () => {
     const other = await natSpec(h1, "other", {
       name: "othernat",
-      sourceCidr: "198.18.142.0/24",
+      sourceCidr: `${NET_2}.0/24`,
       masquerade: true,
     });
     const both = [await guestnat({ portForwards: [portForward] }), other];
@@ -278,7 +282,7 @@ describe("NatRule with iptables", () => {
     const res = [
       await natSpec(h2, "ipt", {
         name: "ipt",
-        sourceCidr: "198.18.141.0/24",
+        sourceCidr: `${NET_1}.0/24`,
         masquerade: true,
         forward: true,
         backend: "iptables",
@@ -295,7 +299,7 @@ describe("NatRule with iptables", () => {
     expect(saved).toEqual(
       expect.arrayContaining([
         ...ADMIN_RULES,
-        "-A PHV-ipt-POST -s 198.18.141.0/24 -o wan0 -j MASQUERADE",
+        `-A PHV-ipt-POST -s ${NET_1}.0/24 -o wan0 -j MASQUERADE`,
       ]),
     );
     // the provider's jumps come first, ahead of the admin's rules

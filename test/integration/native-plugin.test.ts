@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import {
   isSecret,
   NativeEngine,
@@ -14,6 +14,11 @@ import {
   urnOf,
   type NativeResourceSpec,
 } from "../support/native-engine";
+
+// Guest networks inside the lab hosts (first three octets of a /24).
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+const NET_2 = labGuestNet(2);
 
 const BRIDGE = "hypervisor:index:Bridge";
 const LAB_PASSWORD = "hvpass-Secret.1";
@@ -59,7 +64,7 @@ function bridges(addrA: string, addrB: string): NativeResourceSpec[] {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itnative", hosts: 2, firstIndex: 61 });
+  lab = await startLab({ name: "itnative", hosts: 2 });
   [h1, h2] = lab.hosts as [LabHost, LabHost];
   engine = new NativeEngine();
 });
@@ -85,7 +90,7 @@ describe("native plugin", () => {
       {},
       {
         name: "not a name!",
-        addresses: ["198.18.160.300/24"],
+        addresses: [`${NET_0}.300/24`],
       },
     );
     expect(bad.failures.map((f) => f.property)).toEqual(["name", "addresses[0]"]);
@@ -136,7 +141,7 @@ describe("native plugin", () => {
   });
 
   it("previews the creates with the commands it would run, changing nothing", async () => {
-    const { steps, failures } = await engine.preview(bridges("198.18.160.1/24", "198.18.161.1/24"));
+    const { steps, failures } = await engine.preview(bridges(`${NET_0}.1/24`, `${NET_1}.1/24`));
     expect(failures).toEqual({});
     expect(steps.map((s) => [s.op, s.name, s.provider])).toEqual([
       ["create", "a", "hv1"],
@@ -146,7 +151,7 @@ describe("native plugin", () => {
     expect(a.plannedSteps?.some((s) => s.includes("ip link add name hvn-a type bridge"))).toBe(
       true,
     );
-    expect(a.plannedSteps?.some((s) => s.includes("ip addr add 198.18.160.1/24 dev hvn-a"))).toBe(
+    expect(a.plannedSteps?.some((s) => s.includes(`ip addr add ${NET_0}.1/24 dev hvn-a`))).toBe(
       true,
     );
     expect(a.properties?.["macAddress"]).toBe(UNKNOWN);
@@ -159,7 +164,7 @@ describe("native plugin", () => {
   it("previews a host it cannot reach without steps instead of failing", async () => {
     const unreachable = { ...h1.connection(), port: 2, dialErrorLimit: 1, perDialTimeout: 2 };
     const { steps } = await engine.preview([
-      ...bridges("198.18.160.1/24", "198.18.161.1/24"),
+      ...bridges(`${NET_0}.1/24`, `${NET_1}.1/24`),
       {
         type: BRIDGE,
         name: "u",
@@ -176,17 +181,19 @@ describe("native plugin", () => {
       stp: false,
       ifIndex: UNKNOWN,
     });
-    expect(engine.logs()).toContain('bridge "hvn-u" on root@198.18.61.2:2: preview without steps');
+    expect(engine.logs()).toContain(
+      `bridge "hvn-u" on root@${h1.address}:2: preview without steps`,
+    );
   });
 
   it("creates a bridge on each host; connection stays secret in state", async () => {
-    const { steps } = await engine.up(bridges("198.18.160.1/24", "198.18.161.1/24"));
+    const { steps } = await engine.up(bridges(`${NET_0}.1/24`, `${NET_1}.1/24`));
     expect(steps.map((s) => [s.op, s.name])).toEqual([
       ["create", "a"],
       ["create", "b"],
     ]);
-    expect((await linkOf(h1, "hvn-a"))?.addrs).toEqual(["198.18.160.1/24"]);
-    expect((await linkOf(h2, "hvn-b"))?.addrs).toEqual(["198.18.161.1/24"]);
+    expect((await linkOf(h1, "hvn-a"))?.addrs).toEqual([`${NET_0}.1/24`]);
+    expect((await linkOf(h2, "hvn-b"))?.addrs).toEqual([`${NET_1}.1/24`]);
     const a = engine.state.get("a")!;
     const b = engine.state.get("b")!;
     expect(a.outputs["connection"]).toBeUndefined();
@@ -203,7 +210,7 @@ describe("native plugin", () => {
       a.id,
       a.urn,
       a.outputs,
-      { name: "hvn-a2", addresses: ["198.18.160.2/24"] },
+      { name: "hvn-a2", addresses: [`${NET_0}.2/24`] },
       a.inputs,
     );
     expect(d).toMatchObject({
@@ -214,16 +221,16 @@ describe("native plugin", () => {
       detailedDiff: { name: "UPDATE_REPLACE", addresses: "UPDATE" },
     });
     // The preview of an address change lists the commands of the live update.
-    const { steps } = await engine.preview(bridges("198.18.160.2/24", "198.18.161.1/24"));
+    const { steps } = await engine.preview(bridges(`${NET_0}.2/24`, `${NET_1}.1/24`));
     const upd = steps.find((s) => s.name === "a")!;
     expect(upd.op).toBe("update");
     expect(upd.diff?.detailedDiff).toEqual({ addresses: "UPDATE" });
     expect(upd.plannedSteps).toEqual([
-      "remove address 198.18.160.1/24 from hvn-a: ip addr del 198.18.160.1/24 dev hvn-a",
-      "add address 198.18.160.2/24 to hvn-a: ip addr add 198.18.160.2/24 dev hvn-a",
+      `remove address ${NET_0}.1/24 from hvn-a: ip addr del ${NET_0}.1/24 dev hvn-a`,
+      `add address ${NET_0}.2/24 to hvn-a: ip addr add ${NET_0}.2/24 dev hvn-a`,
     ]);
     expect(steps.find((s) => s.name === "b")?.op).toBe("same");
-    expect((await linkOf(h1, "hvn-a"))?.addrs).toEqual(["198.18.160.1/24"]);
+    expect((await linkOf(h1, "hvn-a"))?.addrs).toEqual([`${NET_0}.1/24`]);
   });
 
   it("rotates credentials without a replace; a host change would replace", async () => {
@@ -263,7 +270,7 @@ describe("native plugin", () => {
   it("a preview with nothing to change opens no SSH connection", async () => {
     await engine.provider("hv1", { connection: secret(h1.connection()) });
     const before = await h1.sshConnectionCount();
-    const { steps } = await engine.preview(bridges("198.18.160.1/24", "198.18.161.1/24"));
+    const { steps } = await engine.preview(bridges(`${NET_0}.1/24`, `${NET_1}.1/24`));
     expect(steps.map((s) => s.op)).toEqual(["same", "same"]);
     expect(await h1.sshConnectionCount()).toBe(before);
   });
@@ -271,7 +278,7 @@ describe("native plugin", () => {
   it("imports a bridge made by hand; its inputs preview as no change", async () => {
     for (const argv of [
       ["ip", "link", "add", "name", "hvn-imp", "type", "bridge"],
-      ["ip", "addr", "add", "198.18.162.1/24", "dev", "hvn-imp"],
+      ["ip", "addr", "add", `${NET_2}.1/24`, "dev", "hvn-imp"],
       ["ip", "link", "set", "hvn-imp", "up"],
     ]) {
       expect((await h1.exec(argv)).code).toBe(0);
@@ -279,12 +286,12 @@ describe("native plugin", () => {
     const imported = await engine.import(BRIDGE, "imp", "hvn-imp", "hv1");
     expect(imported.inputs).toMatchObject({
       name: "hvn-imp",
-      addresses: ["198.18.162.1/24"],
+      addresses: [`${NET_2}.1/24`],
       stp: false,
       ports: [],
     });
     const specs = [
-      ...bridges("198.18.160.1/24", "198.18.161.1/24"),
+      ...bridges(`${NET_0}.1/24`, `${NET_1}.1/24`),
       { type: BRIDGE, name: "imp", provider: "hv1", inputs: imported.inputs },
     ];
     const { steps } = await engine.preview(specs);
@@ -299,15 +306,12 @@ describe("native plugin", () => {
   });
 
   it("refresh finds drift and a bridge deleted by hand", async () => {
-    expect((await h1.exec(["ip", "addr", "add", "198.18.160.9/24", "dev", "hvn-a"])).code).toBe(0);
+    expect((await h1.exec(["ip", "addr", "add", `${NET_0}.9/24`, "dev", "hvn-a"])).code).toBe(0);
     expect((await h2.exec(["ip", "link", "del", "hvn-b"])).code).toBe(0);
     const { steps } = await engine.refresh();
     const byName = Object.fromEntries(steps.map((s) => [s.name, s]));
     expect(byName["a"]?.op).toBe("refresh-changed");
-    expect(engine.state.get("a")?.outputs["addresses"]).toEqual([
-      "198.18.160.1/24",
-      "198.18.160.9/24",
-    ]);
+    expect(engine.state.get("a")?.outputs["addresses"]).toEqual([`${NET_0}.1/24`, `${NET_0}.9/24`]);
     expect(byName["b"]?.op).toBe("refresh-gone");
     expect(byName["imp"]?.op).toBe("same");
   });
@@ -318,7 +322,7 @@ describe("native plugin", () => {
     const imp = engine.state.get("imp")!;
     const err = await engine
       .up([
-        bridges("198.18.160.1/24", "198.18.161.1/24")[0]!,
+        bridges(`${NET_0}.1/24`, `${NET_1}.1/24`)[0]!,
         { type: BRIDGE, name: "imp", provider: "hv1", inputs: imp.inputs },
         {
           type: BRIDGE,

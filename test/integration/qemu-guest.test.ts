@@ -1,7 +1,7 @@
 // QemuGuest on a real lab host: real QEMU (TCG here: nested KVM does not work on these machines)
 // booting the tiny busybox guest, driven through the dynamic-provider plugin the way the engine does.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,
@@ -14,13 +14,16 @@ import {
   parseGuestLog,
   type GuestImage,
 } from "../support/guest-image";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
 
-// Lab host index 51 (198.18.51.0/24); guest networks from 198.18.150.0/24 - 198.18.159.0/24.
+// Guest networks inside the lab hosts (first three octets of a /24).
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+
 const LAB = "pqemu";
 const BRIDGE = "qbr0";
-const BRIDGE_ADDRESS = "198.18.150.1";
-const GUEST_ADDRESS = "198.18.150.10";
+const BRIDGE_ADDRESS = `${NET_0}.1`;
+const GUEST_ADDRESS = `${NET_0}.10`;
 const MAC1 = "52:54:00:51:00:10";
 const DISK = "/var/lib/pulumi-hypervisor-test/g1-disk0.qcow2";
 
@@ -32,7 +35,7 @@ let image: GuestImage;
 
 beforeAll(async () => {
   image = await buildGuestImage();
-  lab = await startLab({ name: LAB, hosts: 1, firstIndex: 51, wan: true });
+  lab = await startLab({ name: LAB, hosts: 1, wan: true });
   host = lab.hosts[0]!;
   ({ plugin, engine } = await startEngine());
   await sh(["ip", "link", "add", BRIDGE, "type", "bridge"]);
@@ -345,7 +348,7 @@ describe("QemuGuest on a lab host", () => {
       accel: "tcg",
       kernel: image.kernel,
       initrd: image.initrd,
-      kernelArgs: guestKernelArgs({ address: "198.18.151.10/24", hostname: "gb" }),
+      kernelArgs: guestKernelArgs({ address: `${NET_1}.10/24`, hostname: "gb" }),
       nics: [{ mac: "52:54:00:51:00:20", model: "e1000", bridge: BRIDGE }],
       shutdownTimeoutSeconds: 0,
     });

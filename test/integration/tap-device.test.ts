@@ -1,16 +1,21 @@
 // TapDevice on a real lab host, driven through the dynamic-provider plugin the way the engine does.
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
 } from "../support/engine";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
 
-// Lab host index 21 (198.18.21.0/24); guest addresses from 198.18.120.0/24 - 198.18.129.0/24.
+// Guest networks inside the lab hosts (first three octets of a /24).
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+const NET_2 = labGuestNet(2);
+const NET_3 = labGuestNet(3);
+
 const LAB = "ptap";
 
 let lab: Lab;
@@ -19,7 +24,7 @@ let plugin: DynamicProviderPlugin;
 let engine: Engine;
 
 beforeAll(async () => {
-  lab = await startLab({ name: LAB, hosts: 1, firstIndex: 21 });
+  lab = await startLab({ name: LAB, hosts: 1 });
   host = lab.hosts[0]!;
   ({ plugin, engine } = await startEngine());
 });
@@ -88,9 +93,9 @@ describe("TapDevice on a lab host", () => {
   it("fails check for bad inputs without opening an SSH connection", async () => {
     const before = await host.sshConnectionCount();
     const { failures } = await engine.preview([
-      await tap("bad0", { bridge: "br0", routed: { addresses: ["198.18.120.5"] } }),
+      await tap("bad0", { bridge: "br0", routed: { addresses: [`${NET_0}.5`] } }),
       await spec("TapDevice", "bad1", { connection: host.connection(), name: "tap-name-16chars" }),
-      await tap("bad2", { routed: { addresses: ["198.18.120.300"] } }),
+      await tap("bad2", { routed: { addresses: [`${NET_0}.300`] } }),
     ]);
     expect(failures["bad0"]?.map((f) => f.reason)).toEqual([
       "routed: bridge and routed are mutually exclusive: a tap is either a bridge port or routed with host routes; set one of them",
@@ -98,15 +103,15 @@ describe("TapDevice on a lab host", () => {
     expect(failures["bad1"]?.map((f) => f.property)).toEqual(["name"]);
     expect(failures["bad1"]?.[0]?.reason).toMatch(/^name: must be 1 to 15 characters/);
     expect(failures["bad2"]?.map((f) => f.reason)).toEqual([
-      'routed.addresses[0]: "198.18.120.300" is not an IP address',
+      `routed.addresses[0]: "${NET_0}.300" is not an IP address`,
     ]);
     expect(await host.sshConnectionCount()).toBe(before);
   });
 
   it("attaches a tap to a bridge, re-attaches it live to another, shows its owner", async () => {
     const bridges = [
-      await bridge("br0", ["198.18.120.1/24"]),
-      await bridge("br1", ["198.18.121.1/24"]),
+      await bridge("br0", [`${NET_0}.1/24`]),
+      await bridge("br1", [`${NET_1}.1/24`]),
     ];
     const inputs = { bridge: "br0", owner: "hvsudo", group: "hvpass", vnetHdr: true, mtu: 1400 };
     await engine.up([...bridges, await tap("tap0", inputs, ["br0", "br1"])]);
@@ -166,22 +171,22 @@ describe("TapDevice on a lab host", () => {
       const forwardBefore = await sysctl("net/ipv4/ip_forward");
       expect(forwardBefore).toBe("0");
       const tap1 = await tap("tap1", {
-        routed: { addresses: ["198.18.122.10", "198.18.122.11/32"], proxyArpInterface: "wl0" },
+        routed: { addresses: [`${NET_2}.10`, `${NET_2}.11/32`], proxyArpInterface: "wl0" },
       });
       const tap2 = await tap("tap2", {
-        routed: { addresses: ["198.18.123.10"], proxyArpInterface: "wl0" },
+        routed: { addresses: [`${NET_3}.10`], proxyArpInterface: "wl0" },
       });
       await engine.up([tap1, tap2]);
 
-      expect(await hostRoutes("tap1")).toEqual(["198.18.122.10 static", "198.18.122.11 static"]);
-      expect(await hostRoutes("tap2")).toEqual(["198.18.123.10 static"]);
+      expect(await hostRoutes("tap1")).toEqual([`${NET_2}.10 static`, `${NET_2}.11 static`]);
+      expect(await hostRoutes("tap2")).toEqual([`${NET_3}.10 static`]);
       expect([
         await sysctl("net/ipv4/conf/tap1/proxy_arp"),
         await sysctl("net/ipv4/conf/wl0/proxy_arp"),
         await sysctl("net/ipv4/ip_forward"),
       ]).toEqual(["1", "1", "1"]);
       await expectNoDrift("tap2");
-      // tap1's input "198.18.122.11/32" is recorded canonically, so refresh sees no drift.
+      // tap1's input "<NET_2>.11/32" is recorded canonically, so refresh sees no drift.
       expect((await engine.refresh()).steps.map((s) => `${s.name} ${s.op}`)).toEqual([
         "tap1 same",
         "tap2 same",
@@ -223,7 +228,7 @@ describe("TapDevice on a lab host", () => {
       expect(err).toBeInstanceOf(PluginError);
       expect((err as PluginError).message).toMatch(
         new RegExp(
-          `tap device "tap3" on root@198\\.18\\.21\\.2:22: tap3 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
+          `tap device "tap3" on root@${host.address.replace(/\./g, "\\.")}:22: tap3 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
         ),
       );
       expect(await link("tap3")).toBeDefined();

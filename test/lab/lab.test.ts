@@ -5,19 +5,22 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  LAB_LEASE_DIR,
+  LAB_MAX_INDEX,
   LAB_STATE_ROOT,
   LAB_USERS,
   LAB_WAN_ADDRESS,
   checkLabPrerequisites,
   isProcessAlive,
   labInterfacePrefix,
+  readLeases,
   runLocal,
   startLab,
   stopLab,
   type ExecResult,
   type Lab,
   type LabHost,
-} from "./lab";
+} from "../../lab";
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -158,12 +161,22 @@ describe("lab prerequisites", () => {
 
 describe("a lab of two hosts with a WAN", () => {
   it("describes hosts with their addresses, keys and WAN uplink", () => {
+    const indices = lab.hosts.map((h) => h.index);
+    expect(new Set(indices).size, "distinct allocated indices").toBe(2);
+    for (const i of indices) expect(i).toBeGreaterThanOrEqual(1);
     expect(
-      lab.hosts.map((h) => [h.name, h.index, h.netns, h.address, h.controllerAddress]),
-    ).toEqual([
-      ["h1", 1, `${LAB}-h1`, "198.18.1.2", "198.18.1.1"],
-      ["h2", 2, `${LAB}-h2`, "198.18.2.2", "198.18.2.1"],
-    ]);
+      lab.hosts.map((h) => [h.name, h.netns, h.address, h.controllerAddress, h.wanAddress]),
+    ).toEqual(
+      indices.map((i) => [
+        `h${i}`,
+        `${LAB}-h${i}`,
+        `198.18.${i}.2`,
+        `198.18.${i}.1`,
+        `198.19.${i}.2`,
+      ]),
+    );
+    expect(hostAt(0).guestNet(0)).toBe("198.18.128");
+    expect(() => hostAt(0).guestNet(128)).toThrow(/guest network 128 is out of range/);
     for (const h of lab.hosts) {
       expect(h.port).toBe(22);
       expect(h.hostKeyLine).toMatch(/^ssh-ed25519 AAAA[A-Za-z0-9+/=]+$/);
@@ -308,11 +321,11 @@ describe("a lab of two hosts with a WAN", () => {
     const wan = lab.wan;
     if (wan === undefined) throw new Error("lab has no WAN");
     expect((await wan.exec(["hostname"])).stdout.trim()).toBe(`${LAB}-wan`);
-    const noRoute = await wan.exec(["ip", "route", "get", "198.18.1.2"]);
+    const noRoute = await wan.exec(["ip", "route", "get", hostAt(0).address]);
     expect(noRoute.code, "the WAN has no route back to the hosts' other networks").not.toBe(0);
     expect(noRoute.stderr).toMatch(/unreachable/i);
     const wanLinks = (await wan.exec(["ls", "/sys/class/net"])).stdout.trim().split(/\s+/).sort();
-    expect(wanLinks).toEqual(["lo", "to-h1", "to-h2"]);
+    expect(wanLinks).toEqual(["lo", ...lab.hosts.map((h) => `to-${h.name}`)].sort());
   });
 
   it("keeps sysctl net.* per host", async () => {
@@ -337,43 +350,64 @@ describe("a lab of two hosts with a WAN", () => {
     expect(log).toContain(`Connection from ${h2.controllerAddress} port`);
   });
 
-  it("refuses a second lab, whose addresses would clash, naming the running one", async () => {
-    await expect(startLab({ name: OTHER_LAB, hosts: 1 })).rejects.toThrow(
-      new RegExp(
-        `198\\.18\\.1\\.1 is already on interface ${labInterfacePrefix(LAB)}m1 of lab "${LAB}"`,
-      ),
+  it("leases each host index to one lab and refuses a second lab asking for a held one", async () => {
+    const leases = await readLeases();
+    for (const h of lab.hosts) expect(leases.get(h.index)?.lab, `lease of ${h.index}`).toBe(LAB);
+    const held = hostAt(0).index;
+    await expect(startLab({ name: OTHER_LAB, hosts: 1, firstIndex: held })).rejects.toThrow(
+      `lab ${OTHER_LAB}: host index ${held} (198.18.${held}.0/24) is held by lab "${LAB}"`,
     );
     expect((await rootNetnsNames()).filter((n) => n.startsWith(`${OTHER_LAB}-`))).toEqual([]);
     await expect(fs.access(path.join(LAB_STATE_ROOT, OTHER_LAB))).rejects.toThrow(/ENOENT/);
+    expect([...(await readLeases()).values()].filter((l) => l.lab === OTHER_LAB)).toEqual([]);
   });
 
-  it("runs a second lab beside it when the host indexes do not overlap", async () => {
-    const other = await startLab({ name: OTHER_LAB, hosts: 1, firstIndex: 3 });
+  it("runs a second lab beside it on indices of its own", async () => {
+    const other = await startLab({ name: OTHER_LAB, hosts: 1 });
     const h3 = other.hosts[0];
     if (h3 === undefined) throw new Error("the other lab has no host");
-    expect([h3.name, h3.index, h3.netns, h3.address, h3.controllerAddress]).toEqual([
-      "h3",
-      3,
-      `${OTHER_LAB}-h3`,
-      "198.18.3.2",
-      "198.18.3.1",
+    const i = h3.index;
+    expect(lab.hosts.map((h) => h.index)).not.toContain(i);
+    expect([h3.name, h3.netns, h3.address, h3.controllerAddress]).toEqual([
+      `h${i}`,
+      `${OTHER_LAB}-h${i}`,
+      `198.18.${i}.2`,
+      `198.18.${i}.1`,
     ]);
     expect(other.wan).toBeUndefined();
     expect(h3.uplink).toBeUndefined();
-    expect((await sshOk(h3, "root", "hostname")).trim()).toBe(`${OTHER_LAB}-h3`);
+    expect((await sshOk(h3, "root", "hostname")).trim()).toBe(`${OTHER_LAB}-h${i}`);
     const routes = JSON.parse((await h3.exec(["ip", "-j", "route"])).stdout) as unknown[];
     expect(routes, "no WAN, no default route").toEqual([
-      expect.objectContaining({ dst: "198.18.3.0/24", dev: "mgmt0" }),
+      expect.objectContaining({ dst: `198.18.${i}.0/24`, dev: "mgmt0" }),
     ]);
     await other.stop();
+    expect((await readLeases()).has(i), "stop releases the lease").toBe(false);
     // Stopping the other lab left this one alone.
     for (const h of lab.hosts) {
       expect(await isProcessAlive(h.sshdPid), `${h.name} sshd`).toBe(true);
       expect((await sshOk(h, "root", "hostname")).trim()).toBe(h.netns);
     }
     expect(await rootNetnsNames()).toEqual(
-      expect.arrayContaining([`${LAB}-h1`, `${LAB}-h2`, `${LAB}-wan`]),
+      expect.arrayContaining([...lab.hosts.map((h) => h.netns), `${LAB}-wan`]),
     );
+  });
+
+  it("takes over a lease whose processes are gone", async () => {
+    // A lease left by a process that died: pid 1's start time never matches "0".
+    const leased = await readLeases();
+    const free = Array.from({ length: LAB_MAX_INDEX }, (_, k) => LAB_MAX_INDEX - k).find(
+      (k) => !leased.has(k),
+    );
+    if (free === undefined) throw new Error("no free index");
+    await fs.writeFile(
+      path.join(LAB_LEASE_DIR, String(free)),
+      JSON.stringify({ lab: "gone", owners: [{ pid: 1, start: "0" }] }),
+    );
+    const other = await startLab({ name: OTHER_LAB, hosts: 1, firstIndex: free });
+    expect(other.hosts[0]?.index).toBe(free);
+    expect((await readLeases()).get(free)?.lab).toBe(OTHER_LAB);
+    await other.stop();
   });
 
   it("replaces a leftover lab of the same name on start", async () => {
@@ -382,7 +416,7 @@ describe("a lab of two hosts with a WAN", () => {
     lab = await startLab({ name: LAB, hosts: 2, wan: true });
     expect(await waitGone(old), "the old lab's processes").toEqual([]);
     expect(hostAt(0).hostKeyLine).not.toBe(oldKey);
-    expect((await sshOk(hostAt(0), "root", "hostname")).trim()).toBe(`${LAB}-h1`);
+    expect((await sshOk(hostAt(0), "root", "hostname")).trim()).toBe(hostAt(0).netns);
     expect(
       (await hostAt(0).exec(["test", "-e", "/etc/pulumi-hypervisor"])).code,
       "a new lab starts from the machine's /etc again",

@@ -1,7 +1,7 @@
 // Which addresses a TCP connection really has at the server end, seen through NAT: a one-shot
 // busybox nc listener on one side answers with its own `ss` view of the connection while the other
 // side connects. Used with the WAN of a lab and a client namespace (a guest stand-in) on a host.
-import type { ExecResult } from "../lab/lab";
+import type { ExecResult } from "../../lab";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

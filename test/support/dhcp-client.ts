@@ -1,7 +1,7 @@
 // A DHCP client on a lab host: a network namespace inside the host, joined by a veth to one of the
 // host's bridges, running busybox udhcpc with a small script that prints the lease it got (and, by
 // default, configures it on the client's eth0 like a real guest would).
-import type { ExecOptions, ExecResult, LabHost } from "../lab/lab";
+import type { ExecOptions, ExecResult, LabHost } from "../../lab";
 
 /** What udhcpc was given by the server. */
 export interface DhcpLease {

@@ -5,7 +5,7 @@
 import { writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { expect, vi } from "vitest";
-import type { Lab, LabHost } from "../lab/lab";
+import type { Lab, LabHost } from "../../lab";
 import { runProgramWithMocks, type CapturedResource } from "./mocks";
 
 /** The kinds of resource the fleet program declares for every host, named `<host>-<kind>`. */

@@ -1,10 +1,10 @@
 // Drives the real provider the way the engine does: the dynamic-provider plugin that
 // @pulumi/pulumi ships, loading this package's built implementation (npm run build first).
 import * as path from "node:path";
-import { dynamicProvider } from "../../sdk/provider";
-import { DynamicProviderPlugin, Engine, type ResourceSpec } from "./engine";
+import { dynamicProvider } from "../sdk/provider";
+import { DynamicProviderPlugin, Engine, type ResourceSpec } from "../test/support/engine";
 
-export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+export const REPO_ROOT = path.resolve(__dirname, "..");
 
 const serialized = new Map<string, Promise<string>>();
 

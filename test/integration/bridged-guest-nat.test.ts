@@ -1,12 +1,15 @@
-// Write-up 1 end to end on a lab host with a WAN: a bridge with a static address, dnsmasq giving
+// A guest on a bridge of a laptop-like host, end to end on a lab host with a WAN: a bridge with a static address, dnsmasq giving
 // the guest a fixed address by MAC, and NAT (masquerade + a port forward) out of the uplink. The
 // "guest" is a DHCP client namespace on the bridge, as a VM's virtio NIC would be.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost, type LabWan } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
+
+// The guest network inside the lab host (first three octets of a /24).
+const NET_0 = labGuestNet(0);
 
 let lab: Lab;
 let h: LabHost;
@@ -16,9 +19,8 @@ let engine: Engine;
 let guest: DhcpClient | undefined;
 let ipForwardBefore = "";
 
-// Lab host index 45, guest network 198.18.145.0/24.
 const BRIDGE = "qbr0";
-const GUEST = { mac: "52:54:00:45:00:10", ip: "198.18.145.10", hostname: "windows" };
+const GUEST = { mac: "52:54:00:45:00:10", ip: `${NET_0}.10`, hostname: "windows" };
 const RDP = {
   protocol: "tcp",
   hostPort: 3389,
@@ -30,7 +32,7 @@ const RDP = {
 async function program(): Promise<ResourceSpec[]> {
   const connection = h.connection();
   return [
-    await spec("Bridge", "qbr", { connection, name: BRIDGE, addresses: ["198.18.145.1/24"] }),
+    await spec("Bridge", "qbr", { connection, name: BRIDGE, addresses: [`${NET_0}.1/24`] }),
     await spec(
       "DnsmasqInstance",
       "dhcp",
@@ -38,10 +40,10 @@ async function program(): Promise<ResourceSpec[]> {
         connection,
         name: BRIDGE,
         interface: BRIDGE,
-        subnet: "198.18.145.0/24",
-        dhcpRange: { start: "198.18.145.100", end: "198.18.145.150" },
+        subnet: `${NET_0}.0/24`,
+        dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.150` },
         staticLeases: [GUEST],
-        router: "198.18.145.1",
+        router: `${NET_0}.1`,
       },
       ["qbr"],
     ),
@@ -51,7 +53,7 @@ async function program(): Promise<ResourceSpec[]> {
       {
         connection,
         name: BRIDGE,
-        sourceCidr: "198.18.145.0/24",
+        sourceCidr: `${NET_0}.0/24`,
         outInterface: "wan0",
         masquerade: true,
         forward: true,
@@ -63,7 +65,7 @@ async function program(): Promise<ResourceSpec[]> {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itwriteup1", hosts: 1, wan: true, firstIndex: 45 });
+  lab = await startLab({ name: "itguestnat", hosts: 1, wan: true });
   h = lab.hosts[0] as LabHost;
   wan = lab.wan!;
   ipForwardBefore = (await h.exec(["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim();
@@ -76,7 +78,7 @@ afterAll(async () => {
   await lab?.stop();
 });
 
-describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
+describe("a bridged guest with a static lease and NAT", () => {
   it("gives the guest its static address and gateway, and NATs it both ways", async () => {
     const { steps } = await engine.up(await program());
     expect(steps.map((s) => `${s.op} ${s.name}`)).toEqual([
@@ -88,11 +90,11 @@ describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
     guest = await createDhcpClient(h, { name: "win", bridge: BRIDGE, mac: GUEST.mac });
     const lease = await guest.obtain();
     expect(lease.ip).toBe(GUEST.ip);
-    expect(lease.router).toEqual(["198.18.145.1"]);
+    expect(lease.router).toEqual([`${NET_0}.1`]);
     const routes = JSON.parse(
       (await guest.exec(["ip", "-j", "route", "show", "default"])).stdout,
     ) as Array<{ gateway?: string; dev?: string }>;
-    expect(routes).toEqual([expect.objectContaining({ gateway: "198.18.145.1", dev: "eth0" })]);
+    expect(routes).toEqual([expect.objectContaining({ gateway: `${NET_0}.1`, dev: "eth0" })]);
 
     // out: the WAN sees the host's uplink address as the source
     const out = await connectionSeenByServer(
@@ -100,13 +102,13 @@ describe("write-up 1: bridge + dnsmasq + NAT for a guest", () => {
       (a) => guest!.exec(a),
       { address: wan.address, port: 7010 },
     );
-    expect(out.peer).toBe(`198.19.${h.index}.2`);
+    expect(out.peer).toBe(h.wanAddress);
 
     // in: the WAN reaches the guest's service through the host's uplink address
     const rdp = await connectionSeenByServer(
       (a) => guest!.exec(a, { timeoutMs: 25_000 }),
       (a) => wan.exec(a),
-      { address: `198.19.${h.index}.2`, port: 3389 },
+      { address: h.wanAddress ?? "", port: 3389 },
     );
     expect(rdp.local).toBe(GUEST.ip);
 

@@ -1,9 +1,10 @@
 // Lab hosts from the command line:
-//   npx tsx test/lab/cli.ts up [--hosts N] [--name NAME] [--wan]
-//   npx tsx test/lab/cli.ts down [--name NAME]
-//   npx tsx test/lab/cli.ts status
+//   npx tsx lab/cli.ts up [--hosts N] [--name NAME] [--wan]
+//   npx tsx lab/cli.ts down [--name NAME]
+//   npx tsx lab/cli.ts status
 // `up` and `status` print JSON describing the hosts (the private key by path, not by content).
-import { attachLab, isProcessAlive, listLabs, startLab, stopLab, type Lab } from "./lab";
+import { parseArgs } from "node:util";
+import { attachLab, isProcessAlive, listLabs, startLab, stopLab, type Lab } from "./index";
 
 const USAGE =
   "usage: cli.ts up [--hosts N] [--name NAME] [--wan] | down [--name NAME] | status [--name NAME]";
@@ -17,29 +18,37 @@ interface Args {
 }
 
 /** Returns the parsed command line, or throws a usage error. */
-function parseArgs(argv: string[]): Args {
-  const [command, ...rest] = argv;
-  if (command === undefined || !["up", "down", "status"].includes(command)) {
+function parseCommandLine(argv: string[]): Args {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        name: { type: "string" },
+        hosts: { type: "string" },
+        wan: { type: "boolean", default: false },
+      },
+    });
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}; ${USAGE}`);
+  }
+  const [command, ...extra] = parsed.positionals;
+  if (command === undefined || !["up", "down", "status"].includes(command) || extra.length > 0) {
     throw new Error(USAGE);
   }
-  const args: Args = { command, name: "lab", hosts: 2, wan: false, nameGiven: false };
-  for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i];
-    const value = rest[i + 1];
-    if (flag === "--wan") {
-      args.wan = true;
-    } else if (flag === "--name" && value !== undefined) {
-      args.name = value;
-      args.nameGiven = true;
-      i++;
-    } else if (flag === "--hosts" && value !== undefined && /^\d+$/.test(value)) {
-      args.hosts = Number(value);
-      i++;
-    } else {
-      throw new Error(`unexpected argument ${JSON.stringify(flag)}; ${USAGE}`);
-    }
+  const { name, hosts, wan } = parsed.values;
+  if (hosts !== undefined && !/^\d+$/.test(hosts)) {
+    throw new Error(`--hosts must be a whole number, not ${JSON.stringify(hosts)}; ${USAGE}`);
   }
-  return args;
+  return {
+    command,
+    name: name ?? "lab",
+    hosts: hosts !== undefined ? Number(hosts) : 2,
+    wan,
+    nameGiven: name !== undefined,
+  };
 }
 
 /** Returns a JSON-ready description of a lab and whether its processes are alive. */
@@ -59,6 +68,7 @@ async function describeLab(lab: Lab): Promise<object> {
       privateKeyPath: h.privateKeyPath,
       sshdLogPath: h.sshdLogPath,
       ...(h.uplink !== undefined ? { uplink: h.uplink } : {}),
+      ...(h.wanAddress !== undefined ? { wanAddress: h.wanAddress } : {}),
       ...(h.wanGateway !== undefined ? { wanGateway: h.wanGateway } : {}),
       holderPid: h.holderPid,
       sshdPid: h.sshdPid,
@@ -97,7 +107,7 @@ async function describeLab(lab: Lab): Promise<object> {
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseCommandLine(process.argv.slice(2));
   if (args.command === "up") {
     const started = Date.now();
     const lab = await startLab({ name: args.name, hosts: args.hosts, wan: args.wan });

@@ -1,8 +1,9 @@
-// The write-ups of DESIGN.md that need a running guest, end to end on real lab hosts: Bridge,
-// TapDevice, DnsmasqInstance, NatRule and QemuGuest through the dynamic-provider plugin, and the
-// tiny busybox guest (TCG) checking its own reachability and reporting on its serial console.
+// Guest networking with running QEMU guests, end to end on real lab hosts: a bridged guest with a
+// static lease and NAT, two guests on taps of one private bridge, and a routed guest behind proxy
+// ARP. Bridge, TapDevice, DnsmasqInstance, NatRule and QemuGuest go through the dynamic-provider
+// plugin; the tiny busybox guest (TCG) checks its own reachability and reports on its serial console.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startLab, type Lab, type LabHost } from "../lab/lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
 import {
   buildGuestImage,
@@ -11,11 +12,14 @@ import {
   type GuestImage,
   type GuestReport,
 } from "../support/guest-image";
-import { spec, startEngine } from "../support/harness";
+import { spec, startEngine } from "../../lab/harness";
 
-// Lab hosts 52-54 (198.18.52-54.0/24, uplinks 198.19.52-54.0/24); guest networks 198.18.152.0/24
-// and 198.18.153.0/24; the routed guest of write-up 5 takes an address on host 54's uplink network.
-const LAB = "pqemu-wu";
+// Guest networks inside the lab hosts (first three octets of a /24): the bridged guest's and the
+// private bridge's. The routed guest takes an address on its host's uplink network instead.
+const NET_0 = labGuestNet(0);
+const NET_1 = labGuestNet(1);
+
+const LAB = "itguestnet";
 
 let lab: Lab;
 let plugin: DynamicProviderPlugin;
@@ -24,7 +28,7 @@ let image: GuestImage;
 
 beforeAll(async () => {
   image = await buildGuestImage();
-  lab = await startLab({ name: LAB, hosts: 3, firstIndex: 52, wan: true });
+  lab = await startLab({ name: LAB, hosts: 3, wan: true });
   ({ plugin, engine } = await startEngine());
 });
 
@@ -92,14 +96,14 @@ const pinged =
   (r: GuestReport): boolean =>
     targets.every((t) => r.pings[t] !== undefined);
 
-describe("write-ups with a QEMU guest", () => {
-  it("write-up 1: bridge, dnsmasq static lease, NAT to the WAN, guest on the bridge through the helper", async ({
+describe("guest networking with running QEMU guests", () => {
+  it("a bridged guest: bridge, dnsmasq static lease, NAT to the WAN, guest on the bridge through the helper", async ({
     annotate,
   }) => {
     const h = hostAt(0);
     const mac = "52:54:00:52:00:20";
-    const gw = "198.18.152.1";
-    const leaseIp = "198.18.152.20";
+    const gw = `${NET_0}.1`;
+    const leaseIp = `${NET_0}.20`;
     const specs = [
       await res(h, "Bridge", "qbr0", { addresses: [`${gw}/24`], allowQemuBridgeHelper: true }),
       await res(
@@ -108,8 +112,8 @@ describe("write-ups with a QEMU guest", () => {
         "guests",
         {
           interface: "qbr0",
-          subnet: "198.18.152.0/24",
-          dhcpRange: { start: "198.18.152.100", end: "198.18.152.150", leaseTime: "1h" },
+          subnet: `${NET_0}.0/24`,
+          dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.150`, leaseTime: "1h" },
           staticLeases: [{ mac, ip: leaseIp, hostname: "win" }],
         },
         ["qbr0"],
@@ -118,7 +122,7 @@ describe("write-ups with a QEMU guest", () => {
         h,
         "NatRule",
         "guestnat",
-        { sourceCidr: "198.18.152.0/24", outInterface: "wan0", masquerade: true, forward: true },
+        { sourceCidr: `${NET_0}.0/24`, outInterface: "wan0", masquerade: true, forward: true },
         ["qbr0"],
       ),
       await res(
@@ -162,12 +166,12 @@ describe("write-ups with a QEMU guest", () => {
     expect((await h.exec(["test", "-e", "/run/pulumi-hypervisor/qemu/win"])).code).not.toBe(0);
   });
 
-  it("write-up 4: two guests with distinct MACs on taps of one private bridge reach each other", async ({
+  it("two guests with distinct MACs on taps of one private bridge reach each other", async ({
     annotate,
   }) => {
     const h = hostAt(1);
-    const a = "198.18.153.10";
-    const b = "198.18.153.11";
+    const a = `${NET_1}.10`;
+    const b = `${NET_1}.11`;
     const specs = [
       await res(h, "Bridge", "qbr4", {}),
       await res(h, "TapDevice", "tap0", { bridge: "qbr4" }, ["qbr4"]),
@@ -206,13 +210,13 @@ describe("write-ups with a QEMU guest", () => {
     expect((await h.exec(["ip", "link", "show", "tap0"])).code).not.toBe(0);
   });
 
-  it("write-up 5: a routed tap with proxy ARP; the guest reaches the host and the WAN, the WAN reaches the guest", async ({
+  it("a routed guest: a tap with proxy ARP; the guest reaches the host and the WAN, the WAN reaches the guest", async ({
     annotate,
   }) => {
     const h = hostAt(2);
     const uplink = h.uplink ?? "wan0";
-    const hostUplinkAddress = `198.19.${h.index}.2`;
-    const guestIp = `198.19.${h.index}.50`;
+    const hostUplinkAddress = h.wanAddress ?? "";
+    const guestIp = `${hostUplinkAddress.split(".").slice(0, 3).join(".")}.50`;
     const specs = [
       await res(h, "TapDevice", "tapr", {
         routed: { addresses: [guestIp], proxyArpInterface: uplink },

@@ -1,0 +1,304 @@
+// The bench's driver: one run starts a plugin process (pooled or one connection per command),
+// converges every host's fleet, refreshes and destroys it, and counts what each host's sshd saw.
+import { execFileSync } from "node:child_process";
+import * as path from "node:path";
+import type { Lab, LabHost } from "../lab";
+import {
+  DynamicProviderPlugin,
+  Engine,
+  type ResourceSpec,
+  type StepRecord,
+} from "../test/support/engine";
+import { REPO_ROOT } from "../lab/harness";
+import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
+import type { BenchOptions, Mode, Schedule } from "./options";
+import type { Relay } from "./relay";
+import { SshdLogCounter } from "./sshd-log";
+
+export type Op = "create" | "read" | "update" | "delete";
+
+export interface OpRecord {
+  phase: Phase;
+  type: string;
+  op: Op;
+  sessions: number;
+  connections: number;
+  ms: number;
+}
+
+export type Phase = "create" | "refresh" | "destroy";
+export const PHASES: readonly Phase[] = ["create", "refresh", "destroy"];
+
+function shortType(urn: string): string {
+  return urn.slice(urn.lastIndexOf(":") + 1).split("::")[0] ?? urn;
+}
+
+function typeOfUrn(urn: string): string {
+  // urn:pulumi:test::test::pulumi-nodejs:dynamic/hypervisor:Bridge::name
+  const parts = urn.split("::");
+  return shortType(parts[2] ?? urn);
+}
+
+// The plugin as one host's engine sees it: every host-touching call is counted on that host.
+function countingPlugin(
+  plugin: DynamicProviderPlugin,
+  counter: SshdLogCounter,
+  phase: () => Phase,
+  records: OpRecord[],
+): DynamicProviderPlugin {
+  const wrap = <A extends unknown[], R>(op: Op, urnAt: number, f: (...a: A) => Promise<R>) => {
+    return async (...args: A): Promise<R> => {
+      const before = await counter.update();
+      const t0 = performance.now();
+      const result = await f(...args);
+      const ms = performance.now() - t0;
+      const after = await counter.update();
+      records.push({
+        phase: phase(),
+        type: typeOfUrn(String(args[urnAt])),
+        op,
+        sessions: after.sessions - before.sessions,
+        connections: after.connections - before.connections,
+        ms,
+      });
+      return result;
+    };
+  };
+  return new Proxy(plugin, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== "function") return value;
+      const bound = (value as (...a: unknown[]) => Promise<unknown>).bind(target);
+      switch (prop) {
+        case "create":
+          return wrap("create", 0, bound);
+        case "read":
+          return wrap("read", 1, bound);
+        case "update":
+          return wrap("update", 1, bound);
+        case "delete":
+          return wrap("delete", 1, bound);
+        default:
+          return bound;
+      }
+    },
+  });
+}
+
+export interface PhaseResult {
+  phase: Phase;
+  wallMs: number;
+  connections: number;
+  sessions: number;
+  ops: number;
+}
+
+export interface RunResult {
+  mode: Mode;
+  schedule: Schedule;
+  delayMs: number;
+  hosts: number;
+  resources: number;
+  phases: PhaseResult[];
+  /** Connections opened per host over the whole plugin process (all phases). */
+  connectionsPerHost: number[];
+  ops: OpRecord[];
+  /** Resources a no-op refresh reported as changed, with the output keys that differed. */
+  refreshChanges: string[];
+}
+
+function changedKeys(detail: unknown): string {
+  const d = detail as { before?: Record<string, unknown>; after?: Record<string, unknown> };
+  const keys = new Set([...Object.keys(d.before ?? {}), ...Object.keys(d.after ?? {})]);
+  const differ = [...keys].filter(
+    (k) => JSON.stringify(d.before?.[k]) !== JSON.stringify(d.after?.[k]),
+  );
+  return differ
+    .map((k) => `${k} ${JSON.stringify(d.before?.[k])} -> ${JSON.stringify(d.after?.[k])}`)
+    .join(", ");
+}
+
+async function verifyHost(h: LabHost, shape: FleetShape, present: boolean): Promise<void> {
+  const r = await h.exec(["ip", "-j", "link", "show"]);
+  const links = JSON.parse(r.stdout) as Array<{ ifname: string }>;
+  const ours = links.filter((l) => /^(bbr|btap)\d+$/.test(l.ifname)).length;
+  const want = present ? shape.bridges + shape.taps : 0;
+  if (ours !== want) {
+    throw new Error(`${h.netns}: expected ${want} bench bridges and taps, found ${ours}`);
+  }
+}
+
+/** One host's resources, driven in the serial or the parallel schedule. */
+class HostDriver {
+  private readonly serial: Engine;
+  private readonly perResource = new Map<string, Engine>();
+
+  constructor(
+    private readonly plugin: DynamicProviderPlugin,
+    private readonly specs: ResourceSpec[],
+  ) {
+    this.serial = new Engine(plugin);
+  }
+
+  async run(phase: Phase, schedule: Schedule): Promise<StepRecord[]> {
+    if (schedule === "serial") {
+      if (phase === "create") return (await this.serial.up(this.specs)).steps;
+      if (phase === "refresh") return (await this.serial.refresh()).steps;
+      return (await this.serial.destroy()).steps;
+    }
+    // One engine per resource, each started when what it depends on (create) or what depends
+    // on it (destroy) is done: the Pulumi engine's step executor with unbounded parallelism.
+    const engineOf = (name: string): Engine => {
+      let e = this.perResource.get(name);
+      if (!e) {
+        e = new Engine(this.plugin);
+        this.perResource.set(name, e);
+      }
+      return e;
+    };
+    const byName = new Map(this.specs.map((s) => [s.name, s]));
+    const started = new Map<string, Promise<StepRecord[]>>();
+    const waitFor = (names: string[], f: (n: string) => Promise<StepRecord[]>) =>
+      Promise.all(names.map(f));
+    if (phase === "refresh") {
+      const all = await Promise.all(
+        this.specs.map(async (s) => (await engineOf(s.name).refresh()).steps),
+      );
+      return all.flat();
+    }
+    const dependents = (name: string): string[] =>
+      this.specs.filter((s) => (s.dependsOn ?? []).includes(name)).map((s) => s.name);
+    const go = (name: string): Promise<StepRecord[]> => {
+      let p = started.get(name);
+      if (!p) {
+        const spec = byName.get(name);
+        if (!spec) throw new Error(`unknown resource ${name}`);
+        const { dependsOn, ...alone } = spec;
+        p =
+          phase === "create"
+            ? waitFor(dependsOn ?? [], go).then(
+                async () => (await engineOf(name).up([alone])).steps,
+              )
+            : waitFor(dependents(name), go).then(
+                async () => (await engineOf(name).destroy()).steps,
+              );
+        started.set(name, p);
+      }
+      return p;
+    };
+    const all = await Promise.all(this.specs.map((s) => go(s.name)));
+    return all.flat();
+  }
+}
+
+// The plugin loads the provider as `pulumi-hypervisor/provider` through node_modules; a shared
+// tree's `npm ci` removes that link, so it is checked before each plugin starts.
+function ensureSelfLink(): void {
+  try {
+    require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
+  } catch {
+    execFileSync(process.execPath, [path.join(REPO_ROOT, "scripts", "link-self.js")]);
+  }
+}
+
+/** Returns the result of one run: a mode and a schedule at a delay, on every host of the lab. */
+export async function runOne(
+  lab: Lab,
+  opts: BenchOptions,
+  mode: Mode,
+  schedule: Schedule,
+  delayMs: number,
+  relays: Map<string, Relay>,
+  log: (line: string) => void,
+): Promise<RunResult> {
+  const shape = fleetShape(opts.resources);
+  ensureSelfLink();
+  const plugin = await DynamicProviderPlugin.start({
+    cwd: REPO_ROOT,
+    env: { ...process.env, PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off" },
+  });
+  const records: OpRecord[] = [];
+  const refreshChanges: string[] = [];
+  let phase: Phase = "create";
+  try {
+    await plugin.configure({});
+    const per = await Promise.all(
+      lab.hosts.map(async (h) => {
+        const relay = relays.get(h.name);
+        const conn = h.connection();
+        const connection: SpecConnection = relay
+          ? { ...conn, host: relay.host, port: relay.port }
+          : conn;
+        const counter = new SshdLogCounter(h.sshdLogPath);
+        const start = await counter.update();
+        // Per-operation counts are exact only when a host runs one operation at a time; the
+        // parallel schedule is measured per phase only, so its timing is not perturbed.
+        const counting =
+          schedule === "serial" ? countingPlugin(plugin, counter, () => phase, records) : plugin;
+        const specs = await hostSpecs(h.name, h.guestNet(0), opts.resources, connection);
+        return { h, counter, start, specs, host: new HostDriver(counting, specs) };
+      }),
+    );
+    const phases: PhaseResult[] = [];
+    for (const p of PHASES) {
+      phase = p;
+      const before = await Promise.all(per.map((x) => x.counter.update()));
+      const t0 = performance.now();
+      await Promise.all(
+        per.map(async (x) => {
+          const steps = await x.host.run(p, schedule);
+          const want = p === "create" ? "create" : p === "refresh" ? "same" : "delete";
+          // A refresh may report output drift the program caused itself (see renderReport).
+          for (const st of steps.filter((s) => s.op === "refresh-changed")) {
+            refreshChanges.push(`${st.name}: ${changedKeys(st.detail)}`);
+          }
+          const odd = steps.filter(
+            (s) => s.op !== want && !(p === "refresh" && s.op === "refresh-changed"),
+          );
+          if (odd.length > 0 || steps.length !== x.specs.length) {
+            throw new Error(
+              `${x.h.netns} ${p}: expected ${x.specs.length} ${want} steps, got ` +
+                JSON.stringify(steps.map((s) => `${s.op} ${s.name}`)),
+            );
+          }
+        }),
+      );
+      const wallMs = performance.now() - t0;
+      const after = await Promise.all(per.map((x) => x.counter.update()));
+      let connections = 0;
+      let sessions = 0;
+      after.forEach((a, i) => {
+        connections += a.connections - (before[i]?.connections ?? 0);
+        sessions += a.sessions - (before[i]?.sessions ?? 0);
+      });
+      phases.push({
+        phase: p,
+        wallMs,
+        connections,
+        sessions,
+        ops: per.reduce((a, x) => a + x.specs.length, 0),
+      });
+      log(
+        `  ${schedule} ${mode} ${delayMs} ms ${p}: ${(wallMs / 1000).toFixed(2)} s, ` +
+          `${connections} connections, ${sessions} sessions`,
+      );
+      await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
+    }
+    const connectionsPerHost = await Promise.all(
+      per.map(async (x) => (await x.counter.update()).connections - x.start.connections),
+    );
+    return {
+      mode,
+      schedule,
+      delayMs,
+      hosts: opts.hosts,
+      resources: opts.resources,
+      phases,
+      connectionsPerHost,
+      ops: records,
+      refreshChanges,
+    };
+  } finally {
+    await plugin.stop();
+  }
+}

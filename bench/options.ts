@@ -1,0 +1,100 @@
+// The bench's command line, parsed with node:util parseArgs into checked options.
+import { parseArgs } from "node:util";
+
+export interface BenchOptions {
+  hosts: number;
+  resources: number;
+  /** Added to each direction of the controller-to-host link in the latency runs. */
+  latencyMs: number;
+  /** Link delays to run (ms each way); 0 is the direct link. */
+  delays: number[];
+  modes: Mode[];
+  labName: string;
+  /** How the engine orders operations (see Schedule). */
+  schedules: Schedule[];
+  json: string | undefined;
+}
+
+export type Mode = "pooled" | "per-command";
+export const MODES: readonly Mode[] = ["pooled", "per-command"];
+
+/**
+ * serial: hosts at once, each host's resources one after another in dependency order (the test
+ * engine's order; per-operation round trips are exact). parallel: every resource as soon as its
+ * dependencies are done, like the Pulumi engine's default (unbounded --parallel).
+ */
+export type Schedule = "serial" | "parallel";
+export const SCHEDULES: readonly Schedule[] = ["serial", "parallel"];
+
+const MAX_HOSTS = 19;
+
+/** Returns the usage text. */
+export function usage(): string {
+  return [
+    "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
+    "                              [--modes pooled,per-command] [--schedules serial,parallel]",
+    "                              [--json FILE]",
+  ].join("\n");
+}
+
+function int(flag: string, v: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`${flag} must be an integer from ${min} to ${max}, not ${v}`);
+  }
+  return n;
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T[] {
+  const list = value.split(",");
+  for (const x of list) {
+    if (!(allowed as readonly string[]).includes(x)) {
+      throw new Error(`${flag} takes ${allowed.join(",")}, not ${JSON.stringify(x)}`);
+    }
+  }
+  return list as T[];
+}
+
+/** Returns the options parsed from argv; throws with a specific message on a bad one. */
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: {
+        hosts: { type: "string" },
+        resources: { type: "string" },
+        latency: { type: "string" },
+        delays: { type: "string" },
+        modes: { type: "string" },
+        schedules: { type: "string" },
+        json: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${usage()}`);
+  }
+  if (values.help === true) throw new Error(usage());
+  const latencyMs = values.latency !== undefined ? int("--latency", values.latency, 0, 1000) : 20;
+  return {
+    hosts: values.hosts !== undefined ? int("--hosts", values.hosts, 1, MAX_HOSTS) : 3,
+    resources: values.resources !== undefined ? int("--resources", values.resources, 1, 200) : 20,
+    latencyMs,
+    delays:
+      values.delays !== undefined
+        ? values.delays.split(",").map((d) => int("--delays", d, 0, 1000))
+        : latencyMs > 0
+          ? [0, latencyMs]
+          : [0],
+    modes: values.modes !== undefined ? oneOf("--modes", values.modes, MODES) : [...MODES],
+    labName: "bench",
+    schedules:
+      values.schedules !== undefined
+        ? oneOf("--schedules", values.schedules, SCHEDULES)
+        : [...SCHEDULES],
+    json: values.json,
+  };
+}

@@ -1,0 +1,51 @@
+// Counting on the hosts' side: sshd with LogLevel VERBOSE logs "Connection from" per connection and
+// "Starting session" per exec channel, so its log gives connections and remote commands exactly.
+import { open } from "node:fs/promises";
+
+const CONNECTION_LINE = /\bConnection from \d/;
+const SESSION_LINE = /\bStarting session: /;
+
+/** Counts connections and sessions in an sshd log, reading only what was appended since. */
+export class SshdLogCounter {
+  connections = 0;
+  sessions = 0;
+  private offset = 0;
+  private partial = "";
+
+  constructor(private readonly file: string) {}
+
+  /** Reads the new part of the log; returns the totals so far. Calls are serialized. */
+  update(): Promise<{ connections: number; sessions: number }> {
+    const next = this.queue.then(() => this.readNew());
+    this.queue = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+
+  // Concurrent reads from the same offset would count the same lines twice.
+  private queue: Promise<void> = Promise.resolve();
+
+  private async readNew(): Promise<{ connections: number; sessions: number }> {
+    const fh = await open(this.file, "r");
+    try {
+      const { size } = await fh.stat();
+      if (size > this.offset) {
+        const buf = Buffer.alloc(size - this.offset);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
+        this.offset += bytesRead;
+        const text = this.partial + buf.subarray(0, bytesRead).toString("utf8");
+        const lines = text.split("\n");
+        this.partial = lines.pop() ?? "";
+        for (const line of lines) {
+          if (CONNECTION_LINE.test(line)) this.connections++;
+          else if (SESSION_LINE.test(line)) this.sessions++;
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+    return { connections: this.connections, sessions: this.sessions };
+  }
+}

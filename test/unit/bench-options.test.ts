@@ -1,0 +1,58 @@
+// The bench's command line: defaults, each flag, and specific errors for bad values.
+import { describe, expect, it } from "vitest";
+import { parseBenchArgs } from "../../bench/options";
+
+describe("bench options", () => {
+  it("defaults to 3 hosts x 20 resources, both modes and schedules, at 0 and 20 ms", () => {
+    expect(parseBenchArgs([])).toEqual({
+      hosts: 3,
+      resources: 20,
+      latencyMs: 20,
+      delays: [0, 20],
+      modes: ["pooled", "per-command"],
+      labName: "bench",
+      schedules: ["serial", "parallel"],
+      json: undefined,
+    });
+  });
+
+  it("takes every flag, in both --flag value and --flag=value forms", () => {
+    expect(
+      parseBenchArgs([
+        "--hosts",
+        "2",
+        "--resources=5",
+        "--latency",
+        "0",
+        "--modes",
+        "pooled",
+        "--schedules=parallel",
+        "--json",
+        "out.json",
+      ]),
+    ).toMatchObject({
+      hosts: 2,
+      resources: 5,
+      latencyMs: 0,
+      delays: [0],
+      modes: ["pooled"],
+      schedules: ["parallel"],
+      json: "out.json",
+    });
+    expect(parseBenchArgs(["--delays", "0,5,40"]).delays).toEqual([0, 5, 40]);
+  });
+
+  it("rejects bad values naming the flag", () => {
+    expect(() => parseBenchArgs(["--hosts", "0"])).toThrow(
+      "--hosts must be an integer from 1 to 19, not 0",
+    );
+    expect(() => parseBenchArgs(["--resources", "2.5"])).toThrow(
+      "--resources must be an integer from 1 to 200, not 2.5",
+    );
+    expect(() => parseBenchArgs(["--modes", "pooled,fast"])).toThrow(
+      '--modes takes pooled,per-command, not "fast"',
+    );
+    expect(() => parseBenchArgs(["--frobnicate"])).toThrow(/Unknown option '--frobnicate'/);
+    expect(() => parseBenchArgs(["--help"])).toThrow(/^usage: npx tsx bench\/fleet.ts/);
+  });
+});
