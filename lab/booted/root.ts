@@ -35,7 +35,7 @@ export const ROOT_RECIPE = {
     "udev",
   ],
   // Bumped when customizeRoot changes what it writes.
-  customization: 1,
+  customization: 2,
 } as const;
 
 /** The Debian packages the machine needs to build and boot these hosts. */
@@ -216,6 +216,13 @@ async function customizeRoot(root: string): Promise<void> {
     "# The loopback network interface; the uplink is in interfaces.d.\n" +
       "source /etc/network/interfaces.d/*\n\nauto lo\niface lo inet loopback\n",
   );
+  // A Debian installer writes the locale; without it pam_env logs an error at every SSH login.
+  await fs.writeFile(at("etc/default/locale"), "LANG=C.UTF-8\n");
+  // The virtual machine boots this initramfs under TCG, where every module udev loads for the
+  // emulated PC costs seconds: only what mounting the virtio root needs goes in.
+  await fs.writeFile(at("etc/initramfs-tools/conf.d/lab-vm.conf"), "MODULES=list\n");
+  await fs.appendFile(at("etc/initramfs-tools/modules"), "virtio_pci\nvirtio_blk\n");
+  await runOk(["chroot", root, "update-initramfs", "-u", "-k", "all"], { timeoutMs: 300_000 });
   await runOk(["chroot", root, "apt-get", "clean"]);
   await fs.rm(at("var/lib/apt/lists"), { recursive: true, force: true });
   await fs.mkdir(at("var/lib/apt/lists/partial"), { recursive: true });
