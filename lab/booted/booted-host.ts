@@ -53,6 +53,15 @@ export interface HostRecord {
   rootHash: string;
   /** Pid of the process that keeps the host running (the nspawn supervisor or QEMU). */
   pid?: number;
+  /** Pid of the process the host belongs to (a test run): once it is gone, the host is litter. */
+  owner?: number;
+}
+
+export interface StartOptions {
+  /** Lines of progress (root build, boot); default: none. */
+  log?: (line: string) => void;
+  /** A pid (a test run's own) after whose end stopOrphanedHosts may remove the host. */
+  owner?: number;
 }
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;

@@ -1,8 +1,7 @@
 // Booted lab hosts by hand: `npx tsx lab/booted/cli.ts up 2`, `reboot booted-1`, `status`, `down`.
 import { listHostNames, readHostRecord, type BootedHost } from "./booted-host";
-import { attachHost, startHost } from "./nspawn-host";
+import { attachAny, startHost, startVm } from "./index";
 import { isAlive } from "./run";
-import { attachVm, startVm } from "./vm-host";
 
 const USAGE = `usage: npx tsx lab/booted/cli.ts COMMAND
   up N            start hosts booted-1 .. booted-N (systemd-nspawn containers)
@@ -22,7 +21,7 @@ function err(line: string): void {
 }
 
 async function attach(name: string): Promise<BootedHost> {
-  const host = (await attachHost(name)) ?? (await attachVm(name));
+  const host = await attachAny(name);
   if (host === undefined) throw new Error(`booted lab: no host named ${name}`);
   return host;
 }

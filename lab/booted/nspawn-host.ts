@@ -14,6 +14,7 @@ import {
   writeKnownHosts,
   type BootedHost,
   type HostRecord,
+  type StartOptions,
 } from "./booted-host";
 import { UPLINK, writeHostIdentity } from "./identity";
 import { ensureKeyPair } from "./keys";
@@ -35,11 +36,6 @@ const PROGRAMS: ReadonlyArray<[string, string]> = [
   ["ssh", "openssh-client"],
   ["ssh-keygen", "openssh-client"],
 ];
-
-export interface StartOptions {
-  /** Lines of progress (root build, boot); default: none. */
-  log?: (line: string) => void;
-}
 
 /** Returns a running booted host named name (its hostname too), answering SSH as root. */
 export async function startHost(name: string, opts: StartOptions = {}): Promise<BootedHost> {
@@ -67,6 +63,7 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
   try {
     slot = record === undefined ? await takeSlot(name) : slotLayout(record.slot);
     record = { name, kind: "nspawn", slot: slot.index, rootHash: root.hash };
+    if (opts.owner !== undefined) record.owner = opts.owner;
     await writeHostRecord(record);
   } catch (e) {
     if (record === undefined) await fs.rm(dir, { recursive: true, force: true });

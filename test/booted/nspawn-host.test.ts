@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootedHost } from "../../lab/booted/booted-host";
-import { startHost } from "../../lab/booted/nspawn-host";
+import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import { runLocal } from "../../lab/booted/run";
 import { sshArgv } from "../../lab/booted/ssh";
 
@@ -29,8 +29,12 @@ async function sshOk(h: BootedHost, argv: string[]): Promise<string> {
 }
 
 beforeAll(async () => {
+  // Hosts of an earlier run that was killed before its afterAll would hold slots and disk.
+  for (const name of await stopOrphanedHosts()) report(`removed ${name}, left by an ended run`);
   const started = await Promise.allSettled(
-    names.map((n) => startHost(n, { log: (l) => process.stderr.write(l + "\n") })),
+    names.map((n) =>
+      startHost(n, { log: (l) => process.stderr.write(l + "\n"), owner: process.pid }),
+    ),
   );
   for (const s of started) if (s.status === "fulfilled") hosts.push(s.value);
   for (const s of started) if (s.status === "rejected") throw s.reason;

@@ -107,6 +107,7 @@ describe("the virtual machine runs under TCG and survives its own reboots", () =
     expect(argv).toContain("tap,id=uplink,ifname=hvb3,script=no,downscript=no");
     expect(argv).toContain("file:/s/console.log");
     expect(argv).not.toContain("-no-reboot");
-    expect(argv.join(" ")).not.toMatch(/kvm|-cpu host/);
+    expect(argv).not.toContain("-enable-kvm");
+    expect(argv.join(" ")).not.toMatch(/accel=kvm|-accel kvm|-cpu host/);
   });
 });

@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { isAlive } from "../../lab/booted/run";
-import { startVm } from "../../lab/booted/vm-host";
+import { startVm, stopOrphanedHosts } from "../../lab/booted/index";
 
 let vm: BootedHost | undefined;
 
@@ -31,7 +31,12 @@ async function qemuPid(h: BootedHost): Promise<number> {
 }
 
 beforeAll(async () => {
-  vm = await startVm(`btvm${process.pid}`, { log: (l) => process.stderr.write(l + "\n") });
+  // Hosts of an earlier run that was killed before its afterAll would hold slots and disk.
+  for (const name of await stopOrphanedHosts()) report(`removed ${name}, left by an ended run`);
+  vm = await startVm(`btvm${process.pid}`, {
+    log: (l) => process.stderr.write(l + "\n"),
+    owner: process.pid,
+  });
   report(`${vm.name}: SSH answered ${vm.sshAfterStartMs} ms after start (disk image included)`);
 }, 600_000);
 
