@@ -6,7 +6,8 @@ import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
-import { runLocal } from "../../lab/booted/run";
+import { listMountPoints } from "../../lab/booted/mounts";
+import { exists, isAlive, runLocal } from "../../lab/booted/run";
 import { sshArgv } from "../../lab/booted/ssh";
 
 const hosts: BootedHost[] = [];
@@ -108,5 +109,25 @@ describe("a booted Debian 12 host from systemd-nspawn", () => {
     expect((await b.ssh(["test", "-e", "/root/only-on-a"])).code).toBe(1);
     expect(await sshOk(b, ["hostname"])).toBe(`${b.name}\n`);
     expect(a.hostKey).not.toBe(b.hostKey);
+  });
+
+  it("stop leaves no process, link, mount, state or slot behind", async () => {
+    const b = hosts[1];
+    if (b === undefined) throw new Error("no second host");
+    const record = JSON.parse(await fs.readFile(path.join(b.stateDir, "host.json"), "utf8"));
+    const supervisor = Number(record.pid);
+    const slotFile = path.join(
+      path.dirname(path.dirname(b.stateDir)),
+      "slots",
+      String(record.slot),
+    );
+    expect(await isAlive(supervisor)).toBe(true);
+    await b.stop();
+    hosts.splice(1, 1);
+    expect(await isAlive(supervisor)).toBe(false);
+    expect((await runLocal(["ip", "link", "show", b.outsideInterface])).code).not.toBe(0);
+    expect((await listMountPoints()).filter((m) => m.startsWith(b.stateDir))).toEqual([]);
+    expect(await exists(b.stateDir)).toBe(false);
+    expect(await exists(slotFile)).toBe(false);
   });
 });
