@@ -70,6 +70,7 @@ export async function startVm(name: string, opts: StartOptions = {}): Promise<Bo
   try {
     const started = Date.now();
     const disk = await buildDisk(root.dir, dir, name, slot);
+    opts.log?.(`booted lab: vm ${name} disk image made in ${Date.now() - started} ms`);
     const boot = await findKernel(root.dir);
     await runOk(["ip", "tuntap", "add", "dev", slot.outsideInterface, "mode", "tap"]);
     await runOk([

@@ -56,7 +56,7 @@ describe("the booted root as a QEMU TCG virtual machine", () => {
     const failedUnits = await sshOk(h, ["systemctl", "--failed", "--no-legend", "--plain"]);
     report(`${h.name}: is-system-running: ${state}; failed units: ${failedUnits.trim() || "none"}`);
     expect(["running", "degraded"]).toContain(state);
-  });
+  }, 300_000);
 
   it("reboots inside the same QEMU process and keeps its disk", async () => {
     const h = theVm();
