@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { exists, isAlive, runLocal, runOk, sleep, tailOf, whichProgram } from "./run";
+import { BOOTED_STATE_ROOT } from "./slots";
 
 export const ROOT_CACHE_DIR = "/var/cache/pulumi-hypervisor-lab";
 
@@ -150,6 +151,7 @@ export async function ensureRoot(
       await removeTree(tmp);
       throw e;
     }
+    await pruneRoots(rootsDir, hash);
     return { dir: path.join(final, "root"), hash, buildMs: Date.now() - started };
   } finally {
     await release();
@@ -247,6 +249,25 @@ async function takeBuildLock(file: string): Promise<() => Promise<void>> {
       throw new Error(`booted lab: root build lock ${file} still held by pid ${holder}`);
     }
     await sleep(1000);
+  }
+}
+
+/** Removes cached roots (~450 MB each) no host uses, except keep, and builds whose process died. */
+export async function pruneRoots(rootsDir: string, keep: string): Promise<void> {
+  const inUse = new Set<string>([keep]);
+  const hostsDir = path.join(BOOTED_STATE_ROOT, "hosts");
+  for (const name of await fs.readdir(hostsDir).catch(() => [])) {
+    const text = await fs.readFile(path.join(hostsDir, name, "host.json"), "utf8").catch(() => "");
+    const m = /"rootHash":\s*"([0-9a-f]+)"/.exec(text);
+    if (m?.[1] !== undefined) inUse.add(m[1]);
+  }
+  for (const entry of await fs.readdir(rootsDir)) {
+    const build = /^\.build-[0-9a-f]+-(\d+)$/.exec(entry);
+    const stale =
+      build?.[1] !== undefined
+        ? !(await isAlive(Number(build[1])))
+        : /^[0-9a-f]{16}$/.test(entry) && !inUse.has(entry);
+    if (stale) await removeTree(path.join(rootsDir, entry));
   }
 }
 
