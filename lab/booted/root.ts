@@ -158,14 +158,13 @@ export async function ensureRoot(
   }
 }
 
-async function debootstrap(
-  target: string,
-  logFile: string,
-  log: (line: string) => void,
+/** Throws naming the programs a root build needs that `which` does not find, and the fix. */
+export async function requireBuildPrograms(
+  which: (program: string) => Promise<string | undefined> = whichProgram,
 ): Promise<void> {
   const missing: string[] = [];
   for (const program of ["debootstrap", "chroot"]) {
-    if ((await whichProgram(program)) === undefined) missing.push(program);
+    if ((await which(program)) === undefined) missing.push(program);
   }
   if (missing.length > 0) {
     throw new Error(
@@ -173,6 +172,14 @@ async function debootstrap(
         `(${MACHINE_PACKAGES.join(" ")}) with: bash lab/booted/install-deps.sh`,
     );
   }
+}
+
+async function debootstrap(
+  target: string,
+  logFile: string,
+  log: (line: string) => void,
+): Promise<void> {
+  await requireBuildPrograms();
   const mirror = await findAptMirror(ROOT_RECIPE.suite);
   log(`booted lab: debootstrap ${ROOT_RECIPE.suite} from ${mirror} into ${target}`);
   const argv = [

@@ -6,6 +6,7 @@ import {
   hashRecipe,
   mirrorFromDeb822,
   mirrorFromOneLine,
+  requireBuildPrograms,
   ROOT_RECIPE,
 } from "../../lab/booted/root";
 import { SLOT_COUNT, slotLayout } from "../../lab/booted/slots";
@@ -55,6 +56,17 @@ describe("the Debian mirror debootstrap uses is the one apt on the machine is co
       "deb [signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib\n";
     expect(mirrorFromOneLine(text, "bookworm")).toBe("http://mirror.example/debian");
     expect(mirrorFromOneLine("deb http://m/debian bookworm contrib\n", "bookworm")).toBeUndefined();
+  });
+
+  it("names what is missing when the machine cannot build a root", async () => {
+    await expect(
+      requireBuildPrograms(async (p) => (p === "chroot" ? "/usr/sbin/chroot" : undefined)),
+    ).rejects.toThrow(
+      "booted lab: debootstrap not found; install the machine packages (debootstrap " +
+        "systemd-container e2fsprogs util-linux iproute2 openssh-client qemu-system-x86) with: " +
+        "bash lab/booted/install-deps.sh",
+    );
+    await expect(requireBuildPrograms(async (p) => `/usr/sbin/${p}`)).resolves.toBeUndefined();
   });
 
   it("names the cached root by a hash of the recipe", () => {
