@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the lab hosts (test/lab) need, and only those that are missing.
+# Installs the Debian packages the lab hosts (lab/, lab/booted/) need, and only those that are missing.
 # Idempotent. Never leaves a system sshd or dnsmasq running: services are blocked with a
 # policy-rc.d while apt runs, and an sshd the install started anyway in this network namespace
 # is stopped afterwards.
@@ -7,7 +7,8 @@ set -euo pipefail
 
 PACKAGES=(
   openssh-server openssh-client dnsmasq-base nftables iptables iproute2 busybox-static cpio socat
-  procps psmisc qemu-system-x86 qemu-utils linux-image-cloud-amd64 sudo util-linux shellcheck
+  procps psmisc qemu-system-x86 qemu-utils linux-image-cloud-amd64 sudo util-linux
+  debootstrap systemd-container e2fsprogs shellcheck
 )
 
 missing=()
@@ -73,8 +74,8 @@ trap cleanup EXIT
 
 echo "install-deps: installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q
-apt-get install -y -q --no-install-recommends "${missing[@]}"
+apt-get -o DPkg::Lock::Timeout=600 update -q
+apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}"
 
 # An sshd that was not there before the install and lives in this namespace was started by a
 # package's postinst (policy-rc.d is not honoured by every init); stop it and only it.

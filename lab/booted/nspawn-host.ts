@@ -1,0 +1,254 @@
+// A booted lab host as a systemd-nspawn container: systemd is PID 1, the disk is an overlay of the
+// cached root that persists across the host's reboots, and every boot gets a fresh network
+// namespace, so a reboot loses kernel state exactly as a real one does.
+import { spawn } from "node:child_process";
+import * as fs from "node:fs/promises";
+import * as path from "node:path";
+import {
+  ensureClientKey,
+  readHostRecord,
+  rebootOverSsh,
+  requirePrograms,
+  validateHostName,
+  writeHostRecord,
+  writeKnownHosts,
+  type BootedHost,
+  type HostRecord,
+  type StartOptions,
+} from "./booted-host";
+import { UPLINK, writeHostIdentity } from "./identity";
+import { ensureKeyPair } from "./keys";
+import { mountOverlay, removeHostTree } from "./mounts";
+import { ensureRoot } from "./root";
+import { exists, isAlive, LAB_ENV, runLocal, sleep, tailOf, type ExecOptions } from "./run";
+import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
+import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
+
+const SSH_START_TIMEOUT_MS = 60_000;
+const REBOOT_TIMEOUT_MS = 60_000;
+const POWEROFF_GRACE_MS = 15_000;
+
+const PROGRAMS: ReadonlyArray<[string, string]> = [
+  ["systemd-nspawn", "systemd-container"],
+  ["nsenter", "util-linux"],
+  ["mount", "mount"],
+  ["ip", "iproute2"],
+  ["ssh", "openssh-client"],
+  ["ssh-keygen", "openssh-client"],
+];
+
+/** Returns a running booted host named name (its hostname too), answering SSH as root. */
+export async function startHost(name: string, opts: StartOptions = {}): Promise<BootedHost> {
+  validateHostName(name);
+  await requirePrograms(PROGRAMS);
+  const root = await ensureRoot(opts.log);
+  if (root.buildMs > 0) opts.log?.(`booted lab: built the root in ${root.buildMs} ms`);
+  const dir = hostStateDir(name);
+  let record = await readHostRecord(name);
+  if (record !== undefined && record.kind !== "nspawn") {
+    throw new Error(`booted lab: host ${name} exists as a ${record.kind}; stop it first`);
+  }
+  if (record?.pid !== undefined && (await isAlive(record.pid))) {
+    throw new Error(`booted lab: host ${name} is already running (supervisor pid ${record.pid})`);
+  }
+  if (record !== undefined && record.rootHash !== root.hash) {
+    throw new Error(
+      `booted lab: host ${name} was made from root ${record.rootHash}, the recipe now builds ` +
+        `${root.hash}; stop it (removing its disk) first`,
+    );
+  }
+  // The directory comes first: a slot whose holder has no directory counts as free.
+  await fs.mkdir(dir, { recursive: true });
+  let slot: Slot;
+  try {
+    slot = record === undefined ? await takeSlot(name) : slotLayout(record.slot);
+    record = { name, kind: "nspawn", slot: slot.index, rootHash: root.hash };
+    if (opts.owner !== undefined) record.owner = opts.owner;
+    await writeHostRecord(record);
+  } catch (e) {
+    if (record === undefined) await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const host = await makeHost(record, slot);
+  try {
+    const started = Date.now();
+    const merged = path.join(dir, "root");
+    await mountOverlay(root.dir, path.join(dir, "upper"), path.join(dir, "work"), merged);
+    const client = await ensureClientKey();
+    const hostKey = await ensureKeyPair(path.join(dir, "ssh_host_ed25519_key"), `root@${name}`);
+    await writeHostIdentity(merged, {
+      hostname: name,
+      hostKeyPath: hostKey.privateKeyPath,
+      clientPublicKey: client.publicKey,
+      address: slot.address,
+      prefixLength: slot.prefixLength,
+    });
+    const pid = await spawnSupervisor(dir, slot, await nspawnArgv(name, merged, slot));
+    await writeHostRecord({ ...record, pid });
+    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
+    return host;
+  } catch (e) {
+    await host.stop().catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Returns host name as another process started it, or undefined when it has no state. */
+export async function attachHost(name: string): Promise<BootedHost | undefined> {
+  const record = await readHostRecord(name);
+  if (record?.kind !== "nspawn") return undefined;
+  return makeHost(record, slotLayout(record.slot));
+}
+
+async function nspawnArgv(name: string, merged: string, slot: Slot): Promise<string[]> {
+  const argv = [
+    "systemd-nspawn",
+    "--boot",
+    `--directory=${merged}`,
+    `--machine=${name}`,
+    "--private-network",
+    `--network-veth-extra=${slot.outsideInterface}:${UPLINK}`,
+    // This machine's PID 1 is not systemd: nspawn cannot register with machined or ask for a scope.
+    "--register=no",
+    "--keep-unit",
+    "--link-journal=no",
+    "--resolv-conf=off",
+    "--timezone=off",
+    "--settings=no",
+    "--console=read-only",
+  ];
+  // Guests on the host need taps, which QEMU and `ip tuntap` open through /dev/net/tun.
+  if (await exists("/dev/net/tun")) argv.push("--bind=/dev/net/tun");
+  return argv;
+}
+
+async function spawnSupervisor(dir: string, slot: Slot, nspawn: string[]): Promise<number> {
+  const out = await fs.open(path.join(dir, "console.log"), "a");
+  try {
+    const child = spawn(
+      "bash",
+      [
+        path.join(__dirname, "supervise.sh"),
+        dir,
+        slot.outsideInterface,
+        `${slot.outsideAddress}/${slot.prefixLength}`,
+        "--",
+        ...nspawn,
+      ],
+      // Its own session: the host outlives the process that started it (npm run lab, the CLI).
+      { cwd: "/", env: LAB_ENV, detached: true, stdio: ["ignore", out.fd, out.fd] },
+    );
+    const pid = child.pid;
+    if (pid === undefined) throw new Error("booted lab: could not start the nspawn supervisor");
+    child.unref();
+    return pid;
+  } finally {
+    await out.close();
+  }
+}
+
+// The container's init: the child of systemd-nspawn that lives in another pid namespace.
+async function findContainerInit(dir: string): Promise<number | undefined> {
+  const nspawnPid = Number(
+    (await fs.readFile(path.join(dir, "nspawn.pid"), "utf8").catch(() => "")).trim(),
+  );
+  if (!Number.isInteger(nspawnPid) || nspawnPid <= 0) return undefined;
+  const ownPidNs = await fs.readlink("/proc/self/ns/pid");
+  for (const entry of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    if (ppid !== nspawnPid) continue;
+    const ns = await fs.readlink(`/proc/${entry}/ns/pid`).catch(() => ownPidNs);
+    if (ns !== ownPidNs) return Number(entry);
+  }
+  return undefined;
+}
+
+async function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
+  const dir = hostStateDir(record.name);
+  const client = await ensureClientKey();
+  const hostKey = await ensureKeyPair(
+    path.join(dir, "ssh_host_ed25519_key"),
+    `root@${record.name}`,
+  );
+  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
+  const target: SshTarget = {
+    address: slot.address,
+    port: 22,
+    user: "root",
+    privateKeyPath: client.privateKeyPath,
+    knownHostsPath,
+  };
+  const describe = async (): Promise<string> => {
+    const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
+    const boots = await fs.readFile(path.join(dir, "boots.log"), "utf8").catch(() => "");
+    return `host ${record.name} boots: ${tailOf(boots, 4)}; console: ${tailOf(consoleLog, 10)}`;
+  };
+  const host: BootedHost = {
+    name: record.name,
+    kind: "nspawn",
+    address: slot.address,
+    port: 22,
+    user: "root",
+    hostKey: hostKey.publicKey,
+    privateKey: client.privateKey,
+    privateKeyPath: client.privateKeyPath,
+    knownHostsPath,
+    outsideInterface: slot.outsideInterface,
+    outsideAddress: slot.outsideAddress,
+    uplink: UPLINK,
+    stateDir: dir,
+    sshAfterStartMs: 0,
+    exec: async (argv: readonly string[], opts?: ExecOptions) => {
+      const init = await findContainerInit(dir);
+      if (init === undefined) throw new Error(`booted lab: host ${record.name} is not running`);
+      const enter = ["nsenter", "-t", String(init), "-m", "-u", "-i", "-n", "-p", "-r", "-w"];
+      return runLocal([...enter, "--", ...argv], opts);
+    },
+    ssh: (argv, opts) => runSsh(target, argv, opts),
+    waitForSsh: (timeoutMs = SSH_START_TIMEOUT_MS) =>
+      waitForSshCommand(target, timeoutMs, ["true"], describe),
+    reboot: (timeoutMs = REBOOT_TIMEOUT_MS) => rebootOverSsh(target, timeoutMs, describe),
+    stop: () => stopHost(record, slot),
+    connection: () => ({
+      host: slot.address,
+      port: 22,
+      user: "root",
+      privateKey: client.privateKey,
+      hostKey: hostKey.publicKey,
+    }),
+  };
+  return host;
+}
+
+// SIGTERM to the supervisor reaches nspawn, which powers the container off (SIGRTMIN+3 to its
+// init); whatever is still alive after the grace period is killed.
+async function stopHost(record: HostRecord, slot: Slot): Promise<void> {
+  const dir = hostStateDir(record.name);
+  const current = (await readHostRecord(record.name)) ?? record;
+  const nspawnPid = Number(
+    (await fs.readFile(path.join(dir, "nspawn.pid"), "utf8").catch(() => "")).trim(),
+  );
+  const pids = [current.pid, nspawnPid].filter(
+    (p): p is number => p !== undefined && Number.isInteger(p) && p > 0,
+  );
+  if (current.pid !== undefined && (await isAlive(current.pid))) {
+    process.kill(current.pid, "SIGTERM");
+  }
+  const deadline = Date.now() + POWEROFF_GRACE_MS;
+  while (Date.now() < deadline && (await anyAlive(pids))) await sleep(100);
+  for (const pid of pids) {
+    if (await isAlive(pid)) process.kill(pid, "SIGKILL");
+  }
+  while (await anyAlive(pids)) await sleep(50);
+  // The veth goes with the container's network namespace; a leftover one would block the slot.
+  await runLocal(["ip", "link", "del", slot.outsideInterface]);
+  await removeHostTree(dir);
+  await releaseSlot(slot.index, record.name);
+}
+
+async function anyAlive(pids: number[]): Promise<boolean> {
+  for (const pid of pids) if (await isAlive(pid)) return true;
+  return false;
+}

@@ -1,0 +1,125 @@
+// The pure parts of the booted lab: where debootstrap gets Debian from, the address slots, the
+// uplink stanza and the QEMU command line. No root needed.
+import { describe, expect, it } from "vitest";
+import { renderUplinkStanza } from "../../lab/booted/identity";
+import {
+  hashRecipe,
+  mirrorFromDeb822,
+  mirrorFromOneLine,
+  requireBuildPrograms,
+  ROOT_RECIPE,
+} from "../../lab/booted/root";
+import { SLOT_COUNT, slotLayout } from "../../lab/booted/slots";
+import { qemuArgv } from "../../lab/booted/vm-host";
+
+// /etc/apt/sources.list.d/debian.sources of the Debian 12 machine this was written on.
+const DEBIAN_SOURCES = `Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+# http://snapshot.debian.org/archive/debian-security/20250520T000000Z
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+`;
+
+describe("the Debian mirror debootstrap uses is the one apt on the machine is configured with", () => {
+  it("reads the first deb822 stanza serving the suite's main component", () => {
+    expect(mirrorFromDeb822(DEBIAN_SOURCES, "bookworm")).toBe("http://deb.debian.org/debian");
+    expect(mirrorFromDeb822(DEBIAN_SOURCES, "bookworm-security")).toBe(
+      "http://deb.debian.org/debian-security",
+    );
+    expect(mirrorFromDeb822(DEBIAN_SOURCES, "trixie")).toBeUndefined();
+    expect(
+      mirrorFromDeb822(
+        "Types: deb-src\nURIs: http://m/d\nSuites: bookworm\nComponents: main\n",
+        "bookworm",
+      ),
+    ).toBeUndefined();
+    expect(
+      mirrorFromDeb822(
+        "Enabled: no\nTypes: deb\nURIs: http://m/d\nSuites: bookworm\nComponents: main\n",
+        "bookworm",
+      ),
+    ).toBeUndefined();
+  });
+
+  it("reads one-line sources.list entries, options and comments included", () => {
+    const text =
+      "# deb http://commented/debian bookworm main\n" +
+      "deb-src http://src/debian bookworm main\n" +
+      "deb [signed-by=/k.gpg] http://mirror.example/debian bookworm main contrib\n";
+    expect(mirrorFromOneLine(text, "bookworm")).toBe("http://mirror.example/debian");
+    expect(mirrorFromOneLine("deb http://m/debian bookworm contrib\n", "bookworm")).toBeUndefined();
+  });
+
+  it("names what is missing when the machine cannot build a root", async () => {
+    await expect(
+      requireBuildPrograms(async (p) => (p === "chroot" ? "/usr/sbin/chroot" : undefined)),
+    ).rejects.toThrow(
+      "booted lab: debootstrap not found; install the machine packages (debootstrap " +
+        "systemd-container e2fsprogs util-linux iproute2 openssh-client qemu-system-x86) with: " +
+        "bash scripts/install-deps.sh",
+    );
+    await expect(requireBuildPrograms(async (p) => `/usr/sbin/${p}`)).resolves.toBeUndefined();
+  });
+
+  it("names the cached root by a hash of the recipe", () => {
+    expect(hashRecipe()).toMatch(/^[0-9a-f]{16}$/);
+    expect(
+      hashRecipe({ ...ROOT_RECIPE, customization: 999 } as unknown as typeof ROOT_RECIPE),
+    ).not.toBe(hashRecipe());
+  });
+});
+
+describe("booted hosts use their own address slots in 198.19.200.0/24 to 198.19.239.0/24", () => {
+  it("gives slot i the machine end .1 and the host .2 of 198.19.(200+i).0/24", () => {
+    expect(slotLayout(0)).toEqual({
+      index: 0,
+      outsideInterface: "hvb0",
+      outsideAddress: "198.19.200.1",
+      address: "198.19.200.2",
+      prefixLength: 24,
+    });
+    expect(slotLayout(SLOT_COUNT - 1).address).toBe("198.19.239.2");
+    expect(() => slotLayout(SLOT_COUNT)).toThrow("booted lab slot 40 is outside 0..39");
+  });
+
+  it("configures the uplink as a static ifupdown stanza", () => {
+    expect(renderUplinkStanza("198.19.200.2", 24)).toBe(
+      "# The uplink to the lab machine, written by the booted lab.\n" +
+        "auto eth0\n" +
+        "iface eth0 inet static\n" +
+        "    address 198.19.200.2/24\n",
+    );
+  });
+});
+
+describe("the virtual machine runs under TCG and survives its own reboots", () => {
+  it("asks QEMU for TCG, one vCPU, virtio disk and network, and no -no-reboot", () => {
+    const argv = qemuArgv(
+      "vm1",
+      "/s",
+      "/s/disk.img",
+      { kernel: "/r/boot/vmlinuz-6", initrd: "/r/boot/initrd.img-6" },
+      slotLayout(3),
+      "/s/qemu.pid",
+    );
+    expect(argv.slice(argv.indexOf("-accel"), argv.indexOf("-accel") + 2)).toEqual([
+      "-accel",
+      "tcg",
+    ]);
+    expect(argv.slice(argv.indexOf("-smp"), argv.indexOf("-smp") + 2)).toEqual(["-smp", "1"]);
+    expect(argv).toContain("file=/s/disk.img,if=virtio,format=raw");
+    expect(argv).toContain("tap,id=uplink,ifname=hvb3,script=no,downscript=no");
+    expect(argv).toContain("file:/s/console.log");
+    expect(argv).not.toContain("-no-reboot");
+    expect(argv).not.toContain("-enable-kvm");
+    expect(argv.join(" ")).not.toMatch(/accel=kvm|-accel kvm|-cpu host/);
+  });
+});
