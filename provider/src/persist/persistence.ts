@@ -1,0 +1,166 @@
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import type { ProbeOutput } from "../host/probe";
+import { logWarn } from "../log";
+import type { Step } from "../step";
+import { unitPath } from "./systemd-unit";
+
+/** The `persistence` input every resource takes. */
+export const Persistence = z
+  .enum(["auto", "none"])
+  .default("auto")
+  .describe(
+    'Whether the object comes back after a host reboot. "auto": through the provider\'s own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only.',
+  );
+export type Persistence = z.infer<typeof Persistence>;
+
+/** The `persistedBy` output: which backend brings the object back after a reboot. */
+export const PersistedBy = z
+  .enum(["systemd", "none"])
+  .describe('What brings the object back after a reboot: "systemd" (its unit) or "none".');
+export type PersistedBy = z.infer<typeof PersistedBy>;
+
+/** A file the provider persists for an object (a unit file, a boot script, a config). */
+export interface PersistedFile {
+  readonly path: string;
+  readonly content: string;
+  readonly mode: number;
+}
+
+/** What an object needs on disk to come back at boot: its unit and the files it reads. */
+export interface PersistedForm {
+  readonly unit: string;
+  /** Every file the unit needs, the unit file itself included. */
+  readonly files: readonly PersistedFile[];
+  /** Start the unit when it is written (daemons the unit supervises); oneshot units only enable. */
+  readonly start?: boolean;
+}
+
+/** The persisted layer of an object as the probe saw it. */
+export interface PersistedState {
+  /** PID 1 is systemd. */
+  readonly systemd: boolean;
+  readonly unit: string;
+  /** `systemctl is-enabled` ("enabled", "disabled", "not-found", ...), "" without systemd. */
+  readonly enabled: string;
+  /** `systemctl is-active` ("active", "inactive", "failed", ...), "" without systemd. */
+  readonly active: string;
+  /** sha256 of each probed file, undefined when absent. */
+  readonly files: Readonly<Record<string, string | undefined>>;
+}
+
+/** Returns the sha256 (hex) of a file's content, as `sha256sum` prints it. */
+export function contentHash(content: string): string {
+  return createHash("sha256").update(content, "utf8").digest("hex");
+}
+
+/** Returns the persisted layer from a probe that ran `persist_probe` (persist-probe.sh). */
+export function parsePersistProbe(probe: ProbeOutput): PersistedState {
+  const systemd = probe.need("systemd").trim() === "yes";
+  const unitSection = probe.all("unit")[0];
+  const fields = new Map<string, string>();
+  for (const line of (unitSection?.body ?? "").split("\n")) {
+    const sp = line.indexOf(" ");
+    if (sp > 0) fields.set(line.slice(0, sp), line.slice(sp + 1).trim());
+  }
+  const files: Record<string, string | undefined> = {};
+  for (const s of probe.all("file")) {
+    const h = s.body.trim();
+    files[s.arg] = h === "absent" ? undefined : h;
+  }
+  return {
+    systemd,
+    unit: unitSection?.arg ?? "",
+    enabled: fields.get("enabled") ?? "",
+    active: fields.get("active") ?? "",
+    files,
+  };
+}
+
+/** Returns whether an object with this input persists on a host in this state. */
+export function persists(persistence: Persistence, state: PersistedState): boolean {
+  return persistence === "auto" && state.systemd;
+}
+
+const warned = new Set<string>();
+
+/** Logs once per host that "auto" persistence means runtime only there (no systemd). */
+export function warnNoSystemd(hostLabel: string, state: PersistedState): void {
+  if (state.systemd || warned.has(hostLabel)) return;
+  warned.add(hostLabel);
+  logWarn(
+    `${hostLabel}: PID 1 is not systemd, so objects on this host are runtime only and do not come back after a reboot`,
+  );
+}
+
+/** Returns the files whose content on the host differs from what the provider would write. */
+export function driftedFiles(want: PersistedForm, state: PersistedState): PersistedFile[] {
+  return want.files.filter((f) => state.files[f.path] !== contentHash(f.content));
+}
+
+/**
+ * Returns the steps that make the persisted layer match `want` (undefined: remove it): rewrite
+ * changed files, reload systemd when the unit file changed, enable (and start) the unit.
+ */
+export function planPersistence(want: PersistedForm | undefined, state: PersistedState): Step[] {
+  if (!state.systemd) return [];
+  if (want === undefined) return planUnpersist(state);
+  const steps: Step[] = [];
+  const changed = driftedFiles(want, state);
+  for (const f of changed) {
+    steps.push({
+      summary: `persist ${f.path}`,
+      writeFile: { path: f.path, content: f.content, mode: f.mode },
+    });
+  }
+  if (changed.some((f) => f.path === unitPath(want.unit))) {
+    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
+  }
+  if (state.enabled !== "enabled") {
+    steps.push({
+      summary: `enable ${want.unit} so it runs at boot`,
+      argv: ["systemctl", "enable", "--quiet", "--", want.unit],
+    });
+  }
+  if (want.start === true && state.active !== "active") {
+    steps.push({ summary: `start ${want.unit}`, argv: ["systemctl", "start", "--", want.unit] });
+  }
+  return steps;
+}
+
+/** Returns the steps that disable the unit and remove every persisted file that is present. */
+export function planUnpersist(state: PersistedState): Step[] {
+  const present = Object.entries(state.files)
+    .filter(([, h]) => h !== undefined)
+    .map(([p]) => p);
+  const known = state.enabled !== "" && state.enabled !== "not-found";
+  if (!known && present.length === 0) return [];
+  const steps: Step[] = [];
+  if (known) {
+    steps.push({
+      summary: `disable and stop ${state.unit}`,
+      argv: ["systemctl", "disable", "--now", "--quiet", "--", state.unit],
+    });
+  }
+  if (present.length > 0) {
+    steps.push({ summary: `remove ${present.join(", ")}`, argv: ["rm", "-f", "--", ...present] });
+    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
+  }
+  return steps;
+}
+
+/** Returns how refresh describes the persisted layer's drift, or undefined when it matches. */
+export function describePersistDrift(
+  want: PersistedForm,
+  state: PersistedState,
+): string | undefined {
+  const problems: string[] = [];
+  for (const f of driftedFiles(want, state)) {
+    problems.push(
+      state.files[f.path] === undefined ? `${f.path} is missing` : `${f.path} was edited by hand`,
+    );
+  }
+  if (state.enabled !== "enabled") problems.push(`${want.unit} is ${state.enabled || "unknown"}`);
+  if (state.active === "failed") problems.push(`${want.unit} failed`);
+  return problems.length > 0 ? problems.join("; ") : undefined;
+}
