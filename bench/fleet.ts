@@ -16,7 +16,7 @@ import {
   Engine,
   type ResourceSpec,
   type StepRecord,
-} from "../test/support/engine";
+} from "../lab/engine/engine";
 import { REPO_ROOT, spec } from "../test/support/harness";
 import { startRelay, type Relay } from "./relay";
 

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { attachLab, startLab, stopLab, type Lab } from "../test/lab/lab";
-import { DynamicProviderPlugin, Engine, type ResourceState } from "../test/support/engine";
+import { DynamicProviderPlugin, Engine, type ResourceState } from "../lab/engine/engine";
 import { runProgramWithMocks } from "../test/support/mocks";
 
 const LAB = "lab";

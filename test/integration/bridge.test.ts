@@ -7,7 +7,7 @@ import {
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../support/harness";
 
 let lab: Lab;

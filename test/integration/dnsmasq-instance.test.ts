@@ -27,7 +27,7 @@ import {
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../support/harness";
 
 let lab: Lab;

@@ -30,7 +30,7 @@ import {
   secret,
   type NativeResourceSpec,
   type NativeStepRecord,
-} from "../support/native-engine";
+} from "../../lab/engine/native-engine";
 
 // Lab host indices 77-79 (71-73 are the benchmark's, 74-76 the dynamic fleet test's); the guest
 // network 198.18.177.0/24 on each.

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type ExecResult, type Lab, type LabHost, type LabWan } from "../lab/lab";
 import { connectionSeenByServer } from "../support/connection-probe";
-import type { DynamicProviderPlugin, Engine } from "../support/engine";
+import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
 import { spec, startEngine } from "../support/harness";
 
 let lab: Lab;

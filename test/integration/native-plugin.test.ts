@@ -1,5 +1,5 @@
 // The native plugin (provider/bin/pulumi-resource-hypervisor) on two lab hosts, one provider per
-// host, driven over gRPC as the engine drives it (test/support/native-engine.ts).
+// host, driven over gRPC as the engine drives it (lab/engine/native-engine.ts).
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import {
   UNKNOWN,
   urnOf,
   type NativeResourceSpec,
-} from "../support/native-engine";
+} from "../../lab/engine/native-engine";
 
 const BRIDGE = "hypervisor:index:Bridge";
 const LAB_PASSWORD = "hvpass-Secret.1";

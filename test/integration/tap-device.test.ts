@@ -7,7 +7,7 @@ import {
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../support/harness";
 
 // Lab host index 21 (198.18.21.0/24); guest addresses from 198.18.120.0/24 - 198.18.129.0/24.

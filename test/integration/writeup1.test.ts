@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type Lab, type LabHost, type LabWan } from "../lab/lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
-import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
+import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../support/harness";
 
 let lab: Lab;

@@ -3,7 +3,7 @@
 // tiny busybox guest (TCG) checking its own reachability and reporting on its serial console.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLab, type Lab, type LabHost } from "../lab/lab";
-import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
+import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import {
   buildGuestImage,
   guestKernelArgs,

@@ -1,4 +1,4 @@
-// Self-tests of the engine-protocol driver (test/support/engine.ts) and the mocks helper
+// Self-tests of the engine-protocol driver (lab/engine/engine.ts) and the mocks helper
 // (test/support/mocks.ts), using a tiny file-writing dynamic provider defined here: no SSH needed.
 
 import * as fs from "node:fs";
@@ -15,7 +15,7 @@ import {
   UNKNOWN,
   urnOf,
   type ResourceSpec,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { runProgramWithMocks } from "../support/mocks";
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
