@@ -5,6 +5,7 @@ import { CommandError, type Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
 import type { Step } from "./step";
+import { containsUnknown, unknownAt } from "./unknown";
 
 export interface CheckFailure {
   property: string;
@@ -86,31 +87,65 @@ function stableJson(value: unknown): string {
   );
 }
 
+/** How the engine shows one changed property (pulumirpc.PropertyDiff.Kind). */
+export type PropertyDiffKind =
+  "ADD" | "ADD_REPLACE" | "DELETE" | "DELETE_REPLACE" | "UPDATE" | "UPDATE_REPLACE";
+
 export interface DiffResult {
   changes: boolean;
   replaces: string[];
   deleteBeforeReplace: boolean;
   /** Input properties that differ. */
   changed: string[];
+  /** Property name -> kind, for every changed input (consistent with `replaces`). */
+  detailedDiff: Record<string, PropertyDiffKind>;
+}
+
+// Connection fields that say where it leads (connectionIdentity); the rest are credentials.
+const WHERE_FIELDS = ["host", "port", "proxy"];
+
+/** Returns whether a connection holding unknowns may lead somewhere else than `old`. */
+function unknownConnectionMoves(value: unknown, old: Connection | undefined): boolean {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return true;
+  const fields = value as Props;
+  if (WHERE_FIELDS.some((k) => containsUnknown(fields[k]))) return true;
+  if (!old) return true;
+  // Only credentials are unknown: compare where the known fields lead.
+  const known = Object.fromEntries(Object.entries(fields).filter(([, v]) => !containsUnknown(v)));
+  const c = Connection.safeParse({ ...(old as Props), ...known });
+  return !c.success || connectionIdentity(c.data) !== connectionIdentity(old);
+}
+
+function kindOf(before: unknown, after: unknown, replace: boolean): PropertyDiffKind {
+  const kind = before === undefined ? "ADD" : after === undefined ? "DELETE" : "UPDATE";
+  return replace ? `${kind}_REPLACE` : kind;
 }
 
 /**
  * Returns what changed between the recorded outputs and the new inputs. Pure: no host is contacted.
  * An optional input left unset is not managed, so an observed value in the outputs is no change.
+ * A value another resource computes (unknown during a preview) counts as changed: an identity input
+ * or a connection that may lead elsewhere plans a replace, any other input an update. `oldInputs`
+ * (what the program said last time, when the engine sends it) tells an added or removed property.
  */
 export function diffProps<I extends { name: string }, S>(
   mod: ResourceModule<I, S>,
   olds: Props,
   news: Props,
+  oldInputs?: Props,
 ): DiffResult {
   const changed: string[] = [];
   const replaces: string[] = [];
   const oldConn = Connection.safeParse(olds["connection"]);
   const newConn = Connection.safeParse(news["connection"]);
-  // Only where the connection leads makes a different object. Rotated credentials are an
-  // update that touches nothing on the host: it records them, because refresh and delete only
-  // get the recorded outputs, and with the old key (or an old pinned host key) they would fail.
-  if (oldConn.success && newConn.success) {
+  if (containsUnknown(news["connection"])) {
+    changed.push("connection");
+    const old = oldConn.success ? oldConn.data : undefined;
+    if (unknownConnectionMoves(news["connection"], old)) replaces.push("connection");
+  } else if (oldConn.success && newConn.success) {
+    // Only where the connection leads makes a different object. Rotated credentials are an
+    // update that touches nothing on the host: it records them, because refresh and delete only
+    // get the recorded outputs, and with the old key (or an old pinned host key) they would fail.
     if (connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)) {
       changed.push("connection");
       replaces.push("connection");
@@ -119,23 +154,40 @@ export function diffProps<I extends { name: string }, S>(
     }
   }
   const oldIn = mod.inputs.safeParse(pick(olds, mod.inputKeys));
-  const newIn = mod.inputs.safeParse(stripProvider(omit(news, "connection")));
+  const o = (oldIn.success ? oldIn.data : {}) as Props;
+  // Unknown inputs are compared as changed; the known ones are parsed with the old values in
+  // their place, so defaults and canonical forms still apply to the rest.
+  const raw = stripProvider(omit(news, "connection"));
+  const unknown = Object.keys(raw).filter((k) => containsUnknown(raw[k]));
+  const known: Props = { ...raw };
+  for (const k of unknown) {
+    if (o[k] === undefined) delete known[k];
+    else known[k] = o[k];
+  }
+  const newIn = mod.inputs.safeParse(known);
   if (newIn.success) {
-    const o = (oldIn.success ? oldIn.data : {}) as Props;
     const n = newIn.data as Props;
     for (const key of Object.keys(n)) {
-      if (n[key] === undefined) continue;
+      if (n[key] === undefined || unknown.includes(key)) continue;
       if (stableJson(o[key]) !== stableJson(n[key])) {
         changed.push(key);
         if (mod.identity.includes(key)) replaces.push(key);
       }
     }
   }
+  for (const key of unknown) {
+    changed.push(key);
+    if (mod.identity.includes(key)) replaces.push(key);
+  }
+  const before = oldInputs ?? olds;
   return {
     changes: changed.length > 0,
     replaces,
     deleteBeforeReplace: replaces.length > 0,
     changed,
+    detailedDiff: Object.fromEntries(
+      changed.map((k) => [k, kindOf(before[k], news[k], replaces.includes(k))]),
+    ),
   };
 }
 
@@ -161,14 +213,19 @@ export class Lifecycle<I extends { name: string }, S> {
     return `${this.mod.noun} ${JSON.stringify(name)} on ${host.label}`;
   }
 
-  /** Validates inputs; never contacts a host. */
+  /**
+   * Validates inputs; never contacts a host. A value another resource computes (unknown during a
+   * preview) is never a failure: it is checked when it is known. Known values beside it still are.
+   */
   check(_olds: Props, news: Props): { inputs: Props; failures: CheckFailure[] } {
     const parsed = parseAll(this.mod, news);
-    return { inputs: news, failures: "failures" in parsed ? parsed.failures : [] };
+    const failures = "failures" in parsed ? parsed.failures : [];
+    return { inputs: news, failures: failures.filter((f) => !unknownAt(news, f.property)) };
   }
 
-  diff(_id: string, olds: Props, news: Props): DiffResult {
-    return diffProps(this.mod, olds, news);
+  /** Returns what changed; pure, so a preview with unknown inputs never touches a host. */
+  diff(_id: string, olds: Props, news: Props, oldInputs?: Props): DiffResult {
+    return diffProps(this.mod, olds, news, oldInputs);
   }
 
   private connect(
@@ -254,8 +311,12 @@ export class Lifecycle<I extends { name: string }, S> {
     return { ...stripProvider(props), ...(inputs as Props), ...this.mod.outputs(state) };
   }
 
-  /** Observes the live object: gone returns an empty id; drift shows in the returned properties. */
-  async read(id: string, props: Props): Promise<{ id: string; props: Props }> {
+  /**
+   * Observes the live object: gone returns an empty id; drift shows in the returned properties and
+   * in the inputs (the recorded input properties with their observed values), which the engine
+   * stores so that the next diff and `ignoreChanges` compare against the host, not a stale program.
+   */
+  async read(id: string, props: Props): Promise<{ id: string; props: Props; inputs?: Props }> {
     const { host, inputs } = this.connect(props, "outputs");
     const what = this.what(inputs.name, host);
     const state = await this.observe(host, inputs, await observeContext(host), what);
@@ -265,7 +326,8 @@ export class Lifecycle<I extends { name: string }, S> {
     for (const [k, v] of Object.entries(observed)) {
       if (merged[k] !== undefined) merged[k] = v;
     }
-    return { id, props: { ...merged, ...this.mod.outputs(state) } };
+    const observedInputs = pick(merged, ["connection", ...this.mod.inputKeys]);
+    return { id, props: { ...merged, ...this.mod.outputs(state) }, inputs: observedInputs };
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */

@@ -5,7 +5,10 @@ import {
   Lifecycle,
   parseAll,
   ResourceOperationError,
+  type DiffResult,
 } from "../../provider/src/lifecycle";
+import { resourceModules } from "../../provider/src/registry";
+import { UNKNOWN } from "../../provider/src/unknown";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { SEPARATOR } from "../../provider/src/resources/bridge/observe";
 
@@ -176,5 +179,120 @@ describe("create converges or says what did not take", () => {
     );
     expect((err as ResourceOperationError).id).toBe("br0");
     expect(JSON.stringify((err as ResourceOperationError).message)).not.toContain("KEY-SECRET");
+  });
+});
+
+describe("unknown values (a preview with inputs another resource computes)", () => {
+  const neverConnects = (): Host => {
+    throw new Error("a preview with unknowns must not connect");
+  };
+  it.each(Object.keys(resourceModules))(
+    "%s: unknowns are never a check failure; a known bad value beside them still is",
+    (type) => {
+      const mod = resourceModules[type]!;
+      const lc = new Lifecycle(mod, neverConnects);
+      const allUnknown = Object.fromEntries(mod.inputKeys.map((k) => [k, UNKNOWN]));
+      expect(lc.check({}, { ...allUnknown, connection: UNKNOWN }).failures).toEqual([]);
+      expect(lc.check({}, { ...allUnknown, connection: { ...conn, host: UNKNOWN } })).toEqual({
+        inputs: { ...allUnknown, connection: { ...conn, host: UNKNOWN } },
+        failures: [],
+      });
+      const bad = lc.check({}, { ...allUnknown, connection: UNKNOWN, name: "not a name!" });
+      expect(bad.failures.map((f) => f.property)).toEqual(["name"]);
+      const badPort = lc.check({}, { ...allUnknown, connection: { host: UNKNOWN, port: -1 } });
+      expect(badPort.failures.map((f) => f.property)).toEqual(["connection.port"]);
+    },
+  );
+  it("an unknown element of a list is not a failure; a bad known element is", () => {
+    const lc = new Lifecycle(bridgeModule, neverConnects);
+    const r = lc.check({}, { ...base, addresses: [UNKNOWN, "10.0.0.300/24"] });
+    expect(r.failures.map((f) => f.property)).toEqual(["addresses[1]"]);
+  });
+
+  const olds = { ...base, stp: false, ports: [], macAddress: "52:54:00:00:00:01", ifIndex: 7 };
+  const table: Array<[string, Record<string, unknown>, Partial<DiffResult>]> = [
+    [
+      "an unknown identity input plans a replace",
+      { ...base, name: UNKNOWN },
+      { changes: true, replaces: ["name"], detailedDiff: { name: "UPDATE_REPLACE" } },
+    ],
+    [
+      "an unknown live input plans an update",
+      { ...base, mtu: UNKNOWN },
+      { changes: true, replaces: [], detailedDiff: { mtu: "ADD" } },
+    ],
+    [
+      "an unknown element of a live list plans an update",
+      { ...base, addresses: ["198.18.100.1/24", UNKNOWN] },
+      { changes: true, replaces: [], detailedDiff: { addresses: "UPDATE" } },
+    ],
+    [
+      "an unknown connection plans a replace",
+      { ...base, connection: UNKNOWN },
+      { changes: true, replaces: ["connection"], detailedDiff: { connection: "UPDATE_REPLACE" } },
+    ],
+    [
+      "an unknown connection host plans a replace",
+      { ...base, connection: { ...conn, host: UNKNOWN } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "an unknown credential is an update that records it",
+      { ...base, connection: { ...conn, privateKey: UNKNOWN } },
+      { changes: true, replaces: [], detailedDiff: { connection: "UPDATE" } },
+    ],
+    [
+      "an unknown credential beside a new host still replaces",
+      { ...base, connection: { ...conn, host: "198.18.2.2", privateKey: UNKNOWN } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "known values beside an unknown are compared as before",
+      { ...base, mtu: UNKNOWN, stp: true },
+      { changes: true, replaces: [], changed: ["stp", "mtu"] },
+    ],
+  ];
+  it.each(table)("%s", (_what, news, want) => {
+    const d = diffProps(bridgeModule, olds, news);
+    expect(d).toMatchObject(want);
+    expect(d.deleteBeforeReplace).toBe(d.replaces.length > 0);
+  });
+
+  it("reports added and removed properties as ADD and DELETE against the old inputs", () => {
+    const oldInputs = { ...base, stp: true };
+    const d = diffProps(bridgeModule, { ...olds, stp: true }, { ...base, mtu: 1400 }, oldInputs);
+    expect(d.detailedDiff).toEqual({ stp: "DELETE", mtu: "ADD" });
+    const r = diffProps(bridgeModule, olds, { ...base, name: "br1" }, base);
+    expect(r.detailedDiff).toEqual({ name: "UPDATE_REPLACE" });
+  });
+});
+
+describe("read", () => {
+  it("returns the recorded inputs with their observed values, so refresh updates them", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const r = await lc.read("br0", {
+      connection: conn,
+      name: "br0",
+      addresses: [],
+      stp: true,
+      ports: [],
+      vlanFiltering: false,
+      allowQemuBridgeHelper: false,
+      macAddress: "00:00:00:00:00:01",
+      ifIndex: 9,
+      __provider: "x",
+    });
+    expect(r.inputs).toEqual({
+      connection: conn,
+      name: "br0",
+      addresses: [],
+      stp: false,
+      ports: [],
+      vlanFiltering: false,
+      allowQemuBridgeHelper: false,
+      macAddress: "aa:bb:cc:dd:ee:ff",
+    });
   });
 });

@@ -10,7 +10,12 @@ import * as statusproto from "@pulumi/pulumi/proto/status_pb";
 import { Any } from "google-protobuf/google/protobuf/any_pb";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
 import { closeAllHosts } from "../host/pool";
-import { InitFailedError, NativeProvider, type NativeDiff } from "./handlers";
+import {
+  InitFailedError,
+  NativeProvider,
+  type NativeDiff,
+  type PropertyDiffKind,
+} from "./handlers";
 import { fromStruct, toStruct, type Props } from "./wire";
 
 /** The repository (or installed package) root: where package.json and schema.json are. */
@@ -85,7 +90,11 @@ function unimplemented(name: string) {
     );
 }
 
-const KIND = {
+const KIND: Record<PropertyDiffKind, provproto.PropertyDiff.Kind> = {
+  ADD: provproto.PropertyDiff.Kind.ADD,
+  ADD_REPLACE: provproto.PropertyDiff.Kind.ADD_REPLACE,
+  DELETE: provproto.PropertyDiff.Kind.DELETE,
+  DELETE_REPLACE: provproto.PropertyDiff.Kind.DELETE_REPLACE,
   UPDATE: provproto.PropertyDiff.Kind.UPDATE,
   UPDATE_REPLACE: provproto.PropertyDiff.Kind.UPDATE_REPLACE,
 };
@@ -167,6 +176,7 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
           req.getType() || typeOfUrn(req.getUrn()),
           fromStruct(req.getOlds()),
           fromStruct(req.getNews()),
+          req.hasOldInputs() ? fromStruct(req.getOldInputs()) : undefined,
         ),
       ),
     ),

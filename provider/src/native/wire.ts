@@ -4,8 +4,8 @@ import { Struct, type JavaScriptValue } from "google-protobuf/google/protobuf/st
 
 export type Props = Record<string, unknown>;
 
-/** rpc.go UnknownStringValue: a value not known during preview. */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export { containsUnknown, UNKNOWN, valueAt } from "../unknown";
+
 /** resource.SigKey and resource.SecretSig. */
 export const SIG_KEY = "4dabf18193072939515e22adb298388d";
 export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
@@ -38,25 +38,6 @@ export function secretKeys(props: Props): string[] {
       ? v.some(has)
       : v !== null && typeof v === "object" && Object.values(v).some(has));
   return Object.keys(props).filter((k) => has(props[k]));
-}
-
-/** Whether the value is, or contains, an unknown. */
-export function containsUnknown(value: unknown): boolean {
-  if (value === UNKNOWN) return true;
-  if (Array.isArray(value)) return value.some(containsUnknown);
-  if (value !== null && typeof value === "object")
-    return Object.values(value).some(containsUnknown);
-  return false;
-}
-
-/** Returns the value at a property path, stopping at the first unknown or missing step. */
-export function valueAt(props: Props, path: readonly PropertyKey[]): unknown {
-  let v: unknown = props;
-  for (const part of path) {
-    if (v === UNKNOWN || v === null || typeof v !== "object") return v;
-    v = (v as Record<PropertyKey, unknown>)[part];
-  }
-  return v;
 }
 
 /** A Struct for a reply: undefined members dropped, undefined array elements as null. */
