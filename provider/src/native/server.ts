@@ -3,6 +3,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
+import * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
+import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
@@ -10,6 +12,7 @@ import * as statusproto from "@pulumi/pulumi/proto/status_pb";
 import { Any } from "google-protobuf/google/protobuf/any_pb";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
 import { closeAllHosts } from "../host/pool";
+import { flushLog, setLogSink, withResourceUrn, type LogSink } from "../log";
 import {
   InitFailedError,
   NativeProvider,
@@ -71,10 +74,17 @@ function toServiceError(e: unknown): Partial<grpc.ServiceError> {
   return { code: grpc.status.UNKNOWN, details: message, message, metadata };
 }
 
+function urnOf(req: unknown): string {
+  const r = req as { getUrn?: () => string };
+  return typeof r.getUrn === "function" ? r.getUrn() : "";
+}
+
 function unary<Req, Res>(fn: (req: Req) => Promise<Res> | Res) {
   return (call: grpc.ServerUnaryCall<Req, Res>, cb: Callback<Res>): void => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => withResourceUrn(urnOf(call.request), () => fn(call.request)))
+      // The user sees an operation's warnings before its result: the engine may end right after.
+      .finally(flushLog)
       .then(
         (res) => cb(null, res),
         (e: unknown) => cb(toServiceError(e) as grpc.ServiceError, null),
@@ -273,6 +283,34 @@ function typeOfUrn(urn: string): string {
   return urn.split("::")[2] ?? "";
 }
 
+const SEVERITY = {
+  info: engineproto.LogSeverity.INFO,
+  warning: engineproto.LogSeverity.WARNING,
+};
+
+/**
+ * Returns a sink that sends messages to the engine's Log service at `address` (the plugin's last
+ * argument), and a function that closes its connection. A failed send is written to stderr only.
+ */
+export function engineLogSink(address: string): { sink: LogSink; close: () => void } {
+  const client = new enginerpc.EngineClient(address, grpc.credentials.createInsecure());
+  const sink: LogSink = (severity, message, urn) => {
+    const req = new engineproto.LogRequest();
+    req.setSeverity(SEVERITY[severity]);
+    req.setMessage(message);
+    req.setUrn(urn);
+    return new Promise((resolve) => {
+      client.log(req, (err) => {
+        if (err) {
+          process.stderr.write(`pulumi-hypervisor: engine log: ${err.details || err.message}\n`);
+        }
+        resolve();
+      });
+    });
+  };
+  return { sink, close: () => client.close() };
+}
+
 /** Starts the server on 127.0.0.1 and prints only its port, as the engine expects. */
 export async function main(args: readonly string[]): Promise<void> {
   if (args.length === 0) {
@@ -283,6 +321,8 @@ export async function main(args: readonly string[]): Promise<void> {
     "grpc.max_receive_message_length": 400 * 1024 * 1024,
     "grpc.max_send_message_length": 400 * 1024 * 1024,
   });
+  const engineLog = engineLogSink(args[args.length - 1]!);
+  setLogSink(engineLog.sink);
   server.addService(provrpc.ResourceProviderService, providerService(new NativeProvider()));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -292,6 +332,7 @@ export async function main(args: readonly string[]): Promise<void> {
   process.stdout.write(`${port}\n`);
   const stop = (): void => {
     server.forceShutdown();
+    engineLog.close();
     void closeAllHosts().finally(() => process.exit(0));
   };
   process.once("SIGTERM", stop);
