@@ -1,6 +1,10 @@
 // Property values as the engine sends them in protobuf Structs (sdk/go/common/resource/plugin/rpc.go):
 // unknowns are a sentinel string, secrets are an object with a signature key.
-import { Struct, type JavaScriptValue } from "google-protobuf/google/protobuf/struct_pb";
+import type {
+  JavaScriptValue,
+  Struct as StructMessage,
+} from "google-protobuf/google/protobuf/struct_pb";
+import { Struct } from "./pulumi-deps";
 
 export type Props = Record<string, unknown>;
 
@@ -41,7 +45,7 @@ export function secretKeys(props: Props): string[] {
 }
 
 /** A Struct for a reply: undefined members dropped, undefined array elements as null. */
-export function toStruct(props: Props): Struct {
+export function toStruct(props: Props): StructMessage {
   return Struct.fromJavaScript(jsonShaped(props) as Record<string, JavaScriptValue>);
 }
 
@@ -55,6 +59,6 @@ function jsonShaped(value: unknown): unknown {
 }
 
 /** The properties of a request Struct (empty when absent). */
-export function fromStruct(s: Struct | undefined): Props {
+export function fromStruct(s: StructMessage | undefined): Props {
   return s === undefined ? {} : s.toJavaScript();
 }
