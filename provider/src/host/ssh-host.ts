@@ -225,7 +225,13 @@ export class SshHost implements Host {
     }
     if (req.stdin !== undefined) stdin.push(Buffer.from(req.stdin));
     const shown = quoteArgv(req.argv);
-    const exit = await this.exec(buildRemoteCommand(req.argv, sudo), stdin, shown, epoch);
+    const exit = await this.exec(
+      buildRemoteCommand(req.argv, sudo),
+      stdin,
+      shown,
+      epoch,
+      req.signal,
+    );
     if (exit.signal !== undefined) {
       throw new CommandSignalError(this.label, req.argv, exit.signal, exit);
     }
@@ -340,6 +346,7 @@ export class SshHost implements Host {
     stdin: readonly Buffer[],
     shown: string,
     epoch: number,
+    signal?: AbortSignal,
   ): Promise<Outcome> {
     await this.acquire();
     try {
@@ -377,7 +384,16 @@ export class SshHost implements Host {
         stats.channelsOpened++;
         for (const chunk of stdin) running.channel.write(chunk);
         running.channel.end();
-        const outcome = await running.outcome;
+        // An aborted command is killed and its session closed; it ends without an exit status.
+        const stop = (): void => {
+          running.channel.signal("KILL");
+          running.channel.close();
+        };
+        if (signal?.aborted) stop();
+        signal?.addEventListener("abort", stop, { once: true });
+        const outcome = await running.outcome.finally(() =>
+          signal?.removeEventListener("abort", stop),
+        );
         if (outcome.code === undefined && outcome.signal === undefined) {
           if (live.closed) throw this.lostError(live, shown);
           const why = outcome.streamError ? `: ${outcome.streamError}` : "";
