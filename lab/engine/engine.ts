@@ -133,6 +133,14 @@ export interface ResourceSpec {
   name: string;
   inputs: Record<string, unknown>;
   dependsOn?: string[] /* names */;
+  /** The customTimeouts option, in seconds: sent as `timeout` in Create, Update and Delete. */
+  customTimeouts?: CustomTimeouts;
+}
+
+export interface CustomTimeouts {
+  create?: number;
+  update?: number;
+  delete?: number;
 }
 
 export interface ResourceState {
@@ -146,6 +154,8 @@ export interface ResourceState {
   dependsOn?: string[];
   /** Set after a partial failure (ErrorResourceInitFailed); the next up sends Update. */
   initErrors?: string[];
+  /** The customTimeouts it was registered with (the engine keeps them for the delete). */
+  customTimeouts?: CustomTimeouts;
 }
 
 export interface StepRecord {
@@ -160,6 +170,10 @@ export interface StepRecord {
     | "refresh-changed";
   name: string;
   detail?: unknown;
+}
+
+function timeout(seconds: number | undefined): { timeoutSeconds?: number } {
+  return seconds === undefined ? {} : { timeoutSeconds: seconds };
 }
 
 /** Specs in dependency order (a stable topological sort: program order where free). */
@@ -299,7 +313,9 @@ export class Engine {
         if (again.failures.length > 0) throw new CheckFailedError({ [spec.name]: again.failures });
         inputs = again.inputs;
         if (d.deleteBeforeReplace) {
-          await this.plugin.delete(old.id, old.urn, old.outputs, old.inputs);
+          await this.plugin.delete(old.id, old.urn, old.outputs, old.inputs, {
+            ...timeout(old.customTimeouts?.delete),
+          });
           this.state.delete(spec.name);
           const created = await this.createRecording(spec, urn, inputs, dependsOn);
           steps.push({
@@ -325,7 +341,9 @@ export class Engine {
         }
       } else if (d.changes === "some" || (old.initErrors?.length ?? 0) > 0) {
         try {
-          const res = await this.plugin.update(old.id, urn, old.outputs, inputs, old.inputs);
+          const res = await this.plugin.update(old.id, urn, old.outputs, inputs, old.inputs, {
+            ...timeout(spec.customTimeouts?.update),
+          });
           this.state.set(spec.name, {
             ...this.baseState(spec, urn, old.id, inputs, dependsOn),
             outputs: res.properties,
@@ -356,7 +374,9 @@ export class Engine {
   /** Deletes `states` in reverse dependency order; only deletes of current resources are steps. */
   private async deleteAll(states: ResourceState[], steps: StepRecord[]): Promise<void> {
     for (const s of reverseDependencyOrder(states)) {
-      await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs);
+      await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs, {
+        ...timeout(s.customTimeouts?.delete),
+      });
       const pi = this.pendingDeletes.indexOf(s);
       if (pi >= 0) {
         this.pendingDeletes.splice(pi, 1);
@@ -374,7 +394,16 @@ export class Engine {
     inputs: Props,
     dependsOn: string[],
   ): ResourceState {
-    return { urn, type: spec.type, name: spec.name, id, inputs, outputs: {}, dependsOn };
+    const base: ResourceState = {
+      urn,
+      type: spec.type,
+      name: spec.name,
+      id,
+      inputs,
+      outputs: {},
+      dependsOn,
+    };
+    return spec.customTimeouts ? { ...base, customTimeouts: spec.customTimeouts } : base;
   }
 
   /** Create; on a partial failure record id/properties/init errors like the engine, then rethrow. */
@@ -385,7 +414,9 @@ export class Engine {
     dependsOn: string[],
   ): Promise<{ id: string }> {
     try {
-      const res = await this.plugin.create(urn, inputs);
+      const res = await this.plugin.create(urn, inputs, {
+        ...timeout(spec.customTimeouts?.create),
+      });
       this.state.set(spec.name, {
         ...this.baseState(spec, urn, res.id, inputs, dependsOn),
         outputs: res.properties,

@@ -438,6 +438,11 @@ export class NativeEngine {
     ].join("\n");
   }
 
+  /** The engine's Cancel (Ctrl-C during an update): sent to every provider plugin. */
+  async cancel(): Promise<void> {
+    for (const p of this.providers.values()) await p.plugin.cancel();
+  }
+
   /** Stops every plugin process. */
   async stop(): Promise<void> {
     for (const p of this.providers.values()) await this.retire(p.plugin);

@@ -1,11 +1,14 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
+import { abortableHost, type OperationOptions } from "./abort";
 import { applySteps, StepError } from "./apply";
 import { CommandError, type Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
 import type { Step } from "./step";
 import { containsUnknown, unknownAt } from "./unknown";
+
+export type { OperationOptions };
 
 export interface CheckFailure {
   property: string;
@@ -231,6 +234,7 @@ export class Lifecycle<I extends { name: string }, S> {
   private connect(
     props: Props,
     from: "inputs" | "outputs",
+    signal: AbortSignal | undefined,
   ): { host: Host; inputs: I; connection: Connection } {
     const parsed = parseAll(this.mod, props, from);
     if ("failures" in parsed) {
@@ -238,11 +242,21 @@ export class Lifecycle<I extends { name: string }, S> {
         `${this.mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
       );
     }
-    return { ...parsed, host: this.hostFor(parsed.connection) };
+    return { ...parsed, host: abortableHost(this.hostFor(parsed.connection), signal) };
   }
 
-  /** Observe, plan, apply, observe again; fails naming the steps that did not take. */
-  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
+  /**
+   * Observe, plan, apply, observe again; fails naming the steps that did not take. A failure after
+   * a step ran, or an abort while one ran (its command may have done part of its work), carries
+   * the id: the engine records the object and the next update converges it.
+   */
+  private async converge(
+    host: Host,
+    desired: I,
+    id: string,
+    props: Props,
+    signal: AbortSignal | undefined,
+  ): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, desired, ctx, what);
@@ -255,7 +269,7 @@ export class Lifecycle<I extends { name: string }, S> {
     } catch (e) {
       const done = e instanceof StepError ? e.done : 0;
       const cause = e instanceof StepError ? e.cause : e;
-      const recorded = done > 0 || existed ? id : undefined;
+      const recorded = done > 0 || existed || signal?.aborted === true ? id : undefined;
       throw new ResourceOperationError(
         `${what}: ${messageOf(cause, host)}`,
         recorded,
@@ -291,17 +305,22 @@ export class Lifecycle<I extends { name: string }, S> {
     }
   }
 
-  async create(props: Props): Promise<{ id: string; outs: Props }> {
-    const { host, inputs } = this.connect(props, "inputs");
+  async create(props: Props, opts: OperationOptions = {}): Promise<{ id: string; outs: Props }> {
+    const { host, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, props);
+    const state = await this.converge(host, inputs, id, props, opts.signal);
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
-  async update(_id: string, _olds: Props, news: Props): Promise<{ outs: Props }> {
-    const { host, inputs } = this.connect(news, "inputs");
+  async update(
+    _id: string,
+    _olds: Props,
+    news: Props,
+    opts: OperationOptions = {},
+  ): Promise<{ outs: Props }> {
+    const { host, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, news);
+    const state = await this.converge(host, inputs, id, news, opts.signal);
     return { outs: this.outputsOf(news, inputs, state) };
   }
 
@@ -316,8 +335,12 @@ export class Lifecycle<I extends { name: string }, S> {
    * in the inputs (the recorded input properties with their observed values), which the engine
    * stores so that the next diff and `ignoreChanges` compare against the host, not a stale program.
    */
-  async read(id: string, props: Props): Promise<{ id: string; props: Props; inputs?: Props }> {
-    const { host, inputs } = this.connect(props, "outputs");
+  async read(
+    id: string,
+    props: Props,
+    opts: OperationOptions = {},
+  ): Promise<{ id: string; props: Props; inputs?: Props }> {
+    const { host, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
     const state = await this.observe(host, inputs, await observeContext(host), what);
     if (!this.mod.exists(state)) return { id: "", props: {} };
@@ -331,8 +354,8 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */
-  async delete(_id: string, props: Props): Promise<void> {
-    const { host, inputs } = this.connect(props, "outputs");
+  async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
+    const { host, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, inputs, ctx, what);

@@ -296,3 +296,45 @@ describe("read", () => {
     });
   });
 });
+
+/** A host whose bridge commands hang until they are aborted; records what it saw. */
+class HangingHost extends StubbornHost {
+  aborted = 0;
+  override async run(req: RunRequest): Promise<RunResult> {
+    const script = req.argv[0] === "sh" ? (req.argv[2] ?? "") : "";
+    if (!script.includes("ip link add name br0")) return super.run(req);
+    return new Promise<RunResult>((_resolve, reject) => {
+      req.signal?.addEventListener("abort", () => {
+        this.aborted++;
+        reject(new Error("session closed"));
+      });
+    });
+  }
+}
+
+describe("an operation that is cancelled or times out", () => {
+  it("stops the command in flight and records the half-done create with its id", async () => {
+    const host = new HangingHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const cancel = new AbortController();
+    const creating = lc.create({ connection: conn, name: "br0" }, { signal: cancel.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    cancel.abort(new Error("cancelled by the engine"));
+    const err = await creating.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ResourceOperationError);
+    expect((err as ResourceOperationError).message).toBe(
+      'bridge "br0" on root@198.18.1.2:22: cancelled by the engine',
+    );
+    expect((err as ResourceOperationError).id).toBe("br0");
+    expect(host.aborted).toBe(1);
+  });
+  it("runs nothing once the signal is aborted", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const signal = AbortSignal.abort(new Error("timed out after 1 s (customTimeouts)"));
+    await expect(lc.delete("br0", { connection: conn, name: "br0" }, { signal })).rejects.toThrow(
+      /timed out after 1 s \(customTimeouts\)/,
+    );
+    expect(host.ran).toEqual([]);
+  });
+});

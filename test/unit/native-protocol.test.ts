@@ -2,6 +2,7 @@
 // without a lab host: unknowns in every position a preview sends them, warnings through the
 // engine's Log service, and configuration the engine does not know yet. Hosts are unreachable
 // loopback ports, so any attempt to connect would show as an error or a warning.
+import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { FakeEngine } from "../../lab/engine/fake-engine";
 import { NativeEngine, NativeProviderPlugin, UNKNOWN, urnOf } from "../../lab/engine/native-engine";
@@ -149,5 +150,65 @@ describe("provider configuration with unknowns", () => {
     await engine.provider("default", { connection: UNKNOWN });
     const r = await engine.preview([{ type: BRIDGE, name: "b", inputs: { name: "hvu-br0" } }]);
     expect(r).toMatchObject({ failures: {}, steps: [{ op: "create", name: "b", properties: {} }] });
+  });
+});
+
+/** A TCP listener on loopback that accepts and never says a word: an SSH dial to it hangs. */
+async function silentHost(): Promise<{ port: number; stop(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    stop: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe("Cancel and customTimeouts (native plugin)", () => {
+  it("Cancel stops a create that is waiting on its host", async () => {
+    const silent = await silentHost();
+    started.push(silent);
+    const p = await plugin({
+      connection: { host: "127.0.0.1", port: silent.port, perDialTimeout: 120 },
+    });
+    const t0 = Date.now();
+    const creating = p.create(urnOf(BRIDGE, "b"), { name: "hvu-br0" }).then(
+      () => new Error("the create succeeded"),
+      (e: unknown) => e,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await p.cancel();
+    expect(await creating).toMatchObject({
+      message: expect.stringMatching(/cancelled by the engine/),
+    });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    // Later operations fail at once too: the engine is shutting the plugin down.
+    await expect(p.delete("hvu-br0", urnOf(BRIDGE, "b"), { name: "hvu-br0" })).rejects.toThrow(
+      /cancelled by the engine/,
+    );
+  });
+  it("customTimeouts.create (the request's timeout) ends a create that takes longer", async () => {
+    const silent = await silentHost();
+    started.push(silent);
+    const engine = new NativeEngine();
+    started.push(engine);
+    await engine.provider("default", {
+      connection: { host: "127.0.0.1", port: silent.port, perDialTimeout: 120 },
+    });
+    const t0 = Date.now();
+    await expect(
+      engine.up([
+        { type: BRIDGE, name: "b", inputs: { name: "hvu-br0" }, customTimeouts: { create: 1 } },
+      ]),
+    ).rejects.toThrow(/timed out after 1 s \(customTimeouts\)/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
   });
 });

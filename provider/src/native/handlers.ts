@@ -11,8 +11,10 @@ import {
   ResourceOperationError,
   type CheckFailure,
   type HostFactory,
+  type OperationOptions,
   type PropertyDiffKind,
 } from "../lifecycle";
+import { abortableHost } from "../abort";
 import { logWarn } from "../log";
 import { dropUndefined } from "../dynamic";
 import { resourceModules } from "../registry";
@@ -85,9 +87,35 @@ export class NativeProvider {
   /** Configured with values not known yet (a preview): resources without their own get UNKNOWN. */
   private configUnknown = false;
   private readonly lifecycles = new Map<string, Lifecycle<{ name: string }, unknown>>();
-  cancelled = false;
+  private readonly cancelling = new AbortController();
 
   constructor(private readonly hostFactory: HostFactory = hostFor) {}
+
+  /**
+   * The engine's Cancel: every operation in flight stops (its SSH commands killed, a half-done
+   * create recorded with its id) and every later one fails at once.
+   */
+  cancel(): void {
+    this.cancelling.abort(new Error("cancelled by the engine"));
+  }
+
+  /** Whether Cancel was called. */
+  get cancelled(): boolean {
+    return this.cancelling.signal.aborted;
+  }
+
+  /** Options of one operation: Cancel, and the resource's customTimeouts (seconds, 0 for none). */
+  private operation(timeoutSeconds = 0): OperationOptions {
+    if (!(timeoutSeconds > 0)) return { signal: this.cancelling.signal };
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new Error(`timed out after ${timeoutSeconds} s (customTimeouts)`)),
+      timeoutSeconds * 1000,
+    );
+    timer.unref();
+    timeout.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    return { signal: AbortSignal.any([this.cancelling.signal, timeout.signal]) };
+  }
 
   /** Validates configuration; never connects. Values not known yet (a preview) pass. */
   checkConfig(news: Props): { inputs: Props; failures: CheckFailure[] } {
@@ -244,7 +272,7 @@ export class NativeProvider {
       );
     }
     const inputs = parsed.inputs as Props & { name: string };
-    const host = this.hostFactory(parsed.connection);
+    const host = abortableHost(this.hostFactory(parsed.connection), this.cancelling.signal);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
     const observing = observeForPreview(mod, host, inputs);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
@@ -279,12 +307,13 @@ export class NativeProvider {
     token: string,
     news: Props,
     preview: boolean,
+    timeoutSeconds = 0,
   ): Promise<{ id: string; properties: Props }> {
     const { type, mod, lc } = this.module(token);
     if (preview) return { id: "", properties: await this.previewOf(type, mod, news) };
     const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "create");
     try {
-      const r = await lc.create(plain);
+      const r = await lc.create(plain, this.operation(timeoutSeconds));
       return { id: r.id, properties: this.finish(news, r.outs) };
     } catch (e) {
       return this.rethrow(news, e);
@@ -297,12 +326,18 @@ export class NativeProvider {
     olds: Props,
     news: Props,
     preview: boolean,
+    timeoutSeconds = 0,
   ): Promise<Props> {
     const { type, mod, lc } = this.module(token);
     if (preview) return this.previewOf(type, mod, news);
     const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "update");
     try {
-      const r = await lc.update(id, this.withConnection(unwrapSecrets(olds) as Props), plain);
+      const r = await lc.update(
+        id,
+        this.withConnection(unwrapSecrets(olds) as Props),
+        plain,
+        this.operation(timeoutSeconds),
+      );
       return this.finish(news, r.outs);
     } catch (e) {
       return this.rethrow(news, e);
@@ -323,7 +358,11 @@ export class NativeProvider {
     ) {
       return this.importOf(type, mod, id);
     }
-    const r = await lc.read(id, this.known(unwrapSecrets(properties) as Props, "read"));
+    const r = await lc.read(
+      id,
+      this.known(unwrapSecrets(properties) as Props, "read"),
+      this.operation(),
+    );
     if (r.id === "") return { id: "", properties: {} };
     const out: { id: string; properties: Props; inputs?: Props } = {
       id: r.id,
@@ -366,7 +405,7 @@ export class NativeProvider {
           parsed.error.issues.map((i) => `${i.path.join(".") || "id"}: ${i.message}`).join("; "),
       );
     }
-    const host = this.hostFactory(this.connection);
+    const host = abortableHost(this.hostFactory(this.connection), this.cancelling.signal);
     const what = `${mod.noun} ${JSON.stringify(id)} on ${host.label}`;
     let state: unknown;
     try {
@@ -383,9 +422,13 @@ export class NativeProvider {
     };
   }
 
-  async delete(token: string, id: string, properties: Props): Promise<void> {
+  async delete(token: string, id: string, properties: Props, timeoutSeconds = 0): Promise<void> {
     const { lc } = this.module(token);
-    await lc.delete(id, this.known(unwrapSecrets(properties) as Props, "delete"));
+    await lc.delete(
+      id,
+      this.known(unwrapSecrets(properties) as Props, "delete"),
+      this.operation(timeoutSeconds),
+    );
   }
 }
 

@@ -200,6 +200,7 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
         typeOf(req),
         fromStruct(req.getProperties()),
         req.getPreview(),
+        req.getTimeout(),
       );
       const res = new provproto.CreateResponse();
       res.setId(r.id);
@@ -233,18 +234,24 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
         fromStruct(req.getOlds()),
         fromStruct(req.getNews()),
         req.getPreview(),
+        req.getTimeout(),
       );
       const res = new provproto.UpdateResponse();
       res.setProperties(toStruct(props));
       return res;
     }),
     delete: unary(async (req: provproto.DeleteRequest) => {
-      await provider.delete(typeOf(req), req.getId(), fromStruct(req.getProperties()));
+      await provider.delete(
+        typeOf(req),
+        req.getId(),
+        fromStruct(req.getProperties()),
+        req.getTimeout(),
+      );
       return new Empty();
     }),
     construct: unimplemented("Construct"),
     cancel: unary((_req: EmptyMessage) => {
-      provider.cancelled = true;
+      provider.cancel();
       return new Empty();
     }),
     getPluginInfo: unary((_req: EmptyMessage) => {
