@@ -3,7 +3,16 @@
 // program runs under `pulumi.runtime.setMocks`, and the tree holds exactly one @pulumi/pulumi.
 // Needs the npm registry (or a warm npm cache) for the program's dependencies.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -146,6 +155,19 @@ describe("the packed tarball, installed beside another @pulumi/pulumi", () => {
       expect((await plugin.check(urn, {}, { name: "br0", mtu: -1 })).failures).toEqual([
         { property: "mtu", reason: expect.stringMatching(/^mtu: /) },
       ]);
+    } finally {
+      await plugin.stop();
+    }
+  });
+
+  it("its plugin file copied alone (pulumi plugin install --file) runs from the program's install", async () => {
+    const plugins = path.join(work, "plugins");
+    mkdirSync(plugins);
+    const copy = path.join(plugins, "pulumi-resource-hypervisor");
+    copyFileSync(path.join(REPO_ROOT, "provider", "bin", "pulumi-resource-hypervisor"), copy);
+    const plugin = await NativeProviderPlugin.start({ plugin: copy, cwd: program });
+    try {
+      expect(await plugin.getPluginInfo()).toEqual({ version: pkg.version });
     } finally {
       await plugin.stop();
     }
