@@ -242,7 +242,11 @@ describe("native plugin", () => {
     expect(r.replaced).toBe(false);
     expect(r.diff?.changes).toBe("some");
     expect(r.diff?.replaces).toEqual([]);
-    expect(Object.values(r.diff?.detailedDiff ?? {}).every((k) => k === "UPDATE")).toBe(true);
+    // The object gave way to fields set one by one: removed and added, never a replace.
+    expect(r.diff?.detailedDiff).toMatchObject({ connection: "DELETE", host: "ADD", sudo: "ADD" });
+    expect(Object.values(r.diff?.detailedDiff ?? {}).some((k) => k.endsWith("_REPLACE"))).toBe(
+      false,
+    );
     // The new plugin reaches the host with the rotated credentials (sudo with a password).
     const { steps } = await engine.refresh();
     expect(steps.find((s) => s.name === "a")?.op).toBe("same");
