@@ -331,9 +331,9 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   /**
-   * Observes the live object: gone returns an empty id; drift shows in the returned properties and
-   * in the inputs (the recorded input properties with their observed values), which the engine
-   * stores so that the next diff and `ignoreChanges` compare against the host, not a stale program.
+   * Observes the live object: gone returns an empty id; drift shows in the returned properties and,
+   * when there is drift, in the inputs (the recorded input properties with their observed values),
+   * which the engine stores so the next diff and `ignoreChanges` compare against the host.
    */
   async read(
     id: string,
@@ -349,8 +349,11 @@ export class Lifecycle<I extends { name: string }, S> {
     for (const [k, v] of Object.entries(observed)) {
       if (merged[k] !== undefined) merged[k] = v;
     }
-    const observedInputs = pick(merged, ["connection", ...this.mod.inputKeys]);
-    return { id, props: { ...merged, ...this.mod.outputs(state) }, inputs: observedInputs };
+    const out = { id, props: { ...merged, ...this.mod.outputs(state) } };
+    // Without drift the engine keeps the inputs it has (the program's own words).
+    const drifted = this.mod.inputKeys.some((k) => stableJson(merged[k]) !== stableJson(props[k]));
+    if (!drifted) return out;
+    return { ...out, inputs: pick(merged, ["connection", ...this.mod.inputKeys]) };
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */

@@ -268,6 +268,14 @@ describe("unknown values (a preview with inputs another resource computes)", () 
 });
 
 describe("read", () => {
+  it("returns no inputs when nothing drifted, so the engine keeps the program's", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const { outs } = await lc.create({ connection: conn, name: "br0" });
+    const r = await lc.read("br0", outs);
+    expect(r.id).toBe("br0");
+    expect(r.inputs).toBeUndefined();
+  });
   it("returns the recorded inputs with their observed values, so refresh updates them", async () => {
     const host = new StubbornHost();
     const lc = new Lifecycle(bridgeModule, () => host);
