@@ -33,6 +33,7 @@
 
 import * as path from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import { containsUnknown, UNKNOWN } from "../../provider/src/unknown";
 import {
   CheckFailedError,
   PluginError,
@@ -50,7 +51,7 @@ import {
 export { CheckFailedError, PluginError, TEST_PROJECT, TEST_STACK, urnOf, type CheckFailure };
 
 /** The engine's marker for a value not known during preview (rpc.unknownValue). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export { UNKNOWN };
 
 /** Absolute path of the dynamic-provider plugin's entry point. */
 export const DYNAMIC_PROVIDER_SCRIPT = path.join(
@@ -288,6 +289,11 @@ export class Engine {
   }
 
   async up(specs: ResourceSpec[]): Promise<{ steps: StepRecord[] }> {
+    // An update waits for every value another resource computes: only previews see unknowns.
+    for (const s of specs) {
+      if (containsUnknown(s.inputs))
+        throw new Error(`up: ${s.name} has unknown inputs (preview only)`);
+    }
     const steps: StepRecord[] = [];
     const wanted = new Set(specs.map((s) => s.name));
     const ordered = dependencyOrder(specs);

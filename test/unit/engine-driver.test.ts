@@ -696,3 +696,12 @@ describe("runProgramWithMocks", () => {
     }
   });
 });
+
+describe("unknowns in the driver, as in the engine", () => {
+  it("an up refuses unknown inputs: the engine resolves them before an update", async () => {
+    const engine = new Engine(undefined as unknown as DynamicProviderPlugin);
+    await expect(engine.up([{ type: "t", name: "x", inputs: { name: UNKNOWN } }])).rejects.toThrow(
+      /up: x has unknown inputs \(preview only\)/,
+    );
+  });
+});
