@@ -1,5 +1,7 @@
+import { engineLogSink } from "./engine-log";
 import { hostFor } from "./host/pool";
 import { Lifecycle, ResourceOperationError, type HostFactory } from "./lifecycle";
+import { flushLog, setLogSink } from "./log";
 import { resourceModules } from "./registry";
 
 type Props = Record<string, unknown>;
@@ -52,6 +54,24 @@ function rethrow(e: unknown): never {
   throw e;
 }
 
+let engineLogChecked = false;
+
+// The engine starts the dynamic-provider plugin as `node .../cmd/dynamic-provider <engine>`, and
+// shows its stderr only at debug level: warnings go to the engine's Log service instead.
+function useEngineLog(): void {
+  if (engineLogChecked) return;
+  engineLogChecked = true;
+  const [, script, address] = process.argv;
+  if (script === undefined || address === undefined) return;
+  if (!/[\\/]cmd[\\/]dynamic-provider([\\/]index\.js)?$/.test(script)) return;
+  setLogSink(engineLogSink(address).sink);
+}
+
+// Answers after the operation's warnings reached the engine: it may end right after the answer.
+function flushed<T>(p: Promise<T>): Promise<T> {
+  return p.finally(flushLog);
+}
+
 /** Returns the dynamic-provider handlers of a resource type (e.g. "Bridge"). */
 export function handlersFor(type: string, hostFactory: HostFactory = hostFor): DynamicHandlers {
   const key = type;
@@ -59,6 +79,7 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
   if (hit) return hit;
   const mod = resourceModules[type];
   if (!mod) throw new Error(`unknown resource type ${JSON.stringify(type)}`);
+  if (hostFactory === hostFor) useEngineLog();
   const lc = new Lifecycle(mod, hostFactory);
   const handlers: DynamicHandlers = {
     check: async (olds, news) => lc.check(olds, news),
@@ -70,10 +91,10 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
         deleteBeforeReplace: d.deleteBeforeReplace,
       };
     },
-    create: (inputs) => lc.create(inputs).then(dropUndefined, rethrow),
-    read: (id, props) => lc.read(id, props).then(dropUndefined),
-    update: (id, olds, news) => lc.update(id, olds, news).then(dropUndefined, rethrow),
-    delete: (id, props) => lc.delete(id, props),
+    create: (inputs) => flushed(lc.create(inputs).then(dropUndefined, rethrow)),
+    read: (id, props) => flushed(lc.read(id, props).then(dropUndefined)),
+    update: (id, olds, news) => flushed(lc.update(id, olds, news).then(dropUndefined, rethrow)),
+    delete: (id, props) => flushed(lc.delete(id, props)),
   };
   if (hostFactory === hostFor) cache.set(key, handlers);
   return handlers;

@@ -4,14 +4,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import type * as Grpc from "@grpc/grpc-js";
 import type { Empty as EmptyMessage } from "google-protobuf/google/protobuf/empty_pb";
-import * as enginerpc from "@pulumi/pulumi/proto/engine_grpc_pb";
-import * as engineproto from "@pulumi/pulumi/proto/engine_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as statusproto from "@pulumi/pulumi/proto/status_pb";
 import { closeAllHosts } from "../host/pool";
-import { flushLog, setLogSink, withResourceUrn, type LogSink } from "../log";
+import { engineLogSink } from "../engine-log";
+import { flushLog, setLogSink, withResourceUrn } from "../log";
 import {
   InitFailedError,
   NativeProvider,
@@ -292,34 +291,6 @@ function typeOf(req: { getUrn(): string; getType?: () => string }): string {
   return (
     (typeof req.getType === "function" ? req.getType() : "") || (req.getUrn().split("::")[2] ?? "")
   );
-}
-
-const SEVERITY = {
-  info: engineproto.LogSeverity.INFO,
-  warning: engineproto.LogSeverity.WARNING,
-};
-
-/**
- * Returns a sink that sends messages to the engine's Log service at `address` (the plugin's last
- * argument), and a function that closes its connection. A failed send is written to stderr only.
- */
-export function engineLogSink(address: string): { sink: LogSink; close: () => void } {
-  const client = new enginerpc.EngineClient(address, grpc.credentials.createInsecure());
-  const sink: LogSink = (severity, message, urn) => {
-    const req = new engineproto.LogRequest();
-    req.setSeverity(SEVERITY[severity]);
-    req.setMessage(message);
-    req.setUrn(urn);
-    return new Promise((resolve) => {
-      client.log(req, (err) => {
-        if (err) {
-          process.stderr.write(`pulumi-hypervisor: engine log: ${err.details || err.message}\n`);
-        }
-        resolve();
-      });
-    });
-  };
-  return { sink, close: () => client.close() };
 }
 
 /** Starts the server on 127.0.0.1 and prints only its port, as the engine expects. */
