@@ -41,6 +41,19 @@ export default defineConfig({
         },
       },
       {
+        // The packed tarball installed beside another @pulumi/pulumi (npm registry), and the code
+        // `pulumi import` prints compiled with tsc: needs `npm run build` first.
+        extends: true,
+        test: {
+          ...shared,
+          name: "package",
+          include: ["test/package/**/*.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
         // Booted Debian lab hosts (systemd-nspawn, a QEMU VM): slow, one file at a time.
         extends: true,
         test: {

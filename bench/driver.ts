@@ -8,7 +8,7 @@ import {
   Engine,
   type ResourceSpec,
   type StepRecord,
-} from "../test/support/engine";
+} from "../lab/engine/engine";
 import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
 import type { BenchOptions, Mode, Schedule } from "./options";

@@ -1,5 +1,5 @@
 // The bench's fleet: per host, bridges with addresses, taps on them, one dnsmasq and one NAT rule.
-import type { ResourceSpec } from "../test/support/engine";
+import type { ResourceSpec } from "../lab/engine/engine";
 import { spec } from "../lab/harness";
 
 export interface FleetShape {

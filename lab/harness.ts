@@ -2,7 +2,7 @@
 // @pulumi/pulumi ships, loading this package's built implementation (npm run build first).
 import * as path from "node:path";
 import { dynamicProvider } from "../sdk/provider";
-import { DynamicProviderPlugin, Engine, type ResourceSpec } from "../test/support/engine";
+import { DynamicProviderPlugin, Engine, type ResourceSpec } from "./engine/engine";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 

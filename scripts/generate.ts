@@ -18,8 +18,11 @@ const PKG = "hypervisor";
  * The `language` block of schema.json: the package names each Pulumi SDK generator would use.
  * Only nodejs is published today; go and python are here so `pulumi package gen-sdk` has them.
  */
+// `pulumi import` prints `import * as hypervisor from "<nodejs.packageName>"` and then
+// `new hypervisor.Bridge(...)`: the native classes live at `pulumi-hypervisor/native` (the root
+// export holds the dynamic ones), so the printed program compiles as it is.
 export const LANGUAGE_SETTINGS = {
-  nodejs: { packageName: "pulumi-hypervisor" },
+  nodejs: { packageName: "pulumi-hypervisor/native" },
   go: { importBasePath: "github.com/pulumi-hypervisor/pulumi-hypervisor/sdk/go/hypervisor" },
   python: { packageName: "pulumi_hypervisor" },
 };

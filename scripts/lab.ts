@@ -7,8 +7,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { attachLab, startLab, stopLab, type Lab } from "../lab";
-import { DynamicProviderPlugin, Engine, type ResourceState } from "../test/support/engine";
-import { runProgramWithMocks } from "../test/support/mocks";
+import { DynamicProviderPlugin, Engine, type ResourceState } from "../lab/engine/engine";
+import { runProgramWithMocks } from "../lab/engine/mocks";
 
 const LAB = "lab";
 const ROOT = path.resolve(__dirname, "..");

@@ -1,6 +1,8 @@
+import { engineLogSink } from "./engine-log";
 import { InitFailedError } from "./errors";
 import { hostFor } from "./host/pool";
 import { Lifecycle, type HostFactory } from "./lifecycle";
+import { flushLog, setLogSink } from "./log";
 import { resourceModules } from "./registry";
 
 type Props = Record<string, unknown>;
@@ -17,7 +19,7 @@ export interface DynamicHandlers {
     news: Props,
   ): Promise<{ changes: boolean; replaces: string[]; deleteBeforeReplace: boolean }>;
   create(inputs: Props): Promise<{ id: string; outs: Props }>;
-  read(id: string, props: Props): Promise<{ id: string; props: Props }>;
+  read(id: string, props: Props): Promise<{ id: string; props: Props; inputs?: Props }>;
   update(id: string, olds: Props, news: Props): Promise<{ outs: Props }>;
   delete(id: string, props: Props): Promise<void>;
 }
@@ -50,6 +52,24 @@ function rethrow(e: unknown): never {
   throw e;
 }
 
+let engineLogChecked = false;
+
+// The engine starts the dynamic-provider plugin as `node .../cmd/dynamic-provider <engine>`, and
+// shows its stderr only at debug level: warnings go to the engine's Log service instead.
+function useEngineLog(): void {
+  if (engineLogChecked) return;
+  engineLogChecked = true;
+  const [, script, address] = process.argv;
+  if (script === undefined || address === undefined) return;
+  if (!/[\\/]cmd[\\/]dynamic-provider([\\/]index\.js)?$/.test(script)) return;
+  setLogSink(engineLogSink(address).sink);
+}
+
+// Answers after the operation's warnings reached the engine: it may end right after the answer.
+function flushed<T>(p: Promise<T>): Promise<T> {
+  return p.finally(flushLog);
+}
+
 /** Returns the dynamic-provider handlers of a resource type (e.g. "Bridge"). */
 export function handlersFor(type: string, hostFactory: HostFactory = hostFor): DynamicHandlers {
   const key = type;
@@ -57,6 +77,7 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
   if (hit) return hit;
   const mod = resourceModules[type];
   if (!mod) throw new Error(`unknown resource type ${JSON.stringify(type)}`);
+  if (hostFactory === hostFor) useEngineLog();
   const lc = new Lifecycle(mod, hostFactory);
   const handlers: DynamicHandlers = {
     check: async (olds, news) => lc.check(olds, news),
@@ -68,10 +89,10 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
         deleteBeforeReplace: d.deleteBeforeReplace,
       };
     },
-    create: (inputs) => lc.create(inputs).then(dropUndefined, rethrow),
-    read: (id, props) => lc.read(id, props).then(dropUndefined),
-    update: (id, olds, news) => lc.update(id, olds, news).then(dropUndefined, rethrow),
-    delete: (id, props) => lc.delete(id, props),
+    create: (inputs) => flushed(lc.create(inputs).then(dropUndefined, rethrow)),
+    read: (id, props) => flushed(lc.read(id, props).then(dropUndefined)),
+    update: (id, olds, news) => flushed(lc.update(id, olds, news).then(dropUndefined, rethrow)),
+    delete: (id, props) => flushed(lc.delete(id, props)),
   };
   if (hostFactory === hostFor) cache.set(key, handlers);
   return handlers;

@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
+import { abortableHost, type OperationOptions } from "./abort";
 import { applySteps } from "./apply";
 import { CommandError, InitFailedError, messageOf, StepError } from "./errors";
 import type { Host } from "./host/host";
@@ -7,6 +8,9 @@ import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
 import { stableJson } from "./stable-json";
 import type { Step } from "./step";
+import { containsUnknown, unknownAt } from "./unknown";
+
+export type { OperationOptions };
 
 export interface CheckFailure {
   property: string;
@@ -68,31 +72,65 @@ function pick(props: Props, keys: readonly string[]): Props {
   return Object.fromEntries(Object.entries(props).filter(([k]) => keys.includes(k)));
 }
 
+/** How the engine shows one changed property (pulumirpc.PropertyDiff.Kind). */
+export type PropertyDiffKind =
+  "ADD" | "ADD_REPLACE" | "DELETE" | "DELETE_REPLACE" | "UPDATE" | "UPDATE_REPLACE";
+
 export interface DiffResult {
   changes: boolean;
   replaces: string[];
   deleteBeforeReplace: boolean;
   /** Input properties that differ. */
   changed: string[];
+  /** Property name -> kind, for every changed input (consistent with `replaces`). */
+  detailedDiff: Record<string, PropertyDiffKind>;
+}
+
+// Connection fields that say where it leads (connectionIdentity); the rest are credentials.
+const WHERE_FIELDS = ["host", "port", "proxy"];
+
+/** Returns whether a connection holding unknowns may lead somewhere else than `old`. */
+function unknownConnectionMoves(value: unknown, old: Connection | undefined): boolean {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return true;
+  const fields = value as Props;
+  if (WHERE_FIELDS.some((k) => containsUnknown(fields[k]))) return true;
+  if (!old) return true;
+  // Only credentials are unknown: compare where the known fields lead.
+  const known = Object.fromEntries(Object.entries(fields).filter(([, v]) => !containsUnknown(v)));
+  const c = Connection.safeParse({ ...(old as Props), ...known });
+  return !c.success || connectionIdentity(c.data) !== connectionIdentity(old);
+}
+
+function kindOf(before: unknown, after: unknown, replace: boolean): PropertyDiffKind {
+  const kind = before === undefined ? "ADD" : after === undefined ? "DELETE" : "UPDATE";
+  return replace ? `${kind}_REPLACE` : kind;
 }
 
 /**
  * Returns what changed between the recorded outputs and the new inputs. Pure: no host is contacted.
  * An optional input left unset is not managed, so an observed value in the outputs is no change.
+ * A value another resource computes (unknown during a preview) counts as changed: an identity input
+ * or a connection that may lead elsewhere plans a replace, any other input an update. `oldInputs`
+ * (what the program said last time, when the engine sends it) tells an added or removed property.
  */
 export function diffProps<I extends { name: string }, S>(
   mod: ResourceModule<I, S>,
   olds: Props,
   news: Props,
+  oldInputs?: Props,
 ): DiffResult {
   const changed: string[] = [];
   const replaces: string[] = [];
   const oldConn = Connection.safeParse(olds["connection"]);
   const newConn = Connection.safeParse(news["connection"]);
-  // Only where the connection leads makes a different object. Rotated credentials are an
-  // update that touches nothing on the host: it records them, because refresh and delete only
-  // get the recorded outputs, and with the old key (or an old pinned host key) they would fail.
-  if (oldConn.success && newConn.success) {
+  if (containsUnknown(news["connection"])) {
+    changed.push("connection");
+    const old = oldConn.success ? oldConn.data : undefined;
+    if (unknownConnectionMoves(news["connection"], old)) replaces.push("connection");
+  } else if (oldConn.success && newConn.success) {
+    // Only where the connection leads makes a different object. Rotated credentials are an
+    // update that touches nothing on the host: it records them, because refresh and delete only
+    // get the recorded outputs, and with the old key (or an old pinned host key) they would fail.
     if (connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)) {
       changed.push("connection");
       replaces.push("connection");
@@ -101,23 +139,40 @@ export function diffProps<I extends { name: string }, S>(
     }
   }
   const oldIn = mod.inputs.safeParse(pick(olds, mod.inputKeys));
-  const newIn = mod.inputs.safeParse(stripProvider(omit(news, "connection")));
+  const o = (oldIn.success ? oldIn.data : {}) as Props;
+  // Unknown inputs are compared as changed; the known ones are parsed with the old values in
+  // their place, so defaults and canonical forms still apply to the rest.
+  const raw = stripProvider(omit(news, "connection"));
+  const unknown = Object.keys(raw).filter((k) => containsUnknown(raw[k]));
+  const known: Props = { ...raw };
+  for (const k of unknown) {
+    if (o[k] === undefined) delete known[k];
+    else known[k] = o[k];
+  }
+  const newIn = mod.inputs.safeParse(known);
   if (newIn.success) {
-    const o = (oldIn.success ? oldIn.data : {}) as Props;
     const n = newIn.data as Props;
     for (const key of Object.keys(n)) {
-      if (n[key] === undefined) continue;
+      if (n[key] === undefined || unknown.includes(key)) continue;
       if (stableJson(o[key]) !== stableJson(n[key])) {
         changed.push(key);
         if (mod.identity.includes(key)) replaces.push(key);
       }
     }
   }
+  for (const key of unknown) {
+    changed.push(key);
+    if (mod.identity.includes(key)) replaces.push(key);
+  }
+  const before = oldInputs ?? olds;
   return {
     changes: changed.length > 0,
     replaces,
     deleteBeforeReplace: replaces.length > 0,
     changed,
+    detailedDiff: Object.fromEntries(
+      changed.map((k) => [k, kindOf(before[k], news[k], replaces.includes(k))]),
+    ),
   };
 }
 
@@ -143,19 +198,25 @@ export class Lifecycle<I extends { name: string }, S> {
     return `${this.mod.noun} ${JSON.stringify(name)} on ${host.label}`;
   }
 
-  /** Validates inputs; never contacts a host. */
+  /**
+   * Validates inputs; never contacts a host. A value another resource computes (unknown during a
+   * preview) is never a failure: it is checked when it is known. Known values beside it still are.
+   */
   check(_olds: Props, news: Props): { inputs: Props; failures: CheckFailure[] } {
     const parsed = parseAll(this.mod, news);
-    return { inputs: news, failures: "failures" in parsed ? parsed.failures : [] };
+    const failures = "failures" in parsed ? parsed.failures : [];
+    return { inputs: news, failures: failures.filter((f) => !unknownAt(news, f.property)) };
   }
 
-  diff(_id: string, olds: Props, news: Props): DiffResult {
-    return diffProps(this.mod, olds, news);
+  /** Returns what changed; pure, so a preview with unknown inputs never touches a host. */
+  diff(_id: string, olds: Props, news: Props, oldInputs?: Props): DiffResult {
+    return diffProps(this.mod, olds, news, oldInputs);
   }
 
   private connect(
     props: Props,
     from: "inputs" | "outputs",
+    signal: AbortSignal | undefined,
   ): { host: Host; inputs: I; connection: Connection } {
     const parsed = parseAll(this.mod, props, from);
     if ("failures" in parsed) {
@@ -163,11 +224,21 @@ export class Lifecycle<I extends { name: string }, S> {
         `${this.mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
       );
     }
-    return { ...parsed, host: this.hostFor(parsed.connection) };
+    return { ...parsed, host: abortableHost(this.hostFor(parsed.connection), signal) };
   }
 
-  /** Observe, plan, apply, observe again; fails naming the steps that did not take. */
-  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
+  /**
+   * Observe, plan, apply, observe again; fails naming the steps that did not take. A failure after
+   * a step ran, or an abort while one ran (its command may have done part of its work), carries
+   * the id: the engine records the object and the next update converges it.
+   */
+  private async converge(
+    host: Host,
+    desired: I,
+    id: string,
+    props: Props,
+    signal: AbortSignal | undefined,
+  ): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, desired, ctx, what);
@@ -180,7 +251,7 @@ export class Lifecycle<I extends { name: string }, S> {
     } catch (e) {
       const done = e instanceof StepError ? e.done : 0;
       const cause = e instanceof StepError ? e.cause : e;
-      const recorded = done > 0 || existed ? id : undefined;
+      const recorded = done > 0 || existed || signal?.aborted === true ? id : undefined;
       throw new InitFailedError(
         `${what}: ${messageWithoutHost(cause, host)}`,
         recorded,
@@ -216,17 +287,22 @@ export class Lifecycle<I extends { name: string }, S> {
     }
   }
 
-  async create(props: Props): Promise<{ id: string; outs: Props }> {
-    const { host, inputs } = this.connect(props, "inputs");
+  async create(props: Props, opts: OperationOptions = {}): Promise<{ id: string; outs: Props }> {
+    const { host, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, props);
+    const state = await this.converge(host, inputs, id, props, opts.signal);
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
-  async update(_id: string, _olds: Props, news: Props): Promise<{ outs: Props }> {
-    const { host, inputs } = this.connect(news, "inputs");
+  async update(
+    _id: string,
+    _olds: Props,
+    news: Props,
+    opts: OperationOptions = {},
+  ): Promise<{ outs: Props }> {
+    const { host, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, news);
+    const state = await this.converge(host, inputs, id, news, opts.signal);
     return { outs: this.outputsOf(news, inputs, state) };
   }
 
@@ -236,9 +312,17 @@ export class Lifecycle<I extends { name: string }, S> {
     return { ...stripProvider(props), ...(inputs as Props), ...this.mod.outputs(state) };
   }
 
-  /** Observes the live object: gone returns an empty id; drift shows in the returned properties. */
-  async read(id: string, props: Props): Promise<{ id: string; props: Props }> {
-    const { host, inputs } = this.connect(props, "outputs");
+  /**
+   * Observes the live object: gone returns an empty id; drift shows in the returned properties and,
+   * when there is drift, in the inputs (the recorded input properties with their observed values),
+   * which the engine stores so the next diff and `ignoreChanges` compare against the host.
+   */
+  async read(
+    id: string,
+    props: Props,
+    opts: OperationOptions = {},
+  ): Promise<{ id: string; props: Props; inputs?: Props }> {
+    const { host, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
     const state = await this.observe(host, inputs, await observeContext(host), what);
     if (!this.mod.exists(state)) return { id: "", props: {} };
@@ -247,12 +331,16 @@ export class Lifecycle<I extends { name: string }, S> {
     for (const [k, v] of Object.entries(observed)) {
       if (merged[k] !== undefined) merged[k] = v;
     }
-    return { id, props: { ...merged, ...this.mod.outputs(state) } };
+    const out = { id, props: { ...merged, ...this.mod.outputs(state) } };
+    // Without drift the engine keeps the inputs it has (the program's own words).
+    const drifted = this.mod.inputKeys.some((k) => stableJson(merged[k]) !== stableJson(props[k]));
+    if (!drifted) return out;
+    return { ...out, inputs: pick(merged, ["connection", ...this.mod.inputKeys]) };
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */
-  async delete(_id: string, props: Props): Promise<void> {
-    const { host, inputs } = this.connect(props, "outputs");
+  async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
+    const { host, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, inputs, ctx, what);

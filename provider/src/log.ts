@@ -1,12 +1,47 @@
-// The dynamic-provider plugin forwards stderr to the engine, which shows it as diagnostics.
+// Where the provider's messages go. stderr always gets every line: the engine keeps a plugin's
+// stderr for its debug log (`pulumi up -v=9 --logtostderr`). Warnings also go to the engine's Log
+// service when the native plugin has connected one (setLogSink), because that is what the user
+// sees; the dynamic-provider plugin has no such connection, so there stderr is all.
 // Messages are built by callers from labels and summaries only: never from a connection object.
+import { AsyncLocalStorage } from "node:async_hooks";
 
-/** Writes one informational line for the engine's log. */
+export type LogSeverity = "info" | "warning";
+
+/** Receives one message for the user, with the URN of the resource being worked on ("" if none). */
+export type LogSink = (severity: LogSeverity, message: string, urn: string) => Promise<void>;
+
+let sink: LogSink | undefined;
+const pending = new Set<Promise<void>>();
+const resourceUrn = new AsyncLocalStorage<string>();
+
+/** Sends warnings to `next` from now on (undefined: stderr only); returns the previous sink. */
+export function setLogSink(next: LogSink | undefined): LogSink | undefined {
+  const prev = sink;
+  sink = next;
+  return prev;
+}
+
+/** Returns what `fn` returns; messages logged while it runs are attached to the resource `urn`. */
+export function withResourceUrn<T>(urn: string, fn: () => T): T {
+  return resourceUrn.run(urn, fn);
+}
+
+/** Writes one informational line for the engine's debug log. */
 export function logInfo(message: string): void {
   process.stderr.write(`pulumi-hypervisor: ${message}\n`);
 }
 
-/** Writes one warning line for the engine's log. */
+/** Writes one warning line for the engine's debug log and shows it to the user through the engine. */
 export function logWarn(message: string): void {
   process.stderr.write(`pulumi-hypervisor: warning: ${message}\n`);
+  if (!sink) return;
+  const sent = sink("warning", message, resourceUrn.getStore() ?? "").finally(() =>
+    pending.delete(sent),
+  );
+  pending.add(sent);
+}
+
+/** Resolves when every message sent so far reached the sink's destination (or failed to). */
+export async function flushLog(): Promise<void> {
+  await Promise.all([...pending]);
 }

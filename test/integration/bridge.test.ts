@@ -7,7 +7,7 @@ import {
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labGuestNet, startLab, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
-import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
+import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 
 // The guest network inside the lab host (first three octets of a /24).

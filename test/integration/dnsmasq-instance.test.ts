@@ -28,7 +28,7 @@ import {
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 
 // Guest networks inside the lab host: ours, the foreign dnsmasq's, and one outside both.

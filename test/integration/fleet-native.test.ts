@@ -24,13 +24,13 @@ import {
   run,
   type FleetHostEntry,
 } from "../support/fleet-checks";
-import type { CapturedResource } from "../support/mocks";
+import type { CapturedResource } from "../../lab/engine/mocks";
 import {
   NativeEngine,
   secret,
   type NativeResourceSpec,
   type NativeStepRecord,
-} from "../support/native-engine";
+} from "../../lab/engine/native-engine";
 
 // The same guest network on each host (hosts' networks are private to them).
 const NET = labGuestNet(0);

@@ -8,7 +8,12 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labGuestNet, startLab, type Lab } from "../../lab";
-import type { DynamicProviderPlugin, Engine, ResourceSpec, StepRecord } from "../support/engine";
+import type {
+  DynamicProviderPlugin,
+  Engine,
+  ResourceSpec,
+  StepRecord,
+} from "../../lab/engine/engine";
 import {
   FLEET_KINDS,
   captureFleet,

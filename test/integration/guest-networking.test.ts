@@ -4,7 +4,7 @@
 // plugin; the tiny busybox guest (TCG) checks its own reachability and reports on its serial console.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
-import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../support/engine";
+import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import {
   buildGuestImage,
   guestKernelArgs,

@@ -10,7 +10,7 @@ import {
   type LabWan,
 } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
-import type { DynamicProviderPlugin, Engine } from "../support/engine";
+import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).

@@ -1,5 +1,5 @@
 // The native plugin (provider/bin/pulumi-resource-hypervisor) on two lab hosts, one provider per
-// host, driven over gRPC as the engine drives it (test/support/native-engine.ts).
+// host, driven over gRPC as the engine drives it (lab/engine/native-engine.ts).
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import {
   UNKNOWN,
   urnOf,
   type NativeResourceSpec,
-} from "../support/native-engine";
+} from "../../lab/engine/native-engine";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -131,12 +131,13 @@ describe("native plugin", () => {
     expect([await h1.sshConnectionCount(), await h2.sshConnectionCount()]).toEqual(before);
   });
 
-  it("serves schema.json and its version", async () => {
+  it("serves schema.json with the package version, and that version", async () => {
     const schema = await engine.plugin("hv1").getSchema();
-    expect(schema).toBe(readFileSync(path.join(REPO_ROOT, "schema.json"), "utf8"));
     const pkg = JSON.parse(readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as {
       version: string;
     };
+    const file = JSON.parse(readFileSync(path.join(REPO_ROOT, "schema.json"), "utf8")) as object;
+    expect(JSON.parse(schema)).toEqual({ ...file, version: pkg.version });
     expect(await engine.plugin("hv1").getPluginInfo()).toEqual({ version: pkg.version });
   });
 
@@ -248,7 +249,11 @@ describe("native plugin", () => {
     expect(r.replaced).toBe(false);
     expect(r.diff?.changes).toBe("some");
     expect(r.diff?.replaces).toEqual([]);
-    expect(Object.values(r.diff?.detailedDiff ?? {}).every((k) => k === "UPDATE")).toBe(true);
+    // The object gave way to fields set one by one: removed and added, never a replace.
+    expect(r.diff?.detailedDiff).toMatchObject({ connection: "DELETE", host: "ADD", sudo: "ADD" });
+    expect(Object.values(r.diff?.detailedDiff ?? {}).some((k) => k.endsWith("_REPLACE"))).toBe(
+      false,
+    );
     // The new plugin reaches the host with the rotated credentials (sudo with a password).
     const { steps } = await engine.refresh();
     expect(steps.find((s) => s.name === "a")?.op).toBe("same");

@@ -7,7 +7,7 @@ import {
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
-} from "../support/engine";
+} from "../../lab/engine/engine";
 import {
   buildGuestImage,
   guestKernelArgs,

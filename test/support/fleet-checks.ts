@@ -6,7 +6,7 @@ import { writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { expect, vi } from "vitest";
 import type { Lab, LabHost } from "../../lab";
-import { runProgramWithMocks, type CapturedResource } from "./mocks";
+import { runProgramWithMocks, type CapturedResource } from "../../lab/engine/mocks";
 
 /** The kinds of resource the fleet program declares for every host, named `<host>-<kind>`. */
 export const FLEET_KINDS = ["bridge", "dhcp", "guest", "nat", "tap"];

@@ -1,5 +1,5 @@
-// Self-tests of the engine-protocol driver (test/support/engine.ts) and the mocks helper
-// (test/support/mocks.ts), using a tiny file-writing dynamic provider defined here: no SSH needed.
+// Self-tests of the engine-protocol driver (lab/engine/engine.ts) and the mocks helper
+// (lab/engine/mocks.ts), using a tiny file-writing dynamic provider defined here: no SSH needed.
 
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -15,8 +15,8 @@ import {
   UNKNOWN,
   urnOf,
   type ResourceSpec,
-} from "../support/engine";
-import { runProgramWithMocks } from "../support/mocks";
+} from "../../lab/engine/engine";
+import { runProgramWithMocks } from "../../lab/engine/mocks";
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
@@ -694,5 +694,14 @@ describe("runProgramWithMocks", () => {
     } finally {
       await plugin.stop();
     }
+  });
+});
+
+describe("unknowns in the driver, as in the engine", () => {
+  it("an up refuses unknown inputs: the engine resolves them before an update", async () => {
+    const engine = new Engine(undefined as unknown as DynamicProviderPlugin);
+    await expect(engine.up([{ type: "t", name: "x", inputs: { name: UNKNOWN } }])).rejects.toThrow(
+      /up: x has unknown inputs \(preview only\)/,
+    );
   });
 });

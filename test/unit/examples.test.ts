@@ -1,6 +1,6 @@
 // Every example program runs under pulumi.runtime.setMocks and registers what its scenario needs.
 import { describe, expect, it, vi } from "vitest";
-import { runProgramWithMocks, type CapturedResource } from "../support/mocks";
+import { runProgramWithMocks, type CapturedResource } from "../../lab/engine/mocks";
 
 const KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nZXhhbXBsZS1rZXk=\n-----END OPENSSH PRIVATE KEY-----\n";

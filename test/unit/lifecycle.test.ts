@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { InitFailedError } from "../../provider/src/errors";
-import { diffProps, Lifecycle, parseAll } from "../../provider/src/lifecycle";
+import { diffProps, Lifecycle, parseAll, type DiffResult } from "../../provider/src/lifecycle";
+import { resourceModules } from "../../provider/src/registry";
+import { UNKNOWN } from "../../provider/src/unknown";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { formatProbe } from "../../provider/src/host/probe";
 
@@ -183,5 +185,170 @@ describe("create converges or says what did not take", () => {
     );
     expect((err as InitFailedError).id).toBe("br0");
     expect(JSON.stringify((err as InitFailedError).message)).not.toContain("KEY-SECRET");
+  });
+});
+
+describe("unknown values (a preview with inputs another resource computes)", () => {
+  const neverConnects = (): Host => {
+    throw new Error("a preview with unknowns must not connect");
+  };
+  it.each(Object.keys(resourceModules))(
+    "%s: unknowns are never a check failure; a known bad value beside them still is",
+    (type) => {
+      const mod = resourceModules[type]!;
+      const lc = new Lifecycle(mod, neverConnects);
+      const allUnknown = Object.fromEntries(mod.inputKeys.map((k) => [k, UNKNOWN]));
+      expect(lc.check({}, { ...allUnknown, connection: UNKNOWN }).failures).toEqual([]);
+      expect(lc.check({}, { ...allUnknown, connection: { ...conn, host: UNKNOWN } })).toEqual({
+        inputs: { ...allUnknown, connection: { ...conn, host: UNKNOWN } },
+        failures: [],
+      });
+      const bad = lc.check({}, { ...allUnknown, connection: UNKNOWN, name: "not a name!" });
+      expect(bad.failures.map((f) => f.property)).toEqual(["name"]);
+      const badPort = lc.check({}, { ...allUnknown, connection: { host: UNKNOWN, port: -1 } });
+      expect(badPort.failures.map((f) => f.property)).toEqual(["connection.port"]);
+    },
+  );
+  it("an unknown element of a list is not a failure; a bad known element is", () => {
+    const lc = new Lifecycle(bridgeModule, neverConnects);
+    const r = lc.check({}, { ...base, addresses: [UNKNOWN, "10.0.0.300/24"] });
+    expect(r.failures.map((f) => f.property)).toEqual(["addresses[1]"]);
+  });
+
+  const olds = { ...base, stp: false, ports: [], macAddress: "52:54:00:00:00:01", ifIndex: 7 };
+  const table: Array<[string, Record<string, unknown>, Partial<DiffResult>]> = [
+    [
+      "an unknown identity input plans a replace",
+      { ...base, name: UNKNOWN },
+      { changes: true, replaces: ["name"], detailedDiff: { name: "UPDATE_REPLACE" } },
+    ],
+    [
+      "an unknown live input plans an update",
+      { ...base, mtu: UNKNOWN },
+      { changes: true, replaces: [], detailedDiff: { mtu: "ADD" } },
+    ],
+    [
+      "an unknown element of a live list plans an update",
+      { ...base, addresses: ["198.18.100.1/24", UNKNOWN] },
+      { changes: true, replaces: [], detailedDiff: { addresses: "UPDATE" } },
+    ],
+    [
+      "an unknown connection plans a replace",
+      { ...base, connection: UNKNOWN },
+      { changes: true, replaces: ["connection"], detailedDiff: { connection: "UPDATE_REPLACE" } },
+    ],
+    [
+      "an unknown connection host plans a replace",
+      { ...base, connection: { ...conn, host: UNKNOWN } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "an unknown credential is an update that records it",
+      { ...base, connection: { ...conn, privateKey: UNKNOWN } },
+      { changes: true, replaces: [], detailedDiff: { connection: "UPDATE" } },
+    ],
+    [
+      "an unknown credential beside a new host still replaces",
+      { ...base, connection: { ...conn, host: "198.18.2.2", privateKey: UNKNOWN } },
+      { changes: true, replaces: ["connection"] },
+    ],
+    [
+      "known values beside an unknown are compared as before",
+      { ...base, mtu: UNKNOWN, stp: true },
+      { changes: true, replaces: [], changed: ["stp", "mtu"] },
+    ],
+  ];
+  it.each(table)("%s", (_what, news, want) => {
+    const d = diffProps(bridgeModule, olds, news);
+    expect(d).toMatchObject(want);
+    expect(d.deleteBeforeReplace).toBe(d.replaces.length > 0);
+  });
+
+  it("reports added and removed properties as ADD and DELETE against the old inputs", () => {
+    const oldInputs = { ...base, stp: true };
+    const d = diffProps(bridgeModule, { ...olds, stp: true }, { ...base, mtu: 1400 }, oldInputs);
+    expect(d.detailedDiff).toEqual({ stp: "DELETE", mtu: "ADD" });
+    const r = diffProps(bridgeModule, olds, { ...base, name: "br1" }, base);
+    expect(r.detailedDiff).toEqual({ name: "UPDATE_REPLACE" });
+  });
+});
+
+describe("read", () => {
+  it("returns no inputs when nothing drifted, so the engine keeps the program's", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const { outs } = await lc.create({ connection: conn, name: "br0" });
+    const r = await lc.read("br0", outs);
+    expect(r.id).toBe("br0");
+    expect(r.inputs).toBeUndefined();
+  });
+  it("returns the recorded inputs with their observed values, so refresh updates them", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const r = await lc.read("br0", {
+      connection: conn,
+      name: "br0",
+      addresses: [],
+      stp: true,
+      ports: [],
+      vlanFiltering: false,
+      allowQemuBridgeHelper: false,
+      macAddress: "00:00:00:00:00:01",
+      ifIndex: 9,
+      __provider: "x",
+    });
+    expect(r.inputs).toEqual({
+      connection: conn,
+      name: "br0",
+      addresses: [],
+      stp: false,
+      ports: [],
+      vlanFiltering: false,
+      allowQemuBridgeHelper: false,
+      macAddress: "aa:bb:cc:dd:ee:ff",
+    });
+  });
+});
+
+/** A host whose bridge commands hang until they are aborted; records what it saw. */
+class HangingHost extends StubbornHost {
+  aborted = 0;
+  override async run(req: RunRequest): Promise<RunResult> {
+    // The create batch carries its commands as the batch script's positional parameters.
+    if (!req.argv.join(" ").includes("ip link add name br0")) return super.run(req);
+    return new Promise<RunResult>((_resolve, reject) => {
+      req.signal?.addEventListener("abort", () => {
+        this.aborted++;
+        reject(new Error("session closed"));
+      });
+    });
+  }
+}
+
+describe("an operation that is cancelled or times out", () => {
+  it("stops the command in flight and records the half-done create with its id", async () => {
+    const host = new HangingHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const cancel = new AbortController();
+    const creating = lc.create({ connection: conn, name: "br0" }, { signal: cancel.signal });
+    await new Promise((r) => setTimeout(r, 20));
+    cancel.abort(new Error("cancelled by the engine"));
+    const err = await creating.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InitFailedError);
+    expect((err as InitFailedError).message).toBe(
+      'bridge "br0" on root@198.18.1.2:22: cancelled by the engine',
+    );
+    expect((err as InitFailedError).id).toBe("br0");
+    expect(host.aborted).toBe(1);
+  });
+  it("runs nothing once the signal is aborted", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const signal = AbortSignal.abort(new Error("timed out after 1 s (customTimeouts)"));
+    await expect(lc.delete("br0", { connection: conn, name: "br0" }, { signal })).rejects.toThrow(
+      /timed out after 1 s \(customTimeouts\)/,
+    );
+    expect(host.ran).toEqual([]);
   });
 });

@@ -10,7 +10,7 @@ import { dnsmasqPaths } from "../../provider/src/resources/dnsmasq-instance/sche
 import { QemuGuestInputs } from "../../provider/src/resources/qemu-guest/schema";
 import { convertSchema, generateFiles, leftoverFiles, ROOT } from "../../scripts/generate";
 import { native } from "../../sdk";
-import { runProgramWithMocks } from "../support/mocks";
+import { runProgramWithMocks } from "../../lab/engine/mocks";
 
 interface Prop {
   type?: string;

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { runProgramWithMocks, type CapturedResource } from "../support/mocks";
+import { runProgramWithMocks, type CapturedResource } from "../../lab/engine/mocks";
 
 const SECRET_KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";

@@ -6,6 +6,8 @@ export interface RunRequest {
   readonly okExitCodes?: readonly number[];
   /** When false, a non-ok exit resolves instead of rejecting (for probes). Default true. */
   readonly reject?: boolean;
+  /** Aborting it stops the command: its session is closed (engine Cancel, customTimeouts). */
+  readonly signal?: AbortSignal;
 }
 
 export interface RunResult {

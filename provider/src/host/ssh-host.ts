@@ -73,7 +73,13 @@ export class SshHost implements Host {
     const marks = newSudoMarks();
     const feed = (): StdinFeed => stdinFeedFor(this.conn, sudo, stdin, marks);
     const shown = quoteArgv(req.argv);
-    const exit = await this.exec(buildRemoteCommand(req.argv, sudo, marks), feed, shown, epoch);
+    const exit = await this.exec(
+      buildRemoteCommand(req.argv, sudo, marks),
+      feed,
+      shown,
+      epoch,
+      req.signal,
+    );
     if (exit.signal !== undefined) {
       throw new CommandSignalError(this.label, req.argv, exit.signal, exit);
     }
@@ -166,6 +172,7 @@ export class SshHost implements Host {
     feed: () => StdinFeed,
     shown: string,
     epoch: number,
+    signal?: AbortSignal,
   ): Promise<Outcome> {
     this.cancelIdle();
     await this.channels.acquire();
@@ -201,7 +208,16 @@ export class SshHost implements Host {
             `${this.label}: could not open a session for ${shown}: ${reason}`,
           );
         }
-        const outcome = await running.outcome;
+        // An aborted command is killed and its session closed; it ends without an exit status.
+        const stop = (): void => {
+          running.channel.signal("KILL");
+          running.channel.close();
+        };
+        if (signal?.aborted) stop();
+        signal?.addEventListener("abort", stop, { once: true });
+        const outcome = await running.outcome.finally(() =>
+          signal?.removeEventListener("abort", stop),
+        );
         if (outcome.code === undefined && outcome.signal === undefined) {
           if (live.closed) throw this.lostError(live, shown);
           const why = outcome.streamError ? `: ${outcome.streamError}` : "";

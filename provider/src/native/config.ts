@@ -2,6 +2,7 @@
 // one by one (`pulumi config set hypervisor:host ...`, where every value arrives as a string).
 import { Connection, connectionIdentity } from "../host/connection";
 import { propertyPath, type CheckFailure } from "../lifecycle";
+import { containsUnknown, UNKNOWN, unknownAt } from "../unknown";
 import { unwrapSecrets, type Props } from "./wire";
 
 // Fields whose values are not strings: stack config and generated SDKs send them JSON-encoded.
@@ -30,11 +31,20 @@ export interface ParsedConfig {
   /** The provider's connection, or undefined when none is configured (resources bring their own). */
   connection: Connection | undefined;
   failures: CheckFailure[];
+  /**
+   * Some value is computed by another resource and not known yet (a preview). `connection` is then
+   * set only when where it leads (host, port, proxy) is known, without the unknown credentials.
+   */
+  unknown: boolean;
 }
+
+// Connection fields that say where it leads (connectionIdentity); the rest are credentials.
+const WHERE_FIELDS = new Set(["host", "port", "proxy"]);
 
 // Failure reasons never contain a value: configuration values can be credentials.
 function decodeJson(key: string, value: unknown, failures: CheckFailure[]): unknown {
-  if (typeof value !== "string") return value;
+  // A generated SDK sends the JSON of an object with one unknown field as one unknown string.
+  if (typeof value !== "string" || value === UNKNOWN) return value;
   try {
     return JSON.parse(value) as unknown;
   } catch {
@@ -45,7 +55,7 @@ function decodeJson(key: string, value: unknown, failures: CheckFailure[]): unkn
 
 function decodeConnection(value: unknown, failures: CheckFailure[]): unknown {
   const v = decodeJson("connection", value, failures);
-  if (v === undefined || v === null) return undefined;
+  if (v === undefined || v === null || v === UNKNOWN) return v ?? undefined;
   if (typeof v !== "object" || Array.isArray(v)) {
     failures.push({ property: "connection", reason: "connection: must be an object" });
     return undefined;
@@ -70,23 +80,45 @@ export function parseProviderConfig(raw: Props): ParsedConfig {
     else if (STRING_FIELDS.has(k)) flat[k] = v;
     else failures.push({ property: k, reason: `${k}: is not a configuration key of hypervisor` });
   }
-  if (failures.length > 0) return { connection: undefined, failures };
+  const unknown = containsUnknown(nested) || containsUnknown(flat);
+  if (failures.length > 0) return { connection: undefined, failures, unknown };
   if (nested === undefined && Object.keys(flat).length === 0)
-    return { connection: undefined, failures };
+    return { connection: undefined, failures, unknown };
+  if (nested === UNKNOWN) {
+    // The whole connection is unknown: it is checked when the engine knows it.
+    return { connection: undefined, failures: [], unknown };
+  }
   // Fields set one by one refine the object (e.g. a rotated key over a shared connection).
   const merged = { ...((nested as Props | undefined) ?? {}), ...flat };
   const prefix = nested !== undefined ? "connection" : "";
-  const parsed = Connection.safeParse(merged);
-  if (!parsed.success) {
-    return {
-      connection: undefined,
-      failures: parsed.error.issues.map((issue) => {
-        const property = propertyPath([...(prefix ? [prefix] : []), ...issue.path]);
-        return { property, reason: `${property || "connection"}: ${issue.message}` };
-      }),
-    };
+  if (unknown) {
+    // Known values are still checked; unknown ones are checked when the engine knows them.
+    const known = fieldFailures(merged, prefix).filter(
+      (f) => !unknownAt(merged, prefix ? f.property.slice(prefix.length + 1) : f.property),
+    );
+    if (known.length > 0) return { connection: undefined, failures: known, unknown };
+    const whereUnknown = Object.keys(merged).some(
+      (k) => WHERE_FIELDS.has(k) && containsUnknown(merged[k]),
+    );
+    const credentials = Object.fromEntries(
+      Object.entries(merged).filter(([, v]) => !containsUnknown(v)),
+    );
+    const parsed = whereUnknown ? undefined : Connection.safeParse(credentials);
+    return { connection: parsed?.success ? parsed.data : undefined, failures: [], unknown };
   }
-  return { connection: parsed.data, failures: [] };
+  const parsed = Connection.safeParse(merged);
+  if (!parsed.success)
+    return { connection: undefined, failures: fieldFailures(merged, prefix), unknown };
+  return { connection: parsed.data, failures: [], unknown };
+}
+
+function fieldFailures(fields: Props, prefix: string): CheckFailure[] {
+  const parsed = Connection.safeParse(fields);
+  if (parsed.success) return [];
+  return parsed.error.issues.map((issue) => {
+    const property = propertyPath([...(prefix ? [prefix] : []), ...issue.path]);
+    return { property, reason: `${property || "connection"}: ${issue.message}` };
+  });
 }
 
 /** Returns where a configuration leads ("" when it has no connection), without credentials. */

@@ -6,26 +6,26 @@ import { connectionIdentity, type Connection } from "../host/connection";
 import type { Host } from "../host/host";
 import { hostFor } from "../host/pool";
 import { quoteArgv } from "../host/quote";
-import { diffProps, Lifecycle, parseAll, type CheckFailure, type HostFactory } from "../lifecycle";
+import {
+  Lifecycle,
+  parseAll,
+  type CheckFailure,
+  type HostFactory,
+  type OperationOptions,
+  type PropertyDiffKind,
+} from "../lifecycle";
+import { abortableHost } from "../abort";
 import { logWarn } from "../log";
 import { dropUndefined } from "../dynamic";
 import { resourceModules } from "../registry";
 import type { ResourceModule } from "../resource";
 import { stepDisplayArgv, type Step } from "../step";
 import { ENGINE_KEYS, parseProviderConfig } from "./config";
-import {
-  containsUnknown,
-  secret,
-  secretKeys,
-  UNKNOWN,
-  unwrapSecrets,
-  valueAt,
-  type Props,
-} from "./wire";
+import { containsUnknown, secret, secretKeys, UNKNOWN, unwrapSecrets, type Props } from "./wire";
 
 export const PACKAGE = "hypervisor";
 
-export type PropertyDiffKind = "UPDATE" | "UPDATE_REPLACE";
+export type { PropertyDiffKind };
 
 export interface NativeDiff {
   changes: boolean;
@@ -57,15 +57,6 @@ export function describeStep(step: Step): string {
   return `${step.summary}: ${quoteArgv(stepDisplayArgv(step))}${stdin}`;
 }
 
-// "addresses[1].x" -> ["addresses", 1, "x"]
-function pathOf(property: string): PropertyKey[] {
-  const out: PropertyKey[] = [];
-  for (const m of property.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
-    out.push(m[2] !== undefined ? Number(m[2]) : (m[1] ?? ""));
-  }
-  return out;
-}
-
 function plainJson(v: unknown): unknown {
   return v === undefined ? undefined : (JSON.parse(JSON.stringify(v)) as unknown);
 }
@@ -80,29 +71,63 @@ const PREVIEW_OBSERVE_MS = 20_000;
 /** One configured provider instance (one plugin process serves one, as the engine starts it). */
 export class NativeProvider {
   private connection: Connection | undefined;
+  /** Configured with values not known yet (a preview): resources without their own get UNKNOWN. */
+  private configUnknown = false;
   private readonly lifecycles = new Map<string, Lifecycle<{ name: string }, unknown>>();
-  cancelled = false;
+  private readonly cancelling = new AbortController();
 
   constructor(private readonly hostFactory: HostFactory = hostFor) {}
 
-  /** Validates configuration; never connects. */
+  /**
+   * The engine's Cancel: every operation in flight stops (its SSH commands killed, a half-done
+   * create recorded with its id) and every later one fails at once.
+   */
+  cancel(): void {
+    this.cancelling.abort(new Error("cancelled by the engine"));
+  }
+
+  /** Whether Cancel was called. */
+  get cancelled(): boolean {
+    return this.cancelling.signal.aborted;
+  }
+
+  /** Options of one operation: Cancel, and the resource's customTimeouts (seconds, 0 for none). */
+  private operation(timeoutSeconds = 0): OperationOptions {
+    if (!(timeoutSeconds > 0)) return { signal: this.cancelling.signal };
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new Error(`timed out after ${timeoutSeconds} s (customTimeouts)`)),
+      timeoutSeconds * 1000,
+    );
+    timer.unref();
+    timeout.signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
+    return { signal: AbortSignal.any([this.cancelling.signal, timeout.signal]) };
+  }
+
+  /** Validates configuration; never connects. Values not known yet (a preview) pass. */
   checkConfig(news: Props): { inputs: Props; failures: CheckFailure[] } {
     return { inputs: news, failures: parseProviderConfig(news).failures };
   }
 
-  /** Only a change of where the connection leads replaces the provider's resources. */
+  /**
+   * Only a change of where the connection leads replaces the provider's resources; a value not
+   * known yet replaces them when it may lead elsewhere (host, port, proxy, or the whole object).
+   */
   diffConfig(olds: Props, news: Props): NativeDiff {
     const o = unwrapSecrets(olds) as Props;
     const n = unwrapSecrets(news) as Props;
     const keys = [...new Set([...Object.keys(o), ...Object.keys(n)])].filter(
       (k) => !ENGINE_KEYS.has(k) && !k.startsWith("__"),
     );
-    const changed = keys.filter((k) => JSON.stringify(o[k]) !== JSON.stringify(n[k]));
+    const changed = keys.filter(
+      (k) => containsUnknown(n[k]) || JSON.stringify(o[k]) !== JSON.stringify(n[k]),
+    );
     const oc = parseProviderConfig(olds).connection;
-    const nc = parseProviderConfig(news).connection;
+    const next = parseProviderConfig(news);
+    const nc = next.connection;
     const moved =
-      (oc ? connectionIdentity(oc) : "") !== (nc ? connectionIdentity(nc) : "") ||
-      changed.some((k) => containsUnknown(n[k]));
+      (next.unknown && nc === undefined) ||
+      (oc ? connectionIdentity(oc) : "") !== (nc ? connectionIdentity(nc) : "");
     const identityKeys = changed.filter((k) => ["connection", "host", "port", "proxy"].includes(k));
     const replaces = moved ? (identityKeys.length ? identityKeys : changed) : [];
     return {
@@ -110,12 +135,19 @@ export class NativeProvider {
       replaces,
       deleteBeforeReplace: replaces.length > 0,
       detailedDiff: Object.fromEntries(
-        changed.map((k) => [k, replaces.includes(k) ? "UPDATE_REPLACE" : "UPDATE"]),
+        changed.map((k) => {
+          const kind = o[k] === undefined ? "ADD" : n[k] === undefined ? "DELETE" : "UPDATE";
+          return [k, replaces.includes(k) ? `${kind}_REPLACE` : kind];
+        }),
       ),
     };
   }
 
-  /** Takes the provider's connection; connections open lazily on the first operation needing one. */
+  /**
+   * Takes the provider's connection; connections open lazily on the first operation needing one.
+   * A configuration not known yet (the engine skips Configure then, but a caller may not) leaves
+   * the provider answering previews with unknown outputs and refusing to change a host.
+   */
   configure(args: Props): void {
     const parsed = parseProviderConfig(args);
     if (parsed.failures.length > 0) {
@@ -123,7 +155,8 @@ export class NativeProvider {
         `hypervisor provider configuration is invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
       );
     }
-    this.connection = parsed.connection;
+    this.configUnknown = parsed.unknown;
+    this.connection = parsed.unknown ? undefined : parsed.connection;
   }
 
   private module(token: string): {
@@ -141,59 +174,56 @@ export class NativeProvider {
     return { type, mod, lc };
   }
 
-  /** The resource's own connection, else the provider's (plain values). */
+  /** The resource's own connection, else the provider's (plain values; UNKNOWN when not known). */
   private withConnection(plain: Props): Props {
     if (plain["connection"] !== undefined && plain["connection"] !== null) return plain;
+    if (this.configUnknown) return { ...plain, connection: UNKNOWN };
     return this.connection ? { ...plain, connection: this.connection } : plain;
   }
 
+  /** Plain inputs for an operation that changes or reads a host: the connection must be known. */
+  private known(plain: Props, what: string): Props {
+    const p = this.withConnection(plain);
+    if (containsUnknown(p["connection"])) {
+      throw new Error(
+        `cannot ${what}: the connection is not known yet (it is computed by another resource)`,
+      );
+    }
+    return p;
+  }
+
   check(token: string, news: Props): { inputs: Props; failures: CheckFailure[] } {
-    const { mod } = this.module(token);
+    const { lc } = this.module(token);
     const plain = stripEngineKeys(unwrapSecrets(news) as Props);
-    const failures: CheckFailure[] = [];
-    if ((plain["connection"] === undefined || plain["connection"] === null) && !this.connection) {
-      failures.push({
+    const own = plain["connection"] !== undefined && plain["connection"] !== null;
+    if (!own && !this.connection && !this.configUnknown) {
+      const { failures } = lc.check({}, { ...plain, connection: UNKNOWN });
+      const required = {
         property: "connection",
         reason:
           "connection: is required: set it on the resource or give the provider one " +
           "(a Provider with `connection`, or stack config hypervisor:host)",
-      });
+      };
+      return { inputs: news, failures: [required, ...failures] };
     }
-    const parsed = parseAll(mod, this.withConnection(plain));
-    if ("failures" in parsed) {
-      for (const f of parsed.failures) {
-        if (f.property === "connection" && failures.length > 0) continue;
-        // A value computed by another resource is unknown during preview: check it at update.
-        const at = f.property === "" ? plain : valueAt(plain, pathOf(f.property));
-        if (containsUnknown(at)) continue;
-        failures.push(f);
-      }
-    }
-    return { inputs: news, failures };
+    return { inputs: news, failures: lc.check({}, this.withConnection(plain)).failures };
   }
 
-  diff(token: string, olds: Props, news: Props): NativeDiff {
-    const { mod } = this.module(token);
-    const o = this.withConnection(unwrapSecrets(olds) as Props);
-    const n = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
-    // Unknown values (computed by other resources) count as changed; the rest is compared.
-    const unknown = Object.keys(n).filter((k) => containsUnknown(n[k]));
-    const known: Props = { ...n };
-    for (const k of unknown) {
-      if (o[k] === undefined) delete known[k];
-      else known[k] = o[k];
-    }
-    const d = diffProps(mod, o, known);
-    const identity = new Set([...mod.identity, "connection"]);
-    const changed = [...new Set([...d.changed, ...unknown])];
-    const replaces = [...new Set([...d.replaces, ...unknown.filter((k) => identity.has(k))])];
+  diff(token: string, olds: Props, news: Props, oldInputs?: Props): NativeDiff {
+    const { lc } = this.module(token);
+    const d = lc.diff(
+      "",
+      this.withConnection(unwrapSecrets(olds) as Props),
+      this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props)),
+      oldInputs === undefined
+        ? undefined
+        : this.withConnection(stripEngineKeys(unwrapSecrets(oldInputs) as Props)),
+    );
     return {
-      changes: changed.length > 0,
-      replaces,
-      deleteBeforeReplace: replaces.length > 0,
-      detailedDiff: Object.fromEntries(
-        changed.map((k) => [k, replaces.includes(k) ? "UPDATE_REPLACE" : "UPDATE"]),
-      ),
+      changes: d.changes,
+      replaces: d.replaces,
+      deleteBeforeReplace: d.deleteBeforeReplace,
+      detailedDiff: d.detailedDiff,
     };
   }
 
@@ -229,7 +259,7 @@ export class NativeProvider {
       );
     }
     const inputs = parsed.inputs as Props & { name: string };
-    const host = this.hostFactory(parsed.connection);
+    const host = abortableHost(this.hostFactory(parsed.connection), this.cancelling.signal);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
     const observing = observeForPreview(mod, host, inputs);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
@@ -264,12 +294,13 @@ export class NativeProvider {
     token: string,
     news: Props,
     preview: boolean,
+    timeoutSeconds = 0,
   ): Promise<{ id: string; properties: Props }> {
     const { type, mod, lc } = this.module(token);
     if (preview) return { id: "", properties: await this.previewOf(type, mod, news) };
-    const plain = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
+    const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "create");
     try {
-      const r = await lc.create(plain);
+      const r = await lc.create(plain, this.operation(timeoutSeconds));
       return { id: r.id, properties: this.finish(news, r.outs) };
     } catch (e) {
       return this.rethrow(news, e);
@@ -282,12 +313,18 @@ export class NativeProvider {
     olds: Props,
     news: Props,
     preview: boolean,
+    timeoutSeconds = 0,
   ): Promise<Props> {
     const { type, mod, lc } = this.module(token);
     if (preview) return this.previewOf(type, mod, news);
-    const plain = this.withConnection(stripEngineKeys(unwrapSecrets(news) as Props));
+    const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "update");
     try {
-      const r = await lc.update(id, this.withConnection(unwrapSecrets(olds) as Props), plain);
+      const r = await lc.update(
+        id,
+        this.withConnection(unwrapSecrets(olds) as Props),
+        plain,
+        this.operation(timeoutSeconds),
+      );
       return this.finish(news, r.outs);
     } catch (e) {
       return this.rethrow(news, e);
@@ -308,7 +345,11 @@ export class NativeProvider {
     ) {
       return this.importOf(type, mod, id);
     }
-    const r = await lc.read(id, this.withConnection(unwrapSecrets(properties) as Props));
+    const r = await lc.read(
+      id,
+      this.known(unwrapSecrets(properties) as Props, "read"),
+      this.operation(),
+    );
     if (r.id === "") return { id: "", properties: {} };
     const out: { id: string; properties: Props; inputs?: Props } = {
       id: r.id,
@@ -351,7 +392,7 @@ export class NativeProvider {
           parsed.error.issues.map((i) => `${i.path.join(".") || "id"}: ${i.message}`).join("; "),
       );
     }
-    const host = this.hostFactory(this.connection);
+    const host = abortableHost(this.hostFactory(this.connection), this.cancelling.signal);
     const what = `${mod.noun} ${JSON.stringify(id)} on ${host.label}`;
     let state: unknown;
     try {
@@ -368,9 +409,13 @@ export class NativeProvider {
     };
   }
 
-  async delete(token: string, id: string, properties: Props): Promise<void> {
+  async delete(token: string, id: string, properties: Props, timeoutSeconds = 0): Promise<void> {
     const { lc } = this.module(token);
-    await lc.delete(id, this.withConnection(unwrapSecrets(properties) as Props));
+    await lc.delete(
+      id,
+      this.known(unwrapSecrets(properties) as Props, "delete"),
+      this.operation(timeoutSeconds),
+    );
   }
 }
 

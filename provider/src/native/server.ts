@@ -2,16 +2,18 @@
 // The engine starts `pulumi-resource-hypervisor <engine-address>` and reads the port from stdout.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import * as grpc from "@grpc/grpc-js";
+import type * as Grpc from "@grpc/grpc-js";
+import type { Empty as EmptyMessage } from "google-protobuf/google/protobuf/empty_pb";
 import * as provrpc from "@pulumi/pulumi/proto/provider_grpc_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
 import * as plugproto from "@pulumi/pulumi/proto/plugin_pb";
 import * as statusproto from "@pulumi/pulumi/proto/status_pb";
-import { Any } from "google-protobuf/google/protobuf/any_pb";
-import { Empty } from "google-protobuf/google/protobuf/empty_pb";
+import { engineLogSink } from "../engine-log";
 import { InitFailedError } from "../errors";
 import { closeAllHosts } from "../host/pool";
-import { NativeProvider, type NativeDiff } from "./handlers";
+import { flushLog, setLogSink, withResourceUrn } from "../log";
+import { NativeProvider, type NativeDiff, type PropertyDiffKind } from "./handlers";
+import { Any, Empty, grpc } from "./pulumi-deps";
 import { fromStruct, toStruct, type Props } from "./wire";
 
 /** The repository (or installed package) root: where package.json and schema.json are. */
@@ -30,9 +32,16 @@ function packageRoot(): string {
 }
 
 let schemaCache: string | undefined;
-/** Returns schema.json's text. */
+/** Returns schema.json's text with the package's version (`pulumi package add` and gen-sdk need one). */
 export function schemaJson(): string {
-  schemaCache ??= fs.readFileSync(path.join(packageRoot(), "schema.json"), "utf8");
+  if (schemaCache === undefined) {
+    const text = fs.readFileSync(path.join(packageRoot(), "schema.json"), "utf8");
+    const schema = JSON.parse(text) as { version?: string };
+    schemaCache =
+      schema.version === packageVersion()
+        ? text
+        : JSON.stringify({ ...schema, version: packageVersion() }, null, 2);
+  }
   return schemaCache;
 }
 
@@ -43,11 +52,11 @@ function packageVersion(): string {
   return pj.version;
 }
 
-type Callback<T> = grpc.sendUnaryData<T>;
+type Callback<T> = Grpc.sendUnaryData<T>;
 
 // Messages are built from labels, summaries and zod reasons only, never from property values, so
 // they carry no secret.
-function toServiceError(e: unknown): Partial<grpc.ServiceError> {
+function toServiceError(e: unknown): Partial<Grpc.ServiceError> {
   const message = e instanceof Error ? e.message : String(e);
   const metadata = new grpc.Metadata();
   if (e instanceof InitFailedError && e.id !== undefined) {
@@ -67,13 +76,20 @@ function toServiceError(e: unknown): Partial<grpc.ServiceError> {
   return { code: grpc.status.UNKNOWN, details: message, message, metadata };
 }
 
+function urnOf(req: unknown): string {
+  const r = req as { getUrn?: () => string };
+  return typeof r.getUrn === "function" ? r.getUrn() : "";
+}
+
 function unary<Req, Res>(fn: (req: Req) => Promise<Res> | Res) {
-  return (call: grpc.ServerUnaryCall<Req, Res>, cb: Callback<Res>): void => {
+  return (call: Grpc.ServerUnaryCall<Req, Res>, cb: Callback<Res>): void => {
     Promise.resolve()
-      .then(() => fn(call.request))
+      .then(() => withResourceUrn(urnOf(call.request), () => fn(call.request)))
+      // The user sees an operation's warnings before its result: the engine may end right after.
+      .finally(flushLog)
       .then(
         (res) => cb(null, res),
-        (e: unknown) => cb(toServiceError(e) as grpc.ServiceError, null),
+        (e: unknown) => cb(toServiceError(e) as Grpc.ServiceError, null),
       );
   };
 }
@@ -86,7 +102,11 @@ function unimplemented(name: string) {
     );
 }
 
-const KIND = {
+const KIND: Record<PropertyDiffKind, provproto.PropertyDiff.Kind> = {
+  ADD: provproto.PropertyDiff.Kind.ADD,
+  ADD_REPLACE: provproto.PropertyDiff.Kind.ADD_REPLACE,
+  DELETE: provproto.PropertyDiff.Kind.DELETE,
+  DELETE_REPLACE: provproto.PropertyDiff.Kind.DELETE_REPLACE,
   UPDATE: provproto.PropertyDiff.Kind.UPDATE,
   UPDATE_REPLACE: provproto.PropertyDiff.Kind.UPDATE_REPLACE,
 };
@@ -158,24 +178,24 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
     invoke: unimplemented("Invoke"),
     call: unimplemented("Call"),
     check: unary((req: provproto.CheckRequest) =>
-      checkResponse(
-        provider.check(req.getType() || typeOfUrn(req.getUrn()), fromStruct(req.getNews())),
-      ),
+      checkResponse(provider.check(typeOf(req), fromStruct(req.getNews()))),
     ),
     diff: unary((req: provproto.DiffRequest) =>
       diffResponse(
         provider.diff(
-          req.getType() || typeOfUrn(req.getUrn()),
+          typeOf(req),
           fromStruct(req.getOlds()),
           fromStruct(req.getNews()),
+          req.hasOldInputs() ? fromStruct(req.getOldInputs()) : undefined,
         ),
       ),
     ),
     create: unary(async (req: provproto.CreateRequest) => {
       const r = await provider.create(
-        req.getType() || typeOfUrn(req.getUrn()),
+        typeOf(req),
         fromStruct(req.getProperties()),
         req.getPreview(),
+        req.getTimeout(),
       );
       const res = new provproto.CreateResponse();
       res.setId(r.id);
@@ -184,7 +204,7 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
     }),
     read: unary(async (req: provproto.ReadRequest) => {
       const r = await provider.read(
-        req.getType() || typeOfUrn(req.getUrn()),
+        typeOf(req),
         req.getId(),
         fromStruct(req.getProperties()),
         req.hasInputs() ? fromStruct(req.getInputs()) : undefined,
@@ -197,18 +217,19 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
       }
       return res;
     }),
-    list: (call: grpc.ServerWritableStream<provproto.ListRequest, provproto.ListResponse>) =>
+    list: (call: Grpc.ServerWritableStream<provproto.ListRequest, provproto.ListResponse>) =>
       call.destroy({
         code: grpc.status.UNIMPLEMENTED,
         details: "List is not implemented by hypervisor",
-      } as grpc.ServiceError),
+      } as Grpc.ServiceError),
     update: unary(async (req: provproto.UpdateRequest) => {
       const props = await provider.update(
-        req.getType() || typeOfUrn(req.getUrn()),
+        typeOf(req),
         req.getId(),
         fromStruct(req.getOlds()),
         fromStruct(req.getNews()),
         req.getPreview(),
+        req.getTimeout(),
       );
       const res = new provproto.UpdateResponse();
       res.setProperties(toStruct(props));
@@ -216,18 +237,19 @@ export function providerService(provider: NativeProvider): provrpc.IResourceProv
     }),
     delete: unary(async (req: provproto.DeleteRequest) => {
       await provider.delete(
-        req.getType() || typeOfUrn(req.getUrn()),
+        typeOf(req),
         req.getId(),
         fromStruct(req.getProperties()),
+        req.getTimeout(),
       );
       return new Empty();
     }),
     construct: unimplemented("Construct"),
-    cancel: unary((_req: Empty) => {
-      provider.cancelled = true;
+    cancel: unary((_req: EmptyMessage) => {
+      provider.cancel();
       return new Empty();
     }),
-    getPluginInfo: unary((_req: Empty) => {
+    getPluginInfo: unary((_req: EmptyMessage) => {
       const info = new plugproto.PluginInfo();
       info.setVersion(packageVersion());
       return info;
@@ -260,8 +282,11 @@ function checkResponse(r: {
   return res;
 }
 
-function typeOfUrn(urn: string): string {
-  return urn.split("::")[2] ?? "";
+// Requests carry `type` since @pulumi/pulumi 3.1xx stubs; older stubs have only the URN.
+function typeOf(req: { getUrn(): string; getType?: () => string }): string {
+  return (
+    (typeof req.getType === "function" ? req.getType() : "") || (req.getUrn().split("::")[2] ?? "")
+  );
 }
 
 /** Starts the server on 127.0.0.1 and prints only its port, as the engine expects. */
@@ -274,6 +299,8 @@ export async function main(args: readonly string[]): Promise<void> {
     "grpc.max_receive_message_length": 400 * 1024 * 1024,
     "grpc.max_send_message_length": 400 * 1024 * 1024,
   });
+  const engineLog = engineLogSink(args[args.length - 1]!);
+  setLogSink(engineLog.sink);
   server.addService(provrpc.ResourceProviderService, providerService(new NativeProvider()));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
@@ -283,6 +310,7 @@ export async function main(args: readonly string[]): Promise<void> {
   process.stdout.write(`${port}\n`);
   const stop = (): void => {
     server.forceShutdown();
+    engineLog.close();
     void closeAllHosts().finally(() => process.exit(0));
   };
   process.once("SIGTERM", stop);

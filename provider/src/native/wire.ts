@@ -1,11 +1,15 @@
 // Property values as the engine sends them in protobuf Structs (sdk/go/common/resource/plugin/rpc.go):
 // unknowns are a sentinel string, secrets are an object with a signature key.
-import { Struct, type JavaScriptValue } from "google-protobuf/google/protobuf/struct_pb";
+import type {
+  JavaScriptValue,
+  Struct as StructMessage,
+} from "google-protobuf/google/protobuf/struct_pb";
+import { Struct } from "./pulumi-deps";
 
 export type Props = Record<string, unknown>;
 
-/** rpc.go UnknownStringValue: a value not known during preview. */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export { containsUnknown, UNKNOWN, valueAt } from "../unknown";
+
 /** resource.SigKey and resource.SecretSig. */
 export const SIG_KEY = "4dabf18193072939515e22adb298388d";
 export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
@@ -40,27 +44,8 @@ export function secretKeys(props: Props): string[] {
   return Object.keys(props).filter((k) => has(props[k]));
 }
 
-/** Whether the value is, or contains, an unknown. */
-export function containsUnknown(value: unknown): boolean {
-  if (value === UNKNOWN) return true;
-  if (Array.isArray(value)) return value.some(containsUnknown);
-  if (value !== null && typeof value === "object")
-    return Object.values(value).some(containsUnknown);
-  return false;
-}
-
-/** Returns the value at a property path, stopping at the first unknown or missing step. */
-export function valueAt(props: Props, path: readonly PropertyKey[]): unknown {
-  let v: unknown = props;
-  for (const part of path) {
-    if (v === UNKNOWN || v === null || typeof v !== "object") return v;
-    v = (v as Record<PropertyKey, unknown>)[part];
-  }
-  return v;
-}
-
 /** A Struct for a reply: undefined members dropped, undefined array elements as null. */
-export function toStruct(props: Props): Struct {
+export function toStruct(props: Props): StructMessage {
   return Struct.fromJavaScript(jsonShaped(props) as Record<string, JavaScriptValue>);
 }
 
@@ -74,6 +59,6 @@ function jsonShaped(value: unknown): unknown {
 }
 
 /** The properties of a request Struct (empty when absent). */
-export function fromStruct(s: Struct | undefined): Props {
+export function fromStruct(s: StructMessage | undefined): Props {
   return s === undefined ? {} : s.toJavaScript();
 }

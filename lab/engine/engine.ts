@@ -33,6 +33,7 @@
 
 import * as path from "node:path";
 import { isDeepStrictEqual } from "node:util";
+import { containsUnknown, UNKNOWN } from "../../provider/src/unknown";
 import {
   CheckFailedError,
   PluginError,
@@ -50,7 +51,7 @@ import {
 export { CheckFailedError, PluginError, TEST_PROJECT, TEST_STACK, urnOf, type CheckFailure };
 
 /** The engine's marker for a value not known during preview (rpc.unknownValue). */
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+export { UNKNOWN };
 
 /** Absolute path of the dynamic-provider plugin's entry point. */
 export const DYNAMIC_PROVIDER_SCRIPT = path.join(
@@ -133,6 +134,14 @@ export interface ResourceSpec {
   name: string;
   inputs: Record<string, unknown>;
   dependsOn?: string[] /* names */;
+  /** The customTimeouts option, in seconds: sent as `timeout` in Create, Update and Delete. */
+  customTimeouts?: CustomTimeouts;
+}
+
+export interface CustomTimeouts {
+  create?: number;
+  update?: number;
+  delete?: number;
 }
 
 export interface ResourceState {
@@ -146,6 +155,8 @@ export interface ResourceState {
   dependsOn?: string[];
   /** Set after a partial failure (ErrorResourceInitFailed); the next up sends Update. */
   initErrors?: string[];
+  /** The customTimeouts it was registered with (the engine keeps them for the delete). */
+  customTimeouts?: CustomTimeouts;
 }
 
 export interface StepRecord {
@@ -160,6 +171,10 @@ export interface StepRecord {
     | "refresh-changed";
   name: string;
   detail?: unknown;
+}
+
+function timeout(seconds: number | undefined): { timeoutSeconds?: number } {
+  return seconds === undefined ? {} : { timeoutSeconds: seconds };
 }
 
 /** Specs in dependency order (a stable topological sort: program order where free). */
@@ -274,6 +289,11 @@ export class Engine {
   }
 
   async up(specs: ResourceSpec[]): Promise<{ steps: StepRecord[] }> {
+    // An update waits for every value another resource computes: only previews see unknowns.
+    for (const s of specs) {
+      if (containsUnknown(s.inputs))
+        throw new Error(`up: ${s.name} has unknown inputs (preview only)`);
+    }
     const steps: StepRecord[] = [];
     const wanted = new Set(specs.map((s) => s.name));
     const ordered = dependencyOrder(specs);
@@ -299,7 +319,9 @@ export class Engine {
         if (again.failures.length > 0) throw new CheckFailedError({ [spec.name]: again.failures });
         inputs = again.inputs;
         if (d.deleteBeforeReplace) {
-          await this.plugin.delete(old.id, old.urn, old.outputs, old.inputs);
+          await this.plugin.delete(old.id, old.urn, old.outputs, old.inputs, {
+            ...timeout(old.customTimeouts?.delete),
+          });
           this.state.delete(spec.name);
           const created = await this.createRecording(spec, urn, inputs, dependsOn);
           steps.push({
@@ -325,7 +347,9 @@ export class Engine {
         }
       } else if (d.changes === "some" || (old.initErrors?.length ?? 0) > 0) {
         try {
-          const res = await this.plugin.update(old.id, urn, old.outputs, inputs, old.inputs);
+          const res = await this.plugin.update(old.id, urn, old.outputs, inputs, old.inputs, {
+            ...timeout(spec.customTimeouts?.update),
+          });
           this.state.set(spec.name, {
             ...this.baseState(spec, urn, old.id, inputs, dependsOn),
             outputs: res.properties,
@@ -356,7 +380,9 @@ export class Engine {
   /** Deletes `states` in reverse dependency order; only deletes of current resources are steps. */
   private async deleteAll(states: ResourceState[], steps: StepRecord[]): Promise<void> {
     for (const s of reverseDependencyOrder(states)) {
-      await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs);
+      await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs, {
+        ...timeout(s.customTimeouts?.delete),
+      });
       const pi = this.pendingDeletes.indexOf(s);
       if (pi >= 0) {
         this.pendingDeletes.splice(pi, 1);
@@ -374,7 +400,16 @@ export class Engine {
     inputs: Props,
     dependsOn: string[],
   ): ResourceState {
-    return { urn, type: spec.type, name: spec.name, id, inputs, outputs: {}, dependsOn };
+    const base: ResourceState = {
+      urn,
+      type: spec.type,
+      name: spec.name,
+      id,
+      inputs,
+      outputs: {},
+      dependsOn,
+    };
+    return spec.customTimeouts ? { ...base, customTimeouts: spec.customTimeouts } : base;
   }
 
   /** Create; on a partial failure record id/properties/init errors like the engine, then rethrow. */
@@ -385,7 +420,9 @@ export class Engine {
     dependsOn: string[],
   ): Promise<{ id: string }> {
     try {
-      const res = await this.plugin.create(urn, inputs);
+      const res = await this.plugin.create(urn, inputs, {
+        ...timeout(spec.customTimeouts?.create),
+      });
       this.state.set(spec.name, {
         ...this.baseState(spec, urn, res.id, inputs, dependsOn),
         outputs: res.properties,

@@ -97,7 +97,7 @@ export async function runProgramWithMocks(
               ...(args.provider ? { provider: args.provider } : {}),
             });
           }
-          return { id: `${args.name}-id`, state: args.inputs };
+          return { id: `${args.name}-id`, state: args.inputs as Record<string, unknown> };
         },
         call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
           return args.inputs;

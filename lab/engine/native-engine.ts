@@ -11,13 +11,19 @@
 //  - Read with no properties and no inputs is an import (`pulumi import`): the answer's inputs are
 //    what the program should say;
 //  - a provider whose DiffConfig asks for a replace replaces every resource it serves (here: they
-//    are destroyed through the old provider and created again by the next `up`).
+//    are destroyed through the old provider and created again by the next `up`);
+//  - the plugin's last argument is the address of the engine's own gRPC service, whose Log the
+//    plugin calls to show the user a message (fake-engine.ts records them);
+//  - a provider configuration holding unknowns (a preview) is not sent to Configure: the engine
+//    answers Check with the news, Diff as unavailable and a preview Create/Update with no
+//    properties itself, and never sends Create/Update/Delete (provider_plugin.go, cfgknown).
 // Simplifications: dependsOn only between resources of the same provider.
 
 import * as path from "node:path";
 import { Empty } from "google-protobuf/google/protobuf/empty_pb";
 import * as provproto from "@pulumi/pulumi/proto/provider_pb";
-import { unwrapSecrets } from "../../provider/src/native/wire";
+import { containsUnknown, unwrapSecrets } from "../../provider/src/native/wire";
+import { FakeEngine, type LogMessage } from "./fake-engine";
 import {
   CheckFailedError,
   Engine,
@@ -40,6 +46,7 @@ import {
   type StartedPlugin,
 } from "./provider-client";
 
+export type { LogMessage } from "./fake-engine";
 export {
   CheckFailedError,
   PluginError,
@@ -64,30 +71,36 @@ export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
   override supportsPreview = false;
   /** The provider's name (for its URN). */
   name = "default";
+  /** False after Configure with unknowns: the engine then answers resource calls itself. */
+  configKnown = true;
 
-  private constructor(started: StartedPlugin) {
+  private constructor(
+    started: StartedPlugin,
+    private readonly engineAddress: string,
+  ) {
     // Create/Update with preview=true always reach the plugin (it reports supportsPreview).
     super(started, 0, false);
   }
 
   /** Spawns the plugin with an engine address argument and reads the port it prints. */
   static async start(
-    opts: { cwd?: string; env?: NodeJS.ProcessEnv; plugin?: string } = {},
+    opts: { cwd?: string; env?: NodeJS.ProcessEnv; plugin?: string; engineAddress?: string } = {},
   ): Promise<NativeProviderPlugin> {
+    const engineAddress = opts.engineAddress ?? "127.0.0.1:1";
     const env = { ...(opts.env ?? process.env) };
     env["PULUMI_PROJECT"] ??= TEST_PROJECT;
     env["PULUMI_STACK"] ??= TEST_STACK;
     const started = await startPlugin(
       "native plugin",
       opts.plugin ?? NATIVE_PLUGIN,
-      ["127.0.0.1:1"],
+      [engineAddress],
       {
         cwd: opts.cwd ?? REPO_ROOT,
         env,
         startTimeoutMs: 30_000,
       },
     );
-    return new NativeProviderPlugin(started);
+    return new NativeProviderPlugin(started, engineAddress);
   }
 
   protected diffResult(d: DetailedDiff): DetailedDiff {
@@ -96,7 +109,7 @@ export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
 
   async handshake(): Promise<{ acceptSecrets: boolean; acceptResources: boolean }> {
     const req = new provproto.ProviderHandshakeRequest();
-    req.setEngineAddress("127.0.0.1:1");
+    req.setEngineAddress(this.engineAddress);
     req.setRootDirectory(REPO_ROOT);
     req.setProgramDirectory(REPO_ROOT);
     req.setConfigureWithUrn(true);
@@ -140,9 +153,76 @@ export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
     return this.diffRequest("DiffConfig", "", this.providerUrn(), olds, news, oldInputs);
   }
 
-  /** Configure as the engine does: `args` with secrets, and `variables` as strings. */
+  /**
+   * Configure as the engine does: `args` with secrets, and `variables` as strings. A configuration
+   * holding unknowns is not sent (provider_plugin.go Configure): resource calls are then answered
+   * here as the engine answers them.
+   */
   async configure(args: Props): Promise<void> {
+    if (containsUnknown(args)) {
+      this.configKnown = false;
+      return;
+    }
+    this.configKnown = true;
     await this.configureProvider("hypervisor", this.name, args, unwrapSecrets(args) as Props);
+  }
+
+  /** The engine's own answers for a provider whose configuration is not known. */
+  override async check(
+    urn: string,
+    olds: Props,
+    news: Props,
+  ): Promise<{ inputs: Props; failures: CheckFailure[] }> {
+    if (!this.configKnown) return { inputs: news, failures: [] };
+    return super.check(urn, olds, news);
+  }
+
+  override async diff(
+    id: string,
+    urn: string,
+    olds: Props,
+    news: Props,
+    oldInputs?: Props,
+  ): Promise<DetailedDiff> {
+    if (!this.configKnown) {
+      // DiffUnavailable: the step generator shows the resource as possibly changed.
+      return {
+        changes: "unknown",
+        replaces: [],
+        deleteBeforeReplace: false,
+        diffs: [],
+        hasDetailedDiff: false,
+        detailedDiff: {},
+      };
+    }
+    return super.diff(id, urn, olds, news, oldInputs);
+  }
+
+  override async create(
+    urn: string,
+    properties: Props,
+    opts: { preview?: boolean; timeoutSeconds?: number } = {},
+  ): Promise<{ id: string; properties: Props }> {
+    if (!this.configKnown) {
+      if (opts.preview === true) return { id: "", properties: {} };
+      throw new Error(`Create ${urn}: the provider's configuration is not known`);
+    }
+    return super.create(urn, properties, opts);
+  }
+
+  override async update(
+    id: string,
+    urn: string,
+    olds: Props,
+    news: Props,
+    oldInputs?: Props,
+    opts: { preview?: boolean; timeoutSeconds?: number } = {},
+  ): Promise<{ properties: Props }> {
+    if (!this.configKnown) {
+      if (opts.preview === true) return { properties: {} };
+      throw new Error(`Update ${urn}: the provider's configuration is not known`);
+    }
+    return super.update(id, urn, olds, news, oldInputs, opts);
   }
 }
 
@@ -169,8 +249,20 @@ interface ProviderEntry {
 export class NativeEngine {
   private readonly providers = new Map<string, ProviderEntry>();
   private readonly retiredLogs: string[] = [];
+  private engineService: Promise<FakeEngine> | undefined;
 
   constructor(private readonly opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {}
+
+  /** The engine's Log service every plugin of this engine reports to (started on first use). */
+  private fakeEngine(): Promise<FakeEngine> {
+    this.engineService ??= FakeEngine.start();
+    return this.engineService;
+  }
+
+  /** What the plugins sent to the engine's Log service: what a user of `pulumi up` sees. */
+  async engineLog(): Promise<LogMessage[]> {
+    return [...(await this.fakeEngine()).messages];
+  }
 
   /**
    * Registers a provider (name "default" is the default provider, configured from stack config)
@@ -179,7 +271,8 @@ export class NativeEngine {
    */
   async provider(name: string, inputs: Props): Promise<{ diff?: DetailedDiff; replaced: boolean }> {
     const old = this.providers.get(name);
-    const plugin = await NativeProviderPlugin.start(this.opts);
+    const engineAddress = (await this.fakeEngine()).address;
+    const plugin = await NativeProviderPlugin.start({ ...this.opts, engineAddress });
     plugin.name = name;
     try {
       await plugin.handshake();
@@ -345,9 +438,16 @@ export class NativeEngine {
     ].join("\n");
   }
 
+  /** The engine's Cancel (Ctrl-C during an update): sent to every provider plugin. */
+  async cancel(): Promise<void> {
+    for (const p of this.providers.values()) await p.plugin.cancel();
+  }
+
   /** Stops every plugin process. */
   async stop(): Promise<void> {
     for (const p of this.providers.values()) await this.retire(p.plugin);
     this.providers.clear();
+    if (this.engineService) (await this.engineService).stop();
+    this.engineService = undefined;
   }
 }

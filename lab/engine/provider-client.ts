@@ -432,10 +432,11 @@ export abstract class ProviderClient<D> {
     return this.diffResult(d);
   }
 
+  /** `timeoutSeconds`: the resource's customTimeouts.create, which the engine sends as `timeout`. */
   async create(
     urn: string,
     properties: Props,
-    opts: { preview?: boolean } = {},
+    opts: { preview?: boolean; timeoutSeconds?: number } = {},
   ): Promise<{ id: string; properties: Props }> {
     await this.beforeResourceCall();
     const preview = opts.preview === true;
@@ -447,6 +448,7 @@ export abstract class ProviderClient<D> {
     const req = forUrn(new provproto.CreateRequest(), urn);
     req.setProperties(struct(properties));
     req.setPreview(preview);
+    if (opts.timeoutSeconds !== undefined) req.setTimeout(opts.timeoutSeconds);
     const res = await this.unary<provproto.CreateResponse>("Create", (md, o, cb) =>
       this.client.create(req, md, o, cb),
     );
@@ -488,7 +490,7 @@ export abstract class ProviderClient<D> {
     olds: Props,
     news: Props,
     oldInputs?: Props,
-    opts: { preview?: boolean } = {},
+    opts: { preview?: boolean; timeoutSeconds?: number } = {},
   ): Promise<{ properties: Props }> {
     await this.beforeResourceCall();
     const preview = opts.preview === true;
@@ -501,16 +503,24 @@ export abstract class ProviderClient<D> {
     req.setNews(struct(news));
     if (oldInputs !== undefined) req.setOldInputs(struct(oldInputs));
     req.setPreview(preview);
+    if (opts.timeoutSeconds !== undefined) req.setTimeout(opts.timeoutSeconds);
     const res = await this.unary<provproto.UpdateResponse>("Update", (md, o, cb) =>
       this.client.update(req, md, o, cb),
     );
     return { properties: fromStruct(res.getProperties()) };
   }
 
-  async delete(id: string, urn: string, properties: Props, oldInputs?: Props): Promise<void> {
+  async delete(
+    id: string,
+    urn: string,
+    properties: Props,
+    oldInputs?: Props,
+    opts: { timeoutSeconds?: number } = {},
+  ): Promise<void> {
     await this.beforeResourceCall();
     const req = forUrn(new provproto.DeleteRequest(), urn);
     req.setId(id);
+    if (opts.timeoutSeconds !== undefined) req.setTimeout(opts.timeoutSeconds);
     req.setProperties(struct(properties));
     if (oldInputs !== undefined) req.setOldInputs(struct(oldInputs));
     await this.unary("Delete", (md, o, cb) => this.client.delete(req, md, o, cb));
