@@ -57,6 +57,8 @@ export interface DnsmasqInstanceArgs {
   domain?: pulumi.Input<string>;
   /** Serve DNS on the interface; false sets `port=0`. Default: `true`. */
   dns?: pulumi.Input<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a DnsmasqInstance, in both SDKs. */
@@ -79,6 +81,8 @@ export interface DnsmasqInstanceProperties {
   readonly domain: pulumi.Output<string | undefined>;
   /** Serve DNS on the interface; false sets `port=0`. */
   readonly dns: pulumi.Output<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The pid of the running dnsmasq. */
   readonly pid: pulumi.Output<number>;
   /** Where its config file is on the host. */
@@ -87,10 +91,21 @@ export interface DnsmasqInstanceProperties {
   readonly leasesPath: pulumi.Output<string>;
   /** The leases in the lease file when last observed. */
   readonly leases: pulumi.Output<DnsmasqLease[]>;
+  /** What brings the object back after a reboot: "systemd" (its unit) or "none". */
+  readonly persistedBy: pulumi.Output<"systemd" | "none">;
+  /** How the persisted layer (unit file, enablement, failed unit) differs from what the provider writes; absent when it matches. */
+  readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
 /** A dnsmasq serving DHCP (and optionally DNS) on one interface of a hypervisor host. */
 export class DnsmasqInstance extends dynamicResource<
   DnsmasqInstanceArgs,
   DnsmasqInstanceProperties
->("DnsmasqInstance", ["pid", "configPath", "leasesPath", "leases"]) {}
+>("DnsmasqInstance", [
+  "pid",
+  "configPath",
+  "leasesPath",
+  "leases",
+  "persistedBy",
+  "persistedDrift",
+]) {}

@@ -12,5 +12,5 @@ export type DnsmasqInstanceArgs = Omit<DynamicDnsmasqInstanceArgs, "connection">
 /** A dnsmasq serving DHCP (and optionally DNS) on one interface of a hypervisor host. Served by the native plugin (`hypervisor:index:DnsmasqInstance`). */
 export class DnsmasqInstance extends nativeResource<DnsmasqInstanceArgs, DnsmasqInstanceProperties>(
   "DnsmasqInstance",
-  ["pid", "configPath", "leasesPath", "leases"],
+  ["pid", "configPath", "leasesPath", "leases", "persistedBy", "persistedDrift"],
 ) {}

@@ -239,6 +239,8 @@ describe("parsing the real probe output", () => {
       configPath: CONF,
       leasesPath: "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases",
       leases: probed("running").leases,
+      persistedBy: "none",
+      persistedDrift: undefined,
     });
   });
 });
@@ -473,6 +475,7 @@ describe("DnsmasqInstanceInputs", () => {
       staticLeases: [],
       dnsServers: [],
       dns: true,
+      persistence: "auto",
     });
   });
 

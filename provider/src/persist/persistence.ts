@@ -34,6 +34,8 @@ export interface PersistedForm {
   readonly files: readonly PersistedFile[];
   /** Start the unit when it is written (daemons the unit supervises); oneshot units only enable. */
   readonly start?: boolean;
+  /** false: the unit is written but not started at boot (disabled where it was enabled). */
+  readonly enable?: boolean;
 }
 
 /** The persisted layer of an object as the probe saw it. */
@@ -116,7 +118,14 @@ export function planPersistence(want: PersistedForm | undefined, state: Persiste
   if (changed.some((f) => f.path === unitPath(want.unit))) {
     steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
   }
-  if (state.enabled !== "enabled") {
+  if (want.enable === false) {
+    if (state.enabled === "enabled") {
+      steps.push({
+        summary: `disable ${want.unit} so it does not run at boot`,
+        argv: ["systemctl", "disable", "--quiet", "--", want.unit],
+      });
+    }
+  } else if (state.enabled !== "enabled") {
     steps.push({
       summary: `enable ${want.unit} so it runs at boot`,
       argv: ["systemctl", "enable", "--quiet", "--", want.unit],
@@ -160,7 +169,11 @@ export function describePersistDrift(
       state.files[f.path] === undefined ? `${f.path} is missing` : `${f.path} was edited by hand`,
     );
   }
-  if (state.enabled !== "enabled") problems.push(`${want.unit} is ${state.enabled || "unknown"}`);
+  if (want.enable === false) {
+    if (state.enabled === "enabled") problems.push(`${want.unit} is enabled`);
+  } else if (state.enabled !== "enabled") {
+    problems.push(`${want.unit} is ${state.enabled || "unknown"}`);
+  }
   if (state.active === "failed") problems.push(`${want.unit} failed`);
   return problems.length > 0 ? problems.join("; ") : undefined;
 }

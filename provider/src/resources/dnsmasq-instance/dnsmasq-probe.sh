@@ -1,11 +1,12 @@
 #!/bin/sh
 # The DnsmasqInstance probe, one round trip: dnsmasq-probe.sh CONF HOSTS PIDFILE LEASES CONFIG-DIR
-# RUN-DIR DATA-DIR CONFIG-ROOT. Processes are found by name in /proc and kept only when they share
+# RUN-DIR DATA-DIR CONFIG-ROOT UNIT UNIT-FILE. Processes are found by name in /proc and kept only when they share
 # this shell's mount namespace: the config path names a file in this namespace, and a container
 # (or another lab host) may run a dnsmasq with the same path. A file's section is printed only
 # when the file exists.
 . ../../host/probe.sh
-conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8
+. ../../persist/persist-probe.sh
+conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8 unit=$9 ufile=${10}
 dump() { if [ -f "$2" ]; then section "$1"; cat -- "$2"; fi; }
 self=$(readlink /proc/self/ns/mnt)
 section processes
@@ -25,6 +26,10 @@ section dirs
 for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done
 section instances
 for f in "$root"/*/dnsmasq.conf; do [ -f "$f" ] && grep -H "^interface=" "$f"; done
+persist_probe "$unit" "$ufile"
+if [ -d /run/systemd/system ]; then
+  section mainpid; systemctl show -p MainPID --value -- "$unit" 2>/dev/null || true
+fi
 section addresses
 ip -j addr show
 exit 0

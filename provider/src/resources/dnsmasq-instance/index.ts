@@ -1,8 +1,15 @@
+import { describePersistDrift } from "../../persist/persistence";
 import type { ResourceModule } from "../../resource";
 import { observeDnsmasq } from "./observe";
 import { planDnsmasqInstance } from "./plan";
 import { parseDhcpHosts, parseDnsmasqConf } from "./render";
 import { DnsmasqInstanceInputs, DnsmasqInstanceOutputs, type DnsmasqState } from "./schema";
+import { wantedForm } from "./unit";
+
+function driftOf(state: DnsmasqState): string | undefined {
+  const form = wantedForm(state);
+  return form === undefined ? undefined : describePersistDrift(form, state.persist);
+}
 
 /** The DnsmasqInstance resource. */
 export const dnsmasqInstanceModule: ResourceModule<
@@ -17,7 +24,7 @@ export const dnsmasqInstanceModule: ResourceModule<
   inputKeys: Object.keys(DnsmasqInstanceInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeDnsmasq(host, inputs.name),
+  observe: (host, inputs) => observeDnsmasq(host, inputs),
   // The instance is its running daemon: a dead one reads as gone, and the next up starts it again
   // from the files that are still there (lease file included).
   exists: (state) => state.pid !== undefined,
@@ -28,6 +35,8 @@ export const dnsmasqInstanceModule: ResourceModule<
     configPath: state.paths.configPath,
     leasesPath: state.paths.leasesPath,
     leases: state.leases,
+    persistedBy: wantedForm(state) !== undefined ? "systemd" : "none",
+    persistedDrift: driftOf(state),
   }),
   observedInputs: (state, desired) => {
     const conf = state.config === undefined ? {} : parseDnsmasqConf(state.config);
@@ -41,6 +50,7 @@ export const dnsmasqInstanceModule: ResourceModule<
       dnsServers: conf.dnsServers ?? [],
       domain: conf.domain,
       dns: conf.dns ?? true,
+      persistence: desired.persistence,
     };
   },
 };

@@ -1,18 +1,26 @@
+import { basename } from "node:path";
 import { z } from "zod";
 import type { Host } from "../../host/host";
 import { parseProbe } from "../../host/probe";
+import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { unitPath } from "../../persist/systemd-unit";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { parseLeases } from "./render";
+import { dnsmasqUnitName } from "./unit";
 import {
   CONFIG_ROOT,
   dnsmasqPaths,
   type DnsmasqPaths,
   type DnsmasqProcess,
+  type DnsmasqInstanceInputs,
   type DnsmasqState,
 } from "./schema";
 
 /** Returns the call of the single observe probe for an instance (dnsmasq-probe.sh). */
-export function observeCall(paths: DnsmasqPaths): ScriptCall {
+export function observeCall(
+  paths: DnsmasqPaths,
+  unit: string = dnsmasqUnitName(basename(paths.configDir)),
+): ScriptCall {
   return scriptIn(__dirname, "dnsmasq-probe.sh", [
     paths.configPath,
     paths.hostsPath,
@@ -22,6 +30,8 @@ export function observeCall(paths: DnsmasqPaths): ScriptCall {
     paths.runDir,
     paths.dataDir,
     CONFIG_ROOT,
+    unit,
+    unitPath(unit),
   ]);
 }
 
@@ -87,7 +97,11 @@ export function runsConfig(p: DnsmasqProcess, configPath: string): boolean {
 }
 
 /** Returns the instance state parsed from the probe's output. */
-export function parseDnsmasqState(name: string, stdout: string): DnsmasqState {
+export function parseDnsmasqState(
+  name: string,
+  stdout: string,
+  wanted?: Pick<DnsmasqInstanceInputs, "interface" | "persistence">,
+): DnsmasqState {
   const paths = dnsmasqPaths(name);
   const s = parseProbe(stdout, "the dnsmasq probe");
   // the last section: without it the probe stopped early
@@ -115,11 +129,28 @@ export function parseDnsmasqState(name: string, stdout: string): DnsmasqState {
     leases: parseLeases(s.get("leases") ?? ""),
     interfaces: parseInterfaces(addresses),
     otherInstances,
+    persist: parsePersistProbe(s),
+    mainPid: parseMainPid(s.get("mainpid")),
+    wanted:
+      wanted === undefined
+        ? undefined
+        : { interface: wanted.interface, persistence: wanted.persistence },
   };
 }
 
+/** Returns systemd's MainPID of a unit (`systemctl show -p MainPID --value`); 0 or none is undefined. */
+export function parseMainPid(text: string | undefined): number | undefined {
+  const n = Number((text ?? "").trim());
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
 /** Observes the instance, its process and its surroundings in one remote command. */
-export async function observeDnsmasq(host: Host, name: string): Promise<DnsmasqState> {
-  const r = await runScript(host, observeCall(dnsmasqPaths(name)));
-  return parseDnsmasqState(name, r.stdout);
+export async function observeDnsmasq(
+  host: Host,
+  d: Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">,
+): Promise<DnsmasqState> {
+  const r = await runScript(host, observeCall(dnsmasqPaths(d.name), dnsmasqUnitName(d.name)));
+  const state = parseDnsmasqState(d.name, r.stdout, d);
+  if (d.persistence === "auto") warnNoSystemd(host.label, state.persist);
+  return state;
 }

@@ -1,9 +1,11 @@
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
 import { hostAddressProblem, ipv4InCidr, ipv4NetworkAddress } from "../../net";
+import { planPersistence } from "../../persist/persistence";
 import type { Step } from "../../step";
 import { renderDhcpHosts, renderDnsmasqConf } from "./render";
 import type { DnsmasqInstanceInputs, DnsmasqPaths, DnsmasqState } from "./schema";
+import { supervised, wantedForm } from "./unit";
 
 /** Returns the step that stops an instance's dnsmasq (verified by its command line first). */
 export function stopStep(name: string, pid: number, configPath: string, why = ""): Step {
@@ -26,19 +28,29 @@ export function reloadStep(name: string, pid: number, paths: DnsmasqPaths, hosts
   };
 }
 
-/** Returns the step that checks and installs config and hosts file and starts dnsmasq, stopping `pid` first. */
+/**
+ * Returns the step that checks and installs config and hosts file and starts dnsmasq, stopping `pid`
+ * first. With `unit`, systemd starts dnsmasq afterwards: the step only installs, stopping the unit
+ * first when `unit.stop` names it.
+ */
 export function startStep(
   d: DnsmasqInstanceInputs,
   paths: DnsmasqPaths,
   pid: number | undefined,
+  unit?: { stop: string | undefined },
 ): Step {
   const conf = renderDnsmasqConf(d);
   const p = paths;
+  const what = `check (dnsmasq --test) and install the config of dnsmasq ${d.name}`;
+  const stopping =
+    unit?.stop !== undefined ? `stop ${unit.stop}` : pid !== undefined ? `stop pid ${pid}` : "";
   return {
     summary:
-      pid === undefined
-        ? `check (dnsmasq --test) and install the config of dnsmasq ${d.name}, and start it on ${d.interface}`
-        : `check (dnsmasq --test) and install the config of dnsmasq ${d.name}, and restart it on ${d.interface} (pid ${pid}; leases kept)`,
+      unit !== undefined
+        ? `${what}${stopping !== "" ? ` (${stopping} first; leases kept)` : ""}; its unit starts it on ${d.interface}`
+        : pid === undefined
+          ? `${what}, and start it on ${d.interface}`
+          : `${what}, and restart it on ${d.interface} (pid ${pid}; leases kept)`,
     script: scriptIn(__dirname, "dnsmasq-start.sh", [
       p.configPath,
       p.hostsPath,
@@ -48,6 +60,7 @@ export function startStep(
       p.pidPath,
       pid === undefined ? "" : String(pid),
       String(Buffer.byteLength(conf)),
+      ...(unit !== undefined ? ["install", unit.stop ?? ""] : []),
     ]),
     stdin: conf + renderDhcpHosts(d.staticLeases),
   };
@@ -63,8 +76,11 @@ export function planDnsmasqInstance(
 
 function planDelete(actual: DnsmasqState): Step[] {
   const p = actual.paths;
-  const steps: Step[] = [];
-  if (actual.pid !== undefined) steps.push(stopStep(actual.name, actual.pid, p.configPath));
+  // `systemctl disable --now` stops a daemon the unit supervises, so systemd does not restart it.
+  const steps: Step[] = planPersistence(undefined, actual.persist);
+  if (actual.pid !== undefined && !supervised(actual)) {
+    steps.push(stopStep(actual.name, actual.pid, p.configPath));
+  }
   for (const stray of actual.strays) {
     steps.push(stopStep(actual.name, stray, p.configPath, " (not in its pid file)"));
   }
@@ -95,12 +111,30 @@ function planConverge(d: DnsmasqInstanceInputs, actual: DnsmasqState): Step[] {
       " (runs this instance's config but is not in its pid file)",
     ),
   );
-  if (actual.pid !== undefined && actual.config === conf) {
-    // dnsmasq re-reads --dhcp-hostsfile on SIGHUP: the process, its pid and its leases stay.
-    if (actual.hosts !== hosts) steps.push(reloadStep(d.name, actual.pid, p, hosts));
+  const form = wantedForm(actual, d);
+  const underUnit = supervised(actual);
+  if (form === undefined) {
+    // Runtime only: a unit left from "auto" goes first (disable --now stops what it supervises).
+    const unpersist = planPersistence(undefined, actual.persist);
+    steps.push(...unpersist);
+    const pid = unpersist.length > 0 && underUnit ? undefined : actual.pid;
+    if (pid !== undefined && actual.config === conf) {
+      // dnsmasq re-reads --dhcp-hostsfile on SIGHUP: the process, its pid and its leases stay.
+      if (actual.hosts !== hosts) steps.push(reloadStep(d.name, pid, p, hosts));
+      return steps;
+    }
+    steps.push(startStep(d, p, pid));
     return steps;
   }
-  steps.push(startStep(d, p, actual.pid));
+  if (underUnit && actual.pid !== undefined && actual.config === conf) {
+    if (actual.hosts !== hosts) steps.push(reloadStep(d.name, actual.pid, p, hosts));
+    steps.push(...planPersistence(form, actual.persist));
+    return steps;
+  }
+  // (Re)started by its unit: the install step stops whatever runs, systemd starts the new config.
+  const active = actual.persist.active === "active";
+  steps.push(startStep(d, p, actual.pid, { stop: active ? form.unit : undefined }));
+  steps.push(...planPersistence(form, { ...actual.persist, active: "inactive" }));
   return steps;
 }
 

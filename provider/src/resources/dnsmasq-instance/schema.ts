@@ -1,5 +1,6 @@
 import { isIPv4 } from "node:net";
 import { z } from "zod";
+import { Persistence, PersistedBy, type PersistedState } from "../../persist/persistence";
 import {
   hostAddressProblem,
   InterfaceName,
@@ -128,6 +129,7 @@ export const DnsmasqInstanceInputs = z
       "The DNS domain given to clients (and served locally when `dns` is on).",
     ),
     dns: z.boolean().default(true).describe("Serve DNS on the interface; false sets `port=0`."),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((d, ctx) => {
@@ -199,6 +201,13 @@ export const DnsmasqInstanceOutputs = z.object({
   configPath: z.string().describe("Where its config file is on the host."),
   leasesPath: z.string().describe("Where its lease file is on the host."),
   leases: z.array(DnsmasqLease).describe("The leases in the lease file when last observed."),
+  persistedBy: PersistedBy,
+  persistedDrift: z
+    .string()
+    .optional()
+    .describe(
+      "How the persisted layer (unit file, enablement, failed unit) differs from what the provider writes; absent when it matches.",
+    ),
 });
 
 function duplicates(
@@ -277,4 +286,10 @@ export interface DnsmasqState {
   interfaces: Record<string, string[]>;
   /** The interface of each other instance of this provider on the host, by instance name. */
   otherInstances: Record<string, string>;
+  /** The persisted layer: whether PID 1 is systemd, the unit's enablement and state, its file. */
+  persist: PersistedState;
+  /** The MainPID systemd has for the unit (undefined without systemd or when it runs nothing). */
+  mainPid: number | undefined;
+  /** What observe was asked about: the unit's ordering and the persistence chosen. */
+  wanted: { interface: string; persistence: Persistence } | undefined;
 }
