@@ -63,8 +63,12 @@ export interface QemuGuestArgs {
   bootOrder?: pulumi.Input<string>;
   /** Remove the disk images when the guest is deleted or replaced (otherwise they are kept). Applied live. Default: `false`. */
   deleteDisks?: pulumi.Input<boolean>;
-  /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`. Applied live. Default: `60`. */
+  /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`; also the grace a guest gets when the host shuts down. Applied live. Default: `60`. */
   shutdownTimeoutSeconds?: pulumi.Input<number>;
+  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live. Default: `true`. */
+  autostart?: pulumi.Input<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a QemuGuest, in both SDKs. */
@@ -103,8 +107,12 @@ export interface QemuGuestProperties {
   readonly bootOrder: pulumi.Output<string | undefined>;
   /** Remove the disk images when the guest is deleted or replaced (otherwise they are kept). Applied live. */
   readonly deleteDisks: pulumi.Output<boolean>;
-  /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`. Applied live. */
+  /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`; also the grace a guest gets when the host shuts down. Applied live. */
   readonly shutdownTimeoutSeconds: pulumi.Output<number>;
+  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live. */
+  readonly autostart: pulumi.Output<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The pid of the QEMU process while the guest runs. */
   readonly pid: pulumi.Output<number | undefined>;
   /** Path of the guest's QMP socket on the host. */
@@ -115,6 +123,10 @@ export interface QemuGuestProperties {
   readonly accelUsed: pulumi.Output<"kvm" | "tcg" | undefined>;
   /** Path of the serial console log on the host, when `serialLog` is on. */
   readonly serialLogPath: pulumi.Output<string | undefined>;
+  /** What brings the object back after a reboot: "systemd" (its unit) or "none". */
+  readonly persistedBy: pulumi.Output<"systemd" | "none">;
+  /** How the persisted layer (unit and scripts, enablement, failed unit) differs from what the provider writes; absent when it matches. */
+  readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
 /** A QEMU guest on a hypervisor host, run daemonized and managed through QMP. */
@@ -124,4 +136,6 @@ export class QemuGuest extends dynamicResource<QemuGuestArgs, QemuGuestPropertie
   "status",
   "accelUsed",
   "serialLogPath",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

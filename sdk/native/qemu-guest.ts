@@ -12,4 +12,6 @@ export class QemuGuest extends nativeResource<QemuGuestArgs, QemuGuestProperties
   "status",
   "accelUsed",
   "serialLogPath",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

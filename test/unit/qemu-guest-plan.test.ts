@@ -105,6 +105,8 @@ describe("parsing the real observe probe", () => {
       status: "running",
       accelUsed: "tcg",
       serialLogPath: "/var/log/pulumi-hypervisor/qemu/g1.log",
+      persistedBy: "none",
+      persistedDrift: undefined,
     });
     expect(qemuGuestModule.observedInputs(s, B())).toEqual({ running: true });
     // Its own process is not counted as another user of its MACs.
@@ -160,6 +162,10 @@ describe("parsing the real observe probe", () => {
       "2",
       KERNEL,
       "/nonexistent/initrd.img",
+      "pulumi-hypervisor-qemu-g1.service",
+      "/etc/systemd/system/pulumi-hypervisor-qemu-g1.service",
+      "/etc/pulumi-hypervisor/qemu/g1/start.sh",
+      "/etc/pulumi-hypervisor/qemu/g1/stop.sh",
     ]);
     expect(scriptBody(call.name)).not.toContain("g1");
   });
@@ -528,6 +534,8 @@ describe("QemuGuestInputs", () => {
       running: true,
       deleteDisks: false,
       shutdownTimeoutSeconds: 60,
+      autostart: true,
+      persistence: "auto",
     });
   });
   it("rejects bad values with the property named", () => {

@@ -63,8 +63,15 @@ const states: Record<string, { present: unknown; gone: unknown }> = {
       paths: dnsmasqPaths("lan"),
       pid: 4242,
       leases: [{ expires: 0, mac: "02:00:00:00:00:08", ip: "198.18.130.10" }],
+      persist: { systemd: false, unit: "", enabled: "", active: "", files: {} },
     },
-    gone: { name: "lan", paths: dnsmasqPaths("lan"), pid: undefined, leases: [] },
+    gone: {
+      name: "lan",
+      paths: dnsmasqPaths("lan"),
+      pid: undefined,
+      leases: [],
+      persist: { systemd: false, unit: "", enabled: "", active: "", files: {} },
+    },
   },
   NatRule: {
     present: { name: "guests", nft: { chains: {}, extras: [], jumps: [] }, iptables: undefined },
@@ -75,8 +82,14 @@ const states: Record<string, { present: unknown; gone: unknown }> = {
       name: "vm1",
       inputs: QemuGuestInputs.parse({ name: "vm1" }),
       process: { pid: 99, argv: [], status: "running", accel: "tcg", qmpName: "vm1" },
+      persist: { systemd: false, unit: "", enabled: "", active: "", files: {} },
     },
-    gone: { name: "vm1", inputs: QemuGuestInputs.parse({ name: "vm1" }), process: undefined },
+    gone: {
+      name: "vm1",
+      inputs: QemuGuestInputs.parse({ name: "vm1" }),
+      process: undefined,
+      persist: { systemd: false, unit: "", enabled: "", active: "", files: {} },
+    },
   },
 };
 

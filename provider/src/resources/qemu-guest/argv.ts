@@ -13,6 +13,9 @@ export interface GuestPaths {
   configDir: string;
   configFile: string;
   serialLog: string;
+  /** What its unit runs to start it (a boot script) and to stop it. */
+  startScript: string;
+  stopScript: string;
 }
 
 /** Returns the paths the provider owns for a guest. */
@@ -25,6 +28,8 @@ export function guestPaths(name: string): GuestPaths {
     qmpSocket: `${runDir}/qmp.sock`,
     configDir,
     configFile: `${configDir}/${CONFIG_FILE_NAME}`,
+    startScript: `${configDir}/start.sh`,
+    stopScript: `${configDir}/stop.sh`,
     serialLog: `${QEMU_LOG_ROOT}/${name}.log`,
   };
 }
@@ -119,7 +124,8 @@ export function nameInArgv(argv: readonly string[]): string | undefined {
 
 /** Returns the content of the guest's config file: what it is and which MACs it owns. */
 export function renderGuestConfig(g: QemuGuestInputs): string {
-  const { running: _running, ...recorded } = g;
+  // What only decides whether and when it runs is not part of what the guest is.
+  const { running: _running, autostart: _autostart, persistence: _persistence, ...recorded } = g;
   const sorted = (v: unknown): unknown =>
     Array.isArray(v)
       ? v.map(sorted)

@@ -1,17 +1,37 @@
 import type { ResourceModule } from "../../resource";
 import { accelInArgv, guestPaths } from "./argv";
 import { observeQemuGuest } from "./observe";
-import { planQemuGuest } from "./plan";
+import { describePersistDrift } from "../../persist/persistence";
+import { planQemuGuest, wantedGuestForm } from "./plan";
+import { guestPersists } from "./unit";
 import { QemuGuestInputs, QemuGuestOutputs, type QemuGuestState } from "./schema";
 
 // Everything on QEMU's command line replaces the guest (QEMU cannot change it live); only
-// `running`, `deleteDisks` and `shutdownTimeoutSeconds` are applied in place.
-const LIVE = ["running", "deleteDisks", "shutdownTimeoutSeconds"];
+// `running`, `deleteDisks`, `shutdownTimeoutSeconds`, `autostart` and `persistence` are applied in
+// place.
+const LIVE = ["running", "deleteDisks", "shutdownTimeoutSeconds", "autostart", "persistence"];
 
 /** Returns the guest's status: QMP's run state, or "stopped" when no QEMU process runs for it. */
 export function guestStatus(state: QemuGuestState): string {
   if (!state.process) return "stopped";
   return state.process.status ?? "unresponsive";
+}
+
+function persistedOutputs(state: QemuGuestState): {
+  persistedBy: "systemd" | "none";
+  persistedDrift: string | undefined;
+} {
+  if (!guestPersists(state.inputs, state.persist)) {
+    return { persistedBy: "none", persistedDrift: undefined };
+  }
+  try {
+    const form = wantedGuestForm(state.inputs, state);
+    const drift = form === undefined ? undefined : describePersistDrift(form, state.persist);
+    return { persistedBy: "systemd", persistedDrift: drift };
+  } catch {
+    // The accelerator cannot be chosen (KVM asked for, not usable): the plan says so.
+    return { persistedBy: "systemd", persistedDrift: undefined };
+  }
 }
 
 /** The QemuGuest resource. */
@@ -40,6 +60,7 @@ export const qemuGuestModule: ResourceModule<
       status: guestStatus(state),
       accelUsed: proc ? (proc.accel ?? accelInArgv(proc.argv)) : undefined,
       serialLogPath: state.inputs.serialLog ? p.serialLog : undefined,
+      ...persistedOutputs(state),
     };
   },
   // Only whether the guest runs is observed; everything else is on QEMU's command line, which

@@ -2,10 +2,13 @@ import { z } from "zod";
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
+import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { unitPath } from "../../persist/systemd-unit";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
 import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
+import { guestUnitName } from "./unit";
 
 /** Where distributions install qemu-bridge-helper (Debian first). */
 export const BRIDGE_HELPER_PATHS = [
@@ -38,6 +41,10 @@ export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
     ...links,
     String(files.length),
     ...files,
+    guestUnitName(g.name),
+    unitPath(guestUnitName(g.name)),
+    p.startScript,
+    p.stopScript,
   ]);
 }
 
@@ -164,6 +171,16 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
       setuidRoot: uid === "0" && (parseInt(mode, 8) & 0o4000) !== 0,
     };
   }
+  const dnsmasqByInterface: Record<string, string[]> = {};
+  for (const line of lines(one("dnsmasq"))) {
+    const m = /^\/etc\/pulumi-hypervisor\/dnsmasq\/([^/]+)\/dnsmasq\.conf:interface=(.+)$/.exec(
+      line,
+    );
+    if (m?.[1] !== undefined && m[2] !== undefined) {
+      (dnsmasqByInterface[m[2]] ??= []).push(m[1]);
+    }
+  }
+  const mainPid = Number(lines(one("mainpid"))[0] ?? "");
   const runas = one("runas");
   const kvmLine = lines(one("kvm"))[0];
   return {
@@ -198,6 +215,9 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
         : kvmLine === "usable"
           ? { usable: true, reason: "" }
           : { usable: false, reason: kvmLine.replace(/^unusable\s*/, "").trim() },
+    persist: parsePersistProbe(out),
+    mainPid: Number.isInteger(mainPid) && mainPid > 0 ? mainPid : undefined,
+    dnsmasqByInterface,
   };
 }
 
@@ -223,6 +243,7 @@ export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<
   const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
   const r = await runScript(host, observeCall(g, wantKvm));
   const state = parseQemuGuestState(g, r.stdout);
+  if (g.persistence === "auto") warnNoSystemd(host.label, state.persist);
   if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
   else if (fresh !== undefined) state.kvm = fresh;
   return state;

@@ -1,17 +1,18 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
+import { planPersistence, type PersistedForm } from "../../persist/persistence";
 import { scriptIn } from "../../host/script";
 import type { Step } from "../../step";
-import {
-  accelInArgv,
-  buildQemuArgv,
-  guestPaths,
-  QEMU_BINARY,
-  QEMU_LOG_ROOT,
-  renderGuestConfig,
-} from "./argv";
+import { accelInArgv, buildQemuArgv, guestPaths, QEMU_BINARY, renderGuestConfig } from "./argv";
 import { qmpCommand, qmpStep } from "./qmp";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
+import {
+  guestPersistedForm,
+  guestPersists,
+  guestSupervised,
+  guestUnitName,
+  startSteps,
+} from "./unit";
 
 const GIB = 1024 ** 3;
 
@@ -39,8 +40,10 @@ export function planQemuGuest(
 function planDelete(actual: QemuGuestState): Step[] {
   const g = actual.inputs;
   const p = guestPaths(actual.name);
-  const steps: Step[] = [];
-  if (actual.process) steps.push(stopStep(g, `stop guest ${g.name} (pid ${actual.process.pid})`));
+  // `systemctl disable --now` shuts down a guest its unit runs (ExecStop: the same graceful stop).
+  const steps: Step[] = planPersistence(undefined, actual.persist);
+  if (actual.process && !guestSupervised(actual))
+    steps.push(stopStep(g, `stop guest ${g.name} (pid ${actual.process.pid})`));
   if (actual.present.runDir || actual.process) {
     steps.push({ summary: `remove ${p.runDir}`, argv: ["rm", "-rf", "--", p.runDir] });
   }
@@ -206,11 +209,30 @@ function sameArgv(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** Returns the persisted form of the guest on this host, or undefined when it is runtime only. */
+export function wantedGuestForm(
+  g: QemuGuestInputs,
+  actual: QemuGuestState,
+  argv?: readonly string[],
+): PersistedForm | undefined {
+  if (!guestPersists(g, actual.persist)) return undefined;
+  const want =
+    argv ??
+    buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
+  return guestPersistedForm(g, actual, want, stopStep(g, `stop guest ${g.name}`));
+}
+
 function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   const p = guestPaths(g.name);
-  const proc = actual.process;
-  const running = proc !== undefined;
+  const persist = guestPersists(g, actual.persist);
+  const underUnit = guestSupervised(actual);
+  const unit = guestUnitName(g.name);
   const steps: Step[] = [];
+  // Runtime only: a unit left from "auto" goes first, and `disable --now` stops the guest it runs.
+  const unpersist = persist ? [] : planPersistence(undefined, actual.persist);
+  steps.push(...unpersist);
+  const proc = unpersist.length > 0 && underUnit ? undefined : actual.process;
+  const running = proc !== undefined;
 
   // What happens to the process, decided first: checks that only matter for a start run only then.
   let action: "none" | "start" | "restart" | "stop" | "cont" | "wakeup" = "none";
@@ -227,6 +249,9 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
     if (!sameArgv(proc.argv, argv)) {
       action = "restart";
       reason = "its command line differs from the inputs";
+    } else if (persist && !underUnit) {
+      action = "restart";
+      reason = `to run it under its systemd unit ${unit}`;
     } else if (proc.status === "paused") {
       action = "cont";
     } else if (proc.status === "suspended") {
@@ -248,6 +273,7 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
     refuseStartBlockers(g, actual);
     argv ??= wantArgv();
   }
+  const form = persist ? wantedGuestForm(g, actual, argv) : undefined;
 
   if (actual.config !== config) {
     steps.push({
@@ -256,13 +282,15 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
     });
   }
   if (action === "stop" || action === "restart") {
+    const why =
+      action === "stop" ? `stop guest ${g.name}` : `stop guest ${g.name} to restart it (${reason})`;
     steps.push(
-      stopStep(
-        g,
-        action === "stop"
-          ? `stop guest ${g.name}`
-          : `stop guest ${g.name} to restart it (${reason})`,
-      ),
+      underUnit && persist
+        ? {
+            summary: `${why} through ${unit}: ACPI powerdown, quit after ${g.shutdownTimeoutSeconds}s, then kill`,
+            argv: ["systemctl", "stop", "--", unit],
+          }
+        : stopStep(g, why),
     );
   }
   // A running QEMU holds its images: growing happens only where the guest is stopped by then.
@@ -282,16 +310,17 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
       });
     }
   });
-  if (starting && argv !== undefined) {
-    steps.push({
-      summary: `create ${p.runDir}${g.serialLog ? ` and ${QEMU_LOG_ROOT}` : ""}`,
-      argv: ["mkdir", "-p", "--", p.runDir, ...(g.serialLog ? [QEMU_LOG_ROOT] : [])],
-    });
-    const accel = argv[argv.indexOf("-accel") + 1] ?? "";
-    steps.push({
-      summary: `start guest ${g.name} (${accel}, ${g.memoryMiB} MiB, ${g.cpus} cpu)`,
-      argv,
-    });
+  if (form !== undefined) {
+    // systemd starts it: the unit runs the same start steps, from the start script.
+    const stopped = !running || action === "stop" || action === "restart";
+    steps.push(
+      ...planPersistence(
+        form,
+        stopped ? { ...actual.persist, active: "inactive" } : actual.persist,
+      ),
+    );
+  } else if (starting && argv !== undefined) {
+    steps.push(...startSteps(g, argv));
   }
   if (action === "cont")
     steps.push(qmpStep(`resume paused guest ${g.name}`, p.qmpSocket, [qmpCommand("cont")]));

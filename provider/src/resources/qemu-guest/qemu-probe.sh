@@ -1,8 +1,9 @@
 #!/bin/sh
 # The QemuGuest probe, one round trip. Positional parameters: name pidfile socket configfile
 # rundir configdir seriallog runas kvm-probe-machine (empty: no probe) bridge-conf(0/1), then counted lists: disks,
-# links, files.
+# links, files; then the unit and its files (persist-probe.sh).
 . ../../host/probe.sh
+. ../../persist/persist-probe.sh
 . ./qmp.sh
 . ./kvm-probe.sh
 # shellcheck disable=SC2034 # name is not used, but keeps the parameters readable
@@ -77,3 +78,11 @@ if [ "$bconf" = 1 ]; then
 fi
 if [ -n "$runas" ]; then section runas; id -u -- "$runas" 2>/dev/null || echo missing; fi
 if [ -n "$probe" ] && [ -z "$pid" ]; then section kvm; kvm_probe "$probe"; fi
+persist_probe "$@"
+if [ -d /run/systemd/system ]; then
+  section mainpid; systemctl show -p MainPID --value -- "$1" 2>/dev/null || true
+fi
+# The provider's dnsmasq instances and their interfaces: a guest's unit is ordered after them.
+section dnsmasq
+for f in /etc/pulumi-hypervisor/dnsmasq/*/dnsmasq.conf; do [ -f "$f" ] && grep -H "^interface=" "$f"; done
+exit 0

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { InterfaceName, MacAddress } from "../../net";
+import { Persistence, PersistedBy, type PersistedState } from "../../persist/persistence";
 
 // Paths and names end up inside QEMU option lists (`-drive file=...,format=...`) where ',' separates
 // options, and in socat addresses where ':' and ',' are special; they are refused rather than escaped.
@@ -163,8 +164,15 @@ export const QemuGuestInputs = z
       .max(3600, "must be at most 3600")
       .default(60)
       .describe(
-        "Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`. Applied live.",
+        "Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`; also the grace a guest gets when the host shuts down. Applied live.",
       ),
+    autostart: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Start the guest when the host boots (its systemd unit enabled), after the provider\'s units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live.',
+      ),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((g, ctx) => {
@@ -232,6 +240,13 @@ export const QemuGuestOutputs = z.object({
     .string()
     .optional()
     .describe("Path of the serial console log on the host, when `serialLog` is on."),
+  persistedBy: PersistedBy,
+  persistedDrift: z
+    .string()
+    .optional()
+    .describe(
+      "How the persisted layer (unit and scripts, enablement, failed unit) differs from what the provider writes; absent when it matches.",
+    ),
 });
 
 /** The QEMU process of the guest, when its pid file names a live process started for this guest. */
@@ -295,4 +310,10 @@ export interface QemuGuestState {
   runAsExists: boolean | undefined;
   /** KVM usability, probed only when a start may need it. */
   kvm: { usable: boolean; reason: string } | undefined;
+  /** The persisted layer: whether PID 1 is systemd, the unit's enablement and state, its files. */
+  persist: PersistedState;
+  /** The MainPID systemd has for the guest's unit (undefined without systemd or when it runs nothing). */
+  mainPid: number | undefined;
+  /** The provider's dnsmasq instances on the host by the interface they serve (for unit ordering). */
+  dnsmasqByInterface: Record<string, string[]>;
 }
