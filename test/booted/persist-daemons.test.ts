@@ -302,7 +302,11 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
   }, 300_000);
 
   it("fails the guest's unit with a clear message when its tap is missing at boot", async () => {
-    await sh('systemctl disable --quiet -- "$1"', NET_UNIT);
+    // Gone, not just disabled: the guest's unit Wants= it, which would start it anyway.
+    await sh(
+      'systemctl disable --quiet -- "$1" && mv "/etc/systemd/system/$1" /root/ && systemctl daemon-reload',
+      NET_UNIT,
+    );
     await h.reboot();
     const { ms } = await until("the guest's unit failed", async () =>
       (await isActive(QEMU_UNIT)) === "failed" ? true : undefined,
@@ -314,12 +318,15 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
     // QEMU never ran, so it created no tap of that name either.
     expect((await h.exec(["ip", "link", "show", "dev", TAP])).code).not.toBe(0);
     await sh(
-      'systemctl enable --now --quiet -- "$1" && systemctl reset-failed -- "$2"',
+      'mv "/root/$1" /etc/systemd/system/ && systemctl daemon-reload && systemctl enable --now --quiet -- "$1" && systemctl reset-failed -- "$2"',
       NET_UNIT,
       QEMU_UNIT,
     );
+    // Refresh sees the guest stopped (running: false drifted), so up starts it through its unit.
+    await engine.refresh();
     await engine.up(await program());
     expect(await isActive(QEMU_UNIT)).toBe("active");
+    expect(await mainPid(QEMU_UNIT)).toBe(out("g1").pid);
   }, 300_000);
 
   it("deletes: after a reboot no process, unit or file of either comes back", async () => {
