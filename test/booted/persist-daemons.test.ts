@@ -247,15 +247,23 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
     expect(out("g1").status).toBe("running");
   }, 300_000);
 
-  it("reports a unit file edited by hand as drift", async () => {
+  it("reports a unit file edited by hand as drift, and up repairs it", async () => {
     await sh(`sed -i 's/^RestartSec=1$/RestartSec=30/' /etc/systemd/system/${DM_UNIT}`);
-    await engine.refresh();
+    const refreshed = await engine.refresh();
     expect(out("dm").persistedDrift).toBe(`/etc/systemd/system/${DM_UNIT} was edited by hand`);
-    // The plan of the next update rewrites it (here with a changed static lease, a live update).
-    await engine.up(await program({ staticLeases: [] }));
-    expect(out("dm").persistedDrift).toBeUndefined();
-    expect(await sh(`cat /etc/systemd/system/${DM_UNIT}`)).toContain("RestartSec=1\n");
+    expect(
+      refreshed.steps
+        .filter(
+          (s) => (s.detail as { inputsChanged?: boolean } | undefined)?.inputsChanged === true,
+        )
+        .map((s) => s.name),
+    ).toEqual(["dm"]);
+    // The same program: the drift refresh recorded is what up repairs.
+    const pid = out("dm").pid;
     await engine.up(await program());
+    expect(out("dm").persistedDrift).toBeUndefined();
+    expect(out("dm").pid).toBe(pid);
+    expect(await sh(`cat /etc/systemd/system/${DM_UNIT}`)).toContain("RestartSec=1\n");
   }, 120_000);
 
   it("leaves a guest that powers itself off stopped", async () => {

@@ -164,6 +164,8 @@ describe("DnsmasqInstance under systemd", () => {
     expect(dnsmasqInstanceModule.outputs(state).persistedDrift).toBe(
       `${UNIT_FILE} was edited by hand; ${UNIT} is disabled`,
     );
+    // refresh shows it as drift of `persistence`, so the next up repairs it
+    expect(dnsmasqInstanceModule.observedInputs(state, guests()).persistence).toBe("none");
     expect(planDnsmasqInstance(guests(), state)).toEqual([
       unitFile,
       { summary: "reload systemd's units", argv: RELOAD },

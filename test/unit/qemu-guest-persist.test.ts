@@ -216,6 +216,8 @@ describe("QemuGuest under systemd", () => {
       `${P.startScript} was edited by hand; ${UNIT} is disabled`,
     );
     expect(planQemuGuest(g(), s)).toEqual([write(P.startScript), ENABLE]);
+    // refresh shows it as drift of `persistence`, so the next up repairs it
+    expect(qemuGuestModule.observedInputs(s, g())).toEqual({ running: true, persistence: "none" });
   });
 
   it("deletes: disables and stops the unit (graceful), removes the unit, scripts and files", () => {

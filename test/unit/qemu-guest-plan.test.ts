@@ -108,14 +108,17 @@ describe("parsing the real observe probe", () => {
       persistedBy: "none",
       persistedDrift: undefined,
     });
-    expect(qemuGuestModule.observedInputs(s, B())).toEqual({ running: true });
+    expect(qemuGuestModule.observedInputs(s, B())).toEqual({ running: true, persistence: "auto" });
     // Its own process is not counted as another user of its MACs.
     expect(s.otherMacs.map((o) => o.mac)).toEqual(["52:54:00:52:00:98", "52:54:00:52:00:99"]);
   });
 
   it("reads a paused guest and one whose QEMU was killed", () => {
     expect(paused().process?.status).toBe("paused");
-    expect(qemuGuestModule.observedInputs(paused(), B())).toEqual({ running: false });
+    expect(qemuGuestModule.observedInputs(paused(), B())).toEqual({
+      running: false,
+      persistence: "auto",
+    });
     const d = dead();
     expect(d.process).toBeUndefined();
     expect(d.present).toEqual({ runDir: true, configDir: true, serialLog: true });

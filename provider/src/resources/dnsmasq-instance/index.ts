@@ -50,7 +50,9 @@ export const dnsmasqInstanceModule: ResourceModule<
       dnsServers: conf.dnsServers ?? [],
       domain: conf.domain,
       dns: conf.dns ?? true,
-      persistence: desired.persistence,
+      // A drifted persisted layer (unit edited, disabled, failed) would not bring the instance back
+      // as declared: refresh shows it as drift of `persistence`, so `up` repairs it.
+      persistence: driftOf(state) !== undefined ? "none" : desired.persistence,
     };
   },
 };

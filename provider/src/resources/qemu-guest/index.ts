@@ -65,5 +65,11 @@ export const qemuGuestModule: ResourceModule<
   },
   // Only whether the guest runs is observed; everything else is on QEMU's command line, which
   // the plan compares as a whole (a difference restarts the guest).
-  observedInputs: (state) => ({ running: state.process?.status === "running" }),
+  // A drifted persisted layer (unit or scripts edited, disabled, failed) would not bring the guest
+  // back as declared: refresh shows it as drift of `persistence`, so `up` repairs it.
+  observedInputs: (state, desired) => ({
+    running: state.process?.status === "running",
+    persistence:
+      persistedOutputs(state).persistedDrift !== undefined ? "none" : desired.persistence,
+  }),
 };
