@@ -307,6 +307,9 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
     expect(await isEnabled("pulumi-hypervisor-dnsmasq-pdnone.service")).toBe("");
     // the guest started again (it was off): by its unit
     expect(await mainPid(QEMU_UNIT)).toBe(out("g1").pid);
+    // Runtime only: deleted now, before a reboot would make it read as gone.
+    await engine.up(await program());
+    expect(await sh("ls /etc/pulumi-hypervisor/dnsmasq")).toBe("pdlan\n");
   }, 300_000);
 
   it("fails the guest's unit with a clear message when its tap is missing at boot", async () => {
