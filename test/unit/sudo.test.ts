@@ -59,7 +59,7 @@ describe("sudoPasswordFeed", () => {
   /** A password feed opened on a recorder (`sink`); `stderr` hands it a piece of sudo's stderr. */
   function openFeed(password: string): {
     sink: ReturnType<typeof recorder>;
-    stderr(text: string): void;
+    stderr: (text: string) => void;
   } {
     const feed = sudoPasswordFeed(password, stdin, marks);
     const sink = recorder();
