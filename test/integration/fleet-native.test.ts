@@ -229,11 +229,7 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
     const { steps } = await engine.destroy();
     expect(ops(steps)).toEqual(allAs("delete"));
-    await expectFleetDestroyed(
-      lab,
-      engine,
-      steps.map((s) => s.name),
-    );
+    await expectFleetDestroyed(lab, engine, steps);
     // No plugin logged a credential.
     const logs = engine.logs();
     expect(logs).toContain("pulumi-hypervisor:");

@@ -127,10 +127,6 @@ describe("examples/fleet on three lab hosts", () => {
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
     const { steps } = await engine.destroy();
     expect(ops(steps)).toEqual(allAs("delete"));
-    await expectFleetDestroyed(
-      lab,
-      engine,
-      steps.map((s) => s.name),
-    );
+    await expectFleetDestroyed(lab, engine, steps);
   });
 });

@@ -239,15 +239,16 @@ export async function changeLeaseRangeOfSecondHost(
 }
 
 /**
- * Expects a destroy (its steps' names in `order`) to have deleted every host's guest before its
+ * Expects a destroy (its `steps`, in order) to have deleted every host's guest before its
  * dnsmasq, NAT and tap and those before its bridge, the engine to hold no state any more, and no
  * trace of the fleet left on any host: no bridge, no tap, no nft table, no files.
  */
 export async function expectFleetDestroyed(
   lab: Lab,
   engine: EngineState,
-  order: string[],
+  steps: ReadonlyArray<{ name: string }>,
 ): Promise<void> {
+  const order = steps.map((s) => s.name);
   for (const h of lab.hosts) {
     const at = (k: string): number => order.indexOf(`${h.name}-${k}`);
     for (const dep of ["dhcp", "nat", "tap"]) {
