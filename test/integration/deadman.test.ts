@@ -69,8 +69,8 @@ describe("the dead-man timer without systemd", () => {
   it("keeps the change when a confirm comes in time", async () => {
     const host = hostFor(Connection.parse(h.connection()));
     await h.exec(["sh", "-c", `rm -f /tmp/${dm2}.mark`]);
-    await applySteps(host, [armStep(guard(dm2, 2)), confirmStep(guard(dm2, 2))]);
-    await sleep(3500);
+    await applySteps(host, [armStep(guard(dm2, 4)), confirmStep(guard(dm2, 4))]);
+    await sleep(5000);
     expect(await cat(`/tmp/${dm2}.mark`)).toBeUndefined();
     expect(await cat(`/run/pulumi-hypervisor/deadman/${dm2}/confirmed`)).toMatch(/^\d+\n$/);
     // the detached sleep is gone with its process group

@@ -8,8 +8,9 @@ import { armedSeconds, isConfirm, restoreNowStep } from "./deadman";
 /** Applies steps in as few round trips as it can; StepError says how many completed. */
 export type ApplySteps = (host: Host, steps: readonly Step[]) => Promise<void>;
 
-// A confirm tries new logins until this long before the timer fires, so it never races it.
-const CONFIRM_MARGIN_MS = 5_000;
+// A confirm tries new logins until this long before the timer fires (a quarter of a short timer),
+// so it never races it.
+const MAX_MARGIN_MS = 5_000;
 const ATTEMPT_MS = 20_000;
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -47,6 +48,7 @@ export async function applyGuarded(
   });
   const armedAt = Date.now();
   const fireAt = armedAt + seconds * 1000;
+  const CONFIRM_MARGIN_MS = Math.min(MAX_MARGIN_MS, seconds * 250);
   const change = steps.slice(a + 1, c);
   try {
     const budget = Math.max(fireAt - CONFIRM_MARGIN_MS - Date.now(), 1000) / 2;
