@@ -36,6 +36,11 @@ async function addrs(dev: string): Promise<string[]> {
     .map((a) => `${a.local}/${a.prefixlen}`);
 }
 
+async function mac(dev: string): Promise<string | undefined> {
+  const r = await h.exec(["ip", "-j", "link", "show", "dev", dev]);
+  return (JSON.parse(r.stdout) as Array<{ address?: string }>)[0]?.address;
+}
+
 async function master(dev: string): Promise<string | undefined> {
   const r = await h.exec(["ip", "-j", "link", "show", "dev", dev]);
   return (JSON.parse(r.stdout) as Array<{ master?: string }>)[0]?.master;
@@ -53,6 +58,7 @@ afterAll(async () => {
 
 describe("a bridge taking over the ifupdown-managed uplink", () => {
   let original = "";
+  let eth0Mac: string | undefined;
   const props = (): Record<string, unknown> => ({
     connection: h.connection(),
     name: "br0",
@@ -63,10 +69,13 @@ describe("a bridge taking over the ifupdown-managed uplink", () => {
 
   it("moves eth0 and its address under br0 through ifupdown, confirmed over a new login", async () => {
     original = await on(["cat", STANZA]);
+    eth0Mac = await mac("eth0");
     const t0 = Date.now();
     const { id } = await lc.create(props());
     report(`create with the takeover took ${Date.now() - t0} ms`);
     expect(id).toBe("br0");
+    // the address keeps its MAC: br0 takes eth0's, as it will at every boot
+    expect(await mac("br0")).toBe(eth0Mac);
     expect(await addrs("br0")).toEqual([`${h.address}/24`]);
     expect(await master("eth0")).toBe("br0");
     expect(await on(["cat", STANZA])).toBe(
@@ -91,10 +100,14 @@ describe("a bridge taking over the ifupdown-managed uplink", () => {
     await closeAllHosts();
     const ms = await h.reboot();
     report(`reboot with br0 holding the uplink: SSH again after ${ms} ms`);
+    expect(await mac("br0")).toBe(eth0Mac);
     expect(await addrs("br0")).toEqual([`${h.address}/24`]);
     expect(await master("eth0")).toBe("br0");
-    const r = await lc.read("br0", { ...props(), macAddress: undefined });
+    const { outs } = await lc.create(props());
+    const r = await lc.read("br0", outs);
     expect(r.id).toBe("br0");
+    // no drift after the reboot: the engine keeps the program's inputs
+    expect(r.inputs).toBeUndefined();
     expect(r.props["ports"]).toEqual(["eth0"]);
   }, 180_000);
 

@@ -103,11 +103,3 @@ export function planNmUnbridge(bridge: string, nics: readonly string[]): Step[] 
     })),
   ];
 }
-
-/** Returns the step that tells NetworkManager to leave a provider's device alone. */
-export function nmUnmanagedStep(dev: string): Step {
-  return {
-    summary: `tell NetworkManager to leave ${dev} alone`,
-    argv: ["nmcli", "device", "set", dev, "managed", "no"],
-  };
-}

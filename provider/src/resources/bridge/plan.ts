@@ -119,6 +119,12 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     );
   }
   const managed = managedNics(d, actual.managers).nics;
+  // A new bridge taking over the management NIC gets that NIC's MAC, as it will at boot (its only
+  // port's): neighbours keep the address's MAC, and a reboot does not change it.
+  const takeover = d.ports.find(
+    (p) => (managed.includes(p) || p === actual.sshInterface) && actual.links[p]?.addresses.length,
+  );
+  const createMac = d.macAddress ?? (takeover ? actual.links[takeover]?.macAddress : undefined);
   let persisted = false;
   if (!b) {
     steps.push({
@@ -131,7 +137,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         name,
         // link options go before `type`: after it, ip parses them as bridge options
         ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
-        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
+        ...(createMac !== undefined ? ["address", createMac] : []),
         "type",
         "bridge",
         "stp_state",

@@ -55,6 +55,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
   if (kind === undefined || nics.length === 0) return [];
   const dir = backupDir(d.name);
   const routes = routesOf(actual, [d.name, ...nics]);
+  const mac = d.macAddress ?? actual.links[nics[0] ?? ""]?.macAddress;
   const steps: Step[] = [];
   const backup = (path: string, original: string): void => {
     if (m.backup) return;
@@ -107,7 +108,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
       routes,
       stp: d.stp,
       mtu: d.mtu,
-      macAddress: d.macAddress,
+      macAddress: mac,
       carried: readIfaceStanza(original, nic)?.carried ?? [],
       flavour: m.ifupdown,
     });
@@ -128,7 +129,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
       routes,
       stp: d.stp,
       mtu: d.mtu,
-      macAddress: d.macAddress,
+      macAddress: mac,
     });
     const changed = Object.entries(files).filter(([p, c]) => m.networkdFiles[p] !== c);
     for (const [path, content] of changed) {
@@ -157,7 +158,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
       gateway6: gw(6),
       stp: d.stp,
       mtu: d.mtu,
-      macAddress: d.macAddress,
+      macAddress: mac,
     }),
   );
   return steps;
