@@ -1,3 +1,4 @@
+import { applyGuarded } from "./deadman/apply-guarded";
 import { CommandError, StepError } from "./errors";
 import { writeFileArgv, type Host } from "./host/host";
 import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
@@ -79,6 +80,12 @@ function section(text: string, i: number): string {
  * failing step's own command, exit code and output, with how many steps completed before it.
  */
 export async function applySteps(host: Host, steps: readonly Step[]): Promise<void> {
+  // A change of the management path runs under a dead-man timer, confirmed over a new login.
+  if (await applyGuarded(host, steps, applyPlain)) return;
+  await applyPlain(host, steps);
+}
+
+async function applyPlain(host: Host, steps: readonly Step[]): Promise<void> {
   let done = 0;
   for (const batch of batchSteps(steps)) {
     const single = batch.length === 1 ? batch[0] : undefined;

@@ -23,6 +23,11 @@ export interface Host {
   run(req: RunRequest): Promise<RunResult>;
   /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
   sessionClientAddress?(): Promise<string | undefined>;
+  /**
+   * Runs one command over a new connection of its own (never the pooled one), closed after: the
+   * proof that a new login works, which a session that survived a network change does not give.
+   */
+  runFresh?(req: RunRequest): Promise<RunResult>;
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.

@@ -95,6 +95,16 @@ export class SshHost implements Host {
     return result;
   }
 
+  /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
+  async runFresh(req: RunRequest): Promise<RunResult> {
+    const fresh = new SshHost(this.conn, this.proxy);
+    try {
+      return await fresh.run(req);
+    } finally {
+      await fresh.close();
+    }
+  }
+
   /** Returns the SSH client's address as the host sees it (first word of $SSH_CONNECTION). */
   sessionClientAddress(): Promise<string | undefined> {
     if (!this.clientAddress) {
