@@ -87,6 +87,7 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
       try {
         r = await host.run({
           argv: single.argv,
+          shown: single.shown,
           ...(single.stdin !== undefined ? { stdin: single.stdin } : {}),
           reject: false,
         });
@@ -104,7 +105,12 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
     const shown = ["sh", "apply-batch.sh", `(${batch.length} steps)`];
     let r;
     try {
-      r = await host.run({ argv, ...(stdin !== undefined ? { stdin } : {}), reject: false });
+      r = await host.run({
+        argv,
+        shown,
+        ...(stdin !== undefined ? { stdin } : {}),
+        reject: false,
+      });
     } catch (e) {
       throw new StepError(done, e);
     }

@@ -8,6 +8,8 @@ export interface RunRequest {
   readonly reject?: boolean;
   /** Aborting it stops the command: its session is closed (engine Cancel, customTimeouts). */
   readonly signal?: AbortSignal;
+  /** The command as errors about its session show it (a script by name, not its body). */
+  readonly shown?: readonly string[];
 }
 
 export interface RunResult {

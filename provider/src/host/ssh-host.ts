@@ -72,7 +72,7 @@ export class SshHost implements Host {
     const stdin = req.stdin === undefined ? [] : [Buffer.from(req.stdin)];
     const marks = newSudoMarks();
     const feed = (): StdinFeed => stdinFeedFor(this.conn, sudo, stdin, marks);
-    const shown = quoteArgv(req.argv);
+    const shown = quoteArgv(req.shown ?? req.argv);
     const exit = await this.exec(
       buildRemoteCommand(req.argv, sudo, marks),
       feed,
