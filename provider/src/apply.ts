@@ -1,4 +1,4 @@
-import { CommandError, StepError } from "./errors";
+import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host } from "./host/host";
 import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
@@ -64,6 +64,10 @@ function batchCall(batch: readonly Command[]): ScriptCall {
   );
 }
 
+// A session lost while its command ran leaves the command's effect unknown.
+const lostWhileRunning = (e: unknown): boolean =>
+  e instanceof SshConnectionError && e.kind === "lost";
+
 function section(text: string, i: number): string {
   const start = text.indexOf(`${BEGIN} ${i}\n`);
   if (start < 0) return "";
@@ -92,7 +96,7 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
           reject: false,
         });
       } catch (e) {
-        throw new StepError(done, e);
+        throw new StepError(done, e, lostWhileRunning(e));
       }
       if (!single.okExitCodes.includes(r.exitCode)) {
         throw new StepError(done, new CommandError(host.label, single.shown, r));
@@ -112,7 +116,7 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
         reject: false,
       });
     } catch (e) {
-      throw new StepError(done, e);
+      throw new StepError(done, e, lostWhileRunning(e));
     }
     const m = new RegExp(`\\n${FAILED} (\\d+) (\\d+)\\n`).exec(r.stderr);
     if (m) {

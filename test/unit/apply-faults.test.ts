@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps } from "../../provider/src/apply";
-import { CommandError, StepError } from "../../provider/src/errors";
+import { CommandError, SshConnectionError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { writeFile } from "../../provider/src/host/host";
 import { runScript, scriptIn } from "../../provider/src/host/script";
@@ -33,8 +33,11 @@ class LostHost implements Host {
   shown: Array<readonly string[] | undefined> = [];
   async run(req: RunRequest): Promise<RunResult> {
     this.shown.push(req.shown);
-    throw new Error(
-      `${this.label}: connection lost while running ${(req.shown ?? req.argv).join(" ")}`,
+    const shown = (req.shown ?? req.argv).join(" ");
+    throw new SshConnectionError(
+      this.label,
+      "lost",
+      `${this.label}: connection lost while running ${shown}`,
     );
   }
 }
@@ -55,6 +58,7 @@ describe("writing a file that fails", () => {
     ]).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StepError);
     expect(String(err)).toContain("No space left on device");
+    expect((err as StepError).mayHaveRun).toBe(false);
     expect(readdirSync(join(dir, "etc"))).toEqual([]);
     const direct = await writeFile(new LocalHost(bin), target, "y\n").catch((e: unknown) => e);
     expect(direct).toBeInstanceOf(CommandError);
@@ -63,7 +67,7 @@ describe("writing a file that fails", () => {
 });
 
 describe("a session lost mid-apply", () => {
-  it("names the step's script and arguments, never the script's body", async () => {
+  it("names the step's script and arguments, never its body, and says the step may have run", async () => {
     const host = new LostHost();
     const claim = sysctlCall("claim", "net/ipv4/ip_forward", "natrule-x", "1");
     const one = await applySteps(host, [{ summary: "claim", script: claim }]).catch(
@@ -83,6 +87,8 @@ describe("a session lost mid-apply", () => {
       ["sh", "sysctl-probe.sh", "a"],
     ]);
     expect(String(one)).not.toContain("flock");
+    // The claim may have run: the caller records the object instead of forgetting it.
+    expect((one as StepError).mayHaveRun).toBe(true);
     expect(String(two)).not.toContain("flock");
   });
 });
