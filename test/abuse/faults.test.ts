@@ -1,0 +1,155 @@
+// Faults on a lab host while the provider works: sshd killed and the link dropped mid-apply, two
+// plugin processes applying to one host at once, a full and a read-only /etc/pulumi-hypervisor.
+// Each must end in a clear error, leave nothing half-written (no temp file, no half-created object
+// that the state does not know), and a rerun must converge.
+import * as net from "node:net";
+import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLab, type Lab, type LabHost } from "../../lab";
+import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
+import { spec, startEngine } from "../../lab/harness";
+
+let lab: Lab;
+let h: LabHost;
+let plugin: DynamicProviderPlugin;
+let engine: Engine;
+
+beforeAll(async () => {
+  lab = await startLab({ name: "abfault", hosts: 1 });
+  h = lab.hosts[0]!;
+  ({ plugin, engine } = await startEngine());
+});
+
+afterAll(async () => {
+  await plugin?.stop();
+  await lab?.stop();
+});
+
+const CLAIMS = "/run/pulumi-hypervisor/sysctl";
+
+async function sh(script: string, ...args: string[]): Promise<string> {
+  const r = await h.exec(["sh", "-c", script, "sh", ...args]);
+  if (r.code !== 0) throw new Error(`${script} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+async function until(what: string, ok: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+// Holds the sysctl claims' lock, so a NatRule's apply stops inside its claim step (`flock 9`):
+// the apply is then reliably in flight when the fault is injected.
+async function holdClaimsLock(): Promise<void> {
+  await sh(
+    'mkdir -p "$1"; (exec 9>"$1/.lock"; flock -x 9; exec sleep 300) >/dev/null 2>&1 </dev/null & echo $! > /run/hvab-lock.pid',
+    CLAIMS,
+  );
+}
+
+async function applyBlocked(): Promise<void> {
+  await until("the apply to wait on the claims lock", async () => {
+    const ps = await sh("ps -eo args= | grep -c '^flock 9$' || true");
+    return Number(ps.trim()) > 0;
+  });
+}
+
+async function releaseClaimsLock(): Promise<void> {
+  await sh('kill "$(cat /run/hvab-lock.pid)"; rm -f /run/hvab-lock.pid');
+}
+
+function sshdAnswers(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: h.address, port: 22 });
+    s.setTimeout(1000);
+    s.once("data", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => {
+      s.destroy();
+      resolve(false);
+    });
+  });
+}
+
+const natSpec = (name: string, n: number) =>
+  spec("NatRule", name, {
+    connection: h.connection(),
+    name,
+    sourceCidr: `${h.guestNet(n)}.0/24`,
+    outInterface: "eth0",
+    masquerade: true,
+  });
+
+const tableOnHost = async (name: string): Promise<boolean> =>
+  (await h.exec(["nft", "list", "table", "ip", `pulumi_hv_${name}`])).code === 0;
+
+async function tempFiles(): Promise<string[]> {
+  const r = await h.exec([
+    "find",
+    "/etc/pulumi-hypervisor",
+    "/run/pulumi-hypervisor",
+    "/var/lib/pulumi-hypervisor",
+    "-name",
+    "*.pulumi-tmp.*",
+  ]);
+  return r.stdout.split("\n").filter((l) => l !== "");
+}
+
+/** Runs an up that must fail; returns its error text and how long it took. */
+async function failingUp(run: Promise<unknown>): Promise<{ message: string }> {
+  const err = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(Error);
+  return { message: (err as Error).message };
+}
+
+describe("faults mid-apply", () => {
+  it("sshd killed mid-apply: a clear error at once, nothing leaked, a rerun converges", async () => {
+    const res = [await natSpec("hvabk", 1)];
+    await holdClaimsLock();
+    const t0 = Date.now();
+    const up = failingUp(engine.up(res));
+    await applyBlocked();
+    // Every sshd process: the listener and each session's (the commands they ran are left alone).
+    await sh("for p in $(ps -eo pid=,comm= | awk '$2 ~ /^sshd/ {print $1}'); do kill -9 $p; done");
+    const failed = await up;
+    const ms = Date.now() - t0;
+    await releaseClaimsLock();
+    await h.exec([
+      "/usr/sbin/sshd",
+      "-f",
+      path.join(lab.stateDir, h.name, "sshd_config"),
+      "-E",
+      h.sshdLogPath,
+    ]);
+    await until("sshd to answer again", sshdAnswers);
+    // The orphaned apply finishes once the lock is free; either the state knows the object or
+    // the host has nothing of it.
+    await sleep(500);
+    const recorded = engine.state.has("hvabk");
+    const onHost = await tableOnHost("hvabk");
+    const rerun = Date.now();
+    await engine.up(res);
+    const rerunMs = Date.now() - rerun;
+    const converged = await tableOnHost("hvabk");
+    await engine.destroy();
+    process.stderr.write(
+      `faults: sshd killed mid-apply: error after ${ms} ms (${failed.message.slice(0, 160)}); ` +
+        `state recorded ${recorded}, on host ${onHost}; rerun converged in ${rerunMs} ms\n`,
+    );
+    expect(failed.message).toMatch(/connection lost|ended without an exit status/);
+    expect(ms).toBeLessThan(15_000);
+    expect(converged).toBe(true);
+    expect(await tableOnHost("hvabk")).toBe(false);
+    expect(recorded || !onHost).toBe(true);
+  });
+});
