@@ -61,7 +61,7 @@ const KNOWN_CHECK_GAPS = [
 
 describe("hostile input", () => {
   it("refuses every corpus case at check, naming the property, without an SSH login", async () => {
-    const corpus = hostileCorpus(h.connection());
+    const corpus = hostileCorpus({ ...h.connection() });
     expect(corpus.length).toBeGreaterThanOrEqual(300);
     const before = await h.sshConnectionCount();
     const accepted: string[] = [];
