@@ -4,9 +4,15 @@
 // and must run nothing: canary files are never created.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAB_USERS, startLab, type Lab, type LabHost } from "../../lab";
-import { urnOf, type DynamicProviderPlugin, type Engine } from "../../lab/engine/engine";
+import {
+  urnOf,
+  type CheckFailure,
+  type DynamicProviderPlugin,
+  type Engine,
+} from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
-import { hostileCorpus } from "./corpus";
+import { NativeEngine } from "../../lab/engine/native-engine";
+import { hostileCorpus, type HostileCase } from "./corpus";
 
 let lab: Lab;
 let h: LabHost;
@@ -59,37 +65,72 @@ const KNOWN_CHECK_GAPS = [
   'QemuGuest.nics = "--help"',
 ];
 
+/** Sends every corpus case to `check`; returns what was accepted, refused unnamed, and logins. */
+async function runCorpus(
+  check: (c: HostileCase, n: number) => Promise<CheckFailure[]>,
+): Promise<{ accepted: string[]; unnamed: string[]; tried: number; logins: number }> {
+  const corpus = hostileCorpus({ ...h.connection() });
+  expect(corpus.length).toBeGreaterThanOrEqual(300);
+  const before = await h.sshConnectionCount();
+  const accepted: string[] = [];
+  const unnamed: string[] = [];
+  for (const [n, c] of corpus.entries()) {
+    const failures = await check(c, n);
+    const what = `${c.type}.${c.property} = ${JSON.stringify(c.value)?.slice(0, 60)}`;
+    if (failures.length === 0) {
+      accepted.push(what);
+      continue;
+    }
+    const top = c.property.split(".")[0]!;
+    const named = failures.some(
+      (f) =>
+        f.property.startsWith(c.property) || f.property.startsWith(top) || f.reason.includes(top),
+    );
+    if (!named) unnamed.push(`${what}: ${JSON.stringify(failures)}`);
+  }
+  return {
+    accepted,
+    unnamed,
+    tried: corpus.length,
+    logins: (await h.sshConnectionCount()) - before,
+  };
+}
+
 describe("hostile input", () => {
   it("refuses every corpus case at check, naming the property, without an SSH login", async () => {
-    const corpus = hostileCorpus({ ...h.connection() });
-    expect(corpus.length).toBeGreaterThanOrEqual(300);
-    const before = await h.sshConnectionCount();
-    const accepted: string[] = [];
-    const unnamed: string[] = [];
-    for (const [n, c] of corpus.entries()) {
+    const { accepted, unnamed, tried, logins } = await runCorpus(async (c, n) => {
       const urn = urnOf(`pulumi-nodejs:dynamic/hypervisor:${c.type}`, `case${n}`);
       const { inputs } = await spec(c.type, `case${n}`, c.inputs);
-      const res = await plugin.check(urn, {}, inputs);
-      const what = `${c.type}.${c.property} = ${JSON.stringify(c.value)?.slice(0, 60)}`;
-      if (res.failures.length === 0) {
-        accepted.push(what);
-        continue;
-      }
-      const top = c.property.split(".")[0]!;
-      const named = res.failures.some(
-        (f) =>
-          f.property.startsWith(c.property) || f.property.startsWith(top) || f.reason.includes(top),
-      );
-      if (!named) unnamed.push(`${what}: ${JSON.stringify(res.failures)}`);
-    }
-    const logins = (await h.sshConnectionCount()) - before;
+      return (await plugin.check(urn, {}, inputs)).failures;
+    });
     process.stderr.write(
-      `hostile input: ${corpus.length} cases tried, ${corpus.length - accepted.length} refused at check, ` +
+      `hostile input (dynamic): ${tried} cases tried, ${tried - accepted.length} refused at check, ` +
         `${logins} SSH logins (${accepted.length} accepted: known gaps)\n`,
     );
     expect(accepted).toEqual(KNOWN_CHECK_GAPS);
     expect(unnamed).toEqual([]);
     expect(logins).toBe(0);
+  });
+
+  it("the native plugin refuses the same corpus the same way, without an SSH login", async () => {
+    const native = new NativeEngine();
+    try {
+      await native.provider("default", {});
+      const p = native.plugin();
+      const { accepted, unnamed, tried, logins } = await runCorpus(
+        async (c, n) =>
+          (await p.check(urnOf(`hypervisor:index:${c.type}`, `case${n}`), {}, c.inputs)).failures,
+      );
+      process.stderr.write(
+        `hostile input (native): ${tried} cases tried, ${tried - accepted.length} refused at ` +
+          `check, ${logins} SSH logins (${accepted.length} accepted: known gaps)\n`,
+      );
+      expect(accepted).toEqual(KNOWN_CHECK_GAPS);
+      expect(unnamed).toEqual([]);
+      expect(logins).toBe(0);
+    } finally {
+      await native.stop();
+    }
   });
 
   it("applies inputs that pass check yet carry shell syntax, and runs none of it", async () => {
