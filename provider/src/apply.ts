@@ -1,5 +1,5 @@
 import { applyGuarded } from "./deadman/apply-guarded";
-import { CommandError, StepError } from "./errors";
+import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host } from "./host/host";
 import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
@@ -65,6 +65,10 @@ function batchCall(batch: readonly Command[]): ScriptCall {
   );
 }
 
+// A session lost while its command ran leaves the command's effect unknown.
+const lostWhileRunning = (e: unknown): boolean =>
+  e instanceof SshConnectionError && e.kind === "lost";
+
 function section(text: string, i: number): string {
   const start = text.indexOf(`${BEGIN} ${i}\n`);
   if (start < 0) return "";
@@ -94,11 +98,12 @@ async function applyPlain(host: Host, steps: readonly Step[]): Promise<void> {
       try {
         r = await host.run({
           argv: single.argv,
+          shown: single.shown,
           ...(single.stdin !== undefined ? { stdin: single.stdin } : {}),
           reject: false,
         });
       } catch (e) {
-        throw new StepError(done, e);
+        throw new StepError(done, e, lostWhileRunning(e));
       }
       if (!single.okExitCodes.includes(r.exitCode)) {
         throw new StepError(done, new CommandError(host.label, single.shown, r));
@@ -111,9 +116,14 @@ async function applyPlain(host: Host, steps: readonly Step[]): Promise<void> {
     const shown = ["sh", "apply-batch.sh", `(${batch.length} steps)`];
     let r;
     try {
-      r = await host.run({ argv, ...(stdin !== undefined ? { stdin } : {}), reject: false });
+      r = await host.run({
+        argv,
+        shown,
+        ...(stdin !== undefined ? { stdin } : {}),
+        reject: false,
+      });
     } catch (e) {
-      throw new StepError(done, e);
+      throw new StepError(done, e, lostWhileRunning(e));
     }
     const m = new RegExp(`\\n${FAILED} (\\d+) (\\d+)\\n`).exec(r.stderr);
     if (m) {
