@@ -81,6 +81,10 @@ async function applyWithDriver(): Promise<void> {
       }
     }
     try {
+      // As `pulumi up --refresh`: what a reboot (or a hand) removed is recreated, not kept as "same".
+      for (const s of (await engine.refresh()).steps) {
+        if (s.op !== "same") out(`  ${s.op.padEnd(8)} ${s.name}`);
+      }
       const { steps } = await engine.up(specs);
       for (const s of steps) out(`  ${s.op.padEnd(8)} ${s.name}`);
     } finally {
