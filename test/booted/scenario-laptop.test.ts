@@ -280,8 +280,14 @@ describe("write-up 1 (a laptop's guest network with a guest) on a booted host th
           (s.detail as { inputsChanged?: boolean } | undefined)?.inputsChanged === true),
     );
     expect(drift).toEqual([]);
+    // The persisted layer (unit files, boot scripts, enablement) matches too: no drift reported.
     for (const name of Object.values(NAMES)) {
-      expect([name, engine.state.get(name)?.outputs["persistedBy"]]).toEqual([name, "systemd"]);
+      const outputs = engine.state.get(name)?.outputs ?? {};
+      expect([name, outputs["persistedBy"], outputs["persistedDrift"]]).toEqual([
+        name,
+        "systemd",
+        undefined,
+      ]);
     }
     expect((await engine.up(await program())).steps.map((s) => `${s.op} ${s.name}`)).toEqual(
       Object.values(NAMES).map((n) => `same ${n}`),

@@ -144,6 +144,14 @@ describe("a bridge and a NAT on a QEMU TCG virtual machine that reboots", () => 
             (s.detail as { inputsChanged?: boolean } | undefined)?.inputsChanged === true),
       ),
     ).toEqual([]);
+    for (const name of [BRIDGE, NAT]) {
+      const outputs = engine.state.get(name)?.outputs ?? {};
+      expect([name, outputs["persistedBy"], outputs["persistedDrift"]]).toEqual([
+        name,
+        "systemd",
+        undefined,
+      ]);
+    }
     expect((await engine.up(await program())).steps.map((s) => s.op)).toEqual(["same", "same"]);
   }, 400_000);
 
