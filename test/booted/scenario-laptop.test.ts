@@ -28,6 +28,13 @@ let engine: Engine;
 let kernel = "";
 let initrd = "";
 
+// Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
+// networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
+const LEFTOVER_FILES =
+  "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
+  "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
+  "-type f 2>/dev/null; true";
+
 function report(line: string): void {
   process.stderr.write(`scenario laptop: ${line}\n`);
 }
@@ -310,13 +317,8 @@ describe("write-up 1 (a laptop's guest network with a guest) on a booted host th
     expect(processes.stdout).toBe("");
     expect(await sshOk(["nft", "list", "tables"])).not.toContain("pulumi_hv_");
     expect(await providerUnits()).toEqual({});
-    // Unit files, their enablement links and whatever the units ran (an empty folder may stay).
-    const files = await sshOk([
-      "sh",
-      "-c",
-      "find /etc/systemd/system /run/systemd/system -name 'pulumi-hypervisor*' 2>/dev/null; " +
-        "find /etc/pulumi-hypervisor -type f 2>/dev/null; true",
-    ]);
+    // Nothing of the provider is left on disk either.
+    const files = await sshOk(["sh", "-c", LEFTOVER_FILES]);
     expect(files).toBe("");
   });
 });

@@ -18,6 +18,13 @@ let vm: BootedHost | undefined;
 let plugin: DynamicProviderPlugin | undefined;
 let engine: Engine;
 
+// Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
+// networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
+const LEFTOVER_FILES =
+  "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
+  "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
+  "-type f 2>/dev/null; true";
+
 function report(line: string): void {
   process.stderr.write(`scenario vm: ${line}\n`);
 }
@@ -160,12 +167,7 @@ describe("a bridge and a NAT on a QEMU TCG virtual machine that reboots", () => 
     expect(steps.map((s) => `${s.op} ${s.name}`)).toEqual([`delete ${NAT}`, `delete ${BRIDGE}`]);
     expect(await bridgeAddresses()).toBeUndefined();
     expect(await sshOk(["nft", "list", "tables"])).not.toContain("pulumi_hv_");
-    const files = await sshOk([
-      "sh",
-      "-c",
-      "find /etc/systemd/system -name 'pulumi-hypervisor*'; " +
-        "find /etc/pulumi-hypervisor -type f 2>/dev/null; true",
-    ]);
+    const files = await sshOk(["sh", "-c", LEFTOVER_FILES]);
     expect(files).toBe("");
   }, 300_000);
 });
