@@ -23,6 +23,8 @@ export interface BridgeArgs {
   vlanFiltering?: pulumi.Input<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). Default: `false`. */
   allowQemuBridgeHelper?: pulumi.Input<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a Bridge, in both SDKs. */
@@ -41,14 +43,22 @@ export interface BridgeProperties {
   readonly vlanFiltering: pulumi.Output<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). */
   readonly allowQemuBridgeHelper: pulumi.Output<boolean>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The bridge's MAC address as observed. */
   readonly macAddress: pulumi.Output<string>;
   /** The kernel's interface index (stable across live updates). */
   readonly ifIndex: pulumi.Output<number>;
+  /** What brings the object back after a reboot: "systemd" (its unit) or "none". */
+  readonly persistedBy: pulumi.Output<"systemd" | "none">;
+  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string>;
 }
 
 /** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
 export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>("Bridge", [
   "macAddress",
   "ifIndex",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

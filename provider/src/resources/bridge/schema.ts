@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { uniqueItems } from "../../host-output";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
+import { PersistedDrift } from "../../persist/oneshot";
+import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 
 export const BridgeInputs = z
   .object({
@@ -37,6 +39,7 @@ export const BridgeInputs = z
       .describe(
         "Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU).",
       ),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -57,6 +60,8 @@ export type BridgeInputs = z.infer<typeof BridgeInputs>;
 export const BridgeOutputs = z.object({
   macAddress: z.string().describe("The bridge's MAC address as observed."),
   ifIndex: z.number().int().describe("The kernel's interface index (stable across live updates)."),
+  persistedBy: PersistedBy,
+  persistedDrift: PersistedDrift,
 });
 
 /** A route as `ip -j route show` reports it, reduced to what moving it needs. */
@@ -104,4 +109,8 @@ export interface BridgeState {
   macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
   helperAllowed: boolean;
+  /** The bridge's unit, boot script and recorded MAC as the probe saw them. */
+  persisted: PersistedState;
+  /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
+  inputs?: BridgeInputs;
 }
