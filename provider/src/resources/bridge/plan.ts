@@ -2,7 +2,7 @@ import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
-import { persists, type PersistedForm } from "../../persist/persistence";
+import { contentHash, persists, type PersistedForm } from "../../persist/persistence";
 import type { Step } from "../../step";
 import { BRIDGE_KIND, macFile, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
@@ -80,17 +80,24 @@ export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): Persi
     helperAllowed: false,
     persisted: actual.persisted,
   };
+  // Refresh and delete see `macAddress` as recorded in the outputs (the observed MAC), so a MAC
+  // already recorded in the file counts as the file's: the same boot script either way.
+  const file = macFile(d.name);
+  const recorded =
+    d.macAddress !== undefined && actual.persisted.files[file] === contentHash(`${d.macAddress}\n`);
+  const viaFile = d.macAddress === undefined || recorded;
   // Once the live bridge's MAC is pinned, the file holds it; until then the pin step writes it.
   const b = actual.bridge;
   const mac =
-    d.macAddress === undefined && b !== undefined && actual.macPinned
-      ? [{ path: macFile(d.name), content: `${b.macAddress}\n`, mode: 0o644 }]
+    viaFile && b !== undefined && actual.macPinned
+      ? [{ path: file, content: `${d.macAddress ?? b.macAddress}\n`, mode: 0o644 }]
       : [];
+  const { macAddress: _explicit, ...rest } = d;
   return renderOneshotForm({
     kind: BRIDGE_KIND,
     name: d.name,
     title: `bridge ${d.name}`,
-    steps: planConverge(d, empty, true),
+    steps: planConverge(viaFile ? rest : d, empty, true),
     after: ["network-pre.target", "systemd-sysctl.service"],
     before: ["network.target"],
     extraFiles: mac,
