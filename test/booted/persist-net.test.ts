@@ -285,4 +285,35 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
     await engine.destroy();
     expect(await link(BR)).toBeUndefined();
   });
+
+  it("refuses a routed tap on the SSH client's address and a forward of sshd's port, changing nothing", async () => {
+    const connection = h.connection();
+    await expect(
+      engine.up([
+        await spec("TapDevice", "hijack", {
+          connection,
+          name: "tpn9",
+          routed: { addresses: [h.outsideAddress] },
+        }),
+      ]),
+    ).rejects.toThrow(
+      `routed.addresses: ${h.outsideAddress} is the address this SSH session comes from`,
+    );
+    await expect(
+      engine.up([
+        await spec("NatRule", "ssh", {
+          connection,
+          name: "pnssh",
+          sourceCidr: "198.18.250.0/24",
+          outInterface: h.uplink,
+          portForwards: [
+            { protocol: "tcp", hostPort: 22, destination: "198.18.250.10", destinationPort: 22 },
+          ],
+        }),
+      ]),
+    ).rejects.toThrow("portForwards[0]: sshd listens on tcp port 22");
+    expect(await link("tpn9")).toBeUndefined();
+    expect(await code(["nft", "list", "table", "ip", "pulumi_hv_pnssh"])).toBe(1);
+    expect(await persistedFiles()).toEqual([]);
+  });
 });

@@ -53,13 +53,20 @@ const guest = NatRuleInputs.parse({
 
 /** The probe's output as a host prints it, from real captures of each part; without systemd. */
 function probe(
-  o: { nft?: string; iptables?: string; tools?: string; ipForward?: string } = {},
+  o: {
+    nft?: string;
+    iptables?: string;
+    tools?: string;
+    ipForward?: string;
+    sshdPorts?: string;
+  } = {},
 ): string {
   return formatProbe([
     ["tools", o.tools ?? "nft yes\niptables yes\n"],
     ["nft", o.nft ?? ""],
     ["iptables", o.iptables ?? ""],
     ["sysctl", o.ipForward ?? "net/ipv4/ip_forward 1 1\n"],
+    ["sshd-ports", o.sshdPorts ?? ""],
     ["systemd", "no\n"],
   ]);
 }

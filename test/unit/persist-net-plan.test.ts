@@ -388,6 +388,7 @@ describe("NatRule", () => {
         ["nft", ""],
         ["iptables", o.iptables ?? ""],
         ["sysctl", "net/ipv4/ip_forward 0 0\n"],
+        ["sshd-ports", ""],
         ["systemd", o.systemd === false ? "no\n" : "yes\n"],
         [`unit ${unit}`, o.systemd === false ? "" : "enabled not-found\nactive inactive\n"],
         [`file ${unitFile}`, "absent\n"],

@@ -56,6 +56,11 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
     nft: nftError === undefined ? parseNftTable(nftText, nftTableName(name)) : undefined,
     iptables: iptablesError === undefined ? parseIptablesSave(iptText, name) : undefined,
     ipForward: parseSysctlProbe(out.need("sysctl"))[IP_FORWARD],
+    sshdPorts: out
+      .need("sshd-ports")
+      .split("\n")
+      .filter((l) => /^\d{1,5}$/.test(l.trim()))
+      .map((l) => Number(l.trim())),
     persisted: parsePersistProbe(out),
   };
 }

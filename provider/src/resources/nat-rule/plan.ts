@@ -157,6 +157,7 @@ export function natPersistedForm(d: NatRuleInputs, actual: NatRuleState): Persis
     nft: undefined,
     iptables: undefined,
     ipForward: undefined,
+    sshdPorts: [],
     persisted: actual.persisted,
   };
   // Debian's nftables.service and netfilter-persistent load the admin's rulesets before
@@ -193,6 +194,18 @@ export function planNatRuleLive(desired: NatRuleInputs | undefined, actual: NatR
     if (actual.iptables) steps.push(iptablesDeleteStep(name, actual.iptables));
     return steps;
   }
+  desired.portForwards.forEach((p, i) => {
+    if (
+      p.protocol === "tcp" &&
+      p.inInterface === undefined &&
+      actual.sshdPorts.includes(p.hostPort)
+    ) {
+      throw new PlanError(
+        `portForwards[${i}]: sshd listens on tcp port ${p.hostPort}, and a forward of it without inInterface sends every login to the host on to ${p.destination}, cutting the provider off; ` +
+          `set inInterface to the interface the forward is for (not the one the host is managed through), or forward another port`,
+      );
+    }
+  });
   const backend = resolveBackend(desired.backend, actual);
   const want = rulesFor(desired);
   if (backend === "nftables") {

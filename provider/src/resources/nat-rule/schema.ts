@@ -183,6 +183,8 @@ export interface NatRuleState {
   iptables: ObservedRuleset | undefined;
   /** net.ipv4.ip_forward and whether this rule holds a claim on it. */
   ipForward: SysctlObservation | undefined;
+  /** The TCP ports sshd listens on (a port forward of one without inInterface locks logins out). */
+  sshdPorts: number[];
   /** The rule's unit and boot script as the probe saw them. */
   persisted: PersistedState;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */

@@ -74,7 +74,7 @@ export const tapDeviceModule: ResourceModule<
   // owner/group and multi_queue can only be set when the tap is created (see plan.ts).
   identity: ["name", "multiQueue", "vnetHdr", "owner", "group"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeTapDevice(host, inputs),
+  observe: (host, inputs, ctx) => observeTapDevice(host, inputs, ctx),
   exists: (state) => state.tap !== undefined,
   outputSchema: TapDeviceOutputs,
   plan: planTapDevice,

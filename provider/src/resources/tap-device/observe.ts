@@ -1,7 +1,8 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
-import { canonicalIPv6 } from "../../net";
+import { canonicalHostAddress, canonicalIPv6 } from "../../net";
+import type { ObserveContext } from "../../resource";
 import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { persistProbeArgs } from "../../persist/oneshot";
@@ -187,9 +188,15 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
 export async function observeTapDevice(
   host: Host,
   inputs: TapDeviceInputs,
+  ctx: ObserveContext,
 ): Promise<TapDeviceState> {
   const r = await runScript(host, observeCall(inputs));
   const state = parseTapDeviceState(inputs.name, r.stdout);
   if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
-  return { ...state, inputs };
+  const client = ctx.sshClientAddress;
+  return {
+    ...state,
+    inputs,
+    ...(client !== undefined ? { sshClientAddress: canonicalHostAddress(client) ?? client } : {}),
+  };
 }

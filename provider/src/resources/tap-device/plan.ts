@@ -288,6 +288,12 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
     });
   }
   for (const a of want.filter((x) => !have.includes(x))) {
+    if (a === actual.sshClientAddress) {
+      throw new PlanError(
+        `routed.addresses: ${a} is the address this SSH session comes from; a host route via ${name} would send the session's replies into the tap and cut the provider off. ` +
+          `Remove it, or manage the host from another address`,
+      );
+    }
     const clash = actual.hostRoutes.find((r) => r.address === a && r.dev !== name);
     if (clash) {
       throw new PlanError(

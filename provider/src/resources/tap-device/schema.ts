@@ -182,4 +182,6 @@ export interface TapDeviceState {
   bridgeUnit: boolean;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
   inputs?: TapDeviceInputs;
+  /** The address this SSH session comes from, canonical, when known. */
+  sshClientAddress?: string;
 }
