@@ -13,6 +13,7 @@ import {
 import { renderNetworkdFiles } from "../../provider/src/resources/bridge/manager-networkd";
 import { planNmBridge, planNmUnbridge } from "../../provider/src/resources/bridge/manager-nm";
 import { routeArgv } from "../../provider/src/resources/bridge/uplink";
+import { persistSections } from "../support/persist-probe";
 import { scriptDisplayArgv } from "../../provider/src/host/script";
 import type { Step } from "../../provider/src/step";
 
@@ -74,6 +75,12 @@ function state(extra: Array<[string, string]> = [], ssh = "eth0"): BridgeState {
       ],
       ["ports", ""],
       ["addr-assign-type", ""],
+      // A host where the NIC's manager persists the bridge: no unit of the provider's own.
+      ...persistSections({
+        systemd: false,
+        unit: "pulumi-hypervisor-bridge-br0.service",
+        files: {},
+      }),
       ["nm", ""],
       ["networkd", ""],
       ["ifupdown", "ifupdown"],

@@ -1,8 +1,10 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
+import { contentHash, persists, type PersistedForm } from "../../persist/persistence";
 import type { Step } from "../../step";
-import { PORTS_DIR } from "./observe";
+import { BRIDGE_KIND, macFile, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
 import { routeArgv } from "./uplink";
 import {
@@ -49,8 +51,55 @@ const minus = (a: readonly string[], b: readonly string[]): string[] =>
   a.filter((x) => !b.includes(x));
 const on = (b: boolean): string => (b ? "1" : "0");
 
-/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
-export function planBridge(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
+/** Returns whether the bridge persists as its own unit on this host (auto, systemd, no ports). */
+export function persistsOwnUnit(d: BridgeInputs, actual: BridgeState): boolean {
+  // A bridge with ports enslaves host NICs, and the NIC's stanza or profile belongs to the host's
+  // network manager: such a bridge is persisted through that manager, not by a unit of ours.
+  return d.ports.length === 0 && persists(d.persistence, actual.persisted);
+}
+
+/** Returns the bridge's unit, boot script and recorded MAC as the provider would write them. */
+export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): PersistedForm {
+  const empty: BridgeState = {
+    name: d.name,
+    bridge: undefined,
+    ports: [],
+    links: {},
+    routes: [],
+    sshInterface: undefined,
+    sshLocalAddress: undefined,
+    recordedPorts: [],
+    macPinned: false,
+    helperAllowed: false,
+    persisted: actual.persisted,
+    managers: actual.managers,
+  };
+  // Refresh and delete see `macAddress` as recorded in the outputs (the observed MAC), so a MAC
+  // already recorded in the file counts as the file's: the same boot script either way.
+  const file = macFile(d.name);
+  const recorded =
+    d.macAddress !== undefined && actual.persisted.files[file] === contentHash(`${d.macAddress}\n`);
+  const viaFile = d.macAddress === undefined || recorded;
+  // Once the live bridge's MAC is pinned, the file holds it; until then the pin step writes it.
+  const b = actual.bridge;
+  const mac =
+    viaFile && b !== undefined && actual.macPinned
+      ? [{ path: file, content: `${d.macAddress ?? b.macAddress}\n`, mode: 0o644 }]
+      : [];
+  const { macAddress: _explicit, ...rest } = d;
+  return renderOneshotForm({
+    kind: BRIDGE_KIND,
+    name: d.name,
+    title: `bridge ${d.name}`,
+    steps: planConverge(viaFile ? rest : d, empty, true),
+    after: ["network-pre.target", "systemd-sysctl.service"],
+    before: ["network.target"],
+    extraFiles: mac,
+  });
+}
+
+/** Returns the live steps only: what the kernel and /etc/qemu need, not the persisted layer. */
+export function planBridgeLive(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
   const name = actual.name;
   const existing = actual.links[name];
   if (existing && !actual.bridge) {
@@ -59,7 +108,17 @@ export function planBridge(desired: BridgeInputs | undefined, actual: BridgeStat
       `interface ${JSON.stringify(name)} exists and is not a bridge (kind ${existing.kind ?? "none"}); refusing to touch it`,
     );
   }
-  return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
+  return desired === undefined
+    ? planDelete(actual)
+    : planConverge(desired, actual, persistsOwnUnit(desired, actual));
+}
+
+/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
+export function planBridge(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
+  const live = planBridgeLive(desired, actual);
+  if (desired === undefined) return withPersistence(true, live, undefined, actual.persisted);
+  const want = persistsOwnUnit(desired, actual) ? bridgePersistedForm(desired, actual) : undefined;
+  return withPersistence(false, live, want, actual.persisted);
 }
 
 function planDelete(actual: BridgeState): Step[] {
@@ -97,7 +156,7 @@ function planDelete(actual: BridgeState): Step[] {
   return steps;
 }
 
-function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
+function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean): Step[] {
   const name = d.name;
   const steps: Step[] = [];
   const b = actual.bridge;
@@ -125,7 +184,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     (p) => (managed.includes(p) || p === actual.sshInterface) && actual.links[p]?.addresses.length,
   );
   const createMac = d.macAddress ?? (takeover ? actual.links[takeover]?.macAddress : undefined);
-  let persisted = false;
+  let nicPersisted = false;
   if (!b) {
     steps.push({
       summary: `create bridge ${name}`,
@@ -185,7 +244,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     // guest's tap comes or goes (neighbours' ARP caches go stale). Keep the one it has.
     steps.push({
       summary: `pin ${name}'s mac address, so ports joining or leaving do not change it`,
-      script: scriptIn(__dirname, "bridge-pin-mac.sh", [name]),
+      script: scriptIn(__dirname, "bridge-pin-mac.sh", persisted ? [name, macFile(name)] : [name]),
     });
   }
 
@@ -217,8 +276,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         const why = carriesSsh
           ? "carries this SSH session"
           : "is configured by the host's network manager";
-        const persist = persisted ? [] : planNicPersistence(d, actual);
-        persisted = true;
+        const persist = nicPersisted ? [] : planNicPersistence(d, actual);
+        nicPersisted = true;
         steps.push(...guardedTakeover(d, actual, port, `${port} ${why}`, [move, ...persist]));
       } else {
         steps.push(move);
@@ -285,7 +344,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       argv: ["ip", "addr", "add", a, "dev", name],
     });
   }
-  if (!persisted) steps.push(...planNicPersistence(d, actual));
+  if (!nicPersisted) steps.push(...planNicPersistence(d, actual));
   const wanted = sorted(d.ports);
   if (wanted.join("\n") !== actual.recordedPorts.join("\n")) {
     steps.push(

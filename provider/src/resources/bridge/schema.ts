@@ -2,6 +2,8 @@ import { z } from "zod";
 import { uniqueItems } from "../../host-output";
 import { DEFAULT_DEADMAN_SECONDS } from "../../deadman/deadman";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
+import { PersistedDrift } from "../../persist/oneshot";
+import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 import { NicManager, type ManagerState } from "./manager";
 
 export const BridgeInputs = z
@@ -49,6 +51,7 @@ export const BridgeInputs = z
       .describe(
         "How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself.",
       ),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -69,6 +72,8 @@ export type BridgeInputs = z.infer<typeof BridgeInputs>;
 export const BridgeOutputs = z.object({
   macAddress: z.string().describe("The bridge's MAC address as observed."),
   ifIndex: z.number().int().describe("The kernel's interface index (stable across live updates)."),
+  persistedBy: PersistedBy,
+  persistedDrift: PersistedDrift,
 });
 
 /** A route as `ip -j route show` reports it, with every attribute moving it must keep. */
@@ -125,4 +130,8 @@ export interface BridgeState {
   helperAllowed: boolean;
   /** The host's network managers and what the provider persisted through them. */
   managers: ManagerState;
+  /** The bridge's unit, boot script and recorded MAC as the probe saw them. */
+  persisted: PersistedState;
+  /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
+  inputs?: BridgeInputs;
 }
