@@ -23,6 +23,12 @@ export interface BridgeArgs {
   vlanFiltering?: pulumi.Input<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). Default: `false`. */
   allowQemuBridgeHelper?: pulumi.Input<boolean>;
+  /** Which of the host's own network managers persists a port that it already configures (the NIC carrying the SSH session, `eno1` with the host's address): "auto" detects it (NetworkManager, then systemd-networkd, then ifupdown); "none" changes only the live state, which a reboot loses. Default: `"auto"`. */
+  nicManager?: pulumi.Input<"auto" | "ifupdown" | "networkd" | "networkmanager" | "none">;
+  /** How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself. Default: `90`. */
+  rollbackSeconds?: pulumi.Input<number>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a Bridge, in both SDKs. */
@@ -41,14 +47,28 @@ export interface BridgeProperties {
   readonly vlanFiltering: pulumi.Output<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). */
   readonly allowQemuBridgeHelper: pulumi.Output<boolean>;
+  /** Which of the host's own network managers persists a port that it already configures (the NIC carrying the SSH session, `eno1` with the host's address): "auto" detects it (NetworkManager, then systemd-networkd, then ifupdown); "none" changes only the live state, which a reboot loses. */
+  readonly nicManager: pulumi.Output<"auto" | "ifupdown" | "networkd" | "networkmanager" | "none">;
+  /** How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself. */
+  readonly rollbackSeconds: pulumi.Output<number>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The bridge's MAC address as observed. */
   readonly macAddress: pulumi.Output<string>;
   /** The kernel's interface index (stable across live updates). */
   readonly ifIndex: pulumi.Output<number>;
+  /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */
+  readonly persistedBy: pulumi.Output<
+    "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
+  >;
+  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string>;
 }
 
 /** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
 export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>("Bridge", [
   "macAddress",
   "ifIndex",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

@@ -37,6 +37,8 @@ export interface NatRuleArgs {
   portForwards?: pulumi.Input<pulumi.Input<PortForwardArgs>[]>;
   /** nftables, iptables, or auto: the backend already in use, else nftables when installed. Default: `"auto"`. */
   backend?: pulumi.Input<"nftables" | "iptables" | "auto">;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a NatRule, in both SDKs. */
@@ -57,12 +59,20 @@ export interface NatRuleProperties {
   readonly portForwards: pulumi.Output<pulumi.Unwrap<PortForwardArgs>[]>;
   /** nftables, iptables, or auto: the backend already in use, else nftables when installed. */
   readonly backend: pulumi.Output<"nftables" | "iptables" | "auto">;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The provider-owned nft table (`pulumi_hv_<name>`, family ip) or iptables chain prefix (`PHV-<name>`) holding the rules. */
   readonly table: pulumi.Output<string>;
   /** The backend actually holding the rules. */
   readonly activeBackend: pulumi.Output<"nftables" | "iptables">;
   /** Rules or chain changes inside the provider's own table that no input describes (made by hand). */
   readonly unmanagedRules: pulumi.Output<string[]>;
+  /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */
+  readonly persistedBy: pulumi.Output<
+    "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
+  >;
+  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string>;
 }
 
 /** Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own. */
@@ -70,4 +80,6 @@ export class NatRule extends dynamicResource<NatRuleArgs, NatRuleProperties>("Na
   "table",
   "activeBackend",
   "unmanagedRules",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

@@ -31,6 +31,8 @@ export interface TapDeviceArgs {
   vnetHdr?: pulumi.Input<boolean>;
   /** MTU in bytes; unset leaves the kernel's choice alone. */
   mtu?: pulumi.Input<number>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
+  persistence?: pulumi.Input<"auto" | "none">;
 }
 
 /** The properties of a TapDevice, in both SDKs. */
@@ -51,11 +53,21 @@ export interface TapDeviceProperties {
   readonly vnetHdr: pulumi.Output<boolean>;
   /** MTU in bytes; unset leaves the kernel's choice alone. */
   readonly mtu: pulumi.Output<number | undefined>;
+  /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
+  readonly persistence: pulumi.Output<"auto" | "none">;
   /** The tap's MAC address as observed (the host side; the guest NIC has its own). */
   readonly macAddress: pulumi.Output<string>;
+  /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */
+  readonly persistedBy: pulumi.Output<
+    "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
+  >;
+  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string>;
 }
 
 /** A persistent tap device on a hypervisor host, attached to a bridge or routed (host routes and proxy ARP). */
 export class TapDevice extends dynamicResource<TapDeviceArgs, TapDeviceProperties>("TapDevice", [
   "macAddress",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

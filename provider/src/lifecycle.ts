@@ -251,7 +251,8 @@ export class Lifecycle<I extends { name: string }, S> {
     } catch (e) {
       const done = e instanceof StepError ? e.done : 0;
       const cause = e instanceof StepError ? e.cause : e;
-      const recorded = done > 0 || existed || signal?.aborted === true ? id : undefined;
+      const ran = done > 0 || (e instanceof StepError && e.mayHaveRun);
+      const recorded = ran || existed || signal?.aborted === true ? id : undefined;
       throw new InitFailedError(
         `${what}: ${messageWithoutHost(cause, host)}`,
         recorded,

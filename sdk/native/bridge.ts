@@ -9,4 +9,6 @@ export type BridgeArgs = Omit<DynamicBridgeArgs, "connection"> & NativeConnectio
 export class Bridge extends nativeResource<BridgeArgs, BridgeProperties>("Bridge", [
   "macAddress",
   "ifIndex",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

@@ -10,4 +10,6 @@ export class NatRule extends nativeResource<NatRuleArgs, NatRuleProperties>("Nat
   "table",
   "activeBackend",
   "unmanagedRules",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

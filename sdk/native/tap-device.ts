@@ -8,4 +8,6 @@ export type TapDeviceArgs = Omit<DynamicTapDeviceArgs, "connection"> & NativeCon
 /** A persistent tap device on a hypervisor host, attached to a bridge or routed (host routes and proxy ARP). Served by the native plugin (`hypervisor:index:TapDevice`). */
 export class TapDevice extends nativeResource<TapDeviceArgs, TapDeviceProperties>("TapDevice", [
   "macAddress",
+  "persistedBy",
+  "persistedDrift",
 ]) {}

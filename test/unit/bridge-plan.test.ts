@@ -5,12 +5,32 @@ import { formatProbe } from "../../provider/src/host/probe";
 import { parseBridgeState, parseLinks } from "../../provider/src/resources/bridge/observe";
 import { planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
+import { persistSections } from "../support/persist-probe";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
-/** The probe's output as the host would print it, from real captures. */
+/** The probe's output as the host would print it, from real captures; a host without systemd. */
 function probeOutput(conf: string, recordedPorts: string, addrAssignType: string): string {
   return formatProbe([
+    ...probeSections(conf, recordedPorts, addrAssignType),
+    ...persistSections({
+      systemd: false,
+      unit: "pulumi-hypervisor-bridge-br0.service",
+      files: {
+        "/etc/systemd/system/pulumi-hypervisor-bridge-br0.service": undefined,
+        "/etc/pulumi-hypervisor/bridge/br0.sh": undefined,
+        "/etc/pulumi-hypervisor/bridge/br0.mac": undefined,
+      },
+    }),
+  ]);
+}
+
+function probeSections(
+  conf: string,
+  recordedPorts: string,
+  addrAssignType: string,
+): Array<[string, string]> {
+  return [
     ["links", fixture("ip-d-j-addr-show.json")],
     ["routes4", fixture("ip-j-route-show.json")],
     ["routes6", "[]\n"],
@@ -18,7 +38,7 @@ function probeOutput(conf: string, recordedPorts: string, addrAssignType: string
     ["ssh-route", fixture("ip-j-route-get.json")],
     ["ports", recordedPorts],
     ["addr-assign-type", addrAssignType],
-  ]);
+  ];
 }
 
 // br0's port eno1 was enslaved by the bridge itself, and its MAC pinned, unless said otherwise.
@@ -237,7 +257,7 @@ describe("planBridge", () => {
     );
   });
 
-  it("moves the SSH NIC's addresses and routes onto the bridge in one step", () => {
+  it("moves the SSH NIC's addresses and routes onto the bridge in one step, under the dead-man timer", () => {
     const steps = planBridge(
       inputs({
         name: "br0",
@@ -248,10 +268,12 @@ describe("planBridge", () => {
       captured(),
     );
     expect(steps.map((s) => s.summary)).toEqual([
+      "arm a dead-man timer: unless a new SSH login confirms the change within 90s, the host restores its previous network configuration by itself (eno2 carries this SSH session)",
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
+      "log in again over a new SSH connection and stop the dead-man timer of bridge-br0-eno2",
       "record br0's ports (eno1, eno2)",
     ]);
-    const step = steps[0]!;
+    const step = steps[1]!;
     expect(step.summary).toBe(
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
     );

@@ -165,6 +165,7 @@ class StubbornHost implements Host {
         ["ssh-route", ""],
         ["ports", ""],
         ["addr-assign-type", "3"],
+        ["systemd", "no"],
       ]);
       return { exitCode: 0, stdout: out, stderr: "" };
     }

@@ -51,15 +51,23 @@ const guest = NatRuleInputs.parse({
   snatTo: "198.19.41.2",
 });
 
-/** The probe's output as a host prints it, from real captures of each part. */
+/** The probe's output as a host prints it, from real captures of each part; without systemd. */
 function probe(
-  o: { nft?: string; iptables?: string; tools?: string; ipForward?: string } = {},
+  o: {
+    nft?: string;
+    iptables?: string;
+    tools?: string;
+    ipForward?: string;
+    sshdPorts?: string;
+  } = {},
 ): string {
   return formatProbe([
     ["tools", o.tools ?? "nft yes\niptables yes\n"],
     ["nft", o.nft ?? ""],
     ["iptables", o.iptables ?? ""],
     ["sysctl", o.ipForward ?? "net/ipv4/ip_forward 1 1\n"],
+    ["sshd-ports", o.sshdPorts ?? ""],
+    ["systemd", "no\n"],
   ]);
 }
 const state = (name: string, o: Parameters<typeof probe>[0] = {}): NatRuleState =>
@@ -204,6 +212,7 @@ describe("planNatRule with nftables", () => {
       forward: false,
       portForwards: [],
       backend: "auto",
+      persistence: "auto",
     });
     // the lifecycle parses observed inputs again on read and delete: they must stay valid
     expect(NatRuleInputs.safeParse(natRuleModule.observedInputs(s, guest)).success).toBe(true);
@@ -533,6 +542,7 @@ describe("NatRuleInputs and check", () => {
       forward: false,
       portForwards: [],
       backend: "auto",
+      persistence: "auto",
     });
   });
 
@@ -564,6 +574,7 @@ describe("NatRuleInputs and check", () => {
       "forward",
       "portForwards",
       "backend",
+      "persistence",
     ]);
   });
 });

@@ -7,6 +7,9 @@ import { z } from "zod";
 import { Connection } from "../../provider/src/host/connection";
 import { resourceModules } from "../../provider/src/registry";
 import { dnsmasqPaths } from "../../provider/src/resources/dnsmasq-instance/schema";
+import { BridgeInputs } from "../../provider/src/resources/bridge/schema";
+import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
+import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 import { QemuGuestInputs } from "../../provider/src/resources/qemu-guest/schema";
 import { convertSchema, generateFiles, leftoverFiles, ROOT } from "../../scripts/generate";
 import { native } from "../../sdk";
@@ -46,15 +49,27 @@ const text = readFileSync(path.join(ROOT, "schema.json"), "utf8");
 const schema = JSON.parse(text) as Schema;
 
 const link = { ifIndex: 7, macAddress: "02:00:00:00:00:07", mtu: 1500, up: true };
+// The persisted layer of a host without systemd.
+const persisted = { systemd: false, unit: "", enabled: "", active: "", files: {} };
 // Each module's state with its object present (outputs as the program sees them after a create)
 // and gone (after a half-done create), reduced to what `outputs` reads.
 const states: Record<string, { present: unknown; gone: unknown }> = {
   Bridge: {
-    present: { name: "br0", bridge: { name: "br0", ...link, kind: "bridge", addresses: [] } },
+    present: {
+      name: "br0",
+      bridge: { name: "br0", ...link, kind: "bridge", addresses: [] },
+      persisted,
+      inputs: BridgeInputs.parse({ name: "br0" }),
+    },
     gone: { name: "br0", bridge: undefined },
   },
   TapDevice: {
-    present: { name: "tap0", tap: { name: "tap0", ...link, kind: "tun" } },
+    present: {
+      name: "tap0",
+      tap: { name: "tap0", ...link, kind: "tun" },
+      persisted,
+      inputs: TapDeviceInputs.parse({ name: "tap0" }),
+    },
     gone: { name: "tap0", tap: undefined },
   },
   DnsmasqInstance: {
@@ -74,7 +89,17 @@ const states: Record<string, { present: unknown; gone: unknown }> = {
     },
   },
   NatRule: {
-    present: { name: "guests", nft: { chains: {}, extras: [], jumps: [] }, iptables: undefined },
+    present: {
+      name: "guests",
+      nft: { chains: {}, extras: [], jumps: [] },
+      iptables: undefined,
+      persisted,
+      inputs: NatRuleInputs.parse({
+        name: "guests",
+        sourceCidr: "198.18.0.0/24",
+        outInterface: "wan0",
+      }),
+    },
     gone: { name: "guests", nft: undefined, iptables: undefined },
   },
   QemuGuest: {

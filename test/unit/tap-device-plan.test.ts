@@ -142,6 +142,10 @@ describe("parsing the real probe output", () => {
       "vm1",
       "qemu",
       "",
+      "",
+      "pulumi-hypervisor-tap-vm1.service",
+      "/etc/systemd/system/pulumi-hypervisor-tap-vm1.service",
+      "/etc/pulumi-hypervisor/tap/vm1.sh",
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",
@@ -388,6 +392,7 @@ describe("the module: observed inputs and outputs", () => {
       multiQueue: false,
       vnetHdr: true,
       mtu: 1500,
+      persistence: "auto",
     });
     expect(tapDeviceModule.observedInputs(captured("vm0"), inputs({ name: "vm0" }))).toMatchObject({
       owner: "65534",
@@ -403,9 +408,18 @@ describe("the module: observed inputs and outputs", () => {
       multiQueue: true,
       vnetHdr: false,
       mtu: 9000,
+      persistence: "auto",
     });
+    // a state without the inputs it was observed for cannot say how the persisted layer drifted
     expect(tapDeviceModule.outputs(captured("vm0"))).toEqual({
       macAddress: captured("vm0").tap?.macAddress,
+      persistedBy: undefined,
+      persistedDrift: undefined,
+    });
+    expect(tapDeviceModule.outputs({ ...captured("vm0"), inputs: inputs(vm0) })).toEqual({
+      macAddress: captured("vm0").tap?.macAddress,
+      persistedBy: "none",
+      persistedDrift: "",
     });
     expect(tapDeviceModule.exists(captured("vm9"))).toBe(false);
   });
@@ -469,6 +483,7 @@ describe("TapDeviceInputs", () => {
       group: "kvm",
       multiQueue: false,
       vnetHdr: false,
+      persistence: "auto",
     });
   });
 });

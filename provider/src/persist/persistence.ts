@@ -16,8 +16,10 @@ export type Persistence = z.infer<typeof Persistence>;
 
 /** The `persistedBy` output: which backend brings the object back after a reboot. */
 export const PersistedBy = z
-  .enum(["systemd", "none"])
-  .describe('What brings the object back after a reboot: "systemd" (its unit) or "none".');
+  .enum(["systemd", "ifupdown", "networkd", "networkmanager", "none"])
+  .describe(
+    'What brings the object back after a reboot: "systemd" (the provider\'s own unit), the host\'s network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none".',
+  );
 export type PersistedBy = z.infer<typeof PersistedBy>;
 
 /** A file the provider persists for an object (a unit file, a boot script, a config). */

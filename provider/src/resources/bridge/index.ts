@@ -1,7 +1,21 @@
 import type { ResourceModule } from "../../resource";
+import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
 import { observeBridge } from "./observe";
-import { planBridge } from "./plan";
+import { bridgePersistedForm, persistsOwnUnit, planBridge, planBridgeLive } from "./plan";
 import { BridgeInputs, BridgeOutputs, type BridgeState } from "./schema";
+
+/** Returns the persisted form the inputs want on this host (undefined: none of ours). */
+function wantedForm(inputs: BridgeInputs, state: BridgeState) {
+  return persistsOwnUnit(inputs, state) ? bridgePersistedForm(inputs, state) : undefined;
+}
+
+function liveInSync(inputs: BridgeInputs, state: BridgeState): boolean {
+  try {
+    return planBridgeLive(inputs, state).length === 0;
+  } catch {
+    return false;
+  }
+}
 
 /** The Bridge resource. */
 export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof BridgeOutputs> = {
@@ -13,11 +27,24 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
   inputKeys: Object.keys(BridgeInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs, ctx) => observeBridge(host, inputs.name, ctx),
+  observe: (host, inputs, ctx) => observeBridge(host, inputs, ctx),
   exists: (state) => state.bridge !== undefined,
   outputSchema: BridgeOutputs,
   plan: planBridge,
-  outputs: (state) => ({ macAddress: state.bridge?.macAddress, ifIndex: state.bridge?.ifIndex }),
+  outputs: (state) => ({
+    macAddress: state.bridge?.macAddress,
+    ifIndex: state.bridge?.ifIndex,
+    ...(state.inputs !== undefined && state.inputs.ports.length > 0 && state.managers.backup
+      ? // A bridge that took over a NIC of the host's network manager persists through it.
+        { persistedBy: state.managers.backup.manager, persistedDrift: undefined }
+      : state.inputs !== undefined
+        ? persistenceOutputs(
+            wantedForm(state.inputs, state),
+            state.persisted,
+            liveInSync(state.inputs, state),
+          )
+        : { persistedBy: undefined, persistedDrift: undefined }),
+  }),
   observedInputs: (state, desired) => ({
     name: state.name,
     addresses: state.bridge?.addresses ?? [],
@@ -27,5 +54,10 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
     ports: state.ports.filter((p) => state.recordedPorts.includes(p) || desired.ports.includes(p)),
     vlanFiltering: state.bridge?.vlanFiltering ?? false,
     allowQemuBridgeHelper: state.helperAllowed,
+    persistence: observedPersistence(
+      desired.persistence,
+      wantedForm(desired, state),
+      state.persisted,
+    ),
   }),
 };

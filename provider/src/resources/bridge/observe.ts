@@ -4,8 +4,12 @@ import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
+import { persistProbeArgs } from "../../persist/oneshot";
+import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { PERSIST_DIR } from "../../persist/systemd-unit";
 import type { ObserveContext } from "../../resource";
-import type { BridgeState, Link, Route } from "./schema";
+import { parseManagerProbe } from "./manager";
+import type { BridgeInputs, BridgeState, Link, Route } from "./schema";
 
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
 export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";
@@ -15,9 +19,21 @@ export function helperMarker(bridge: string): string {
   return `# managed by pulumi-hypervisor: bridge ${bridge}`;
 }
 
+/** The unit and boot script folder name of bridges. */
+export const BRIDGE_KIND = "bridge";
+
+/** Returns where a persisted bridge records the MAC it pinned, so it gets it again at boot. */
+export function macFile(name: string): string {
+  return `${PERSIST_DIR}/${BRIDGE_KIND}/${name}.mac`;
+}
+
 /** Returns the call of the single observe probe (bridge-probe.sh). */
 export function observeCall(name: string, sshClientAddress: string | undefined): ScriptCall {
-  return scriptIn(__dirname, "bridge-probe.sh", [sshClientAddress ?? "", name]);
+  return scriptIn(__dirname, "bridge-probe.sh", [
+    sshClientAddress ?? "",
+    name,
+    ...persistProbeArgs(BRIDGE_KIND, name, [macFile(name)]),
+  ]);
 }
 
 // Host output is validated too: a changed `ip` format fails loudly instead of planning nonsense.
@@ -39,6 +55,10 @@ const IpRoute = z
     protocol: z.string().optional(),
     metric: z.number().optional(),
     prefsrc: z.string().optional(),
+    type: z.string().optional(),
+    table: z.string().optional(),
+    scope: z.string().optional(),
+    flags: z.array(z.string()).optional(),
   })
   .loose();
 
@@ -82,6 +102,11 @@ export function parseRoutes(text: string, family: 4 | 6): Route[] {
       ...(r.gateway !== undefined ? { gateway: r.gateway } : {}),
       ...(r.protocol !== undefined ? { protocol: r.protocol } : {}),
       ...(r.metric !== undefined ? { metric: r.metric } : {}),
+      ...(r.type !== undefined ? { type: r.type } : {}),
+      ...(r.table !== undefined ? { table: r.table } : {}),
+      ...(r.scope !== undefined ? { scope: r.scope } : {}),
+      ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}),
+      ...(r.flags?.includes("onlink") ? { flags: ["onlink"] } : {}),
     }));
 }
 
@@ -113,21 +138,25 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),
     // NET_ADDR_SET (3): the address was set, so the kernel keeps it when ports come and go
     macPinned: out.need("addr-assign-type").trim() === "3",
+    managers: parseManagerProbe(out),
     recordedPorts: out
       .need("ports")
       .split("\n")
       .map((p) => p.trim())
       .filter((p) => p !== "")
       .sort(),
+    persisted: parsePersistProbe(out),
   };
 }
 
 /** Observes the bridge, its ports and the SSH route in one remote command. */
 export async function observeBridge(
   host: Host,
-  name: string,
+  inputs: BridgeInputs,
   ctx: ObserveContext,
 ): Promise<BridgeState> {
-  const r = await runScript(host, observeCall(name, ctx.sshClientAddress));
-  return parseBridgeState(name, r.stdout);
+  const r = await runScript(host, observeCall(inputs.name, ctx.sshClientAddress));
+  const state = parseBridgeState(inputs.name, r.stdout);
+  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
+  return { ...state, inputs };
 }

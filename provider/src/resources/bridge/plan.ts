@@ -1,9 +1,19 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
+import { contentHash, persists, type PersistedForm } from "../../persist/persistence";
 import type { Step } from "../../step";
-import { PORTS_DIR } from "./observe";
+import { BRIDGE_KIND, macFile, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
+import { routeArgv } from "./uplink";
+import {
+  guardedDetach,
+  guardedTakeover,
+  managedNics,
+  planNicPersistence,
+  planNicRestore,
+} from "./uplink-plan";
 
 /** Returns the step that adds or removes the provider's `allow <bridge>` pair. */
 export function helperStep(action: "add" | "remove", bridge: string): Step {
@@ -17,21 +27,6 @@ export function helperStep(action: "add" | "remove", bridge: string): Step {
 function allOrReport(summary: string, commands: string[][]): Step {
   const args = commands.flatMap((c) => [String(c.length), ...c]);
   return { summary, script: scriptIn(__dirname, "run-all.sh", args) };
-}
-
-function routeArgv(r: Route, dev: string): string[] {
-  return [
-    "ip",
-    ...(r.family === 6 ? ["-6"] : []),
-    "route",
-    "replace",
-    r.dst,
-    ...(r.gateway !== undefined ? ["via", r.gateway] : []),
-    "dev",
-    dev,
-    ...(r.protocol !== undefined ? ["proto", r.protocol] : []),
-    ...(r.metric !== undefined ? ["metric", String(r.metric)] : []),
-  ];
 }
 
 /** Returns the commands that move addresses and routes from one interface to another. */
@@ -56,8 +51,55 @@ const minus = (a: readonly string[], b: readonly string[]): string[] =>
   a.filter((x) => !b.includes(x));
 const on = (b: boolean): string => (b ? "1" : "0");
 
-/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
-export function planBridge(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
+/** Returns whether the bridge persists as its own unit on this host (auto, systemd, no ports). */
+export function persistsOwnUnit(d: BridgeInputs, actual: BridgeState): boolean {
+  // A bridge with ports enslaves host NICs, and the NIC's stanza or profile belongs to the host's
+  // network manager: such a bridge is persisted through that manager, not by a unit of ours.
+  return d.ports.length === 0 && persists(d.persistence, actual.persisted);
+}
+
+/** Returns the bridge's unit, boot script and recorded MAC as the provider would write them. */
+export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): PersistedForm {
+  const empty: BridgeState = {
+    name: d.name,
+    bridge: undefined,
+    ports: [],
+    links: {},
+    routes: [],
+    sshInterface: undefined,
+    sshLocalAddress: undefined,
+    recordedPorts: [],
+    macPinned: false,
+    helperAllowed: false,
+    persisted: actual.persisted,
+    managers: actual.managers,
+  };
+  // Refresh and delete see `macAddress` as recorded in the outputs (the observed MAC), so a MAC
+  // already recorded in the file counts as the file's: the same boot script either way.
+  const file = macFile(d.name);
+  const recorded =
+    d.macAddress !== undefined && actual.persisted.files[file] === contentHash(`${d.macAddress}\n`);
+  const viaFile = d.macAddress === undefined || recorded;
+  // Once the live bridge's MAC is pinned, the file holds it; until then the pin step writes it.
+  const b = actual.bridge;
+  const mac =
+    viaFile && b !== undefined && actual.macPinned
+      ? [{ path: file, content: `${d.macAddress ?? b.macAddress}\n`, mode: 0o644 }]
+      : [];
+  const { macAddress: _explicit, ...rest } = d;
+  return renderOneshotForm({
+    kind: BRIDGE_KIND,
+    name: d.name,
+    title: `bridge ${d.name}`,
+    steps: planConverge(viaFile ? rest : d, empty, true),
+    after: ["network-pre.target", "systemd-sysctl.service"],
+    before: ["network.target"],
+    extraFiles: mac,
+  });
+}
+
+/** Returns the live steps only: what the kernel and /etc/qemu need, not the persisted layer. */
+export function planBridgeLive(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
   const name = actual.name;
   const existing = actual.links[name];
   if (existing && !actual.bridge) {
@@ -66,12 +108,22 @@ export function planBridge(desired: BridgeInputs | undefined, actual: BridgeStat
       `interface ${JSON.stringify(name)} exists and is not a bridge (kind ${existing.kind ?? "none"}); refusing to touch it`,
     );
   }
-  return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
+  return desired === undefined
+    ? planDelete(actual)
+    : planConverge(desired, actual, persistsOwnUnit(desired, actual));
+}
+
+/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
+export function planBridge(desired: BridgeInputs | undefined, actual: BridgeState): Step[] {
+  const live = planBridgeLive(desired, actual);
+  if (desired === undefined) return withPersistence(true, live, undefined, actual.persisted);
+  const want = persistsOwnUnit(desired, actual) ? bridgePersistedForm(desired, actual) : undefined;
+  return withPersistence(false, live, want, actual.persisted);
 }
 
 function planDelete(actual: BridgeState): Step[] {
   const name = actual.name;
-  const steps: Step[] = [];
+  const steps: Step[] = [...planNicRestore(actual)];
   if (actual.helperAllowed) steps.push(helperStep("remove", name));
   if (actual.recordedPorts.length > 0) steps.push(forgetPortsStep(name));
   const bridge = actual.bridge;
@@ -104,7 +156,7 @@ function planDelete(actual: BridgeState): Step[] {
   return steps;
 }
 
-function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
+function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean): Step[] {
   const name = d.name;
   const steps: Step[] = [];
   const b = actual.bridge;
@@ -118,6 +170,21 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     up: false,
   };
   const ports = b ? actual.ports : [];
+  const takesSession = d.ports.some((p) => p === actual.sshInterface && !ports.includes(p));
+  if (d.stp && !(b && cur.stp) && (actual.sshInterface === name || takesSession)) {
+    throw new PlanError(
+      `stp on bridge ${name}, which carries this SSH session, would block all its traffic while the ports listen and learn (twice the forward delay, 30 s by default); ` +
+        `turn stp on from a session that does not run over ${name}, or leave it off`,
+    );
+  }
+  const managed = managedNics(d, actual.managers).nics;
+  // A new bridge taking over the management NIC gets that NIC's MAC, as it will at boot (its only
+  // port's): neighbours keep the address's MAC, and a reboot does not change it.
+  const takeover = d.ports.find(
+    (p) => (managed.includes(p) || p === actual.sshInterface) && actual.links[p]?.addresses.length,
+  );
+  const createMac = d.macAddress ?? (takeover ? actual.links[takeover]?.macAddress : undefined);
+  let nicPersisted = false;
   if (!b) {
     steps.push({
       summary: `create bridge ${name}`,
@@ -129,7 +196,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         name,
         // link options go before `type`: after it, ip parses them as bridge options
         ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
-        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
+        ...(createMac !== undefined ? ["address", createMac] : []),
         "type",
         "bridge",
         "stp_state",
@@ -177,7 +244,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     // guest's tap comes or goes (neighbours' ARP caches go stale). Keep the one it has.
     steps.push({
       summary: `pin ${name}'s mac address, so ports joining or leaving do not change it`,
-      script: scriptIn(__dirname, "bridge-pin-mac.sh", [name]),
+      script: scriptIn(__dirname, "bridge-pin-mac.sh", persisted ? [name, macFile(name)] : [name]),
     });
   }
 
@@ -196,16 +263,25 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     const keep = link.addresses.filter((a) => d.addresses.includes(a));
     if (link.addresses.length > 0 && keep.length === link.addresses.length) {
       moved.push(...keep);
-      steps.push(
-        allOrReport(
-          `attach ${port} to ${name}, moving its addresses and routes onto ${name} in one step${carriesSsh ? " (carries this SSH session)" : ""}`,
-          [
-            ["ip", "link", "set", "dev", port, "master", name],
-            ["ip", "link", "set", "dev", port, "up"],
-            ...moveCommands(link.addresses, actual.routes, port, name),
-          ],
-        ),
+      const move = allOrReport(
+        `attach ${port} to ${name}, moving its addresses and routes onto ${name} in one step${carriesSsh ? " (carries this SSH session)" : ""}`,
+        [
+          ["ip", "link", "set", "dev", port, "master", name],
+          ["ip", "link", "set", "dev", port, "up"],
+          ...moveCommands(link.addresses, actual.routes, port, name),
+        ],
       );
+      if (carriesSsh || managed.includes(port)) {
+        // The management path changes: a dead-man timer puts it back unless a new login works.
+        const why = carriesSsh
+          ? "carries this SSH session"
+          : "is configured by the host's network manager";
+        const persist = nicPersisted ? [] : planNicPersistence(d, actual);
+        nicPersisted = true;
+        steps.push(...guardedTakeover(d, actual, port, `${port} ${why}`, [move, ...persist]));
+      } else {
+        steps.push(move);
+      }
     } else if (carriesSsh) {
       throw new PlanError(
         `port ${JSON.stringify(port)} carries this SSH session; enslaving it would cut the provider off. ` +
@@ -235,11 +311,16 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       `this SSH session runs over bridge ${name}; detaching all its ports (${removedPorts.join(", ")}) would cut the provider off`,
     );
   }
-  for (const port of removedPorts) {
-    steps.push({
-      summary: `detach ${port} from ${name}`,
-      argv: ["ip", "link", "set", "dev", port, "nomaster"],
-    });
+  const detach = removedPorts.map((port): Step => ({
+    summary: `detach ${port} from ${name}`,
+    argv: ["ip", "link", "set", "dev", port, "nomaster"],
+  }));
+  // Which port leads to the SSH client is not known: any detach from a bridge carrying the
+  // session may cut it, so it runs under the dead-man timer.
+  if (detach.length > 0 && actual.sshInterface === name) {
+    steps.push(...guardedDetach(d, removedPorts, detach));
+  } else {
+    steps.push(...detach);
   }
 
   for (const a of minus(cur.addresses, d.addresses)) {
@@ -263,6 +344,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       argv: ["ip", "addr", "add", a, "dev", name],
     });
   }
+  if (!nicPersisted) steps.push(...planNicPersistence(d, actual));
   const wanted = sorted(d.ports);
   if (wanted.join("\n") !== actual.recordedPorts.join("\n")) {
     steps.push(

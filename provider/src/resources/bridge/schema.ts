@@ -1,6 +1,10 @@
 import { z } from "zod";
 import { uniqueItems } from "../../host-output";
+import { DEFAULT_DEADMAN_SECONDS } from "../../deadman/deadman";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
+import { PersistedDrift } from "../../persist/oneshot";
+import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
+import { NicManager, type ManagerState } from "./manager";
 
 export const BridgeInputs = z
   .object({
@@ -37,6 +41,17 @@ export const BridgeInputs = z
       .describe(
         "Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU).",
       ),
+    nicManager: NicManager,
+    rollbackSeconds: z
+      .number()
+      .int()
+      .min(15, "must be at least 15")
+      .max(3600, "must be at most 3600")
+      .default(DEFAULT_DEADMAN_SECONDS)
+      .describe(
+        "How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself.",
+      ),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -57,9 +72,11 @@ export type BridgeInputs = z.infer<typeof BridgeInputs>;
 export const BridgeOutputs = z.object({
   macAddress: z.string().describe("The bridge's MAC address as observed."),
   ifIndex: z.number().int().describe("The kernel's interface index (stable across live updates)."),
+  persistedBy: PersistedBy,
+  persistedDrift: PersistedDrift,
 });
 
-/** A route as `ip -j route show` reports it, reduced to what moving it needs. */
+/** A route as `ip -j route show` reports it, with every attribute moving it must keep. */
 export interface Route {
   family: 4 | 6;
   dst: string;
@@ -67,6 +84,13 @@ export interface Route {
   dev: string;
   protocol?: string;
   metric?: number;
+  /** `ip route` types other than unicast (blackhole, local, ...). */
+  type?: string;
+  table?: string;
+  scope?: string;
+  prefsrc?: string;
+  /** Next-hop flags; `onlink` is the one that must move with the route. */
+  flags?: string[];
 }
 
 /** One interface as `ip -d -j addr show` reports it. */
@@ -104,4 +128,10 @@ export interface BridgeState {
   macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
   helperAllowed: boolean;
+  /** The host's network managers and what the provider persisted through them. */
+  managers: ManagerState;
+  /** The bridge's unit, boot script and recorded MAC as the probe saw them. */
+  persisted: PersistedState;
+  /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
+  inputs?: BridgeInputs;
 }

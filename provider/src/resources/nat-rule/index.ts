@@ -1,6 +1,8 @@
+import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
+import { persists } from "../../persist/persistence";
 import type { ResourceModule } from "../../resource";
 import { decodedRules, observeNatRule } from "./observe";
-import { activeBackend, planNatRule } from "./plan";
+import { activeBackend, natPersistedForm, planNatRule, planNatRuleLive } from "./plan";
 import { renderNftRule } from "./nftables";
 import { forwardRules, iptablesChainPrefix, nftTableName, portForwardRules } from "./rules";
 import {
@@ -18,6 +20,24 @@ function activeRuleset(
 ): ObservedRuleset | undefined {
   const b = activeBackend(state, prefer);
   return b === "nftables" ? state.nft : b === "iptables" ? state.iptables : undefined;
+}
+
+/** Returns the persisted form the inputs want on this host (undefined: none, or not plannable). */
+function wantedForm(inputs: NatRuleInputs, state: NatRuleState) {
+  if (!persists(inputs.persistence, state.persisted)) return undefined;
+  try {
+    return natPersistedForm(inputs, state);
+  } catch {
+    return undefined;
+  }
+}
+
+function liveInSync(inputs: NatRuleInputs, state: NatRuleState): boolean {
+  try {
+    return planNatRuleLive(inputs, state).length === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** Returns what is in the provider's own table/chains that no input describes (drift made by hand). */
@@ -43,7 +63,7 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
   inputKeys: Object.keys(NatRuleInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeNatRule(host, inputs.name),
+  observe: (host, inputs) => observeNatRule(host, inputs),
   exists: (state) => state.nft !== undefined || state.iptables !== undefined,
   outputSchema: NatRuleOutputs,
   plan: planNatRule,
@@ -58,6 +78,13 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
             : undefined,
       activeBackend: backend,
       unmanagedRules: unmanagedRules(activeRuleset(state)),
+      ...(state.inputs !== undefined
+        ? persistenceOutputs(
+            wantedForm(state.inputs, state),
+            state.persisted,
+            liveInSync(state.inputs, state),
+          )
+        : { persistedBy: undefined, persistedDrift: undefined }),
     };
   },
   // Derived from the decoded rules, so a flushed table or a rule changed by hand shows as the
@@ -108,6 +135,11 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
       forward: forwardRules(sourceCidr, outInterface).every((r) => has(fwd, renderNftRule(r))),
       portForwards,
       backend: desired.backend === "auto" ? "auto" : (backend ?? desired.backend),
+      persistence: observedPersistence(
+        desired.persistence,
+        wantedForm(desired, state),
+        state.persisted,
+      ),
     };
   },
 };

@@ -1,11 +1,14 @@
 #!/bin/sh
-# The NatRule probe, one round trip: nat-probe.sh TABLE SYSCTL-OWNER. Which tools exist, the
+# The NatRule probe, one round trip: nat-probe.sh TABLE SYSCTL-OWNER UNIT FILE... Which tools exist, the
 # provider's nft table (only that table: `list tables` first, so an absent table is not confused
 # with a failing nft), iptables-save (every table the host has, without loading modules), and the
-# ip_forward claim. A listing that fails prints `pulumi-hypervisor-failed: <what it said>`.
+# ip_forward claim, the ports sshd listens on, and the rule's persisted layer (its unit and boot script). A listing that
+# fails prints `pulumi-hypervisor-failed: <what it said>`.
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
+. ../../persist/persist-probe.sh
 t=$1 owner=$2
+shift 2
 failed=pulumi-hypervisor-failed:
 have() { command -v "$1" >/dev/null 2>&1; }
 section tools
@@ -25,3 +28,9 @@ if have iptables-save; then
 fi
 section sysctl
 probe_sysctl "$owner" net/ipv4/ip_forward
+section sshd-ports
+# The TCP ports sshd listens on (`ss -p` names the process), one per line.
+if have ss; then
+  ss -Hltnp 2>/dev/null | awk '/"sshd"/ { n = split($4, a, ":"); print a[n] }' | sort -un
+fi
+persist_probe "$@"

@@ -1,19 +1,27 @@
 import type { Host } from "../../host/host";
 import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { persistProbeArgs } from "../../persist/oneshot";
+import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { parseSysctlProbe } from "../../sysctl";
 import { parseIptablesSave } from "./iptables";
 import { parseNftTable } from "./nftables";
 import { nftTableName, sysctlOwner } from "./rules";
-import type { NatRuleState, ObservedChain, ObservedRule, Rule } from "./schema";
+import type { NatRuleInputs, NatRuleState, ObservedChain, ObservedRule, Rule } from "./schema";
 
 /** Printed before what a listing tool said when it failed (nat-probe.sh). */
 export const FAILED = "pulumi-hypervisor-failed:";
 export const IP_FORWARD = "net/ipv4/ip_forward";
+/** The unit and boot script folder name of NAT rules. */
+export const NAT_KIND = "nat";
 
 /** Returns the call of the single observe probe (nat-probe.sh). */
 export function observeCall(name: string): ScriptCall {
-  return scriptIn(__dirname, "nat-probe.sh", [nftTableName(name), sysctlOwner(name)]);
+  return scriptIn(__dirname, "nat-probe.sh", [
+    nftTableName(name),
+    sysctlOwner(name),
+    ...persistProbeArgs(NAT_KIND, name),
+  ]);
 }
 
 function failure(section: string): string | undefined {
@@ -48,13 +56,21 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
     nft: nftError === undefined ? parseNftTable(nftText, nftTableName(name)) : undefined,
     iptables: iptablesError === undefined ? parseIptablesSave(iptText, name) : undefined,
     ipForward: parseSysctlProbe(out.need("sysctl"))[IP_FORWARD],
+    sshdPorts: out
+      .need("sshd-ports")
+      .split("\n")
+      .filter((l) => /^\d{1,5}$/.test(l.trim()))
+      .map((l) => Number(l.trim())),
+    persisted: parsePersistProbe(out),
   };
 }
 
 /** Observes the rule's nft table, iptables chains and ip_forward claim in one remote command. */
-export async function observeNatRule(host: Host, name: string): Promise<NatRuleState> {
-  const r = await runScript(host, observeCall(name));
-  return parseNatRuleState(name, r.stdout);
+export async function observeNatRule(host: Host, inputs: NatRuleInputs): Promise<NatRuleState> {
+  const r = await runScript(host, observeCall(inputs.name));
+  const state = parseNatRuleState(inputs.name, r.stdout);
+  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
+  return { ...state, inputs };
 }
 
 /** Returns the decoded rules of an observed chain (foreign ones left out). */

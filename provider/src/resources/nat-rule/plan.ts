@@ -1,7 +1,9 @@
 import { PlanError } from "../../errors";
+import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
+import { persists, type PersistedForm } from "../../persist/persistence";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
-import { IP_FORWARD } from "./observe";
+import { IP_FORWARD, NAT_KIND } from "./observe";
 import { renderIptablesDelete, renderIptablesRestore, type JumpEdits } from "./iptables";
 import { renderNftRule, renderNftRuleset } from "./nftables";
 import { iptablesChainPrefix, nftTableName, rulesFor, sysctlOwner, type RuleSet } from "./rules";
@@ -141,8 +143,47 @@ function iptablesDeleteStep(name: string, observed: ObservedRuleset): Step {
   };
 }
 
+/**
+ * Returns the rule's unit and boot script as the provider would write them: the create plan
+ * against a host without the rule, in the backend the live rule uses.
+ */
+export function natPersistedForm(d: NatRuleInputs, actual: NatRuleState): PersistedForm {
+  const empty: NatRuleState = {
+    name: d.name,
+    nftAvailable: actual.nftAvailable,
+    iptablesAvailable: actual.iptablesAvailable,
+    nftError: actual.nftError,
+    iptablesError: actual.iptablesError,
+    nft: undefined,
+    iptables: undefined,
+    ipForward: undefined,
+    sshdPorts: [],
+    persisted: actual.persisted,
+  };
+  // Debian's nftables.service and netfilter-persistent load the admin's rulesets before
+  // network-pre.target; the provider's table comes after them, as it does live.
+  return renderOneshotForm({
+    kind: NAT_KIND,
+    name: d.name,
+    title: `nat rule ${d.name}`,
+    steps: planNatRuleLive({ ...d, backend: resolveBackend(d.backend, actual) }, empty),
+    after: ["network-pre.target", "systemd-sysctl.service"],
+    before: ["network.target"],
+  });
+}
+
 /** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
 export function planNatRule(desired: NatRuleInputs | undefined, actual: NatRuleState): Step[] {
+  const live = planNatRuleLive(desired, actual);
+  if (desired === undefined) return withPersistence(true, live, undefined, actual.persisted);
+  const want = persists(desired.persistence, actual.persisted)
+    ? natPersistedForm(desired, actual)
+    : undefined;
+  return withPersistence(false, live, want, actual.persisted);
+}
+
+/** Returns the live steps only: the table or chains and ip_forward, not the persisted layer. */
+export function planNatRuleLive(desired: NatRuleInputs | undefined, actual: NatRuleState): Step[] {
   const name = actual.name;
   const owner = sysctlOwner(name);
   const steps: Step[] = [];
@@ -153,6 +194,18 @@ export function planNatRule(desired: NatRuleInputs | undefined, actual: NatRuleS
     if (actual.iptables) steps.push(iptablesDeleteStep(name, actual.iptables));
     return steps;
   }
+  desired.portForwards.forEach((p, i) => {
+    if (
+      p.protocol === "tcp" &&
+      p.inInterface === undefined &&
+      actual.sshdPorts.includes(p.hostPort)
+    ) {
+      throw new PlanError(
+        `portForwards[${i}]: sshd listens on tcp port ${p.hostPort}, and a forward of it without inInterface sends every login to the host on to ${p.destination}, cutting the provider off; ` +
+          `set inInterface to the interface the forward is for (not the one the host is managed through), or forward another port`,
+      );
+    }
+  });
   const backend = resolveBackend(desired.backend, actual);
   const want = rulesFor(desired);
   if (backend === "nftables") {

@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { InterfaceName, Ipv4Address, Ipv4Cidr } from "../../net";
+import { PersistedDrift } from "../../persist/oneshot";
+import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 import type { SysctlObservation } from "../../sysctl";
 
 // The name becomes the nft table `pulumi_hv_<name>` and the iptables chains `PHV-<name>-POST`;
@@ -71,6 +73,7 @@ export const NatRuleInputs = z
     backend: NatBackend.default("auto").describe(
       "nftables, iptables, or auto: the backend already in use, else nftables when installed.",
     ),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((r, ctx) => {
@@ -114,6 +117,8 @@ export const NatRuleOutputs = z.object({
     .describe(
       "Rules or chain changes inside the provider's own table that no input describes (made by hand).",
     ),
+  persistedBy: PersistedBy,
+  persistedDrift: PersistedDrift,
 });
 
 /** The chains of a NatRule, named as in its nft table. */
@@ -178,4 +183,10 @@ export interface NatRuleState {
   iptables: ObservedRuleset | undefined;
   /** net.ipv4.ip_forward and whether this rule holds a claim on it. */
   ipForward: SysctlObservation | undefined;
+  /** The TCP ports sshd listens on (a port forward of one without inInterface locks logins out). */
+  sshdPorts: number[];
+  /** The rule's unit and boot script as the probe saw them. */
+  persisted: PersistedState;
+  /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
+  inputs?: NatRuleInputs;
 }

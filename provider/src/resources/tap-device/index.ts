@@ -1,7 +1,33 @@
+import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
+import { persists } from "../../persist/persistence";
 import type { ResourceModule } from "../../resource";
 import { IP_FORWARD, observeTapDevice, proxyArpKey } from "./observe";
-import { claimedKeys, managedRoutes, planTapDevice } from "./plan";
+import {
+  claimedKeys,
+  managedRoutes,
+  planTapDevice,
+  planTapDeviceLive,
+  tapPersistedForm,
+} from "./plan";
 import { TapDeviceInputs, TapDeviceOutputs, type TapDeviceState, type TapRouted } from "./schema";
+
+/** Returns the persisted form the inputs want on this host (undefined: none), or undefined when it cannot be planned. */
+function wantedForm(inputs: TapDeviceInputs, state: TapDeviceState) {
+  if (!persists(inputs.persistence, state.persisted)) return undefined;
+  try {
+    return tapPersistedForm(inputs, state);
+  } catch {
+    return undefined;
+  }
+}
+
+function liveInSync(inputs: TapDeviceInputs, state: TapDeviceState): boolean {
+  try {
+    return planTapDeviceLive(inputs, state).length === 0;
+  } catch {
+    return false;
+  }
+}
 
 /** Returns the account as the program wrote it when the tap has that id, else the id seen. */
 function observedAccount(
@@ -48,11 +74,20 @@ export const tapDeviceModule: ResourceModule<
   // owner/group and multi_queue can only be set when the tap is created (see plan.ts).
   identity: ["name", "multiQueue", "vnetHdr", "owner", "group"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeTapDevice(host, inputs),
+  observe: (host, inputs, ctx) => observeTapDevice(host, inputs, ctx),
   exists: (state) => state.tap !== undefined,
   outputSchema: TapDeviceOutputs,
   plan: planTapDevice,
-  outputs: (state) => ({ macAddress: state.tap?.macAddress }),
+  outputs: (state) => ({
+    macAddress: state.tap?.macAddress,
+    ...(state.inputs !== undefined
+      ? persistenceOutputs(
+          wantedForm(state.inputs, state),
+          state.persisted,
+          liveInSync(state.inputs, state),
+        )
+      : { persistedBy: undefined, persistedDrift: undefined }),
+  }),
   observedInputs: (state, desired) => ({
     name: state.name,
     bridge: state.tap?.master ?? null,
@@ -63,5 +98,10 @@ export const tapDeviceModule: ResourceModule<
     // Not observed: whoever attaches last decides IFF_VNET_HDR (see plan.ts).
     vnetHdr: desired.vnetHdr,
     mtu: state.tap?.mtu,
+    persistence: observedPersistence(
+      desired.persistence,
+      wantedForm(desired, state),
+      state.persisted,
+    ),
   }),
 };

@@ -1,9 +1,13 @@
 import { z } from "zod";
 import type { Host } from "../../host/host";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
-import { canonicalIPv6 } from "../../net";
+import { canonicalHostAddress, canonicalIPv6 } from "../../net";
+import type { ObserveContext } from "../../resource";
 import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { persistProbeArgs } from "../../persist/oneshot";
+import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { unitName, unitPath } from "../../persist/systemd-unit";
 import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
 
@@ -36,12 +40,22 @@ export function probedKeys(inputs: TapDeviceInputs): SysctlKey[] {
   ];
 }
 
+/** The unit and boot script folder name of taps. */
+export const TAP_KIND = "tap";
+
+/** Returns the unit file of a bridge's own unit (the bridge is the provider's when it exists). */
+export function bridgeUnitFile(bridge: string): string {
+  return unitPath(unitName("bridge", bridge));
+}
+
 /** Returns the call of the single observe probe (tap-probe.sh). */
 export function observeCall(inputs: TapDeviceInputs): ScriptCall {
   return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
     lookupName(inputs.owner),
     lookupName(inputs.group),
+    inputs.bridge !== null ? bridgeUnitFile(inputs.bridge) : "",
+    ...persistProbeArgs(TAP_KIND, inputs.name),
     ...probedKeys(inputs),
   ]);
 }
@@ -165,6 +179,8 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
     resolvedUid: resolved(id["uid"]),
     resolvedGid: resolved(id["gid"]),
     holders: parseHolders(out.need("holders")),
+    persisted: parsePersistProbe(out),
+    bridgeUnit: out.need("bridge-unit").trim() === "yes",
   };
 }
 
@@ -172,7 +188,15 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
 export async function observeTapDevice(
   host: Host,
   inputs: TapDeviceInputs,
+  ctx: ObserveContext,
 ): Promise<TapDeviceState> {
   const r = await runScript(host, observeCall(inputs));
-  return parseTapDeviceState(inputs.name, r.stdout);
+  const state = parseTapDeviceState(inputs.name, r.stdout);
+  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
+  const client = ctx.sshClientAddress;
+  return {
+    ...state,
+    inputs,
+    ...(client !== undefined ? { sshClientAddress: canonicalHostAddress(client) ?? client } : {}),
+  };
 }

@@ -1,9 +1,12 @@
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
 import { ipFamilyOf } from "../../net";
+import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
+import { persists, type PersistedForm } from "../../persist/persistence";
+import { unitName } from "../../persist/systemd-unit";
 import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
-import { claimOwner, DEFAULT_PROXY_ARP, IP_FORWARD, proxyArpKey } from "./observe";
+import { claimOwner, DEFAULT_PROXY_ARP, IP_FORWARD, proxyArpKey, TAP_KIND } from "./observe";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
 
 // The tap's own proxy_arp lives and dies with the tap, which this resource owns, so it is set
@@ -91,8 +94,55 @@ export function claimedKeys(actual: TapDeviceState): string[] {
   );
 }
 
-/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
-export function planTapDevice(
+/**
+ * Returns the tap's unit and boot script as the provider would write them: the create plan
+ * against a host that has only the tap's surroundings (its bridge, its uplink, the names it
+ * resolved), ordered after its bridge's unit when the bridge is the provider's.
+ */
+export function tapPersistedForm(d: TapDeviceInputs, actual: TapDeviceState): PersistedForm {
+  const around = [d.bridge, d.routed?.proxyArpInterface].filter(
+    (n): n is string => n !== null && n !== undefined && n !== d.name,
+  );
+  const links = Object.fromEntries(
+    around.flatMap((n) => (actual.links[n] ? [[n, actual.links[n]] as const] : [])),
+  );
+  const hostDefault = actual.sysctls[DEFAULT_PROXY_ARP];
+  const empty: TapDeviceState = {
+    name: d.name,
+    tap: undefined,
+    links,
+    hostRoutes: [],
+    sysctls: hostDefault !== undefined ? { [DEFAULT_PROXY_ARP]: hostDefault } : {},
+    ownerId: undefined,
+    groupId: undefined,
+    resolvedUid: actual.resolvedUid,
+    resolvedGid: actual.resolvedGid,
+    holders: [],
+    persisted: actual.persisted,
+    bridgeUnit: actual.bridgeUnit,
+  };
+  const early = ["network-pre.target", "systemd-sysctl.service"];
+  const bridgeUnit =
+    d.bridge !== null && actual.bridgeUnit ? unitName("bridge", d.bridge) : undefined;
+  // A bridge that is not the provider's comes from the host's network manager, which has it up
+  // by network.target (ifupdown's networking.service runs before it).
+  const order =
+    bridgeUnit !== undefined
+      ? { after: [bridgeUnit, ...early], wants: [bridgeUnit], before: ["network.target"] }
+      : d.bridge !== null
+        ? { after: ["network.target"], before: [] }
+        : { after: early, before: ["network.target"] };
+  return renderOneshotForm({
+    kind: TAP_KIND,
+    name: d.name,
+    title: `tap ${d.name}`,
+    steps: planConverge(d, empty),
+    ...order,
+  });
+}
+
+/** Returns the live steps only: the tap, its routes and sysctls, not the persisted layer. */
+export function planTapDeviceLive(
   desired: TapDeviceInputs | undefined,
   actual: TapDeviceState,
 ): Step[] {
@@ -111,6 +161,18 @@ export function planTapDevice(
   return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
 }
 
+/** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
+export function planTapDevice(
+  desired: TapDeviceInputs | undefined,
+  actual: TapDeviceState,
+): Step[] {
+  const live = planTapDeviceLive(desired, actual);
+  if (desired === undefined) return withPersistence(true, live, undefined, actual.persisted);
+  const want = persists(desired.persistence, actual.persisted)
+    ? tapPersistedForm(desired, actual)
+    : undefined;
+  return withPersistence(false, live, want, actual.persisted);
+}
 function releaseAll(actual: TapDeviceState): Step[] {
   return claimedKeys(actual).map((k) => releaseSysctl(k, claimOwner(actual.name)));
 }
@@ -226,6 +288,12 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
     });
   }
   for (const a of want.filter((x) => !have.includes(x))) {
+    if (a === actual.sshClientAddress) {
+      throw new PlanError(
+        `routed.addresses: ${a} is the address this SSH session comes from; a host route via ${name} would send the session's replies into the tap and cut the provider off. ` +
+          `Remove it, or manage the host from another address`,
+      );
+    }
     const clash = actual.hostRoutes.find((r) => r.address === a && r.dev !== name);
     if (clash) {
       throw new PlanError(

@@ -2,6 +2,8 @@ import { z } from "zod";
 import type { SysctlObservation } from "../../sysctl";
 import { uniqueItems } from "../../host-output";
 import { canonicalHostAddress, InterfaceName } from "../../net";
+import { PersistedDrift } from "../../persist/oneshot";
+import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 
 /** A guest address for a host route: "198.18.120.5", "198.18.120.5/32", "2001:db8::5/128". */
 const HostAddress = z.string().transform((s, ctx) => {
@@ -83,6 +85,7 @@ export const TapDeviceInputs = z
       .max(65521, "must be at most 65521 (the largest a tap accepts)")
       .optional()
       .describe("MTU in bytes; unset leaves the kernel's choice alone."),
+    persistence: Persistence,
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -117,6 +120,8 @@ export const TapDeviceOutputs = z.object({
   macAddress: z
     .string()
     .describe("The tap's MAC address as observed (the host side; the guest NIC has its own)."),
+  persistedBy: PersistedBy,
+  persistedDrift: PersistedDrift,
 });
 
 /** One interface as `ip -d -j link show` reports it, with the tun details when it is one. */
@@ -171,4 +176,12 @@ export interface TapDeviceState {
   resolvedGid: number | null | undefined;
   /** Processes in the host's network namespace that hold the tap open. */
   holders: TapHolder[];
+  /** The tap's unit and boot script as the probe saw them. */
+  persisted: PersistedState;
+  /** The desired bridge has a unit of the provider's (the tap's unit then orders after it). */
+  bridgeUnit: boolean;
+  /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
+  inputs?: TapDeviceInputs;
+  /** The address this SSH session comes from, canonical, when known. */
+  sshClientAddress?: string;
 }

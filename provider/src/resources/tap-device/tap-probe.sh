@@ -1,16 +1,20 @@
 #!/bin/sh
-# The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP SYSCTL-KEY...
+# The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
+# UNIT-FILE BOOT-SCRIPT SYSCTL-KEY...
 # Links with tun details, host routes v4/v6, the sysctls (those asked for plus every claim this
 # tap holds, found in the claims directory so a claim left by an older configuration is released
 # too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
 # desired owner/group resolved on the host, and the processes holding the tap (the tun driver
 # prints `iff:\t<name>` in the fdinfo of an attached fd). fdinfo does not say which network
 # namespace the device lives in, so only processes in this shell's namespace count: a tap of the
-# same name in a container is another device.
+# same name in a container is another device. Then whether the bridge has a unit of the
+# provider's, and the tap's persisted layer (its unit and boot script).
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
-name=$1 user=$2 group=$3 owner="tapdevice-$1"
-shift 3
+. ../../persist/persist-probe.sh
+name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
+unit=$5 unit_file=$6 boot_script=$7
+shift 7
 section links
 ip -d -j link show || exit
 section routes4
@@ -39,4 +43,7 @@ for f in $(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
   [ "$(readlink /proc/"$pid"/ns/net 2>/dev/null)" = "$self" ] || continue
   echo "holder $pid $(tr '\000\n\t' '   ' < /proc/"$pid"/cmdline 2>/dev/null | cut -c1-300)"
 done
+section bridge-unit
+if [ -n "$bridge_unit" ] && [ -f "$bridge_unit" ]; then echo yes; else echo no; fi
+persist_probe "$unit" "$unit_file" "$boot_script"
 exit 0
