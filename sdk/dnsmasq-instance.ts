@@ -91,8 +91,10 @@ export interface DnsmasqInstanceProperties {
   readonly leasesPath: pulumi.Output<string>;
   /** The leases in the lease file when last observed. */
   readonly leases: pulumi.Output<DnsmasqLease[]>;
-  /** What brings the object back after a reboot: "systemd" (its unit) or "none". */
-  readonly persistedBy: pulumi.Output<"systemd" | "none">;
+  /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */
+  readonly persistedBy: pulumi.Output<
+    "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
+  >;
   /** How the persisted layer (unit file, enablement, failed unit) differs from what the provider writes; absent when it matches. */
   readonly persistedDrift: pulumi.Output<string | undefined>;
 }

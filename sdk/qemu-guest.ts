@@ -123,8 +123,10 @@ export interface QemuGuestProperties {
   readonly accelUsed: pulumi.Output<"kvm" | "tcg" | undefined>;
   /** Path of the serial console log on the host, when `serialLog` is on. */
   readonly serialLogPath: pulumi.Output<string | undefined>;
-  /** What brings the object back after a reboot: "systemd" (its unit) or "none". */
-  readonly persistedBy: pulumi.Output<"systemd" | "none">;
+  /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */
+  readonly persistedBy: pulumi.Output<
+    "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
+  >;
   /** How the persisted layer (unit and scripts, enablement, failed unit) differs from what the provider writes; absent when it matches. */
   readonly persistedDrift: pulumi.Output<string | undefined>;
 }
