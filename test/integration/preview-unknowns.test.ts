@@ -208,7 +208,11 @@ describe("native plugin: a preview with unknown inputs and configuration", () =>
     expect(bad.failures.map((f) => f.property)).toEqual(["mtu"]);
 
     expect(await h.sshConnectionCount()).toBe(before);
-    // Nothing warned either: no host was tried.
-    expect((await engine.engineLog()).filter((m) => m.severity === "warning")).toEqual([]);
+    // Nothing warned either: no host was tried. (The plugin's once-per-host note that this lab
+    // host has no systemd came from the earlier previews over the pooled connection.)
+    const warnings = (await engine.engineLog()).filter(
+      (m) => m.severity === "warning" && !/PID 1 is not systemd/.test(m.message),
+    );
+    expect(warnings).toEqual([]);
   });
 });
