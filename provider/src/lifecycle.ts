@@ -1,8 +1,9 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
+import { parseHostKeyPin } from "./host/host-keys";
 import { abortableHost, type OperationOptions } from "./abort";
 import { applySteps } from "./apply";
-import { CommandError, InitFailedError, messageOf, StepError } from "./errors";
+import { CommandError, InitFailedError, messageOf, SshConnectionError, StepError } from "./errors";
 import type { Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
@@ -101,6 +102,13 @@ function unknownConnectionMoves(value: unknown, old: Connection | undefined): bo
   return !c.success || connectionIdentity(c.data) !== connectionIdentity(old);
 }
 
+// The same pinned host key behind two addresses (a name and its IP, or a bastion) is one machine.
+function sameHostKey(a: Connection, b: Connection): boolean {
+  const pa = a.hostKey === undefined ? undefined : parseHostKeyPin(a.hostKey);
+  const pb = b.hostKey === undefined ? undefined : parseHostKeyPin(b.hostKey);
+  return pa !== undefined && pa.fingerprint === pb?.fingerprint;
+}
+
 function kindOf(before: unknown, after: unknown, replace: boolean): PropertyDiffKind {
   const kind = before === undefined ? "ADD" : after === undefined ? "DELETE" : "UPDATE";
   return replace ? `${kind}_REPLACE` : kind;
@@ -123,6 +131,7 @@ export function diffProps<I extends { name: string }, S>(
   const replaces: string[] = [];
   const oldConn = Connection.safeParse(olds["connection"]);
   const newConn = Connection.safeParse(news["connection"]);
+  let otherHost = false;
   if (containsUnknown(news["connection"])) {
     changed.push("connection");
     const old = oldConn.success ? oldConn.data : undefined;
@@ -134,6 +143,7 @@ export function diffProps<I extends { name: string }, S>(
     if (connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)) {
       changed.push("connection");
       replaces.push("connection");
+      otherHost = !sameHostKey(oldConn.data, newConn.data);
     } else if (stableJson(oldConn.data) !== stableJson(newConn.data)) {
       changed.push("connection");
     }
@@ -168,7 +178,9 @@ export function diffProps<I extends { name: string }, S>(
   return {
     changes: changed.length > 0,
     replaces,
-    deleteBeforeReplace: replaces.length > 0,
+    // Names are unique per host, so a replacement on the same host must delete first; on another
+    // host nothing can clash, and creating first keeps the old object when the new one fails.
+    deleteBeforeReplace: replaces.length > 0 && !otherHost,
     changed,
     detailedDiff: Object.fromEntries(
       changed.map((k) => [k, kindOf(before[k], news[k], replaces.includes(k))]),
@@ -228,17 +240,11 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   /**
-   * Observe, plan, apply, observe again; fails naming the steps that did not take. A failure after
-   * a step ran, or an abort while one ran (its command may have done part of its work), carries
+   * Observe, plan, apply, observe again; fails naming the steps that did not take. Any failure once
+   * the first step was sent (an abort included: its command may have done part of its work) carries
    * the id: the engine records the object and the next update converges it.
    */
-  private async converge(
-    host: Host,
-    desired: I,
-    id: string,
-    props: Props,
-    signal: AbortSignal | undefined,
-  ): Promise<S> {
+  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, desired, ctx, what);
@@ -246,29 +252,42 @@ export class Lifecycle<I extends { name: string }, S> {
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
     for (const step of steps) logInfo(`${what}: ${step.summary}`);
+    // From the first step on the host may have changed, so every failure (a step, a lost
+    // connection, the observation after apply, a plan that refuses it) carries the id: the engine
+    // records the object and the next update finishes it, or destroy removes it.
     try {
       await applySteps(host, steps);
+      const after = await this.observe(host, desired, ctx, what);
+      const rest = this.plan(desired, after, what);
+      if (!this.mod.exists(after) || rest.length > 0) {
+        const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
+        throw new Error(`${what}: changes did not take; still to do after apply: ${missing}`);
+      }
+      return after;
     } catch (e) {
-      const done = e instanceof StepError ? e.done : 0;
-      const cause = e instanceof StepError ? e.cause : e;
-      const recorded = done > 0 || existed || signal?.aborted === true ? id : undefined;
-      throw new InitFailedError(
-        `${what}: ${messageWithoutHost(cause, host)}`,
-        recorded,
-        recorded ? props : undefined,
-      );
+      throw new InitFailedError(this.failureText(e, host, what, steps), id, props);
     }
-    const after = await this.observe(host, desired, ctx, what);
-    const rest = this.plan(desired, after, what);
-    if (!this.mod.exists(after) || rest.length > 0) {
-      const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
-      throw new InitFailedError(
-        `${what}: changes did not take; still to do after apply: ${missing}`,
-        id,
-        props,
-      );
+  }
+
+  // A step's failure names its command; a lost connection names the step it interrupted
+  // (its summary), not the body of the remote script that carried it.
+  private failureText(e: unknown, host: Host, what: string, steps: readonly Step[]): string {
+    const cause = e instanceof StepError ? e.cause : e;
+    const msg = messageOf(cause);
+    if (msg.startsWith(`${what}: `)) return msg;
+    if (e instanceof StepError && cause instanceof SshConnectionError) {
+      const step = steps[e.done];
+      const where = step
+        ? ` applying from step ${e.done + 1} of ${steps.length} (${step.summary})`
+        : "";
+      // "lost" and "channel" messages quote the whole command; the others are short and useful.
+      if (cause.kind === "lost" || cause.kind === "channel") {
+        const happened = cause.kind === "lost" ? "connection lost" : "no session could be opened";
+        return `${what}: ${happened}${where}; the host may be half-changed, the next update finishes it`;
+      }
+      return `${what}: ${messageWithoutHost(cause, host)}${where}`;
     }
-    return after;
+    return `${what}: ${messageWithoutHost(cause, host)}`;
   }
 
   private async observe(host: Host, desired: I, ctx: ObserveContext, what: string): Promise<S> {
@@ -290,7 +309,7 @@ export class Lifecycle<I extends { name: string }, S> {
   async create(props: Props, opts: OperationOptions = {}): Promise<{ id: string; outs: Props }> {
     const { host, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, props, opts.signal);
+    const state = await this.converge(host, inputs, id, props);
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
@@ -302,7 +321,7 @@ export class Lifecycle<I extends { name: string }, S> {
   ): Promise<{ outs: Props }> {
     const { host, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, news, opts.signal);
+    const state = await this.converge(host, inputs, id, news);
     return { outs: this.outputsOf(news, inputs, state) };
   }
 

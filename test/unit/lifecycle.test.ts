@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import { InitFailedError } from "../../provider/src/errors";
+import { InitFailedError, SshConnectionError } from "../../provider/src/errors";
+import { quoteArgv } from "../../provider/src/host/quote";
 import { diffProps, Lifecycle, parseAll, type DiffResult } from "../../provider/src/lifecycle";
 import { resourceModules } from "../../provider/src/registry";
 import { UNKNOWN } from "../../provider/src/unknown";
@@ -102,6 +103,49 @@ describe("diff (pure)", () => {
   });
 });
 
+describe("replace order", () => {
+  const unpinned = { host: "198.18.1.2", privateKey: "KEY-SECRET" };
+  const other = "SHA256:AAAbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8";
+  const table: Array<[string, Record<string, unknown>, Record<string, unknown>, boolean]> = [
+    ["the same host, a new name: names clash, delete first", base, { ...base, name: "br1" }, true],
+    [
+      "another host (no host keys pinned): create first, the old one stays if it fails",
+      { ...base, connection: unpinned },
+      { ...base, connection: { ...unpinned, host: "198.18.2.2" } },
+      false,
+    ],
+    [
+      "another host and a new name: create first",
+      { ...base, connection: unpinned },
+      { ...base, name: "br1", connection: { ...unpinned, host: "198.18.2.2" } },
+      false,
+    ],
+    [
+      "another host key pinned: another machine, create first",
+      base,
+      { ...base, connection: { ...conn, host: "198.18.2.2", hostKey: other } },
+      false,
+    ],
+    [
+      "the same pinned host key behind another address is the same machine: delete first",
+      base,
+      { ...base, connection: { ...conn, host: "hv1.example" } },
+      true,
+    ],
+    [
+      "an unknown connection may be the same host: delete first",
+      base,
+      { ...base, connection: UNKNOWN },
+      true,
+    ],
+  ];
+  it.each(table)("%s", (_what, olds, news, deleteFirst) => {
+    const d = diffProps(bridgeModule, olds, news);
+    expect(d.replaces.length).toBeGreaterThan(0);
+    expect(d.deleteBeforeReplace).toBe(deleteFirst);
+  });
+});
+
 describe("check", () => {
   it("names each bad property and never includes connection values", () => {
     const lc = new Lifecycle(bridgeModule, () => {
@@ -185,6 +229,55 @@ describe("create converges or says what did not take", () => {
     );
     expect((err as InitFailedError).id).toBe("br0");
     expect(JSON.stringify((err as InitFailedError).message)).not.toContain("KEY-SECRET");
+  });
+});
+
+/** A host whose connection drops while the create batch runs (after its first command). */
+class DroppingHost extends StubbornHost {
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (!req.argv.join(" ").includes("ip link add name br0")) return super.run(req);
+    await super.run(req); // the bridge was created before the connection dropped
+    throw new SshConnectionError(
+      this.label,
+      "lost",
+      `${this.label}: connection lost while running ${quoteArgv(req.argv)}: keepalive timeout`,
+    );
+  }
+}
+
+/** A host that answers the create, then cannot be observed (the probe fails). */
+class BlindAfterApplyHost extends StubbornHost {
+  private applied = false;
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (req.argv.join(" ").includes("ip link add name br0")) this.applied = true;
+    else if (this.applied && req.argv[3] === "bridge-probe.sh") {
+      return { exitCode: 1, stdout: "", stderr: "ip: cannot allocate memory" };
+    }
+    return super.run(req);
+  }
+}
+
+describe("a half-done create is recorded with its id", () => {
+  it("when the connection drops mid-apply; the message names the step, not the remote script", async () => {
+    const lc = new Lifecycle(bridgeModule, () => new DroppingHost());
+    const err = await lc.create({ connection: conn, name: "br0" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InitFailedError);
+    const e = err as InitFailedError;
+    expect(e.message).toBe(
+      'bridge "br0" on root@198.18.1.2:22: connection lost applying from step 1 of 3 (create bridge br0); ' +
+        "the host may be half-changed, the next update finishes it",
+    );
+    expect(e.id).toBe("br0");
+    expect(e.properties).toEqual({ connection: conn, name: "br0" });
+  });
+  it("when the observation after apply fails", async () => {
+    const lc = new Lifecycle(bridgeModule, () => new BlindAfterApplyHost());
+    const err = await lc.create({ connection: conn, name: "br0" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InitFailedError);
+    expect((err as InitFailedError).id).toBe("br0");
+    expect((err as InitFailedError).message).toMatch(
+      /^bridge "br0" on root@198\.18\.1\.2:22: observing failed: .*cannot allocate memory/,
+    );
   });
 });
 
