@@ -3,7 +3,14 @@ import { Connection, connectionIdentity } from "./host/connection";
 import { parseHostKeyPin } from "./host/host-keys";
 import { abortableHost, type OperationOptions } from "./abort";
 import { applySteps } from "./apply";
-import { CommandError, InitFailedError, messageOf, SshConnectionError, StepError } from "./errors";
+import {
+  CommandError,
+  InitFailedError,
+  messageOf,
+  PlanError,
+  SshConnectionError,
+  StepError,
+} from "./errors";
 import type { Host } from "./host/host";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
@@ -201,6 +208,12 @@ async function observeContext(host: Host): Promise<ObserveContext> {
 
 /** The generic check/diff/create/read/update/delete of one resource type. */
 export class Lifecycle<I extends { name: string }, S> {
+  /**
+   * Replacements Diff planned delete-first, by the old object's outputs: the engine sends
+   * Delete of the old object before Create of the new one, and Delete checks the new one first.
+   */
+  private readonly replacements = new Map<string, { news: Props; at: number }>();
+
   constructor(
     readonly mod: ResourceModule<I, S>,
     private readonly hostFor: HostFactory,
@@ -222,7 +235,50 @@ export class Lifecycle<I extends { name: string }, S> {
 
   /** Returns what changed; pure, so a preview with unknown inputs never touches a host. */
   diff(_id: string, olds: Props, news: Props, oldInputs?: Props): DiffResult {
-    return diffProps(this.mod, olds, news, oldInputs);
+    const d = diffProps(this.mod, olds, news, oldInputs);
+    const key = replacementKey(olds);
+    if (d.deleteBeforeReplace && !containsUnknown(news)) {
+      this.replacements.set(key, { news, at: Date.now() });
+    } else {
+      this.replacements.delete(key);
+    }
+    return d;
+  }
+
+  // The new inputs of a delete-first replacement of this object that Diff just planned, if any.
+  private takeReplacement(props: Props): Props | undefined {
+    const key = replacementKey(props);
+    const r = this.replacements.get(key);
+    this.replacements.delete(key);
+    return r && Date.now() - r.at < REPLACEMENT_TTL_MS ? r.news : undefined;
+  }
+
+  /**
+   * Throws when the replacement would fail on this host (a PlanError against what is there, or
+   * the host unreachable with its connection), before anything of the old object is deleted. A
+   * refusal that names the old object itself (it is in the way of a renamed one) is not one: the
+   * delete is what clears it.
+   */
+  private async checkReplacement(
+    news: Props,
+    old: I,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<void> {
+    const parsed = parseAll(this.mod, news);
+    if ("failures" in parsed) return; // Check refuses these before any Create
+    const host = abortableHost(this.hostFor(parsed.connection), signal);
+    const desired = parsed.inputs;
+    try {
+      const state = await this.mod.observe(host, desired, await observeContext(host));
+      this.mod.plan(desired, state);
+    } catch (e) {
+      const msg = messageWithoutHost(e, host);
+      if (e instanceof PlanError && desired.name !== old.name && mentions(msg, old.name)) return;
+      throw new Error(
+        `${what}: not deleted, because its replacement ${JSON.stringify(desired.name)} would fail: ${msg}`,
+      );
+    }
   }
 
   private connect(
@@ -361,6 +417,8 @@ export class Lifecycle<I extends { name: string }, S> {
   async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
     const { host, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
+    const news = this.takeReplacement(props);
+    if (news) await this.checkReplacement(news, inputs, opts.signal, what);
     const ctx = await observeContext(host);
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
@@ -379,6 +437,20 @@ export class Lifecycle<I extends { name: string }, S> {
       );
     }
   }
+}
+
+/** How long a replacement planned by Diff waits for its Delete (the engine sends it right after). */
+const REPLACEMENT_TTL_MS = 30 * 60 * 1000;
+
+// By the old outputs alone (they name the host and the object): the native Diff has no id.
+function replacementKey(olds: Props): string {
+  return stableJson(stripProvider(olds)) ?? "";
+}
+
+// Whether the message names the interface or object as a whole word (names are [A-Za-z0-9_.-]).
+function mentions(msg: string, name: string): boolean {
+  const word = name.replace(/[.]/g, "\\.");
+  return new RegExp(`(^|[^A-Za-z0-9_.-])"?${word}"?($|[^A-Za-z0-9_.-])`).test(msg);
 }
 
 // A CommandError already names the host; strip it so messages read `bridge "br0" on host: cmd ...`.

@@ -281,6 +281,35 @@ describe("a half-done create is recorded with its id", () => {
   });
 });
 
+describe("a delete-first replacement that would fail", () => {
+  const olds = { ...base, stp: false, ports: [], macAddress: "aa:bb:cc:dd:ee:ff", ifIndex: 9 };
+  it("keeps the old object: Delete checks the new one against the host first", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const news = { ...base, name: "br1", ports: ["eth9"] };
+    expect(lc.diff("br0", olds, news).deleteBeforeReplace).toBe(true);
+    await expect(lc.delete("br0", olds)).rejects.toThrow(
+      'bridge "br0" on root@198.18.1.2:22: not deleted, because its replacement "br1" would fail: port "eth9" does not exist on the host',
+    );
+    expect(host.ran.filter((a) => a.join(" ").includes("ip link del"))).toEqual([]);
+  });
+  it("deletes when the replacement plans, and a plain delete (destroy) checks nothing", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const probes = (): number => host.ran.filter((a) => a[3] === "bridge-probe.sh").length;
+    const deletes = (): number => host.ran.filter((a) => a.includes("del")).length;
+    // this stub never removes the bridge, so each delete ends "did not take" after running it
+    const start = probes();
+    lc.diff("br0", olds, { ...base, name: "br1" });
+    await expect(lc.delete("br0", olds)).rejects.toThrow(/delete did not take/);
+    expect([probes() - start, deletes()]).toEqual([3, 1]); // the replacement, before, after
+    await expect(lc.delete("br0", olds)).rejects.toThrow(/delete did not take/);
+    expect([probes() - start, deletes()]).toEqual([5, 2]); // before, after
+  });
+});
+
 describe("unknown values (a preview with inputs another resource computes)", () => {
   const neverConnects = (): Host => {
     throw new Error("a preview with unknowns must not connect");
