@@ -12,6 +12,7 @@ import {
   StepError,
 } from "./errors";
 import type { Host } from "./host/host";
+import { withHostLock } from "./host/lock";
 import { logInfo } from "./log";
 import type { ObserveContext, ResourceModule } from "./resource";
 import { stableJson } from "./stable-json";
@@ -29,6 +30,11 @@ type Props = Record<string, unknown>;
 
 /** How the lifecycle reaches a host; tests pass a fake, the provider passes the SSH pool. */
 export type HostFactory = (connection: Connection) => Host;
+
+export interface LifecycleOptions {
+  /** Hold the host-side lock (host/lock.ts) over create, update and delete. */
+  hostLock?: boolean;
+}
 
 /** Returns "addresses[1]" for the zod path ["addresses", 1]. */
 export function propertyPath(path: readonly PropertyKey[]): string {
@@ -217,7 +223,21 @@ export class Lifecycle<I extends { name: string }, S> {
   constructor(
     readonly mod: ResourceModule<I, S>,
     private readonly hostFor: HostFactory,
+    private readonly opts: LifecycleOptions = {},
   ) {}
+
+  // Runs a changing operation under the host lock of the object (when enabled), so conflicting
+  // operations on one host never interleave their observe, apply and observe.
+  private locked<T>(
+    raw: Host,
+    inputs: I,
+    signal: AbortSignal | undefined,
+    fn: (host: Host) => Promise<T>,
+  ): Promise<T> {
+    if (!this.opts.hostLock) return fn(abortableHost(raw, signal));
+    const keys = [`${this.mod.type}.${inputs.name}`, ...(this.mod.lockKeys?.(inputs) ?? [])];
+    return withHostLock(raw, keys, signal, (h) => fn(abortableHost(h, signal)));
+  }
 
   private what(name: string, host: Host): string {
     return `${this.mod.noun} ${JSON.stringify(name)} on ${host.label}`;
@@ -285,14 +305,15 @@ export class Lifecycle<I extends { name: string }, S> {
     props: Props,
     from: "inputs" | "outputs",
     signal: AbortSignal | undefined,
-  ): { host: Host; inputs: I; connection: Connection } {
+  ): { host: Host; raw: Host; inputs: I; connection: Connection } {
     const parsed = parseAll(this.mod, props, from);
     if ("failures" in parsed) {
       throw new Error(
         `${this.mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
       );
     }
-    return { ...parsed, host: abortableHost(this.hostFor(parsed.connection), signal) };
+    const raw = this.hostFor(parsed.connection);
+    return { ...parsed, raw, host: abortableHost(raw, signal) };
   }
 
   /**
@@ -363,9 +384,11 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   async create(props: Props, opts: OperationOptions = {}): Promise<{ id: string; outs: Props }> {
-    const { host, inputs } = this.connect(props, "inputs", opts.signal);
+    const { raw, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, props);
+    const state = await this.locked(raw, inputs, opts.signal, (host) =>
+      this.converge(host, inputs, id, props),
+    );
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
@@ -375,9 +398,11 @@ export class Lifecycle<I extends { name: string }, S> {
     news: Props,
     opts: OperationOptions = {},
   ): Promise<{ outs: Props }> {
-    const { host, inputs } = this.connect(news, "inputs", opts.signal);
+    const { raw, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, news);
+    const state = await this.locked(raw, inputs, opts.signal, (host) =>
+      this.converge(host, inputs, id, news),
+    );
     return { outs: this.outputsOf(news, inputs, state) };
   }
 
@@ -415,10 +440,14 @@ export class Lifecycle<I extends { name: string }, S> {
 
   /** Removes what the resource owns; succeeds when it is already gone. */
   async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
-    const { host, inputs } = this.connect(props, "outputs", opts.signal);
-    const what = this.what(inputs.name, host);
+    const { host: plain, raw, inputs } = this.connect(props, "outputs", opts.signal);
+    const what = this.what(inputs.name, plain);
     const news = this.takeReplacement(props);
     if (news) await this.checkReplacement(news, inputs, opts.signal, what);
+    await this.locked(raw, inputs, opts.signal, (host) => this.remove(host, inputs, what));
+  }
+
+  private async remove(host: Host, inputs: I, what: string): Promise<void> {
     const ctx = await observeContext(host);
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
