@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest } from "./host";
+import { ChannelLimit, MAX_CHANNELS_PER_CONNECTION } from "./channels";
 import { scriptArgv, scriptIn } from "./script";
 
 /** How long an operation waits for each of its lock keys (seconds). */
@@ -11,6 +12,15 @@ export const LOCK_WAIT_SECONDS = 300;
 
 // lock-hold.sh exits 3 when the host cannot lock (no flock, /run not writable): run unlocked.
 const UNLOCKABLE = 3;
+
+/**
+ * Locked operations at once per host: each holds a session for its lock besides the ones its
+ * commands use, so at most half of a connection's sessions hold locks and the commands of the
+ * locked operations always find one free (otherwise holders could take every session and wait).
+ */
+export const LOCKED_OPERATIONS_PER_HOST = MAX_CHANNELS_PER_CONNECTION / 2;
+
+const lockedOperations = new Map<string, ChannelLimit>();
 
 /** Returns the sorted, distinct lock keys ("Bridge.br0"); names are validated before they get here. */
 export function lockKeys(keys: readonly string[]): string[] {
@@ -28,6 +38,25 @@ export function lockKeys(keys: readonly string[]): string[] {
  * connection drops (its session closes, so a lost provider never keeps it).
  */
 export async function withHostLock<T>(
+  host: Host,
+  keys: readonly string[],
+  signal: AbortSignal | undefined,
+  fn: (locked: Host) => Promise<T>,
+): Promise<T> {
+  let slots = lockedOperations.get(host.label);
+  if (!slots) {
+    slots = new ChannelLimit(LOCKED_OPERATIONS_PER_HOST);
+    lockedOperations.set(host.label, slots);
+  }
+  await slots.acquire();
+  try {
+    return await holdWhile(host, keys, signal, fn);
+  } finally {
+    slots.release();
+  }
+}
+
+async function holdWhile<T>(
   host: Host,
   keys: readonly string[],
   signal: AbortSignal | undefined,
