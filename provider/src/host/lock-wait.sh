@@ -6,7 +6,7 @@ dir=/run/pulumi-hypervisor/locks
 token=$1 wait=$2
 shift 2
 st="$dir/op.$token"
-limit=$(((wait + 30) * 20))
+limit=$(((wait + 30) * 100))
 i=0
 while :; do
   if [ -e "$st.held" ]; then exec "$@"; fi
@@ -25,5 +25,5 @@ while :; do
     echo "timed out waiting for the host lock holder (op.$token) to start" >&2
     exit 125
   fi
-  sleep 0.05
+  sleep 0.01
 done
