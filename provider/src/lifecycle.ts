@@ -13,7 +13,8 @@ import {
 } from "./errors";
 import type { Host } from "./host/host";
 import { withHostLock } from "./host/lock";
-import { logInfo } from "./log";
+import { logInfo, logWarn } from "./log";
+import { runScript, scriptIn } from "./host/script";
 import type { ObserveContext, ResourceModule } from "./resource";
 import { stableJson } from "./stable-json";
 import type { Step } from "./step";
@@ -218,7 +219,10 @@ export class Lifecycle<I extends { name: string }, S> {
    * Replacements Diff planned delete-first, by the old object's outputs: the engine sends
    * Delete of the old object before Create of the new one, and Delete checks the new one first.
    */
-  private readonly replacements = new Map<string, { news: Props; at: number }>();
+  private readonly replacements = new Map<
+    string,
+    { news: Props; at: number; createFirst: boolean }
+  >();
 
   constructor(
     readonly mod: ResourceModule<I, S>,
@@ -257,20 +261,40 @@ export class Lifecycle<I extends { name: string }, S> {
   diff(_id: string, olds: Props, news: Props, oldInputs?: Props): DiffResult {
     const d = diffProps(this.mod, olds, news, oldInputs);
     const key = replacementKey(olds);
-    if (d.deleteBeforeReplace && !containsUnknown(news)) {
-      this.replacements.set(key, { news, at: Date.now() });
+    if (d.replaces.length > 0 && !containsUnknown(news)) {
+      this.replacements.set(key, { news, at: Date.now(), createFirst: !d.deleteBeforeReplace });
     } else {
       this.replacements.delete(key);
     }
     return d;
   }
 
-  // The new inputs of a delete-first replacement of this object that Diff just planned, if any.
-  private takeReplacement(props: Props): Props | undefined {
+  // The replacement of this object that Diff planned, if any.
+  private takeReplacement(props: Props): { news: Props; createFirst: boolean } | undefined {
     const key = replacementKey(props);
     const r = this.replacements.get(key);
     this.replacements.delete(key);
-    return r && Date.now() - r.at < REPLACEMENT_TTL_MS ? r.news : undefined;
+    return r && Date.now() - r.at < REPLACEMENT_TTL_MS ? r : undefined;
+  }
+
+  /**
+   * Whether a replacement created first, with the same id, is this very object: two addresses of
+   * one machine without a pinned host key look like two hosts to Diff, and deleting the old object
+   * would then delete the new one. Unknown (a host that cannot tell) counts as not.
+   */
+  private async sameObject(old: Host, news: Props, id: string): Promise<boolean> {
+    const parsed = parseAll(this.mod, news);
+    if ("failures" in parsed || this.mod.id(parsed.inputs) !== id) return false;
+    const identity = async (h: Host): Promise<string | undefined> => {
+      try {
+        const r = await runScript(h, scriptIn(__dirname, "host/host-identity.sh", []));
+        return r.stdout.trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const [a, b] = await Promise.all([identity(old), identity(this.hostFor(parsed.connection))]);
+    return a !== undefined && a === b;
   }
 
   /**
@@ -439,11 +463,19 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */
-  async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
+  async delete(id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
     const { host: plain, raw, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, plain);
-    const news = this.takeReplacement(props);
-    if (news) await this.checkReplacement(news, inputs, opts.signal, what);
+    const replaced = this.takeReplacement(props);
+    if (replaced?.createFirst && (await this.sameObject(plain, replaced.news, id))) {
+      logWarn(
+        `${what}: not deleted: its replacement reaches the same object on the same machine through another address`,
+      );
+      return;
+    }
+    if (replaced && !replaced.createFirst) {
+      await this.checkReplacement(replaced.news, inputs, opts.signal, what);
+    }
     await this.locked(raw, inputs, opts.signal, (host) => this.remove(host, inputs, what));
   }
 

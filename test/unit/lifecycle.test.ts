@@ -310,6 +310,43 @@ describe("a delete-first replacement that would fail", () => {
   });
 });
 
+/** A host that prints a machine identity (host-identity.sh). */
+class IdentifiedHost extends StubbornHost {
+  constructor(private readonly identity: string) {
+    super();
+  }
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (req.argv[3] === "host-identity.sh") {
+      return { exitCode: 0, stdout: this.identity, stderr: "" };
+    }
+    return super.run(req);
+  }
+}
+
+describe("a create-first replacement on another address", () => {
+  const unpinned = { host: "198.18.1.2", privateKey: "KEY-SECRET" };
+  const olds = { ...base, connection: unpinned, stp: false, ports: [], ifIndex: 9 };
+  const news = { ...base, connection: { ...unpinned, host: "hv1.example" } };
+  const run = async (a: string, b: string): Promise<{ err: unknown; deletes: number }> => {
+    const old = new IdentifiedHost(a);
+    const other = new IdentifiedHost(b);
+    const lc = new Lifecycle(bridgeModule, (c) => (c.host === "hv1.example" ? other : old));
+    await lc.create({ connection: unpinned, name: "br0" });
+    expect(lc.diff("br0", olds, news).deleteBeforeReplace).toBe(false);
+    const err = await lc.delete("br0", olds).catch((e: unknown) => e);
+    return { err, deletes: old.ran.filter((x) => x.includes("del")).length };
+  };
+  it("does not delete the old object when both addresses reach the same machine", async () => {
+    const same = "b1c0ffee\nnet:[4026532001]\nmnt:[4026532002]\n";
+    expect(await run(same, same)).toEqual({ err: undefined, deletes: 0 });
+  });
+  it("deletes it on another machine", async () => {
+    const { err, deletes } = await run("boot-a\nnet:[1]\nmnt:[2]", "boot-b\nnet:[1]\nmnt:[2]");
+    expect(deletes).toBe(1);
+    expect(String(err)).toMatch(/delete did not take/); // this stub never removes the bridge
+  });
+});
+
 describe("unknown values (a preview with inputs another resource computes)", () => {
   const neverConnects = (): Host => {
     throw new Error("a preview with unknowns must not connect");
