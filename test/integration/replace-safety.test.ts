@@ -69,8 +69,7 @@ describe("replace safety", () => {
   });
 
   it("keeps the bridge when a typo in the connection makes its replacement fail", async () => {
-    const br = (connection: object) =>
-      spec("Bridge", "rbr0", { connection, name: "rbr0" });
+    const br = (connection: object) => spec("Bridge", "rbr0", { connection, name: "rbr0" });
     await engine.up([await br(a.connection())]);
     expect(await link(a, "rbr0")).toEqual({ kind: "bridge" });
 
