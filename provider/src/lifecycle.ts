@@ -372,7 +372,13 @@ export class Lifecycle<I extends { name: string }, S> {
 
   // A step's failure names its command; a lost connection names the step it interrupted
   // (its summary), not the body of the remote script that carried it.
-  private failureText(e: unknown, host: Host, what: string, steps: readonly Step[]): string {
+  private failureText(
+    e: unknown,
+    host: Host,
+    what: string,
+    steps: readonly Step[],
+    next = "the next update finishes it",
+  ): string {
     const cause = e instanceof StepError ? e.cause : e;
     const msg = messageOf(cause);
     if (msg.startsWith(`${what}: `)) return msg;
@@ -384,7 +390,7 @@ export class Lifecycle<I extends { name: string }, S> {
       // "lost" and "channel" messages quote the whole command; the others are short and useful.
       if (cause.kind === "lost" || cause.kind === "channel") {
         const happened = cause.kind === "lost" ? "connection lost" : "no session could be opened";
-        return `${what}: ${happened}${where}; the host may be half-changed, the next update finishes it`;
+        return `${what}: ${happened}${where}; the host may be half-changed, ${next}`;
       }
       return `${what}: ${messageWithoutHost(cause, host)}${where}`;
     }
@@ -395,7 +401,14 @@ export class Lifecycle<I extends { name: string }, S> {
     try {
       return await this.mod.observe(host, desired, ctx);
     } catch (e) {
-      throw new Error(`${what}: observing failed: ${messageWithoutHost(e, host)}`);
+      // A lost connection's message quotes the whole probe script: say what happened instead.
+      const why =
+        e instanceof SshConnectionError && (e.kind === "lost" || e.kind === "channel")
+          ? e.kind === "lost"
+            ? "connection lost"
+            : "no session could be opened"
+          : messageWithoutHost(e, host);
+      throw new Error(`${what}: observing failed: ${why}`);
     }
   }
 
@@ -488,7 +501,7 @@ export class Lifecycle<I extends { name: string }, S> {
     try {
       await applySteps(host, steps);
     } catch (e) {
-      throw new Error(`${what}: ${messageWithoutHost(e instanceof StepError ? e.cause : e, host)}`);
+      throw new Error(this.failureText(e, host, what, steps, "deleting again finishes it"));
     }
     const after = await this.observe(host, inputs, ctx, what);
     const rest = this.plan(undefined, after, what);

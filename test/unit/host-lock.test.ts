@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { CommandError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { LOCKED_OPERATIONS_PER_HOST, lockKeys, withHostLock } from "../../provider/src/host/lock";
 
@@ -68,6 +69,23 @@ describe("host lock", () => {
     expect(err).toEqual(
       new Error("host lock: timed out after 300 s waiting for the host lock on interface.br0"),
     );
+  });
+
+  it("a failing first command is named by its own argv, not the lock wrapper", async () => {
+    const host = new LockHost();
+    const failing: Host = {
+      label: host.label,
+      run: async (req) => {
+        if (req.argv[3] === "lock-wait.sh") {
+          throw new CommandError(host.label, req.argv, { exitCode: 2, stdout: "", stderr: "no" });
+        }
+        return host.run(req);
+      },
+    };
+    const err = await withHostLock(failing, ["Bridge.br0"], undefined, (h) =>
+      h.run({ argv: ["ip", "link", "show", "br0"] }),
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toBe("root@198.18.1.2:22: ip link show br0 exited 2: no");
   });
 
   it("runs unlocked when the host cannot lock (exit 3)", async () => {

@@ -281,6 +281,25 @@ describe("a half-done create is recorded with its id", () => {
   });
 });
 
+describe("a connection lost while observing", () => {
+  it("says so without quoting the probe script", async () => {
+    const host: Host = {
+      label: "root@198.18.1.2:22",
+      run: async (req) => {
+        throw new SshConnectionError(
+          "root@198.18.1.2:22",
+          "lost",
+          `root@198.18.1.2:22: connection lost while running ${quoteArgv(req.argv)}: keepalive timeout`,
+        );
+      },
+    };
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await expect(lc.delete("br0", { connection: conn, name: "br0" })).rejects.toThrow(
+      new Error('bridge "br0" on root@198.18.1.2:22: observing failed: connection lost'),
+    );
+  });
+});
+
 describe("a delete-first replacement that would fail", () => {
   const olds = { ...base, stp: false, ports: [], macAddress: "aa:bb:cc:dd:ee:ff", ifIndex: 9 };
   it("keeps the old object: Delete checks the new one against the host first", async () => {

@@ -2,7 +2,7 @@
 // instances on one interface) run one at a time on a host, from observe to the observation after
 // apply, even from two provider processes; operations on unrelated objects still run in parallel.
 import { randomBytes } from "node:crypto";
-import { messageOf, SshConnectionError } from "../errors";
+import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest } from "./host";
 import { ChannelLimit, MAX_CHANNELS_PER_CONNECTION } from "./channels";
 import { scriptArgv, scriptIn } from "./script";
@@ -111,6 +111,9 @@ function lockedHost(host: Host, token: string, lost: AbortSignal): Host {
         return r;
       } catch (e) {
         if (lost.aborted) throw lost.reason as Error;
+        // Name the command that failed, not the lock wrapper around it.
+        if (isCommandError(e) && e.name === "CommandError")
+          throw new CommandError(e.host, req.argv, e);
         throw e;
       }
     },
