@@ -41,6 +41,18 @@ export default defineConfig({
         },
       },
       {
+        // Hostile input, parallel load, secrets and faults on lab hosts (root): see test/abuse.
+        extends: true,
+        test: {
+          ...shared,
+          name: "abuse",
+          include: ["test/abuse/**/*.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+          sequence: { groupOrder: 2 },
+        },
+      },
+      {
         // The packed tarball installed beside another @pulumi/pulumi (npm registry), and the code
         // `pulumi import` prints compiled with tsc: needs `npm run build` first.
         extends: true,

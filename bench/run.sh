@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench [-- --hosts 3 --resources 20 --latency 20 ...]`: installs what the lab needs,
 # builds (the plugin loads the built provider), and runs bench/fleet.ts. Needs root (lab hosts
-# are network namespaces). See "Performance" in README.md.
+# are network namespaces). See docs/performance.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund

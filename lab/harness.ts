@@ -3,6 +3,7 @@
 import * as path from "node:path";
 import { dynamicProvider } from "../sdk/provider";
 import { DynamicProviderPlugin, Engine, type ResourceSpec } from "./engine/engine";
+import { startLab, type Lab, type StartLabOptions } from "./lab";
 
 export const REPO_ROOT = path.resolve(__dirname, "..");
 
@@ -42,4 +43,34 @@ export async function startEngine(): Promise<{ plugin: DynamicProviderPlugin; en
   const plugin = await DynamicProviderPlugin.start({ cwd: REPO_ROOT });
   await plugin.configure({});
   return { plugin, engine: new Engine(plugin) };
+}
+
+/** A lab with the dynamic-provider plugin running and an engine driving it. */
+export interface LabWithEngine {
+  lab: Lab;
+  plugin: DynamicProviderPlugin;
+  engine: Engine;
+}
+
+/** Starts a lab, then the plugin; stops the lab again when the plugin does not start. */
+export async function startLabWithEngine(opts: StartLabOptions): Promise<LabWithEngine> {
+  const lab = await startLab(opts);
+  try {
+    return { lab, ...(await startEngine()) };
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+/** Stops the plugin, then the lab (even when the plugin's stop failed); either may be missing. */
+export async function stopLabWithEngine(s: {
+  lab?: Lab;
+  plugin?: DynamicProviderPlugin;
+}): Promise<void> {
+  try {
+    await s.plugin?.stop();
+  } finally {
+    await s.lab?.stop();
+  }
 }

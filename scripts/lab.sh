@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `npm run lab [-- up|down|status]`: installs what the lab needs, builds, and runs scripts/lab.ts.
+# `npm run lab [-- up|down|status|reboot HOST]`: installs what the lab needs, builds, and runs
+# scripts/lab.ts (the main job on booted Debian hosts; see lab/booted/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`: installs what the tests need (Debian packages when root on Debian), builds, type
-# checks, lints, and runs every vitest project: unit (pure, no root), lab (the lab hosts themselves)
-# and integration (the provider on real lab hosts, two files at a time). One project alone:
-# `npx vitest run --project unit`.
+# checks, lints, and runs every vitest project: unit (pure, no root), lab (the lab hosts themselves),
+# integration (the provider on namespace lab hosts), package (the packed tarball, import code) and
+# booted (booted Debian hosts that reboot). One project alone: `npx vitest run --project unit`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm ci --no-audit --no-fund

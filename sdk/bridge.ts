@@ -23,6 +23,10 @@ export interface BridgeArgs {
   vlanFiltering?: pulumi.Input<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). Default: `false`. */
   allowQemuBridgeHelper?: pulumi.Input<boolean>;
+  /** Which of the host's own network managers persists a port that it already configures (the NIC carrying the SSH session, `eno1` with the host's address): "auto" detects it (NetworkManager, then systemd-networkd, then ifupdown); "none" changes only the live state, which a reboot loses. Default: `"auto"`. */
+  nicManager?: pulumi.Input<"auto" | "ifupdown" | "networkd" | "networkmanager" | "none">;
+  /** How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself. Default: `90`. */
+  rollbackSeconds?: pulumi.Input<number>;
 }
 
 /** The properties of a Bridge, in both SDKs. */
@@ -41,6 +45,10 @@ export interface BridgeProperties {
   readonly vlanFiltering: pulumi.Output<boolean>;
   /** Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU). */
   readonly allowQemuBridgeHelper: pulumi.Output<boolean>;
+  /** Which of the host's own network managers persists a port that it already configures (the NIC carrying the SSH session, `eno1` with the host's address): "auto" detects it (NetworkManager, then systemd-networkd, then ifupdown); "none" changes only the live state, which a reboot loses. */
+  readonly nicManager: pulumi.Output<"auto" | "ifupdown" | "networkd" | "networkmanager" | "none">;
+  /** How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself. */
+  readonly rollbackSeconds: pulumi.Output<number>;
   /** The bridge's MAC address as observed. */
   readonly macAddress: pulumi.Output<string>;
   /** The kernel's interface index (stable across live updates). */

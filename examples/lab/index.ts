@@ -1,9 +1,10 @@
 // The built-in lab's program: the same guest network stamped onto every lab host (the network of
 // examples/wifi-laptop: a bridge with the gateway address, dnsmasq with a static lease, NAT out of
-// the host's uplink, a tap on the bridge for a guest).
-// `npm run lab` starts the lab hosts, writes their connection details to the hosts file and applies
-// this program (with `pulumi up` when the Pulumi CLI is installed, otherwise through the
-// engine-protocol driver).
+// the host's WAN link wan0, a tap on the bridge for a guest).
+// `npm run lab` starts the lab hosts (booted Debian 12 hosts with systemd, so everything here
+// persists and comes back after `npm run lab -- reboot lab-1`), writes their connection details to
+// the hosts file and applies this program (with `pulumi up` when the Pulumi CLI is installed,
+// otherwise through the engine-protocol driver).
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as hypervisor from "pulumi-hypervisor";

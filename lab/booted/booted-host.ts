@@ -4,7 +4,13 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { ensureKeyPair, type KeyPair } from "./keys";
 import { whichProgram, type ExecOptions, type ExecResult } from "./run";
-import { BOOTED_STATE_ROOT, hostStateDir } from "./slots";
+import {
+  BOOTED_STATE_ROOT,
+  hostStateDir,
+  type SideLink,
+  type SideLinkKind,
+  type Slot,
+} from "./slots";
 import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
 
 export type HostKind = "nspawn" | "vm";
@@ -28,6 +34,10 @@ export interface BootedHost {
   outsideAddress: string;
   /** The host's uplink, configured by ifupdown from /etc/network/interfaces.d. */
   uplink: string;
+  /** The WAN link, when started with links ["wan"]: the host's default route, NAT's way out. */
+  wan?: SideLink;
+  /** The second NIC (eth1, ifupdown-owned), when started with links ["nic"]. */
+  nic?: SideLink;
   stateDir: string;
   /** Milliseconds from the start call to the first successful SSH command. */
   sshAfterStartMs: number;
@@ -55,6 +65,8 @@ export interface HostRecord {
   pid?: number;
   /** Pid of the process the host belongs to (a test run): once it is gone, the host is litter. */
   owner?: number;
+  /** The side links the host was started with. */
+  links?: SideLinkKind[];
 }
 
 export interface StartOptions {
@@ -62,6 +74,20 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** A pid (a test run's own) after whose end stopOrphanedHosts may remove the host. */
   owner?: number;
+  /**
+   * Side links beyond the uplink (containers only): "wan" adds wan0 with the host's default route
+   * to the machine (an upstream for NAT that the test process reaches directly), "nic" adds eth1,
+   * a second NIC owned by ifupdown. Default: none.
+   */
+  links?: SideLinkKind[];
+}
+
+/** Returns the side links of slot that links names, in a fixed order. */
+export function sideLinksOf(slot: Slot, links: readonly SideLinkKind[] | undefined) {
+  return {
+    ...(links?.includes("wan") === true ? { wan: slot.wan } : {}),
+    ...(links?.includes("nic") === true ? { nic: slot.nic } : {}),
+  };
 }
 
 const NAME_RE = /^[a-z][a-z0-9-]{0,30}$/;

@@ -3,6 +3,7 @@
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import type { SideLink } from "./slots";
 
 export const UPLINK = "eth0";
 
@@ -12,6 +13,10 @@ export interface HostIdentity {
   clientPublicKey: string;
   address: string;
   prefixLength: number;
+  /** The WAN link (the host's default route goes to its machine end), when the host has one. */
+  wan?: SideLink;
+  /** The second NIC, when the host has one. */
+  nic?: SideLink;
 }
 
 /** Returns the ifupdown stanza of the host's uplink (a static address, as on a Debian server). */
@@ -21,6 +26,18 @@ export function renderUplinkStanza(address: string, prefixLength: number): strin
     `auto ${UPLINK}\n` +
     `iface ${UPLINK} inet static\n` +
     `    address ${address}/${prefixLength}\n`
+  );
+}
+
+/** Returns the ifupdown stanza of a side link; with gateway, the host's default route goes there. */
+export function renderSideLinkStanza(link: SideLink, gateway: boolean): string {
+  return (
+    `# ${gateway ? "The WAN link (the default route)" : "A second NIC"} to the lab machine, ` +
+    "written by the booted lab.\n" +
+    `auto ${link.interface}\n` +
+    `iface ${link.interface} inet static\n` +
+    `    address ${link.address}/${link.prefixLength}\n` +
+    (gateway ? `    gateway ${link.outsideAddress}\n` : "")
   );
 }
 
@@ -47,4 +64,14 @@ export async function writeHostIdentity(root: string, id: HostIdentity): Promise
     at(`etc/network/interfaces.d/${UPLINK}`),
     renderUplinkStanza(id.address, id.prefixLength),
   );
+  const sideLinks: Array<[string, SideLink | undefined, boolean]> = [
+    ["wan0", id.wan, true],
+    ["eth1", id.nic, false],
+  ];
+  for (const [name, link, gateway] of sideLinks) {
+    const file = at(`etc/network/interfaces.d/${name}`);
+    // A host started again without a link it had before must not wait for it at boot.
+    if (link === undefined) await fs.rm(file, { force: true });
+    else await fs.writeFile(file, renderSideLinkStanza(link, gateway));
+  }
 }

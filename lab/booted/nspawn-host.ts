@@ -9,6 +9,7 @@ import {
   readHostRecord,
   rebootOverSsh,
   requirePrograms,
+  sideLinksOf,
   validateHostName,
   writeHostRecord,
   writeKnownHosts,
@@ -64,6 +65,7 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
     slot = record === undefined ? await takeSlot(name) : slotLayout(record.slot);
     record = { name, kind: "nspawn", slot: slot.index, rootHash: root.hash };
     if (opts.owner !== undefined) record.owner = opts.owner;
+    if (opts.links !== undefined && opts.links.length > 0) record.links = [...opts.links];
     await writeHostRecord(record);
   } catch (e) {
     if (record === undefined) await fs.rm(dir, { recursive: true, force: true });
@@ -82,8 +84,10 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
       clientPublicKey: client.publicKey,
       address: slot.address,
       prefixLength: slot.prefixLength,
+      ...sideLinksOf(slot, record.links),
     });
-    const pid = await spawnSupervisor(dir, slot, await nspawnArgv(name, merged, slot));
+    const argv = await nspawnArgv(name, merged, slot, record.links);
+    const pid = await spawnSupervisor(dir, slot, record.links, argv);
     await writeHostRecord({ ...record, pid });
     host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
     return host;
@@ -100,7 +104,13 @@ export async function attachHost(name: string): Promise<BootedHost | undefined> 
   return makeHost(record, slotLayout(record.slot));
 }
 
-async function nspawnArgv(name: string, merged: string, slot: Slot): Promise<string[]> {
+async function nspawnArgv(
+  name: string,
+  merged: string,
+  slot: Slot,
+  links: HostRecord["links"],
+): Promise<string[]> {
+  const side = Object.values(sideLinksOf(slot, links));
   const argv = [
     "systemd-nspawn",
     "--boot",
@@ -108,6 +118,7 @@ async function nspawnArgv(name: string, merged: string, slot: Slot): Promise<str
     `--machine=${name}`,
     "--private-network",
     `--network-veth-extra=${slot.outsideInterface}:${UPLINK}`,
+    ...side.map((l) => `--network-veth-extra=${l.outsideInterface}:${l.interface}`),
     // This machine's PID 1 is not systemd: nspawn cannot register with machined or ask for a scope.
     "--register=no",
     "--keep-unit",
@@ -122,7 +133,13 @@ async function nspawnArgv(name: string, merged: string, slot: Slot): Promise<str
   return argv;
 }
 
-async function spawnSupervisor(dir: string, slot: Slot, nspawn: string[]): Promise<number> {
+async function spawnSupervisor(
+  dir: string,
+  slot: Slot,
+  links: HostRecord["links"],
+  nspawn: string[],
+): Promise<number> {
+  const side = Object.values(sideLinksOf(slot, links));
   const out = await fs.open(path.join(dir, "console.log"), "a");
   try {
     const child = spawn(
@@ -132,6 +149,7 @@ async function spawnSupervisor(dir: string, slot: Slot, nspawn: string[]): Promi
         dir,
         slot.outsideInterface,
         `${slot.outsideAddress}/${slot.prefixLength}`,
+        ...side.flatMap((l) => [l.outsideInterface, `${l.outsideAddress}/${l.prefixLength}`]),
         "--",
         ...nspawn,
       ],
@@ -198,6 +216,7 @@ async function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
     outsideInterface: slot.outsideInterface,
     outsideAddress: slot.outsideAddress,
     uplink: UPLINK,
+    ...sideLinksOf(slot, record.links),
     stateDir: dir,
     sshAfterStartMs: 0,
     exec: async (argv: readonly string[], opts?: ExecOptions) => {
@@ -242,8 +261,14 @@ async function stopHost(record: HostRecord, slot: Slot): Promise<void> {
     if (await isAlive(pid)) process.kill(pid, "SIGKILL");
   }
   while (await anyAlive(pids)) await sleep(50);
-  // The veth goes with the container's network namespace; a leftover one would block the slot.
-  await runLocal(["ip", "link", "del", slot.outsideInterface]);
+  // The veths go with the container's network namespace; a leftover one would block the slot.
+  for (const ifname of [
+    slot.outsideInterface,
+    slot.wan.outsideInterface,
+    slot.nic.outsideInterface,
+  ]) {
+    await runLocal(["ip", "link", "del", ifname]);
+  }
   await removeHostTree(dir);
   await releaseSlot(slot.index, record.name);
 }

@@ -1,7 +1,8 @@
 // Address slots of booted lab hosts: slot i is 198.19.(200+i).0/24, the machine's end .1 and the
-// host's uplink .2. A slot is held by a file naming its host, created exclusively, and stays
-// held while that host's state directory exists. This range is apart from the namespace lab's
-// 198.18.<i>.0/24 management networks.
+// host's uplink .2. A host that asks for them also gets a WAN link and a second NIC, each a /29 of
+// 198.19.240.0/21 (the machine's end first, the host's second). A slot is held by a file naming its
+// host, created exclusively, and stays held while that host's state directory exists. This range is
+// apart from the namespace lab's 198.18.<i>.0/24 management and 198.19.<i>.0/24 uplink networks.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import { exists } from "./run";
@@ -9,6 +10,23 @@ import { exists } from "./run";
 export const BOOTED_STATE_ROOT = "/var/tmp/pulumi-hypervisor-booted";
 export const SLOT_COUNT = 40;
 const FIRST_THIRD_OCTET = 200;
+// 198.19.240.0/21 holds the side links: two /29s per slot.
+const SIDE_LINK_BASE = (198 << 24) | (19 << 16) | (240 << 8);
+
+/** A link of the host beyond its uplink: a veth (or tap) whose machine end has an address too. */
+export interface SideLink {
+  /** The interface inside the host ("wan0", "eth1"). */
+  interface: string;
+  /** The machine's end of the link. */
+  outsideInterface: string;
+  outsideAddress: string;
+  /** The host's address on the link. */
+  address: string;
+  prefixLength: 29;
+}
+
+/** The side links a host may ask for: a WAN (its default route) and a second NIC. */
+export type SideLinkKind = "wan" | "nic";
 
 export interface Slot {
   index: number;
@@ -18,6 +36,10 @@ export interface Slot {
   /** The host's uplink address. */
   address: string;
   prefixLength: 24;
+  /** The WAN link: the host's default route goes to the machine's end. */
+  wan: SideLink;
+  /** A second NIC, for scenarios that enslave a NIC the host's ifupdown owns to a bridge. */
+  nic: SideLink;
 }
 
 /** Returns the names and addresses of slot index. */
@@ -32,7 +54,24 @@ export function slotLayout(index: number): Slot {
     outsideAddress: `${net}.1`,
     address: `${net}.2`,
     prefixLength: 24,
+    wan: sideLink(index, 0, "wan0", `hvb${index}w`),
+    nic: sideLink(index, 1, "eth1", `hvb${index}n`),
   };
+}
+
+function sideLink(index: number, which: number, inside: string, outside: string): SideLink {
+  const base = SIDE_LINK_BASE + (index * 2 + which) * 8;
+  return {
+    interface: inside,
+    outsideInterface: outside,
+    outsideAddress: ipv4(base + 1),
+    address: ipv4(base + 2),
+    prefixLength: 29,
+  };
+}
+
+function ipv4(n: number): string {
+  return [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join(".");
 }
 
 /** Returns the directory that holds everything of host name. */

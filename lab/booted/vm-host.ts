@@ -46,6 +46,12 @@ const PROGRAMS: ReadonlyArray<[string, string]> = [
 /** Returns a running virtual machine named name, booted from the cached root, answering SSH. */
 export async function startVm(name: string, opts: StartOptions = {}): Promise<BootedHost> {
   validateHostName(name);
+  if (opts.links !== undefined && opts.links.length > 0) {
+    throw new Error(
+      `booted lab: vm ${name}: side links (${opts.links.join(", ")}) are for containers only; ` +
+        `NAT on a vm goes out of its uplink ${UPLINK}`,
+    );
+  }
   await requirePrograms(PROGRAMS);
   const root = await ensureRoot(opts.log);
   if (root.buildMs > 0) opts.log?.(`booted lab: built the root in ${root.buildMs} ms`);

@@ -65,6 +65,9 @@ export const NATIVE_PLUGIN = path.join(REPO_ROOT, "provider", "bin", "pulumi-res
 
 const PROVIDER_TYPE = "pulumi:providers:hypervisor";
 
+/** The client class NativeProviderPlugin extends (its overrides take the same arguments). */
+type Base = ProviderClient<DetailedDiff>;
+
 /** One native plugin process, configured (at most) once, as the engine runs one per provider. */
 export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
   /** What Configure answered. */
@@ -167,23 +170,14 @@ export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
     await this.configureProvider("hypervisor", this.name, args, unwrapSecrets(args) as Props);
   }
 
-  /** The engine's own answers for a provider whose configuration is not known. */
-  override async check(
-    urn: string,
-    olds: Props,
-    news: Props,
-  ): Promise<{ inputs: Props; failures: CheckFailure[] }> {
-    if (!this.configKnown) return { inputs: news, failures: [] };
-    return super.check(urn, olds, news);
+  // The engine's own answers for a provider whose configuration is not known; the overrides take
+  // the base class's arguments as they are and pass them on unchanged otherwise.
+  override async check(...args: Parameters<Base["check"]>): ReturnType<Base["check"]> {
+    if (!this.configKnown) return { inputs: args[2], failures: [] };
+    return super.check(...args);
   }
 
-  override async diff(
-    id: string,
-    urn: string,
-    olds: Props,
-    news: Props,
-    oldInputs?: Props,
-  ): Promise<DetailedDiff> {
+  override async diff(...args: Parameters<Base["diff"]>): ReturnType<Base["diff"]> {
     if (!this.configKnown) {
       // DiffUnavailable: the step generator shows the resource as possibly changed.
       return {
@@ -195,34 +189,25 @@ export class NativeProviderPlugin extends ProviderClient<DetailedDiff> {
         detailedDiff: {},
       };
     }
-    return super.diff(id, urn, olds, news, oldInputs);
+    return super.diff(...args);
   }
 
-  override async create(
-    urn: string,
-    properties: Props,
-    opts: { preview?: boolean; timeoutSeconds?: number } = {},
-  ): Promise<{ id: string; properties: Props }> {
+  override async create(...args: Parameters<Base["create"]>): ReturnType<Base["create"]> {
+    const [urn, , opts] = args;
     if (!this.configKnown) {
-      if (opts.preview === true) return { id: "", properties: {} };
+      if (opts?.preview === true) return { id: "", properties: {} };
       throw new Error(`Create ${urn}: the provider's configuration is not known`);
     }
-    return super.create(urn, properties, opts);
+    return super.create(...args);
   }
 
-  override async update(
-    id: string,
-    urn: string,
-    olds: Props,
-    news: Props,
-    oldInputs?: Props,
-    opts: { preview?: boolean; timeoutSeconds?: number } = {},
-  ): Promise<{ properties: Props }> {
+  override async update(...args: Parameters<Base["update"]>): ReturnType<Base["update"]> {
+    const [, urn, , , , opts] = args;
     if (!this.configKnown) {
-      if (opts.preview === true) return { properties: {} };
+      if (opts?.preview === true) return { properties: {} };
       throw new Error(`Update ${urn}: the provider's configuration is not known`);
     }
-    return super.update(id, urn, olds, news, oldInputs, opts);
+    return super.update(...args);
   }
 }
 

@@ -30,6 +30,7 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 export function abortableHost(host: Host, signal: AbortSignal | undefined): Host {
   if (!signal) return host;
   const address = host.sessionClientAddress?.bind(host);
+  const fresh = host.runFresh?.bind(host);
   return {
     label: host.label,
     run: (req) =>
@@ -37,5 +38,6 @@ export function abortableHost(host: Host, signal: AbortSignal | undefined): Host
         ? Promise.reject(abortReason(signal))
         : unlessAborted(host.run({ ...req, signal }), signal),
     ...(address ? { sessionClientAddress: () => unlessAborted(address(), signal) } : {}),
+    ...(fresh ? { runFresh: (req) => unlessAborted(fresh({ ...req, signal }), signal) } : {}),
   };
 }

@@ -1,4 +1,5 @@
-import { CommandError, StepError } from "./errors";
+import { applyGuarded } from "./deadman/apply-guarded";
+import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host } from "./host/host";
 import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
@@ -64,6 +65,10 @@ function batchCall(batch: readonly Command[]): ScriptCall {
   );
 }
 
+// A session lost while its command ran leaves the command's effect unknown.
+const lostWhileRunning = (e: unknown): boolean =>
+  e instanceof SshConnectionError && e.kind === "lost";
+
 function section(text: string, i: number): string {
   const start = text.indexOf(`${BEGIN} ${i}\n`);
   if (start < 0) return "";
@@ -79,6 +84,12 @@ function section(text: string, i: number): string {
  * failing step's own command, exit code and output, with how many steps completed before it.
  */
 export async function applySteps(host: Host, steps: readonly Step[]): Promise<void> {
+  // A change of the management path runs under a dead-man timer, confirmed over a new login.
+  if (await applyGuarded(host, steps, applyPlain)) return;
+  await applyPlain(host, steps);
+}
+
+async function applyPlain(host: Host, steps: readonly Step[]): Promise<void> {
   let done = 0;
   for (const batch of batchSteps(steps)) {
     const single = batch.length === 1 ? batch[0] : undefined;
@@ -87,11 +98,12 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
       try {
         r = await host.run({
           argv: single.argv,
+          shown: single.shown,
           ...(single.stdin !== undefined ? { stdin: single.stdin } : {}),
           reject: false,
         });
       } catch (e) {
-        throw new StepError(done, e);
+        throw new StepError(done, e, lostWhileRunning(e));
       }
       if (!single.okExitCodes.includes(r.exitCode)) {
         throw new StepError(done, new CommandError(host.label, single.shown, r));
@@ -104,9 +116,14 @@ export async function applySteps(host: Host, steps: readonly Step[]): Promise<vo
     const shown = ["sh", "apply-batch.sh", `(${batch.length} steps)`];
     let r;
     try {
-      r = await host.run({ argv, ...(stdin !== undefined ? { stdin } : {}), reject: false });
+      r = await host.run({
+        argv,
+        shown,
+        ...(stdin !== undefined ? { stdin } : {}),
+        reject: false,
+      });
     } catch (e) {
-      throw new StepError(done, e);
+      throw new StepError(done, e, lostWhileRunning(e));
     }
     const m = new RegExp(`\\n${FAILED} (\\d+) (\\d+)\\n`).exec(r.stderr);
     if (m) {

@@ -99,11 +99,16 @@ export class StaleConnectionError extends Error {}
 /** The proxy's connection is up but it could not open a tunnel to the next hop. */
 export class TunnelError extends Error {}
 
-/** A step that failed; `done` steps before it completed. */
+/**
+ * A step that failed; `done` steps before it completed. `mayHaveRun`: the failing command was
+ * started and its outcome is unknown (the session was lost while it ran), so it may have changed
+ * the host.
+ */
 export class StepError extends Error {
   constructor(
     readonly done: number,
     override readonly cause: unknown,
+    readonly mayHaveRun = false,
   ) {
     super(cause instanceof Error ? cause.message : String(cause));
     this.name = "StepError";

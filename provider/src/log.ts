@@ -1,7 +1,7 @@
 // Where the provider's messages go. stderr always gets every line: the engine keeps a plugin's
 // stderr for its debug log (`pulumi up -v=9 --logtostderr`). Warnings also go to the engine's Log
-// service when the native plugin has connected one (setLogSink), because that is what the user
-// sees; the dynamic-provider plugin has no such connection, so there stderr is all.
+// service when the plugin has connected one (setLogSink), because that is what the user sees: the
+// native plugin and the dynamic-provider plugin both get the engine's address as last argument.
 // Messages are built by callers from labels and summaries only: never from a connection object.
 import { AsyncLocalStorage } from "node:async_hooks";
 

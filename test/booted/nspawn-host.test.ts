@@ -33,8 +33,13 @@ beforeAll(async () => {
   // Hosts of an earlier run that was killed before its afterAll would hold slots and disk.
   for (const name of await stopOrphanedHosts()) report(`removed ${name}, left by an ended run`);
   const started = await Promise.allSettled(
-    names.map((n) =>
-      startHost(n, { log: (l) => process.stderr.write(l + "\n"), owner: process.pid }),
+    names.map((n, i) =>
+      startHost(n, {
+        log: (l) => process.stderr.write(l + "\n"),
+        owner: process.pid,
+        // The first host has a WAN and a second NIC too.
+        ...(i === 0 ? { links: ["wan", "nic"] as const } : {}),
+      }),
     ),
   );
   for (const s of started) if (s.status === "fulfilled") hosts.push(s.value);
@@ -102,6 +107,26 @@ describe("a booted Debian 12 host from systemd-nspawn", () => {
     expect(["running", "degraded"]).toContain(state);
   });
 
+  it("has a WAN with its default route and a second NIC, reachable from the machine after the reboot", async () => {
+    const h = first();
+    const wan = h.wan;
+    const nic = h.nic;
+    if (wan === undefined || nic === undefined) throw new Error("the first host has no side links");
+    const routes = JSON.parse(await sshOk(h, ["ip", "-j", "route", "show", "default"])) as Array<{
+      gateway?: string;
+      dev?: string;
+    }>;
+    expect(routes.map((r) => [r.gateway, r.dev])).toEqual([[wan.outsideAddress, "wan0"]]);
+    expect(await sshOk(h, ["ifquery", "--state", "wan0", "eth1"])).toBe("wan0=wan0\neth1=eth1\n");
+    for (const l of [wan, nic]) {
+      const ping = await runLocal(["busybox", "ping", "-c", "1", "-W", "2", l.address]);
+      expect(ping.code).toBe(0);
+    }
+    // The host reaches the machine's end of its WAN (the upstream a NAT goes out to).
+    expect((await h.ssh(["ping", "-c", "1", "-W", "2", wan.outsideAddress])).code).toBe(0);
+    expect(hosts[1]?.wan).toBeUndefined();
+  });
+
   it("keeps hosts independent: a file on one is not on the other", async () => {
     const [a, b] = hosts;
     if (a === undefined || b === undefined) throw new Error("no second host");
@@ -126,6 +151,7 @@ describe("a booted Debian 12 host from systemd-nspawn", () => {
     hosts.splice(1, 1);
     expect(await isAlive(supervisor)).toBe(false);
     expect((await runLocal(["ip", "link", "show", b.outsideInterface])).code).not.toBe(0);
+    expect((await runLocal(["ip", "link", "show", `${b.outsideInterface}w`])).code).not.toBe(0);
     expect((await listMountPoints()).filter((m) => m.startsWith(b.stateDir))).toEqual([]);
     expect(await exists(b.stateDir)).toBe(false);
     expect(await exists(slotFile)).toBe(false);

@@ -1,7 +1,7 @@
 // The pure parts of the booted lab: where debootstrap gets Debian from, the address slots, the
 // uplink stanza and the QEMU command line. No root needed.
 import { describe, expect, it } from "vitest";
-import { renderUplinkStanza } from "../../lab/booted/identity";
+import { renderSideLinkStanza, renderUplinkStanza } from "../../lab/booted/identity";
 import {
   hashRecipe,
   mirrorFromDeb822,
@@ -85,8 +85,36 @@ describe("booted hosts use their own address slots in 198.19.200.0/24 to 198.19.
       outsideAddress: "198.19.200.1",
       address: "198.19.200.2",
       prefixLength: 24,
+      wan: {
+        interface: "wan0",
+        outsideInterface: "hvb0w",
+        outsideAddress: "198.19.240.1",
+        address: "198.19.240.2",
+        prefixLength: 29,
+      },
+      nic: {
+        interface: "eth1",
+        outsideInterface: "hvb0n",
+        outsideAddress: "198.19.240.9",
+        address: "198.19.240.10",
+        prefixLength: 29,
+      },
     });
     expect(slotLayout(SLOT_COUNT - 1).address).toBe("198.19.239.2");
+  });
+
+  it("gives every slot's WAN and second NIC their own /29 of 198.19.240.0/21", () => {
+    const nets = new Set<string>();
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      for (const l of [slotLayout(i).wan, slotLayout(i).nic]) {
+        const last = l.outsideAddress.split(".").map(Number);
+        expect((last[3] ?? 0) % 8).toBe(1);
+        nets.add(l.outsideAddress);
+        expect(l.outsideInterface.length).toBeLessThanOrEqual(15);
+      }
+    }
+    expect(nets.size).toBe(SLOT_COUNT * 2);
+    expect(slotLayout(SLOT_COUNT - 1).nic.address).toBe("198.19.242.122");
     expect(() => slotLayout(SLOT_COUNT)).toThrow("booted lab slot 40 is outside 0..39");
   });
 
@@ -96,6 +124,23 @@ describe("booted hosts use their own address slots in 198.19.200.0/24 to 198.19.
         "auto eth0\n" +
         "iface eth0 inet static\n" +
         "    address 198.19.200.2/24\n",
+    );
+  });
+
+  it("configures the WAN with the default route to the machine, the second NIC without", () => {
+    const slot = slotLayout(1);
+    expect(renderSideLinkStanza(slot.wan, true)).toBe(
+      "# The WAN link (the default route) to the lab machine, written by the booted lab.\n" +
+        "auto wan0\n" +
+        "iface wan0 inet static\n" +
+        "    address 198.19.240.18/29\n" +
+        "    gateway 198.19.240.17\n",
+    );
+    expect(renderSideLinkStanza(slot.nic, false)).toBe(
+      "# A second NIC to the lab machine, written by the booted lab.\n" +
+        "auto eth1\n" +
+        "iface eth1 inet static\n" +
+        "    address 198.19.240.26/29\n",
     );
   });
 });

@@ -1,14 +1,14 @@
 // Bridge on real lab hosts, through the dynamic-provider plugin driven as the engine drives it.
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import { labGuestNet, type Lab, type LabHost } from "../../lab";
 import {
   CheckFailedError,
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
 } from "../../lab/engine/engine";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startEngine, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -49,15 +49,11 @@ const globalAddrs = (l: IpLink | undefined): string[] =>
     .sort();
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itbridge", hosts: 2 });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: "itbridge", hosts: 2 }));
   [h1, h2] = lab.hosts as [LabHost, LabHost];
-  ({ plugin, engine } = await startEngine());
 });
 
-afterAll(async () => {
-  await plugin?.stop();
-  await lab?.stop();
-});
+afterAll(() => stopLabWithEngine({ lab, plugin }));
 
 describe("Bridge on a lab host", () => {
   it("creates a bridge with two addresses and STP on, verified independently with ip -j", async () => {
@@ -107,17 +103,19 @@ describe("Bridge on a lab host", () => {
     expect(await link(h1, "br-mac")).toBeUndefined();
   });
 
+  // br-test as the live update leaves it: both guest networks, STP on, MTU 1400.
+  const updatedBrTest = () =>
+    spec("Bridge", "br", {
+      connection: h1.connection(),
+      name: "br-test",
+      addresses: [`${NET_0}.1/24`, `${NET_1}.1/24`],
+      stp: true,
+      mtu: 1400,
+    });
+
   it("updates addresses and mtu live: the ifindex does not change", async () => {
     const ifIndex = (await link(h1, "br-test"))?.ifindex;
-    const res = [
-      await spec("Bridge", "br", {
-        connection: h1.connection(),
-        name: "br-test",
-        addresses: [`${NET_0}.1/24`, `${NET_1}.1/24`],
-        stp: true,
-        mtu: 1400,
-      }),
-    ];
+    const res = [await updatedBrTest()];
     const preview = await engine.preview(res);
     expect(preview.steps.map((s) => s.op)).toEqual(["update"]);
     const { steps } = await engine.up(res);
@@ -133,15 +131,7 @@ describe("Bridge on a lab host", () => {
     const { steps } = await engine.refresh();
     expect(steps).toEqual([expect.objectContaining({ op: "refresh-changed", name: "br" })]);
     expect(engine.state.get("br")!.outputs["mtu"]).toBe(1300);
-    const res = [
-      await spec("Bridge", "br", {
-        connection: h1.connection(),
-        name: "br-test",
-        addresses: [`${NET_0}.1/24`, `${NET_1}.1/24`],
-        stp: true,
-        mtu: 1400,
-      }),
-    ];
+    const res = [await updatedBrTest()];
     expect((await engine.up(res)).steps.map((s) => s.op)).toEqual(["update"]);
     expect((await link(h1, "br-test"))?.mtu).toBe(1400);
   });

@@ -2,11 +2,11 @@
 // the guest a fixed address by MAC, and NAT (masquerade + a port forward) out of the uplink. The
 // "guest" is a DHCP client namespace on the bridge, as a VM's virtio NIC would be.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost, type LabWan } from "../../lab";
+import { labGuestNet, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // The guest network inside the lab host (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -65,17 +65,15 @@ async function program(): Promise<ResourceSpec[]> {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itguestnat", hosts: 1, wan: true });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: "itguestnat", hosts: 1, wan: true }));
   h = lab.hosts[0] as LabHost;
   wan = lab.wan!;
   ipForwardBefore = (await h.exec(["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim();
-  ({ plugin, engine } = await startEngine());
 });
 
 afterAll(async () => {
   await guest?.remove().catch(() => undefined);
-  await plugin?.stop();
-  await lab?.stop();
+  await stopLabWithEngine({ lab, plugin });
 });
 
 describe("a bridged guest with a static lease and NAT", () => {

@@ -20,7 +20,7 @@ import {
   dnsmasqPaths,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
 import { stepArgv, type Step } from "../../provider/src/step";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import { labGuestNet, type Lab, type LabHost } from "../../lab";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import {
   CheckFailedError,
@@ -29,7 +29,7 @@ import {
   type Engine,
   type ResourceSpec,
 } from "../../lab/engine/engine";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab host: ours, the foreign dnsmasq's, and one outside both.
 const NET_0 = labGuestNet(0);
@@ -129,9 +129,8 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 }
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itdnsmasq", hosts: 1 });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: "itdnsmasq", hosts: 1 }));
   h = lab.hosts[0] as LabHost;
-  ({ plugin, engine } = await startEngine());
   // A dnsmasq the provider does not own, on another bridge of the same host (as libvirt runs one).
   await sh(
     [
@@ -152,8 +151,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const c of clients) await c.remove().catch(() => undefined);
-  await plugin?.stop();
-  await lab?.stop();
+  await stopLabWithEngine({ lab, plugin });
 });
 
 describe("DnsmasqInstance on a lab host", () => {

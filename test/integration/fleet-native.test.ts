@@ -4,14 +4,11 @@
 // its own provider, that preview changes no host and shows the commands, that a change to one
 // host's entry runs commands on that host only, that refresh reports drift only where it is, and
 // that destroy removes everything in reverse dependency order.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import type { Lab, LabHost } from "../../lab";
 import {
   FLEET_KINDS,
-  captureFleet,
+  FLEET_NET as NET,
   changeLeaseRangeOfSecondHost,
   commandsPerHost,
   connectionsPerHost,
@@ -21,8 +18,11 @@ import {
   expectNetworkStamped,
   fleetDependenciesOf,
   fleetHostEntries,
+  fleetLeaseRanges,
   run,
+  startFleetLab,
   type FleetHostEntry,
+  type FleetLab,
 } from "../support/fleet-checks";
 import type { CapturedResource } from "../../lab/engine/mocks";
 import {
@@ -31,15 +31,11 @@ import {
   type NativeResourceSpec,
   type NativeStepRecord,
 } from "../../lab/engine/native-engine";
-
-// The same guest network on each host (hosts' networks are private to them).
-const NET = labGuestNet(0);
-const SUBNET = `${NET}.0/24`;
+import { privateKeyBody } from "../support/private-key";
 
 let lab: Lab;
 let engine: NativeEngine;
-let dir: string;
-let hostsFile: string;
+let fleet: FleetLab | undefined;
 /** The configuration each provider was last configured with (JSON), by provider name. */
 const configured = new Map<string, string>();
 
@@ -54,7 +50,7 @@ function providerName(ref: string | undefined): string {
 
 /** Runs examples/fleet/native.ts under mocks on the given hosts file entries. */
 async function capture(entries: FleetHostEntry[]): Promise<CapturedResource[]> {
-  return captureFleet(() => import("../../examples/fleet/native"), hostsFile, entries, SUBNET);
+  return fleet!.capture(() => import("../../examples/fleet/native"), entries);
 }
 
 /**
@@ -98,30 +94,13 @@ async function snapshot(h: LabHost): Promise<string> {
   ]);
 }
 
-function keyBody(h: LabHost): string {
-  return h
-    .connection()
-    .privateKey.split("\n")
-    .filter((l) => l && !l.startsWith("-----"))
-    .join("");
-}
-
 beforeAll(async () => {
-  lab = await startLab({ name: "itfleetnative", hosts: 3, wan: true });
-  dir = mkdtempSync(path.join(tmpdir(), "fleet-native-test-"));
-  hostsFile = path.join(dir, "hosts.json");
+  fleet = await startFleetLab("itfleetnative");
+  lab = fleet.lab;
   engine = new NativeEngine();
 });
 
-afterAll(async () => {
-  try {
-    if (engine && engine.state.size > 0) await engine.destroy().catch(() => undefined);
-  } finally {
-    await engine?.stop();
-    await lab?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }
-});
+afterAll(() => fleet?.stop(engine, async () => engine?.stop()));
 
 describe("examples/fleet/native.ts on three lab hosts", () => {
   it("declares one provider per host holding its connection; resources name it instead", async () => {
@@ -155,11 +134,7 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
     // each host gets its own slice of the shared subnet
     expect(
       lab.hosts.map((h) => resources.find((r) => r.name === `${h.name}-dhcp`)?.inputs["dhcpRange"]),
-    ).toEqual([
-      { start: `${NET}.10`, end: `${NET}.29`, leaseTime: "1h" },
-      { start: `${NET}.30`, end: `${NET}.49`, leaseTime: "1h" },
-      { start: `${NET}.50`, end: `${NET}.69`, leaseTime: "1h" },
-    ]);
+    ).toEqual(fleetLeaseRanges(NET));
   });
 
   it("preview plans a create of everything with its commands and changes no host", async () => {
@@ -208,7 +183,7 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
     // The connection lives in the providers only: no resource state holds it.
     const stateText = JSON.stringify([...engine.state.values()]);
     expect(stateText).not.toContain('"connection"');
-    for (const h of lab.hosts) expect(stateText).not.toContain(keyBody(h));
+    for (const h of lab.hosts) expect(stateText).not.toContain(privateKeyBody(h));
   });
 
   it("a second preview has no changes and runs nothing on any host", async () => {
@@ -254,14 +229,10 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
     const { steps } = await engine.destroy();
     expect(ops(steps)).toEqual(allAs("delete"));
-    await expectFleetDestroyed(
-      lab,
-      engine,
-      steps.map((s) => s.name),
-    );
+    await expectFleetDestroyed(lab, engine, steps);
     // No plugin logged a credential.
     const logs = engine.logs();
     expect(logs).toContain("pulumi-hypervisor:");
-    for (const h of lab.hosts) expect(logs).not.toContain(keyBody(h));
+    for (const h of lab.hosts) expect(logs).not.toContain(privateKeyBody(h));
   });
 });

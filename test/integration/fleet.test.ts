@@ -3,11 +3,8 @@
 // that preview touches no host, that up stamps the same network on every host, that a change to
 // one host's entry touches only that host, that refresh reports drift only where it is, and that
 // destroy removes everything in reverse dependency order.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab } from "../../lab";
+import type { Lab } from "../../lab";
 import type {
   DynamicProviderPlugin,
   Engine,
@@ -16,7 +13,7 @@ import type {
 } from "../../lab/engine/engine";
 import {
   FLEET_KINDS,
-  captureFleet,
+  FLEET_NET as NET,
   changeLeaseRangeOfSecondHost,
   connectionsPerHost,
   driftThirdHostBridge,
@@ -25,30 +22,23 @@ import {
   expectNetworkStamped,
   fleetDependenciesOf,
   fleetHostEntries,
+  fleetLeaseRanges,
+  startFleetLab,
   type FleetHostEntry,
+  type FleetLab,
 } from "../support/fleet-checks";
 import { startEngine } from "../../lab/harness";
-
-// The same guest network on each host (hosts' networks are private to them).
-const NET = labGuestNet(0);
-const SUBNET = `${NET}.0/24`;
 
 let lab: Lab;
 let plugin: DynamicProviderPlugin;
 let engine: Engine;
-let dir: string;
-let hostsFile: string;
+let fleet: FleetLab | undefined;
 
 const hostEntries = (): FleetHostEntry[] => fleetHostEntries(lab);
 
 /** Runs examples/fleet under mocks on the given hosts file entries; returns engine specs. */
 async function program(entries: FleetHostEntry[]): Promise<ResourceSpec[]> {
-  const captured = await captureFleet(
-    () => import("../../examples/fleet/index"),
-    hostsFile,
-    entries,
-    SUBNET,
-  );
+  const captured = await fleet!.capture(() => import("../../examples/fleet/index"), entries);
   return captured.map((r) => ({
     type: r.type,
     name: r.name,
@@ -65,21 +55,12 @@ const allAs = (op: string): string[] =>
   lab.hosts.flatMap((h) => FLEET_KINDS.map((k) => `${h.name}-${k} ${op}`)).sort();
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itfleet", hosts: 3, wan: true });
-  dir = mkdtempSync(path.join(tmpdir(), "fleet-test-"));
-  hostsFile = path.join(dir, "hosts.json");
+  fleet = await startFleetLab("itfleet");
+  lab = fleet.lab;
   ({ plugin, engine } = await startEngine());
 });
 
-afterAll(async () => {
-  try {
-    if (engine && engine.state.size > 0) await engine.destroy().catch(() => undefined);
-  } finally {
-    await plugin?.stop();
-    await lab?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }
-});
+afterAll(() => fleet?.stop(engine, async () => plugin?.stop()));
 
 describe("examples/fleet on three lab hosts", () => {
   it("captures the same five resources per host from the hosts file", async () => {
@@ -91,11 +72,7 @@ describe("examples/fleet on three lab hosts", () => {
       .filter((s) => s.type.endsWith(":DnsmasqInstance"))
       .map((s) => s.inputs["dhcpRange"]);
     // each host gets its own slice of the shared subnet
-    expect(leases).toEqual([
-      { start: `${NET}.10`, end: `${NET}.29`, leaseTime: "1h" },
-      { start: `${NET}.30`, end: `${NET}.49`, leaseTime: "1h" },
-      { start: `${NET}.50`, end: `${NET}.69`, leaseTime: "1h" },
-    ]);
+    expect(leases).toEqual(fleetLeaseRanges(NET));
   });
 
   it("preview plans a create of everything and changes no host", async () => {
@@ -150,10 +127,6 @@ describe("examples/fleet on three lab hosts", () => {
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
     const { steps } = await engine.destroy();
     expect(ops(steps)).toEqual(allAs("delete"));
-    await expectFleetDestroyed(
-      lab,
-      engine,
-      steps.map((s) => s.name),
-    );
+    await expectFleetDestroyed(lab, engine, steps);
   });
 });

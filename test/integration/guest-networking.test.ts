@@ -3,7 +3,7 @@
 // ARP. Bridge, TapDevice, DnsmasqInstance, NatRule and QemuGuest go through the dynamic-provider
 // plugin; the tiny busybox guest (TCG) checks its own reachability and reports on its serial console.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import { labGuestNet, type Lab, type LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import {
   buildGuestImage,
@@ -12,7 +12,7 @@ import {
   type GuestImage,
   type GuestReport,
 } from "../support/guest-image";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24): the bridged guest's and the
 // private bridge's. The routed guest takes an address on its host's uplink network instead.
@@ -28,14 +28,10 @@ let image: GuestImage;
 
 beforeAll(async () => {
   image = await buildGuestImage();
-  lab = await startLab({ name: LAB, hosts: 3, wan: true });
-  ({ plugin, engine } = await startEngine());
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: LAB, hosts: 3, wan: true }));
 });
 
-afterAll(async () => {
-  await plugin?.stop();
-  await lab?.stop();
-});
+afterAll(() => stopLabWithEngine({ lab, plugin }));
 
 function hostAt(i: number): LabHost {
   const h = lab.hosts[i];

@@ -1,17 +1,10 @@
 // NatRule on real lab hosts with a WAN, through the dynamic-provider plugin driven as the engine
 // drives it. A client namespace on a bridge inside each lab host plays the guest.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  labGuestNet,
-  startLab,
-  type ExecResult,
-  type Lab,
-  type LabHost,
-  type LabWan,
-} from "../../lab";
+import { labGuestNet, type ExecResult, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
 import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -78,7 +71,7 @@ const natSpec = (h: LabHost, resName: string, inputs: Record<string, unknown>) =
   spec("NatRule", resName, { connection: h.connection(), outInterface: "wan0", ...inputs });
 
 beforeAll(async () => {
-  lab = await startLab({ name: "itnat", hosts: 2, wan: true });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: "itnat", hosts: 2, wan: true }));
   [h1, h2] = lab.hosts as [LabHost, LabHost];
   wan = lab.wan!;
   for (const h of [h1, h2]) {
@@ -93,13 +86,9 @@ beforeAll(async () => {
         "table inet admin_filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t\ttcp dport 9999 accept\n\t}\n}\n",
     }),
   );
-  ({ plugin, engine } = await startEngine());
 });
 
-afterAll(async () => {
-  await plugin?.stop();
-  await lab?.stop();
-});
+afterAll(() => stopLabWithEngine({ lab, plugin }));
 
 describe("NatRule with nftables", () => {
   const guestnat = (extra: Record<string, unknown> = {}) =>

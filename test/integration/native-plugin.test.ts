@@ -14,6 +14,7 @@ import {
   urnOf,
   type NativeResourceSpec,
 } from "../../lab/engine/native-engine";
+import { privateKeyBody } from "../support/private-key";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -39,15 +40,6 @@ async function linkOf(h: LabHost, name: string): Promise<{ addrs: string[] } | u
       .filter((a) => a.scope === "global")
       .map((a) => `${a.local}/${a.prefixlen}`),
   };
-}
-
-function keyBody(h: LabHost): string {
-  // The base64 body of the private key: what must never show up in logs or errors.
-  return h
-    .connection()
-    .privateKey.split("\n")
-    .filter((l) => l && !l.startsWith("-----"))
-    .join("");
 }
 
 function bridges(addrA: string, addrB: string): NativeResourceSpec[] {
@@ -201,7 +193,7 @@ describe("native plugin", () => {
     expect(typeof a.outputs["ifIndex"]).toBe("number");
     expect(a.outputs["plannedSteps"]).toBeUndefined();
     expect(isSecret(b.outputs["connection"])).toBe(true);
-    expect(JSON.stringify(b.outputs).includes(keyBody(h2))).toBe(false);
+    expect(JSON.stringify(b.outputs).includes(privateKeyBody(h2))).toBe(false);
   });
 
   it("marks name UPDATE_REPLACE and addresses UPDATE, consistent with replaces", async () => {
@@ -349,7 +341,7 @@ describe("native plugin", () => {
     const msg = (err as PluginError).message;
     expect(msg).toContain(c.host);
     expect(msg).not.toContain("pw-marker-7");
-    expect(msg).not.toContain(keyBody(h2));
+    expect(msg).not.toContain(privateKeyBody(h2));
   });
 
   it("destroys what it created and imported", async () => {
@@ -362,7 +354,7 @@ describe("native plugin", () => {
   it("never logs a credential", () => {
     const all = engine.logs();
     expect(all).toContain("pulumi-hypervisor: bridge");
-    expect(all).not.toContain(keyBody(h1));
+    expect(all).not.toContain(privateKeyBody(h1));
     expect(all).not.toContain(LAB_PASSWORD);
     expect(all).not.toContain("pw-marker");
   });

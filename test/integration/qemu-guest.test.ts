@@ -1,7 +1,7 @@
 // QemuGuest on a real lab host: real QEMU (TCG here: nested KVM does not work on these machines)
 // booting the tiny busybox guest, driven through the dynamic-provider plugin the way the engine does.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import { labGuestNet, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,
@@ -14,7 +14,7 @@ import {
   parseGuestLog,
   type GuestImage,
 } from "../support/guest-image";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -35,9 +35,8 @@ let image: GuestImage;
 
 beforeAll(async () => {
   image = await buildGuestImage();
-  lab = await startLab({ name: LAB, hosts: 1, wan: true });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: LAB, hosts: 1, wan: true }));
   host = lab.hosts[0]!;
-  ({ plugin, engine } = await startEngine());
   await sh(["ip", "link", "add", BRIDGE, "type", "bridge"]);
   await sh(["ip", "addr", "add", `${BRIDGE_ADDRESS}/24`, "dev", BRIDGE]);
   await sh(["ip", "link", "set", BRIDGE, "up"]);
@@ -48,10 +47,7 @@ beforeAll(async () => {
   }
 });
 
-afterAll(async () => {
-  await plugin?.stop();
-  await lab?.stop();
-});
+afterAll(() => stopLabWithEngine({ lab, plugin }));
 
 async function sh(argv: string[], timeoutMs?: number): Promise<string> {
   const r = await host.exec(argv, timeoutMs !== undefined ? { timeoutMs } : {});

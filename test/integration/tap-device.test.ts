@@ -1,14 +1,14 @@
 // TapDevice on a real lab host, driven through the dynamic-provider plugin the way the engine does.
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
+import { labGuestNet, type Lab, type LabHost } from "../../lab";
 import {
   PluginError,
   type DynamicProviderPlugin,
   type Engine,
   type ResourceSpec,
 } from "../../lab/engine/engine";
-import { spec, startEngine } from "../../lab/harness";
+import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -24,15 +24,11 @@ let plugin: DynamicProviderPlugin;
 let engine: Engine;
 
 beforeAll(async () => {
-  lab = await startLab({ name: LAB, hosts: 1 });
+  ({ lab, plugin, engine } = await startLabWithEngine({ name: LAB, hosts: 1 }));
   host = lab.hosts[0]!;
-  ({ plugin, engine } = await startEngine());
 });
 
-afterAll(async () => {
-  await plugin?.stop();
-  await lab?.stop();
-});
+afterAll(() => stopLabWithEngine({ lab, plugin }));
 
 async function sh(argv: string[]): Promise<string> {
   const r = await host.exec(argv);

@@ -108,6 +108,29 @@ export function parseUdhcpcOutput(stdout: string): DhcpLease | undefined {
   return lease && lease.ip !== "" ? lease : undefined;
 }
 
+/**
+ * Returns the argv of a busybox udhcpc on eth0 that asks `tries` times, a second apart, runs
+ * `script` for its events and quits once it is bound (or fails), followed by `more` options.
+ */
+export function udhcpcOnceArgv(tries: number, script: string, more: string[] = []): string[] {
+  return [
+    "busybox",
+    "udhcpc",
+    "-i",
+    "eth0",
+    "-f",
+    "-q",
+    "-n",
+    "-t",
+    String(tries),
+    "-T",
+    "1",
+    "-s",
+    script,
+    ...more,
+  ];
+}
+
 /** Creates a DHCP client namespace on a lab host, attached to `bridge`. */
 export async function createDhcpClient(
   host: LabHost,
@@ -160,22 +183,11 @@ export async function createDhcpClient(
       const argv = [
         "env",
         `CONFIGURE=${configure ? 1 : 0}`,
-        "busybox",
-        "udhcpc",
-        "-i",
-        "eth0",
-        "-f",
-        "-q",
-        "-n",
-        "-t",
-        String(tries),
-        "-T",
-        "1",
-        "-A",
-        "1",
-        "-s",
-        `${dir}/udhcpc.sh`,
-        ...(o.requestIp !== undefined ? ["-r", o.requestIp] : []),
+        ...udhcpcOnceArgv(tries, `${dir}/udhcpc.sh`, [
+          "-A",
+          "1",
+          ...(o.requestIp !== undefined ? ["-r", o.requestIp] : []),
+        ]),
       ];
       const r = await exec(argv, { timeoutMs: (tries + 5) * 1000 });
       const lease = r.code === 0 ? parseUdhcpcOutput(r.stdout) : undefined;

@@ -2,11 +2,16 @@
 // the dynamic-provider plugin, fleet-native.test.ts through the native plugin): the hosts file the
 // program reads, the program's resource dependencies, counting a host's SSH connections and remote
 // commands, and the checks of what the program leaves (or must not leave) on every lab host.
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
 import { expect, vi } from "vitest";
-import type { Lab, LabHost } from "../../lab";
+import { labGuestNet, startLab, type Lab, type LabHost } from "../../lab";
 import { runProgramWithMocks, type CapturedResource } from "../../lab/engine/mocks";
+
+/** The fleet's guest network on every host (first three octets; hosts' networks are private to them). */
+export const FLEET_NET = labGuestNet(0);
 
 /** The kinds of resource the fleet program declares for every host, named `<host>-<kind>`. */
 export const FLEET_KINDS = ["bridge", "dhcp", "guest", "nat", "tap"];
@@ -14,6 +19,61 @@ export const FLEET_KINDS = ["bridge", "dhcp", "guest", "nat", "tap"];
 /** An engine's resource state, as far as these checks read it. */
 interface EngineState {
   readonly state: ReadonlyMap<string, { outputs: Record<string, unknown> }>;
+}
+
+/** An engine that can destroy what it holds (both engines of the lab). */
+interface DestroyingEngine {
+  readonly state: ReadonlyMap<string, unknown>;
+  destroy(): Promise<unknown>;
+}
+
+/** The three lab hosts with a WAN that a fleet test applies the program to, and its hosts file. */
+export interface FleetLab {
+  lab: Lab;
+  /**
+   * Runs a fleet program (`load` imports it, fresh) under mocks with `entries` as its hosts file
+   * (in a scratch folder of the test's own) and FLEET_NET as its subnet; returns what it declared.
+   */
+  capture(load: () => Promise<unknown>, entries: FleetHostEntry[]): Promise<CapturedResource[]>;
+  /**
+   * Destroys what `engine` still holds (best effort), then runs `stopEngine`, stops the lab and
+   * removes the scratch folder, each even when an earlier one failed.
+   */
+  stop(engine: DestroyingEngine | undefined, stopEngine: () => Promise<void>): Promise<void>;
+}
+
+/** Starts three lab hosts with a WAN named `name` and makes a scratch folder for the hosts file. */
+export async function startFleetLab(name: string): Promise<FleetLab> {
+  const lab = await startLab({ name, hosts: 3, wan: true });
+  const dir = mkdtempSync(path.join(tmpdir(), `${name}-`));
+  return {
+    lab,
+    capture: (load, entries) =>
+      captureFleet(load, path.join(dir, "hosts.json"), entries, `${FLEET_NET}.0/24`),
+    async stop(engine, stopEngine) {
+      try {
+        if (engine && engine.state.size > 0) await engine.destroy().catch(() => undefined);
+      } finally {
+        try {
+          await stopEngine();
+        } finally {
+          await lab.stop();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    },
+  };
+}
+
+/** The lease range the fleet program gives each of three hosts: its own slice of `<net>.0/24`. */
+export function fleetLeaseRanges(
+  net: string,
+): Array<{ start: string; end: string; leaseTime: string }> {
+  return [
+    { start: `${net}.10`, end: `${net}.29`, leaseTime: "1h" },
+    { start: `${net}.30`, end: `${net}.49`, leaseTime: "1h" },
+    { start: `${net}.50`, end: `${net}.69`, leaseTime: "1h" },
+  ];
 }
 
 /** One entry of the hosts file the fleet program reads (HYPERVISOR_FLEET_HOSTS). */
@@ -43,11 +103,8 @@ export function fleetDependenciesOf(program: string, name: string): string[] {
   return [`${host}-bridge`];
 }
 
-/**
- * Runs a fleet program (`load` imports it, fresh) under mocks with `entries` written to
- * `hostsFile` as its hosts file and `subnet` as its guest network; returns what it declared.
- */
-export async function captureFleet(
+/** FleetLab.capture, with the hosts file and the subnet given. */
+async function captureFleet(
   load: () => Promise<unknown>,
   hostsFile: string,
   entries: FleetHostEntry[],
@@ -182,15 +239,16 @@ export async function changeLeaseRangeOfSecondHost(
 }
 
 /**
- * Expects a destroy (its steps' names in `order`) to have deleted every host's guest before its
+ * Expects a destroy (its `steps`, in order) to have deleted every host's guest before its
  * dnsmasq, NAT and tap and those before its bridge, the engine to hold no state any more, and no
  * trace of the fleet left on any host: no bridge, no tap, no nft table, no files.
  */
 export async function expectFleetDestroyed(
   lab: Lab,
   engine: EngineState,
-  order: string[],
+  steps: ReadonlyArray<{ name: string }>,
 ): Promise<void> {
+  const order = steps.map((s) => s.name);
   for (const h of lab.hosts) {
     const at = (k: string): number => order.indexOf(`${h.name}-${k}`);
     for (const dep of ["dhcp", "nat", "tap"]) {

@@ -237,7 +237,7 @@ describe("planBridge", () => {
     );
   });
 
-  it("moves the SSH NIC's addresses and routes onto the bridge in one step", () => {
+  it("moves the SSH NIC's addresses and routes onto the bridge in one step, under the dead-man timer", () => {
     const steps = planBridge(
       inputs({
         name: "br0",
@@ -248,10 +248,12 @@ describe("planBridge", () => {
       captured(),
     );
     expect(steps.map((s) => s.summary)).toEqual([
+      "arm a dead-man timer: unless a new SSH login confirms the change within 90s, the host restores its previous network configuration by itself (eno2 carries this SSH session)",
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
+      "log in again over a new SSH connection and stop the dead-man timer of bridge-br0-eno2",
       "record br0's ports (eno1, eno2)",
     ]);
-    const step = steps[0]!;
+    const step = steps[1]!;
     expect(step.summary).toBe(
       "attach eno2 to br0, moving its addresses and routes onto br0 in one step (carries this SSH session)",
     );

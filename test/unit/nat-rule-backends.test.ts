@@ -11,23 +11,9 @@ import {
 import { decodeNftRule, encodeNftRule } from "../../provider/src/resources/nat-rule/nftables";
 import { ipv4NetworkCidr } from "../../provider/src/net";
 import { rulesFor } from "../../provider/src/resources/nat-rule/rules";
-import {
-  CHAIN_NAMES,
-  NatRuleInputs,
-  type Rule,
-} from "../../provider/src/resources/nat-rule/schema";
-
-/** mulberry32: a small seeded generator, so a failure names a seed that reproduces it. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { CHAIN_NAMES, type Rule } from "../../provider/src/resources/nat-rule/schema";
+import { guest, guestNat } from "../fixtures/nft-capture-inputs";
+import { seededRandom } from "../support/seeded-random";
 
 /** Returns a random rule of the kind the provider writes (ports only with a protocol, ...). */
 function randomRule(next: () => number): Rule {
@@ -65,7 +51,7 @@ const N = 2000;
 
 describe("each NatRule backend decodes what it renders (seeded random rules)", () => {
   const rules = (() => {
-    const next = random(SEED);
+    const next = seededRandom(SEED);
     return Array.from({ length: N }, () => randomRule(next));
   })();
 
@@ -91,29 +77,6 @@ describe("each NatRule backend decodes what it renders (seeded random rules)", (
       (fixture(f) as { nftables: Array<{ rule?: { chain: string; expr: unknown } }> }).nftables
         .filter((item) => item.rule?.chain === chain)
         .map((item) => item.rule?.expr);
-    const guestNat = NatRuleInputs.parse({
-      name: "guest-nat",
-      sourceCidr: "198.18.140.1/24",
-      outInterface: "wan0",
-      masquerade: true,
-      forward: true,
-      portForwards: [
-        {
-          protocol: "tcp",
-          hostPort: 8080,
-          destination: "198.18.140.10",
-          destinationPort: 80,
-          inInterface: "wan0",
-        },
-        { protocol: "udp", hostPort: 5353, destination: "198.18.140.11", destinationPort: 53 },
-      ],
-    });
-    const guest = NatRuleInputs.parse({
-      name: "guest",
-      sourceCidr: "198.18.141.0/24",
-      outInterface: "wan0",
-      snatTo: "198.19.41.2",
-    });
     for (const chain of CHAIN_NAMES) {
       expect(captured("nft-j-list-table.json", chain)).toEqual(
         rulesFor(guestNat)[chain].map(encodeNftRule),

@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { quoteArg, quoteArgv } from "../../provider/src/host/quote";
+import { seededRandom } from "../support/seeded-random";
 
 // Runs the quoted words through a real /bin/sh and returns the words it saw, NUL-separated.
 function roundTrip(words: readonly string[]): string[] {
@@ -11,18 +12,6 @@ function roundTrip(words: readonly string[]): string[] {
   const parts = out.split("\0");
   expect(parts.pop()).toBe("");
   return parts;
-}
-
-// mulberry32: small, seeded, deterministic.
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // Pieces a shell would treat specially, plus code points from every UTF-8 length (no NUL: argv
@@ -147,7 +136,7 @@ describe("quoteArgv through /bin/sh", () => {
   });
 
   it("round-trips 2000 seeded random strings, 100 per shell", () => {
-    const next = prng(0x5eed);
+    const next = seededRandom(0x5eed);
     const words = Array.from({ length: 2000 }, () => randomWord(next));
     expect(words.filter((w) => w === "").length).toBeGreaterThan(0);
     for (let i = 0; i < words.length; i += 100) {

@@ -56,46 +56,50 @@ describe("buildRemoteCommand", () => {
 describe("sudoPasswordFeed", () => {
   const stdin = [Buffer.from("payload\n")];
 
-  it("writes nothing until sudo prompts, then the password once, then stdin when the command starts", () => {
-    const feed = sudoPasswordFeed("s3cret", stdin, marks);
+  /** A password feed opened on a recorder (`sink`); `stderr` hands it a piece of sudo's stderr. */
+  function openFeed(password: string): {
+    sink: ReturnType<typeof recorder>;
+    stderr: (text: string) => void;
+  } {
+    const feed = sudoPasswordFeed(password, stdin, marks);
     const sink = recorder();
     feed.open(sink);
+    return { sink, stderr: (text) => feed.stderr?.(text, sink) };
+  }
+
+  it("writes nothing until sudo prompts, then the password once, then stdin when the command starts", () => {
+    const { sink, stderr } = openFeed("s3cret");
     expect(sink.written).toEqual([]);
-    feed.stderr?.("some warning\n[pw a", sink);
+    stderr("some warning\n[pw a");
     expect(sink.written).toEqual([]);
-    feed.stderr?.("bc]:", sink);
+    stderr("bc]:");
     expect(sink.written).toEqual(["s3cret\n"]);
     expect(sink.ended).toBe(false);
-    feed.stderr?.("[ready", sink);
-    feed.stderr?.(" abc]\n", sink);
+    stderr("[ready");
+    stderr(" abc]\n");
     expect(sink.written).toEqual(["s3cret\n", "payload\n"]);
     expect(sink.ended).toBe(true);
   });
 
   it("never sends the password when the command starts without a prompt (NOPASSWD for it)", () => {
-    const feed = sudoPasswordFeed("s3cret", stdin, marks);
-    const sink = recorder();
-    feed.open(sink);
-    feed.stderr?.("[ready abc]\n", sink);
-    feed.stderr?.("[pw abc]:", sink); // printed by the command itself: ignored
+    const { sink, stderr } = openFeed("s3cret");
+    stderr("[ready abc]\n");
+    stderr("[pw abc]:"); // printed by the command itself: ignored
     expect(sink.written).toEqual(["payload\n"]);
     expect(sink.ended).toBe(true);
   });
 
   it("closes stdin at a second prompt instead of sending the password again", () => {
-    const feed = sudoPasswordFeed("wrong", stdin, marks);
-    const sink = recorder();
-    feed.open(sink);
-    feed.stderr?.("[pw abc]:", sink);
-    feed.stderr?.("Sorry, try again.\n[pw abc]:", sink);
+    const { sink, stderr } = openFeed("wrong");
+    stderr("[pw abc]:");
+    stderr("Sorry, try again.\n[pw abc]:");
     expect(sink.written).toEqual(["wrong\n"]);
     expect(sink.ended).toBe(true);
   });
 
   it("handles a prompt and the start in one piece of stderr, in order", () => {
-    const feed = sudoPasswordFeed("s3cret", stdin, marks);
-    const sink = recorder();
-    feed.stderr?.("[pw abc]:[ready abc]\n", sink);
+    const { sink, stderr } = openFeed("s3cret");
+    stderr("[pw abc]:[ready abc]\n");
     expect(sink.written).toEqual(["s3cret\n", "payload\n"]);
   });
 

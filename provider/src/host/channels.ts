@@ -24,16 +24,27 @@ export interface Running {
   readonly outcome: Promise<Outcome>;
 }
 
-/** A counting semaphore: at most `limit` holders, the slot passing to the oldest waiter. */
+/**
+ * A counting semaphore: at most `limit` holders, a freed slot passing to the oldest waiter. The
+ * limit starts at MAX_CHANNELS_PER_CONNECTION and only goes down, to what the server accepted
+ * when it refused a channel (`refused`): sshd frees a closed session a moment after the client
+ * sees it closed, so under load it refuses opens below its MaxSessions too, and a lower limit
+ * stops that instead of retrying into it again and again.
+ */
 export class ChannelLimit {
   private active = 0;
   private readonly waiters: Array<() => void> = [];
 
-  constructor(private readonly limit = MAX_CHANNELS_PER_CONNECTION) {}
+  constructor(private limit = MAX_CHANNELS_PER_CONNECTION) {}
 
   /** Returns whether a slot is held or awaited. */
   get busy(): boolean {
     return this.active > 0 || this.waiters.length > 0;
+  }
+
+  /** Returns how many slots may be held at once now. */
+  get current(): number {
+    return this.limit;
   }
 
   /** Returns once a slot is held. */
@@ -45,14 +56,24 @@ export class ChannelLimit {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
+  /**
+   * Lowers the limit to the slots held besides the refused one's (at least 1), when that is lower;
+   * returns the new limit, or undefined when it did not change. The caller still holds its slot.
+   */
+  refused(): number | undefined {
+    const accepted = Math.max(1, this.active - 1);
+    if (accepted >= this.limit) return undefined;
+    this.limit = accepted;
+    return accepted;
+  }
+
   /** Returns whether the connection is now unused (no slot held or awaited). */
   release(): boolean {
-    const next = this.waiters.shift();
-    if (next) {
-      next(); // the slot passes to the oldest waiter
-      return false;
-    }
     this.active--;
+    while (this.active < this.limit && this.waiters.length > 0) {
+      this.active++;
+      this.waiters.shift()?.(); // the slot passes to the oldest waiter
+    }
     return !this.busy;
   }
 }

@@ -8,6 +8,8 @@ export interface RunRequest {
   readonly reject?: boolean;
   /** Aborting it stops the command: its session is closed (engine Cancel, customTimeouts). */
   readonly signal?: AbortSignal;
+  /** The command as errors about its session show it (a script by name, not its body). */
+  readonly shown?: readonly string[];
 }
 
 export interface RunResult {
@@ -23,13 +25,20 @@ export interface Host {
   run(req: RunRequest): Promise<RunResult>;
   /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
   sessionClientAddress?(): Promise<string | undefined>;
+  /**
+   * Runs one command over a new connection of its own (never the pooled one), closed after: the
+   * proof that a new login works, which a session that survived a network change does not give.
+   */
+  runFresh?(req: RunRequest): Promise<RunResult>;
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.
 // Parent directories get 0755 (a daemon that drops root must reach its files); the temp file is
-// private until it has its final mode.
+// private until it has its final mode, and removed when anything fails (a full or read-only file
+// system, a lost session's SIGHUP) so no `*.pulumi-tmp.*` stays behind.
 const WRITE_FILE_SCRIPT =
   'set -e; umask 022; mkdir -p -- "$(dirname -- "$1")"; t="$1.pulumi-tmp.$$"; ' +
+  "trap 'rm -f -- \"$t\"' EXIT; trap 'exit 129' HUP INT TERM PIPE; " +
   'umask 077; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"';
 
 /** Returns the file's content, or undefined when it does not exist. */

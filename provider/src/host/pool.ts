@@ -64,6 +64,11 @@ class PerCommandHost implements Host {
     }
   }
 
+  // Every command already has a connection of its own.
+  runFresh(req: RunRequest): Promise<RunResult> {
+    return this.run(req);
+  }
+
   // Asked once per process like the pooled host does, so both modes run the same commands.
   sessionClientAddress(): Promise<string | undefined> {
     if (!this.clientAddress) {

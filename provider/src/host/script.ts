@@ -75,6 +75,7 @@ export async function runScript(
 ): Promise<RunResult> {
   const r = await host.run({
     argv: scriptArgv(call),
+    shown: scriptDisplayArgv(call),
     ...(opts.stdin !== undefined ? { stdin: opts.stdin } : {}),
     reject: false,
   });

@@ -8,7 +8,7 @@ import {
   SshConnectionError,
   StaleConnectionError,
 } from "../errors";
-import { logWarn } from "../log";
+import { logInfo, logWarn } from "../log";
 import {
   ChannelLimit,
   openExec,
@@ -72,7 +72,7 @@ export class SshHost implements Host {
     const stdin = req.stdin === undefined ? [] : [Buffer.from(req.stdin)];
     const marks = newSudoMarks();
     const feed = (): StdinFeed => stdinFeedFor(this.conn, sudo, stdin, marks);
-    const shown = quoteArgv(req.argv);
+    const shown = quoteArgv(req.shown ?? req.argv);
     const exit = await this.exec(
       buildRemoteCommand(req.argv, sudo, marks),
       feed,
@@ -93,6 +93,16 @@ export class SshHost implements Host {
       throw new CommandError(this.label, req.argv, result);
     }
     return result;
+  }
+
+  /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
+  async runFresh(req: RunRequest): Promise<RunResult> {
+    const fresh = new SshHost(this.conn, this.proxy);
+    try {
+      return await fresh.run(req);
+    } finally {
+      await fresh.close();
+    }
   }
 
   /** Returns the SSH client's address as the host sees it (first word of $SSH_CONNECTION). */
@@ -199,7 +209,14 @@ export class SshHost implements Host {
               `${this.label}: the server refused a new session (${reason}); ` +
                 `retry ${attempt}/${CHANNEL_OPEN_RETRIES} in ${delay / 1000}s`,
             );
+            const lowered = this.channels.refused();
+            if (lowered !== undefined) {
+              logInfo(`${this.label}: at most ${lowered} sessions at once from now on`);
+            }
+            // The retry waits for a slot under the learned limit, as every other command does.
+            this.channels.release();
             await sleep(delay);
+            await this.channels.acquire();
             continue;
           }
           throw new SshConnectionError(

@@ -10,3 +10,5 @@ section bridge-conf; cat /etc/qemu/bridge.conf 2>/dev/null || true
 section ssh-route; if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi
 section ports; cat /run/pulumi-hypervisor/bridge/"$2".ports 2>/dev/null || true
 section addr-assign-type; cat /sys/class/net/"$2"/addr_assign_type 2>/dev/null || true
+. ./manager-probe.sh
+manager_probe "$2"

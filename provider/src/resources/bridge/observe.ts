@@ -5,6 +5,7 @@ import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import type { ObserveContext } from "../../resource";
+import { parseManagerProbe } from "./manager";
 import type { BridgeState, Link, Route } from "./schema";
 
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
@@ -39,6 +40,10 @@ const IpRoute = z
     protocol: z.string().optional(),
     metric: z.number().optional(),
     prefsrc: z.string().optional(),
+    type: z.string().optional(),
+    table: z.string().optional(),
+    scope: z.string().optional(),
+    flags: z.array(z.string()).optional(),
   })
   .loose();
 
@@ -82,6 +87,11 @@ export function parseRoutes(text: string, family: 4 | 6): Route[] {
       ...(r.gateway !== undefined ? { gateway: r.gateway } : {}),
       ...(r.protocol !== undefined ? { protocol: r.protocol } : {}),
       ...(r.metric !== undefined ? { metric: r.metric } : {}),
+      ...(r.type !== undefined ? { type: r.type } : {}),
+      ...(r.table !== undefined ? { table: r.table } : {}),
+      ...(r.scope !== undefined ? { scope: r.scope } : {}),
+      ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}),
+      ...(r.flags?.includes("onlink") ? { flags: ["onlink"] } : {}),
     }));
 }
 
@@ -113,6 +123,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),
     // NET_ADDR_SET (3): the address was set, so the kernel keeps it when ports come and go
     macPinned: out.need("addr-assign-type").trim() === "3",
+    managers: parseManagerProbe(out),
     recordedPorts: out
       .need("ports")
       .split("\n")

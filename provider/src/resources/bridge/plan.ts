@@ -4,6 +4,14 @@ import { scriptIn } from "../../host/script";
 import type { Step } from "../../step";
 import { PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
+import { routeArgv } from "./uplink";
+import {
+  guardedDetach,
+  guardedTakeover,
+  managedNics,
+  planNicPersistence,
+  planNicRestore,
+} from "./uplink-plan";
 
 /** Returns the step that adds or removes the provider's `allow <bridge>` pair. */
 export function helperStep(action: "add" | "remove", bridge: string): Step {
@@ -17,21 +25,6 @@ export function helperStep(action: "add" | "remove", bridge: string): Step {
 function allOrReport(summary: string, commands: string[][]): Step {
   const args = commands.flatMap((c) => [String(c.length), ...c]);
   return { summary, script: scriptIn(__dirname, "run-all.sh", args) };
-}
-
-function routeArgv(r: Route, dev: string): string[] {
-  return [
-    "ip",
-    ...(r.family === 6 ? ["-6"] : []),
-    "route",
-    "replace",
-    r.dst,
-    ...(r.gateway !== undefined ? ["via", r.gateway] : []),
-    "dev",
-    dev,
-    ...(r.protocol !== undefined ? ["proto", r.protocol] : []),
-    ...(r.metric !== undefined ? ["metric", String(r.metric)] : []),
-  ];
 }
 
 /** Returns the commands that move addresses and routes from one interface to another. */
@@ -71,7 +64,7 @@ export function planBridge(desired: BridgeInputs | undefined, actual: BridgeStat
 
 function planDelete(actual: BridgeState): Step[] {
   const name = actual.name;
-  const steps: Step[] = [];
+  const steps: Step[] = [...planNicRestore(actual)];
   if (actual.helperAllowed) steps.push(helperStep("remove", name));
   if (actual.recordedPorts.length > 0) steps.push(forgetPortsStep(name));
   const bridge = actual.bridge;
@@ -118,6 +111,21 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     up: false,
   };
   const ports = b ? actual.ports : [];
+  const takesSession = d.ports.some((p) => p === actual.sshInterface && !ports.includes(p));
+  if (d.stp && !(b && cur.stp) && (actual.sshInterface === name || takesSession)) {
+    throw new PlanError(
+      `stp on bridge ${name}, which carries this SSH session, would block all its traffic while the ports listen and learn (twice the forward delay, 30 s by default); ` +
+        `turn stp on from a session that does not run over ${name}, or leave it off`,
+    );
+  }
+  const managed = managedNics(d, actual.managers).nics;
+  // A new bridge taking over the management NIC gets that NIC's MAC, as it will at boot (its only
+  // port's): neighbours keep the address's MAC, and a reboot does not change it.
+  const takeover = d.ports.find(
+    (p) => (managed.includes(p) || p === actual.sshInterface) && actual.links[p]?.addresses.length,
+  );
+  const createMac = d.macAddress ?? (takeover ? actual.links[takeover]?.macAddress : undefined);
+  let persisted = false;
   if (!b) {
     steps.push({
       summary: `create bridge ${name}`,
@@ -129,7 +137,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
         name,
         // link options go before `type`: after it, ip parses them as bridge options
         ...(d.mtu !== undefined ? ["mtu", String(d.mtu)] : []),
-        ...(d.macAddress !== undefined ? ["address", d.macAddress] : []),
+        ...(createMac !== undefined ? ["address", createMac] : []),
         "type",
         "bridge",
         "stp_state",
@@ -196,16 +204,25 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
     const keep = link.addresses.filter((a) => d.addresses.includes(a));
     if (link.addresses.length > 0 && keep.length === link.addresses.length) {
       moved.push(...keep);
-      steps.push(
-        allOrReport(
-          `attach ${port} to ${name}, moving its addresses and routes onto ${name} in one step${carriesSsh ? " (carries this SSH session)" : ""}`,
-          [
-            ["ip", "link", "set", "dev", port, "master", name],
-            ["ip", "link", "set", "dev", port, "up"],
-            ...moveCommands(link.addresses, actual.routes, port, name),
-          ],
-        ),
+      const move = allOrReport(
+        `attach ${port} to ${name}, moving its addresses and routes onto ${name} in one step${carriesSsh ? " (carries this SSH session)" : ""}`,
+        [
+          ["ip", "link", "set", "dev", port, "master", name],
+          ["ip", "link", "set", "dev", port, "up"],
+          ...moveCommands(link.addresses, actual.routes, port, name),
+        ],
       );
+      if (carriesSsh || managed.includes(port)) {
+        // The management path changes: a dead-man timer puts it back unless a new login works.
+        const why = carriesSsh
+          ? "carries this SSH session"
+          : "is configured by the host's network manager";
+        const persist = persisted ? [] : planNicPersistence(d, actual);
+        persisted = true;
+        steps.push(...guardedTakeover(d, actual, port, `${port} ${why}`, [move, ...persist]));
+      } else {
+        steps.push(move);
+      }
     } else if (carriesSsh) {
       throw new PlanError(
         `port ${JSON.stringify(port)} carries this SSH session; enslaving it would cut the provider off. ` +
@@ -235,11 +252,16 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       `this SSH session runs over bridge ${name}; detaching all its ports (${removedPorts.join(", ")}) would cut the provider off`,
     );
   }
-  for (const port of removedPorts) {
-    steps.push({
-      summary: `detach ${port} from ${name}`,
-      argv: ["ip", "link", "set", "dev", port, "nomaster"],
-    });
+  const detach = removedPorts.map((port): Step => ({
+    summary: `detach ${port} from ${name}`,
+    argv: ["ip", "link", "set", "dev", port, "nomaster"],
+  }));
+  // Which port leads to the SSH client is not known: any detach from a bridge carrying the
+  // session may cut it, so it runs under the dead-man timer.
+  if (detach.length > 0 && actual.sshInterface === name) {
+    steps.push(...guardedDetach(d, removedPorts, detach));
+  } else {
+    steps.push(...detach);
   }
 
   for (const a of minus(cur.addresses, d.addresses)) {
@@ -263,6 +285,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState): Step[] {
       argv: ["ip", "addr", "add", a, "dev", name],
     });
   }
+  if (!persisted) steps.push(...planNicPersistence(d, actual));
   const wanted = sorted(d.ports);
   if (wanted.join("\n") !== actual.recordedPorts.join("\n")) {
     steps.push(

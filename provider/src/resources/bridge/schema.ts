@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { uniqueItems } from "../../host-output";
+import { DEFAULT_DEADMAN_SECONDS } from "../../deadman/deadman";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
+import { NicManager, type ManagerState } from "./manager";
 
 export const BridgeInputs = z
   .object({
@@ -37,6 +39,16 @@ export const BridgeInputs = z
       .describe(
         "Keep an `allow <name>` line in /etc/qemu/bridge.conf for qemu-bridge-helper (unprivileged QEMU).",
       ),
+    nicManager: NicManager,
+    rollbackSeconds: z
+      .number()
+      .int()
+      .min(15, "must be at least 15")
+      .max(3600, "must be at most 3600")
+      .default(DEFAULT_DEADMAN_SECONDS)
+      .describe(
+        "How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself.",
+      ),
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -59,7 +71,7 @@ export const BridgeOutputs = z.object({
   ifIndex: z.number().int().describe("The kernel's interface index (stable across live updates)."),
 });
 
-/** A route as `ip -j route show` reports it, reduced to what moving it needs. */
+/** A route as `ip -j route show` reports it, with every attribute moving it must keep. */
 export interface Route {
   family: 4 | 6;
   dst: string;
@@ -67,6 +79,13 @@ export interface Route {
   dev: string;
   protocol?: string;
   metric?: number;
+  /** `ip route` types other than unicast (blackhole, local, ...). */
+  type?: string;
+  table?: string;
+  scope?: string;
+  prefsrc?: string;
+  /** Next-hop flags; `onlink` is the one that must move with the route. */
+  flags?: string[];
 }
 
 /** One interface as `ip -d -j addr show` reports it. */
@@ -104,4 +123,6 @@ export interface BridgeState {
   macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
   helperAllowed: boolean;
+  /** The host's network managers and what the provider persisted through them. */
+  managers: ManagerState;
 }

@@ -1,0 +1,14 @@
+// The seeded generator of the property tests: small and deterministic, so a failure names a seed
+// that reproduces it.
+
+/** Returns a mulberry32 generator of numbers in [0, 1) that starts from `seed`. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
