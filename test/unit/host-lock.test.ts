@@ -10,9 +10,14 @@ class LockHost implements Host {
   holders = 0;
   maxHolders = 0;
   holderEnds: RunResult | undefined;
+  sessions = 8;
 
   constructor(label = "root@198.18.1.2:22") {
     this.label = label;
+  }
+
+  sessionLimit(): number {
+    return this.sessions;
   }
 
   async run(req: RunRequest): Promise<RunResult> {
@@ -107,6 +112,24 @@ describe("host lock", () => {
       }),
     );
     expect(await Promise.all(ops)).toEqual(Array.from({ length: 20 }, () => "ok"));
-    expect(host.maxHolders).toBe(LOCKED_OPERATIONS_PER_HOST);
+    expect(host.maxHolders).toBe(4);
+  });
+
+  it("holds fewer locks when sshd accepts fewer sessions, none below 2", async () => {
+    for (const [sessions, holders] of [
+      [3, 1],
+      [1, 0],
+    ] as const) {
+      const host = new LockHost(`root@198.18.1.${sessions}:22`);
+      host.sessions = sessions;
+      const ops = Array.from({ length: 6 }, (_, i) =>
+        withHostLock(host, [`Bridge.br${i}`], undefined, async (h) => {
+          await new Promise((r) => setTimeout(r, 5));
+          return (await h.run({ argv: ["true"] })).stdout;
+        }),
+      );
+      expect(await Promise.all(ops)).toEqual(Array.from({ length: 6 }, () => "ok"));
+      expect(host.maxHolders).toBe(holders);
+    }
   });
 });

@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest } from "./host";
-import { ChannelLimit, MAX_CHANNELS_PER_CONNECTION } from "./channels";
+import { MAX_CHANNELS_PER_CONNECTION } from "./channels";
 import { scriptArgv, scriptIn } from "./script";
 
 /** How long an operation waits for each of its lock keys (seconds). */
@@ -17,10 +17,16 @@ const UNLOCKABLE = 3;
  * Locked operations at once per host: each holds a session for its lock besides the ones its
  * commands use, so at most half of a connection's sessions hold locks and the commands of the
  * locked operations always find one free (otherwise holders could take every session and wait).
+ * The host's session limit can go down (sshd refusing sessions); below 2 there is no room for a
+ * holder and operations run unlocked.
  */
-export const LOCKED_OPERATIONS_PER_HOST = MAX_CHANNELS_PER_CONNECTION / 2;
+export function lockedOperationsAllowed(host: Host): number {
+  const sessions = host.sessionLimit?.() ?? MAX_CHANNELS_PER_CONNECTION;
+  return Math.floor(sessions / 2);
+}
 
-const lockedOperations = new Map<string, ChannelLimit>();
+/** Locked operations of this process per host: how many hold a lock, and who waits for a turn. */
+const lockedOperations = new Map<string, { holding: number; waiting: Array<() => void> }>();
 
 /** Returns the sorted, distinct lock keys ("Bridge.br0"); names are validated before they get here. */
 export function lockKeys(keys: readonly string[]): string[] {
@@ -43,16 +49,22 @@ export async function withHostLock<T>(
   signal: AbortSignal | undefined,
   fn: (locked: Host) => Promise<T>,
 ): Promise<T> {
-  let slots = lockedOperations.get(host.label);
-  if (!slots) {
-    slots = new ChannelLimit(LOCKED_OPERATIONS_PER_HOST);
-    lockedOperations.set(host.label, slots);
+  let turn = lockedOperations.get(host.label);
+  if (!turn) {
+    turn = { holding: 0, waiting: [] };
+    lockedOperations.set(host.label, turn);
   }
-  await slots.acquire();
+  const t = turn;
+  while (t.holding >= lockedOperationsAllowed(host) && lockedOperationsAllowed(host) > 0) {
+    await new Promise<void>((resolve) => t.waiting.push(resolve));
+  }
+  if (lockedOperationsAllowed(host) === 0) return fn(host);
+  t.holding++;
   try {
     return await holdWhile(host, keys, signal, fn);
   } finally {
-    slots.release();
+    t.holding--;
+    t.waiting.shift()?.();
   }
 }
 
@@ -96,6 +108,8 @@ async function holdWhile<T>(
 function lockedHost(host: Host, token: string, lost: AbortSignal): Host {
   let held = false;
   const address = host.sessionClientAddress?.bind(host);
+  const fresh = host.runFresh?.bind(host);
+  const sessions = host.sessionLimit?.bind(host);
   return {
     label: host.label,
     run: async (req: RunRequest) => {
@@ -106,17 +120,20 @@ function lockedHost(host: Host, token: string, lost: AbortSignal): Host {
         scriptIn(__dirname, "lock-wait.sh", [token, String(LOCK_WAIT_SECONDS), ...req.argv]),
       );
       try {
-        const r = await host.run({ ...req, argv, signal });
+        const r = await host.run({ ...req, argv, shown: req.shown ?? req.argv, signal });
         held = true;
         return r;
       } catch (e) {
         if (lost.aborted) throw lost.reason as Error;
         // Name the command that failed, not the lock wrapper around it.
         if (isCommandError(e) && e.name === "CommandError")
-          throw new CommandError(e.host, req.argv, e);
+          throw new CommandError(e.host, req.shown ?? req.argv, e);
         throw e;
       }
     },
     ...(address ? { sessionClientAddress: address } : {}),
+    // a fresh connection (the dead-man timer's proof of a new login) is outside the lock
+    ...(fresh ? { runFresh: fresh } : {}),
+    ...(sessions ? { sessionLimit: sessions } : {}),
   };
 }
