@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import { LOCKED_OPERATIONS_PER_HOST, lockKeys, withHostLock } from "../../provider/src/host/lock";
+import { lockKeys, withHostLock } from "../../provider/src/host/lock";
 
 /** A host whose lock holder runs until its session is closed (aborted), or ends as told. */
 class LockHost implements Host {
