@@ -78,7 +78,8 @@ export function handlersFor(type: string, hostFactory: HostFactory = hostFor): D
   const mod = resourceModules[type];
   if (!mod) throw new Error(`unknown resource type ${JSON.stringify(type)}`);
   if (hostFactory === hostFor) useEngineLog();
-  const lc = new Lifecycle(mod, hostFactory);
+  // Real hosts take the host-side lock; a test's fake host answers only what it is asked.
+  const lc = new Lifecycle(mod, hostFactory, { hostLock: hostFactory === hostFor });
   const handlers: DynamicHandlers = {
     check: async (olds, news) => lc.check(olds, news),
     diff: async (id, olds, news) => {

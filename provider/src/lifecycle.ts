@@ -1,10 +1,20 @@
 import type { z } from "zod";
 import { Connection, connectionIdentity } from "./host/connection";
+import { parseHostKeyPin } from "./host/host-keys";
 import { abortableHost, type OperationOptions } from "./abort";
 import { applySteps } from "./apply";
-import { CommandError, InitFailedError, messageOf, StepError } from "./errors";
+import {
+  CommandError,
+  InitFailedError,
+  messageOf,
+  PlanError,
+  SshConnectionError,
+  StepError,
+} from "./errors";
 import type { Host } from "./host/host";
-import { logInfo } from "./log";
+import { withHostLock } from "./host/lock";
+import { logInfo, logWarn } from "./log";
+import { runScript, scriptIn } from "./host/script";
 import type { ObserveContext, ResourceModule } from "./resource";
 import { stableJson } from "./stable-json";
 import type { Step } from "./step";
@@ -21,6 +31,11 @@ type Props = Record<string, unknown>;
 
 /** How the lifecycle reaches a host; tests pass a fake, the provider passes the SSH pool. */
 export type HostFactory = (connection: Connection) => Host;
+
+export interface LifecycleOptions {
+  /** Hold the host-side lock (host/lock.ts) over create, update and delete. */
+  hostLock?: boolean;
+}
 
 /** Returns "addresses[1]" for the zod path ["addresses", 1]. */
 export function propertyPath(path: readonly PropertyKey[]): string {
@@ -101,6 +116,13 @@ function unknownConnectionMoves(value: unknown, old: Connection | undefined): bo
   return !c.success || connectionIdentity(c.data) !== connectionIdentity(old);
 }
 
+// The same pinned host key behind two addresses (a name and its IP, or a bastion) is one machine.
+function sameHostKey(a: Connection, b: Connection): boolean {
+  const pa = a.hostKey === undefined ? undefined : parseHostKeyPin(a.hostKey);
+  const pb = b.hostKey === undefined ? undefined : parseHostKeyPin(b.hostKey);
+  return pa !== undefined && pa.fingerprint === pb?.fingerprint;
+}
+
 function kindOf(before: unknown, after: unknown, replace: boolean): PropertyDiffKind {
   const kind = before === undefined ? "ADD" : after === undefined ? "DELETE" : "UPDATE";
   return replace ? `${kind}_REPLACE` : kind;
@@ -123,6 +145,7 @@ export function diffProps<I extends { name: string }, S>(
   const replaces: string[] = [];
   const oldConn = Connection.safeParse(olds["connection"]);
   const newConn = Connection.safeParse(news["connection"]);
+  let otherHost = false;
   if (containsUnknown(news["connection"])) {
     changed.push("connection");
     const old = oldConn.success ? oldConn.data : undefined;
@@ -134,6 +157,7 @@ export function diffProps<I extends { name: string }, S>(
     if (connectionIdentity(oldConn.data) !== connectionIdentity(newConn.data)) {
       changed.push("connection");
       replaces.push("connection");
+      otherHost = !sameHostKey(oldConn.data, newConn.data);
     } else if (stableJson(oldConn.data) !== stableJson(newConn.data)) {
       changed.push("connection");
     }
@@ -168,7 +192,9 @@ export function diffProps<I extends { name: string }, S>(
   return {
     changes: changed.length > 0,
     replaces,
-    deleteBeforeReplace: replaces.length > 0,
+    // Names are unique per host, so a replacement on the same host must delete first; on another
+    // host nothing can clash, and creating first keeps the old object when the new one fails.
+    deleteBeforeReplace: replaces.length > 0 && !otherHost,
     changed,
     detailedDiff: Object.fromEntries(
       changed.map((k) => [k, kindOf(before[k], news[k], replaces.includes(k))]),
@@ -189,10 +215,33 @@ async function observeContext(host: Host): Promise<ObserveContext> {
 
 /** The generic check/diff/create/read/update/delete of one resource type. */
 export class Lifecycle<I extends { name: string }, S> {
+  /**
+   * Replacements Diff planned delete-first, by the old object's outputs: the engine sends
+   * Delete of the old object before Create of the new one, and Delete checks the new one first.
+   */
+  private readonly replacements = new Map<
+    string,
+    { news: Props; at: number; createFirst: boolean }
+  >();
+
   constructor(
     readonly mod: ResourceModule<I, S>,
     private readonly hostFor: HostFactory,
+    private readonly opts: LifecycleOptions = {},
   ) {}
+
+  // Runs a changing operation under the host lock of the object (when enabled), so conflicting
+  // operations on one host never interleave their observe, apply and observe.
+  private locked<T>(
+    raw: Host,
+    inputs: I,
+    signal: AbortSignal | undefined,
+    fn: (host: Host) => Promise<T>,
+  ): Promise<T> {
+    if (!this.opts.hostLock) return fn(abortableHost(raw, signal));
+    const keys = [`${this.mod.type}.${inputs.name}`, ...(this.mod.lockKeys?.(inputs) ?? [])];
+    return withHostLock(raw, keys, signal, (h) => fn(abortableHost(h, signal)));
+  }
 
   private what(name: string, host: Host): string {
     return `${this.mod.noun} ${JSON.stringify(name)} on ${host.label}`;
@@ -210,35 +259,93 @@ export class Lifecycle<I extends { name: string }, S> {
 
   /** Returns what changed; pure, so a preview with unknown inputs never touches a host. */
   diff(_id: string, olds: Props, news: Props, oldInputs?: Props): DiffResult {
-    return diffProps(this.mod, olds, news, oldInputs);
+    const d = diffProps(this.mod, olds, news, oldInputs);
+    const key = replacementKey(olds);
+    if (d.replaces.length > 0 && !containsUnknown(news)) {
+      this.replacements.set(key, { news, at: Date.now(), createFirst: !d.deleteBeforeReplace });
+    } else {
+      this.replacements.delete(key);
+    }
+    return d;
+  }
+
+  // The replacement of this object that Diff planned, if any.
+  private takeReplacement(props: Props): { news: Props; createFirst: boolean } | undefined {
+    const key = replacementKey(props);
+    const r = this.replacements.get(key);
+    this.replacements.delete(key);
+    return r && Date.now() - r.at < REPLACEMENT_TTL_MS ? r : undefined;
+  }
+
+  /**
+   * Whether a replacement created first, with the same id, is this very object: two addresses of
+   * one machine without a pinned host key look like two hosts to Diff, and deleting the old object
+   * would then delete the new one. Unknown (a host that cannot tell) counts as not.
+   */
+  private async sameObject(old: Host, news: Props, id: string): Promise<boolean> {
+    const parsed = parseAll(this.mod, news);
+    if ("failures" in parsed || this.mod.id(parsed.inputs) !== id) return false;
+    const identity = async (h: Host): Promise<string | undefined> => {
+      try {
+        const r = await runScript(h, scriptIn(__dirname, "host/host-identity.sh", []));
+        return r.stdout.trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const [a, b] = await Promise.all([identity(old), identity(this.hostFor(parsed.connection))]);
+    return a !== undefined && a === b;
+  }
+
+  /**
+   * Throws when the replacement would fail on this host (a PlanError against what is there, or
+   * the host unreachable with its connection), before anything of the old object is deleted. A
+   * refusal that names the old object itself (it is in the way of a renamed one) is not one: the
+   * delete is what clears it.
+   */
+  private async checkReplacement(
+    news: Props,
+    old: I,
+    signal: AbortSignal | undefined,
+    what: string,
+  ): Promise<void> {
+    const parsed = parseAll(this.mod, news);
+    if ("failures" in parsed) return; // Check refuses these before any Create
+    const host = abortableHost(this.hostFor(parsed.connection), signal);
+    const desired = parsed.inputs;
+    try {
+      const state = await this.mod.observe(host, desired, await observeContext(host));
+      this.mod.plan(desired, state);
+    } catch (e) {
+      const msg = messageWithoutHost(e, host);
+      if (e instanceof PlanError && desired.name !== old.name && mentions(msg, old.name)) return;
+      throw new Error(
+        `${what}: not deleted, because its replacement ${JSON.stringify(desired.name)} would fail: ${msg}`,
+      );
+    }
   }
 
   private connect(
     props: Props,
     from: "inputs" | "outputs",
     signal: AbortSignal | undefined,
-  ): { host: Host; inputs: I; connection: Connection } {
+  ): { host: Host; raw: Host; inputs: I; connection: Connection } {
     const parsed = parseAll(this.mod, props, from);
     if ("failures" in parsed) {
       throw new Error(
         `${this.mod.noun} inputs are invalid: ${parsed.failures.map((f) => f.reason).join("; ")}`,
       );
     }
-    return { ...parsed, host: abortableHost(this.hostFor(parsed.connection), signal) };
+    const raw = this.hostFor(parsed.connection);
+    return { ...parsed, raw, host: abortableHost(raw, signal) };
   }
 
   /**
-   * Observe, plan, apply, observe again; fails naming the steps that did not take. A failure after
-   * a step ran, or an abort while one ran (its command may have done part of its work), carries
+   * Observe, plan, apply, observe again; fails naming the steps that did not take. Any failure once
+   * the first step was sent (an abort included: its command may have done part of its work) carries
    * the id: the engine records the object and the next update converges it.
    */
-  private async converge(
-    host: Host,
-    desired: I,
-    id: string,
-    props: Props,
-    signal: AbortSignal | undefined,
-  ): Promise<S> {
+  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host);
     const before = await this.observe(host, desired, ctx, what);
@@ -246,37 +353,62 @@ export class Lifecycle<I extends { name: string }, S> {
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
     for (const step of steps) logInfo(`${what}: ${step.summary}`);
+    // From the first step on the host may have changed, so every failure (a step, a lost
+    // connection, the observation after apply, a plan that refuses it) carries the id: the engine
+    // records the object and the next update finishes it, or destroy removes it.
     try {
       await applySteps(host, steps);
+      const after = await this.observe(host, desired, ctx, what);
+      const rest = this.plan(desired, after, what);
+      if (!this.mod.exists(after) || rest.length > 0) {
+        const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
+        throw new Error(`${what}: changes did not take; still to do after apply: ${missing}`);
+      }
+      return after;
     } catch (e) {
-      const done = e instanceof StepError ? e.done : 0;
-      const cause = e instanceof StepError ? e.cause : e;
-      const ran = done > 0 || (e instanceof StepError && e.mayHaveRun);
-      const recorded = ran || existed || signal?.aborted === true ? id : undefined;
-      throw new InitFailedError(
-        `${what}: ${messageWithoutHost(cause, host)}`,
-        recorded,
-        recorded ? props : undefined,
-      );
+      throw new InitFailedError(this.failureText(e, host, what, steps), id, props);
     }
-    const after = await this.observe(host, desired, ctx, what);
-    const rest = this.plan(desired, after, what);
-    if (!this.mod.exists(after) || rest.length > 0) {
-      const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
-      throw new InitFailedError(
-        `${what}: changes did not take; still to do after apply: ${missing}`,
-        id,
-        props,
-      );
+  }
+
+  // A step's failure names its command; a lost connection names the step it interrupted
+  // (its summary), not the body of the remote script that carried it.
+  private failureText(
+    e: unknown,
+    host: Host,
+    what: string,
+    steps: readonly Step[],
+    next = "the next update finishes it",
+  ): string {
+    const cause = e instanceof StepError ? e.cause : e;
+    const msg = messageOf(cause);
+    if (msg.startsWith(`${what}: `)) return msg;
+    if (e instanceof StepError && cause instanceof SshConnectionError) {
+      const step = steps[e.done];
+      const where = step
+        ? ` applying from step ${e.done + 1} of ${steps.length} (${step.summary})`
+        : "";
+      // "lost" and "channel" messages quote the whole command; the others are short and useful.
+      if (cause.kind === "lost" || cause.kind === "channel") {
+        const happened = cause.kind === "lost" ? "connection lost" : "no session could be opened";
+        return `${what}: ${happened}${where}; the host may be half-changed, ${next}`;
+      }
+      return `${what}: ${messageWithoutHost(cause, host)}${where}`;
     }
-    return after;
+    return `${what}: ${messageWithoutHost(cause, host)}`;
   }
 
   private async observe(host: Host, desired: I, ctx: ObserveContext, what: string): Promise<S> {
     try {
       return await this.mod.observe(host, desired, ctx);
     } catch (e) {
-      throw new Error(`${what}: observing failed: ${messageWithoutHost(e, host)}`);
+      // A lost connection's message quotes the whole probe script: say what happened instead.
+      const why =
+        e instanceof SshConnectionError && (e.kind === "lost" || e.kind === "channel")
+          ? e.kind === "lost"
+            ? "connection lost"
+            : "no session could be opened"
+          : messageWithoutHost(e, host);
+      throw new Error(`${what}: observing failed: ${why}`);
     }
   }
 
@@ -289,9 +421,11 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   async create(props: Props, opts: OperationOptions = {}): Promise<{ id: string; outs: Props }> {
-    const { host, inputs } = this.connect(props, "inputs", opts.signal);
+    const { raw, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, props, opts.signal);
+    const state = await this.locked(raw, inputs, opts.signal, (host) =>
+      this.converge(host, inputs, id, props),
+    );
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
 
@@ -301,9 +435,11 @@ export class Lifecycle<I extends { name: string }, S> {
     news: Props,
     opts: OperationOptions = {},
   ): Promise<{ outs: Props }> {
-    const { host, inputs } = this.connect(news, "inputs", opts.signal);
+    const { raw, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
-    const state = await this.converge(host, inputs, id, news, opts.signal);
+    const state = await this.locked(raw, inputs, opts.signal, (host) =>
+      this.converge(host, inputs, id, news),
+    );
     return { outs: this.outputsOf(news, inputs, state) };
   }
 
@@ -340,9 +476,23 @@ export class Lifecycle<I extends { name: string }, S> {
   }
 
   /** Removes what the resource owns; succeeds when it is already gone. */
-  async delete(_id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
-    const { host, inputs } = this.connect(props, "outputs", opts.signal);
-    const what = this.what(inputs.name, host);
+  async delete(id: string, props: Props, opts: OperationOptions = {}): Promise<void> {
+    const { host: plain, raw, inputs } = this.connect(props, "outputs", opts.signal);
+    const what = this.what(inputs.name, plain);
+    const replaced = this.takeReplacement(props);
+    if (replaced?.createFirst && (await this.sameObject(plain, replaced.news, id))) {
+      logWarn(
+        `${what}: not deleted: its replacement reaches the same object on the same machine through another address`,
+      );
+      return;
+    }
+    if (replaced && !replaced.createFirst) {
+      await this.checkReplacement(replaced.news, inputs, opts.signal, what);
+    }
+    await this.locked(raw, inputs, opts.signal, (host) => this.remove(host, inputs, what));
+  }
+
+  private async remove(host: Host, inputs: I, what: string): Promise<void> {
     const ctx = await observeContext(host);
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
@@ -351,7 +501,7 @@ export class Lifecycle<I extends { name: string }, S> {
     try {
       await applySteps(host, steps);
     } catch (e) {
-      throw new Error(`${what}: ${messageWithoutHost(e instanceof StepError ? e.cause : e, host)}`);
+      throw new Error(this.failureText(e, host, what, steps, "deleting again finishes it"));
     }
     const after = await this.observe(host, inputs, ctx, what);
     const rest = this.plan(undefined, after, what);
@@ -361,6 +511,20 @@ export class Lifecycle<I extends { name: string }, S> {
       );
     }
   }
+}
+
+/** How long a replacement planned by Diff waits for its Delete (the engine sends it right after). */
+const REPLACEMENT_TTL_MS = 30 * 60 * 1000;
+
+// By the old outputs alone (they name the host and the object): the native Diff has no id.
+function replacementKey(olds: Props): string {
+  return stableJson(stripProvider(olds)) ?? "";
+}
+
+// Whether the message names the interface or object as a whole word (names are [A-Za-z0-9_.-]).
+function mentions(msg: string, name: string): boolean {
+  const word = name.replace(/[.]/g, "\\.");
+  return new RegExp(`(^|[^A-Za-z0-9_.-])"?${word}"?($|[^A-Za-z0-9_.-])`).test(msg);
 }
 
 // A CommandError already names the host; strip it so messages read `bridge "br0" on host: cmd ...`.

@@ -36,6 +36,11 @@ export interface ResourceModule<
   /** Input properties whose change replaces the object (delete before create). */
   readonly identity: readonly string[];
   id(inputs: I): string;
+  /**
+   * Host lock keys beyond "<type>.<name>" for objects that conflict with others of another name
+   * (a dnsmasq's interface): operations sharing a key run one at a time on a host.
+   */
+  lockKeys?(inputs: I): string[];
   /** Read-only probes; the state also describes the surroundings (for a plan), present or not. */
   observe(host: Host, inputs: I, ctx: ObserveContext): Promise<S>;
   /** Whether the object itself exists in the observed state. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import { InitFailedError } from "../../provider/src/errors";
+import { InitFailedError, SshConnectionError } from "../../provider/src/errors";
+import { quoteArgv } from "../../provider/src/host/quote";
 import { diffProps, Lifecycle, parseAll, type DiffResult } from "../../provider/src/lifecycle";
 import { resourceModules } from "../../provider/src/registry";
 import { UNKNOWN } from "../../provider/src/unknown";
@@ -102,6 +103,49 @@ describe("diff (pure)", () => {
   });
 });
 
+describe("replace order", () => {
+  const unpinned = { host: "198.18.1.2", privateKey: "KEY-SECRET" };
+  const other = "SHA256:AAAbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8";
+  const table: Array<[string, Record<string, unknown>, Record<string, unknown>, boolean]> = [
+    ["the same host, a new name: names clash, delete first", base, { ...base, name: "br1" }, true],
+    [
+      "another host (no host keys pinned): create first, the old one stays if it fails",
+      { ...base, connection: unpinned },
+      { ...base, connection: { ...unpinned, host: "198.18.2.2" } },
+      false,
+    ],
+    [
+      "another host and a new name: create first",
+      { ...base, connection: unpinned },
+      { ...base, name: "br1", connection: { ...unpinned, host: "198.18.2.2" } },
+      false,
+    ],
+    [
+      "another host key pinned: another machine, create first",
+      base,
+      { ...base, connection: { ...conn, host: "198.18.2.2", hostKey: other } },
+      false,
+    ],
+    [
+      "the same pinned host key behind another address is the same machine: delete first",
+      base,
+      { ...base, connection: { ...conn, host: "hv1.example" } },
+      true,
+    ],
+    [
+      "an unknown connection may be the same host: delete first",
+      base,
+      { ...base, connection: UNKNOWN },
+      true,
+    ],
+  ];
+  it.each(table)("%s", (_what, olds, news, deleteFirst) => {
+    const d = diffProps(bridgeModule, olds, news);
+    expect(d.replaces.length).toBeGreaterThan(0);
+    expect(d.deleteBeforeReplace).toBe(deleteFirst);
+  });
+});
+
 describe("check", () => {
   it("names each bad property and never includes connection values", () => {
     const lc = new Lifecycle(bridgeModule, () => {
@@ -186,6 +230,140 @@ describe("create converges or says what did not take", () => {
     );
     expect((err as InitFailedError).id).toBe("br0");
     expect(JSON.stringify((err as InitFailedError).message)).not.toContain("KEY-SECRET");
+  });
+});
+
+/** A host whose connection drops while the create batch runs (after its first command). */
+class DroppingHost extends StubbornHost {
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (!req.argv.join(" ").includes("ip link add name br0")) return super.run(req);
+    await super.run(req); // the bridge was created before the connection dropped
+    throw new SshConnectionError(
+      this.label,
+      "lost",
+      `${this.label}: connection lost while running ${quoteArgv(req.argv)}: keepalive timeout`,
+    );
+  }
+}
+
+/** A host that answers the create, then cannot be observed (the probe fails). */
+class BlindAfterApplyHost extends StubbornHost {
+  private applied = false;
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (req.argv.join(" ").includes("ip link add name br0")) this.applied = true;
+    else if (this.applied && req.argv[3] === "bridge-probe.sh") {
+      return { exitCode: 1, stdout: "", stderr: "ip: cannot allocate memory" };
+    }
+    return super.run(req);
+  }
+}
+
+describe("a half-done create is recorded with its id", () => {
+  it("when the connection drops mid-apply; the message names the step, not the remote script", async () => {
+    const lc = new Lifecycle(bridgeModule, () => new DroppingHost());
+    const err = await lc.create({ connection: conn, name: "br0" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InitFailedError);
+    const e = err as InitFailedError;
+    expect(e.message).toBe(
+      'bridge "br0" on root@198.18.1.2:22: connection lost applying from step 1 of 3 (create bridge br0); ' +
+        "the host may be half-changed, the next update finishes it",
+    );
+    expect(e.id).toBe("br0");
+    expect(e.properties).toEqual({ connection: conn, name: "br0" });
+  });
+  it("when the observation after apply fails", async () => {
+    const lc = new Lifecycle(bridgeModule, () => new BlindAfterApplyHost());
+    const err = await lc.create({ connection: conn, name: "br0" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InitFailedError);
+    expect((err as InitFailedError).id).toBe("br0");
+    expect((err as InitFailedError).message).toMatch(
+      /^bridge "br0" on root@198\.18\.1\.2:22: observing failed: .*cannot allocate memory/,
+    );
+  });
+});
+
+describe("a connection lost while observing", () => {
+  it("says so without quoting the probe script", async () => {
+    const host: Host = {
+      label: "root@198.18.1.2:22",
+      run: async (req) => {
+        throw new SshConnectionError(
+          "root@198.18.1.2:22",
+          "lost",
+          `root@198.18.1.2:22: connection lost while running ${quoteArgv(req.argv)}: keepalive timeout`,
+        );
+      },
+    };
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await expect(lc.delete("br0", { connection: conn, name: "br0" })).rejects.toThrow(
+      new Error('bridge "br0" on root@198.18.1.2:22: observing failed: connection lost'),
+    );
+  });
+});
+
+describe("a delete-first replacement that would fail", () => {
+  const olds = { ...base, stp: false, ports: [], macAddress: "aa:bb:cc:dd:ee:ff", ifIndex: 9 };
+  it("keeps the old object: Delete checks the new one against the host first", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const news = { ...base, name: "br1", ports: ["eth9"] };
+    expect(lc.diff("br0", olds, news).deleteBeforeReplace).toBe(true);
+    await expect(lc.delete("br0", olds)).rejects.toThrow(
+      'bridge "br0" on root@198.18.1.2:22: not deleted, because its replacement "br1" would fail: port "eth9" does not exist on the host',
+    );
+    expect(host.ran.filter((a) => a.join(" ").includes("ip link del"))).toEqual([]);
+  });
+  it("deletes when the replacement plans, and a plain delete (destroy) checks nothing", async () => {
+    const host = new StubbornHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    await lc.create({ connection: conn, name: "br0" });
+    const probes = (): number => host.ran.filter((a) => a[3] === "bridge-probe.sh").length;
+    const deletes = (): number => host.ran.filter((a) => a.includes("del")).length;
+    // this stub never removes the bridge, so each delete ends "did not take" after running it
+    const start = probes();
+    lc.diff("br0", olds, { ...base, name: "br1" });
+    await expect(lc.delete("br0", olds)).rejects.toThrow(/delete did not take/);
+    expect([probes() - start, deletes()]).toEqual([3, 1]); // the replacement, before, after
+    await expect(lc.delete("br0", olds)).rejects.toThrow(/delete did not take/);
+    expect([probes() - start, deletes()]).toEqual([5, 2]); // before, after
+  });
+});
+
+/** A host that prints a machine identity (host-identity.sh). */
+class IdentifiedHost extends StubbornHost {
+  constructor(private readonly identity: string) {
+    super();
+  }
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (req.argv[3] === "host-identity.sh") {
+      return { exitCode: 0, stdout: this.identity, stderr: "" };
+    }
+    return super.run(req);
+  }
+}
+
+describe("a create-first replacement on another address", () => {
+  const unpinned = { host: "198.18.1.2", privateKey: "KEY-SECRET" };
+  const olds = { ...base, connection: unpinned, stp: false, ports: [], ifIndex: 9 };
+  const news = { ...base, connection: { ...unpinned, host: "hv1.example" } };
+  const run = async (a: string, b: string): Promise<{ err: unknown; deletes: number }> => {
+    const old = new IdentifiedHost(a);
+    const other = new IdentifiedHost(b);
+    const lc = new Lifecycle(bridgeModule, (c) => (c.host === "hv1.example" ? other : old));
+    await lc.create({ connection: unpinned, name: "br0" });
+    expect(lc.diff("br0", olds, news).deleteBeforeReplace).toBe(false);
+    const err = await lc.delete("br0", olds).catch((e: unknown) => e);
+    return { err, deletes: old.ran.filter((x) => x.includes("del")).length };
+  };
+  it("does not delete the old object when both addresses reach the same machine", async () => {
+    const same = "b1c0ffee\nnet:[4026532001]\nmnt:[4026532002]\n";
+    expect(await run(same, same)).toEqual({ err: undefined, deletes: 0 });
+  });
+  it("deletes it on another machine", async () => {
+    const { err, deletes } = await run("boot-a\nnet:[1]\nmnt:[2]", "boot-b\nnet:[1]\nmnt:[2]");
+    expect(deletes).toBe(1);
+    expect(String(err)).toMatch(/delete did not take/); // this stub never removes the bridge
   });
 });
 

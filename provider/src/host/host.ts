@@ -30,6 +30,8 @@ export interface Host {
    * proof that a new login works, which a session that survived a network change does not give.
    */
   runFresh?(req: RunRequest): Promise<RunResult>;
+  /** How many commands may run at once on the pooled connection now (sessions sshd accepts). */
+  sessionLimit?(): number;
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.

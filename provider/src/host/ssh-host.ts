@@ -95,6 +95,11 @@ export class SshHost implements Host {
     return result;
   }
 
+  /** Returns how many commands may run at once on the pooled connection now. */
+  sessionLimit(): number {
+    return this.channels.current;
+  }
+
   /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
   async runFresh(req: RunRequest): Promise<RunResult> {
     const fresh = new SshHost(this.conn, this.proxy);

@@ -168,7 +168,7 @@ export class NativeProvider {
     const mod = resourceModules[type]!;
     let lc = this.lifecycles.get(type);
     if (!lc) {
-      lc = new Lifecycle(mod, this.hostFactory);
+      lc = new Lifecycle(mod, this.hostFactory, { hostLock: this.hostFactory === hostFor });
       this.lifecycles.set(type, lc);
     }
     return { type, mod, lc };

@@ -24,6 +24,7 @@ export const dnsmasqInstanceModule: ResourceModule<
   inputKeys: Object.keys(DnsmasqInstanceInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
+  lockKeys: (inputs) => [`interface.${inputs.interface}`],
   observe: (host, inputs) => observeDnsmasq(host, inputs),
   // The instance is its running daemon: a dead one reads as gone, and the next up starts it again
   // from the files that are still there (lease file included).
