@@ -8,6 +8,8 @@
 # unlocked, as before there was a lock.
 dir=/run/pulumi-hypervisor/locks
 token=$1 wait=$2
+# Lock and state files name the resources being worked on: root alone reads them.
+umask 077
 shift 2
 st="$dir/op.$token"
 if ! mkdir -p "$dir" 2>/dev/null; then
