@@ -2,7 +2,9 @@
 // a tap or a bridge without host NICs is unmanaged (a conf.d drop-in); where systemd-networkd
 // runs, a tap has a .network file sorting first that leaves it alone (no DHCP on it). Neither
 // manager running: nothing of the kind is written, and no manager is ever enabled.
-import { readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatProbe, parseProbe } from "../../provider/src/host/probe";
@@ -91,6 +93,29 @@ describe("keepoff_probe", () => {
     ]);
     expect(parseKeepOffProbe(parseProbe(out, "t"))).toEqual(NM);
     expect(parseTapDeviceState("vm0", fixture("tap-probe-vm0.txt")).keepOff).toEqual(NEITHER);
+  });
+
+  it("says yes only for a NetworkManager that answers (a real sh, a stand-in nmcli)", () => {
+    const bin = mkdtempSync(join(tmpdir(), "hv-keepoff-"));
+    try {
+      const src = join(__dirname, "..", "..", "provider", "src");
+      const run = (nmcliExit: number): RunningManagers => {
+        writeFileSync(join(bin, "nmcli"), `#!/bin/sh\nexit ${nmcliExit}\n`);
+        chmodSync(join(bin, "nmcli"), 0o755);
+        const r = spawnSync(
+          "sh",
+          ["-c", '. "$1/host/probe.sh"; . "$1/persist/keepoff-probe.sh"; keepoff_probe', "sh", src],
+          { encoding: "utf8", env: { ...process.env, PATH: `${bin}:/usr/bin:/bin` } },
+        );
+        expect(r.status).toBe(0);
+        return parseKeepOffProbe(parseProbe(r.stdout, "keepoff_probe"));
+      };
+      // nmcli exits 8 when NetworkManager is not running
+      expect(run(8).networkManager).toBe(false);
+      expect(run(0).networkManager).toBe(true);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it("probes the bridge's NetworkManager drop-in with its persisted files", () => {
