@@ -65,7 +65,7 @@ export interface QemuGuestArgs {
   deleteDisks?: pulumi.Input<boolean>;
   /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`; also the grace a guest gets when the host shuts down. Applied live. Default: `60`. */
   shutdownTimeoutSeconds?: pulumi.Input<number>;
-  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live. Default: `true`. */
+  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Unset: wherever the guest persists (systemd as PID 1, persistence "auto"); true where it cannot persist (no systemd, or persistence "none") is a plan error; `running: false` is never started at boot. Applied live. */
   autostart?: pulumi.Input<boolean>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
   persistence?: pulumi.Input<"auto" | "none">;
@@ -109,8 +109,8 @@ export interface QemuGuestProperties {
   readonly deleteDisks: pulumi.Output<boolean>;
   /** Seconds a shutdown waits for the guest to power off after ACPI powerdown before QMP `quit`; also the grace a guest gets when the host shuts down. Applied live. */
   readonly shutdownTimeoutSeconds: pulumi.Output<number>;
-  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live. */
-  readonly autostart: pulumi.Output<boolean>;
+  /** Start the guest when the host boots (its systemd unit enabled), after the provider's units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Unset: wherever the guest persists (systemd as PID 1, persistence "auto"); true where it cannot persist (no systemd, or persistence "none") is a plan error; `running: false` is never started at boot. Applied live. */
+  readonly autostart: pulumi.Output<boolean | undefined>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
   readonly persistence: pulumi.Output<"auto" | "none">;
   /** The pid of the QEMU process while the guest runs. */

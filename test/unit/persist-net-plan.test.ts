@@ -99,6 +99,7 @@ describe("Bridge", () => {
       networkdFiles: {},
       backup: undefined,
     },
+    keepOff: { networkManager: false, networkd: false },
   });
   const br9: Link = {
     name: "br9",

@@ -249,4 +249,26 @@ describe("QemuGuest under systemd", () => {
       "start guest g1 (tcg, 128 MiB, 1 cpu)",
     ]);
   });
+  it("refuses an explicit autostart: true where the guest cannot persist, before any step", () => {
+    const noSystemd = (s: QemuGuestState): QemuGuestState => ({
+      ...s,
+      persist: { ...s.persist, systemd: false, enabled: "", active: "" },
+    });
+    expect(() => planQemuGuest(g({ autostart: true }), noSystemd(onSystemd("dead", asIs)))).toThrow(
+      "autostart: true cannot be honoured: PID 1 on this host is not systemd, so the guest has no unit to start at boot; leave autostart unset or set it to false",
+    );
+    expect(() =>
+      planQemuGuest(g({ autostart: true, persistence: "none" }), onSystemd("running", asIs)),
+    ).toThrow(
+      'autostart: true cannot be honoured: persistence is "none", so the guest has no unit to start at boot; leave autostart unset or set it to false',
+    );
+    // unset and false keep working there: runtime only, as before
+    const unset = planQemuGuest(g(), noSystemd(onSystemd("dead", asIs)));
+    expect(planQemuGuest(g({ autostart: false }), noSystemd(onSystemd("dead", asIs)))).toEqual(
+      unset,
+    );
+    expect(unset.map((x) => x.summary)).toContain("start guest g1 (tcg, 128 MiB, 1 cpu)");
+    // where it persists, explicit true is the same as unset
+    expect(planQemuGuest(g({ autostart: true }), onSystemd("running", asIs))).toEqual([]);
+  });
 });

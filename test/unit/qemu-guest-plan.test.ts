@@ -537,7 +537,6 @@ describe("QemuGuestInputs", () => {
       running: true,
       deleteDisks: false,
       shutdownTimeoutSeconds: 60,
-      autostart: true,
       persistence: "auto",
     });
   });

@@ -146,6 +146,8 @@ describe("parsing the real probe output", () => {
       "pulumi-hypervisor-tap-vm1.service",
       "/etc/systemd/system/pulumi-hypervisor-tap-vm1.service",
       "/etc/pulumi-hypervisor/tap/vm1.sh",
+      "/etc/NetworkManager/conf.d/pulumi-hypervisor-tap-vm1.conf",
+      "/etc/systemd/network/04-pulumi-hypervisor-tap-vm1.network",
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",

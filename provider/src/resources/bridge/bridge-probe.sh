@@ -1,7 +1,8 @@
 #!/bin/sh
 # The Bridge probe, one round trip: links with details and addresses, routes v4/v6,
 # /etc/qemu/bridge.conf, the route to the SSH client, the ports the provider recorded for the
-# bridge, how its MAC was assigned, and the persisted layer (unit, boot script, recorded MAC).
+# bridge, how its MAC was assigned, the network managers, and the persisted layer (unit, boot
+# script, recorded MAC, the file that keeps NetworkManager off the bridge).
 # $1 = the SSH client's address ("" when unknown), $2 = bridge, $3 = unit, $4... = persisted files.
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
@@ -14,5 +15,7 @@ section ports; cat /run/pulumi-hypervisor/bridge/"$2".ports 2>/dev/null || true
 section addr-assign-type; cat /sys/class/net/"$2"/addr_assign_type 2>/dev/null || true
 . ./manager-probe.sh
 manager_probe "$2"
+. ../../persist/keepoff-probe.sh
+keepoff_probe
 shift 2
 persist_probe "$@"

@@ -4,6 +4,7 @@ import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
+import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { PERSIST_DIR } from "../../persist/systemd-unit";
@@ -32,7 +33,10 @@ export function observeCall(name: string, sshClientAddress: string | undefined):
   return scriptIn(__dirname, "bridge-probe.sh", [
     sshClientAddress ?? "",
     name,
-    ...persistProbeArgs(BRIDGE_KIND, name, [macFile(name)]),
+    ...persistProbeArgs(BRIDGE_KIND, name, [
+      macFile(name),
+      ...keepOffPaths(BRIDGE_KIND, name, false),
+    ]),
   ]);
 }
 
@@ -139,6 +143,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     // NET_ADDR_SET (3): the address was set, so the kernel keeps it when ports come and go
     macPinned: out.need("addr-assign-type").trim() === "3",
     managers: parseManagerProbe(out),
+    keepOff: parseKeepOffProbe(out),
     recordedPorts: out
       .need("ports")
       .split("\n")

@@ -1,6 +1,7 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { keepOffFiles, keepOffReloads } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
 import { contentHash, persists, type PersistedForm } from "../../persist/persistence";
 import type { Step } from "../../step";
@@ -73,6 +74,7 @@ export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): Persi
     helperAllowed: false,
     persisted: actual.persisted,
     managers: actual.managers,
+    keepOff: actual.keepOff,
   };
   // Refresh and delete see `macAddress` as recorded in the outputs (the observed MAC), so a MAC
   // already recorded in the file counts as the file's: the same boot script either way.
@@ -94,7 +96,8 @@ export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): Persi
     steps: planConverge(viaFile ? rest : d, empty, true),
     after: ["network-pre.target", "systemd-sysctl.service"],
     before: ["network.target"],
-    extraFiles: mac,
+    // A bridge without host NICs is ours alone: a running NetworkManager is told to leave it be.
+    extraFiles: [...mac, ...keepOffFiles(BRIDGE_KIND, d.name, actual.keepOff, false)],
   });
 }
 
@@ -118,7 +121,10 @@ export function planBridge(desired: BridgeInputs | undefined, actual: BridgeStat
   const live = planBridgeLive(desired, actual);
   if (desired === undefined) return withPersistence(true, live, undefined, actual.persisted);
   const want = persistsOwnUnit(desired, actual) ? bridgePersistedForm(desired, actual) : undefined;
-  return withPersistence(false, live, want, actual.persisted);
+  return [
+    ...withPersistence(false, live, want, actual.persisted),
+    ...keepOffReloads(want, actual.persisted, BRIDGE_KIND, desired.name),
+  ];
 }
 
 function planDelete(actual: BridgeState): Step[] {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { uniqueItems } from "../../host-output";
 import { DEFAULT_DEADMAN_SECONDS } from "../../deadman/deadman";
 import { Cidr, InterfaceName, MacAddress } from "../../net";
+import type { RunningManagers } from "../../persist/keep-off";
 import { PersistedDrift } from "../../persist/oneshot";
 import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 import { NicManager, type ManagerState } from "./manager";
@@ -130,6 +131,8 @@ export interface BridgeState {
   helperAllowed: boolean;
   /** The host's network managers and what the provider persisted through them. */
   managers: ManagerState;
+  /** The host's network managers that run (NetworkManager is told to keep off a bridge of ours). */
+  keepOff: RunningManagers;
   /** The bridge's unit, boot script and recorded MAC as the probe saw them. */
   persisted: PersistedState;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */

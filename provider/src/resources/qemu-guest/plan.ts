@@ -222,7 +222,20 @@ export function wantedGuestForm(
   return guestPersistedForm(g, actual, want, stopStep(g, `stop guest ${g.name}`));
 }
 
+// An explicit autostart needs a unit to enable; unset means "wherever the guest persists".
+function refuseAutostart(g: QemuGuestInputs, actual: QemuGuestState): void {
+  if (g.autostart !== true || guestPersists(g, actual.persist)) return;
+  const why =
+    g.persistence === "none"
+      ? 'persistence is "none", so the guest has no unit to start at boot'
+      : "PID 1 on this host is not systemd, so the guest has no unit to start at boot";
+  throw new PlanError(
+    `autostart: true cannot be honoured: ${why}; leave autostart unset or set it to false`,
+  );
+}
+
 function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
+  refuseAutostart(g, actual);
   const p = guestPaths(g.name);
   const persist = guestPersists(g, actual.persist);
   const underUnit = guestSupervised(actual);

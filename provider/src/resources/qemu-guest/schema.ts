@@ -168,9 +168,9 @@ export const QemuGuestInputs = z
       ),
     autostart: z
       .boolean()
-      .default(true)
+      .optional()
       .describe(
-        'Start the guest when the host boots (its systemd unit enabled), after the provider\'s units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Only where the guest persists (systemd, persistence "auto"); `running: false` is never started at boot. Applied live.',
+        'Start the guest when the host boots (its systemd unit enabled), after the provider\'s units of its taps, bridges and the dnsmasq serving them, never waiting for network-online.target. Unset: wherever the guest persists (systemd as PID 1, persistence "auto"); true where it cannot persist (no systemd, or persistence "none") is a plan error; `running: false` is never started at boot. Applied live.',
       ),
     persistence: Persistence,
   })

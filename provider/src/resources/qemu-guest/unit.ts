@@ -89,7 +89,7 @@ export function renderStartScript(g: QemuGuestInputs, argv: readonly string[]): 
   return renderBootScript(`start guest ${g.name}`, [...check, ...startSteps(g, argv)]);
 }
 
-/** Returns what a guest persists: its unit, start and stop scripts; enabled only with autostart. */
+/** Returns what a guest persists: its unit, start and stop scripts; enabled unless autostart is false. */
 export function guestPersistedForm(
   g: QemuGuestInputs,
   state: QemuGuestState,
@@ -119,7 +119,7 @@ export function guestPersistedForm(
       },
     ],
     start: g.running,
-    enable: g.running && g.autostart,
+    enable: g.running && g.autostart !== false,
   };
 }
 

@@ -5,6 +5,7 @@ import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import type { ObserveContext } from "../../resource";
 import { parseProbe } from "../../host/probe";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitName, unitPath } from "../../persist/systemd-unit";
@@ -55,7 +56,7 @@ export function observeCall(inputs: TapDeviceInputs): ScriptCall {
     lookupName(inputs.owner),
     lookupName(inputs.group),
     inputs.bridge !== null ? bridgeUnitFile(inputs.bridge) : "",
-    ...persistProbeArgs(TAP_KIND, inputs.name),
+    ...persistProbeArgs(TAP_KIND, inputs.name, keepOffPaths(TAP_KIND, inputs.name, true)),
     ...probedKeys(inputs),
   ]);
 }
@@ -181,6 +182,7 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
     holders: parseHolders(out.need("holders")),
     persisted: parsePersistProbe(out),
     bridgeUnit: out.need("bridge-unit").trim() === "yes",
+    keepOff: parseKeepOffProbe(out),
   };
 }
 

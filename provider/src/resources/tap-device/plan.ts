@@ -1,6 +1,7 @@
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
 import { ipFamilyOf } from "../../net";
+import { keepOffFiles, keepOffReloads, withKeepOff } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
 import { persists, type PersistedForm } from "../../persist/persistence";
 import { unitName } from "../../persist/systemd-unit";
@@ -120,6 +121,7 @@ export function tapPersistedForm(d: TapDeviceInputs, actual: TapDeviceState): Pe
     holders: [],
     persisted: actual.persisted,
     bridgeUnit: actual.bridgeUnit,
+    keepOff: actual.keepOff,
   };
   const early = ["network-pre.target", "systemd-sysctl.service"];
   const bridgeUnit =
@@ -132,13 +134,14 @@ export function tapPersistedForm(d: TapDeviceInputs, actual: TapDeviceState): Pe
       : d.bridge !== null
         ? { after: ["network.target"], before: [] }
         : { after: early, before: ["network.target"] };
-  return renderOneshotForm({
+  const form = renderOneshotForm({
     kind: TAP_KIND,
     name: d.name,
     title: `tap ${d.name}`,
     steps: planConverge(d, empty),
     ...order,
   });
+  return withKeepOff(form, keepOffFiles(TAP_KIND, d.name, actual.keepOff, true));
 }
 
 /** Returns the live steps only: the tap, its routes and sysctls, not the persisted layer. */
@@ -171,7 +174,10 @@ export function planTapDevice(
   const want = persists(desired.persistence, actual.persisted)
     ? tapPersistedForm(desired, actual)
     : undefined;
-  return withPersistence(false, live, want, actual.persisted);
+  return [
+    ...withPersistence(false, live, want, actual.persisted),
+    ...keepOffReloads(want, actual.persisted, TAP_KIND, desired.name),
+  ];
 }
 function releaseAll(actual: TapDeviceState): Step[] {
   return claimedKeys(actual).map((k) => releaseSysctl(k, claimOwner(actual.name)));

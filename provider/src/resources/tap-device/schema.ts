@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { SysctlObservation } from "../../sysctl";
 import { uniqueItems } from "../../host-output";
 import { canonicalHostAddress, InterfaceName } from "../../net";
+import type { RunningManagers } from "../../persist/keep-off";
 import { PersistedDrift } from "../../persist/oneshot";
 import { PersistedBy, Persistence, type PersistedState } from "../../persist/persistence";
 
@@ -180,6 +181,8 @@ export interface TapDeviceState {
   persisted: PersistedState;
   /** The desired bridge has a unit of the provider's (the tap's unit then orders after it). */
   bridgeUnit: boolean;
+  /** The host's network managers that run (told to keep off the tap). */
+  keepOff: RunningManagers;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
   inputs?: TapDeviceInputs;
   /** The address this SSH session comes from, canonical, when known. */

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
-# UNIT-FILE BOOT-SCRIPT SYSCTL-KEY...
+# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE SYSCTL-KEY...
 # Links with tun details, host routes v4/v6, the sysctls (those asked for plus every claim this
 # tap holds, found in the claims directory so a claim left by an older configuration is released
 # too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
@@ -8,13 +8,15 @@
 # prints `iff:\t<name>` in the fdinfo of an attached fd). fdinfo does not say which network
 # namespace the device lives in, so only processes in this shell's namespace count: a tap of the
 # same name in a container is another device. Then whether the bridge has a unit of the
-# provider's, and the tap's persisted layer (its unit and boot script).
+# provider's, which network managers run, and the tap's persisted layer (its unit, boot script
+# and the files that keep the managers off it).
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
 . ../../persist/persist-probe.sh
+. ../../persist/keepoff-probe.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
-unit=$5 unit_file=$6 boot_script=$7
-shift 7
+unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9
+shift 9
 section links
 ip -d -j link show || exit
 section routes4
@@ -45,5 +47,6 @@ for f in $(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
 done
 section bridge-unit
 if [ -n "$bridge_unit" ] && [ -f "$bridge_unit" ]; then echo yes; else echo no; fi
-persist_probe "$unit" "$unit_file" "$boot_script"
+keepoff_probe
+persist_probe "$unit" "$unit_file" "$boot_script" "$nm_file" "$networkd_file"
 exit 0
