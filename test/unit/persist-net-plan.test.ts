@@ -9,7 +9,7 @@ import { formatProbe } from "../../provider/src/host/probe";
 import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { bridgeModule } from "../../provider/src/resources/bridge";
-import { planBridge, planBridgeLive } from "../../provider/src/resources/bridge/plan";
+import { absentBridge, planBridge, planBridgeLive } from "../../provider/src/resources/bridge/plan";
 import {
   BridgeInputs,
   type BridgeState,
@@ -78,28 +78,16 @@ describe("Bridge", () => {
   const mac = "/etc/pulumi-hypervisor/bridge/br9.mac";
   const absentFiles = { [unitFile]: undefined, [script]: undefined, [mac]: undefined };
   const d = BridgeInputs.parse({ name: "br9", addresses: ["198.18.90.1/24"] });
-  const absent = (persisted: PersistedState): BridgeState => ({
-    name: "br9",
-    bridge: undefined,
-    ports: [],
-    links: {},
-    routes: [],
-    sshInterface: undefined,
-    sshLocalAddress: undefined,
-    recordedPorts: [],
-    macPinned: false,
-    helperAllowed: false,
-    persisted,
+  const absent = (persisted: PersistedState): BridgeState =>
     // No network manager owns a NIC here: a bridge without ports is the provider's alone.
-    managers: {
+    absentBridge("br9", persisted, {
       nm: undefined,
       networkd: undefined,
       ifupdown: "",
       ifupdownFiles: {},
       networkdFiles: {},
       backup: undefined,
-    },
-  });
+    });
   const br9: Link = {
     name: "br9",
     ifIndex: 9,

@@ -8,6 +8,7 @@ import {
   type PersistedForm,
   type PersistedState,
   type Persistence,
+  persists,
 } from "./persistence";
 import { PERSIST_DIR, renderBootScript, renderUnit, unitName, unitPath } from "./systemd-unit";
 
@@ -145,4 +146,76 @@ export function persistenceOutputs(
     };
   }
   return { persistedBy, persistedDrift: "" };
+}
+
+/** What a oneshot resource's state carries for its persisted layer. */
+export interface PersistingState<I> {
+  readonly persisted: PersistedState;
+  readonly inputs?: I | undefined;
+}
+
+/** The persisted-layer parts of a oneshot resource module, from its form and live planners. */
+export interface OneshotPersistence<I, S> {
+  /** Returns the persisted form the inputs want on this host (undefined: none of ours). */
+  readonly wantedForm: (inputs: I, state: S) => PersistedForm | undefined;
+  /** Returns the persistedBy/persistedDrift outputs (undefined before inputs are known). */
+  readonly outputs: (state: S) => {
+    persistedBy: PersistedBy | undefined;
+    persistedDrift: string | undefined;
+  };
+  /** Returns the `persistence` input as observed. */
+  readonly observed: (desired: I, state: S) => Persistence;
+}
+
+/**
+ * Returns the persisted-layer parts of a resource module: `wanted` gives the form the inputs want
+ * (undefined: none), `live` the live plan whose emptiness means the live state is in sync.
+ */
+export function oneshotPersistence<
+  I extends { readonly persistence: Persistence },
+  S extends PersistingState<I>,
+>(
+  wanted: (inputs: I, state: S) => PersistedForm | undefined,
+  live: (inputs: I, state: S) => readonly Step[],
+): OneshotPersistence<I, S> {
+  const liveInSync = (inputs: I, state: S): boolean => {
+    try {
+      return live(inputs, state).length === 0;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    wantedForm: wanted,
+    outputs: (state) =>
+      state.inputs !== undefined
+        ? persistenceOutputs(
+            wanted(state.inputs, state),
+            state.persisted,
+            liveInSync(state.inputs, state),
+          )
+        : { persistedBy: undefined, persistedDrift: undefined },
+    observed: (desired, state) =>
+      observedPersistence(desired.persistence, wanted(desired, state), state.persisted),
+  };
+}
+
+/**
+ * Returns `form` guarded for the `persistence` input: undefined when the object does not persist
+ * on this host or its form cannot be planned (the plan reports that error).
+ */
+export function formWhenPersisted<
+  I extends { readonly persistence: Persistence },
+  S extends PersistingState<I>,
+>(
+  form: (inputs: I, state: S) => PersistedForm,
+): (inputs: I, state: S) => PersistedForm | undefined {
+  return (inputs, state) => {
+    if (!persists(inputs.persistence, state.persisted)) return undefined;
+    try {
+      return form(inputs, state);
+    } catch {
+      return undefined;
+    }
+  };
 }
