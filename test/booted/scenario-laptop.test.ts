@@ -12,6 +12,7 @@ import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 import { buildGuestImage, guestKernelArgs } from "../support/guest-image";
+import { LEFTOVER_FILES, sshOk as sshOkOn } from "../support/booted";
 
 // The guest network inside the host; nothing outside the host routes to it.
 const NET = "198.18.150";
@@ -28,13 +29,6 @@ let engine: Engine;
 let kernel = "";
 let initrd = "";
 
-// Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
-// networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
-const LEFTOVER_FILES =
-  "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
-  "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
-  "-type f 2>/dev/null; true";
-
 function report(line: string): void {
   process.stderr.write(`scenario laptop: ${line}\n`);
 }
@@ -50,12 +44,7 @@ function wan(): NonNullable<BootedHost["wan"]> {
   return w;
 }
 
-async function sshOk(argv: string[]): Promise<string> {
-  const r = await host().ssh(argv);
-  if (r.code !== 0)
-    throw new Error(`${argv.join(" ")} on ${host().name} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const sshOk = (argv: string[]): Promise<string> => sshOkOn(host(), argv);
 
 async function program(): Promise<ResourceSpec[]> {
   const connection = host().connection();
