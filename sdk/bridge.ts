@@ -65,10 +65,16 @@ export interface BridgeProperties {
   readonly persistedDrift: pulumi.Output<string>;
 }
 
-/** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
-export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>("Bridge", [
+/** The output properties of a Bridge, in both SDKs. */
+export const bridgeOutputNames = [
   "macAddress",
   "ifIndex",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
+export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>(
+  "Bridge",
+  bridgeOutputNames,
+) {}

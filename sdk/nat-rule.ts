@@ -75,11 +75,17 @@ export interface NatRuleProperties {
   readonly persistedDrift: pulumi.Output<string>;
 }
 
-/** Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own. */
-export class NatRule extends dynamicResource<NatRuleArgs, NatRuleProperties>("NatRule", [
+/** The output properties of a NatRule, in both SDKs. */
+export const natRuleOutputNames = [
   "table",
   "activeBackend",
   "unmanagedRules",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own. */
+export class NatRule extends dynamicResource<NatRuleArgs, NatRuleProperties>(
+  "NatRule",
+  natRuleOutputNames,
+) {}

@@ -65,9 +65,11 @@ export interface TapDeviceProperties {
   readonly persistedDrift: pulumi.Output<string>;
 }
 
+/** The output properties of a TapDevice, in both SDKs. */
+export const tapDeviceOutputNames = ["macAddress", "persistedBy", "persistedDrift"] as const;
+
 /** A persistent tap device on a hypervisor host, attached to a bridge or routed (host routes and proxy ARP). */
-export class TapDevice extends dynamicResource<TapDeviceArgs, TapDeviceProperties>("TapDevice", [
-  "macAddress",
-  "persistedBy",
-  "persistedDrift",
-]) {}
+export class TapDevice extends dynamicResource<TapDeviceArgs, TapDeviceProperties>(
+  "TapDevice",
+  tapDeviceOutputNames,
+) {}
