@@ -6,13 +6,12 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   ensureClientKey,
+  makeBootedHost,
   readHostRecord,
-  rebootOverSsh,
   requirePrograms,
   sideLinksOf,
   validateHostName,
   writeHostRecord,
-  writeKnownHosts,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -23,7 +22,6 @@ import { mountOverlay, removeHostTree } from "./mounts";
 import { ensureRoot } from "./root";
 import { exists, isAlive, LAB_ENV, runLocal, sleep, tailOf, type ExecOptions } from "./run";
 import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
-import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
 
 const SSH_START_TIMEOUT_MS = 60_000;
 const REBOOT_TIMEOUT_MS = 60_000;
@@ -183,62 +181,24 @@ async function findContainerInit(dir: string): Promise<number | undefined> {
   return undefined;
 }
 
-async function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
+function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
   const dir = hostStateDir(record.name);
-  const client = await ensureClientKey();
-  const hostKey = await ensureKeyPair(
-    path.join(dir, "ssh_host_ed25519_key"),
-    `root@${record.name}`,
-  );
-  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
-  const target: SshTarget = {
-    address: slot.address,
-    port: 22,
-    user: "root",
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-  };
-  const describe = async (): Promise<string> => {
-    const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
-    const boots = await fs.readFile(path.join(dir, "boots.log"), "utf8").catch(() => "");
-    return `host ${record.name} boots: ${tailOf(boots, 4)}; console: ${tailOf(consoleLog, 10)}`;
-  };
-  const host: BootedHost = {
-    name: record.name,
-    kind: "nspawn",
-    address: slot.address,
-    port: 22,
-    user: "root",
-    hostKey: hostKey.publicKey,
-    privateKey: client.privateKey,
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-    outsideInterface: slot.outsideInterface,
-    outsideAddress: slot.outsideAddress,
-    uplink: UPLINK,
-    ...sideLinksOf(slot, record.links),
-    stateDir: dir,
-    sshAfterStartMs: 0,
+  return makeBootedHost(record, slot, {
+    sshStartTimeoutMs: SSH_START_TIMEOUT_MS,
+    rebootTimeoutMs: REBOOT_TIMEOUT_MS,
+    describe: async () => {
+      const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
+      const boots = await fs.readFile(path.join(dir, "boots.log"), "utf8").catch(() => "");
+      return `host ${record.name} boots: ${tailOf(boots, 4)}; console: ${tailOf(consoleLog, 10)}`;
+    },
     exec: async (argv: readonly string[], opts?: ExecOptions) => {
       const init = await findContainerInit(dir);
       if (init === undefined) throw new Error(`booted lab: host ${record.name} is not running`);
       const enter = ["nsenter", "-t", String(init), "-m", "-u", "-i", "-n", "-p", "-r", "-w"];
       return runLocal([...enter, "--", ...argv], opts);
     },
-    ssh: (argv, opts) => runSsh(target, argv, opts),
-    waitForSsh: (timeoutMs = SSH_START_TIMEOUT_MS) =>
-      waitForSshCommand(target, timeoutMs, ["true"], describe),
-    reboot: (timeoutMs = REBOOT_TIMEOUT_MS) => rebootOverSsh(target, timeoutMs, describe),
     stop: () => stopHost(record, slot),
-    connection: () => ({
-      host: slot.address,
-      port: 22,
-      user: "root",
-      privateKey: client.privateKey,
-      hostKey: hostKey.publicKey,
-    }),
-  };
-  return host;
+  });
 }
 
 // SIGTERM to the supervisor reaches nspawn, which powers the container off (SIGRTMIN+3 to its

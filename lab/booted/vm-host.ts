@@ -6,12 +6,11 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
   ensureClientKey,
+  makeBootedHost,
   readHostRecord,
-  rebootOverSsh,
   requirePrograms,
   validateHostName,
   writeHostRecord,
-  writeKnownHosts,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -22,7 +21,6 @@ import { mountOverlay, removeHostTree, unmountUnder } from "./mounts";
 import { ensureRoot } from "./root";
 import { isAlive, runLocal, runOk, sleep, tailOf } from "./run";
 import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
-import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
 
 const SSH_START_TIMEOUT_MS = 180_000;
 const REBOOT_TIMEOUT_MS = 240_000;
@@ -197,54 +195,17 @@ async function findKernel(rootDir: string): Promise<{ kernel: string; initrd: st
   return { kernel: path.join(boot, kernel), initrd: path.join(boot, initrd) };
 }
 
-async function makeVm(record: HostRecord, slot: Slot): Promise<BootedHost> {
+function makeVm(record: HostRecord, slot: Slot): Promise<BootedHost> {
   const dir = hostStateDir(record.name);
-  const client = await ensureClientKey();
-  const hostKey = await ensureKeyPair(
-    path.join(dir, "ssh_host_ed25519_key"),
-    `root@${record.name}`,
-  );
-  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
-  const target: SshTarget = {
-    address: slot.address,
-    port: 22,
-    user: "root",
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-  };
-  const describe = async (): Promise<string> => {
-    const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
-    return `vm ${record.name} console: ${tailOf(consoleLog, 10)}`;
-  };
-  return {
-    name: record.name,
-    kind: "vm",
-    address: slot.address,
-    port: 22,
-    user: "root",
-    hostKey: hostKey.publicKey,
-    privateKey: client.privateKey,
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-    outsideInterface: slot.outsideInterface,
-    outsideAddress: slot.outsideAddress,
-    uplink: UPLINK,
-    stateDir: dir,
-    sshAfterStartMs: 0,
-    exec: (argv, opts) => runSsh(target, argv, opts),
-    ssh: (argv, opts) => runSsh(target, argv, opts),
-    waitForSsh: (timeoutMs = SSH_START_TIMEOUT_MS) =>
-      waitForSshCommand(target, timeoutMs, ["true"], describe),
-    reboot: (timeoutMs = REBOOT_TIMEOUT_MS) => rebootOverSsh(target, timeoutMs, describe),
+  return makeBootedHost(record, slot, {
+    sshStartTimeoutMs: SSH_START_TIMEOUT_MS,
+    rebootTimeoutMs: REBOOT_TIMEOUT_MS,
+    describe: async () => {
+      const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
+      return `vm ${record.name} console: ${tailOf(consoleLog, 10)}`;
+    },
     stop: () => stopVm(record, slot),
-    connection: () => ({
-      host: slot.address,
-      port: 22,
-      user: "root",
-      privateKey: client.privateKey,
-      hostKey: hostKey.publicKey,
-    }),
-  };
+  });
 }
 
 // QEMU quits on SIGTERM (the power is pulled: the disk is thrown away anyway).
