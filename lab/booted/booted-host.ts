@@ -8,6 +8,8 @@ import { whichProgram, type ExecOptions, type ExecResult } from "./run";
 import {
   BOOTED_STATE_ROOT,
   hostStateDir,
+  slotLayout,
+  takeSlot,
   type SideLink,
   type SideLinkKind,
   type Slot,
@@ -236,4 +238,54 @@ export async function makeBootedHost(
       hostKey: hostKey.publicKey,
     }),
   };
+}
+
+/**
+ * Returns the record and slot of a host about to start: `existing`'s slot (a stopped container
+ * keeps its disk), else a new one; the record is written, and a new state directory is removed
+ * again when this fails.
+ */
+export async function claimHostSlot(
+  name: string,
+  kind: HostKind,
+  rootHash: string,
+  opts: StartOptions,
+  existing?: HostRecord,
+): Promise<{ record: HostRecord; slot: Slot }> {
+  const dir = hostStateDir(name);
+  // The directory comes first: a slot whose holder has no directory counts as free.
+  await fs.mkdir(dir, { recursive: true });
+  try {
+    const slot = existing === undefined ? await takeSlot(name) : slotLayout(existing.slot);
+    const record: HostRecord = { name, kind, slot: slot.index, rootHash };
+    if (opts.owner !== undefined) record.owner = opts.owner;
+    if (opts.links !== undefined && opts.links.length > 0) record.links = [...opts.links];
+    await writeHostRecord(record);
+    return { record, slot };
+  } catch (e) {
+    if (existing === undefined) await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Returns host once `boot` started it (resolving with the pid that keeps it running, recorded)
+ * and SSH answered within timeoutMs; stops it (removing everything of it) when either fails.
+ */
+export async function bootHost(
+  host: BootedHost,
+  record: HostRecord,
+  timeoutMs: number,
+  boot: (started: number) => Promise<number>,
+): Promise<BootedHost> {
+  try {
+    const started = Date.now();
+    const pid = await boot(started);
+    await writeHostRecord({ ...record, pid });
+    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(timeoutMs));
+    return host;
+  } catch (e) {
+    await host.stop().catch(() => undefined);
+    throw e;
+  }
 }

@@ -5,13 +5,14 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
+  bootHost,
+  claimHostSlot,
   ensureClientKey,
   makeBootedHost,
   readHostRecord,
   requirePrograms,
   sideLinksOf,
   validateHostName,
-  writeHostRecord,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -21,7 +22,7 @@ import { ensureKeyPair } from "./keys";
 import { mountOverlay, removeHostTree } from "./mounts";
 import { ensureRoot } from "./root";
 import { exists, isAlive, LAB_ENV, runLocal, sleep, tailOf, type ExecOptions } from "./run";
-import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
+import { hostStateDir, releaseSlot, slotLayout, type Slot } from "./slots";
 
 const SSH_START_TIMEOUT_MS = 60_000;
 const REBOOT_TIMEOUT_MS = 60_000;
@@ -43,35 +44,22 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
   const root = await ensureRoot(opts.log);
   if (root.buildMs > 0) opts.log?.(`booted lab: built the root in ${root.buildMs} ms`);
   const dir = hostStateDir(name);
-  let record = await readHostRecord(name);
-  if (record !== undefined && record.kind !== "nspawn") {
-    throw new Error(`booted lab: host ${name} exists as a ${record.kind}; stop it first`);
+  const existing = await readHostRecord(name);
+  if (existing !== undefined && existing.kind !== "nspawn") {
+    throw new Error(`booted lab: host ${name} exists as a ${existing.kind}; stop it first`);
   }
-  if (record?.pid !== undefined && (await isAlive(record.pid))) {
-    throw new Error(`booted lab: host ${name} is already running (supervisor pid ${record.pid})`);
+  if (existing?.pid !== undefined && (await isAlive(existing.pid))) {
+    throw new Error(`booted lab: host ${name} is already running (supervisor pid ${existing.pid})`);
   }
-  if (record !== undefined && record.rootHash !== root.hash) {
+  if (existing !== undefined && existing.rootHash !== root.hash) {
     throw new Error(
-      `booted lab: host ${name} was made from root ${record.rootHash}, the recipe now builds ` +
+      `booted lab: host ${name} was made from root ${existing.rootHash}, the recipe now builds ` +
         `${root.hash}; stop it (removing its disk) first`,
     );
   }
-  // The directory comes first: a slot whose holder has no directory counts as free.
-  await fs.mkdir(dir, { recursive: true });
-  let slot: Slot;
-  try {
-    slot = record === undefined ? await takeSlot(name) : slotLayout(record.slot);
-    record = { name, kind: "nspawn", slot: slot.index, rootHash: root.hash };
-    if (opts.owner !== undefined) record.owner = opts.owner;
-    if (opts.links !== undefined && opts.links.length > 0) record.links = [...opts.links];
-    await writeHostRecord(record);
-  } catch (e) {
-    if (record === undefined) await fs.rm(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const { record, slot } = await claimHostSlot(name, "nspawn", root.hash, opts, existing);
   const host = await makeHost(record, slot);
-  try {
-    const started = Date.now();
+  return bootHost(host, record, SSH_START_TIMEOUT_MS, async () => {
     const merged = path.join(dir, "root");
     await mountOverlay(root.dir, path.join(dir, "upper"), path.join(dir, "work"), merged);
     const client = await ensureClientKey();
@@ -85,14 +73,8 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
       ...sideLinksOf(slot, record.links),
     });
     const argv = await nspawnArgv(name, merged, slot, record.links);
-    const pid = await spawnSupervisor(dir, slot, record.links, argv);
-    await writeHostRecord({ ...record, pid });
-    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
-    return host;
-  } catch (e) {
-    await host.stop().catch(() => undefined);
-    throw e;
-  }
+    return spawnSupervisor(dir, slot, record.links, argv);
+  });
 }
 
 /** Returns host name as another process started it, or undefined when it has no state. */

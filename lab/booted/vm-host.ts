@@ -5,12 +5,13 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
+  bootHost,
+  claimHostSlot,
   ensureClientKey,
   makeBootedHost,
   readHostRecord,
   requirePrograms,
   validateHostName,
-  writeHostRecord,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -20,7 +21,7 @@ import { ensureKeyPair } from "./keys";
 import { mountOverlay, removeHostTree, unmountUnder } from "./mounts";
 import { ensureRoot } from "./root";
 import { isAlive, runLocal, runOk, sleep, tailOf } from "./run";
-import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
+import { hostStateDir, releaseSlot, slotLayout, type Slot } from "./slots";
 
 const SSH_START_TIMEOUT_MS = 180_000;
 const REBOOT_TIMEOUT_MS = 240_000;
@@ -57,22 +58,9 @@ export async function startVm(name: string, opts: StartOptions = {}): Promise<Bo
     throw new Error(`booted lab: host ${name} exists; stop it first`);
   }
   const dir = hostStateDir(name);
-  // The directory comes first: a slot whose holder has no directory counts as free.
-  await fs.mkdir(dir, { recursive: true });
-  let slot: Slot;
-  let record: HostRecord;
-  try {
-    slot = await takeSlot(name);
-    record = { name, kind: "vm", slot: slot.index, rootHash: root.hash };
-    if (opts.owner !== undefined) record.owner = opts.owner;
-    await writeHostRecord(record);
-  } catch (e) {
-    await fs.rm(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const { record, slot } = await claimHostSlot(name, "vm", root.hash, opts);
   const host = await makeVm(record, slot);
-  try {
-    const started = Date.now();
+  return bootHost(host, record, SSH_START_TIMEOUT_MS, async (started) => {
     const disk = await buildDisk(root.dir, dir, name, slot);
     opts.log?.(`booted lab: vm ${name} disk image made in ${Date.now() - started} ms`);
     const boot = await findKernel(root.dir);
@@ -89,14 +77,9 @@ export async function startVm(name: string, opts: StartOptions = {}): Promise<Bo
     const pidFile = path.join(dir, "qemu.pid");
     await runOk(qemuArgv(name, dir, disk, boot, slot, pidFile), { timeoutMs: 30_000 });
     const pid = Number((await fs.readFile(pidFile, "utf8")).trim());
-    await writeHostRecord({ ...record, pid });
     opts.log?.(`booted lab: vm ${name} (qemu pid ${pid}) booting, console in ${dir}/console.log`);
-    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
-    return host;
-  } catch (e) {
-    await host.stop().catch(() => undefined);
-    throw e;
-  }
+    return pid;
+  });
 }
 
 /** Returns the virtual machine name as another process started it, or undefined. */
