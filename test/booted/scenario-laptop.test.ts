@@ -257,8 +257,10 @@ describe("write-up 1 (a laptop's guest network with a guest) on a booted host th
     expect(tables).toContain(`pulumi_hv_${NAMES.nat}`);
     expect((await sshOk(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim()).toBe("1");
     // Every unit ran at boot; none failed.
+    // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
     const failed = await sshOk([
       "systemctl",
+      "list-units",
       "--failed",
       "--no-legend",
       "--plain",

@@ -121,8 +121,10 @@ describe("a bridge and a NAT on a QEMU TCG virtual machine that reboots", () => 
     expect(await bridgeAddresses()).toEqual([`${NET}.1/24`]);
     expect(await sshOk(["nft", "list", "tables"])).toContain(`pulumi_hv_${NAT}`);
     expect((await sshOk(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim()).toBe("1");
+    // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
     const failed = await sshOk([
       "systemctl",
+      "list-units",
       "--failed",
       "--no-legend",
       "--plain",
