@@ -98,9 +98,13 @@ export async function runOk(argv: readonly string[], opts: ExecOptions = {}): Pr
 
 /** Returns argv as one line for a message, single-quoting what a shell would split. */
 export function quoteForMessage(argv: readonly string[]): string {
-  return argv
-    .map((a) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
-    .join(" ");
+  return argv.map(quoteShellWord).join(" ");
+}
+
+/** Returns word quoted for a POSIX shell ('…' with '\''), bare when it has only safe characters. */
+export function quoteShellWord(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return "'" + word.replace(/'/g, "'\\''") + "'";
 }
 
 /** Returns the last lines of text, or "no output". */

@@ -543,15 +543,21 @@ function dynamicFile(m: ResourceModel, ctx: SdkContext): string {
     typeDeclarations(m.file, ctx) +
     `\n${argsInterface(`${m.type}Args`, `The inputs of a ${m.type}.`, args)}` +
     `\n${jsDoc(`The properties of a ${m.type}, in both SDKs.`)}export interface ${m.type}Properties {\n${props.join("")}}\n` +
+    `\n${jsDoc(`The output properties of a ${m.type}, in both SDKs.`)}export const ${outputNamesOf(m)} = ${JSON.stringify(m.outputs.map((f) => f.name))} as const;\n` +
     `\n${jsDoc(m.description)}export class ${m.type} extends dynamicResource<${m.type}Args, ${m.type}Properties>(\n` +
-    `  ${JSON.stringify(m.type)},\n  ${JSON.stringify(m.outputs.map((f) => f.name))},\n) {}\n`
+    `  ${JSON.stringify(m.type)},\n  ${outputNamesOf(m)},\n) {}\n`
   );
+}
+
+/** Returns the name of the constant listing a resource's outputs, e.g. qemuGuestOutputNames. */
+function outputNamesOf(m: ResourceModel): string {
+  return `${m.type.charAt(0).toLowerCase()}${m.type.slice(1)}OutputNames`;
 }
 
 function nativeFile(m: ResourceModel): string {
   return (
     TS_HEADER(`provider/src/resources/${m.file}`) +
-    `import type { ${m.type}Args as Dynamic${m.type}Args, ${m.type}Properties } from "../${m.file}";\n` +
+    `import {\n  ${outputNamesOf(m)},\n  type ${m.type}Args as Dynamic${m.type}Args,\n  type ${m.type}Properties,\n} from "../${m.file}";\n` +
     `import { nativeResource, type NativeConnectionInput } from "./common";\n\n` +
     jsDoc(
       `The inputs of the native ${m.type}: those of the dynamic class, \`connection\` optional.`,
@@ -559,7 +565,7 @@ function nativeFile(m: ResourceModel): string {
     `export type ${m.type}Args = Omit<Dynamic${m.type}Args, "connection"> & NativeConnectionInput;\n\n` +
     jsDoc(`${m.description} Served by the native plugin (\`${PKG}:index:${m.type}\`).`) +
     `export class ${m.type} extends nativeResource<${m.type}Args, ${m.type}Properties>(\n` +
-    `  ${JSON.stringify(m.type)},\n  ${JSON.stringify(m.outputs.map((f) => f.name))},\n) {}\n`
+    `  ${JSON.stringify(m.type)},\n  ${outputNamesOf(m)},\n) {}\n`
   );
 }
 

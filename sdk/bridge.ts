@@ -61,14 +61,20 @@ export interface BridgeProperties {
   readonly persistedBy: pulumi.Output<
     "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
   >;
-  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
-  readonly persistedDrift: pulumi.Output<string>;
+  /** How the persisted layer differs from what the provider would write (absent when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
-/** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
-export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>("Bridge", [
+/** The output properties of a Bridge, in both SDKs. */
+export const bridgeOutputNames = [
   "macAddress",
   "ifIndex",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** A Linux bridge on a hypervisor host, with its addresses, ports and an optional qemu-bridge-helper ACL. */
+export class Bridge extends dynamicResource<BridgeArgs, BridgeProperties>(
+  "Bridge",
+  bridgeOutputNames,
+) {}

@@ -99,15 +99,18 @@ export interface DnsmasqInstanceProperties {
   readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
-/** A dnsmasq serving DHCP (and optionally DNS) on one interface of a hypervisor host. */
-export class DnsmasqInstance extends dynamicResource<
-  DnsmasqInstanceArgs,
-  DnsmasqInstanceProperties
->("DnsmasqInstance", [
+/** The output properties of a DnsmasqInstance, in both SDKs. */
+export const dnsmasqInstanceOutputNames = [
   "pid",
   "configPath",
   "leasesPath",
   "leases",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** A dnsmasq serving DHCP (and optionally DNS) on one interface of a hypervisor host. */
+export class DnsmasqInstance extends dynamicResource<
+  DnsmasqInstanceArgs,
+  DnsmasqInstanceProperties
+>("DnsmasqInstance", dnsmasqInstanceOutputNames) {}

@@ -71,15 +71,21 @@ export interface NatRuleProperties {
   readonly persistedBy: pulumi.Output<
     "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
   >;
-  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
-  readonly persistedDrift: pulumi.Output<string>;
+  /** How the persisted layer differs from what the provider would write (absent when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
-/** Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own. */
-export class NatRule extends dynamicResource<NatRuleArgs, NatRuleProperties>("NatRule", [
+/** The output properties of a NatRule, in both SDKs. */
+export const natRuleOutputNames = [
   "table",
   "activeBackend",
   "unmanagedRules",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** Source NAT, forward accepts and port forwards for a guest network, in an nftables table (or iptables chains) of its own. */
+export class NatRule extends dynamicResource<NatRuleArgs, NatRuleProperties>(
+  "NatRule",
+  natRuleOutputNames,
+) {}

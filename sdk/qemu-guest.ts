@@ -131,8 +131,8 @@ export interface QemuGuestProperties {
   readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
-/** A QEMU guest on a hypervisor host, run daemonized and managed through QMP. */
-export class QemuGuest extends dynamicResource<QemuGuestArgs, QemuGuestProperties>("QemuGuest", [
+/** The output properties of a QemuGuest, in both SDKs. */
+export const qemuGuestOutputNames = [
   "pid",
   "qmpSocket",
   "status",
@@ -140,4 +140,10 @@ export class QemuGuest extends dynamicResource<QemuGuestArgs, QemuGuestPropertie
   "serialLogPath",
   "persistedBy",
   "persistedDrift",
-]) {}
+] as const;
+
+/** A QEMU guest on a hypervisor host, run daemonized and managed through QMP. */
+export class QemuGuest extends dynamicResource<QemuGuestArgs, QemuGuestProperties>(
+  "QemuGuest",
+  qemuGuestOutputNames,
+) {}

@@ -61,13 +61,15 @@ export interface TapDeviceProperties {
   readonly persistedBy: pulumi.Output<
     "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
   >;
-  /** How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
-  readonly persistedDrift: pulumi.Output<string>;
+  /** How the persisted layer differs from what the provider would write (absent when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 
+/** The output properties of a TapDevice, in both SDKs. */
+export const tapDeviceOutputNames = ["macAddress", "persistedBy", "persistedDrift"] as const;
+
 /** A persistent tap device on a hypervisor host, attached to a bridge or routed (host routes and proxy ARP). */
-export class TapDevice extends dynamicResource<TapDeviceArgs, TapDeviceProperties>("TapDevice", [
-  "macAddress",
-  "persistedBy",
-  "persistedDrift",
-]) {}
+export class TapDevice extends dynamicResource<TapDeviceArgs, TapDeviceProperties>(
+  "TapDevice",
+  tapDeviceOutputNames,
+) {}

@@ -2,11 +2,14 @@
 // same root), and the pieces both kinds share: names, the client key, state files, reboot over SSH.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
+import { UPLINK } from "./identity";
 import { ensureKeyPair, type KeyPair } from "./keys";
 import { whichProgram, type ExecOptions, type ExecResult } from "./run";
 import {
   BOOTED_STATE_ROOT,
   hostStateDir,
+  slotLayout,
+  takeSlot,
   type SideLink,
   type SideLinkKind,
   type Slot,
@@ -169,4 +172,120 @@ export async function rebootOverSsh(
   const left = timeoutMs - (Date.now() - started);
   await waitForSshCommand(target, left, ["test", "!", "-e", REBOOT_MARKER], describe);
   return Date.now() - started;
+}
+
+/** What differs between a container and a virtual machine behind the same SSH-reached host. */
+export interface HostParts {
+  /** Milliseconds `waitForSsh` and `reboot` wait by default. */
+  readonly sshStartTimeoutMs: number;
+  readonly rebootTimeoutMs: number;
+  /** Returns what a failed wait for SSH reports: the tails of the host's logs. */
+  describe(): Promise<string>;
+  /** Runs argv on the host without SSH; over SSH when absent. */
+  exec?: BootedHost["exec"];
+  stop(): Promise<void>;
+}
+
+/** Returns the host of a record: its keys, known_hosts and SSH target, with `parts` for the rest. */
+export async function makeBootedHost(
+  record: HostRecord,
+  slot: Slot,
+  parts: HostParts,
+): Promise<BootedHost> {
+  const dir = hostStateDir(record.name);
+  const client = await ensureClientKey();
+  const hostKey = await ensureKeyPair(
+    path.join(dir, "ssh_host_ed25519_key"),
+    `root@${record.name}`,
+  );
+  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
+  const target: SshTarget = {
+    address: slot.address,
+    port: 22,
+    user: "root",
+    privateKeyPath: client.privateKeyPath,
+    knownHostsPath,
+  };
+  const ssh: BootedHost["ssh"] = (argv, opts) => runSsh(target, argv, opts);
+  return {
+    name: record.name,
+    kind: record.kind,
+    address: slot.address,
+    port: 22,
+    user: "root",
+    hostKey: hostKey.publicKey,
+    privateKey: client.privateKey,
+    privateKeyPath: client.privateKeyPath,
+    knownHostsPath,
+    outsideInterface: slot.outsideInterface,
+    outsideAddress: slot.outsideAddress,
+    uplink: UPLINK,
+    ...sideLinksOf(slot, record.links),
+    stateDir: dir,
+    sshAfterStartMs: 0,
+    exec: parts.exec ?? ssh,
+    ssh,
+    waitForSsh: (timeoutMs = parts.sshStartTimeoutMs) =>
+      waitForSshCommand(target, timeoutMs, ["true"], () => parts.describe()),
+    reboot: (timeoutMs = parts.rebootTimeoutMs) =>
+      rebootOverSsh(target, timeoutMs, () => parts.describe()),
+    stop: () => parts.stop(),
+    connection: () => ({
+      host: slot.address,
+      port: 22,
+      user: "root",
+      privateKey: client.privateKey,
+      hostKey: hostKey.publicKey,
+    }),
+  };
+}
+
+/**
+ * Returns the record and slot of a host about to start: `existing`'s slot (a stopped container
+ * keeps its disk), else a new one; the record is written, and a new state directory is removed
+ * again when this fails.
+ */
+export async function claimHostSlot(
+  name: string,
+  kind: HostKind,
+  rootHash: string,
+  opts: StartOptions,
+  existing?: HostRecord,
+): Promise<{ record: HostRecord; slot: Slot }> {
+  const dir = hostStateDir(name);
+  // The directory comes first: a slot whose holder has no directory counts as free.
+  await fs.mkdir(dir, { recursive: true });
+  try {
+    const slot = existing === undefined ? await takeSlot(name) : slotLayout(existing.slot);
+    const record: HostRecord = { name, kind, slot: slot.index, rootHash };
+    if (opts.owner !== undefined) record.owner = opts.owner;
+    if (opts.links !== undefined && opts.links.length > 0) record.links = [...opts.links];
+    await writeHostRecord(record);
+    return { record, slot };
+  } catch (e) {
+    if (existing === undefined) await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/**
+ * Returns host once `boot` started it (resolving with the pid that keeps it running, recorded)
+ * and SSH answered within timeoutMs; stops it (removing everything of it) when either fails.
+ */
+export async function bootHost(
+  host: BootedHost,
+  record: HostRecord,
+  timeoutMs: number,
+  boot: (started: number) => Promise<number>,
+): Promise<BootedHost> {
+  try {
+    const started = Date.now();
+    const pid = await boot(started);
+    await writeHostRecord({ ...record, pid });
+    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(timeoutMs));
+    return host;
+  } catch (e) {
+    await host.stop().catch(() => undefined);
+    throw e;
+  }
 }

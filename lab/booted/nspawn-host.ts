@@ -5,14 +5,14 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
+  bootHost,
+  claimHostSlot,
   ensureClientKey,
+  makeBootedHost,
   readHostRecord,
-  rebootOverSsh,
   requirePrograms,
   sideLinksOf,
   validateHostName,
-  writeHostRecord,
-  writeKnownHosts,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -22,8 +22,7 @@ import { ensureKeyPair } from "./keys";
 import { mountOverlay, removeHostTree } from "./mounts";
 import { ensureRoot } from "./root";
 import { exists, isAlive, LAB_ENV, runLocal, sleep, tailOf, type ExecOptions } from "./run";
-import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
-import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
+import { hostStateDir, releaseSlot, slotLayout, type Slot } from "./slots";
 
 const SSH_START_TIMEOUT_MS = 60_000;
 const REBOOT_TIMEOUT_MS = 60_000;
@@ -45,35 +44,22 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
   const root = await ensureRoot(opts.log);
   if (root.buildMs > 0) opts.log?.(`booted lab: built the root in ${root.buildMs} ms`);
   const dir = hostStateDir(name);
-  let record = await readHostRecord(name);
-  if (record !== undefined && record.kind !== "nspawn") {
-    throw new Error(`booted lab: host ${name} exists as a ${record.kind}; stop it first`);
+  const existing = await readHostRecord(name);
+  if (existing !== undefined && existing.kind !== "nspawn") {
+    throw new Error(`booted lab: host ${name} exists as a ${existing.kind}; stop it first`);
   }
-  if (record?.pid !== undefined && (await isAlive(record.pid))) {
-    throw new Error(`booted lab: host ${name} is already running (supervisor pid ${record.pid})`);
+  if (existing?.pid !== undefined && (await isAlive(existing.pid))) {
+    throw new Error(`booted lab: host ${name} is already running (supervisor pid ${existing.pid})`);
   }
-  if (record !== undefined && record.rootHash !== root.hash) {
+  if (existing !== undefined && existing.rootHash !== root.hash) {
     throw new Error(
-      `booted lab: host ${name} was made from root ${record.rootHash}, the recipe now builds ` +
+      `booted lab: host ${name} was made from root ${existing.rootHash}, the recipe now builds ` +
         `${root.hash}; stop it (removing its disk) first`,
     );
   }
-  // The directory comes first: a slot whose holder has no directory counts as free.
-  await fs.mkdir(dir, { recursive: true });
-  let slot: Slot;
-  try {
-    slot = record === undefined ? await takeSlot(name) : slotLayout(record.slot);
-    record = { name, kind: "nspawn", slot: slot.index, rootHash: root.hash };
-    if (opts.owner !== undefined) record.owner = opts.owner;
-    if (opts.links !== undefined && opts.links.length > 0) record.links = [...opts.links];
-    await writeHostRecord(record);
-  } catch (e) {
-    if (record === undefined) await fs.rm(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const { record, slot } = await claimHostSlot(name, "nspawn", root.hash, opts, existing);
   const host = await makeHost(record, slot);
-  try {
-    const started = Date.now();
+  return bootHost(host, record, SSH_START_TIMEOUT_MS, async () => {
     const merged = path.join(dir, "root");
     await mountOverlay(root.dir, path.join(dir, "upper"), path.join(dir, "work"), merged);
     const client = await ensureClientKey();
@@ -87,14 +73,8 @@ export async function startHost(name: string, opts: StartOptions = {}): Promise<
       ...sideLinksOf(slot, record.links),
     });
     const argv = await nspawnArgv(name, merged, slot, record.links);
-    const pid = await spawnSupervisor(dir, slot, record.links, argv);
-    await writeHostRecord({ ...record, pid });
-    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
-    return host;
-  } catch (e) {
-    await host.stop().catch(() => undefined);
-    throw e;
-  }
+    return spawnSupervisor(dir, slot, record.links, argv);
+  });
 }
 
 /** Returns host name as another process started it, or undefined when it has no state. */
@@ -183,62 +163,24 @@ async function findContainerInit(dir: string): Promise<number | undefined> {
   return undefined;
 }
 
-async function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
+function makeHost(record: HostRecord, slot: Slot): Promise<BootedHost> {
   const dir = hostStateDir(record.name);
-  const client = await ensureClientKey();
-  const hostKey = await ensureKeyPair(
-    path.join(dir, "ssh_host_ed25519_key"),
-    `root@${record.name}`,
-  );
-  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
-  const target: SshTarget = {
-    address: slot.address,
-    port: 22,
-    user: "root",
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-  };
-  const describe = async (): Promise<string> => {
-    const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
-    const boots = await fs.readFile(path.join(dir, "boots.log"), "utf8").catch(() => "");
-    return `host ${record.name} boots: ${tailOf(boots, 4)}; console: ${tailOf(consoleLog, 10)}`;
-  };
-  const host: BootedHost = {
-    name: record.name,
-    kind: "nspawn",
-    address: slot.address,
-    port: 22,
-    user: "root",
-    hostKey: hostKey.publicKey,
-    privateKey: client.privateKey,
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-    outsideInterface: slot.outsideInterface,
-    outsideAddress: slot.outsideAddress,
-    uplink: UPLINK,
-    ...sideLinksOf(slot, record.links),
-    stateDir: dir,
-    sshAfterStartMs: 0,
+  return makeBootedHost(record, slot, {
+    sshStartTimeoutMs: SSH_START_TIMEOUT_MS,
+    rebootTimeoutMs: REBOOT_TIMEOUT_MS,
+    describe: async () => {
+      const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
+      const boots = await fs.readFile(path.join(dir, "boots.log"), "utf8").catch(() => "");
+      return `host ${record.name} boots: ${tailOf(boots, 4)}; console: ${tailOf(consoleLog, 10)}`;
+    },
     exec: async (argv: readonly string[], opts?: ExecOptions) => {
       const init = await findContainerInit(dir);
       if (init === undefined) throw new Error(`booted lab: host ${record.name} is not running`);
       const enter = ["nsenter", "-t", String(init), "-m", "-u", "-i", "-n", "-p", "-r", "-w"];
       return runLocal([...enter, "--", ...argv], opts);
     },
-    ssh: (argv, opts) => runSsh(target, argv, opts),
-    waitForSsh: (timeoutMs = SSH_START_TIMEOUT_MS) =>
-      waitForSshCommand(target, timeoutMs, ["true"], describe),
-    reboot: (timeoutMs = REBOOT_TIMEOUT_MS) => rebootOverSsh(target, timeoutMs, describe),
     stop: () => stopHost(record, slot),
-    connection: () => ({
-      host: slot.address,
-      port: 22,
-      user: "root",
-      privateKey: client.privateKey,
-      hostKey: hostKey.publicKey,
-    }),
-  };
-  return host;
+  });
 }
 
 // SIGTERM to the supervisor reaches nspawn, which powers the container off (SIGRTMIN+3 to its

@@ -5,13 +5,13 @@
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import {
+  bootHost,
+  claimHostSlot,
   ensureClientKey,
+  makeBootedHost,
   readHostRecord,
-  rebootOverSsh,
   requirePrograms,
   validateHostName,
-  writeHostRecord,
-  writeKnownHosts,
   type BootedHost,
   type HostRecord,
   type StartOptions,
@@ -21,8 +21,7 @@ import { ensureKeyPair } from "./keys";
 import { mountOverlay, removeHostTree, unmountUnder } from "./mounts";
 import { ensureRoot } from "./root";
 import { isAlive, runLocal, runOk, sleep, tailOf } from "./run";
-import { hostStateDir, releaseSlot, slotLayout, takeSlot, type Slot } from "./slots";
-import { runSsh, waitForSshCommand, type SshTarget } from "./ssh";
+import { hostStateDir, releaseSlot, slotLayout, type Slot } from "./slots";
 
 const SSH_START_TIMEOUT_MS = 180_000;
 const REBOOT_TIMEOUT_MS = 240_000;
@@ -59,22 +58,9 @@ export async function startVm(name: string, opts: StartOptions = {}): Promise<Bo
     throw new Error(`booted lab: host ${name} exists; stop it first`);
   }
   const dir = hostStateDir(name);
-  // The directory comes first: a slot whose holder has no directory counts as free.
-  await fs.mkdir(dir, { recursive: true });
-  let slot: Slot;
-  let record: HostRecord;
-  try {
-    slot = await takeSlot(name);
-    record = { name, kind: "vm", slot: slot.index, rootHash: root.hash };
-    if (opts.owner !== undefined) record.owner = opts.owner;
-    await writeHostRecord(record);
-  } catch (e) {
-    await fs.rm(dir, { recursive: true, force: true });
-    throw e;
-  }
+  const { record, slot } = await claimHostSlot(name, "vm", root.hash, opts);
   const host = await makeVm(record, slot);
-  try {
-    const started = Date.now();
+  return bootHost(host, record, SSH_START_TIMEOUT_MS, async (started) => {
     const disk = await buildDisk(root.dir, dir, name, slot);
     opts.log?.(`booted lab: vm ${name} disk image made in ${Date.now() - started} ms`);
     const boot = await findKernel(root.dir);
@@ -91,14 +77,9 @@ export async function startVm(name: string, opts: StartOptions = {}): Promise<Bo
     const pidFile = path.join(dir, "qemu.pid");
     await runOk(qemuArgv(name, dir, disk, boot, slot, pidFile), { timeoutMs: 30_000 });
     const pid = Number((await fs.readFile(pidFile, "utf8")).trim());
-    await writeHostRecord({ ...record, pid });
     opts.log?.(`booted lab: vm ${name} (qemu pid ${pid}) booting, console in ${dir}/console.log`);
-    host.sshAfterStartMs = Date.now() - started + (await host.waitForSsh(SSH_START_TIMEOUT_MS));
-    return host;
-  } catch (e) {
-    await host.stop().catch(() => undefined);
-    throw e;
-  }
+    return pid;
+  });
 }
 
 /** Returns the virtual machine name as another process started it, or undefined. */
@@ -197,54 +178,17 @@ async function findKernel(rootDir: string): Promise<{ kernel: string; initrd: st
   return { kernel: path.join(boot, kernel), initrd: path.join(boot, initrd) };
 }
 
-async function makeVm(record: HostRecord, slot: Slot): Promise<BootedHost> {
+function makeVm(record: HostRecord, slot: Slot): Promise<BootedHost> {
   const dir = hostStateDir(record.name);
-  const client = await ensureClientKey();
-  const hostKey = await ensureKeyPair(
-    path.join(dir, "ssh_host_ed25519_key"),
-    `root@${record.name}`,
-  );
-  const knownHostsPath = await writeKnownHosts(dir, slot.address, hostKey.publicKey);
-  const target: SshTarget = {
-    address: slot.address,
-    port: 22,
-    user: "root",
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-  };
-  const describe = async (): Promise<string> => {
-    const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
-    return `vm ${record.name} console: ${tailOf(consoleLog, 10)}`;
-  };
-  return {
-    name: record.name,
-    kind: "vm",
-    address: slot.address,
-    port: 22,
-    user: "root",
-    hostKey: hostKey.publicKey,
-    privateKey: client.privateKey,
-    privateKeyPath: client.privateKeyPath,
-    knownHostsPath,
-    outsideInterface: slot.outsideInterface,
-    outsideAddress: slot.outsideAddress,
-    uplink: UPLINK,
-    stateDir: dir,
-    sshAfterStartMs: 0,
-    exec: (argv, opts) => runSsh(target, argv, opts),
-    ssh: (argv, opts) => runSsh(target, argv, opts),
-    waitForSsh: (timeoutMs = SSH_START_TIMEOUT_MS) =>
-      waitForSshCommand(target, timeoutMs, ["true"], describe),
-    reboot: (timeoutMs = REBOOT_TIMEOUT_MS) => rebootOverSsh(target, timeoutMs, describe),
+  return makeBootedHost(record, slot, {
+    sshStartTimeoutMs: SSH_START_TIMEOUT_MS,
+    rebootTimeoutMs: REBOOT_TIMEOUT_MS,
+    describe: async () => {
+      const consoleLog = await fs.readFile(path.join(dir, "console.log"), "utf8").catch(() => "");
+      return `vm ${record.name} console: ${tailOf(consoleLog, 10)}`;
+    },
     stop: () => stopVm(record, slot),
-    connection: () => ({
-      host: slot.address,
-      port: 22,
-      user: "root",
-      privateKey: client.privateKey,
-      hostKey: hostKey.publicKey,
-    }),
-  };
+  });
 }
 
 // QEMU quits on SIGTERM (the power is pulled: the disk is thrown away anyway).

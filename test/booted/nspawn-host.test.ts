@@ -9,6 +9,7 @@ import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import { listMountPoints } from "../../lab/booted/mounts";
 import { exists, isAlive, runLocal } from "../../lab/booted/run";
 import { sshArgv } from "../../lab/booted/ssh";
+import { sshOk } from "../support/booted";
 
 const hosts: BootedHost[] = [];
 const names = [`bt${process.pid}a`, `bt${process.pid}b`];
@@ -21,12 +22,6 @@ function first(): BootedHost {
   const h = hosts[0];
   if (h === undefined) throw new Error("the hosts did not start");
   return h;
-}
-
-async function sshOk(h: BootedHost, argv: string[]): Promise<string> {
-  const r = await h.ssh(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")} on ${h.name} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
 }
 
 beforeAll(async () => {

@@ -12,6 +12,7 @@ import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 import { buildGuestImage, guestKernelArgs } from "../support/guest-image";
+import { LEFTOVER_FILES, sshOk as sshOkOn } from "../support/booted";
 
 // The guest network inside the host; nothing outside the host routes to it.
 const NET = "198.18.150";
@@ -28,13 +29,6 @@ let engine: Engine;
 let kernel = "";
 let initrd = "";
 
-// Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
-// networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
-const LEFTOVER_FILES =
-  "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
-  "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
-  "-type f 2>/dev/null; true";
-
 function report(line: string): void {
   process.stderr.write(`scenario laptop: ${line}\n`);
 }
@@ -50,12 +44,7 @@ function wan(): NonNullable<BootedHost["wan"]> {
   return w;
 }
 
-async function sshOk(argv: string[]): Promise<string> {
-  const r = await host().ssh(argv);
-  if (r.code !== 0)
-    throw new Error(`${argv.join(" ")} on ${host().name} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
+const sshOk = (argv: string[]): Promise<string> => sshOkOn(host(), argv);
 
 async function program(): Promise<ResourceSpec[]> {
   const connection = host().connection();
@@ -163,13 +152,13 @@ async function waitForGuestThroughForward(timeoutMs: number): Promise<number> {
 
 /** Returns the provider's unit files on the host with their `systemctl is-enabled` state. */
 async function providerUnits(): Promise<Record<string, string>> {
-  const out = await sshOk([
-    "systemctl",
-    "list-unit-files",
-    "--no-legend",
-    "--plain",
-    "pulumi-hypervisor-*",
-  ]);
+  const argv = ["systemctl", "list-unit-files", "--no-legend", "--plain", "pulumi-hypervisor-*"];
+  const r = await host().ssh(argv);
+  // systemd 252 exits 1 when no unit file matches the pattern: that is the answer "none".
+  if (r.code !== 0 && !(r.code === 1 && r.stdout.trim() === "")) {
+    throw new Error(`${argv.join(" ")} on ${host().name} exited ${r.code}: ${r.stderr}`);
+  }
+  const out = r.stdout;
   const units: Record<string, string> = {};
   for (const line of out.split("\n")) {
     const [unit, state] = line.trim().split(/\s+/);
@@ -268,8 +257,10 @@ describe("write-up 1 (a laptop's guest network with a guest) on a booted host th
     expect(tables).toContain(`pulumi_hv_${NAMES.nat}`);
     expect((await sshOk(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim()).toBe("1");
     // Every unit ran at boot; none failed.
+    // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
     const failed = await sshOk([
       "systemctl",
+      "list-units",
       "--failed",
       "--no-legend",
       "--plain",

@@ -9,6 +9,7 @@ import { startVm, stopOrphanedHosts } from "../../lab/booted/index";
 import { isAlive } from "../../lab/booted/run";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
+import { LEFTOVER_FILES, sshOk as sshOkOn } from "../support/booted";
 
 const NET = "198.18.151";
 const BRIDGE = "brvm";
@@ -17,13 +18,6 @@ const NAT = "vmnat";
 let vm: BootedHost | undefined;
 let plugin: DynamicProviderPlugin | undefined;
 let engine: Engine;
-
-// Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
-// networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
-const LEFTOVER_FILES =
-  "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
-  "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
-  "-type f 2>/dev/null; true";
 
 function report(line: string): void {
   process.stderr.write(`scenario vm: ${line}\n`);
@@ -34,13 +28,7 @@ function theVm(): BootedHost {
   return vm;
 }
 
-async function sshOk(argv: string[]): Promise<string> {
-  const r = await theVm().ssh(argv);
-  if (r.code !== 0) {
-    throw new Error(`${argv.join(" ")} on ${theVm().name} exited ${r.code}: ${r.stderr}`);
-  }
-  return r.stdout;
-}
+const sshOk = (argv: string[]): Promise<string> => sshOkOn(theVm(), argv);
 
 async function program(): Promise<ResourceSpec[]> {
   const connection = theVm().connection();
@@ -133,8 +121,10 @@ describe("a bridge and a NAT on a QEMU TCG virtual machine that reboots", () => 
     expect(await bridgeAddresses()).toEqual([`${NET}.1/24`]);
     expect(await sshOk(["nft", "list", "tables"])).toContain(`pulumi_hv_${NAT}`);
     expect((await sshOk(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim()).toBe("1");
+    // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
     const failed = await sshOk([
       "systemctl",
+      "list-units",
       "--failed",
       "--no-legend",
       "--plain",

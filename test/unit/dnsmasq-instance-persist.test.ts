@@ -13,33 +13,17 @@ import {
 } from "../../provider/src/resources/dnsmasq-instance/plan";
 import { renderDhcpHosts } from "../../provider/src/resources/dnsmasq-instance/render";
 import {
-  DnsmasqInstanceInputs,
   dnsmasqPaths,
   type DnsmasqState,
 } from "../../provider/src/resources/dnsmasq-instance/schema";
 import { renderDnsmasqUnit } from "../../provider/src/resources/dnsmasq-instance/unit";
 
+import { ALPHA, BETA, GAMMA, guests } from "../fixtures/dnsmasq-capture-inputs";
+
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 const UNIT = "pulumi-hypervisor-dnsmasq-guests.service";
 const UNIT_FILE = `/etc/systemd/system/${UNIT}`;
-const ALPHA = { mac: "52:54:00:13:00:01", ip: "198.18.130.11", hostname: "alpha" };
-const BETA = { mac: "52:54:00:13:00:02", ip: "198.18.130.12", hostname: "beta" };
-const GAMMA = { mac: "52:54:00:13:00:03", ip: "198.18.130.13" };
 const paths = dnsmasqPaths("guests");
-
-const guests = (over: Record<string, unknown> = {}) =>
-  DnsmasqInstanceInputs.parse({
-    name: "guests",
-    interface: "br0",
-    subnet: "198.18.130.0/24",
-    dhcpRange: { start: "198.18.130.100", end: "198.18.130.150", leaseTime: "1h" },
-    staticLeases: [ALPHA, BETA],
-    router: "198.18.130.1",
-    dnsServers: ["198.18.130.1"],
-    domain: "lab.test",
-    dns: true,
-    ...over,
-  });
 
 const installed: PersistedState = {
   systemd: true,

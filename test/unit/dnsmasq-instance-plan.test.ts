@@ -25,31 +25,14 @@ const RELOAD = "resources/dnsmasq-instance/dnsmasq-reload.sh";
 const START = "resources/dnsmasq-instance/dnsmasq-start.sh";
 const STOP = "resources/dnsmasq-instance/dnsmasq-stop.sh";
 
+import { ALPHA, BETA, GAMMA, guests } from "../fixtures/dnsmasq-capture-inputs";
+
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 /** The probe's real output (see test/fixtures/README.md) for instance `name`. */
 const probed = (
   situation: "running" | "absent" | "nopidfile" | "dead",
   name = "guests",
 ): DnsmasqState => parseDnsmasqState(name, fixture(`dnsmasq-probe-${situation}.txt`));
-
-const ALPHA = { mac: "52:54:00:13:00:01", ip: "198.18.130.11", hostname: "alpha" };
-const BETA = { mac: "52:54:00:13:00:02", ip: "198.18.130.12", hostname: "beta" };
-const GAMMA = { mac: "52:54:00:13:00:03", ip: "198.18.130.13" };
-
-// The inputs the capture script converged "guests" to.
-const guests = (over: Record<string, unknown> = {}) =>
-  DnsmasqInstanceInputs.parse({
-    name: "guests",
-    interface: "br0",
-    subnet: "198.18.130.0/24",
-    dhcpRange: { start: "198.18.130.100", end: "198.18.130.150", leaseTime: "1h" },
-    staticLeases: [ALPHA, BETA],
-    router: "198.18.130.1",
-    dnsServers: ["198.18.130.1"],
-    domain: "lab.test",
-    dns: true,
-    ...over,
-  });
 
 const GUESTS_CONF = [
   "# managed by pulumi-hypervisor: dnsmasq instance guests; edits are overwritten",

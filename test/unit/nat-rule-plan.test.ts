@@ -24,32 +24,9 @@ import { rulesFor } from "../../provider/src/resources/nat-rule/rules";
 import { NatRuleInputs, type NatRuleState } from "../../provider/src/resources/nat-rule/schema";
 import { sysctlCall } from "../../provider/src/sysctl";
 
-const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
+import { guest, guestNat } from "../fixtures/nft-capture-inputs";
 
-// The inputs the fixtures were captured from (test/fixtures/nft-capture.sh).
-const guestNat = NatRuleInputs.parse({
-  name: "guest-nat",
-  sourceCidr: "198.18.140.1/24",
-  outInterface: "wan0",
-  masquerade: true,
-  forward: true,
-  portForwards: [
-    {
-      protocol: "tcp",
-      hostPort: 8080,
-      destination: "198.18.140.10",
-      destinationPort: 80,
-      inInterface: "wan0",
-    },
-    { protocol: "udp", hostPort: 5353, destination: "198.18.140.11", destinationPort: 53 },
-  ],
-});
-const guest = NatRuleInputs.parse({
-  name: "guest",
-  sourceCidr: "198.18.141.0/24",
-  outInterface: "wan0",
-  snatTo: "198.19.41.2",
-});
+const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
 /** The probe's output as a host prints it, from real captures of each part; without systemd. */
 function probe(

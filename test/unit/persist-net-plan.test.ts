@@ -9,7 +9,7 @@ import { formatProbe } from "../../provider/src/host/probe";
 import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { bridgeModule } from "../../provider/src/resources/bridge";
-import { planBridge, planBridgeLive } from "../../provider/src/resources/bridge/plan";
+import { absentBridge, planBridge, planBridgeLive } from "../../provider/src/resources/bridge/plan";
 import {
   BridgeInputs,
   type BridgeState,
@@ -78,29 +78,21 @@ describe("Bridge", () => {
   const mac = "/etc/pulumi-hypervisor/bridge/br9.mac";
   const absentFiles = { [unitFile]: undefined, [script]: undefined, [mac]: undefined };
   const d = BridgeInputs.parse({ name: "br9", addresses: ["198.18.90.1/24"] });
-  const absent = (persisted: PersistedState): BridgeState => ({
-    name: "br9",
-    bridge: undefined,
-    ports: [],
-    links: {},
-    routes: [],
-    sshInterface: undefined,
-    sshLocalAddress: undefined,
-    recordedPorts: [],
-    macPinned: false,
-    helperAllowed: false,
-    persisted,
+  const absent = (persisted: PersistedState): BridgeState =>
     // No network manager owns a NIC here: a bridge without ports is the provider's alone.
-    managers: {
-      nm: undefined,
-      networkd: undefined,
-      ifupdown: "",
-      ifupdownFiles: {},
-      networkdFiles: {},
-      backup: undefined,
-    },
-    keepOff: { networkManager: false, networkd: false },
-  });
+    absentBridge(
+      "br9",
+      persisted,
+      {
+        nm: undefined,
+        networkd: undefined,
+        ifupdown: "",
+        ifupdownFiles: {},
+        networkdFiles: {},
+        backup: undefined,
+      },
+      { networkManager: false, networkd: false },
+    );
   const br9: Link = {
     name: "br9",
     ifIndex: 9,
@@ -185,7 +177,7 @@ describe("Bridge", () => {
     expect(planBridge(d, after)).toEqual([]);
     expect(bridgeModule.outputs({ ...after, inputs: d })).toMatchObject({
       persistedBy: "none",
-      persistedDrift: "",
+      persistedDrift: undefined,
     });
   });
 
@@ -193,7 +185,7 @@ describe("Bridge", () => {
     expect(planBridge(d, present(persistedNow))).toEqual([]);
     expect(bridgeModule.outputs({ ...present(persistedNow), inputs: d })).toMatchObject({
       persistedBy: "systemd",
-      persistedDrift: "",
+      persistedDrift: undefined,
     });
     expect(bridgeModule.observedInputs(present(persistedNow), d)["persistence"]).toBe("auto");
   });
@@ -204,7 +196,7 @@ describe("Bridge", () => {
     expect(planBridge(fromOutputs, present(persistedNow))).toEqual([]);
     expect(bridgeModule.outputs({ ...present(persistedNow), inputs: fromOutputs })).toMatchObject({
       persistedBy: "systemd",
-      persistedDrift: "",
+      persistedDrift: undefined,
     });
   });
 

@@ -25,6 +25,8 @@ import {
   renderStartScript,
 } from "../../provider/src/resources/qemu-guest/unit";
 
+import { RAW_B_INPUTS } from "../fixtures/qemu-capture-inputs";
+
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 const UNIT = "pulumi-hypervisor-qemu-g1.service";
 const UNIT_FILE = `/etc/systemd/system/${UNIT}`;
@@ -41,25 +43,9 @@ const GROW = {
 };
 const START = { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNIT] };
 
-// The captured guest (test/fixtures/README.md): taps qtap0 on bridge qbr0, a bridge NIC on qbr0.
+// The captured guest B (test/fixtures/README.md): taps qtap0 on bridge qbr0, a bridge NIC on qbr0.
 const g = (over: Record<string, unknown> = {}): QemuGuestInputs =>
-  QemuGuestInputs.parse({
-    name: "g1",
-    memoryMiB: 128,
-    kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
-    initrd: "/boot/initrd.img-6.1.0-56-cloud-amd64",
-    kernelArgs: "console=ttyS0",
-    runAs: "hvsudo",
-    disks: [
-      { path: "/var/lib/hv-fixture/g1.qcow2", sizeGiB: 1 },
-      { path: "/var/lib/hv-fixture/g1-raw.img", format: "raw", sizeGiB: 2 },
-    ],
-    nics: [
-      { mac: "52:54:00:52:00:10", tap: "qtap0" },
-      { mac: "52:54:00:52:00:11", bridge: "qbr0" },
-    ],
-    ...over,
-  });
+  QemuGuestInputs.parse({ ...RAW_B_INPUTS, ...over });
 
 function files(d: QemuGuestInputs, s: QemuGuestState): Record<string, string> {
   const argv = buildQemuArgv(d, { accel: "tcg", bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper" });

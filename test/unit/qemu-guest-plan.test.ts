@@ -26,6 +26,8 @@ import {
 } from "../../provider/src/resources/qemu-guest/schema";
 import { guestKernelArgs, moduleLoadOrder, parseGuestLog } from "../support/guest-image";
 
+import { RAW_A_INPUTS, RAW_B_INPUTS } from "../fixtures/qemu-capture-inputs";
+
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 // Real captures of the observe probe (see test/fixtures/README.md), for the inputs at the end of
 // this file (A: absent, B: the rest).
@@ -727,34 +729,3 @@ describe("the test guest image", () => {
     );
   });
 });
-
-// The inputs the captures (test/fixtures/qemu-probe-*.txt, see test/fixtures/README.md) were
-// observed for: A for the absent guest, B for the rest.
-const RAW_A_INPUTS = {
-  name: "g1",
-  kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
-  initrd: "/nonexistent/initrd.img",
-  runAs: "nosuchuser",
-  disks: [{ path: "/var/lib/hv-fixture/g1.qcow2", sizeGiB: 1 }],
-  nics: [
-    { mac: "52:54:00:52:00:10", tap: "qtap0" },
-    { mac: "52:54:00:52:00:11", bridge: "qbr0" },
-    { mac: "52:54:00:52:00:12", tap: "tun0" },
-  ],
-};
-const RAW_B_INPUTS = {
-  name: "g1",
-  memoryMiB: 128,
-  kernel: "/boot/vmlinuz-6.1.0-56-cloud-amd64",
-  initrd: "/boot/initrd.img-6.1.0-56-cloud-amd64",
-  kernelArgs: "console=ttyS0",
-  runAs: "hvsudo",
-  disks: [
-    { path: "/var/lib/hv-fixture/g1.qcow2", sizeGiB: 1 },
-    { path: "/var/lib/hv-fixture/g1-raw.img", format: "raw", sizeGiB: 2 },
-  ],
-  nics: [
-    { mac: "52:54:00:52:00:10", tap: "qtap0" },
-    { mac: "52:54:00:52:00:11", bridge: "qbr0" },
-  ],
-};

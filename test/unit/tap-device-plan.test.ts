@@ -421,7 +421,7 @@ describe("the module: observed inputs and outputs", () => {
     expect(tapDeviceModule.outputs({ ...captured("vm0"), inputs: inputs(vm0) })).toEqual({
       macAddress: captured("vm0").tap?.macAddress,
       persistedBy: "none",
-      persistedDrift: "",
+      persistedDrift: undefined,
     });
     expect(tapDeviceModule.exists(captured("vm9"))).toBe(false);
   });

@@ -8,14 +8,16 @@ import {
   type PersistedForm,
   type PersistedState,
   type Persistence,
+  persists,
 } from "./persistence";
 import { PERSIST_DIR, renderBootScript, renderUnit, unitName, unitPath } from "./systemd-unit";
 
 /** The `persistedDrift` output: how the persisted layer differs from what the provider writes. */
 export const PersistedDrift = z
   .string()
+  .optional()
   .describe(
-    'How the persisted layer differs from what the provider would write ("" when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both.',
+    "How the persisted layer differs from what the provider would write (absent when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both.",
   );
 
 /** Returns the path of the boot script of one object, e.g. /etc/pulumi-hypervisor/bridge/br0.sh. */
@@ -125,15 +127,17 @@ export function persistenceOutputs(
   want: PersistedForm | undefined,
   layer: PersistedState,
   liveInSync: boolean,
-): { persistedBy: PersistedBy; persistedDrift: string } {
+): { persistedBy: PersistedBy; persistedDrift: string | undefined } {
   const persistedBy: PersistedBy = want !== undefined && layer.systemd ? "systemd" : "none";
-  if (!layer.systemd) return { persistedBy, persistedDrift: "" };
+  if (!layer.systemd) return { persistedBy, persistedDrift: undefined };
   if (want === undefined) {
     const left = Object.entries(layer.files).filter(([, h]) => h !== undefined);
     return {
       persistedBy,
       persistedDrift:
-        left.length > 0 ? `persisted files left behind: ${left.map(([p]) => p).join(", ")}` : "",
+        left.length > 0
+          ? `persisted files left behind: ${left.map(([p]) => p).join(", ")}`
+          : undefined,
     };
   }
   const files = describePersistDrift(want, layer);
@@ -144,5 +148,77 @@ export function persistenceOutputs(
       persistedDrift: `live state differs from the persisted form; its files match, so ${want.unit} restores it at the next boot`,
     };
   }
-  return { persistedBy, persistedDrift: "" };
+  return { persistedBy, persistedDrift: undefined };
+}
+
+/** What a oneshot resource's state carries for its persisted layer. */
+export interface PersistingState<I> {
+  readonly persisted: PersistedState;
+  readonly inputs?: I | undefined;
+}
+
+/** The persisted-layer parts of a oneshot resource module, from its form and live planners. */
+export interface OneshotPersistence<I, S> {
+  /** Returns the persisted form the inputs want on this host (undefined: none of ours). */
+  readonly wantedForm: (inputs: I, state: S) => PersistedForm | undefined;
+  /** Returns the persistedBy/persistedDrift outputs (undefined before inputs are known). */
+  readonly outputs: (state: S) => {
+    persistedBy: PersistedBy | undefined;
+    persistedDrift: string | undefined;
+  };
+  /** Returns the `persistence` input as observed. */
+  readonly observed: (desired: I, state: S) => Persistence;
+}
+
+/**
+ * Returns the persisted-layer parts of a resource module: `wanted` gives the form the inputs want
+ * (undefined: none), `live` the live plan whose emptiness means the live state is in sync.
+ */
+export function oneshotPersistence<
+  I extends { readonly persistence: Persistence },
+  S extends PersistingState<I>,
+>(
+  wanted: (inputs: I, state: S) => PersistedForm | undefined,
+  live: (inputs: I, state: S) => readonly Step[],
+): OneshotPersistence<I, S> {
+  const liveInSync = (inputs: I, state: S): boolean => {
+    try {
+      return live(inputs, state).length === 0;
+    } catch {
+      return false;
+    }
+  };
+  return {
+    wantedForm: wanted,
+    outputs: (state) =>
+      state.inputs !== undefined
+        ? persistenceOutputs(
+            wanted(state.inputs, state),
+            state.persisted,
+            liveInSync(state.inputs, state),
+          )
+        : { persistedBy: undefined, persistedDrift: undefined },
+    observed: (desired, state) =>
+      observedPersistence(desired.persistence, wanted(desired, state), state.persisted),
+  };
+}
+
+/**
+ * Returns `form` guarded for the `persistence` input: undefined when the object does not persist
+ * on this host or its form cannot be planned (the plan reports that error).
+ */
+export function formWhenPersisted<
+  I extends { readonly persistence: Persistence },
+  S extends PersistingState<I>,
+>(
+  form: (inputs: I, state: S) => PersistedForm,
+): (inputs: I, state: S) => PersistedForm | undefined {
+  return (inputs, state) => {
+    if (!persists(inputs.persistence, state.persisted)) return undefined;
+    try {
+      return form(inputs, state);
+    } catch {
+      return undefined;
+    }
+  };
 }

@@ -1,21 +1,14 @@
 import type { ResourceModule } from "../../resource";
-import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
+import { oneshotPersistence } from "../../persist/oneshot";
 import { observeBridge } from "./observe";
 import { bridgePersistedForm, persistsOwnUnit, planBridge, planBridgeLive } from "./plan";
 import { BridgeInputs, BridgeOutputs, type BridgeState } from "./schema";
 
-/** Returns the persisted form the inputs want on this host (undefined: none of ours). */
-function wantedForm(inputs: BridgeInputs, state: BridgeState) {
-  return persistsOwnUnit(inputs, state) ? bridgePersistedForm(inputs, state) : undefined;
-}
-
-function liveInSync(inputs: BridgeInputs, state: BridgeState): boolean {
-  try {
-    return planBridgeLive(inputs, state).length === 0;
-  } catch {
-    return false;
-  }
-}
+const persistence = oneshotPersistence(
+  (inputs: BridgeInputs, state: BridgeState) =>
+    persistsOwnUnit(inputs, state) ? bridgePersistedForm(inputs, state) : undefined,
+  planBridgeLive,
+);
 
 /** The Bridge resource. */
 export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof BridgeOutputs> = {
@@ -37,13 +30,7 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
     ...(state.inputs !== undefined && state.inputs.ports.length > 0 && state.managers.backup
       ? // A bridge that took over a NIC of the host's network manager persists through it.
         { persistedBy: state.managers.backup.manager, persistedDrift: undefined }
-      : state.inputs !== undefined
-        ? persistenceOutputs(
-            wantedForm(state.inputs, state),
-            state.persisted,
-            liveInSync(state.inputs, state),
-          )
-        : { persistedBy: undefined, persistedDrift: undefined }),
+      : persistence.outputs(state)),
   }),
   observedInputs: (state, desired) => ({
     name: state.name,
@@ -54,10 +41,6 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
     ports: state.ports.filter((p) => state.recordedPorts.includes(p) || desired.ports.includes(p)),
     vlanFiltering: state.bridge?.vlanFiltering ?? false,
     allowQemuBridgeHelper: state.helperAllowed,
-    persistence: observedPersistence(
-      desired.persistence,
-      wantedForm(desired, state),
-      state.persisted,
-    ),
+    persistence: persistence.observed(desired, state),
   }),
 };

@@ -1,5 +1,5 @@
 import { quoteArgv } from "../../host/quote";
-import type { Route } from "./schema";
+import type { ManagedBridge } from "./manager";
 import { routeLine } from "./uplink";
 
 /** The file holding the bridge's stanza; after the NIC's own file in the `source` glob's order. */
@@ -68,14 +68,7 @@ export function editNicStanza(content: string, nic: string): string {
 }
 
 /** What the bridge's stanza says. */
-export interface IfupdownBridge {
-  readonly bridge: string;
-  readonly nics: readonly string[];
-  readonly addresses: readonly string[];
-  readonly routes: readonly Route[];
-  readonly stp: boolean;
-  readonly mtu: number | undefined;
-  readonly macAddress: string | undefined;
+export interface IfupdownBridge extends ManagedBridge {
   readonly carried: readonly string[];
   /** "ifupdown", "ifupdown bridge-utils" or "ifupdown2" (manager-probe.sh). */
   readonly flavour: string;

@@ -1,18 +1,10 @@
-import type { Route } from "./schema";
+import type { ManagedBridge } from "./manager";
 
 /** Where networkd reads the admin's files; `05-` sorts before the distribution's (`10-`, `50-`, `99-`). */
 export const NETWORKD_DIR = "/etc/systemd/network";
 
 /** What networkd needs to bring the bridge and its NICs back. */
-export interface NetworkdBridge {
-  readonly bridge: string;
-  readonly nics: readonly string[];
-  readonly addresses: readonly string[];
-  readonly routes: readonly Route[];
-  readonly stp: boolean;
-  readonly mtu: number | undefined;
-  readonly macAddress: string | undefined;
-}
+export type NetworkdBridge = ManagedBridge;
 
 const HEADER = "# Written by pulumi-hypervisor; deleting the bridge removes this file.";
 

@@ -1,16 +1,11 @@
 import type { Step } from "../../step";
+import type { ManagedBridge } from "./manager";
 
 /** What NetworkManager needs to bring the bridge and its NICs back. */
-export interface NmBridge {
-  readonly bridge: string;
-  readonly nics: readonly string[];
-  readonly addresses: readonly string[];
+export interface NmBridge extends Omit<ManagedBridge, "routes"> {
   /** The default gateways that moved with the NIC, by family. */
   readonly gateway4: string | undefined;
   readonly gateway6: string | undefined;
-  readonly stp: boolean;
-  readonly mtu: number | undefined;
-  readonly macAddress: string | undefined;
 }
 
 /** Returns the profile name the provider gives the bridge (and `<bridge>-<nic>` each port). */

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ProbeOutput } from "../../host/probe";
+import type { Route } from "./schema";
 
 /** The `nicManager` input: which of the host's network managers persists a NIC the bridge takes over. */
 export const NicManager = z
@@ -9,6 +10,18 @@ export const NicManager = z
     'Which of the host\'s own network managers persists a port that it already configures (the NIC carrying the SSH session, `eno1` with the host\'s address): "auto" detects it (NetworkManager, then systemd-networkd, then ifupdown); "none" changes only the live state, which a reboot loses.',
   );
 export type NicManager = z.infer<typeof NicManager>;
+
+/** What a network manager needs to bring the bridge and its NICs back. */
+export interface ManagedBridge {
+  readonly bridge: string;
+  readonly nics: readonly string[];
+  readonly addresses: readonly string[];
+  /** The routes that moved with the NIC to the bridge. */
+  readonly routes: readonly Route[];
+  readonly stp: boolean;
+  readonly mtu: number | undefined;
+  readonly macAddress: string | undefined;
+}
 
 /** A manager the provider persists a NIC through. */
 export type ManagerKind = "ifupdown" | "networkd" | "networkmanager";

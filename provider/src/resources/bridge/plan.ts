@@ -3,7 +3,12 @@ import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
 import { keepOffFiles, keepOffReloads } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
-import { contentHash, persists, type PersistedForm } from "../../persist/persistence";
+import {
+  contentHash,
+  persists,
+  type PersistedForm,
+  type PersistedState,
+} from "../../persist/persistence";
 import type { Step } from "../../step";
 import { BRIDGE_KIND, macFile, PORTS_DIR } from "./observe";
 import type { BridgeInputs, BridgeState, Route } from "./schema";
@@ -59,10 +64,15 @@ export function persistsOwnUnit(d: BridgeInputs, actual: BridgeState): boolean {
   return d.ports.length === 0 && persists(d.persistence, actual.persisted);
 }
 
-/** Returns the bridge's unit, boot script and recorded MAC as the provider would write them. */
-export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): PersistedForm {
-  const empty: BridgeState = {
-    name: d.name,
+/** Returns the state of a host without the bridge `name`: what a boot starts from. */
+export function absentBridge(
+  name: string,
+  persisted: PersistedState,
+  managers: BridgeState["managers"],
+  keepOff: BridgeState["keepOff"],
+): BridgeState {
+  return {
+    name,
     bridge: undefined,
     ports: [],
     links: {},
@@ -72,10 +82,15 @@ export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): Persi
     recordedPorts: [],
     macPinned: false,
     helperAllowed: false,
-    persisted: actual.persisted,
-    managers: actual.managers,
-    keepOff: actual.keepOff,
+    persisted,
+    managers,
+    keepOff,
   };
+}
+
+/** Returns the bridge's unit, boot script and recorded MAC as the provider would write them. */
+export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): PersistedForm {
+  const empty = absentBridge(d.name, actual.persisted, actual.managers, actual.keepOff);
   // Refresh and delete see `macAddress` as recorded in the outputs (the observed MAC), so a MAC
   // already recorded in the file counts as the file's: the same boot script either way.
   const file = macFile(d.name);

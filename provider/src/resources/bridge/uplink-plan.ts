@@ -1,7 +1,13 @@
 import { guarded, type Guard } from "../../deadman/deadman";
 import { PlanError } from "../../errors";
 import type { Step } from "../../step";
-import { managerFor, NIC_BACKUP_DIR, type ManagerKind, type ManagerState } from "./manager";
+import {
+  managerFor,
+  NIC_BACKUP_DIR,
+  type ManagedBridge,
+  type ManagerKind,
+  type ManagerState,
+} from "./manager";
 import {
   editNicStanza,
   ifupdownBridgePath,
@@ -55,7 +61,15 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
   if (kind === undefined || nics.length === 0) return [];
   const dir = backupDir(d.name);
   const routes = routesOf(actual, [d.name, ...nics]);
-  const mac = d.macAddress ?? actual.links[nics[0] ?? ""]?.macAddress;
+  const managed: ManagedBridge = {
+    bridge: d.name,
+    nics,
+    addresses: d.addresses,
+    routes,
+    stp: d.stp,
+    mtu: d.mtu,
+    macAddress: d.macAddress ?? actual.links[nics[0] ?? ""]?.macAddress,
+  };
   const steps: Step[] = [];
   const backup = (path: string, original: string): void => {
     if (m.backup) return;
@@ -102,13 +116,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
     }
     const stanzaPath = ifupdownBridgePath(d.name);
     const stanza = renderIfupdownBridge({
-      bridge: d.name,
-      nics,
-      addresses: d.addresses,
-      routes,
-      stp: d.stp,
-      mtu: d.mtu,
-      macAddress: mac,
+      ...managed,
       carried: readIfaceStanza(original, nic)?.carried ?? [],
       flavour: m.ifupdown,
     });
@@ -122,15 +130,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
   }
   if (kind === "networkd") {
     backup("", "");
-    const files = renderNetworkdFiles({
-      bridge: d.name,
-      nics,
-      addresses: d.addresses,
-      routes,
-      stp: d.stp,
-      mtu: d.mtu,
-      macAddress: mac,
-    });
+    const files = renderNetworkdFiles(managed);
     const changed = Object.entries(files).filter(([p, c]) => m.networkdFiles[p] !== c);
     for (const [path, content] of changed) {
       steps.push({
@@ -149,18 +149,7 @@ export function planNicPersistence(d: BridgeInputs, actual: BridgeState): Step[]
   backup("", "");
   const gw = (fam: 4 | 6): string | undefined =>
     routes.find((r) => r.family === fam && r.dst === "default")?.gateway;
-  steps.push(
-    ...planNmBridge({
-      bridge: d.name,
-      nics,
-      addresses: d.addresses,
-      gateway4: gw(4),
-      gateway6: gw(6),
-      stp: d.stp,
-      mtu: d.mtu,
-      macAddress: mac,
-    }),
-  );
+  steps.push(...planNmBridge({ ...managed, gateway4: gw(4), gateway6: gw(6) }));
   return steps;
 }
 

@@ -1,5 +1,4 @@
-import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
-import { persists } from "../../persist/persistence";
+import { formWhenPersisted, oneshotPersistence } from "../../persist/oneshot";
 import type { ResourceModule } from "../../resource";
 import { decodedRules, observeNatRule } from "./observe";
 import { activeBackend, natPersistedForm, planNatRule, planNatRuleLive } from "./plan";
@@ -22,23 +21,10 @@ function activeRuleset(
   return b === "nftables" ? state.nft : b === "iptables" ? state.iptables : undefined;
 }
 
-/** Returns the persisted form the inputs want on this host (undefined: none, or not plannable). */
-function wantedForm(inputs: NatRuleInputs, state: NatRuleState) {
-  if (!persists(inputs.persistence, state.persisted)) return undefined;
-  try {
-    return natPersistedForm(inputs, state);
-  } catch {
-    return undefined;
-  }
-}
-
-function liveInSync(inputs: NatRuleInputs, state: NatRuleState): boolean {
-  try {
-    return planNatRuleLive(inputs, state).length === 0;
-  } catch {
-    return false;
-  }
-}
+const persistence = oneshotPersistence<NatRuleInputs, NatRuleState>(
+  formWhenPersisted(natPersistedForm),
+  planNatRuleLive,
+);
 
 /** Returns what is in the provider's own table/chains that no input describes (drift made by hand). */
 export function unmanagedRules(rs: ObservedRuleset | undefined): string[] {
@@ -78,13 +64,7 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
             : undefined,
       activeBackend: backend,
       unmanagedRules: unmanagedRules(activeRuleset(state)),
-      ...(state.inputs !== undefined
-        ? persistenceOutputs(
-            wantedForm(state.inputs, state),
-            state.persisted,
-            liveInSync(state.inputs, state),
-          )
-        : { persistedBy: undefined, persistedDrift: undefined }),
+      ...persistence.outputs(state),
     };
   },
   // Derived from the decoded rules, so a flushed table or a rule changed by hand shows as the
@@ -135,11 +115,7 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
       forward: forwardRules(sourceCidr, outInterface).every((r) => has(fwd, renderNftRule(r))),
       portForwards,
       backend: desired.backend === "auto" ? "auto" : (backend ?? desired.backend),
-      persistence: observedPersistence(
-        desired.persistence,
-        wantedForm(desired, state),
-        state.persisted,
-      ),
+      persistence: persistence.observed(desired, state),
     };
   },
 };

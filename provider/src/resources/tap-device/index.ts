@@ -1,5 +1,4 @@
-import { observedPersistence, persistenceOutputs } from "../../persist/oneshot";
-import { persists } from "../../persist/persistence";
+import { formWhenPersisted, oneshotPersistence } from "../../persist/oneshot";
 import type { ResourceModule } from "../../resource";
 import { IP_FORWARD, observeTapDevice, proxyArpKey } from "./observe";
 import {
@@ -11,23 +10,10 @@ import {
 } from "./plan";
 import { TapDeviceInputs, TapDeviceOutputs, type TapDeviceState, type TapRouted } from "./schema";
 
-/** Returns the persisted form the inputs want on this host (undefined: none), or undefined when it cannot be planned. */
-function wantedForm(inputs: TapDeviceInputs, state: TapDeviceState) {
-  if (!persists(inputs.persistence, state.persisted)) return undefined;
-  try {
-    return tapPersistedForm(inputs, state);
-  } catch {
-    return undefined;
-  }
-}
-
-function liveInSync(inputs: TapDeviceInputs, state: TapDeviceState): boolean {
-  try {
-    return planTapDeviceLive(inputs, state).length === 0;
-  } catch {
-    return false;
-  }
-}
+const persistence = oneshotPersistence<TapDeviceInputs, TapDeviceState>(
+  formWhenPersisted(tapPersistedForm),
+  planTapDeviceLive,
+);
 
 /** Returns the account as the program wrote it when the tap has that id, else the id seen. */
 function observedAccount(
@@ -80,13 +66,7 @@ export const tapDeviceModule: ResourceModule<
   plan: planTapDevice,
   outputs: (state) => ({
     macAddress: state.tap?.macAddress,
-    ...(state.inputs !== undefined
-      ? persistenceOutputs(
-          wantedForm(state.inputs, state),
-          state.persisted,
-          liveInSync(state.inputs, state),
-        )
-      : { persistedBy: undefined, persistedDrift: undefined }),
+    ...persistence.outputs(state),
   }),
   observedInputs: (state, desired) => ({
     name: state.name,
@@ -98,10 +78,6 @@ export const tapDeviceModule: ResourceModule<
     // Not observed: whoever attaches last decides IFF_VNET_HDR (see plan.ts).
     vnetHdr: desired.vnetHdr,
     mtu: state.tap?.mtu,
-    persistence: observedPersistence(
-      desired.persistence,
-      wantedForm(desired, state),
-      state.persisted,
-    ),
+    persistence: persistence.observed(desired, state),
   }),
 };
