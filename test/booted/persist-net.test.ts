@@ -164,7 +164,7 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
       expect([s.name, s.outputs["persistedBy"], s.outputs["persistedDrift"]]).toEqual([
         s.name,
         "systemd",
-        "",
+        undefined,
       ]);
     }
     expect((await run(["systemctl", "is-enabled", ...UNITS])).trim().split("\n")).toEqual(
