@@ -12,7 +12,8 @@ import { parseKeepOffProbe, type RunningManagers } from "../../provider/src/pers
 import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { observeCall as bridgeObserveCall } from "../../provider/src/resources/bridge/observe";
-import { planBridge } from "../../provider/src/resources/bridge/plan";
+import { NO_MANAGERS } from "../../provider/src/resources/bridge/manager";
+import { absentBridge, planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
@@ -205,28 +206,8 @@ describe("TapDevice keeps the host's network managers off", () => {
 describe("Bridge without host NICs keeps NetworkManager off", () => {
   const unit = "pulumi-hypervisor-bridge-br9.service";
   const brNm = "/etc/NetworkManager/conf.d/pulumi-hypervisor-bridge-br9.conf";
-  const absent = (keepOff: RunningManagers): BridgeState => ({
-    name: "br9",
-    bridge: undefined,
-    ports: [],
-    links: {},
-    routes: [],
-    sshInterface: undefined,
-    sshLocalAddress: undefined,
-    recordedPorts: [],
-    macPinned: false,
-    helperAllowed: false,
-    persisted: layer(unit, {}),
-    managers: {
-      nm: undefined,
-      networkd: undefined,
-      ifupdown: "",
-      ifupdownFiles: {},
-      networkdFiles: {},
-      backup: undefined,
-    },
-    keepOff,
-  });
+  const absent = (keepOff: RunningManagers): BridgeState =>
+    absentBridge("br9", layer(unit, {}), NO_MANAGERS, keepOff);
   const d = BridgeInputs.parse({ name: "br9", addresses: ["198.18.90.1/24"] });
   const keepOffSteps = (steps: Step[]): Step[] =>
     steps.filter((s) =>

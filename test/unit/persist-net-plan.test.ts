@@ -9,6 +9,7 @@ import { formatProbe } from "../../provider/src/host/probe";
 import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { bridgeModule } from "../../provider/src/resources/bridge";
+import { NO_MANAGERS } from "../../provider/src/resources/bridge/manager";
 import { absentBridge, planBridge, planBridgeLive } from "../../provider/src/resources/bridge/plan";
 import {
   BridgeInputs,
@@ -80,19 +81,7 @@ describe("Bridge", () => {
   const d = BridgeInputs.parse({ name: "br9", addresses: ["198.18.90.1/24"] });
   const absent = (persisted: PersistedState): BridgeState =>
     // No network manager owns a NIC here: a bridge without ports is the provider's alone.
-    absentBridge(
-      "br9",
-      persisted,
-      {
-        nm: undefined,
-        networkd: undefined,
-        ifupdown: "",
-        ifupdownFiles: {},
-        networkdFiles: {},
-        backup: undefined,
-      },
-      { networkManager: false, networkd: false },
-    );
+    absentBridge("br9", persisted, NO_MANAGERS, { networkManager: false, networkd: false });
   const br9: Link = {
     name: "br9",
     ifIndex: 9,

@@ -45,6 +45,16 @@ export interface ManagerState {
   readonly backup: NicBackup | undefined;
 }
 
+/** The managers' state on a host where no network manager owns a NIC and none was taken over. */
+export const NO_MANAGERS: ManagerState = {
+  nm: undefined,
+  networkd: undefined,
+  ifupdown: "",
+  ifupdownFiles: {},
+  networkdFiles: {},
+  backup: undefined,
+};
+
 /** What the provider recorded when it took a NIC over: the manager, and the file it edited. */
 export interface NicBackup {
   readonly manager: ManagerKind;
