@@ -9,7 +9,7 @@ import { startVm, stopOrphanedHosts } from "../../lab/booted/index";
 import { isAlive } from "../../lab/booted/run";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
-import { LEFTOVER_FILES, sshOk as sshOkOn } from "../support/booted";
+import { failedProviderUnits, LEFTOVER_FILES, sshOk as sshOkOn } from "../support/booted";
 
 const NET = "198.18.151";
 const BRIDGE = "brvm";
@@ -121,16 +121,7 @@ describe("a bridge and a NAT on a QEMU TCG virtual machine that reboots", () => 
     expect(await bridgeAddresses()).toEqual([`${NET}.1/24`]);
     expect(await sshOk(["nft", "list", "tables"])).toContain(`pulumi_hv_${NAT}`);
     expect((await sshOk(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim()).toBe("1");
-    // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
-    const failed = await sshOk([
-      "systemctl",
-      "list-units",
-      "--failed",
-      "--no-legend",
-      "--plain",
-      "pulumi-hypervisor-*",
-    ]);
-    expect(failed.trim()).toBe("");
+    expect(await failedProviderUnits(theVm())).toBe("");
 
     const { steps } = await engine.refresh();
     expect(

@@ -15,3 +15,10 @@ export async function sshOk(h: BootedHost, argv: string[]): Promise<string> {
   if (r.code !== 0) throw new Error(`${argv.join(" ")} on ${h.name} exited ${r.code}: ${r.stderr}`);
   return r.stdout;
 }
+
+/** Returns the provider's failed units on h, one per line ("" when none failed). */
+export async function failedProviderUnits(h: BootedHost): Promise<string> {
+  // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
+  const argv = ["systemctl", "list-units", "--failed", "--no-legend", "--plain"];
+  return (await sshOk(h, [...argv, "pulumi-hypervisor-*"])).trim();
+}
