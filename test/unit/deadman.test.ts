@@ -61,7 +61,7 @@ describe("guarded steps", () => {
       "arm a dead-man timer: unless a new SSH login confirms the change within 30s, the host restores its previous network configuration by itself (eth0 carries this SSH session)",
     );
     expect("stdin" in steps[0]! ? steps[0].stdin : "").toContain(
-      `ip link set dev eth0 nomaster </dev/null || echo "failed: "'put eth0 back' >&2\n`,
+      "ip link set dev eth0 nomaster </dev/null; rc=$?; case $rc in 0) ;; *) failed 'put eth0 back' $rc ;; esac\n",
     );
   });
 });

@@ -1,6 +1,6 @@
-import { quoteArgv } from "../host/quote";
 import { scriptIn } from "../host/script";
-import { stepArgv, type Step } from "../step";
+import type { Step } from "../step";
+import { stepScriptLines } from "../step-script";
 
 /** How long a host waits for the provider's new login before it restores itself (netplan try: 120). */
 export const DEFAULT_DEADMAN_SECONDS = 90;
@@ -18,21 +18,11 @@ export function deadmanUnit(id: string): string {
  * stops half-way helps nobody), each failure named on stderr.
  */
 export function renderRestoreScript(title: string, steps: readonly Step[]): string {
-  const lines = [`# ${title}: written by pulumi-hypervisor's dead-man timer.`];
-  for (const step of steps) {
-    const what = quoteArgv([step.summary]);
-    if ("writeFile" in step) {
-      const { path, content, mode } = step.writeFile;
-      lines.push(
-        `printf '%s' ${quoteArgv([content])} >${quoteArgv([path])} && chmod ${mode.toString(8)} ${quoteArgv([path])} || echo "failed: "${what} >&2`,
-      );
-      continue;
-    }
-    const stdin = step.stdin !== undefined ? `printf '%s' ${quoteArgv([step.stdin])} | ` : "";
-    lines.push(
-      `${stdin}${quoteArgv(stepArgv(step))}${step.stdin !== undefined ? "" : " </dev/null"} || echo "failed: "${what} >&2`,
-    );
-  }
+  const lines = [
+    `# ${title}: written by pulumi-hypervisor's dead-man timer.`,
+    'failed() { echo "failed: $1" >&2; }',
+    ...stepScriptLines(steps, "failed"),
+  ];
   return `${lines.join("\n")}\n`;
 }
 

@@ -1,6 +1,5 @@
-import { quoteArgv } from "../host/quote";
-import { scriptArgv } from "../host/script";
 import type { Step } from "../step";
+import { stepScriptLines } from "../step-script";
 
 /** Where the provider's units live: the admin's directory, as `systemctl enable` expects. */
 export const UNIT_DIR = "/etc/systemd/system";
@@ -54,23 +53,6 @@ export function renderBootScript(title: string, steps: readonly Step[]): string 
     "set -u",
     'fail() { echo "pulumi-hypervisor: $1 failed (exit $2)" >&2; exit 1; }',
   ];
-  for (const step of steps) {
-    const what = quoteArgv([step.summary]);
-    if ("writeFile" in step) {
-      const { path, content, mode } = step.writeFile;
-      const tmp = `${path}.pulumi-tmp`;
-      lines.push(
-        `printf '%s' ${quoteArgv([content])} >${quoteArgv([tmp])} && chmod ${mode.toString(8)} ${quoteArgv([tmp])} && mv -f ${quoteArgv([tmp, path])} || fail ${what} $?`,
-      );
-      continue;
-    }
-    const argv = "script" in step ? scriptArgv(step.script) : [...step.argv];
-    const ok = (step.okExitCodes ?? [0]).join("|");
-    const stdin = step.stdin !== undefined ? `printf '%s' ${quoteArgv([step.stdin])} | ` : "";
-    const redirect = step.stdin !== undefined ? "" : " </dev/null";
-    lines.push(
-      `${stdin}${quoteArgv(argv)}${redirect}; rc=$?; case $rc in ${ok}) ;; *) fail ${what} $rc ;; esac`,
-    );
-  }
+  lines.push(...stepScriptLines(steps, "fail"));
   return `${lines.join("\n")}\n`;
 }
