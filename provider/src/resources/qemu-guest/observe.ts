@@ -1,10 +1,11 @@
 import { z } from "zod";
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { scriptIn, type ScriptCall } from "../../host/script";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
 import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
@@ -234,17 +235,40 @@ function safeJson(text: string): unknown {
 const KVM_CACHE_MS = 10 * 60 * 1000;
 const kvmCache = new Map<string, { at: number; kvm: { usable: boolean; reason: string } }>();
 
-/** Observes the guest, its surroundings and (when a start may need it) KVM, in one remote command. */
-export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<QemuGuestState> {
-  const key = `${host.label} ${g.machine}`;
+// The cached KVM answer while fresh.
+function freshKvm(key: string): { usable: boolean; reason: string } | undefined {
   const cached = kvmCache.get(key);
-  const fresh =
-    cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
-  const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
-  const r = await runScript(host, observeCall(g, wantKvm));
+  return cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
+}
+
+/** Returns the guest's probe: the guest, its surroundings and (when a start may need it) KVM. */
+export function probeQemuGuest(g: QemuGuestInputs, ctx: ObserveContext): ProbeCall {
+  const wantKvm =
+    g.running && g.accel !== "tcg" && freshKvm(`${ctx.host} ${g.machine}`) === undefined;
+  return { call: observeCall(g, wantKvm) };
+}
+
+/** Returns the guest's state from its probe's result (KVM from the cache when it did not ask). */
+export function parseQemuGuestResult(
+  r: RunResult,
+  g: QemuGuestInputs,
+  ctx: ObserveContext,
+): QemuGuestState {
+  const key = `${ctx.host} ${g.machine}`;
   const state = parseQemuGuestState(g, r.stdout);
-  if (g.persistence === "auto") warnNoSystemd(host.label, state.persist);
+  if (g.persistence === "auto") warnNoSystemd(ctx.host, state.persist);
+  // A probe built before a long apply may find the answer it relied on just expired: take it.
+  const cached = kvmCache.get(key)?.kvm;
   if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
-  else if (fresh !== undefined) state.kvm = fresh;
+  else if (cached !== undefined) state.kvm = cached;
   return state;
+}
+
+/** Observes the guest, its surroundings and (when a start may need it) KVM, in one remote command. */
+export function observeQemuGuest(
+  host: Host,
+  g: QemuGuestInputs,
+  ctx: ObserveContext,
+): Promise<QemuGuestState> {
+  return observeWith({ probe: probeQemuGuest, parse: parseQemuGuestResult }, host, g, ctx);
 }
