@@ -566,10 +566,9 @@ export class Lifecycle<I extends { name: string }, S> {
       throw new Error(this.failureText(e, host, what, steps, "deleting again finishes it"));
     }
     const rest = this.plan(undefined, after, what);
-    if (rest.length > 0) {
-      throw new Error(
-        `${what}: delete did not take; still present: ${rest.map((s) => s.summary).join("; ")}`,
-      );
+    if (rest.length > 0 || this.mod.exists(after)) {
+      const still = rest.length ? rest.map((s) => s.summary).join("; ") : "the object itself";
+      throw new Error(`${what}: delete did not take; still present: ${still}`);
     }
   }
 }
