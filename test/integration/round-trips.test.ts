@@ -5,6 +5,8 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
+import { FakeEngine } from "../../lab/engine/fake-engine";
+import { NativeProviderPlugin, urnOf } from "../../lab/engine/native-engine";
 import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 import { Connection } from "../../provider/src/host/connection";
 import { closeAllHosts, hostFor } from "../../provider/src/host/pool";
@@ -141,5 +143,39 @@ describe("commands per operation without the host lock, and observations at once
     expect(deletes).toBe(2 * 10);
     const left = await h.exec(["ip", "-br", "link", "show", "type", "bridge"]);
     expect(left.stdout).not.toContain("br-rtt-");
+  });
+});
+
+describe("a native preview of many resources on one host", () => {
+  it("observes them in one command when the engine asks for them at once", async () => {
+    const fake = await FakeEngine.start();
+    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
+    try {
+      await p.handshake();
+      await p.configure({ connection: h.connection() });
+      const preview = (i: number) =>
+        p.create(
+          urnOf("hypervisor:index:Bridge", `b${i}`),
+          { name: `br-rtp-${i}` },
+          { preview: true },
+        );
+      // a new connection of this plugin: the first preview also asks the client's address
+      const first = await commandsOf(() => preview(0));
+      expect(first).toBe(2);
+      let planned: unknown[] = [];
+      const ten = await commandsOf(async () => {
+        planned = await Promise.all(Array.from({ length: 10 }, (_, i) => preview(i)));
+      });
+      report("ten native previews at once on one host", ten);
+      expect(ten).toBe(1);
+      for (const c of planned as { properties: Record<string, unknown> }[]) {
+        expect(c.properties["plannedSteps"]).toEqual(
+          expect.arrayContaining([expect.stringMatching(/^create bridge br-rtp-/)]),
+        );
+      }
+    } finally {
+      await p.stop();
+      await fake.stop();
+    }
   });
 });
