@@ -55,8 +55,12 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 }
 
 // apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`, a probe with `probe` for
-// its exit codes; probes come after the steps.
-function batchCall(batch: readonly Command[], probes: readonly ProbeCommand[] = []): ScriptCall {
+// its exit codes (`probe-bg`: it may run beside the others); probes come after the steps.
+function batchCall(
+  batch: readonly Command[],
+  probes: readonly ProbeCommand[] = [],
+  probeKind = "probe",
+): ScriptCall {
   const word = (ok: string, c: { argv: readonly string[]; stdin?: string | undefined }) => [
     ok,
     c.stdin !== undefined ? "1" : "0",
@@ -65,13 +69,17 @@ function batchCall(batch: readonly Command[], probes: readonly ProbeCommand[] = 
   ];
   return scriptIn(__dirname, "apply-batch.sh", [
     ...batch.flatMap((c) => word(c.okExitCodes.join(","), c)),
-    ...probes.flatMap((p) => word("probe", p)),
+    ...probes.flatMap((p) => word(probeKind, p)),
   ]);
 }
 
-/** Returns the argv that runs the probes one after the other in one remote command. */
+/**
+ * Returns the argv that runs the probes in one remote command, side by side when none reads stdin
+ * (so the command takes as long as the slowest, not the sum).
+ */
 export function probeBatchArgv(probes: readonly ProbeCommand[]): string[] {
-  return scriptArgv(batchCall([], probes));
+  const side = probes.length > 1 && probes.every((p) => p.stdin === undefined);
+  return scriptArgv(batchCall([], probes, side ? "probe-bg" : "probe"));
 }
 
 /**
@@ -94,10 +102,13 @@ export function probeResults(
       out.push(undefined);
       continue;
     }
-    const next = r.stdout.indexOf(`${PROBE} ${i + 1}\n`, o);
+    // up to the next probe's mark, whichever it is (probes run side by side print in order)
+    const marks = new RegExp(`${PROBE} \\d+\\n`, "g");
+    marks.lastIndex = o + start.length;
+    const next = marks.exec(r.stdout)?.index ?? r.stdout.length;
     out.push({
       exitCode: Number(m[1]),
-      stdout: r.stdout.slice(o + start.length, next < 0 ? r.stdout.length : next),
+      stdout: r.stdout.slice(o + start.length, next),
       stderr: r.stderr.slice(e + start.length, m.index),
     });
   }

@@ -175,7 +175,7 @@ describe("a native preview of many resources on one host", () => {
       }
     } finally {
       await p.stop();
-      await fake.stop();
+      fake.stop();
     }
   });
 });

@@ -2,7 +2,7 @@
 // apply with the observation after it), a read is one, and read-only observations asked of one
 // host at once share one command, each failing or succeeding on its own.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -15,9 +15,13 @@ import { runProbeCoalesced } from "../../provider/src/observe-batch";
 import { probeOutput, type ProbeCommand } from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 
-function spawn(argv: readonly string[], stdin: string | Buffer | undefined): RunResult {
+function spawn(
+  argv: readonly string[],
+  stdin: string | Buffer | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): RunResult {
   const [cmd, ...args] = argv;
-  const r = spawnSync(cmd!, args, { input: stdin ?? "", encoding: "utf8" });
+  const r = spawnSync(cmd!, args, { input: stdin ?? "", encoding: "utf8", env });
   return { exitCode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -25,9 +29,10 @@ function spawn(argv: readonly string[], stdin: string | Buffer | undefined): Run
 class LocalHost implements Host {
   readonly label = "root@local:22";
   readonly ran: (readonly string[])[] = [];
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push(req.argv);
-    const r = spawn(req.argv, req.stdin);
+    const r = spawn(req.argv, req.stdin, this.env);
     if (req.reject !== false && !(req.okExitCodes ?? [0]).includes(r.exitCode)) {
       throw new CommandError(this.label, req.argv, r);
     }
@@ -163,6 +168,30 @@ describe("read-only observations asked at once of one host", () => {
     expect(String((settled[1] as PromiseRejectedResult).reason)).toContain("sh bad.sh");
   });
 
+  it("run side by side on the host: the command takes as long as the slowest, in order", async () => {
+    const scratch = tmp();
+    const host = new LocalHost({ ...process.env, TMPDIR: scratch });
+    const slow = (i: number): ProbeCommand => ({
+      argv: ["sh", "-c", 'sleep 1; printf "%s" "$1"; exit "$2"', "slow", `out ${i}`, `${i % 2}`],
+      shown: ["sh", "slow.sh"],
+    });
+    const t0 = Date.now();
+    const settled = await Promise.allSettled(
+      [0, 1, 2, 3].map((i) => runProbeCoalesced(host, slow(i))),
+    );
+    const ms = Date.now() - t0;
+    expect(host.ran.length).toBe(1);
+    expect(ms).toBeLessThan(3000);
+    expect(settled.map((s) => (s.status === "fulfilled" ? s.value.stdout : "failed"))).toEqual([
+      "out 0",
+      "failed",
+      "out 2",
+      "failed",
+    ]);
+    // the folder the probes wrote to is gone
+    expect(readdirSync(scratch)).toEqual([]);
+  });
+
   it("run a lone probe as itself, and a cancelled caller fails alone", async () => {
     const host = new LocalHost();
     const probe = command("lone", "x");
@@ -204,7 +233,7 @@ class BridgeHost implements Host {
       const words = params.slice(i + 3, i + 3 + Number(n));
       i += 3 + Number(n);
       const r = failed ? { exitCode: 0, stdout: "", stderr: "" } : this.answer(words);
-      if (ok !== "probe" && !ok.split(",").includes(String(r.exitCode))) failed = true;
+      if (!ok.startsWith("probe") && !ok.split(",").includes(String(r.exitCode))) failed = true;
       const fake = command("fake", r.stdout, r.stderr, r.exitCode).argv;
       replaced.push(ok, stdin, String(fake.length), ...fake);
     }
