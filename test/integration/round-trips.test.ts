@@ -131,10 +131,13 @@ describe("commands per operation without the host lock, and observations at once
     );
     expect(update).toBe(2);
     outs["br-rtt-0"] = (await lc.read("br-rtt-0", news("br-rtt-0"))).props;
-    const reads = await commandsOf(() =>
-      Promise.all(names.map((n) => lc.read(n, outs[n] ?? news(n)))),
-    );
-    report("ten refreshes at once on one host", reads);
+    let ms = 0;
+    const reads = await commandsOf(async () => {
+      const t0 = Date.now();
+      await Promise.all(names.map((n) => lc.read(n, outs[n] ?? news(n))));
+      ms = Date.now() - t0;
+    });
+    report(`ten refreshes at once on one host (${ms} ms)`, reads);
     expect(reads).toBe(1);
     let deletes = 0;
     for (const name of names) {
@@ -163,10 +166,13 @@ describe("a native preview of many resources on one host", () => {
       const first = await commandsOf(() => preview(0));
       expect(first).toBe(2);
       let planned: unknown[] = [];
+      let ms = 0;
       const ten = await commandsOf(async () => {
+        const t0 = Date.now();
         planned = await Promise.all(Array.from({ length: 10 }, (_, i) => preview(i)));
+        ms = Date.now() - t0;
       });
-      report("ten native previews at once on one host", ten);
+      report(`ten native previews at once on one host (${ms} ms)`, ten);
       expect(ten).toBe(1);
       for (const c of planned as { properties: Record<string, unknown> }[]) {
         expect(c.properties["plannedSteps"]).toEqual(
