@@ -104,7 +104,7 @@ describe("QemuGuest under systemd", () => {
         "PIDFile=/run/pulumi-hypervisor/qemu/g1/qemu.pid",
         "ExecStart=/bin/sh /etc/pulumi-hypervisor/qemu/g1/start.sh",
         "ExecStop=/bin/sh /etc/pulumi-hypervisor/qemu/g1/stop.sh",
-        "TimeoutStopSec=50",
+        "TimeoutStopSec=70",
         "Restart=on-failure",
         "RestartSec=1",
         "",

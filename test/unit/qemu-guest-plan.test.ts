@@ -1,5 +1,6 @@
 import { scriptArgv, scriptBody } from "../../provider/src/host/script";
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -470,9 +471,15 @@ describe("planQemuGuest", () => {
 });
 
 describe("the stop step on a real /bin/sh", () => {
-  function run(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  function run(
+    argv: readonly string[],
+    env: Record<string, string> = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const c = spawn(argv[0] ?? "false", argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+      const c = spawn(argv[0] ?? "false", argv.slice(1), {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env },
+      });
       let stdout = "";
       let stderr = "";
       c.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -499,7 +506,8 @@ describe("the stop step on a real /bin/sh", () => {
       if (!("script" in step)) throw new Error("stop step runs a script");
       const argv = scriptArgv({ ...step.script, args: [pidfile, join(dir, "qmp.sock"), "1"] });
       const r = await run(argv);
-      expect(r).toMatchObject({ code: 0, stdout: "killed\n" });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^guest stopped: SIGTERM \(\d+ s\)\n$/);
       expect(await exited).toBe(15);
       // Not ours any more (pid file gone): nothing to do, success.
       expect(await run(argv)).toMatchObject({ code: 0, stdout: "" });
@@ -512,6 +520,44 @@ describe("the stop step on a real /bin/sh", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("gives up on a monitor that never answers within QMP_SECONDS and kills a QEMU that ignores SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-stop-"));
+    // A monitor that accepts and never greets: QEMU frozen, as far as a client can tell.
+    const sock = join(dir, "qmp.sock");
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(sock, r));
+    try {
+      const pidfile = join(dir, "qemu.pid");
+      const child = spawn(
+        process.execPath,
+        [
+          "-e",
+          "process.on('SIGTERM', () => undefined); setTimeout(() => undefined, 30000)",
+          pidfile,
+        ],
+        { stdio: "ignore" },
+      );
+      writeFileSync(pidfile, `${child.pid}\n`);
+      const exited = new Promise<string | null>((r) => child.on("exit", (_c, sig) => r(sig)));
+      const step = stopStep(parse({ name: "g1", shutdownTimeoutSeconds: 30 }), "stop");
+      if (!("script" in step)) throw new Error("stop step runs a script");
+      const argv = scriptArgv({ ...step.script, args: [pidfile, sock, "30"] });
+      const t0 = Date.now();
+      const r = await run(argv, { QMP_SECONDS: "1" });
+      const ms = Date.now() - t0;
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^guest stopped: SIGKILL \(\d+ s\)\n$/);
+      expect(r.stderr).toContain(`qmp: no answer on ${sock} within 1s`);
+      expect(await exited).toBe("SIGKILL");
+      // 1 s for the unanswered powerdown (no grace, no quit: the monitor is dead), 5 s for SIGTERM.
+      expect(ms).toBeLessThan(9000);
+      process.stderr.write(`stop of a frozen-monitor, SIGTERM-deaf process: ${ms} ms\n`);
+    } finally {
+      silent.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
 });
 
 describe("QemuGuestInputs", () => {

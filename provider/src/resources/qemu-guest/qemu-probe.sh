@@ -24,7 +24,8 @@ case $pid in ''|*[!0-9]*) pid= ;; esac
 if [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; then
   section process "$pid"; hex "/proc/$pid/cmdline"
   section qmp
-  qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
+  # A monitor that does not answer within 5 s reads as an unresponsive QEMU (no answers).
+  QMP_SECONDS=5 qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
 else
   pid=
 fi

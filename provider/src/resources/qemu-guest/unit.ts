@@ -65,8 +65,9 @@ export function renderGuestUnit(g: QemuGuestInputs, after: readonly string[]): s
       ["PIDFile", p.pidFile],
       ["ExecStart", `/bin/sh ${p.startScript}`],
       ["ExecStop", `/bin/sh ${p.stopScript}`],
-      // qemu-stop.sh: the grace, then up to 5 s each for quit, SIGTERM and SIGKILL.
-      ["TimeoutStopSec", String(g.shutdownTimeoutSeconds + 20)],
+      // qemu-stop.sh: the grace, up to 10 s for each of two QMP exchanges, 5 s each for quit,
+      // SIGTERM and SIGKILL (grace + 35 s); systemd's own SIGTERM/SIGKILL only after that.
+      ["TimeoutStopSec", String(g.shutdownTimeoutSeconds + 40)],
       ["Restart", "on-failure"],
       ["RestartSec", "1"],
     ],
