@@ -1,13 +1,14 @@
 import { scriptArgv, scriptBody } from "../../provider/src/host/script";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   accelInArgv,
   buildQemuArgv,
+  diskMarkerPath,
   guestPaths,
   macsInArgv,
   nameInArgv,
@@ -23,6 +24,7 @@ import { bridgeAcl, planQemuGuest, stopStep } from "../../provider/src/resources
 import { parseQmpAnswers, qmpCommand } from "../../provider/src/resources/qemu-guest/qmp";
 import {
   QemuGuestInputs,
+  type DiskImage,
   type QemuGuestState,
 } from "../../provider/src/resources/qemu-guest/schema";
 import { guestKernelArgs, moduleLoadOrder, parseGuestLog } from "../support/guest-image";
@@ -94,8 +96,22 @@ describe("parsing the real observe probe", () => {
       qmpName: "g1",
     });
     expect(s.disks).toEqual({
-      "/var/lib/hv-fixture/g1.qcow2": { format: "qcow2", virtualSize: 1024 ** 3 },
-      "/var/lib/hv-fixture/g1-raw.img": { format: "raw", virtualSize: 1024 ** 3 },
+      "/var/lib/hv-fixture/g1.qcow2": {
+        kind: "file",
+        bytes: 196624,
+        created: true,
+        target: undefined,
+        format: "qcow2",
+        virtualSize: 1024 ** 3,
+      },
+      "/var/lib/hv-fixture/g1-raw.img": {
+        kind: "file",
+        bytes: 1024 ** 3,
+        created: true,
+        target: undefined,
+        format: "raw",
+        virtualSize: 1024 ** 3,
+      },
     });
     expect(s.config).toBe(renderGuestConfig(B()));
     expect(s.runAsExists).toBe(true);
@@ -161,6 +177,7 @@ describe("parsing the real observe probe", () => {
       "1",
       "1",
       "/var/lib/hv-fixture/g1.qcow2",
+      diskMarkerPath("/var/lib/hv-fixture/g1.qcow2"),
       "3",
       "qtap0",
       "qbr0",
@@ -205,7 +222,12 @@ describe("planQemuGuest", () => {
         summary: "create qcow2 disk image /var/lib/hv-fixture/g1.qcow2 (1G)",
         script: {
           name: "resources/qemu-guest/qemu-create-disk.sh",
-          args: ["/var/lib/hv-fixture/g1.qcow2", "qcow2", "1G"],
+          args: [
+            "/var/lib/hv-fixture/g1.qcow2",
+            "qcow2",
+            "1G",
+            "/var/lib/pulumi-hypervisor/qemu-disks/b349606ee8a11d29852d7d979bc13f36fffd97575403bfc70e27451ba0b6c26e",
+          ],
         },
       },
       {
@@ -356,8 +378,83 @@ describe("planQemuGuest", () => {
         s,
       ),
     ).toThrow(
-      "disks[0]: /var/lib/hv-fixture/g1-raw.img exists as a raw image, not qcow2; refusing to overwrite it",
+      "disks[0]: /var/lib/hv-fixture/g1-raw.img is not a qcow2 image (qemu-img reads it as raw: it has no image format signature); refusing to use, grow or delete it (fix the format or the path)",
     );
+  });
+
+  // What stands at a disk path, as the probe reports it; the fixtures' images are the provider's.
+  const atDisk = (path: string, d: Partial<DiskImage>): QemuGuestState => {
+    const s = dead();
+    const img = s.disks[path];
+    if (img === undefined) throw new Error(`no ${path} in the fixture`);
+    return { ...s, disks: { ...s.disks, [path]: { ...img, ...d } } };
+  };
+  const RAW = "/var/lib/hv-fixture/g1-raw.img";
+  const QCOW = "/var/lib/hv-fixture/g1.qcow2";
+
+  it("refuses a raw disk that is not whole sectors, and never grows a raw file the provider did not create", () => {
+    // A 25-byte text file declared raw: qemu-img reads any file as raw.
+    const text = atDisk(RAW, { created: false, bytes: 25, virtualSize: 25 });
+    expect(() => planQemuGuest(B(), text)).toThrow(
+      `disks[1]: ${RAW} is not a raw disk image: its size, 25 bytes, is not a whole number of 512-byte sectors; refusing to use, grow or delete it (fix the path)`,
+    );
+    // Whole sectors, but not the provider's: used as it is, never grown.
+    const foreign = atDisk(RAW, { created: false });
+    expect(() => planQemuGuest(B(), foreign)).toThrow(
+      `disks[1]: ${RAW} is a raw file the provider did not create, 1073741824 bytes, smaller than sizeGiB 2; a raw file carries no signature that proves it is a disk image, so the provider grows only raw images it created`,
+    );
+    const fits = parse({ ...RAW_B_INPUTS, disks: [{ path: RAW, format: "raw", sizeGiB: 1 }] });
+    expect(planQemuGuest(fits, foreign).map((x) => x.summary)).not.toContain(
+      expect.stringMatching(/disk image/),
+    );
+    // The provider's own raw image is grown (the stopped guest is started after).
+    expect(planQemuGuest(B(), dead()).map((x) => x.summary)).toContain(
+      `grow disk image ${RAW} to 2G`,
+    );
+    // A qcow2 is proven by its magic: grown whoever made it.
+    const big = parse({ ...RAW_B_INPUTS, disks: [{ path: QCOW, sizeGiB: 3 }] });
+    expect(planQemuGuest(big, atDisk(QCOW, { created: false })).map((x) => x.summary)).toContain(
+      `grow disk image ${QCOW} to 3G`,
+    );
+  });
+
+  it("refuses disk paths that are not image files: symlinks, directories, FIFOs, devices", () => {
+    const cases: Array<[Partial<DiskImage>, string]> = [
+      [
+        { kind: "symlink", target: "/etc/shadow", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a symlink to /etc/shadow, and the provider does not follow disk symlinks; refusing to use, grow or delete it (give the image's own path)`,
+      ],
+      [
+        { kind: "fifo", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a fifo, not an image file; refusing to use, grow or delete it (the provider manages image files only)`,
+      ],
+      [
+        { kind: "block-device", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a block-device, not an image file; refusing to use, grow or delete it (the provider manages image files only)`,
+      ],
+      [
+        { kind: "directory", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a directory, not an image file;`,
+      ],
+    ];
+    for (const [d, message] of cases) {
+      expect(() => planQemuGuest(B(), atDisk(QCOW, { created: false, ...d }))).toThrow(message);
+    }
+  });
+
+  it("deletes only the disk images the provider created, through a script that checks again", () => {
+    const g = { ...B(), deleteDisks: true };
+    const s = atDisk(RAW, { created: false });
+    const steps = planQemuGuest(undefined, { ...s, inputs: g });
+    expect(steps.filter((x) => x.summary.includes("disk image"))).toEqual([
+      {
+        summary: `remove disk image ${QCOW} (deleteDisks; the provider created it)`,
+        script: {
+          name: "resources/qemu-guest/qemu-delete-disk.sh",
+          args: [QCOW, diskMarkerPath(QCOW)],
+        },
+      },
+    ]);
   });
 
   it("is empty when the running guest matches (and does not grow a disk under a running QEMU)", () => {
@@ -441,8 +538,8 @@ describe("planQemuGuest", () => {
       `remove ${P.runDir}`,
       `remove ${P.configDir}`,
       `remove the serial log ${P.serialLog}`,
-      "remove disk image /var/lib/hv-fixture/g1.qcow2 (deleteDisks)",
-      "remove disk image /var/lib/hv-fixture/g1-raw.img (deleteDisks)",
+      "remove disk image /var/lib/hv-fixture/g1.qcow2 (deleteDisks; the provider created it)",
+      "remove disk image /var/lib/hv-fixture/g1-raw.img (deleteDisks; the provider created it)",
     ]);
     expect(planQemuGuest(undefined, absent())).toEqual([]);
   });
@@ -558,6 +655,48 @@ describe("the stop step on a real /bin/sh", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 20_000);
+});
+
+describe("the disk delete step on a real /bin/sh", () => {
+  it("removes the image its marker names, and keeps a file that took its place or a symlink", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-disk-"));
+    try {
+      const img = join(dir, "d.img");
+      const marker = join(dir, "marker");
+      const sh = (args: string[]): string =>
+        execFileSync(
+          "sh",
+          ["-c", scriptBody("resources/qemu-guest/qemu-delete-disk.sh"), "x", ...args],
+          {
+            encoding: "utf8",
+          },
+        );
+      const mark = (): void =>
+        writeFileSync(
+          marker,
+          `${execFileSync("stat", ["-c", "%d %i", img], { encoding: "utf8" })}${img}\n`,
+        );
+      writeFileSync(img, "old");
+      mark();
+      // Another file at the path (a new inode): not the provider's.
+      rmSync(img);
+      writeFileSync(join(dir, "pad"), "keeps the old inode from being reused at once");
+      writeFileSync(img, "someone else's");
+      expect(sh([img, marker])).toBe(`kept ${img}: not the image the provider created there\n`);
+      expect(readFileSync(img, "utf8")).toBe("someone else's");
+      // A symlink to the marked file: kept, and so is the file.
+      mark();
+      const link = join(dir, "link.img");
+      symlinkSync(img, link);
+      expect(sh([link, marker])).toBe(`kept ${link}: not the image the provider created there\n`);
+      expect(existsSync(img)).toBe(true);
+      expect(sh([img, marker])).toBe(`removed ${img}\n`);
+      expect(existsSync(img)).toBe(false);
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("QemuGuestInputs", () => {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { QemuGuestInputs } from "./schema";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -5,6 +6,13 @@ export const QEMU_RUN_ROOT = "/run/pulumi-hypervisor/qemu";
 export const QEMU_CONFIG_ROOT = "/etc/pulumi-hypervisor/qemu";
 export const QEMU_LOG_ROOT = "/var/log/pulumi-hypervisor/qemu";
 export const CONFIG_FILE_NAME = "guest.json";
+/** Where the provider records the disk images it created (they outlive their guests). */
+export const QEMU_DISK_MARKER_ROOT = "/var/lib/pulumi-hypervisor/qemu-disks";
+
+/** Returns the marker file that records that the provider created the image at `path`. */
+export function diskMarkerPath(path: string): string {
+  return `${QEMU_DISK_MARKER_ROOT}/${createHash("sha256").update(path).digest("hex")}`;
+}
 
 export interface GuestPaths {
   runDir: string;

@@ -5,9 +5,16 @@ import { parseProbe, type ProbeSection } from "../../host/probe";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
-import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
+import { diskMarkerPath, guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
-import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
+import type {
+  DiskImage,
+  DiskKind,
+  HostLink,
+  QemuGuestInputs,
+  QemuGuestState,
+  QemuProcess,
+} from "./schema";
 import { guestUnitName } from "./unit";
 
 /** Where distributions install qemu-bridge-helper (Debian first). */
@@ -36,7 +43,7 @@ export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
     probeKvm ? g.machine : "",
     g.nics.some((n) => n.bridge !== undefined) ? "1" : "0",
     String(g.disks.length),
-    ...g.disks.map((d) => d.path),
+    ...g.disks.flatMap((d) => [d.path, diskMarkerPath(d.path)]),
     String(links.length),
     ...links,
     String(files.length),
@@ -75,7 +82,37 @@ const IpLink = z
   .loose();
 const GuestConfig = z.object({ name: z.string(), macs: z.array(z.string()) }).loose();
 
-function parseDisk(path: string, body: string): DiskImage {
+const DISK_KINDS: readonly string[] = [
+  "file",
+  "symlink",
+  "directory",
+  "fifo",
+  "socket",
+  "char-device",
+  "block-device",
+  "other",
+] satisfies DiskKind[];
+
+// The disk-file section: `KIND BYTES created|foreign`, then a symlink's target.
+function parseDiskFile(path: string, body: string): DiskImage {
+  const [head = "", target] = body.replace(/\n$/, "").split("\n");
+  const m = /^([a-z-]+) (\d+) (created|foreign)$/.exec(head.trim());
+  if (!m?.[1] || !DISK_KINDS.includes(m[1])) {
+    throw new Error(
+      `unexpected disk-file section for ${path}: ${JSON.stringify(body.slice(0, 200))}`,
+    );
+  }
+  return {
+    kind: m[1] as DiskKind,
+    bytes: Number(m[2]),
+    created: m[3] === "created",
+    target: m[1] === "symlink" ? target : undefined,
+    format: undefined,
+    virtualSize: undefined,
+  };
+}
+
+function parseDiskInfo(path: string, body: string): { format: string; virtualSize: number } {
   const text = body.trim();
   if (text.startsWith("error ")) throw new Error(`qemu-img info ${path} failed: ${text.slice(6)}`);
   try {
@@ -155,8 +192,12 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
 
   const disks: Record<string, DiskImage | undefined> = {};
   for (const d of g.disks) disks[d.path] = undefined;
+  for (const s of all("disk-file")) disks[s.arg] = parseDiskFile(s.arg, s.body);
   for (const s of all("disk")) {
-    if (s.body.trim() !== "") disks[s.arg] = parseDisk(s.arg, s.body);
+    const file = disks[s.arg];
+    if (file === undefined)
+      throw new Error(`qemu-img info of ${s.arg} without its disk-file section`);
+    disks[s.arg] = { ...file, ...parseDiskInfo(s.arg, s.body) };
   }
   const links: Record<string, HostLink | undefined> = {};
   for (const s of all("link")) links[s.arg] = parseLink(s.arg, s.body);

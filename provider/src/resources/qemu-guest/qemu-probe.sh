@@ -45,13 +45,24 @@ for d in /proc/[0-9]*; do
   [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue
   section other-process "${d#/proc/}"; hex "$d/cmdline"
 done
+# Disks, as PATH MARKER pairs: what the path is (a symlink is not followed), its size, whether the
+# provider created it (its marker names this device and inode), and for a regular file qemu-img's
+# reading (-U: a running guest's image is locked). qemu-img never opens anything else: a FIFO would
+# block it, and a device or directory is not an image file the provider manages.
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
-  section disk "$1"
-  if [ -e "$1" ]; then
-    if out=$(qemu-img info -U --output=json "$1" 2>&1); then printf '%s\n' "$out"; else printf 'error %s\n' "$out"; fi
+  p=$1 m=$2; shift 2; i=$((i + 1))
+  if [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k=file; elif [ -d "$p" ]; then k=directory
+  elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket; elif [ -c "$p" ]; then k=char-device
+  elif [ -b "$p" ]; then k=block-device; elif [ -e "$p" ]; then k=other; else continue; fi
+  made=foreign
+  if [ "$k" = file ] && [ -f "$m" ] && [ "$(stat -c '%d %i' -- "$p")" = "$(head -n 1 -- "$m")" ]; then made=created; fi
+  section disk-file "$p"; echo "$k $(stat -c %s -- "$p") $made"
+  if [ "$k" = symlink ]; then readlink -- "$p"; fi
+  if [ "$k" = file ]; then
+    section disk "$p"
+    if out=$(qemu-img info -U --output=json -- "$p" 2>&1); then printf '%s\n' "$out"; else printf 'error %s\n' "$out"; fi
   fi
-  shift; i=$((i + 1))
 done
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do

@@ -261,10 +261,22 @@ export interface QemuProcess {
   qmpName: string | undefined;
 }
 
-/** A disk image as `qemu-img info` reports it. */
+/** What a disk path names on the host (a symlink is not followed). */
+export type DiskKind =
+  "file" | "symlink" | "directory" | "fifo" | "socket" | "char-device" | "block-device" | "other";
+
+/** What exists at a disk's path, and for a regular file what `qemu-img info` reads in it. */
 export interface DiskImage {
-  format: string;
-  virtualSize: number;
+  kind: DiskKind;
+  /** Size in bytes (`stat`). */
+  bytes: number;
+  /** Whether the provider created this very file (its marker names the file's device and inode). */
+  created: boolean;
+  /** A symlink's target. */
+  target: string | undefined;
+  /** qemu-img's format probe (by magic; a file without a format signature reads as raw). */
+  format: string | undefined;
+  virtualSize: number | undefined;
 }
 
 /** A network interface the NICs refer to, from `ip -j -d link show`. */
