@@ -52,7 +52,7 @@ done
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
   p=$1 m=$2; shift 2; i=$((i + 1))
-  if [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k=file; elif [ -d "$p" ]; then k=directory
+  if [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k="file"; elif [ -d "$p" ]; then k=directory
   elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket; elif [ -c "$p" ]; then k=char-device
   elif [ -b "$p" ]; then k=block-device; elif [ -e "$p" ]; then k=other; else continue; fi
   made=foreign
