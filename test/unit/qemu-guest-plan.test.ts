@@ -207,10 +207,14 @@ describe("planQemuGuest", () => {
     });
   };
 
-  it("creates an absent guest: config, disk, runtime directory, then QEMU under TCG where KVM stalls", () => {
+  it("creates an absent guest: config, disk, runtime directory, then QEMU, KVM or TCG chosen at the start", () => {
     const g = valid();
     const argv = buildQemuArgv(g, {
       accel: "tcg",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    const kvm = buildQemuArgv(g, {
+      accel: "kvm",
       bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
     });
     expect(planQemuGuest(g, absent())).toEqual([
@@ -234,8 +238,24 @@ describe("planQemuGuest", () => {
         summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
         argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
       },
-      { summary: "start guest g1 (tcg, 512 MiB, 1 cpu)", argv },
+      {
+        // accel "auto": the KVM probe runs on the host at the start, with TCG as the fallback.
+        summary: "start guest g1 (KVM if it works, else TCG; 512 MiB, 1 cpu)",
+        script: {
+          name: "resources/qemu-guest/qemu-start.sh",
+          args: ["q35", P.pidFile, P.accelNote, String(kvm.length), ...kvm, ...argv],
+        },
+      },
     ]);
+    expect(kvm.slice(5, 9)).toEqual(["-accel", "kvm", "-cpu", "host"]);
+    // tcg: the command line itself; kvm: refused early where the probe says KVM does not work.
+    expect(planQemuGuest({ ...g, accel: "tcg" }, absent()).at(-1)).toEqual({
+      summary: "start guest g1 (tcg, 512 MiB, 1 cpu)",
+      argv,
+    });
+    expect(() => planQemuGuest({ ...g, accel: "kvm" }, absent())).toThrow(
+      'accel: kvm was asked for but KVM does not work on this host (a KVM guest made no progress in 3 s (nested virtualization not working?)); use accel "auto" or "tcg"',
+    );
     expect(argv).toEqual([
       "qemu-system-x86_64",
       "-name",
@@ -349,7 +369,7 @@ describe("planQemuGuest", () => {
       planQemuGuest(bridged, setuid)
         .map((x) => x.summary)
         .at(-1),
-    ).toBe("start guest g1 (tcg, 512 MiB, 1 cpu)");
+    ).toBe("start guest g1 (KVM if it works, else TCG; 512 MiB, 1 cpu)");
     expect(() => planQemuGuest(bridged, { ...s, bridgeHelper: undefined })).toThrow(
       "nics[0].bridge: qemu-bridge-helper is not installed on the host (Debian package qemu-system-common)",
     );
@@ -500,6 +520,10 @@ describe("planQemuGuest", () => {
       accel: "tcg",
       bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
     });
+    const kvm = buildQemuArgv(B(), {
+      accel: "kvm",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
     expect(planQemuGuest(B(), dead())).toEqual([
       {
         summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
@@ -509,7 +533,13 @@ describe("planQemuGuest", () => {
         summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
         argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
       },
-      { summary: "start guest g1 (tcg, 128 MiB, 1 cpu)", argv },
+      {
+        summary: "start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)",
+        script: {
+          name: "resources/qemu-guest/qemu-start.sh",
+          args: ["q35", P.pidFile, P.accelNote, String(kvm.length), ...kvm, ...argv],
+        },
+      },
     ]);
     expect(argv).toContain("-runas");
   });
@@ -521,8 +551,18 @@ describe("planQemuGuest", () => {
       "stop guest g1 to restart it (its command line differs from the inputs): ACPI powerdown, quit after 60s, then kill",
       "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
       `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
-      "start guest g1 (tcg, 256 MiB, 1 cpu)",
+      "start guest g1 (KVM if it works, else TCG; 256 MiB, 1 cpu)",
     ]);
+    // accel "auto" runs with whichever it got at its start: TCG here, no restart for that alone.
+    expect(planQemuGuest(B(), running())).toEqual([]);
+    const kvmArgv = buildQemuArgv(B(), {
+      accel: "kvm",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    const onKvm = running();
+    expect(
+      planQemuGuest(B(), { ...onKvm, process: { ...onKvm.process!, argv: kvmArgv, accel: "kvm" } }),
+    ).toEqual([]);
   });
 
   it("deletes the process and the provider's files, and disk images only with deleteDisks", () => {

@@ -21,6 +21,8 @@ export interface GuestPaths {
   configDir: string;
   configFile: string;
   serialLog: string;
+  /** Why a guest with accel "auto" runs on TCG although the host has /dev/kvm (qemu-start.sh). */
+  accelNote: string;
   /** What its unit runs to start it (a boot script) and to stop it. */
   startScript: string;
   stopScript: string;
@@ -34,6 +36,7 @@ export function guestPaths(name: string): GuestPaths {
     runDir,
     pidFile: `${runDir}/qemu.pid`,
     qmpSocket: `${runDir}/qmp.sock`,
+    accelNote: `${runDir}/accel-fallback`,
     configDir,
     configFile: `${configDir}/${CONFIG_FILE_NAME}`,
     startScript: `${configDir}/start.sh`,
@@ -48,6 +51,14 @@ export interface ArgvOptions {
   /** qemu-bridge-helper's path on the host, for bridge NICs. */
   bridgeHelper?: string | undefined;
 }
+
+/**
+ * How a guest starts: one command line, or (accel "auto") KVM's with TCG's as the fallback, chosen
+ * on the host at the moment of the start (qemu-start.sh).
+ */
+export type GuestStart =
+  | { readonly argv: readonly string[] }
+  | { readonly kvm: readonly string[]; readonly tcg: readonly string[] };
 
 /** Returns the argv that starts the guest daemonized (QEMU exits 0 once the guest is set up). */
 export function buildQemuArgv(g: QemuGuestInputs, opts: ArgvOptions): string[] {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
+import { logWarn } from "../../log";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
 import { runScript, scriptIn, type ScriptCall } from "../../host/script";
@@ -224,6 +225,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
   const mainPid = Number(lines(one("mainpid"))[0] ?? "");
   const runas = one("runas");
   const kvmLine = lines(one("kvm"))[0];
+  const fallback = lines(one("accel-fallback")).join(" ");
   return {
     name: g.name,
     inputs: g,
@@ -256,6 +258,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
         : kvmLine === "usable"
           ? { usable: true, reason: "" }
           : { usable: false, reason: kvmLine.replace(/^unusable\s*/, "").trim() },
+    accelFallback: process !== undefined && fallback !== "" ? fallback : undefined,
     persist: parsePersistProbe(out),
     mainPid: Number.isInteger(mainPid) && mainPid > 0 ? mainPid : undefined,
     dnsmasqByInterface,
@@ -270,6 +273,20 @@ function safeJson(text: string): unknown {
   }
 }
 
+const warnedFallbacks = new Set<string>();
+
+// Once per QEMU process and provider process: every observe of the guest would repeat it.
+function warnTcgFallback(hostLabel: string, state: QemuGuestState): void {
+  const proc = state.process;
+  if (proc === undefined || state.accelFallback === undefined) return;
+  const key = `${hostLabel} ${state.name} ${proc.pid}`;
+  if (warnedFallbacks.has(key)) return;
+  warnedFallbacks.add(key);
+  logWarn(
+    `qemu guest "${state.name}" on ${hostLabel}: accel "auto" runs it on TCG, not KVM (much slower): ${state.accelFallback}`,
+  );
+}
+
 // KVM usability per host and machine type for this provider process: the probe costs up to 3 s
 // where nested virtualization is broken, and it does not change between the steps of a deployment.
 const KVM_CACHE_MS = 10 * 60 * 1000;
@@ -281,11 +298,13 @@ export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<
   const cached = kvmCache.get(key);
   const fresh =
     cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
-  const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
+  // accel "auto" decides at the start, on the host (qemu-start.sh); "kvm" fails the plan early.
+  const wantKvm = g.running && g.accel === "kvm" && fresh === undefined;
   const r = await runScript(host, observeCall(g, wantKvm));
   const state = parseQemuGuestState(g, r.stdout);
   if (g.persistence === "auto") warnNoSystemd(host.label, state.persist);
   if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
   else if (fresh !== undefined) state.kvm = fresh;
+  warnTcgFallback(host.label, state);
   return state;
 }

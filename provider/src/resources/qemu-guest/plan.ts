@@ -9,6 +9,7 @@ import {
   diskMarkerPath,
   guestPaths,
   QEMU_BINARY,
+  type GuestStart,
   renderGuestConfig,
 } from "./argv";
 import { qmpCommand, qmpStep } from "./qmp";
@@ -231,6 +232,7 @@ export function bridgeAcl(
   return denied ? "denied" : allowed ? "allowed" : "not-allowed";
 }
 
+// The accelerator of a command line to compare a running guest with: "auto" is whichever it runs.
 function chooseAccel(g: QemuGuestInputs, actual: QemuGuestState): "kvm" | "tcg" {
   if (g.accel === "tcg") return "tcg";
   const kvm = actual.kvm;
@@ -242,9 +244,19 @@ function chooseAccel(g: QemuGuestInputs, actual: QemuGuestState): "kvm" | "tcg" 
     }
     return "kvm";
   }
-  if (kvm !== undefined) return kvm.usable ? "kvm" : "tcg";
-  // Not probed because the guest runs: keep what it runs with.
   return (actual.process && accelInArgv(actual.process.argv)) ?? "tcg";
+}
+
+/** Returns how the guest starts: accel "auto" decides between KVM and TCG on the host, at the start. */
+export function guestStart(g: QemuGuestInputs, actual: QemuGuestState): GuestStart {
+  const bridgeHelper = actual.bridgeHelper?.path;
+  if (g.accel === "auto") {
+    return {
+      kvm: buildQemuArgv(g, { accel: "kvm", bridgeHelper }),
+      tcg: buildQemuArgv(g, { accel: "tcg", bridgeHelper }),
+    };
+  }
+  return { argv: buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper }) };
 }
 
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {
@@ -255,12 +267,10 @@ function sameArgv(a: readonly string[], b: readonly string[]): boolean {
 export function wantedGuestForm(
   g: QemuGuestInputs,
   actual: QemuGuestState,
-  argv?: readonly string[],
+  start?: GuestStart,
 ): PersistedForm | undefined {
   if (!guestPersists(g, actual.persist)) return undefined;
-  const want =
-    argv ??
-    buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
+  const want = start ?? guestStart(g, actual);
   return guestPersistedForm(g, actual, want, stopStep(g, `stop guest ${g.name}`));
 }
 
@@ -292,16 +302,15 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   // What happens to the process, decided first: checks that only matter for a start run only then.
   let action: "none" | "start" | "restart" | "stop" | "cont" | "wakeup" = "none";
   let reason = "";
-  let argv: string[] | undefined;
-  const wantArgv = (): string[] =>
+  let start: GuestStart | undefined;
+  const runningArgv = (): string[] =>
     buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
   if (!g.running) {
     if (running) action = "stop";
   } else if (!running) {
     action = "start";
   } else {
-    argv = wantArgv();
-    if (!sameArgv(proc.argv, argv)) {
+    if (!sameArgv(proc.argv, runningArgv())) {
       action = "restart";
       reason = "its command line differs from the inputs";
     } else if (persist && !underUnit) {
@@ -327,9 +336,9 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   if (starting || actual.config !== config) refuseTakenMacs(g, actual);
   if (starting) {
     refuseStartBlockers(g, actual);
-    argv ??= wantArgv();
+    start = guestStart(g, actual);
   }
-  const form = persist ? wantedGuestForm(g, actual, argv) : undefined;
+  const form = persist ? wantedGuestForm(g, actual, start) : undefined;
 
   if (actual.config !== config) {
     steps.push({
@@ -385,8 +394,8 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
         stopped ? { ...actual.persist, active: "inactive" } : actual.persist,
       ),
     );
-  } else if (starting && argv !== undefined) {
-    steps.push(...startSteps(g, argv));
+  } else if (starting && start !== undefined) {
+    steps.push(...startSteps(g, start));
   }
   if (action === "cont")
     steps.push(qmpStep(`resume paused guest ${g.name}`, p.qmpSocket, [qmpCommand("cont")]));

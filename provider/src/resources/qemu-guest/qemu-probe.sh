@@ -26,6 +26,8 @@ if [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -
   section qmp
   # A monitor that does not answer within 5 s reads as an unresponsive QEMU (no answers).
   QMP_SECONDS=5 qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
+  # Why a guest with accel "auto" runs on TCG although the host has /dev/kvm (qemu-start.sh).
+  if [ -f "$rundir/accel-fallback" ]; then section accel-fallback; cat -- "$rundir/accel-fallback"; fi
 else
   pid=
 fi

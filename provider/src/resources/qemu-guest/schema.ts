@@ -107,7 +107,9 @@ export const QemuGuestInputs = z
     accel: z
       .enum(["kvm", "tcg", "auto"])
       .default("auto")
-      .describe("kvm, tcg, or auto: KVM when it works on the host, TCG otherwise."),
+      .describe(
+        "kvm, tcg, or auto: KVM when it works on the host at the start, TCG otherwise (with a warning when the host has /dev/kvm).",
+      ),
     disks: z
       .array(Disk)
       .max(16, "at most 16 disks")
@@ -235,7 +237,9 @@ export const QemuGuestOutputs = z.object({
   accelUsed: z
     .enum(["kvm", "tcg"])
     .optional()
-    .describe("The accelerator QEMU uses while the guest runs."),
+    .describe(
+      'The accelerator QEMU uses while the guest runs (with accel "auto": tcg when KVM did not work at its start).',
+    ),
   serialLogPath: z
     .string()
     .optional()
@@ -320,7 +324,9 @@ export interface QemuGuestState {
   missingFiles: string[];
   /** runAs: whether the user exists on the host (undefined when no runAs). */
   runAsExists: boolean | undefined;
-  /** KVM usability, probed only when a start may need it. */
+  /** Why a running guest with accel "auto" is on TCG although the host has /dev/kvm. */
+  accelFallback: string | undefined;
+  /** KVM usability, probed only when a start of a guest with accel "kvm" may need it. */
   kvm: { usable: boolean; reason: string } | undefined;
   /** The persisted layer: whether PID 1 is systemd, the unit's enablement and state, its files. */
   persist: PersistedState;
