@@ -1,7 +1,16 @@
 import { scriptArgv, scriptBody } from "../../provider/src/host/script";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:net";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -733,6 +742,46 @@ describe("the disk delete step on a real /bin/sh", () => {
       expect(sh([img, marker])).toBe(`removed ${img}\n`);
       expect(existsSync(img)).toBe(false);
       expect(existsSync(marker)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the auto start on a real /bin/sh", () => {
+  it("runs the TCG command line word for word when KVM is not used, whatever the machine", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-start-"));
+    try {
+      // A stand-in for QEMU that records its words and exits: a KVM start "dies" at once, and the
+      // KVM probe sees no boot menu, so every machine ends on the TCG command line.
+      const bin = join(dir, "bin");
+      mkdirSync(bin);
+      writeFileSync(
+        join(bin, "qemu-system-x86_64"),
+        `#!/bin/sh\nn=$(ls "${dir}" | grep -c '^call') ; printf '%s\\n' "$@" > "${dir}/call.$n"\n`,
+        { mode: 0o755 },
+      );
+      const tricky = ["a b", "$(touch x)", "'q'", '"dq"', "*", "${1}", "-accel"];
+      const kvm = ["qemu-system-x86_64", "-accel", "kvm", ...tricky];
+      const tcg = ["qemu-system-x86_64", "-accel", "tcg", ...tricky];
+      const note = join(dir, "accel-fallback");
+      const argv = scriptArgv({
+        name: "resources/qemu-guest/qemu-start.sh",
+        args: ["q35", join(dir, "qemu.pid"), note, String(kvm.length), ...kvm, ...tcg],
+      });
+      const r = spawnSync(argv[0]!, argv.slice(1), {
+        cwd: dir,
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` },
+      });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^started with TCG: /);
+      const calls = readdirSync(dir)
+        .filter((f) => f.startsWith("call."))
+        .sort();
+      const last = readFileSync(join(dir, calls[calls.length - 1]!), "utf8");
+      expect(last).toBe(tcg.slice(1).join("\n") + "\n");
+      expect(existsSync(join(dir, "x"))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
