@@ -63,7 +63,10 @@ while [ "$i" -lt "$n" ]; do
   if [ "$k" = symlink ]; then readlink -- "$p"; fi
   if [ "$k" = file ]; then
     section disk "$p"
-    if out=$(qemu-img info -U --output=json -- "$p" 2>&1); then printf '%s\n' "$out"; else printf 'error %s\n' "$out"; fi
+    # A deadline: an image on a hung network filesystem would hold the whole probe.
+    if out=$(timeout 30 qemu-img info -U --output=json -- "$p" 2>&1); then printf '%s\n' "$out"
+    elif [ $? = 124 ]; then printf 'error no answer within 30 s\n'
+    else printf 'error %s\n' "$out"; fi
   fi
 done
 n=$1; shift; i=0
