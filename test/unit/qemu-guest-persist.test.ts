@@ -127,7 +127,9 @@ describe("QemuGuest under systemd", () => {
   for (const shell of ["sh", "dash"]) {
     it(`refuses to start on a missing tap at boot, with a clear message (${shell})`, () => {
       const d = g({ nics: [{ mac: "52:54:00:52:00:10", tap: "hvnotap9" }] });
-      const r = spawnSync(shell, ["-c", renderStartScript(d, { argv: ["false"] })], { encoding: "utf8" });
+      const r = spawnSync(shell, ["-c", renderStartScript(d, { argv: ["false"] })], {
+        encoding: "utf8",
+      });
       expect(r.status).toBe(1);
       expect(r.stderr).toBe(
         "guest g1: tap hvnotap9 does not exist; not starting the guest on a fresh unbridged tap (is the unit of its TapDevice, pulumi-hypervisor-tap-hvnotap9.service, enabled?)\n" +
@@ -262,7 +264,9 @@ describe("QemuGuest under systemd", () => {
     expect(planQemuGuest(g({ autostart: false }), noSystemd(onSystemd("dead", asIs)))).toEqual(
       unset,
     );
-    expect(unset.map((x) => x.summary)).toContain("start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)");
+    expect(unset.map((x) => x.summary)).toContain(
+      "start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)",
+    );
     // where it persists, explicit true is the same as unset
     expect(planQemuGuest(g({ autostart: true }), onSystemd("running", asIs))).toEqual([]);
   });
