@@ -723,7 +723,7 @@ describe("the disk delete step on a real /bin/sh", () => {
       const mark = (): void =>
         writeFileSync(
           marker,
-          `${execFileSync("stat", ["-c", "%d %i", img], { encoding: "utf8" })}${img}\n`,
+          `${execFileSync("stat", ["-c", "%d %i %W", img], { encoding: "utf8" })}${img}\n`,
         );
       writeFileSync(img, "old");
       mark();

@@ -48,7 +48,7 @@ for d in /proc/[0-9]*; do
   section other-process "${d#/proc/}"; hex "$d/cmdline"
 done
 # Disks, as PATH MARKER pairs: what the path is (a symlink is not followed), its size, whether the
-# provider created it (its marker names this device and inode), and for a regular file qemu-img's
+# provider created it (its marker names this device, inode and birth time), and for a regular file qemu-img's
 # reading (-U: a running guest's image is locked). qemu-img never opens anything else: a FIFO would
 # block it, and a device or directory is not an image file the provider manages.
 n=$1; shift; i=0
@@ -58,7 +58,7 @@ while [ "$i" -lt "$n" ]; do
   elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket; elif [ -c "$p" ]; then k=char-device
   elif [ -b "$p" ]; then k=block-device; elif [ -e "$p" ]; then k=other; else continue; fi
   made=foreign
-  if [ "$k" = file ] && [ -f "$m" ] && [ "$(stat -c '%d %i' -- "$p")" = "$(head -n 1 -- "$m")" ]; then made=created; fi
+  if [ "$k" = file ] && [ -f "$m" ] && [ "$(stat -c '%d %i %W' -- "$p")" = "$(head -n 1 -- "$m")" ]; then made=created; fi
   section disk-file "$p"; echo "$k $(stat -c %s -- "$p") $made"
   if [ "$k" = symlink ]; then readlink -- "$p"; fi
   if [ "$k" = file ]; then

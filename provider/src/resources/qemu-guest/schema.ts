@@ -274,7 +274,7 @@ export interface DiskImage {
   kind: DiskKind;
   /** Size in bytes (`stat`). */
   bytes: number;
-  /** Whether the provider created this very file (its marker names the file's device and inode). */
+  /** Whether the provider created this very file (its marker names the file's device, inode and birth time). */
   created: boolean;
   /** A symlink's target. */
   target: string | undefined;
