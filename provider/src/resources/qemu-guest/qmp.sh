@@ -9,8 +9,10 @@
 # (monitor_qmp_cleanup_queues on CLOSED), so "send everything, then EOF" would lose answers.
 # The deadline covers connect() and every answer: socat's -T (inactivity) does not cover a
 # connect() that blocks, which it does when QEMU is frozen or another client holds the monitor and
-# the listen backlog is full; socat 1.7.4 (Debian 12) has connect-timeout for TCP only. So
-# coreutils `timeout` ends socat, its output FIFO reaches EOF and the reads here return.
+# the listen backlog is full. socat 1.7.4's (Debian 12) connect-timeout makes connect()
+# non-blocking, and on a unix socket whose backlog is full that fails at once (EAGAIN) instead of
+# waiting, and it does not cover the answers. So coreutils `timeout` ends socat, its output FIFO
+# reaches EOF and the reads here return.
 qmp() {
   trap '' PIPE
   command -v socat >/dev/null 2>&1 || { echo "socat is not installed on the host; install socat (QMP needs it)" >&2; return 3; }
