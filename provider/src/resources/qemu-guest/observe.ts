@@ -2,13 +2,21 @@ import { z } from "zod";
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
+import { logWarn } from "../../log";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
 import { scriptIn, type ScriptCall } from "../../host/script";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
-import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
+import { diskMarkerPath, guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
-import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
+import type {
+  DiskImage,
+  DiskKind,
+  HostLink,
+  QemuGuestInputs,
+  QemuGuestState,
+  QemuProcess,
+} from "./schema";
 import { guestUnitName } from "./unit";
 
 /** Where distributions install qemu-bridge-helper (Debian first). */
@@ -37,7 +45,7 @@ export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
     probeKvm ? g.machine : "",
     g.nics.some((n) => n.bridge !== undefined) ? "1" : "0",
     String(g.disks.length),
-    ...g.disks.map((d) => d.path),
+    ...g.disks.flatMap((d) => [d.path, diskMarkerPath(d.path)]),
     String(links.length),
     ...links,
     String(files.length),
@@ -76,7 +84,37 @@ const IpLink = z
   .loose();
 const GuestConfig = z.object({ name: z.string(), macs: z.array(z.string()) }).loose();
 
-function parseDisk(path: string, body: string): DiskImage {
+const DISK_KINDS: readonly string[] = [
+  "file",
+  "symlink",
+  "directory",
+  "fifo",
+  "socket",
+  "char-device",
+  "block-device",
+  "other",
+] satisfies DiskKind[];
+
+// The disk-file section: `KIND BYTES created|foreign`, then a symlink's target.
+function parseDiskFile(path: string, body: string): DiskImage {
+  const [head = "", target] = body.replace(/\n$/, "").split("\n");
+  const m = /^([a-z-]+) (\d+) (created|foreign)$/.exec(head.trim());
+  if (!m?.[1] || !DISK_KINDS.includes(m[1])) {
+    throw new Error(
+      `unexpected disk-file section for ${path}: ${JSON.stringify(body.slice(0, 200))}`,
+    );
+  }
+  return {
+    kind: m[1] as DiskKind,
+    bytes: Number(m[2]),
+    created: m[3] === "created",
+    target: m[1] === "symlink" ? target : undefined,
+    format: undefined,
+    virtualSize: undefined,
+  };
+}
+
+function parseDiskInfo(path: string, body: string): { format: string; virtualSize: number } {
   const text = body.trim();
   if (text.startsWith("error ")) throw new Error(`qemu-img info ${path} failed: ${text.slice(6)}`);
   try {
@@ -156,8 +194,12 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
 
   const disks: Record<string, DiskImage | undefined> = {};
   for (const d of g.disks) disks[d.path] = undefined;
+  for (const s of all("disk-file")) disks[s.arg] = parseDiskFile(s.arg, s.body);
   for (const s of all("disk")) {
-    if (s.body.trim() !== "") disks[s.arg] = parseDisk(s.arg, s.body);
+    const file = disks[s.arg];
+    if (file === undefined)
+      throw new Error(`qemu-img info of ${s.arg} without its disk-file section`);
+    disks[s.arg] = { ...file, ...parseDiskInfo(s.arg, s.body) };
   }
   const links: Record<string, HostLink | undefined> = {};
   for (const s of all("link")) links[s.arg] = parseLink(s.arg, s.body);
@@ -184,6 +226,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
   const mainPid = Number(lines(one("mainpid"))[0] ?? "");
   const runas = one("runas");
   const kvmLine = lines(one("kvm"))[0];
+  const fallback = lines(one("accel-fallback")).join(" ");
   return {
     name: g.name,
     inputs: g,
@@ -216,6 +259,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
         : kvmLine === "usable"
           ? { usable: true, reason: "" }
           : { usable: false, reason: kvmLine.replace(/^unusable\s*/, "").trim() },
+    accelFallback: process !== undefined && fallback !== "" ? fallback : undefined,
     persist: parsePersistProbe(out),
     mainPid: Number.isInteger(mainPid) && mainPid > 0 ? mainPid : undefined,
     dnsmasqByInterface,
@@ -228,6 +272,20 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+const warnedFallbacks = new Set<string>();
+
+// Once per QEMU process and provider process: every observe of the guest would repeat it.
+function warnTcgFallback(hostLabel: string, state: QemuGuestState): void {
+  const proc = state.process;
+  if (proc === undefined || state.accelFallback === undefined) return;
+  const key = `${hostLabel} ${state.name} ${proc.pid}`;
+  if (warnedFallbacks.has(key)) return;
+  warnedFallbacks.add(key);
+  logWarn(
+    `qemu guest "${state.name}" on ${hostLabel}: accel "auto" runs it on TCG, not KVM (much slower): ${state.accelFallback}`,
+  );
 }
 
 // KVM usability per host and machine type for this provider process: the probe costs up to 3 s
@@ -243,8 +301,9 @@ function freshKvm(key: string): { usable: boolean; reason: string } | undefined 
 
 /** Returns the guest's probe: the guest, its surroundings and (when a start may need it) KVM. */
 export function probeQemuGuest(g: QemuGuestInputs, ctx: ObserveContext): ProbeCall {
+  // accel "auto" decides at the start, on the host (qemu-start.sh); "kvm" fails the plan early.
   const wantKvm =
-    g.running && g.accel !== "tcg" && freshKvm(`${ctx.host} ${g.machine}`) === undefined;
+    g.running && g.accel === "kvm" && freshKvm(`${ctx.host} ${g.machine}`) === undefined;
   return { call: observeCall(g, wantKvm) };
 }
 
@@ -261,6 +320,7 @@ export function parseQemuGuestResult(
   const cached = kvmCache.get(key)?.kvm;
   if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
   else if (cached !== undefined) state.kvm = cached;
+  warnTcgFallback(ctx.host, state);
   return state;
 }
 
