@@ -119,7 +119,7 @@ describe("QemuGuest disk safety", () => {
     // qemu-img would block forever opening a FIFO: the probe never opens it.
     const t0 = Date.now();
     expect(await upError([await disk(`${DIR}/fifo`, "raw")])).toContain(
-      `disks[0]: ${DIR}/fifo is a fifo, not an image file; refusing to use, grow or delete it`,
+      `disks[0]: ${DIR}/fifo is a fifo, not an image file or block device; refusing to use, grow or delete it`,
     );
     expect(Date.now() - t0).toBeLessThan(30_000);
     expect(await upError([await disk(`${DIR}/link.img`, "raw")])).toContain(
@@ -135,6 +135,35 @@ describe("QemuGuest disk safety", () => {
     expect(await exists("/etc/pulumi-hypervisor/qemu/d1")).toBe(false);
     expect(await exists("/run/pulumi-hypervisor/qemu/d1")).toBe(false);
     expect(engine.state.has("d1")).toBe(false);
+  });
+
+  it("uses a block device (through its symlink, as /dev/vg/lv is) as a raw disk, never growing or deleting it", async () => {
+    await sh(["mkdir", "-p", DIR]);
+    const backing = `${DIR}/volume.backing`;
+    await sh(["truncate", "-s", "2G", backing]);
+    const dev = (await sh(["losetup", "--find", "--show", backing])).trim();
+    try {
+      await sh(["ln", "-sf", dev, `${DIR}/vol`]);
+      const before = await fingerprint(backing);
+      const onVolume = (sizeGiB: number): Promise<ResourceSpec> =>
+        guest(
+          "d3",
+          tiny("d3", {
+            running: false,
+            deleteDisks: true,
+            disks: [{ path: `${DIR}/vol`, format: "raw", sizeGiB }],
+          }),
+        );
+      expect(await upError([await onVolume(3)])).toContain(
+        `disks[0]: ${DIR}/vol is a block device of 2147483648 bytes, smaller than sizeGiB 3; the provider never resizes a block device`,
+      );
+      await engine.up([await onVolume(2)]);
+      await engine.destroy();
+      expect(await sh(["stat", "-L", "-c", "%F", `${DIR}/vol`])).toBe("block special file\n");
+      expect(await fingerprint(backing)).toBe(before);
+    } finally {
+      await sh(["losetup", "-d", dev]);
+    }
   });
 
   it("deleteDisks removes the image the provider created and keeps one it did not", async () => {

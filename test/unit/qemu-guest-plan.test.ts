@@ -455,20 +455,40 @@ describe("planQemuGuest", () => {
       ],
       [
         { kind: "fifo", format: undefined, virtualSize: undefined },
-        `disks[0]: ${QCOW} is a fifo, not an image file; refusing to use, grow or delete it (the provider manages image files only)`,
+        `disks[0]: ${QCOW} is a fifo, not an image file or block device; refusing to use, grow or delete it (the provider uses image files and block devices only)`,
       ],
       [
         { kind: "block-device", format: undefined, virtualSize: undefined },
-        `disks[0]: ${QCOW} is a block-device, not an image file; refusing to use, grow or delete it (the provider manages image files only)`,
+        `disks[0]: ${QCOW} is a block device, which is a raw disk; refusing to use, grow or delete it (declare format "raw")`,
+      ],
+      [
+        { kind: "char-device", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a char-device, not an image file or block device; refusing to use, grow or delete it (the provider uses image files and block devices only)`,
       ],
       [
         { kind: "directory", format: undefined, virtualSize: undefined },
-        `disks[0]: ${QCOW} is a directory, not an image file;`,
+        `disks[0]: ${QCOW} is a directory, not an image file or block device;`,
       ],
     ];
     for (const [d, message] of cases) {
       expect(() => planQemuGuest(B(), atDisk(QCOW, { created: false, ...d }))).toThrow(message);
     }
+  });
+
+  it("uses a block device as a raw disk as it is: never grown, created or deleted", () => {
+    const dev = { kind: "block-device" as const, format: undefined, virtualSize: undefined };
+    const big = atDisk(RAW, { created: false, ...dev, bytes: 4 * 2 ** 30 });
+    expect(planQemuGuest(B(), big).map((x) => x.summary)).not.toContain(
+      expect.stringMatching(/disk image/),
+    );
+    const small = atDisk(RAW, { created: false, ...dev, bytes: 2 ** 30 });
+    expect(() => planQemuGuest(B(), small)).toThrow(
+      `disks[1]: ${RAW} is a block device of 1073741824 bytes, smaller than sizeGiB 2; the provider never resizes a block device`,
+    );
+    const steps = planQemuGuest(undefined, { ...big, inputs: { ...B(), deleteDisks: true } });
+    expect(steps.map((x) => x.summary)).not.toContain(
+      `remove disk image ${RAW} (deleteDisks; the provider created it)`,
+    );
   });
 
   it("deletes only the disk images the provider created, through a script that checks again", () => {

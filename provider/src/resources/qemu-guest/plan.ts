@@ -100,7 +100,8 @@ const SECTOR = 512;
  * Refuses a disk path that holds something other than an image of the declared format, before
  * anything on the host is touched. qcow2 is proven by its magic (qemu-img's probe). raw has no
  * signature: a raw file is used only when it is whole 512-byte sectors, and grown or deleted only
- * when the provider created it (its marker).
+ * when the provider created it (its marker). A block device is a raw disk used as it is: never
+ * created, grown or deleted.
  */
 function refuseDisks(g: QemuGuestInputs, actual: QemuGuestState): void {
   g.disks.forEach((d, i) => {
@@ -116,8 +117,17 @@ function refuseDisks(g: QemuGuestInputs, actual: QemuGuestState): void {
         "give the image's own path",
       );
     }
+    if (img.kind === "block-device") {
+      if (d.format !== "raw") {
+        refuse(`is a block device, which is a raw disk`, `declare format "raw"`);
+      }
+      return;
+    }
     if (img.kind !== "file") {
-      refuse(`is a ${img.kind}, not an image file`, "the provider manages image files only");
+      refuse(
+        `is a ${img.kind}, not an image file or block device`,
+        "the provider uses image files and block devices only",
+      );
     }
     if (img.format !== d.format) {
       const found =
@@ -373,6 +383,12 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
           diskMarkerPath(d.path),
         ]),
       });
+    } else if (img.kind === "block-device") {
+      if (img.bytes < d.sizeGiB * GIB) {
+        throw new PlanError(
+          `disks[${i}]: ${d.path} is a block device of ${img.bytes} bytes, smaller than sizeGiB ${d.sizeGiB}; the provider never resizes a block device (grow the volume yourself, or lower sizeGiB)`,
+        );
+      }
     } else if ((img.virtualSize ?? 0) < d.sizeGiB * GIB && imagesFree) {
       if (d.format === "raw" && !img.created) {
         throw new PlanError(

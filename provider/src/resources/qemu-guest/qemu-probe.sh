@@ -54,12 +54,16 @@ done
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
   p=$1 m=$2; shift 2; i=$((i + 1))
-  if [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k="file"; elif [ -d "$p" ]; then k=directory
-  elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket; elif [ -c "$p" ]; then k=char-device
-  elif [ -b "$p" ]; then k=block-device; elif [ -e "$p" ]; then k=other; else continue; fi
+  # A block device (an LVM volume or zvol, usually a symlink such as /dev/vg/lv) is a raw disk
+  # as it is: its size from blockdev, never qemu-img, never grown or deleted.
+  if [ -b "$p" ]; then k=block-device; elif [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k="file"
+  elif [ -d "$p" ]; then k=directory; elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket
+  elif [ -c "$p" ]; then k=char-device; elif [ -e "$p" ]; then k=other; else continue; fi
   made=foreign
   if [ "$k" = file ] && [ -f "$m" ] && [ "$(stat -c '%d %i %W' -- "$p")" = "$(head -n 1 -- "$m")" ]; then made=created; fi
-  section disk-file "$p"; echo "$k $(stat -c %s -- "$p") $made"
+  if [ "$k" = block-device ]; then bytes=$(blockdev --getsize64 "$p" 2>/dev/null || echo 0)
+  else bytes=$(stat -c %s -- "$p"); fi
+  section disk-file "$p"; echo "$k $bytes $made"
   if [ "$k" = symlink ]; then readlink -- "$p"; fi
   if [ "$k" = file ]; then
     section disk "$p"
