@@ -314,7 +314,10 @@ export class Lifecycle<I extends { name: string }, S> {
     const host = abortableHost(this.hostFor(parsed.connection), signal);
     const desired = parsed.inputs;
     try {
-      const state = await this.mod.observe(host, desired, await observeContext(host));
+      // A replacement is a create, except of the same name: that link is the old object itself.
+      const ctx = await observeContext(host);
+      const creating = desired.name !== old.name;
+      const state = await this.mod.observe(host, desired, creating ? { ...ctx, creating } : ctx);
       this.mod.plan(desired, state);
     } catch (e) {
       const msg = messageWithoutHost(e, host);
@@ -345,10 +348,17 @@ export class Lifecycle<I extends { name: string }, S> {
    * the first step was sent (an abort included: its command may have done part of its work) carries
    * the id: the engine records the object and the next update converges it.
    */
-  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
+  private async converge(
+    host: Host,
+    desired: I,
+    id: string,
+    props: Props,
+    creating: boolean,
+  ): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host);
-    const before = await this.observe(host, desired, ctx, what);
+    // Only the first look is a create's: after apply the object is the provider's own.
+    const before = await this.observe(host, desired, creating ? { ...ctx, creating } : ctx, what);
     const existed = this.mod.exists(before);
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
@@ -424,7 +434,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const { raw, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
     const state = await this.locked(raw, inputs, opts.signal, (host) =>
-      this.converge(host, inputs, id, props),
+      this.converge(host, inputs, id, props, true),
     );
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
@@ -438,7 +448,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const { raw, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
     const state = await this.locked(raw, inputs, opts.signal, (host) =>
-      this.converge(host, inputs, id, news),
+      this.converge(host, inputs, id, news, false),
     );
     return { outs: this.outputsOf(news, inputs, state) };
   }

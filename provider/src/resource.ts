@@ -6,6 +6,8 @@ import type { Step } from "./step";
 export interface ObserveContext {
   /** The address the SSH client connects from, as the host sees it (for "do not cut me off" checks). */
   readonly sshClientAddress: string | undefined;
+  /** The operation creates the object: a link of its name that the provider did not make is refused. */
+  readonly creating?: boolean;
 }
 
 /** Every output key; a value is undefined when the object is gone (after a half-done create). */

@@ -50,7 +50,10 @@ const IpAddrInfo = z.object({
 const IpLink = ipLinkSchema({
   stp_state: z.number().optional(),
   vlan_filtering: z.number().optional(),
-}).extend({ addr_info: z.array(IpAddrInfo.loose()).default([]) });
+}).extend({
+  addr_info: z.array(IpAddrInfo.loose()).default([]),
+  ifalias: z.string().optional(),
+});
 const IpRoute = z
   .object({
     dst: z.string(),
@@ -90,6 +93,7 @@ export function parseLinks(text: string): Record<string, Link> {
       ...(l.linkinfo?.info_kind === "bridge"
         ? { stp: (data?.stp_state ?? 0) !== 0, vlanFiltering: (data?.vlan_filtering ?? 0) !== 0 }
         : {}),
+      ...(l.ifalias !== undefined ? { ifalias: l.ifalias } : {}),
     };
   }
   return links;
@@ -163,5 +167,5 @@ export async function observeBridge(
   const r = await runScript(host, observeCall(inputs.name, ctx.sshClientAddress));
   const state = parseBridgeState(inputs.name, r.stdout);
   if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
-  return { ...state, inputs };
+  return { ...state, inputs, ...(ctx.creating ? { creating: true } : {}) };
 }

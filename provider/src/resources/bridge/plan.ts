@@ -1,6 +1,7 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { isMarked, markLinkStep, refuseUnmarked } from "../../link-marker";
 import { keepOffFiles, keepOffReloads } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
 import {
@@ -126,6 +127,14 @@ export function planBridgeLive(desired: BridgeInputs | undefined, actual: Bridge
       `interface ${JSON.stringify(name)} exists and is not a bridge (kind ${existing.kind ?? "none"}); refusing to touch it`,
     );
   }
+  if (desired !== undefined && actual.bridge) {
+    refuseUnmarked(
+      { type: "Bridge", noun: "bridge", name },
+      actual.bridge,
+      actual.creating,
+      desired.adopt,
+    );
+  }
   return desired === undefined
     ? planDelete(actual)
     : planConverge(desired, actual, persistsOwnUnit(desired, actual));
@@ -227,6 +236,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
       ],
     });
   }
+  // A bridge in the stack without the marker (made by an older version, imported or adopted) gets it.
+  if (!b || !isMarked(b.ifalias)) steps.push(markLinkStep(name));
   if (cur.stp !== d.stp) {
     steps.push({
       summary: `set stp ${d.stp ? "on" : "off"} on ${name}`,
