@@ -282,9 +282,10 @@ describe("a full and a read-only /etc/pulumi-hypervisor", () => {
         `daemons ${daemons}; rerun: ${after} daemon\n`,
     );
     expect(failed.message).toContain("sh dnsmasq-start.sh");
-    // Known gap (DnsmasqInstance, listed in the abuse report): dnsmasq-start.sh discards dd's
-    // stderr, so the cause reads "exited 1: no output"; once fixed it names ENOSPC.
-    expect(failed.message).toMatch(/No space left on device|exited 1: no output$/);
+    // dnsmasq-start.sh names what it could not write and why (dd's error, not its record counts).
+    expect(failed.message).toMatch(
+      /writing the dnsmasq (config|hosts file) failed: .*No space left on device$/,
+    );
     expect(guestFailed.message).toContain("No space left on device");
     expect(temps).toEqual([]);
     expect(daemons).toBe(0);

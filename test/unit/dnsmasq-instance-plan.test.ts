@@ -61,6 +61,7 @@ const DIRS = [
   "/var/lib/pulumi-hypervisor/dnsmasq/guests",
 ];
 const PID = "/run/pulumi-hypervisor/dnsmasq/guests/dnsmasq.pid";
+const LEASES = "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases";
 
 describe("renderDnsmasqConf", () => {
   it("binds to the interface only and keeps every file under the provider's paths", () => {
@@ -264,7 +265,7 @@ describe("planDnsmasqInstance", () => {
           "check (dnsmasq --test) and install the config of dnsmasq guests, and restart it on br0 (pid 4704; leases kept)",
         script: {
           name: START,
-          args: [CONF, HOSTS, ...DIRS, PID, "4704", String(conf.length)],
+          args: [CONF, HOSTS, ...DIRS, PID, LEASES, "4704", String(conf.length)],
         },
         stdin:
           conf + "52:54:00:13:00:01,198.18.130.11,alpha\n52:54:00:13:00:02,198.18.130.12,beta\n",
@@ -300,7 +301,7 @@ describe("planDnsmasqInstance", () => {
           "check (dnsmasq --test) and install the config of dnsmasq guests, and start it on br0",
         script: {
           name: START,
-          args: [CONF, HOSTS, ...DIRS, PID, "", String(GUESTS_CONF.length)],
+          args: [CONF, HOSTS, ...DIRS, PID, LEASES, "", String(GUESTS_CONF.length)],
         },
         stdin:
           GUESTS_CONF +
@@ -344,6 +345,7 @@ describe("planDnsmasqInstance", () => {
             "/run/pulumi-hypervisor/dnsmasq/nope",
             "/var/lib/pulumi-hypervisor/dnsmasq/nope",
             "/run/pulumi-hypervisor/dnsmasq/nope/dnsmasq.pid",
+            "/var/lib/pulumi-hypervisor/dnsmasq/nope/dnsmasq.leases",
             "",
             String(renderDnsmasqConf(d).length),
           ],

@@ -58,6 +58,7 @@ export function startStep(
       p.runDir,
       p.dataDir,
       p.pidPath,
+      p.leasesPath,
       pid === undefined ? "" : String(pid),
       String(Buffer.byteLength(conf)),
       ...(unit !== undefined ? ["install", unit.stop ?? ""] : []),
