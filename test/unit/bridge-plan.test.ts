@@ -4,7 +4,11 @@ import { describe, expect, it } from "vitest";
 import { PlanError } from "../../provider/src/errors";
 import { formatProbe } from "../../provider/src/host/probe";
 import { bridgeModule } from "../../provider/src/resources/bridge";
-import { parseBridgeState, parseLinks } from "../../provider/src/resources/bridge/observe";
+import {
+  parseBridgeState,
+  parseLinks,
+  parseRecordedPorts,
+} from "../../provider/src/resources/bridge/observe";
 import { LINK_MARKER } from "../../provider/src/link-marker";
 import { planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
@@ -254,10 +258,60 @@ describe("planBridge", () => {
     const conf = "# managed by pulumi-hypervisor: bridge br0\nallow br0\n";
     expect(planBridge(undefined, captured("br0", conf)).map((s) => s.summary)).toEqual([
       "stop allowing br0 for qemu-bridge-helper in /etc/qemu/bridge.conf",
-      "forget br0's recorded ports",
       "delete bridge br0",
+      "forget br0's recorded ports",
     ]);
     expect(planBridge(undefined, captured("br7"))).toEqual([]);
+  });
+
+  it("brings a port it brought up down again when it lets go of it (delete or detach)", () => {
+    expect(parseRecordedPorts("eno1 raised\nveth0\n")).toEqual({
+      recordedPorts: ["eno1", "veth0"],
+      raisedPorts: ["eno1"],
+    });
+    // eno1 was down: the bridge attaches it, brings it up and records that it did
+    const s = captured("br0", "", "");
+    const down = { ...s.links["eno1"]!, master: undefined, up: false };
+    const before: BridgeState = { ...s, ports: [], links: { ...s.links, eno1: down } };
+    const want = inputs({
+      name: "br0",
+      addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+      stp: true,
+      ports: ["eno1"],
+    });
+    expect(planBridge(want, before)).toEqual([
+      {
+        summary: "attach eno1 to br0",
+        argv: ["ip", "link", "set", "dev", "eno1", "master", "br0"],
+      },
+      { summary: "bring eno1 up", argv: ["ip", "link", "set", "dev", "eno1", "up"] },
+      {
+        summary: "record br0's ports (eno1 raised)",
+        writeFile: {
+          path: "/run/pulumi-hypervisor/bridge/br0.ports",
+          content: "eno1 raised\n",
+          mode: 0o644,
+        },
+      },
+    ]);
+    const down1 = {
+      summary: "bring eno1 down again (it was down before br0 brought it up)",
+      argv: ["ip", "link", "set", "dev", "eno1", "down"],
+    };
+    const after = captured("br0", "", "eno1 raised\n");
+    expect(planBridge(want, after)).toEqual([]);
+    expect(planBridge(undefined, after).map((x) => x.summary)).toEqual([
+      "delete bridge br0",
+      down1.summary,
+      "forget br0's recorded ports",
+    ]);
+    expect(planBridge({ ...want, ports: [] }, after)).toEqual([
+      { summary: "detach eno1 from br0", argv: ["ip", "link", "set", "dev", "eno1", "nomaster"] },
+      down1,
+      { summary: "forget br0's recorded ports", argv: expect.any(Array) as unknown },
+    ]);
+    // a port it found up stays up
+    expect(planBridge(undefined, captured()).map((x) => x.summary)).not.toContain(down1.summary);
   });
 
   it("refuses to enslave the NIC carrying the SSH session unless its addresses move too", () => {

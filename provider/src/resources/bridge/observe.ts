@@ -125,6 +125,24 @@ export function parseHelperAllowed(conf: string, bridge: string): boolean {
   return i >= 0 && lines[i + 1]?.trim() === `allow ${bridge}`;
 }
 
+/** Returns the ports a bridge recorded (`name` or `name raised` lines) and those it brought up. */
+export function parseRecordedPorts(text: string): {
+  recordedPorts: string[];
+  raisedPorts: string[];
+} {
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([p]) => p !== undefined && p !== "");
+  return {
+    recordedPorts: lines.map(([p]) => p ?? "").sort(),
+    raisedPorts: lines
+      .filter(([, flag]) => flag === "raised")
+      .map(([p]) => p ?? "")
+      .sort(),
+  };
+}
+
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
   const out = parseProbe(stdout, "the bridge probe");
@@ -148,12 +166,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     macPinned: out.need("addr-assign-type").trim() === "3",
     managers: parseManagerProbe(out),
     keepOff: parseKeepOffProbe(out),
-    recordedPorts: out
-      .need("ports")
-      .split("\n")
-      .map((p) => p.trim())
-      .filter((p) => p !== "")
-      .sort(),
+    ...parseRecordedPorts(out.need("ports")),
     persisted: parsePersistProbe(out),
   };
 }

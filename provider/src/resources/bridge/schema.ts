@@ -133,6 +133,8 @@ export interface BridgeState {
   sshLocalAddress: string | undefined;
   /** The ports this bridge recorded as enslaved by it (others, such as taps, are left alone). */
   recordedPorts: string[];
+  /** Those of them that were down and that the bridge brought up (brought down again when released). */
+  raisedPorts: string[];
   /** The bridge's MAC was set explicitly; otherwise the kernel takes the lowest port MAC. */
   macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
