@@ -126,6 +126,28 @@ describe("a bridge an admin made", () => {
   });
 });
 
+describe("a rename onto an admin's bridge", () => {
+  it("keeps the old bridge: Delete checks the new name first and refuses before anything changes", async () => {
+    await engine.up([await bridge("br", { name: "own-br2", addresses: [`${NET_0}.1/24`] })]);
+    await sh(["ip", "link", "add", "name", "adm-br2", "type", "bridge"]);
+    const before = await snapshot("adm-br2");
+    const err = await engine
+      .up([await bridge("br", { name: "adm-br2", addresses: [`${NET_0}.1/24`] })])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PluginError);
+    expect((err as Error).message).toContain(
+      'bridge "own-br2" on root@' +
+        `${h.address}:22: not deleted, because its replacement "adm-br2" would fail: ` +
+        'bridge "adm-br2" already exists and was not created by pulumi-hypervisor',
+    );
+    expect(await ifalias("own-br2")).toBe("pulumi-hypervisor");
+    expect(await snapshot("adm-br2")).toEqual(before);
+    await engine.destroy();
+    expect(await linkJson("own-br2")).toBeUndefined();
+    await sh(["ip", "link", "del", "dev", "adm-br2"]);
+  });
+});
+
 describe("a tap an admin made", () => {
   it("is refused at create and left exactly as it was", async () => {
     await sh(["ip", "tuntap", "add", "dev", "adm-tap", "mode", "tap"]);
