@@ -181,6 +181,14 @@ describe("pulumi import (native plugin)", () => {
     const before = [await snapshot("imp-br"), await snapshot("imp-tap")];
     native = new NativeEngine();
     await native.provider("hv", { connection: secret(h.connection()) });
+    // a preview of a create over it warns, with the refusal, and plans no steps
+    const preview = await native.preview([
+      { type: "hypervisor:index:Bridge", name: "new", provider: "hv", inputs: { name: "imp-br" } },
+    ]);
+    expect(preview.steps.map((s) => [s.op, s.plannedSteps])).toEqual([["create", undefined]]);
+    expect(native.logs()).toContain(
+      'preview without steps: bridge "imp-br" already exists and was not created by pulumi-hypervisor',
+    );
     const br = await native.import("hypervisor:index:Bridge", "br", "imp-br", "hv");
     const tp = await native.import("hypervisor:index:TapDevice", "tp", "imp-tap", "hv");
     expect([await snapshot("imp-br"), await snapshot("imp-tap")]).toEqual(before);

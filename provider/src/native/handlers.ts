@@ -246,7 +246,12 @@ export class NativeProvider {
   }
 
   /** What a create or update would do: canonical inputs, known outputs, the steps (when observable). */
-  private async previewOf(_type: string, mod: AnyModule, raw: Props): Promise<Props> {
+  private async previewOf(
+    _type: string,
+    mod: AnyModule,
+    raw: Props,
+    creating = false,
+  ): Promise<Props> {
     const plain = this.withConnection(stripEngineKeys(unwrapSecrets(raw) as Props));
     const unknownOutputs = Object.fromEntries(
       Object.keys(mod.outputSchema.shape).map((k) => [k, UNKNOWN]),
@@ -261,7 +266,7 @@ export class NativeProvider {
     const inputs = parsed.inputs as Props & { name: string };
     const host = abortableHost(this.hostFactory(parsed.connection), this.cancelling.signal);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
-    const observing = observeForPreview(mod, host, inputs);
+    const observing = observeForPreview(mod, host, inputs, creating);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
     observing.catch(() => undefined);
     let state: unknown;
@@ -297,7 +302,7 @@ export class NativeProvider {
     timeoutSeconds = 0,
   ): Promise<{ id: string; properties: Props }> {
     const { type, mod, lc } = this.module(token);
-    if (preview) return { id: "", properties: await this.previewOf(type, mod, news) };
+    if (preview) return { id: "", properties: await this.previewOf(type, mod, news, true) };
     const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "create");
     try {
       const r = await lc.create(plain, this.operation(timeoutSeconds));
@@ -419,11 +424,16 @@ export class NativeProvider {
   }
 }
 
-async function observeForPreview(mod: AnyModule, host: Host, inputs: unknown): Promise<unknown> {
+async function observeForPreview(
+  mod: AnyModule,
+  host: Host,
+  inputs: unknown,
+  creating = false,
+): Promise<unknown> {
   const sshClientAddress = host.sessionClientAddress
     ? await host.sessionClientAddress()
     : undefined;
-  return mod.observe(host, inputs, { sshClientAddress });
+  return mod.observe(host, inputs, { sshClientAddress, ...(creating ? { creating } : {}) });
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
