@@ -303,6 +303,8 @@ describe("DnsmasqInstance on a lab host", () => {
       ["same", "brd"],
       ["update", "dm"],
     ]);
+    // as an older version left them: the update makes them private again, without a restart
+    await sh('chmod 644 -- "$@"', CONF, HOSTS, LEASES);
     const ms = await timed(async () => {
       const { steps } = await engine.up(res);
       expect(steps.map((s) => s.op)).toEqual(["same", "update"]);
@@ -324,8 +326,10 @@ describe("DnsmasqInstance on a lab host", () => {
     const file = await leaseFile();
     expect(lineFor(file, ALPHA.mac)).toBe(alphaLine);
     expect(lineFor(file, BETA.mac)).toContain(` ${BETA.ip} beta `);
-    // the hosts file the SIGHUP made dnsmasq read again is as private as before
-    expect(await modes(HOSTS, LEASES)).toEqual([HOSTS, LEASES].map((f) => `640 ${gid} ${f}`));
+    // the hosts file the SIGHUP made dnsmasq read again, and the others, are private again
+    expect(await modes(CONF, HOSTS, LEASES)).toEqual(
+      [CONF, HOSTS, LEASES].map((f) => `640 ${gid} ${f}`),
+    );
   });
 
   it("restarts on a range change, keeping the lease file", async ({ annotate }) => {
@@ -335,6 +339,8 @@ describe("DnsmasqInstance on a lab host", () => {
       staticLeases: [ALPHA, BETA],
       dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.160`, leaseTime: "1h" },
     });
+    // as an older version left them: the update makes them private again, without a restart
+    await sh('chmod 644 -- "$@"', CONF, HOSTS, LEASES);
     const ms = await timed(async () => {
       const { steps } = await engine.up(res);
       expect(steps.map((s) => s.op)).toEqual(["same", "update"]);

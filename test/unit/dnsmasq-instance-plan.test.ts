@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import {
   parseDnsmasqState,
+  parseExposed,
   parseProcesses,
 } from "../../provider/src/resources/dnsmasq-instance/observe";
 import { scriptBody } from "../../provider/src/host/script";
@@ -232,6 +233,27 @@ describe("parsing the real probe output", () => {
 describe("planDnsmasqInstance", () => {
   it("is empty when the running daemon matches", () => {
     expect(planDnsmasqInstance(guests(), probed("running"))).toEqual([]);
+  });
+
+  it("makes files an older version left world-readable private, without a restart", () => {
+    const LEASES = "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases";
+    expect(parseExposed(`640 ${CONF}\n644 ${HOSTS}\n600 ${LEASES}\n604 /x\n`)).toEqual([
+      HOSTS,
+      "/x",
+    ]);
+    expect(parseExposed(undefined)).toEqual([]);
+    const old = { ...probed("running"), exposed: [CONF, HOSTS, LEASES] };
+    const fix = (files: string[]) => ({
+      summary: `make the files of dnsmasq guests readable by root and dnsmasq's group only (${files.join(", ")})`,
+      script: { name: "resources/dnsmasq-instance/dnsmasq-private.sh", args: files },
+    });
+    expect(planDnsmasqInstance(guests(), old)).toEqual([fix([CONF, HOSTS, LEASES])]);
+    // a reload rewrites the hosts file privately anyway
+    expect(planDnsmasqInstance(guests({ staticLeases: [ALPHA] }), old)).toEqual([
+      expect.objectContaining({ script: expect.objectContaining({ name: RELOAD }) as unknown }),
+      fix([CONF, LEASES]),
+    ]);
+    expect(scriptBody("resources/dnsmasq-instance/dnsmasq-private.sh")).toContain('private "$@"');
   });
 
   it("applies a static lease change live: hosts file and SIGHUP, no restart", () => {
