@@ -29,6 +29,8 @@ export interface BridgeArgs {
   rollbackSeconds?: pulumi.Input<number>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
   persistence?: pulumi.Input<"auto" | "none">;
+  /** Take over an existing bridge of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a bridge and changes nothing. Default: `false`. */
+  adopt?: pulumi.Input<boolean>;
 }
 
 /** The properties of a Bridge, in both SDKs. */
@@ -53,6 +55,8 @@ export interface BridgeProperties {
   readonly rollbackSeconds: pulumi.Output<number>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
   readonly persistence: pulumi.Output<"auto" | "none">;
+  /** Take over an existing bridge of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a bridge and changes nothing. */
+  readonly adopt: pulumi.Output<boolean>;
   /** The bridge's MAC address as observed. */
   readonly macAddress: pulumi.Output<string>;
   /** The kernel's interface index (stable across live updates). */

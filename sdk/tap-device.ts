@@ -33,6 +33,8 @@ export interface TapDeviceArgs {
   mtu?: pulumi.Input<number>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. Default: `"auto"`. */
   persistence?: pulumi.Input<"auto" | "none">;
+  /** Take over an existing tap of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a tap and changes nothing. Default: `false`. */
+  adopt?: pulumi.Input<boolean>;
 }
 
 /** The properties of a TapDevice, in both SDKs. */
@@ -55,6 +57,8 @@ export interface TapDeviceProperties {
   readonly mtu: pulumi.Output<number | undefined>;
   /** Whether the object comes back after a host reboot. "auto": through the provider's own systemd units where PID 1 is systemd (elsewhere runtime only, with a warning); "none": runtime only. */
   readonly persistence: pulumi.Output<"auto" | "none">;
+  /** Take over an existing tap of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a tap and changes nothing. */
+  readonly adopt: pulumi.Output<boolean>;
   /** The tap's MAC address as observed (the host side; the guest NIC has its own). */
   readonly macAddress: pulumi.Output<string>;
   /** What brings the object back after a reboot: "systemd" (the provider's own unit), the host's network manager that owns an enslaved NIC ("ifupdown", "networkd", "networkmanager"), or "none". */

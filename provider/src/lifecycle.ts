@@ -334,7 +334,10 @@ export class Lifecycle<I extends { name: string }, S> {
     const host = abortableHost(raw, signal);
     const desired = parsed.inputs;
     try {
-      const ctx = await observeContext(host, this.mod);
+      // A replacement is a create, except of the same name: that link is the old object itself.
+      const base = await observeContext(host, this.mod);
+      const creating = desired.name !== old.name;
+      const ctx = creating ? { ...base, creating } : base;
       const state = await observeCoalesced(this.mod, raw, desired, ctx, signal);
       this.mod.plan(desired, state);
     } catch (e) {
@@ -367,10 +370,17 @@ export class Lifecycle<I extends { name: string }, S> {
    * the id: the engine records the object and the next update converges it. The observation after
    * apply runs in the apply's last remote command: two round trips in all.
    */
-  private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
+  private async converge(
+    host: Host,
+    desired: I,
+    id: string,
+    props: Props,
+    creating: boolean,
+  ): Promise<S> {
     const what = this.what(desired.name, host);
     const ctx = await observeContext(host, this.mod);
-    const before = await this.observe(host, desired, ctx, what);
+    // Only the first look is a create's: after apply the object is the provider's own.
+    const before = await this.observe(host, desired, creating ? { ...ctx, creating } : ctx, what);
     const existed = this.mod.exists(before);
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
@@ -483,7 +493,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const { raw, inputs } = this.connect(props, "inputs", opts.signal);
     const id = this.mod.id(inputs);
     const state = await this.locked(raw, inputs, opts.signal, (host) =>
-      this.converge(host, inputs, id, props),
+      this.converge(host, inputs, id, props, true),
     );
     return { id, outs: this.outputsOf(props, inputs, state) };
   }
@@ -497,7 +507,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const { raw, inputs } = this.connect(news, "inputs", opts.signal);
     const id = this.mod.id(inputs);
     const state = await this.locked(raw, inputs, opts.signal, (host) =>
-      this.converge(host, inputs, id, news),
+      this.converge(host, inputs, id, news, false),
     );
     return { outs: this.outputsOf(news, inputs, state) };
   }

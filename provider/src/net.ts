@@ -1,14 +1,22 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
 
-/** Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no spaces, slashes or shell metacharacters. */
+/**
+ * Linux interface names: at most 15 bytes (IFNAMSIZ - 1); the kernel also refuses "." and "..", '/',
+ * ':' and whitespace. A leading '-' the kernel takes, but `ip`, dnsmasq and QEMU would read the
+ * name as an option, so it is refused too.
+ */
 export const InterfaceName = z
   .string()
   .regex(
     /^[A-Za-z0-9_.-]{1,15}$/,
     "must be 1 to 15 characters of letters, digits, '_', '.' or '-' (a Linux interface name)",
   )
-  .refine((s) => s !== "." && s !== "..", "must not be '.' or '..'");
+  .refine((s) => s !== "." && s !== "..", "must not be '.' or '..'")
+  .refine(
+    (s) => !s.startsWith("-"),
+    "must not start with '-' (commands would read it as an option)",
+  );
 
 /** A unicast MAC address written as six colon-separated hex octets. */
 export const MacAddress = z
@@ -72,11 +80,44 @@ export function canonicalCidr(cidr: string): string | undefined {
   return undefined;
 }
 
-/** An interface address with its prefix length ("198.18.100.1/24", "2001:db8::1/64"), canonicalised. */
+/** Returns why an address (canonical, valid) cannot be an interface's own host address, or undefined. */
+export function interfaceAddressProblem(address: string): string | undefined {
+  if (ipFamilyOf(address) === 4) {
+    const first = Number(address.split(".")[0]);
+    if (address === "0.0.0.0") return "is the unspecified address, not a host address";
+    if (first === 0) return "is in 0.0.0.0/8 (this network), not a host address";
+    if (first === 127) return "is a loopback address (127.0.0.0/8 belongs to lo)";
+    if (first >= 224 && first <= 239) return "is a multicast address, not a host address";
+    if (address === "255.255.255.255")
+      return "is the limited broadcast address, not a host address";
+    return undefined;
+  }
+  if (address === "::") return "is the unspecified address, not a host address";
+  if (address === "::1") return "is the loopback address (::1 belongs to lo)";
+  if (/^ff[0-9a-f]{2}:/.test(address)) return "is a multicast address, not a host address";
+  return undefined;
+}
+
+/**
+ * An interface address with its prefix length ("198.18.100.1/24", "2001:db8::1/64"), canonicalised;
+ * a host address: no zone (`%eth0`), not loopback, unspecified or multicast.
+ */
 export const Cidr = z.string().transform((s, ctx) => {
+  if (/^[^/]*%/.test(s)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${JSON.stringify(s)} has a zone index (%...); an interface address has none, the interface is the zone`,
+    });
+    return z.NEVER;
+  }
   const c = canonicalCidr(s);
   if (c === undefined) {
     ctx.addIssue({ code: "custom", message: `${JSON.stringify(s)} is not a CIDR` });
+    return z.NEVER;
+  }
+  const problem = interfaceAddressProblem(c.split("/")[0] ?? "");
+  if (problem !== undefined) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(s)} ${problem}` });
     return z.NEVER;
   }
   return c;

@@ -10,6 +10,8 @@ export interface ObserveContext {
   readonly sshClientAddress: string | undefined;
   /** The host's label ("user@host:port"): warnings and per-host caches of a probe name it. */
   readonly host: string;
+  /** The operation creates the object: a link of its name that the provider did not make is refused. */
+  readonly creating?: boolean;
 }
 
 /** The one remote command of an observation: a read-only probe script and its stdin, if any. */

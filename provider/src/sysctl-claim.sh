@@ -1,15 +1,20 @@
 #!/bin/sh
 # Claims (sets) or releases a sysctl for an owner: sysctl-claim.sh claim|release KEY OWNER VALUE
-# [PROC-ROOT CLAIMS-DIR]. One claim file per resource that needs a value; the value found before
-# the first claim is kept in `.original` and written back when the last claim goes, so a host
-# setting made by someone else (libvirt, the admin) survives. flock serialises concurrent
-# resources on one host.
+# [PROC-ROOT CLAIMS-DIR [WAIT-SECONDS]]. One claim file per resource that needs a value; the value
+# found before the first claim is kept in `.original` and written back when the last claim goes, so
+# a host setting made by someone else (libvirt, the admin) survives. flock serialises concurrent
+# resources on one host; a claim holds it for milliseconds, so a lock still held after WAIT seconds
+# (30 by default) is a stuck holder, and the step fails saying so instead of hanging.
 set -e
 action=$1 key=$2 owner=$3 value=$4 proc=${5:-/proc/sys} claims=${6:-/run/pulumi-hypervisor/sysctl}
+wait=${7:-30}
 d="$claims/$key" p="$proc/$key"
 mkdir -p "$d"
 exec 9>"$claims/.lock"
-flock 9
+if ! flock -w "$wait" 9; then
+  echo "sysctl-claim.sh: $claims/.lock is still held after $wait s by another process (see: fuser -v $claims/.lock); $action of $key for $owner not done" >&2
+  exit 1
+fi
 if [ "$action" = claim ]; then
   [ -e "$d/.original" ] || cat "$p" > "$d/.original"
   : > "$d/$owner"

@@ -16,9 +16,13 @@ export function sysctlCall(
   key: SysctlKey,
   owner: string,
   value = "1",
-  roots: { proc?: string; claims?: string } = {},
+  roots: { proc?: string; claims?: string; waitSeconds?: number } = {},
 ): ScriptCall {
-  const extra = roots.proc !== undefined ? [roots.proc, roots.claims ?? CLAIMS_DIR] : [];
+  const wait = roots.waitSeconds !== undefined ? [String(roots.waitSeconds)] : [];
+  const extra =
+    roots.proc !== undefined || wait.length > 0
+      ? [roots.proc ?? "/proc/sys", roots.claims ?? CLAIMS_DIR, ...wait]
+      : [];
   return scriptIn(__dirname, "sysctl-claim.sh", [action, key, owner, value, ...extra]);
 }
 

@@ -47,7 +47,30 @@ const NAME_LIKE: unknown[] = [
   ["br0"],
 ];
 
-const IFACE_EXTRA: unknown[] = ["abcdefghijklmnop", ".", "..", "a/b", "a:b"];
+// What the kernel refuses in a name (dev_valid_name) beyond NAME_LIKE, and a lone or leading '-'.
+const IFACE_EXTRA: unknown[] = [
+  "abcdefghijklmnop",
+  ".",
+  "..",
+  "a/b",
+  "a:b",
+  "-",
+  "-br0",
+  "a\u00a0b",
+];
+
+// CIDRs that parse but are no interface's own host address.
+const NOT_HOST_ADDRESS: unknown[] = [
+  "fe80::1%eth0/64",
+  "127.0.0.2/8",
+  "0.0.0.0/0",
+  "0.1.2.3/8",
+  "::/0",
+  "::1/128",
+  "224.0.0.1/24",
+  "ff02::1/64",
+  "255.255.255.255/32",
+];
 
 const CIDR_BAD: unknown[] = [
   "",
@@ -172,7 +195,7 @@ export function hostileCorpus(connection: Record<string, unknown>): HostileCase[
       "Bridge",
       bridge,
       "addresses",
-      [...CIDR_BAD, "fe80::1%eth0/64", "127.0.0.2/8", "0.0.0.0/0"],
+      [...CIDR_BAD, ...NOT_HOST_ADDRESS],
       (i, v) => (i["addresses"] = [v]),
     ),
     ...cases("Bridge", bridge, "mtu", INT_BAD),
@@ -192,6 +215,9 @@ export function hostileCorpus(connection: Record<string, unknown>): HostileCase[
       (i, v) => (i["routed"] = { addresses: [v] }),
     ),
     ...cases("TapDevice", tap, "mtu", INT_BAD.slice(0, 4)),
+    ...cases("TapDevice", tap, "routed", IFACE_EXTRA, (i, v) => {
+      i["routed"] = { proxyArpInterface: v };
+    }),
     // DnsmasqInstance
     ...cases("DnsmasqInstance", dnsmasq, "name", NAME_LIKE.slice(0, 22)),
     ...cases("DnsmasqInstance", dnsmasq, "interface", NAME_LIKE.slice(0, 22)),
@@ -248,7 +274,7 @@ export function hostileCorpus(connection: Record<string, unknown>): HostileCase[
     // NatRule
     ...cases("NatRule", nat, "name", NAME_LIKE.slice(0, 22)),
     ...cases("NatRule", nat, "sourceCidr", CIDR_BAD),
-    ...cases("NatRule", nat, "outInterface", NAME_LIKE.slice(0, 22)),
+    ...cases("NatRule", nat, "outInterface", [...NAME_LIKE.slice(0, 22), ...IFACE_EXTRA]),
     ...cases("NatRule", nat, "snatTo", IPV4_BAD.slice(0, 8)),
     ...cases("NatRule", nat, "portForwards", [0, 65536, -1, "22", 22.5], (i, v) => {
       i["portForwards"] = [
@@ -302,6 +328,15 @@ export function hostileCorpus(connection: Record<string, unknown>): HostileCase[
     ...cases("QemuGuest", guest, "nics", NAME_LIKE.slice(1, 10), (i, v) => {
       i["nics"] = [{ mac: "52:54:00:77:00:20", tap: v }];
     }),
+    ...cases(
+      "QemuGuest",
+      guest,
+      "nics",
+      ["-x", "--help", "-br0", "a:b", "abcdefghijklmnop"],
+      (i, v) => {
+        i["nics"] = [{ mac: "52:54:00:77:00:21", bridge: v }];
+      },
+    ),
     ...cases("QemuGuest", guest, "display", [
       "vnc=:1,password=x",
       "sdl",

@@ -68,14 +68,10 @@ async function hostHits(pairs: Array<[string, string]>): Promise<string[]> {
 // Files without user data: pid files, and the sysctl claims (a resource kind and name, a value).
 const NO_USER_DATA = [/\.pid$/, /^\/run\/pulumi-hypervisor\/sysctl\//];
 
-// Readable by others today though they hold user data (names, MACs, addresses, client host
-// names): DnsmasqInstance's files, listed in the abuse report for its owner. dnsmasq re-reads the
-// hosts file on SIGHUP after dropping root, so the fix is 0640 with dnsmasq's group, in its plan.
-const KNOWN_EXPOSED = [
-  "644 /etc/pulumi-hypervisor/dnsmasq/hvab-sd/dhcp-hosts",
-  "644 /etc/pulumi-hypervisor/dnsmasq/hvab-sd/dnsmasq.conf",
-  "644 /var/lib/pulumi-hypervisor/dnsmasq/hvab-sd/dnsmasq.leases",
-];
+// Readable by others though they hold user data (names, MACs, addresses, client host names): none
+// now (DnsmasqInstance's config, hosts and lease files are 0640 root:dnsmasq's group). A file found
+// later is listed here, with its report to the owner of the resource that writes it.
+const KNOWN_EXPOSED: string[] = [];
 
 /** Returns the provider's regular files with user data that others may read, as "mode path". */
 async function exposedFiles(): Promise<string[]> {

@@ -48,10 +48,12 @@ interface IpLink {
   master?: string;
   flags: string[];
   addr_info?: Array<{ local: string; prefixlen: number; scope: string }>;
+  ifalias?: string;
 }
 
 async function link(name: string): Promise<IpLink | undefined> {
-  const r = await h.exec(["ip", "-j", "addr", "show", "dev", name]);
+  // -d: `ip addr` prints a link's ifalias only with details
+  const r = await h.exec(["ip", "-d", "-j", "addr", "show", "dev", name]);
   return r.code === 0 ? (JSON.parse(r.stdout) as IpLink[])[0] : undefined;
 }
 
@@ -71,6 +73,8 @@ async function snapshot() {
     bridgeMac: br?.address,
     bridgeAddrs: globalAddrs(br),
     bridgeUp: br?.flags.includes("UP"),
+    // the provider's mark: the boot scripts recreate the links marked as the provider's
+    aliases: [br?.ifalias, tap?.ifalias, routed?.ifalias],
     tapMaster: tap?.master,
     tapUp: tap?.flags.includes("UP"),
     routedExists: routed !== undefined,
@@ -178,6 +182,7 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
     expect(before).toMatchObject({
       bridgeAddrs: ["198.18.250.1/24"],
       bridgeUp: true,
+      aliases: ["pulumi-hypervisor", "pulumi-hypervisor", "pulumi-hypervisor"],
       tapMaster: BR,
       routedExists: true,
       proxyArp: ["1", "1"],

@@ -103,6 +103,37 @@ describe("Bridge on a lab host", () => {
     expect(await link(h1, "br-mac")).toBeUndefined();
   });
 
+  it("destroy leaves what it found: a port it brought up goes down, a bridge.conf it created goes", async () => {
+    const own = await startEngine();
+    await h1.exec(["ip", "link", "add", "vdn", "type", "veth", "peer", "name", "vdn-p"]);
+    await h1.exec(["ip", "link", "add", "vup", "type", "veth", "peer", "name", "vup-p"]);
+    await h1.exec(["ip", "link", "set", "dev", "vup", "up"]);
+    await h1.exec(["rm", "-f", "/etc/qemu/bridge.conf"]);
+    const flags = async (n: string): Promise<string[]> => {
+      const r = await h1.exec(["ip", "-j", "link", "show", "dev", n]);
+      return (JSON.parse(r.stdout) as Array<{ flags: string[] }>)[0]?.flags ?? [];
+    };
+    const conf = async (): Promise<string> =>
+      (await h1.exec(["sh", "-c", "cat /etc/qemu/bridge.conf 2>/dev/null || echo absent"])).stdout;
+    const br = await spec("Bridge", "brp", {
+      connection: h1.connection(),
+      name: "br-ports",
+      ports: ["vdn", "vup"],
+      allowQemuBridgeHelper: true,
+    });
+    await own.engine.up([br]);
+    expect(await flags("vdn")).toContain("UP");
+    expect(await conf()).toBe("# managed by pulumi-hypervisor: bridge br-ports\nallow br-ports\n");
+    await own.engine.destroy();
+    await own.plugin.stop();
+    expect(await link(h1, "br-ports")).toBeUndefined();
+    expect(await flags("vdn")).not.toContain("UP");
+    expect(await flags("vup")).toContain("UP");
+    expect(await conf()).toBe("absent\n");
+    await h1.exec(["ip", "link", "del", "dev", "vdn"]);
+    await h1.exec(["ip", "link", "del", "dev", "vup"]);
+  });
+
   // br-test as the live update leaves it: both guest networks, STP on, MTU 1400.
   const updatedBrTest = () =>
     spec("Bridge", "br", {

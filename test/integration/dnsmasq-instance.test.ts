@@ -51,6 +51,7 @@ const FOREIGN_DIR = "/var/lib/foreign-dnsmasq";
 const FOREIGN_CONF = `${FOREIGN_DIR}/dnsmasq.conf`;
 const FOREIGN_PID = `${FOREIGN_DIR}/dnsmasq.pid`;
 const CONF = "/etc/pulumi-hypervisor/dnsmasq/guests/dnsmasq.conf";
+const HOSTS = "/etc/pulumi-hypervisor/dnsmasq/guests/dhcp-hosts";
 const DIRS = [
   "/etc/pulumi-hypervisor/dnsmasq/guests",
   "/run/pulumi-hypervisor/dnsmasq/guests",
@@ -108,6 +109,16 @@ async function startTime(pid: number): Promise<string> {
 }
 
 const leaseFile = async (): Promise<string> => sh('cat "$1"', LEASES);
+
+/** Returns "mode group-id path" of each file, as stat prints them. */
+const modes = async (...paths: string[]): Promise<string[]> =>
+  (await sh('stat -c "%a %g %n" -- "$@"', ...paths)).trim().split("\n");
+
+/** Returns the group id a process runs as (its real gid). */
+const gidOf = async (pid: number): Promise<string> =>
+  (
+    await sh("sed -n 's/^Gid:[[:space:]]*\\([0-9]*\\).*/\\1/p' /proc/$1/status", String(pid))
+  ).trim();
 const lineFor = (file: string, mac: string): string | undefined =>
   file.split("\n").find((l) => l.split(" ")[1] === mac);
 const exists = async (path: string): Promise<boolean> =>
@@ -243,6 +254,12 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(await sh('cat "$1"', CONF)).toBe(
       renderDnsmasqConf(DnsmasqInstanceInputs.parse(instanceInputs())),
     );
+    // names, MACs and addresses: root and the group dnsmasq runs as (not root) read them, no one else
+    const gid = await gidOf(pid);
+    expect(gid).not.toBe("0");
+    expect(await modes(CONF, HOSTS, LEASES)).toEqual(
+      [CONF, HOSTS, LEASES].map((f) => `640 ${gid} ${f}`),
+    );
 
     const alpha = await client("alpha", BRIDGE, ALPHA.mac);
     const lease = await alpha.obtain();
@@ -276,6 +293,7 @@ describe("DnsmasqInstance on a lab host", () => {
     annotate,
   }) => {
     const pid = dmOutputs()["pid"] as number;
+    const gid = await gidOf(pid);
     const started = await startTime(pid);
     const alphaLine = lineFor(await leaseFile(), ALPHA.mac);
     expect(alphaLine).toBeDefined();
@@ -285,6 +303,8 @@ describe("DnsmasqInstance on a lab host", () => {
       ["same", "brd"],
       ["update", "dm"],
     ]);
+    // as an older version left them: the update makes them private again, without a restart
+    await sh('chmod 644 -- "$@"', CONF, HOSTS, LEASES);
     const ms = await timed(async () => {
       const { steps } = await engine.up(res);
       expect(steps.map((s) => s.op)).toEqual(["same", "update"]);
@@ -306,6 +326,10 @@ describe("DnsmasqInstance on a lab host", () => {
     const file = await leaseFile();
     expect(lineFor(file, ALPHA.mac)).toBe(alphaLine);
     expect(lineFor(file, BETA.mac)).toContain(` ${BETA.ip} beta `);
+    // the hosts file the SIGHUP made dnsmasq read again, and the others, are private again
+    expect(await modes(CONF, HOSTS, LEASES)).toEqual(
+      [CONF, HOSTS, LEASES].map((f) => `640 ${gid} ${f}`),
+    );
   });
 
   it("restarts on a range change, keeping the lease file", async ({ annotate }) => {
@@ -315,6 +339,8 @@ describe("DnsmasqInstance on a lab host", () => {
       staticLeases: [ALPHA, BETA],
       dhcpRange: { start: `${NET_0}.100`, end: `${NET_0}.160`, leaseTime: "1h" },
     });
+    // as an older version left them: the update makes them private again, without a restart
+    await sh('chmod 644 -- "$@"', CONF, HOSTS, LEASES);
     const ms = await timed(async () => {
       const { steps } = await engine.up(res);
       expect(steps.map((s) => s.op)).toEqual(["same", "update"]);

@@ -148,6 +148,7 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
     for (const [k, h] of lab.hosts.entries()) {
       expect(planned(`${h.name}-bridge`)).toEqual([
         `create bridge br-fleet: ip link add name br-fleet address 52:54:00:fd:00:0${k + 1} type bridge stp_state 0`,
+        "mark br-fleet as created by pulumi-hypervisor (ifalias): ip link set dev br-fleet alias pulumi-hypervisor",
         "bring br-fleet up: ip link set dev br-fleet up",
         `add address ${NET}.1/24 to br-fleet: ip addr add ${NET}.1/24 dev br-fleet`,
       ]);

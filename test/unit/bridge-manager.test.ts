@@ -220,6 +220,7 @@ describe("lockouts", () => {
         "stp_state",
         "0",
       ],
+      ["ip", "link", "set", "dev", "br0", "alias", "pulumi-hypervisor"],
       ["ip", "link", "set", "dev", "br0", "up"],
       [
         ...["sh", "deadman-arm.sh", "bridge-br0-eth0", "90"],
@@ -267,7 +268,7 @@ describe("lockouts", () => {
       ["sh", "deadman-end.sh", "confirm", "bridge-br0-eth0"],
       "write /run/pulumi-hypervisor/bridge/br0.ports",
     ]);
-    const arm = steps[2]!;
+    const arm = steps[3]!;
     expect("stdin" in arm && arm.stdin).toContain(
       "ip route replace default via 203.0.113.1 dev eth0 proto static metric 100 onlink </dev/null",
     );
@@ -319,6 +320,7 @@ describe("lockouts", () => {
         kind: "bridge",
         stp: false,
         vlanFiltering: false,
+        ifalias: "pulumi-hypervisor",
       },
       links: {
         ...backed.links,

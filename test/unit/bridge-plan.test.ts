@@ -1,8 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { PlanError } from "../../provider/src/errors";
 import { formatProbe } from "../../provider/src/host/probe";
-import { parseBridgeState, parseLinks } from "../../provider/src/resources/bridge/observe";
+import { bridgeModule } from "../../provider/src/resources/bridge";
+import {
+  parseBridgeState,
+  parseLinks,
+  parseRecordedPorts,
+} from "../../provider/src/resources/bridge/observe";
+import { LINK_MARKER } from "../../provider/src/link-marker";
 import { planBridge } from "../../provider/src/resources/bridge/plan";
 import { BridgeInputs, type BridgeState } from "../../provider/src/resources/bridge/schema";
 import { persistSections } from "../support/persist-probe";
@@ -41,8 +48,15 @@ function probeSections(
   ];
 }
 
-// br0's port eno1 was enslaved by the bridge itself, and its MAC pinned, unless said otherwise.
-const captured = (
+// The capture as the provider would see a bridge of its own: marked with its ifalias.
+function marked(s: BridgeState): BridgeState {
+  if (!s.bridge) return s;
+  const bridge = { ...s.bridge, ifalias: LINK_MARKER };
+  return { ...s, bridge, links: { ...s.links, [s.name]: bridge } };
+}
+
+// br0 as captured: made by hand, so without the provider's marker.
+const capturedAsIs = (
   name = "br0",
   conf = "",
   recordedPorts = "eno1\n",
@@ -52,6 +66,11 @@ const captured = (
     name,
     probeOutput(conf, name === "br0" ? recordedPorts : "", name === "br0" ? addrAssignType : ""),
   );
+
+// br0 is the provider's, its port eno1 was enslaved by the bridge itself, and its MAC pinned,
+// unless said otherwise.
+const captured = (...args: Parameters<typeof capturedAsIs>): BridgeState =>
+  marked(capturedAsIs(...args));
 const inputs = (x: Record<string, unknown>) => BridgeInputs.parse(x);
 
 describe("parsing real ip -j output", () => {
@@ -127,6 +146,10 @@ describe("planBridge", () => {
           "stp_state",
           "1",
         ],
+      },
+      {
+        summary: "mark br9 as created by pulumi-hypervisor (ifalias)",
+        argv: ["ip", "link", "set", "dev", "br9", "alias", "pulumi-hypervisor"],
       },
       { summary: "bring br9 up", argv: ["ip", "link", "set", "dev", "br9", "up"] },
       {
@@ -235,10 +258,60 @@ describe("planBridge", () => {
     const conf = "# managed by pulumi-hypervisor: bridge br0\nallow br0\n";
     expect(planBridge(undefined, captured("br0", conf)).map((s) => s.summary)).toEqual([
       "stop allowing br0 for qemu-bridge-helper in /etc/qemu/bridge.conf",
-      "forget br0's recorded ports",
       "delete bridge br0",
+      "forget br0's recorded ports",
     ]);
     expect(planBridge(undefined, captured("br7"))).toEqual([]);
+  });
+
+  it("brings a port it brought up down again when it lets go of it (delete or detach)", () => {
+    expect(parseRecordedPorts("eno1 raised\nveth0\n")).toEqual({
+      recordedPorts: ["eno1", "veth0"],
+      raisedPorts: ["eno1"],
+    });
+    // eno1 was down: the bridge attaches it, brings it up and records that it did
+    const s = captured("br0", "", "");
+    const down = { ...s.links["eno1"]!, master: undefined, up: false };
+    const before: BridgeState = { ...s, ports: [], links: { ...s.links, eno1: down } };
+    const want = inputs({
+      name: "br0",
+      addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+      stp: true,
+      ports: ["eno1"],
+    });
+    expect(planBridge(want, before)).toEqual([
+      {
+        summary: "attach eno1 to br0",
+        argv: ["ip", "link", "set", "dev", "eno1", "master", "br0"],
+      },
+      { summary: "bring eno1 up", argv: ["ip", "link", "set", "dev", "eno1", "up"] },
+      {
+        summary: "record br0's ports (eno1 raised)",
+        writeFile: {
+          path: "/run/pulumi-hypervisor/bridge/br0.ports",
+          content: "eno1 raised\n",
+          mode: 0o644,
+        },
+      },
+    ]);
+    const down1 = {
+      summary: "bring eno1 down again (it was down before br0 brought it up)",
+      argv: ["ip", "link", "set", "dev", "eno1", "down"],
+    };
+    const after = captured("br0", "", "eno1 raised\n");
+    expect(planBridge(want, after)).toEqual([]);
+    expect(planBridge(undefined, after).map((x) => x.summary)).toEqual([
+      "delete bridge br0",
+      down1.summary,
+      "forget br0's recorded ports",
+    ]);
+    expect(planBridge({ ...want, ports: [] }, after)).toEqual([
+      { summary: "detach eno1 from br0", argv: ["ip", "link", "set", "dev", "eno1", "nomaster"] },
+      down1,
+      { summary: "forget br0's recorded ports", argv: expect.any(Array) as unknown },
+    ]);
+    // a port it found up stays up
+    expect(planBridge(undefined, captured()).map((x) => x.summary)).not.toContain(down1.summary);
   });
 
   it("refuses to enslave the NIC carrying the SSH session unless its addresses move too", () => {
@@ -371,5 +444,72 @@ describe("BridgeInputs", () => {
       addresses: ["2001:db8::1/64"],
       macAddress: "52:54:00:ab:cd:ef",
     });
+  });
+});
+
+describe("a bridge the provider did not create", () => {
+  const want = {
+    name: "br0",
+    addresses: ["198.18.100.1/24", "2001:db8::1/64"],
+    stp: true,
+    ports: ["eno1"],
+  };
+  const mark = {
+    summary: "mark br0 as created by pulumi-hypervisor (ifalias)",
+    argv: ["ip", "link", "set", "dev", "br0", "alias", "pulumi-hypervisor"],
+  };
+
+  it("reads the marker from ip -j's ifalias", () => {
+    expect(capturedAsIs().bridge?.ifalias).toBeUndefined();
+    const text = JSON.stringify([
+      { ifindex: 4, ifname: "br0", flags: [], mtu: 1500, ifalias: "pulumi-hypervisor" },
+    ]);
+    expect(parseLinks(text)["br0"]?.ifalias).toBe("pulumi-hypervisor");
+  });
+
+  it("is refused at create, naming import and adopt, before any step", () => {
+    const admin = { ...capturedAsIs(), creating: true };
+    const plan = (): unknown => planBridge(inputs(want), admin);
+    expect(plan).toThrow(PlanError);
+    expect(plan).toThrow(
+      'bridge "br0" already exists and was not created by pulumi-hypervisor (it has no ifalias, not "pulumi-hypervisor"); ' +
+        "refusing to take it over, nothing was changed. To manage it, import it " +
+        "(pulumi import hypervisor:index:Bridge <resource name> br0) or set adopt: true " +
+        "(the provider then changes it to match, and destroy deletes it)",
+    );
+    const aliased = marked(admin);
+    if (aliased.bridge) aliased.bridge.ifalias = "uplink to rack 3";
+    expect(() => planBridge(inputs(want), aliased)).toThrow(
+      /its ifalias is "uplink to rack 3", not "pulumi-hypervisor"/,
+    );
+  });
+
+  it("is taken over at create with adopt: true, marked first", () => {
+    const admin = { ...capturedAsIs(), creating: true };
+    expect(planBridge(inputs({ ...want, adopt: true }), admin)).toEqual([mark]);
+    expect(planBridge(inputs({ ...want, adopt: true, mtu: 9000 }), admin)).toEqual([
+      mark,
+      { summary: "set mtu 9000 on br0", argv: ["ip", "link", "set", "dev", "br0", "mtu", "9000"] },
+    ]);
+  });
+
+  it("is converged and marked by an update (imported, or made by an older version)", () => {
+    expect(planBridge(inputs(want), capturedAsIs())).toEqual([mark]);
+  });
+
+  it("of the provider's own, marked, is created over without refusal", () => {
+    expect(planBridge(inputs(want), { ...captured(), creating: true })).toEqual([]);
+  });
+
+  it("is deleted by a destroy once in the stack, marked or not", () => {
+    const summaries = (s: BridgeState): string[] => planBridge(undefined, s).map((x) => x.summary);
+    expect(summaries(capturedAsIs())).toEqual(summaries(captured()));
+    expect(summaries(capturedAsIs())).toContain("delete bridge br0");
+  });
+
+  it("never shows adopt as drift: it is the program's opt-in, not the bridge's", () => {
+    const d = inputs({ ...want, adopt: true });
+    expect(bridgeModule.observedInputs(capturedAsIs(), d)["adopt"]).toBe(true);
+    expect(bridgeModule.observedInputs(capturedAsIs(), inputs(want))["adopt"]).toBe(false);
   });
 });

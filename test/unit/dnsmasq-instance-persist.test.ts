@@ -98,7 +98,7 @@ describe("DnsmasqInstance under systemd", () => {
     ]);
     const [install] = steps;
     expect(
-      install !== undefined && "script" in install ? install.script.args.slice(6) : [],
+      install !== undefined && "script" in install ? install.script.args.slice(7) : [],
     ).toEqual(["", expect.any(String), "install", ""]);
   });
 

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import {
   parseDnsmasqState,
+  parseExposed,
   parseProcesses,
 } from "../../provider/src/resources/dnsmasq-instance/observe";
 import { scriptBody } from "../../provider/src/host/script";
@@ -61,6 +62,7 @@ const DIRS = [
   "/var/lib/pulumi-hypervisor/dnsmasq/guests",
 ];
 const PID = "/run/pulumi-hypervisor/dnsmasq/guests/dnsmasq.pid";
+const LEASES = "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases";
 
 describe("renderDnsmasqConf", () => {
   it("binds to the interface only and keeps every file under the provider's paths", () => {
@@ -233,6 +235,27 @@ describe("planDnsmasqInstance", () => {
     expect(planDnsmasqInstance(guests(), probed("running"))).toEqual([]);
   });
 
+  it("makes files an older version left world-readable private, without a restart", () => {
+    const LEASES = "/var/lib/pulumi-hypervisor/dnsmasq/guests/dnsmasq.leases";
+    expect(parseExposed(`640 ${CONF}\n644 ${HOSTS}\n600 ${LEASES}\n604 /x\n`)).toEqual([
+      HOSTS,
+      "/x",
+    ]);
+    expect(parseExposed(undefined)).toEqual([]);
+    const old = { ...probed("running"), exposed: [CONF, HOSTS, LEASES] };
+    const fix = (files: string[]) => ({
+      summary: `make the files of dnsmasq guests readable by root and dnsmasq's group only (${files.join(", ")})`,
+      script: { name: "resources/dnsmasq-instance/dnsmasq-private.sh", args: files },
+    });
+    expect(planDnsmasqInstance(guests(), old)).toEqual([fix([CONF, HOSTS, LEASES])]);
+    // a reload rewrites the hosts file privately anyway
+    expect(planDnsmasqInstance(guests({ staticLeases: [ALPHA] }), old)).toEqual([
+      expect.objectContaining({ script: expect.objectContaining({ name: RELOAD }) as unknown }),
+      fix([CONF, LEASES]),
+    ]);
+    expect(scriptBody("resources/dnsmasq-instance/dnsmasq-private.sh")).toContain('private "$@"');
+  });
+
   it("applies a static lease change live: hosts file and SIGHUP, no restart", () => {
     expect(
       planDnsmasqInstance(guests({ staticLeases: [ALPHA, BETA, GAMMA] }), probed("running")),
@@ -264,7 +287,7 @@ describe("planDnsmasqInstance", () => {
           "check (dnsmasq --test) and install the config of dnsmasq guests, and restart it on br0 (pid 4704; leases kept)",
         script: {
           name: START,
-          args: [CONF, HOSTS, ...DIRS, PID, "4704", String(conf.length)],
+          args: [CONF, HOSTS, ...DIRS, PID, LEASES, "4704", String(conf.length)],
         },
         stdin:
           conf + "52:54:00:13:00:01,198.18.130.11,alpha\n52:54:00:13:00:02,198.18.130.12,beta\n",
@@ -300,7 +323,7 @@ describe("planDnsmasqInstance", () => {
           "check (dnsmasq --test) and install the config of dnsmasq guests, and start it on br0",
         script: {
           name: START,
-          args: [CONF, HOSTS, ...DIRS, PID, "", String(GUESTS_CONF.length)],
+          args: [CONF, HOSTS, ...DIRS, PID, LEASES, "", String(GUESTS_CONF.length)],
         },
         stdin:
           GUESTS_CONF +
@@ -344,6 +367,7 @@ describe("planDnsmasqInstance", () => {
             "/run/pulumi-hypervisor/dnsmasq/nope",
             "/var/lib/pulumi-hypervisor/dnsmasq/nope",
             "/run/pulumi-hypervisor/dnsmasq/nope/dnsmasq.pid",
+            "/var/lib/pulumi-hypervisor/dnsmasq/nope/dnsmasq.leases",
             "",
             String(renderDnsmasqConf(d).length),
           ],

@@ -180,11 +180,13 @@ class StubbornHost implements Host {
   readonly label = "root@198.18.1.2:22";
   readonly ran: string[][] = [];
   private exists = false;
+  private marked = false;
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push([...req.argv]);
     // the plan arrives as one batch of commands; the bridge appears, its mtu never changes
     if (req.argv.join(" ").includes("ip link add name br0")) {
       this.exists = true;
+      this.marked = req.argv.join(" ").includes("alias pulumi-hypervisor");
       return { exitCode: 0, stdout: "", stderr: "" };
     }
     if (req.argv[3] === "bridge-probe.sh") {
@@ -198,6 +200,7 @@ class StubbornHost implements Host {
               address: "aa:bb:cc:dd:ee:ff",
               linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
               addr_info: [],
+              ...(this.marked ? { ifalias: "pulumi-hypervisor" } : {}),
             },
           ]
         : [];
@@ -265,7 +268,7 @@ describe("a half-done create is recorded with its id", () => {
     expect(err).toBeInstanceOf(InitFailedError);
     const e = err as InitFailedError;
     expect(e.message).toBe(
-      'bridge "br0" on root@198.18.1.2:22: connection lost applying from step 1 of 3 (create bridge br0); ' +
+      'bridge "br0" on root@198.18.1.2:22: connection lost applying from step 1 of 4 (create bridge br0); ' +
         "the host may be half-changed, the next update finishes it",
     );
     expect(e.id).toBe("br0");

@@ -119,3 +119,75 @@ describe("address forms", () => {
     expect(InterfaceName.safeParse("br0;reboot").success).toBe(false);
   });
 });
+
+describe("interface names as the kernel and the commands take them", () => {
+  it("accepts what Linux names interfaces", () => {
+    for (const n of [
+      "br0",
+      "eth0.100",
+      "br-lan",
+      "wlp3s0",
+      "veth_a",
+      "enx001122334455",
+      "0",
+      "a.b",
+    ]) {
+      expect(issues(InterfaceName.safeParse(n))).toEqual([]);
+    }
+  });
+
+  it("refuses what the kernel refuses: too long, '.', '..', '/', ':', whitespace", () => {
+    for (const n of ["abcdefghijklmnop", ".", "..", "a/b", "a:b", "a b", "a\tb", "a\n", ""]) {
+      expect(InterfaceName.safeParse(n).success).toBe(false);
+    }
+  });
+
+  it("refuses a leading '-', which ip, dnsmasq and QEMU would read as an option", () => {
+    expect(issues(InterfaceName.safeParse("-x"))).toEqual([
+      "must not start with '-' (commands would read it as an option)",
+    ]);
+    expect(issues(InterfaceName.safeParse("--help"))).toEqual([
+      "must not start with '-' (commands would read it as an option)",
+    ]);
+    expect(issues(InterfaceName.safeParse("x-"))).toEqual([]);
+  });
+});
+
+describe("interface addresses", () => {
+  it("refuses a zone index, loopback, unspecified, multicast and broadcast, saying which", () => {
+    expect(issues(Cidr.safeParse("fe80::1%eth0/64"))).toEqual([
+      '"fe80::1%eth0/64" has a zone index (%...); an interface address has none, the interface is the zone',
+    ]);
+    expect(issues(Cidr.safeParse("127.0.0.2/8"))).toEqual([
+      '"127.0.0.2/8" is a loopback address (127.0.0.0/8 belongs to lo)',
+    ]);
+    expect(issues(Cidr.safeParse("0.0.0.0/0"))).toEqual([
+      '"0.0.0.0/0" is the unspecified address, not a host address',
+    ]);
+    expect(issues(Cidr.safeParse("0.1.2.3/8"))).toEqual([
+      '"0.1.2.3/8" is in 0.0.0.0/8 (this network), not a host address',
+    ]);
+    expect(issues(Cidr.safeParse("::/0"))).toEqual([
+      '"::/0" is the unspecified address, not a host address',
+    ]);
+    expect(issues(Cidr.safeParse("::1/128"))).toEqual([
+      '"::1/128" is the loopback address (::1 belongs to lo)',
+    ]);
+    expect(issues(Cidr.safeParse("224.0.0.1/24"))).toEqual([
+      '"224.0.0.1/24" is a multicast address, not a host address',
+    ]);
+    expect(issues(Cidr.safeParse("FF02::1/64"))).toEqual([
+      '"FF02::1/64" is a multicast address, not a host address',
+    ]);
+    expect(issues(Cidr.safeParse("255.255.255.255/32"))).toEqual([
+      '"255.255.255.255/32" is the limited broadcast address, not a host address',
+    ]);
+  });
+
+  it("keeps host addresses, link-local and IPv6 ones whose first group only looks like ff", () => {
+    for (const a of ["198.18.0.1/15", "10.0.0.1/8", "169.254.1.1/16", "fe80::1/64", "ff::1/64"]) {
+      expect(issues(Cidr.safeParse(a))).toEqual([]);
+    }
+    expect(Cidr.parse("FF::1/64")).toBe("ff::1/64");
+  });
+});

@@ -93,6 +93,7 @@ describe("Bridge", () => {
     addresses: ["198.18.90.1/24"],
     stp: false,
     vlanFiltering: false,
+    ifalias: "pulumi-hypervisor",
   };
   const present = (persisted: PersistedState): BridgeState => ({
     ...absent(persisted),
@@ -104,6 +105,10 @@ describe("Bridge", () => {
     {
       summary: "create bridge br9",
       argv: ["ip", "link", "add", "name", "br9", "type", "bridge", "stp_state", "0"],
+    },
+    {
+      summary: "mark br9 as created by pulumi-hypervisor (ifalias)",
+      argv: ["ip", "link", "set", "dev", "br9", "alias", "pulumi-hypervisor"],
     },
     {
       summary: "pin br9's mac address, so ports joining or leaving do not change it",
@@ -158,7 +163,7 @@ describe("Bridge", () => {
   it("without systemd: exactly today's plan, the MAC pinned without a file", () => {
     const s = absent(layer(unit, absentFiles, { systemd: false }));
     expect(planBridge(d, s)).toEqual(planBridgeLive(d, s));
-    expect(planBridge(d, s)[1]).toEqual({
+    expect(planBridge(d, s)[2]).toEqual({
       summary: "pin br9's mac address, so ports joining or leaving do not change it",
       script: { name: "resources/bridge/bridge-pin-mac.sh", args: ["br9"] },
     });

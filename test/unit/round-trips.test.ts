@@ -221,6 +221,7 @@ class BridgeHost implements Host {
   readonly label = "root@198.18.1.2:22";
   readonly ran: string[] = [];
   private mtu: number | undefined;
+  private alias: string | undefined;
 
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push(req.argv[3] ?? req.argv[0] ?? "");
@@ -243,7 +244,10 @@ class BridgeHost implements Host {
   private answer(argv: readonly string[]): RunResult {
     const line = argv.join(" ");
     if (line.startsWith("ip link add name br0")) this.mtu = 1500;
-    else if (line.startsWith("ip link del dev br0")) this.mtu = undefined;
+    else if (line.startsWith("ip link del dev br0"))
+      [this.mtu, this.alias] = [undefined, undefined];
+    const alias = /^ip link set dev br0 alias (\S+)$/.exec(line);
+    if (alias) this.alias = alias[1];
     const mtu = /^ip link set dev br0 mtu (\d+)$/.exec(line);
     if (mtu) this.mtu = Number(mtu[1]);
     if (argv[3] !== "bridge-probe.sh") return { exitCode: 0, stdout: "", stderr: "" };
@@ -257,6 +261,7 @@ class BridgeHost implements Host {
               flags: ["UP"],
               mtu: this.mtu,
               address: "aa:bb:cc:dd:ee:ff",
+              ...(this.alias !== undefined ? { ifalias: this.alias } : {}),
               linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
               addr_info: [],
             },

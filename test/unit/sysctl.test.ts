@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,7 +18,7 @@ function scratch(initial: string) {
     execFileSync(cmd!, args);
   };
   const value = () => readFileSync(join(proc, "net/ipv4/ip_forward"), "utf8").trim();
-  return { run, value };
+  return { run, value, roots, claims: roots.claims };
 }
 
 describe("sysctl claims", () => {
@@ -46,6 +46,37 @@ describe("sysctl claims", () => {
     s.run("release", "natrule-a");
     s.run("release", "natrule-a");
     expect(s.value()).toBe("0");
+  });
+  it("gives up on a lock held too long, saying what holds it, and changes nothing", async () => {
+    const s = scratch("0\n");
+    s.run("claim", "natrule-a");
+    const claims = s.claims;
+    const holder = spawn("flock", [join(claims, ".lock"), "sleep", "30"], { stdio: "ignore" });
+    try {
+      // flock creates the lock file when it holds it; wait for that before racing it
+      for (
+        let i = 0;
+        i < 100 && spawnSync("flock", ["-n", join(claims, ".lock"), "true"]).status === 0;
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const call = sysctlCall("release", "net/ipv4/ip_forward", "natrule-a", "1", {
+        ...s.roots,
+        waitSeconds: 1,
+      });
+      const [cmd, ...args] = scriptArgv(call);
+      const started = Date.now();
+      const r = spawnSync(cmd!, args, { encoding: "utf8" });
+      expect(r.status).toBe(1);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(r.stderr).toBe(
+        `sysctl-claim.sh: ${claims}/.lock is still held after 1 s by another process (see: fuser -v ${claims}/.lock); release of net/ipv4/ip_forward for natrule-a not done\n`,
+      );
+      expect(s.value()).toBe("1");
+    } finally {
+      holder.kill();
+    }
   });
   it("parses the probe", () => {
     expect(parseSysctlProbe("net/ipv4/ip_forward 1 1\nnet/ipv4/conf/tap0/proxy_arp - 0\n")).toEqual(

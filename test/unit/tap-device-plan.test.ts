@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { LINK_MARKER } from "../../provider/src/link-marker";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { scriptBody } from "../../provider/src/host/script";
 import {
@@ -19,9 +20,20 @@ import { sysctlCall } from "../../provider/src/sysctl";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
-/** The state parsed from a real probe capture (see test/fixtures/README.md). */
-const captured = (probe: "vm0" | "vm1" | "vm9", name: string = probe): TapDeviceState =>
+/** The state parsed from a real probe capture (see test/fixtures/README.md): taps made by hand. */
+const capturedAsIs = (probe: "vm0" | "vm1" | "vm9", name: string = probe): TapDeviceState =>
   parseTapDeviceState(name, fixture(`tap-probe-${probe}.txt`));
+
+/** The state with the tap as the provider would see one of its own: marked with its ifalias. */
+function marked(s: TapDeviceState): TapDeviceState {
+  if (!s.tap) return s;
+  const tap = { ...s.tap, ifalias: LINK_MARKER };
+  return { ...s, tap, links: { ...s.links, [s.name]: tap } };
+}
+
+/** A real capture, the tap (when there is one) the provider's own. */
+const captured = (probe: "vm0" | "vm1" | "vm9", name: string = probe): TapDeviceState =>
+  marked(capturedAsIs(probe, name));
 const inputs = (x: Record<string, unknown>): TapDeviceInputs => TapDeviceInputs.parse(x);
 
 const vm0 = { name: "vm0", bridge: "br0", owner: "nobody", group: "users", vnetHdr: true };
@@ -187,6 +199,10 @@ describe("planTapDevice: create", () => {
           "vnet_hdr",
         ],
       },
+      {
+        summary: "mark vm9 as created by pulumi-hypervisor (ifalias)",
+        argv: ["ip", "link", "set", "dev", "vm9", "alias", "pulumi-hypervisor"],
+      },
       { summary: "set mtu 1400 on vm9", argv: ["ip", "link", "set", "dev", "vm9", "mtu", "1400"] },
       { summary: "attach vm9 to br1", argv: ["ip", "link", "set", "dev", "vm9", "master", "br1"] },
       { summary: "bring vm9 up", argv: ["ip", "link", "set", "dev", "vm9", "up"] },
@@ -200,6 +216,10 @@ describe("planTapDevice: create", () => {
     });
     expect(planTapDevice(d, captured("vm9"))).toEqual([
       { summary: "create tap vm9", argv: ["ip", "tuntap", "add", "dev", "vm9", "mode", "tap"] },
+      {
+        summary: "mark vm9 as created by pulumi-hypervisor (ifalias)",
+        argv: ["ip", "link", "set", "dev", "vm9", "alias", "pulumi-hypervisor"],
+      },
       { summary: "bring vm9 up", argv: ["ip", "link", "set", "dev", "vm9", "up"] },
       {
         summary: "add host route 198.18.121.5/32 via vm9",
@@ -336,6 +356,10 @@ describe("planTapDevice: existing taps", () => {
         summary: "create tap vm0 (user 1000 vnet_hdr)",
         argv: ["ip", "tuntap", "add", "dev", "vm0", "mode", "tap", "user", "1000", "vnet_hdr"],
       },
+      {
+        summary: "mark vm0 as created by pulumi-hypervisor (ifalias)",
+        argv: ["ip", "link", "set", "dev", "vm0", "alias", "pulumi-hypervisor"],
+      },
       { summary: "attach vm0 to br0", argv: ["ip", "link", "set", "dev", "vm0", "master", "br0"] },
       { summary: "bring vm0 up", argv: ["ip", "link", "set", "dev", "vm0", "up"] },
     ]);
@@ -395,6 +419,7 @@ describe("the module: observed inputs and outputs", () => {
       vnetHdr: true,
       mtu: 1500,
       persistence: "auto",
+      adopt: false,
     });
     expect(tapDeviceModule.observedInputs(captured("vm0"), inputs({ name: "vm0" }))).toMatchObject({
       owner: "65534",
@@ -411,6 +436,7 @@ describe("the module: observed inputs and outputs", () => {
       vnetHdr: false,
       mtu: 9000,
       persistence: "auto",
+      adopt: false,
     });
     // a state without the inputs it was observed for cannot say how the persisted layer drifted
     expect(tapDeviceModule.outputs(captured("vm0"))).toEqual({
@@ -486,6 +512,47 @@ describe("TapDeviceInputs", () => {
       multiQueue: false,
       vnetHdr: false,
       persistence: "auto",
+      adopt: false,
     });
+  });
+});
+
+describe("a tap the provider did not create", () => {
+  const mark = {
+    summary: "mark vm1 as created by pulumi-hypervisor (ifalias)",
+    argv: ["ip", "link", "set", "dev", "vm1", "alias", "pulumi-hypervisor"],
+  };
+
+  it("reads the marker from ip -j's ifalias", () => {
+    expect(capturedAsIs("vm1").tap?.ifalias).toBeUndefined();
+    const text = JSON.stringify([
+      { ifindex: 7, ifname: "vm1", flags: [], mtu: 1500, ifalias: "pulumi-hypervisor" },
+    ]);
+    expect(parseTapLinks(text)["vm1"]?.ifalias).toBe("pulumi-hypervisor");
+  });
+
+  it("is refused at create, naming import and adopt, before any step", () => {
+    expect(() => planTapDevice(inputs(vm1), { ...capturedAsIs("vm1"), creating: true })).toThrow(
+      'tap "vm1" already exists and was not created by pulumi-hypervisor (it has no ifalias, not "pulumi-hypervisor"); ' +
+        "refusing to take it over, nothing was changed. To manage it, import it " +
+        "(pulumi import hypervisor:index:TapDevice <resource name> vm1) or set adopt: true " +
+        "(the provider then changes it to match, and destroy deletes it)",
+    );
+  });
+
+  it("is taken over at create with adopt: true, and by an update, marked first", () => {
+    const creating = { ...capturedAsIs("vm1"), creating: true };
+    expect(planTapDevice(inputs({ ...vm1, adopt: true }), creating)).toEqual([mark]);
+    expect(planTapDevice(inputs(vm1), capturedAsIs("vm1"))).toEqual([mark]);
+  });
+
+  it("of the provider's own, marked, is created over without refusal", () => {
+    expect(planTapDevice(inputs(vm1), { ...captured("vm1"), creating: true })).toEqual([]);
+  });
+
+  it("is deleted by a destroy once in the stack, marked or not", () => {
+    expect(planTapDevice(undefined, capturedAsIs("vm1"))).toEqual(
+      planTapDevice(undefined, captured("vm1")),
+    );
   });
 });

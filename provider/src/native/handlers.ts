@@ -247,7 +247,12 @@ export class NativeProvider {
   }
 
   /** What a create or update would do: canonical inputs, known outputs, the steps (when observable). */
-  private async previewOf(_type: string, mod: AnyModule, raw: Props): Promise<Props> {
+  private async previewOf(
+    _type: string,
+    mod: AnyModule,
+    raw: Props,
+    creating = false,
+  ): Promise<Props> {
     const plain = this.withConnection(stripEngineKeys(unwrapSecrets(raw) as Props));
     const unknownOutputs = Object.fromEntries(
       Object.keys(mod.outputSchema.shape).map((k) => [k, UNKNOWN]),
@@ -262,7 +267,7 @@ export class NativeProvider {
     const inputs = parsed.inputs as Props & { name: string };
     const host = this.hostFactory(parsed.connection);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
-    const observing = observeForPreview(mod, host, inputs, this.cancelling.signal);
+    const observing = observeForPreview(mod, host, inputs, this.cancelling.signal, creating);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
     observing.catch(() => undefined);
     let state: unknown;
@@ -298,7 +303,7 @@ export class NativeProvider {
     timeoutSeconds = 0,
   ): Promise<{ id: string; properties: Props }> {
     const { type, mod, lc } = this.module(token);
-    if (preview) return { id: "", properties: await this.previewOf(type, mod, news) };
+    if (preview) return { id: "", properties: await this.previewOf(type, mod, news, true) };
     const plain = this.known(stripEngineKeys(unwrapSecrets(news) as Props), "create");
     try {
       const r = await lc.create(plain, this.operation(timeoutSeconds));
@@ -426,13 +431,15 @@ async function observeForPreview(
   pooled: Host,
   inputs: unknown,
   signal: AbortSignal,
+  creating = false,
 ): Promise<unknown> {
   const host = abortableHost(pooled, signal);
   const sshClientAddress =
     mod.needsClientAddress && host.sessionClientAddress
       ? await host.sessionClientAddress()
       : undefined;
-  return observeCoalesced(mod, pooled, inputs, { sshClientAddress, host: host.label }, signal);
+  const ctx = { sshClientAddress, host: host.label, ...(creating ? { creating } : {}) };
+  return observeCoalesced(mod, pooled, inputs, ctx, signal);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -45,5 +45,7 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
     vlanFiltering: state.bridge?.vlanFiltering ?? false,
     allowQemuBridgeHelper: state.helperAllowed,
     persistence: persistence.observed(desired, state),
+    // An opt-in for the create, not a property of the bridge: never drift.
+    adopt: desired.adopt,
   }),
 };

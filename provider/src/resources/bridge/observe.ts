@@ -50,7 +50,10 @@ const IpAddrInfo = z.object({
 const IpLink = ipLinkSchema({
   stp_state: z.number().optional(),
   vlan_filtering: z.number().optional(),
-}).extend({ addr_info: z.array(IpAddrInfo.loose()).default([]) });
+}).extend({
+  addr_info: z.array(IpAddrInfo.loose()).default([]),
+  ifalias: z.string().optional(),
+});
 const IpRoute = z
   .object({
     dst: z.string(),
@@ -90,6 +93,7 @@ export function parseLinks(text: string): Record<string, Link> {
       ...(l.linkinfo?.info_kind === "bridge"
         ? { stp: (data?.stp_state ?? 0) !== 0, vlanFiltering: (data?.vlan_filtering ?? 0) !== 0 }
         : {}),
+      ...(l.ifalias !== undefined ? { ifalias: l.ifalias } : {}),
     };
   }
   return links;
@@ -121,6 +125,24 @@ export function parseHelperAllowed(conf: string, bridge: string): boolean {
   return i >= 0 && lines[i + 1]?.trim() === `allow ${bridge}`;
 }
 
+/** Returns the ports a bridge recorded (`name` or `name raised` lines) and those it brought up. */
+export function parseRecordedPorts(text: string): {
+  recordedPorts: string[];
+  raisedPorts: string[];
+} {
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([p]) => p !== undefined && p !== "");
+  return {
+    recordedPorts: lines.map(([p]) => p ?? "").sort(),
+    raisedPorts: lines
+      .filter(([, flag]) => flag === "raised")
+      .map(([p]) => p ?? "")
+      .sort(),
+  };
+}
+
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
   const out = parseProbe(stdout, "the bridge probe");
@@ -144,12 +166,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
     macPinned: out.need("addr-assign-type").trim() === "3",
     managers: parseManagerProbe(out),
     keepOff: parseKeepOffProbe(out),
-    recordedPorts: out
-      .need("ports")
-      .split("\n")
-      .map((p) => p.trim())
-      .filter((p) => p !== "")
-      .sort(),
+    ...parseRecordedPorts(out.need("ports")),
     persisted: parsePersistProbe(out),
   };
 }
@@ -167,7 +184,7 @@ export function parseBridgeResult(
 ): BridgeState {
   const state = parseBridgeState(inputs.name, r.stdout);
   if (inputs.persistence === "auto") warnNoSystemd(ctx.host, state.persisted);
-  return { ...state, inputs };
+  return { ...state, inputs, ...(ctx.creating ? { creating: true } : {}) };
 }
 
 /** Observes the bridge, its ports and the SSH route in one remote command. */

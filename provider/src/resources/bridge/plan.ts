@@ -1,6 +1,7 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { isMarked, markLinkStep, refuseUnmarked } from "../../link-marker";
 import { keepOffFiles, keepOffReloads } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
 import {
@@ -48,6 +49,10 @@ function moveCommands(addresses: string[], routes: Route[], from: string, to: st
 
 const portsFile = (name: string): string => `${PORTS_DIR}/${name}.ports`;
 
+// The ports file's lines: a port, and `raised` when the bridge brought it up (parseRecordedPorts).
+const recordLines = (ports: readonly string[], raised: readonly string[]): string[] =>
+  ports.map((p) => (raised.includes(p) ? `${p} raised` : p));
+
 function forgetPortsStep(name: string): Step {
   return { summary: `forget ${name}'s recorded ports`, argv: ["rm", "-f", "--", portsFile(name)] };
 }
@@ -80,6 +85,7 @@ export function absentBridge(
     sshInterface: undefined,
     sshLocalAddress: undefined,
     recordedPorts: [],
+    raisedPorts: [],
     macPinned: false,
     helperAllowed: false,
     persisted,
@@ -126,6 +132,14 @@ export function planBridgeLive(desired: BridgeInputs | undefined, actual: Bridge
       `interface ${JSON.stringify(name)} exists and is not a bridge (kind ${existing.kind ?? "none"}); refusing to touch it`,
     );
   }
+  if (desired !== undefined && actual.bridge) {
+    refuseUnmarked(
+      { type: "Bridge", noun: "bridge", name },
+      actual.bridge,
+      actual.creating,
+      desired.adopt,
+    );
+  }
   return desired === undefined
     ? planDelete(actual)
     : planConverge(desired, actual, persistsOwnUnit(desired, actual));
@@ -142,13 +156,23 @@ export function planBridge(desired: BridgeInputs | undefined, actual: BridgeStat
   ];
 }
 
+/** Returns the steps that bring down ports the bridge brought up, once it let go of them. */
+function lowerRaised(name: string, ports: readonly string[], actual: BridgeState): Step[] {
+  return ports
+    .filter((p) => actual.raisedPorts.includes(p) && actual.links[p]?.up)
+    .map((p) => ({
+      summary: `bring ${p} down again (it was down before ${name} brought it up)`,
+      argv: ["ip", "link", "set", "dev", p, "down"],
+    }));
+}
+
 function planDelete(actual: BridgeState): Step[] {
   const name = actual.name;
   const steps: Step[] = [...planNicRestore(actual)];
   if (actual.helperAllowed) steps.push(helperStep("remove", name));
-  if (actual.recordedPorts.length > 0) steps.push(forgetPortsStep(name));
   const bridge = actual.bridge;
-  if (!bridge) return steps;
+  const forget = actual.recordedPorts.length > 0 ? [forgetPortsStep(name)] : [];
+  if (!bridge) return [...steps, ...forget];
   if (actual.sshInterface === name) {
     const [port, ...others] = actual.ports;
     if (port === undefined || others.length > 0) {
@@ -168,13 +192,14 @@ function planDelete(actual: BridgeState): Step[] {
         ],
       ),
     );
-    return steps;
+    return [...steps, ...forget];
   }
   steps.push({
     summary: `delete bridge ${name}`,
     argv: ["ip", "link", "del", "dev", name, "type", "bridge"],
   });
-  return steps;
+  // Deleting the bridge releases its ports as they are: up. Those it raised go back down.
+  return [...steps, ...lowerRaised(name, actual.ports, actual), ...forget];
 }
 
 function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean): Step[] {
@@ -227,6 +252,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
       ],
     });
   }
+  // A bridge in the stack without the marker (made by an older version, imported or adopted) gets it.
+  if (!b || !isMarked(b.ifalias)) steps.push(markLinkStep(name));
   if (cur.stp !== d.stp) {
     steps.push({
       summary: `set stp ${d.stp ? "on" : "off"} on ${name}`,
@@ -274,6 +301,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
   }
 
   const moved: string[] = [];
+  // Ports the bridge brought up, kept while they stay its ports (to bring them down when released).
+  const raised = actual.raisedPorts.filter((p) => ports.includes(p) && d.ports.includes(p));
   for (const port of minus(sorted(d.ports), ports)) {
     const link = actual.links[port];
     if (!link) throw new PlanError(`port ${JSON.stringify(port)} does not exist on the host`);
@@ -281,6 +310,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
       throw new PlanError(`port ${JSON.stringify(port)} is already attached to ${link.master}`);
     }
     const carriesSsh = actual.sshInterface === port;
+    if (!link.up) raised.push(port);
     const keep = link.addresses.filter((a) => d.addresses.includes(a));
     if (link.addresses.length > 0 && keep.length === link.addresses.length) {
       moved.push(...keep);
@@ -342,7 +372,7 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
     // The restore also detaches the ports this change attached: the bridge gets its old ports.
     steps.push(...guardedDetach(d, removedPorts, detach, minus(sorted(d.ports), ports)));
   } else {
-    steps.push(...detach);
+    steps.push(...detach, ...lowerRaised(name, removedPorts, actual));
   }
 
   for (const a of minus(cur.addresses, d.addresses)) {
@@ -367,8 +397,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
     });
   }
   if (!nicPersisted) steps.push(...planNicPersistence(d, actual));
-  const wanted = sorted(d.ports);
-  if (wanted.join("\n") !== actual.recordedPorts.join("\n")) {
+  const wanted = recordLines(sorted(d.ports), raised);
+  if (wanted.join("\n") !== recordLines(actual.recordedPorts, actual.raisedPorts).join("\n")) {
     steps.push(
       wanted.length > 0
         ? {

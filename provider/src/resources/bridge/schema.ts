@@ -53,6 +53,12 @@ export const BridgeInputs = z
         "How long the host waits for a new SSH login after a change of its management path (a port carrying the session or configured by the host's network manager) before it restores the previous configuration by itself.",
       ),
     persistence: Persistence,
+    adopt: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Take over an existing bridge of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a bridge and changes nothing.",
+      ),
   })
   .strict()
   .superRefine((b, ctx) => {
@@ -107,6 +113,8 @@ export interface Link {
   addresses: string[];
   stp?: boolean;
   vlanFiltering?: boolean;
+  /** The link's ifalias; the provider marks the bridges it creates (link-marker.ts). */
+  ifalias?: string;
 }
 
 /** The bridge (if present) and the surroundings a plan needs. */
@@ -125,6 +133,8 @@ export interface BridgeState {
   sshLocalAddress: string | undefined;
   /** The ports this bridge recorded as enslaved by it (others, such as taps, are left alone). */
   recordedPorts: string[];
+  /** Those of them that were down and that the bridge brought up (brought down again when released). */
+  raisedPorts: string[];
   /** The bridge's MAC was set explicitly; otherwise the kernel takes the lowest port MAC. */
   macPinned: boolean;
   /** The provider's own `allow <name>` pair is present in /etc/qemu/bridge.conf. */
@@ -137,4 +147,6 @@ export interface BridgeState {
   persisted: PersistedState;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */
   inputs?: BridgeInputs;
+  /** Observed for a create: an existing bridge without the provider's marker is refused. */
+  creating?: boolean;
 }

@@ -22,6 +22,13 @@ dump pidfile "$pidf"
 dump config "$conf"
 dump hosts "$hosts"
 dump leases "$leases"
+# Modes of the files with user data, printed only when one exists (files of older versions: 644).
+for f in "$conf" "$hosts" "$leases"; do
+  if [ -f "$f" ]; then
+    [ -n "${modes_shown:-}" ] || { section modes; modes_shown=1; }
+    stat -c '%a %n' -- "$f"
+  fi
+done
 section dirs
 for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done
 section instances

@@ -8,6 +8,10 @@ pid=$1 conf=$2 hosts=$3
 ours || { echo "process $pid is not dnsmasq running $conf (has it exited?)" >&2; exit 1; }
 th="$hosts.pulumi-tmp.$$"
 trap 'rm -f -- "$th"' EXIT
-(umask 022; cat > "$th")
+if ! out=$( (umask 077; cat > "$th") 2>&1); then
+  echo "writing the dnsmasq hosts file failed: $out" >&2
+  exit 1
+fi
+private "$th"
 mv -f -- "$th" "$hosts"
 kill -s HUP "$pid"

@@ -132,11 +132,21 @@ export function parseDnsmasqState(
     otherInstances,
     persist: parsePersistProbe(s),
     mainPid: parseMainPid(s.get("mainpid")),
+    exposed: parseExposed(s.get("modes")),
     wanted:
       wanted === undefined
         ? undefined
         : { interface: wanted.interface, persistence: wanted.persistence },
   };
+}
+
+/** Returns the files of `stat -c '%a %n'` lines that others may read (mode not 640 or 600). */
+export function parseExposed(text: string | undefined): string[] {
+  return (text ?? "")
+    .split("\n")
+    .map((l) => /^(\d+) (.+)$/.exec(l.trim()))
+    .filter((m): m is RegExpExecArray => m !== null && (parseInt(m[1] ?? "", 8) & 0o7) !== 0)
+    .map((m) => m[2] ?? "");
 }
 
 /** Returns systemd's MainPID of a unit (`systemctl show -p MainPID --value`); 0 or none is undefined. */

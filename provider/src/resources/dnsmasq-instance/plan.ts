@@ -58,12 +58,24 @@ export function startStep(
       p.runDir,
       p.dataDir,
       p.pidPath,
+      p.leasesPath,
       pid === undefined ? "" : String(pid),
       String(Buffer.byteLength(conf)),
       ...(unit !== undefined ? ["install", unit.stop ?? ""] : []),
     ]),
     stdin: conf + renderDhcpHosts(d.staticLeases),
   };
+}
+
+/** Returns the step that makes files of an older version private (0640 root:dnsmasq's group). */
+export function privateSteps(name: string, files: readonly string[]): Step[] {
+  if (files.length === 0) return [];
+  return [
+    {
+      summary: `make the files of dnsmasq ${name} readable by root and dnsmasq's group only (${files.join(", ")})`,
+      script: scriptIn(__dirname, "dnsmasq-private.sh", [...files]),
+    },
+  ];
 }
 
 /** Returns the steps that take the host from `actual` to `desired` (undefined: delete). */
@@ -98,6 +110,11 @@ function planDelete(actual: DnsmasqState): Step[] {
   return steps;
 }
 
+// The exposed files a step does not rewrite anyway (a reload rewrites the hosts file privately).
+function exposedBesides(actual: DnsmasqState, reloading: boolean): string[] {
+  return (actual.exposed ?? []).filter((f) => !(reloading && f === actual.paths.hostsPath));
+}
+
 function planConverge(d: DnsmasqInstanceInputs, actual: DnsmasqState): Step[] {
   refuseUnservable(d, actual);
   const p = actual.paths;
@@ -121,6 +138,7 @@ function planConverge(d: DnsmasqInstanceInputs, actual: DnsmasqState): Step[] {
     if (pid !== undefined && actual.config === conf) {
       // dnsmasq re-reads --dhcp-hostsfile on SIGHUP: the process, its pid and its leases stay.
       if (actual.hosts !== hosts) steps.push(reloadStep(d.name, pid, p, hosts));
+      steps.push(...privateSteps(d.name, exposedBesides(actual, actual.hosts !== hosts)));
       return steps;
     }
     steps.push(startStep(d, p, pid));
@@ -128,6 +146,7 @@ function planConverge(d: DnsmasqInstanceInputs, actual: DnsmasqState): Step[] {
   }
   if (underUnit && actual.pid !== undefined && actual.config === conf) {
     if (actual.hosts !== hosts) steps.push(reloadStep(d.name, actual.pid, p, hosts));
+    steps.push(...privateSteps(d.name, exposedBesides(actual, actual.hosts !== hosts)));
     steps.push(...planPersistence(form, actual.persist));
     return steps;
   }

@@ -292,4 +292,6 @@ export interface DnsmasqState {
   mainPid: number | undefined;
   /** What observe was asked about: the unit's ordering and the persistence chosen. */
   wanted: { interface: string; persistence: Persistence } | undefined;
+  /** Config, hosts or lease files others may read (written 0644 by older versions). */
+  exposed?: string[];
 }

@@ -88,5 +88,7 @@ export const tapDeviceModule: ResourceModule<
     vnetHdr: desired.vnetHdr,
     mtu: state.tap?.mtu,
     persistence: persistence.observed(desired, state),
+    // An opt-in for the create, not a property of the tap: never drift.
+    adopt: desired.adopt,
   }),
 };

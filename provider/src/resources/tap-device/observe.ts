@@ -67,7 +67,7 @@ const IpLink = ipLinkSchema({
   vnet_hdr: z.boolean().optional(),
   multi_queue: z.boolean().optional(),
   persist: z.boolean().optional(),
-});
+}).extend({ ifalias: z.string().optional() });
 
 const IpRoute = z
   .object({
@@ -100,6 +100,7 @@ export function parseTapLinks(text: string): Record<string, TapLink> {
             persist: data?.persist ?? false,
           }
         : {}),
+      ...(l.ifalias !== undefined ? { ifalias: l.ifalias } : {}),
     };
   }
   return links;
@@ -204,6 +205,7 @@ export function parseTapDeviceResult(
     ...state,
     inputs,
     ...(client !== undefined ? { sshClientAddress: canonicalHostAddress(client) ?? client } : {}),
+    ...(ctx.creating ? { creating: true } : {}),
   };
 }
 

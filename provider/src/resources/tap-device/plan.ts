@@ -1,5 +1,6 @@
 import { PlanError } from "../../errors";
 import { scriptIn } from "../../host/script";
+import { isMarked, markLinkStep, refuseUnmarked } from "../../link-marker";
 import { ipFamilyOf } from "../../net";
 import { keepOffFiles, keepOffReloads, withKeepOff } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
@@ -161,6 +162,14 @@ export function planTapDeviceLive(
       `interface ${JSON.stringify(name)} exists and is not a tap (${what}); refusing to touch it`,
     );
   }
+  if (desired !== undefined && actual.tap) {
+    refuseUnmarked(
+      { type: "TapDevice", noun: "tap", name },
+      actual.tap,
+      actual.creating,
+      desired.adopt,
+    );
+  }
   return desired === undefined ? planDelete(actual) : planConverge(desired, actual);
 }
 
@@ -249,6 +258,8 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
       argv: ["ip", "tuntap", "add", "dev", name, "mode", "tap", ...flags],
     });
   }
+  // A tap in the stack without the marker (made by an older version, imported or adopted) gets it.
+  if (!tap || !isMarked(tap.ifalias)) steps.push(markLinkStep(name));
 
   const mtu = tap ? tap.mtu : TAP_DEFAULT_MTU;
   if (d.mtu !== undefined && mtu !== d.mtu) {

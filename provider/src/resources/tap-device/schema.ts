@@ -87,6 +87,12 @@ export const TapDeviceInputs = z
       .optional()
       .describe("MTU in bytes; unset leaves the kernel's choice alone."),
     persistence: Persistence,
+    adopt: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Take over an existing tap of this name that the provider did not create (an admin's): create then changes it to match these inputs, and destroy deletes it. Without it, create refuses such a tap and changes nothing.",
+      ),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -139,6 +145,8 @@ export interface TapLink {
   multiQueue?: boolean;
   vnetHdr?: boolean;
   persist?: boolean;
+  /** The link's ifalias; the provider marks the taps it creates (link-marker.ts). */
+  ifalias?: string;
 }
 
 /** A host route (/32 or /128) in the main table, as `ip -j route show` reports it. */
@@ -187,4 +195,6 @@ export interface TapDeviceState {
   inputs?: TapDeviceInputs;
   /** The address this SSH session comes from, canonical, when known. */
   sshClientAddress?: string;
+  /** Observed for a create: an existing tap without the provider's marker is refused. */
+  creating?: boolean;
 }
