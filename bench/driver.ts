@@ -1,6 +1,7 @@
 // The bench's driver: one run starts a plugin process (pooled or one connection per command),
 // converges every host's fleet, refreshes and destroys it, and counts what each host's sshd saw.
 import { execFileSync } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import type { Lab, LabHost } from "../lab";
 import {
@@ -12,6 +13,7 @@ import {
 import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
 import type { BenchOptions, Mode, Schedule } from "./options";
+import type { CpuAccounting, CpuGroup } from "./cgroup";
 import type { Relay } from "./relay";
 import { SshdLogCounter } from "./sshd-log";
 
@@ -91,6 +93,31 @@ export interface PhaseResult {
   connections: number;
   sessions: number;
   ops: number;
+  /** CPU time of the plugin process (cgroup v2), microseconds; undefined without accounting. */
+  controllerCpuUs?: number;
+  /** CPU time of every lab host's sshd and what it ran (cgroup v2), microseconds. */
+  hostCpuUs?: number;
+}
+
+/** The cgroups a run reads: a new one per plugin process, one per lab host (sshd). */
+export interface RunCpu {
+  acct: CpuAccounting;
+  hosts: CpuGroup[];
+}
+
+let runSerial = 0;
+
+// utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 10 ms).
+async function procCpuUs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+async function sumUsage(groups: CpuGroup[]): Promise<number> {
+  let total = 0;
+  for (const g of groups) total += await g.usageUsec();
+  return total;
 }
 
 export interface RunResult {
@@ -103,6 +130,8 @@ export interface RunResult {
   /** Connections opened per host over the whole plugin process (all phases). */
   connectionsPerHost: number[];
   ops: OpRecord[];
+  /** CPU time of the plugin's start-up (spawn to first call answered), microseconds. */
+  controllerStartCpuUs?: number;
   /** Resources a no-op refresh reported as changed, with the output keys that differed. */
   refreshChanges: string[];
 }
@@ -210,6 +239,7 @@ export async function runOne(
   delayMs: number,
   relays: Map<string, Relay>,
   log: (line: string) => void,
+  cpu?: RunCpu,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
   ensureSelfLink();
@@ -220,8 +250,15 @@ export async function runOne(
   const records: OpRecord[] = [];
   const refreshChanges: string[] = [];
   let phase: Phase = "create";
+  // CPU the plugin spent starting (node, @pulumi/pulumi) before it joined its group.
+  const spawnCpuUs = cpu ? await procCpuUs(plugin.pid) : 0;
+  const pluginGroup = cpu ? await cpu.acct.group(`plugin-${++runSerial}`, [plugin.pid]) : undefined;
   try {
     await plugin.configure({});
+    // The plugin's start-up before it joined the group is not counted; configure is.
+    const controllerStartCpuUs = pluginGroup
+      ? spawnCpuUs + (await pluginGroup.usageUsec())
+      : undefined;
     const per = await Promise.all(
       lab.hosts.map(async (h) => {
         const relay = relays.get(h.name);
@@ -243,6 +280,8 @@ export async function runOne(
     for (const p of PHASES) {
       phase = p;
       const before = await Promise.all(per.map((x) => x.counter.update()));
+      const cpuBefore = pluginGroup ? await pluginGroup.usageUsec() : 0;
+      const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
       const t0 = performance.now();
       await Promise.all(
         per.map(async (x) => {
@@ -264,6 +303,8 @@ export async function runOne(
         }),
       );
       const wallMs = performance.now() - t0;
+      const controllerCpuUs = pluginGroup ? (await pluginGroup.usageUsec()) - cpuBefore : undefined;
+      const hostCpuUs = cpu ? (await sumUsage(cpu.hosts)) - hostBefore : undefined;
       const after = await Promise.all(per.map((x) => x.counter.update()));
       let connections = 0;
       let sessions = 0;
@@ -277,10 +318,16 @@ export async function runOne(
         connections,
         sessions,
         ops: per.reduce((a, x) => a + x.specs.length, 0),
+        ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
+        ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
       });
       log(
         `  ${schedule} ${mode} ${delayMs} ms ${p}: ${(wallMs / 1000).toFixed(2)} s, ` +
-          `${connections} connections, ${sessions} sessions`,
+          `${connections} connections, ${sessions} sessions` +
+          (controllerCpuUs !== undefined
+            ? `, controller CPU ${(controllerCpuUs / 1e6).toFixed(2)} s`
+            : "") +
+          (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
     }
@@ -296,9 +343,11 @@ export async function runOne(
       phases,
       connectionsPerHost,
       ops: records,
+      ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
       refreshChanges,
     };
   } finally {
     await plugin.stop();
+    await pluginGroup?.remove();
   }
 }

@@ -10,7 +10,8 @@
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { startLab } from "../lab";
-import { runOne, type RunResult } from "./driver";
+import { CpuAccounting } from "./cgroup";
+import { runOne, type RunCpu, type RunResult } from "./driver";
 import { parseBenchArgs, type BenchOptions } from "./options";
 import { startRelay, type Relay } from "./relay";
 import { renderReport, s } from "./report";
@@ -31,6 +32,15 @@ async function main(): Promise<void> {
   const lab = await startLab({ name: opts.labName, hosts: opts.hosts, wan: true });
   const runs: RunResult[] = [];
   let failed = false;
+  const acct = await CpuAccounting.open();
+  let cpu: RunCpu | undefined;
+  if (typeof acct === "string") {
+    log(`no CPU accounting: ${acct}`);
+  } else {
+    const hosts = [];
+    for (const h of lab.hosts) hosts.push(await acct.group(`host-${h.name}`, [h.sshdPid]));
+    cpu = { acct, hosts };
+  }
   try {
     for (const delayMs of opts.delays) {
       const relays = new Map<string, Relay>();
@@ -45,7 +55,7 @@ async function main(): Promise<void> {
         }
         for (const schedule of opts.schedules) {
           for (const mode of opts.modes) {
-            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log));
+            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu));
           }
         }
       } finally {
@@ -56,6 +66,7 @@ async function main(): Promise<void> {
     failed = true;
     log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   } finally {
+    if (typeof acct !== "string") await acct.close();
     await lab.stop();
   }
   log("");

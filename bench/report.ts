@@ -14,6 +14,21 @@ function table(header: string[], rows: string[][]): string {
 /** Returns ms as seconds with two decimals. */
 export const s = (ms: number): string => (ms / 1000).toFixed(2);
 
+/** Returns the controller CPU ms per resource operation over every pooled run, if measured. */
+export function controllerCpuPerOp(runs: RunResult[]): number | undefined {
+  const phases = runs.filter((r) => r.mode === "pooled").flatMap((r) => r.phases);
+  if (phases.length === 0 || phases.some((p) => p.controllerCpuUs === undefined)) return undefined;
+  const us = phases.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0);
+  return (
+    us /
+    1000 /
+    Math.max(
+      1,
+      phases.reduce((a, p) => a + p.ops, 0),
+    )
+  );
+}
+
 /** Returns the report text: totals per run and phase, ratios, round trips per op, verdicts. */
 export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
   const out: string[] = [];
@@ -41,6 +56,15 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
       const conns = ps.reduce((a, p) => a + p.connections, 0);
       const sess = ps.reduce((a, p) => a + p.sessions, 0);
       const ops = ps.reduce((a, p) => a + p.ops, 0);
+      const cpuOf = (k: "controllerCpuUs" | "hostCpuUs"): string =>
+        ps.every((p) => p[k] !== undefined)
+          ? (ps.reduce((a, p) => a + (p[k] ?? 0), 0) / 1e6).toFixed(2)
+          : "-";
+      const ctl = ps.every((p) => p.controllerCpuUs !== undefined)
+        ? (ps.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0) / 1000 / Math.max(1, ops)).toFixed(
+            1,
+          )
+        : "-";
       rows.push([
         `${r.delayMs} ms`,
         r.schedule,
@@ -50,6 +74,9 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
         String(conns),
         String(sess),
         (sess / Math.max(1, ops)).toFixed(2),
+        cpuOf("controllerCpuUs"),
+        ctl,
+        cpuOf("hostCpuUs"),
       ]);
     }
   }
@@ -64,11 +91,32 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
         "ssh connections",
         "ssh sessions",
         "sessions/op",
+        "controller CPU s",
+        "controller CPU ms/op",
+        "host CPU s",
       ],
       rows,
     ),
     "",
   );
+
+  const starts = runs.flatMap((r) =>
+    r.controllerStartCpuUs !== undefined ? [r.controllerStartCpuUs] : [],
+  );
+  if (starts.length > 0) {
+    out.push(
+      `controller CPU of the plugin's start-up (spawn, load, configure; not in the table), mean ` +
+        `over ${starts.length} processes: ${(starts.reduce((a, b) => a + b, 0) / starts.length / 1e6).toFixed(2)} s`,
+    );
+  }
+  const cpuPerOp = controllerCpuPerOp(runs);
+  if (cpuPerOp !== undefined) {
+    out.push(
+      `controller CPU per resource operation (pooled runs, create + refresh + destroy): ` +
+        `${cpuPerOp.toFixed(1)} ms`,
+      "",
+    );
+  }
 
   // Ratios at the same delay and schedule: per-command over pooled.
   const pairs: Array<{ delay: number; schedule: Schedule; pooled: RunResult; fresh: RunResult }> =
