@@ -49,6 +49,18 @@ export class CpuGroup {
     return parseCpuStat(await readFile(path.join(this.dir, "cpu.stat"), "utf8"));
   }
 
+  /** Sends SIGTERM to every process still in the group (the bench started them all). */
+  async killAll(): Promise<void> {
+    const procs = await readFile(path.join(this.dir, "cgroup.procs"), "utf8").catch(() => "");
+    for (const pid of procs.split("\n").filter((p) => p !== "")) {
+      try {
+        process.kill(Number(pid), "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
+  }
+
   /** Moves what is still inside back to where the bench runs and removes the group. */
   async remove(): Promise<void> {
     const procs = await readFile(path.join(this.dir, "cgroup.procs"), "utf8").catch(() => "");

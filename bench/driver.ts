@@ -15,7 +15,7 @@ import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./f
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
 import type { Relay } from "./relay";
-import { SshdLogCounter } from "./sshd-log";
+import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
 export type Op = "create" | "read" | "update" | "delete";
 
@@ -25,6 +25,8 @@ export interface OpRecord {
   op: Op;
   sessions: number;
   connections: number;
+  /** Requests the host's trace counted (0 until the long-lived remote shell writes it). */
+  requests: number;
   ms: number;
 }
 
@@ -60,6 +62,7 @@ function countingPlugin(
         type: typeOfUrn(String(args[urnAt])),
         op,
         sessions: after.sessions - before.sessions,
+        requests: after.requests - before.requests,
         connections: after.connections - before.connections,
         ms,
       });
@@ -130,6 +133,8 @@ export interface RunResult {
   /** Connections opened per host over the whole plugin process (all phases). */
   connectionsPerHost: number[];
   ops: OpRecord[];
+  /** Wall time of the plugin's start-up (spawn to configured), not in any phase. */
+  startMs: number;
   /** CPU time of the plugin's start-up (spawn to first call answered), microseconds. */
   controllerStartCpuUs?: number;
   /** Resources a no-op refresh reported as changed, with the output keys that differed. */
@@ -240,13 +245,20 @@ export async function runOne(
   relays: Map<string, Relay>,
   log: (line: string) => void,
   cpu?: RunCpu,
+  afterCreate?: () => Promise<void>,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
   ensureSelfLink();
-  const plugin = await DynamicProviderPlugin.start({
-    cwd: REPO_ROOT,
-    env: { ...process.env, PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off" },
-  });
+  const startT0 = performance.now();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off",
+  };
+  if (opts.cpuProf !== undefined) {
+    env["NODE_OPTIONS"] =
+      `${env["NODE_OPTIONS"] ?? ""} --cpu-prof --cpu-prof-dir=${path.resolve(opts.cpuProf)} --require ${path.join(__dirname, "prof-preload.js")}`.trim();
+  }
+  const plugin = await DynamicProviderPlugin.start({ cwd: REPO_ROOT, env });
   const records: OpRecord[] = [];
   const refreshChanges: string[] = [];
   let phase: Phase = "create";
@@ -256,6 +268,7 @@ export async function runOne(
   try {
     await plugin.configure({});
     // The plugin's start-up before it joined the group is not counted; configure is.
+    const startMs = performance.now() - startT0;
     const controllerStartCpuUs = pluginGroup
       ? spawnCpuUs + (await pluginGroup.usageUsec())
       : undefined;
@@ -266,7 +279,7 @@ export async function runOne(
         const connection: SpecConnection = relay
           ? { ...conn, host: relay.host, port: relay.port }
           : conn;
-        const counter = new SshdLogCounter(h.sshdLogPath);
+        const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
         const start = await counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the
         // parallel schedule is measured per phase only, so its timing is not perturbed.
@@ -330,6 +343,7 @@ export async function runOne(
           (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
+      if (p === "create" && afterCreate) await afterCreate();
     }
     const connectionsPerHost = await Promise.all(
       per.map(async (x) => (await x.counter.update()).connections - x.start.connections),
@@ -343,6 +357,7 @@ export async function runOne(
       phases,
       connectionsPerHost,
       ops: records,
+      startMs,
       ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
       refreshChanges,
     };

@@ -9,12 +9,60 @@
 // missed: the figures are the result).
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
-import { startLab } from "../lab";
+import { startLab, type LabHost } from "../lab";
 import { CpuAccounting } from "./cgroup";
 import { runOne, type RunCpu, type RunResult } from "./driver";
 import { parseBenchArgs, type BenchOptions } from "./options";
+import {
+  ensureAnsible,
+  runAnsible,
+  runFloor,
+  targets,
+  type Measure,
+  type PeerResult,
+} from "./peers";
 import { startRelay, type Relay } from "./relay";
+import type { SameState } from "./report";
+import { cleanHost, hostState, stateDiff } from "./state";
 import { renderReport, s } from "./report";
+
+// Clean hosts with an empty request trace (the long-lived remote shell appends to it when it exists).
+async function prepareHosts(hosts: LabHost[]): Promise<void> {
+  await Promise.all(
+    hosts.map(async (h) => {
+      await cleanHost(h);
+      await h.exec([
+        "sh",
+        "-c",
+        "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
+      ]);
+    }),
+  );
+}
+
+// Compares every host's state with the reference (recorded by the first call); true when equal.
+async function compareStates(
+  hosts: LabHost[],
+  reference: Map<string, string>,
+  tool: string,
+  log: (line: string) => void,
+): Promise<boolean> {
+  let same = true;
+  for (const h of hosts) {
+    const got = await hostState(h);
+    const want = reference.get(h.name);
+    if (want === undefined) {
+      reference.set(h.name, got);
+      continue;
+    }
+    const diff = stateDiff(want, got);
+    if (diff !== "") {
+      same = false;
+      log(`  ${tool}: ${h.name} differs from the provider's state:\n${diff}`);
+    }
+  }
+  return same;
+}
 
 async function main(): Promise<void> {
   let opts: BenchOptions;
@@ -31,7 +79,12 @@ async function main(): Promise<void> {
   log(`starting lab "${opts.labName}": ${opts.hosts} hosts with a WAN`);
   const lab = await startLab({ name: opts.labName, hosts: opts.hosts, wan: true });
   const runs: RunResult[] = [];
+  const peers: PeerResult[] = [];
+  const sameState: SameState[] = [];
+  // Each host's state after the first provider apply: what every other tool must leave too.
+  const reference = new Map<string, string>();
   let failed = false;
+  if (opts.peers.some((p) => p.startsWith("ansible"))) await ensureAnsible(log);
   const acct = await CpuAccounting.open();
   let cpu: RunCpu | undefined;
   if (typeof acct === "string") {
@@ -53,11 +106,46 @@ async function main(): Promise<void> {
             );
           }
         }
+        await prepareHosts(lab.hosts);
         for (const schedule of opts.schedules) {
           for (const mode of opts.modes) {
-            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu));
+            const label = `provider ${mode} ${schedule}`;
+            const check = async (): Promise<void> => {
+              const same = await compareStates(lab.hosts, reference, label, log);
+              sameState.push({ tool: label, delayMs, same });
+              if (!same) failed = true;
+            };
+            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu, check));
           }
         }
+        const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
+        for (const peer of opts.peers) {
+          await prepareHosts(lab.hosts);
+          const ts = targets(lab.hosts, opts.resources, relays);
+          const check = async (): Promise<void> => {
+            const same = await compareStates(lab.hosts, reference, peer, log);
+            sameState.push({ tool: peer, delayMs, same });
+            if (!same) failed = true;
+          };
+          const r =
+            peer === "floor"
+              ? await runFloor(m, ts, delayMs)
+              : await runAnsible(m, ts, peer, delayMs, check);
+          if (peer === "floor") await check();
+          peers.push(r);
+          log(
+            `  ${peer} ${delayMs} ms apply: ${s(r.apply.wallMs)} s, ${r.apply.connections} ` +
+              `connections, ${r.apply.sessions} sessions` +
+              (r.noop ? `; no-op: ${s(r.noop.wallMs)} s, changed=${r.noop.changed ?? "?"}` : ""),
+          );
+          if (r.noop && r.noop.changed !== 0) {
+            log(
+              `  ${peer}: the second run changed ${r.noop.changed ?? "?"} things (not idempotent)`,
+            );
+            failed = true;
+          }
+        }
+        await Promise.all(lab.hosts.map(cleanHost));
       } finally {
         for (const r of relays.values()) await r.close();
       }
@@ -70,7 +158,7 @@ async function main(): Promise<void> {
     await lab.stop();
   }
   log("");
-  log(renderReport(opts, runs));
+  log(renderReport(opts, runs, peers, sameState));
   log(`\nbench took ${s(performance.now() - t0)} s`);
   if (opts.json) {
     await writeFile(
