@@ -254,11 +254,17 @@ export async function runOne(
     ...process.env,
     PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off",
   };
-  if (opts.cpuProf !== undefined) {
-    env["NODE_OPTIONS"] =
-      `${env["NODE_OPTIONS"] ?? ""} --cpu-prof --cpu-prof-dir=${path.resolve(opts.cpuProf)} --require ${path.join(__dirname, "prof-preload.js")}`.trim();
-  }
-  const plugin = await DynamicProviderPlugin.start({ cwd: REPO_ROOT, env });
+  // The plugin exits on SIGTERM without writing a profile; the preload makes it exit normally.
+  const nodeArgs =
+    opts.cpuProf !== undefined
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${path.resolve(opts.cpuProf)}`,
+          "--require",
+          path.join(__dirname, "prof-preload.js"),
+        ]
+      : [];
+  const plugin = await DynamicProviderPlugin.start({ cwd: REPO_ROOT, env, nodeArgs });
   const records: OpRecord[] = [];
   const refreshChanges: string[] = [];
   let phase: Phase = "create";
