@@ -81,6 +81,7 @@ async function main(): Promise<void> {
   const runs: RunResult[] = [];
   const peers: PeerResult[] = [];
   const sameState: SameState[] = [];
+  const peerFailures: string[] = [];
   // Each host's state after the first provider apply: what every other tool must leave too.
   const reference = new Map<string, string>();
   let failed = false;
@@ -119,7 +120,10 @@ async function main(): Promise<void> {
           }
         }
         const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
+        const last = opts.delays[opts.delays.length - 1];
         for (const peer of opts.peers) {
+          // Ansible with its defaults is the slowest run by far: by default only at the last delay.
+          if (peer === "ansible-defaults" && !opts.peersEveryDelay && delayMs !== last) continue;
           await prepareHosts(lab.hosts);
           const ts = targets(lab.hosts, opts.resources, relays);
           const check = async (): Promise<void> => {
@@ -127,10 +131,19 @@ async function main(): Promise<void> {
             sameState.push({ tool: peer, delayMs, same });
             if (!same) failed = true;
           };
-          const r =
-            peer === "floor"
-              ? await runFloor(m, ts, delayMs)
-              : await runAnsible(m, ts, peer, delayMs, check);
+          let r: PeerResult;
+          try {
+            r =
+              peer === "floor"
+                ? await runFloor(m, ts, delayMs)
+                : await runAnsible(m, ts, peer, delayMs, check);
+          } catch (e) {
+            // A tool that failed is reported, and the run exits 1; the other tools still run.
+            failed = true;
+            peerFailures.push(`${peer} at ${delayMs} ms`);
+            log(`  ${peer} ${delayMs} ms FAILED: ${e instanceof Error ? e.message : String(e)}`);
+            continue;
+          }
           if (peer === "floor") await check();
           peers.push(r);
           log(
@@ -159,6 +172,7 @@ async function main(): Promise<void> {
   }
   log("");
   log(renderReport(opts, runs, peers, sameState));
+  if (peerFailures.length > 0) log(`FAILED: ${peerFailures.join(", ")}`);
   log(`\nbench took ${s(performance.now() - t0)} s`);
   if (opts.json) {
     await writeFile(

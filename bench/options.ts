@@ -15,6 +15,8 @@ export interface BenchOptions {
   json: string | undefined;
   /** The other tools run on the same hosts and job (bench/peers.ts). */
   peers: Peer[];
+  /** Run every peer at every delay (set by --peers); else ansible-defaults only at the last. */
+  peersEveryDelay: boolean;
   /** Write V8 CPU profiles of every plugin process into this directory. */
   cpuProf: string | undefined;
   quick: boolean;
@@ -126,6 +128,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         : values.peers !== undefined
           ? oneOf("--peers", values.peers, PEERS)
           : [...PEERS],
+    peersEveryDelay: values.peers !== undefined,
     cpuProf: values["cpu-prof"],
     quick,
   };

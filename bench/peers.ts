@@ -212,6 +212,20 @@ function pick(r: ToolRun): ToolRun {
   };
 }
 
+/** Returns the lines of ansible-playbook's output that say what failed (each cut short), and the recap. */
+export function ansibleFailures(stdout: string): string {
+  const lines = stdout.split("\n");
+  const bad = lines
+    .filter((l) => /^(fatal|failed):/.test(l) || /"msg": "[^"]/.test(l))
+    .map((l) => {
+      const msg = /"msg": "((?:[^"\\]|\\.)*)"/.exec(l)?.[1];
+      return `${l.slice(0, l.indexOf("=>") > 0 ? l.indexOf("=>") : 80)}${msg ? ` msg: ${msg.slice(0, 300)}` : ""}`;
+    })
+    .slice(0, 6);
+  const recap = stdout.slice(stdout.lastIndexOf("PLAY RECAP")).trim();
+  return `${bad.join("\n")}\n${recap}\n`;
+}
+
 /** Returns changed= summed over the PLAY RECAP lines of ansible-playbook's output. */
 export function recapChanged(stdout: string): number | undefined {
   const recap = stdout.slice(stdout.lastIndexOf("PLAY RECAP"));
@@ -311,7 +325,8 @@ export async function runAnsible(
       });
       if (r.code !== 0) {
         throw new Error(
-          `${peer} ${what} failed (exit ${r.code}): ${r.stdout.slice(-3000)}${r.stderr.slice(-2000)}`,
+          `${peer} ${what} failed (exit ${r.code}): ` +
+            `${ansibleFailures(r.stdout)}${r.stderr.trim().slice(-600)}`,
         );
       }
       const changed = recapChanged(r.stdout);

@@ -14,6 +14,7 @@ describe("bench options", () => {
       schedules: ["serial", "parallel"],
       json: undefined,
       peers: ["ansible-tuned", "ansible-defaults", "floor"],
+      peersEveryDelay: false,
       cpuProf: undefined,
       quick: false,
     });
@@ -36,7 +37,10 @@ describe("bench options", () => {
   });
 
   it("takes the tools to compare with, none, and a profile directory", () => {
-    expect(parseBenchArgs(["--peers", "floor"]).peers).toEqual(["floor"]);
+    expect(parseBenchArgs(["--peers", "floor"])).toMatchObject({
+      peers: ["floor"],
+      peersEveryDelay: true,
+    });
     expect(parseBenchArgs(["--peers=none"]).peers).toEqual([]);
     expect(parseBenchArgs(["--cpu-prof", "/tmp/p"]).cpuProf).toBe("/tmp/p");
     expect(() => parseBenchArgs(["--peers", "floor,chef"])).toThrow(

@@ -5,7 +5,13 @@ import { cgroup2Mount, parseCpuStat } from "../../bench/cgroup";
 import type { OpRecord, RunResult } from "../../bench/driver";
 import { hostJob } from "../../bench/job";
 import { parseBenchArgs } from "../../bench/options";
-import { ansibleConfig, floorScript, recapChanged, type PeerResult } from "../../bench/peers";
+import {
+  ansibleConfig,
+  ansibleFailures,
+  floorScript,
+  recapChanged,
+  type PeerResult,
+} from "../../bench/peers";
 import { controllerCpuPerOp, renderReport, roundTrips } from "../../bench/report";
 import { normalizeState, stateDiff } from "../../bench/state";
 
@@ -147,6 +153,20 @@ describe("bench tools", () => {
     ].join("\n");
     expect(recapChanged(out)).toBe(7);
     expect(recapChanged("no recap")).toBeUndefined();
+  });
+
+  it("keeps what failed from Ansible's output, cut short, with the recap", () => {
+    const out = [
+      "TASK [Create taps] ***",
+      'failed: [h3] (item={"name": "btap10"}) => {"changed": false, "msg": "Failed to connect to the host via ssh: kex_exchange_identification: closed", "unreachable": true}',
+      "ok: [h4]",
+      "PLAY RECAP ***",
+      "h3 : ok=6 changed=4 unreachable=1 failed=0",
+    ].join("\n");
+    expect(ansibleFailures(out)).toBe(
+      'failed: [h3] (item={"name": "btap10"})  msg: Failed to connect to the host via ssh: ' +
+        "kex_exchange_identification: closed\nPLAY RECAP ***\nh3 : ok=6 changed=4 unreachable=1 failed=0\n",
+    );
   });
 
   it("configures Ansible tuned (pipelining, ControlPersist) or with its defaults", () => {
