@@ -177,7 +177,7 @@ async function main(): Promise<void> {
   if (opts.json) {
     await writeFile(
       path.resolve(opts.json),
-      JSON.stringify({ options: opts, runs }, null, 2) + "\n",
+      JSON.stringify({ options: opts, runs, peers, sameState }, null, 2) + "\n",
     );
   }
   process.exitCode = failed ? 1 : 0;
