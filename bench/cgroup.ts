@@ -2,7 +2,7 @@
 // a lab host's sshd); `cpu.stat` usage_usec counts every process in it and every child forked
 // later, whichever core ran it, so the figure holds on a shared machine where wall time does not.
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import * as path from "node:path";
 
 /** Returns where cgroup2 is mounted (/sys/fs/cgroup or a hybrid's /sys/fs/cgroup/unified). */
@@ -86,44 +86,62 @@ function ownCgroupDir(root: string): string {
   return path.join(root, line ? line.slice(3) : "/");
 }
 
-/** The bench's cgroups, under one parent named after its pid; `undefined` when not available. */
+/**
+ * The bench's cgroups, each at the top of the cgroup2 tree as `pulumi-hypervisor-bench-PID-NAME`
+ * (no common parent: a parent stays busy for a while after its children went). Groups a finished
+ * bench could not remove yet are removed by the next one.
+ */
 export class CpuAccounting {
   private readonly groups: CpuGroup[] = [];
-  private constructor(private readonly parent: string) {}
+  private constructor(private readonly root: string) {}
 
   /** Returns the accounting, or a reason it is not available (no cgroup2, not writable). */
   static async open(): Promise<CpuAccounting | string> {
     const root = cgroup2Mount();
     if (!root) return "no cgroup2 mount in /proc/mounts";
-    const parent = path.join(root, `pulumi-hypervisor-bench-${process.pid}`);
+    await removeStale(root);
+    const probe = path.join(root, `${PREFIX}${process.pid}-probe`);
     try {
-      await mkdir(parent, { recursive: true });
-      await readFile(path.join(parent, "cpu.stat"), "utf8").then(parseCpuStat);
+      await mkdir(probe, { recursive: true });
+      await readFile(path.join(probe, "cpu.stat"), "utf8").then(parseCpuStat);
+      await rmdir(probe);
     } catch (e) {
       return `cannot use cgroup2 at ${root}: ${e instanceof Error ? e.message : String(e)}`;
     }
-    return new CpuAccounting(parent);
+    return new CpuAccounting(root);
   }
 
   /** Returns a new group named `name` (letters, digits, dashes) holding `pids`. */
   async group(name: string, pids: number[] = []): Promise<CpuGroup> {
-    const g = await CpuGroup.create(this.parent, name);
+    const g = await CpuGroup.create(this.root, `${PREFIX}${process.pid}-${name}`);
     for (const pid of pids) await g.add(pid);
     this.groups.push(g);
     return g;
   }
 
-  /** Removes every group and the parent. */
+  /** Removes every group. */
   async close(): Promise<void> {
     for (const g of this.groups.splice(0)) await g.remove();
-    // A group whose last process just exited stays busy for a moment.
-    for (let i = 0; i < 50; i++) {
-      const done = await rmdir(this.parent).then(
-        () => true,
-        (e: NodeJS.ErrnoException) => e.code === "ENOENT",
-      );
-      if (done) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  }
+}
+
+const PREFIX = "pulumi-hypervisor-bench-";
+
+// Removes the empty groups of benches that are no longer running.
+async function removeStale(root: string): Promise<void> {
+  const names = await readdir(root).catch(() => [] as string[]);
+  for (const n of names) {
+    const pid = Number(/^pulumi-hypervisor-bench-(\d+)-/.exec(n)?.[1]);
+    if (!pid || pid === process.pid || alive(pid)) continue;
+    await rmdir(path.join(root, n)).catch(() => undefined);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }
