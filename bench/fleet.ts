@@ -2,11 +2,14 @@
 // plugin (driven the way the engine drives it), then a no-op refresh, then destroy; once with the
 // pooled SSH connection (one per host) and once with one fresh connection per command (the model
 // of @pulumi/command, PULUMI_HYPERVISOR_SSH_POOL=off), each without and with added latency on the
-// controller-to-host link (bench/relay.ts). SSH connections and sessions (remote commands) are
-// counted on the hosts' side, from each lab sshd's log (LogLevel VERBOSE logs "Connection from"
-// per connection and "Starting session" per exec channel), so the plugin's own counters are not
-// needed. Prints tables and a verdict per target; exits 1 when a run failed (not when a target is
-// missed: the figures are the result).
+// controller-to-host link (bench/relay.ts). Then the same job by the tools users would pick
+// instead, on the same hosts and links (bench/peers.ts): Ansible tuned and with its defaults (run
+// twice: the second must report changed=0) and the floor (one ssh per host, one script). Every
+// tool's end state is compared with the provider's (bench/state.ts). SSH connections and sessions
+// are counted on the hosts' side, from each lab sshd's log; CPU-seconds of the controller (the
+// plugin, or the tool's process tree) and of the hosts (each sshd and what it ran) from cgroup v2
+// (bench/cgroup.ts). Prints tables and a verdict per target; exits 1 when a run failed (not when a
+// target is missed: the figures are the result).
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { startLab, type LabHost } from "../lab";

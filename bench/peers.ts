@@ -363,14 +363,19 @@ export async function ensureAnsible(log: (line: string) => void): Promise<void> 
     });
   if (await has()) return;
   log("ansible-playbook is missing: apt-get install -y ansible-core");
-  const code = await new Promise<number | null>((resolve) => {
-    const c = spawn("apt-get", ["install", "-y", "--no-install-recommends", "ansible-core"], {
-      stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  const apt = (args: string[]): Promise<number | null> =>
+    new Promise((resolve) => {
+      const c = spawn("apt-get", args, {
+        stdio: ["ignore", "ignore", "inherit"],
+        env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      });
+      c.on("error", () => resolve(null));
+      c.on("close", resolve);
     });
-    c.on("error", () => resolve(null));
-    c.on("close", resolve);
-  });
+  const install = ["install", "-y", "--no-install-recommends", "ansible-core"];
+  let code = await apt(install);
+  // A fresh machine may not have package lists yet.
+  if (code !== 0 && (await apt(["update"])) === 0) code = await apt(install);
   if (code !== 0 || !(await has())) {
     throw new Error(
       "the bench compares with Ansible and could not install it (apt-get install -y ansible-core " +
