@@ -46,7 +46,7 @@ export function usage(): string {
     "                              [--modes pooled,per-command] [--schedules serial,parallel]",
     "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
     "                              [--json FILE] [--cpu-prof DIR] [--quick]",
-    "--quick: 1 host x 5 resources, 0 ms, serial, every tool (a smoke run of seconds)",
+    "--quick: 1 host x 5 resources, 0 ms, serial, Ansible tuned and the floor (a smoke run)",
   ].join("\n");
 }
 
@@ -127,7 +127,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         ? []
         : values.peers !== undefined
           ? oneOf("--peers", values.peers, PEERS)
-          : [...PEERS],
+          : quick
+            ? ["ansible-tuned", "floor"]
+            : [...PEERS],
     peersEveryDelay: values.peers !== undefined,
     cpuProf: values["cpu-prof"],
     quick,

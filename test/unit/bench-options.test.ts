@@ -20,14 +20,14 @@ describe("bench options", () => {
     });
   });
 
-  it("--quick is a smoke run: 1 host x 5 resources, 0 ms, serial, every tool; flags still win", () => {
+  it("--quick is a smoke run: 1 host x 5 resources, 0 ms, serial; flags still win", () => {
     expect(parseBenchArgs(["--quick"])).toMatchObject({
       hosts: 1,
       resources: 5,
       delays: [0],
       schedules: ["serial"],
       modes: ["pooled", "per-command"],
-      peers: ["ansible-tuned", "ansible-defaults", "floor"],
+      peers: ["ansible-tuned", "floor"],
       quick: true,
     });
     expect(parseBenchArgs(["--quick", "--hosts", "2", "--delays", "0,20"])).toMatchObject({
