@@ -1,6 +1,7 @@
 // The bench's driver: one run starts a plugin process (pooled or one connection per command),
 // converges every host's fleet, refreshes and destroys it, and counts what each host's sshd saw.
 import { execFileSync } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import type { Lab, LabHost } from "../lab";
 import {
@@ -12,8 +13,9 @@ import {
 import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
 import type { BenchOptions, Mode, Schedule } from "./options";
+import type { CpuAccounting, CpuGroup } from "./cgroup";
 import type { Relay } from "./relay";
-import { SshdLogCounter } from "./sshd-log";
+import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
 export type Op = "create" | "read" | "update" | "delete";
 
@@ -23,6 +25,8 @@ export interface OpRecord {
   op: Op;
   sessions: number;
   connections: number;
+  /** Requests the host's trace counted (0 until the long-lived remote shell writes it). */
+  requests: number;
   ms: number;
 }
 
@@ -58,6 +62,7 @@ function countingPlugin(
         type: typeOfUrn(String(args[urnAt])),
         op,
         sessions: after.sessions - before.sessions,
+        requests: after.requests - before.requests,
         connections: after.connections - before.connections,
         ms,
       });
@@ -91,6 +96,31 @@ export interface PhaseResult {
   connections: number;
   sessions: number;
   ops: number;
+  /** CPU time of the plugin process (cgroup v2), microseconds; undefined without accounting. */
+  controllerCpuUs?: number;
+  /** CPU time of every lab host's sshd and what it ran (cgroup v2), microseconds. */
+  hostCpuUs?: number;
+}
+
+/** The cgroups a run reads: a new one per plugin process, one per lab host (sshd). */
+export interface RunCpu {
+  acct: CpuAccounting;
+  hosts: CpuGroup[];
+}
+
+let runSerial = 0;
+
+// utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 10 ms).
+async function procCpuUs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+async function sumUsage(groups: CpuGroup[]): Promise<number> {
+  let total = 0;
+  for (const g of groups) total += await g.usageUsec();
+  return total;
 }
 
 export interface RunResult {
@@ -103,6 +133,10 @@ export interface RunResult {
   /** Connections opened per host over the whole plugin process (all phases). */
   connectionsPerHost: number[];
   ops: OpRecord[];
+  /** Wall time of the plugin's start-up (spawn to configured), not in any phase. */
+  startMs: number;
+  /** CPU time of the plugin's start-up (spawn to first call answered), microseconds. */
+  controllerStartCpuUs?: number;
   /** Resources a no-op refresh reported as changed, with the output keys that differed. */
   refreshChanges: string[];
 }
@@ -210,18 +244,40 @@ export async function runOne(
   delayMs: number,
   relays: Map<string, Relay>,
   log: (line: string) => void,
+  cpu?: RunCpu,
+  afterCreate?: () => Promise<void>,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
   ensureSelfLink();
-  const plugin = await DynamicProviderPlugin.start({
-    cwd: REPO_ROOT,
-    env: { ...process.env, PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off" },
-  });
+  const startT0 = performance.now();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off",
+  };
+  // The plugin exits on SIGTERM without writing a profile; the preload makes it exit normally.
+  const nodeArgs =
+    opts.cpuProf !== undefined
+      ? [
+          "--cpu-prof",
+          `--cpu-prof-dir=${path.resolve(opts.cpuProf)}`,
+          "--require",
+          path.join(__dirname, "prof-preload.js"),
+        ]
+      : [];
+  const plugin = await DynamicProviderPlugin.start({ cwd: REPO_ROOT, env, nodeArgs });
   const records: OpRecord[] = [];
   const refreshChanges: string[] = [];
   let phase: Phase = "create";
+  // CPU the plugin spent starting (node, @pulumi/pulumi) before it joined its group.
+  const spawnCpuUs = cpu ? await procCpuUs(plugin.pid) : 0;
+  const pluginGroup = cpu ? await cpu.acct.group(`plugin-${++runSerial}`, [plugin.pid]) : undefined;
   try {
     await plugin.configure({});
+    // The plugin's start-up before it joined the group is not counted; configure is.
+    const startMs = performance.now() - startT0;
+    const controllerStartCpuUs = pluginGroup
+      ? spawnCpuUs + (await pluginGroup.usageUsec())
+      : undefined;
     const per = await Promise.all(
       lab.hosts.map(async (h) => {
         const relay = relays.get(h.name);
@@ -229,7 +285,7 @@ export async function runOne(
         const connection: SpecConnection = relay
           ? { ...conn, host: relay.host, port: relay.port }
           : conn;
-        const counter = new SshdLogCounter(h.sshdLogPath);
+        const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
         const start = await counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the
         // parallel schedule is measured per phase only, so its timing is not perturbed.
@@ -243,6 +299,8 @@ export async function runOne(
     for (const p of PHASES) {
       phase = p;
       const before = await Promise.all(per.map((x) => x.counter.update()));
+      const cpuBefore = pluginGroup ? await pluginGroup.usageUsec() : 0;
+      const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
       const t0 = performance.now();
       await Promise.all(
         per.map(async (x) => {
@@ -264,6 +322,8 @@ export async function runOne(
         }),
       );
       const wallMs = performance.now() - t0;
+      const controllerCpuUs = pluginGroup ? (await pluginGroup.usageUsec()) - cpuBefore : undefined;
+      const hostCpuUs = cpu ? (await sumUsage(cpu.hosts)) - hostBefore : undefined;
       const after = await Promise.all(per.map((x) => x.counter.update()));
       let connections = 0;
       let sessions = 0;
@@ -277,12 +337,19 @@ export async function runOne(
         connections,
         sessions,
         ops: per.reduce((a, x) => a + x.specs.length, 0),
+        ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
+        ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
       });
       log(
         `  ${schedule} ${mode} ${delayMs} ms ${p}: ${(wallMs / 1000).toFixed(2)} s, ` +
-          `${connections} connections, ${sessions} sessions`,
+          `${connections} connections, ${sessions} sessions` +
+          (controllerCpuUs !== undefined
+            ? `, controller CPU ${(controllerCpuUs / 1e6).toFixed(2)} s`
+            : "") +
+          (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
+      if (p === "create" && afterCreate) await afterCreate();
     }
     const connectionsPerHost = await Promise.all(
       per.map(async (x) => (await x.counter.update()).connections - x.start.connections),
@@ -296,9 +363,12 @@ export async function runOne(
       phases,
       connectionsPerHost,
       ops: records,
+      startMs,
+      ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
       refreshChanges,
     };
   } finally {
     await plugin.stop();
+    await pluginGroup?.remove();
   }
 }

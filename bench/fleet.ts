@@ -2,18 +2,70 @@
 // plugin (driven the way the engine drives it), then a no-op refresh, then destroy; once with the
 // pooled SSH connection (one per host) and once with one fresh connection per command (the model
 // of @pulumi/command, PULUMI_HYPERVISOR_SSH_POOL=off), each without and with added latency on the
-// controller-to-host link (bench/relay.ts). SSH connections and sessions (remote commands) are
-// counted on the hosts' side, from each lab sshd's log (LogLevel VERBOSE logs "Connection from"
-// per connection and "Starting session" per exec channel), so the plugin's own counters are not
-// needed. Prints tables and a verdict per target; exits 1 when a run failed (not when a target is
-// missed: the figures are the result).
+// controller-to-host link (bench/relay.ts). Then the same job by the tools users would pick
+// instead, on the same hosts and links (bench/peers.ts): Ansible tuned and with its defaults (run
+// twice: the second must report changed=0) and the floor (one ssh per host, one script). Every
+// tool's end state is compared with the provider's (bench/state.ts). SSH connections and sessions
+// are counted on the hosts' side, from each lab sshd's log; CPU-seconds of the controller (the
+// plugin, or the tool's process tree) and of the hosts (each sshd and what it ran) from cgroup v2
+// (bench/cgroup.ts). Prints tables and a verdict per target; exits 1 when a run failed (not when a
+// target is missed: the figures are the result).
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
-import { startLab } from "../lab";
-import { runOne, type RunResult } from "./driver";
+import { startLab, type LabHost } from "../lab";
+import { CpuAccounting } from "./cgroup";
+import { runOne, type RunCpu, type RunResult } from "./driver";
 import { parseBenchArgs, type BenchOptions } from "./options";
+import {
+  ensureAnsible,
+  runAnsible,
+  runFloor,
+  targets,
+  type Measure,
+  type PeerResult,
+} from "./peers";
 import { startRelay, type Relay } from "./relay";
+import type { SameState } from "./report";
+import { cleanHost, hostState, stateDiff } from "./state";
 import { renderReport, s } from "./report";
+
+// Clean hosts with an empty request trace (the long-lived remote shell appends to it when it exists).
+async function prepareHosts(hosts: LabHost[]): Promise<void> {
+  await Promise.all(
+    hosts.map(async (h) => {
+      await cleanHost(h);
+      await h.exec([
+        "sh",
+        "-c",
+        "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
+      ]);
+    }),
+  );
+}
+
+// Compares every host's state with the reference (recorded by the first call); true when equal.
+async function compareStates(
+  hosts: LabHost[],
+  reference: Map<string, string>,
+  tool: string,
+  log: (line: string) => void,
+): Promise<boolean> {
+  let same = true;
+  for (const h of hosts) {
+    const got = await hostState(h);
+    const want = reference.get(h.name);
+    if (want === undefined) {
+      reference.set(h.name, got);
+      continue;
+    }
+    const diff = stateDiff(want, got);
+    if (diff !== "") {
+      same = false;
+      log(`  ${tool}: ${h.name} differs from the provider's state:\n${diff}`);
+    }
+  }
+  return same;
+}
 
 async function main(): Promise<void> {
   let opts: BenchOptions;
@@ -30,7 +82,22 @@ async function main(): Promise<void> {
   log(`starting lab "${opts.labName}": ${opts.hosts} hosts with a WAN`);
   const lab = await startLab({ name: opts.labName, hosts: opts.hosts, wan: true });
   const runs: RunResult[] = [];
+  const peers: PeerResult[] = [];
+  const sameState: SameState[] = [];
+  const peerFailures: string[] = [];
+  // Each host's state after the first provider apply: what every other tool must leave too.
+  const reference = new Map<string, string>();
   let failed = false;
+  if (opts.peers.some((p) => p.startsWith("ansible"))) await ensureAnsible(log);
+  const acct = await CpuAccounting.open();
+  let cpu: RunCpu | undefined;
+  if (typeof acct === "string") {
+    log(`no CPU accounting: ${acct}`);
+  } else {
+    const hosts = [];
+    for (const h of lab.hosts) hosts.push(await acct.group(`host-${h.name}`, [h.sshdPid]));
+    cpu = { acct, hosts };
+  }
   try {
     for (const delayMs of opts.delays) {
       const relays = new Map<string, Relay>();
@@ -43,11 +110,58 @@ async function main(): Promise<void> {
             );
           }
         }
+        await prepareHosts(lab.hosts);
         for (const schedule of opts.schedules) {
           for (const mode of opts.modes) {
-            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log));
+            const label = `provider ${mode} ${schedule}`;
+            const check = async (): Promise<void> => {
+              const same = await compareStates(lab.hosts, reference, label, log);
+              sameState.push({ tool: label, delayMs, same });
+              if (!same) failed = true;
+            };
+            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu, check));
           }
         }
+        const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
+        const last = opts.delays[opts.delays.length - 1];
+        for (const peer of opts.peers) {
+          // Ansible with its defaults is the slowest run by far: by default only at the last delay.
+          if (peer === "ansible-defaults" && !opts.peersEveryDelay && delayMs !== last) continue;
+          await prepareHosts(lab.hosts);
+          const ts = targets(lab.hosts, opts.resources, relays);
+          const check = async (): Promise<void> => {
+            const same = await compareStates(lab.hosts, reference, peer, log);
+            sameState.push({ tool: peer, delayMs, same });
+            if (!same) failed = true;
+          };
+          let r: PeerResult;
+          try {
+            r =
+              peer === "floor"
+                ? await runFloor(m, ts, delayMs)
+                : await runAnsible(m, ts, peer, delayMs, check);
+          } catch (e) {
+            // A tool that failed is reported, and the run exits 1; the other tools still run.
+            failed = true;
+            peerFailures.push(`${peer} at ${delayMs} ms`);
+            log(`  ${peer} ${delayMs} ms FAILED: ${e instanceof Error ? e.message : String(e)}`);
+            continue;
+          }
+          if (peer === "floor") await check();
+          peers.push(r);
+          log(
+            `  ${peer} ${delayMs} ms apply: ${s(r.apply.wallMs)} s, ${r.apply.connections} ` +
+              `connections, ${r.apply.sessions} sessions` +
+              (r.noop ? `; no-op: ${s(r.noop.wallMs)} s, changed=${r.noop.changed ?? "?"}` : ""),
+          );
+          if (r.noop && r.noop.changed !== 0) {
+            log(
+              `  ${peer}: the second run changed ${r.noop.changed ?? "?"} things (not idempotent)`,
+            );
+            failed = true;
+          }
+        }
+        await Promise.all(lab.hosts.map(cleanHost));
       } finally {
         for (const r of relays.values()) await r.close();
       }
@@ -56,15 +170,17 @@ async function main(): Promise<void> {
     failed = true;
     log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   } finally {
+    if (typeof acct !== "string") await acct.close();
     await lab.stop();
   }
   log("");
-  log(renderReport(opts, runs));
+  log(renderReport(opts, runs, peers, sameState));
+  if (peerFailures.length > 0) log(`FAILED: ${peerFailures.join(", ")}`);
   log(`\nbench took ${s(performance.now() - t0)} s`);
   if (opts.json) {
     await writeFile(
       path.resolve(opts.json),
-      JSON.stringify({ options: opts, runs }, null, 2) + "\n",
+      JSON.stringify({ options: opts, runs, peers, sameState }, null, 2) + "\n",
     );
   }
   process.exitCode = failed ? 1 : 0;

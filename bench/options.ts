@@ -13,6 +13,13 @@ export interface BenchOptions {
   /** How the engine orders operations (see Schedule). */
   schedules: Schedule[];
   json: string | undefined;
+  /** The other tools run on the same hosts and job (bench/peers.ts). */
+  peers: Peer[];
+  /** Run every peer at every delay (set by --peers); else ansible-defaults only at the last. */
+  peersEveryDelay: boolean;
+  /** Write V8 CPU profiles of every plugin process into this directory. */
+  cpuProf: string | undefined;
+  quick: boolean;
 }
 
 export type Mode = "pooled" | "per-command";
@@ -26,6 +33,10 @@ export const MODES: readonly Mode[] = ["pooled", "per-command"];
 export type Schedule = "serial" | "parallel";
 export const SCHEDULES: readonly Schedule[] = ["serial", "parallel"];
 
+/** The tools the provider is compared with (bench/peers.ts). */
+export type Peer = "ansible-tuned" | "ansible-defaults" | "floor";
+export const PEERS: readonly Peer[] = ["ansible-tuned", "ansible-defaults", "floor"];
+
 const MAX_HOSTS = 19;
 
 /** Returns the usage text. */
@@ -33,7 +44,9 @@ export function usage(): string {
   return [
     "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
     "                              [--modes pooled,per-command] [--schedules serial,parallel]",
-    "                              [--json FILE]",
+    "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
+    "                              [--json FILE] [--cpu-prof DIR] [--quick]",
+    "--quick: 1 host x 5 resources, 0 ms, serial, Ansible tuned and the floor (a smoke run)",
   ].join("\n");
 }
 
@@ -71,6 +84,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         modes: { type: "string" },
         schedules: { type: "string" },
         json: { type: "string" },
+        peers: { type: "string" },
+        "cpu-prof": { type: "string" },
+        quick: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -78,23 +94,44 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     throw new Error(`${e instanceof Error ? e.message : String(e)}\n${usage()}`);
   }
   if (values.help === true) throw new Error(usage());
+  const quick = values.quick === true;
   const latencyMs = values.latency !== undefined ? int("--latency", values.latency, 0, 1000) : 20;
   return {
-    hosts: values.hosts !== undefined ? int("--hosts", values.hosts, 1, MAX_HOSTS) : 3,
-    resources: values.resources !== undefined ? int("--resources", values.resources, 1, 200) : 20,
+    hosts: values.hosts !== undefined ? int("--hosts", values.hosts, 1, MAX_HOSTS) : quick ? 1 : 3,
+    resources:
+      values.resources !== undefined
+        ? int("--resources", values.resources, 1, 200)
+        : quick
+          ? 5
+          : 20,
     latencyMs,
     delays:
       values.delays !== undefined
         ? values.delays.split(",").map((d) => int("--delays", d, 0, 1000))
-        : latencyMs > 0
-          ? [0, latencyMs]
-          : [0],
+        : quick
+          ? [0]
+          : latencyMs > 0
+            ? [0, latencyMs]
+            : [0],
     modes: values.modes !== undefined ? oneOf("--modes", values.modes, MODES) : [...MODES],
     labName: "bench",
     schedules:
       values.schedules !== undefined
         ? oneOf("--schedules", values.schedules, SCHEDULES)
-        : [...SCHEDULES],
+        : quick
+          ? ["serial"]
+          : [...SCHEDULES],
     json: values.json,
+    peers:
+      values.peers === "none"
+        ? []
+        : values.peers !== undefined
+          ? oneOf("--peers", values.peers, PEERS)
+          : quick
+            ? ["ansible-tuned", "floor"]
+            : [...PEERS],
+    peersEveryDelay: values.peers !== undefined,
+    cpuProf: values["cpu-prof"],
+    quick,
   };
 }

@@ -3,6 +3,20 @@ import { fleetShape } from "./fleet-specs";
 import type { OpRecord, Phase, RunResult } from "./driver";
 import { PHASES } from "./driver";
 import type { BenchOptions, Mode, Schedule } from "./options";
+import type { PeerResult, ToolRun } from "./peers";
+
+/** Whether a tool's apply left the provider's end state on every host. */
+export interface SameState {
+  tool: string;
+  delayMs: number;
+  same: boolean;
+}
+
+/**
+ * Controller CPU per resource operation of main before the CPU work (dynamic-provider plugin,
+ * pooled runs of the default bench, cgroup v2 usage_usec): what the halving target compares with.
+ */
+export const BASELINE_CPU_MS_PER_OP = 9.6;
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -11,11 +25,36 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
+/** Returns an operation's round trips: requests when the hosts traced them, else sessions. */
+export function roundTrips(o: OpRecord, traced: boolean): number {
+  return traced ? o.requests : o.sessions;
+}
+
 /** Returns ms as seconds with two decimals. */
 export const s = (ms: number): string => (ms / 1000).toFixed(2);
 
+/** Returns the controller CPU ms per resource operation over every pooled run, if measured. */
+export function controllerCpuPerOp(runs: RunResult[]): number | undefined {
+  const phases = runs.filter((r) => r.mode === "pooled").flatMap((r) => r.phases);
+  if (phases.length === 0 || phases.some((p) => p.controllerCpuUs === undefined)) return undefined;
+  const us = phases.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0);
+  return (
+    us /
+    1000 /
+    Math.max(
+      1,
+      phases.reduce((a, p) => a + p.ops, 0),
+    )
+  );
+}
+
 /** Returns the report text: totals per run and phase, ratios, round trips per op, verdicts. */
-export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
+export function renderReport(
+  opts: BenchOptions,
+  runs: RunResult[],
+  peers: PeerResult[] = [],
+  sameState: SameState[] = [],
+): string {
   const out: string[] = [];
   const shape = fleetShape(opts.resources);
   out.push(
@@ -41,6 +80,15 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
       const conns = ps.reduce((a, p) => a + p.connections, 0);
       const sess = ps.reduce((a, p) => a + p.sessions, 0);
       const ops = ps.reduce((a, p) => a + p.ops, 0);
+      const cpuOf = (k: "controllerCpuUs" | "hostCpuUs"): string =>
+        ps.every((p) => p[k] !== undefined)
+          ? (ps.reduce((a, p) => a + (p[k] ?? 0), 0) / 1e6).toFixed(2)
+          : "-";
+      const ctl = ps.every((p) => p.controllerCpuUs !== undefined)
+        ? (ps.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0) / 1000 / Math.max(1, ops)).toFixed(
+            1,
+          )
+        : "-";
       rows.push([
         `${r.delayMs} ms`,
         r.schedule,
@@ -50,6 +98,9 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
         String(conns),
         String(sess),
         (sess / Math.max(1, ops)).toFixed(2),
+        cpuOf("controllerCpuUs"),
+        ctl,
+        cpuOf("hostCpuUs"),
       ]);
     }
   }
@@ -64,11 +115,32 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
         "ssh connections",
         "ssh sessions",
         "sessions/op",
+        "controller CPU s",
+        "controller CPU ms/op",
+        "host CPU s",
       ],
       rows,
     ),
     "",
   );
+
+  const starts = runs.flatMap((r) =>
+    r.controllerStartCpuUs !== undefined ? [r.controllerStartCpuUs] : [],
+  );
+  if (starts.length > 0) {
+    out.push(
+      `controller CPU of the plugin's start-up (spawn, load, configure; not in the table), mean ` +
+        `over ${starts.length} processes: ${(starts.reduce((a, b) => a + b, 0) / starts.length / 1e6).toFixed(2)} s`,
+    );
+  }
+  const cpuPerOp = controllerCpuPerOp(runs);
+  if (cpuPerOp !== undefined) {
+    out.push(
+      `controller CPU per resource operation (pooled runs, create + refresh + destroy): ` +
+        `${cpuPerOp.toFixed(1)} ms`,
+      "",
+    );
+  }
 
   // Ratios at the same delay and schedule: per-command over pooled.
   const pairs: Array<{ delay: number; schedule: Schedule; pooled: RunResult; fresh: RunResult }> =
@@ -112,6 +184,7 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
   // Remote round trips per operation and resource type: from a serial pooled run (exact there).
   const serialPooled = runs.filter((r) => r.mode === "pooled" && r.schedule === "serial");
   const perOp = serialPooled[0];
+  const traced = runs.some((r) => r.ops.some((o) => o.requests > 0));
   if (perOp) {
     const groups = new Map<string, OpRecord[]>();
     for (const o of perOp.ops) {
@@ -119,7 +192,7 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
       groups.set(key, [...(groups.get(key) ?? []), o]);
     }
     const opRows = [...groups.entries()].map(([key, list]) => {
-      const sess = list.map((o) => o.sessions);
+      const sess = list.map((o) => roundTrips(o, traced));
       const ms = list.map((o) => o.ms).sort((a, b) => a - b);
       return [
         key,
@@ -131,8 +204,8 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
       ];
     });
     out.push(
-      `round trips (ssh sessions) per operation, serial pooled at ${perOp.delayMs} ms ` +
-        "(the first operation on a host also asks for $SSH_CONNECTION once):",
+      `round trips per operation (${traced ? "requests in the hosts' trace" : "ssh sessions in the hosts' sshd log"}), ` +
+        `serial pooled at ${perOp.delayMs} ms (the first operation on a host may add one):`,
       table(["operation", "count", "min", "mean", "max", "median ms"], opRows),
       "",
     );
@@ -149,8 +222,13 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
     );
   }
 
-  // Targets.
   const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
+  const targets: string[] = [];
+  if (peers.length > 0 || sameState.length > 0) {
+    out.push(...renderTools(opts, runs, peers, sameState, targets, verdict), "");
+  }
+
+  // Targets.
   const pooledRuns = runs.filter((r) => r.mode === "pooled");
   if (pooledRuns.length > 0) {
     const maxConns = Math.max(...pooledRuns.flatMap((r) => r.connectionsPerHost));
@@ -160,14 +238,24 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
     );
   }
   if (serialPooled.length > 0) {
-    const creates = serialPooled.flatMap((r) => r.ops.filter((o) => o.op === "create"));
-    const maxCreate = Math.max(...creates.map((o) => o.sessions));
-    const worst = creates.filter((o) => o.sessions === maxCreate).map((o) => o.type);
-    out.push(
-      `target: at most 3 remote round trips per resource create: ${verdict(maxCreate <= 3)} ` +
-        `(max ${maxCreate}, by ${[...new Set(worst)].join(", ")}; mean ` +
-        `${(creates.reduce((a, o) => a + o.sessions, 0) / Math.max(1, creates.length)).toFixed(2)})`,
-    );
+    const ops = serialPooled.flatMap((r) => r.ops);
+    const traced = ops.some((o) => o.requests > 0);
+    for (const [what, want, pick] of [
+      ["create/update/delete", 2, (o: OpRecord) => o.op !== "read"],
+      ["read", 1, (o: OpRecord) => o.op === "read"],
+    ] as const) {
+      // The first operation on each host may add one (the session's own set-up).
+      const list = ops.filter(pick);
+      if (list.length === 0) continue;
+      const rts = list.map((o) => roundTrips(o, traced)).sort((a, b) => a - b);
+      const median = rts[Math.floor(rts.length / 2)] ?? 0;
+      const mean = rts.reduce((a, b) => a + b, 0) / rts.length;
+      out.push(
+        `target: ${want} round trip${want > 1 ? "s" : ""} per ${what}, counted on the hosts ` +
+          `(${traced ? "request trace" : "sshd sessions"}): ${verdict(median <= want)} ` +
+          `(median ${median}, mean ${mean.toFixed(2)}, max ${rts[rts.length - 1] ?? 0})`,
+      );
+    }
   }
   for (const { delay, schedule, pooled, fresh } of pairs.filter((x) => x.delay >= 20)) {
     const ratio = wallOf(fresh, "total") / wallOf(pooled, "total");
@@ -176,5 +264,162 @@ export function renderReport(opts: BenchOptions, runs: RunResult[]): string {
         `${verdict(ratio >= 5)} (${ratio.toFixed(1)}x over create + refresh + destroy)`,
     );
   }
+  const perOpCpu = controllerCpuPerOp(runs);
+  if (perOpCpu !== undefined) {
+    out.push(
+      `target: controller CPU per resource operation halved (<= ${(BASELINE_CPU_MS_PER_OP / 2).toFixed(1)} ms, ` +
+        `was ${BASELINE_CPU_MS_PER_OP} ms): ${verdict(perOpCpu <= BASELINE_CPU_MS_PER_OP / 2)} ` +
+        `(${perOpCpu.toFixed(1)} ms)`,
+    );
+  }
+  out.push(...targets);
   return out.join("\n");
+}
+
+const cpuS = (us: number | undefined): string => (us === undefined ? "-" : (us / 1e6).toFixed(2));
+
+/** A tool's apply and checking no-op at one delay, for the comparison table. */
+interface ToolRow {
+  tool: string;
+  delayMs: number;
+  apply: ToolRun;
+  noop: ToolRun | undefined;
+  /** Start-up not included in apply (the plugin's spawn and configure). */
+  startMs?: number;
+}
+
+function providerRows(runs: RunResult[]): ToolRow[] {
+  return runs.flatMap((r) => {
+    const phase = (p: Phase): ToolRun | undefined => {
+      const x = r.phases.find((y) => y.phase === p);
+      return x
+        ? {
+            wallMs: x.wallMs,
+            ...(x.controllerCpuUs !== undefined ? { controllerCpuUs: x.controllerCpuUs } : {}),
+            ...(x.hostCpuUs !== undefined ? { hostCpuUs: x.hostCpuUs } : {}),
+            connections: x.connections,
+            sessions: x.sessions,
+          }
+        : undefined;
+    };
+    const apply = phase("create");
+    return apply
+      ? [
+          {
+            tool: `provider ${r.mode} ${r.schedule}`,
+            delayMs: r.delayMs,
+            apply,
+            noop: phase("refresh"),
+            startMs: r.startMs,
+          },
+        ]
+      : [];
+  });
+}
+
+// The comparison with the other tools: a table per delay, the ratios and their targets.
+function renderTools(
+  opts: BenchOptions,
+  runs: RunResult[],
+  peers: PeerResult[],
+  sameState: SameState[],
+  targets: string[],
+  verdict: (ok: boolean) => string,
+): string[] {
+  const out: string[] = [
+    "the same job by each tool (apply = the provider's create phase, Ansible's first run, the floor's " +
+      "script; no-op = the provider's refresh, Ansible's second run). The provider's plugin start-up " +
+      "is not in its apply (column start s). CPU in seconds from cgroup v2; host CPU is every lab " +
+      "host's sshd and what it ran.",
+  ];
+  const rows: ToolRow[] = [
+    ...providerRows(runs),
+    ...peers.map((p) => ({ tool: p.peer, delayMs: p.delayMs, apply: p.apply, noop: p.noop })),
+  ];
+  const sameOf = (tool: string, delay: number): string => {
+    const x = sameState.find((y) => y.tool === tool && y.delayMs === delay);
+    return x ? (x.same ? "yes" : "NO") : "-";
+  };
+  const table2: string[][] = rows.map((r) => [
+    `${r.delayMs} ms`,
+    r.tool,
+    r.startMs !== undefined ? s(r.startMs) : "-",
+    s(r.apply.wallMs),
+    r.noop ? s(r.noop.wallMs) : "-",
+    `${cpuS(r.apply.controllerCpuUs)} / ${cpuS(r.noop?.controllerCpuUs)}`,
+    `${cpuS(r.apply.hostCpuUs)} / ${cpuS(r.noop?.hostCpuUs)}`,
+    `${r.apply.connections} / ${r.noop?.connections ?? "-"}`,
+    `${r.apply.sessions} / ${r.noop?.sessions ?? "-"}`,
+    r.noop?.changed !== undefined ? String(r.noop.changed) : "-",
+    sameOf(r.tool, r.delayMs),
+  ]);
+  out.push(
+    table(
+      [
+        "delay",
+        "tool",
+        "start s",
+        "apply s",
+        "no-op s",
+        "controller CPU s apply / no-op",
+        "host CPU s apply / no-op",
+        "connections",
+        "sessions",
+        "no-op changed",
+        "same state",
+      ],
+      table2,
+    ),
+  );
+  // Ratios: the provider (pooled, parallel when run, as the engine schedules) against each tool.
+  for (const delay of opts.delays) {
+    const ours =
+      rows.find((r) => r.delayMs === delay && r.tool === "provider pooled parallel") ??
+      rows.find((r) => r.delayMs === delay && r.tool === "provider pooled serial");
+    if (!ours) continue;
+    for (const r of rows.filter((x) => x.delayMs === delay && x !== ours)) {
+      const applyRatio = r.apply.wallMs / ours.apply.wallMs;
+      const noopRatio = r.noop && ours.noop ? r.noop.wallMs / ours.noop.wallMs : undefined;
+      out.push(
+        `  ${delay} ms: ${r.tool} / ${ours.tool}: apply ${applyRatio.toFixed(2)}x` +
+          (noopRatio !== undefined ? `, no-op ${noopRatio.toFixed(2)}x` : "") +
+          (r.apply.controllerCpuUs && ours.apply.controllerCpuUs
+            ? `, controller CPU on apply ${(r.apply.controllerCpuUs / ours.apply.controllerCpuUs).toFixed(2)}x`
+            : ""),
+      );
+      if (r.tool === "ansible-tuned") {
+        targets.push(
+          `target: at least 4x faster than Ansible tuned on the first apply at ${delay} ms: ` +
+            `${verdict(applyRatio >= 4)} (${applyRatio.toFixed(1)}x)`,
+        );
+        if (noopRatio !== undefined) {
+          targets.push(
+            `target: at least 4x faster than Ansible tuned on the checking no-op at ${delay} ms: ` +
+              `${verdict(noopRatio >= 4)} (${noopRatio.toFixed(1)}x)`,
+          );
+        }
+      }
+      if (r.tool === "floor" && delay >= 20) {
+        const overFloor = ours.apply.wallMs / r.apply.wallMs;
+        targets.push(
+          `target: first apply within 2x of the floor at ${delay} ms (without the plugin's ` +
+            `${s(ours.startMs ?? 0)} s start-up): ${verdict(overFloor <= 2)} (${overFloor.toFixed(1)}x)`,
+        );
+      }
+    }
+  }
+  const notSame = sameState.filter((x) => !x.same);
+  targets.push(
+    `check: every tool leaves the provider's host state: ${notSame.length === 0 ? "yes" : "NO"}` +
+      (notSame.length > 0
+        ? ` (${notSame.map((x) => `${x.tool} at ${x.delayMs} ms`).join(", ")})`
+        : ""),
+  );
+  for (const p of peers.filter((x) => x.noop)) {
+    targets.push(
+      `check: ${p.peer} second run at ${p.delayMs} ms reports changed=${p.noop?.changed ?? "?"}: ` +
+        (p.noop?.changed === 0 ? "idempotent" : "NOT idempotent"),
+    );
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 // Counting on the hosts' side: sshd with LogLevel VERBOSE logs "Connection from" per connection and
 // "Starting session" per exec channel, so its log gives connections and remote commands exactly.
-import { open } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 
 const CONNECTION_LINE = /\bConnection from \d/;
 const SESSION_LINE = /\bStarting session: /;
@@ -12,10 +12,17 @@ export class SshdLogCounter {
   private offset = 0;
   private partial = "";
 
-  constructor(private readonly file: string) {}
+  /** Lines in the host's request trace (one per request of a long-lived remote shell). */
+  requests = 0;
+
+  /** `traceFile`: the host's /run/pulumi-hypervisor/trace-requests as the machine sees it. */
+  constructor(
+    private readonly file: string,
+    private readonly traceFile?: string,
+  ) {}
 
   /** Reads the new part of the log; returns the totals so far. Calls are serialized. */
-  update(): Promise<{ connections: number; sessions: number }> {
+  update(): Promise<Counts> {
     const next = this.queue.then(() => this.readNew());
     this.queue = next.then(
       () => undefined,
@@ -27,7 +34,11 @@ export class SshdLogCounter {
   // Concurrent reads from the same offset would count the same lines twice.
   private queue: Promise<void> = Promise.resolve();
 
-  private async readNew(): Promise<{ connections: number; sessions: number }> {
+  private async readNew(): Promise<Counts> {
+    if (this.traceFile !== undefined) {
+      const text = await readFile(this.traceFile, "utf8").catch(() => "");
+      this.requests = text.split("\n").length - 1;
+    }
     const fh = await open(this.file, "r");
     try {
       const { size } = await fh.stat();
@@ -46,6 +57,17 @@ export class SshdLogCounter {
     } finally {
       await fh.close();
     }
-    return { connections: this.connections, sessions: this.sessions };
+    return { connections: this.connections, sessions: this.sessions, requests: this.requests };
   }
+}
+
+export interface Counts {
+  connections: number;
+  sessions: number;
+  requests: number;
+}
+
+/** Returns where the machine sees a lab host's request trace (through its sshd's root). */
+export function traceFileOf(sshdPid: number): string {
+  return `/proc/${sshdPid}/root/run/pulumi-hypervisor/trace-requests`;
 }

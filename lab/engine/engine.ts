@@ -73,6 +73,8 @@ export interface StartOptions {
   startTimeoutMs?: number;
   /** gRPC deadline for each call; 0 (default) = none, like the engine. */
   callTimeoutMs?: number;
+  /** Node options before the script (e.g. --cpu-prof, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[];
 }
 
 /** What `DynamicProviderPlugin.diff` answers: the fields of DiffResponse the engine acts on. */
@@ -100,7 +102,7 @@ export class DynamicProviderPlugin extends ProviderClient<Diff> {
     const started = await startPlugin(
       "dynamic provider",
       process.execPath,
-      [DYNAMIC_PROVIDER_SCRIPT, opts.engineAddress ?? "127.0.0.1:1"],
+      [...(opts.nodeArgs ?? []), DYNAMIC_PROVIDER_SCRIPT, opts.engineAddress ?? "127.0.0.1:1"],
       { cwd: opts.cwd ?? process.cwd(), env, startTimeoutMs: opts.startTimeoutMs ?? 30_000 },
     );
     return new DynamicProviderPlugin(started, opts.callTimeoutMs ?? 0);

@@ -13,7 +13,39 @@ describe("bench options", () => {
       labName: "bench",
       schedules: ["serial", "parallel"],
       json: undefined,
+      peers: ["ansible-tuned", "ansible-defaults", "floor"],
+      peersEveryDelay: false,
+      cpuProf: undefined,
+      quick: false,
     });
+  });
+
+  it("--quick is a smoke run: 1 host x 5 resources, 0 ms, serial; flags still win", () => {
+    expect(parseBenchArgs(["--quick"])).toMatchObject({
+      hosts: 1,
+      resources: 5,
+      delays: [0],
+      schedules: ["serial"],
+      modes: ["pooled", "per-command"],
+      peers: ["ansible-tuned", "floor"],
+      quick: true,
+    });
+    expect(parseBenchArgs(["--quick", "--hosts", "2", "--delays", "0,20"])).toMatchObject({
+      hosts: 2,
+      delays: [0, 20],
+    });
+  });
+
+  it("takes the tools to compare with, none, and a profile directory", () => {
+    expect(parseBenchArgs(["--peers", "floor"])).toMatchObject({
+      peers: ["floor"],
+      peersEveryDelay: true,
+    });
+    expect(parseBenchArgs(["--peers=none"]).peers).toEqual([]);
+    expect(parseBenchArgs(["--cpu-prof", "/tmp/p"]).cpuProf).toBe("/tmp/p");
+    expect(() => parseBenchArgs(["--peers", "floor,chef"])).toThrow(
+      '--peers takes ansible-tuned,ansible-defaults,floor, not "chef"',
+    );
   });
 
   it("takes every flag, in both --flag value and --flag=value forms", () => {

@@ -1,0 +1,236 @@
+// The bench's report and parsing code: tool ratios and verdicts, round trips from the request
+// trace or sshd, Ansible's recap, the floor's script, cgroup and host-state parsing.
+import { describe, expect, it } from "vitest";
+import { cgroup2Mount, parseCpuStat } from "../../bench/cgroup";
+import type { OpRecord, RunResult } from "../../bench/driver";
+import { hostJob } from "../../bench/job";
+import { parseBenchArgs } from "../../bench/options";
+import {
+  ansibleConfig,
+  ansibleFailures,
+  floorScript,
+  recapChanged,
+  type PeerResult,
+} from "../../bench/peers";
+import { controllerCpuPerOp, renderReport, roundTrips } from "../../bench/report";
+import { normalizeState, stateDiff } from "../../bench/state";
+
+const op = (o: Partial<OpRecord>): OpRecord => ({
+  phase: "create",
+  type: "Bridge",
+  op: "create",
+  sessions: 4,
+  connections: 0,
+  requests: 0,
+  ms: 100,
+  ...o,
+});
+
+function run(mode: "pooled" | "per-command", delayMs: number, createMs: number): RunResult {
+  const phase = (p: "create" | "refresh" | "destroy", wallMs: number, cpuUs: number) => ({
+    phase: p,
+    wallMs,
+    connections: p === "create" ? 1 : 0,
+    sessions: 10,
+    ops: 5,
+    controllerCpuUs: cpuUs,
+    hostCpuUs: 2 * cpuUs,
+  });
+  return {
+    mode,
+    schedule: "serial",
+    delayMs,
+    hosts: 1,
+    resources: 5,
+    phases: [
+      phase("create", createMs, 20_000),
+      phase("refresh", createMs / 4, 5_000),
+      phase("destroy", createMs, 15_000),
+    ],
+    connectionsPerHost: [1],
+    ops: [
+      op({ op: "create", sessions: 4, requests: 2 }),
+      op({ op: "read", phase: "refresh", sessions: 1, requests: 1 }),
+      op({ op: "delete", phase: "destroy", sessions: 4, requests: 2 }),
+    ],
+    startMs: 600,
+    controllerStartCpuUs: 500_000,
+    refreshChanges: [],
+  };
+}
+
+const ansible = (
+  delayMs: number,
+  applyMs: number,
+  noopMs: number,
+  changed: number,
+): PeerResult => ({
+  peer: "ansible-tuned",
+  delayMs,
+  apply: { wallMs: applyMs, connections: 1, sessions: 40, controllerCpuUs: 4e6, changed: 9 },
+  noop: { wallMs: noopMs, connections: 0, sessions: 10, controllerCpuUs: 2e6, changed },
+});
+
+describe("bench report", () => {
+  it("counts round trips from the request trace when the hosts wrote one, else sessions", () => {
+    expect(roundTrips(op({ sessions: 4, requests: 2 }), true)).toBe(2);
+    expect(roundTrips(op({ sessions: 4, requests: 0 }), false)).toBe(4);
+  });
+
+  it("returns controller CPU per operation over the pooled runs only", () => {
+    // pooled: 40 ms of CPU over 15 operations
+    expect(controllerCpuPerOp([run("pooled", 0, 1000), run("per-command", 0, 3000)])).toBeCloseTo(
+      40 / 15,
+    );
+    const noCpu = run("pooled", 0, 1000);
+    noCpu.phases = noCpu.phases.map(({ controllerCpuUs: _c, ...p }) => p);
+    expect(controllerCpuPerOp([noCpu])).toBeUndefined();
+  });
+
+  it("prints the tools, their ratios and a verdict per target", () => {
+    const opts = { ...parseBenchArgs(["--quick"]), delays: [0, 20] };
+    const floor: PeerResult = {
+      peer: "floor",
+      delayMs: 20,
+      apply: { wallMs: 400, connections: 1, sessions: 1 },
+    };
+    const text = renderReport(
+      opts,
+      [run("pooled", 0, 1000), run("pooled", 20, 1000), run("per-command", 20, 6000)],
+      [ansible(0, 5000, 2000, 0), ansible(20, 3000, 500, 0), floor],
+      [
+        { tool: "provider pooled serial", delayMs: 0, same: true },
+        { tool: "ansible-tuned", delayMs: 0, same: true },
+        { tool: "floor", delayMs: 20, same: false },
+      ],
+    );
+    expect(text).toContain(
+      "target: at least 4x faster than Ansible tuned on the first apply at 0 ms: met (5.0x)",
+    );
+    expect(text).toContain(
+      "target: at least 4x faster than Ansible tuned on the checking no-op at 0 ms: met (8.0x)",
+    );
+    expect(text).toContain(
+      "target: at least 4x faster than Ansible tuned on the first apply at 20 ms: MISSED (3.0x)",
+    );
+    expect(text).toContain(
+      "target: first apply within 2x of the floor at 20 ms (without the plugin's 0.60 s " +
+        "start-up): MISSED (2.5x)",
+    );
+    expect(text).toContain(
+      "target: at least 5x faster than connection-per-command at 20 ms (serial): met (6.0x",
+    );
+    expect(text).toContain(
+      "target: 2 round trips per create/update/delete, counted on the hosts (request trace): met",
+    );
+    expect(text).toContain(
+      "check: every tool leaves the provider's host state: NO (floor at 20 ms)",
+    );
+    expect(text).toContain("check: ansible-tuned second run at 0 ms reports changed=0: idempotent");
+    expect(text).toMatch(/\| 0 ms +\| ansible-tuned +\| - +\| 5\.00 +\| 2\.00 +\| 4\.00 \/ 2\.00/);
+  });
+
+  it("flags a second Ansible run that changed something", () => {
+    const text = renderReport(
+      parseBenchArgs(["--quick"]),
+      [run("pooled", 0, 1000)],
+      [ansible(0, 5000, 2000, 3)],
+    );
+    expect(text).toContain(
+      "check: ansible-tuned second run at 0 ms reports changed=3: NOT idempotent",
+    );
+  });
+});
+
+describe("bench tools", () => {
+  it("sums changed= over Ansible's PLAY RECAP", () => {
+    const out = [
+      "TASK [x] ***",
+      "changed: [h1]",
+      "PLAY RECAP *********",
+      "h1 : ok=12   changed=3    unreachable=0    failed=0    skipped=2",
+      "h2 : ok=12   changed=4    unreachable=0    failed=0    skipped=2",
+    ].join("\n");
+    expect(recapChanged(out)).toBe(7);
+    expect(recapChanged("no recap")).toBeUndefined();
+  });
+
+  it("keeps what failed from Ansible's output, cut short, with the recap", () => {
+    const out = [
+      "TASK [Create taps] ***",
+      'failed: [h3] (item={"name": "btap10"}) => {"changed": false, "msg": "Failed to connect to the host via ssh: kex_exchange_identification: closed", "unreachable": true}',
+      "ok: [h4]",
+      "PLAY RECAP ***",
+      "h3 : ok=6 changed=4 unreachable=1 failed=0",
+    ].join("\n");
+    expect(ansibleFailures(out)).toBe(
+      'failed: [h3] (item={"name": "btap10"})  msg: Failed to connect to the host via ssh: ' +
+        "kex_exchange_identification: closed\nPLAY RECAP ***\nh3 : ok=6 changed=4 unreachable=1 failed=0\n",
+    );
+  });
+
+  it("configures Ansible tuned (pipelining, ControlPersist) or with its defaults", () => {
+    const tuned = ansibleConfig("ansible-tuned", "/tmp/cp");
+    expect(tuned).toContain("pipelining = True");
+    expect(tuned).toContain("ssh_args = -o ControlMaster=auto -o ControlPersist=60s");
+    const defaults = ansibleConfig("ansible-defaults", "/tmp/cp");
+    expect(defaults).not.toContain("pipelining");
+    expect(defaults).not.toContain("ssh_args");
+  });
+
+  it("writes the floor's one script with the provider's own dnsmasq config and nft ruleset", () => {
+    const script = floorScript(hostJob("198.18.128", 5));
+    expect(script.split("\n")[0]).toBe("set -e");
+    expect(script).toContain(
+      "ip link add name bbr0 type bridge\nip addr add 198.18.128.1/26 dev bbr0",
+    );
+    expect(script).toContain("ip tuntap add dev btap1 mode tap\nip link set dev btap1 master bbr0");
+    expect(script).toContain("dhcp-range=198.18.128.10,198.18.128.50,255.255.255.192,1h");
+    expect(script).toContain('oifname "wan0" ip saddr 198.18.128.0/24 masquerade');
+    expect(script).toContain(
+      "dnsmasq --conf-file=/etc/pulumi-hypervisor/dnsmasq/bbr0/dnsmasq.conf",
+    );
+  });
+
+  it("reads cgroup2's mount point and usage_usec", () => {
+    expect(
+      cgroup2Mount(
+        "cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n",
+      ),
+    ).toBe("/sys/fs/cgroup/unified");
+    expect(cgroup2Mount("proc /proc proc rw 0 0\n")).toBeUndefined();
+    expect(parseCpuStat("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n")).toBe(1234);
+    expect(() => parseCpuStat("nr_periods 0\n")).toThrow("cpu.stat has no usage_usec");
+  });
+
+  it("normalizes a host's state: only the job's links, sorted, without MACs or ids", () => {
+    const links = JSON.stringify([
+      { ifname: "lo", flags: ["UP"], mtu: 65536, addr_info: [] },
+      {
+        ifname: "btap0",
+        flags: ["BROADCAST", "UP"],
+        mtu: 1500,
+        master: "bbr0",
+        address: "aa:bb:cc:dd:ee:ff",
+        linkinfo: { info_kind: "tun", info_data: { type: "tap", pi: false, persist: true } },
+        addr_info: [{ local: "fe80::1", prefixlen: 64, scope: "link" }],
+      },
+      {
+        ifname: "bbr0",
+        flags: ["UP"],
+        mtu: 1500,
+        linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, hello_timer: 12 } },
+        addr_info: [{ local: "198.18.128.1", prefixlen: 26, scope: "global" }],
+      },
+    ]);
+    const raw = `## links\n${links}\n\n## nft\ntable ip t {\n}\n## ip_forward\n1\n## dnsmasq\n`;
+    const state = normalizeState(raw);
+    expect(state.split("\n").slice(0, 2)).toEqual([
+      "link bbr0 kind=bridge master=- up=true mtu=1500 stp_state=0 addresses=198.18.128.1/26",
+      'link btap0 kind=tun master=bbr0 up=true mtu=1500 type="tap" pi=false persist=true addresses=',
+    ]);
+    expect(state).toContain("nft:\ntable ip t {\n}\nip_forward: 1\ndnsmasq:\n");
+    expect(stateDiff(state, state)).toBe("");
+    expect(stateDiff(state, state.replace("up=true", "up=false"))).toContain("up=false");
+  });
+});
