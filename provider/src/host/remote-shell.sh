@@ -111,13 +111,14 @@ while IFS=' ' read -r tag clen slen <&3; do
   # busybox wc pads the count with spaces; arithmetic drops them
   [ -s "$d/out" ] && o=$(($(wc -c <"$d/out") + 0))
   [ -s "$d/err" ] && e=$(($(wc -c <"$d/err") + 0))
+  # counted before the reply goes out, so a session closed right after it still has its line
+  if [ -e "$trace" ]; then
+    { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
+  fi
   printf '%d %d %d\n' "$code" "$o" "$e"
   # exactly the lengths sent, even if something the command left running still writes there
   [ "$o" -gt 0 ] && head -c "$o" "$d/out"
   [ "$e" -gt 0 ] && head -c "$e" "$d/err"
   wait "$w"
   rm -f "$d/cmd" "$d/in" "$d/out" "$d/err"
-  if [ -e "$trace" ]; then
-    { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
-  fi
 done
