@@ -9,6 +9,8 @@ import { CommandDeadlineError } from "../../provider/src/errors";
 import { Connection } from "../../provider/src/host/connection";
 import type { Host } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor } from "../../provider/src/host/pool";
+import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
+import { startRelay } from "../../bench/relay";
 
 let lab: Lab;
 let h: LabHost;
@@ -218,5 +220,67 @@ describe("remote shell on a lab host", () => {
     } finally {
       await closeAllHosts();
     }
+  });
+});
+
+describe("what a command costs", () => {
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)] ?? NaN;
+  };
+
+  async function timed(run: () => Promise<unknown>): Promise<number> {
+    const out: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = process.hrtime.bigint();
+      await run();
+      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return median(out);
+  }
+
+  // A bare `true`, median of 20: pooled in a remote shell, pooled on a session of its own, and on
+  // a new connection (the dead-man's proof of a login, and what @pulumi/command pays each time).
+  async function measure(
+    conn: Connection,
+  ): Promise<{ shell: number; exec: number; fresh: number }> {
+    const saved = process.env[REMOTE_SHELL_ENV];
+    try {
+      process.env[REMOTE_SHELL_ENV] = "on";
+      const viaShell = hostFor(conn);
+      await viaShell.run({ argv: ["true"] });
+      const shell = await timed(() => viaShell.run({ argv: ["true"] }));
+      const fresh = await timed(() => viaShell.runFresh!({ argv: ["true"] }));
+      await closeAllHosts();
+      process.env[REMOTE_SHELL_ENV] = "off";
+      const viaExec = hostFor(conn);
+      await viaExec.run({ argv: ["true"] });
+      const exec = await timed(() => viaExec.run({ argv: ["true"] }));
+      return { shell, exec, fresh };
+    } finally {
+      await closeAllHosts();
+      if (saved === undefined) delete process.env[REMOTE_SHELL_ENV];
+      else process.env[REMOTE_SHELL_ENV] = saved;
+    }
+  }
+
+  it("a bare true through the shell beats a session of its own, at 0 ms and at a 20 ms round trip", async () => {
+    const direct = await measure(Connection.parse(h.connection()));
+    const relay = await startRelay({ targetHost: h.address, targetPort: h.port, delayMs: 10 });
+    let far: { shell: number; exec: number; fresh: number };
+    try {
+      far = await measure(
+        Connection.parse({ ...h.connection(), host: relay.host, port: relay.port }),
+      );
+    } finally {
+      await relay.close();
+    }
+    const fmt = (m: { shell: number; exec: number; fresh: number }): string =>
+      `shell ${m.shell.toFixed(1)} ms, own session ${m.exec.toFixed(1)} ms, new connection ${m.fresh.toFixed(1)} ms`;
+    process.stderr.write(
+      `remote shell, bare true, median of 20: 0 ms RTT: ${fmt(direct)}; +20 ms RTT: ${fmt(far)}\n`,
+    );
+    expect(far.shell).toBeLessThan(far.exec);
+    expect(far.exec).toBeLessThan(far.fresh);
   });
 });

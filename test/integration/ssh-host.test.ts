@@ -917,6 +917,8 @@ describe("remote shell", () => {
       expect(isShellStart(server.execs[0] ?? "")).toBe(true);
       expect(sshStats().channelsOpened - before.channelsOpened).toBe(1);
       expect(server.maxSessions).toBe(1);
+      // an idle shell does not keep the connection open: both close after about a second
+      await waitFor("the idle connection to close", () => server.openSockets === 0, 5000);
     } finally {
       await closeAllHosts();
       await server.close();

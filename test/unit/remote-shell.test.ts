@@ -163,7 +163,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(text(await sh("exec >&-; echo gone >&2; exit 3"))).toEqual({
       code: 3,
       stdout: "",
-      stderr: expect.stringContaining("gone") as unknown as string,
+      stderr: expect.stringContaining("gone"),
     });
     expect(text(await sh("sh -c 'kill -KILL $PPID'"))).toMatchObject({
       code: 137,

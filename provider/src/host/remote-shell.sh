@@ -18,6 +18,8 @@
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
 # subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
 # emptied after each command and removed when the loop ends), so any byte and any size survive.
+# The reply sends exactly the lengths measured, even when something the command left running
+# still appends to those files.
 #
 # Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
 # exists, each request appends one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN ERRLEN" to it. Only
@@ -116,9 +118,12 @@ while IFS=' ' read -r tag clen slen <&3; do
     { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
   fi
   printf '%d %d %d\n' "$code" "$o" "$e"
-  # exactly the lengths sent, even if something the command left running still writes there
   [ "$o" -gt 0 ] && head -c "$o" "$d/out"
   [ "$e" -gt 0 ] && head -c "$e" "$d/err"
   wait "$w"
-  rm -f "$d/cmd" "$d/in" "$d/out" "$d/err"
+  # emptied (by builtins, no process): the next request's data never mixes with this one's
+  : >"$d/cmd"
+  : >"$d/in"
+  : >"$d/out"
+  : >"$d/err"
 done

@@ -422,14 +422,15 @@ export class SshHost implements Host {
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
   private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
     const sudo = shellSudo(this.conn, newSudoMarks());
-    let running: Running | undefined;
+    // the channel opens after the shell exists: its stdout goes to the shell from the first byte
+    const opening: { running?: Running } = {};
     const shell = new RemoteShell({
       write: (chunk) => {
-        running?.channel.write(chunk);
+        opening.running?.channel.write(chunk);
       },
       destroy: () => {
-        running?.channel.signal("KILL");
-        running?.channel.close();
+        opening.running?.channel.signal("KILL");
+        opening.running?.channel.close();
       },
     });
     let opened: { running: Running; live: LiveConnection };
@@ -445,8 +446,8 @@ export class SshHost implements Host {
       this.releaseSlot();
       throw e;
     }
-    running = opened.running;
-    const { live } = opened;
+    const { running, live } = opened;
+    opening.running = running;
     const outcome = running.outcome;
     void outcome.then((o) => {
       const how =
@@ -474,7 +475,7 @@ export class SshHost implements Host {
         live,
         hello,
         end: () => {
-          running?.channel.end();
+          running.channel.end();
         },
       };
     } catch (e) {
