@@ -18,7 +18,10 @@ import { quoteArgv } from "../../provider/src/host/quote";
 import { buildRemoteCommand } from "../../provider/src/host/sudo";
 import { scriptBody } from "../../provider/src/host/script";
 
-const shells = ["sh", "dash", ...(spawnSync("busybox", ["true"]).status === 0 ? ["busybox"] : [])];
+// bash too: it is /bin/sh on some distributions
+const shells = ["sh", "dash", "bash", "busybox"].filter(
+  (s) => spawnSync(s, s === "busybox" ? ["true"] : ["-c", "true"]).status === 0,
+);
 const work = mkdtempSync(join(tmpdir(), "remote-shell-test-"));
 const started: ChildProcessWithoutNullStreams[] = [];
 

@@ -25,9 +25,11 @@
 # exists, each request appends one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN ERRLEN" to it. Only
 # lengths: a command line may hold secrets, so it is never written anywhere.
 #
-# Exits before the hello when it cannot work here (no mktemp, no dd iflag=fullblock): the client
-# then runs each command on a session of its own.
+# Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
+# the client then runs each command on a session of its own.
 
+# a terminal would rewrite bytes (CR, echo, control characters): frames need plain pipes
+if [ -t 0 ] || [ -t 1 ]; then exit 3; fi
 # fd 3 is the request stream; commands get their own stdin and never see it
 exec 3<&0 </dev/null
 d=$(mktemp -d 2>/dev/null) || exit 3
