@@ -389,6 +389,19 @@ describe("SshHost.run", () => {
     expect(err).toMatchObject({ signal: "SIGKILL", exitCode: 137 });
   });
 
+  it("kills a command at its deadline and says so, naming the command and the deadline", async () => {
+    const host = hostFor(connect(main));
+    const t0 = Date.now();
+    const err = await rejection(
+      host.run({ argv: ["sh", "-c", "echo started; sleep 30"], deadlineMs: 500 }),
+    );
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(err).toBeInstanceOf(CommandDeadlineError);
+    expect(err.message).toBe(
+      `${host.label}: sh -c 'echo started; sleep 30' did not finish within 0.5 s and was killed: started`,
+    );
+  });
+
   it("reads and writes files through the host helpers", async () => {
     const host = hostFor(connect(main));
     const path = join(dir, "files", "it's here.conf");

@@ -258,11 +258,13 @@ export class SshHost implements Host {
       };
       if (signal?.aborted) stop();
       signal?.addEventListener("abort", stop, { once: true });
+      let expired = false;
       const deadline =
         opts.deadlineMs === undefined
           ? undefined
           : setTimeout(
               () => {
+                expired = true;
                 opts.onDeadline?.();
                 stop();
               },
@@ -272,6 +274,8 @@ export class SshHost implements Host {
         signal?.removeEventListener("abort", stop);
         clearTimeout(deadline);
       });
+      // killed at its deadline: the caller says so, with what it printed until then
+      if (expired) return outcome;
       if (outcome.code === undefined && outcome.signal === undefined) {
         if (live.closed) throw this.lostError(live, shown);
         const why = outcome.streamError ? `: ${outcome.streamError}` : "";
