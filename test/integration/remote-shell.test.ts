@@ -92,7 +92,7 @@ describe("remote shell on a lab host", () => {
     expect(trace[40]?.split(" ").slice(1)).toEqual(["20", "5", "2", "0"]);
   });
 
-  it("runs parallel commands in several shells, below sshd's MaxSessions", async () => {
+  it("runs parallel commands in several shells, half the sessions, below sshd's MaxSessions", async () => {
     const host = hostFor(Connection.parse(h.connection()));
     const before = await sessions();
     try {
@@ -103,8 +103,8 @@ describe("remote shell on a lab host", () => {
       );
       expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 24 }, (_, i) => `${i}\n`));
       const used = (await sessions()) - before;
-      expect(used).toBeGreaterThan(1);
-      expect(used).toBeLessThanOrEqual(8);
+      // half of the 8 sessions a connection uses: the rest stays for the host lock's holders
+      expect(used).toBe(4);
     } finally {
       await closeAllHosts();
     }

@@ -938,7 +938,7 @@ describe("remote shell", () => {
     }
   });
 
-  it("runs 30 concurrent commands in at most 8 shells, one session each", async () => {
+  it("runs 30 concurrent commands in at most 4 shells (half the sessions), one session each", async () => {
     const server = await startServer({ hostKey: hostKeyB });
     try {
       const host = hostFor(connect(server));
@@ -949,9 +949,9 @@ describe("remote shell", () => {
       );
       expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => `${i}\n`));
       expect(server.tcpConnections).toBe(1);
-      expect(server.maxSessions).toBeLessThanOrEqual(8);
-      expect(server.maxSessions).toBeGreaterThan(1);
-      expect(server.execs.length).toBe(server.maxSessions);
+      // the other half stays for sessions of their own (the host lock's holders)
+      expect(server.maxSessions).toBe(4);
+      expect(server.execs.length).toBe(4);
       expect(server.execs.every(isShellStart)).toBe(true);
     } finally {
       await closeAllHosts();

@@ -49,6 +49,12 @@ export const IDLE_CLOSE_MS = 1000;
 
 const CHANNEL_OPEN_RETRIES = 8;
 
+/**
+ * How long a session of its own may wait for a slot before an idle shell is closed for it: a
+ * slot of a session just closed frees within this, so shells are not closed and restarted for it.
+ */
+const ROOM_WAIT_MS = 200;
+
 /** How long a remote shell may take to say hello (a sudo password round trip included). */
 export const SHELL_HELLO_MS = 20_000;
 
@@ -97,6 +103,11 @@ export class SshHost implements Host {
   private shellWaiters: Array<() => void> = [];
   /** Runs (and probes) in progress: the connection is idle when none is. */
   private inFlight = 0;
+  /** Shells started and not yet closed. */
+  private shells = 0;
+  private roomTimer: NodeJS.Timeout | undefined;
+  /** A session of its own has waited too long: the next shell that finishes a request closes. */
+  private closeNextShell = false;
 
   constructor(conn: Connection, proxy?: SshHost, opts: SshHostOptions = {}) {
     this.conn = conn;
@@ -246,8 +257,8 @@ export class SshHost implements Host {
     this.inFlight++;
     this.cancelIdle();
     const slot = this.channels.acquire();
-    // idle shells hold slots too: one of them makes room for this session
-    if (this.channels.waiting) this.shedIdleShell();
+    // idle shells hold slots too: one of them makes room if this waits long
+    if (this.channels.waiting) this.makeRoom();
     await slot;
     try {
       const { running, live } = await this.openChannel(command, feed, shown, epoch);
@@ -329,7 +340,7 @@ export class SshHost implements Host {
           this.releaseSlot();
           await sleep(delay);
           const slot = this.channels.acquire();
-          if (this.channels.waiting) this.shedIdleShell();
+          if (this.channels.waiting) this.makeRoom();
           await slot;
           continue;
         }
@@ -418,7 +429,12 @@ export class SshHost implements Host {
         if (idle.shell.alive && !idle.live.closed) return idle;
         continue;
       }
-      if (this.channels.tryAcquire()) return this.startShell(epoch, shown);
+      // Shells keep to half the sessions (rounded up): the other half stays for sessions of their
+      // own, the host lock's holders above all (lock.ts), so holders never wait for a shell to
+      // close and shells are not closed and started again under load.
+      if (this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire()) {
+        return this.startShell(epoch, shown);
+      }
       await new Promise<void>((resolve) => this.shellWaiters.push(resolve));
     }
   }
@@ -426,6 +442,7 @@ export class SshHost implements Host {
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
   private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
     const sudo = shellSudo(this.conn, newSudoMarks());
+    this.shells++;
     // the channel opens after the shell exists: its stdout goes to the shell from the first byte
     const opening: { running?: Running } = {};
     const shell = new RemoteShell({
@@ -447,6 +464,7 @@ export class SshHost implements Host {
         (chunk) => shell.push(chunk),
       );
     } catch (e) {
+      this.shells--;
       this.releaseSlot();
       throw e;
     }
@@ -463,6 +481,7 @@ export class SshHost implements Host {
       shell.ended(how);
       const i = this.idleShells.findIndex((p) => p.shell === shell);
       if (i >= 0) this.idleShells.splice(i, 1);
+      this.shells--;
       this.releaseSlot();
     });
     let timer: NodeJS.Timeout | undefined;
@@ -511,7 +530,9 @@ export class SshHost implements Host {
       pooled.shell.destroy(); // still winding down a killed command: its close frees the slot
       return;
     }
-    if (this.channels.waiting || this.channels.over || this.live !== pooled.live) {
+    const makesRoom = this.closeNextShell && this.channels.waiting;
+    if (makesRoom || this.channels.over || this.live !== pooled.live) {
+      if (makesRoom) this.closeNextShell = false;
       pooled.end();
       return;
     }
@@ -519,8 +540,21 @@ export class SshHost implements Host {
     this.wakeShellWaiters();
   }
 
-  private shedIdleShell(): void {
-    this.idleShells.shift()?.end();
+  // While a session of its own waits for a slot, every ROOM_WAIT_MS one shell closes for it: an
+  // idle one at once, else the next that finishes its request.
+  private makeRoom(): void {
+    if (this.roomTimer) return;
+    this.roomTimer = setTimeout(() => {
+      this.roomTimer = undefined;
+      if (!this.channels.waiting) {
+        this.closeNextShell = false;
+        return;
+      }
+      const idle = this.idleShells.shift();
+      if (idle) idle.end();
+      else this.closeNextShell = true;
+      this.makeRoom();
+    }, ROOM_WAIT_MS);
   }
 
   private wakeShellWaiters(): void {
