@@ -1062,6 +1062,32 @@ describe("remote shell", () => {
     for (const text of [...main.execs, stderr]) expect(text).not.toContain("s3cret");
   });
 
+  it("falls back to sessions of their own when sudo refuses the password, which they report", async () => {
+    writeFileSync(passwordsFile(), "");
+    writeFileSync(join(dir, "sudo-log"), "");
+    Object.assign(main.env, {
+      FAKE_SUDO_LOG: join(dir, "sudo-log"),
+      FAKE_SUDO_PASSWORDS: passwordsFile(),
+      FAKE_SUDO_PASSWORD: "sudo-s3cret 'x'",
+      FAKE_SUDO_NOPASSWD: "",
+    });
+    const host = hostFor(connect(main, { sudo: { password: "wrong-s3cret" } }));
+    const { result: err, stderr } = await withStderr(() =>
+      rejection(host.run({ argv: ["cat"], stdin: "payload\n" })),
+    );
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).stderr).toBe(
+      "Sorry, try again.\nsudo: no password was provided\n",
+    );
+    expect(stderr).toContain("the remote shell did not start (");
+    expect(stderr).toContain(
+      "sudo refused the password); each command runs on a session of its own",
+    );
+    // once to the shell's sudo, once to the command's: each a prompt of sudo's own
+    expect(readFileSync(passwordsFile(), "utf8")).toBe("wrong-s3cret\nwrong-s3cret\n");
+    for (const text of [...main.execs, stderr, err.message]) expect(text).not.toContain("s3cret");
+  });
+
   it("falls back to a session per command, logged once, where the loop does not start", async () => {
     // this server answers every exec at once with the command line: no loop ever says hello
     const server = await startServer({ hostKey: hostKeyB, instant: true });

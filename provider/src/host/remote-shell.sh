@@ -102,6 +102,17 @@ while IFS=' ' read -r tag clen slen <&3; do
     else
       sig=HUP
     fi
+    # only while $c is still this loop's child: once reaped, its pid may be another process's
+    kill -STOP "$c" 2>/dev/null || exit 0
+    st=
+    { read -r st <"/proc/$c/stat"; } 2>/dev/null
+    st=${st##*") "}
+    # shellcheck disable=SC2086 # splitting the fields is the point
+    set -- $st
+    if [ "${2-}" != "$$" ]; then
+      kill -s CONT "$c"
+      exit 0
+    fi
     pids=$(tree "$c")
     # shellcheck disable=SC2086 # one word per pid
     kill -s "$sig" $pids
