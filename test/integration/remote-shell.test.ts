@@ -85,11 +85,13 @@ describe("remote shell on a lab host", () => {
     )
       .trimEnd()
       .split("\n");
-    expect(trace).toHaveLength(41);
-    for (const line of trace) expect(line).toMatch(/^\d{10} \d+ \d+ \d+ \d+$/);
+    // the shell's start, then a line per request
+    expect(trace).toHaveLength(42);
+    expect(trace[0]).toMatch(/^\d{10} shell$/);
+    for (const line of trace.slice(1)) expect(line).toMatch(/^\d{10} \d+ \d+ \d+ \d+$/);
     // "echo 0": `env 'LC_ALL=C' echo 0` is 21 bytes, no stdin, "0\n" out, nothing on stderr
-    expect(trace[0]?.split(" ").slice(1)).toEqual(["21", "0", "2", "0"]);
-    expect(trace[40]?.split(" ").slice(1)).toEqual(["20", "5", "2", "0"]);
+    expect(trace[1]?.split(" ").slice(1)).toEqual(["21", "0", "2", "0"]);
+    expect(trace[41]?.split(" ").slice(1)).toEqual(["20", "5", "2", "0"]);
   });
 
   it("runs parallel commands in several shells, half the sessions, below sshd's MaxSessions", async () => {

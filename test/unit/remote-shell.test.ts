@@ -235,11 +235,15 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(dirs()).toBe(before);
   });
 
-  it("appends lengths only to the trace file", () => {
-    // the trace path is fixed on hosts (/run/pulumi-hypervisor); here only its format is checked
-    expect(
-      readFileSync(join(__dirname, "../../provider/src", REMOTE_SHELL_SCRIPT), "utf8"),
-    ).toContain(`printf '%s %s %s %s %s\\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"`);
+  it("appends a start line and lengths only to the trace file", () => {
+    // the trace path is fixed on hosts (/run/pulumi-hypervisor, the lab test uses it); here the
+    // lines the loop writes there
+    const body = readFileSync(join(__dirname, "../../provider/src", REMOTE_SHELL_SCRIPT), "utf8");
+    expect(body).toContain(`printf '%s shell\\n' "$(date +%s)" >>"$trace"`);
+    expect(body).toContain(
+      `printf '%s %s %s %s %s\\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"`,
+    );
+    expect(body.match(/>>"\$trace"/g)).toHaveLength(2);
   });
 });
 

@@ -22,8 +22,10 @@
 # still appends to those files.
 #
 # Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
-# exists, each request appends one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN ERRLEN" to it. Only
-# lengths: a command line may hold secrets, so it is never written anywhere.
+# exists, a loop appends "EPOCH_SECONDS shell" to it when it starts (so sessions that were shells
+# can be told from sessions of one command each) and one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN
+# ERRLEN" per request, before its reply. Only lengths: a command line may hold secrets, so it is
+# never written anywhere.
 #
 # Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
 # the client then runs each command on a session of its own.
@@ -76,6 +78,9 @@ tree() {
   printf '%s\n' "$all"
 }
 
+if [ -e "$trace" ]; then
+  { printf '%s shell\n' "$(date +%s)" >>"$trace"; } 2>/dev/null
+fi
 printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "${1-}"
 while IFS=' ' read -r tag clen slen <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
