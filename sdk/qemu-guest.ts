@@ -37,7 +37,7 @@ export interface QemuGuestArgs {
   cpus?: pulumi.Input<number>;
   /** QEMU machine type. Default: `"q35"`. A change replaces the qemu guest. */
   machine?: pulumi.Input<string>;
-  /** kvm, tcg, or auto: KVM when it works on the host, TCG otherwise. Default: `"auto"`. A change replaces the qemu guest. */
+  /** kvm, tcg, or auto: KVM when it works on the host at the start, TCG otherwise (with a warning when the host has /dev/kvm). Default: `"auto"`. A change replaces the qemu guest. */
   accel?: pulumi.Input<"kvm" | "tcg" | "auto">;
   /** Disk images attached as virtio disks, in order. Default: `[]`. A change replaces the qemu guest. */
   disks?: pulumi.Input<pulumi.Input<QemuGuestDiskArgs>[]>;
@@ -81,7 +81,7 @@ export interface QemuGuestProperties {
   readonly cpus: pulumi.Output<number>;
   /** QEMU machine type. */
   readonly machine: pulumi.Output<string>;
-  /** kvm, tcg, or auto: KVM when it works on the host, TCG otherwise. */
+  /** kvm, tcg, or auto: KVM when it works on the host at the start, TCG otherwise (with a warning when the host has /dev/kvm). */
   readonly accel: pulumi.Output<"kvm" | "tcg" | "auto">;
   /** Disk images attached as virtio disks, in order. */
   readonly disks: pulumi.Output<pulumi.Unwrap<QemuGuestDiskArgs>[]>;
@@ -119,7 +119,7 @@ export interface QemuGuestProperties {
   readonly qmpSocket: pulumi.Output<string>;
   /** QMP's run state ("running", "paused", ...), or "stopped" when no QEMU process runs. */
   readonly status: pulumi.Output<string>;
-  /** The accelerator QEMU uses while the guest runs. */
+  /** The accelerator QEMU uses while the guest runs (with accel "auto": tcg when KVM did not work at its start). */
   readonly accelUsed: pulumi.Output<"kvm" | "tcg" | undefined>;
   /** Path of the serial console log on the host, when `serialLog` is on. */
   readonly serialLogPath: pulumi.Output<string | undefined>;

@@ -1,26 +1,53 @@
 #!/bin/sh
-# Runs the commands of one batch of plan steps in order. Each command arrives as positional
-# parameters `OK-CODES HAS-STDIN N WORD...`: the exit codes that count as success
-# (comma-separated), 1 when it reads the batch's stdin (at most one does; the others read
-# /dev/null) and its N words. Each command's start is marked on stdout and stderr, so the caller
-# can cut out the failing command's own output; the first failure is reported and ends the batch.
+# Runs the commands of one batch: plan steps in order, then read-only probes. Each command arrives
+# as positional parameters `OK-CODES HAS-STDIN N WORD...`: the exit codes that count as success
+# (comma-separated; `probe` for a probe, `probe-bg` for a probe that may run beside the other
+# probe-bg ones), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
+# and its N words. Each command's start is marked on stdout and stderr, so the caller can cut out
+# each command's own output. The first failing step is reported and ends the batch (no probe runs
+# after it); a probe's exit code follows its output on stderr and the other probes run regardless,
+# so one failing probe fails only its own observation. Probes run side by side write to a private
+# temporary folder and are printed in order, exactly as if they had run one after the other.
 mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
+probe=@@pulumi-hypervisor-probe
+probed=@@pulumi-hypervisor-probed
+dir='' bg=''
+trap 'if [ -n "$dir" ]; then rm -rf -- "$dir"; fi' EXIT
+trap 'exit 129' HUP INT TERM PIPE
 i=0
 while [ $# -gt 0 ]; do
   ok=$1 stdin=$2 n=$3
   shift 3
-  printf '%s %d\n' "$mark" "$i"
-  printf '%s %d\n' "$mark" "$i" >&2
   # the command is built from references to positional parameters only, never from their text
   cmd='' k=1
   while [ "$k" -le "$n" ]; do
     cmd="$cmd \"\${$k}\""
     k=$((k + 1))
   done
+  if [ "$ok" = probe-bg ] && [ -z "$dir" ]; then
+    dir=$(mktemp -d 2>/dev/null) || dir=''
+  fi
+  if [ "$ok" = probe-bg ] && [ -n "$dir" ]; then
+    { eval "$cmd" </dev/null >"$dir/$i.out" 2>"$dir/$i.err"; echo "$?" >"$dir/$i.rc"; } &
+    bg="$bg $i"
+    shift "$n"
+    i=$((i + 1))
+    continue
+  fi
+  case $ok in probe*) m=$probe ;; *) m=$mark ;; esac
+  printf '%s %d\n' "$m" "$i"
+  printf '%s %d\n' "$m" "$i" >&2
   if [ "$stdin" = 1 ]; then eval "$cmd"; else eval "$cmd" </dev/null; fi
   rc=$?
   shift "$n"
+  case $ok in
+    probe*)
+      printf '\n%s %d %d\n' "$probed" "$i" "$rc" >&2
+      i=$((i + 1))
+      continue
+      ;;
+  esac
   good=0
   for c in $(printf '%s' "$ok" | tr , ' '); do
     if [ "$rc" = "$c" ]; then good=1; fi
@@ -31,3 +58,13 @@ while [ $# -gt 0 ]; do
   fi
   i=$((i + 1))
 done
+if [ -n "$bg" ]; then
+  wait
+  for j in $bg; do
+    printf '%s %d\n' "$probe" "$j"
+    printf '%s %d\n' "$probe" "$j" >&2
+    cat -- "$dir/$j.out"
+    cat -- "$dir/$j.err" >&2
+    printf '\n%s %d %d\n' "$probed" "$j" "$(cat -- "$dir/$j.rc" 2>/dev/null || echo 255)" >&2
+  done
+fi

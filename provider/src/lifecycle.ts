@@ -11,11 +11,18 @@ import {
   SshConnectionError,
   StepError,
 } from "./errors";
-import type { Host } from "./host/host";
+import type { Host, RunResult } from "./host/host";
 import { withHostLock } from "./host/lock";
 import { logInfo, logWarn } from "./log";
 import { runScript, scriptIn } from "./host/script";
-import type { ObserveContext, ResourceModule } from "./resource";
+import { observeCoalesced } from "./observe-batch";
+import {
+  probeCommand,
+  probeOutput,
+  type ObserveContext,
+  type ProbeCommand,
+  type ResourceModule,
+} from "./resource";
 import { stableJson } from "./stable-json";
 import type { Step } from "./step";
 import { containsUnknown, unknownAt } from "./unknown";
@@ -207,10 +214,22 @@ function omit(props: Props, key: string): Props {
   return rest;
 }
 
-async function observeContext(host: Host): Promise<ObserveContext> {
+// The client's address costs a command on a host's first operation: asked only when a probe uses it.
+async function observeContext(
+  host: Host,
+  mod: Pick<ResourceModule<{ name: string }, unknown>, "needsClientAddress">,
+): Promise<ObserveContext> {
+  const ask = mod.needsClientAddress === true && host.sessionClientAddress !== undefined;
   return {
-    sshClientAddress: host.sessionClientAddress ? await host.sessionClientAddress() : undefined,
+    sshClientAddress: ask ? await host.sessionClientAddress?.() : undefined,
+    host: host.label,
   };
+}
+
+/** An observation shared with others asked of the same host at once (never under the host lock). */
+interface Shared {
+  readonly raw: Host;
+  readonly signal: AbortSignal | undefined;
 }
 
 /** The generic check/diff/create/read/update/delete of one resource type. */
@@ -311,10 +330,12 @@ export class Lifecycle<I extends { name: string }, S> {
   ): Promise<void> {
     const parsed = parseAll(this.mod, news);
     if ("failures" in parsed) return; // Check refuses these before any Create
-    const host = abortableHost(this.hostFor(parsed.connection), signal);
+    const raw = this.hostFor(parsed.connection);
+    const host = abortableHost(raw, signal);
     const desired = parsed.inputs;
     try {
-      const state = await this.mod.observe(host, desired, await observeContext(host));
+      const ctx = await observeContext(host, this.mod);
+      const state = await observeCoalesced(this.mod, raw, desired, ctx, signal);
       this.mod.plan(desired, state);
     } catch (e) {
       const msg = messageWithoutHost(e, host);
@@ -343,11 +364,12 @@ export class Lifecycle<I extends { name: string }, S> {
   /**
    * Observe, plan, apply, observe again; fails naming the steps that did not take. Any failure once
    * the first step was sent (an abort included: its command may have done part of its work) carries
-   * the id: the engine records the object and the next update converges it.
+   * the id: the engine records the object and the next update converges it. The observation after
+   * apply runs in the apply's last remote command: two round trips in all.
    */
   private async converge(host: Host, desired: I, id: string, props: Props): Promise<S> {
     const what = this.what(desired.name, host);
-    const ctx = await observeContext(host);
+    const ctx = await observeContext(host, this.mod);
     const before = await this.observe(host, desired, ctx, what);
     const existed = this.mod.exists(before);
     const steps = this.plan(desired, before, what);
@@ -357,8 +379,7 @@ export class Lifecycle<I extends { name: string }, S> {
     // connection, the observation after apply, a plan that refuses it) carries the id: the engine
     // records the object and the next update finishes it, or destroy removes it.
     try {
-      await applySteps(host, steps);
-      const after = await this.observe(host, desired, ctx, what);
+      const after = await this.applyAndObserve(host, steps, desired, ctx, what);
       const rest = this.plan(desired, after, what);
       if (!this.mod.exists(after) || rest.length > 0) {
         const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
@@ -397,8 +418,46 @@ export class Lifecycle<I extends { name: string }, S> {
     return `${what}: ${messageWithoutHost(cause, host)}`;
   }
 
-  private async observe(host: Host, desired: I, ctx: ObserveContext, what: string): Promise<S> {
+  // Applies the steps and returns the state after them, observed in the apply's last command when
+  // it can be (otherwise by a probe of its own). Step failures are thrown as applySteps throws them.
+  private async applyAndObserve(
+    host: Host,
+    steps: readonly Step[],
+    inputs: I,
+    ctx: ObserveContext,
+    what: string,
+  ): Promise<S> {
+    const probe = probeCommand(this.mod.probe(inputs, ctx));
+    const r = await applySteps(host, steps, probe);
+    // A result without the probe's output (a guarded apply) leaves it to a probe of its own.
+    if (r === undefined) return this.observe(host, inputs, ctx, what);
+    return this.parsed(host, probe, r, inputs, ctx, what);
+  }
+
+  private parsed(
+    host: Host,
+    probe: ProbeCommand,
+    r: RunResult,
+    inputs: I,
+    ctx: ObserveContext,
+    what: string,
+  ): S {
     try {
+      return this.mod.parse(probeOutput(host.label, probe, r), inputs, ctx);
+    } catch (e) {
+      throw new Error(`${what}: observing failed: ${messageWithoutHost(e, host)}`);
+    }
+  }
+
+  private async observe(
+    host: Host,
+    desired: I,
+    ctx: ObserveContext,
+    what: string,
+    shared?: Shared,
+  ): Promise<S> {
+    try {
+      if (shared) return await observeCoalesced(this.mod, shared.raw, desired, ctx, shared.signal);
       return await this.mod.observe(host, desired, ctx);
     } catch (e) {
       // A lost connection's message quotes the whole probe script: say what happened instead.
@@ -459,9 +518,10 @@ export class Lifecycle<I extends { name: string }, S> {
     props: Props,
     opts: OperationOptions = {},
   ): Promise<{ id: string; props: Props; inputs?: Props }> {
-    const { host, inputs } = this.connect(props, "outputs", opts.signal);
+    const { host, raw, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
-    const state = await this.observe(host, inputs, await observeContext(host), what);
+    const ctx = await observeContext(host, this.mod);
+    const state = await this.observe(host, inputs, ctx, what, { raw, signal: opts.signal });
     if (!this.mod.exists(state)) return { id: "", props: {} };
     const observed = this.mod.observedInputs(state, inputs);
     const merged: Props = { ...stripProvider(props) };
@@ -492,23 +552,23 @@ export class Lifecycle<I extends { name: string }, S> {
     await this.locked(raw, inputs, opts.signal, (host) => this.remove(host, inputs, what));
   }
 
+  // Observe, apply the delete and observe again in its last command: two round trips.
   private async remove(host: Host, inputs: I, what: string): Promise<void> {
-    const ctx = await observeContext(host);
+    const ctx = await observeContext(host, this.mod);
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
     if (steps.length === 0) return;
     for (const step of steps) logInfo(`${what}: ${step.summary}`);
+    let after: S;
     try {
-      await applySteps(host, steps);
+      after = await this.applyAndObserve(host, steps, inputs, ctx, what);
     } catch (e) {
       throw new Error(this.failureText(e, host, what, steps, "deleting again finishes it"));
     }
-    const after = await this.observe(host, inputs, ctx, what);
     const rest = this.plan(undefined, after, what);
-    if (rest.length > 0) {
-      throw new Error(
-        `${what}: delete did not take; still present: ${rest.map((s) => s.summary).join("; ")}`,
-      );
+    if (rest.length > 0 || this.mod.exists(after)) {
+      const still = rest.length ? rest.map((s) => s.summary).join("; ") : "the object itself";
+      throw new Error(`${what}: delete did not take; still present: ${still}`);
     }
   }
 }

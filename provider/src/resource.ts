@@ -1,11 +1,61 @@
 import type { z } from "zod";
-import type { Host } from "./host/host";
+import { CommandError } from "./errors";
+import type { Host, RunResult } from "./host/host";
+import { runScript, scriptArgv, scriptDisplayArgv, type ScriptCall } from "./host/script";
 import type { Step } from "./step";
 
 /** What the lifecycle knows about the SSH session when it observes a host. */
 export interface ObserveContext {
   /** The address the SSH client connects from, as the host sees it (for "do not cut me off" checks). */
   readonly sshClientAddress: string | undefined;
+  /** The host's label ("user@host:port"): warnings and per-host caches of a probe name it. */
+  readonly host: string;
+}
+
+/** The one remote command of an observation: a read-only probe script and its stdin, if any. */
+export interface ProbeCall {
+  readonly call: ScriptCall;
+  readonly stdin?: string;
+}
+
+/** A command as it travels in a batch: what runs, what errors show, and its stdin. */
+export interface ProbeCommand {
+  readonly argv: readonly string[];
+  readonly shown: readonly string[];
+  readonly stdin?: string;
+}
+
+/** Returns the command that runs the probe on a host (its script by name in errors). */
+export function probeCommand(p: ProbeCall): ProbeCommand {
+  return {
+    argv: scriptArgv(p.call),
+    shown: scriptDisplayArgv(p.call),
+    ...(p.stdin !== undefined ? { stdin: p.stdin } : {}),
+  };
+}
+
+/** Returns the probe's result, or throws the CommandError running it alone would have thrown. */
+export function probeOutput(label: string, p: ProbeCommand, r: RunResult): RunResult {
+  if (r.exitCode !== 0) throw new CommandError(label, p.shown, r);
+  return r;
+}
+
+/** How a resource observes: its probe, and the parse of the probe's output. */
+export interface Observer<I, S> {
+  probe(inputs: I, ctx: ObserveContext): ProbeCall;
+  parse(result: RunResult, inputs: I, ctx: ObserveContext): S;
+}
+
+/** Observes by running the module's probe alone (one remote command) and parsing its output. */
+export async function observeWith<I, S>(
+  mod: Observer<I, S>,
+  host: Host,
+  inputs: I,
+  ctx: ObserveContext,
+): Promise<S> {
+  const p = mod.probe(inputs, ctx);
+  const r = await runScript(host, p.call, p.stdin !== undefined ? { stdin: p.stdin } : {});
+  return mod.parse(r, inputs, ctx);
 }
 
 /** Every output key; a value is undefined when the object is gone (after a half-done create). */
@@ -41,7 +91,19 @@ export interface ResourceModule<
    * (a dnsmasq's interface): operations sharing a key run one at a time on a host.
    */
   lockKeys?(inputs: I): string[];
-  /** Read-only probes; the state also describes the surroundings (for a plan), present or not. */
+  /**
+   * Does the probe need the SSH client's address (`ctx.sshClientAddress`)? Without it the
+   * lifecycle never asks the host for it.
+   */
+  readonly needsClientAddress?: boolean;
+  /** The observation's one read-only remote command (it may run batched with others). */
+  probe(inputs: I, ctx: ObserveContext): ProbeCall;
+  /** The state from the probe's output (exit code 0); the same whether it ran alone or batched. */
+  parse(result: RunResult, inputs: I, ctx: ObserveContext): S;
+  /**
+   * Read-only probes; the state also describes the surroundings (for a plan), present or not.
+   * Always `observeWith(probe, parse)`: one remote command.
+   */
   observe(host: Host, inputs: I, ctx: ObserveContext): Promise<S>;
   /** Whether the object itself exists in the observed state. */
   exists(state: S): boolean;

@@ -116,4 +116,26 @@ describe("lockouts with an off-link client", () => {
     expect(await master("eth0")).toBe("br0");
     expect(await defaultRoute()).toMatchObject({ dev: "br0", gateway, flags: ["onlink"] });
   }, 180_000);
+
+  it("1: moving the session's bridge off its only port ([eth0] to [vh0]) is rolled back by the host", async () => {
+    // Deleting a bridge that carries the session while it has two ports is refused, so drop vh0.
+    await lc.update("br0", {}, { ...base(), ports: ["eth0"] });
+    expect(await master("vh0")).toBeUndefined();
+    expect(await master("eth0")).toBe("br0");
+    const t0 = Date.now();
+    let error = "";
+    await lc.update("br0", {}, { ...base(), ports: ["vh0"] }).catch((e: unknown) => {
+      error = e instanceof Error ? e.message : String(e);
+    });
+    const failed = Date.now() - t0;
+    expect(error).toMatch(/the host rolled back to its previous network configuration by itself/);
+    const back = await reachable(t0);
+    report(
+      `ports [eth0] -> [vh0]: failed after ${failed} ms, new SSH login ${back} ms after the change started (timer 15 s)`,
+    );
+    expect(back).toBeGreaterThan(0);
+    expect(await master("eth0")).toBe("br0");
+    expect(await master("vh0")).toBeUndefined();
+    expect(await defaultRoute()).toMatchObject({ dev: "br0", gateway, flags: ["onlink"] });
+  }, 180_000);
 });

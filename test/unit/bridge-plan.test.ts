@@ -290,6 +290,18 @@ describe("planBridge", () => {
     });
   });
 
+  it("swapping the ports of the session's bridge runs under the timer, whose restore also undoes the new port", () => {
+    // br0 carries the session with its port eno1; the change swaps eno1 for eno2.
+    const state: BridgeState = { ...captured(), sshInterface: "br0" };
+    const steps = planBridge(inputs({ name: "br0", ports: ["eno2"] }), state);
+    const arm = steps.find((s) => s.summary.startsWith("arm a dead-man timer"));
+    const restore = arm && !("writeFile" in arm) ? (arm.stdin ?? "") : "";
+    const attachBack = restore.indexOf("ip link set dev eno1 master br0");
+    const detachNew = restore.indexOf("ip link set dev eno2 nomaster");
+    expect(attachBack).toBeGreaterThan(0);
+    expect(detachNew).toBeGreaterThan(attachBack);
+  });
+
   it("refuses a port that does not exist or belongs to another bridge", () => {
     expect(() => planBridge(inputs({ name: "br9", ports: ["nope0"] }), captured("br9"))).toThrow(
       /port "nope0" does not exist on the host/,

@@ -12,6 +12,7 @@ import {
   buildQemuArgv,
   guestPaths,
   renderGuestConfig,
+  type GuestStart,
 } from "../../provider/src/resources/qemu-guest/argv";
 import { parseQemuGuestState } from "../../provider/src/resources/qemu-guest/observe";
 import { planQemuGuest, stopStep } from "../../provider/src/resources/qemu-guest/plan";
@@ -47,11 +48,19 @@ const START = { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNI
 const g = (over: Record<string, unknown> = {}): QemuGuestInputs =>
   QemuGuestInputs.parse({ ...RAW_B_INPUTS, ...over });
 
+// accel "auto": the start script chooses KVM or TCG on the host, whatever the provider observed.
+const autoStart = (d: QemuGuestInputs): GuestStart => {
+  const bridgeHelper = "/usr/lib/qemu/qemu-bridge-helper";
+  return {
+    kvm: buildQemuArgv(d, { accel: "kvm", bridgeHelper }),
+    tcg: buildQemuArgv(d, { accel: "tcg", bridgeHelper }),
+  };
+};
+
 function files(d: QemuGuestInputs, s: QemuGuestState): Record<string, string> {
-  const argv = buildQemuArgv(d, { accel: "tcg", bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper" });
   return {
     [UNIT_FILE]: renderGuestUnit(d, guestDependencies(d, s)),
-    [P.startScript]: renderStartScript(d, argv),
+    [P.startScript]: renderStartScript(d, autoStart(d)),
     [P.stopScript]: renderBootScript("stop guest g1", [stopStep(d, "stop guest g1")]),
   };
 }
@@ -104,7 +113,7 @@ describe("QemuGuest under systemd", () => {
         "PIDFile=/run/pulumi-hypervisor/qemu/g1/qemu.pid",
         "ExecStart=/bin/sh /etc/pulumi-hypervisor/qemu/g1/start.sh",
         "ExecStop=/bin/sh /etc/pulumi-hypervisor/qemu/g1/stop.sh",
-        "TimeoutStopSec=50",
+        "TimeoutStopSec=70",
         "Restart=on-failure",
         "RestartSec=1",
         "",
@@ -118,7 +127,9 @@ describe("QemuGuest under systemd", () => {
   for (const shell of ["sh", "dash"]) {
     it(`refuses to start on a missing tap at boot, with a clear message (${shell})`, () => {
       const d = g({ nics: [{ mac: "52:54:00:52:00:10", tap: "hvnotap9" }] });
-      const r = spawnSync(shell, ["-c", renderStartScript(d, ["false"])], { encoding: "utf8" });
+      const r = spawnSync(shell, ["-c", renderStartScript(d, { argv: ["false"] })], {
+        encoding: "utf8",
+      });
       expect(r.status).toBe(1);
       expect(r.stderr).toBe(
         "guest g1: tap hvnotap9 does not exist; not starting the guest on a fresh unbridged tap (is the unit of its TapDevice, pulumi-hypervisor-tap-hvnotap9.service, enabled?)\n" +
@@ -232,7 +243,7 @@ describe("QemuGuest under systemd", () => {
       "reload systemd's units",
       GROW.summary,
       "create /run/pulumi-hypervisor/qemu/g1 and /var/log/pulumi-hypervisor/qemu",
-      "start guest g1 (tcg, 128 MiB, 1 cpu)",
+      "start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)",
     ]);
   });
   it("refuses an explicit autostart: true where the guest cannot persist, before any step", () => {
@@ -253,7 +264,9 @@ describe("QemuGuest under systemd", () => {
     expect(planQemuGuest(g({ autostart: false }), noSystemd(onSystemd("dead", asIs)))).toEqual(
       unset,
     );
-    expect(unset.map((x) => x.summary)).toContain("start guest g1 (tcg, 128 MiB, 1 cpu)");
+    expect(unset.map((x) => x.summary)).toContain(
+      "start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)",
+    );
     // where it persists, explicit true is the same as unset
     expect(planQemuGuest(g({ autostart: true }), onSystemd("running", asIs))).toEqual([]);
   });

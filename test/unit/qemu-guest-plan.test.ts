@@ -1,12 +1,23 @@
 import { scriptArgv, scriptBody } from "../../provider/src/host/script";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { createServer } from "node:net";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   accelInArgv,
   buildQemuArgv,
+  diskMarkerPath,
   guestPaths,
   macsInArgv,
   nameInArgv,
@@ -22,6 +33,7 @@ import { bridgeAcl, planQemuGuest, stopStep } from "../../provider/src/resources
 import { parseQmpAnswers, qmpCommand } from "../../provider/src/resources/qemu-guest/qmp";
 import {
   QemuGuestInputs,
+  type DiskImage,
   type QemuGuestState,
 } from "../../provider/src/resources/qemu-guest/schema";
 import { guestKernelArgs, moduleLoadOrder, parseGuestLog } from "../support/guest-image";
@@ -93,8 +105,22 @@ describe("parsing the real observe probe", () => {
       qmpName: "g1",
     });
     expect(s.disks).toEqual({
-      "/var/lib/hv-fixture/g1.qcow2": { format: "qcow2", virtualSize: 1024 ** 3 },
-      "/var/lib/hv-fixture/g1-raw.img": { format: "raw", virtualSize: 1024 ** 3 },
+      "/var/lib/hv-fixture/g1.qcow2": {
+        kind: "file",
+        bytes: 196624,
+        created: true,
+        target: undefined,
+        format: "qcow2",
+        virtualSize: 1024 ** 3,
+      },
+      "/var/lib/hv-fixture/g1-raw.img": {
+        kind: "file",
+        bytes: 1024 ** 3,
+        created: true,
+        target: undefined,
+        format: "raw",
+        virtualSize: 1024 ** 3,
+      },
     });
     expect(s.config).toBe(renderGuestConfig(B()));
     expect(s.runAsExists).toBe(true);
@@ -160,6 +186,7 @@ describe("parsing the real observe probe", () => {
       "1",
       "1",
       "/var/lib/hv-fixture/g1.qcow2",
+      diskMarkerPath("/var/lib/hv-fixture/g1.qcow2"),
       "3",
       "qtap0",
       "qbr0",
@@ -189,10 +216,14 @@ describe("planQemuGuest", () => {
     });
   };
 
-  it("creates an absent guest: config, disk, runtime directory, then QEMU under TCG where KVM stalls", () => {
+  it("creates an absent guest: config, disk, runtime directory, then QEMU, KVM or TCG chosen at the start", () => {
     const g = valid();
     const argv = buildQemuArgv(g, {
       accel: "tcg",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    const kvm = buildQemuArgv(g, {
+      accel: "kvm",
       bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
     });
     expect(planQemuGuest(g, absent())).toEqual([
@@ -204,15 +235,36 @@ describe("planQemuGuest", () => {
         summary: "create qcow2 disk image /var/lib/hv-fixture/g1.qcow2 (1G)",
         script: {
           name: "resources/qemu-guest/qemu-create-disk.sh",
-          args: ["/var/lib/hv-fixture/g1.qcow2", "qcow2", "1G"],
+          args: [
+            "/var/lib/hv-fixture/g1.qcow2",
+            "qcow2",
+            "1G",
+            "/var/lib/pulumi-hypervisor/qemu-disks/b349606ee8a11d29852d7d979bc13f36fffd97575403bfc70e27451ba0b6c26e",
+          ],
         },
       },
       {
         summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
         argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
       },
-      { summary: "start guest g1 (tcg, 512 MiB, 1 cpu)", argv },
+      {
+        // accel "auto": the KVM probe runs on the host at the start, with TCG as the fallback.
+        summary: "start guest g1 (KVM if it works, else TCG; 512 MiB, 1 cpu)",
+        script: {
+          name: "resources/qemu-guest/qemu-start.sh",
+          args: ["q35", P.pidFile, P.accelNote, String(kvm.length), ...kvm, ...argv],
+        },
+      },
     ]);
+    expect(kvm.slice(5, 9)).toEqual(["-accel", "kvm", "-cpu", "host"]);
+    // tcg: the command line itself; kvm: refused early where the probe says KVM does not work.
+    expect(planQemuGuest({ ...g, accel: "tcg" }, absent()).at(-1)).toEqual({
+      summary: "start guest g1 (tcg, 512 MiB, 1 cpu)",
+      argv,
+    });
+    expect(() => planQemuGuest({ ...g, accel: "kvm" }, absent())).toThrow(
+      'accel: kvm was asked for but KVM does not work on this host (a KVM guest made no progress in 3 s (nested virtualization not working?)); use accel "auto" or "tcg"',
+    );
     expect(argv).toEqual([
       "qemu-system-x86_64",
       "-name",
@@ -326,7 +378,7 @@ describe("planQemuGuest", () => {
       planQemuGuest(bridged, setuid)
         .map((x) => x.summary)
         .at(-1),
-    ).toBe("start guest g1 (tcg, 512 MiB, 1 cpu)");
+    ).toBe("start guest g1 (KVM if it works, else TCG; 512 MiB, 1 cpu)");
     expect(() => planQemuGuest(bridged, { ...s, bridgeHelper: undefined })).toThrow(
       "nics[0].bridge: qemu-bridge-helper is not installed on the host (Debian package qemu-system-common)",
     );
@@ -355,8 +407,103 @@ describe("planQemuGuest", () => {
         s,
       ),
     ).toThrow(
-      "disks[0]: /var/lib/hv-fixture/g1-raw.img exists as a raw image, not qcow2; refusing to overwrite it",
+      "disks[0]: /var/lib/hv-fixture/g1-raw.img is not a qcow2 image (qemu-img reads it as raw: it has no image format signature); refusing to use, grow or delete it (fix the format or the path)",
     );
+  });
+
+  // What stands at a disk path, as the probe reports it; the fixtures' images are the provider's.
+  const atDisk = (path: string, d: Partial<DiskImage>): QemuGuestState => {
+    const s = dead();
+    const img = s.disks[path];
+    if (img === undefined) throw new Error(`no ${path} in the fixture`);
+    return { ...s, disks: { ...s.disks, [path]: { ...img, ...d } } };
+  };
+  const RAW = "/var/lib/hv-fixture/g1-raw.img";
+  const QCOW = "/var/lib/hv-fixture/g1.qcow2";
+
+  it("refuses a raw disk that is not whole sectors, and never grows a raw file the provider did not create", () => {
+    // A 25-byte text file declared raw: qemu-img reads any file as raw.
+    const text = atDisk(RAW, { created: false, bytes: 25, virtualSize: 25 });
+    expect(() => planQemuGuest(B(), text)).toThrow(
+      `disks[1]: ${RAW} is not a raw disk image: its size, 25 bytes, is not a whole number of 512-byte sectors; refusing to use, grow or delete it (fix the path)`,
+    );
+    // Whole sectors, but not the provider's: used as it is, never grown.
+    const foreign = atDisk(RAW, { created: false });
+    expect(() => planQemuGuest(B(), foreign)).toThrow(
+      `disks[1]: ${RAW} is a raw file the provider did not create, 1073741824 bytes, smaller than sizeGiB 2; a raw file carries no signature that proves it is a disk image, so the provider grows only raw images it created`,
+    );
+    const fits = parse({ ...RAW_B_INPUTS, disks: [{ path: RAW, format: "raw", sizeGiB: 1 }] });
+    expect(planQemuGuest(fits, foreign).map((x) => x.summary)).not.toContain(
+      expect.stringMatching(/disk image/),
+    );
+    // The provider's own raw image is grown (the stopped guest is started after).
+    expect(planQemuGuest(B(), dead()).map((x) => x.summary)).toContain(
+      `grow disk image ${RAW} to 2G`,
+    );
+    // A qcow2 is proven by its magic: grown whoever made it.
+    const big = parse({ ...RAW_B_INPUTS, disks: [{ path: QCOW, sizeGiB: 3 }] });
+    expect(planQemuGuest(big, atDisk(QCOW, { created: false })).map((x) => x.summary)).toContain(
+      `grow disk image ${QCOW} to 3G`,
+    );
+  });
+
+  it("refuses disk paths that are not image files: symlinks, directories, FIFOs, devices", () => {
+    const cases: Array<[Partial<DiskImage>, string]> = [
+      [
+        { kind: "symlink", target: "/etc/shadow", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a symlink to /etc/shadow, and the provider does not follow disk symlinks; refusing to use, grow or delete it (give the image's own path)`,
+      ],
+      [
+        { kind: "fifo", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a fifo, not an image file or block device; refusing to use, grow or delete it (the provider uses image files and block devices only)`,
+      ],
+      [
+        { kind: "block-device", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a block device, which is a raw disk; refusing to use, grow or delete it (declare format "raw")`,
+      ],
+      [
+        { kind: "char-device", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a char-device, not an image file or block device; refusing to use, grow or delete it (the provider uses image files and block devices only)`,
+      ],
+      [
+        { kind: "directory", format: undefined, virtualSize: undefined },
+        `disks[0]: ${QCOW} is a directory, not an image file or block device;`,
+      ],
+    ];
+    for (const [d, message] of cases) {
+      expect(() => planQemuGuest(B(), atDisk(QCOW, { created: false, ...d }))).toThrow(message);
+    }
+  });
+
+  it("uses a block device as a raw disk as it is: never grown, created or deleted", () => {
+    const dev = { kind: "block-device" as const, format: undefined, virtualSize: undefined };
+    const big = atDisk(RAW, { created: false, ...dev, bytes: 4 * 2 ** 30 });
+    expect(planQemuGuest(B(), big).map((x) => x.summary)).not.toContain(
+      expect.stringMatching(/disk image/),
+    );
+    const small = atDisk(RAW, { created: false, ...dev, bytes: 2 ** 30 });
+    expect(() => planQemuGuest(B(), small)).toThrow(
+      `disks[1]: ${RAW} is a block device of 1073741824 bytes, smaller than sizeGiB 2; the provider never resizes a block device`,
+    );
+    const steps = planQemuGuest(undefined, { ...big, inputs: { ...B(), deleteDisks: true } });
+    expect(steps.map((x) => x.summary)).not.toContain(
+      `remove disk image ${RAW} (deleteDisks; the provider created it)`,
+    );
+  });
+
+  it("deletes only the disk images the provider created, through a script that checks again", () => {
+    const g = { ...B(), deleteDisks: true };
+    const s = atDisk(RAW, { created: false });
+    const steps = planQemuGuest(undefined, { ...s, inputs: g });
+    expect(steps.filter((x) => x.summary.includes("disk image"))).toEqual([
+      {
+        summary: `remove disk image ${QCOW} (deleteDisks; the provider created it)`,
+        script: {
+          name: "resources/qemu-guest/qemu-delete-disk.sh",
+          args: [QCOW, diskMarkerPath(QCOW)],
+        },
+      },
+    ]);
   });
 
   it("is empty when the running guest matches (and does not grow a disk under a running QEMU)", () => {
@@ -402,6 +549,10 @@ describe("planQemuGuest", () => {
       accel: "tcg",
       bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
     });
+    const kvm = buildQemuArgv(B(), {
+      accel: "kvm",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
     expect(planQemuGuest(B(), dead())).toEqual([
       {
         summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
@@ -411,7 +562,13 @@ describe("planQemuGuest", () => {
         summary: `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
         argv: ["mkdir", "-p", "--", P.runDir, "/var/log/pulumi-hypervisor/qemu"],
       },
-      { summary: "start guest g1 (tcg, 128 MiB, 1 cpu)", argv },
+      {
+        summary: "start guest g1 (KVM if it works, else TCG; 128 MiB, 1 cpu)",
+        script: {
+          name: "resources/qemu-guest/qemu-start.sh",
+          args: ["q35", P.pidFile, P.accelNote, String(kvm.length), ...kvm, ...argv],
+        },
+      },
     ]);
     expect(argv).toContain("-runas");
   });
@@ -423,8 +580,18 @@ describe("planQemuGuest", () => {
       "stop guest g1 to restart it (its command line differs from the inputs): ACPI powerdown, quit after 60s, then kill",
       "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
       `create ${P.runDir} and /var/log/pulumi-hypervisor/qemu`,
-      "start guest g1 (tcg, 256 MiB, 1 cpu)",
+      "start guest g1 (KVM if it works, else TCG; 256 MiB, 1 cpu)",
     ]);
+    // accel "auto" runs with whichever it got at its start: TCG here, no restart for that alone.
+    expect(planQemuGuest(B(), running())).toEqual([]);
+    const kvmArgv = buildQemuArgv(B(), {
+      accel: "kvm",
+      bridgeHelper: "/usr/lib/qemu/qemu-bridge-helper",
+    });
+    const onKvm = running();
+    expect(
+      planQemuGuest(B(), { ...onKvm, process: { ...onKvm.process!, argv: kvmArgv, accel: "kvm" } }),
+    ).toEqual([]);
   });
 
   it("deletes the process and the provider's files, and disk images only with deleteDisks", () => {
@@ -440,8 +607,8 @@ describe("planQemuGuest", () => {
       `remove ${P.runDir}`,
       `remove ${P.configDir}`,
       `remove the serial log ${P.serialLog}`,
-      "remove disk image /var/lib/hv-fixture/g1.qcow2 (deleteDisks)",
-      "remove disk image /var/lib/hv-fixture/g1-raw.img (deleteDisks)",
+      "remove disk image /var/lib/hv-fixture/g1.qcow2 (deleteDisks; the provider created it)",
+      "remove disk image /var/lib/hv-fixture/g1-raw.img (deleteDisks; the provider created it)",
     ]);
     expect(planQemuGuest(undefined, absent())).toEqual([]);
   });
@@ -470,9 +637,15 @@ describe("planQemuGuest", () => {
 });
 
 describe("the stop step on a real /bin/sh", () => {
-  function run(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  function run(
+    argv: readonly string[],
+    env: Record<string, string> = {},
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const c = spawn(argv[0] ?? "false", argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+      const c = spawn(argv[0] ?? "false", argv.slice(1), {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, ...env },
+      });
       let stdout = "";
       let stderr = "";
       c.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -499,7 +672,8 @@ describe("the stop step on a real /bin/sh", () => {
       if (!("script" in step)) throw new Error("stop step runs a script");
       const argv = scriptArgv({ ...step.script, args: [pidfile, join(dir, "qmp.sock"), "1"] });
       const r = await run(argv);
-      expect(r).toMatchObject({ code: 0, stdout: "killed\n" });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^guest stopped: SIGTERM \(\d+ s\)\n$/);
       expect(await exited).toBe(15);
       // Not ours any more (pid file gone): nothing to do, success.
       expect(await run(argv)).toMatchObject({ code: 0, stdout: "" });
@@ -508,6 +682,126 @@ describe("the stop step on a real /bin/sh", () => {
       expect(await run(argv)).toMatchObject({ code: 0, stdout: "" });
       expect(stranger.exitCode).toBeNull();
       stranger.kill("SIGKILL");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives up on a monitor that never answers within QMP_SECONDS and kills a QEMU that ignores SIGTERM", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-stop-"));
+    // A monitor that accepts and never greets: QEMU frozen, as far as a client can tell.
+    const sock = join(dir, "qmp.sock");
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(sock, r));
+    try {
+      const pidfile = join(dir, "qemu.pid");
+      const child = spawn(
+        process.execPath,
+        [
+          "-e",
+          "process.on('SIGTERM', () => undefined); setTimeout(() => undefined, 30000)",
+          pidfile,
+        ],
+        { stdio: "ignore" },
+      );
+      writeFileSync(pidfile, `${child.pid}\n`);
+      const exited = new Promise<string | null>((r) => child.on("exit", (_c, sig) => r(sig)));
+      const step = stopStep(parse({ name: "g1", shutdownTimeoutSeconds: 30 }), "stop");
+      if (!("script" in step)) throw new Error("stop step runs a script");
+      const argv = scriptArgv({ ...step.script, args: [pidfile, sock, "30"] });
+      const t0 = Date.now();
+      const r = await run(argv, { QMP_SECONDS: "1" });
+      const ms = Date.now() - t0;
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^guest stopped: SIGKILL \(\d+ s\)\n$/);
+      expect(r.stderr).toContain(`qmp: no answer on ${sock} within 1s`);
+      expect(await exited).toBe("SIGKILL");
+      // 1 s for the unanswered powerdown (no grace, no quit: the monitor is dead), 5 s for SIGTERM.
+      expect(ms).toBeLessThan(9000);
+      process.stderr.write(`stop of a frozen-monitor, SIGTERM-deaf process: ${ms} ms\n`);
+    } finally {
+      silent.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
+});
+
+describe("the disk delete step on a real /bin/sh", () => {
+  it("removes the image its marker names, and keeps a file that took its place or a symlink", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-disk-"));
+    try {
+      const img = join(dir, "d.img");
+      const marker = join(dir, "marker");
+      const sh = (args: string[]): string =>
+        execFileSync(
+          "sh",
+          ["-c", scriptBody("resources/qemu-guest/qemu-delete-disk.sh"), "x", ...args],
+          {
+            encoding: "utf8",
+          },
+        );
+      const mark = (): void =>
+        writeFileSync(
+          marker,
+          `${execFileSync("stat", ["-c", "%d %i %W", img], { encoding: "utf8" })}${img}\n`,
+        );
+      writeFileSync(img, "old");
+      mark();
+      // Another file at the path (a new inode): not the provider's.
+      rmSync(img);
+      writeFileSync(join(dir, "pad"), "keeps the old inode from being reused at once");
+      writeFileSync(img, "someone else's");
+      expect(sh([img, marker])).toBe(`kept ${img}: not the image the provider created there\n`);
+      expect(readFileSync(img, "utf8")).toBe("someone else's");
+      // A symlink to the marked file: kept, and so is the file.
+      mark();
+      const link = join(dir, "link.img");
+      symlinkSync(img, link);
+      expect(sh([link, marker])).toBe(`kept ${link}: not the image the provider created there\n`);
+      expect(existsSync(img)).toBe(true);
+      expect(sh([img, marker])).toBe(`removed ${img}\n`);
+      expect(existsSync(img)).toBe(false);
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("the auto start on a real /bin/sh", () => {
+  it("runs the TCG command line word for word when KVM is not used, whatever the machine", () => {
+    const dir = mkdtempSync(join(tmpdir(), "qg-start-"));
+    try {
+      // A stand-in for QEMU that records its words and exits: a KVM start "dies" at once, and the
+      // KVM probe sees no boot menu, so every machine ends on the TCG command line.
+      const bin = join(dir, "bin");
+      mkdirSync(bin);
+      writeFileSync(
+        join(bin, "qemu-system-x86_64"),
+        `#!/bin/sh\nn=$(ls "${dir}" | grep -c '^call') ; printf '%s\\n' "$@" > "${dir}/call.$n"\n`,
+        { mode: 0o755 },
+      );
+      const tricky = ["a b", "$(touch x)", "'q'", '"dq"', "*", "${1}", "-accel"];
+      const kvm = ["qemu-system-x86_64", "-accel", "kvm", ...tricky];
+      const tcg = ["qemu-system-x86_64", "-accel", "tcg", ...tricky];
+      const note = join(dir, "accel-fallback");
+      const argv = scriptArgv({
+        name: "resources/qemu-guest/qemu-start.sh",
+        args: ["q35", join(dir, "qemu.pid"), note, String(kvm.length), ...kvm, ...tcg],
+      });
+      const r = spawnSync(argv[0]!, argv.slice(1), {
+        cwd: dir,
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${bin}:${process.env["PATH"] ?? ""}` },
+      });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^started with TCG: /);
+      const calls = readdirSync(dir)
+        .filter((f) => f.startsWith("call."))
+        .sort();
+      const last = readFileSync(join(dir, calls[calls.length - 1]!), "utf8");
+      expect(last).toBe(tcg.slice(1).join("\n") + "\n");
+      expect(existsSync(join(dir, "x"))).toBe(false);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

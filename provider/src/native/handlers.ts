@@ -5,6 +5,7 @@ import { InitFailedError, PlanError } from "../errors";
 import { connectionIdentity, type Connection } from "../host/connection";
 import type { Host } from "../host/host";
 import { hostFor } from "../host/pool";
+import { observeCoalesced } from "../observe-batch";
 import { quoteArgv } from "../host/quote";
 import {
   Lifecycle,
@@ -259,9 +260,9 @@ export class NativeProvider {
       );
     }
     const inputs = parsed.inputs as Props & { name: string };
-    const host = abortableHost(this.hostFactory(parsed.connection), this.cancelling.signal);
+    const host = this.hostFactory(parsed.connection);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
-    const observing = observeForPreview(mod, host, inputs);
+    const observing = observeForPreview(mod, host, inputs, this.cancelling.signal);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
     observing.catch(() => undefined);
     let state: unknown;
@@ -392,11 +393,11 @@ export class NativeProvider {
           parsed.error.issues.map((i) => `${i.path.join(".") || "id"}: ${i.message}`).join("; "),
       );
     }
-    const host = abortableHost(this.hostFactory(this.connection), this.cancelling.signal);
+    const host = this.hostFactory(this.connection);
     const what = `${mod.noun} ${JSON.stringify(id)} on ${host.label}`;
     let state: unknown;
     try {
-      state = await observeForPreview(mod, host, parsed.data);
+      state = await observeForPreview(mod, host, parsed.data, this.cancelling.signal);
     } catch (e) {
       throw new Error(`${what}: observing failed: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -419,11 +420,19 @@ export class NativeProvider {
   }
 }
 
-async function observeForPreview(mod: AnyModule, host: Host, inputs: unknown): Promise<unknown> {
-  const sshClientAddress = host.sessionClientAddress
-    ? await host.sessionClientAddress()
-    : undefined;
-  return mod.observe(host, inputs, { sshClientAddress });
+// Read-only and outside the host lock: observations the engine asks for at once share a command.
+async function observeForPreview(
+  mod: AnyModule,
+  pooled: Host,
+  inputs: unknown,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const host = abortableHost(pooled, signal);
+  const sshClientAddress =
+    mod.needsClientAddress && host.sessionClientAddress
+      ? await host.sessionClientAddress()
+      : undefined;
+  return observeCoalesced(mod, pooled, inputs, { sshClientAddress, host: host.label }, signal);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -1,6 +1,6 @@
 import type { ResourceModule } from "../../resource";
 import { oneshotPersistence } from "../../persist/oneshot";
-import { observeBridge } from "./observe";
+import { observeBridge, parseBridgeResult, probeBridge } from "./observe";
 import { bridgePersistedForm, persistsOwnUnit, planBridge, planBridgeLive } from "./plan";
 import { BridgeInputs, BridgeOutputs, type BridgeState } from "./schema";
 
@@ -20,6 +20,9 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
   inputKeys: Object.keys(BridgeInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
+  needsClientAddress: true,
+  probe: probeBridge,
+  parse: parseBridgeResult,
   observe: (host, inputs, ctx) => observeBridge(host, inputs, ctx),
   exists: (state) => state.bridge !== undefined,
   outputSchema: BridgeOutputs,

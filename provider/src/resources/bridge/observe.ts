@@ -1,14 +1,14 @@
 import { z } from "zod";
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { scriptIn, type ScriptCall } from "../../host/script";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { PERSIST_DIR } from "../../persist/systemd-unit";
-import type { ObserveContext } from "../../resource";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseManagerProbe } from "./manager";
 import type { BridgeInputs, BridgeState, Link, Route } from "./schema";
 
@@ -154,14 +154,27 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
   };
 }
 
+/** Returns the bridge's probe: the bridge, its ports and the SSH route in one remote command. */
+export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCall {
+  return { call: observeCall(inputs.name, ctx.sshClientAddress) };
+}
+
+/** Returns the bridge state from its probe's result. */
+export function parseBridgeResult(
+  r: RunResult,
+  inputs: BridgeInputs,
+  ctx: ObserveContext,
+): BridgeState {
+  const state = parseBridgeState(inputs.name, r.stdout);
+  if (inputs.persistence === "auto") warnNoSystemd(ctx.host, state.persisted);
+  return { ...state, inputs };
+}
+
 /** Observes the bridge, its ports and the SSH route in one remote command. */
-export async function observeBridge(
+export function observeBridge(
   host: Host,
   inputs: BridgeInputs,
   ctx: ObserveContext,
 ): Promise<BridgeState> {
-  const r = await runScript(host, observeCall(inputs.name, ctx.sshClientAddress));
-  const state = parseBridgeState(inputs.name, r.stdout);
-  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
-  return { ...state, inputs };
+  return observeWith({ probe: probeBridge, parse: parseBridgeResult }, host, inputs, ctx);
 }

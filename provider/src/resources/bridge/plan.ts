@@ -339,7 +339,8 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
   // Which port leads to the SSH client is not known: any detach from a bridge carrying the
   // session may cut it, so it runs under the dead-man timer.
   if (detach.length > 0 && actual.sshInterface === name) {
-    steps.push(...guardedDetach(d, removedPorts, detach));
+    // The restore also detaches the ports this change attached: the bridge gets its old ports.
+    steps.push(...guardedDetach(d, removedPorts, detach, minus(sorted(d.ports), ports)));
   } else {
     steps.push(...detach);
   }

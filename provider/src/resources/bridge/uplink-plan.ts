@@ -247,21 +247,32 @@ export function guardedTakeover(
   return guarded(guard, change);
 }
 
-/** Returns the detach of ports from a bridge carrying the session, under the dead-man timer. */
+/**
+ * Returns the detach of ports from a bridge carrying the session, under the dead-man timer; its
+ * restore attaches them again and detaches `attached`, the ports the same change added, so the
+ * bridge is back to its old ports.
+ */
 export function guardedDetach(
   d: BridgeInputs,
   ports: readonly string[],
   change: readonly Step[],
+  attached: readonly string[] = [],
 ): Step[] {
   return guarded(
     {
       id: `bridge-${d.name}-ports`,
       seconds: d.rollbackSeconds,
       reason: `${d.name} carries this SSH session and loses ${ports.join(", ")}`,
-      restore: ports.map((p): Step => ({
-        summary: `attach ${p} to ${d.name} again`,
-        argv: ["ip", "link", "set", "dev", p, "master", d.name],
-      })),
+      restore: [
+        ...ports.map((p): Step => ({
+          summary: `attach ${p} to ${d.name} again`,
+          argv: ["ip", "link", "set", "dev", p, "master", d.name],
+        })),
+        ...attached.map((p): Step => ({
+          summary: `detach ${p}, which the change attached`,
+          argv: ["ip", "link", "set", "dev", p, "nomaster"],
+        })),
+      ],
       files: [],
     },
     change,

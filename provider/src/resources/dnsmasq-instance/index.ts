@@ -1,6 +1,6 @@
 import { describePersistDrift } from "../../persist/persistence";
 import type { ResourceModule } from "../../resource";
-import { observeDnsmasq } from "./observe";
+import { observeDnsmasq, parseDnsmasqResult, probeDnsmasq } from "./observe";
 import { planDnsmasqInstance } from "./plan";
 import { parseDhcpHosts, parseDnsmasqConf } from "./render";
 import { DnsmasqInstanceInputs, DnsmasqInstanceOutputs, type DnsmasqState } from "./schema";
@@ -25,7 +25,9 @@ export const dnsmasqInstanceModule: ResourceModule<
   identity: ["name"],
   id: (inputs) => inputs.name,
   lockKeys: (inputs) => [`interface.${inputs.interface}`],
-  observe: (host, inputs) => observeDnsmasq(host, inputs),
+  probe: probeDnsmasq,
+  parse: parseDnsmasqResult,
+  observe: (host, inputs, ctx) => observeDnsmasq(host, inputs, ctx),
   // The instance is its running daemon: a dead one reads as gone, and the next up starts it again
   // from the files that are still there (lease file included).
   exists: (state) => state.pid !== undefined,

@@ -1,10 +1,11 @@
 import { basename } from "node:path";
 import { z } from "zod";
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { scriptIn, type ScriptCall } from "../../host/script";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseLeases } from "./render";
 import { dnsmasqUnitName } from "./unit";
 import {
@@ -144,13 +145,21 @@ export function parseMainPid(text: string | undefined): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-/** Observes the instance, its process and its surroundings in one remote command. */
-export async function observeDnsmasq(
-  host: Host,
-  d: Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">,
-): Promise<DnsmasqState> {
-  const r = await runScript(host, observeCall(dnsmasqPaths(d.name), dnsmasqUnitName(d.name)));
+type Wanted = Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">;
+
+/** Returns the instance's probe: its process and its surroundings in one remote command. */
+export function probeDnsmasq(d: Wanted): ProbeCall {
+  return { call: observeCall(dnsmasqPaths(d.name), dnsmasqUnitName(d.name)) };
+}
+
+/** Returns the instance state from its probe's result. */
+export function parseDnsmasqResult(r: RunResult, d: Wanted, ctx: ObserveContext): DnsmasqState {
   const state = parseDnsmasqState(d.name, r.stdout, d);
-  if (d.persistence === "auto") warnNoSystemd(host.label, state.persist);
+  if (d.persistence === "auto") warnNoSystemd(ctx.host, state.persist);
   return state;
+}
+
+/** Observes the instance, its process and its surroundings in one remote command. */
+export function observeDnsmasq(host: Host, d: Wanted, ctx: ObserveContext): Promise<DnsmasqState> {
+  return observeWith({ probe: probeDnsmasq, parse: parseDnsmasqResult }, host, d, ctx);
 }

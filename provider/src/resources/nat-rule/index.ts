@@ -1,6 +1,6 @@
 import { formWhenPersisted, oneshotPersistence } from "../../persist/oneshot";
 import type { ResourceModule } from "../../resource";
-import { decodedRules, observeNatRule } from "./observe";
+import { decodedRules, observeNatRule, parseNatRuleResult, probeNatRule } from "./observe";
 import { activeBackend, natPersistedForm, planNatRule, planNatRuleLive } from "./plan";
 import { renderNftRule } from "./nftables";
 import { forwardRules, iptablesChainPrefix, nftTableName, portForwardRules } from "./rules";
@@ -49,7 +49,9 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
   inputKeys: Object.keys(NatRuleInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeNatRule(host, inputs),
+  probe: probeNatRule,
+  parse: parseNatRuleResult,
+  observe: (host, inputs, ctx) => observeNatRule(host, inputs, ctx),
   exists: (state) => state.nft !== undefined || state.iptables !== undefined,
   outputSchema: NatRuleOutputs,
   plan: planNatRule,

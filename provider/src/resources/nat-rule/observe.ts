@@ -1,6 +1,7 @@
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { scriptIn, type ScriptCall } from "../../host/script";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { parseSysctlProbe } from "../../sysctl";
@@ -65,12 +66,29 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
   };
 }
 
-/** Observes the rule's nft table, iptables chains and ip_forward claim in one remote command. */
-export async function observeNatRule(host: Host, inputs: NatRuleInputs): Promise<NatRuleState> {
-  const r = await runScript(host, observeCall(inputs.name));
+/** Returns the rule's probe: its nft table, iptables chains and ip_forward claim in one command. */
+export function probeNatRule(inputs: NatRuleInputs): ProbeCall {
+  return { call: observeCall(inputs.name) };
+}
+
+/** Returns the NatRule state from its probe's result. */
+export function parseNatRuleResult(
+  r: RunResult,
+  inputs: NatRuleInputs,
+  ctx: ObserveContext,
+): NatRuleState {
   const state = parseNatRuleState(inputs.name, r.stdout);
-  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
+  if (inputs.persistence === "auto") warnNoSystemd(ctx.host, state.persisted);
   return { ...state, inputs };
+}
+
+/** Observes the rule's nft table, iptables chains and ip_forward claim in one remote command. */
+export function observeNatRule(
+  host: Host,
+  inputs: NatRuleInputs,
+  ctx: ObserveContext,
+): Promise<NatRuleState> {
+  return observeWith({ probe: probeNatRule, parse: parseNatRuleResult }, host, inputs, ctx);
 }
 
 /** Returns the decoded rules of an observed chain (foreign ones left out). */

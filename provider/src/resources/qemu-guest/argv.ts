@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { QemuGuestInputs } from "./schema";
 
 export const QEMU_BINARY = "qemu-system-x86_64";
@@ -5,6 +6,13 @@ export const QEMU_RUN_ROOT = "/run/pulumi-hypervisor/qemu";
 export const QEMU_CONFIG_ROOT = "/etc/pulumi-hypervisor/qemu";
 export const QEMU_LOG_ROOT = "/var/log/pulumi-hypervisor/qemu";
 export const CONFIG_FILE_NAME = "guest.json";
+/** Where the provider records the disk images it created (they outlive their guests). */
+export const QEMU_DISK_MARKER_ROOT = "/var/lib/pulumi-hypervisor/qemu-disks";
+
+/** Returns the marker file that records that the provider created the image at `path`. */
+export function diskMarkerPath(path: string): string {
+  return `${QEMU_DISK_MARKER_ROOT}/${createHash("sha256").update(path).digest("hex")}`;
+}
 
 export interface GuestPaths {
   runDir: string;
@@ -13,6 +21,8 @@ export interface GuestPaths {
   configDir: string;
   configFile: string;
   serialLog: string;
+  /** Why a guest with accel "auto" runs on TCG although the host has /dev/kvm (qemu-start.sh). */
+  accelNote: string;
   /** What its unit runs to start it (a boot script) and to stop it. */
   startScript: string;
   stopScript: string;
@@ -26,6 +36,7 @@ export function guestPaths(name: string): GuestPaths {
     runDir,
     pidFile: `${runDir}/qemu.pid`,
     qmpSocket: `${runDir}/qmp.sock`,
+    accelNote: `${runDir}/accel-fallback`,
     configDir,
     configFile: `${configDir}/${CONFIG_FILE_NAME}`,
     startScript: `${configDir}/start.sh`,
@@ -40,6 +51,14 @@ export interface ArgvOptions {
   /** qemu-bridge-helper's path on the host, for bridge NICs. */
   bridgeHelper?: string | undefined;
 }
+
+/**
+ * How a guest starts: one command line, or (accel "auto") KVM's with TCG's as the fallback, chosen
+ * on the host at the moment of the start (qemu-start.sh).
+ */
+export type GuestStart =
+  | { readonly argv: readonly string[] }
+  | { readonly kvm: readonly string[]; readonly tcg: readonly string[] };
 
 /** Returns the argv that starts the guest daemonized (QEMU exits 0 once the guest is set up). */
 export function buildQemuArgv(g: QemuGuestInputs, opts: ArgvOptions): string[] {

@@ -1,6 +1,6 @@
 import type { ResourceModule } from "../../resource";
 import { accelInArgv, guestPaths } from "./argv";
-import { observeQemuGuest } from "./observe";
+import { observeQemuGuest, parseQemuGuestResult, probeQemuGuest } from "./observe";
 import { describePersistDrift } from "../../persist/persistence";
 import { planQemuGuest, wantedGuestForm } from "./plan";
 import { guestPersists } from "./unit";
@@ -47,7 +47,9 @@ export const qemuGuestModule: ResourceModule<
   inputKeys: Object.keys(QemuGuestInputs.shape),
   identity: Object.keys(QemuGuestInputs.shape).filter((k) => !LIVE.includes(k)),
   id: (inputs) => inputs.name,
-  observe: (host, inputs) => observeQemuGuest(host, inputs),
+  probe: probeQemuGuest,
+  parse: parseQemuGuestResult,
+  observe: (host, inputs, ctx) => observeQemuGuest(host, inputs, ctx),
   exists: (state) => state.config !== undefined || state.process !== undefined,
   outputSchema: QemuGuestOutputs,
   plan: planQemuGuest,

@@ -1,13 +1,22 @@
 import { z } from "zod";
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
+import { logWarn } from "../../log";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
-import { guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
+import { scriptIn, type ScriptCall } from "../../host/script";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
+import { diskMarkerPath, guestPaths, macsInArgv, nameInArgv, QEMU_BINARY } from "./argv";
 import { answerValue, parseQmpAnswers, QueryKvm, QueryName, QueryStatus } from "./qmp";
-import type { DiskImage, HostLink, QemuGuestInputs, QemuGuestState, QemuProcess } from "./schema";
+import type {
+  DiskImage,
+  DiskKind,
+  HostLink,
+  QemuGuestInputs,
+  QemuGuestState,
+  QemuProcess,
+} from "./schema";
 import { guestUnitName } from "./unit";
 
 /** Where distributions install qemu-bridge-helper (Debian first). */
@@ -36,7 +45,7 @@ export function observeCall(g: QemuGuestInputs, probeKvm: boolean): ScriptCall {
     probeKvm ? g.machine : "",
     g.nics.some((n) => n.bridge !== undefined) ? "1" : "0",
     String(g.disks.length),
-    ...g.disks.map((d) => d.path),
+    ...g.disks.flatMap((d) => [d.path, diskMarkerPath(d.path)]),
     String(links.length),
     ...links,
     String(files.length),
@@ -75,7 +84,37 @@ const IpLink = z
   .loose();
 const GuestConfig = z.object({ name: z.string(), macs: z.array(z.string()) }).loose();
 
-function parseDisk(path: string, body: string): DiskImage {
+const DISK_KINDS: readonly string[] = [
+  "file",
+  "symlink",
+  "directory",
+  "fifo",
+  "socket",
+  "char-device",
+  "block-device",
+  "other",
+] satisfies DiskKind[];
+
+// The disk-file section: `KIND BYTES created|foreign`, then a symlink's target.
+function parseDiskFile(path: string, body: string): DiskImage {
+  const [head = "", target] = body.replace(/\n$/, "").split("\n");
+  const m = /^([a-z-]+) (\d+) (created|foreign)$/.exec(head.trim());
+  if (!m?.[1] || !DISK_KINDS.includes(m[1])) {
+    throw new Error(
+      `unexpected disk-file section for ${path}: ${JSON.stringify(body.slice(0, 200))}`,
+    );
+  }
+  return {
+    kind: m[1] as DiskKind,
+    bytes: Number(m[2]),
+    created: m[3] === "created",
+    target: m[1] === "symlink" ? target : undefined,
+    format: undefined,
+    virtualSize: undefined,
+  };
+}
+
+function parseDiskInfo(path: string, body: string): { format: string; virtualSize: number } {
   const text = body.trim();
   if (text.startsWith("error ")) throw new Error(`qemu-img info ${path} failed: ${text.slice(6)}`);
   try {
@@ -155,8 +194,12 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
 
   const disks: Record<string, DiskImage | undefined> = {};
   for (const d of g.disks) disks[d.path] = undefined;
+  for (const s of all("disk-file")) disks[s.arg] = parseDiskFile(s.arg, s.body);
   for (const s of all("disk")) {
-    if (s.body.trim() !== "") disks[s.arg] = parseDisk(s.arg, s.body);
+    const file = disks[s.arg];
+    if (file === undefined)
+      throw new Error(`qemu-img info of ${s.arg} without its disk-file section`);
+    disks[s.arg] = { ...file, ...parseDiskInfo(s.arg, s.body) };
   }
   const links: Record<string, HostLink | undefined> = {};
   for (const s of all("link")) links[s.arg] = parseLink(s.arg, s.body);
@@ -183,6 +226,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
   const mainPid = Number(lines(one("mainpid"))[0] ?? "");
   const runas = one("runas");
   const kvmLine = lines(one("kvm"))[0];
+  const fallback = lines(one("accel-fallback")).join(" ");
   return {
     name: g.name,
     inputs: g,
@@ -215,6 +259,7 @@ export function parseQemuGuestState(g: QemuGuestInputs, stdout: string): QemuGue
         : kvmLine === "usable"
           ? { usable: true, reason: "" }
           : { usable: false, reason: kvmLine.replace(/^unusable\s*/, "").trim() },
+    accelFallback: process !== undefined && fallback !== "" ? fallback : undefined,
     persist: parsePersistProbe(out),
     mainPid: Number.isInteger(mainPid) && mainPid > 0 ? mainPid : undefined,
     dnsmasqByInterface,
@@ -229,22 +274,61 @@ function safeJson(text: string): unknown {
   }
 }
 
+const warnedFallbacks = new Set<string>();
+
+// Once per QEMU process and provider process: every observe of the guest would repeat it.
+function warnTcgFallback(hostLabel: string, state: QemuGuestState): void {
+  const proc = state.process;
+  if (proc === undefined || state.accelFallback === undefined) return;
+  const key = `${hostLabel} ${state.name} ${proc.pid}`;
+  if (warnedFallbacks.has(key)) return;
+  warnedFallbacks.add(key);
+  logWarn(
+    `qemu guest "${state.name}" on ${hostLabel}: accel "auto" runs it on TCG, not KVM (much slower): ${state.accelFallback}`,
+  );
+}
+
 // KVM usability per host and machine type for this provider process: the probe costs up to 3 s
 // where nested virtualization is broken, and it does not change between the steps of a deployment.
 const KVM_CACHE_MS = 10 * 60 * 1000;
 const kvmCache = new Map<string, { at: number; kvm: { usable: boolean; reason: string } }>();
 
-/** Observes the guest, its surroundings and (when a start may need it) KVM, in one remote command. */
-export async function observeQemuGuest(host: Host, g: QemuGuestInputs): Promise<QemuGuestState> {
-  const key = `${host.label} ${g.machine}`;
+// The cached KVM answer while fresh.
+function freshKvm(key: string): { usable: boolean; reason: string } | undefined {
   const cached = kvmCache.get(key);
-  const fresh =
-    cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
-  const wantKvm = g.running && g.accel !== "tcg" && fresh === undefined;
-  const r = await runScript(host, observeCall(g, wantKvm));
+  return cached !== undefined && Date.now() - cached.at < KVM_CACHE_MS ? cached.kvm : undefined;
+}
+
+/** Returns the guest's probe: the guest, its surroundings and (when a start may need it) KVM. */
+export function probeQemuGuest(g: QemuGuestInputs, ctx: ObserveContext): ProbeCall {
+  // accel "auto" decides at the start, on the host (qemu-start.sh); "kvm" fails the plan early.
+  const wantKvm =
+    g.running && g.accel === "kvm" && freshKvm(`${ctx.host} ${g.machine}`) === undefined;
+  return { call: observeCall(g, wantKvm) };
+}
+
+/** Returns the guest's state from its probe's result (KVM from the cache when it did not ask). */
+export function parseQemuGuestResult(
+  r: RunResult,
+  g: QemuGuestInputs,
+  ctx: ObserveContext,
+): QemuGuestState {
+  const key = `${ctx.host} ${g.machine}`;
   const state = parseQemuGuestState(g, r.stdout);
-  if (g.persistence === "auto") warnNoSystemd(host.label, state.persist);
+  if (g.persistence === "auto") warnNoSystemd(ctx.host, state.persist);
+  // A probe built before a long apply may find the answer it relied on just expired: take it.
+  const cached = kvmCache.get(key)?.kvm;
   if (state.kvm !== undefined) kvmCache.set(key, { at: Date.now(), kvm: state.kvm });
-  else if (fresh !== undefined) state.kvm = fresh;
+  else if (cached !== undefined) state.kvm = cached;
+  warnTcgFallback(ctx.host, state);
   return state;
+}
+
+/** Observes the guest, its surroundings and (when a start may need it) KVM, in one remote command. */
+export function observeQemuGuest(
+  host: Host,
+  g: QemuGuestInputs,
+  ctx: ObserveContext,
+): Promise<QemuGuestState> {
+  return observeWith({ probe: probeQemuGuest, parse: parseQemuGuestResult }, host, g, ctx);
 }

@@ -3,7 +3,15 @@ import { PlanError } from "../../errors";
 import { planPersistence, type PersistedForm } from "../../persist/persistence";
 import { scriptIn } from "../../host/script";
 import type { Step } from "../../step";
-import { accelInArgv, buildQemuArgv, guestPaths, QEMU_BINARY, renderGuestConfig } from "./argv";
+import {
+  accelInArgv,
+  buildQemuArgv,
+  diskMarkerPath,
+  guestPaths,
+  QEMU_BINARY,
+  type GuestStart,
+  renderGuestConfig,
+} from "./argv";
 import { qmpCommand, qmpStep } from "./qmp";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
 import {
@@ -57,11 +65,12 @@ function planDelete(actual: QemuGuestState): Step[] {
     });
   }
   if (g.deleteDisks) {
+    // Only images the provider created (their marker matches); the script checks that again.
     for (const d of g.disks) {
-      if (actual.disks[d.path] !== undefined) {
+      if (actual.disks[d.path]?.created === true) {
         steps.push({
-          summary: `remove disk image ${d.path} (deleteDisks)`,
-          argv: ["rm", "-f", "--", d.path],
+          summary: `remove disk image ${d.path} (deleteDisks; the provider created it)`,
+          script: scriptIn(__dirname, "qemu-delete-disk.sh", [d.path, diskMarkerPath(d.path)]),
         });
       }
     }
@@ -83,11 +92,55 @@ function refuseMissingPrograms(g: QemuGuestInputs, actual: QemuGuestState): void
   if (!actual.programs.qemuImg && g.disks.length > 0) {
     throw new PlanError("qemu-img is not installed on the host (Debian package qemu-utils)");
   }
+}
+
+const SECTOR = 512;
+
+/**
+ * Refuses a disk path that holds something other than an image of the declared format, before
+ * anything on the host is touched. qcow2 is proven by its magic (qemu-img's probe). raw has no
+ * signature: a raw file is used only when it is whole 512-byte sectors, and grown or deleted only
+ * when the provider created it (its marker). A block device is a raw disk used as it is: never
+ * created, grown or deleted.
+ */
+function refuseDisks(g: QemuGuestInputs, actual: QemuGuestState): void {
   g.disks.forEach((d, i) => {
     const img = actual.disks[d.path];
-    if (img !== undefined && img.format !== d.format) {
-      throw new PlanError(
-        `disks[${i}]: ${d.path} exists as a ${img.format} image, not ${d.format}; refusing to overwrite it (fix the format or the path)`,
+    if (img === undefined) return;
+    const where = `disks[${i}]: ${d.path}`;
+    const refuse = (why: string, fix: string): never => {
+      throw new PlanError(`${where} ${why}; refusing to use, grow or delete it (${fix})`);
+    };
+    if (img.kind === "symlink") {
+      refuse(
+        `is a symlink to ${img.target ?? "?"}, and the provider does not follow disk symlinks`,
+        "give the image's own path",
+      );
+    }
+    if (img.kind === "block-device") {
+      if (d.format !== "raw") {
+        refuse(`is a block device, which is a raw disk`, `declare format "raw"`);
+      }
+      return;
+    }
+    if (img.kind !== "file") {
+      refuse(
+        `is a ${img.kind}, not an image file or block device`,
+        "the provider uses image files and block devices only",
+      );
+    }
+    if (img.format !== d.format) {
+      const found =
+        img.format === "raw" ? "raw: it has no image format signature" : `${img.format ?? "?"}`;
+      refuse(
+        `is not a ${d.format} image (qemu-img reads it as ${found})`,
+        "fix the format or the path",
+      );
+    }
+    if (d.format === "raw" && !img.created && img.bytes % SECTOR !== 0) {
+      refuse(
+        `is not a raw disk image: its size, ${img.bytes} bytes, is not a whole number of 512-byte sectors`,
+        "fix the path",
       );
     }
   });
@@ -189,6 +242,7 @@ export function bridgeAcl(
   return denied ? "denied" : allowed ? "allowed" : "not-allowed";
 }
 
+// The accelerator of a command line to compare a running guest with: "auto" is whichever it runs.
 function chooseAccel(g: QemuGuestInputs, actual: QemuGuestState): "kvm" | "tcg" {
   if (g.accel === "tcg") return "tcg";
   const kvm = actual.kvm;
@@ -200,9 +254,19 @@ function chooseAccel(g: QemuGuestInputs, actual: QemuGuestState): "kvm" | "tcg" 
     }
     return "kvm";
   }
-  if (kvm !== undefined) return kvm.usable ? "kvm" : "tcg";
-  // Not probed because the guest runs: keep what it runs with.
   return (actual.process && accelInArgv(actual.process.argv)) ?? "tcg";
+}
+
+/** Returns how the guest starts: accel "auto" decides between KVM and TCG on the host, at the start. */
+export function guestStart(g: QemuGuestInputs, actual: QemuGuestState): GuestStart {
+  const bridgeHelper = actual.bridgeHelper?.path;
+  if (g.accel === "auto") {
+    return {
+      kvm: buildQemuArgv(g, { accel: "kvm", bridgeHelper }),
+      tcg: buildQemuArgv(g, { accel: "tcg", bridgeHelper }),
+    };
+  }
+  return { argv: buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper }) };
 }
 
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {
@@ -213,12 +277,10 @@ function sameArgv(a: readonly string[], b: readonly string[]): boolean {
 export function wantedGuestForm(
   g: QemuGuestInputs,
   actual: QemuGuestState,
-  argv?: readonly string[],
+  start?: GuestStart,
 ): PersistedForm | undefined {
   if (!guestPersists(g, actual.persist)) return undefined;
-  const want =
-    argv ??
-    buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
+  const want = start ?? guestStart(g, actual);
   return guestPersistedForm(g, actual, want, stopStep(g, `stop guest ${g.name}`));
 }
 
@@ -250,16 +312,15 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   // What happens to the process, decided first: checks that only matter for a start run only then.
   let action: "none" | "start" | "restart" | "stop" | "cont" | "wakeup" = "none";
   let reason = "";
-  let argv: string[] | undefined;
-  const wantArgv = (): string[] =>
+  let start: GuestStart | undefined;
+  const runningArgv = (): string[] =>
     buildQemuArgv(g, { accel: chooseAccel(g, actual), bridgeHelper: actual.bridgeHelper?.path });
   if (!g.running) {
     if (running) action = "stop";
   } else if (!running) {
     action = "start";
   } else {
-    argv = wantArgv();
-    if (!sameArgv(proc.argv, argv)) {
+    if (!sameArgv(proc.argv, runningArgv())) {
       action = "restart";
       reason = "its command line differs from the inputs";
     } else if (persist && !underUnit) {
@@ -281,12 +342,13 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   const starting = action === "start" || action === "restart";
   const config = renderGuestConfig(g);
   refuseMissingPrograms(g, actual);
+  refuseDisks(g, actual);
   if (starting || actual.config !== config) refuseTakenMacs(g, actual);
   if (starting) {
     refuseStartBlockers(g, actual);
-    argv ??= wantArgv();
+    start = guestStart(g, actual);
   }
-  const form = persist ? wantedGuestForm(g, actual, argv) : undefined;
+  const form = persist ? wantedGuestForm(g, actual, start) : undefined;
 
   if (actual.config !== config) {
     steps.push({
@@ -308,15 +370,31 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
   }
   // A running QEMU holds its images: growing happens only where the guest is stopped by then.
   const imagesFree = !running || starting || action === "stop";
-  g.disks.forEach((d) => {
+  g.disks.forEach((d, i) => {
     const img = actual.disks[d.path];
     const size = `${d.sizeGiB}G`;
     if (img === undefined) {
       steps.push({
         summary: `create ${d.format} disk image ${d.path} (${size})`,
-        script: scriptIn(__dirname, "qemu-create-disk.sh", [d.path, d.format, size]),
+        script: scriptIn(__dirname, "qemu-create-disk.sh", [
+          d.path,
+          d.format,
+          size,
+          diskMarkerPath(d.path),
+        ]),
       });
-    } else if (img.virtualSize < d.sizeGiB * GIB && imagesFree) {
+    } else if (img.kind === "block-device") {
+      if (img.bytes < d.sizeGiB * GIB) {
+        throw new PlanError(
+          `disks[${i}]: ${d.path} is a block device of ${img.bytes} bytes, smaller than sizeGiB ${d.sizeGiB}; the provider never resizes a block device (grow the volume yourself, or lower sizeGiB)`,
+        );
+      }
+    } else if ((img.virtualSize ?? 0) < d.sizeGiB * GIB && imagesFree) {
+      if (d.format === "raw" && !img.created) {
+        throw new PlanError(
+          `disks[${i}]: ${d.path} is a raw file the provider did not create, ${img.bytes} bytes, smaller than sizeGiB ${d.sizeGiB}; a raw file carries no signature that proves it is a disk image, so the provider grows only raw images it created (grow it yourself with qemu-img resize -f raw, or lower sizeGiB)`,
+        );
+      }
       steps.push({
         summary: `grow disk image ${d.path} to ${size}`,
         argv: ["qemu-img", "resize", "-q", "-f", d.format, d.path, size],
@@ -332,8 +410,8 @@ function planConverge(g: QemuGuestInputs, actual: QemuGuestState): Step[] {
         stopped ? { ...actual.persist, active: "inactive" } : actual.persist,
       ),
     );
-  } else if (starting && argv !== undefined) {
-    steps.push(...startSteps(g, argv));
+  } else if (starting && start !== undefined) {
+    steps.push(...startSteps(g, start));
   }
   if (action === "cont")
     steps.push(qmpStep(`resume paused guest ${g.name}`, p.qmpSocket, [qmpCommand("cont")]));

@@ -24,7 +24,10 @@ case $pid in ''|*[!0-9]*) pid= ;; esac
 if [ -n "$pid" ] && tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF -- "$pidfile"; then
   section process "$pid"; hex "/proc/$pid/cmdline"
   section qmp
-  qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
+  # A monitor that does not answer within 5 s reads as an unresponsive QEMU (no answers).
+  QMP_SECONDS=5 qmp "$sock" '{"execute":"query-status"}' '{"execute":"query-name"}' '{"execute":"query-kvm"}' 2>/dev/null
+  # Why a guest with accel "auto" runs on TCG although the host has /dev/kvm (qemu-start.sh).
+  if [ -f "$rundir/accel-fallback" ]; then section accel-fallback; cat -- "$rundir/accel-fallback"; fi
 else
   pid=
 fi
@@ -44,13 +47,31 @@ for d in /proc/[0-9]*; do
   [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue
   section other-process "${d#/proc/}"; hex "$d/cmdline"
 done
+# Disks, as PATH MARKER pairs: what the path is (a symlink is not followed), its size, whether the
+# provider created it (its marker names this device, inode and birth time), and for a regular file qemu-img's
+# reading (-U: a running guest's image is locked). qemu-img never opens anything else: a FIFO would
+# block it, and a device or directory is not an image file the provider manages.
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
-  section disk "$1"
-  if [ -e "$1" ]; then
-    if out=$(qemu-img info -U --output=json "$1" 2>&1); then printf '%s\n' "$out"; else printf 'error %s\n' "$out"; fi
+  p=$1 m=$2; shift 2; i=$((i + 1))
+  # A block device (an LVM volume or zvol, usually a symlink such as /dev/vg/lv) is a raw disk
+  # as it is: its size from blockdev, never qemu-img, never grown or deleted.
+  if [ -b "$p" ]; then k=block-device; elif [ -L "$p" ]; then k=symlink; elif [ -f "$p" ]; then k="file"
+  elif [ -d "$p" ]; then k=directory; elif [ -p "$p" ]; then k=fifo; elif [ -S "$p" ]; then k=socket
+  elif [ -c "$p" ]; then k=char-device; elif [ -e "$p" ]; then k=other; else continue; fi
+  made=foreign
+  if [ "$k" = file ] && [ -f "$m" ] && [ "$(stat -c '%d %i %W' -- "$p")" = "$(head -n 1 -- "$m")" ]; then made=created; fi
+  if [ "$k" = block-device ]; then bytes=$(blockdev --getsize64 "$p" 2>/dev/null || echo 0)
+  else bytes=$(stat -c %s -- "$p"); fi
+  section disk-file "$p"; echo "$k $bytes $made"
+  if [ "$k" = symlink ]; then readlink -- "$p"; fi
+  if [ "$k" = file ]; then
+    section disk "$p"
+    # A deadline: an image on a hung network filesystem would hold the whole probe.
+    if out=$(timeout 30 qemu-img info -U --output=json -- "$p" 2>&1); then printf '%s\n' "$out"
+    elif [ $? = 124 ]; then printf 'error no answer within 30 s\n'
+    else printf 'error %s\n' "$out"; fi
   fi
-  shift; i=$((i + 1))
 done
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do

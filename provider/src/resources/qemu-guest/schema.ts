@@ -107,7 +107,9 @@ export const QemuGuestInputs = z
     accel: z
       .enum(["kvm", "tcg", "auto"])
       .default("auto")
-      .describe("kvm, tcg, or auto: KVM when it works on the host, TCG otherwise."),
+      .describe(
+        "kvm, tcg, or auto: KVM when it works on the host at the start, TCG otherwise (with a warning when the host has /dev/kvm).",
+      ),
     disks: z
       .array(Disk)
       .max(16, "at most 16 disks")
@@ -235,7 +237,9 @@ export const QemuGuestOutputs = z.object({
   accelUsed: z
     .enum(["kvm", "tcg"])
     .optional()
-    .describe("The accelerator QEMU uses while the guest runs."),
+    .describe(
+      'The accelerator QEMU uses while the guest runs (with accel "auto": tcg when KVM did not work at its start).',
+    ),
   serialLogPath: z
     .string()
     .optional()
@@ -261,10 +265,22 @@ export interface QemuProcess {
   qmpName: string | undefined;
 }
 
-/** A disk image as `qemu-img info` reports it. */
+/** What a disk path names on the host (a symlink is not followed). */
+export type DiskKind =
+  "file" | "symlink" | "directory" | "fifo" | "socket" | "char-device" | "block-device" | "other";
+
+/** What exists at a disk's path, and for a regular file what `qemu-img info` reads in it. */
 export interface DiskImage {
-  format: string;
-  virtualSize: number;
+  kind: DiskKind;
+  /** Size in bytes (`stat`). */
+  bytes: number;
+  /** Whether the provider created this very file (its marker names the file's device, inode and birth time). */
+  created: boolean;
+  /** A symlink's target. */
+  target: string | undefined;
+  /** qemu-img's format probe (by magic; a file without a format signature reads as raw). */
+  format: string | undefined;
+  virtualSize: number | undefined;
 }
 
 /** A network interface the NICs refer to, from `ip -j -d link show`. */
@@ -308,7 +324,9 @@ export interface QemuGuestState {
   missingFiles: string[];
   /** runAs: whether the user exists on the host (undefined when no runAs). */
   runAsExists: boolean | undefined;
-  /** KVM usability, probed only when a start may need it. */
+  /** Why a running guest with accel "auto" is on TCG although the host has /dev/kvm. */
+  accelFallback: string | undefined;
+  /** KVM usability, probed only when a start of a guest with accel "kvm" may need it. */
   kvm: { usable: boolean; reason: string } | undefined;
   /** The persisted layer: whether PID 1 is systemd, the unit's enablement and state, its files. */
   persist: PersistedState;

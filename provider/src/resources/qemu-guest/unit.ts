@@ -3,7 +3,7 @@ import { persists } from "../../persist/persistence";
 import { renderBootScript, renderUnit, unitName, unitPath } from "../../persist/systemd-unit";
 import { scriptIn } from "../../host/script";
 import type { Step } from "../../step";
-import { guestPaths, QEMU_LOG_ROOT } from "./argv";
+import { guestPaths, QEMU_LOG_ROOT, type GuestStart } from "./argv";
 import type { QemuGuestInputs, QemuGuestState } from "./schema";
 
 /** Returns the unit name of a guest: `pulumi-hypervisor-qemu-<name>.service`. */
@@ -11,16 +11,36 @@ export function guestUnitName(name: string): string {
   return unitName("qemu", name);
 }
 
-/** Returns the steps that start the guest: its run (and log) directory, then QEMU daemonized. */
-export function startSteps(g: QemuGuestInputs, argv: readonly string[]): Step[] {
+/**
+ * Returns the steps that start the guest: its run (and log) directory, then QEMU daemonized; with
+ * accel "auto", qemu-start.sh chooses KVM or TCG on the host and falls back to TCG.
+ */
+export function startSteps(g: QemuGuestInputs, start: GuestStart): Step[] {
   const p = guestPaths(g.name);
-  const accel = argv[argv.indexOf("-accel") + 1] ?? "";
+  const size = `${g.memoryMiB} MiB, ${g.cpus} cpu`;
+  const run: Step =
+    "argv" in start
+      ? {
+          summary: `start guest ${g.name} (${start.argv[start.argv.indexOf("-accel") + 1] ?? ""}, ${size})`,
+          argv: start.argv,
+        }
+      : {
+          summary: `start guest ${g.name} (KVM if it works, else TCG; ${size})`,
+          script: scriptIn(__dirname, "qemu-start.sh", [
+            g.machine,
+            p.pidFile,
+            p.accelNote,
+            String(start.kvm.length),
+            ...start.kvm,
+            ...start.tcg,
+          ]),
+        };
   return [
     {
       summary: `create ${p.runDir}${g.serialLog ? ` and ${QEMU_LOG_ROOT}` : ""}`,
       argv: ["mkdir", "-p", "--", p.runDir, ...(g.serialLog ? [QEMU_LOG_ROOT] : [])],
     },
-    { summary: `start guest ${g.name} (${accel}, ${g.memoryMiB} MiB, ${g.cpus} cpu)`, argv },
+    run,
   ];
 }
 
@@ -65,8 +85,9 @@ export function renderGuestUnit(g: QemuGuestInputs, after: readonly string[]): s
       ["PIDFile", p.pidFile],
       ["ExecStart", `/bin/sh ${p.startScript}`],
       ["ExecStop", `/bin/sh ${p.stopScript}`],
-      // qemu-stop.sh: the grace, then up to 5 s each for quit, SIGTERM and SIGKILL.
-      ["TimeoutStopSec", String(g.shutdownTimeoutSeconds + 20)],
+      // qemu-stop.sh: the grace, up to 10 s for each of two QMP exchanges, 5 s each for quit,
+      // SIGTERM and SIGKILL (grace + 35 s); systemd's own SIGTERM/SIGKILL only after that.
+      ["TimeoutStopSec", String(g.shutdownTimeoutSeconds + 40)],
       ["Restart", "on-failure"],
       ["RestartSec", "1"],
     ],
@@ -75,7 +96,7 @@ export function renderGuestUnit(g: QemuGuestInputs, after: readonly string[]): s
 }
 
 /** Returns the boot script that starts the guest: taps checked, then the live start steps. */
-export function renderStartScript(g: QemuGuestInputs, argv: readonly string[]): string {
+export function renderStartScript(g: QemuGuestInputs, start: GuestStart): string {
   const taps = g.nics.flatMap((n) => (n.tap !== undefined ? [n.tap] : []));
   const check: Step[] =
     taps.length > 0
@@ -86,14 +107,14 @@ export function renderStartScript(g: QemuGuestInputs, argv: readonly string[]): 
           },
         ]
       : [];
-  return renderBootScript(`start guest ${g.name}`, [...check, ...startSteps(g, argv)]);
+  return renderBootScript(`start guest ${g.name}`, [...check, ...startSteps(g, start)]);
 }
 
 /** Returns what a guest persists: its unit, start and stop scripts; enabled unless autostart is false. */
 export function guestPersistedForm(
   g: QemuGuestInputs,
   state: QemuGuestState,
-  argv: readonly string[],
+  start: GuestStart,
   stop: Step,
 ): PersistedForm {
   const p = guestPaths(g.name);
@@ -111,7 +132,7 @@ export function guestPersistedForm(
       },
       ...(keepStart
         ? []
-        : [{ path: p.startScript, content: renderStartScript(g, argv), mode: 0o700 }]),
+        : [{ path: p.startScript, content: renderStartScript(g, start), mode: 0o700 }]),
       {
         path: p.stopScript,
         content: renderBootScript(`stop guest ${g.name}`, [stop]),

@@ -1,6 +1,12 @@
 import { formWhenPersisted, oneshotPersistence } from "../../persist/oneshot";
 import type { ResourceModule } from "../../resource";
-import { IP_FORWARD, observeTapDevice, proxyArpKey } from "./observe";
+import {
+  IP_FORWARD,
+  observeTapDevice,
+  parseTapDeviceResult,
+  probeTapDevice,
+  proxyArpKey,
+} from "./observe";
 import {
   claimedKeys,
   managedRoutes,
@@ -60,6 +66,9 @@ export const tapDeviceModule: ResourceModule<
   // owner/group and multi_queue can only be set when the tap is created (see plan.ts).
   identity: ["name", "multiQueue", "vnetHdr", "owner", "group"],
   id: (inputs) => inputs.name,
+  needsClientAddress: true,
+  probe: probeTapDevice,
+  parse: parseTapDeviceResult,
   observe: (host, inputs, ctx) => observeTapDevice(host, inputs, ctx),
   exists: (state) => state.tap !== undefined,
   outputSchema: TapDeviceOutputs,

@@ -1,10 +1,10 @@
 import { z } from "zod";
-import type { Host } from "../../host/host";
+import type { Host, RunResult } from "../../host/host";
 import { ipLinkSchema, parseHostJson } from "../../host-output";
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
-import type { ObserveContext } from "../../resource";
+import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseProbe } from "../../host/probe";
-import { runScript, scriptIn, type ScriptCall } from "../../host/script";
+import { scriptIn, type ScriptCall } from "../../host/script";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
@@ -186,19 +186,32 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
   };
 }
 
-/** Observes the tap, its routes, sysctls, owner and holders in one remote command. */
-export async function observeTapDevice(
-  host: Host,
+/** Returns the tap's probe: the tap, its routes, sysctls, owner and holders in one command. */
+export function probeTapDevice(inputs: TapDeviceInputs): ProbeCall {
+  return { call: observeCall(inputs) };
+}
+
+/** Returns the tap state from its probe's result. */
+export function parseTapDeviceResult(
+  r: RunResult,
   inputs: TapDeviceInputs,
   ctx: ObserveContext,
-): Promise<TapDeviceState> {
-  const r = await runScript(host, observeCall(inputs));
+): TapDeviceState {
   const state = parseTapDeviceState(inputs.name, r.stdout);
-  if (inputs.persistence === "auto") warnNoSystemd(host.label, state.persisted);
+  if (inputs.persistence === "auto") warnNoSystemd(ctx.host, state.persisted);
   const client = ctx.sshClientAddress;
   return {
     ...state,
     inputs,
     ...(client !== undefined ? { sshClientAddress: canonicalHostAddress(client) ?? client } : {}),
   };
+}
+
+/** Observes the tap, its routes, sysctls, owner and holders in one remote command. */
+export function observeTapDevice(
+  host: Host,
+  inputs: TapDeviceInputs,
+  ctx: ObserveContext,
+): Promise<TapDeviceState> {
+  return observeWith({ probe: probeTapDevice, parse: parseTapDeviceResult }, host, inputs, ctx);
 }

@@ -1,0 +1,143 @@
+// Read-only observations asked at once of one host (a preview's plannedSteps, a refresh, the check
+// of a replacement) travel in one remote command: the probes run one after the other in
+// apply-batch.sh and each caller gets its own probe's exit code and output, as if it ran alone.
+// Only observations outside the host lock come here: a locked operation's first command waits for
+// its lock on the host, so its probe must never ride in another operation's command.
+import { probeBatchArgv, probeResults } from "./apply";
+import { CommandError } from "./errors";
+import type { Host, RunResult } from "./host/host";
+import {
+  probeCommand,
+  probeOutput,
+  type ObserveContext,
+  type Observer,
+  type ProbeCommand,
+} from "./resource";
+
+/** How long the first observation of a batch waits for others (the engine asks for them at once). */
+export const COALESCE_WINDOW_MS = 3;
+
+// sshd hands the command to the login shell as one argument, which Linux caps at 128 KiB; quoting
+// makes it longer than the words, so a batch stays well below.
+const MAX_BATCH_CHARS = 80_000;
+
+interface Waiter {
+  readonly probe: ProbeCommand;
+  readonly resolve: (r: RunResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+interface Pending {
+  waiters: Waiter[];
+  chars: number;
+  timer: NodeJS.Timeout;
+}
+
+// By the host object: the pool gives one per connection, so the callers share its credentials.
+const pending = new WeakMap<Host, Pending>();
+
+const sizeOf = (p: ProbeCommand): number => p.argv.reduce((n, w) => n + w.length + 3, 0);
+
+function rejection(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new Error(String(r));
+}
+
+/**
+ * Returns the probe's result, run in one remote command with the other probes asked of the same
+ * host within a few milliseconds; a non-zero exit throws the CommandError running it alone would
+ * throw, and fails only this caller. A probe that reads stdin runs alone. Aborting the signal
+ * fails this caller only (the others' command goes on).
+ */
+export function runProbeCoalesced(
+  host: Host,
+  probe: ProbeCommand,
+  signal?: AbortSignal,
+): Promise<RunResult> {
+  if (signal?.aborted) return Promise.reject(rejection(signal));
+  const result = new Promise<RunResult>((resolve, reject) => {
+    if (probe.stdin !== undefined) {
+      runAlone(host, { probe, resolve, reject });
+      return;
+    }
+    let p = pending.get(host);
+    if (p && p.chars + sizeOf(probe) > MAX_BATCH_CHARS) {
+      clearTimeout(p.timer);
+      flush(host, p);
+      p = undefined;
+    }
+    if (!p) {
+      const fresh: Pending = {
+        waiters: [],
+        chars: 0,
+        timer: setTimeout(() => flush(host, fresh), COALESCE_WINDOW_MS),
+      };
+      pending.set(host, fresh);
+      p = fresh;
+    }
+    p.waiters.push({ probe, resolve, reject });
+    p.chars += sizeOf(probe);
+  });
+  if (!signal) return result;
+  return new Promise<RunResult>((resolve, reject) => {
+    const onAbort = (): void => reject(rejection(signal));
+    signal.addEventListener("abort", onAbort, { once: true });
+    result.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Observes like the module's own observe (same state, same errors), batched with its neighbours. */
+export async function observeCoalesced<I, S>(
+  mod: Observer<I, S>,
+  host: Host,
+  inputs: I,
+  ctx: ObserveContext,
+  signal?: AbortSignal,
+): Promise<S> {
+  const r = await runProbeCoalesced(host, probeCommand(mod.probe(inputs, ctx)), signal);
+  return mod.parse(r, inputs, ctx);
+}
+
+function runAlone(host: Host, w: Waiter): void {
+  host
+    .run({
+      argv: w.probe.argv,
+      shown: w.probe.shown,
+      ...(w.probe.stdin !== undefined ? { stdin: w.probe.stdin } : {}),
+      reject: false,
+    })
+    .then((r) => w.resolve(probeOutput(host.label, w.probe, r)))
+    .catch(w.reject);
+}
+
+function flush(host: Host, p: Pending): void {
+  if (pending.get(host) === p) pending.delete(host);
+  const [only, ...more] = p.waiters;
+  if (!only) return;
+  if (more.length === 0) {
+    runAlone(host, only);
+    return;
+  }
+  const all = p.waiters;
+  const shown = ["sh", "apply-batch.sh", `(${all.length} probes)`];
+  host.run({ argv: probeBatchArgv(all.map((w) => w.probe)), shown, reject: false }).then(
+    (r) => {
+      const results = probeResults(r, 0, all.length);
+      all.forEach((w, i) => {
+        const mine = results[i];
+        // A probe whose output is missing did not run: the batch itself failed.
+        if (!mine) w.reject(new CommandError(host.label, shown, r));
+        else {
+          try {
+            w.resolve(probeOutput(host.label, w.probe, mine));
+          } catch (e) {
+            w.reject(e);
+          }
+        }
+      });
+    },
+    (e: unknown) => {
+      for (const w of all) w.reject(e);
+    },
+  );
+}

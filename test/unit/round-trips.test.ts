@@ -1,0 +1,321 @@
+// Round trips per operation (issue 12): create, update and delete are two remote commands (observe;
+// apply with the observation after it), a read is one, and read-only observations asked of one
+// host at once share one command, each failing or succeeding on its own.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { applySteps } from "../../provider/src/apply";
+import { CommandError, StepError } from "../../provider/src/errors";
+import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
+import { formatProbe } from "../../provider/src/host/probe";
+import { Lifecycle } from "../../provider/src/lifecycle";
+import { runProbeCoalesced } from "../../provider/src/observe-batch";
+import { probeOutput, type ProbeCommand } from "../../provider/src/resource";
+import { bridgeModule } from "../../provider/src/resources/bridge";
+
+function spawn(
+  argv: readonly string[],
+  stdin: string | Buffer | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): RunResult {
+  const [cmd, ...args] = argv;
+  const r = spawnSync(cmd!, args, { input: stdin ?? "", encoding: "utf8", env });
+  return { exitCode: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs every command here with sh, counting them: one run is one round trip. */
+class LocalHost implements Host {
+  readonly label = "root@local:22";
+  readonly ran: (readonly string[])[] = [];
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+  async run(req: RunRequest): Promise<RunResult> {
+    this.ran.push(req.argv);
+    const r = spawn(req.argv, req.stdin, this.env);
+    if (req.reject !== false && !(req.okExitCodes ?? [0]).includes(r.exitCode)) {
+      throw new CommandError(this.label, req.argv, r);
+    }
+    return r;
+  }
+}
+
+/** A probe-like command that prints `out` and `err` (no final newline) and exits `code`. */
+function command(name: string, out: string, err = "", code = 0): ProbeCommand {
+  return {
+    argv: ["sh", "-c", 'printf %s "$1"; printf %s "$2" >&2; exit "$3"', name, out, err, `${code}`],
+    shown: ["sh", `${name}.sh`],
+  };
+}
+
+describe("apply with the observation after it", () => {
+  it("runs the steps and the probe in one command and returns the probe's own output", async () => {
+    const host = new LocalHost();
+    const r = await applySteps(
+      host,
+      [
+        { summary: "one", argv: ["echo", "step one"] },
+        { summary: "two", argv: ["sh", "-c", "echo noise >&2"] },
+      ],
+      command("probe", "links\n[]", "a warning"),
+    );
+    expect(host.ran.length).toBe(1);
+    expect(r).toEqual({ exitCode: 0, stdout: "links\n[]", stderr: "a warning" });
+  });
+
+  it("takes a single step into the same command too", async () => {
+    const host = new LocalHost();
+    const r = await applySteps(
+      host,
+      [{ summary: "write", writeFile: { path: join(tmp(), "f"), content: "x\n", mode: 0o644 } }],
+      command("probe", "after\n"),
+    );
+    expect(host.ran.length).toBe(1);
+    expect(r?.stdout).toBe("after\n");
+  });
+
+  it("reports a failing step as before (its command, exit code, output) and runs no probe", async () => {
+    const host = new LocalHost();
+    const dir = tmp();
+    const probe: ProbeCommand = {
+      argv: ["sh", "-c", 'touch "$1"', "probe", join(dir, "probed")],
+      shown: ["sh", "probe.sh"],
+    };
+    const err = await applySteps(
+      host,
+      [
+        { summary: "ok", argv: ["true"] },
+        {
+          summary: "bad",
+          argv: ["sh", "-c", "echo half; echo 'RTNETLINK answers: busy' >&2; exit 2"],
+        },
+        { summary: "never", argv: ["touch", join(dir, "never")] },
+      ],
+      probe,
+    ).catch((e: unknown) => e);
+    expect(host.ran.length).toBe(1);
+    expect(err).toBeInstanceOf(StepError);
+    expect((err as StepError).done).toBe(1);
+    const cause = (err as StepError).cause as CommandError;
+    expect(cause).toBeInstanceOf(CommandError);
+    expect(cause.argv).toEqual([
+      "sh",
+      "-c",
+      "echo half; echo 'RTNETLINK answers: busy' >&2; exit 2",
+    ]);
+    expect([cause.exitCode, cause.stdout, cause.stderr]).toEqual([
+      2,
+      "half\n",
+      "RTNETLINK answers: busy\n",
+    ]);
+    expect(existsSync(join(dir, "never"))).toBe(false);
+    expect(existsSync(join(dir, "probed"))).toBe(false);
+  });
+
+  it("returns a failing probe's exit code and output; probeOutput throws what running it alone throws", async () => {
+    const host = new LocalHost();
+    const probe = command("probe", "partial", "ip: cannot allocate memory", 3);
+    const r = await applySteps(host, [{ summary: "ok", argv: ["true"] }], probe);
+    expect(r).toEqual({ exitCode: 3, stdout: "partial", stderr: "ip: cannot allocate memory" });
+    const alone = spawn(probe.argv, undefined);
+    expect(() => probeOutput(host.label, probe, r!)).toThrow(
+      new CommandError(host.label, probe.shown, alone),
+    );
+  });
+
+  it("keeps the stdin rule: a probe with stdin after a step with stdin runs on its own", async () => {
+    const host = new LocalHost();
+    const r = await applySteps(host, [{ summary: "cat", argv: ["cat"], stdin: "data" }], {
+      ...command("probe", "x"),
+      stdin: "more",
+    });
+    expect(r).toBeUndefined();
+    expect(host.ran.length).toBe(1);
+  });
+});
+
+describe("read-only observations asked at once of one host", () => {
+  it("travel in one command, each caller getting its own output", async () => {
+    const host = new LocalHost();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        runProbeCoalesced(host, command(`p${i}`, `out ${i}\nline`, `err ${i}`)),
+      ),
+    );
+    expect(host.ran.length).toBe(1);
+    expect(results).toEqual(
+      Array.from({ length: 10 }, (_, i) => ({
+        exitCode: 0,
+        stdout: `out ${i}\nline`,
+        stderr: `err ${i}`,
+      })),
+    );
+  });
+
+  it("fail only the caller whose probe failed, with the error it would get alone", async () => {
+    const host = new LocalHost();
+    const bad = command("bad", "", "nft: permission denied", 1);
+    const settled = await Promise.allSettled([
+      runProbeCoalesced(host, command("a", "a")),
+      runProbeCoalesced(host, bad),
+      runProbeCoalesced(host, command("c", "c")),
+    ]);
+    expect(host.ran.length).toBe(1);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    const alone = await runProbeCoalesced(new LocalHost(), bad).catch((e: unknown) => e);
+    expect(alone).toBeInstanceOf(CommandError);
+    expect((settled[1] as PromiseRejectedResult).reason).toEqual(alone);
+    expect(String((settled[1] as PromiseRejectedResult).reason)).toContain("sh bad.sh");
+  });
+
+  it("run side by side on the host: the command takes as long as the slowest, in order", async () => {
+    const scratch = tmp();
+    const host = new LocalHost({ ...process.env, TMPDIR: scratch });
+    const slow = (i: number): ProbeCommand => ({
+      argv: ["sh", "-c", 'sleep 1; printf "%s" "$1"; exit "$2"', "slow", `out ${i}`, `${i % 2}`],
+      shown: ["sh", "slow.sh"],
+    });
+    const t0 = Date.now();
+    const settled = await Promise.allSettled(
+      [0, 1, 2, 3].map((i) => runProbeCoalesced(host, slow(i))),
+    );
+    const ms = Date.now() - t0;
+    expect(host.ran.length).toBe(1);
+    expect(ms).toBeLessThan(3000);
+    expect(settled.map((s) => (s.status === "fulfilled" ? s.value.stdout : "failed"))).toEqual([
+      "out 0",
+      "failed",
+      "out 2",
+      "failed",
+    ]);
+    // the folder the probes wrote to is gone
+    expect(readdirSync(scratch)).toEqual([]);
+  });
+
+  it("run a lone probe as itself, and a cancelled caller fails alone", async () => {
+    const host = new LocalHost();
+    const probe = command("lone", "x");
+    expect((await runProbeCoalesced(host, probe)).stdout).toBe("x");
+    expect(host.ran).toEqual([probe.argv]);
+    const cancel = new AbortController();
+    const a = runProbeCoalesced(host, command("a", "a"), cancel.signal);
+    const b = runProbeCoalesced(host, command("b", "b"));
+    cancel.abort(new Error("cancelled by the engine"));
+    await expect(a).rejects.toThrow("cancelled by the engine");
+    expect((await b).stdout).toBe("b");
+  });
+});
+
+const conn = {
+  host: "198.18.1.2",
+  privateKey: "KEY",
+  hostKey: "SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8",
+};
+
+/**
+ * A host with one bridge that answers commands as `ip` would; apply batches run the real
+ * apply-batch.sh here, with each inner command replaced by one printing the fake host's answer,
+ * so markers, exit codes and the splitting of the output are the provider's own.
+ */
+class BridgeHost implements Host {
+  readonly label = "root@198.18.1.2:22";
+  readonly ran: string[] = [];
+  private mtu: number | undefined;
+
+  async run(req: RunRequest): Promise<RunResult> {
+    this.ran.push(req.argv[3] ?? req.argv[0] ?? "");
+    if (req.argv[3] !== "apply-batch.sh") return this.answer(req.argv);
+    const params = req.argv.slice(4);
+    const replaced: string[] = [];
+    let failed = false;
+    for (let i = 0; i < params.length;) {
+      const [ok = "", stdin = "", n = "0"] = params.slice(i, i + 3);
+      const words = params.slice(i + 3, i + 3 + Number(n));
+      i += 3 + Number(n);
+      const r = failed ? { exitCode: 0, stdout: "", stderr: "" } : this.answer(words);
+      if (!ok.startsWith("probe") && !ok.split(",").includes(String(r.exitCode))) failed = true;
+      const fake = command("fake", r.stdout, r.stderr, r.exitCode).argv;
+      replaced.push(ok, stdin, String(fake.length), ...fake);
+    }
+    return spawn([...req.argv.slice(0, 4), ...replaced], req.stdin);
+  }
+
+  private answer(argv: readonly string[]): RunResult {
+    const line = argv.join(" ");
+    if (line.startsWith("ip link add name br0")) this.mtu = 1500;
+    else if (line.startsWith("ip link del dev br0")) this.mtu = undefined;
+    const mtu = /^ip link set dev br0 mtu (\d+)$/.exec(line);
+    if (mtu) this.mtu = Number(mtu[1]);
+    if (argv[3] !== "bridge-probe.sh") return { exitCode: 0, stdout: "", stderr: "" };
+    const link =
+      this.mtu === undefined
+        ? []
+        : [
+            {
+              ifindex: 9,
+              ifname: "br0",
+              flags: ["UP"],
+              mtu: this.mtu,
+              address: "aa:bb:cc:dd:ee:ff",
+              linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
+              addr_info: [],
+            },
+          ];
+    const stdout = formatProbe([
+      ["links", JSON.stringify(link)],
+      ["routes4", "[]"],
+      ["routes6", "[]"],
+      ["bridge-conf", ""],
+      ["ssh-route", ""],
+      ["ports", ""],
+      ["addr-assign-type", "3"],
+      ["systemd", "no"],
+    ]);
+    return { exitCode: 0, stdout, stderr: "" };
+  }
+}
+
+describe("round trips of each operation", () => {
+  it("create, update and delete are two commands each, a read one, a no-change update one", async () => {
+    const host = new BridgeHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const count = async (op: () => Promise<unknown>): Promise<string[]> => {
+      const from = host.ran.length;
+      await op();
+      return host.ran.slice(from);
+    };
+    const news = { connection: conn, name: "br0", persistence: "none" };
+    let outs: Record<string, unknown> = {};
+    expect(await count(async () => ({ outs } = await lc.create(news)))).toEqual([
+      "bridge-probe.sh",
+      "apply-batch.sh",
+    ]);
+    expect(outs["macAddress"]).toBe("aa:bb:cc:dd:ee:ff");
+    const updated = { ...news, mtu: 1400 };
+    expect(await count(() => lc.update("br0", outs, updated))).toEqual([
+      "bridge-probe.sh",
+      "apply-batch.sh",
+    ]);
+    expect(await count(() => lc.update("br0", outs, updated))).toEqual(["bridge-probe.sh"]);
+    expect(await count(() => lc.read("br0", { ...outs, mtu: 1400 }))).toEqual(["bridge-probe.sh"]);
+    expect(await count(() => lc.delete("br0", { ...outs, mtu: 1400 }))).toEqual([
+      "bridge-probe.sh",
+      "apply-batch.sh",
+    ]);
+    expect((await lc.read("br0", outs)).id).toBe("");
+  });
+
+  it("ten refreshes of one host at once are one command", async () => {
+    const host = new BridgeHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const { outs } = await lc.create({ connection: conn, name: "br0", persistence: "none" });
+    const from = host.ran.length;
+    const reads = await Promise.all(Array.from({ length: 10 }, () => lc.read("br0", outs)));
+    expect(host.ran.slice(from)).toEqual(["apply-batch.sh"]);
+    expect(reads.map((r) => r.id)).toEqual(Array.from({ length: 10 }, () => "br0"));
+  });
+});
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), "round-trips-"));
+}
