@@ -72,6 +72,26 @@ export class CommandSignalError extends CommandError {
   }
 }
 
+/** A remote command that did not finish within its deadline: it was killed, with what it started. */
+export class CommandDeadlineError extends CommandError {
+  readonly deadlineMs: number;
+
+  constructor(
+    host: string,
+    argv: readonly string[],
+    deadlineMs: number,
+    output: Omit<CommandOutput, "exitCode">,
+  ) {
+    super(host, argv, { exitCode: 137, ...output });
+    this.name = "CommandDeadlineError";
+    this.deadlineMs = deadlineMs;
+    const said = output.stderr.trim() || output.stdout.trim();
+    this.message =
+      `${host}: ${this.command} did not finish within ${deadlineMs / 1000} s and was killed` +
+      (said ? `: ${said.slice(0, 2000)}` : "");
+  }
+}
+
 /** Why a host could not be used: the key was refused, login failed, dial gave up, or it dropped. */
 export type SshConnectionErrorKind = "host-key" | "auth" | "dial" | "lost" | "channel" | "config";
 

@@ -1,7 +1,11 @@
-// Remote commands per operation, counted by the lab host's sshd ("Starting session" per exec
-// channel, LogLevel VERBOSE): create, update and delete are two round trips (observe; apply with
-// the observation after it), a refresh one, and observations asked at once share one command.
-import { readFileSync } from "node:fs";
+// Remote commands per operation, counted on the lab host: each session sshd starts ("Starting
+// session", LogLevel VERBOSE) and each request a remote shell runs in its session (a line in
+// /run/pulumi-hypervisor/trace-requests, which these tests create). Create, update and delete are
+// two round trips (observe; apply with the observation after it), a refresh one, and observations
+// asked at once share one command. A shell's hello carries the SSH client's address, so asking
+// for it is no command of its own.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
@@ -17,10 +21,16 @@ let lab: Lab;
 let plugin: DynamicProviderPlugin;
 let engine: Engine;
 let h: LabHost;
+let trace: string;
 
 beforeAll(async () => {
   ({ lab, plugin, engine } = await startLabWithEngine({ name: "rtt", hosts: 1 }));
   h = lab.hosts[0]!;
+  // the host's /run is this directory of the lab's state (lab/mounts.ts)
+  const dir = path.join(lab.stateDir, h.name, "run", "pulumi-hypervisor");
+  mkdirSync(dir, { recursive: true });
+  trace = path.join(dir, "trace-requests");
+  writeFileSync(trace, "");
 });
 
 afterAll(async () => {
@@ -28,33 +38,41 @@ afterAll(async () => {
   await stopLabWithEngine({ lab, plugin });
 });
 
-/** The remote commands the host's sshd has run so far. */
-function sessions(): number {
-  return readFileSync(h.sshdLogPath, "utf8")
+/** Sessions sshd started, and the remote commands run so far (sessions that were no shell, and requests). */
+function counts(): { sessions: number; commands: number } {
+  const sessions = readFileSync(h.sshdLogPath, "utf8")
     .split("\n")
     .filter((l) => /\bStarting session: /.test(l)).length;
+  const lines = readFileSync(trace, "utf8").split("\n");
+  const shells = lines.filter((l) => / shell$/.test(l)).length;
+  const requests = lines.filter((l) => /^\d+ \d+ \d+ \d+ \d+$/.test(l)).length;
+  return { sessions, commands: sessions - shells + requests };
 }
 
-// sshd writes its log line as the session starts: wait until the count stops moving.
-async function settled(): Promise<number> {
-  let last = -1;
-  let now = sessions();
-  while (now !== last) {
+// sshd and the shells write their lines as a command starts or ends: wait until they stop moving.
+async function settled(): Promise<{ sessions: number; commands: number }> {
+  let last = "";
+  let now = counts();
+  while (JSON.stringify(now) !== last) {
     await new Promise((r) => setTimeout(r, 150));
-    last = now;
-    now = sessions();
+    last = JSON.stringify(now);
+    now = counts();
   }
   return now;
 }
 
+let lastSessions = 0;
+
 async function commandsOf(op: () => Promise<unknown>): Promise<number> {
   const before = await settled();
   await op();
-  return (await settled()) - before;
+  const after = await settled();
+  lastSessions = after.sessions - before.sessions;
+  return after.commands - before.commands;
 }
 
 const report = (what: string, n: number): void => {
-  process.stderr.write(`round trips: ${what}: ${n} sshd sessions\n`);
+  process.stderr.write(`round trips: ${what}: ${n} commands in ${lastSessions} sshd sessions\n`);
 };
 
 describe("commands per operation through the engine (host lock on)", () => {
@@ -75,8 +93,9 @@ describe("commands per operation through the engine (host lock on)", () => {
   it("the first create pays the lookups once; then create, update, delete are observe + apply beside the lock holder", async () => {
     const first = await commandsOf(async () => engine.up([await bridge("br-rtt-a")]));
     report("first Bridge create on a new host", first);
-    // the SSH client's address, the lock holder, observe, apply with the observation after it
-    expect(first).toBe(4);
+    // the lock holder, observe, apply with the observation after it (the SSH client's address
+    // came with the shell's hello)
+    expect(first).toBe(3);
 
     const create = await commandsOf(async () =>
       engine.up([await bridge("br-rtt-a"), await bridge("br-rtt-b")]),
@@ -113,10 +132,10 @@ describe("commands per operation without the host lock, and observations at once
       persistence: "none",
       ...(mtu !== undefined ? { mtu } : {}),
     });
-    // a new connection of this process: its first operation also asks the client's address
+    // a new connection of this process: the client's address comes with the shell's hello
     const first = await commandsOf(() => lc.create(news("br-rtt-0")));
     report("first unlocked create of this process", first);
-    expect(first).toBe(3);
+    expect(first).toBe(2);
     const names = Array.from({ length: 10 }, (_, i) => `br-rtt-${i}`);
     const outs: Record<string, Record<string, unknown>> = {};
     let creates = 0;
@@ -162,9 +181,9 @@ describe("a native preview of many resources on one host", () => {
           { name: `br-rtp-${i}` },
           { preview: true },
         );
-      // a new connection of this plugin: the first preview also asks the client's address
+      // a new connection of this plugin: the client's address comes with the shell's hello
       const first = await commandsOf(() => preview(0));
-      expect(first).toBe(2);
+      expect(first).toBe(1);
       let planned: unknown[] = [];
       let ms = 0;
       const ten = await commandsOf(async () => {

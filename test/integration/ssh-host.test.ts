@@ -7,12 +7,20 @@ import { join } from "node:path";
 import { Server, utils as sshUtils, type Connection as ServerClient, type ParsedKey } from "ssh2";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Connection, connectionLabel } from "../../provider/src/host/connection";
-import { CommandError, CommandSignalError, SshConnectionError } from "../../provider/src/errors";
+import {
+  CommandDeadlineError,
+  CommandError,
+  CommandSignalError,
+  SshConnectionError,
+} from "../../provider/src/errors";
 import { readFile, writeFile } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor, sshStats } from "../../provider/src/host/pool";
+import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
 
 // A real ssh2.Server in this process (pulumi-command's approach) that runs each exec'd command
-// with /bin/sh -c, so these tests check the exact command lines the provider sends.
+// with /bin/sh -c, so these tests check the exact command lines the provider sends. Most run with
+// the remote shell off (PULUMI_HYPERVISOR_SSH_SHELL=off): a session per command, the exact line
+// in each, which is also the fallback where a shell cannot start. "remote shell" below turns it on.
 
 interface TestServer {
   readonly port: number;
@@ -289,7 +297,11 @@ let hostKeyB: string;
 let hostKeyC: string;
 let main: TestServer;
 
+let savedShell: string | undefined;
+
 beforeAll(async () => {
+  savedShell = process.env[REMOTE_SHELL_ENV];
+  process.env[REMOTE_SHELL_ENV] = "off";
   savedAgent = process.env["SSH_AUTH_SOCK"];
   delete process.env["SSH_AUTH_SOCK"];
   dir = mkdtempSync(join(tmpdir(), "ssh-host-test-"));
@@ -319,6 +331,8 @@ afterAll(async () => {
   await main.close();
   rmSync(dir, { recursive: true, force: true });
   if (savedAgent !== undefined) process.env["SSH_AUTH_SOCK"] = savedAgent;
+  if (savedShell === undefined) delete process.env[REMOTE_SHELL_ENV];
+  else process.env[REMOTE_SHELL_ENV] = savedShell;
 });
 
 describe("SshHost.run", () => {
@@ -373,6 +387,19 @@ describe("SshHost.run", () => {
       `${host.label}: sh -c 'echo dying >&2; kill -KILL $PPID' killed by SIGKILL: dying`,
     );
     expect(err).toMatchObject({ signal: "SIGKILL", exitCode: 137 });
+  });
+
+  it("kills a command at its deadline and says so, naming the command and the deadline", async () => {
+    const host = hostFor(connect(main));
+    const t0 = Date.now();
+    const err = await rejection(
+      host.run({ argv: ["sh", "-c", "echo started; sleep 30"], deadlineMs: 500 }),
+    );
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(err).toBeInstanceOf(CommandDeadlineError);
+    expect(err.message).toBe(
+      `${host.label}: sh -c 'echo started; sleep 30' did not finish within 0.5 s and was killed: started`,
+    );
   });
 
   it("reads and writes files through the host helpers", async () => {
@@ -871,5 +898,215 @@ describe("sudo", () => {
     const execs = main.execs.length;
     expect((await host.run({ argv: ["echo", "hi"] })).stdout).toBe("hi\n");
     expect(main.execs.slice(execs)).toEqual(["sudo -n -- env 'LC_ALL=C' echo hi"]);
+  });
+});
+
+describe("remote shell", () => {
+  // The loop is started by one exec: `sh -c <loop> remote-shell.sh "$SSH_CONNECTION"`, maybe in sudo.
+  const isShellStart = (exec: string): boolean =>
+    /sh -c '.*' remote-shell\.sh "\$SSH_CONNECTION"$/s.test(exec);
+  const passwordsFile = (): string => join(dir, "sudo-passwords");
+
+  beforeAll(() => {
+    process.env[REMOTE_SHELL_ENV] = "on";
+  });
+  afterAll(() => {
+    process.env[REMOTE_SHELL_ENV] = "off";
+  });
+
+  it("runs 20 commands in one session: one exec starts the loop, the commands are frames", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const before = sshStats();
+      const host = hostFor(connect(server));
+      for (let i = 0; i < 20; i++) {
+        const r = await host.run({ argv: ["sh", "-c", 'echo "$1"; echo e >&2', "sh", `n ${i}`] });
+        expect(r).toEqual({ exitCode: 0, stdout: `n ${i}\n`, stderr: "e\n" });
+      }
+      expect((await host.run({ argv: ["cat"], stdin: "in\n" })).stdout).toBe("in\n");
+      const failed = await rejection(host.run({ argv: ["sh", "-c", "echo no >&2; exit 4"] }));
+      expect(failed.message).toBe(`${host.label}: sh -c 'echo no >&2; exit 4' exited 4: no`);
+      expect(server.execs).toHaveLength(1);
+      expect(isShellStart(server.execs[0] ?? "")).toBe(true);
+      expect(sshStats().channelsOpened - before.channelsOpened).toBe(1);
+      expect(server.maxSessions).toBe(1);
+      // an idle shell does not keep the connection open: both close after about a second
+      await waitFor("the idle connection to close", () => server.openSockets === 0, 5000);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("runs 30 concurrent commands in at most 4 shells (half the sessions), one session each", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const host = hostFor(connect(server));
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          host.run({ argv: ["sh", "-c", 'sleep 0.1; echo "$1"', "sh", String(i)] }),
+        ),
+      );
+      expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => `${i}\n`));
+      expect(server.tcpConnections).toBe(1);
+      // the other half stays for sessions of their own (the host lock's holders)
+      expect(server.maxSessions).toBe(4);
+      expect(server.execs.length).toBe(4);
+      expect(server.execs.every(isShellStart)).toBe(true);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("kills a command at its deadline with what it started, and the same shell runs the next", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const host = hostFor(connect(server));
+      const t0 = Date.now();
+      const err = await rejection(
+        host.run({ argv: ["sh", "-c", "echo started; sleep 30"], deadlineMs: 500 }),
+      );
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(err).toBeInstanceOf(CommandDeadlineError);
+      expect(err.message).toBe(
+        `${host.label}: sh -c 'echo started; sleep 30' did not finish within 0.5 s and was killed: started`,
+      );
+      expect((await host.run({ argv: ["echo", "next"] })).stdout).toBe("next\n");
+      expect(server.execs).toHaveLength(1);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("stops an aborted command with the abort's reason and keeps the shell", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const host = hostFor(connect(server));
+      const stop = new AbortController();
+      const running = rejection(host.run({ argv: ["sleep", "30"], signal: stop.signal }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const t0 = Date.now();
+      stop.abort(new Error("cancelled by the engine"));
+      const err = await running;
+      expect(err.message).toBe("cancelled by the engine");
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect((await host.run({ argv: ["echo", "after"] })).stdout).toBe("after\n");
+      expect(server.execs).toHaveLength(1);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("replaces a shell whose loop was killed, transparently", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const host = hostFor(connect(server));
+      // the loop is the parent of the subshell that runs the command (env execs sh in it)
+      const loopPid = async (): Promise<number> =>
+        Number(
+          (await host.run({ argv: ["sh", "-c", 'set -- $(cat /proc/$PPID/stat); echo "$4"'] }))
+            .stdout,
+        );
+      const first = await loopPid();
+      process.kill(first, "SIGKILL");
+      const second = await loopPid();
+      expect(second).not.toBe(first);
+      expect(server.execs).toHaveLength(2);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("gives the session's client address from the shell's hello, without another session", async () => {
+    main.env["SSH_CONNECTION"] = "127.0.0.1 40000 127.0.0.1 22";
+    try {
+      const host = hostFor(connect(main));
+      const execs = main.execs.length;
+      await host.run({ argv: ["true"] });
+      expect(await host.sessionClientAddress?.()).toBe("127.0.0.1");
+      expect(main.execs.length - execs).toBe(1);
+    } finally {
+      delete main.env["SSH_CONNECTION"];
+    }
+  });
+
+  it("starts the loop once through sudo -S: the password once, to sudo's prompt only", async () => {
+    writeFileSync(passwordsFile(), "");
+    writeFileSync(join(dir, "sudo-log"), "");
+    const secret = "sudo-s3cret 'x'";
+    Object.assign(main.env, {
+      FAKE_SUDO_LOG: join(dir, "sudo-log"),
+      FAKE_SUDO_PASSWORDS: passwordsFile(),
+      FAKE_SUDO_PASSWORD: secret,
+      FAKE_SUDO_NOPASSWD: "",
+    });
+    const host = hostFor(connect(main, { sudo: { password: secret } }));
+    const execs = main.execs.length;
+    const { result, stderr } = await withStderr(async () => {
+      const outs: string[] = [];
+      for (let i = 0; i < 5; i++)
+        outs.push((await host.run({ argv: ["cat"], stdin: `p${i}` })).stdout);
+      return outs;
+    });
+    expect(result).toEqual(["p0", "p1", "p2", "p3", "p4"]);
+    const runs = main.execs.slice(execs);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).toMatch(
+      /^sudo -S -p '\[pulumi-hypervisor sudo [0-9a-f]{24}\] password:' -k -- sh -c '/,
+    );
+    expect(readFileSync(passwordsFile(), "utf8")).toBe(`${secret}\n`);
+    for (const text of [...main.execs, stderr]) expect(text).not.toContain("s3cret");
+  });
+
+  it("falls back to sessions of their own when sudo refuses the password, which they report", async () => {
+    writeFileSync(passwordsFile(), "");
+    writeFileSync(join(dir, "sudo-log"), "");
+    Object.assign(main.env, {
+      FAKE_SUDO_LOG: join(dir, "sudo-log"),
+      FAKE_SUDO_PASSWORDS: passwordsFile(),
+      FAKE_SUDO_PASSWORD: "sudo-s3cret 'x'",
+      FAKE_SUDO_NOPASSWD: "",
+    });
+    const host = hostFor(connect(main, { sudo: { password: "wrong-s3cret" } }));
+    const { result: err, stderr } = await withStderr(() =>
+      rejection(host.run({ argv: ["cat"], stdin: "payload\n" })),
+    );
+    expect(err).toBeInstanceOf(CommandError);
+    expect((err as CommandError).stderr).toBe(
+      "Sorry, try again.\nsudo: no password was provided\n",
+    );
+    expect(stderr).toContain("the remote shell did not start (");
+    expect(stderr).toContain(
+      "sudo refused the password); each command runs on a session of its own",
+    );
+    // once to the shell's sudo, once to the command's: each a prompt of sudo's own
+    expect(readFileSync(passwordsFile(), "utf8")).toBe("wrong-s3cret\nwrong-s3cret\n");
+    for (const text of [...main.execs, stderr, err.message]) expect(text).not.toContain("s3cret");
+  });
+
+  it("falls back to a session per command, logged once, where the loop does not start", async () => {
+    // this server answers every exec at once with the command line: no loop ever says hello
+    const server = await startServer({ hostKey: hostKeyB, instant: true });
+    try {
+      const host = hostFor(connect(server));
+      const { result, stderr } = await withStderr(() =>
+        Promise.all(Array.from({ length: 5 }, (_, i) => host.run({ argv: ["echo", String(i)] }))),
+      );
+      expect(result.map((r) => r.stdout)).toEqual(
+        Array.from({ length: 5 }, (_, i) => `env 'LC_ALL=C' echo ${i}\n`),
+      );
+      expect(
+        stderr.split("\n").filter((l) => l.includes("the remote shell did not start")),
+      ).toEqual([
+        `pulumi-hypervisor: ${host.label}: the remote shell did not start (the remote shell said something unexpected: unexpected first line "sh -c '#!/bin/sh"); each command runs on a session of its own`,
+      ]);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
   });
 });

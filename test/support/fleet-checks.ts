@@ -136,12 +136,24 @@ export async function connectionsPerHost(lab: Lab): Promise<number[]> {
   return Promise.all(lab.hosts.map((h) => h.sshConnectionCount()));
 }
 
-/** The remote commands each lab host has run so far: sshd logs "Starting session" for each one (LogLevel VERBOSE). */
+/**
+ * Counts the remote commands each lab host runs from the first call on: sshd logs "Starting
+ * session" for each session (LogLevel VERBOSE), and a remote shell runs many commands in one, each
+ * a line in /run/pulumi-hypervisor/trace-requests, which the first call creates (the switch).
+ */
 export async function commandsPerHost(lab: Lab): Promise<number[]> {
   return Promise.all(
     lab.hosts.map(async (h) => {
       const log = await readFile(h.sshdLogPath, "utf8");
-      return log.split("\n").filter((l) => /\bStarting session: /.test(l)).length;
+      const sessions = log.split("\n").filter((l) => /\bStarting session: /.test(l)).length;
+      const trace = await h.exec([
+        "sh",
+        "-c",
+        // request lines only (a shell's start line is not a command)
+        "f=/run/pulumi-hypervisor/trace-requests; mkdir -p /run/pulumi-hypervisor; touch $f; grep -vc ' shell$' $f || true",
+      ]);
+      expect(trace.code, trace.stderr).toBe(0);
+      return sessions + Number(trace.stdout.trim());
     }),
   );
 }

@@ -7,6 +7,7 @@ import type { StdinSink } from "../../provider/src/host/channels";
 import {
   buildRemoteCommand,
   newSudoMarks,
+  shellSudo,
   stdinFeedFor,
   sudoPasswordFeed,
   type SudoMarks,
@@ -141,5 +142,55 @@ describe("the password command line under a real /bin/sh", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toBe("payload\n");
     expect(r.stderr).toBe("[ready abc]\nerr\n");
+  });
+});
+
+describe("shellSudo", () => {
+  const marks: SudoMarks = { prompt: "[pulumi-hypervisor sudo ab] password:", ready: "unused" };
+
+  function drive(pieces: string[]): { written: string[]; ended: boolean; refused: boolean } {
+    const s = shellSudo({ sudo: { password: "pw 'x'" } }, marks);
+    const written: string[] = [];
+    let ended = false;
+    const sink = {
+      write: (b: Buffer) => {
+        written.push(b.toString());
+      },
+      end: () => {
+        ended = true;
+      },
+    };
+    s.feed.open(sink);
+    for (const p of pieces) s.feed.stderr?.(p, sink);
+    return { written, ended, refused: s.refused() };
+  }
+
+  it("starts the shell without sudo, with sudo -n, or with sudo -S and the unique prompt", () => {
+    expect(shellSudo({ sudo: false }, marks).prefix).toEqual([]);
+    expect(shellSudo({ sudo: true }, marks).prefix).toEqual(["sudo", "-n", "--"]);
+    expect(shellSudo({ sudo: { password: "p" } }, marks).prefix).toEqual([
+      "sudo",
+      "-S",
+      "-p",
+      marks.prompt,
+      "-k",
+      "--",
+    ]);
+  });
+
+  it("answers the prompt once even when it arrives in pieces, and keeps stdin open after", () => {
+    expect(drive(["[pulumi-hypervisor su", "do ab] password:"])).toEqual({
+      written: ["pw 'x'\n"],
+      ended: false,
+      refused: false,
+    });
+  });
+
+  it("closes stdin at a second prompt instead of sending the password again", () => {
+    expect(drive([marks.prompt, "Sorry, try again.\n", marks.prompt])).toEqual({
+      written: ["pw 'x'\n"],
+      ended: true,
+      refused: true,
+    });
   });
 });

@@ -47,6 +47,23 @@ export class ChannelLimit {
     return this.limit;
   }
 
+  /** Returns whether someone waits for a slot. */
+  get waiting(): boolean {
+    return this.waiters.length > 0;
+  }
+
+  /** Returns whether more slots are held than the limit allows now (it went down). */
+  get over(): boolean {
+    return this.active > this.limit;
+  }
+
+  /** Takes a slot when one is free now and nobody waits; returns whether it did. */
+  tryAcquire(): boolean {
+    if (this.active >= this.limit || this.waiters.length > 0) return false;
+    this.active++;
+    return true;
+  }
+
   /** Returns once a slot is held. */
   acquire(): Promise<void> {
     if (this.active < this.limit) {
@@ -106,7 +123,11 @@ export function writeAllFeed(chunks: readonly Buffer[]): StdinFeed {
 
 // Listens before returning: ssh2 can parse the exec reply, the output, the exit status and the
 // close from one read, so a listener attached after an await would miss the exit status.
-function watchChannel(channel: ClientChannel, feed: StdinFeed): Running {
+function watchChannel(
+  channel: ClientChannel,
+  feed: StdinFeed,
+  onStdout?: (chunk: Buffer) => void,
+): Running {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let code: number | undefined;
@@ -120,7 +141,7 @@ function watchChannel(channel: ClientChannel, feed: StdinFeed): Running {
       channel.end();
     },
   };
-  channel.on("data", (chunk: Buffer) => out.push(chunk));
+  channel.on("data", onStdout ?? ((chunk: Buffer) => out.push(chunk)));
   channel.stderr.on("data", (chunk: Buffer) => {
     err.push(chunk);
     feed.stderr?.(chunk.toString("utf8"), sink);
@@ -153,9 +174,15 @@ function watchChannel(channel: ClientChannel, feed: StdinFeed): Running {
 
 /**
  * Returns the running command, its stdin fed by `feed`; rejects with StaleConnectionError when
- * nothing could be sent.
+ * nothing could be sent. With `onStdout` its stdout goes there as it comes instead of into the
+ * outcome (a long-lived remote shell).
  */
-export function openExec(client: Client, command: string, feed: StdinFeed): Promise<Running> {
+export function openExec(
+  client: Client,
+  command: string,
+  feed: StdinFeed,
+  onStdout?: (chunk: Buffer) => void,
+): Promise<Running> {
   return new Promise((resolve, reject) => {
     try {
       client.exec(command, (err, channel) => {
@@ -164,7 +191,7 @@ export function openExec(client: Client, command: string, feed: StdinFeed): Prom
           return;
         }
         sshCounters.channelsOpened++;
-        resolve(watchChannel(channel, feed));
+        resolve(watchChannel(channel, feed, onStdout));
       });
     } catch (err) {
       reject(new StaleConnectionError(reasonOf(err)));

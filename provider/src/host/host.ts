@@ -10,7 +10,20 @@ export interface RunRequest {
   readonly signal?: AbortSignal;
   /** The command as errors about its session show it (a script by name, not its body). */
   readonly shown?: readonly string[];
+  /**
+   * Milliseconds the command may run before it is killed with what it started and the run
+   * rejects with CommandDeadlineError (default DEFAULT_DEADLINE_MS): no command hangs forever.
+   */
+  readonly deadlineMs?: number;
+  /**
+   * Run on an SSH session of its own instead of in a pooled remote shell: for a holder whose end
+   * is its session closing (the host lock), which a shell would outlive.
+   */
+  readonly ownSession?: boolean;
 }
+
+/** How long a remote command may run unless its request says otherwise: 15 minutes. */
+export const DEFAULT_DEADLINE_MS = 15 * 60 * 1000;
 
 export interface RunResult {
   readonly exitCode: number;

@@ -10,6 +10,9 @@ import { scriptArgv, scriptIn } from "./script";
 /** How long an operation waits for each of its lock keys (seconds). */
 export const LOCK_WAIT_SECONDS = 300;
 
+/** The lock holder's deadline: it ends with its operation, so this only backs a lost release. */
+export const LOCK_HOLD_DEADLINE_MS = 24 * 60 * 60 * 1000;
+
 // lock-hold.sh exits 3 when the host cannot lock (no flock, /run not writable): run unlocked.
 const UNLOCKABLE = 3;
 
@@ -83,6 +86,10 @@ async function holdWhile<T>(
     ),
     reject: false,
     signal: signal ? AbortSignal.any([signal, release.signal]) : release.signal,
+    // its own session, whose close releases the lock when this process is gone; a shell would
+    // keep running it
+    ownSession: true,
+    deadlineMs: LOCK_HOLD_DEADLINE_MS,
   });
   // The holder ending before the operation does means the lock is gone (or was never taken).
   holding.then(

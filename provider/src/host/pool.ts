@@ -30,10 +30,11 @@ export function sshPoolEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   );
 }
 
-// A fresh SshHost and proxy chain for one command: the target first, then each bastion.
+// A fresh SshHost and proxy chain for one command: the target first, then each bastion. A plain
+// session per command, no remote shell: this mode is the model it is compared against.
 function freshChain(conn: Connection): SshHost[] {
   const proxies = conn.proxy ? freshChain(conn.proxy) : [];
-  return [new SshHost(conn, proxies[0]), ...proxies];
+  return [new SshHost(conn, proxies[0], { shell: false }), ...proxies];
 }
 
 // Like a Go ssh client's Close after a command: the result is in hand, so it is not waited for

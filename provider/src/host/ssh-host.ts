@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ClientChannel } from "ssh2";
 import {
+  CommandDeadlineError,
   CommandError,
   CommandSignalError,
   reasonOf,
@@ -20,12 +21,20 @@ import {
 } from "./channels";
 import { connectionLabel, type Connection } from "./connection";
 import { dialWithRetry, type LiveConnection } from "./dial";
-import type { Host, RunRequest, RunResult } from "./host";
+import { DEFAULT_DEADLINE_MS, type Host, type RunRequest, type RunResult } from "./host";
 import { quoteArgv } from "./quote";
+import {
+  RemoteShell,
+  remoteShellCommand,
+  remoteShellEnabled,
+  ShellEndedError,
+  type ShellHello,
+} from "./remote-shell";
 import {
   buildRemoteCommand,
   fixedSudoMode,
   newSudoMarks,
+  shellSudo,
   stdinFeedFor,
   SUDO_PROBE_COMMAND,
   sudoModeFromProbe,
@@ -40,7 +49,39 @@ export const IDLE_CLOSE_MS = 1000;
 
 const CHANNEL_OPEN_RETRIES = 8;
 
+/**
+ * How long a session of its own may wait for a slot before an idle shell is closed for it: a
+ * slot of a session just closed frees within this, so shells are not closed and restarted for it.
+ */
+const ROOM_WAIT_MS = 200;
+
+/** How long a remote shell may take to say hello (a sudo password round trip included). */
+export const SHELL_HELLO_MS = 20_000;
+
+// Node fires a timer of more than 2^31-1 ms at once: longer deadlines are this.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const noStdin = (): StdinFeed => writeAllFeed([]);
+
+/** How an SshHost runs commands. */
+export interface SshHostOptions {
+  /** Run commands in long-lived remote shells (default: PULUMI_HYPERVISOR_SSH_SHELL, on). */
+  readonly shell?: boolean;
+}
+
+// A remote shell on the pooled connection; it holds one channel slot for as long as it lives.
+interface PooledShell {
+  readonly shell: RemoteShell;
+  readonly live: LiveConnection;
+  readonly hello: ShellHello;
+  /** Ends the loop cleanly: its stdin closes, it removes its directory and exits. */
+  readonly end: () => void;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new Error(String(r));
+}
 
 /** A Linux host reached over SSH; use hostFor() from ./pool rather than constructing one. */
 export class SshHost implements Host {
@@ -56,11 +97,23 @@ export class SshHost implements Host {
   private idleTimer: NodeJS.Timeout | undefined;
   private sudoMode: Promise<SudoMode> | undefined;
   private clientAddress: Promise<string | undefined> | undefined;
+  /** "on" until a shell could not start here: then every command gets a session of its own. */
+  private shellMode: "on" | "off";
+  private readonly idleShells: PooledShell[] = [];
+  private shellWaiters: Array<() => void> = [];
+  /** Runs (and probes) in progress: the connection is idle when none is. */
+  private inFlight = 0;
+  /** Shells started and not yet closed. */
+  private shells = 0;
+  private roomTimer: NodeJS.Timeout | undefined;
+  /** A session of its own has waited too long: the next shell that finishes a request closes. */
+  private closeNextShell = false;
 
-  constructor(conn: Connection, proxy?: SshHost) {
+  constructor(conn: Connection, proxy?: SshHost, opts: SshHostOptions = {}) {
     this.conn = conn;
     this.proxy = proxy;
     this.label = connectionLabel(conn);
+    this.shellMode = (opts.shell ?? remoteShellEnabled()) ? "on" : "off";
   }
 
   /** Runs argv on the host; rejects with CommandError on an exit code not in okExitCodes. */
@@ -68,26 +121,38 @@ export class SshHost implements Host {
     if (req.argv.length === 0) throw new Error(`${this.label}: run needs a non-empty argv`);
     // Runs that started before a failed dial share its error instead of dialing again.
     const epoch = this.dialFailures;
+    if (this.shellMode === "on" && req.ownSession !== true) {
+      const result = await this.runInShell(req, epoch);
+      if (result !== undefined) return this.checked(req, result);
+    }
     const sudo = await this.resolveSudoMode(epoch);
     const stdin = req.stdin === undefined ? [] : [Buffer.from(req.stdin)];
     const marks = newSudoMarks();
     const feed = (): StdinFeed => stdinFeedFor(this.conn, sudo, stdin, marks);
     const shown = quoteArgv(req.shown ?? req.argv);
-    const exit = await this.exec(
-      buildRemoteCommand(req.argv, sudo, marks),
-      feed,
-      shown,
-      epoch,
-      req.signal,
-    );
+    const deadlineMs = req.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    let timedOut = false;
+    const exit = await this.exec(buildRemoteCommand(req.argv, sudo, marks), feed, shown, epoch, {
+      signal: req.signal,
+      deadlineMs,
+      onDeadline: () => {
+        timedOut = true;
+      },
+    });
+    if (timedOut) {
+      throw new CommandDeadlineError(this.label, req.shown ?? req.argv, deadlineMs, exit);
+    }
     if (exit.signal !== undefined) {
       throw new CommandSignalError(this.label, req.argv, exit.signal, exit);
     }
-    const result: RunResult = {
+    return this.checked(req, {
       exitCode: exit.code ?? -1,
       stdout: exit.stdout,
       stderr: exit.stderr,
-    };
+    });
+  }
+
+  private checked(req: RunRequest, result: RunResult): RunResult {
     const ok = req.okExitCodes ?? [0];
     if (!ok.includes(result.exitCode) && req.reject !== false) {
       throw new CommandError(this.label, req.argv, result);
@@ -102,7 +167,8 @@ export class SshHost implements Host {
 
   /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
   async runFresh(req: RunRequest): Promise<RunResult> {
-    const fresh = new SshHost(this.conn, this.proxy);
+    // one command on a new login: a plain session, a shell would only add its start-up
+    const fresh = new SshHost(this.conn, this.proxy, { shell: false });
     try {
       return await fresh.run(req);
     } finally {
@@ -113,10 +179,8 @@ export class SshHost implements Host {
   /** Returns the SSH client's address as the host sees it (first word of $SSH_CONNECTION). */
   sessionClientAddress(): Promise<string | undefined> {
     if (!this.clientAddress) {
-      // Asked without sudo on purpose: sudo's env_reset drops SSH_CONNECTION. A fixed command.
-      const command = 'printf %s "$SSH_CONNECTION"';
-      const asked = this.exec(command, noStdin, command, this.dialFailures).then((exit) => {
-        const first = exit.code === 0 ? exit.stdout.trim().split(/\s+/)[0] : undefined;
+      const asked = this.askClientAddress().then((connection) => {
+        const first = connection?.trim().split(/\s+/)[0];
         return first && isIP(first) ? first : undefined;
       });
       this.clientAddress = asked;
@@ -181,79 +245,352 @@ export class SshHost implements Host {
     return this.sudoMode;
   }
 
-  // Runs one command line on a channel of the pooled connection.
+  // Runs one command line on a channel of its own on the pooled connection.
   private async exec(
     command: string,
     feed: () => StdinFeed,
     shown: string,
     epoch: number,
-    signal?: AbortSignal,
+    opts: { signal?: AbortSignal | undefined; deadlineMs?: number; onDeadline?: () => void } = {},
   ): Promise<Outcome> {
+    const { signal } = opts;
+    this.inFlight++;
     this.cancelIdle();
-    await this.channels.acquire();
+    const slot = this.channels.acquire();
+    // idle shells hold slots too: one of them makes room if this waits long
+    if (this.channels.waiting) this.makeRoom();
+    await slot;
     try {
-      for (let attempt = 1; ; attempt++) {
-        const live = await this.getLive(epoch);
-        let running: Running;
-        try {
-          running = await openExec(live.client, command, feed());
-        } catch (err) {
-          if (err instanceof StaleConnectionError && attempt === 1) {
-            this.dropLive(live);
-            continue;
-          }
-          if (live.closed) throw this.lostError(live, shown);
-          // ssh2 says "(SSH) Channel open failure: <description>"; sshd's description may be empty
-          const reason = reasonOf(err)
-            .replace(/^\(ssh\) /i, "")
-            .replace(/[:\s]+$/, "")
-            .toLowerCase();
-          if (reason.startsWith("channel open failure") && attempt <= CHANNEL_OPEN_RETRIES) {
-            const delay = Math.min(100 * 2 ** (attempt - 1), 2000);
-            logWarn(
-              `${this.label}: the server refused a new session (${reason}); ` +
-                `retry ${attempt}/${CHANNEL_OPEN_RETRIES} in ${delay / 1000}s`,
+      const { running, live } = await this.openChannel(command, feed, shown, epoch);
+      // An aborted command is killed and its session closed; it ends without an exit status.
+      const stop = (): void => {
+        running.channel.signal("KILL");
+        running.channel.close();
+      };
+      if (signal?.aborted) stop();
+      signal?.addEventListener("abort", stop, { once: true });
+      let expired = false;
+      const deadline =
+        opts.deadlineMs === undefined
+          ? undefined
+          : setTimeout(
+              () => {
+                expired = true;
+                opts.onDeadline?.();
+                stop();
+              },
+              Math.min(opts.deadlineMs, MAX_TIMER_MS),
             );
-            const lowered = this.channels.refused();
-            if (lowered !== undefined) {
-              logInfo(`${this.label}: at most ${lowered} sessions at once from now on`);
-            }
-            // The retry waits for a slot under the learned limit, as every other command does.
-            this.channels.release();
-            await sleep(delay);
-            await this.channels.acquire();
-            continue;
-          }
-          throw new SshConnectionError(
-            this.label,
-            "channel",
-            `${this.label}: could not open a session for ${shown}: ${reason}`,
-          );
-        }
-        // An aborted command is killed and its session closed; it ends without an exit status.
-        const stop = (): void => {
-          running.channel.signal("KILL");
-          running.channel.close();
-        };
-        if (signal?.aborted) stop();
-        signal?.addEventListener("abort", stop, { once: true });
-        const outcome = await running.outcome.finally(() =>
-          signal?.removeEventListener("abort", stop),
+      const outcome = await running.outcome.finally(() => {
+        signal?.removeEventListener("abort", stop);
+        clearTimeout(deadline);
+      });
+      // killed at its deadline: the caller says so, with what it printed until then
+      if (expired) return outcome;
+      if (outcome.code === undefined && outcome.signal === undefined) {
+        if (live.closed) throw this.lostError(live, shown);
+        const why = outcome.streamError ? `: ${outcome.streamError}` : "";
+        throw new SshConnectionError(
+          this.label,
+          "lost",
+          `${this.label}: ${shown} ended without an exit status${why}`,
         );
-        if (outcome.code === undefined && outcome.signal === undefined) {
+      }
+      return outcome;
+    } finally {
+      this.inFlight--;
+      this.releaseSlot();
+    }
+  }
+
+  // Opens a channel running `command`; the caller holds a slot (held again when this returns).
+  private async openChannel(
+    command: string,
+    feed: () => StdinFeed,
+    shown: string,
+    epoch: number,
+    onStdout?: (chunk: Buffer) => void,
+  ): Promise<{ running: Running; live: LiveConnection }> {
+    for (let attempt = 1; ; attempt++) {
+      const live = await this.getLive(epoch);
+      try {
+        return { running: await openExec(live.client, command, feed(), onStdout), live };
+      } catch (err) {
+        if (err instanceof StaleConnectionError && attempt === 1) {
+          this.dropLive(live);
+          continue;
+        }
+        if (live.closed) throw this.lostError(live, shown);
+        // ssh2 says "(SSH) Channel open failure: <description>"; sshd's description may be empty
+        const reason = reasonOf(err)
+          .replace(/^\(ssh\) /i, "")
+          .replace(/[:\s]+$/, "")
+          .toLowerCase();
+        if (reason.startsWith("channel open failure") && attempt <= CHANNEL_OPEN_RETRIES) {
+          const delay = Math.min(100 * 2 ** (attempt - 1), 2000);
+          logWarn(
+            `${this.label}: the server refused a new session (${reason}); ` +
+              `retry ${attempt}/${CHANNEL_OPEN_RETRIES} in ${delay / 1000}s`,
+          );
+          const lowered = this.channels.refused();
+          if (lowered !== undefined) {
+            logInfo(`${this.label}: at most ${lowered} sessions at once from now on`);
+          }
+          // The retry waits for a slot under the learned limit, as every other command does.
+          this.releaseSlot();
+          await sleep(delay);
+          const slot = this.channels.acquire();
+          if (this.channels.waiting) this.makeRoom();
+          await slot;
+          continue;
+        }
+        throw new SshConnectionError(
+          this.label,
+          "channel",
+          `${this.label}: could not open a session for ${shown}: ${reason}`,
+        );
+      }
+    }
+  }
+
+  // Runs the request in a pooled remote shell; undefined when shells do not work on this host.
+  private async runInShell(req: RunRequest, epoch: number): Promise<RunResult | undefined> {
+    const shown = quoteArgv(req.shown ?? req.argv);
+    const command = buildRemoteCommand(req.argv, "none");
+    const stdin = req.stdin === undefined ? Buffer.alloc(0) : Buffer.from(req.stdin);
+    const deadlineMs = req.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    this.inFlight++;
+    this.cancelIdle();
+    try {
+      // A shell that ended before it read the request never ran it: another one may.
+      for (let attempt = 1; ; attempt++) {
+        if (req.signal?.aborted) throw abortError(req.signal);
+        const pooled = await this.takeShell(epoch, shown);
+        if (!pooled) return undefined;
+        const { shell, live } = pooled;
+        if (req.signal?.aborted) {
+          this.giveBack(pooled);
+          throw abortError(req.signal);
+        }
+        let timedOut = false;
+        const kill = (): void => shell.kill();
+        const deadline = setTimeout(
+          () => {
+            timedOut = true;
+            kill();
+          },
+          Math.min(deadlineMs, MAX_TIMER_MS),
+        );
+        req.signal?.addEventListener("abort", kill, { once: true });
+        try {
+          const reply = await shell.request(command, stdin);
+          const output = {
+            stdout: reply.stdout.toString("utf8"),
+            stderr: reply.stderr.toString("utf8"),
+          };
+          if (timedOut) {
+            throw new CommandDeadlineError(this.label, req.shown ?? req.argv, deadlineMs, output);
+          }
+          if (req.signal?.aborted) throw abortError(req.signal);
+          return { exitCode: reply.code, ...output };
+        } catch (e) {
+          if (!(e instanceof ShellEndedError)) throw e;
+          if (timedOut) {
+            const none = { stdout: "", stderr: "" };
+            throw new CommandDeadlineError(this.label, req.shown ?? req.argv, deadlineMs, none);
+          }
+          if (req.signal?.aborted) throw abortError(req.signal);
+          if (!e.started && attempt < 3) continue;
           if (live.closed) throw this.lostError(live, shown);
-          const why = outcome.streamError ? `: ${outcome.streamError}` : "";
           throw new SshConnectionError(
             this.label,
             "lost",
-            `${this.label}: ${shown} ended without an exit status${why}`,
+            `${this.label}: ${shown} ended without a reply: the remote shell ${e.message}`,
           );
+        } finally {
+          clearTimeout(deadline);
+          req.signal?.removeEventListener("abort", kill);
+          this.giveBack(pooled);
         }
-        return outcome;
       }
     } finally {
-      if (this.channels.release()) this.scheduleIdle();
+      this.inFlight--;
+      this.scheduleIdle();
     }
+  }
+
+  // Returns an idle shell, or a new one when a slot is free; waits otherwise. Undefined: shells
+  // do not start on this host (the caller runs the command on a session of its own).
+  private async takeShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
+    for (;;) {
+      if (this.shellMode !== "on") return undefined;
+      const idle = this.idleShells.pop();
+      if (idle) {
+        if (idle.shell.alive && !idle.live.closed) return idle;
+        continue;
+      }
+      // Shells keep to half the sessions (rounded up): the other half stays for sessions of their
+      // own, the host lock's holders above all (lock.ts), so holders never wait for a shell to
+      // close and shells are not closed and started again under load.
+      if (this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire()) {
+        return this.startShell(epoch, shown);
+      }
+      await new Promise<void>((resolve) => this.shellWaiters.push(resolve));
+    }
+  }
+
+  // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
+  private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
+    const sudo = shellSudo(this.conn, newSudoMarks());
+    this.shells++;
+    // the channel opens after the shell exists: its stdout goes to the shell from the first byte
+    const opening: { running?: Running } = {};
+    const shell = new RemoteShell({
+      write: (chunk) => {
+        opening.running?.channel.write(chunk);
+      },
+      destroy: () => {
+        opening.running?.channel.signal("KILL");
+        opening.running?.channel.close();
+      },
+    });
+    let opened: { running: Running; live: LiveConnection };
+    try {
+      opened = await this.openChannel(
+        remoteShellCommand(sudo.prefix),
+        () => sudo.feed,
+        shown,
+        epoch,
+        (chunk) => shell.push(chunk),
+      );
+    } catch (e) {
+      this.shells--;
+      this.releaseSlot();
+      throw e;
+    }
+    const { running, live } = opened;
+    opening.running = running;
+    const outcome = running.outcome;
+    void outcome.then((o) => {
+      const how =
+        o.signal !== undefined
+          ? `was killed by ${o.signal}`
+          : o.code !== undefined
+            ? `exited ${o.code}`
+            : "session closed";
+      shell.ended(how);
+      const i = this.idleShells.findIndex((p) => p.shell === shell);
+      if (i >= 0) this.idleShells.splice(i, 1);
+      this.shells--;
+      this.releaseSlot();
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`no hello within ${SHELL_HELLO_MS / 1000} s`)),
+        SHELL_HELLO_MS,
+      );
+    });
+    try {
+      const hello = await Promise.race([shell.hello, late]);
+      return {
+        shell,
+        live,
+        hello,
+        end: () => {
+          running.channel.end();
+        },
+      };
+    } catch (e) {
+      shell.destroy();
+      const o = await outcome;
+      if (live.closed) throw this.lostError(live, shown);
+      if (this.shellMode === "on") {
+        this.shellMode = "off";
+        // sudo's refusal too: the plain sessions' sudo may still allow the commands themselves
+        const said = sudo.refused()
+          ? "sudo refused the password"
+          : o.stderr.trim().split("\n")[0]?.slice(0, 200);
+        logInfo(
+          `${this.label}: the remote shell did not start (${reasonOf(e)}${said ? `: ${said}` : ""}); ` +
+            "each command runs on a session of its own",
+        );
+        this.wakeShellWaiters();
+      }
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // After a request: the shell serves the next one, or makes room for a session that waits.
+  private giveBack(pooled: PooledShell): void {
+    if (!pooled.shell.alive || pooled.live.closed) return;
+    if (pooled.shell.busy) {
+      pooled.shell.destroy(); // still winding down a killed command: its close frees the slot
+      return;
+    }
+    const makesRoom = this.closeNextShell && this.channels.waiting;
+    if (makesRoom || this.channels.over || this.live !== pooled.live) {
+      if (makesRoom) this.closeNextShell = false;
+      pooled.end();
+      return;
+    }
+    this.idleShells.push(pooled);
+    this.wakeShellWaiters();
+  }
+
+  // While a session of its own waits for a slot, every ROOM_WAIT_MS one shell closes for it: an
+  // idle one at once, else the next that finishes its request.
+  private makeRoom(): void {
+    if (this.roomTimer) return;
+    this.roomTimer = setTimeout(() => {
+      this.roomTimer = undefined;
+      if (!this.channels.waiting) {
+        this.closeNextShell = false;
+        return;
+      }
+      const idle = this.idleShells.shift();
+      if (idle) idle.end();
+      else this.closeNextShell = true;
+      this.makeRoom();
+    }, ROOM_WAIT_MS);
+  }
+
+  private wakeShellWaiters(): void {
+    const waiting = this.shellWaiters;
+    this.shellWaiters = [];
+    for (const wake of waiting) wake();
+  }
+
+  private releaseSlot(): void {
+    this.channels.release();
+    this.wakeShellWaiters();
+    this.scheduleIdle();
+  }
+
+  // $SSH_CONNECTION of a session: a shell's hello has it; else one plain session asks, without
+  // sudo on purpose (sudo's env_reset drops it).
+  private async askClientAddress(): Promise<string | undefined> {
+    const epoch = this.dialFailures;
+    if (this.shellMode === "on") {
+      this.inFlight++;
+      this.cancelIdle();
+      try {
+        const shown = "the remote shell";
+        const pooled = await this.takeShell(epoch, shown);
+        if (pooled) {
+          this.giveBack(pooled);
+          return pooled.hello.sshConnection;
+        }
+      } finally {
+        this.inFlight--;
+        this.scheduleIdle();
+      }
+    }
+    const command = 'printf %s "$SSH_CONNECTION"';
+    const exit = await this.exec(command, noStdin, command, epoch);
+    return exit.code === 0 ? exit.stdout : undefined;
   }
 
   private lostError(live: LiveConnection, shown: string): SshConnectionError {
@@ -270,14 +607,19 @@ export class SshHost implements Host {
     this.idleTimer = undefined;
   }
 
+  // Idle: no run in progress and no tunnel open (idle shells do not count; they close with it).
+  private get busy(): boolean {
+    return this.inFlight > 0 || this.forwards > 0 || this.channels.waiting;
+  }
+
   private scheduleIdle(): void {
-    if (this.channels.busy || this.forwards > 0) return;
+    if (this.busy) return;
     const live = this.live;
     if (!live || live.closed) return;
     this.cancelIdle();
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
-      if (this.live !== live || this.channels.busy || this.forwards > 0) return;
+      if (this.live !== live || this.busy) return;
       this.dropLive(live);
       live.client.end();
     }, IDLE_CLOSE_MS);

@@ -136,3 +136,49 @@ export function stdinFeedFor(
   }
   return writeAllFeed(stdin);
 }
+
+/** How a remote shell starts under sudo: the words before its `sh -c`, and its stdin feed. */
+export interface ShellSudo {
+  readonly prefix: readonly string[];
+  readonly feed: StdinFeed;
+  /** Returns whether sudo asked a second time (the password was refused). */
+  refused(): boolean;
+}
+
+/**
+ * Returns how a remote shell runs through sudo for this connection: not at all, `sudo -n`, or
+ * `sudo -S` with the password sent once, only to sudo's own prompt (a second prompt closes stdin
+ * so sudo gives up). The shell's stdin stays open: it carries the requests after that.
+ */
+export function shellSudo(conn: Pick<Connection, "sudo">, marks: SudoMarks): ShellSudo {
+  const open: StdinFeed = { open() {} };
+  if (conn.sudo === false) return { prefix: [], feed: open, refused: () => false };
+  if (conn.sudo === true) return { prefix: ["sudo", "-n", "--"], feed: open, refused: () => false };
+  const password = conn.sudo.password;
+  let seen = "";
+  let prompts = 0;
+  return {
+    prefix: ["sudo", "-S", "-p", marks.prompt, "-k", "--"],
+    feed: {
+      open() {},
+      stderr(text: string, sink: StdinSink) {
+        if (prompts > 1) return;
+        seen += text;
+        for (;;) {
+          const at = seen.indexOf(marks.prompt);
+          if (at < 0) break;
+          seen = seen.slice(at + marks.prompt.length);
+          prompts++;
+          if (prompts > 1) {
+            sink.end();
+            return;
+          }
+          sink.write(Buffer.from(`${password}\n`, "utf8"));
+        }
+        if (seen.length > marks.prompt.length) seen = seen.slice(-marks.prompt.length);
+      },
+      cleanStderr: (stderr: string) => stderr.split(marks.prompt).join(""),
+    },
+    refused: () => prompts > 1,
+  };
+}

@@ -1,0 +1,147 @@
+#!/bin/sh
+# The remote shell: one long-lived loop per SSH session that runs the provider's commands, so a
+# command costs one round trip and no login or shell start-up (provider/src/host/remote-shell.ts).
+# Started as `sh -c <this> remote-shell.sh "$SSH_CONNECTION"`, under sudo when the connection asks
+# for it (the login shell expands $SSH_CONNECTION before sudo's env_reset drops it).
+#
+# Frames; numbers are decimal ASCII:
+#   hello   shell -> client, once:  "pulumi-hypervisor-shell 1 PID SSH_CONNECTION\n"
+#   request client -> shell:        "R CMDLEN STDINLEN\n" CMD STDIN "\n"
+#           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes;
+#           the final "\n" proves the request arrived whole: a request cut short never runs
+#   started shell -> client:        "." (the request was read whole; before it nothing ran)
+#   reply   shell -> client:        "CODE OUTLEN ERRLEN\n" STDOUT STDERR
+#   While a command runs the client sends one line: "\n" once it has the reply (the command is
+#   over), or "K\n" before that to kill the command and every process it started (the reply then
+#   says 137). End of input (the session closed) sends them SIGHUP and ends the loop.
+#
+# Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
+# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
+# emptied after each command and removed when the loop ends), so any byte and any size survive.
+# The reply sends exactly the lengths measured, even when something the command left running
+# still appends to those files.
+#
+# Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
+# exists, a loop appends "EPOCH_SECONDS shell" to it when it starts (so sessions that were shells
+# can be told from sessions of one command each) and one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN
+# ERRLEN" per request, before its reply. Only lengths: a command line may hold secrets, so it is
+# never written anywhere.
+#
+# Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
+# the client then runs each command on a session of its own.
+
+# a terminal would rewrite bytes (CR, echo, control characters): frames need plain pipes
+if [ -t 0 ] || [ -t 1 ]; then exit 3; fi
+# fd 3 is the request stream; commands get their own stdin and never see it
+exec 3<&0 </dev/null
+d=$(mktemp -d 2>/dev/null) || exit 3
+trap 'rm -rf "$d"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
+# dd reads exactly a block with iflag=fullblock (GNU, busybox); `head -c` in busybox reads ahead
+[ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
+trace=/run/pulumi-hypervisor/trace-requests
+
+# Copies exactly $1 bytes of the request stream to stdout.
+take() {
+  if [ "$1" -ge 1048576 ]; then
+    dd bs=1048576 count=$(($1 / 1048576)) iflag=fullblock <&3 2>/dev/null
+  fi
+  if [ $(($1 % 1048576)) -gt 0 ]; then
+    dd bs=$(($1 % 1048576)) count=1 iflag=fullblock <&3 2>/dev/null
+  fi
+}
+
+# Prints process $1 and its descendants, each stopped before its children are looked for, so none
+# forks away unseen.
+tree() {
+  todo=$1 all=
+  while [ -n "$todo" ]; do
+    next=
+    for p in $todo; do
+      kill -STOP "$p" 2>/dev/null || continue
+      all="$all $p"
+      for s in /proc/[0-9]*/stat; do
+        st=
+        { read -r st <"$s"; } 2>/dev/null || continue
+        # "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so cut at the last ") "
+        st=${st##*") "}
+        # shellcheck disable=SC2086 # splitting the fields is the point
+        set -- $st
+        if [ "${2-}" = "$p" ]; then
+          s=${s#/proc/}
+          next="$next ${s%/stat}"
+        fi
+      done
+    done
+    todo=$next
+  done
+  printf '%s\n' "$all"
+}
+
+if [ -e "$trace" ]; then
+  { printf '%s shell\n' "$(date +%s)" >>"$trace"; } 2>/dev/null
+fi
+printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "${1-}"
+while IFS=' ' read -r tag clen slen <&3; do
+  # an empty line is a "\n" that arrived after its command's watcher had gone
+  [ -z "$tag" ] && continue
+  case "$tag:$clen:$slen" in
+    R:[0-9]*:[0-9]*) ;;
+    *) exit 2 ;;
+  esac
+  case "$clen$slen" in
+    *[!0-9]*) exit 2 ;;
+  esac
+  take "$clen" >"$d/cmd"
+  take "$slen" >"$d/in"
+  IFS= read -r end <&3 || exit 0
+  [ -z "$end" ] || exit 2
+  printf .
+  # shellcheck disable=SC1091 # the request's command, written just above
+  (. "$d/cmd") <"$d/in" >"$d/out" 2>"$d/err" 3<&- &
+  c=$!
+  (
+    if IFS= read -r k; then
+      [ -z "$k" ] && exit 0
+      sig=KILL
+    else
+      sig=HUP
+    fi
+    # only while $c is still this loop's child: once reaped, its pid may be another process's
+    kill -STOP "$c" 2>/dev/null || exit 0
+    st=
+    { read -r st <"/proc/$c/stat"; } 2>/dev/null
+    st=${st##*") "}
+    # shellcheck disable=SC2086 # splitting the fields is the point
+    set -- $st
+    if [ "${2-}" != "$$" ]; then
+      kill -s CONT "$c"
+      exit 0
+    fi
+    pids=$(tree "$c")
+    # shellcheck disable=SC2086 # one word per pid
+    kill -s "$sig" $pids
+    # shellcheck disable=SC2086
+    kill -s CONT $pids
+  ) <&3 >/dev/null 2>&1 &
+  w=$!
+  wait "$c"
+  code=$?
+  o=0 e=0
+  # busybox wc pads the count with spaces; arithmetic drops them
+  [ -s "$d/out" ] && o=$(($(wc -c <"$d/out") + 0))
+  [ -s "$d/err" ] && e=$(($(wc -c <"$d/err") + 0))
+  # counted before the reply goes out, so a session closed right after it still has its line
+  if [ -e "$trace" ]; then
+    { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
+  fi
+  printf '%d %d %d\n' "$code" "$o" "$e"
+  [ "$o" -gt 0 ] && head -c "$o" "$d/out"
+  [ "$e" -gt 0 ] && head -c "$e" "$d/err"
+  wait "$w"
+  # emptied (by builtins, no process): the next request's data never mixes with this one's
+  : >"$d/cmd"
+  : >"$d/in"
+  : >"$d/out"
+  : >"$d/err"
+done

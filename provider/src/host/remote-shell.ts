@@ -1,0 +1,283 @@
+import { scriptBody } from "./script";
+import { quoteArgv } from "./quote";
+
+// The client side of remote-shell.sh: one long-lived loop per session that runs commands sent as
+// framed requests (the frames are described in remote-shell.sh). Transport-agnostic: SshHost
+// plugs an SSH channel into it, the unit tests a local child process.
+
+/** The environment variable that turns the remote shell off ("off": a session per command). */
+export const REMOTE_SHELL_ENV = "PULUMI_HYPERVISOR_SSH_SHELL";
+
+/** Returns whether commands run in remote shells, from PULUMI_HYPERVISOR_SSH_SHELL (default on). */
+export function remoteShellEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = (env[REMOTE_SHELL_ENV] ?? "").trim().toLowerCase();
+  if (value === "" || value === "on" || value === "1" || value === "true") return true;
+  if (value === "off" || value === "0" || value === "false") return false;
+  throw new Error(
+    `${REMOTE_SHELL_ENV} must be "on" or "off" (default on), not ${JSON.stringify(env[REMOTE_SHELL_ENV])}`,
+  );
+}
+
+/** The loop script below provider/src. */
+export const REMOTE_SHELL_SCRIPT = "host/remote-shell.sh";
+
+const HELLO = "pulumi-hypervisor-shell 1 ";
+const MAX_LINE = 4096;
+
+/**
+ * Returns the command line that starts the loop; the login shell expands $SSH_CONNECTION before
+ * any sudo prefix (`sudo` words, already quoted) resets the environment.
+ */
+export function remoteShellCommand(sudoPrefix: readonly string[] = []): string {
+  const loop = quoteArgv(["sh", "-c", scriptBody(REMOTE_SHELL_SCRIPT), "remote-shell.sh"]);
+  const prefix = sudoPrefix.length > 0 ? `${quoteArgv(sudoPrefix)} ` : "";
+  return `${prefix}${loop} "$SSH_CONNECTION"`;
+}
+
+/** Returns the frame of one request: a header with both lengths, the command, stdin, "\n". */
+export function encodeRequest(command: string, stdin: Buffer): Buffer {
+  const cmd = Buffer.from(command, "utf8");
+  return Buffer.concat([
+    Buffer.from(`R ${cmd.length} ${stdin.length}\n`, "ascii"),
+    cmd,
+    stdin,
+    Buffer.from("\n", "ascii"),
+  ]);
+}
+
+/** What the shell said when it started. */
+export interface ShellHello {
+  /** The loop's process id on the host. */
+  readonly pid: number;
+  /** $SSH_CONNECTION as the login saw it ("" when unset). */
+  readonly sshConnection: string;
+}
+
+/** One command's result from the shell; a killed command says 128 + the signal. */
+export interface ShellReply {
+  readonly code: number;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+}
+
+interface FrameEvents {
+  hello(h: ShellHello): void;
+  started(): void;
+  reply(r: ShellReply): void;
+  invalid(why: string): void;
+}
+
+/** Splits the shell's stdout into hello, started marks and replies; survives any chunking. */
+export class FrameReader {
+  private state: "hello" | "started" | "header" | "body" | "broken" = "hello";
+  private line = Buffer.alloc(0);
+  private code = 0;
+  private outLen = 0;
+  private need = 0;
+  private parts: Buffer[] = [];
+
+  constructor(private readonly on: FrameEvents) {}
+
+  /** Handles the next piece of stdout. */
+  push(chunk: Buffer): void {
+    let buf = chunk;
+    while (buf.length > 0 && this.state !== "broken") {
+      if (this.state === "body") {
+        const n = Math.min(this.need, buf.length);
+        this.parts.push(buf.subarray(0, n));
+        this.need -= n;
+        buf = buf.subarray(n);
+        if (this.need === 0) this.finishReply();
+        continue;
+      }
+      if (this.state === "started") {
+        if (buf[0] !== 0x2e) return this.fail(`expected the started mark, got byte ${buf[0]}`);
+        buf = buf.subarray(1);
+        this.state = "header";
+        this.on.started();
+        continue;
+      }
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0) {
+        this.line = Buffer.concat([this.line, buf]);
+        if (this.line.length > MAX_LINE) this.fail("a header line without an end");
+        return;
+      }
+      const text = Buffer.concat([this.line, buf.subarray(0, nl)]).toString("latin1");
+      this.line = Buffer.alloc(0);
+      buf = buf.subarray(nl + 1);
+      if (this.state === "hello") this.readHello(text);
+      else this.readHeader(text);
+    }
+  }
+
+  private readHello(text: string): void {
+    if (!text.startsWith(HELLO)) return this.fail(`unexpected first line ${JSON.stringify(text)}`);
+    const rest = text.slice(HELLO.length);
+    const space = rest.indexOf(" ");
+    const pid = Number(space < 0 ? rest : rest.slice(0, space));
+    if (!Number.isSafeInteger(pid) || pid <= 0) return this.fail("a hello without a pid");
+    this.state = "started";
+    this.on.hello({ pid, sshConnection: space < 0 ? "" : rest.slice(space + 1) });
+  }
+
+  private readHeader(text: string): void {
+    const m = /^(\d+) (\d+) (\d+)$/.exec(text);
+    if (!m) return this.fail(`unexpected reply header ${JSON.stringify(text.slice(0, 80))}`);
+    this.code = Number(m[1]);
+    this.outLen = Number(m[2]);
+    this.need = this.outLen + Number(m[3]);
+    this.parts = [];
+    this.state = "body";
+    if (this.need === 0) this.finishReply();
+  }
+
+  private finishReply(): void {
+    const all = Buffer.concat(this.parts);
+    this.parts = [];
+    this.state = "started";
+    this.on.reply({
+      code: this.code,
+      stdout: all.subarray(0, this.outLen),
+      stderr: all.subarray(this.outLen),
+    });
+  }
+
+  private fail(why: string): void {
+    this.state = "broken";
+    this.on.invalid(why);
+  }
+}
+
+/** The transport under a shell: bytes to its stdin, and closing it (killing the loop). */
+export interface ShellTransport {
+  write(chunk: Buffer): void;
+  /** Kills the loop and closes the transport; the owner then calls ended(). */
+  destroy(): void;
+}
+
+/** Why a request got no reply; `started` says whether the command may have run. */
+export class ShellEndedError extends Error {
+  constructor(
+    message: string,
+    readonly started: boolean,
+  ) {
+    super(message);
+    this.name = "ShellEndedError";
+  }
+}
+
+/** How long a killed command's reply may take before the whole shell is closed. */
+export const KILL_GRACE_MS = 5000;
+
+interface Pending {
+  readonly resolve: (r: ShellReply) => void;
+  readonly reject: (e: ShellEndedError) => void;
+  started: boolean;
+  killed: boolean;
+  graceTimer?: NodeJS.Timeout;
+}
+
+/** A running remote-shell.sh loop: one request at a time. */
+export class RemoteShell {
+  /** Resolves with the hello; rejects when the loop ends or says something else first. */
+  readonly hello: Promise<ShellHello>;
+  private helloSettle: { resolve: (h: ShellHello) => void; reject: (e: Error) => void };
+  private readonly reader: FrameReader;
+  private pending: Pending | undefined;
+  private endedWith: string | undefined;
+  private helloSeen = false;
+
+  constructor(private readonly transport: ShellTransport) {
+    let settle!: { resolve: (h: ShellHello) => void; reject: (e: Error) => void };
+    this.hello = new Promise<ShellHello>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    this.hello.catch(() => undefined);
+    this.helloSettle = settle;
+    this.reader = new FrameReader({
+      hello: (h) => {
+        this.helloSeen = true;
+        this.helloSettle.resolve(h);
+      },
+      started: () => {
+        if (this.pending) this.pending.started = true;
+      },
+      reply: (r) => {
+        const p = this.pending;
+        this.pending = undefined;
+        if (!p) return this.broken("a reply nobody asked for");
+        if (p.graceTimer) clearTimeout(p.graceTimer);
+        // the command is over: the watcher reads this line and goes (after a kill it is gone)
+        if (!p.killed) this.transport.write(Buffer.from("\n"));
+        p.resolve(r);
+      },
+      invalid: (why) => this.broken(why),
+    });
+  }
+
+  /** Returns whether the loop is still there. */
+  get alive(): boolean {
+    return this.endedWith === undefined;
+  }
+
+  /** Returns whether a request is running. */
+  get busy(): boolean {
+    return this.pending !== undefined;
+  }
+
+  /** Feeds the loop's stdout. */
+  push(chunk: Buffer): void {
+    this.reader.push(chunk);
+  }
+
+  /** Marks the loop gone (its transport closed); a running request is rejected. */
+  ended(why: string): void {
+    if (this.endedWith !== undefined) return;
+    this.endedWith = why;
+    if (!this.helloSeen) this.helloSettle.reject(new Error(why));
+    const p = this.pending;
+    this.pending = undefined;
+    if (p) {
+      if (p.graceTimer) clearTimeout(p.graceTimer);
+      p.reject(new ShellEndedError(why, p.started));
+    }
+  }
+
+  /** Runs one command line with stdin; rejects with ShellEndedError when the loop goes first. */
+  request(command: string, stdin: Buffer): Promise<ShellReply> {
+    if (this.endedWith !== undefined) {
+      return Promise.reject(new ShellEndedError(this.endedWith, false));
+    }
+    if (this.pending) return Promise.reject(new Error("remote shell: one request at a time"));
+    return new Promise<ShellReply>((resolve, reject) => {
+      this.pending = { resolve, reject, started: false, killed: false };
+      this.transport.write(encodeRequest(command, stdin));
+    });
+  }
+
+  /**
+   * Kills the running command and what it started (the reply then comes with code 137); when
+   * no reply comes within KILL_GRACE_MS the loop itself is destroyed.
+   */
+  kill(): void {
+    const p = this.pending;
+    if (!p || p.killed) return;
+    p.killed = true;
+    this.transport.write(Buffer.from("K\n"));
+    p.graceTimer = setTimeout(() => {
+      this.destroy();
+    }, KILL_GRACE_MS);
+    p.graceTimer.unref();
+  }
+
+  /** Kills the loop (its transport); the owner's close handling then calls ended(). */
+  destroy(): void {
+    this.transport.destroy();
+  }
+
+  private broken(why: string): void {
+    this.transport.destroy();
+    this.ended(`the remote shell said something unexpected: ${why}`);
+  }
+}

@@ -1,0 +1,288 @@
+// The remote shell on a lab host's real sshd (LogLevel VERBOSE logs "Starting session" per
+// session): many commands in one session, several shells for parallel commands below MaxSessions,
+// a killed loop replaced, deadlines and aborts that kill the command and keep the shell, the
+// fallback for a user whose loop cannot start, and sudo with a password asked once per shell.
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { LAB_USERS, startLab, type Lab, type LabHost } from "../../lab";
+import { CommandDeadlineError } from "../../provider/src/errors";
+import { Connection } from "../../provider/src/host/connection";
+import type { Host } from "../../provider/src/host/host";
+import { closeAllHosts, hostFor } from "../../provider/src/host/pool";
+import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
+import { startRelay } from "../../bench/relay";
+
+let lab: Lab;
+let h: LabHost;
+
+beforeAll(async () => {
+  lab = await startLab({ name: "itrsh", hosts: 1 });
+  h = lab.hosts[0]!;
+});
+
+afterAll(async () => {
+  await closeAllHosts();
+  await lab?.stop();
+});
+
+const sessions = async (): Promise<number> =>
+  (await readFile(h.sshdLogPath, "utf8")).split("\n").filter((l) => /\bStarting session: /.test(l))
+    .length;
+
+async function sh(script: string): Promise<string> {
+  const r = await h.exec(["sh", "-c", script]);
+  expect(r.code, `${script}: ${r.stderr}`).toBe(0);
+  return r.stdout;
+}
+
+// The loop is the parent of the subshell that runs a command (env execs sh in that subshell).
+async function loopPid(host: Host): Promise<number> {
+  const r = await host.run({ argv: ["sh", "-c", 'set -- $(cat /proc/$PPID/stat); echo "$4"'] });
+  return Number(r.stdout);
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  if (!(e instanceof Error)) throw new Error("expected a rejection with an error");
+  return e;
+}
+
+// Captures this process's stderr (where logInfo writes) for the duration of fn.
+async function withStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const spy = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+  try {
+    const result = await fn();
+    return { result, stderr: spy.mock.calls.map((c) => String(c[0])).join("") };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+const processes = async (args: string): Promise<number> =>
+  Number((await sh(`ps -eo args | grep -c '^${args}$' || true`)).trim());
+
+describe("remote shell on a lab host", () => {
+  it("runs 40 commands in one session and counts each request in the trace file", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    await sh("mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests");
+    const before = await sessions();
+    try {
+      for (let i = 0; i < 40; i++) {
+        expect((await host.run({ argv: ["echo", String(i)] })).stdout).toBe(`${i}\n`);
+      }
+      expect((await host.run({ argv: ["wc", "-c"], stdin: "12345" })).stdout.trim()).toBe("5");
+      expect((await sessions()) - before).toBe(1);
+    } finally {
+      await closeAllHosts();
+    }
+    const trace = (
+      await sh(
+        "cat /run/pulumi-hypervisor/trace-requests; rm -f /run/pulumi-hypervisor/trace-requests",
+      )
+    )
+      .trimEnd()
+      .split("\n");
+    // the shell's start, then a line per request
+    expect(trace).toHaveLength(42);
+    expect(trace[0]).toMatch(/^\d{10} shell$/);
+    for (const line of trace.slice(1)) expect(line).toMatch(/^\d{10} \d+ \d+ \d+ \d+$/);
+    // "echo 0": `env 'LC_ALL=C' echo 0` is 21 bytes, no stdin, "0\n" out, nothing on stderr
+    expect(trace[1]?.split(" ").slice(1)).toEqual(["21", "0", "2", "0"]);
+    expect(trace[41]?.split(" ").slice(1)).toEqual(["20", "5", "2", "0"]);
+  });
+
+  it("runs parallel commands in several shells, half the sessions, below sshd's MaxSessions", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    const before = await sessions();
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          host.run({ argv: ["sh", "-c", 'sleep 0.3; echo "$1"', "sh", String(i)] }),
+        ),
+      );
+      expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 24 }, (_, i) => `${i}\n`));
+      const used = (await sessions()) - before;
+      // half of the 8 sessions a connection uses: the rest stays for the host lock's holders
+      expect(used).toBe(4);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
+  it("replaces a loop killed on the host, and the next command succeeds", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    try {
+      const first = await loopPid(host);
+      const before = await sessions();
+      await sh(`kill -KILL ${first}`);
+      const second = await loopPid(host);
+      expect(second).not.toBe(first);
+      expect((await sessions()) - before).toBe(1);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
+  it("kills a hanging command at its deadline with a clear error; the shell runs the next", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    try {
+      await host.run({ argv: ["true"] });
+      const before = await sessions();
+      const t0 = Date.now();
+      const err = await rejection(
+        host.run({ argv: ["sh", "-c", "sleep 3141 & sleep 3141"], deadlineMs: 1000 }),
+      );
+      const ms = Date.now() - t0;
+      expect(err).toBeInstanceOf(CommandDeadlineError);
+      expect(err.message).toBe(
+        `${host.label}: sh -c 'sleep 3141 & sleep 3141' did not finish within 1 s and was killed`,
+      );
+      expect(ms).toBeLessThan(4000);
+      expect(await processes("sleep 3141")).toBe(0);
+      expect((await host.run({ argv: ["echo", "next"] })).stdout).toBe("next\n");
+      expect((await sessions()) - before).toBe(0);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
+  it("stops an aborted command and what it started; the shell runs the next", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    try {
+      await host.run({ argv: ["true"] });
+      const before = await sessions();
+      const stop = new AbortController();
+      const running = rejection(
+        host.run({ argv: ["sh", "-c", "sleep 2718 & sleep 2718"], signal: stop.signal }),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      stop.abort(new Error("cancelled by the engine"));
+      expect((await running).message).toBe("cancelled by the engine");
+      expect(await processes("sleep 2718")).toBe(0);
+      expect((await host.run({ argv: ["echo", "next"] })).stdout).toBe("next\n");
+      expect((await sessions()) - before).toBe(0);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
+  it("falls back to a session per command for a user whose sudo allows env but not sh", async () => {
+    await sh(
+      "id hvenv >/dev/null 2>&1 || useradd -M -d /home/hvenv -s /bin/bash -p '*' hvenv; " +
+        "mkdir -p /home/hvenv/.ssh && cp /root/.ssh/authorized_keys /home/hvenv/.ssh/ && " +
+        "chown -R hvenv:hvenv /home/hvenv && chmod 700 /home/hvenv/.ssh && " +
+        "printf 'hvenv ALL=(ALL:ALL) NOPASSWD: /usr/bin/env\\n' > /etc/sudoers.d/hvenv && " +
+        "chmod 440 /etc/sudoers.d/hvenv",
+    );
+    const host = hostFor(Connection.parse({ ...h.connection("hvenv"), sudo: true }));
+    const before = await sessions();
+    try {
+      const { result, stderr } = await withStderr(async () => {
+        const out: string[] = [];
+        for (let i = 0; i < 3; i++) out.push((await host.run({ argv: ["id", "-u"] })).stdout);
+        return out;
+      });
+      expect(result).toEqual(["0\n", "0\n", "0\n"]);
+      expect(
+        stderr.split("\n").filter((l) => l.includes("remote shell did not start")),
+      ).toHaveLength(1);
+      // the failed shell, then a session per command
+      expect((await sessions()) - before).toBe(4);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
+  it("asks for the sudo password once per shell, keeps it out of every host file", async () => {
+    const secret = LAB_USERS.passwordSecret;
+    const host = hostFor(
+      Connection.parse({ ...h.connection(LAB_USERS.password), sudo: { password: secret } }),
+    );
+    const before = await sessions();
+    try {
+      for (let i = 0; i < 10; i++) {
+        expect((await host.run({ argv: ["id", "-u"] })).stdout).toBe("0\n");
+      }
+      expect((await host.run({ argv: ["cat"], stdin: "payload" })).stdout).toBe("payload");
+      // $SSH_CONNECTION came from the login before sudo, in the shell's hello: no extra session
+      expect(await host.sessionClientAddress?.()).toBe(h.controllerAddress);
+      expect((await sessions()) - before).toBe(1);
+      // while the shell is up, with its private directory in place
+      const found = await h.exec([
+        "sh",
+        "-c",
+        'grep -rlF -- "$1" /tmp /var/tmp /run /home /root 2>/dev/null || true',
+        "sh",
+        secret,
+      ]);
+      expect(found.stdout).toBe("");
+    } finally {
+      await closeAllHosts();
+    }
+  });
+});
+
+describe("what a command costs", () => {
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s[Math.floor(s.length / 2)] ?? NaN;
+  };
+
+  async function timed(run: () => Promise<unknown>): Promise<number> {
+    const out: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = process.hrtime.bigint();
+      await run();
+      out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return median(out);
+  }
+
+  // A bare `true`, median of 20: pooled in a remote shell, pooled on a session of its own, and on
+  // a new connection (the dead-man's proof of a login, and what @pulumi/command pays each time).
+  async function measure(
+    conn: Connection,
+  ): Promise<{ shell: number; exec: number; fresh: number }> {
+    const saved = process.env[REMOTE_SHELL_ENV];
+    try {
+      process.env[REMOTE_SHELL_ENV] = "on";
+      const viaShell = hostFor(conn);
+      await viaShell.run({ argv: ["true"] });
+      const shell = await timed(() => viaShell.run({ argv: ["true"] }));
+      const fresh = await timed(() => viaShell.runFresh!({ argv: ["true"] }));
+      await closeAllHosts();
+      process.env[REMOTE_SHELL_ENV] = "off";
+      const viaExec = hostFor(conn);
+      await viaExec.run({ argv: ["true"] });
+      const exec = await timed(() => viaExec.run({ argv: ["true"] }));
+      return { shell, exec, fresh };
+    } finally {
+      await closeAllHosts();
+      if (saved === undefined) delete process.env[REMOTE_SHELL_ENV];
+      else process.env[REMOTE_SHELL_ENV] = saved;
+    }
+  }
+
+  it("a bare true through the shell beats a session of its own, at 0 ms and at a 20 ms round trip", async () => {
+    const direct = await measure(Connection.parse(h.connection()));
+    const relay = await startRelay({ targetHost: h.address, targetPort: h.port, delayMs: 10 });
+    let far: { shell: number; exec: number; fresh: number };
+    try {
+      far = await measure(
+        Connection.parse({ ...h.connection(), host: relay.host, port: relay.port }),
+      );
+    } finally {
+      await relay.close();
+    }
+    const fmt = (m: { shell: number; exec: number; fresh: number }): string =>
+      `shell ${m.shell.toFixed(1)} ms, own session ${m.exec.toFixed(1)} ms, new connection ${m.fresh.toFixed(1)} ms`;
+    process.stderr.write(
+      `remote shell, bare true, median of 20: 0 ms RTT: ${fmt(direct)}; +20 ms RTT: ${fmt(far)}\n`,
+    );
+    expect(far.shell).toBeLessThan(far.exec);
+    expect(far.exec).toBeLessThan(far.fresh);
+  });
+});

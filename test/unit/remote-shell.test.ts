@@ -1,0 +1,256 @@
+// The remote shell's loop (provider/src/host/remote-shell.sh) run locally in sh and dash as a
+// child process, driven by the same client code SshHost uses: framing survives any bytes and any
+// command's exit, a killed command takes its children along, a request cut short never runs.
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import {
+  encodeRequest,
+  FrameReader,
+  RemoteShell,
+  remoteShellCommand,
+  REMOTE_SHELL_SCRIPT,
+  type ShellReply,
+} from "../../provider/src/host/remote-shell";
+import { quoteArgv } from "../../provider/src/host/quote";
+import { buildRemoteCommand } from "../../provider/src/host/sudo";
+import { scriptBody } from "../../provider/src/host/script";
+
+// bash too: it is /bin/sh on some distributions
+const shells = ["sh", "dash", "bash", "busybox"].filter(
+  (s) => spawnSync(s, s === "busybox" ? ["true"] : ["-c", "true"]).status === 0,
+);
+const work = mkdtempSync(join(tmpdir(), "remote-shell-test-"));
+const started: ChildProcessWithoutNullStreams[] = [];
+
+interface Local {
+  readonly shell: RemoteShell;
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly exited: Promise<number | null>;
+}
+
+function startLocal(impl: string): Local {
+  const argv = impl === "busybox" ? ["busybox", "sh"] : [impl];
+  const child = spawn(
+    argv[0] ?? "sh",
+    [
+      ...argv.slice(1),
+      "-c",
+      scriptBody(REMOTE_SHELL_SCRIPT),
+      "remote-shell.sh",
+      "10.0.0.9 5 10.0.0.1 22",
+    ],
+    { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", TMPDIR: work }, cwd: work },
+  );
+  started.push(child);
+  const shell = new RemoteShell({
+    write: (chunk) => {
+      child.stdin.write(chunk);
+    },
+    destroy: () => {
+      child.kill("SIGKILL");
+    },
+  });
+  child.stdout.on("data", (chunk: Buffer) => shell.push(chunk));
+  child.stdin.on("error", () => undefined);
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("close", (code) => {
+      shell.ended(`exited ${code}`);
+      resolve(code);
+    });
+  });
+  return { shell, child, exited };
+}
+
+const run = (shell: RemoteShell, argv: readonly string[], stdin = ""): Promise<ShellReply> =>
+  shell.request(buildRemoteCommand(argv, "none"), Buffer.from(stdin));
+
+const text = (r: ShellReply): { code: number; stdout: string; stderr: string } => ({
+  code: r.code,
+  stdout: r.stdout.toString("utf8"),
+  stderr: r.stderr.toString("utf8"),
+});
+
+afterEach(() => {
+  for (const c of started.splice(0)) c.kill("SIGKILL");
+});
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe("FrameReader", () => {
+  it("reads hello, started marks and replies split at every byte", () => {
+    const events: string[] = [];
+    const reader = new FrameReader({
+      hello: (h) => events.push(`hello ${h.pid} ${h.sshConnection}`),
+      started: () => events.push("started"),
+      reply: (r) =>
+        events.push(`reply ${r.code} ${r.stdout.toString("hex")} ${r.stderr.toString("hex")}`),
+      invalid: (why) => events.push(`invalid ${why}`),
+    });
+    const stream = Buffer.concat([
+      Buffer.from("pulumi-hypervisor-shell 1 42 1.2.3.4 5 6.7.8.9 22\n.0 3 1\n"),
+      Buffer.from([0x00, 0x0a, 0xff, 0x2e]),
+      Buffer.from(".7 0 0\n"),
+    ]);
+    for (const byte of stream) reader.push(Buffer.from([byte]));
+    expect(events).toEqual([
+      "hello 42 1.2.3.4 5 6.7.8.9 22",
+      "started",
+      "reply 0 000aff 2e",
+      "started",
+      "reply 7  ",
+    ]);
+  });
+
+  it("calls a garbled stream invalid instead of guessing", () => {
+    const events: string[] = [];
+    const reader = new FrameReader({
+      hello: () => events.push("hello"),
+      started: () => events.push("started"),
+      reply: () => events.push("reply"),
+      invalid: (why) => events.push(`invalid ${why}`),
+    });
+    reader.push(Buffer.from("Welcome to the restricted shell\n"));
+    expect(events).toEqual(['invalid unexpected first line "Welcome to the restricted shell"']);
+  });
+
+  it("encodes a request as header, command, stdin and a closing newline", () => {
+    expect(encodeRequest("echo ü", Buffer.from([0, 1])).toString("latin1")).toBe(
+      "R 7 2\necho \u00c3\u00bc\u0000\u0001\n",
+    );
+  });
+});
+
+describe.each(shells)("remote-shell.sh in %s", (impl) => {
+  it("says hello with its pid and $SSH_CONNECTION, then runs commands in order", async () => {
+    const { shell } = startLocal(impl);
+    const hello = await shell.hello;
+    expect(hello.sshConnection).toBe("10.0.0.9 5 10.0.0.1 22");
+    expect(hello.pid).toBeGreaterThan(1);
+    for (let i = 0; i < 20; i++) {
+      expect(text(await run(shell, ["echo", String(i)]))).toEqual({
+        code: 0,
+        stdout: `${i}\n`,
+        stderr: "",
+      });
+    }
+  });
+
+  it("returns hostile bytes exactly: NUL, invalid UTF-8, no trailing newline, frame-like text", async () => {
+    const { shell } = startLocal(impl);
+    const bytes = Buffer.from([0, 0xff, 0xfe, 0x0a, 0x2e, 0x0d, 0x00, 0x80]);
+    const r = await shell.request(quoteArgv(["sh", "-c", 'cat; printf "0 0 0\\n." >&2']), bytes);
+    expect(r.stdout).toEqual(bytes);
+    expect(r.stderr.toString("latin1")).toBe("0 0 0\n.");
+    const raw = await shell.request(
+      quoteArgv(["sh", "-c", "printf '\\000\\377\\n\\000'"]),
+      Buffer.alloc(0),
+    );
+    expect([...raw.stdout]).toEqual([0, 0xff, 0x0a, 0]);
+    expect(text(await run(shell, ["printf", "%s", "no newline"])).stdout).toBe("no newline");
+  });
+
+  it("survives exit, set -e, exec, cd and a closed stdout in a command", async () => {
+    const { shell } = startLocal(impl);
+    await shell.hello;
+    const sh = (script: string): Promise<ShellReply> => shell.request(script, Buffer.alloc(0));
+    expect((await sh("exit 7")).code).toBe(7);
+    expect((await sh("set -e; false; echo not here")).code).toBe(1);
+    expect(text(await sh("exec echo replaced"))).toMatchObject({ code: 0, stdout: "replaced\n" });
+    expect((await sh("cd /; pwd")).stdout.toString()).toBe("/\n");
+    expect((await sh("pwd")).stdout.toString()).toBe(`${work}\n`);
+    expect(text(await sh("exec >&-; echo gone >&2; exit 3"))).toEqual({
+      code: 3,
+      stdout: "",
+      stderr: expect.stringContaining("gone"),
+    });
+    expect(text(await sh("sh -c 'kill -KILL $PPID'"))).toMatchObject({
+      code: 137,
+    });
+    expect(text(await run(shell, ["echo", "still here"])).stdout).toBe("still here\n");
+  });
+
+  it("gives a command its stdin, and end of file when there is none", async () => {
+    const { shell } = startLocal(impl);
+    expect(text(await run(shell, ["wc", "-c"], "four"))).toMatchObject({ stdout: "4\n" });
+    expect(text(await run(shell, ["cat"]))).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(
+      text(await run(shell, ["sh", "-c", "read -r a; read -r b; echo $b$a"], "x\ny\n")).stdout,
+    ).toBe("yx\n");
+  });
+
+  it("carries 5 MB each way and a command line of 200 kB", async () => {
+    const { shell } = startLocal(impl);
+    const big = Buffer.alloc(5 * 1024 * 1024 + 17, "ab\u0000");
+    const r = await shell.request(quoteArgv(["cat"]), big);
+    expect(r.stdout.equals(big)).toBe(true);
+    // four words of 50 kB (one word may not exceed 128 kB in exec)
+    const words = ["a", "b", "c", "d"].map((c) => c.repeat(50_000));
+    const echoed = await run(shell, ["sh", "-c", 'printf %s "$@"', "sh", ...words]);
+    expect(echoed.stdout.toString() === words.join("")).toBe(true);
+    const err = await shell.request("head -c 3000000 /dev/zero >&2; echo end", Buffer.alloc(0));
+    expect(err.stderr.length).toBe(3_000_000);
+    expect(err.stdout.toString()).toBe("end\n");
+  });
+
+  it("kills a command and every process it started, then runs the next", async () => {
+    const { shell } = startLocal(impl);
+    await shell.hello;
+    const marker = join(work, `alive-${impl}`);
+    const secs = 3000 + shells.indexOf(impl);
+    const running = shell.request(
+      `sh -c 'sleep ${secs}; touch ${marker}' & sleep ${secs}; touch ${marker}`,
+      Buffer.alloc(0),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const t0 = Date.now();
+    shell.kill();
+    const r = await running;
+    expect(r.code).toBe(137);
+    expect(Date.now() - t0).toBeLessThan(3000);
+    const ps = spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
+      encoding: "utf8",
+    });
+    expect(ps.stdout.trim()).toBe("0");
+    expect(existsSync(marker)).toBe(false);
+    expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+  });
+
+  it("never runs a request cut short, and removes its directory when its input ends", async () => {
+    const dirs = (): number => readdirSync(work).filter((f) => f.startsWith("tmp")).length;
+    const before = dirs();
+    const { shell, child, exited } = startLocal(impl);
+    await shell.hello;
+    expect(dirs()).toBe(before + 1);
+    const marker = join(work, `cut-${impl}`);
+    const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"));
+    child.stdin.write(frame.subarray(0, frame.length - 1));
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+    expect(dirs()).toBe(before);
+  });
+
+  it("appends a start line and lengths only to the trace file", () => {
+    // the trace path is fixed on hosts (/run/pulumi-hypervisor, the lab test uses it); here the
+    // lines the loop writes there
+    const body = readFileSync(join(__dirname, "../../provider/src", REMOTE_SHELL_SCRIPT), "utf8");
+    expect(body).toContain(`printf '%s shell\\n' "$(date +%s)" >>"$trace"`);
+    expect(body).toContain(
+      `printf '%s %s %s %s %s\\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"`,
+    );
+    expect(body.match(/>>"\$trace"/g)).toHaveLength(2);
+  });
+});
+
+describe("remoteShellCommand", () => {
+  it("expands $SSH_CONNECTION in the login shell, outside any sudo prefix", () => {
+    const cmd = remoteShellCommand(["sudo", "-n", "--"]);
+    expect(cmd.startsWith("sudo -n -- sh -c '")).toBe(true);
+    expect(cmd.endsWith(`' remote-shell.sh "$SSH_CONNECTION"`)).toBe(true);
+  });
+});
