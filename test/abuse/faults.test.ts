@@ -119,8 +119,11 @@ describe("faults mid-apply", () => {
     const t0 = Date.now();
     const up = failingUp(engine.up(res));
     await applyBlocked();
-    // Every sshd process: the listener and each session's (the commands they ran are left alone).
-    await sh("for p in $(ps -eo pid=,comm= | awk '$2 ~ /^sshd/ {print $1}'); do kill -9 $p; done");
+    // Every sshd process of this lab host (its network namespace): the listener and each session's
+    // (the commands they ran are left alone). Other labs' sshd on the machine are not touched.
+    await sh(
+      'own=$(readlink /proc/self/ns/net); for p in $(ps -eo pid=,comm= | awk \'$2 ~ /^sshd/ {print $1}\'); do [ "$(readlink /proc/$p/ns/net 2>/dev/null)" = "$own" ] && kill -9 $p; done; true',
+    );
     const failed = await up;
     const ms = Date.now() - t0;
     await releaseClaimsLock();
