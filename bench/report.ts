@@ -25,7 +25,10 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-/** Returns an operation's round trips: requests when the hosts traced them, else sessions. */
+/**
+ * Returns an operation's remote commands: the hosts' count of requests to their remote shells plus
+ * plain sessions when they traced them, else sessions.
+ */
 export function roundTrips(o: OpRecord, traced: boolean): number {
   return traced ? o.requests : o.sessions;
 }
@@ -204,7 +207,7 @@ export function renderReport(
       ];
     });
     out.push(
-      `round trips per operation (${traced ? "requests in the hosts' trace" : "ssh sessions in the hosts' sshd log"}), ` +
+      `round trips per operation (${traced ? "remote-shell requests in the hosts' trace plus plain sessions" : "ssh sessions in the hosts' sshd log"}), ` +
         `serial pooled at ${perOp.delayMs} ms (the first operation on a host may add one):`,
       table(["operation", "count", "min", "mean", "max", "median ms"], opRows),
       "",
@@ -252,7 +255,7 @@ export function renderReport(
       const mean = rts.reduce((a, b) => a + b, 0) / rts.length;
       out.push(
         `target: ${want} round trip${want > 1 ? "s" : ""} per ${what}, counted on the hosts ` +
-          `(${traced ? "request trace" : "sshd sessions"}): ${verdict(median <= want)} ` +
+          `(${traced ? "trace requests + plain sessions" : "sshd sessions"}): ${verdict(median <= want)} ` +
           `(median ${median}, mean ${mean.toFixed(2)}, max ${rts[rts.length - 1] ?? 0})`,
       );
     }

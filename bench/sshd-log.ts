@@ -12,8 +12,13 @@ export class SshdLogCounter {
   private offset = 0;
   private partial = "";
 
-  /** Lines in the host's request trace (one per request of a long-lived remote shell). */
+  /**
+   * Remote commands: requests in the host's trace (one line per request a long-lived remote shell
+   * served) plus the sessions that were not such a shell (a `shell` line in the trace each).
+   */
   requests = 0;
+  private traced = 0;
+  private shells = 0;
 
   /** `traceFile`: the host's /run/pulumi-hypervisor/trace-requests as the machine sees it. */
   constructor(
@@ -37,7 +42,9 @@ export class SshdLogCounter {
   private async readNew(): Promise<Counts> {
     if (this.traceFile !== undefined) {
       const text = await readFile(this.traceFile, "utf8").catch(() => "");
-      this.requests = text.split("\n").length - 1;
+      const lines = text.split("\n").slice(0, -1);
+      this.shells = lines.filter((l) => l.endsWith(" shell")).length;
+      this.traced = lines.length - this.shells;
     }
     const fh = await open(this.file, "r");
     try {
@@ -57,6 +64,7 @@ export class SshdLogCounter {
     } finally {
       await fh.close();
     }
+    this.requests = this.traced + this.sessions - this.shells;
     return { connections: this.connections, sessions: this.sessions, requests: this.requests };
   }
 }

@@ -121,7 +121,7 @@ describe("bench report", () => {
       "target: at least 5x faster than connection-per-command at 20 ms (serial): met (6.0x",
     );
     expect(text).toContain(
-      "target: 2 round trips per create/update/delete, counted on the hosts (request trace): met",
+      "target: 2 round trips per create/update/delete, counted on the hosts (trace requests + plain sessions): met",
     );
     expect(text).toContain(
       "check: every tool leaves the provider's host state: NO (floor at 20 ms)",
