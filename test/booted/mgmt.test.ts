@@ -103,12 +103,17 @@ describe("a bridge taking over the ifupdown-managed uplink", () => {
     expect(await mac("br0")).toBe(eth0Mac);
     expect(await addrs("br0")).toEqual([`${h.address}/24`]);
     expect(await master("eth0")).toBe("br0");
-    const { outs } = await lc.create(props());
+    // The bridge is in the stack: after a reboot `pulumi up` updates it (ifupdown recreated it at
+    // boot, without the provider's link mark, which the update puts back).
+    const { outs } = await lc.update("br0", props(), props());
     const r = await lc.read("br0", outs);
     expect(r.id).toBe("br0");
     // no drift after the reboot: the engine keeps the program's inputs
     expect(r.inputs).toBeUndefined();
     expect(r.props["ports"]).toEqual(["eth0"]);
+    expect((await h.exec(["ip", "-d", "link", "show", "dev", "br0"])).stdout).toContain(
+      "alias pulumi-hypervisor",
+    );
   }, 180_000);
 
   it("delete gives eth0 its own stanza back, and its address after the next reboot", async () => {
