@@ -5,6 +5,7 @@
 // its lock on the host, so its probe must never ride in another operation's command.
 import { probeBatchArgv, probeResults } from "./apply";
 import { CommandError } from "./errors";
+import { sshPoolEnabled } from "./host/pool";
 import type { Host, RunResult } from "./host/host";
 import {
   probeCommand,
@@ -56,7 +57,9 @@ export function runProbeCoalesced(
 ): Promise<RunResult> {
   if (signal?.aborted) return Promise.reject(rejection(signal));
   const result = new Promise<RunResult>((resolve, reject) => {
-    if (probe.stdin !== undefined) {
+    // One connection per command (PULUMI_HYPERVISOR_SSH_POOL=off) is the model of
+    // @pulumi/command that the pooled mode is measured against: each probe its own command there.
+    if (probe.stdin !== undefined || !sshPoolEnabled()) {
       runAlone(host, { probe, resolve, reject });
       return;
     }
