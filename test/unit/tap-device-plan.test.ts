@@ -350,7 +350,7 @@ describe("planTapDevice: existing taps", () => {
       {
         summary:
           "delete tap vm0 to recreate it (owner is 65534, wanted 1000; group is 100, wanted none)",
-        argv: ["ip", "tuntap", "del", "dev", "vm0", "mode", "tap"],
+        script: { name: "resources/tap-device/tap-delete.sh", args: ["vm0"] },
       },
       {
         summary: "create tap vm0 (user 1000 vnet_hdr)",
@@ -394,11 +394,14 @@ describe("planTapDevice: delete", () => {
       release("net/ipv4/ip_forward", "tapdevice-vm1"),
       {
         summary: "delete tap vm1",
-        argv: ["ip", "tuntap", "del", "dev", "vm1", "mode", "tap", "multi_queue"],
+        script: { name: "resources/tap-device/tap-delete.sh", args: ["vm1", "multi_queue"] },
       },
     ]);
     expect(planTapDevice(undefined, { ...captured("vm0"), holders: [] })).toEqual([
-      { summary: "delete tap vm0", argv: ["ip", "tuntap", "del", "dev", "vm0", "mode", "tap"] },
+      {
+        summary: "delete tap vm0",
+        script: { name: "resources/tap-device/tap-delete.sh", args: ["vm0"] },
+      },
     ]);
   });
 

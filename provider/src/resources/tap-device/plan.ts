@@ -44,19 +44,14 @@ function routeArgv(action: "replace" | "del", address: string, dev: string): str
 }
 
 /** Returns the step that deletes the tap; the kernel refuses it (EBUSY) while a process holds a single-queue tap. */
+// `ip tuntap del`, then a wait until the kernel has unregistered the link (tap-delete.sh).
 function deleteTapStep(tap: TapLink, summary: string): Step {
   return {
     summary,
-    argv: [
-      "ip",
-      "tuntap",
-      "del",
-      "dev",
+    script: scriptIn(__dirname, "tap-delete.sh", [
       tap.name,
-      "mode",
-      "tap",
       ...(tap.multiQueue ? ["multi_queue"] : []),
-    ],
+    ]),
   };
 }
 
