@@ -51,6 +51,12 @@ export interface OneshotSpec {
   readonly before: readonly string[];
   /** Files beyond the unit and its boot script (e.g. a bridge's recorded MAC), already known. */
   readonly extraFiles?: PersistedForm["files"];
+  /**
+   * A path whose existence means the object is already there (`/sys/class/net/<link>`): the unit
+   * is then skipped, not failed, when another unit pulls it in after the live create (a dnsmasq
+   * or QEMU unit `Wants=` its bridge's and taps' units).
+   */
+  readonly unlessExists?: string;
 }
 
 /**
@@ -64,6 +70,7 @@ export function renderOneshotForm(spec: OneshotSpec): PersistedForm {
   if (spec.wants !== undefined && spec.wants.length > 0) deps.push(["Wants", spec.wants.join(" ")]);
   if (spec.after.length > 0) deps.push(["After", spec.after.join(" ")]);
   if (spec.before.length > 0) deps.push(["Before", spec.before.join(" ")]);
+  if (spec.unlessExists !== undefined) deps.push(["ConditionPathExists", `!${spec.unlessExists}`]);
   const title = `pulumi-hypervisor ${spec.title}`;
   return {
     unit,

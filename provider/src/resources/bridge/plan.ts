@@ -117,6 +117,7 @@ export function bridgePersistedForm(d: BridgeInputs, actual: BridgeState): Persi
     steps: planConverge(viaFile ? rest : d, empty, true),
     after: ["network-pre.target", "systemd-sysctl.service"],
     before: ["network.target"],
+    unlessExists: `/sys/class/net/${d.name}`,
     // A bridge without host NICs is ours alone: a running NetworkManager is told to leave it be.
     extraFiles: [...mac, ...keepOffFiles(BRIDGE_KIND, d.name, actual.keepOff, false)],
   });

@@ -136,6 +136,7 @@ export function tapPersistedForm(d: TapDeviceInputs, actual: TapDeviceState): Pe
     title: `tap ${d.name}`,
     steps: planConverge(d, empty),
     ...order,
+    unlessExists: `/sys/class/net/${d.name}`,
   });
   return withKeepOff(form, keepOffFiles(TAP_KIND, d.name, actual.keepOff, true));
 }
