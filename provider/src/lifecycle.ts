@@ -215,7 +215,8 @@ function omit(props: Props, key: string): Props {
 }
 
 // The client's address costs a command on a host's first operation: asked only when a probe uses it.
-async function observeContext(
+/** Returns what an observation of `mod` needs: the host, and the client address if it asks. */
+export async function observeContext(
   host: Host,
   mod: Pick<ResourceModule<{ name: string }, unknown>, "needsClientAddress">,
 ): Promise<ObserveContext> {

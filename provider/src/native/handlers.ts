@@ -9,6 +9,7 @@ import { observeCoalesced } from "../observe-batch";
 import { quoteArgv } from "../host/quote";
 import {
   Lifecycle,
+  observeContext,
   parseAll,
   type CheckFailure,
   type HostFactory,
@@ -433,13 +434,8 @@ async function observeForPreview(
   signal: AbortSignal,
   creating = false,
 ): Promise<unknown> {
-  const host = abortableHost(pooled, signal);
-  const sshClientAddress =
-    mod.needsClientAddress && host.sessionClientAddress
-      ? await host.sessionClientAddress()
-      : undefined;
-  const ctx = { sshClientAddress, host: host.label, ...(creating ? { creating } : {}) };
-  return observeCoalesced(mod, pooled, inputs, ctx, signal);
+  const ctx = await observeContext(abortableHost(pooled, signal), mod);
+  return observeCoalesced(mod, pooled, inputs, creating ? { ...ctx, creating } : ctx, signal);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
