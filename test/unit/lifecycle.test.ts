@@ -6,7 +6,7 @@ import { diffProps, Lifecycle, parseAll, type DiffResult } from "../../provider/
 import { resourceModules } from "../../provider/src/registry";
 import { UNKNOWN } from "../../provider/src/unknown";
 import { bridgeModule } from "../../provider/src/resources/bridge";
-import { formatProbe } from "../../provider/src/host/probe";
+import { fakeBridgeProbe } from "../support/fake-bridge";
 
 const conn = {
   host: "198.18.1.2",
@@ -190,31 +190,8 @@ class StubbornHost implements Host {
       return { exitCode: 0, stdout: "", stderr: "" };
     }
     if (req.argv[3] === "bridge-probe.sh") {
-      const link = this.exists
-        ? [
-            {
-              ifindex: 9,
-              ifname: "br0",
-              flags: ["UP"],
-              mtu: 1500,
-              address: "aa:bb:cc:dd:ee:ff",
-              linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
-              addr_info: [],
-              ...(this.marked ? { ifalias: "pulumi-hypervisor" } : {}),
-            },
-          ]
-        : [];
-      const out = formatProbe([
-        ["links", JSON.stringify(link)],
-        ["routes4", "[]"],
-        ["routes6", "[]"],
-        ["bridge-conf", ""],
-        ["ssh-route", ""],
-        ["ports", ""],
-        ["addr-assign-type", "3"],
-        ["systemd", "no"],
-      ]);
-      return { exitCode: 0, stdout: out, stderr: "" };
+      const br0 = { mtu: 1500, ...(this.marked ? { ifalias: "pulumi-hypervisor" } : {}) };
+      return { exitCode: 0, stdout: fakeBridgeProbe(this.exists ? br0 : undefined), stderr: "" };
     }
     return { exitCode: 0, stdout: "", stderr: "" };
   }

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { applySteps } from "../../provider/src/apply";
 import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
-import { formatProbe } from "../../provider/src/host/probe";
+import { fakeBridgeProbe } from "../support/fake-bridge";
 import { Lifecycle } from "../../provider/src/lifecycle";
 import { runProbeCoalesced } from "../../provider/src/observe-batch";
 import { probeOutput, type ProbeCommand } from "../../provider/src/resource";
@@ -251,32 +251,11 @@ class BridgeHost implements Host {
     const mtu = /^ip link set dev br0 mtu (\d+)$/.exec(line);
     if (mtu) this.mtu = Number(mtu[1]);
     if (argv[3] !== "bridge-probe.sh") return { exitCode: 0, stdout: "", stderr: "" };
-    const link =
+    const br0 =
       this.mtu === undefined
-        ? []
-        : [
-            {
-              ifindex: 9,
-              ifname: "br0",
-              flags: ["UP"],
-              mtu: this.mtu,
-              address: "aa:bb:cc:dd:ee:ff",
-              ...(this.alias !== undefined ? { ifalias: this.alias } : {}),
-              linkinfo: { info_kind: "bridge", info_data: { stp_state: 0, vlan_filtering: 0 } },
-              addr_info: [],
-            },
-          ];
-    const stdout = formatProbe([
-      ["links", JSON.stringify(link)],
-      ["routes4", "[]"],
-      ["routes6", "[]"],
-      ["bridge-conf", ""],
-      ["ssh-route", ""],
-      ["ports", ""],
-      ["addr-assign-type", "3"],
-      ["systemd", "no"],
-    ]);
-    return { exitCode: 0, stdout, stderr: "" };
+        ? undefined
+        : { mtu: this.mtu, ...(this.alias !== undefined ? { ifalias: this.alias } : {}) };
+    return { exitCode: 0, stdout: fakeBridgeProbe(br0), stderr: "" };
   }
 }
 
