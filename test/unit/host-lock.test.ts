@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
-import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
+import type { Host, RunRequest, RunResult, ShellLockHold } from "../../provider/src/host/host";
 import { lockKeys, withHostLock } from "../../provider/src/host/lock";
 
 /** A host whose lock holder runs until its session is closed (aborted), or ends as told. */
@@ -35,6 +35,147 @@ class LockHost implements Host {
     }
   }
 }
+
+/** A host whose commands run in remote shells: the first command of an operation takes the lock. */
+class ShellLockHost extends LockHost {
+  readonly released: string[] = [];
+  takeEnds: RunResult | undefined;
+  inShell = true;
+
+  holds = 0;
+
+  shellLock(): ShellLockHold | undefined {
+    if (!this.inShell) return undefined;
+    this.holds++;
+    return {
+      release: (token) => {
+        this.holds--;
+        if (token !== undefined) this.released.push(token);
+      },
+    };
+  }
+
+  override async run(req: RunRequest): Promise<RunResult> {
+    if (req.argv[3] === "lock-take.sh" && this.takeEnds) {
+      this.ran.push([...req.argv]);
+      return this.takeEnds;
+    }
+    return super.run(req);
+  }
+}
+
+describe("host lock in a remote shell", () => {
+  it("rides in the first command, checks it before the later ones, and releases it one-way", async () => {
+    const host = new ShellLockHost();
+    await withHostLock(host, ["interface.br0", "Bridge.br0"], undefined, async (h) => {
+      await h.run({ argv: ["ip", "link"] });
+      await h.run({ argv: ["ip", "addr"] });
+    });
+    const [take, check] = host.ran;
+    expect(host.ran).toHaveLength(2);
+    const token = take?.[4] ?? "";
+    expect(token).toMatch(/^[0-9a-f]{16}$/);
+    expect(take?.slice(3)).toEqual([
+      "lock-take.sh",
+      token,
+      "300",
+      "Bridge.br0",
+      "interface.br0",
+      "--",
+      "ip",
+      "link",
+    ]);
+    expect(check?.slice(3)).toEqual(["lock-check", token, "ip", "addr"]);
+    expect(host.released).toEqual([token]);
+    expect(host.holds).toBe(0);
+    expect(host.maxHolders).toBe(0); // no session held a lock
+  });
+
+  it("fails with the host's words when the lock was not taken, and releases nothing held", async () => {
+    const host = new ShellLockHost();
+    host.takeEnds = {
+      exitCode: 125,
+      stdout: "",
+      stderr: "host lock: timed out after 300 s waiting for the host lock on Bridge.br0\n",
+    };
+    const err = await withHostLock(host, ["Bridge.br0"], undefined, (h) =>
+      h.run({ argv: ["true"] }),
+    ).catch((e: unknown) => e);
+    expect(err).toEqual(
+      new Error("host lock: timed out after 300 s waiting for the host lock on Bridge.br0"),
+    );
+  });
+
+  it("names the first command, not the wrapper, when it fails; its own exit 125 stays its own", async () => {
+    const host = new ShellLockHost();
+    host.takeEnds = { exitCode: 125, stdout: "", stderr: "no such device" };
+    const err = await withHostLock(host, ["Bridge.br0"], undefined, (h) =>
+      h.run({ argv: ["ip", "link", "show", "br0"] }),
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toBe(
+      "root@198.18.1.2:22: ip link show br0 exited 125: no such device",
+    );
+    const probe = await withHostLock(host, ["Bridge.br0"], undefined, (h) =>
+      h.run({ argv: ["probe"], reject: false }),
+    );
+    expect(probe.exitCode).toBe(125);
+  });
+
+  it("falls back to a holder session when the command did not run in a shell (exit 124)", async () => {
+    const host = new ShellLockHost();
+    host.takeEnds = { exitCode: 124, stdout: "", stderr: "host lock: not in a remote shell\n" };
+    const r = await withHostLock(host, ["Bridge.br0"], undefined, async (h) => {
+      const first = await h.run({ argv: ["ip", "link"] });
+      await h.run({ argv: ["ip", "addr"] });
+      return first;
+    });
+    expect(r.stdout).toBe("ok");
+    const names = host.ran.map((a) => (a[0] === "sh" ? a[3] : a[0]));
+    expect(names).toEqual(["lock-take.sh", "lock-hold.sh", "lock-wait.sh", "ip"]);
+    expect(host.holders).toBe(0);
+    expect(host.released).toEqual([]);
+  });
+
+  it("queues operations of one process on the same key before the host, others run at once", async () => {
+    const host = new ShellLockHost();
+    const order: string[] = [];
+    const op = (key: string, tag: string, ms: number) =>
+      withHostLock(host, [key], undefined, async (h) => {
+        order.push(`${tag} in`);
+        await h.run({ argv: ["true"] });
+        await new Promise((r) => setTimeout(r, ms));
+        order.push(`${tag} out`);
+      });
+    await Promise.all([
+      op("Bridge.br0", "a", 30),
+      op("Bridge.br0", "b", 1),
+      op("Bridge.br1", "c", 1),
+    ]);
+    expect(order).toEqual(["a in", "c in", "c out", "a out", "b in", "b out"]);
+    // every operation took the lock on the host: the queue is only in front of it
+    expect(host.ran.filter((a) => a[3] === "lock-take.sh")).toHaveLength(3);
+  });
+
+  it("an aborted wait in the queue leaves it, and the next one still gets its turn", async () => {
+    const host = new ShellLockHost();
+    let release!: () => void;
+    const first = withHostLock(
+      host,
+      ["Bridge.br0"],
+      undefined,
+      () => new Promise<void>((r) => (release = r)),
+    );
+    await new Promise((r) => setTimeout(r, 5));
+    const stop = new AbortController();
+    const waiting = withHostLock(host, ["Bridge.br0"], stop.signal, async () => "ran");
+    const third = withHostLock(host, ["Bridge.br0"], undefined, async () => "third");
+    stop.abort(new Error("cancelled"));
+    await expect(waiting).rejects.toThrow("cancelled");
+    release();
+    await first;
+    expect(await third).toBe("third");
+  });
+});
 
 describe("host lock", () => {
   it("sorts and dedupes keys, and refuses a key that is not a plain name", () => {

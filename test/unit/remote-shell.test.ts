@@ -174,6 +174,25 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(text(await run(shell, ["echo", "still here"])).stdout).toBe("still here\n");
   });
 
+  it("takes release frames when idle and while a command runs, and exports the lock anchor", async () => {
+    const { shell } = startLocal(impl);
+    const hello = await shell.hello;
+    // no sshd above a local loop: locks taken in it live as long as the loop
+    expect(
+      text(await run(shell, ["sh", "-c", 'echo "$PULUMI_HYPERVISOR_SHELL_ANCHOR"'])).stdout,
+    ).toBe(`${hello.pid}\n`);
+    shell.notify(Buffer.from("U 0123abcd\n"));
+    shell.notify(Buffer.from("U not-a-token/../x\n"));
+    expect(text(await run(shell, ["echo", "after idle release"])).stdout).toBe(
+      "after idle release\n",
+    );
+    const slow = run(shell, ["sh", "-c", "sleep 0.3; echo slow"]);
+    await new Promise((r) => setTimeout(r, 100));
+    shell.notify(Buffer.from("U 0123abcd\n"));
+    expect(text(await slow)).toEqual({ code: 0, stdout: "slow\n", stderr: "" });
+    expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+  });
+
   it("gives a command its stdin, and end of file when there is none", async () => {
     const { shell } = startLocal(impl);
     expect(text(await run(shell, ["wc", "-c"], "four"))).toMatchObject({ stdout: "4\n" });

@@ -31,6 +31,11 @@ export interface RunResult {
   readonly stderr: string;
 }
 
+/** An operation's hold on a connection whose shells take its host lock (Host.shellLock). */
+export interface ShellLockHold {
+  release(token: string | undefined): void;
+}
+
 /** What every resource talks to: a Linux host that runs argv commands. */
 export interface Host {
   /** "user@host:port", used in every log line and error. */
@@ -45,6 +50,12 @@ export interface Host {
   runFresh?(req: RunRequest): Promise<RunResult>;
   /** How many commands may run at once on the pooled connection now (sessions sshd accepts). */
   sessionLimit?(): number;
+  /**
+   * Starts an operation whose host lock rides in remote shells (lock.ts): the connection stays
+   * open until `release`, which frees the lock `token` took with a one-way frame (no token: none
+   * was asked for). Undefined where commands run on sessions of their own.
+   */
+  shellLock?(): ShellLockHold | undefined;
 }
 
 // The script receives its paths as positional parameters, so no path is ever spliced into code.

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Holds the host lock of one provider operation: `lock-hold.sh TOKEN WAIT KEY...` takes an flock on
+# Holds the host lock of one provider operation whose commands run on sessions of their own (in a
+# remote shell, lock-take.sh takes it instead, with no session): `lock-hold.sh TOKEN WAIT KEY...` takes an flock on
 # /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
 # two holders never wait on each other crosswise), waiting at most WAIT seconds for each, and holds
 # them until its session closes (printf fails on the closed pipe) or op.TOKEN.held is removed.

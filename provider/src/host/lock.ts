@@ -1,9 +1,16 @@
 // The host-side lock: operations on objects that conflict (the same object, or two dnsmasq
 // instances on one interface) run one at a time on a host, from observe to the observation after
 // apply, even from two provider processes; operations on unrelated objects still run in parallel.
+//
+// Two ways to hold it. In a remote shell (the pooled connection's default) the operation's first
+// command takes it (lock-take.sh starts a holder beside the command) and a one-way frame releases
+// it, so the lock costs no round trip and no session; the holder ends with the connection. On a
+// session per command, a holder session of its own (lock-hold.sh) holds it, and its close
+// releases it. Within one process, operations on the same keys queue here first, so none of them
+// waits on the host for a lock its own process holds (which could leave every shell waiting).
 import { randomBytes } from "node:crypto";
 import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
-import type { Host, RunRequest } from "./host";
+import type { Host, RunRequest, RunResult, ShellLockHold } from "./host";
 import { MAX_CHANNELS_PER_CONNECTION } from "./channels";
 import { scriptArgv, scriptIn } from "./script";
 
@@ -17,8 +24,8 @@ export const LOCK_HOLD_DEADLINE_MS = 24 * 60 * 60 * 1000;
 const UNLOCKABLE = 3;
 
 /**
- * Locked operations at once per host: each holds a session for its lock besides the ones its
- * commands use, so at most half of a connection's sessions hold locks and the commands of the
+ * Locked operations at once per host with a holder session: each holds a session for its lock
+ * besides the ones its commands use, so at most half of a connection's sessions hold locks and the commands of the
  * locked operations always find one free (otherwise holders could take every session and wait).
  * The host's session limit can go down (sshd refusing sessions); below 2 there is no room for a
  * holder and operations run unlocked.
@@ -28,8 +35,15 @@ export function lockedOperationsAllowed(host: Host): number {
   return Math.floor(sessions / 2);
 }
 
-/** Locked operations of this process per host: how many hold a lock, and who waits for a turn. */
+/** Holder sessions of this process per host: how many hold a lock, and who waits for a turn. */
 const lockedOperations = new Map<string, { holding: number; waiting: Array<() => void> }>();
+
+/** This process's operations per host and key: the key is free when its queue is empty. */
+const keyQueues = new WeakMap<Host, Map<string, Array<() => void>>>();
+
+// Exit codes of lock-take.sh and of the check before later commands.
+const NOT_IN_SHELL = 124;
+const NOT_LOCKED = 125;
 
 /** Returns the sorted, distinct lock keys ("Bridge.br0"); names are validated before they get here. */
 export function lockKeys(keys: readonly string[]): string[] {
@@ -42,11 +56,204 @@ export function lockKeys(keys: readonly string[]): string[] {
 }
 
 /**
- * Runs `fn` with a host whose commands start only once the lock on `keys` is held on the host; the
- * lock is held by one extra session (lock-hold.sh) that ends when `fn` settles, or when the
- * connection drops (its session closes, so a lost provider never keeps it).
+ * Runs `fn` with a host whose commands start only once the lock on `keys` is held on the host;
+ * the lock goes when `fn` settles, or when the connection drops (a lost provider never keeps it).
  */
 export async function withHostLock<T>(
+  host: Host,
+  keys: readonly string[],
+  signal: AbortSignal | undefined,
+  fn: (locked: Host) => Promise<T>,
+): Promise<T> {
+  const sorted = lockKeys(keys);
+  const leave = await queueForKeys(host, sorted, signal);
+  try {
+    const hold = host.shellLock?.();
+    if (hold) return await holdInShell(host, hold, sorted, signal, fn);
+    return await withHolderSession(host, sorted, signal, fn);
+  } finally {
+    leave();
+  }
+}
+
+// Waits until no other operation of this process holds one of the keys on this host; returns
+// the function that lets the next one in.
+async function queueForKeys(
+  host: Host,
+  keys: readonly string[],
+  signal: AbortSignal | undefined,
+): Promise<() => void> {
+  let queues = keyQueues.get(host);
+  if (!queues) {
+    queues = new Map();
+    keyQueues.set(host, queues);
+  }
+  const q = queues;
+  const mine: Array<() => void> = [];
+  try {
+    // in sorted order, so two operations never wait on each other crosswise
+    for (const key of keys) {
+      let queue = q.get(key);
+      if (!queue) {
+        queue = [];
+        q.set(key, queue);
+      }
+      const turn = queue;
+      const entry: { go?: () => void } = {};
+      const ready = new Promise<void>((resolve) => {
+        entry.go = resolve;
+      });
+      const go = entry.go as () => void;
+      turn.push(go);
+      mine.push(() => {
+        turn.splice(turn.indexOf(go), 1);
+        if (turn.length === 0) q.delete(key);
+        else turn[0]?.();
+      });
+      if (turn[0] === go) go();
+      await abortable(ready, signal);
+    }
+  } catch (e) {
+    for (const leave of mine.reverse()) leave();
+    throw e;
+  }
+  return () => {
+    for (const leave of mine.reverse()) leave();
+  };
+}
+
+function abortable(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return p;
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<void>((resolve, reject) => {
+    const stop = (): void => reject(signal.reason as Error);
+    signal.addEventListener("abort", stop, { once: true });
+    p.then(() => {
+      signal.removeEventListener("abort", stop);
+      resolve();
+    }, reject);
+  });
+}
+
+// The lock taken by the first command in a remote shell; a host that turns out to run commands
+// on sessions of their own (exit 124) gets a holder session instead.
+async function holdInShell<T>(
+  host: Host,
+  hold: ShellLockHold,
+  keys: readonly string[],
+  signal: AbortSignal | undefined,
+  fn: (locked: Host) => Promise<T>,
+): Promise<T> {
+  const token = randomBytes(8).toString("hex");
+  const op: { state: "new" | "held" | "holder" } = { state: "new" };
+  // set when the host ran the first command on a session of its own: from then on, that way
+  let viaHolder: Host | undefined;
+  let holderDone: Promise<void> | undefined;
+  let leaveHolder: (() => void) | undefined;
+  // the first command went out: its holder may hold the lock, whatever came back
+  let sent = false;
+  const check = lockCheckArgv(token);
+
+  const locked: Host = withPassThrough(host, async (req: RunRequest) => {
+    if (viaHolder) return viaHolder.run(req);
+    const shown = req.shown ?? req.argv;
+    const argv =
+      op.state === "new"
+        ? scriptArgv(
+            scriptIn(__dirname, "lock-take.sh", [
+              token,
+              String(LOCK_WAIT_SECONDS),
+              ...keys,
+              "--",
+              ...req.argv,
+            ]),
+          )
+        : [...check, ...req.argv];
+    if (op.state === "new") sent = true;
+    const r = await host.run({ ...req, argv, shown, reject: false });
+    const said = r.stderr.trim();
+    if (
+      op.state === "new" &&
+      r.exitCode === NOT_IN_SHELL &&
+      said === "host lock: not in a remote shell"
+    ) {
+      // a shell did not start here after all: hold the lock with a session of its own
+      op.state = "holder";
+      const entered = deferred<Host>();
+      holderDone = withHolderSession(host, keys, signal, (h) => {
+        entered.resolve(h);
+        return new Promise<void>((resolve) => {
+          leaveHolder = resolve;
+        });
+      }).catch((e: unknown) => entered.reject(e));
+      viaHolder = await entered.promise;
+      return viaHolder.run(req);
+    }
+    if (r.exitCode === NOT_LOCKED && said.startsWith("host lock: ")) throw new Error(said);
+    if (op.state === "new") op.state = "held";
+    if (!(req.okExitCodes ?? [0]).includes(r.exitCode) && req.reject !== false) {
+      throw new CommandError(host.label, shown, r);
+    }
+    return r;
+  });
+
+  try {
+    return await fn(locked);
+  } finally {
+    // one-way and harmless when nothing is held (the holder was killed with its command)
+    hold.release(sent && op.state !== "holder" ? token : undefined);
+    leaveHolder?.();
+    await holderDone;
+  }
+}
+
+// The check before every command after the first: the lock is still held (its holder ends with
+// the connection; a command that finds it gone fails instead of running unlocked).
+function lockCheckArgv(token: string): string[] {
+  return [
+    "sh",
+    "-c",
+    'd=/run/pulumi-hypervisor/locks; if [ -d "$d" ] && command -v flock >/dev/null 2>&1 && ' +
+      '! [ -e "$d/op.$1.held" ]; then echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2; exit 125; fi; ' +
+      'shift; exec "$@"',
+    "lock-check",
+    token,
+  ];
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve(v: T): void;
+  reject(e: unknown): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+// A host like `host` whose run is `run`; the client's address, fresh logins and the session limit
+// pass through (a fresh connection, the dead-man timer's proof of a new login, is outside the lock).
+function withPassThrough(host: Host, run: (req: RunRequest) => Promise<RunResult>): Host {
+  const address = host.sessionClientAddress?.bind(host);
+  const fresh = host.runFresh?.bind(host);
+  const sessions = host.sessionLimit?.bind(host);
+  return {
+    label: host.label,
+    run,
+    ...(address ? { sessionClientAddress: address } : {}),
+    ...(fresh ? { runFresh: fresh } : {}),
+    ...(sessions ? { sessionLimit: sessions } : {}),
+  };
+}
+
+// The holder-session way, with at most half of the connection's sessions holding locks.
+async function withHolderSession<T>(
   host: Host,
   keys: readonly string[],
   signal: AbortSignal | undefined,
@@ -82,12 +289,11 @@ async function holdWhile<T>(
   const lost = new AbortController();
   const holding = host.run({
     argv: scriptArgv(
-      scriptIn(__dirname, "lock-hold.sh", [token, String(LOCK_WAIT_SECONDS), ...lockKeys(keys)]),
+      scriptIn(__dirname, "lock-hold.sh", [token, String(LOCK_WAIT_SECONDS), ...keys]),
     ),
     reject: false,
     signal: signal ? AbortSignal.any([signal, release.signal]) : release.signal,
-    // its own session, whose close releases the lock when this process is gone; a shell would
-    // keep running it
+    // its own session, whose close releases the lock when this process is gone
     ownSession: true,
     deadlineMs: LOCK_HOLD_DEADLINE_MS,
   });
@@ -114,33 +320,23 @@ async function holdWhile<T>(
 // Commands wait on the host for the lock until the first of them has run: by then it is held.
 function lockedHost(host: Host, token: string, lost: AbortSignal): Host {
   let held = false;
-  const address = host.sessionClientAddress?.bind(host);
-  const fresh = host.runFresh?.bind(host);
-  const sessions = host.sessionLimit?.bind(host);
-  return {
-    label: host.label,
-    run: async (req: RunRequest) => {
+  return withPassThrough(host, async (req: RunRequest) => {
+    if (lost.aborted) throw lost.reason as Error;
+    const signal = req.signal ? AbortSignal.any([req.signal, lost]) : lost;
+    if (held) return host.run({ ...req, signal });
+    const argv = scriptArgv(
+      scriptIn(__dirname, "lock-wait.sh", [token, String(LOCK_WAIT_SECONDS), ...req.argv]),
+    );
+    try {
+      const r = await host.run({ ...req, argv, shown: req.shown ?? req.argv, signal });
+      held = true;
+      return r;
+    } catch (e) {
       if (lost.aborted) throw lost.reason as Error;
-      const signal = req.signal ? AbortSignal.any([req.signal, lost]) : lost;
-      if (held) return host.run({ ...req, signal });
-      const argv = scriptArgv(
-        scriptIn(__dirname, "lock-wait.sh", [token, String(LOCK_WAIT_SECONDS), ...req.argv]),
-      );
-      try {
-        const r = await host.run({ ...req, argv, shown: req.shown ?? req.argv, signal });
-        held = true;
-        return r;
-      } catch (e) {
-        if (lost.aborted) throw lost.reason as Error;
-        // Name the command that failed, not the lock wrapper around it.
-        if (isCommandError(e) && e.name === "CommandError")
-          throw new CommandError(e.host, req.shown ?? req.argv, e);
-        throw e;
-      }
-    },
-    ...(address ? { sessionClientAddress: address } : {}),
-    // a fresh connection (the dead-man timer's proof of a new login) is outside the lock
-    ...(fresh ? { runFresh: fresh } : {}),
-    ...(sessions ? { sessionLimit: sessions } : {}),
-  };
+      // Name the command that failed, not the lock wrapper around it.
+      if (isCommandError(e) && e.name === "CommandError")
+        throw new CommandError(e.host, req.shown ?? req.argv, e);
+      throw e;
+    }
+  });
 }

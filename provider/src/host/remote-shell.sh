@@ -14,6 +14,13 @@
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
 #   over), or "K\n" before that to kill the command and every process it started (the reply then
 #   says 137). End of input (the session closed) sends them SIGHUP and ends the loop.
+#   release client -> shell, at any time, no reply: "U TOKEN\n" releases the host lock that the
+#           operation TOKEN took in some shell of this connection (host/lock-take.sh), so a
+#           release costs no round trip; it is read by the loop or by a running command's watcher
+#
+# The loop exports PULUMI_HYPERVISOR_SHELL_ANCHOR: the pid of the connection's sshd (the nearest
+# ancestor called sshd*; the loop itself when there is none). A host lock taken in a shell lives
+# as long as that process, so it outlives a shell closed to make room but not the connection.
 #
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
 # subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
@@ -40,6 +47,38 @@ trap 'exit 1' HUP INT TERM PIPE
 # dd reads exactly a block with iflag=fullblock (GNU, busybox); `head -c` in busybox reads ahead
 [ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
 trace=/run/pulumi-hypervisor/trace-requests
+locks=/run/pulumi-hypervisor/locks
+hello=${1-}
+
+# Releases the host lock of operation $1: its holder (lock-take.sh) sees the file and ends. Only
+# builtins: no process is started, and nothing is created unless the operation holds a lock.
+release() {
+  case $1 in '' | *[!0-9a-f]*) return 0 ;; esac
+  if [ -e "$locks/op.$1.held" ]; then { : >"$locks/op.$1.released"; } 2>/dev/null; fi
+  return 0
+}
+
+# The anchor of host locks: the nearest sshd* ancestor (see above).
+anchor=$$
+a=$PPID
+while [ "${a:-0}" -gt 1 ]; do
+  st=
+  { read -r st <"/proc/$a/stat"; } 2>/dev/null || break
+  comm=${st#*\(}
+  comm=${comm%\)*}
+  case $comm in
+    sshd*)
+      anchor=$a
+      break
+      ;;
+  esac
+  st=${st##*") "}
+  # shellcheck disable=SC2086 # splitting the fields is the point
+  set -- $st
+  a=${2-0}
+done
+PULUMI_HYPERVISOR_SHELL_ANCHOR=$anchor
+export PULUMI_HYPERVISOR_SHELL_ANCHOR
 
 # Copies exactly $1 bytes of the request stream to stdout.
 take() {
@@ -81,10 +120,14 @@ tree() {
 if [ -e "$trace" ]; then
   { printf '%s shell\n' "$(date +%s)" >>"$trace"; } 2>/dev/null
 fi
-printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "${1-}"
+printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "$hello"
 while IFS=' ' read -r tag clen slen <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue
+  if [ "$tag" = U ]; then
+    release "$clen"
+    continue
+  fi
   case "$tag:$clen:$slen" in
     R:[0-9]*:[0-9]*) ;;
     *) exit 2 ;;
@@ -101,12 +144,17 @@ while IFS=' ' read -r tag clen slen <&3; do
   (. "$d/cmd") <"$d/in" >"$d/out" 2>"$d/err" 3<&- &
   c=$!
   (
-    if IFS= read -r k; then
-      [ -z "$k" ] && exit 0
-      sig=KILL
-    else
-      sig=HUP
-    fi
+    sig=HUP
+    while IFS= read -r k; do
+      case $k in
+        '') exit 0 ;;
+        'U '*) release "${k#U }" ;;
+        *)
+          sig=KILL
+          break
+          ;;
+      esac
+    done
     # only while $c is still this loop's child: once reaped, its pid may be another process's
     kill -STOP "$c" 2>/dev/null || exit 0
     st=

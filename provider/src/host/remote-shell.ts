@@ -271,6 +271,11 @@ export class RemoteShell {
     p.graceTimer.unref();
   }
 
+  /** Sends a one-way frame ("U TOKEN\n"), read by the loop or by a running command's watcher. */
+  notify(frame: Buffer): void {
+    if (this.endedWith === undefined) this.transport.write(frame);
+  }
+
   /** Kills the loop (its transport); the owner's close handling then calls ended(). */
   destroy(): void {
     this.transport.destroy();

@@ -21,7 +21,13 @@ import {
 } from "./channels";
 import { connectionLabel, type Connection } from "./connection";
 import { dialWithRetry, type LiveConnection } from "./dial";
-import { DEFAULT_DEADLINE_MS, type Host, type RunRequest, type RunResult } from "./host";
+import {
+  DEFAULT_DEADLINE_MS,
+  type Host,
+  type RunRequest,
+  type RunResult,
+  type ShellLockHold,
+} from "./host";
 import { quoteArgv } from "./quote";
 import {
   RemoteShell,
@@ -100,9 +106,13 @@ export class SshHost implements Host {
   /** "on" until a shell could not start here: then every command gets a session of its own. */
   private shellMode: "on" | "off";
   private readonly idleShells: PooledShell[] = [];
+  /** Shells that said hello and still run, idle or busy: any of them can take a release. */
+  private readonly liveShells = new Set<PooledShell>();
   private shellWaiters: Array<() => void> = [];
   /** Runs (and probes) in progress: the connection is idle when none is. */
   private inFlight = 0;
+  /** Operations holding a host lock in this connection's shells: it stays open for them. */
+  private lockHolds = 0;
   /** Shells started and not yet closed. */
   private shells = 0;
   private roomTimer: NodeJS.Timeout | undefined;
@@ -163,6 +173,52 @@ export class SshHost implements Host {
   /** Returns how many commands may run at once on the pooled connection now. */
   sessionLimit(): number {
     return this.channels.current;
+  }
+
+  /**
+   * Starts an operation whose host lock rides in remote shells (lock-take.sh); undefined when
+   * commands run on sessions of their own. Until `release`, the connection is not closed as idle:
+   * the lock's holder ends with it. `release` frees the lock with a one-way frame on any shell of
+   * the connection, idle or busy, so no round trip waits for it.
+   */
+  shellLock(): ShellLockHold | undefined {
+    if (this.shellMode !== "on") return undefined;
+    this.lockHolds++;
+    this.cancelIdle();
+    let released = false;
+    return {
+      release: (token) => {
+        if (released) return;
+        released = true;
+        if (token !== undefined) this.releaseHostLock(token);
+        this.lockHolds--;
+        this.scheduleIdle();
+      },
+    };
+  }
+
+  private releaseHostLock(token: string): void {
+    if (!/^[0-9a-f]{1,64}$/.test(token)) throw new Error(`invalid host lock token ${token}`);
+    const frame = Buffer.from(`U ${token}\n`, "ascii");
+    for (const pooled of [...this.idleShells, ...this.liveShells]) {
+      if (pooled.shell.alive && !pooled.live.closed && pooled.live === this.live) {
+        pooled.shell.notify(frame);
+        return;
+      }
+    }
+    // No shell is left on this connection (closed to make room): a command does it. With the
+    // connection gone, so is the holder, and there is nothing to release.
+    if (!this.live || this.live.closed) return;
+    void this.run({
+      argv: [
+        "sh",
+        "-c",
+        'f=/run/pulumi-hypervisor/locks/op.$1; if [ -e "$f.held" ]; then : >"$f.released"; fi',
+        "lock-release",
+        token,
+      ],
+      reject: false,
+    }).catch(() => undefined);
   }
 
   /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
@@ -430,8 +486,8 @@ export class SshHost implements Host {
         continue;
       }
       // Shells keep to half the sessions (rounded up): the other half stays for sessions of their
-      // own, the host lock's holders above all (lock.ts), so holders never wait for a shell to
-      // close and shells are not closed and started again under load.
+      // own (the host lock's holders where a shell did not start, lock.ts; port forwards), so
+      // those never wait for a shell to close and shells are not closed and started again.
       if (this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire()) {
         return this.startShell(epoch, shown);
       }
@@ -481,6 +537,7 @@ export class SshHost implements Host {
       shell.ended(how);
       const i = this.idleShells.findIndex((p) => p.shell === shell);
       if (i >= 0) this.idleShells.splice(i, 1);
+      for (const p of this.liveShells) if (p.shell === shell) this.liveShells.delete(p);
       this.shells--;
       this.releaseSlot();
     });
@@ -493,7 +550,7 @@ export class SshHost implements Host {
     });
     try {
       const hello = await Promise.race([shell.hello, late]);
-      return {
+      const pooled: PooledShell = {
         shell,
         live,
         hello,
@@ -501,6 +558,8 @@ export class SshHost implements Host {
           running.channel.end();
         },
       };
+      if (shell.alive) this.liveShells.add(pooled);
+      return pooled;
     } catch (e) {
       shell.destroy();
       const o = await outcome;
@@ -609,7 +668,7 @@ export class SshHost implements Host {
 
   // Idle: no run in progress and no tunnel open (idle shells do not count; they close with it).
   private get busy(): boolean {
-    return this.inFlight > 0 || this.forwards > 0 || this.channels.waiting;
+    return this.inFlight > 0 || this.forwards > 0 || this.lockHolds > 0 || this.channels.waiting;
   }
 
   private scheduleIdle(): void {

@@ -1,0 +1,76 @@
+#!/bin/sh
+# Takes the host lock of one provider operation inside a remote shell and runs the operation's
+# first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. A holder process takes an flock on
+# /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
+# two holders never wait on each other crosswise), waiting at most WAIT seconds for each, and holds
+# them until the operation releases them (the shell's "U TOKEN" frame creates op.TOKEN.released)
+# or the connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a
+# lost provider never keeps a lock. Taking the lock rides in the first command's round trip and
+# holds no SSH session.
+# Exits 124 outside a remote shell (no anchor: the client holds the lock the other way, lock.ts),
+# 125 with "host lock: ..." on stderr when the lock was not taken. A host that cannot lock (no
+# flock, no writable /run) runs the command unlocked, as before there was a lock.
+dir=/run/pulumi-hypervisor/locks
+token=$1 wait=$2
+shift 2
+keys=
+while [ "$#" -gt 0 ] && [ "$1" != -- ]; do
+  keys="$keys $1"
+  shift
+done
+[ "$#" -gt 0 ] && shift
+anchor=${PULUMI_HYPERVISOR_SHELL_ANCHOR-}
+case $anchor in
+  '' | *[!0-9]*)
+    echo "host lock: not in a remote shell" >&2
+    exit 124
+    ;;
+esac
+if ! mkdir -p "$dir" 2>/dev/null || ! command -v flock >/dev/null 2>&1; then exec "$@"; fi
+# Lock and state files name the resources being worked on: root alone reads them.
+umask 077
+st="$dir/op.$token"
+rm -f "$st.said"
+if ! mkfifo "$st.said"; then
+  echo "host lock: cannot create $st.said" >&2
+  exit 125
+fi
+# The holder: it says "held" (or why not) through the fifo, then waits for the release. Its keys
+# are its descriptors 3 to 9 (opened with a literal number, hence eval; n is a number and the path
+# a reference, never spliced text); sleep gets none of them, so the locks go with the holder.
+(
+  trap 'rm -f "$st.held" "$st.released" "$st.since"' EXIT
+  trap 'exit 1' HUP INT TERM PIPE
+  exec >"$st.said" 2>/dev/null
+  n=3
+  for key in $keys; do
+    if [ "$n" -gt 9 ]; then
+      echo "more than 7 lock keys"
+      exit 1
+    fi
+    eval "exec $n>>\"\$dir/\$key.lock\""
+    if ! flock -w "$wait" "$n"; then
+      # who holds it: the other operations' files say since when and on which keys
+      others=$(cat "$dir"/op.*.since 2>/dev/null | tr '\n' ';')
+      printf 'timed out after %s s waiting for the host lock on %s (holders since, keys: %s)\n' \
+        "$wait" "$key" "${others%;}"
+      exit 1
+    fi
+    n=$((n + 1))
+  done
+  printf '%s%s\n' "$(date -u +%H:%M:%S)" "$keys" >"$st.since"
+  : >"$st.held"
+  echo held
+  exec >/dev/null
+  while [ ! -e "$st.released" ] && kill -0 "$anchor" 2>/dev/null; do
+    sleep 0.05 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+  done
+) </dev/null &
+said=
+IFS= read -r said <"$st.said"
+rm -f "$st.said"
+if [ "$said" != held ]; then
+  echo "host lock: ${said:-its holder ended before it held the lock}" >&2
+  exit 125
+fi
+exec "$@"
