@@ -89,9 +89,9 @@ describe("remote shell on a lab host", () => {
     expect(trace).toHaveLength(42);
     expect(trace[0]).toMatch(/^\d{10} shell$/);
     for (const line of trace.slice(1)) expect(line).toMatch(/^\d{10} \d+ \d+ \d+ \d+$/);
-    // "echo 0": `env 'LC_ALL=C' echo 0` is 21 bytes, no stdin, "0\n" out, nothing on stderr
-    expect(trace[1]?.split(" ").slice(1)).toEqual(["21", "0", "2", "0"]);
-    expect(trace[41]?.split(" ").slice(1)).toEqual(["20", "5", "2", "0"]);
+    // "echo 0": `exec echo 0` is 11 bytes, no stdin, "0\n" out, nothing on stderr
+    expect(trace[1]?.split(" ").slice(1)).toEqual(["11", "0", "2", "0"]);
+    expect(trace[41]?.split(" ").slice(1)).toEqual(["10", "5", "2", "0"]);
   });
 
   it("runs parallel commands in several shells, half the sessions, below sshd's MaxSessions", async () => {

@@ -47,6 +47,9 @@ trap 'exit 1' HUP INT TERM PIPE
 # dd reads exactly a block with iflag=fullblock (GNU, busybox); `head -c` in busybox reads ahead
 [ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
 trace=/run/pulumi-hypervisor/trace-requests
+# what `env LC_ALL=C` gives a command on a session of its own: messages and formats as parsed
+LC_ALL=C
+export LC_ALL
 locks=/run/pulumi-hypervisor/locks
 hello=${1-}
 

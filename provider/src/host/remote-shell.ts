@@ -34,6 +34,15 @@ export function remoteShellCommand(sudoPrefix: readonly string[] = []): string {
   return `${prefix}${loop} "$SSH_CONNECTION"`;
 }
 
+/**
+ * Returns the command line of one request for argv: `exec` runs the program itself, never a
+ * builtin or a function of the loop's shell, and starts no process besides it; the loop already
+ * runs with LC_ALL=C, which a session of its own gets from `env`.
+ */
+export function remoteShellRequest(argv: readonly string[]): string {
+  return `exec ${quoteArgv(argv)}`;
+}
+
 /** Returns the frame of one request: a header with both lengths, the command, stdin, "\n". */
 export function encodeRequest(command: string, stdin: Buffer): Buffer {
   const cmd = Buffer.from(command, "utf8");

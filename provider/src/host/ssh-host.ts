@@ -32,6 +32,7 @@ import { quoteArgv } from "./quote";
 import {
   RemoteShell,
   remoteShellCommand,
+  remoteShellRequest,
   remoteShellEnabled,
   ShellEndedError,
   type ShellHello,
@@ -412,7 +413,7 @@ export class SshHost implements Host {
   // Runs the request in a pooled remote shell; undefined when shells do not work on this host.
   private async runInShell(req: RunRequest, epoch: number): Promise<RunResult | undefined> {
     const shown = quoteArgv(req.shown ?? req.argv);
-    const command = buildRemoteCommand(req.argv, "none");
+    const command = remoteShellRequest(req.argv);
     const stdin = req.stdin === undefined ? Buffer.alloc(0) : Buffer.from(req.stdin);
     const deadlineMs = req.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.inFlight++;

@@ -9,10 +9,13 @@
 section links; ip -d -j addr show
 section routes4; ip -j route show table main
 section routes6; ip -6 -j route show table main
-section bridge-conf; cat /etc/qemu/bridge.conf 2>/dev/null || true
+# files are printed only when they exist: cat is then the only process these sections start
+section bridge-conf; if [ -f /etc/qemu/bridge.conf ]; then cat /etc/qemu/bridge.conf 2>/dev/null; fi
 section ssh-route; if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi
-section ports; cat /run/pulumi-hypervisor/bridge/"$2".ports 2>/dev/null || true
-section addr-assign-type; cat /sys/class/net/"$2"/addr_assign_type 2>/dev/null || true
+section ports
+if [ -f "/run/pulumi-hypervisor/bridge/$2.ports" ]; then cat "/run/pulumi-hypervisor/bridge/$2.ports" 2>/dev/null; fi
+section addr-assign-type
+if { IFS= read -r v <"/sys/class/net/$2/addr_assign_type"; } 2>/dev/null; then echo "$v"; fi
 . ./manager-probe.sh
 manager_probe "$2"
 . ../../persist/keepoff-probe.sh

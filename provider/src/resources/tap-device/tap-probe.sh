@@ -32,8 +32,8 @@ probe_sysctl "$owner" "$@" $claimed
 set +f
 section ids
 d=/sys/class/net/$name
-if [ -r "$d/owner" ]; then echo "owner $(cat "$d/owner")"; fi
-if [ -r "$d/group" ]; then echo "group $(cat "$d/group")"; fi
+if [ -r "$d/owner" ] && { IFS= read -r v <"$d/owner"; } 2>/dev/null; then echo "owner $v"; fi
+if [ -r "$d/group" ] && { IFS= read -r v <"$d/group"; } 2>/dev/null; then echo "group $v"; fi
 if [ -n "$user" ]; then echo "uid $(getent passwd "$user" | cut -d: -f3)"; fi
 if [ -n "$group" ]; then echo "gid $(getent group "$group" | cut -d: -f3)"; fi
 section holders
