@@ -122,8 +122,8 @@ describe("host lock held in remote shells", () => {
     const a = process2();
     const err = await withHostLock(a, ["Bridge.lk2"], undefined, async (host) => {
       await host.run({ argv: ["true"] });
-      // what a holder that ended leaves: no op.TOKEN.held
-      await h.exec(["sh", "-c", "rm -f /run/pulumi-hypervisor/locks/op.*.held"]);
+      // what a holder that ended leaves: no op.TOKEN.rel
+      await h.exec(["sh", "-c", "rm -f /run/pulumi-hypervisor/locks/op.*.rel"]);
       return host.run({ argv: ["touch", "/tmp/ran-unlocked"] });
     }).catch((e: unknown) => e);
     expect((err as Error).message).toBe(

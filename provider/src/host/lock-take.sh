@@ -3,7 +3,7 @@
 # first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. A holder process takes an flock on
 # /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
 # two holders never wait on each other crosswise), waiting at most WAIT seconds for each, and holds
-# them until the operation releases them (the shell's "U TOKEN" frame creates op.TOKEN.released)
+# them until the operation releases them (the shell's "U TOKEN" frame opens the fifo op.TOKEN.rel)
 # or the connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a
 # lost provider never keeps a lock. Taking the lock rides in the first command's round trip and
 # holds no SSH session.
@@ -35,11 +35,13 @@ if ! mkfifo "$st.said"; then
   echo "host lock: cannot create $st.said" >&2
   exit 125
 fi
-# The holder: it says "held" (or why not) through the fifo, then waits for the release. Its keys
-# are its descriptors 3 to 9 (opened with a literal number, hence eval; n is a number and the path
-# a reference, never spliced text); sleep gets none of them, so the locks go with the holder.
+# The holder: it says "held" (or why not) through the fifo op.TOKEN.said, then blocks opening the
+# fifo op.TOKEN.rel until the release opens it (the shell's "U TOKEN" frame) or its watcher does,
+# once the anchor is gone: no process runs while it holds. Its keys are its descriptors 3 to 9
+# (opened with a literal number, hence eval; n is a number and the path a reference, never
+# spliced text); the watcher and its sleep get none of them, so the locks go with the holder.
 (
-  trap 'rm -f "$st.held" "$st.released" "$st.since"' EXIT
+  trap 'rm -f "$st.rel" "$st.since"' EXIT
   trap 'exit 1' HUP INT TERM PIPE
   exec >"$st.said" 2>/dev/null
   n=3
@@ -58,13 +60,22 @@ fi
     fi
     n=$((n + 1))
   done
+  if ! mkfifo "$st.rel"; then
+    echo "cannot create $st.rel"
+    exit 1
+  fi
   printf '%s%s\n' "$(date -u +%H:%M:%S)" "$keys" >"$st.since"
-  : >"$st.held"
+  (
+    exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
+    while [ -p "$st.rel" ] && kill -0 "$anchor" 2>/dev/null; do sleep 1; done
+    # opened for reading and writing, which never blocks: the holder's open returns
+    if [ -p "$st.rel" ]; then : <>"$st.rel"; fi
+  ) </dev/null >/dev/null &
+  watcher=$!
   echo held
   exec >/dev/null
-  while [ ! -e "$st.released" ] && kill -0 "$anchor" 2>/dev/null; do
-    sleep 0.05 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-  done
+  : <"$st.rel"
+  kill "$watcher" 2>/dev/null
 ) </dev/null &
 said=
 IFS= read -r said <"$st.said"

@@ -214,7 +214,7 @@ function lockCheckArgv(token: string): string[] {
     "sh",
     "-c",
     'd=/run/pulumi-hypervisor/locks; if [ -d "$d" ] && command -v flock >/dev/null 2>&1 && ' +
-      '! [ -e "$d/op.$1.held" ]; then echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2; exit 125; fi; ' +
+      '! [ -p "$d/op.$1.rel" ]; then echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2; exit 125; fi; ' +
       'shift; exec "$@"',
     "lock-check",
     token,

@@ -53,11 +53,11 @@ export LC_ALL
 locks=/run/pulumi-hypervisor/locks
 hello=${1-}
 
-# Releases the host lock of operation $1: its holder (lock-take.sh) sees the file and ends. Only
-# builtins: no process is started, and nothing is created unless the operation holds a lock.
+# Releases the host lock of operation $1: its holder (lock-take.sh) waits opening the fifo
+# op.$1.rel, and an open for reading and writing never blocks. Only builtins: no process starts.
 release() {
   case $1 in '' | *[!0-9a-f]*) return 0 ;; esac
-  if [ -e "$locks/op.$1.held" ]; then { : >"$locks/op.$1.released"; } 2>/dev/null; fi
+  if [ -p "$locks/op.$1.rel" ]; then { : <>"$locks/op.$1.rel"; } 2>/dev/null; fi
   return 0
 }
 

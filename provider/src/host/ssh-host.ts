@@ -214,7 +214,7 @@ export class SshHost implements Host {
       argv: [
         "sh",
         "-c",
-        'f=/run/pulumi-hypervisor/locks/op.$1; if [ -e "$f.held" ]; then : >"$f.released"; fi',
+        'f=/run/pulumi-hypervisor/locks/op.$1.rel; if [ -p "$f" ]; then : <>"$f"; fi',
         "lock-release",
         token,
       ],
