@@ -180,8 +180,16 @@ while IFS=' ' read -r tag clen slen <&3; do
   code=$?
   o=0 e=0
   # busybox wc pads the count with spaces; arithmetic drops them
-  [ -s "$d/out" ] && o=$(($(wc -c <"$d/out") + 0))
-  [ -s "$d/err" ] && e=$(($(wc -c <"$d/err") + 0))
+  if [ -s "$d/out" ] && [ -s "$d/err" ]; then
+    # one wc for both, run in $d so its lines are "N out" and "N err" whatever $TMPDIR is
+    # shellcheck disable=SC2046 # splitting wc's output is the point
+    set -- $(cd "$d" && wc -c out err)
+    o=$((${1:-0} + 0)) e=$((${3:-0} + 0))
+  elif [ -s "$d/out" ]; then
+    o=$(($(wc -c <"$d/out") + 0))
+  elif [ -s "$d/err" ]; then
+    e=$(($(wc -c <"$d/err") + 0))
+  fi
   # counted before the reply goes out, so a session closed right after it still has its line
   if [ -e "$trace" ]; then
     { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null

@@ -26,7 +26,7 @@ section routes6
 ip -6 -j route show table main 2>/dev/null || echo '[]'
 section sysctls
 set -f
-claimed=$(cd /run/pulumi-hypervisor/sysctl 2>/dev/null && find . -type f -name "$owner" 2>/dev/null | sed -e 's|^\./||' -e 's|/[^/]*$||')
+claimed=$([ -d /run/pulumi-hypervisor/sysctl ] && cd /run/pulumi-hypervisor/sysctl 2>/dev/null && find . -type f -name "$owner" 2>/dev/null | sed -e 's|^\./||' -e 's|/[^/]*$||')
 # shellcheck disable=SC2086 # one key per line of find's output, globbing is off
 probe_sysctl "$owner" "$@" $claimed
 set +f
@@ -37,11 +37,13 @@ if [ -r "$d/group" ] && { IFS= read -r v <"$d/group"; } 2>/dev/null; then echo "
 if [ -n "$user" ]; then echo "uid $(getent passwd "$user" | cut -d: -f3)"; fi
 if [ -n "$group" ]; then echo "gid $(getent group "$group" | cut -d: -f3)"; fi
 section holders
-tab=$(printf '\t')
-self=$(readlink /proc/$$/ns/net)
+# only a tap that exists has holders: a create's first look skips the scan of every process's fds
+tab='	'
+self=
 # shellcheck disable=SC2013 # grep prints /proc paths, which have no spaces
-for f in $(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
+for f in $([ -e "$d" ] && grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
   pid=${f#/proc/}; pid=${pid%%/*}
+  [ -n "$self" ] || self=$(readlink /proc/$$/ns/net)
   [ "$(readlink /proc/"$pid"/ns/net 2>/dev/null)" = "$self" ] || continue
   echo "holder $pid $(tr '\000\n\t' '   ' < /proc/"$pid"/cmdline 2>/dev/null | cut -c1-300)"
 done
