@@ -1,9 +1,9 @@
 #!/bin/sh
 # Takes the host lock of one provider operation inside a remote shell and runs the operation's
-# first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. A holder process takes an flock on
+# first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. It takes an flock on
 # /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
-# two holders never wait on each other crosswise), waiting at most WAIT seconds for each, and holds
-# them until the operation releases them (the shell's "U TOKEN" frame opens the fifo op.TOKEN.rel)
+# two operations never wait on each other crosswise), waiting at most WAIT seconds for each, and
+# leaves them to a holder process, which holds them until the operation releases them (the shell's "U TOKEN" frame opens the fifo op.TOKEN.rel)
 # or the connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a
 # lost provider never keeps a lock. Taking the lock rides in the first command's round trip and
 # holds no SSH session.
@@ -26,62 +26,51 @@ case $anchor in
     exit 124
     ;;
 esac
-if ! mkdir -p "$dir" 2>/dev/null || ! command -v flock >/dev/null 2>&1; then exec "$@"; fi
+if { ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; } || ! command -v flock >/dev/null 2>&1; then
+  exec "$@"
+fi
 # Lock and state files name the resources being worked on: root alone reads them.
 umask 077
 st="$dir/op.$token"
-rm -f "$st.said"
-if ! mkfifo "$st.said"; then
-  echo "host lock: cannot create $st.said" >&2
+# The keys are descriptors 3 to 9 of this process (opened with a literal number, hence eval; n is a
+# number and the path a reference, never spliced text). An flock belongs to the open file, so the
+# holder started below, which inherits them, keeps the locks after this process closes its copies.
+n=3
+for key in $keys; do
+  if [ "$n" -gt 9 ]; then
+    echo "host lock: more than 7 lock keys" >&2
+    exit 125
+  fi
+  eval "exec $n>>\"\$dir/\$key.lock\""
+  if ! flock -w "$wait" "$n"; then
+    # who holds it: the other operations' files say since when and on which keys
+    others=$(cat "$dir"/op.*.since 2>/dev/null | tr '\n' ';')
+    printf 'host lock: timed out after %s s waiting for the host lock on %s (holders since, keys: %s)\n' \
+      "$wait" "$key" "${others%;}" >&2
+    exit 125
+  fi
+  n=$((n + 1))
+done
+if ! mkfifo "$st.rel"; then
+  echo "host lock: cannot create $st.rel" >&2
   exit 125
 fi
-# The holder: it says "held" (or why not) through the fifo op.TOKEN.said, then blocks opening the
-# fifo op.TOKEN.rel until the release opens it (the shell's "U TOKEN" frame) or its watcher does,
-# once the anchor is gone: no process runs while it holds. Its keys are its descriptors 3 to 9
-# (opened with a literal number, hence eval; n is a number and the path a reference, never
-# spliced text); the watcher and its sleep get none of them, so the locks go with the holder.
+printf '%s%s\n' "$(date -u +%H:%M:%S)" "$keys" >"$st.since"
+# The holder blocks opening the fifo op.TOKEN.rel until the release opens it (the shell's "U TOKEN"
+# frame) or its watcher does, once the anchor is gone: no process runs while it holds. The watcher
+# and its sleep get none of the lock descriptors, so the locks go with the holder.
 (
   trap 'rm -f "$st.rel" "$st.since"' EXIT
   trap 'exit 1' HUP INT TERM PIPE
-  exec >"$st.said" 2>/dev/null
-  n=3
-  for key in $keys; do
-    if [ "$n" -gt 9 ]; then
-      echo "more than 7 lock keys"
-      exit 1
-    fi
-    eval "exec $n>>\"\$dir/\$key.lock\""
-    if ! flock -w "$wait" "$n"; then
-      # who holds it: the other operations' files say since when and on which keys
-      others=$(cat "$dir"/op.*.since 2>/dev/null | tr '\n' ';')
-      printf 'timed out after %s s waiting for the host lock on %s (holders since, keys: %s)\n' \
-        "$wait" "$key" "${others%;}"
-      exit 1
-    fi
-    n=$((n + 1))
-  done
-  if ! mkfifo "$st.rel"; then
-    echo "cannot create $st.rel"
-    exit 1
-  fi
-  printf '%s%s\n' "$(date -u +%H:%M:%S)" "$keys" >"$st.since"
   (
     exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
     while [ -p "$st.rel" ] && kill -0 "$anchor" 2>/dev/null; do sleep 1; done
     # opened for reading and writing, which never blocks: the holder's open returns
     if [ -p "$st.rel" ]; then : <>"$st.rel"; fi
-  ) </dev/null >/dev/null &
+  ) &
   watcher=$!
-  echo held
-  exec >/dev/null
   : <"$st.rel"
   kill "$watcher" 2>/dev/null
-) </dev/null &
-said=
-IFS= read -r said <"$st.said"
-rm -f "$st.said"
-if [ "$said" != held ]; then
-  echo "host lock: ${said:-its holder ended before it held the lock}" >&2
-  exit 125
-fi
+) </dev/null >/dev/null 2>&1 &
+exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 exec "$@"
