@@ -8,6 +8,7 @@ import { LAB_USERS, startLab, type Lab, type LabHost } from "../../lab";
 import { CommandDeadlineError } from "../../provider/src/errors";
 import { Connection } from "../../provider/src/host/connection";
 import type { Host } from "../../provider/src/host/host";
+import { withHostLock } from "../../provider/src/host/lock";
 import { closeAllHosts, hostFor } from "../../provider/src/host/pool";
 import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
 import { startRelay } from "../../bench/relay";
@@ -210,6 +211,16 @@ describe("remote shell on a lab host", () => {
       // $SSH_CONNECTION came from the login before sudo, in the shell's hello: no extra session
       expect(await host.sessionClientAddress?.()).toBe(h.controllerAddress);
       expect((await sessions()) - before).toBe(1);
+      // the anchor of host locks taken under sudo is the connection's sshd, above sudo
+      const anchor = await host.run({
+        argv: ["sh", "-c", 'cat /proc/"$PULUMI_HYPERVISOR_SHELL_ANCHOR"/comm'],
+      });
+      expect(anchor.stdout).toMatch(/^sshd/);
+      const locked = await withHostLock(host, ["Bridge.sudo0"], undefined, async (l) => {
+        await l.run({ argv: ["true"] });
+        return (await l.run({ argv: ["id", "-u"] })).stdout;
+      });
+      expect(locked).toBe("0\n");
       // while the shell is up, with its private directory in place
       const found = await h.exec([
         "sh",
