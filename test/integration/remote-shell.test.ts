@@ -88,8 +88,8 @@ describe("remote shell on a lab host", () => {
       .split("\n");
     // the shell's start, then a line per request
     expect(trace).toHaveLength(42);
-    expect(trace[0]).toMatch(/^\d{10} shell$/);
-    for (const line of trace.slice(1)) expect(line).toMatch(/^\d{10} \d+ \d+ \d+ \d+$/);
+    expect(trace[0]).toMatch(/^\d+\.\d\d shell$/);
+    for (const line of trace.slice(1)) expect(line).toMatch(/^\d+\.\d\d \d+ \d+ \d+ \d+$/);
     // "echo 0": `exec echo 0` is 11 bytes, no stdin, "0\n" out, nothing on stderr
     expect(trace[1]?.split(" ").slice(1)).toEqual(["11", "0", "2", "0"]);
     expect(trace[41]?.split(" ").slice(1)).toEqual(["10", "5", "2", "0"]);

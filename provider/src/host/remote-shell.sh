@@ -29,9 +29,9 @@
 # still appends to those files.
 #
 # Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
-# exists, a loop appends "EPOCH_SECONDS shell" to it when it starts (so sessions that were shells
-# can be told from sessions of one command each) and one line "EPOCH_SECONDS CMDLEN STDINLEN OUTLEN
-# ERRLEN" per request, before its reply. Only lengths: a command line may hold secrets, so it is
+# exists, a loop appends "UPTIME shell" (seconds since boot, from /proc/uptime) to it when it
+# starts (so sessions that were shells can be told from sessions of one command each) and one line
+# "UPTIME CMDLEN STDINLEN OUTLEN ERRLEN" per request, before its reply. Only lengths: a command line may hold secrets, so it is
 # never written anywhere.
 #
 # Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
@@ -121,7 +121,7 @@ tree() {
 }
 
 if [ -e "$trace" ]; then
-  { printf '%s shell\n' "$(date +%s)" >>"$trace"; } 2>/dev/null
+  { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
 printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "$hello"
 while IFS=' ' read -r tag clen slen <&3; do
@@ -192,7 +192,8 @@ while IFS=' ' read -r tag clen slen <&3; do
   fi
   # counted before the reply goes out, so a session closed right after it still has its line
   if [ -e "$trace" ]; then
-    { printf '%s %s %s %s %s\n' "$(date +%s)" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
+    # the time from /proc/uptime with a builtin: counting adds no process to what it counts
+    { read -r up _ </proc/uptime && printf '%s %s %s %s %s\n' "$up" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
   fi
   printf '%d %d %d\n' "$code" "$o" "$e"
   [ "$o" -gt 0 ] && head -c "$o" "$d/out"
