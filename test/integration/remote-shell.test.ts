@@ -36,9 +36,12 @@ async function sh(script: string): Promise<string> {
   return r.stdout;
 }
 
-// The loop is the parent of the subshell that runs a command (env execs sh in that subshell).
+// The loop whose shell runs the command.
 async function loopPid(host: Host): Promise<number> {
-  const r = await host.run({ argv: ["sh", "-c", 'set -- $(cat /proc/$PPID/stat); echo "$4"'] });
+  // the request's `exec` replaces the subshell, so the command's parent is the loop itself
+  const r = await host.run({
+    argv: ["sh", "-c", 'grep -q remote-shell.sh /proc/$PPID/cmdline && echo "$PPID"'],
+  });
   return Number(r.stdout);
 }
 

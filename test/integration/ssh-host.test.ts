@@ -1004,11 +1004,14 @@ describe("remote shell", () => {
     const server = await startServer({ hostKey: hostKeyB });
     try {
       const host = hostFor(connect(server));
-      // the loop is the parent of the subshell that runs the command (env execs sh in it)
+      // the request's `exec` replaces the subshell, so the command's parent is the loop itself
       const loopPid = async (): Promise<number> =>
         Number(
-          (await host.run({ argv: ["sh", "-c", 'set -- $(cat /proc/$PPID/stat); echo "$4"'] }))
-            .stdout,
+          (
+            await host.run({
+              argv: ["sh", "-c", 'grep -q remote-shell.sh /proc/$PPID/cmdline && echo "$PPID"'],
+            })
+          ).stdout,
         );
       const first = await loopPid();
       process.kill(first, "SIGKILL");
