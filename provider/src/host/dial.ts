@@ -1,4 +1,4 @@
-import { createConnection } from "node:net";
+import { createConnection, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from "ssh2";
 import { reasonOf, RetryableDialError, SshConnectionError, TunnelError } from "../errors";
@@ -92,6 +92,24 @@ async function openTunnel(target: DialTarget, proxy: ProxyHop): Promise<ClientCh
   }
 }
 
+/**
+ * Returns the socket with the writes of one tick sent together: ssh2 writes every SSH packet on
+ * its own (a channel's open, exec, data, EOF and close; a window adjust per read), and each write
+ * is a system call. Corked until the end of the tick, they leave in one writev, in order, with no
+ * added delay (nothing waits for a timer or the peer).
+ */
+export function coalesceWrites(sock: Socket): Socket {
+  const write = sock.write.bind(sock);
+  sock.write = ((...args: Parameters<Socket["write"]>): boolean => {
+    if (sock.writableCorked === 0 && !sock.destroyed) {
+      sock.cork();
+      process.nextTick(() => sock.uncork());
+    }
+    return Reflect.apply(write, sock, args);
+  }) as Socket["write"];
+  return sock;
+}
+
 async function dialOnce(target: DialTarget): Promise<LiveConnection> {
   const { conn, label } = target;
   const check = await hostKeyCheckFor(conn, label);
@@ -100,7 +118,7 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
   // packets waited on the peer's delayed ACK, about 40 ms per remote command.
   const sock = target.proxy
     ? await openTunnel(target, target.proxy)
-    : createConnection({ host, port }).setNoDelay(true);
+    : coalesceWrites(createConnection({ host, port }).setNoDelay(true));
   const methods = authMethodsOf(conn);
   const client = new Client();
   let refused: string | undefined;
