@@ -45,7 +45,7 @@ function counted(sock: Socket): { writes: number[] } {
 }
 
 describe("coalesceWrites", () => {
-  it("sends the writes of one tick in one vectored write, in order", async () => {
+  it("sends the writes of one event-loop turn in one vectored write, in order", async () => {
     const sock = coalesceWrites(createConnection({ host: "127.0.0.1", port }));
     await once(sock, "connect");
     const seen = counted(sock);
@@ -60,6 +60,21 @@ describe("coalesceWrites", () => {
     await once(sock, "close");
     expect(seen.writes).toEqual([3, 1, 2]);
     expect(await received.at(-1)).toBe("abcdef");
+  });
+
+  it("also joins writes made by promise continuations of the same turn", async () => {
+    const sock = coalesceWrites(createConnection({ host: "127.0.0.1", port }));
+    await once(sock, "connect");
+    const seen = counted(sock);
+    sock.write("reply-ack\n");
+    await Promise.resolve();
+    await Promise.resolve();
+    sock.write("next-request\n");
+    await new Promise((r) => setImmediate(r));
+    sock.end();
+    await once(sock, "close");
+    expect(seen.writes).toEqual([2]);
+    expect(await received.at(-1)).toBe("reply-ack\nnext-request\n");
   });
 
   it("reports the write's own return value and callback", async () => {

@@ -93,17 +93,18 @@ async function openTunnel(target: DialTarget, proxy: ProxyHop): Promise<ClientCh
 }
 
 /**
- * Returns the socket with the writes of one tick sent together: ssh2 writes every SSH packet on
- * its own (a channel's open, exec, data, EOF and close; a window adjust per read), and each write
- * is a system call. Corked until the end of the tick, they leave in one writev, in order, with no
- * added delay (nothing waits for a timer or the peer).
+ * Returns the socket with the writes of one event-loop turn sent together: ssh2 writes every SSH
+ * packet on its own (a channel's open, exec, data, EOF and close; the remote shell's request and
+ * its acknowledgement of the previous reply), and each write is a system call. Corked until the
+ * turn's I/O callbacks and promise continuations have run (setImmediate), they leave in one
+ * writev, in order; nothing waits for a timer or for the peer. end() flushes what is corked.
  */
 export function coalesceWrites(sock: Socket): Socket {
   const write = sock.write.bind(sock);
   sock.write = ((...args: Parameters<Socket["write"]>): boolean => {
     if (sock.writableCorked === 0 && !sock.destroyed) {
       sock.cork();
-      process.nextTick(() => sock.uncork());
+      setImmediate(() => sock.uncork());
     }
     return Reflect.apply(write, sock, args);
   }) as Socket["write"];
