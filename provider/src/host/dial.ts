@@ -1,4 +1,4 @@
-import { createConnection, type Socket } from "node:net";
+import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from "ssh2";
 import { reasonOf, RetryableDialError, SshConnectionError, TunnelError } from "../errors";
@@ -92,25 +92,6 @@ async function openTunnel(target: DialTarget, proxy: ProxyHop): Promise<ClientCh
   }
 }
 
-/**
- * Returns the socket with the writes of one event-loop turn sent together: ssh2 writes every SSH
- * packet on its own (a channel's open, exec, data, EOF and close; the remote shell's request and
- * its acknowledgement of the previous reply), and each write is a system call. Corked until the
- * turn's I/O callbacks and promise continuations have run (setImmediate), they leave in one
- * writev, in order; nothing waits for a timer or for the peer. end() flushes what is corked.
- */
-export function coalesceWrites(sock: Socket): Socket {
-  const write = sock.write.bind(sock);
-  sock.write = ((...args: Parameters<Socket["write"]>): boolean => {
-    if (sock.writableCorked === 0 && !sock.destroyed) {
-      sock.cork();
-      setImmediate(() => sock.uncork());
-    }
-    return Reflect.apply(write, sock, args);
-  }) as Socket["write"];
-  return sock;
-}
-
 async function dialOnce(target: DialTarget): Promise<LiveConnection> {
   const { conn, label } = target;
   const check = await hostKeyCheckFor(conn, label);
@@ -119,7 +100,7 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
   // packets waited on the peer's delayed ACK, about 40 ms per remote command.
   const sock = target.proxy
     ? await openTunnel(target, target.proxy)
-    : coalesceWrites(createConnection({ host, port }).setNoDelay(true));
+    : createConnection({ host, port }).setNoDelay(true);
   const methods = authMethodsOf(conn);
   const client = new Client();
   let refused: string | undefined;
