@@ -79,7 +79,8 @@ export function parsePublicKeyLine(line: string): PublicKey | undefined {
 }
 
 // Every parse of a connection checks its hostKey, and diff compares pins: a process sees a few
-// distinct keys, each thousands of times, so each is decoded and hashed once (pins are readonly, so sharing one is safe).
+// distinct keys, each thousands of times, so each is decoded and hashed once. Pins are readonly,
+// so every caller may share one.
 const pins = new Map<string, HostKeyPin | undefined>();
 const MAX_CACHED_PINS = 256;
 
