@@ -1,7 +1,8 @@
-// `npx tsx bench/profile.ts DIR [--all]`: sums the V8 CPU profiles that `npm run bench -- --cpu-prof
-// DIR` wrote (one per plugin process) by where the time went. By default only the samples from the
-// first call into the provider on count: the plugin's start-up (node, @pulumi/pulumi, typescript
-// for closure serialization) is reported apart by the bench and is not per-operation work.
+// `npx tsx bench/profile.ts DIR [--all]`: sums the V8 CPU profiles that
+// `npm run bench -- --cpu-prof DIR` wrote (one per plugin process) by where the time went. By
+// default only the samples from the first call into the provider on count: the plugin's start-up
+// (node, @pulumi/pulumi, typescript for closure serialization) is reported apart by the bench and
+// is not per-operation work.
 //
 // A V8 profile samples the main thread's stack at intervals whether it runs or not: a thread
 // descheduled inside a system call (a socket write that woke the lab host's sshd on this machine)
@@ -39,7 +40,7 @@ export interface Sums {
 
 const PROVIDER = /\/dist\/provider\/src\//;
 
-// node_modules/<package> of the innermost package in the URL, dist/... for the repository's own code.
+// The innermost node_modules/<package> of the URL; dist/... for the repository's own code.
 function where(url: string): string {
   const pkgs = url.match(/node_modules\/(@[^/]+\/)?[^/]+/g);
   if (pkgs) return (pkgs[pkgs.length - 1] ?? "").replace("node_modules/", "");
@@ -131,10 +132,10 @@ export function renderSums(s: Sums, top = 25): string {
     ...[...m]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(
-        ([k, v]) =>
-          `${v.toFixed(0).padStart(7)} ms ${((100 * v) / (s.totalMs || 1)).toFixed(1).padStart(5)}%  ${k}`,
-      ),
+      .map(([k, v]) => {
+        const pct = ((100 * v) / (s.totalMs || 1)).toFixed(1);
+        return `${v.toFixed(0).padStart(7)} ms ${pct.padStart(5)}%  ${k}`;
+      }),
     "",
   ];
   return [

@@ -28,9 +28,10 @@ export function uniqueItems(what: string) {
 }
 
 /**
- * Returns the zod schema of one link of `ip -d -j link|addr show`, with its kind's info_data. Fields
- * not in the schema are dropped, not copied: `ip` prints dozens per link (a bridge's info_data
- * alone has about forty), and copying them made parsing a host's links about three times slower.
+ * Returns the zod schema of one link of `ip -d -j link|addr show`, with its kind's info_data.
+ * Fields not in the schema are dropped, not copied: `ip` prints dozens per link (a bridge's
+ * info_data alone has about forty), and copying them made parsing a host's links about three
+ * times slower.
  */
 export function ipLinkSchema<T extends z.ZodRawShape>(infoData: T) {
   return z.object({

@@ -4,7 +4,7 @@ import { mergeSums, renderSums, sumProfile, type CpuProfile } from "../../bench/
 
 const DIST = "file:///repo/dist/provider/src";
 
-// root -> startup (pulumi); root -> create (provider) -> parse (zod) and -> write (ssh2 -> writeBuffer)
+// root -> start-up (pulumi); root -> create (provider) -> parse (zod), and -> ssh2 -> writeBuffer
 const profile: CpuProfile = {
   nodes: [
     { id: 1, callFrame: { functionName: "(root)", url: "", lineNumber: -1 }, children: [2, 3, 7] },
