@@ -385,7 +385,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const existed = this.mod.exists(before);
     const steps = this.plan(desired, before, what);
     if (steps.length === 0 && existed) return before;
-    for (const step of steps) logInfo(`${what}: ${step.summary}`);
+    logInfo(...steps.map((step) => `${what}: ${step.summary}`));
     // From the first step on the host may have changed, so every failure (a step, a lost
     // connection, the observation after apply, a plan that refuses it) carries the id: the engine
     // records the object and the next update finishes it, or destroy removes it.
@@ -569,7 +569,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const before = await this.observe(host, inputs, ctx, what);
     const steps = this.plan(undefined, before, what);
     if (steps.length === 0) return;
-    for (const step of steps) logInfo(`${what}: ${step.summary}`);
+    logInfo(...steps.map((step) => `${what}: ${step.summary}`));
     let after: S;
     try {
       after = await this.applyAndObserve(host, steps, inputs, ctx, what);

@@ -26,9 +26,10 @@ export function withResourceUrn<T>(urn: string, fn: () => T): T {
   return resourceUrn.run(urn, fn);
 }
 
-/** Writes one informational line for the engine's debug log. */
-export function logInfo(message: string): void {
-  process.stderr.write(`pulumi-hypervisor: ${message}\n`);
+/** Writes informational lines for the engine's debug log, all in one write (one system call). */
+export function logInfo(...messages: readonly string[]): void {
+  if (messages.length === 0) return;
+  process.stderr.write(messages.map((m) => `pulumi-hypervisor: ${m}\n`).join(""));
 }
 
 /** Writes one warning line for the engine's debug log and shows it to the user through the engine. */

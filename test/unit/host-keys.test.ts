@@ -108,6 +108,22 @@ describe("pinned host keys", () => {
     }
   });
 
+  it("decodes a pin once: the same text gives the same answer, a bad one stays undefined", () => {
+    const { line, keygenFingerprint } = k("ed25519");
+    const first = parseHostKeyPin(line);
+    expect(parseHostKeyPin(line)).toBe(first);
+    expect(parseHostKeyPin(` ${line} `)).toEqual(first);
+    expect(parseHostKeyPin(k("ed25519b").line)?.fingerprint).not.toBe(keygenFingerprint);
+    expect(parseHostKeyPin("SHA256:short")).toBeUndefined();
+    expect(parseHostKeyPin("SHA256:short")).toBeUndefined();
+    // more distinct texts than the cache keeps: every answer is still the decoded one
+    for (let i = 0; i < 300; i++) {
+      const fp = `SHA256:${String(i).padStart(43, "A")}`;
+      expect(parseHostKeyPin(fp)).toEqual({ fingerprint: fp });
+    }
+    expect(parseHostKeyPin(line)).toEqual({ fingerprint: keygenFingerprint, type: "ssh-ed25519" });
+  });
+
   it("refuses another key, naming both fingerprints and where the expectation came from", () => {
     const pin = parseHostKeyPin(k("ed25519").line);
     if (!pin) throw new Error("pin did not parse");

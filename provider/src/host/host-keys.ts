@@ -78,8 +78,22 @@ export function parsePublicKeyLine(line: string): PublicKey | undefined {
   return undefined;
 }
 
+// Every parse of a connection checks its hostKey, and diff compares pins: a process sees a few
+// distinct keys, each thousands of times, so each is decoded and hashed once. Pins are readonly,
+// so every caller may share one.
+const pins = new Map<string, HostKeyPin | undefined>();
+const MAX_CACHED_PINS = 256;
+
 /** Returns the pin that connection.hostKey describes, or undefined if it is neither form. */
 export function parseHostKeyPin(hostKey: string): HostKeyPin | undefined {
+  if (pins.has(hostKey)) return pins.get(hostKey);
+  const pin = decodeHostKeyPin(hostKey);
+  if (pins.size >= MAX_CACHED_PINS) pins.clear();
+  pins.set(hostKey, pin);
+  return pin;
+}
+
+function decodeHostKeyPin(hostKey: string): HostKeyPin | undefined {
   const text = hostKey.trim();
   const fp = /^SHA256:([A-Za-z0-9+/]{43})=?$/.exec(text);
   if (fp) return { fingerprint: `SHA256:${fp[1]}` };
