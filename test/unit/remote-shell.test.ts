@@ -259,9 +259,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     // lines the loop writes there
     const body = readFileSync(join(__dirname, "../../provider/src", REMOTE_SHELL_SCRIPT), "utf8");
     expect(body).toContain(`printf '%s shell\\n' "$up" >>"$trace"`);
-    expect(body).toContain(
-      `printf '%s %s %s %s %s\\n' "$up" "$clen" "$slen" "$o" "$e" >>"$trace"`,
-    );
+    expect(body).toContain(`printf '%s %s %s %s %s\\n' "$up" "$clen" "$slen" "$o" "$e" >>"$trace"`);
     // the time comes from a builtin read of /proc/uptime: counting starts no process
     expect(body.match(/read -r up _ <\/proc\/uptime/g)).toHaveLength(2);
     expect(body).not.toContain("date +%s");
