@@ -1,5 +1,6 @@
 // The bench's command line, parsed with node:util parseArgs into checked options.
 import { parseArgs } from "node:util";
+import { LAB_NAME_RE } from "../lab/layout";
 
 export interface BenchOptions {
   hosts: number;
@@ -9,6 +10,7 @@ export interface BenchOptions {
   /** Link delays to run (ms each way); 0 is the direct link. */
   delays: number[];
   modes: Mode[];
+  /** The lab hosts' name (--lab): two benches at once need two names. */
   labName: string;
   /** How the engine orders operations (see Schedule). */
   schedules: Schedule[];
@@ -45,7 +47,7 @@ export function usage(): string {
     "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
     "                              [--modes pooled,per-command] [--schedules serial,parallel]",
     "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
-    "                              [--json FILE] [--cpu-prof DIR] [--quick]",
+    "                              [--json FILE] [--cpu-prof DIR] [--lab bench] [--quick]",
     "--quick: 1 host x 5 resources, 0 ms, serial, Ansible tuned and the floor (a smoke run)",
   ].join("\n");
 }
@@ -68,6 +70,16 @@ function oneOf<T extends string>(flag: string, value: string, allowed: readonly 
   return list as T[];
 }
 
+// A lab's name is part of its state directory and namespace names (lab/layout.ts).
+function labName(v: string): string {
+  if (!LAB_NAME_RE.test(v)) {
+    throw new Error(
+      `--lab must be a lowercase name of 1-24 letters, digits and dashes, not ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
 /** Returns the options parsed from argv; throws with a specific message on a bad one. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   let values;
@@ -87,6 +99,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         peers: { type: "string" },
         "cpu-prof": { type: "string" },
         quick: { type: "boolean" },
+        lab: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -114,7 +127,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
             ? [0, latencyMs]
             : [0],
     modes: values.modes !== undefined ? oneOf("--modes", values.modes, MODES) : [...MODES],
-    labName: "bench",
+    labName: values.lab !== undefined ? labName(values.lab) : "bench",
     schedules:
       values.schedules !== undefined
         ? oneOf("--schedules", values.schedules, SCHEDULES)

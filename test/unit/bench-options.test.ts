@@ -36,6 +36,13 @@ describe("bench options", () => {
     });
   });
 
+  it("--lab names the lab, so two benches can run at once; a name the lab refuses is an error", () => {
+    expect(parseBenchArgs(["--lab", "bench2"]).labName).toBe("bench2");
+    expect(() => parseBenchArgs(["--lab", "../x"])).toThrow(
+      '--lab must be a lowercase name of 1-24 letters, digits and dashes, not "../x"',
+    );
+  });
+
   it("takes the tools to compare with, none, and a profile directory", () => {
     expect(parseBenchArgs(["--peers", "floor"])).toMatchObject({
       peers: ["floor"],
