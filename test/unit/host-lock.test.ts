@@ -85,7 +85,7 @@ describe("host lock in a remote shell", () => {
       "ip",
       "link",
     ]);
-    expect(check?.slice(3)).toEqual(["lock-check", token, "ip", "addr"]);
+    expect(check?.slice(3)).toEqual(["lock-check.sh", token, "ip", "addr"]);
     expect(host.released).toEqual([token]);
     expect(host.holds).toBe(0);
     expect(host.maxHolders).toBe(0); // no session held a lock

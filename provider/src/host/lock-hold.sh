@@ -1,9 +1,8 @@
 #!/bin/sh
 # Holds the host lock of one provider operation whose commands run on sessions of their own (in a
-# remote shell, lock-take.sh takes it instead, with no session): `lock-hold.sh TOKEN WAIT KEY...` takes an flock on
-# /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
-# two holders never wait on each other crosswise), waiting at most WAIT seconds for each, and holds
-# them until its session closes (printf fails on the closed pipe) or op.TOKEN.held is removed.
+# remote shell, lock-take.sh takes it instead, with no session): `lock-hold.sh TOKEN WAIT KEY...`
+# takes an flock on /run/pulumi-hypervisor/locks/KEY.lock for each KEY (take_lock_keys in
+# lock-keys.sh) and holds them until its session closes (printf fails on the closed pipe) or op.TOKEN.held is removed.
 # Commands of the same operation wait for op.TOKEN.held (lock-wait.sh) before they run.
 # Exit 3: the lock cannot be taken on this host (no flock, no writable /run): the operation runs
 # unlocked, as before there was a lock.
@@ -22,27 +21,14 @@ if ! command -v flock >/dev/null 2>&1; then
   echo "no host lock: flock is not installed" >&2
   exit 3
 fi
-trap 'rm -f "$st.pid" "$st.held"' EXIT
+trap 'rm -f "$st.since" "$st.held"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
-printf '%s %s %s\n' "$$" "$(date -u +%H:%M:%S)" "$*" >"$st.pid"
-# One descriptor per key, from 3 up: the shell opens them with a literal number, hence eval; n is
-# a number and the path is a reference, never spliced text.
-n=3
-for key in "$@"; do
-  if [ "$n" -gt 9 ]; then
-    echo "more than 7 lock keys" | tee "$st.failed" >&2
-    exit 1
-  fi
-  eval "exec $n>>\"\$dir/\$key.lock\""
-  if ! flock -w "$wait" "$n"; then
-    # who holds it: the other operations' pid files say since when and on which keys
-    others=$(cat "$dir"/op.*.pid 2>/dev/null | grep -v "^$$ " | tr '\n' ';')
-    printf 'timed out after %s s waiting for the host lock on %s (holders: pid, since, keys: %s)\n' \
-      "$wait" "$key" "${others%;}" | tee "$st.failed" >&2
-    exit 1
-  fi
-  n=$((n + 1))
-done
+. ./lock-keys.sh
+if ! take_lock_keys "$dir" "$wait" "$@"; then
+  echo "$lock_why" | tee "$st.failed" >&2
+  exit 1
+fi
+lock_since "$dir" "$token" "$@"
 : >"$st.held"
 # sleep gets none of the lock descriptors: when this shell is killed (the session closed), the
 # locks go at once instead of with the sleep

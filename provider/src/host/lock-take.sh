@@ -32,30 +32,20 @@ fi
 # Lock and state files name the resources being worked on: root alone reads them.
 umask 077
 st="$dir/op.$token"
-# The keys are descriptors 3 to 9 of this process (opened with a literal number, hence eval; n is a
-# number and the path a reference, never spliced text). An flock belongs to the open file, so the
-# holder started below, which inherits them, keeps the locks after this process closes its copies.
-n=3
-for key in $keys; do
-  if [ "$n" -gt 9 ]; then
-    echo "host lock: more than 7 lock keys" >&2
-    exit 125
-  fi
-  eval "exec $n>>\"\$dir/\$key.lock\""
-  if ! flock -w "$wait" "$n"; then
-    # who holds it: the other operations' files say since when and on which keys
-    others=$(cat "$dir"/op.*.since 2>/dev/null | tr '\n' ';')
-    printf 'host lock: timed out after %s s waiting for the host lock on %s (holders since, keys: %s)\n' \
-      "$wait" "$key" "${others%;}" >&2
-    exit 125
-  fi
-  n=$((n + 1))
-done
+# An flock belongs to the open file, so the holder started below, which inherits the descriptors,
+# keeps the locks after this process closes its copies.
+. ./lock-keys.sh
+# shellcheck disable=SC2086 # the keys are plain names, one word each (lock.ts checks them)
+if ! take_lock_keys "$dir" "$wait" $keys; then
+  echo "host lock: $lock_why" >&2
+  exit 125
+fi
 if ! mkfifo "$st.rel"; then
   echo "host lock: cannot create $st.rel" >&2
   exit 125
 fi
-printf '%s%s\n' "$(date -u +%H:%M:%S)" "$keys" >"$st.since"
+# shellcheck disable=SC2086
+lock_since "$dir" "$token" $keys
 # The holder blocks opening the fifo op.TOKEN.rel until the release opens it (the shell's "U TOKEN"
 # frame) or its watcher does, once the anchor is gone: no process runs while it holds. The watcher
 # and its sleep get none of the lock descriptors, so the locks go with the holder.

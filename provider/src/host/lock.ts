@@ -152,7 +152,6 @@ async function holdInShell<T>(
   let leaveHolder: (() => void) | undefined;
   // the first command went out: its holder may hold the lock, whatever came back
   let sent = false;
-  const check = lockCheckArgv(token);
 
   const locked: Host = withPassThrough(host, async (req: RunRequest) => {
     if (viaHolder) return viaHolder.run(req);
@@ -168,7 +167,7 @@ async function holdInShell<T>(
               ...req.argv,
             ]),
           )
-        : [...check, ...req.argv];
+        : scriptArgv(scriptIn(__dirname, "lock-check.sh", [token, ...req.argv]));
     if (op.state === "new") sent = true;
     const r = await host.run({ ...req, argv, shown, reject: false });
     const said = r.stderr.trim();
@@ -207,18 +206,9 @@ async function holdInShell<T>(
   }
 }
 
-// The check before every command after the first: the lock is still held (its holder ends with
-// the connection; a command that finds it gone fails instead of running unlocked).
-function lockCheckArgv(token: string): string[] {
-  return [
-    "sh",
-    "-c",
-    'd=/run/pulumi-hypervisor/locks; if [ -d "$d" ] && command -v flock >/dev/null 2>&1 && ' +
-      '! [ -p "$d/op.$1.rel" ]; then echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2; exit 125; fi; ' +
-      'shift; exec "$@"',
-    "lock-check",
-    token,
-  ];
+/** Returns the argv that releases operation `token`'s lock when no remote shell takes the frame. */
+export function lockReleaseArgv(token: string): string[] {
+  return scriptArgv(scriptIn(__dirname, "lock-release.sh", [token]));
 }
 
 interface Deferred<T> {

@@ -28,6 +28,7 @@ import {
   type RunResult,
   type ShellLockHold,
 } from "./host";
+import { lockReleaseArgv } from "./lock";
 import { quoteArgv } from "./quote";
 import {
   RemoteShell,
@@ -210,16 +211,7 @@ export class SshHost implements Host {
     // No shell is left on this connection (closed to make room): a command does it. With the
     // connection gone, so is the holder, and there is nothing to release.
     if (!this.live || this.live.closed) return;
-    void this.run({
-      argv: [
-        "sh",
-        "-c",
-        'f=/run/pulumi-hypervisor/locks/op.$1.rel; if [ -p "$f" ]; then : <>"$f"; fi',
-        "lock-release",
-        token,
-      ],
-      reject: false,
-    }).catch(() => undefined);
+    void this.run({ argv: lockReleaseArgv(token), reject: false }).catch(() => undefined);
   }
 
   /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
