@@ -2,7 +2,8 @@
 # Runs the commands of one batch: plan steps in order, then read-only probes. Each command arrives
 # as positional parameters `OK-CODES HAS-STDIN N WORD...`: the exit codes that count as success
 # (comma-separated; `probe` for a probe, `probe-bg` for a probe that may run beside the other
-# probe-bg ones), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
+# probe-bg ones; `ip-batch` for a run of `ip` commands whose N words are the lines of one
+# `ip -batch -`), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
 # and its N words. Each command's start is marked on stdout and stderr, so the caller can cut out
 # each command's own output. The first failing step is reported and ends the batch (no probe runs
 # after it); a probe's exit code follows its output on stderr and the other probes run regardless,
@@ -25,6 +26,11 @@ while [ $# -gt 0 ]; do
     cmd="$cmd \"\${$k}\""
     k=$((k + 1))
   done
+  if [ "$ok" = ip-batch ]; then
+    # one ip for the whole run: printf is a builtin, so ip is the only program started. Without
+    # -force ip stops at the first failing line, says which on stderr and exits nonzero.
+    cmd="printf '%s\\n'$cmd | ip -batch -" ok=0
+  fi
   if [ "$ok" = probe-bg ] && [ -z "$dir" ]; then
     dir=$(mktemp -d 2>/dev/null) || dir=''
   fi

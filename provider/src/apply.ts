@@ -16,6 +16,8 @@ interface Command {
   readonly shown: readonly string[];
   readonly stdin?: string;
   readonly okExitCodes: readonly number[];
+  /** A run of `ip` steps sent as one `ip -batch -` (argv holds its lines): each step's command. */
+  readonly merged?: readonly Command[];
 }
 
 function commandOf(step: Step): Command {
@@ -31,17 +33,84 @@ function commandOf(step: Step): Command {
   };
 }
 
+// How many plan steps a command carries.
+const stepsIn = (c: Command): number => c.merged?.length ?? 1;
+
+// A word `ip -batch` reads back unchanged: its reader (iproute2 getcmdline, makeargs) cuts a line
+// at `#`, joins a line ending in a backslash, splits at blanks and takes '…' or "…" verbatim up to
+// the same quote. Plain words need nothing; words with single inner spaces go in double quotes.
+const PLAIN = /^[A-Za-z0-9_.:/@%+=,~-]+$/;
+const SPACED = /^[A-Za-z0-9_.:/@%+=,~-]+( [A-Za-z0-9_.:/@%+=,~-]+)+$/;
+// makeargs takes at most 99 words a line (and exits on more), far above any plan's.
+const MAX_WORDS = 64;
+
+/**
+ * Returns the `ip -batch` line that runs the argv exactly as `ip` alone would, or undefined when it
+ * cannot: not `ip`, a global option first (a line cannot carry one), or a word the reader would
+ * change.
+ */
+export function ipBatchLine(argv: readonly string[]): string | undefined {
+  const [ip, first, ...rest] = argv;
+  if (ip !== "ip" || first === undefined || first.startsWith("-")) return undefined;
+  if (argv.length > MAX_WORDS) return undefined;
+  const words: string[] = [];
+  for (const w of [first, ...rest]) {
+    if (PLAIN.test(w)) words.push(w);
+    else if (SPACED.test(w)) words.push(`"${w}"`);
+    else return undefined;
+  }
+  return words.join(" ");
+}
+
+// The batch line of a step that can join an `ip -batch` run: a plain `ip` command without stdin
+// that succeeds only with 0 (ip -batch exits 1 for any failing line).
+function batchLineOf(step: Step): string | undefined {
+  if (!("argv" in step) || step.stdin !== undefined) return undefined;
+  const ok = step.okExitCodes;
+  if (ok !== undefined && !(ok.length === 1 && ok[0] === 0)) return undefined;
+  return ipBatchLine(step.argv);
+}
+
+// Returns the commands the steps run as: each run of two or more consecutive `ip` steps that batch
+// lines can carry becomes one `ip -batch -` (one process on the host instead of one per step).
+function commandsOf(steps: readonly Step[]): Command[] {
+  const out: Command[] = [];
+  let run: { line: string; c: Command }[] = [];
+  const flush = () => {
+    if (run.length >= 2) {
+      const lines = run.map((r) => r.line);
+      out.push({
+        argv: lines,
+        shown: ["ip", "-batch", "-", `(${lines.join("; ")})`],
+        okExitCodes: [0],
+        merged: run.map((r) => r.c),
+      });
+    } else out.push(...run.map((r) => r.c));
+    run = [];
+  };
+  for (const step of steps) {
+    const line = batchLineOf(step);
+    if (line !== undefined) {
+      run.push({ line, c: commandOf(step) });
+      continue;
+    }
+    flush();
+    out.push(commandOf(step));
+  }
+  flush();
+  return out;
+}
+
 /**
  * Returns the batches the steps travel in: each batch is one remote command. A batch holds at
  * most one step with stdin, which reads the channel's stdin; every other command reads
- * /dev/null, so data never has to be split on the host.
+ * /dev/null, so data never has to be split on the host. Consecutive `ip` steps share one command.
  */
 export function batchSteps(steps: readonly Step[]): Command[][] {
   const batches: Command[][] = [];
   let current: Command[] = [];
   let hasStdin = false;
-  for (const step of steps) {
-    const c = commandOf(step);
+  for (const c of commandsOf(steps)) {
     if (c.stdin !== undefined && hasStdin) {
       batches.push(current);
       current = [];
@@ -55,7 +124,8 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 }
 
 // apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`, a probe with `probe` for
-// its exit codes (`probe-bg`: it may run beside the others); probes come after the steps.
+// its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
+// words are the lines); probes come after the steps.
 function batchCall(
   batch: readonly Command[],
   probes: readonly ProbeCommand[] = [],
@@ -68,7 +138,7 @@ function batchCall(
     ...c.argv,
   ];
   return scriptIn(__dirname, "apply-batch.sh", [
-    ...batch.flatMap((c) => word(c.okExitCodes.join(","), c)),
+    ...batch.flatMap((c) => word(c.merged ? "ip-batch" : c.okExitCodes.join(","), c)),
     ...probes.flatMap((p) => word(probeKind, p)),
   ]);
 }
@@ -132,6 +202,33 @@ function section(text: string, i: number): string {
   return text.slice(from, end);
 }
 
+// ip -batch ends at the first failing line and names it on stderr ("Command failed -:LINE"), after
+// that line's own message; the lines after it did not run.
+const IP_BATCH_FAILED = /^Command failed -:(\d+)\n?/m;
+
+/**
+ * Returns the failure of a merged `ip` run as that of its failing step: the step's own command and
+ * ip's message for it. Without ip's line number (ip exited on its own or was killed mid-way) the
+ * run is blamed from its first step, showing all its lines, and any of them may have run.
+ */
+function mergedFailure(
+  label: string,
+  run: Command,
+  steps: readonly Command[],
+  before: number,
+  output: RunResult,
+): StepError {
+  const m = IP_BATCH_FAILED.exec(output.stderr);
+  const line = m ? Number(m[1]) : 0;
+  const step = steps[line - 1];
+  if (!m || !step) return new StepError(before, new CommandError(label, run.shown, output), true);
+  const stderr = output.stderr.slice(0, m.index) + output.stderr.slice(m.index + m[0].length);
+  return new StepError(
+    before + line - 1,
+    new CommandError(label, step.shown, { ...output, stderr }),
+  );
+}
+
 /**
  * Applies the steps in as few round trips as the stdin rule allows; a failure is reported as the
  * failing step's own command, exit code and output, with how many steps completed before it.
@@ -167,7 +264,10 @@ async function applyPlain(
   let probed: RunResult | undefined;
   for (const batch of batches) {
     const probes = fits && batch === last && probe ? [probe] : [];
-    const single = batch.length === 1 && probes.length === 0 ? batch[0] : undefined;
+    const first = batch[0];
+    // a merged `ip` run always goes through apply-batch.sh, which feeds ip its lines
+    const single =
+      batch.length === 1 && probes.length === 0 && first && !first.merged ? first : undefined;
     if (single) {
       let r;
       try {
@@ -188,7 +288,8 @@ async function applyPlain(
     }
     const stdin = [...batch, ...probes].find((c) => c.stdin !== undefined)?.stdin;
     const argv = scriptArgv(batchCall(batch, probes));
-    const what = `${batch.length} step${batch.length === 1 ? "" : "s"}`;
+    const count = batch.reduce((n, c) => n + stepsIn(c), 0);
+    const what = `${count} step${count === 1 ? "" : "s"}`;
     const shown = ["sh", "apply-batch.sh", `(${probes.length ? `${what} and a probe` : what})`];
     let r;
     try {
@@ -206,17 +307,18 @@ async function applyPlain(
       const i = Number(m[1]);
       const failed = batch[i];
       if (!failed) throw new StepError(done, new CommandError(host.label, shown, r));
-      throw new StepError(
-        done + i,
-        new CommandError(host.label, failed.shown, {
-          exitCode: Number(m[2]),
-          stdout: section(r.stdout, i),
-          stderr: section(r.stderr, i),
-        }),
-      );
+      // steps, not commands, before the failing one
+      const before = done + batch.slice(0, i).reduce((n, c) => n + stepsIn(c), 0);
+      const output = {
+        exitCode: Number(m[2]),
+        stdout: section(r.stdout, i),
+        stderr: section(r.stderr, i),
+      };
+      if (failed.merged) throw mergedFailure(host.label, failed, failed.merged, before, output);
+      throw new StepError(before, new CommandError(host.label, failed.shown, output));
     }
     if (r.exitCode !== 0) throw new StepError(done, new CommandError(host.label, shown, r));
-    done += batch.length;
+    done += count;
     if (probes.length) probed = probeResults(r, batch.length, 1)[0];
   }
   return probed;

@@ -233,12 +233,33 @@ class BridgeHost implements Host {
       const [ok = "", stdin = "", n = "0"] = params.slice(i, i + 3);
       const words = params.slice(i + 3, i + 3 + Number(n));
       i += 3 + Number(n);
-      const r = failed ? { exitCode: 0, stdout: "", stderr: "" } : this.answer(words);
-      if (!ok.startsWith("probe") && !ok.split(",").includes(String(r.exitCode))) failed = true;
+      const r = failed
+        ? { exitCode: 0, stdout: "", stderr: "" }
+        : ok === "ip-batch"
+          ? this.batch(words)
+          : this.answer(words);
+      const codes = ok === "ip-batch" ? "0" : ok;
+      if (!codes.startsWith("probe") && !codes.split(",").includes(String(r.exitCode))) {
+        failed = true;
+      }
       const fake = command("fake", r.stdout, r.stderr, r.exitCode).argv;
-      replaced.push(ok, stdin, String(fake.length), ...fake);
+      replaced.push(codes, stdin, String(fake.length), ...fake);
     }
     return spawn([...req.argv.slice(0, 4), ...replaced], req.stdin);
+  }
+
+  // The lines of one `ip -batch -`, answered one by one up to the first failing one, as ip does.
+  private batch(lines: readonly string[]): RunResult {
+    let stdout = "";
+    let stderr = "";
+    for (const [i, line] of lines.entries()) {
+      const r = this.answer(["ip", ...line.split(" ")]);
+      stdout += r.stdout;
+      stderr += r.stderr;
+      if (r.exitCode !== 0)
+        return { exitCode: 1, stdout, stderr: `${stderr}Command failed -:${i + 1}\n` };
+    }
+    return { exitCode: 0, stdout, stderr };
   }
 
   private answer(argv: readonly string[]): RunResult {
