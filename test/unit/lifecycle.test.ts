@@ -183,8 +183,9 @@ class StubbornHost implements Host {
   private marked = false;
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push([...req.argv]);
-    // the plan arrives as one batch of commands; the bridge appears, its mtu never changes
-    if (req.argv.join(" ").includes("ip link add name br0")) {
+    // the plan arrives as one batch of commands (its ip steps as `ip -batch` lines, without the
+    // leading "ip"); the bridge appears, its mtu never changes
+    if (req.argv.join(" ").includes("link add name br0")) {
       this.exists = true;
       this.marked = req.argv.join(" ").includes("alias pulumi-hypervisor");
       return { exitCode: 0, stdout: "", stderr: "" };
@@ -216,7 +217,7 @@ describe("create converges or says what did not take", () => {
 /** A host whose connection drops while the create batch runs (after its first command). */
 class DroppingHost extends StubbornHost {
   override async run(req: RunRequest): Promise<RunResult> {
-    if (!req.argv.join(" ").includes("ip link add name br0")) return super.run(req);
+    if (!req.argv.join(" ").includes("link add name br0")) return super.run(req);
     await super.run(req); // the bridge was created before the connection dropped
     throw new SshConnectionError(
       this.label,
@@ -230,7 +231,7 @@ class DroppingHost extends StubbornHost {
 class BlindAfterApplyHost extends StubbornHost {
   private applied = false;
   override async run(req: RunRequest): Promise<RunResult> {
-    if (req.argv.join(" ").includes("ip link add name br0")) this.applied = true;
+    if (req.argv.join(" ").includes("link add name br0")) this.applied = true;
     else if (this.applied && req.argv[3] === "bridge-probe.sh") {
       return { exitCode: 1, stdout: "", stderr: "ip: cannot allocate memory" };
     }
@@ -475,7 +476,7 @@ class HangingHost extends StubbornHost {
   aborted = 0;
   override async run(req: RunRequest): Promise<RunResult> {
     // The create batch carries its commands as the batch script's positional parameters.
-    if (!req.argv.join(" ").includes("ip link add name br0")) return super.run(req);
+    if (!req.argv.join(" ").includes("link add name br0")) return super.run(req);
     return new Promise<RunResult>((_resolve, reject) => {
       req.signal?.addEventListener("abort", () => {
         this.aborted++;
