@@ -17,7 +17,7 @@ import { applySteps, batchSteps, ipBatchLine } from "../../provider/src/apply";
 import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { LINK_MARKER, markLinkStep } from "../../provider/src/link-marker";
-import { scriptIn } from "../../provider/src/host/script";
+import { scriptArgv, scriptIn } from "../../provider/src/host/script";
 import type { Step } from "../../provider/src/step";
 
 const SRC = join(__dirname, "../../provider/src");
@@ -234,5 +234,19 @@ describe("applying merged ip steps", () => {
       "fails",
       "up",
     ]);
+  });
+
+  it("hands the lines to ip as data: apply-batch.sh never reads them as shell code", async () => {
+    const { bin, log } = fakeIp();
+    const dir = mkdtempSync(join(tmpdir(), "apply-ip-batch-"));
+    const lines = [`$(touch ${join(dir, "pwned")})`, 'a\'b "c" *', "`id`; x"];
+    const r = await new LocalHost(bin).run({
+      argv: scriptArgv(scriptIn(SRC, "apply-batch.sh", ["ip-batch", "0", "3", ...lines])),
+    });
+    expect(r.exitCode).toBe(0);
+    expect(existsSync(join(dir, "pwned"))).toBe(false);
+    expect(readFileSync(log, "utf8")).toBe(
+      ["run: -batch -", ...lines.map((l, i) => `line ${i + 1}: ${l}`), ""].join("\n"),
+    );
   });
 });
