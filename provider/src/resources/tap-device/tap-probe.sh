@@ -26,9 +26,22 @@ section routes6
 # A host booted with ipv6.disable=1 has no IPv6 routing table.
 ip -6 -j route show table main 2>/dev/null || echo '[]'
 section sysctls
+# A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
+# net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
+# host about 1.3 ms per probe). A tap claims keys 3 and 5 levels deep; the globs look up to 8.
+claimed=
+c=/run/pulumi-hypervisor/sysctl
+if [ -d "$c" ]; then
+  for f in "$c"/*/"$owner" "$c"/*/*/"$owner" "$c"/*/*/*/"$owner" "$c"/*/*/*/*/"$owner" \
+    "$c"/*/*/*/*/*/"$owner" "$c"/*/*/*/*/*/*/"$owner" "$c"/*/*/*/*/*/*/*/"$owner" \
+    "$c"/*/*/*/*/*/*/*/*/"$owner"; do
+    [ -f "$f" ] || continue
+    f=${f#"$c"/}
+    claimed="$claimed ${f%/*}"
+  done
+fi
 set -f
-claimed=$([ -d /run/pulumi-hypervisor/sysctl ] && cd /run/pulumi-hypervisor/sysctl 2>/dev/null && find . -type f -name "$owner" 2>/dev/null | sed -e 's|^\./||' -e 's|/[^/]*$||')
-# shellcheck disable=SC2086 # one key per line of find's output, globbing is off
+# shellcheck disable=SC2086 # one word per key (keys have no spaces), globbing is off
 probe_sysctl "$owner" "$@" $claimed
 set +f
 section ids
