@@ -1,7 +1,7 @@
 import { applyGuarded } from "./deadman/apply-guarded";
 import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host, type RunResult } from "./host/host";
-import { scriptArgv, scriptIn, type ScriptCall } from "./host/script";
+import { declareNestedCommands, scriptArgv, scriptIn, type ScriptCall } from "./host/script";
 import type { ProbeCommand } from "./resource";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
 
@@ -125,7 +125,19 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 
 // apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`, a probe with `probe` for
 // its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
-// words are the lines); probes come after the steps.
+// words are the lines); probes come after the steps. It runs each at once and keeps none; the
+// lines of an `ip-batch` are data for ip, no command of their own.
+declareNestedCommands("apply-batch.sh", (args) => {
+  const ranges: Array<[number, number]> = [];
+  for (let i = 0; i + 2 < args.length;) {
+    const n = Number(args[i + 2]);
+    if (!Number.isInteger(n) || n < 0) break;
+    if (args[i] !== "ip-batch") ranges.push([i + 3, Math.min(i + 3 + n, args.length)]);
+    i += 3 + n;
+  }
+  return ranges;
+});
+
 function batchCall(
   batch: readonly Command[],
   probes: readonly ProbeCommand[] = [],

@@ -49,3 +49,40 @@ export function ipLinkSchema<T extends z.ZodRawShape>(infoData: T) {
       .optional(),
   });
 }
+
+/**
+ * Returns the outputs of `ip -j -batch -`, one per batch line in order: `ip` prints each command's
+ * JSON on a line of its own. The first `required` must be there (a listing is never empty: "[]");
+ * a later command that did not run (the batch stopped at its failure) gives "".
+ */
+export function ipBatchOutputs(
+  text: string,
+  count: number,
+  required: number,
+  what: string,
+): string[] {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  if (lines.length < required) {
+    throw new Error(`unexpected output of ${what}: ${lines.length} of ${required} listings`);
+  }
+  return Array.from({ length: count }, (_, i) => lines[i] ?? "");
+}
+
+/**
+ * Returns a route of `ip -d -j route show` as plain `ip -j route show` prints it: `-d` adds the
+ * defaults plain output leaves out (type unicast, protocol boot, scope global). Probes list routes
+ * in the same `ip -d -batch` as the links, and what they record must not depend on that.
+ */
+export function withoutDetailDefaults<
+  R extends {
+    type?: string | undefined;
+    protocol?: string | undefined;
+    scope?: string | undefined;
+  },
+>(r: R): R {
+  const out = { ...r };
+  if (out.type === "unicast") delete out.type;
+  if (out.protocol === "boot") delete out.protocol;
+  if (out.scope === "global") delete out.scope;
+  return out;
+}

@@ -438,11 +438,13 @@ export class Lifecycle<I extends { name: string }, S> {
     ctx: ObserveContext,
     what: string,
   ): Promise<S> {
-    const probe = probeCommand(this.mod.probe(inputs, ctx));
+    // What it sees is checked against the plan, never applied: a look-only probe is enough.
+    const look = { ...ctx, lookOnly: true };
+    const probe = probeCommand(this.mod.probe(inputs, look));
     const r = await applySteps(host, steps, probe);
     // A result without the probe's output (a guarded apply) leaves it to a probe of its own.
-    if (r === undefined) return this.observe(host, inputs, ctx, what);
-    return this.parsed(host, probe, r, inputs, ctx, what);
+    if (r === undefined) return this.observe(host, inputs, look, what);
+    return this.parsed(host, probe, r, inputs, look, what);
   }
 
   private parsed(
@@ -531,7 +533,7 @@ export class Lifecycle<I extends { name: string }, S> {
   ): Promise<{ id: string; props: Props; inputs?: Props }> {
     const { host, raw, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
-    const ctx = await observeContext(host, this.mod);
+    const ctx = { ...(await observeContext(host, this.mod)), lookOnly: true };
     const state = await this.observe(host, inputs, ctx, what, { raw, signal: opts.signal });
     if (!this.mod.exists(state)) return { id: "", props: {} };
     const observed = this.mod.observedInputs(state, inputs);

@@ -12,6 +12,11 @@ export interface ObserveContext {
   readonly host: string;
   /** The operation creates the object: a link of its name that the provider did not make is refused. */
   readonly creating?: boolean;
+  /**
+   * The state is only looked at (a refresh, or the look after an apply), never planned from for
+   * applying: a probe may skip what only such a plan needs (which processes hold a tap).
+   */
+  readonly lookOnly?: boolean;
 }
 
 /** The one remote command of an observation: a read-only probe script and its stdin, if any. */

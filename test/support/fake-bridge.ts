@@ -21,11 +21,9 @@ export function fakeBridgeProbe(br0: { mtu: number; ifalias?: string } | undefin
           },
         ];
   return formatProbe([
-    ["links", JSON.stringify(links)],
-    ["routes4", "[]"],
+    ["links", `${JSON.stringify(links)}\n[]`],
     ["routes6", "[]"],
     ["bridge-conf", ""],
-    ["ssh-route", ""],
     ["ports", ""],
     ["addr-assign-type", "3"],
     ["systemd", "no"],

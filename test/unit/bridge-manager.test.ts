@@ -63,16 +63,18 @@ function state(extra: Array<[string, string]> = [], ssh = "eth0"): BridgeState {
   return parseBridgeState(
     "br0",
     formatProbe([
-      ["links", links],
-      ["routes4", routes],
+      [
+        "links",
+        [
+          links,
+          routes,
+          JSON.stringify([
+            { dst: "198.51.100.9", gateway: "203.0.113.1", dev: ssh, prefsrc: "203.0.113.7" },
+          ]),
+        ].join("\n"),
+      ],
       ["routes6", "[]"],
       ["bridge-conf", ""],
-      [
-        "ssh-route",
-        JSON.stringify([
-          { dst: "198.51.100.9", gateway: "203.0.113.1", dev: ssh, prefsrc: "203.0.113.7" },
-        ]),
-      ],
       ["ports", ""],
       ["addr-assign-type", ""],
       // A host where the NIC's manager persists the bridge: no unit of the provider's own.

@@ -38,11 +38,17 @@ function probeSections(
   addrAssignType: string,
 ): Array<[string, string]> {
   return [
-    ["links", fixture("ip-d-j-addr-show.json")],
-    ["routes4", fixture("ip-j-route-show.json")],
+    // one `ip -batch`: addresses, IPv4 routes, the route to the SSH client, a JSON line each
+    [
+      "links",
+      [
+        fixture("ip-d-j-addr-show.json"),
+        fixture("ip-j-route-show.json"),
+        fixture("ip-j-route-get.json"),
+      ].join(""),
+    ],
     ["routes6", "[]\n"],
     ["bridge-conf", conf],
-    ["ssh-route", fixture("ip-j-route-get.json")],
     ["ports", recordedPorts],
     ["addr-assign-type", addrAssignType],
   ];

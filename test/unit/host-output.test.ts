@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { ipLinkSchema, parseHostJson } from "../../provider/src/host-output";
+import {
+  ipBatchOutputs,
+  ipLinkSchema,
+  parseHostJson,
+  withoutDetailDefaults,
+} from "../../provider/src/host-output";
 
 describe("parseHostJson with ipLinkSchema", () => {
   const IpLink = ipLinkSchema({ stp_state: z.number().optional() });
@@ -41,5 +46,27 @@ describe("parseHostJson with ipLinkSchema", () => {
 
   it("reads empty output as no links", () => {
     expect(parseHostJson(z.array(IpLink), "  \n", "ip -d -j link show")).toEqual([]);
+  });
+});
+
+describe("ipBatchOutputs", () => {
+  it("gives each batch line's JSON in order, and '' for a later line that did not run", () => {
+    expect(ipBatchOutputs('[{"a":1}]\n[]\n', 3, 2, "ip -batch")).toEqual(['[{"a":1}]', "[]", ""]);
+  });
+
+  it("fails naming the listings when a required one is missing", () => {
+    expect(() =>
+      ipBatchOutputs('[{"a":1}]\n', 2, 2, "ip -d -j -batch (link show, route show)"),
+    ).toThrow("unexpected output of ip -d -j -batch (link show, route show): 1 of 2 listings");
+  });
+});
+
+describe("withoutDetailDefaults", () => {
+  it("drops what ip -d adds to a route and keeps everything else", () => {
+    expect(
+      withoutDetailDefaults({ type: "unicast", dst: "default", protocol: "boot", scope: "global" }),
+    ).toEqual({ dst: "default" });
+    const kept = { type: "blackhole", dst: "198.18.0.0/24", protocol: "static", scope: "link" };
+    expect(withoutDetailDefaults(kept)).toEqual(kept);
   });
 });

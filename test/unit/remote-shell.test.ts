@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import {
   encodeRequest,
+  encodeScript,
   FrameReader,
   RemoteShell,
   remoteShellCommand,
@@ -16,7 +17,14 @@ import {
 } from "../../provider/src/host/remote-shell";
 import { quoteArgv } from "../../provider/src/host/quote";
 import { buildRemoteCommand } from "../../provider/src/host/sudo";
-import { scriptBody } from "../../provider/src/host/script";
+import {
+  argvWithCachedScripts,
+  scriptArgv,
+  scriptBody,
+  scriptIn,
+} from "../../provider/src/host/script";
+import { lockReleaseArgv } from "../../provider/src/host/lock";
+import { probeBatchArgv } from "../../provider/src/apply";
 
 // bash too: it is /bin/sh on some distributions
 const shells = ["sh", "dash", "bash", "busybox"].filter(
@@ -31,7 +39,7 @@ interface Local {
   readonly exited: Promise<number | null>;
 }
 
-function startLocal(impl: string): Local {
+function startLocal(impl: string, writes?: Buffer[]): Local {
   const argv = impl === "busybox" ? ["busybox", "sh"] : [impl];
   const child = spawn(
     argv[0] ?? "sh",
@@ -47,6 +55,7 @@ function startLocal(impl: string): Local {
   started.push(child);
   const shell = new RemoteShell({
     write: (chunk) => {
+      writes?.push(chunk);
       child.stdin.write(chunk);
     },
     destroy: () => {
@@ -92,7 +101,7 @@ describe("FrameReader", () => {
       invalid: (why) => events.push(`invalid ${why}`),
     });
     const stream = Buffer.concat([
-      Buffer.from("pulumi-hypervisor-shell 1 42 1.2.3.4 5 6.7.8.9 22\n.0 3 1\n"),
+      Buffer.from("pulumi-hypervisor-shell 2 42 1.2.3.4 5 6.7.8.9 22\n.0 3 1\n"),
       Buffer.from([0x00, 0x0a, 0xff, 0x2e]),
       Buffer.from(".7 0 0\n"),
     ]);
@@ -121,6 +130,19 @@ describe("FrameReader", () => {
   it("encodes a request as header, command, stdin and a closing newline", () => {
     expect(encodeRequest("echo ü", Buffer.from([0, 1])).toString("latin1")).toBe(
       "R 7 2\necho \u00c3\u00bc\u0000\u0001\n",
+    );
+  });
+
+  it("sends a short command of printable ASCII as a line, anything else by length", () => {
+    expect(encodeRequest("exec 'ip' 'link'", Buffer.from("in")).toString("latin1")).toBe(
+      "L 16 2\nexec 'ip' 'link'\nin\n",
+    );
+    expect(encodeRequest("echo 'a\nb'", Buffer.alloc(0)).toString("latin1")).toMatch(/^R 10 0\n/);
+    expect(encodeRequest(`echo ${"x".repeat(3000)}`, Buffer.alloc(0)).toString("latin1")).toMatch(
+      /^R 3005 0\n/,
+    );
+    expect(encodeScript({ hash: "ab", body: "echo\n" }).toString("latin1")).toBe(
+      "S ab 5\necho\n\n",
     );
   });
 });
@@ -239,6 +261,31 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
   });
 
+  it("keeps a script body sent once and runs requests that refer to it", async () => {
+    const writes: Buffer[] = [];
+    const { shell } = startLocal(impl, writes);
+    await shell.hello;
+    const script = { hash: "0123456789abcdef0123456789abcdef", body: 'echo "kept $0 $1"; cat' };
+    const command = `exec sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/${script.hash}"' name`;
+    const first = await shell.request(`${command} one`, Buffer.from("in1"), [script]);
+    expect(text(first)).toEqual({ code: 0, stdout: "kept name one\nin1", stderr: "" });
+    const second = await shell.request(`${command} two`, Buffer.from("in2"), [script]);
+    expect(text(second)).toEqual({ code: 0, stdout: "kept name two\nin2", stderr: "" });
+    // the body crossed once, with the first request; the second carried only its reference
+    const sent = writes.map((w) => w.toString("latin1"));
+    expect(sent.filter((w) => w.includes("cat")).length).toBe(1);
+    expect(sent[sent.length - 2]).toMatch(/^L \d+ 3\nexec sh/);
+  });
+
+  it("refuses a line request whose length does not match, running nothing", async () => {
+    const { shell, child, exited } = startLocal(impl);
+    await shell.hello;
+    const marker = join(work, `line-${impl}`);
+    child.stdin.write(`L 99 0\ntouch ${marker}\n\n`);
+    expect(await exited).toBe(2);
+    expect(existsSync(marker)).toBe(false);
+  });
+
   it("never runs a request cut short, and removes its directory when its input ends", async () => {
     const dirs = (): number => readdirSync(work).filter((f) => f.startsWith("tmp")).length;
     const before = dirs();
@@ -272,5 +319,33 @@ describe("remoteShellCommand", () => {
     const cmd = remoteShellCommand(["sudo", "-n", "--"]);
     expect(cmd.startsWith("sudo -n -- sh -c '")).toBe(true);
     expect(cmd.endsWith(`' remote-shell.sh "$SSH_CONNECTION"`)).toBe(true);
+  });
+});
+
+describe("argvWithCachedScripts", () => {
+  const hashOf = (argv: readonly string[]): string =>
+    /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/([0-9a-f]{32})"$/.exec(argv[2] ?? "")?.[1] ?? "";
+
+  it("refers to a provider script's body by hash and leaves its arguments as they are", () => {
+    const argv = lockReleaseArgv("00ff");
+    const { argv: out, scripts } = argvWithCachedScripts(argv);
+    expect(out.slice(0, 2)).toEqual(["sh", "-c"]);
+    expect(out.slice(3)).toEqual(argv.slice(3));
+    expect(scripts).toEqual([{ hash: hashOf(out), body: argv[2] }]);
+  });
+
+  it("leaves any other command alone, a shell one-liner included", () => {
+    const argv = ["sh", "-c", 'echo "$1"', "x", "y"];
+    expect(argvWithCachedScripts(argv)).toEqual({ argv, scripts: [] });
+    expect(argvWithCachedScripts(["ip", "link"])).toEqual({ argv: ["ip", "link"], scripts: [] });
+  });
+
+  it("goes into the commands that apply-batch.sh runs at once, and no further", () => {
+    const probe = scriptArgv(scriptIn(__dirname, "../../provider/src/host/lock-release.sh", ["1"]));
+    const argv = probeBatchArgv([{ argv: probe, shown: ["probe"] }]);
+    const { argv: out, scripts } = argvWithCachedScripts(argv);
+    expect(scripts.map((s) => s.body)).toEqual([argv[2], probe[2]]);
+    expect(out.join("\n")).not.toContain(probe[2] ?? "never");
+    expect(out.length).toBe(argv.length);
   });
 });

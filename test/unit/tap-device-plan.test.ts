@@ -21,8 +21,10 @@ import { sysctlCall } from "../../provider/src/sysctl";
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 
 /** The state parsed from a real probe capture (see test/fixtures/README.md): taps made by hand. */
-const capturedAsIs = (probe: "vm0" | "vm1" | "vm9", name: string = probe): TapDeviceState =>
-  parseTapDeviceState(name, fixture(`tap-probe-${probe}.txt`));
+const capturedAsIs = (
+  probe: "vm0" | "vm0-look" | "vm1" | "vm9",
+  name: string = probe,
+): TapDeviceState => parseTapDeviceState(name, fixture(`tap-probe-${probe}.txt`));
 
 /** The state with the tap as the provider would see one of its own: marked with its ifalias. */
 function marked(s: TapDeviceState): TapDeviceState {
@@ -74,11 +76,19 @@ describe("parsing the real probe output", () => {
     expect(s.tap?.macAddress).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
     expect([s.ownerId, s.groupId, s.resolvedUid, s.resolvedGid]).toEqual([65534, 100, 65534, 100]);
     expect(s.holders).toHaveLength(1);
-    expect(s.holders[0]?.pid).toBeGreaterThan(1);
-    expect(s.holders[0]?.command).toMatch(
+    expect(s.holders?.[0]?.pid).toBeGreaterThan(1);
+    expect(s.holders?.[0]?.command).toMatch(
       /python3 -c {2}import fcntl, os, signal, struct fd = os\.open\("\/dev\/net\/tun"/,
     );
     expect(s.sysctls["net/ipv4/conf/vm0/proxy_arp"]).toEqual({ value: "0", claimed: false });
+  });
+
+  it("a look-only probe (a refresh, the look after an apply) skips the holder scan and says so", () => {
+    const look = capturedAsIs("vm0-look", "vm0");
+    expect(look.holders).toBeUndefined();
+    // everything else is what the full probe saw
+    expect({ ...look, holders: [] }).toEqual({ ...capturedAsIs("vm0"), holders: [] });
+    expect(capturedAsIs("vm0").holders).toHaveLength(1);
   });
 
   it("reads a routed tap: multi_queue, mtu, host routes v4 and v6, claims", () => {
@@ -160,6 +170,7 @@ describe("parsing the real probe output", () => {
       "/etc/pulumi-hypervisor/tap/vm1.sh",
       "/etc/NetworkManager/conf.d/pulumi-hypervisor-tap-vm1.conf",
       "/etc/systemd/network/04-pulumi-hypervisor-tap-vm1.network",
+      "1", // scan for holders: a look-only probe passes 0
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",
@@ -382,7 +393,7 @@ describe("planTapDevice: existing taps", () => {
 describe("planTapDevice: delete", () => {
   it("refuses to delete a tap a process holds, naming the process", () => {
     const s = captured("vm0");
-    const h = s.holders[0]!;
+    const h = s.holders![0]!;
     expect(() => planTapDevice(undefined, s)).toThrow(
       `vm0 is in use by pid ${h.pid} (${h.command}); stop that process before deleting the tap`,
     );

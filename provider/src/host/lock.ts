@@ -12,7 +12,14 @@ import { randomBytes } from "node:crypto";
 import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "./host";
 import { MAX_CHANNELS_PER_CONNECTION } from "./channels";
-import { scriptArgv, scriptIn } from "./script";
+import { declareNestedCommands, scriptArgv, scriptIn } from "./script";
+
+// Both run their command (after `--`, after the token) at once, in their own process.
+declareNestedCommands("lock-take.sh", (args) => {
+  const i = args.indexOf("--");
+  return i < 0 ? [] : [[i + 1, args.length]];
+});
+declareNestedCommands("lock-check.sh", (args) => [[1, args.length]]);
 
 /** How long an operation waits for each of its lock keys (seconds). */
 export const LOCK_WAIT_SECONDS = 300;

@@ -5,10 +5,17 @@
 # for it (the login shell expands $SSH_CONNECTION before sudo's env_reset drops it).
 #
 # Frames; numbers are decimal ASCII:
-#   hello   shell -> client, once:  "pulumi-hypervisor-shell 1 PID SSH_CONNECTION\n"
+#   hello   shell -> client, once:  "pulumi-hypervisor-shell 2 PID SSH_CONNECTION\n"
 #   request client -> shell:        "R CMDLEN STDINLEN\n" CMD STDIN "\n"
 #           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes;
 #           the final "\n" proves the request arrived whole: a request cut short never runs
+#           or:                     "L CMDLEN STDINLEN\n" CMD "\n" STDIN "\n"
+#           the same for a CMD of printable ASCII without a newline, read by the shell's `read`
+#           (no dd process; CMDLEN checks that the line came whole)
+#   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
+#           a script body, kept as $PULUMI_HYPERVISOR_SCRIPTS/HASH until the loop ends; later
+#           requests run it as `sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/HASH"' NAME ARGS...`, so a
+#           body crosses the link once per shell, not with every request (host/script.ts)
 #   started shell -> client:        "." (the request was read whole; before it nothing ran)
 #   reply   shell -> client:        "CODE OUTLEN ERRLEN\n" STDOUT STDERR
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
@@ -43,6 +50,9 @@ if [ -t 0 ] || [ -t 1 ]; then exit 3; fi
 exec 3<&0 </dev/null
 d=$(mktemp -d 2>/dev/null) || exit 3
 trap 'rm -rf "$d"' EXIT
+mkdir "$d/s" || exit 3
+PULUMI_HYPERVISOR_SCRIPTS=$d/s
+export PULUMI_HYPERVISOR_SCRIPTS
 trap 'exit 1' HUP INT TERM PIPE
 # dd reads exactly a block with iflag=fullblock (GNU, busybox); `head -c` in busybox reads ahead
 [ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
@@ -123,7 +133,7 @@ tree() {
 if [ -e "$trace" ]; then
   { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
-printf 'pulumi-hypervisor-shell 1 %s %s\n' "$$" "$hello"
+printf 'pulumi-hypervisor-shell 2 %s %s\n' "$$" "$hello"
 while IFS=' ' read -r tag clen slen <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue
@@ -132,13 +142,29 @@ while IFS=' ' read -r tag clen slen <&3; do
     continue
   fi
   case "$tag:$clen:$slen" in
-    R:[0-9]*:[0-9]*) ;;
+    R:[0-9]*:[0-9]* | L:[0-9]*:[0-9]* | S:[0-9a-f]*:[0-9]*) ;;
     *) exit 2 ;;
   esac
-  case "$clen$slen" in
+  case "$slen" in
     *[!0-9]*) exit 2 ;;
   esac
-  take "$clen" >"$d/cmd"
+  if [ "$tag" = S ]; then
+    case $clen in *[!0-9a-f]*) exit 2 ;; esac
+    take "$slen" >"$d/s/$clen"
+    IFS= read -r end <&3 || exit 0
+    [ -z "$end" ] || exit 2
+    continue
+  fi
+  case "$clen" in
+    *[!0-9]*) exit 2 ;;
+  esac
+  if [ "$tag" = L ]; then
+    IFS= read -r line <&3 || exit 0
+    [ "${#line}" = "$clen" ] || exit 2
+    printf '%s\n' "$line" >"$d/cmd"
+  else
+    take "$clen" >"$d/cmd"
+  fi
   take "$slen" >"$d/in"
   IFS= read -r end <&3 || exit 0
   [ -z "$end" ] || exit 2

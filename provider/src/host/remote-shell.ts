@@ -1,4 +1,4 @@
-import { scriptBody } from "./script";
+import { scriptBody, type CachedScript } from "./script";
 import { quoteArgv } from "./quote";
 
 // The client side of remote-shell.sh: one long-lived loop per session that runs commands sent as
@@ -21,7 +21,7 @@ export function remoteShellEnabled(env: NodeJS.ProcessEnv = process.env): boolea
 /** The loop script below provider/src. */
 export const REMOTE_SHELL_SCRIPT = "host/remote-shell.sh";
 
-const HELLO = "pulumi-hypervisor-shell 1 ";
+const HELLO = "pulumi-hypervisor-shell 2 ";
 const MAX_LINE = 4096;
 
 /**
@@ -43,13 +43,42 @@ export function remoteShellRequest(argv: readonly string[]): string {
   return `exec ${quoteArgv(argv)}`;
 }
 
-/** Returns the frame of one request: a header with both lengths, the command, stdin, "\n". */
+/**
+ * The longest command sent as one line: the loop reads a line with the shell's `read`, a byte
+ * per system call, which beats starting `dd` up to about this length.
+ */
+export const MAX_LINE_COMMAND = 2048;
+
+// Printable ASCII only: a byte is a character in every shell's ${#var}, whatever its locale.
+const LINE_COMMAND = /^[\x20-\x7e]*$/;
+
+/**
+ * Returns the frame of one request: a header with both lengths, the command, stdin, "\n". A short
+ * command of printable ASCII goes as a line ("L"), which the loop reads without starting dd.
+ */
 export function encodeRequest(command: string, stdin: Buffer): Buffer {
+  if (command.length <= MAX_LINE_COMMAND && LINE_COMMAND.test(command)) {
+    return Buffer.concat([
+      Buffer.from(`L ${command.length} ${stdin.length}\n${command}\n`, "ascii"),
+      stdin,
+      Buffer.from("\n", "ascii"),
+    ]);
+  }
   const cmd = Buffer.from(command, "utf8");
   return Buffer.concat([
     Buffer.from(`R ${cmd.length} ${stdin.length}\n`, "ascii"),
     cmd,
     stdin,
+    Buffer.from("\n", "ascii"),
+  ]);
+}
+
+/** Returns the frame that gives the loop a script body to keep under its hash. */
+export function encodeScript(script: CachedScript): Buffer {
+  const body = Buffer.from(script.body, "utf8");
+  return Buffer.concat([
+    Buffer.from(`S ${script.hash} ${body.length}\n`, "ascii"),
+    body,
     Buffer.from("\n", "ascii"),
   ]);
 }
@@ -196,6 +225,8 @@ export class RemoteShell {
   private pending: Pending | undefined;
   private endedWith: string | undefined;
   private helloSeen = false;
+  // the script bodies this loop was sent (it keeps them until it ends)
+  private readonly kept = new Set<string>();
 
   constructor(private readonly transport: ShellTransport) {
     let settle!: { resolve: (h: ShellHello) => void; reject: (e: Error) => void };
@@ -253,15 +284,29 @@ export class RemoteShell {
     }
   }
 
-  /** Runs one command line with stdin; rejects with ShellEndedError when the loop goes first. */
-  request(command: string, stdin: Buffer): Promise<ShellReply> {
+  /**
+   * Runs one command line with stdin; rejects with ShellEndedError when the loop goes first. The
+   * scripts it refers to in the loop's cache go first, in the same write, if this loop lacks them.
+   */
+  request(
+    command: string,
+    stdin: Buffer,
+    scripts: readonly CachedScript[] = [],
+  ): Promise<ShellReply> {
     if (this.endedWith !== undefined) {
       return Promise.reject(new ShellEndedError(this.endedWith, false));
     }
     if (this.pending) return Promise.reject(new Error("remote shell: one request at a time"));
     return new Promise<ShellReply>((resolve, reject) => {
       this.pending = { resolve, reject, started: false, killed: false };
-      this.transport.write(encodeRequest(command, stdin));
+      const frames: Buffer[] = [];
+      for (const s of scripts) {
+        if (this.kept.has(s.hash)) continue;
+        this.kept.add(s.hash);
+        frames.push(encodeScript(s));
+      }
+      frames.push(encodeRequest(command, stdin));
+      this.transport.write(frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames));
     });
   }
 

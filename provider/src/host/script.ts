@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { CommandError } from "../errors";
@@ -21,6 +22,8 @@ const ROOT = resolve(__dirname, "..");
 const INCLUDE = /^\. (\S+\.sh)$/;
 
 const bodies = new Map<string, string>();
+// each body read by scriptBody, to the name a remote shell keeps it under (hex of its sha256)
+const hashes = new Map<string, string>();
 
 function inline(file: string, seen: Set<string>): string {
   if (seen.has(file)) return "";
@@ -45,6 +48,7 @@ export function scriptBody(name: string): string {
     }
     body = inline(file, new Set());
     bodies.set(name, body);
+    hashes.set(body, createHash("sha256").update(body).digest("hex").slice(0, 32));
   }
   return body;
 }
@@ -83,4 +87,58 @@ export async function runScript(
     throw new CommandError(host.label, scriptDisplayArgv(call), r);
   }
   return r;
+}
+
+/** A script body a remote shell keeps for the requests after the first that runs it. */
+export interface CachedScript {
+  /** The file name it is kept under in the shell's private directory: hex of its sha256. */
+  readonly hash: string;
+  readonly body: string;
+}
+
+/** Where a remote shell keeps the script bodies it was sent (remote-shell.sh exports it). */
+export const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
+
+/**
+ * Where a script's arguments hold commands it runs at once and never keeps: `[start, end)` ranges
+ * of argument indexes, each a whole argv. Those commands' script bodies may be sent by reference
+ * too; any other argument goes as it is (a command kept for later, by a timer say, must not refer
+ * to a remote shell's cache, which goes with the shell).
+ */
+export type NestedCommands = (args: readonly string[]) => Array<readonly [number, number]>;
+
+const nested = new Map<string, NestedCommands>();
+
+/** Declares where the script `name` (as in ScriptCall.name) takes commands it runs at once. */
+export function declareNestedCommands(name: string, f: NestedCommands): void {
+  nested.set(basename(name), f);
+}
+
+/**
+ * Returns the argv with each provider script it runs (`sh -c BODY NAME ARGS`, at the top or in a
+ * declared nested command) referring to its body in a remote shell's cache instead of carrying
+ * it, and the bodies it refers to. The text of a request then stays short whatever the scripts.
+ */
+export function argvWithCachedScripts(argv: readonly string[]): {
+  argv: string[];
+  scripts: CachedScript[];
+} {
+  const scripts = new Map<string, CachedScript>();
+  const visit = (words: readonly string[]): string[] => {
+    const body = words[0] === "sh" && words[1] === "-c" ? words[2] : undefined;
+    const hash = body !== undefined ? hashes.get(body) : undefined;
+    if (body === undefined || hash === undefined) return [...words];
+    scripts.set(hash, { hash, body });
+    const name = words[3] ?? "";
+    const args = words.slice(4);
+    const out = [...args];
+    // innermost first would shift indexes: ranges are replaced from the last to the first
+    const ranges = [...(nested.get(name)?.(args) ?? [])].sort((a, b) => b[0] - a[0]);
+    for (const [start, end] of ranges) {
+      out.splice(start, end - start, ...visit(args.slice(start, end)));
+    }
+    return ["sh", "-c", `. "$${SCRIPT_CACHE_VAR}/${hash}"`, name, ...out];
+  };
+  const out = visit(argv);
+  return { argv: out, scripts: [...scripts.values()] };
 }

@@ -30,6 +30,7 @@ import {
 } from "./host";
 import { lockReleaseArgv } from "./lock";
 import { quoteArgv } from "./quote";
+import { argvWithCachedScripts } from "./script";
 import {
   RemoteShell,
   remoteShellCommand,
@@ -405,7 +406,9 @@ export class SshHost implements Host {
   // Runs the request in a pooled remote shell; undefined when shells do not work on this host.
   private async runInShell(req: RunRequest, epoch: number): Promise<RunResult | undefined> {
     const shown = quoteArgv(req.shown ?? req.argv);
-    const command = remoteShellRequest(req.argv);
+    // script bodies go once per shell: the request refers to them in its cache
+    const cached = argvWithCachedScripts(req.argv);
+    const command = remoteShellRequest(cached.argv);
     const stdin = req.stdin === undefined ? Buffer.alloc(0) : Buffer.from(req.stdin);
     const deadlineMs = req.deadlineMs ?? DEFAULT_DEADLINE_MS;
     this.inFlight++;
@@ -432,7 +435,7 @@ export class SshHost implements Host {
         );
         req.signal?.addEventListener("abort", kill, { once: true });
         try {
-          const reply = await shell.request(command, stdin);
+          const reply = await shell.request(command, stdin, cached.scripts);
           const output = {
             stdout: reply.stdout.toString("utf8"),
             stderr: reply.stderr.toString("utf8"),

@@ -6,12 +6,17 @@
 # $1 = the SSH client's address ("" when unknown), $2 = bridge, $3 = unit, $4... = persisted files.
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
-section links; ip -d -j addr show
-section routes4; ip -j route show table main
+# One `ip` for the links, the IPv4 routes and the route to the SSH client (each process costs the
+# host about 1.4 ms of CPU): a JSON line each, in that order. The route lookup comes last: when it
+# fails (no route) the batch stops after the two lines before it, and its message is dropped.
+section links
+{
+  printf 'addr show\nroute show table main\n'
+  case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) printf 'route get %s\n' "$1" ;; esac
+} | ip -d -j -batch - 2>/dev/null
 section routes6; ip -6 -j route show table main
 # files are printed only when they exist: cat is then the only process these sections start
 section bridge-conf; if [ -f /etc/qemu/bridge.conf ]; then cat /etc/qemu/bridge.conf 2>/dev/null; fi
-section ssh-route; if [ -n "$1" ]; then ip -j route get "$1" 2>/dev/null || true; fi
 section ports
 if [ -f "/run/pulumi-hypervisor/bridge/$2.ports" ]; then cat "/run/pulumi-hypervisor/bridge/$2.ports" 2>/dev/null; fi
 section addr-assign-type

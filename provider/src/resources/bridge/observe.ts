@@ -2,7 +2,12 @@ import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
 import { scriptIn, type ScriptCall } from "../../host/script";
-import { ipLinkSchema, parseHostJson } from "../../host-output";
+import {
+  ipBatchOutputs,
+  ipLinkSchema,
+  parseHostJson,
+  withoutDetailDefaults,
+} from "../../host-output";
 import { canonicalCidr } from "../../net";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
@@ -102,6 +107,7 @@ export function parseLinks(text: string): Record<string, Link> {
 /** Returns the non-kernel routes parsed from `ip -j route show`. */
 export function parseRoutes(text: string, family: 4 | 6): Route[] {
   return parseHostJson(z.array(IpRoute), text, "ip -j route show")
+    .map((r) => withoutDetailDefaults(r))
     .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
     .map((r) => ({
       family,
@@ -146,10 +152,16 @@ export function parseRecordedPorts(text: string): {
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
   const out = parseProbe(stdout, "the bridge probe");
-  const links = parseLinks(out.need("links"));
+  const [addrs = "", routes4 = "", sshRoute = ""] = ipBatchOutputs(
+    out.need("links"),
+    3,
+    2,
+    "ip -d -j -batch (addr show, route show, route get)",
+  );
+  const links = parseLinks(addrs);
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
-  const ssh = parseHostJson(z.array(IpRoute), out.need("ssh-route"), "ip -j route get")[0];
+  const ssh = parseHostJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
   return {
     name,
     bridge,
@@ -158,7 +170,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
       .map((l) => l.name)
       .sort(),
     links,
-    routes: [...parseRoutes(out.need("routes4"), 4), ...parseRoutes(out.need("routes6"), 6)],
+    routes: [...parseRoutes(routes4, 4), ...parseRoutes(out.need("routes6"), 6)],
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
     helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),

@@ -1,6 +1,11 @@
 import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
-import { ipLinkSchema, parseHostJson } from "../../host-output";
+import {
+  ipBatchOutputs,
+  ipLinkSchema,
+  parseHostJson,
+  withoutDetailDefaults,
+} from "../../host-output";
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseProbe } from "../../host/probe";
@@ -50,13 +55,14 @@ export function bridgeUnitFile(bridge: string): string {
 }
 
 /** Returns the call of the single observe probe (tap-probe.sh). */
-export function observeCall(inputs: TapDeviceInputs): ScriptCall {
+export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCall {
   return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
     lookupName(inputs.owner),
     lookupName(inputs.group),
     inputs.bridge !== null ? bridgeUnitFile(inputs.bridge) : "",
     ...persistProbeArgs(TAP_KIND, inputs.name, keepOffPaths(TAP_KIND, inputs.name, true)),
+    lookOnly ? "0" : "1",
     ...probedKeys(inputs),
   ]);
 }
@@ -113,7 +119,7 @@ export function parseHostRoutes(text: string, family: 4 | 6): HostRoute[] {
     z.array(IpRoute),
     text,
     `ip ${family === 6 ? "-6 " : ""}-j route show`,
-  )) {
+  ).map((r) => withoutDetailDefaults(r))) {
     // `ip` prints a host route without its prefix; a /32 or /128 typed by hand keeps it.
     const [address = "", prefix] = r.dst.split("/");
     if (prefix !== undefined && prefix !== (family === 4 ? "32" : "128")) continue;
@@ -149,8 +155,12 @@ function resolved(v: string | undefined): number | null | undefined {
   return /^\d+$/.test(v) ? Number(v) : null;
 }
 
-/** Returns the holders parsed from the `holder <pid> <command>` lines, one per pid. */
-export function parseHolders(text: string): TapHolder[] {
+/**
+ * Returns the holders parsed from the `holder <pid> <command>` lines, one per pid; undefined when
+ * the probe did not look (`not-probed`).
+ */
+export function parseHolders(text: string): TapHolder[] | undefined {
+  if (text.split("\n").includes("not-probed")) return undefined;
   const byPid = new Map<number, TapHolder>();
   for (const line of text.split("\n")) {
     const m = /^holder (\d+) ?(.*)$/.exec(line);
@@ -164,17 +174,20 @@ export function parseHolders(text: string): TapHolder[] {
 /** Returns the tap state parsed from the probe's output. */
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
   const out = parseProbe(stdout, "the tap probe");
-  const all = parseTapLinks(out.need("links"));
+  const [links = "", routes4 = ""] = ipBatchOutputs(
+    out.need("links"),
+    2,
+    2,
+    "ip -d -j -batch (link show, route show)",
+  );
+  const all = parseTapLinks(links);
   const link = all[name];
   const id = parseIds(out.need("ids"));
   return {
     name,
     tap: link && link.kind === "tun" && link.tunType === "tap" ? link : undefined,
     links: all,
-    hostRoutes: [
-      ...parseHostRoutes(out.need("routes4"), 4),
-      ...parseHostRoutes(out.need("routes6"), 6),
-    ],
+    hostRoutes: [...parseHostRoutes(routes4, 4), ...parseHostRoutes(out.need("routes6"), 6)],
     sysctls: parseSysctlProbe(out.need("sysctls")),
     ownerId: idOf(id["owner"]),
     groupId: idOf(id["group"]),
@@ -188,8 +201,8 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
 }
 
 /** Returns the tap's probe: the tap, its routes, sysctls, owner and holders in one command. */
-export function probeTapDevice(inputs: TapDeviceInputs): ProbeCall {
-  return { call: observeCall(inputs) };
+export function probeTapDevice(inputs: TapDeviceInputs, ctx?: ObserveContext): ProbeCall {
+  return { call: observeCall(inputs, ctx?.lookOnly === true) };
 }
 
 /** Returns the tap state from its probe's result. */

@@ -20,6 +20,12 @@ const TAP_DEFAULT_MTU = 1500;
 
 const sorted = (xs: readonly string[]): string[] => [...xs].sort();
 
+// A look-only state (a refresh, the look after an apply) did not scan for holders; it is only
+// compared with a plan, never applied, so it counts as held by nobody.
+function holdersOf(actual: TapDeviceState): readonly TapHolder[] {
+  return actual.holders ?? [];
+}
+
 function holdersText(holders: readonly TapHolder[]): string {
   return holders.map((h) => `pid ${h.pid} (${h.command || "command unknown"})`).join(", ");
 }
@@ -190,9 +196,9 @@ function releaseAll(actual: TapDeviceState): Step[] {
 
 function planDelete(actual: TapDeviceState): Step[] {
   const tap = actual.tap;
-  if (tap && actual.holders.length > 0) {
+  if (tap && holdersOf(actual).length > 0) {
     throw new PlanError(
-      `${tap.name} is in use by ${holdersText(actual.holders)}; stop that process before deleting the tap`,
+      `${tap.name} is in use by ${holdersText(holdersOf(actual))}; stop that process before deleting the tap`,
     );
   }
   // Claims go first: the uplink's proxy_arp and ip_forward are restored while the tap still exists.
@@ -211,7 +217,7 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
   if (tap) {
     if (!tap.persist) {
       throw new PlanError(
-        `${name} exists but is not persistent: it belongs to ${holdersText(actual.holders) || "the process that opened it"} and goes away when that exits; ` +
+        `${name} exists but is not persistent: it belongs to ${holdersText(holdersOf(actual)) || "the process that opened it"} and goes away when that exits; ` +
           `let the provider create the tap before starting the process`,
       );
     }
@@ -232,9 +238,9 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
     if ((actual.groupId ?? -1) !== gid)
       differs.push(`group is ${idText(actual.groupId)}, wanted ${idText(gid)}`);
     if (differs.length > 0) {
-      if (actual.holders.length > 0) {
+      if (holdersOf(actual).length > 0) {
         throw new PlanError(
-          `${name} must be recreated (${differs.join("; ")}) but is in use by ${holdersText(actual.holders)}; stop that process first`,
+          `${name} must be recreated (${differs.join("; ")}) but is in use by ${holdersText(holdersOf(actual))}; stop that process first`,
         );
       }
       steps.push(deleteTapStep(tap, `delete tap ${name} to recreate it (${differs.join("; ")})`));

@@ -183,8 +183,11 @@ export interface TapDeviceState {
   /** The desired owner/group names resolved on the host: null when unknown there, undefined when not asked. */
   resolvedUid: number | null | undefined;
   resolvedGid: number | null | undefined;
-  /** Processes in the host's network namespace that hold the tap open. */
-  holders: TapHolder[];
+  /**
+   * Processes in the host's network namespace that hold the tap open; undefined when a look-only
+   * probe skipped the scan (such a state is never planned from for applying).
+   */
+  holders: TapHolder[] | undefined;
   /** The tap's unit and boot script as the probe saw them. */
   persisted: PersistedState;
   /** The desired bridge has a unit of the provider's (the tap's unit then orders after it). */

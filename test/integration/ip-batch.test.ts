@@ -1,0 +1,55 @@
+// The probes list links and routes in one `ip -d -j -batch` process. Routes under -d carry the
+// defaults plain output leaves out; withoutDetailDefaults must turn them back into exactly what
+// `ip -j route show` prints, on real iproute2 and a route table with every kind the providers read.
+import { execFileSync } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ipBatchOutputs, withoutDetailDefaults } from "../../provider/src/host-output";
+
+const ns = `pht-ipb-${process.pid}`;
+const ip = (args: string[], input?: string): string =>
+  execFileSync("ip", ["-n", ns, ...args], { encoding: "utf8", ...(input ? { input } : {}) });
+
+beforeAll(() => {
+  execFileSync("ip", ["netns", "add", ns]);
+  const setup = [
+    "link set lo up",
+    "link add d0 type bridge",
+    "link set d0 up",
+    "addr add 198.18.50.1/24 dev d0",
+    "addr add 2001:db8:50::1/64 dev d0 nodad",
+    "route add 198.18.51.0/24 via 198.18.50.2 metric 50 proto static",
+    "route add 198.18.52.7 dev d0 scope link",
+    "route add blackhole 198.18.53.0/24",
+    "route add unreachable 198.18.54.0/24",
+    "route add 198.18.55.0/24 via 198.18.99.9 dev d0 onlink",
+    "route add 198.18.56.0/24 dev d0 proto 99 src 198.18.50.1",
+    "route add local 198.18.58.1 dev d0 table main",
+    "route add default via 198.18.50.254",
+    "-6 route add 2001:db8:51::/64 via 2001:db8:50::2 proto static",
+    "-6 route add 2001:db8:52::7/128 dev d0",
+  ];
+  for (const line of setup) ip(line.split(" "));
+});
+
+afterAll(() => {
+  execFileSync("ip", ["netns", "del", ns]);
+});
+
+describe("routes from ip -d, without its defaults", () => {
+  for (const family of [[], ["-6"]]) {
+    it(`are what ip ${family.join(" ")} -j route show prints`, () => {
+      const plain = JSON.parse(ip([...family, "-j", "route", "show", "table", "main"])) as object[];
+      const detailed = JSON.parse(ip([...family, "-d", "-j", "route", "show", "table", "main"]));
+      expect(plain.length).toBeGreaterThanOrEqual(family.length ? 3 : 9);
+      expect((detailed as object[]).map((r) => withoutDetailDefaults(r))).toEqual(plain);
+    });
+  }
+
+  it("come out of one batch with the links, a JSON line per command", () => {
+    const out = ip(["-d", "-j", "-batch", "-"], "link show\nroute show table main\n");
+    const [links = "", routes = ""] = ipBatchOutputs(out, 2, 2, "ip -batch");
+    expect((JSON.parse(links) as { ifname: string }[]).map((l) => l.ifname)).toEqual(["lo", "d0"]);
+    const plain = JSON.parse(ip(["-j", "route", "show", "table", "main"]));
+    expect((JSON.parse(routes) as object[]).map((r) => withoutDetailDefaults(r))).toEqual(plain);
+  });
+});
