@@ -17,7 +17,7 @@ import { applySteps, batchSteps, ipBatchLine } from "../../provider/src/apply";
 import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { LINK_MARKER, markLinkStep } from "../../provider/src/link-marker";
-import { scriptArgv, scriptIn } from "../../provider/src/host/script";
+import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import type { Step } from "../../provider/src/step";
 
 const SRC = join(__dirname, "../../provider/src");
@@ -248,5 +248,16 @@ describe("applying merged ip steps", () => {
     expect(readFileSync(log, "utf8")).toBe(
       ["run: -batch -", ...lines.map((l, i) => `line ${i + 1}: ${l}`), ""].join("\n"),
     );
+  });
+
+  it("keeps the lines as they are when a remote shell swaps script bodies for references", () => {
+    const script = scriptArgv(scriptIn(SRC, "sysctl-probe.sh", ["a"]));
+    const batch = (kind: string) =>
+      scriptArgv(scriptIn(SRC, "apply-batch.sh", [kind, "0", String(script.length), ...script]));
+    // the same words as a command are a script to refer to, as ip-batch lines data to keep
+    expect(argvWithCachedScripts(batch("0")).scripts).toHaveLength(2);
+    const { argv, scripts } = argvWithCachedScripts(batch("ip-batch"));
+    expect(scripts).toHaveLength(1);
+    expect(argv.slice(4)).toEqual(["ip-batch", "0", String(script.length), ...script]);
   });
 });
