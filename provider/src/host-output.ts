@@ -1,10 +1,19 @@
 import { z } from "zod";
 
-/** Returns a host command's JSON output validated by the schema; empty output is an empty list. */
-export function parseHostJson<T>(schema: z.ZodType<T>, text: string, what: string): T {
+/**
+ * Returns a host command's JSON output validated by the schema; empty output is an empty list.
+ * `keep` drops items of a list before validation (those the caller never reads cost nothing).
+ */
+export function parseHostJson<T>(
+  schema: z.ZodType<T>,
+  text: string,
+  what: string,
+  keep?: (item: unknown) => boolean,
+): T {
   const trimmed = text.trim();
   try {
-    return schema.parse(JSON.parse(trimmed === "" ? "[]" : trimmed));
+    const json: unknown = JSON.parse(trimmed === "" ? "[]" : trimmed);
+    return schema.parse(keep && Array.isArray(json) ? json.filter(keep) : json);
   } catch (e) {
     throw new Error(`unexpected output of ${what}: ${e instanceof Error ? e.message : String(e)}`);
   }

@@ -45,6 +45,22 @@ describe("routes from ip -d, without its defaults", () => {
     });
   }
 
+  it("of the main table within table all are those of both families' main listings", () => {
+    const all = JSON.parse(ip(["-d", "-j", "route", "show", "table", "all"])) as {
+      table?: string;
+    }[];
+    const main = all
+      .filter((r) => r.table === "main")
+      .map(({ table: _table, ...r }) => withoutDetailDefaults(r));
+    const plain = [
+      ...(JSON.parse(ip(["-j", "route", "show", "table", "main"])) as object[]),
+      ...(JSON.parse(ip(["-6", "-j", "route", "show", "table", "main"])) as object[]),
+    ];
+    expect(main).toEqual(plain);
+    // the other tables are there too, for the parser to drop
+    expect(all.some((r) => r.table === "local")).toBe(true);
+  });
+
   it("come out of one batch with the links, a JSON line per command", () => {
     const out = ip(["-d", "-j", "-batch", "-"], "link show\nroute show table main\n");
     const [links = "", routes = ""] = ipBatchOutputs(out, 2, 2, "ip -batch");

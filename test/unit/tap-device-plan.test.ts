@@ -128,14 +128,22 @@ describe("parsing the real probe output", () => {
     expect(captured("vm9", "br0").tap).toBeUndefined();
   });
 
-  it("skips routes that are not host routes and keeps a hand-typed /32", () => {
+  it("skips routes that are not host routes or not in the main table, keeps a hand-typed /32", () => {
     expect(
       parseHostRoutes(
-        '[{"dst":"default","dev":"x"},{"dst":"10.0.0.0/24","dev":"x"},{"dst":"10.0.0.1/32","dev":"x","type":"blackhole"}]',
-        4,
+        JSON.stringify([
+          { dst: "default", dev: "x" },
+          { dst: "10.0.0.0/24", dev: "x" },
+          { dst: "10.0.0.1/32", dev: "x", type: "blackhole" },
+          { type: "local", dst: "10.0.0.2", dev: "x", table: "local" },
+          { dst: "10.0.0.3", dev: "x", table: "100" },
+          { type: "unicast", dst: "2001:db8:0::5", dev: "x", protocol: "static", table: "main" },
+          { type: "multicast", dst: "ff00::/8", dev: "x", table: "local" },
+        ]),
       ),
     ).toEqual([
       { family: 4, address: "10.0.0.1", dev: "x", protocol: undefined, type: "blackhole" },
+      { family: 6, address: "2001:db8::5", dev: "x", protocol: "static", type: "unicast" },
     ]);
   });
 

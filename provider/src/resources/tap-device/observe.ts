@@ -81,6 +81,7 @@ const IpRoute = z
     dst: z.string(),
     dev: z.string().optional(),
     protocol: z.string().optional(),
+    table: z.string().optional(),
   })
   .loose();
 
@@ -112,14 +113,22 @@ export function parseTapLinks(text: string): Record<string, TapLink> {
   return links;
 }
 
-/** Returns the host routes (/32, /128) parsed from `ip -j route show table main`. */
-export function parseHostRoutes(text: string, family: 4 | 6): HostRoute[] {
+/**
+ * Returns the main table's host routes (/32, /128) parsed from `ip -d -j route show table all`
+ * (a route without a table, as plain `ip -j route show table main` prints it, is main's).
+ */
+export function parseHostRoutes(text: string): HostRoute[] {
   const out: HostRoute[] = [];
-  for (const r of parseHostJson(
-    z.array(IpRoute),
-    text,
-    `ip ${family === 6 ? "-6 " : ""}-j route show`,
-  ).map((r) => withoutDetailDefaults(r))) {
+  // the other tables' routes (a local and a multicast one per link) are dropped unparsed
+  const main = (r: unknown): boolean => {
+    const table = (r as { table?: unknown } | null)?.table;
+    return table === undefined || table === "main";
+  };
+  for (const r of parseHostJson(z.array(IpRoute), text, "ip -d -j route show table all", main).map(
+    (r) => withoutDetailDefaults(r),
+  )) {
+    // an IPv6 destination has a colon; "default" of either family is skipped below
+    const family = r.dst.includes(":") ? 6 : 4;
     // `ip` prints a host route without its prefix; a /32 or /128 typed by hand keeps it.
     const [address = "", prefix] = r.dst.split("/");
     if (prefix !== undefined && prefix !== (family === 4 ? "32" : "128")) continue;
@@ -174,11 +183,11 @@ export function parseHolders(text: string): TapHolder[] | undefined {
 /** Returns the tap state parsed from the probe's output. */
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
   const out = parseProbe(stdout, "the tap probe");
-  const [links = "", routes4 = ""] = ipBatchOutputs(
+  const [links = "", routes = ""] = ipBatchOutputs(
     out.need("links"),
     2,
     2,
-    "ip -d -j -batch (link show, route show)",
+    "ip -d -j -batch (link show, route show table all)",
   );
   const all = parseTapLinks(links);
   const link = all[name];
@@ -187,7 +196,7 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
     name,
     tap: link && link.kind === "tun" && link.tunType === "tap" ? link : undefined,
     links: all,
-    hostRoutes: [...parseHostRoutes(routes4, 4), ...parseHostRoutes(out.need("routes6"), 6)],
+    hostRoutes: parseHostRoutes(routes),
     sysctls: parseSysctlProbe(out.need("sysctls")),
     ownerId: idOf(id["owner"]),
     groupId: idOf(id["group"]),
