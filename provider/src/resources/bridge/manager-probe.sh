@@ -28,13 +28,14 @@ manager_probe() {
       cat -- "$mp_f"
     fi
   done
+  # printed only when they exist (a bridge that took over a NIC): no process otherwise
   mp_dir=/etc/pulumi-hypervisor/bridge-nic/$1
   section nic-manager
-  cat -- "$mp_dir/manager" 2>/dev/null || true
+  if [ -f "$mp_dir/manager" ]; then cat -- "$mp_dir/manager" 2>/dev/null || true; fi
   section nic-backup-path
-  cat -- "$mp_dir/path" 2>/dev/null || true
+  if [ -f "$mp_dir/path" ]; then cat -- "$mp_dir/path" 2>/dev/null || true; fi
   section nic-backup
-  cat -- "$mp_dir/original" 2>/dev/null || true
+  if [ -f "$mp_dir/original" ]; then cat -- "$mp_dir/original" 2>/dev/null || true; fi
   for mp_f in /etc/systemd/network/05-pulumi-hypervisor-"$1".* /etc/systemd/network/05-pulumi-hypervisor-"$1"-*; do
     if [ -f "$mp_f" ]; then
       section networkd-file "$mp_f"
