@@ -24,6 +24,7 @@ import {
   scriptIn,
 } from "../../provider/src/host/script";
 import { lockReleaseArgv } from "../../provider/src/host/lock";
+import { remoteShellRequest } from "../../provider/src/host/remote-shell";
 import { probeBatchArgv } from "../../provider/src/apply";
 
 // bash too: it is /bin/sh on some distributions
@@ -277,6 +278,34 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(sent[sent.length - 2]).toMatch(/^L \d+ 3\nexec sh/);
   });
 
+  it("runs a kept lock script in the request's own subshell, then the command it wraps", async () => {
+    const { shell } = startLocal(impl);
+    await shell.hello;
+    const argv = scriptArgv(
+      scriptIn(__dirname, "../../provider/src/host/lock-check.sh", ["00ff", "echo", "wrapped"]),
+    );
+    const { argv: cached, scripts } = argvWithCachedScripts(argv);
+    const line = remoteShellRequest(cached);
+    expect(line).toMatch(
+      /^set -- 00ff echo wrapped; \. "\$PULUMI_HYPERVISOR_SCRIPTS\/[0-9a-f]{32}"$/,
+    );
+    const r = text(await shell.request(line, Buffer.alloc(0), scripts));
+    // lock-check.sh itself decides: without a lock directory (or flock) it runs the command,
+    // with one the operation's fifo is missing here, so the lock counts as lost
+    const locks =
+      existsSync("/run/pulumi-hypervisor/locks") && spawnSync("flock", ["-V"]).status === 0;
+    expect(r).toEqual(
+      locks
+        ? {
+            code: 125,
+            stdout: "",
+            stderr:
+              "host lock: lost before this command (the connection that took it closed, or its holder was killed)\n",
+          }
+        : { code: 0, stdout: "wrapped\n", stderr: "" },
+    );
+  });
+
   it("refuses a line request whose length does not match, running nothing", async () => {
     const { shell, child, exited } = startLocal(impl);
     await shell.hello;
@@ -325,6 +354,14 @@ describe("remoteShellCommand", () => {
 describe("argvWithCachedScripts", () => {
   const hashOf = (argv: readonly string[]): string =>
     /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/([0-9a-f]{32})"$/.exec(argv[2] ?? "")?.[1] ?? "";
+
+  it("runs any other kept script as a program of its own, never in the loop's shell", () => {
+    const { argv } = argvWithCachedScripts(lockReleaseArgv("00ff"));
+    expect(remoteShellRequest(argv)).toMatch(/^exec sh -c '\. "\$PULUMI_HYPERVISOR_SCRIPTS/);
+    expect(remoteShellRequest(["sh", "-c", "echo", "lock-check.sh"])).toBe(
+      "exec sh -c echo lock-check.sh",
+    );
+  });
 
   it("refers to a provider script's body by hash and leaves its arguments as they are", () => {
     const argv = lockReleaseArgv("00ff");

@@ -12,7 +12,7 @@ import { randomBytes } from "node:crypto";
 import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "./host";
 import { MAX_CHANNELS_PER_CONNECTION } from "./channels";
-import { declareNestedCommands, scriptArgv, scriptIn } from "./script";
+import { declareNestedCommands, declareRunsInShell, scriptArgv, scriptIn } from "./script";
 
 // Both run their command (after `--`, after the token) at once, in their own process.
 declareNestedCommands("lock-take.sh", (args) => {
@@ -20,6 +20,10 @@ declareNestedCommands("lock-take.sh", (args) => {
   return i < 0 ? [] : [[i + 1, args.length]];
 });
 declareNestedCommands("lock-check.sh", (args) => [[1, args.length]]);
+// Both set what they read and end with exec: in a remote shell they run in the request's own
+// subshell, without a shell process of their own.
+declareRunsInShell("lock-take.sh");
+declareRunsInShell("lock-check.sh");
 
 /** How long an operation waits for each of its lock keys (seconds). */
 export const LOCK_WAIT_SECONDS = 300;

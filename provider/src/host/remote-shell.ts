@@ -1,4 +1,4 @@
-import { scriptBody, type CachedScript } from "./script";
+import { scriptBody, shellRequestLine, type CachedScript } from "./script";
 import { quoteArgv } from "./quote";
 
 // The client side of remote-shell.sh: one long-lived loop per session that runs commands sent as
@@ -37,10 +37,11 @@ export function remoteShellCommand(sudoPrefix: readonly string[] = []): string {
 /**
  * Returns the command line of one request for argv: `exec` runs the program itself, never a
  * builtin or a function of the loop's shell, and starts no process besides it; the loop already
- * runs with LC_ALL=C, which a session of its own gets from `env`.
+ * runs with LC_ALL=C, which a session of its own gets from `env`. A kept script declared to run
+ * in the shell (declareRunsInShell) runs in the request's own subshell instead (shellRequestLine).
  */
 export function remoteShellRequest(argv: readonly string[]): string {
-  return `exec ${quoteArgv(argv)}`;
+  return shellRequestLine(argv, quoteArgv);
 }
 
 /**

@@ -99,6 +99,10 @@ export interface CachedScript {
 /** Where a remote shell keeps the script bodies it was sent (remote-shell.sh exports it). */
 export const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
 
+// The text that runs a kept body: it sources the file, so $0 and "$@" are the caller's.
+const cachedRef = (hash: string): string => `. "$${SCRIPT_CACHE_VAR}/${hash}"`;
+const CACHED_REF = /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/[0-9a-f]{32}"$/;
+
 /**
  * Where a script's arguments hold commands it runs at once and never keeps: `[start, end)` ranges
  * of argument indexes, each a whole argv. Those commands' script bodies may be sent by reference
@@ -108,6 +112,32 @@ export const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
 export type NestedCommands = (args: readonly string[]) => Array<readonly [number, number]>;
 
 const nested = new Map<string, NestedCommands>();
+const inShell = new Set<string>();
+
+/**
+ * Declares that the script `name` may run inside a remote shell's request (a subshell of the
+ * loop: no shell process of its own) when it is the request's command: it sets every variable it
+ * reads, uses no $0, and ends with exec or exit.
+ */
+export function declareRunsInShell(name: string): void {
+  inShell.add(basename(name));
+}
+
+/**
+ * Returns the command line of a remote shell's request for an argv from argvWithCachedScripts:
+ * `exec ARGV` (the program itself, never a builtin or a function of the loop, and no process
+ * besides it), or, for a cached script declared to run in the shell, `set -- ARGS; . FILE`.
+ */
+export function shellRequestLine(
+  argv: readonly string[],
+  quote: (w: readonly string[]) => string,
+): string {
+  const ref = argv[0] === "sh" && argv[1] === "-c" ? argv[2] : undefined;
+  if (ref !== undefined && CACHED_REF.test(ref) && inShell.has(argv[3] ?? "")) {
+    return `set -- ${quote(argv.slice(4))}; ${ref}`;
+  }
+  return `exec ${quote(argv)}`;
+}
 
 /** Declares where the script `name` (as in ScriptCall.name) takes commands it runs at once. */
 export function declareNestedCommands(name: string, f: NestedCommands): void {
@@ -137,7 +167,7 @@ export function argvWithCachedScripts(argv: readonly string[]): {
     for (const [start, end] of ranges) {
       out.splice(start, end - start, ...visit(args.slice(start, end)));
     }
-    return ["sh", "-c", `. "$${SCRIPT_CACHE_VAR}/${hash}"`, name, ...out];
+    return ["sh", "-c", cachedRef(hash), name, ...out];
   };
   const out = visit(argv);
   return { argv: out, scripts: [...scripts.values()] };
