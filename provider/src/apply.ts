@@ -1,7 +1,13 @@
 import { applyGuarded } from "./deadman/apply-guarded";
 import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host, type RunResult } from "./host/host";
-import { declareNestedCommands, scriptArgv, scriptIn, type ScriptCall } from "./host/script";
+import {
+  declareNestedCommands,
+  declareRunsInShell,
+  scriptArgv,
+  scriptIn,
+  type ScriptCall,
+} from "./host/script";
 import type { ProbeCommand } from "./resource";
 import { stepArgv, stepDisplayArgv, type Step } from "./step";
 
@@ -127,6 +133,9 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 // its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
 // words are the lines); probes come after the steps. It runs each at once and keeps none; the
 // lines of an `ip-batch` are data for ip, no command of their own.
+// It sets every variable it reads and uses no $0 or $$: a remote shell runs it in the request's
+// own subshell, without a shell process of its own.
+declareRunsInShell("apply-batch.sh");
 declareNestedCommands("apply-batch.sh", (args) => {
   const ranges: Array<[number, number]> = [];
   for (let i = 0; i + 2 < args.length;) {

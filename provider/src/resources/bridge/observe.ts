@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
-import { scriptIn, type ScriptCall } from "../../host/script";
+import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import {
   ipBatchOutputs,
   ipLinkSchema,
@@ -16,6 +16,10 @@ import { PERSIST_DIR } from "../../persist/systemd-unit";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseManagerProbe } from "./manager";
 import type { BridgeInputs, BridgeState, Link, Route } from "./schema";
+
+// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
+// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+declareRunsInShell("bridge-probe.sh");
 
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */
 export const PORTS_DIR = "/run/pulumi-hypervisor/bridge";

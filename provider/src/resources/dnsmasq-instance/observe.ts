@@ -4,7 +4,7 @@ import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
-import { scriptIn, type ScriptCall } from "../../host/script";
+import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseLeases } from "./render";
 import { dnsmasqUnitName } from "./unit";
@@ -16,6 +16,10 @@ import {
   type DnsmasqInstanceInputs,
   type DnsmasqState,
 } from "./schema";
+
+// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
+// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+declareRunsInShell("dnsmasq-probe.sh");
 
 /** Returns the call of the single observe probe for an instance (dnsmasq-probe.sh). */
 export function observeCall(

@@ -1,6 +1,6 @@
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
-import { scriptIn, type ScriptCall } from "../../host/script";
+import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
@@ -9,6 +9,10 @@ import { parseIptablesSave } from "./iptables";
 import { parseNftTable } from "./nftables";
 import { nftTableName, sysctlOwner } from "./rules";
 import type { NatRuleInputs, NatRuleState, ObservedChain, ObservedRule, Rule } from "./schema";
+
+// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
+// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+declareRunsInShell("nat-probe.sh");
 
 /** Printed before what a listing tool said when it failed (nat-probe.sh). */
 export const FAILED = "pulumi-hypervisor-failed:";

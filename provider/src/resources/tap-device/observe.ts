@@ -9,13 +9,17 @@ import {
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseProbe } from "../../host/probe";
-import { scriptIn, type ScriptCall } from "../../host/script";
+import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
 import { persistProbeArgs } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitName, unitPath } from "../../persist/systemd-unit";
 import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
+
+// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
+// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+declareRunsInShell("tap-probe.sh");
 
 /** Returns the owner under which this tap claims host-wide sysctls. */
 export function claimOwner(name: string): string {
