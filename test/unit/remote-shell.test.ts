@@ -306,6 +306,24 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     );
   });
 
+  it("has a kept lock script source the shell-safe script it wraps, in the same process", async () => {
+    const { shell } = startLocal(impl);
+    await shell.hello;
+    const probe = probeBatchArgv([{ argv: ["echo", "probed"], shown: ["echo"] }]);
+    const argv = scriptArgv(
+      scriptIn(__dirname, "../../provider/src/host/lock-check.sh", ["00ff", ...probe]),
+    );
+    const { argv: cached, scripts } = argvWithCachedScripts(argv);
+    // apply-batch.sh comes as `. HASH ARGS...` (run-wrapped.sh sources it), its arguments as they were
+    expect(cached.slice(4, 7)).toEqual(["00ff", ".", scripts[1]?.hash]);
+    expect(cached.slice(7)).toEqual(probe.slice(4));
+    const r = text(await shell.request(remoteShellRequest(cached), Buffer.alloc(0), scripts));
+    const locks =
+      existsSync("/run/pulumi-hypervisor/locks") && spawnSync("flock", ["-V"]).status === 0;
+    if (locks) expect(r.code).toBe(125);
+    else expect(r).toMatchObject({ code: 0, stdout: "@@pulumi-hypervisor-probe 0\nprobed\n" });
+  });
+
   it("refuses a line request whose length does not match, running nothing", async () => {
     const { shell, child, exited } = startLocal(impl);
     await shell.hello;

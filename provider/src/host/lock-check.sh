@@ -9,4 +9,5 @@ if [ -d "$d" ] && command -v flock >/dev/null 2>&1 && ! [ -p "$d/op.$1.rel" ]; t
   exit 125
 fi
 shift
-exec "$@"
+. ./run-wrapped.sh
+run_wrapped "$@"

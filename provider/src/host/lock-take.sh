@@ -63,4 +63,5 @@ lock_since "$dir" "$token" $keys
   kill "$watcher" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-exec "$@"
+. ./run-wrapped.sh
+run_wrapped "$@"

@@ -12,7 +12,13 @@ import { randomBytes } from "node:crypto";
 import { CommandError, isCommandError, messageOf, SshConnectionError } from "../errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "./host";
 import { MAX_CHANNELS_PER_CONNECTION } from "./channels";
-import { declareNestedCommands, declareRunsInShell, scriptArgv, scriptIn } from "./script";
+import {
+  declareNestedCommands,
+  declareRunsInShell,
+  declareSourcesWrapped,
+  scriptArgv,
+  scriptIn,
+} from "./script";
 
 // Both run their command (after `--`, after the token) at once, in their own process.
 declareNestedCommands("lock-take.sh", (args) => {
@@ -24,6 +30,9 @@ declareNestedCommands("lock-check.sh", (args) => [[1, args.length]]);
 // subshell, without a shell process of their own.
 declareRunsInShell("lock-take.sh");
 declareRunsInShell("lock-check.sh");
+// ...and run what they wrap with run-wrapped.sh: a shell-safe kept script in their own process.
+declareSourcesWrapped("lock-take.sh");
+declareSourcesWrapped("lock-check.sh");
 
 /** How long an operation waits for each of its lock keys (seconds). */
 export const LOCK_WAIT_SECONDS = 300;

@@ -101,7 +101,9 @@ export const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
 
 // The text that runs a kept body: it sources the file, so $0 and "$@" are the caller's.
 const cachedRef = (hash: string): string => `. "$${SCRIPT_CACHE_VAR}/${hash}"`;
-const CACHED_REF = /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/[0-9a-f]{32}"$/;
+const CACHED_REF = /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/([0-9a-f]{32})"$/;
+const refHash = (word: string | undefined): string | undefined =>
+  word !== undefined ? CACHED_REF.exec(word)?.[1] : undefined;
 
 /**
  * Where a script's arguments hold commands it runs at once and never keeps: `[start, end)` ranges
@@ -113,6 +115,7 @@ export type NestedCommands = (args: readonly string[]) => Array<readonly [number
 
 const nested = new Map<string, NestedCommands>();
 const inShell = new Set<string>();
+const sourcesWrapped = new Set<string>();
 
 /**
  * Declares that the script `name` may run inside a remote shell's request (a subshell of the
@@ -137,6 +140,15 @@ export function shellRequestLine(
     return `set -- ${quote(argv.slice(4))}; ${ref}`;
   }
   return `exec ${quote(argv)}`;
+}
+
+/**
+ * Declares that the script `name` ends by running the command it wraps (its one nested command)
+ * through run-wrapped.sh, which takes a kept script declared to run in the shell as
+ * `. HASH ARGS...` and sources it in its own process.
+ */
+export function declareSourcesWrapped(name: string): void {
+  sourcesWrapped.add(basename(name));
 }
 
 /** Declares where the script `name` (as in ScriptCall.name) takes commands it runs at once. */
@@ -165,7 +177,12 @@ export function argvWithCachedScripts(argv: readonly string[]): {
     // innermost first would shift indexes: ranges are replaced from the last to the first
     const ranges = [...(nested.get(name)?.(args) ?? [])].sort((a, b) => b[0] - a[0]);
     for (const [start, end] of ranges) {
-      out.splice(start, end - start, ...visit(args.slice(start, end)));
+      const inner = visit(args.slice(start, end));
+      const innerHash = inner[0] === "sh" && inner[1] === "-c" ? refHash(inner[2]) : undefined;
+      // a wrapper that sources what it wraps runs a shell-safe kept script in its own process
+      const sourced =
+        sourcesWrapped.has(name) && innerHash !== undefined && inShell.has(inner[3] ?? "");
+      out.splice(start, end - start, ...(sourced ? [".", innerHash, ...inner.slice(4)] : inner));
     }
     return ["sh", "-c", cachedRef(hash), name, ...out];
   };
