@@ -150,7 +150,8 @@ while IFS=' ' read -r tag clen slen <&3; do
   esac
   if [ "$tag" = S ]; then
     case $clen in *[!0-9a-f]*) exit 2 ;; esac
-    take "$slen" >"$d/s/$clen"
+    # a file that cannot be written (a full /tmp) ends the loop: never a request that runs less
+    take "$slen" >"$d/s/$clen" || exit 2
     IFS= read -r end <&3 || exit 0
     [ -z "$end" ] || exit 2
     continue
@@ -161,11 +162,11 @@ while IFS=' ' read -r tag clen slen <&3; do
   if [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2
-    printf '%s\n' "$line" >"$d/cmd"
+    printf '%s\n' "$line" >"$d/cmd" || exit 2
   else
-    take "$clen" >"$d/cmd"
+    take "$clen" >"$d/cmd" || exit 2
   fi
-  take "$slen" >"$d/in"
+  take "$slen" >"$d/in" || exit 2
   IFS= read -r end <&3 || exit 0
   [ -z "$end" ] || exit 2
   printf .
