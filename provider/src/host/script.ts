@@ -119,8 +119,9 @@ const sourcesWrapped = new Set<string>();
 
 /**
  * Declares that the script `name` may run inside a remote shell's request (a subshell of the
- * loop: no shell process of its own) when it is the request's command: it sets every variable it
- * reads, uses no $0, and ends with exec or exit.
+ * loop: no shell process of its own) when it is the request's command. Its contract: it sets every
+ * variable it reads, uses no $0, uses $$ only where the loop's pid serves as well, and ends with
+ * exec or exit.
  */
 export function declareRunsInShell(name: string): void {
   inShell.add(basename(name));

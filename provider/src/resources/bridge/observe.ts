@@ -17,8 +17,7 @@ import { observeWith, type ObserveContext, type ProbeCall } from "../../resource
 import { parseManagerProbe } from "./manager";
 import type { BridgeInputs, BridgeState, Link, Route } from "./schema";
 
-// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
-// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+// Reviewed against declareRunsInShell's contract.
 declareRunsInShell("bridge-probe.sh");
 
 /** Where each bridge records the ports it enslaved, so it never detaches a tap or NIC it did not attach. */

@@ -17,8 +17,7 @@ import {
   type DnsmasqState,
 } from "./schema";
 
-// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
-// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+// Reviewed against declareRunsInShell's contract.
 declareRunsInShell("dnsmasq-probe.sh");
 
 /** Returns the call of the single observe probe for an instance (dnsmasq-probe.sh). */

@@ -10,8 +10,7 @@ import { parseNftTable } from "./nftables";
 import { nftTableName, sysctlOwner } from "./rules";
 import type { NatRuleInputs, NatRuleState, ObservedChain, ObservedRule, Rule } from "./schema";
 
-// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
-// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+// Reviewed against declareRunsInShell's contract.
 declareRunsInShell("nat-probe.sh");
 
 /** Printed before what a listing tool said when it failed (nat-probe.sh). */

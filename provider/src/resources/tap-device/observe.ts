@@ -17,8 +17,8 @@ import { unitName, unitPath } from "../../persist/systemd-unit";
 import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
 
-// It sets every variable it reads and uses no $0: a remote shell runs it in the request's own
-// subshell, without a shell process of its own (its $$ is then the loop's, in the same namespaces).
+// Reviewed against declareRunsInShell's contract; its $$ (the loop's then) only names the network
+// namespace, which the loop shares.
 declareRunsInShell("tap-probe.sh");
 
 /** Returns the owner under which this tap claims host-wide sysctls. */
