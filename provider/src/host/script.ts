@@ -96,12 +96,12 @@ export interface CachedScript {
   readonly body: string;
 }
 
-/** Where a remote shell keeps the script bodies it was sent (remote-shell.sh exports it). */
-export const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
+// Where a remote shell keeps the script bodies it was sent (remote-shell.sh exports it).
+const SCRIPT_CACHE_VAR = "PULUMI_HYPERVISOR_SCRIPTS";
 
 // The text that runs a kept body: it sources the file, so $0 and "$@" are the caller's.
 const cachedRef = (hash: string): string => `. "$${SCRIPT_CACHE_VAR}/${hash}"`;
-const CACHED_REF = /^\. "\$PULUMI_HYPERVISOR_SCRIPTS\/([0-9a-f]{32})"$/;
+const CACHED_REF = new RegExp(`^\\. "\\$${SCRIPT_CACHE_VAR}/([0-9a-f]{32})"$`);
 const refHash = (word: string | undefined): string | undefined =>
   word !== undefined ? CACHED_REF.exec(word)?.[1] : undefined;
 
