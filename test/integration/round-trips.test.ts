@@ -45,7 +45,7 @@ function counts(): { sessions: number; commands: number } {
     .filter((l) => /\bStarting session: /.test(l)).length;
   const lines = readFileSync(trace, "utf8").split("\n");
   const shells = lines.filter((l) => / shell$/.test(l)).length;
-  const requests = lines.filter((l) => /^[\d.]+ \d+ \d+ \d+ \d+$/.test(l)).length;
+  const requests = lines.filter((l) => /^[\d.]+ \d+ \d+ \d+$/.test(l)).length;
   return { sessions, commands: sessions - shells + requests };
 }
 

@@ -101,18 +101,44 @@ describe("FrameReader", () => {
         events.push(`reply ${r.code} ${r.stdout.toString("hex")} ${r.stderr.toString("hex")}`),
       invalid: (why) => events.push(`invalid ${why}`),
     });
-    const stream = Buffer.concat([
-      Buffer.from("pulumi-hypervisor-shell 2 42 1.2.3.4 5 6.7.8.9 22\n.0 3 1\n"),
-      Buffer.from([0x00, 0x0a, 0xff, 0x2e]),
-      Buffer.from(".7 0 0\n"),
-    ]);
-    for (const byte of stream) reader.push(Buffer.from([byte]));
+    const n1 = "0123456789abcdef0123456789abcdef";
+    const n2 = "9876543210fedcba9876543210fedcba";
+    const push = (s: string | Buffer): void => {
+      for (const byte of Buffer.from(s)) reader.push(Buffer.from([byte]));
+    };
+    push("pulumi-hypervisor-shell 3 42 1.2.3.4 5 6.7.8.9 22\n");
+    reader.expect(n1);
+    // output that holds most of the nonce, and the other request's nonce, ends nothing
+    push(Buffer.concat([Buffer.from(".\x00\n"), Buffer.from(n1.slice(0, 31)), Buffer.from(n2)]));
+    push(`${n1} 0\n.${n1}\n`);
+    reader.expect(n2);
+    push(`.${n2} 7\n${n2}\n`);
     expect(events).toEqual([
       "hello 42 1.2.3.4 5 6.7.8.9 22",
       "started",
-      "reply 0 000aff 2e",
+      `reply 0 000a${Buffer.from(n1.slice(0, 31) + n2).toString("hex")} 2e`,
       "started",
       "reply 7  ",
+    ]);
+  });
+
+  it("reads a reply that comes in one chunk with the next hello-less bytes refused", () => {
+    const events: string[] = [];
+    const reader = new FrameReader({
+      hello: () => events.push("hello"),
+      started: () => events.push("started"),
+      reply: (r) => events.push(`reply ${r.code} ${r.stdout.toString()} ${r.stderr.toString()}`),
+      invalid: (why) => events.push(`invalid ${why}`),
+    });
+    const n = "00000000000000000000000000000001";
+    reader.push(Buffer.from("pulumi-hypervisor-shell 3 7 \n"));
+    reader.expect(n);
+    reader.push(Buffer.from(`.out${n} 3\nerr${n}\nlate`));
+    expect(events).toEqual([
+      "hello",
+      "started",
+      "reply 3 out err",
+      "invalid expected the started mark, got byte 108",
     ]);
   });
 
@@ -128,20 +154,24 @@ describe("FrameReader", () => {
     expect(events).toEqual(['invalid unexpected first line "Welcome to the restricted shell"']);
   });
 
+  const nonce = "0123456789abcdef0123456789abcdef";
   it("encodes a request as header, command, stdin and a closing newline", () => {
-    expect(encodeRequest("echo ü", Buffer.from([0, 1])).toString("latin1")).toBe(
-      "R 7 2\necho \u00c3\u00bc\u0000\u0001\n",
+    expect(encodeRequest("echo ü", Buffer.from([0, 1]), nonce).toString("latin1")).toBe(
+      `R 7 2 ${nonce}\necho \u00c3\u00bc\u0000\u0001\n`,
     );
+    expect(() => encodeRequest("true", Buffer.alloc(0), "x")).toThrow(/32 hex digits/);
   });
 
   it("sends a short command of printable ASCII as a line, anything else by length", () => {
-    expect(encodeRequest("exec 'ip' 'link'", Buffer.from("in")).toString("latin1")).toBe(
-      "L 16 2\nexec 'ip' 'link'\nin\n",
+    expect(encodeRequest("exec 'ip' 'link'", Buffer.from("in"), nonce).toString("latin1")).toBe(
+      `L 16 2 ${nonce}\nexec 'ip' 'link'\nin\n`,
     );
-    expect(encodeRequest("echo 'a\nb'", Buffer.alloc(0)).toString("latin1")).toMatch(/^R 10 0\n/);
-    expect(encodeRequest(`echo ${"x".repeat(3000)}`, Buffer.alloc(0)).toString("latin1")).toMatch(
-      /^R 3005 0\n/,
+    expect(encodeRequest("echo 'a\nb'", Buffer.alloc(0), nonce).toString("latin1")).toMatch(
+      /^R 10 0 /,
     );
+    expect(
+      encodeRequest(`echo ${"x".repeat(3000)}`, Buffer.alloc(0), nonce).toString("latin1"),
+    ).toMatch(/^R 3005 0 /);
     expect(encodeScript({ hash: "ab", body: "echo\n" }).toString("latin1")).toBe(
       "S ab 5\necho\n\n",
     );
@@ -275,7 +305,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     // the body crossed once, with the first request; the second carried only its reference
     const sent = writes.map((w) => w.toString("latin1"));
     expect(sent.filter((w) => w.includes("cat")).length).toBe(1);
-    expect(sent[sent.length - 2]).toMatch(/^L \d+ 3\nexec sh/);
+    expect(sent[sent.length - 2]).toMatch(/^L \d+ 3 [0-9a-f]{32}\nexec sh/);
   });
 
   it("runs a kept lock script in the request's own subshell, then the command it wraps", async () => {
@@ -328,9 +358,35 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     const { shell, child, exited } = startLocal(impl);
     await shell.hello;
     const marker = join(work, `line-${impl}`);
-    child.stdin.write(`L 99 0\ntouch ${marker}\n\n`);
+    child.stdin.write(`L 99 0 ${"a".repeat(32)}\ntouch ${marker}\n\n`);
     expect(await exited).toBe(2);
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it("refuses a request without a nonce of 32 hex digits, running nothing", async () => {
+    for (const nonce of ["", "a".repeat(31), "A".repeat(32), `${"a".repeat(31)}'`]) {
+      const { shell, child, exited } = startLocal(impl);
+      await shell.hello;
+      const marker = join(work, `nonce-${impl}`);
+      const cmd = `touch ${marker}`;
+      child.stdin.write(`L ${cmd.length} 0 ${nonce}\n${cmd}\n\n`);
+      expect(await exited).toBe(2);
+      expect(existsSync(marker)).toBe(false);
+    }
+  });
+
+  it("keeps the reply's nonce from the command: output cannot end a reply early", async () => {
+    const writes: Buffer[] = [];
+    const { shell } = startLocal(impl, writes);
+    await shell.hello;
+    // every variable and function the command can see, then a mark after them
+    const r = text(await shell.request('set; printf "%s|" "${nonce-unset}"', Buffer.alloc(0)));
+    const frame = writes.map((w) => w.toString("latin1")).find((w) => w.startsWith("L "));
+    const nonce = /^L \d+ 0 ([0-9a-f]{32})\n/.exec(frame ?? "")?.[1];
+    expect(nonce).toMatch(/^[0-9a-f]{32}$/);
+    expect(r.stdout.endsWith("unset|")).toBe(true);
+    expect(r.stdout).not.toContain(nonce);
+    expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
   });
 
   it("never runs a request cut short, and removes its directory when its input ends", async () => {
@@ -340,7 +396,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     await shell.hello;
     expect(dirs()).toBe(before + 1);
     const marker = join(work, `cut-${impl}`);
-    const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"));
+    const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"), "f".repeat(32));
     child.stdin.write(frame.subarray(0, frame.length - 1));
     child.stdin.end();
     expect(await exited).toBe(0);
@@ -348,12 +404,12 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     expect(dirs()).toBe(before);
   });
 
-  it("appends a start line and lengths only to the trace file", () => {
+  it("appends a start line, lengths and exit codes only to the trace file", () => {
     // the trace path is fixed on hosts (/run/pulumi-hypervisor, the lab test uses it); here the
     // lines the loop writes there
     const body = readFileSync(join(__dirname, "../../provider/src", REMOTE_SHELL_SCRIPT), "utf8");
     expect(body).toContain(`printf '%s shell\\n' "$up" >>"$trace"`);
-    expect(body).toContain(`printf '%s %s %s %s %s\\n' "$up" "$clen" "$slen" "$o" "$e" >>"$trace"`);
+    expect(body).toContain(`printf '%s %s %s %s\\n' "$up" "$clen" "$slen" "$code" >>"$trace"`);
     // the time comes from a builtin read of /proc/uptime: counting starts no process
     expect(body.match(/read -r up _ <\/proc\/uptime/g)).toHaveLength(2);
     expect(body).not.toContain("date +%s");

@@ -5,11 +5,12 @@
 # for it (the login shell expands $SSH_CONNECTION before sudo's env_reset drops it).
 #
 # Frames; numbers are decimal ASCII:
-#   hello   shell -> client, once:  "pulumi-hypervisor-shell 2 PID SSH_CONNECTION\n"
-#   request client -> shell:        "R CMDLEN STDINLEN\n" CMD STDIN "\n"
-#           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes;
+#   hello   shell -> client, once:  "pulumi-hypervisor-shell 3 PID SSH_CONNECTION\n"
+#   request client -> shell:        "R CMDLEN STDINLEN NONCE\n" CMD STDIN "\n"
+#           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes,
+#           NONCE 32 random hex digits the client picked for this request (it ends the reply);
 #           the final "\n" proves the request arrived whole: a request cut short never runs
-#           or:                     "L CMDLEN STDINLEN\n" CMD "\n" STDIN "\n"
+#           or:                     "L CMDLEN STDINLEN NONCE\n" CMD "\n" STDIN "\n"
 #           the same for a CMD of printable ASCII without a newline, read by the shell's `read`
 #           (no dd process; CMDLEN checks that the line came whole)
 #   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
@@ -17,7 +18,11 @@
 #           requests run it as `sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/HASH"' NAME ARGS...`, so a
 #           body crosses the link once per shell, not with every request (host/script.ts)
 #   started shell -> client:        "." (the request was read whole; before it nothing ran)
-#   reply   shell -> client:        "CODE OUTLEN ERRLEN\n" STDOUT STDERR
+#   reply   shell -> client:        STDOUT NONCE " CODE\n" STDERR NONCE "\n"
+#           the command's stdout goes straight to the session as it comes (no file, no process
+#           to measure or copy it); its stderr is kept in a file and follows the code. Output
+#           cannot end a reply early: it would have to hold the nonce, which is random, new for
+#           every request and never in anything a command can read (unset in its subshell)
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
 #   over), or "K\n" before that to kill the command and every process it started (the reply then
 #   says 137). End of input (the session closed) sends them SIGHUP and ends the loop.
@@ -30,16 +35,17 @@
 # as long as that process, so it outlives a shell closed to make room but not the connection.
 #
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
-# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
-# emptied after each command and removed when the loop ends), so any byte and any size survive.
-# The reply sends exactly the lengths measured, even when something the command left running
-# still appends to those files.
+# subshell; its stdin and stderr are files in a private directory (mktemp -d, 0700, emptied after
+# each command and removed when the loop ends), its stdout is the session's, so any byte and any
+# size survive. A process a command leaves running must not keep that stdout (the provider's
+# scripts send what they start to /dev/null): bytes after a reply break the shell, which the
+# client then closes and replaces.
 #
 # Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
 # exists, a loop appends "UPTIME shell" (seconds since boot, from /proc/uptime) to it when it
 # starts (so sessions that were shells can be told from sessions of one command each) and one line
-# "UPTIME CMDLEN STDINLEN OUTLEN ERRLEN" per request, before its reply. Only lengths: a command line may hold secrets, so it is
-# never written anywhere.
+# "UPTIME CMDLEN STDINLEN CODE" per request, before its reply ends. Only lengths and the exit
+# code: a command line may hold secrets, so it is never written anywhere.
 #
 # Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
 # the client then runs each command on a session of its own.
@@ -133,16 +139,16 @@ tree() {
 if [ -e "$trace" ]; then
   { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
-printf 'pulumi-hypervisor-shell 2 %s %s\n' "$$" "$hello"
-while IFS=' ' read -r tag clen slen <&3; do
+printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
+while IFS=' ' read -r tag clen slen nonce <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue
   if [ "$tag" = U ]; then
     release "$clen"
     continue
   fi
-  case "$tag:$clen:$slen" in
-    R:[0-9]*:[0-9]* | L:[0-9]*:[0-9]* | S:[0-9a-f]*:[0-9]*) ;;
+  case "$tag:$clen:$slen:$nonce" in
+    R:[0-9]*:[0-9]*:* | L:[0-9]*:[0-9]*:* | S:[0-9a-f]*:[0-9]*:) ;;
     *) exit 2 ;;
   esac
   case "$slen" in
@@ -159,6 +165,8 @@ while IFS=' ' read -r tag clen slen <&3; do
   case "$clen" in
     *[!0-9]*) exit 2 ;;
   esac
+  case $nonce in *[!0-9a-f]*) exit 2 ;; esac
+  [ "${#nonce}" = 32 ] || exit 2
   if [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2
@@ -171,7 +179,10 @@ while IFS=' ' read -r tag clen slen <&3; do
   [ -z "$end" ] || exit 2
   printf .
   # shellcheck disable=SC1091 # the request's command, written just above
-  (. "$d/cmd") <"$d/in" >"$d/out" 2>"$d/err" 3<&- &
+  (
+    unset nonce
+    . "$d/cmd"
+  ) <"$d/in" 2>"$d/err" 3<&- &
   c=$!
   (
     sig=HUP
@@ -205,30 +216,18 @@ while IFS=' ' read -r tag clen slen <&3; do
   w=$!
   wait "$c"
   code=$?
-  o=0 e=0
-  # busybox wc pads the count with spaces; arithmetic drops them
-  if [ -s "$d/out" ] && [ -s "$d/err" ]; then
-    # one wc for both, run in $d so its lines are "N out" and "N err" whatever $TMPDIR is
-    # shellcheck disable=SC2046 # splitting wc's output is the point
-    set -- $(cd "$d" && wc -c out err)
-    o=$((${1:-0} + 0)) e=$((${3:-0} + 0))
-  elif [ -s "$d/out" ]; then
-    o=$(($(wc -c <"$d/out") + 0))
-  elif [ -s "$d/err" ]; then
-    e=$(($(wc -c <"$d/err") + 0))
-  fi
-  # counted before the reply goes out, so a session closed right after it still has its line
+  # counted before the reply ends, so a session closed right after it still has its line
   if [ -e "$trace" ]; then
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts
-    { read -r up _ </proc/uptime && printf '%s %s %s %s %s\n' "$up" "$clen" "$slen" "$o" "$e" >>"$trace"; } 2>/dev/null
+    { read -r up _ </proc/uptime && printf '%s %s %s %s\n' "$up" "$clen" "$slen" "$code" >>"$trace"; } 2>/dev/null
   fi
-  printf '%d %d %d\n' "$code" "$o" "$e"
-  [ "$o" -gt 0 ] && head -c "$o" "$d/out"
-  [ "$e" -gt 0 ] && head -c "$e" "$d/err"
+  printf '%s %d\n' "$nonce" "$code"
+  # a process only when there is something on stderr
+  if [ -s "$d/err" ]; then cat "$d/err"; fi
+  printf '%s\n' "$nonce"
   wait "$w"
   # emptied (by builtins, no process): the next request's data never mixes with this one's
   : >"$d/cmd"
   : >"$d/in"
-  : >"$d/out"
   : >"$d/err"
 done

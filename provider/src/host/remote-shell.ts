@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { scriptBody, shellRequestLine, type CachedScript } from "./script";
 import { quoteArgv } from "./quote";
 
@@ -21,7 +22,7 @@ export function remoteShellEnabled(env: NodeJS.ProcessEnv = process.env): boolea
 /** The loop script below provider/src. */
 export const REMOTE_SHELL_SCRIPT = "host/remote-shell.sh";
 
-const HELLO = "pulumi-hypervisor-shell 2 ";
+const HELLO = "pulumi-hypervisor-shell 3 ";
 const MAX_LINE = 4096;
 
 /**
@@ -53,21 +54,28 @@ export const MAX_LINE_COMMAND = 2048;
 // Printable ASCII only: a byte is a character in every shell's ${#var}, whatever its locale.
 const LINE_COMMAND = /^[\x20-\x7e]*$/;
 
+/** Returns a new nonce for one request: 32 random hex digits, which end its reply. */
+export function newNonce(): string {
+  return randomBytes(16).toString("hex");
+}
+
 /**
- * Returns the frame of one request: a header with both lengths, the command, stdin, "\n". A short
- * command of printable ASCII goes as a line ("L"), which the loop reads without starting dd.
+ * Returns the frame of one request: a header with both lengths and the reply's nonce, the
+ * command, stdin, "\n". A short command of printable ASCII goes as a line ("L"), which the loop
+ * reads without starting dd.
  */
-export function encodeRequest(command: string, stdin: Buffer): Buffer {
+export function encodeRequest(command: string, stdin: Buffer, nonce: string): Buffer {
+  if (!/^[0-9a-f]{32}$/.test(nonce)) throw new Error("remote shell: a nonce is 32 hex digits");
   if (command.length <= MAX_LINE_COMMAND && LINE_COMMAND.test(command)) {
     return Buffer.concat([
-      Buffer.from(`L ${command.length} ${stdin.length}\n${command}\n`, "ascii"),
+      Buffer.from(`L ${command.length} ${stdin.length} ${nonce}\n${command}\n`, "ascii"),
       stdin,
       Buffer.from("\n", "ascii"),
     ]);
   }
   const cmd = Buffer.from(command, "utf8");
   return Buffer.concat([
-    Buffer.from(`R ${cmd.length} ${stdin.length}\n`, "ascii"),
+    Buffer.from(`R ${cmd.length} ${stdin.length} ${nonce}\n`, "ascii"),
     cmd,
     stdin,
     Buffer.from("\n", "ascii"),
@@ -108,31 +116,36 @@ interface FrameEvents {
 
 /** Splits the shell's stdout into hello, started marks and replies; survives any chunking. */
 export class FrameReader {
-  private state: "hello" | "started" | "header" | "body" | "broken" = "hello";
-  private line = Buffer.alloc(0);
+  private state: "hello" | "started" | "stdout" | "code" | "stderr" | "end" | "broken" = "hello";
+  private line: Buffer = Buffer.alloc(0);
+  private nonce: Buffer | undefined;
   private code = 0;
-  private outLen = 0;
-  private need = 0;
+  // the output before the nonce: parts, and the last bytes that may be the nonce's beginning
   private parts: Buffer[] = [];
+  private tail: Buffer = Buffer.alloc(0);
+  private stdout: Buffer = Buffer.alloc(0);
+  private stderr: Buffer = Buffer.alloc(0);
 
   constructor(private readonly on: FrameEvents) {}
+
+  /** Says which nonce ends the next reply (the request's). */
+  expect(nonce: string): void {
+    this.nonce = Buffer.from(nonce, "ascii");
+  }
 
   /** Handles the next piece of stdout. */
   push(chunk: Buffer): void {
     let buf = chunk;
     while (buf.length > 0 && this.state !== "broken") {
-      if (this.state === "body") {
-        const n = Math.min(this.need, buf.length);
-        this.parts.push(buf.subarray(0, n));
-        this.need -= n;
-        buf = buf.subarray(n);
-        if (this.need === 0) this.finishReply();
+      if (this.state === "stdout" || this.state === "stderr") {
+        buf = this.scan(buf);
         continue;
       }
       if (this.state === "started") {
         if (buf[0] !== 0x2e) return this.fail(`expected the started mark, got byte ${buf[0]}`);
+        if (!this.nonce) return this.fail("a started mark for no request");
         buf = buf.subarray(1);
-        this.state = "header";
+        this.state = "stdout";
         this.on.started();
         continue;
       }
@@ -146,8 +159,34 @@ export class FrameReader {
       this.line = Buffer.alloc(0);
       buf = buf.subarray(nl + 1);
       if (this.state === "hello") this.readHello(text);
-      else this.readHeader(text);
+      else if (this.state === "code") this.readCode(text);
+      else this.readEnd(text);
     }
+  }
+
+  // Takes output up to the nonce; returns what follows it (nothing while it has not come).
+  private scan(chunk: Buffer): Buffer {
+    const nonce = this.nonce as Buffer;
+    const hay = this.tail.length > 0 ? Buffer.concat([this.tail, chunk]) : chunk;
+    const at = hay.indexOf(nonce);
+    if (at < 0) {
+      const keep = Math.max(0, hay.length - (nonce.length - 1));
+      if (keep > 0) this.parts.push(hay.subarray(0, keep));
+      this.tail = hay.subarray(keep);
+      return Buffer.alloc(0);
+    }
+    if (at > 0) this.parts.push(hay.subarray(0, at));
+    const out = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+    this.parts = [];
+    this.tail = Buffer.alloc(0);
+    if (this.state === "stdout") {
+      this.stdout = out;
+      this.state = "code";
+    } else {
+      this.stderr = out;
+      this.state = "end";
+    }
+    return hay.subarray(at + nonce.length);
   }
 
   private readHello(text: string): void {
@@ -160,26 +199,23 @@ export class FrameReader {
     this.on.hello({ pid, sshConnection: space < 0 ? "" : rest.slice(space + 1) });
   }
 
-  private readHeader(text: string): void {
-    const m = /^(\d+) (\d+) (\d+)$/.exec(text);
-    if (!m) return this.fail(`unexpected reply header ${JSON.stringify(text.slice(0, 80))}`);
+  // " CODE" after stdout's nonce
+  private readCode(text: string): void {
+    const m = /^ (\d+)$/.exec(text);
+    if (!m) return this.fail(`unexpected exit code ${JSON.stringify(text.slice(0, 80))}`);
     this.code = Number(m[1]);
-    this.outLen = Number(m[2]);
-    this.need = this.outLen + Number(m[3]);
-    this.parts = [];
-    this.state = "body";
-    if (this.need === 0) this.finishReply();
+    this.state = "stderr";
   }
 
-  private finishReply(): void {
-    const all = Buffer.concat(this.parts);
-    this.parts = [];
+  // nothing between stderr's nonce and its newline
+  private readEnd(text: string): void {
+    if (text !== "") return this.fail(`unexpected reply end ${JSON.stringify(text.slice(0, 80))}`);
+    const reply = { code: this.code, stdout: this.stdout, stderr: this.stderr };
+    this.stdout = Buffer.alloc(0);
+    this.stderr = Buffer.alloc(0);
+    this.nonce = undefined;
     this.state = "started";
-    this.on.reply({
-      code: this.code,
-      stdout: all.subarray(0, this.outLen),
-      stderr: all.subarray(this.outLen),
-    });
+    this.on.reply(reply);
   }
 
   private fail(why: string): void {
@@ -306,7 +342,9 @@ export class RemoteShell {
         this.kept.add(s.hash);
         frames.push(encodeScript(s));
       }
-      frames.push(encodeRequest(command, stdin));
+      const nonce = newNonce();
+      this.reader.expect(nonce);
+      frames.push(encodeRequest(command, stdin, nonce));
       this.transport.write(frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames));
     });
   }
