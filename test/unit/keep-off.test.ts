@@ -3,7 +3,7 @@
 // runs, a tap has a .network file sorting first that leaves it alone (no DHCP on it). Neither
 // manager running: nothing of the kind is written, and no manager is ever enabled.
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -23,8 +23,8 @@ import {
   type TapDeviceState,
 } from "../../provider/src/resources/tap-device/schema";
 import type { Step } from "../../provider/src/step";
+import { tapProbeCapture } from "../support/tap-fixtures";
 
-const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 const HEADER =
   "# Written by pulumi-hypervisor; edits are reported as drift and undone by `pulumi up`.";
 const NM = { networkManager: true, networkd: false };
@@ -66,7 +66,7 @@ function layer(unit: string, files: Record<string, string | undefined>): Persist
 /** A host with br0 and wl0 (the vm0 capture), no tap vm5 yet, systemd, the managers given. */
 function tapHost(keepOff: RunningManagers, persistence?: PersistedState): TapDeviceState {
   return {
-    ...parseTapDeviceState("vm5", fixture("tap-probe-vm0.txt")),
+    ...parseTapDeviceState("vm5", tapProbeCapture("vm0")),
     persisted: persistence ?? layer(tapUnit, { [tapUnitFile]: undefined, [tapScript]: undefined }),
     keepOff,
   };
@@ -93,7 +93,7 @@ describe("keepoff_probe", () => {
       ["keepoff-networkd", "no\n"],
     ]);
     expect(parseKeepOffProbe(parseProbe(out, "t"))).toEqual(NM);
-    expect(parseTapDeviceState("vm0", fixture("tap-probe-vm0.txt")).keepOff).toEqual(NEITHER);
+    expect(parseTapDeviceState("vm0", tapProbeCapture("vm0")).keepOff).toEqual(NEITHER);
   });
 
   it("says yes only for a NetworkManager that answers (a real sh, a stand-in nmcli)", () => {

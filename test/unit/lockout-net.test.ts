@@ -12,12 +12,11 @@ import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
 import { parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
 import { planTapDevice } from "../../provider/src/resources/tap-device/plan";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
-
-const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
+import { tapProbeCapture } from "../support/tap-fixtures";
 
 describe("a routed tap never takes the SSH client's address", () => {
   const host = (client: string) => ({
-    ...parseTapDeviceState("vm5", fixture("tap-probe-vm0.txt")),
+    ...parseTapDeviceState("vm5", tapProbeCapture("vm0")),
     sshClientAddress: client,
   });
   const d = (addresses: string[]) => TapDeviceInputs.parse({ name: "vm5", routed: { addresses } });

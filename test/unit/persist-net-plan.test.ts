@@ -28,6 +28,7 @@ import {
   type TapDeviceState,
 } from "../../provider/src/resources/tap-device/schema";
 import type { Step } from "../../provider/src/step";
+import { tapProbeCapture } from "../support/tap-fixtures";
 
 const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
 const dir = mkdtempSync(join(tmpdir(), "hv-persist-net-"));
@@ -287,7 +288,7 @@ describe("TapDevice", () => {
   const script = (n: string) => `/etc/pulumi-hypervisor/tap/${n}.sh`;
   /** A host with br0 and wl0 (the vm0 capture) and no tap of that name, with systemd. */
   const host = (name: string, o: { bridgeUnit?: boolean; systemd?: boolean } = {}) => ({
-    ...parseTapDeviceState(name, fixture("tap-probe-vm0.txt")),
+    ...parseTapDeviceState(name, tapProbeCapture("vm0")),
     persisted: layer(unit(name), { [unitFile(name)]: undefined, [script(name)]: undefined }, o),
     bridgeUnit: o.bridgeUnit ?? false,
   });
@@ -351,7 +352,7 @@ describe("TapDevice", () => {
 
   it("removes the unit first on delete, then the tap", () => {
     const s: TapDeviceState = {
-      ...parseTapDeviceState("vm1", fixture("tap-probe-vm1.txt")),
+      ...parseTapDeviceState("vm1", tapProbeCapture("vm1")),
       persisted: layer(
         unit("vm1"),
         { [unitFile("vm1")]: "x", [script("vm1")]: "y" },

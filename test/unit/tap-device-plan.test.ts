@@ -1,5 +1,3 @@
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LINK_MARKER } from "../../provider/src/link-marker";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
@@ -17,14 +15,13 @@ import {
   type TapDeviceState,
 } from "../../provider/src/resources/tap-device/schema";
 import { sysctlCall } from "../../provider/src/sysctl";
-
-const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtures", f), "utf8");
+import { fixture, tapProbeCapture } from "../support/tap-fixtures";
 
 /** The state parsed from a real probe capture (see test/fixtures/README.md): taps made by hand. */
 const capturedAsIs = (
   probe: "vm0" | "vm0-look" | "vm1" | "vm9",
   name: string = probe,
-): TapDeviceState => parseTapDeviceState(name, fixture(`tap-probe-${probe}.txt`));
+): TapDeviceState => parseTapDeviceState(name, tapProbeCapture(probe));
 
 /** The state with the tap as the provider would see one of its own: marked with its ifalias. */
 function marked(s: TapDeviceState): TapDeviceState {
@@ -179,12 +176,32 @@ describe("parsing the real probe output", () => {
       "/etc/NetworkManager/conf.d/pulumi-hypervisor-tap-vm1.conf",
       "/etc/systemd/network/04-pulumi-hypervisor-tap-vm1.network",
       "1", // scan for holders: a look-only probe passes 0
+      "vm1 wl0", // the links the plan looks at: the tap and its uplink
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",
       "net/ipv4/conf/wl0/proxy_arp",
     ]);
     expect(scriptBody(call.name)).not.toMatch(/vm1|qemu|wl0/);
+    // a bridged tap: the tap and its bridge
+    expect(observeCall(inputs({ name: "vm0", bridge: "br0" })).args[10]).toBe("vm0 br0");
+  });
+
+  it("lists only the links it names, each once, routes first (the real capture)", () => {
+    const links = fixture("tap-probe-vm0.txt").split("--pulumi-hypervisor-- ")[1] ?? "";
+    const lines = links
+      .split("\n")
+      .slice(1)
+      .filter((l) => l !== "");
+    expect(lines).toHaveLength(3);
+    expect(
+      (JSON.parse(lines[0] ?? "") as { dst: string }[]).some((r) => r.dst === "198.18.120.5"),
+    ).toBe(true);
+    expect(
+      lines.slice(1).map((l) => (JSON.parse(l) as { ifname: string }[]).map((x) => x.ifname)),
+    ).toEqual([["vm0"], ["br0"]]);
+    // an absent tap is not asked for: its probe lists the routes and its bridge alone
+    expect(Object.keys(parseTapDeviceState("vm9", fixture("tap-probe-vm9.txt")).links)).toEqual([]);
   });
 });
 

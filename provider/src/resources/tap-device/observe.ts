@@ -1,11 +1,6 @@
 import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
-import {
-  ipBatchOutputs,
-  ipLinkSchema,
-  parseHostJson,
-  withoutDetailDefaults,
-} from "../../host-output";
+import { ipLinkSchema, parseHostJson, withoutDetailDefaults } from "../../host-output";
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseProbe } from "../../host/probe";
@@ -59,6 +54,15 @@ export function bridgeUnitFile(bridge: string): string {
 }
 
 /** Returns the call of the single observe probe (tap-probe.sh). */
+/**
+ * Returns the links a plan looks at (the tap, its bridge, its uplink): the probe lists those
+ * alone, not every link on the host, which costs the host and the controller per link.
+ */
+function lookedAtLinks(inputs: TapDeviceInputs): string[] {
+  const names = [inputs.name, inputs.bridge, inputs.routed?.proxyArpInterface];
+  return [...new Set(names.filter((n): n is string => typeof n === "string" && n !== ""))];
+}
+
 export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCall {
   return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
@@ -67,6 +71,7 @@ export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCa
     inputs.bridge !== null ? bridgeUnitFile(inputs.bridge) : "",
     ...persistProbeArgs(TAP_KIND, inputs.name, keepOffPaths(TAP_KIND, inputs.name, true)),
     lookOnly ? "0" : "1",
+    lookedAtLinks(inputs).join(" "),
     ...probedKeys(inputs),
   ]);
 }
@@ -89,10 +94,16 @@ const IpRoute = z
   })
   .loose();
 
-/** Returns the links parsed from `ip -d -j link show`. */
+/**
+ * Returns the links parsed from `ip -d -j link show` lines: one JSON list per line (the probe asks
+ * for each link on its own).
+ */
 export function parseTapLinks(text: string): Record<string, TapLink> {
   const links: Record<string, TapLink> = {};
-  for (const l of parseHostJson(z.array(IpLink), text, "ip -d -j link show")) {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  for (const l of lines.flatMap((line) =>
+    parseHostJson(z.array(IpLink), line, "ip -d -j link show"),
+  )) {
     const kind = l.linkinfo?.info_kind;
     const data = l.linkinfo?.info_data;
     links[l.ifname] = {
@@ -187,13 +198,17 @@ export function parseHolders(text: string): TapHolder[] | undefined {
 /** Returns the tap state parsed from the probe's output. */
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
   const out = parseProbe(stdout, "the tap probe");
-  const [links = "", routes = ""] = ipBatchOutputs(
-    out.need("links"),
-    2,
-    2,
-    "ip -d -j -batch (link show, route show table all)",
-  );
-  const all = parseTapLinks(links);
+  // the routes, then a line per link that exists
+  const [routes = "", ...links] = out
+    .need("links")
+    .split("\n")
+    .filter((l) => l.trim() !== "");
+  if (links.length === 0 && routes === "") {
+    throw new Error(
+      "unexpected output of ip -d -j -batch (route show table all, link show dev ...): no listing",
+    );
+  }
+  const all = parseTapLinks(links.join("\n"));
   const link = all[name];
   const id = parseIds(out.need("ids"));
   return {

@@ -171,7 +171,7 @@ export interface TapDeviceState {
   name: string;
   /** The interface, when it exists and is a tap. */
   tap: TapLink | undefined;
-  /** Every interface on the host by name (for the bridge, the uplink and name clashes). */
+  /** The links a plan looks at by name: the tap (or another link of its name), its bridge, its uplink. */
   links: Record<string, TapLink>;
   /** Every host route in the main table (to find ours and clashes). */
   hostRoutes: HostRoute[];

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
-# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS SYSCTL-KEY...
-# Links with tun details, host routes v4/v6, the sysctls (those asked for plus every claim this
+# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS SYSCTL-KEY...
+# Host routes v4/v6, the LINKS (space-separated: the tap, its bridge, its uplink) with tun details, the sysctls (those asked for plus every claim this
 # tap holds, found in the claims directory so a claim left by an older configuration is released
 # too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
 # desired owner/group resolved on the host, and the processes holding the tap (the tun driver
@@ -16,14 +16,26 @@
 . ../../persist/persist-probe.sh
 . ../../persist/keepoff-probe.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
-unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10}
-shift 10
+unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
+shift 11
 section links
-# One `ip` for the links and the routes of both families (each process costs the host about
-# 1.4 ms of CPU): two JSON lines. `table all` is the only listing that has both families; the
-# parser keeps the main table's and drops the defaults that -d adds. A host booted with
-# ipv6.disable=1 lists IPv4 alone.
-printf 'link show\nroute show table all\n' | ip -d -j -batch - || exit
+# One `ip` for the routes of both families and the links asked for (each process costs the host
+# about 1.4 ms of CPU): a JSON line each, routes first. `table all` is the only listing that has
+# both families; the parser keeps the main table's and drops the defaults that -d adds. A host
+# booted with ipv6.disable=1 lists IPv4 alone. Only the links that exist are asked for (ip -batch
+# stops at a failing line), by name: every link of a host with many costs the host and the
+# controller per link. A word that is no interface name (checked at the provider's check) is none.
+q='route show table all'
+set -f
+for l in $links; do
+  case $l in . | .. | -* | *[!A-Za-z0-9_.-]*) continue ;; esac
+  if [ -e "/sys/class/net/$l" ]; then
+    q="$q
+link show dev $l"
+  fi
+done
+set +f
+printf '%s\n' "$q" | ip -d -j -batch - || exit
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
