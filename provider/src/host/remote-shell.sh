@@ -25,7 +25,9 @@
 #           every request and never in anything a command can read (unset in its subshell)
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
 #   over), or "K\n" before that to kill the command and every process it started (the reply then
-#   says 137). End of input (the session closed) sends them SIGHUP and ends the loop.
+#   says 137). End of input (the session closed) sends them SIGHUP and ends the loop. The "\n"
+#   goes in front of the client's next request, in the same write: the loop waits for it before it
+#   reads that request, and its command's watcher takes release frames meanwhile.
 #   release client -> shell, at any time, no reply: "U TOKEN\n" releases the host lock that the
 #           operation TOKEN took in some shell of this connection (host/lock-take.sh), so a
 #           release costs no round trip; it is read by the loop or by a running command's watcher

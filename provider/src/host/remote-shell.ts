@@ -264,6 +264,8 @@ export class RemoteShell {
   private helloSeen = false;
   // the script bodies this loop was sent (it keeps them until it ends)
   private readonly kept = new Set<string>();
+  // whether the last command's watcher still waits for its "\n"
+  private owesEnd = false;
 
   constructor(private readonly transport: ShellTransport) {
     let settle!: { resolve: (h: ShellHello) => void; reject: (e: Error) => void };
@@ -285,8 +287,9 @@ export class RemoteShell {
         this.pending = undefined;
         if (!p) return this.broken("a reply nobody asked for");
         if (p.graceTimer) clearTimeout(p.graceTimer);
-        // the command is over: the watcher reads this line and goes (after a kill it is gone)
-        if (!p.killed) this.transport.write(Buffer.from("\n"));
+        // the command is over: the watcher goes when it reads "\n" (after a kill it is gone),
+        // which rides in front of the next request's write, not in a packet of its own
+        this.owesEnd = !p.killed;
         p.resolve(r);
       },
       invalid: (why) => this.broken(why),
@@ -337,6 +340,8 @@ export class RemoteShell {
     return new Promise<ShellReply>((resolve, reject) => {
       this.pending = { resolve, reject, started: false, killed: false };
       const frames: Buffer[] = [];
+      if (this.owesEnd) frames.push(Buffer.from("\n"));
+      this.owesEnd = false;
       for (const s of scripts) {
         if (this.kept.has(s.hash)) continue;
         this.kept.add(s.hash);
