@@ -10,10 +10,14 @@
 # host about 1.4 ms of CPU): a JSON line each, in that order. The route lookup comes last: when it
 # fails (no route) the batch stops after the two lines before it, and its message is dropped.
 section links
-{
-  printf 'addr show\nroute show table main\n'
-  case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) printf 'route get %s\n' "$1" ;; esac
-} | ip -d -j -batch - 2>/dev/null
+q='addr show
+route show table main'
+case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) q="$q
+route get $1" ;; esac
+# a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
+ip -d -j -batch - 2>/dev/null <<EOF
+$q
+EOF
 section routes6; ip -6 -j route show table main
 # files are printed only when they exist: cat is then the only process these sections start
 section bridge-conf; if [ -f /etc/qemu/bridge.conf ]; then cat /etc/qemu/bridge.conf 2>/dev/null; fi

@@ -35,7 +35,10 @@ link show dev $l"
   fi
 done
 set +f
-printf '%s\n' "$q" | ip -d -j -batch - || exit
+# a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
+ip -d -j -batch - <<EOF || exit
+$q
+EOF
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
@@ -67,8 +70,12 @@ section holders
 [ "$holders" = 1 ] || echo not-probed
 tab='	'
 self=
-# shellcheck disable=SC2013 # grep prints /proc paths, which have no spaces
-for f in $([ "$holders" = 1 ] && [ -e "$d" ] && grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null); do
+found=
+if [ "$holders" = 1 ] && [ -e "$d" ]; then
+  found=$(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null)
+fi
+# grep prints /proc paths, which have no spaces: a word each
+for f in $found; do
   pid=${f#/proc/}; pid=${pid%%/*}
   [ -n "$self" ] || self=$(readlink /proc/$$/ns/net)
   [ "$(readlink /proc/"$pid"/ns/net 2>/dev/null)" = "$self" ] || continue
