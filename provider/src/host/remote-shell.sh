@@ -223,10 +223,14 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts
     { read -r up _ </proc/uptime && printf '%s %s %s %s\n' "$up" "$clen" "$slen" "$code" >>"$trace"; } 2>/dev/null
   fi
-  printf '%s %d\n' "$nonce" "$code"
-  # a process only when there is something on stderr
-  if [ -s "$d/err" ]; then cat "$d/err"; fi
-  printf '%s\n' "$nonce"
+  # a process only when there is something on stderr; else the reply's end is one write
+  if [ -s "$d/err" ]; then
+    printf '%s %d\n' "$nonce" "$code"
+    cat "$d/err"
+    printf '%s\n' "$nonce"
+  else
+    printf '%s %d\n%s\n' "$nonce" "$code" "$nonce"
+  fi
   wait "$w"
   # emptied (by builtins, no process): the next request's data never mixes with this one's
   : >"$d/cmd"
