@@ -19,10 +19,12 @@
 #           body crosses the link once per shell, not with every request (host/script.ts)
 #   started shell -> client:        "." (the request was read whole; before it nothing ran)
 #   reply   shell -> client:        STDOUT NONCE " CODE\n" STDERR NONCE "\n"
-#           the command's stdout goes straight to the session as it comes (no file, no process
-#           to measure or copy it); its stderr is kept in a file and follows the code. Output
-#           cannot end a reply early: it would have to hold the nonce, which is random, new for
-#           every request and never in anything a command can read (unset in its subshell)
+#           the command's stdout and stderr are kept in files; the loop appends each one's end
+#           with builtins and one cat sends both, so a reply starts one process and leaves in one
+#           or two writes (a stream written straight to the session would leave in a packet per
+#           write of the command, each one decrypted by the client). Output cannot end a reply
+#           early: it would have to hold the nonce, which is random, new for every request and
+#           never in anything a command can read (unset in its subshell)
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
 #   over), or "K\n" before that to kill the command and every process it started (the reply then
 #   says 137). End of input (the session closed) sends them SIGHUP and ends the loop. The "\n"
@@ -37,11 +39,11 @@
 # as long as that process, so it outlives a shell closed to make room but not the connection.
 #
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
-# subshell; its stdin and stderr are files in a private directory (mktemp -d, 0700, emptied after
-# each command and removed when the loop ends), its stdout is the session's, so any byte and any
-# size survive. A process a command leaves running must not keep that stdout (the provider's
-# scripts send what they start to /dev/null): bytes after a reply break the shell, which the
-# client then closes and replaces.
+# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
+# emptied after each command and removed when the loop ends), so any byte and any size survive.
+# A process a command leaves running must not keep writing to them (the provider's scripts send
+# what they start to /dev/null): bytes after a reply's end break the shell, which the client then
+# closes and replaces.
 #
 # Counting requests on the host (the benchmark): while the file /run/pulumi-hypervisor/trace-requests
 # exists, a loop appends "UPTIME shell" (seconds since boot, from /proc/uptime) to it when it
@@ -184,7 +186,7 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
   (
     unset nonce
     . "$d/cmd"
-  ) <"$d/in" 2>"$d/err" 3<&- &
+  ) <"$d/in" >"$d/out" 2>"$d/err" 3<&- &
   c=$!
   (
     sig=HUP
@@ -223,17 +225,14 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts
     { read -r up _ </proc/uptime && printf '%s %s %s %s\n' "$up" "$clen" "$slen" "$code" >>"$trace"; } 2>/dev/null
   fi
-  # a process only when there is something on stderr; else the reply's end is one write
-  if [ -s "$d/err" ]; then
-    printf '%s %d\n' "$nonce" "$code"
-    cat "$d/err"
-    printf '%s\n' "$nonce"
-  else
-    printf '%s %d\n%s\n' "$nonce" "$code" "$nonce"
-  fi
+  # the ends appended by builtins; one cat sends the reply
+  printf '%s %d\n' "$nonce" "$code" >>"$d/out"
+  printf '%s\n' "$nonce" >>"$d/err"
+  cat "$d/out" "$d/err"
   wait "$w"
   # emptied (by builtins, no process): the next request's data never mixes with this one's
   : >"$d/cmd"
   : >"$d/in"
+  : >"$d/out"
   : >"$d/err"
 done
