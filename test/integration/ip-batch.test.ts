@@ -1,9 +1,13 @@
 // The probes list links and routes in one `ip -d -j -batch` process. Routes under -d carry the
 // defaults plain output leaves out; withoutDetailDefaults must turn them back into exactly what
 // `ip -j route show` prints, on real iproute2 and a route table with every kind the providers read.
+// The tap probe asks for the links it names, those that exist, or for every link without sysfs.
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ipBatchOutputs, withoutDetailDefaults } from "../../provider/src/host-output";
+import { scriptArgv } from "../../provider/src/host/script";
+import { observeCall, parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
+import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 
 const ns = `pht-ipb-${process.pid}`;
 const ip = (args: string[], input?: string): string =>
@@ -67,5 +71,46 @@ describe("routes from ip -d, without its defaults", () => {
     expect((JSON.parse(links) as { ifname: string }[]).map((l) => l.ifname)).toEqual(["lo", "d0"]);
     const plain = JSON.parse(ip(["-j", "route", "show", "table", "main"]));
     expect((JSON.parse(routes) as object[]).map((r) => withoutDetailDefaults(r))).toEqual(plain);
+  });
+});
+
+describe("the tap probe's links", () => {
+  // a namespace of its own: a bridge d0 and a tap t0 on it
+  const tns = `pht-ipt-${process.pid}`;
+  beforeAll(() => {
+    execFileSync("ip", ["netns", "add", tns]);
+    for (const line of [
+      "link add d0 type bridge",
+      "tuntap add dev t0 mode tap",
+      "link set dev t0 master d0",
+    ]) {
+      execFileSync("ip", ["-n", tns, ...line.split(" ")]);
+    }
+  });
+  afterAll(() => {
+    execFileSync("ip", ["netns", "del", tns]);
+  });
+
+  // the probe as the provider sends it, run in the namespace (ip netns exec mounts its sysfs);
+  // `hideSysfs` runs it where /sys is an empty tmpfs
+  const probe = (inputs: Record<string, unknown>, hideSysfs = false): string[] => {
+    const argv = scriptArgv(observeCall(TapDeviceInputs.parse(inputs), true));
+    const wrap = hideSysfs
+      ? ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /sys && exec "$@"', "hide"]
+      : [];
+    const out = execFileSync("ip", ["netns", "exec", tns, ...wrap, ...argv], { encoding: "utf8" });
+    return Object.keys(parseTapDeviceState(String(inputs["name"]), out).links).sort();
+  };
+
+  it("are the tap and its bridge, those that exist, and no other link", () => {
+    expect(probe({ name: "t0", bridge: "d0" })).toEqual(["d0", "t0"]);
+    expect(probe({ name: "t9", bridge: "d0" })).toEqual(["d0"]);
+    expect(probe({ name: "t9", bridge: "d9" })).toEqual([]);
+    // a file of /sys/class/net that is no link is not asked for
+    expect(probe({ name: "bonding_masters", bridge: "d0" })).toEqual(["d0"]);
+  });
+
+  it("are every link where there is no sysfs to look in", () => {
+    expect(probe({ name: "t9", bridge: "d0" }, true)).toEqual(["d0", "lo", "t0"]);
   });
 });

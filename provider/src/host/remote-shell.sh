@@ -181,6 +181,7 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
   take "$slen" >"$d/in" || exit 2
   IFS= read -r end <&3 || exit 0
   [ -z "$end" ] || exit 2
+  : >"$d/over"
   printf .
   # shellcheck disable=SC1091 # the request's command, written just above
   (
@@ -200,6 +201,9 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
           ;;
       esac
     done
+    # Not once the command is over (the loop marks it in $d/over): the watcher waits for its
+    # "\n" until the next request, and a pid reaped that long ago may be another process's.
+    [ -s "$d/over" ] && exit 0
     # only while $c is still this loop's child: once reaped, its pid may be another process's
     kill -STOP "$c" 2>/dev/null || exit 0
     st=
@@ -220,6 +224,7 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
   w=$!
   wait "$c"
   code=$?
+  printf 1 >"$d/over"
   # counted before the reply ends, so a session closed right after it still has its line
   if [ -e "$trace" ]; then
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts

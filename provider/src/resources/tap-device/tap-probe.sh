@@ -25,16 +25,23 @@ section links
 # booted with ipv6.disable=1 lists IPv4 alone. Only the links that exist are asked for (ip -batch
 # stops at a failing line), by name: every link of a host with many costs the host and the
 # controller per link. A word that is no interface name (checked at the provider's check) is none.
+# Without /sys/class/net (no sysfs) every link is listed.
 q='route show table all'
-set -f
-for l in $links; do
-  case $l in . | .. | -* | *[!A-Za-z0-9_.-]*) continue ;; esac
-  if [ -e "/sys/class/net/$l" ]; then
-    q="$q
+if [ -d /sys/class/net ]; then
+  set -f
+  for l in $links; do
+    case $l in . | .. | -* | *[!A-Za-z0-9_.-]*) continue ;; esac
+    # ifindex: a link, not another file of the directory (bonding_masters)
+    if [ -e "/sys/class/net/$l/ifindex" ]; then
+      q="$q
 link show dev $l"
-  fi
-done
-set +f
+    fi
+  done
+  set +f
+else
+  q="$q
+link show"
+fi
 # a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
 ip -d -j -batch - <<EOF || exit
 $q
