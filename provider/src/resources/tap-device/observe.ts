@@ -1,6 +1,11 @@
 import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
-import { ipLinkSchema, parseHostJson, withoutDetailDefaults } from "../../host-output";
+import {
+  ipBatchOutputs,
+  ipLinkSchema,
+  parseHostJson,
+  withoutDetailDefaults,
+} from "../../host-output";
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseProbe } from "../../host/probe";
@@ -53,7 +58,6 @@ export function bridgeUnitFile(bridge: string): string {
   return unitPath(unitName("bridge", bridge));
 }
 
-/** Returns the call of the single observe probe (tap-probe.sh). */
 /**
  * Returns the links a plan looks at (the tap, its bridge, its uplink): the probe lists those
  * alone, not every link on the host, which costs the host and the controller per link.
@@ -63,6 +67,7 @@ function lookedAtLinks(inputs: TapDeviceInputs): string[] {
   return [...new Set(names.filter((n): n is string => typeof n === "string" && n !== ""))];
 }
 
+/** Returns the call of the single observe probe (tap-probe.sh). */
 export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCall {
   return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
@@ -199,16 +204,14 @@ export function parseHolders(text: string): TapHolder[] | undefined {
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
   const out = parseProbe(stdout, "the tap probe");
   // the routes, then a line per link that exists
-  const [routes = "", ...links] = out
-    .need("links")
-    .split("\n")
-    .filter((l) => l.trim() !== "");
-  if (links.length === 0 && routes === "") {
-    throw new Error(
-      "unexpected output of ip -d -j -batch (route show table all, link show dev ...): no listing",
-    );
-  }
-  const all = parseTapLinks(links.join("\n"));
+  const listed = out.need("links");
+  const [routes = ""] = ipBatchOutputs(
+    listed,
+    1,
+    1,
+    "ip -d -j -batch (route show table all, link show dev ...)",
+  );
+  const all = parseTapLinks(listed.slice(listed.indexOf(routes) + routes.length));
   const link = all[name];
   const id = parseIds(out.need("ids"));
   return {
