@@ -4,7 +4,9 @@
 # (comma-separated; `probe` for a probe, `probe-bg` for a probe that may run beside the other
 # probe-bg ones; `ip-batch` for a run of `ip` commands whose N words are the lines of one
 # `ip -batch -`), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
-# and its N words. Each command's start is marked on stdout and stderr, so the caller can cut out
+# and its N words. Words `. HASH ARGS...` are a kept script of a remote shell's cache
+# ($PULUMI_HYPERVISOR_SCRIPTS/HASH, host/script.ts) that may run in a shell: it is sourced in a
+# subshell with ARGS, so no shell starts for it. Each command's start is marked on stdout and stderr, so the caller can cut out
 # each command's own output. The first failing step is reported and ends the batch (no probe runs
 # after it); a probe's exit code follows its output on stderr and the other probes run regardless,
 # so one failing probe fails only its own observation. Probes run side by side write to a private
@@ -21,15 +23,39 @@ while [ $# -gt 0 ]; do
   ok=$1 stdin=$2 n=$3
   shift 3
   # the command is built from references to positional parameters only, never from their text
-  cmd='' k=1
+  cmd='' k=1 kept=''
+  if [ "$ok" != ip-batch ] && [ "$n" -ge 2 ] && [ "$1" = . ]; then
+    case $2 in
+      '' | *[!0-9a-f]*)
+        echo "apply-batch: not a kept script: $2" >&2
+        exit 2
+        ;;
+    esac
+    kept=$2 k=3
+  fi
   while [ "$k" -le "$n" ]; do
     cmd="$cmd \"\${$k}\""
     k=$((k + 1))
   done
+  # $kept is hex digits (checked above), so it is spliced as it is
+  if [ -n "$kept" ]; then cmd="(set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\")"; fi
   if [ "$ok" = ip-batch ]; then
-    # one ip for the whole run: printf is a builtin, so ip is the only program started. Without
-    # -force ip stops at the first failing line, says which on stderr and exits nonzero.
-    cmd="printf '%s\\n'$cmd | ip -batch -" ok=0
+    # one ip for the whole run, its lines in a here-document the shell writes itself: ip is the
+    # only process started. Without -force ip stops at the first failing line, says which on
+    # stderr and exits nonzero.
+    lines='' k=1
+    while [ "$k" -le "$n" ]; do
+      eval "lines=\"\$lines\${$k}
+\""
+      k=$((k + 1))
+    done
+    # without the last newline: the here-document adds its own
+    lines=${lines%?}
+    # shellcheck disable=SC2016 # expanded by the eval below, inside the here-document
+    cmd='ip -batch - <<EOF
+$lines
+EOF
+' ok=0
   fi
   if [ "$ok" = probe-bg ] && [ -z "$dir" ]; then
     dir=$(mktemp -d 2>/dev/null) || dir=''

@@ -3,6 +3,7 @@ import { CommandError, SshConnectionError, StepError } from "./errors";
 import { writeFileArgv, type Host, type RunResult } from "./host/host";
 import {
   declareNestedCommands,
+  declareSourcesWrapped,
   declareRunsInShell,
   scriptArgv,
   scriptIn,
@@ -132,15 +133,17 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 // apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`, a probe with `probe` for
 // its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
 // words are the lines); probes come after the steps. It runs each at once and keeps none; the
-// lines of an `ip-batch` are data for ip, no command of their own.
+// lines of an `ip-batch` are data for ip, no command of their own. A kept script that runs in a
+// shell comes as `. HASH ARGS...` and is sourced in a subshell; N then counts those words.
 // Reviewed against declareRunsInShell's contract.
 declareRunsInShell("apply-batch.sh");
+declareSourcesWrapped("apply-batch.sh");
 declareNestedCommands("apply-batch.sh", (args) => {
-  const ranges: Array<[number, number]> = [];
+  const ranges: Array<[number, number, number]> = [];
   for (let i = 0; i + 2 < args.length;) {
     const n = Number(args[i + 2]);
     if (!Number.isInteger(n) || n < 0) break;
-    if (args[i] !== "ip-batch") ranges.push([i + 3, Math.min(i + 3 + n, args.length)]);
+    if (args[i] !== "ip-batch") ranges.push([i + 3, Math.min(i + 3 + n, args.length), i + 2]);
     i += 3 + n;
   }
   return ranges;

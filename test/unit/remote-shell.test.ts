@@ -19,6 +19,7 @@ import { quoteArgv } from "../../provider/src/host/quote";
 import { buildRemoteCommand } from "../../provider/src/host/sudo";
 import {
   argvWithCachedScripts,
+  declareRunsInShell,
   scriptArgv,
   scriptBody,
   scriptIn,
@@ -354,6 +355,62 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
       existsSync("/run/pulumi-hypervisor/locks") && spawnSync("flock", ["-V"]).status === 0;
     if (locks) expect(r.code).toBe(125);
     else expect(r).toMatchObject({ code: 0, stdout: "@@pulumi-hypervisor-probe 0\nprobed\n" });
+  });
+
+  it("has apply-batch.sh source a shell-safe kept probe in a subshell: no shell of its own", async () => {
+    // the rewrite: a kept probe declared shell-safe comes as `. HASH ARGS...`, its length word
+    // counting those words
+    declareRunsInShell("tap-probe.sh");
+    const tap = scriptArgv(
+      scriptIn(__dirname, "../../provider/src/resources/tap-device/tap-probe.sh", ["a b", "c"]),
+    );
+    const rewritten = argvWithCachedScripts(
+      probeBatchArgv([
+        { argv: tap, shown: ["tap-probe.sh"] },
+        { argv: ["echo", "plain"], shown: ["echo"] },
+      ]),
+    );
+    const tapHash = rewritten.scripts.find((s) => s.body.includes("TapDevice probe"))?.hash;
+    expect(rewritten.argv.slice(4)).toEqual([
+      ...["probe-bg", "0", "4", ".", tapHash, "a b", "c"],
+      ...["probe-bg", "0", "2", "echo", "plain"],
+    ]);
+    // running it: $$ is the loop's pid in a subshell of it, a new one in a shell of its own
+    const { shell, child } = startLocal(impl);
+    await shell.hello;
+    const kept = {
+      hash: "0123456789abcdef0123456789abcdef",
+      body: 'echo "$# [$1] [$2] $$"\nexit 3\n',
+    };
+    const argv = scriptArgv(
+      scriptIn(__dirname, "../../provider/src/apply-batch.sh", [
+        ...["probe", "0", "4", ".", kept.hash, "a b", "$(touch pwned)"],
+        ...["probe", "0", "2", "echo", "plain"],
+        ...["probe", "1", "3", ".", kept.hash, "z"],
+      ]),
+    );
+    const { argv: cached, scripts } = argvWithCachedScripts(argv);
+    const line = remoteShellRequest(cached);
+    const r = text(await shell.request(line, Buffer.alloc(0), [...scripts, kept]));
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(
+      [
+        "@@pulumi-hypervisor-probe 0",
+        `2 [a b] [$(touch pwned)] ${child.pid}`,
+        "@@pulumi-hypervisor-probe 1",
+        "plain",
+        "@@pulumi-hypervisor-probe 2",
+        `1 [z] [] ${child.pid}`,
+        "",
+      ].join("\n"),
+    );
+    // each probe's exit code is its own: the sourced script's exit ended only its subshell
+    expect(r.stderr.match(/@@pulumi-hypervisor-probed \d \d+/g)).toEqual([
+      "@@pulumi-hypervisor-probed 0 3",
+      "@@pulumi-hypervisor-probed 1 0",
+      "@@pulumi-hypervisor-probed 2 3",
+    ]);
+    expect(existsSync(join(work, "pwned"))).toBe(false);
   });
 
   it("refuses a line request whose length does not match, running nothing", async () => {

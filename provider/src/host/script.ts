@@ -107,11 +107,15 @@ const refHash = (word: string | undefined): string | undefined =>
 
 /**
  * Where a script's arguments hold commands it runs at once and never keeps: `[start, end)` ranges
- * of argument indexes, each a whole argv. Those commands' script bodies may be sent by reference
- * too; any other argument goes as it is (a command kept for later, by a timer say, must not refer
- * to a remote shell's cache, which goes with the shell).
+ * of argument indexes, each a whole argv, and where the script reads a range's length from a word
+ * of its own (apply-batch.sh's N), that word's index: it is rewritten when the command's length
+ * changes. Those commands' script bodies may be sent by reference too; any other argument goes as
+ * it is (a command kept for later, by a timer say, must not refer to a remote shell's cache, which
+ * goes with the shell).
  */
-export type NestedCommands = (args: readonly string[]) => Array<readonly [number, number]>;
+export type NestedCommands = (
+  args: readonly string[],
+) => Array<readonly [start: number, end: number, lengthAt?: number]>;
 
 const nested = new Map<string, NestedCommands>();
 const inShell = new Set<string>();
@@ -144,9 +148,9 @@ export function shellRequestLine(
 }
 
 /**
- * Declares that the script `name` ends by running the command it wraps (its one nested command)
- * through run-wrapped.sh, which takes a kept script declared to run in the shell as
- * `. HASH ARGS...` and sources it in its own process.
+ * Declares that the script `name` runs its nested commands itself and takes a kept script declared
+ * to run in the shell as `. HASH ARGS...`, which it sources in its own process (run-wrapped.sh, for
+ * the one command a wrapper ends with) or in a subshell (apply-batch.sh): no shell starts for it.
  */
 export function declareSourcesWrapped(name: string): void {
   sourcesWrapped.add(basename(name));
@@ -177,13 +181,16 @@ export function argvWithCachedScripts(argv: readonly string[]): {
     const out = [...args];
     // innermost first would shift indexes: ranges are replaced from the last to the first
     const ranges = [...(nested.get(name)?.(args) ?? [])].sort((a, b) => b[0] - a[0]);
-    for (const [start, end] of ranges) {
+    for (const [start, end, lengthAt] of ranges) {
       const inner = visit(args.slice(start, end));
       const innerHash = inner[0] === "sh" && inner[1] === "-c" ? refHash(inner[2]) : undefined;
-      // a wrapper that sources what it wraps runs a shell-safe kept script in its own process
+      // a wrapper that sources what it wraps runs a shell-safe kept script without a shell
       const sourced =
         sourcesWrapped.has(name) && innerHash !== undefined && inShell.has(inner[3] ?? "");
-      out.splice(start, end - start, ...(sourced ? [".", innerHash, ...inner.slice(4)] : inner));
+      const words = sourced ? [".", innerHash, ...inner.slice(4)] : inner;
+      out.splice(start, end - start, ...words);
+      // ranges go from the last to the first, and a length word precedes its range
+      if (lengthAt !== undefined) out[lengthAt] = String(words.length);
     }
     return ["sh", "-c", cachedRef(hash), name, ...out];
   };
