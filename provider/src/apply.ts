@@ -320,6 +320,8 @@ async function applyPlain(
         argv,
         shown,
         ...(stdin !== undefined ? { stdin } : {}),
+        // the apply that carries the observation after it is the operation's last command
+        ...(probes.length > 0 ? { endsOperation: true } : {}),
         reject: false,
       });
     } catch (e) {

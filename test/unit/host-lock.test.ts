@@ -1,7 +1,12 @@
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "../../provider/src/host/host";
 import { lockKeys, withHostLock } from "../../provider/src/host/lock";
+import { scriptBody } from "../../provider/src/host/script";
 
 /** A host whose lock holder runs until its session is closed (aborted), or ends as told. */
 class LockHost implements Host {
@@ -55,12 +60,21 @@ class ShellLockHost extends LockHost {
     };
   }
 
+  /** The lock token each command asked the shell to release after it ("" for none). */
+  readonly releasedAfter: string[] = [];
+  /** Whether the shell does release what a request names (false: a session of its own ran it). */
+  releasesAfter = true;
+
   override async run(req: RunRequest): Promise<RunResult> {
+    this.releasedAfter.push(req.releasesHostLock ?? "");
     if (req.argv[3] === "lock-take.sh" && this.takeEnds) {
       this.ran.push([...req.argv]);
       return this.takeEnds;
     }
-    return super.run(req);
+    const r = await super.run(req);
+    return req.releasesHostLock !== undefined && this.releasesAfter
+      ? { ...r, hostLockReleased: true }
+      : r;
   }
 }
 
@@ -89,6 +103,32 @@ describe("host lock in a remote shell", () => {
     expect(host.released).toEqual([token]);
     expect(host.holds).toBe(0);
     expect(host.maxHolders).toBe(0); // no session held a lock
+  });
+
+  it("has the operation's last command release the lock in the shell, with no frame after it", async () => {
+    const host = new ShellLockHost();
+    await withHostLock(host, ["Bridge.br0"], undefined, async (h) => {
+      await h.run({ argv: ["ip", "link"], endsOperation: true });
+      await h.run({ argv: ["ip", "addr"] });
+      await h.run({ argv: ["ip", "route"], endsOperation: true });
+    });
+    const token = host.ran[0]?.[4] ?? "";
+    // never with the first command, which starts the holder: a later one that ends the operation
+    expect(host.releasedAfter).toEqual(["", "", token]);
+    expect(host.released).toEqual([]);
+    expect(host.holds).toBe(0);
+  });
+
+  it("still sends the release frame when the last command's shell did not release", async () => {
+    const host = new ShellLockHost();
+    host.releasesAfter = false;
+    await withHostLock(host, ["Bridge.br0"], undefined, async (h) => {
+      await h.run({ argv: ["ip", "link"] });
+      await h.run({ argv: ["ip", "addr"], endsOperation: true });
+    });
+    const token = host.ran[0]?.[4] ?? "";
+    expect(host.releasedAfter).toEqual(["", token]);
+    expect(host.released).toEqual([token]);
   });
 
   it("fails with the host's words when the lock was not taken, and releases nothing held", async () => {
@@ -271,6 +311,39 @@ describe("host lock", () => {
       );
       expect(await Promise.all(ops)).toEqual(Array.from({ length: 6 }, () => "ok"));
       expect(host.maxHolders).toBe(holders);
+    }
+  });
+});
+
+describe("lock-take.sh on this machine's shell", () => {
+  it("ends a holder whose release came before it waited, within seconds, by the release's mark", async () => {
+    const locks = "/run/pulumi-hypervisor/locks";
+    mkdirSync(locks, { recursive: true });
+    const token = randomBytes(8).toString("hex");
+    const key = `Test.${token}`;
+    // the connection's sshd, as the holder's watcher sees it: a process that outlives the test
+    const anchor = spawn("sleep", ["60"]);
+    try {
+      const r = spawnSync(
+        "sh",
+        ["-c", scriptBody("host/lock-take.sh"), "lock-take.sh", token, "5", key, "--", "true"],
+        { env: { ...process.env, PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid) } },
+      );
+      expect(r.status).toBe(0);
+      const fifo = join(locks, `op.${token}.rel`);
+      expect(existsSync(fifo)).toBe(true);
+      const held = (): boolean =>
+        spawnSync("flock", ["-n", join(locks, `${key}.lock`), "true"]).status !== 0;
+      expect(held()).toBe(true);
+      // a release that opened the fifo before the holder did finds nobody: only its mark stays
+      writeFileSync(join(locks, `op.${token}.done`), "");
+      for (let i = 0; i < 40 && existsSync(fifo); i++) await new Promise((d) => setTimeout(d, 100));
+      expect(existsSync(fifo)).toBe(false);
+      expect(existsSync(join(locks, `op.${token}.done`))).toBe(false);
+      expect(held()).toBe(false);
+    } finally {
+      anchor.kill();
+      rmSync(join(locks, `${key}.lock`), { force: true });
     }
   });
 });

@@ -2,7 +2,8 @@
 // child process, driven by the same client code SshHost uses: framing survives any bytes and any
 // command's exit, a killed command takes its children along, a request cut short never runs.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -245,6 +246,51 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     shell.notify(Buffer.from("U 0123abcd\n"));
     expect(text(await slow)).toEqual({ code: 0, stdout: "slow\n", stderr: "" });
     expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+  });
+
+  it("releases the host lock a request names once its command ends, before the reply", async () => {
+    const { shell } = startLocal(impl);
+    await shell.hello;
+    // a holder as lock-take.sh starts one: blocked opening its fifo until the release opens it
+    const locks = "/run/pulumi-hypervisor/locks";
+    mkdirSync(locks, { recursive: true });
+    const token = randomBytes(8).toString("hex");
+    const fifo = join(locks, `op.${token}.rel`);
+    const marker = join(work, `released-${impl}`);
+    expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
+    const holder = spawn("sh", ["-c", ': <"$1"; : >"$2"', "holder", fifo, marker]);
+    started.push(holder);
+    const holderDone = new Promise((resolve) => holder.once("close", resolve));
+    try {
+      // a release opens the fifo only for a holder already waiting in its open
+      for (let i = 0; i < 200; i++) {
+        const wchan = readFileSync(`/proc/${holder.pid}/wchan`, "utf8");
+        if (wchan === "wait_for_partner") break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // the command runs while the lock is still held; the reply comes after its release
+      const r = await shell.request(`[ -e ${marker} ] || echo held`, Buffer.alloc(0), [], token);
+      expect(text(r)).toEqual({ code: 0, stdout: "held\n", stderr: "" });
+      await holderDone;
+      expect(existsSync(marker)).toBe(true);
+      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+    } finally {
+      rmSync(fifo, { force: true });
+      holder.kill();
+    }
+  });
+
+  it("refuses a request whose lock token is not hex digits, running nothing", async () => {
+    const { shell, child, exited } = startLocal(impl);
+    await shell.hello;
+    const marker = join(work, `token-${impl}`);
+    const cmd = `touch ${marker}`;
+    child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ../x\n${cmd}\n\n`);
+    expect(await exited).toBe(2);
+    expect(existsSync(marker)).toBe(false);
+    expect(() => encodeRequest("true", Buffer.alloc(0), "a".repeat(32), "../x")).toThrow(
+      /invalid host lock token/,
+    );
   });
 
   it("gives a command its stdin, and end of file when there is none", async () => {

@@ -20,6 +20,16 @@ export interface RunRequest {
    * is its session closing (the host lock), which a shell would outlive.
    */
   readonly ownSession?: boolean;
+  /**
+   * The operation's last command (the apply that carries the observation after it): a host lock
+   * the operation holds may go when it ends, in the same round trip (host/lock.ts).
+   */
+  readonly endsOperation?: boolean;
+  /**
+   * The token of a host lock a remote shell releases once this command ends, before its reply
+   * (set by host/lock.ts for an operation's last command; a host without shells ignores it).
+   */
+  readonly releasesHostLock?: string;
 }
 
 /** How long a remote command may run unless its request says otherwise: 15 minutes. */
@@ -29,6 +39,8 @@ export interface RunResult {
   readonly exitCode: number;
   readonly stdout: string;
   readonly stderr: string;
+  /** True when a remote shell ran the command and released RunRequest.releasesHostLock after it. */
+  readonly hostLockReleased?: boolean;
 }
 
 /** An operation's hold on a connection whose shells take its host lock (Host.shellLock). */

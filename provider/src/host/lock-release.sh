@@ -3,4 +3,4 @@
 # take the one-way release frame: the same as remote-shell.sh's release, as a command. Opening the
 # holder's fifo for reading and writing never blocks, even with the holder gone.
 f=/run/pulumi-hypervisor/locks/op.$1.rel
-if [ -p "$f" ]; then : <>"$f"; fi
+if [ -p "$f" ]; then : >"${f%.rel}.done" && : <>"$f"; fi

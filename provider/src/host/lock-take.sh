@@ -3,7 +3,8 @@
 # first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. It takes an flock on
 # /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
 # two operations never wait on each other crosswise), waiting at most WAIT seconds for each, and
-# leaves them to a holder process, which holds them until the operation releases them (the shell's "U TOKEN" frame opens the fifo op.TOKEN.rel)
+# leaves them to a holder process, which holds them until the operation releases them (the shell
+# opens the fifo op.TOKEN.rel after the operation's last command, or on a "U TOKEN" frame)
 # or the connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a
 # lost provider never keeps a lock. Taking the lock rides in the first command's round trip and
 # holds no SSH session.
@@ -46,17 +47,26 @@ if ! mkfifo "$st.rel"; then
 fi
 # shellcheck disable=SC2086
 lock_since "$dir" "$token" $keys
-# The holder blocks opening the fifo op.TOKEN.rel until the release opens it (the shell's "U TOKEN"
-# frame) or its watcher does, once the anchor is gone: no process runs while it holds. The watcher
+# The holder blocks opening the fifo op.TOKEN.rel until the release opens it (remote-shell.sh's
+# release) or its watcher does, once the anchor is gone or the release's mark is there: no process runs while it holds. The watcher
 # and its sleep get none of the lock descriptors, so the locks go with the holder.
 (
-  trap 'rm -f "$st.rel" "$st.since"' EXIT
+  trap 'rm -f "$st.rel" "$st.since" "$st.done"' EXIT
   trap 'exit 1' HUP INT TERM PIPE
   (
     exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-    while [ -p "$st.rel" ] && kill -0 "$anchor" 2>/dev/null; do sleep 1; done
-    # opened for reading and writing, which never blocks: the holder's open returns
-    if [ -p "$st.rel" ]; then : <>"$st.rel"; fi
+    # a release marks op.TOKEN.done before it opens the fifo: one that came before the holder
+    # was in its open ends it here, within a second
+    while [ -p "$st.rel" ] && ! [ -e "$st.done" ] && kill -0 "$anchor" 2>/dev/null; do sleep 1; done
+    # opened for reading and writing, which never blocks: the holder's open returns, and the
+    # holder ends this watcher. Again each second while the fifo is there, for a holder that was
+    # not in its open yet; at most 30 times, for one killed before its trap removed the fifo.
+    n=0
+    while [ -p "$st.rel" ] && [ "$n" -lt 30 ]; do
+      : <>"$st.rel"
+      n=$((n + 1))
+      sleep 1
+    done
   ) &
   watcher=$!
   : <"$st.rel"

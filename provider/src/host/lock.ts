@@ -171,6 +171,8 @@ async function holdInShell<T>(
   let leaveHolder: (() => void) | undefined;
   // the first command went out: its holder may hold the lock, whatever came back
   let sent = false;
+  // the operation's last command ended in a shell that released the lock right after it
+  let releasedThere = false;
 
   const locked: Host = withPassThrough(host, async (req: RunRequest) => {
     if (viaHolder) return viaHolder.run(req);
@@ -187,8 +189,12 @@ async function holdInShell<T>(
             ]),
           )
         : scriptArgv(scriptIn(__dirname, "lock-check.sh", [token, ...req.argv]));
+    // a later command that ends the operation takes the release along: no frame of its own
+    const { endsOperation, ...rest } = req;
+    const release = endsOperation && op.state === "held" ? { releasesHostLock: token } : {};
     if (op.state === "new") sent = true;
-    const r = await host.run({ ...req, argv, shown, reject: false });
+    const r = await host.run({ ...rest, ...release, argv, shown, reject: false });
+    if (r.hostLockReleased) releasedThere = true;
     const said = r.stderr.trim();
     if (
       op.state === "new" &&
@@ -219,7 +225,7 @@ async function holdInShell<T>(
     return await fn(locked);
   } finally {
     // one-way and harmless when nothing is held (the holder was killed with its command)
-    hold.release(sent && op.state !== "holder" ? token : undefined);
+    hold.release(sent && op.state !== "holder" && !releasedThere ? token : undefined);
     leaveHolder?.();
     await holderDone;
   }

@@ -6,11 +6,14 @@
 #
 # Frames; numbers are decimal ASCII:
 #   hello   shell -> client, once:  "pulumi-hypervisor-shell 3 PID SSH_CONNECTION\n"
-#   request client -> shell:        "R CMDLEN STDINLEN NONCE\n" CMD STDIN "\n"
+#   request client -> shell:        "R CMDLEN STDINLEN NONCE[ TOKEN]\n" CMD STDIN "\n"
 #           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes,
 #           NONCE 32 random hex digits the client picked for this request (it ends the reply);
-#           the final "\n" proves the request arrived whole: a request cut short never runs
-#           or:                     "L CMDLEN STDINLEN NONCE\n" CMD "\n" STDIN "\n"
+#           the final "\n" proves the request arrived whole: a request cut short never runs.
+#           TOKEN (hex digits), on an operation's last command: the loop releases that host lock
+#           (as a release frame does) once the command ends, before the reply, so the release
+#           costs no frame of its own
+#           or:                     "L CMDLEN STDINLEN NONCE[ TOKEN]\n" CMD "\n" STDIN "\n"
 #           the same for a CMD of printable ASCII without a newline, read by the shell's `read`
 #           (no dd process; CMDLEN checks that the line came whole)
 #   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
@@ -74,10 +77,14 @@ locks=/run/pulumi-hypervisor/locks
 hello=${1-}
 
 # Releases the host lock of operation $1: its holder (lock-take.sh) waits opening the fifo
-# op.$1.rel, and an open for reading and writing never blocks. Only builtins: no process starts.
+# op.$1.rel, and an open for reading and writing never blocks. The mark op.$1.done goes first: a
+# holder not yet in its open (a busy host) misses the open, and its watcher then sees the mark
+# within a second. Only builtins: no process starts.
 release() {
   case $1 in '' | *[!0-9a-f]*) return 0 ;; esac
-  if [ -p "$locks/op.$1.rel" ]; then { : <>"$locks/op.$1.rel"; } 2>/dev/null; fi
+  if [ -p "$locks/op.$1.rel" ]; then
+    { : >"$locks/op.$1.done" && : <>"$locks/op.$1.rel"; } 2>/dev/null
+  fi
   return 0
 }
 
@@ -144,7 +151,7 @@ if [ -e "$trace" ]; then
   { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
 printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
-while IFS=' ' read -r tag clen slen nonce <&3; do
+while IFS=' ' read -r tag clen slen nonce rel <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue
   if [ "$tag" = U ]; then
@@ -171,6 +178,7 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
   esac
   case $nonce in *[!0-9a-f]*) exit 2 ;; esac
   [ "${#nonce}" = 32 ] || exit 2
+  case $rel in *[!0-9a-f]*) exit 2 ;; esac
   if [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2
@@ -225,6 +233,8 @@ while IFS=' ' read -r tag clen slen nonce <&3; do
   wait "$c"
   code=$?
   printf 1 >"$d/over"
+  # the operation's lock goes with its last command, before the reply (release checks the token)
+  if [ -n "$rel" ]; then release "$rel"; fi
   # counted before the reply ends, so a session closed right after it still has its line
   if [ -e "$trace" ]; then
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts

@@ -54,28 +54,40 @@ export const MAX_LINE_COMMAND = 2048;
 // Printable ASCII only: a byte is a character in every shell's ${#var}, whatever its locale.
 const LINE_COMMAND = /^[\x20-\x7e]*$/;
 
+/** A host lock's token (host/lock.ts): hex digits, as the loop's release checks them. */
+export const LOCK_TOKEN = /^[0-9a-f]{1,64}$/;
+
 /** Returns a new nonce for one request: 32 random hex digits, which end its reply. */
 export function newNonce(): string {
   return randomBytes(16).toString("hex");
 }
 
 /**
- * Returns the frame of one request: a header with both lengths and the reply's nonce, the
- * command, stdin, "\n". A short command of printable ASCII goes as a line ("L"), which the loop
- * reads without starting dd.
+ * Returns the frame of one request: a header with both lengths, the reply's nonce and the token
+ * of a host lock to release once the command ends (if any), the command, stdin, "\n". A short
+ * command of printable ASCII goes as a line ("L"), which the loop reads without starting dd.
  */
-export function encodeRequest(command: string, stdin: Buffer, nonce: string): Buffer {
+export function encodeRequest(
+  command: string,
+  stdin: Buffer,
+  nonce: string,
+  release?: string,
+): Buffer {
   if (!/^[0-9a-f]{32}$/.test(nonce)) throw new Error("remote shell: a nonce is 32 hex digits");
+  if (release !== undefined && !LOCK_TOKEN.test(release)) {
+    throw new Error(`invalid host lock token ${release}`);
+  }
+  const tail = release !== undefined ? ` ${release}` : "";
   if (command.length <= MAX_LINE_COMMAND && LINE_COMMAND.test(command)) {
     return Buffer.concat([
-      Buffer.from(`L ${command.length} ${stdin.length} ${nonce}\n${command}\n`, "ascii"),
+      Buffer.from(`L ${command.length} ${stdin.length} ${nonce}${tail}\n${command}\n`, "ascii"),
       stdin,
       Buffer.from("\n", "ascii"),
     ]);
   }
   const cmd = Buffer.from(command, "utf8");
   return Buffer.concat([
-    Buffer.from(`R ${cmd.length} ${stdin.length} ${nonce}\n`, "ascii"),
+    Buffer.from(`R ${cmd.length} ${stdin.length} ${nonce}${tail}\n`, "ascii"),
     cmd,
     stdin,
     Buffer.from("\n", "ascii"),
@@ -327,11 +339,13 @@ export class RemoteShell {
   /**
    * Runs one command line with stdin; rejects with ShellEndedError when the loop goes first. The
    * scripts it refers to in the loop's cache go first, in the same write, if this loop lacks them.
+   * With `release`, the loop releases that host lock once the command ends, before the reply.
    */
   request(
     command: string,
     stdin: Buffer,
     scripts: readonly CachedScript[] = [],
+    release?: string,
   ): Promise<ShellReply> {
     if (this.endedWith !== undefined) {
       return Promise.reject(new ShellEndedError(this.endedWith, false));
@@ -349,7 +363,7 @@ export class RemoteShell {
       }
       const nonce = newNonce();
       this.reader.expect(nonce);
-      frames.push(encodeRequest(command, stdin, nonce));
+      frames.push(encodeRequest(command, stdin, nonce, release));
       this.transport.write(frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames));
     });
   }

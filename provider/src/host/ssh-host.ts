@@ -32,6 +32,7 @@ import { lockReleaseArgv } from "./lock";
 import { quoteArgv } from "./quote";
 import { argvWithCachedScripts } from "./script";
 import {
+  LOCK_TOKEN,
   RemoteShell,
   remoteShellCommand,
   remoteShellRequest,
@@ -201,7 +202,7 @@ export class SshHost implements Host {
   }
 
   private releaseHostLock(token: string): void {
-    if (!/^[0-9a-f]{1,64}$/.test(token)) throw new Error(`invalid host lock token ${token}`);
+    if (!LOCK_TOKEN.test(token)) throw new Error(`invalid host lock token ${token}`);
     const frame = Buffer.from(`U ${token}\n`, "ascii");
     for (const pooled of [...this.idleShells, ...this.liveShells]) {
       if (pooled.shell.alive && !pooled.live.closed && pooled.live === this.live) {
@@ -435,7 +436,7 @@ export class SshHost implements Host {
         );
         req.signal?.addEventListener("abort", kill, { once: true });
         try {
-          const reply = await shell.request(command, stdin, cached.scripts);
+          const reply = await shell.request(command, stdin, cached.scripts, req.releasesHostLock);
           const output = {
             stdout: reply.stdout.toString("utf8"),
             stderr: reply.stderr.toString("utf8"),
@@ -444,7 +445,8 @@ export class SshHost implements Host {
             throw new CommandDeadlineError(this.label, req.shown ?? req.argv, deadlineMs, output);
           }
           if (req.signal?.aborted) throw abortError(req.signal);
-          return { exitCode: reply.code, ...output };
+          const released = req.releasesHostLock !== undefined ? { hostLockReleased: true } : {};
+          return { exitCode: reply.code, ...output, ...released };
         } catch (e) {
           if (!(e instanceof ShellEndedError)) throw e;
           if (timedOut) {
