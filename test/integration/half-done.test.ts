@@ -148,6 +148,8 @@ describe("half-done operations", () => {
     await new Promise((r) => setTimeout(r, 1500));
     const left = await sh(`ls /run/pulumi-hypervisor/locks`);
     expect(left.split("\n").filter((f) => f.startsWith("op."))).toEqual([]);
+    // and no key names a holder any more
+    expect(await sh(`find /run/pulumi-hypervisor/locks -name '*.since' ! -empty`)).toBe("");
     expect(locks).toContain("interface.hbr1.lock");
   });
 });

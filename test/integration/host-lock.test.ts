@@ -96,7 +96,8 @@ describe("host lock held in remote shells", () => {
     const left = await h.exec([
       "sh",
       "-c",
-      "ls /run/pulumi-hypervisor/locks | grep '^op\\.' || true",
+      // no file of an operation, and no key that still names a holder
+      "cd /run/pulumi-hypervisor/locks && { ls | grep '^op\\.'; find . -name '*.since' ! -empty; } || true",
     ]);
     expect(left.stdout).toBe("");
   });
@@ -122,8 +123,8 @@ describe("host lock held in remote shells", () => {
     const a = process2();
     const err = await withHostLock(a, ["Bridge.lk2"], undefined, async (host) => {
       await host.run({ argv: ["true"] });
-      // what a holder that ended leaves: no op.TOKEN.rel
-      await h.exec(["sh", "-c", "rm -f /run/pulumi-hypervisor/locks/op.*.rel"]);
+      // what a holder that ended leaves: its first key's .since emptied
+      await h.exec(["sh", "-c", ": >/run/pulumi-hypervisor/locks/Bridge.lk2.since"]);
       return host.run({ argv: ["touch", "/tmp/ran-unlocked"] });
     }).catch((e: unknown) => e);
     expect((err as Error).message).toBe(
@@ -133,7 +134,7 @@ describe("host lock held in remote shells", () => {
     await until("the lock is free after the failed operation", () => free("Bridge.lk2"));
   });
 
-  it("times out with the holders named when another process keeps the key", async () => {
+  it("times out with the holder named when another process keeps the key", async () => {
     const a = process2();
     const b = process2();
     let took!: () => void;
@@ -157,7 +158,7 @@ describe("host lock held in remote shells", () => {
     const r = await b.run({ argv: scriptArgv(take), reject: false });
     expect(r, JSON.stringify(r)).toMatchObject({ exitCode: 125 });
     expect(r.stderr).toMatch(
-      /^host lock: timed out after 1 s waiting for the host lock on Bridge\.lk3 \(holders since, keys: \d\d:\d\d:\d\d Bridge\.lk3\)\n$/,
+      /^host lock: timed out after 1 s waiting for the host lock on Bridge\.lk3 \(holder since, operation, pid, keys: \d\d:\d\d:\d\d [0-9a-f]{16} \d+ Bridge\.lk3\)\n$/,
     );
     expect((await h.exec(["test", "-e", "/tmp/ran-without-lock"])).code).not.toBe(0);
     done();

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
@@ -99,8 +99,10 @@ describe("host lock in a remote shell", () => {
       "ip",
       "link",
     ]);
-    expect(check?.slice(3)).toEqual(["lock-check.sh", token, "ip", "addr"]);
-    expect(host.released).toEqual([token]);
+    // later commands and the release name the lock by its token and first key, whose fifo the
+    // holder reads
+    expect(check?.slice(3)).toEqual(["lock-check.sh", `${token}/Bridge.br0`, "ip", "addr"]);
+    expect(host.released).toEqual([`${token}/Bridge.br0`]);
     expect(host.holds).toBe(0);
     expect(host.maxHolders).toBe(0); // no session held a lock
   });
@@ -114,7 +116,7 @@ describe("host lock in a remote shell", () => {
     });
     const token = host.ran[0]?.[4] ?? "";
     // never with the first command, which starts the holder: a later one that ends the operation
-    expect(host.releasedAfter).toEqual(["", "", token]);
+    expect(host.releasedAfter).toEqual(["", "", `${token}/Bridge.br0`]);
     expect(host.released).toEqual([]);
     expect(host.holds).toBe(0);
   });
@@ -126,9 +128,9 @@ describe("host lock in a remote shell", () => {
       await h.run({ argv: ["ip", "link"] });
       await h.run({ argv: ["ip", "addr"], endsOperation: true });
     });
-    const token = host.ran[0]?.[4] ?? "";
-    expect(host.releasedAfter).toEqual(["", token]);
-    expect(host.released).toEqual([token]);
+    const lock = `${host.ran[0]?.[4] ?? ""}/Bridge.br0`;
+    expect(host.releasedAfter).toEqual(["", lock]);
+    expect(host.released).toEqual([lock]);
   });
 
   it("fails with the host's words when the lock was not taken, and releases nothing held", async () => {
@@ -316,34 +318,67 @@ describe("host lock", () => {
 });
 
 describe("lock-take.sh on this machine's shell", () => {
-  it("ends a holder whose release came before it waited, within seconds, by the release's mark", async () => {
-    const locks = "/run/pulumi-hypervisor/locks";
+  const locks = "/run/pulumi-hypervisor/locks";
+  const sh = (script: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
+    spawnSync("sh", ["-c", scriptBody(script), script.replace(/.*\//, ""), ...args], {
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+    });
+
+  it("holds until its own token comes through the fifo, and names itself to later commands", async () => {
     mkdirSync(locks, { recursive: true });
     const token = randomBytes(8).toString("hex");
     const key = `Test.${token}`;
+    const other = `Test.${token}.other`;
     // the connection's sshd, as the holder's watcher sees it: a process that outlives the test
     const anchor = spawn("sleep", ["60"]);
+    const held = (k: string): boolean =>
+      spawnSync("flock", ["-n", join(locks, `${k}.lock`), "true"]).status !== 0;
+    const gone = async (k: string): Promise<boolean> => {
+      for (let i = 0; i < 40 && held(k); i++) await new Promise((d) => setTimeout(d, 50));
+      return !held(k);
+    };
     try {
-      const r = spawnSync(
-        "sh",
-        ["-c", scriptBody("host/lock-take.sh"), "lock-take.sh", token, "5", key, "--", "true"],
-        { env: { ...process.env, PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid) } },
-      );
-      expect(r.status).toBe(0);
-      const fifo = join(locks, `op.${token}.rel`);
-      expect(existsSync(fifo)).toBe(true);
-      const held = (): boolean =>
-        spawnSync("flock", ["-n", join(locks, `${key}.lock`), "true"]).status !== 0;
-      expect(held()).toBe(true);
-      // a release that opened the fifo before the holder did finds nobody: only its mark stays
-      writeFileSync(join(locks, `op.${token}.done`), "");
-      for (let i = 0; i < 40 && existsSync(fifo); i++) await new Promise((d) => setTimeout(d, 100));
-      expect(existsSync(fifo)).toBe(false);
-      expect(existsSync(join(locks, `op.${token}.done`))).toBe(false);
-      expect(held()).toBe(false);
+      const take = sh("host/lock-take.sh", [token, "5", key, other, "--", "echo", "first"], {
+        PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
+      });
+      expect(take).toMatchObject({ status: 0, stdout: "first\n" });
+      expect(held(key) && held(other)).toBe(true);
+      // both keys name the holder: its token and pid, and the keys it holds
+      const since = readFileSync(join(locks, `${other}.since`), "utf8");
+      expect(since).toMatch(new RegExp(`^${token} \\d+ ${key} ${other}\n$`));
+      const check = (ref: string) => sh("host/lock-check.sh", [ref, "echo", "later"]);
+      expect(check(`${token}/${key}`)).toMatchObject({ status: 0, stdout: "later\n" });
+      expect(check(`0000/${key}`).status).toBe(125);
+      // a late release of an earlier operation on the same key is skipped
+      sh("host/lock-release.sh", [`0123456789abcdef/${key}`]);
+      await new Promise((d) => setTimeout(d, 300));
+      expect(held(key)).toBe(true);
+      sh("host/lock-release.sh", [`${token}/${key}`]);
+      expect(await gone(key)).toBe(true);
+      expect(held(other)).toBe(false);
+      // the files stay for the next holder, emptied: no rm on the way out
+      expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+      expect(check(`${token}/${key}`).status).toBe(125);
     } finally {
       anchor.kill();
-      rmSync(join(locks, `${key}.lock`), { force: true });
     }
+  });
+
+  it("ends its holder once the connection's sshd is gone", async () => {
+    mkdirSync(locks, { recursive: true });
+    const token = randomBytes(8).toString("hex");
+    const key = `Test.${token}`;
+    const anchor = spawn("sleep", ["60"]);
+    const take = sh("host/lock-take.sh", [token, "5", key, "--", "true"], {
+      PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
+    });
+    expect(take.status).toBe(0);
+    const held = (): boolean =>
+      spawnSync("flock", ["-n", join(locks, `${key}.lock`), "true"]).status !== 0;
+    expect(held()).toBe(true);
+    anchor.kill();
+    for (let i = 0; i < 60 && held(); i++) await new Promise((d) => setTimeout(d, 50));
+    expect(held()).toBe(false);
   });
 });

@@ -251,25 +251,36 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   it("releases the host lock a request names once its command ends, before the reply", async () => {
     const { shell } = startLocal(impl);
     await shell.hello;
-    // a holder as lock-take.sh starts one: blocked opening its fifo until the release opens it
+    // a holder as lock-take.sh starts one: it reads the first key's fifo until its token comes
     const locks = "/run/pulumi-hypervisor/locks";
     mkdirSync(locks, { recursive: true });
     const token = randomBytes(8).toString("hex");
-    const fifo = join(locks, `op.${token}.rel`);
+    const key = `Test.${token}`;
+    const fifo = join(locks, `${key}.rel`);
     const marker = join(work, `released-${impl}`);
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
-    const holder = spawn("sh", ["-c", ': <"$1"; : >"$2"', "holder", fifo, marker]);
+    const holder = spawn("sh", [
+      "-c",
+      'exec 9<>"$1"; while read -r t <&9; do [ "$t" = "$3" ] && break; done; : >"$2"',
+      "holder",
+      fifo,
+      marker,
+      token,
+    ]);
     started.push(holder);
     const holderDone = new Promise((resolve) => holder.once("close", resolve));
     try {
-      // a release opens the fifo only for a holder already waiting in its open
-      for (let i = 0; i < 200; i++) {
-        const wchan = readFileSync(`/proc/${holder.pid}/wchan`, "utf8");
-        if (wchan === "wait_for_partner") break;
+      // lock-take.sh opens the fifo before its command's reply: a release is never early
+      for (let i = 0; i < 200 && !existsSync(`/proc/${holder.pid}/fd/9`); i++) {
         await new Promise((r) => setTimeout(r, 10));
       }
       // the command runs while the lock is still held; the reply comes after its release
-      const r = await shell.request(`[ -e ${marker} ] || echo held`, Buffer.alloc(0), [], token);
+      const r = await shell.request(
+        `[ -e ${marker} ] || echo held`,
+        Buffer.alloc(0),
+        [],
+        `${token}/${key}`,
+      );
       expect(text(r)).toEqual({ code: 0, stdout: "held\n", stderr: "" });
       await holderDone;
       expect(existsSync(marker)).toBe(true);
@@ -280,17 +291,21 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     }
   });
 
-  it("refuses a request whose lock token is not hex digits, running nothing", async () => {
-    const { shell, child, exited } = startLocal(impl);
-    await shell.hello;
-    const marker = join(work, `token-${impl}`);
-    const cmd = `touch ${marker}`;
-    child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ../x\n${cmd}\n\n`);
-    expect(await exited).toBe(2);
-    expect(existsSync(marker)).toBe(false);
-    expect(() => encodeRequest("true", Buffer.alloc(0), "a".repeat(32), "../x")).toThrow(
-      /invalid host lock token/,
-    );
+  it("refuses a request whose lock is not TOKEN/KEY, running nothing", async () => {
+    for (const lock of ["../x", "0123", "0123/a/b", "0123/", "/key", "xyz/key", "0123/ke y"]) {
+      const { shell, child, exited } = startLocal(impl);
+      await shell.hello;
+      const marker = join(work, `lock-${impl}`);
+      const cmd = `touch ${marker}`;
+      child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ${lock}\n${cmd}\n\n`);
+      expect(await exited).toBe(2);
+      expect(existsSync(marker)).toBe(false);
+      if (!lock.includes(" ")) {
+        expect(() => encodeRequest("true", Buffer.alloc(0), "a".repeat(32), lock)).toThrow(
+          /invalid host lock reference/,
+        );
+      }
+    }
   });
 
   it("gives a command its stdin, and end of file when there is none", async () => {

@@ -26,8 +26,8 @@ export interface RunRequest {
    */
   readonly endsOperation?: boolean;
   /**
-   * The token of a host lock a remote shell releases once this command ends, before its reply
-   * (set by host/lock.ts for an operation's last command; a host without shells ignores it).
+   * The host lock (`TOKEN/FIRSTKEY`) a remote shell releases once this command ends, before its
+   * reply (set by host/lock.ts for an operation's last command; a host without shells ignores it).
    */
   readonly releasesHostLock?: string;
 }
@@ -45,7 +45,8 @@ export interface RunResult {
 
 /** An operation's hold on a connection whose shells take its host lock (Host.shellLock). */
 export interface ShellLockHold {
-  release(token: string | undefined): void;
+  /** Ends the hold; releases the lock `TOKEN/FIRSTKEY` on the host when one is given. */
+  release(lock: string | undefined): void;
 }
 
 /** What every resource talks to: a Linux host that runs argv commands. */

@@ -1,13 +1,23 @@
 #!/bin/sh
 # Runs a later command of an operation whose host lock lock-take.sh took, once it is sure the lock
-# is still held: `lock-check.sh TOKEN CMD...`. The holder ends with the connection it was taken on;
-# a command that finds it gone fails (exit 125) instead of running unlocked. A host that cannot
-# lock (no lock directory, no flock) runs it as lock-take.sh did the first.
+# is still held: `lock-check.sh TOKEN/FIRSTKEY CMD...`. The holder writes FIRSTKEY.since (its
+# token and pid first) and empties it when it ends, which it does with the connection it was taken
+# on; a command that finds another token there, or the holder's pid gone (killed), fails
+# (exit 125) instead of running unlocked. A host that cannot lock (no lock directory, no flock)
+# runs it as lock-take.sh did the first.
 d=/run/pulumi-hypervisor/locks
-if [ -d "$d" ] && command -v flock >/dev/null 2>&1 && ! [ -p "$d/op.$1.rel" ]; then
-  echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2
-  exit 125
-fi
+ref=$1
 shift
+if [ -d "$d" ] && command -v flock >/dev/null 2>&1; then
+  t='' p=''
+  case $ref in
+    */*/* | */*[!A-Za-z0-9_.-]* | */) ;;
+    */*) { read -r t p _ <"$d/${ref#*/}.since"; } 2>/dev/null ;;
+  esac
+  if [ -z "$t" ] || [ "$t" != "${ref%%/*}" ] || ! kill -0 "$p" 2>/dev/null; then
+    echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2
+    exit 125
+  fi
+fi
 . ./run-wrapped.sh
 run_wrapped "$@"

@@ -1,32 +1,33 @@
 # shellcheck shell=sh
 # A library of the host lock's scripts (lock-take.sh, lock-hold.sh). `take_lock_keys DIR WAIT
-# KEY...` opens DIR/KEY.lock as descriptors 3, 4, ... of the calling shell (at most 7 keys) and takes
-# an flock on each, in the order given (sorted by the caller, so two operations never wait on each
-# other crosswise), waiting at most WAIT seconds for each. On failure it returns 1 with the reason
-# in $lock_why, naming the holders from every operation's op.*.since (its keys; the time it took
-# them is the file's mtime, printed as HH:MM:SS UTC). `lock_since DIR TOKEN KEY...` writes that
-# file for this operation, with builtins only.
+# KEY...` opens DIR/KEY.lock as descriptors 3, 4, ... of the calling shell (at most 6 keys: 9 is
+# lock-take.sh's release fifo) and takes an flock on each, in the order given (sorted by the
+# caller, so two operations never wait on each other crosswise), waiting at most WAIT seconds for
+# each. On failure it returns 1 with the reason in $lock_why, naming the holder of the key it
+# waited for from DIR/KEY.since (its operation, pid and keys; the time it took them is the file's
+# mtime, printed as HH:MM:SS UTC). `lock_since DIR TOKEN PID KEY...` writes KEY.since for each
+# key the operation holds, and `lock_gone DIR KEY...` empties them when the holder ends, with
+# builtins only: the files stay, one per key like the .lock files, so no lock costs an rm.
 # shellcheck disable=SC2034 # lock_why is read by the scripts that include this one
 take_lock_keys() {
   _dir=$1 _wait=$2
   shift 2
   _n=3
   for _key in "$@"; do
-    if [ "$_n" -gt 9 ]; then
-      lock_why="more than 7 lock keys"
+    if [ "$_n" -gt 8 ]; then
+      lock_why="more than 6 lock keys"
       return 1
     fi
     # the shell opens a descriptor with a literal number, hence eval; _n is a number and the path
     # a reference, never spliced text
     eval "exec $_n>>\"\$_dir/\$_key.lock\""
     if ! flock -w "$_wait" "$_n"; then
-      # each holder's time is its file's mtime: writing it cost no process on the way in
-      _others=
-      for _f in "$_dir"/op.*.since; do
-        [ -f "$_f" ] || continue
-        _others="$_others$(date -u -r "$_f" +%H:%M:%S 2>/dev/null) $(cat "$_f" 2>/dev/null);"
-      done
-      lock_why="timed out after $_wait s waiting for the host lock on $_key (holders since, keys: ${_others%;})"
+      # the holder's time is its file's mtime: writing it cost no process on the way in
+      _held=
+      if [ -s "$_dir/$_key.since" ]; then
+        _held="$(date -u -r "$_dir/$_key.since" +%H:%M:%S 2>/dev/null) $(cat "$_dir/$_key.since" 2>/dev/null)"
+      fi
+      lock_why="timed out after $_wait s waiting for the host lock on $_key (holder since, operation, pid, keys: ${_held:-unknown})"
       return 1
     fi
     _n=$((_n + 1))
@@ -34,7 +35,17 @@ take_lock_keys() {
 }
 
 lock_since() {
-  _dir=$1 _token=$2
-  shift 2
-  printf '%s\n' "$*" >"$_dir/op.$_token.since"
+  _dir=$1 _token=$2 _pid=$3
+  shift 3
+  for _key in "$@"; do
+    printf '%s %s %s\n' "$_token" "$_pid" "$*" >"$_dir/$_key.since"
+  done
+}
+
+lock_gone() {
+  _dir=$1
+  shift
+  for _key in "$@"; do
+    : >"$_dir/$_key.since"
+  done
 }

@@ -3,11 +3,17 @@
 # first command: `lock-take.sh TOKEN WAIT KEY... -- CMD...`. It takes an flock on
 # /run/pulumi-hypervisor/locks/KEY.lock for each KEY (in the order given, sorted by the caller, so
 # two operations never wait on each other crosswise), waiting at most WAIT seconds for each, and
-# leaves them to a holder process, which holds them until the operation releases them (the shell
-# opens the fifo op.TOKEN.rel after the operation's last command, or on a "U TOKEN" frame)
-# or the connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a
-# lost provider never keeps a lock. Taking the lock rides in the first command's round trip and
-# holds no SSH session.
+# leaves them to a holder process, which holds them until the operation releases them or the
+# connection's sshd is gone ($PULUMI_HYPERVISOR_SHELL_ANCHOR, set by remote-shell.sh), so a lost
+# provider never keeps a lock. A release is TOKEN written into the fifo FIRSTKEY.rel, which only
+# this operation reads while it holds FIRSTKEY (remote-shell.sh writes it after the operation's
+# last command, or on a "U TOKEN/FIRSTKEY" frame). Taking the lock rides in the first
+# command's round trip and holds no SSH session.
+#
+# The files are one per key and stay, like the .lock files: KEY.since names the holder while it
+# holds (TOKEN, its pid, its keys; emptied when it ends), FIRSTKEY.rel is made once. So a lock
+# costs the host one flock per key and the holder's watcher, no mkfifo and no rm.
+#
 # Exits 124 outside a remote shell (no anchor: the client holds the lock the other way, lock.ts),
 # 125 with "host lock: ..." on stderr when the lock was not taken. A host that cannot lock (no
 # flock, no writable /run) runs the command unlocked, as before there was a lock.
@@ -32,7 +38,8 @@ if { ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; } || ! command -v flock >
 fi
 # Lock and state files name the resources being worked on: root alone reads them.
 umask 077
-st="$dir/op.$token"
+first=${keys# }
+rel="$dir/${first%% *}.rel"
 # An flock belongs to the open file, so the holder started below, which inherits the descriptors,
 # keeps the locks after this process closes its copies.
 . ./lock-keys.sh
@@ -41,37 +48,34 @@ if ! take_lock_keys "$dir" "$wait" $keys; then
   echo "host lock: $lock_why" >&2
   exit 125
 fi
-if ! mkfifo "$st.rel"; then
-  echo "host lock: cannot create $st.rel" >&2
+if ! [ -p "$rel" ] && ! mkfifo "$rel"; then
+  echo "host lock: cannot create $rel" >&2
   exit 125
 fi
-# shellcheck disable=SC2086
-lock_since "$dir" "$token" $keys
-# The holder blocks opening the fifo op.TOKEN.rel until the release opens it (remote-shell.sh's
-# release) or its watcher does, once the anchor is gone or the release's mark is there: no process runs while it holds. The watcher
-# and its sleep get none of the lock descriptors, so the locks go with the holder.
+# Open for reading and writing (which never blocks) before the holder starts and kept open by it,
+# so a release written at any time waits in the fifo for the holder to read it.
+exec 9<>"$rel"
+# The holder reads tokens from the fifo until its own comes (a late release of an earlier
+# operation on the same key is skipped): no process runs while it holds. Its watcher writes the
+# token itself once the anchor is gone. The watcher and its sleep get none of the lock
+# descriptors, so the locks go with the holder.
 (
-  trap 'rm -f "$st.rel" "$st.since" "$st.done"' EXIT
+  # shellcheck disable=SC2086
+  trap 'lock_gone "$dir" $keys' EXIT
   trap 'exit 1' HUP INT TERM PIPE
   (
     exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-    # a release marks op.TOKEN.done before it opens the fifo: one that came before the holder
-    # was in its open ends it here, within a second
-    while [ -p "$st.rel" ] && ! [ -e "$st.done" ] && kill -0 "$anchor" 2>/dev/null; do sleep 1; done
-    # opened for reading and writing, which never blocks: the holder's open returns, and the
-    # holder ends this watcher. Again each second while the fifo is there, for a holder that was
-    # not in its open yet; at most 30 times, for one killed before its trap removed the fifo.
-    n=0
-    while [ -p "$st.rel" ] && [ "$n" -lt 30 ]; do
-      : <>"$st.rel"
-      n=$((n + 1))
-      sleep 1
-    done
+    while kill -0 "$anchor" 2>/dev/null; do sleep 1; done
+    printf '%s\n' "$token" 1<>"$rel"
   ) &
   watcher=$!
-  : <"$st.rel"
+  while IFS= read -r t <&9; do
+    [ "$t" = "$token" ] && break
+  done
   kill "$watcher" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
+# shellcheck disable=SC2086
+lock_since "$dir" "$token" "$!" $keys
 exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 . ./run-wrapped.sh
 run_wrapped "$@"

@@ -3,8 +3,10 @@
 // apply, even from two provider processes; operations on unrelated objects still run in parallel.
 //
 // Two ways to hold it. In a remote shell (the pooled connection's default) the operation's first
-// command takes it (lock-take.sh starts a holder beside the command) and a one-way frame releases
-// it, so the lock costs no round trip and no session; the holder ends with the connection. On a
+// command takes it (lock-take.sh starts a holder beside the command), and its last command's
+// request names it so the shell releases it after that command (a one-way frame when the
+// operation ends otherwise), so the lock costs no round trip and no session; the holder ends
+// with the connection. On a
 // session per command, a holder session of its own (lock-hold.sh) holds it, and its close
 // releases it. Within one process, operations on the same keys queue here first, so none of them
 // waits on the host for a lock its own process holds (which could leave every shell waiting).
@@ -164,6 +166,8 @@ async function holdInShell<T>(
   fn: (locked: Host) => Promise<T>,
 ): Promise<T> {
   const token = randomBytes(8).toString("hex");
+  // what later commands and the release name: the holder reads the fifo of the first key
+  const ref = `${token}/${keys[0] ?? ""}`;
   const op: { state: "new" | "held" | "holder" } = { state: "new" };
   // set when the host ran the first command on a session of its own: from then on, that way
   let viaHolder: Host | undefined;
@@ -188,10 +192,10 @@ async function holdInShell<T>(
               ...req.argv,
             ]),
           )
-        : scriptArgv(scriptIn(__dirname, "lock-check.sh", [token, ...req.argv]));
+        : scriptArgv(scriptIn(__dirname, "lock-check.sh", [ref, ...req.argv]));
     // a later command that ends the operation takes the release along: no frame of its own
     const { endsOperation, ...rest } = req;
-    const release = endsOperation && op.state === "held" ? { releasesHostLock: token } : {};
+    const release = endsOperation && op.state === "held" ? { releasesHostLock: ref } : {};
     if (op.state === "new") sent = true;
     const r = await host.run({ ...rest, ...release, argv, shown, reject: false });
     if (r.hostLockReleased) releasedThere = true;
@@ -225,15 +229,15 @@ async function holdInShell<T>(
     return await fn(locked);
   } finally {
     // one-way and harmless when nothing is held (the holder was killed with its command)
-    hold.release(sent && op.state !== "holder" && !releasedThere ? token : undefined);
+    hold.release(sent && op.state !== "holder" && !releasedThere ? ref : undefined);
     leaveHolder?.();
     await holderDone;
   }
 }
 
-/** Returns the argv that releases operation `token`'s lock when no remote shell takes the frame. */
-export function lockReleaseArgv(token: string): string[] {
-  return scriptArgv(scriptIn(__dirname, "lock-release.sh", [token]));
+/** Returns the argv that releases the lock `TOKEN/FIRSTKEY` when no remote shell takes the frame. */
+export function lockReleaseArgv(lock: string): string[] {
+  return scriptArgv(scriptIn(__dirname, "lock-release.sh", [lock]));
 }
 
 interface Deferred<T> {

@@ -6,14 +6,14 @@
 #
 # Frames; numbers are decimal ASCII:
 #   hello   shell -> client, once:  "pulumi-hypervisor-shell 3 PID SSH_CONNECTION\n"
-#   request client -> shell:        "R CMDLEN STDINLEN NONCE[ TOKEN]\n" CMD STDIN "\n"
+#   request client -> shell:        "R CMDLEN STDINLEN NONCE[ LOCK]\n" CMD STDIN "\n"
 #           CMD is a command line for sh (its argv already quoted), STDIN the command's stdin bytes,
 #           NONCE 32 random hex digits the client picked for this request (it ends the reply);
 #           the final "\n" proves the request arrived whole: a request cut short never runs.
-#           TOKEN (hex digits), on an operation's last command: the loop releases that host lock
+#           LOCK (TOKEN/FIRSTKEY), on an operation's last command: the loop releases that host lock
 #           (as a release frame does) once the command ends, before the reply, so the release
 #           costs no frame of its own
-#           or:                     "L CMDLEN STDINLEN NONCE[ TOKEN]\n" CMD "\n" STDIN "\n"
+#           or:                     "L CMDLEN STDINLEN NONCE[ LOCK]\n" CMD "\n" STDIN "\n"
 #           the same for a CMD of printable ASCII without a newline, read by the shell's `read`
 #           (no dd process; CMDLEN checks that the line came whole)
 #   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
@@ -33,9 +33,10 @@
 #   says 137). End of input (the session closed) sends them SIGHUP and ends the loop. The "\n"
 #   goes in front of the client's next request, in the same write: the loop waits for it before it
 #   reads that request, and its command's watcher takes release frames meanwhile.
-#   release client -> shell, at any time, no reply: "U TOKEN\n" releases the host lock that the
-#           operation TOKEN took in some shell of this connection (host/lock-take.sh), so a
-#           release costs no round trip; it is read by the loop or by a running command's watcher
+#   release client -> shell, at any time, no reply: "U TOKEN/FIRSTKEY\n" releases the host lock
+#           that the operation TOKEN took on its keys, the first FIRSTKEY, in some shell of this
+#           connection (host/lock-take.sh), so a release costs no round trip; it is read by the
+#           loop or by a running command's watcher
 #
 # The loop exports PULUMI_HYPERVISOR_SHELL_ANCHOR: the pid of the connection's sshd (the nearest
 # ancestor called sshd*; the loop itself when there is none). A host lock taken in a shell lives
@@ -76,15 +77,16 @@ export LC_ALL
 locks=/run/pulumi-hypervisor/locks
 hello=${1-}
 
-# Releases the host lock of operation $1: its holder (lock-take.sh) waits opening the fifo
-# op.$1.rel, and an open for reading and writing never blocks. The mark op.$1.done goes first: a
-# holder not yet in its open (a busy host) misses the open, and its watcher then sees the mark
-# within a second. Only builtins: no process starts.
+# Releases the host lock $1 (TOKEN/FIRSTKEY): its holder (lock-take.sh) reads the fifo
+# FIRSTKEY.rel until its token comes, and a fifo opened for reading and writing never blocks. A
+# late release (the holder gone, or another operation's now) is read by nobody or skipped. Only
+# builtins: no process starts.
 release() {
-  case $1 in '' | *[!0-9a-f]*) return 0 ;; esac
-  if [ -p "$locks/op.$1.rel" ]; then
-    { : >"$locks/op.$1.done" && : <>"$locks/op.$1.rel"; } 2>/dev/null
-  fi
+  case $1 in */*) ;; *) return 0 ;; esac
+  _t=${1%%/*} _k=${1#*/}
+  case $_t in '' | *[!0-9a-f]*) return 0 ;; esac
+  case $_k in '' | */* | *[!A-Za-z0-9_.-]*) return 0 ;; esac
+  if [ -p "$locks/$_k.rel" ]; then { printf '%s\n' "$_t" 1<>"$locks/$_k.rel"; } 2>/dev/null; fi
   return 0
 }
 
@@ -178,7 +180,13 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   esac
   case $nonce in *[!0-9a-f]*) exit 2 ;; esac
   [ "${#nonce}" = 32 ] || exit 2
-  case $rel in *[!0-9a-f]*) exit 2 ;; esac
+  # LOCK is TOKEN/FIRSTKEY: hex digits, one slash, a key's characters
+  case $rel in
+    '') ;;
+    */*/* | */ | /* | *[!0-9a-f]*/* | */*[!A-Za-z0-9_.-]*) exit 2 ;;
+    */*) ;;
+    *) exit 2 ;;
+  esac
   if [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2

@@ -54,8 +54,11 @@ export const MAX_LINE_COMMAND = 2048;
 // Printable ASCII only: a byte is a character in every shell's ${#var}, whatever its locale.
 const LINE_COMMAND = /^[\x20-\x7e]*$/;
 
-/** A host lock's token (host/lock.ts): hex digits, as the loop's release checks them. */
-export const LOCK_TOKEN = /^[0-9a-f]{1,64}$/;
+/**
+ * A host lock as a release names it (host/lock.ts): TOKEN/FIRSTKEY, the operation's token (hex
+ * digits) and the first of its keys, whose fifo the holder reads; the loop checks it the same way.
+ */
+export const LOCK_REF = /^[0-9a-f]{1,64}\/[A-Za-z0-9_.-]{1,80}$/;
 
 /** Returns a new nonce for one request: 32 random hex digits, which end its reply. */
 export function newNonce(): string {
@@ -63,8 +66,8 @@ export function newNonce(): string {
 }
 
 /**
- * Returns the frame of one request: a header with both lengths, the reply's nonce and the token
- * of a host lock to release once the command ends (if any), the command, stdin, "\n". A short
+ * Returns the frame of one request: a header with both lengths, the reply's nonce and the host
+ * lock to release once the command ends (if any, LOCK_REF), the command, stdin, "\n". A short
  * command of printable ASCII goes as a line ("L"), which the loop reads without starting dd.
  */
 export function encodeRequest(
@@ -74,8 +77,8 @@ export function encodeRequest(
   release?: string,
 ): Buffer {
   if (!/^[0-9a-f]{32}$/.test(nonce)) throw new Error("remote shell: a nonce is 32 hex digits");
-  if (release !== undefined && !LOCK_TOKEN.test(release)) {
-    throw new Error(`invalid host lock token ${release}`);
+  if (release !== undefined && !LOCK_REF.test(release)) {
+    throw new Error(`invalid host lock reference ${release}`);
   }
   const tail = release !== undefined ? ` ${release}` : "";
   if (command.length <= MAX_LINE_COMMAND && LINE_COMMAND.test(command)) {
@@ -383,7 +386,7 @@ export class RemoteShell {
     p.graceTimer.unref();
   }
 
-  /** Sends a one-way frame ("U TOKEN\n"), read by the loop or by a running command's watcher. */
+  /** Sends a one-way frame ("U TOKEN/FIRSTKEY\n"), read by the loop or a running command's watcher. */
   notify(frame: Buffer): void {
     if (this.endedWith === undefined) this.transport.write(frame);
   }

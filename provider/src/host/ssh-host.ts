@@ -32,7 +32,7 @@ import { lockReleaseArgv } from "./lock";
 import { quoteArgv } from "./quote";
 import { argvWithCachedScripts } from "./script";
 import {
-  LOCK_TOKEN,
+  LOCK_REF,
   RemoteShell,
   remoteShellCommand,
   remoteShellRequest,
@@ -191,19 +191,19 @@ export class SshHost implements Host {
     this.cancelIdle();
     let released = false;
     return {
-      release: (token) => {
+      release: (lock) => {
         if (released) return;
         released = true;
-        if (token !== undefined) this.releaseHostLock(token);
+        if (lock !== undefined) this.releaseHostLock(lock);
         this.lockHolds--;
         this.scheduleIdle();
       },
     };
   }
 
-  private releaseHostLock(token: string): void {
-    if (!LOCK_TOKEN.test(token)) throw new Error(`invalid host lock token ${token}`);
-    const frame = Buffer.from(`U ${token}\n`, "ascii");
+  private releaseHostLock(lock: string): void {
+    if (!LOCK_REF.test(lock)) throw new Error(`invalid host lock reference ${lock}`);
+    const frame = Buffer.from(`U ${lock}\n`, "ascii");
     for (const pooled of [...this.idleShells, ...this.liveShells]) {
       if (pooled.shell.alive && !pooled.live.closed && pooled.live === this.live) {
         pooled.shell.notify(frame);
@@ -213,7 +213,7 @@ export class SshHost implements Host {
     // No shell is left on this connection (closed to make room): a command does it. With the
     // connection gone, so is the holder, and there is nothing to release.
     if (!this.live || this.live.closed) return;
-    void this.run({ argv: lockReleaseArgv(token), reject: false }).catch(() => undefined);
+    void this.run({ argv: lockReleaseArgv(lock), reject: false }).catch(() => undefined);
   }
 
   /** Runs one command over a new connection to the host (the proxy stays pooled), closed after. */
