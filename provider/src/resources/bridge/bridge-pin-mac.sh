@@ -8,7 +8,8 @@ if [ -n "${2:-}" ] && [ -s "$2" ]; then
   ip link set dev "$1" address "$(cat "$2")"
   exit 0
 fi
-mac=$(cat /sys/class/net/"$1"/address)
+# sysfs reads at any offset, so the shell's own read takes it: no process
+IFS= read -r mac <"/sys/class/net/$1/address"
 ip link set dev "$1" address "$mac"
 if [ -n "${2:-}" ]; then
   mkdir -p "$(dirname "$2")"

@@ -1,6 +1,6 @@
 import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import { PlanError } from "../../errors";
-import { scriptIn } from "../../host/script";
+import { declareRunsInShell, scriptIn } from "../../host/script";
 import { isMarked, markLinkStep, refuseUnmarked } from "../../link-marker";
 import { keepOffFiles, keepOffReloads } from "../../persist/keep-off";
 import { renderOneshotForm, withPersistence } from "../../persist/oneshot";
@@ -21,6 +21,11 @@ import {
   planNicPersistence,
   planNicRestore,
 } from "./uplink-plan";
+
+// Reviewed against declareRunsInShell's contract: in a remote shell, apply-batch.sh sources it in
+// a subshell instead of starting a shell for it ($$ names a temporary file, which the loop's pid
+// does as well: the bridge's host lock keeps two of them apart).
+declareRunsInShell("bridge-pin-mac.sh");
 
 /** Returns the step that adds or removes the provider's `allow <bridge>` pair. */
 export function helperStep(action: "add" | "remove", bridge: string): Step {
