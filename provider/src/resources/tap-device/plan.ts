@@ -1,5 +1,5 @@
 import { PlanError } from "../../errors";
-import { scriptIn } from "../../host/script";
+import { declareRunsInShell, scriptIn } from "../../host/script";
 import { isMarked, markLinkStep, refuseUnmarked } from "../../link-marker";
 import { ipFamilyOf } from "../../net";
 import { keepOffFiles, keepOffReloads, withKeepOff } from "../../persist/keep-off";
@@ -10,6 +10,10 @@ import type { Step } from "../../step";
 import { claimSysctl, releaseSysctl } from "../../sysctl";
 import { claimOwner, DEFAULT_PROXY_ARP, IP_FORWARD, proxyArpKey, TAP_KIND } from "./observe";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
+
+// Reviewed against declareRunsInShell's contract: in a remote shell, apply-batch.sh sources it in
+// a subshell instead of starting a shell for it.
+declareRunsInShell("tap-delete.sh");
 
 // The tap's own proxy_arp lives and dies with the tap, which this resource owns, so it is set
 // directly rather than claimed: a claim would outlive a tap deleted by hand, and releasing it
