@@ -158,7 +158,7 @@ describe("host lock held in remote shells", () => {
     const r = await b.run({ argv: scriptArgv(take), reject: false });
     expect(r, JSON.stringify(r)).toMatchObject({ exitCode: 125 });
     expect(r.stderr).toMatch(
-      /^host lock: timed out after 1 s waiting for the host lock on Bridge\.lk3 \(holder since, operation, pid, keys: \d\d:\d\d:\d\d [0-9a-f]{16} \d+ Bridge\.lk3\)\n$/,
+      /^host lock: timed out after 1 s waiting for the host lock on Bridge\.lk3 \(holder since, operation, pid, connection, keys: \d\d:\d\d:\d\d [0-9a-f]{16} \d+ \d+ Bridge\.lk3\)\n$/,
     );
     expect((await h.exec(["test", "-e", "/tmp/ran-without-lock"])).code).not.toBe(0);
     done();

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "../../provider/src/host/host";
 import { lockKeys, withHostLock } from "../../provider/src/host/lock";
@@ -319,6 +319,10 @@ describe("host lock", () => {
 
 describe("lock-take.sh on this machine's shell", () => {
   const locks = "/run/pulumi-hypervisor/locks";
+  // the files of the test's keys (they stay, like every key's): removed at the end
+  afterAll(() => {
+    for (const f of readdirSync(locks)) if (f.startsWith("Test.")) rmSync(join(locks, f));
+  });
   const sh = (script: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
     spawnSync("sh", ["-c", scriptBody(script), script.replace(/.*\//, ""), ...args], {
       env: { ...process.env, ...env },
@@ -346,7 +350,7 @@ describe("lock-take.sh on this machine's shell", () => {
       expect(held(key) && held(other)).toBe(true);
       // both keys name the holder: its token and pid, and the keys it holds
       const since = readFileSync(join(locks, `${other}.since`), "utf8");
-      expect(since).toMatch(new RegExp(`^${token} \\d+ ${key} ${other}\n$`));
+      expect(since).toMatch(new RegExp(`^${token} \\d+ ${anchor.pid} ${key} ${other}\n$`));
       const check = (ref: string) => sh("host/lock-check.sh", [ref, "echo", "later"]);
       expect(check(`${token}/${key}`)).toMatchObject({ status: 0, stdout: "later\n" });
       expect(check(`0000/${key}`).status).toBe(125);
@@ -365,20 +369,27 @@ describe("lock-take.sh on this machine's shell", () => {
     }
   });
 
-  it("ends its holder once the connection's sshd is gone", async () => {
+  it("ends every holder of a connection once its sshd is gone, with one watcher for them", async () => {
     mkdirSync(locks, { recursive: true });
-    const token = randomBytes(8).toString("hex");
-    const key = `Test.${token}`;
     const anchor = spawn("sleep", ["60"]);
-    const take = sh("host/lock-take.sh", [token, "5", key, "--", "true"], {
-      PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
-    });
-    expect(take.status).toBe(0);
-    const held = (): boolean =>
+    const keys = [1, 2].map(() => `Test.${randomBytes(8).toString("hex")}`);
+    const take = (key: string) =>
+      sh("host/lock-take.sh", [randomBytes(8).toString("hex"), "5", key, "--", "true"], {
+        PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
+      });
+    const held = (key: string): boolean =>
       spawnSync("flock", ["-n", join(locks, `${key}.lock`), "true"]).status !== 0;
-    expect(held()).toBe(true);
+    const marker = join(locks, `w.${anchor.pid}`);
+    expect(take(keys[0]!).status).toBe(0);
+    const watcher = readFileSync(marker, "utf8");
+    expect(take(keys[1]!).status).toBe(0);
+    // the second lock found the connection's watcher alive and started none
+    expect(readFileSync(marker, "utf8")).toBe(watcher);
+    expect(keys.map(held)).toEqual([true, true]);
     anchor.kill();
-    for (let i = 0; i < 60 && held(); i++) await new Promise((d) => setTimeout(d, 50));
-    expect(held()).toBe(false);
+    for (let i = 0; i < 60 && keys.some(held); i++) await new Promise((d) => setTimeout(d, 50));
+    expect(keys.map(held)).toEqual([false, false]);
+    for (let i = 0; i < 20 && existsSync(marker); i++) await new Promise((d) => setTimeout(d, 50));
+    expect(existsSync(marker)).toBe(false);
   });
 });

@@ -30,7 +30,7 @@ if ! take_lock_keys "$dir" "$wait" "$@"; then
 fi
 # only once they are this holder's: the .since files of keys another operation holds are its own
 trap 'lock_gone "$dir" "$@"; rm -f "$st.held"' EXIT
-lock_since "$dir" "$token" "$$" "$@"
+lock_since "$dir" "$token" "$$" - "$@"
 : >"$st.held"
 # sleep gets none of the lock descriptors: when this shell is killed (the session closed), the
 # locks go at once instead of with the sleep

@@ -4,10 +4,12 @@
 # lock-take.sh's release fifo) and takes an flock on each, in the order given (sorted by the
 # caller, so two operations never wait on each other crosswise), waiting at most WAIT seconds for
 # each. On failure it returns 1 with the reason in $lock_why, naming the holder of the key it
-# waited for from DIR/KEY.since (its operation, pid and keys; the time it took them is the file's
-# mtime, printed as HH:MM:SS UTC). `lock_since DIR TOKEN PID KEY...` writes KEY.since for each
-# key the operation holds, and `lock_gone DIR KEY...` empties them when the holder ends, with
-# builtins only: the files stay, one per key like the .lock files, so no lock costs an rm.
+# waited for from DIR/KEY.since (its operation, pid, connection and keys; the time it took them
+# is the file's mtime, printed as HH:MM:SS UTC). `lock_since DIR TOKEN PID ANCHOR KEY...` writes KEY.since for
+# each key the operation holds (ANCHOR: the connection's sshd, "-" for a holder session), and
+# `lock_gone DIR KEY...` empties them when the holder ends, with builtins only: the files stay,
+# one per key like the .lock files, so no lock costs an rm. `lock_release_connection DIR ANCHOR`
+# releases every holder of a connection that is gone (lock-take.sh's watcher).
 # shellcheck disable=SC2034 # lock_why is read by the scripts that include this one
 take_lock_keys() {
   _dir=$1 _wait=$2
@@ -27,7 +29,7 @@ take_lock_keys() {
       if [ -s "$_dir/$_key.since" ]; then
         _held="$(date -u -r "$_dir/$_key.since" +%H:%M:%S 2>/dev/null) $(cat "$_dir/$_key.since" 2>/dev/null)"
       fi
-      lock_why="timed out after $_wait s waiting for the host lock on $_key (holder since, operation, pid, keys: ${_held:-unknown})"
+      lock_why="timed out after $_wait s waiting for the host lock on $_key (holder since, operation, pid, connection, keys: ${_held:-unknown})"
       return 1
     fi
     _n=$((_n + 1))
@@ -35,10 +37,10 @@ take_lock_keys() {
 }
 
 lock_since() {
-  _dir=$1 _token=$2 _pid=$3
-  shift 3
+  _dir=$1 _token=$2 _pid=$3 _anchor=$4
+  shift 4
   for _key in "$@"; do
-    printf '%s %s %s\n' "$_token" "$_pid" "$*" >"$_dir/$_key.since"
+    printf '%s %s %s %s\n' "$_token" "$_pid" "$_anchor" "$*" >"$_dir/$_key.since"
   done
 }
 
@@ -47,5 +49,18 @@ lock_gone() {
   shift
   for _key in "$@"; do
     : >"$_dir/$_key.since"
+  done
+}
+
+lock_release_connection() {
+  _dir=$1 _anchor=$2
+  for _f in "$_dir"/*.since; do
+    _t='' _a='' _k=''
+    { read -r _t _ _a _k _ <"$_f"; } 2>/dev/null
+    # once per holder: the .since of its first key, whose fifo it reads
+    if [ -n "$_t" ] && [ "$_a" = "$_anchor" ] && [ "$_f" = "$_dir/$_k.since" ] &&
+      [ -p "$_dir/$_k.rel" ]; then
+      printf '%s\n' "$_t" 1<>"$_dir/$_k.rel"
+    fi
   done
 }

@@ -11,8 +11,9 @@
 # command's round trip and holds no SSH session.
 #
 # The files are one per key and stay, like the .lock files: KEY.since names the holder while it
-# holds (TOKEN, its pid, its keys; emptied when it ends), FIRSTKEY.rel is made once. So a lock
-# costs the host one flock per key and the holder's watcher, no mkfifo and no rm.
+# holds (TOKEN, its pid, the connection's anchor, its keys; emptied when it ends), FIRSTKEY.rel is
+# made once; w.ANCHOR names the connection's watcher. So a lock costs the host one flock per key
+# and the holder's fork: no mkfifo, no rm, no watcher of its own.
 #
 # Exits 124 outside a remote shell (no anchor: the client holds the lock the other way, lock.ts),
 # 125 with "host lock: ..." on stderr when the lock was not taken. A host that cannot lock (no
@@ -56,26 +57,38 @@ fi
 # so a release written at any time waits in the fifo for the holder to read it.
 exec 9<>"$rel"
 # The holder reads tokens from the fifo until its own comes (a late release of an earlier
-# operation on the same key is skipped): no process runs while it holds. Its watcher writes the
-# token itself once the anchor is gone. The watcher and its sleep get none of the lock
-# descriptors, so the locks go with the holder.
+# operation on the same key is skipped): no process runs while it holds.
 (
   # shellcheck disable=SC2086
   trap 'lock_gone "$dir" $keys' EXIT
   trap 'exit 1' HUP INT TERM PIPE
-  (
-    exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-    while kill -0 "$anchor" 2>/dev/null; do sleep 1; done
-    printf '%s\n' "$token" 1<>"$rel"
-  ) &
-  watcher=$!
   while IFS= read -r t <&9; do
     [ "$t" = "$token" ] && break
   done
-  kill "$watcher" 2>/dev/null
 ) </dev/null >/dev/null 2>&1 &
 # shellcheck disable=SC2086
-lock_since "$dir" "$token" "$!" $keys
+lock_since "$dir" "$token" "$!" "$anchor" $keys
+# One watcher per connection, named by w.ANCHOR and started by the first lock taken through it
+# (or again if it is gone): once the connection's sshd is gone it releases every holder whose
+# .since names that connection, so no lock outlives it. Started after this holder's .since, so
+# it finds this one too. Two shells starting it at once only make a second watcher. It is
+# detached (its parent exits at once) and ignores SIGHUP, so it is not in the process tree of
+# the command that started it when the shell kills that, and it keeps no lock descriptor.
+w="$dir/w.$anchor"
+wpid=''
+{ read -r wpid <"$w"; } 2>/dev/null
+case $wpid in '' | *[!0-9]*) wpid=0 ;; esac
+if [ "$wpid" = 0 ] || ! kill -0 "$wpid" 2>/dev/null; then
+  (
+    trap '' HUP
+    (
+      while kill -0 "$anchor" 2>/dev/null; do sleep 1; done
+      lock_release_connection "$dir" "$anchor"
+      rm -f "$w"
+    ) </dev/null >/dev/null 2>&1 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    printf '%s\n' "$!" >"$w"
+  )
+fi
 exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 . ./run-wrapped.sh
 run_wrapped "$@"
