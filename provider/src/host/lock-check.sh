@@ -8,12 +8,10 @@
 d=/run/pulumi-hypervisor/locks
 ref=$1
 shift
+. ./lock-keys.sh
 if [ -d "$d" ] && command -v flock >/dev/null 2>&1; then
   t='' p=''
-  case $ref in
-    */*/* | */*[!A-Za-z0-9_.-]* | */) ;;
-    */*) { read -r t p _ <"$d/${ref#*/}.since"; } 2>/dev/null ;;
-  esac
+  if lock_ref_ok "$ref"; then { read -r t p _ <"$d/${ref#*/}.since"; } 2>/dev/null; fi
   if [ -z "$t" ] || [ "$t" != "${ref%%/*}" ] || ! kill -0 "$p" 2>/dev/null; then
     echo "host lock: lost before this command (the connection that took it closed, or its holder was killed)" >&2
     exit 125

@@ -8,8 +8,11 @@
 # is the file's mtime, printed as HH:MM:SS UTC). `lock_since DIR TOKEN PID ANCHOR KEY...` writes KEY.since for
 # each key the operation holds (ANCHOR: the connection's sshd, "-" for a holder session), and
 # `lock_gone DIR KEY...` empties them when the holder ends, with builtins only: the files stay,
-# one per key like the .lock files, so no lock costs an rm. `lock_release_connection DIR ANCHOR`
-# releases every holder of a connection that is gone (lock-take.sh's watcher).
+# one per key like the .lock files, so no lock costs an rm. `lock_ref_ok REF` says whether REF
+# names a lock as releases do (TOKEN/FIRSTKEY: hex digits, one slash, a key's characters);
+# `lock_release DIR REF` releases it (the holder reads FIRSTKEY.rel until its token comes);
+# `lock_release_connection DIR ANCHOR` releases every holder of a connection that is gone
+# (lock-take.sh's watcher). Each is builtins only.
 # shellcheck disable=SC2034 # lock_why is read by the scripts that include this one
 take_lock_keys() {
   _dir=$1 _wait=$2
@@ -58,9 +61,26 @@ lock_release_connection() {
     _t='' _a='' _k=''
     { read -r _t _ _a _k _ <"$_f"; } 2>/dev/null
     # once per holder: the .since of its first key, whose fifo it reads
-    if [ -n "$_t" ] && [ "$_a" = "$_anchor" ] && [ "$_f" = "$_dir/$_k.since" ] &&
-      [ -p "$_dir/$_k.rel" ]; then
-      printf '%s\n' "$_t" 1<>"$_dir/$_k.rel"
+    if [ -n "$_t" ] && [ "$_a" = "$_anchor" ] && [ "$_f" = "$_dir/$_k.since" ]; then
+      lock_release "$_dir" "$_t/$_k"
     fi
   done
+}
+
+lock_ref_ok() {
+  case $1 in
+    */*/* | */ | /* | *[!0-9a-f]*/* | */*[!A-Za-z0-9_.-]*) return 1 ;;
+    */*) return 0 ;;
+  esac
+  return 1
+}
+
+# A fifo opened for reading and writing never blocks, even with no holder reading it; a late
+# release (the holder gone, or another operation's now) is read by nobody or skipped.
+lock_release() {
+  lock_ref_ok "$2" || return 0
+  if [ -p "$1/${2#*/}.rel" ]; then
+    { printf '%s\n' "${2%%/*}" 1<>"$1/${2#*/}.rel"; } 2>/dev/null
+  fi
+  return 0
 }

@@ -77,17 +77,10 @@ export LC_ALL
 locks=/run/pulumi-hypervisor/locks
 hello=${1-}
 
-# Releases the host lock $1 (TOKEN/FIRSTKEY): its holder (lock-take.sh) reads the fifo
-# FIRSTKEY.rel until its token comes, and a fifo opened for reading and writing never blocks. A
-# late release (the holder gone, or another operation's now) is read by nobody or skipped. Only
-# builtins: no process starts.
+# Releases the host lock $1 (TOKEN/FIRSTKEY) with builtins only: no process starts.
+. ./lock-keys.sh
 release() {
-  case $1 in */*) ;; *) return 0 ;; esac
-  _t=${1%%/*} _k=${1#*/}
-  case $_t in '' | *[!0-9a-f]*) return 0 ;; esac
-  case $_k in '' | */* | *[!A-Za-z0-9_.-]*) return 0 ;; esac
-  if [ -p "$locks/$_k.rel" ]; then { printf '%s\n' "$_t" 1<>"$locks/$_k.rel"; } 2>/dev/null; fi
-  return 0
+  lock_release "$locks" "$1"
 }
 
 # The anchor of host locks: the nearest sshd* ancestor (see above).
@@ -180,13 +173,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   esac
   case $nonce in *[!0-9a-f]*) exit 2 ;; esac
   [ "${#nonce}" = 32 ] || exit 2
-  # LOCK is TOKEN/FIRSTKEY: hex digits, one slash, a key's characters
-  case $rel in
-    '') ;;
-    */*/* | */ | /* | *[!0-9a-f]*/* | */*[!A-Za-z0-9_.-]*) exit 2 ;;
-    */*) ;;
-    *) exit 2 ;;
-  esac
+  if [ -n "$rel" ] && ! lock_ref_ok "$rel"; then exit 2; fi
   if [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2
