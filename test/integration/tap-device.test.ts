@@ -9,6 +9,9 @@ import {
   type ResourceSpec,
 } from "../../lab/engine/engine";
 import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
+import { scriptArgv } from "../../provider/src/host/script";
+import { observeCall, parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
+import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 
 // Guest networks inside the lab hosts (first three octets of a /24).
 const NET_0 = labGuestNet(0);
@@ -235,6 +238,37 @@ describe("TapDevice on a lab host", () => {
     await engine.destroy();
     expect(await link("tap3")).toBeUndefined();
     expect(engine.state.size).toBe(0);
+  });
+
+  it("reads no sysctl values for a tap that is not routed, does not exist and holds no claims", async () => {
+    const probe = async (inputs: Record<string, unknown>): Promise<string[]> => {
+      const parsed = TapDeviceInputs.parse({ name: "tap5", ...inputs });
+      const out = await sh(scriptArgv(observeCall(parsed)));
+      return Object.keys(parseTapDeviceState("tap5", out).sysctls).sort();
+    };
+    const own = "net/ipv4/conf/tap5/proxy_arp";
+    const base = ["net/ipv4/conf/default/proxy_arp", "net/ipv4/ip_forward"];
+    // absent: a create's first look and a delete's last one read nothing
+    expect(await probe({})).toEqual([]);
+    // a routed tap needs forwarding and its uplink's proxy ARP before it exists
+    expect(await probe({ routed: { addresses: [`${NET_2}.9`], proxyArpInterface: "lo" } })).toEqual(
+      [...base, "net/ipv4/conf/lo/proxy_arp", own].sort(),
+    );
+    // a claim left by an older configuration is read, and so are the others
+    const claim = "/run/pulumi-hypervisor/sysctl/net/ipv4/ip_forward/tapdevice-tap5";
+    await sh(["sh", "-c", `mkdir -p "\${1%/*}" && : > "$1"`, "sh", claim]);
+    try {
+      expect(await probe({})).toEqual([...base, own].sort());
+    } finally {
+      await sh(["rm", "-f", claim]);
+    }
+    // once it exists, its proxy_arp against the host's default
+    await sh(["ip", "tuntap", "add", "dev", "tap5", "mode", "tap"]);
+    try {
+      expect(await probe({})).toEqual([...base, own].sort());
+    } finally {
+      await sh(["ip", "link", "del", "tap5"]);
+    }
   });
 
   it("refresh finds a tap deleted by hand gone", async () => {

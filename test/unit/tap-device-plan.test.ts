@@ -177,6 +177,7 @@ describe("parsing the real probe output", () => {
       "/etc/systemd/network/04-pulumi-hypervisor-tap-vm1.network",
       "1", // scan for holders: a look-only probe passes 0
       "vm1 wl0", // the links the plan looks at: the tap and its uplink
+      "always", // a routed tap reads the sysctls even before it exists
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",

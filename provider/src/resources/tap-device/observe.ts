@@ -77,6 +77,8 @@ export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCa
     ...persistProbeArgs(TAP_KIND, inputs.name, keepOffPaths(TAP_KIND, inputs.name, true)),
     lookOnly ? "0" : "1",
     lookedAtLinks(inputs).join(" "),
+    // a tap that is not routed needs the values only once it exists (the plan compares its proxy_arp)
+    inputs.routed === null ? "if-tap" : "always",
     ...probedKeys(inputs),
   ]);
 }

@@ -329,7 +329,9 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
     });
   }
 
-  // Without routed proxy ARP the tap's proxy_arp is what a new interface starts with.
+  // Without routed proxy ARP the tap's proxy_arp is what a new interface starts with. The probe
+  // reads no values for a tap that is not routed, does not exist and holds no claims: then both
+  // sides are "0" and nothing is set, as with the values read.
   const uplink = d.routed?.proxyArpInterface;
   const hostDefault = actual.sysctls[DEFAULT_PROXY_ARP]?.value ?? "0";
   const wantProxy = uplink !== undefined ? "1" : /^\d+$/.test(hostDefault) ? hostDefault : "0";

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
-# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS SYSCTL-KEY...
+# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS VALUES SYSCTL-KEY...
 # Host routes v4/v6, the LINKS (space-separated: the tap, its bridge, its uplink) with tun details, the sysctls (those asked for plus every claim this
 # tap holds, found in the claims directory so a claim left by an older configuration is released
 # too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
@@ -17,7 +17,8 @@
 . ../../persist/keepoff-probe.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
-shift 11
+values=${12}
+shift 12
 section links
 # One `ip` for the routes of both families and the links asked for (each process costs the host
 # about 1.4 ms of CPU): a JSON line each, routes first. `table all` is the only listing that has
@@ -61,10 +62,15 @@ if [ -d "$c" ]; then
     claimed="$claimed ${f%/*}"
   done
 fi
-set -f
-# shellcheck disable=SC2086 # one word per key (keys have no spaces), globbing is off
-probe_sysctl "$owner" "$@" $claimed
-set +f
+# VALUES=if-tap: a plan needs the values only of a tap that exists or holds claims (one that is not
+# routed), so a create's first look and a delete's last one read none: grep is a process.
+if [ "$values" != if-tap ] || [ -n "$claimed" ] || [ ! -d /sys/class/net ] ||
+  [ -e "/sys/class/net/$name/ifindex" ]; then
+  set -f
+  # shellcheck disable=SC2086 # one word per key (keys have no spaces), globbing is off
+  probe_sysctl "$owner" "$@" $claimed
+  set +f
+fi
 section ids
 d=/sys/class/net/$name
 if [ -r "$d/owner" ] && { IFS= read -r v <"$d/owner"; } 2>/dev/null; then echo "owner $v"; fi
