@@ -22,7 +22,6 @@ export function fakeBridgeProbe(br0: { mtu: number; ifalias?: string } | undefin
         ];
   return formatProbe([
     ["links", `${JSON.stringify(links)}\n[]`],
-    ["routes6", "[]"],
     ["bridge-conf", ""],
     ["ports", ""],
     ["addr-assign-type", "3"],

@@ -73,7 +73,6 @@ function state(extra: Array<[string, string]> = [], ssh = "eth0"): BridgeState {
           ]),
         ].join("\n"),
       ],
-      ["routes6", "[]"],
       ["bridge-conf", ""],
       ["ports", ""],
       ["addr-assign-type", ""],

@@ -7,6 +7,7 @@ import { bridgeModule } from "../../provider/src/resources/bridge";
 import {
   parseBridgeState,
   parseLinks,
+  parseRoutes,
   parseRecordedPorts,
 } from "../../provider/src/resources/bridge/observe";
 import { LINK_MARKER } from "../../provider/src/link-marker";
@@ -38,16 +39,15 @@ function probeSections(
   addrAssignType: string,
 ): Array<[string, string]> {
   return [
-    // one `ip -batch`: addresses, IPv4 routes, the route to the SSH client, a JSON line each
+    // one `ip -batch`: addresses, routes, the route to the SSH client, a JSON line each
     [
       "links",
       [
         fixture("ip-d-j-addr-show.json"),
-        fixture("ip-j-route-show.json"),
+        fixture("ip-d-j-route-show-table-all.json"),
         fixture("ip-j-route-get.json"),
       ].join(""),
     ],
-    ["routes6", "[]\n"],
     ["bridge-conf", conf],
     ["ports", recordedPorts],
     ["addr-assign-type", addrAssignType],
@@ -99,6 +99,15 @@ describe("parsing real ip -j output", () => {
     expect(s.sshLocalAddress).toBe("198.18.7.2");
     expect(s.helperAllowed).toBe(false);
     expect(s.recordedPorts).toEqual(["eno1"]);
+  });
+
+  it("keeps the main table's routes of both families from `route show table all` (the real capture)", () => {
+    expect(parseRoutes(fixture("ip-d-j-route-show-table-all-more.json"))).toEqual([
+      { family: 4, dst: "198.18.50.0/24", gateway: "198.18.7.1", dev: "eno2" },
+      { family: 6, dst: "2001:db8:50::/48", gateway: "2001:db8::fe", dev: "br0", metric: 1024 },
+      // a default route without a gateway is IPv6 by its preference, which IPv4 routes lack
+      { family: 6, dst: "default", dev: "eno2", metric: 1024 },
+    ]);
   });
 
   it("skips link-local and host-scope addresses", () => {

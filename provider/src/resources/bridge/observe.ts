@@ -74,6 +74,7 @@ const IpRoute = z
     table: z.string().optional(),
     scope: z.string().optional(),
     flags: z.array(z.string()).optional(),
+    pref: z.string().optional(),
   })
   .loose();
 
@@ -107,20 +108,36 @@ export function parseLinks(text: string): Record<string, Link> {
   return links;
 }
 
-/** Returns the non-kernel routes parsed from `ip -j route show`. */
-export function parseRoutes(text: string, family: 4 | 6): Route[] {
-  return parseHostJson(z.array(IpRoute), text, "ip -j route show")
+/** Returns a route's address family: from its addresses, else IPv6 when it has a preference. */
+function routeFamily(r: z.infer<typeof IpRoute>): 4 | 6 {
+  for (const a of [r.dst, r.gateway, r.prefsrc]) {
+    if (a !== undefined && a !== "default") return a.includes(":") ? 6 : 4;
+  }
+  // a default route without a gateway: the kernel gives every IPv6 route a preference (RTA_PREF)
+  return r.pref !== undefined ? 6 : 4;
+}
+
+/**
+ * Returns the main table's non-kernel routes parsed from `ip -d -j route show table all` (a route
+ * without a table, as `ip -j route show table main` prints it, is main's).
+ */
+export function parseRoutes(text: string): Route[] {
+  // the other tables' routes (a local and a multicast one per link) are dropped unparsed
+  const main = (r: unknown): boolean => {
+    const table = (r as { table?: unknown } | null)?.table;
+    return table === undefined || table === "main";
+  };
+  return parseHostJson(z.array(IpRoute), text, "ip -d -j route show table all", main)
     .map((r) => withoutDetailDefaults(r))
     .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
     .map((r) => ({
-      family,
+      family: routeFamily(r),
       dst: r.dst,
       dev: r.dev ?? "",
       ...(r.gateway !== undefined ? { gateway: r.gateway } : {}),
       ...(r.protocol !== undefined ? { protocol: r.protocol } : {}),
       ...(r.metric !== undefined ? { metric: r.metric } : {}),
       ...(r.type !== undefined ? { type: r.type } : {}),
-      ...(r.table !== undefined ? { table: r.table } : {}),
       ...(r.scope !== undefined ? { scope: r.scope } : {}),
       ...(r.prefsrc !== undefined ? { prefsrc: r.prefsrc } : {}),
       ...(r.flags?.includes("onlink") ? { flags: ["onlink"] } : {}),
@@ -155,7 +172,7 @@ export function parseRecordedPorts(text: string): {
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
   const out = parseProbe(stdout, "the bridge probe");
-  const [addrs = "", routes4 = "", sshRoute = ""] = ipBatchOutputs(
+  const [addrs = "", routes = "", sshRoute = ""] = ipBatchOutputs(
     out.need("links"),
     3,
     2,
@@ -173,7 +190,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
       .map((l) => l.name)
       .sort(),
     links,
-    routes: [...parseRoutes(routes4, 4), ...parseRoutes(out.need("routes6"), 6)],
+    routes: parseRoutes(routes),
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
     helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),
