@@ -116,6 +116,29 @@ describe("remote shell on a lab host", () => {
     }
   });
 
+  it("starts the shells of operations that wait for the client's address while the first starts", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    const before = await sessions();
+    try {
+      // the first call starts the shell whose hello has $SSH_CONNECTION; the three others would
+      // each start their own shell only after it, for their first command
+      const asked = await Promise.all(
+        Array.from({ length: 4 }, () => host.sessionClientAddress?.()),
+      );
+      expect(asked).toEqual(Array(4).fill(h.controllerAddress));
+      // the three others are already starting: no command asked for them
+      for (let i = 0; i < 100 && (await sessions()) - before < 4; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await sessions()) - before).toBe(4);
+      // and they serve the operations' commands: no fifth session
+      await Promise.all(Array.from({ length: 4 }, () => host.run({ argv: ["true"] })));
+      expect((await sessions()) - before).toBe(4);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
   it("replaces a loop killed on the host, and the next command succeeds", async () => {
     const host = hostFor(Connection.parse(h.connection()));
     try {

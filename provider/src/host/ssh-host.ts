@@ -107,6 +107,8 @@ export class SshHost implements Host {
   private idleTimer: NodeJS.Timeout | undefined;
   private sudoMode: Promise<SudoMode> | undefined;
   private clientAddress: Promise<string | undefined> | undefined;
+  // the address is asked and not known yet: operations that wait for it warm shells meanwhile
+  private addressPending = false;
   /** "on" until a shell could not start here: then every command gets a session of its own. */
   private shellMode: "on" | "off";
   private readonly idleShells: PooledShell[] = [];
@@ -235,11 +237,39 @@ export class SshHost implements Host {
         return first && isIP(first) ? first : undefined;
       });
       this.clientAddress = asked;
-      asked.catch(() => {
+      this.addressPending = true;
+      const settled = (): void => {
+        if (this.clientAddress === asked) this.addressPending = false;
+      };
+      asked.then(settled, () => {
+        settled();
         if (this.clientAddress === asked) this.clientAddress = undefined;
       });
+    } else if (this.addressPending) {
+      this.warmShell();
     }
     return this.clientAddress;
+  }
+
+  // An operation that waits for the address while the first shell starts (its hello has it)
+  // starts the shell it will run in meanwhile: a start costs round trips (channel, exec, hello),
+  // and these overlap the first one's instead of following it.
+  private warmShell(): void {
+    if (this.shellMode !== "on" || this.idleShells.length > 0 || !this.mayStartShell()) return;
+    this.inFlight++;
+    this.cancelIdle();
+    this.startShell(this.dialFailures, "the remote shell")
+      .then(
+        (pooled) => {
+          if (pooled) this.giveBack(pooled);
+        },
+        // the operation's own command meets the same failure and reports it
+        () => undefined,
+      )
+      .finally(() => {
+        this.inFlight--;
+        this.scheduleIdle();
+      });
   }
 
   /** Opens a tunnel from this host to host:port, for the next hop of a proxy chain. */
@@ -483,14 +513,17 @@ export class SshHost implements Host {
         if (idle.shell.alive && !idle.live.closed) return idle;
         continue;
       }
-      // Shells keep to half the sessions (rounded up): the other half stays for sessions of their
-      // own (the host lock's holders where a shell did not start, lock.ts; port forwards), so
-      // those never wait for a shell to close and shells are not closed and started again.
-      if (this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire()) {
-        return this.startShell(epoch, shown);
-      }
+      if (this.mayStartShell()) return this.startShell(epoch, shown);
       await new Promise<void>((resolve) => this.shellWaiters.push(resolve));
     }
+  }
+
+  // Takes a slot for a new shell when shells keep below half the sessions (rounded up): the other
+  // half stays for sessions of their own (the host lock's holders where a shell did not start,
+  // lock.ts; port forwards), so those never wait for a shell to close and shells are not closed
+  // and started again.
+  private mayStartShell(): boolean {
+    return this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire();
   }
 
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
