@@ -122,9 +122,9 @@ describe("remote shell on a lab host", () => {
     try {
       // the first call starts the shell whose hello has $SSH_CONNECTION; the three others would
       // each start their own shell only after it, for their first command
-      const asked = await Promise.all(
-        Array.from({ length: 4 }, () => host.sessionClientAddress?.()),
-      );
+      const ask = host.sessionClientAddress?.bind(host);
+      if (!ask) throw new Error("a pooled host asks for the client's address");
+      const asked = await Promise.all(Array.from({ length: 4 }, () => ask()));
       expect(asked).toEqual(Array(4).fill(h.controllerAddress));
       // the three others are already starting: no command asked for them
       for (let i = 0; i < 100 && (await sessions()) - before < 4; i++) {
