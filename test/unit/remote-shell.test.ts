@@ -3,7 +3,16 @@
 // command's exit, a killed command takes its children along, a request cut short never runs.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -12,6 +21,7 @@ import {
   encodeScript,
   FrameReader,
   RemoteShell,
+  ShellEndedError,
   remoteShellCommand,
   REMOTE_SHELL_SCRIPT,
   type ShellReply,
@@ -36,13 +46,35 @@ const shells = ["sh", "dash", "bash", "busybox"].filter(
 const work = mkdtempSync(join(tmpdir(), "remote-shell-test-"));
 const started: ChildProcessWithoutNullStreams[] = [];
 
+// Replies go through the loop's perl where perl starts, else through a cat per reply: every test
+// runs both ways, the second with a PATH whose programs are this one's but perl.
+const PATH = process.env["PATH"] ?? "/usr/bin:/bin";
+function pathWithout(program: RegExp, name: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  for (const d of PATH.split(":")) {
+    for (const f of existsSync(d) ? readdirSync(d) : []) {
+      if (!program.test(f) && !existsSync(join(dir, f))) symlinkSync(join(d, f), join(dir, f));
+    }
+  }
+  return dir;
+}
+const NO_PERL = pathWithout(/^perl/, "no-perl");
+type Sender = "perl" | "cat";
+const pathFor = (sender: Sender): string => (sender === "perl" ? PATH : NO_PERL);
+
 interface Local {
   readonly shell: RemoteShell;
   readonly child: ChildProcessWithoutNullStreams;
   readonly exited: Promise<number | null>;
 }
 
-function startLocal(impl: string, writes?: Buffer[]): Local {
+function startLocal(
+  impl: string,
+  sender: Sender,
+  writes?: Buffer[],
+  path = pathFor(sender),
+): Local {
   const argv = impl === "busybox" ? ["busybox", "sh"] : [impl];
   const child = spawn(
     argv[0] ?? "sh",
@@ -53,7 +85,7 @@ function startLocal(impl: string, writes?: Buffer[]): Local {
       "remote-shell.sh",
       "10.0.0.9 5 10.0.0.1 22",
     ],
-    { env: { PATH: process.env["PATH"] ?? "/usr/bin:/bin", TMPDIR: work }, cwd: work },
+    { env: { PATH: path, TMPDIR: work }, cwd: work },
   );
   started.push(child);
   const shell = new RemoteShell({
@@ -180,9 +212,14 @@ describe("FrameReader", () => {
   });
 });
 
-describe.each(shells)("remote-shell.sh in %s", (impl) => {
+const variants = shells.flatMap((s): Array<[string, Sender]> => [
+  [s, "perl"],
+  [s, "cat"],
+]);
+
+describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) => {
   it("says hello with its pid and $SSH_CONNECTION, then runs commands in order", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     const hello = await shell.hello;
     expect(hello.sshConnection).toBe("10.0.0.9 5 10.0.0.1 22");
     expect(hello.pid).toBeGreaterThan(1);
@@ -195,8 +232,47 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     }
   });
 
+  it("sends replies through one perl process of its own where perl starts, else a cat each", async () => {
+    const { shell } = startLocal(impl, sender);
+    const hello = await shell.hello;
+    for (let i = 0; i < 3; i++) expect(text(await run(shell, ["echo", "x"])).stdout).toBe("x\n");
+    const children = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "comm="], {
+      encoding: "utf8",
+    }).stdout;
+    expect(children.split("\n").filter((c) => c === "perl")).toHaveLength(
+      sender === "perl" ? 1 : 0,
+    );
+  });
+
+  if (sender === "perl") {
+    it("uses cat when perl does not start, and ends with no reply once its perl is gone", async () => {
+      // a perl that exits at once: the loop sees no "ready" and sends replies with cat
+      const fake = join(work, `fake-perl-${impl}-${sender}`);
+      mkdirSync(fake);
+      writeFileSync(join(fake, "perl"), "#!/bin/sh\nexit 1\n", { mode: 0o755 });
+      const broken = startLocal(impl, sender, undefined, `${fake}:${PATH}`);
+      await broken.shell.hello;
+      expect(text(await run(broken.shell, ["echo", "by cat"])).stdout).toBe("by cat\n");
+
+      const { shell, exited } = startLocal(impl, sender);
+      const hello = await shell.hello;
+      const perl = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "pid=,comm="], {
+        encoding: "utf8",
+      })
+        .stdout.split("\n")
+        .find((l) => l.trim().endsWith(" perl"));
+      expect(perl).toBeDefined();
+      process.kill(Number(perl?.trim().split(/\s+/)[0]), "SIGKILL");
+      // the command runs; its reply has no way out, and the loop ends instead of guessing
+      const marker = join(work, `ran-${impl}-${sender}`);
+      await expect(run(shell, ["touch", marker])).rejects.toThrow(ShellEndedError);
+      expect(existsSync(marker)).toBe(true);
+      expect(await exited).not.toBe(0);
+    });
+  }
+
   it("returns hostile bytes exactly: NUL, invalid UTF-8, no trailing newline, frame-like text", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     const bytes = Buffer.from([0, 0xff, 0xfe, 0x0a, 0x2e, 0x0d, 0x00, 0x80]);
     const r = await shell.request(quoteArgv(["sh", "-c", 'cat; printf "0 0 0\\n." >&2']), bytes);
     expect(r.stdout).toEqual(bytes);
@@ -210,7 +286,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("survives exit, set -e, exec, cd and a closed stdout in a command", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     await shell.hello;
     const sh = (script: string): Promise<ShellReply> => shell.request(script, Buffer.alloc(0));
     expect((await sh("exit 7")).code).toBe(7);
@@ -230,7 +306,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("takes release frames when idle and while a command runs, and exports the lock anchor", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     const hello = await shell.hello;
     // no sshd above a local loop: locks taken in it live as long as the loop
     expect(
@@ -249,7 +325,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("releases the host lock a request names once its command ends, before the reply", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     await shell.hello;
     // a holder as lock-take.sh starts one: it reads the first key's fifo until its token comes
     const locks = "/run/pulumi-hypervisor/locks";
@@ -257,7 +333,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
     const token = randomBytes(8).toString("hex");
     const key = `Test.${token}`;
     const fifo = join(locks, `${key}.rel`);
-    const marker = join(work, `released-${impl}`);
+    const marker = join(work, `released-${impl}-${sender}`);
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
     const holder = spawn("sh", [
       "-c",
@@ -293,9 +369,9 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
 
   it("refuses a request whose lock is not TOKEN/KEY, running nothing", async () => {
     for (const lock of ["../x", "0123", "0123/a/b", "0123/", "/key", "xyz/key", "0123/ke y"]) {
-      const { shell, child, exited } = startLocal(impl);
+      const { shell, child, exited } = startLocal(impl, sender);
       await shell.hello;
-      const marker = join(work, `lock-${impl}`);
+      const marker = join(work, `lock-${impl}-${sender}`);
       const cmd = `touch ${marker}`;
       child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ${lock}\n${cmd}\n\n`);
       expect(await exited).toBe(2);
@@ -309,7 +385,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("gives a command its stdin, and end of file when there is none", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     expect(text(await run(shell, ["wc", "-c"], "four"))).toMatchObject({ stdout: "4\n" });
     expect(text(await run(shell, ["cat"]))).toEqual({ code: 0, stdout: "", stderr: "" });
     expect(
@@ -318,7 +394,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("carries 5 MB each way and a command line of 200 kB", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     const big = Buffer.alloc(5 * 1024 * 1024 + 17, "ab\u0000");
     const r = await shell.request(quoteArgv(["cat"]), big);
     expect(r.stdout.equals(big)).toBe(true);
@@ -332,9 +408,9 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("kills a command and every process it started, then runs the next", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     await shell.hello;
-    const marker = join(work, `alive-${impl}`);
+    const marker = join(work, `alive-${impl}-${sender}`);
     const secs = 3000 + shells.indexOf(impl);
     const running = shell.request(
       `sh -c 'sleep ${secs}; touch ${marker}' & sleep ${secs}; touch ${marker}`,
@@ -356,7 +432,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
 
   it("keeps a script body sent once and runs requests that refer to it", async () => {
     const writes: Buffer[] = [];
-    const { shell } = startLocal(impl, writes);
+    const { shell } = startLocal(impl, sender, writes);
     await shell.hello;
     const script = { hash: "0123456789abcdef0123456789abcdef", body: 'echo "kept $0 $1"; cat' };
     const command = `exec sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/${script.hash}"' name`;
@@ -373,7 +449,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("runs a kept lock script in the request's own subshell, then the command it wraps", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     await shell.hello;
     const argv = scriptArgv(
       scriptIn(__dirname, "../../provider/src/host/lock-check.sh", ["00ff", "echo", "wrapped"]),
@@ -401,7 +477,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("has a kept lock script source the shell-safe script it wraps, in the same process", async () => {
-    const { shell } = startLocal(impl);
+    const { shell } = startLocal(impl, sender);
     await shell.hello;
     const probe = probeBatchArgv([{ argv: ["echo", "probed"], shown: ["echo"] }]);
     const argv = scriptArgv(
@@ -437,7 +513,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
       ...["probe-bg", "0", "2", "echo", "plain"],
     ]);
     // running it: $$ is the loop's pid in a subshell of it, a new one in a shell of its own
-    const { shell, child } = startLocal(impl);
+    const { shell, child } = startLocal(impl, sender);
     await shell.hello;
     const kept = {
       hash: "0123456789abcdef0123456789abcdef",
@@ -475,9 +551,9 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   });
 
   it("refuses a line request whose length does not match, running nothing", async () => {
-    const { shell, child, exited } = startLocal(impl);
+    const { shell, child, exited } = startLocal(impl, sender);
     await shell.hello;
-    const marker = join(work, `line-${impl}`);
+    const marker = join(work, `line-${impl}-${sender}`);
     child.stdin.write(`L 99 0 ${"a".repeat(32)}\ntouch ${marker}\n\n`);
     expect(await exited).toBe(2);
     expect(existsSync(marker)).toBe(false);
@@ -485,9 +561,9 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
 
   it("refuses a request without a nonce of 32 hex digits, running nothing", async () => {
     for (const nonce of ["", "a".repeat(31), "A".repeat(32), `${"a".repeat(31)}'`]) {
-      const { shell, child, exited } = startLocal(impl);
+      const { shell, child, exited } = startLocal(impl, sender);
       await shell.hello;
-      const marker = join(work, `nonce-${impl}`);
+      const marker = join(work, `nonce-${impl}-${sender}`);
       const cmd = `touch ${marker}`;
       child.stdin.write(`L ${cmd.length} 0 ${nonce}\n${cmd}\n\n`);
       expect(await exited).toBe(2);
@@ -497,7 +573,7 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
 
   it("keeps the reply's nonce from the command: output cannot end a reply early", async () => {
     const writes: Buffer[] = [];
-    const { shell } = startLocal(impl, writes);
+    const { shell } = startLocal(impl, sender, writes);
     await shell.hello;
     // every variable and function the command can see, then a mark after them
     const r = text(await shell.request('set; printf "%s|" "${nonce-unset}"', Buffer.alloc(0)));
@@ -512,10 +588,10 @@ describe.each(shells)("remote-shell.sh in %s", (impl) => {
   it("never runs a request cut short, and removes its directory when its input ends", async () => {
     const dirs = (): number => readdirSync(work).filter((f) => f.startsWith("tmp")).length;
     const before = dirs();
-    const { shell, child, exited } = startLocal(impl);
+    const { shell, child, exited } = startLocal(impl, sender);
     await shell.hello;
     expect(dirs()).toBe(before + 1);
-    const marker = join(work, `cut-${impl}`);
+    const marker = join(work, `cut-${impl}-${sender}`);
     const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"), "f".repeat(32));
     child.stdin.write(frame.subarray(0, frame.length - 1));
     child.stdin.end();

@@ -23,9 +23,9 @@
 #   started shell -> client:        "." (the request was read whole; before it nothing ran)
 #   reply   shell -> client:        STDOUT NONCE " CODE\n" STDERR NONCE "\n"
 #           the command's stdout and stderr are kept in files; the loop appends each one's end
-#           with builtins and one cat sends both, so a reply starts one process and leaves in one
-#           or two writes (a stream written straight to the session would leave in a packet per
-#           write of the command, each one decrypted by the client). Output cannot end a reply
+#           with builtins and the loop's perl (or a cat) sends both, so a reply leaves in one write
+#           (a stream written straight to the session would leave in a packet per write of the
+#           command, each one decrypted by the client). Output cannot end a reply
 #           early: it would have to hold the nonce, which is random, new for every request and
 #           never in anything a command can read (unset in its subshell)
 #   While a command runs the client sends one line: "\n" once it has the reply (the command is
@@ -142,6 +142,52 @@ tree() {
   printf '%s\n' "$all"
 }
 
+# Replies leave through one perl process per loop (perl-base is on every Debian host): told by a
+# line on fd 5, it copies the reply's two files to the session in one write and answers on fd 6,
+# so a reply starts no process. Where perl does not start, cat sends each reply: a process per
+# reply, about 0.9 ms of a host's CPU. Commands never see fds 5 and 6 (a process they leave running
+# would keep perl alive).
+reply=cat
+if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
+  # shellcheck disable=SC2016 # perl's variables, not the shell's
+  perl -e '
+    binmode STDOUT;
+    open(A, ">&=4") or exit 3;
+    my $buf = "";
+    sub out {
+      my $o = 0;
+      while ($o < length $buf) {
+        my $n = syswrite(STDOUT, $buf, length($buf) - $o, $o);
+        exit 4 unless $n;
+        $o += $n;
+      }
+      $buf = "";
+    }
+    syswrite(A, "ready\n") or exit 5;
+    while (<STDIN>) {
+      for my $f (@ARGV) {
+        open(F, "<", $f) or exit 6;
+        binmode F;
+        while (1) {
+          my $n = sysread(F, $buf, 65536, length $buf);
+          exit 7 unless defined $n;
+          last unless $n;
+          out() if length $buf >= 1048576;
+        }
+        close F;
+      }
+      out();
+      syswrite(A, "\n") or exit 8;
+    }
+  ' "$d/out" "$d/err" <"$d/rq" 4>"$d/ra" 3<&- 2>/dev/null &
+  exec 5>"$d/rq" 6<"$d/ra"
+  if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
+    reply=perl
+  else
+    exec 5>&- 6<&-
+  fi
+fi
+
 if [ -e "$trace" ]; then
   { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
@@ -190,7 +236,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   (
     unset nonce
     . "$d/cmd"
-  ) <"$d/in" >"$d/out" 2>"$d/err" 3<&- &
+  ) <"$d/in" >"$d/out" 2>"$d/err" 3<&- 5>&- 6<&- &
   c=$!
   (
     sig=HUP
@@ -223,7 +269,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
     kill -s "$sig" $pids
     # shellcheck disable=SC2086
     kill -s CONT $pids
-  ) <&3 >/dev/null 2>&1 &
+  ) <&3 >/dev/null 2>&1 5>&- 6<&- &
   w=$!
   wait "$c"
   code=$?
@@ -235,10 +281,15 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
     # the time from /proc/uptime with a builtin: counting adds no process to what it counts
     { read -r up _ </proc/uptime && printf '%s %s %s %s\n' "$up" "$clen" "$slen" "$code" >>"$trace"; } 2>/dev/null
   fi
-  # the ends appended by builtins; one cat sends the reply
+  # the ends appended by builtins; perl (or one cat) sends the reply. A perl that is gone took a
+  # reply along or part of it: the loop ends, and the client sees the command end without one.
   printf '%s %d\n' "$nonce" "$code" >>"$d/out"
   printf '%s\n' "$nonce" >>"$d/err"
-  cat "$d/out" "$d/err"
+  if [ "$reply" = perl ]; then
+    echo >&5 && IFS= read -r _ <&6 || exit 1
+  else
+    cat "$d/out" "$d/err"
+  fi
   wait "$w"
   # emptied (by builtins, no process): the next request's data never mixes with this one's
   : >"$d/cmd"
