@@ -147,7 +147,7 @@ tree() {
 # so a reply starts no process. Where perl does not start, cat sends each reply: a process per
 # reply, about 0.9 ms of a host's CPU. Commands never see fds 5 and 6 (a process they leave running
 # would keep perl alive).
-reply=cat
+reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
   # shellcheck disable=SC2016 # perl's variables, not the shell's
   perl -e '
@@ -182,7 +182,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
   ' "$d/out" "$d/err" <"$d/rq" 4>"$d/ra" 3<&- 2>/dev/null &
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
-    reply=perl
+    reply="perl"
   else
     exec 5>&- 6<&-
   fi
