@@ -55,7 +55,8 @@
 # "UPTIME CMDLEN STDINLEN CODE" per request, before its reply ends. Only lengths and the exit
 # code: a command line may hold secrets, so it is never written anywhere.
 #
-# Exits before the hello when it cannot work here (a terminal, no mktemp, no dd iflag=fullblock):
+# Exits before the hello when it cannot work here (a terminal, no mktemp, neither perl nor dd
+# iflag=fullblock):
 # the client then runs each command on a session of its own.
 
 # a terminal would rewrite bytes (CR, echo, control characters): frames need plain pipes
@@ -68,8 +69,6 @@ mkdir "$d/s" || exit 3
 PULUMI_HYPERVISOR_SCRIPTS=$d/s
 export PULUMI_HYPERVISOR_SCRIPTS
 trap 'exit 1' HUP INT TERM PIPE
-# dd reads exactly a block with iflag=fullblock (GNU, busybox); `head -c` in busybox reads ahead
-[ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
 trace=/run/pulumi-hypervisor/trace-requests
 # what `env LC_ALL=C` gives a command on a session of its own: messages and formats as parsed
 LC_ALL=C
@@ -105,14 +104,21 @@ done
 PULUMI_HYPERVISOR_SHELL_ANCHOR=$anchor
 export PULUMI_HYPERVISOR_SHELL_ANCHOR
 
-# Copies exactly $1 bytes of the request stream to stdout.
+# Copies exactly $1 bytes of the request stream into the file $2 (fewer at its end): by the
+# loop's perl when it runs (see below), else by dd.
 take() {
-  if [ "$1" -ge 1048576 ]; then
-    dd bs=1048576 count=$(($1 / 1048576)) iflag=fullblock <&3 2>/dev/null
+  if [ "$reply" = perl ]; then
+    printf 'T %s %s\n' "$1" "$2" >&5 && IFS= read -r _ <&6
+    return
   fi
-  if [ $(($1 % 1048576)) -gt 0 ]; then
-    dd bs=$(($1 % 1048576)) count=1 iflag=fullblock <&3 2>/dev/null
-  fi
+  {
+    if [ "$1" -ge 1048576 ]; then
+      dd bs=1048576 count=$(($1 / 1048576)) iflag=fullblock <&3 2>/dev/null
+    fi
+    if [ $(($1 % 1048576)) -gt 0 ]; then
+      dd bs=$(($1 % 1048576)) count=1 iflag=fullblock <&3 2>/dev/null
+    fi
+  } >"$2"
 }
 
 # Prints process $1 and its descendants, each stopped before its children are looked for, so none
@@ -142,11 +148,12 @@ tree() {
   printf '%s\n' "$all"
 }
 
-# Replies leave through one perl process per loop (perl-base is on every Debian host): told by a
-# line on fd 5, it copies the reply's two files to the session in one write and answers on fd 6,
-# so a reply starts no process. Where perl does not start, cat sends each reply: a process per
-# reply, about 0.9 ms of a host's CPU. Commands never see fds 5 and 6 (a process they leave running
-# would keep perl alive).
+# One perl process per loop (perl-base is on every Debian host) moves the bytes that would
+# otherwise take a process each (about 0.9 ms of a host's CPU): told by a line on fd 5, it copies
+# a reply's two files to the session in one write ("\n"), or exactly N bytes of the request
+# stream into a file ("T N FILE"), and answers on fd 6. Where perl does not start, cat sends each
+# reply and dd takes each request's command and stdin. Commands never see fds 5 and 6 (a process
+# they leave running would keep perl alive).
 reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
   # shellcheck disable=SC2016 # perl's variables, not the shell's
@@ -163,8 +170,24 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       }
       $buf = "";
     }
+    open(R, "<&=3") or exit 3;
     syswrite(A, "ready\n") or exit 5;
     while (<STDIN>) {
+      if (/^T (\d+) (.+)$/) {
+        my ($n, $f) = ($1, $2);
+        open(O, ">", $f) or exit 9;
+        binmode O;
+        while ($n > 0) {
+          my $k = sysread(R, my $chunk, $n > 1048576 ? 1048576 : $n);
+          exit 10 unless defined $k;
+          last unless $k;
+          print O $chunk or exit 11;
+          $n -= $k;
+        }
+        close O or exit 12;
+        syswrite(A, "\n") or exit 8;
+        next;
+      }
       for my $f (@ARGV) {
         open(F, "<", $f) or exit 6;
         binmode F;
@@ -179,13 +202,18 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       out();
       syswrite(A, "\n") or exit 8;
     }
-  ' "$d/out" "$d/err" <"$d/rq" 4>"$d/ra" 3<&- 2>/dev/null &
+  ' "$d/out" "$d/err" <"$d/rq" 4>"$d/ra" 2>/dev/null &
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
     reply="perl"
   else
     exec 5>&- 6<&-
   fi
+fi
+# without perl, dd takes requests: it reads exactly a block with iflag=fullblock (GNU, busybox);
+# `head -c` in busybox reads ahead
+if [ "$reply" = cat ]; then
+  [ "$(printf abc | dd bs=2 count=1 iflag=fullblock 2>/dev/null)" = ab ] || exit 3
 fi
 
 if [ -e "$trace" ]; then
@@ -209,7 +237,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   if [ "$tag" = S ]; then
     case $clen in *[!0-9a-f]*) exit 2 ;; esac
     # a file that cannot be written (a full /tmp) ends the loop: never a request that runs less
-    take "$slen" >"$d/s/$clen" || exit 2
+    take "$slen" "$d/s/$clen" || exit 2
     IFS= read -r end <&3 || exit 0
     [ -z "$end" ] || exit 2
     continue
@@ -225,9 +253,9 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
     [ "${#line}" = "$clen" ] || exit 2
     printf '%s\n' "$line" >"$d/cmd" || exit 2
   else
-    take "$clen" >"$d/cmd" || exit 2
+    take "$clen" "$d/cmd" || exit 2
   fi
-  take "$slen" >"$d/in" || exit 2
+  take "$slen" "$d/in" || exit 2
   IFS= read -r end <&3 || exit 0
   [ -z "$end" ] || exit 2
   : >"$d/over"
