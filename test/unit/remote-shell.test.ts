@@ -1,6 +1,7 @@
-// The remote shell's loop (provider/src/host/remote-shell.sh) run locally in sh and dash as a
-// child process, driven by the same client code SshHost uses: framing survives any bytes and any
-// command's exit, a killed command takes its children along, a request cut short never runs.
+// The remote shell's loop (provider/src/host/remote-shell.sh) run locally in sh, dash, bash and
+// busybox, with perl and without, as a child process, driven by the same client code SshHost
+// uses: framing survives any bytes and any command's exit, a killed command takes its children
+// along, a request cut short never runs.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
