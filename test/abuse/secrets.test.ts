@@ -27,6 +27,7 @@ const HOST_DIRS = [
   "/etc",
   "/run",
   "/tmp",
+  "/dev/shm",
   "/root",
   "/home",
   "/var/log",

@@ -139,6 +139,27 @@ describe("remote shell on a lab host", () => {
     }
   });
 
+  it("keeps a loop's files on tmpfs, in a directory only its user can enter", async () => {
+    const host = hostFor(Connection.parse(h.connection()));
+    try {
+      const r = await host.run({
+        argv: [
+          "sh",
+          "-c",
+          'd=${PULUMI_HYPERVISOR_SCRIPTS%/s}; echo "$d"; stat -f -c %T "$d"; stat -c %a "$d"',
+        ],
+      });
+      // not the lab host's /tmp, which is on disk like Debian's: ext4 flushes a file emptied and
+      // written again when it is closed, and every request empties four
+      const [dir, fs, mode] = r.stdout.trim().split("\n");
+      expect(dir).toMatch(/^\/dev\/shm\/tmp\.[A-Za-z0-9]+$/);
+      expect(fs).toBe("tmpfs");
+      expect(mode).toBe("700");
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
   it("replaces a loop killed on the host, and the next command succeeds", async () => {
     const host = hostFor(Connection.parse(h.connection()));
     try {
@@ -251,7 +272,7 @@ describe("remote shell on a lab host", () => {
       const found = await h.exec([
         "sh",
         "-c",
-        'grep -rlF -- "$1" /tmp /var/tmp /run /home /root 2>/dev/null || true',
+        'grep -rlF -- "$1" /tmp /var/tmp /dev/shm /run /home /root 2>/dev/null || true',
         "sh",
         secret,
       ]);

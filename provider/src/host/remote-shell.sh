@@ -43,8 +43,9 @@
 # as long as that process, so it outlives a shell closed to make room but not the connection.
 #
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
-# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, 0700,
-# emptied after each command and removed when the loop ends), so any byte and any size survive.
+# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, on tmpfs,
+# 0700, emptied after each command and removed when the loop ends), so any byte and any size
+# survive.
 # A process a command leaves running must not keep writing to them (the provider's scripts send
 # what they start to /dev/null): bytes after a reply's end break the shell, which the client then
 # closes and replaces.
@@ -63,7 +64,14 @@
 if [ -t 0 ] || [ -t 1 ]; then exit 3; fi
 # fd 3 is the request stream; commands get their own stdin and never see it
 exec 3<&0 </dev/null
-d=$(mktemp -d 2>/dev/null) || exit 3
+# The private directory goes on tmpfs (/dev/shm) unless TMPDIR names another place: on a disk
+# filesystem each request's files cost writeback (ext4 flushes a file emptied and rewritten when it
+# is closed), and Debian's /tmp is on disk.
+d=
+if [ -z "${TMPDIR-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  d=$(mktemp -d -p /dev/shm 2>/dev/null) || d=
+fi
+[ -n "$d" ] || d=$(mktemp -d 2>/dev/null) || exit 3
 trap 'rm -rf "$d"' EXIT
 mkdir "$d/s" || exit 3
 PULUMI_HYPERVISOR_SCRIPTS=$d/s
