@@ -95,3 +95,25 @@ export function withoutDetailDefaults<
   if (out.scope === "global") delete out.scope;
   return out;
 }
+
+/**
+ * Returns the main table's routes of both families parsed from `ip -d -j route show table all`
+ * (the only listing that has both), without the defaults `-d` adds. A route without a table, as
+ * `ip -j route show table main` prints it, is main's; the other tables' routes (a local and a
+ * multicast one per link) are dropped unparsed.
+ */
+export function parseMainTableRoutes<
+  R extends {
+    type?: string | undefined;
+    protocol?: string | undefined;
+    scope?: string | undefined;
+  },
+>(schema: z.ZodType<R>, text: string): R[] {
+  const main = (r: unknown): boolean => {
+    const table = (r as { table?: unknown } | null)?.table;
+    return table === undefined || table === "main";
+  };
+  return parseHostJson(z.array(schema), text, "ip -d -j route show table all", main).map((r) =>
+    withoutDetailDefaults(r),
+  );
+}

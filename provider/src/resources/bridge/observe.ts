@@ -6,7 +6,7 @@ import {
   ipBatchOutputs,
   ipLinkSchema,
   parseHostJson,
-  withoutDetailDefaults,
+  parseMainTableRoutes,
 } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
@@ -117,18 +117,9 @@ function routeFamily(r: z.infer<typeof IpRoute>): 4 | 6 {
   return r.pref !== undefined ? 6 : 4;
 }
 
-/**
- * Returns the main table's non-kernel routes parsed from `ip -d -j route show table all` (a route
- * without a table, as `ip -j route show table main` prints it, is main's).
- */
+/** Returns the main table's non-kernel routes parsed from `ip -d -j route show table all`. */
 export function parseRoutes(text: string): Route[] {
-  // the other tables' routes (a local and a multicast one per link) are dropped unparsed
-  const main = (r: unknown): boolean => {
-    const table = (r as { table?: unknown } | null)?.table;
-    return table === undefined || table === "main";
-  };
-  return parseHostJson(z.array(IpRoute), text, "ip -d -j route show table all", main)
-    .map((r) => withoutDetailDefaults(r))
+  return parseMainTableRoutes(IpRoute, text)
     .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
     .map((r) => ({
       family: routeFamily(r),

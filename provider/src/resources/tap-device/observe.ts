@@ -4,7 +4,7 @@ import {
   ipBatchOutputs,
   ipLinkSchema,
   parseHostJson,
-  withoutDetailDefaults,
+  parseMainTableRoutes,
 } from "../../host-output";
 import { canonicalHostAddress, canonicalIPv6 } from "../../net";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
@@ -141,14 +141,7 @@ export function parseTapLinks(text: string): Record<string, TapLink> {
  */
 export function parseHostRoutes(text: string): HostRoute[] {
   const out: HostRoute[] = [];
-  // the other tables' routes (a local and a multicast one per link) are dropped unparsed
-  const main = (r: unknown): boolean => {
-    const table = (r as { table?: unknown } | null)?.table;
-    return table === undefined || table === "main";
-  };
-  for (const r of parseHostJson(z.array(IpRoute), text, "ip -d -j route show table all", main).map(
-    (r) => withoutDetailDefaults(r),
-  )) {
+  for (const r of parseMainTableRoutes(IpRoute, text)) {
     // an IPv6 destination has a colon; "default" of either family is skipped below
     const family = r.dst.includes(":") ? 6 : 4;
     // `ip` prints a host route without its prefix; a /32 or /128 typed by hand keeps it.
