@@ -53,11 +53,11 @@ function countingPlugin(
 ): DynamicProviderPlugin {
   const wrap = <A extends unknown[], R>(op: Op, urnAt: number, f: (...a: A) => Promise<R>) => {
     return async (...args: A): Promise<R> => {
-      const before = await counter.update();
+      const before = counter.update();
       const t0 = performance.now();
       const result = await f(...args);
       const ms = performance.now() - t0;
-      const after = await counter.update();
+      const after = counter.update();
       records.push({
         phase: phase(),
         type: typeOfUrn(String(args[urnAt])),
@@ -295,7 +295,7 @@ export async function runOne(
           ? { ...conn, host: relay.host, port: relay.port }
           : conn;
         const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
-        const start = await counter.update();
+        const start = counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the
         // parallel schedule is measured per phase only, so its timing is not perturbed.
         const counting =
@@ -307,7 +307,7 @@ export async function runOne(
     const phases: PhaseResult[] = [];
     for (const p of PHASES) {
       phase = p;
-      const before = await Promise.all(per.map((x) => x.counter.update()));
+      const before = per.map((x) => x.counter.update());
       const cpuBefore = pluginGroup ? await pluginGroup.usageUsec() : 0;
       const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
       const t0 = performance.now();
@@ -333,7 +333,7 @@ export async function runOne(
       const wallMs = performance.now() - t0;
       const controllerCpuUs = pluginGroup ? (await pluginGroup.usageUsec()) - cpuBefore : undefined;
       const hostCpuUs = cpu ? (await sumUsage(cpu.hosts)) - hostBefore : undefined;
-      const after = await Promise.all(per.map((x) => x.counter.update()));
+      const after = per.map((x) => x.counter.update());
       let connections = 0;
       let sessions = 0;
       after.forEach((a, i) => {
@@ -360,9 +360,7 @@ export async function runOne(
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
       if (p === "create" && afterCreate) await afterCreate();
     }
-    const connectionsPerHost = await Promise.all(
-      per.map(async (x) => (await x.counter.update()).connections - x.start.connections),
-    );
+    const connectionsPerHost = per.map((x) => x.counter.update().connections - x.start.connections);
     return {
       mode,
       schedule,

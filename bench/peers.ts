@@ -76,7 +76,7 @@ async function measured(
   opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: string },
 ): Promise<ToolRun & { stdout: string; stderr: string; code: number | null }> {
   const cpuBefore = group ? await group.usageUsec() : 0;
-  const before = await Promise.all(ts.map((t) => t.counter.update()));
+  const before = ts.map((t) => t.counter.update());
   const hostBefore = await sum(m.hostGroups);
   const t0 = performance.now();
   const wrapped = group
@@ -101,7 +101,7 @@ async function measured(
   const wallMs = performance.now() - t0;
   const controllerCpuUs = group ? (await group.usageUsec()) - cpuBefore : undefined;
   const hostCpuUs = m.acct ? (await sum(m.hostGroups)) - hostBefore : undefined;
-  const after = await Promise.all(ts.map((t) => t.counter.update()));
+  const after = ts.map((t) => t.counter.update());
   let connections = 0;
   let sessions = 0;
   after.forEach((a, i) => {

@@ -1,16 +1,48 @@
 // Counting on the hosts' side: sshd with LogLevel VERBOSE logs "Connection from" per connection and
 // "Starting session" per exec channel, so its log gives connections and remote commands exactly.
-import { open, readFile } from "node:fs/promises";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 
 const CONNECTION_LINE = /\bConnection from \d/;
 const SESSION_LINE = /\bStarting session: /;
+
+// The lines appended to a file since the last call, read with synchronous calls: a count runs
+// before and after every operation of a serial run, on the chain it measures, so it must cost
+// that chain next to nothing (a few system calls, no thread-pool hops, no re-reading).
+class AppendedLines {
+  private offset = 0;
+  private partial = "";
+
+  constructor(private readonly file: string) {}
+
+  /** Complete lines appended since the last call ([] while the file does not exist). */
+  next(): string[] {
+    let fd: number;
+    try {
+      fd = openSync(this.file, "r");
+    } catch {
+      return [];
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size <= this.offset) return [];
+      const buf = Buffer.alloc(size - this.offset);
+      const bytesRead = readSync(fd, buf, 0, buf.length, this.offset);
+      this.offset += bytesRead;
+      const lines = (this.partial + buf.subarray(0, bytesRead).toString("utf8")).split("\n");
+      this.partial = lines.pop() ?? "";
+      return lines;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
 
 /** Counts connections and sessions in an sshd log, reading only what was appended since. */
 export class SshdLogCounter {
   connections = 0;
   sessions = 0;
-  private offset = 0;
-  private partial = "";
+  private readonly log: AppendedLines;
+  private readonly trace: AppendedLines | undefined;
 
   /**
    * Remote commands: requests in the host's trace (one line per request a long-lived remote shell
@@ -21,48 +53,20 @@ export class SshdLogCounter {
   private shells = 0;
 
   /** `traceFile`: the host's /run/pulumi-hypervisor/trace-requests as the machine sees it. */
-  constructor(
-    private readonly file: string,
-    private readonly traceFile?: string,
-  ) {}
-
-  /** Reads the new part of the log; returns the totals so far. Calls are serialized. */
-  update(): Promise<Counts> {
-    const next = this.queue.then(() => this.readNew());
-    this.queue = next.then(
-      () => undefined,
-      () => undefined,
-    );
-    return next;
+  constructor(file: string, traceFile?: string) {
+    this.log = new AppendedLines(file);
+    this.trace = traceFile === undefined ? undefined : new AppendedLines(traceFile);
   }
 
-  // Concurrent reads from the same offset would count the same lines twice.
-  private queue: Promise<void> = Promise.resolve();
-
-  private async readNew(): Promise<Counts> {
-    if (this.traceFile !== undefined) {
-      const text = await readFile(this.traceFile, "utf8").catch(() => "");
-      const lines = text.split("\n").slice(0, -1);
-      this.shells = lines.filter((l) => l.endsWith(" shell")).length;
-      this.traced = lines.length - this.shells;
+  /** Reads the new part of the log and the trace; returns the totals so far. */
+  update(): Counts {
+    for (const line of this.trace?.next() ?? []) {
+      if (line.endsWith(" shell")) this.shells++;
+      else this.traced++;
     }
-    const fh = await open(this.file, "r");
-    try {
-      const { size } = await fh.stat();
-      if (size > this.offset) {
-        const buf = Buffer.alloc(size - this.offset);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
-        this.offset += bytesRead;
-        const text = this.partial + buf.subarray(0, bytesRead).toString("utf8");
-        const lines = text.split("\n");
-        this.partial = lines.pop() ?? "";
-        for (const line of lines) {
-          if (CONNECTION_LINE.test(line)) this.connections++;
-          else if (SESSION_LINE.test(line)) this.sessions++;
-        }
-      }
-    } finally {
-      await fh.close();
+    for (const line of this.log.next()) {
+      if (CONNECTION_LINE.test(line)) this.connections++;
+      else if (SESSION_LINE.test(line)) this.sessions++;
     }
     this.requests = this.traced + this.sessions - this.shells;
     return { connections: this.connections, sessions: this.sessions, requests: this.requests };
