@@ -361,6 +361,7 @@ export async function runOne(
       if (p === "create" && afterCreate) await afterCreate();
     }
     const connectionsPerHost = per.map((x) => x.counter.update().connections - x.start.connections);
+    for (const x of per) x.counter.close();
     return {
       mode,
       schedule,

@@ -102,6 +102,7 @@ async function measured(
   const controllerCpuUs = group ? (await group.usageUsec()) - cpuBefore : undefined;
   const hostCpuUs = m.acct ? (await sum(m.hostGroups)) - hostBefore : undefined;
   const after = ts.map((t) => t.counter.update());
+  for (const t of ts) t.counter.close();
   let connections = 0;
   let sessions = 0;
   after.forEach((a, i) => {
