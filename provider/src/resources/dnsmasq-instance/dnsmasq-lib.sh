@@ -18,21 +18,24 @@ ours() {
   [ "${a#*"$us"}" = "--conf-file=$conf$us" ]
 }
 # An exiting process loses its cmdline before it closes its sockets: wait until it is a zombie
-# or reaped, or the next dnsmasq cannot bind.
+# or reaped, or the next dnsmasq cannot bind. Read with a builtin (no process per look).
 gone() {
-  s=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+  s=
+  { read -r s <"/proc/$pid/stat"; } 2>/dev/null || return 0
   s=${s##*) }
   [ "${s%% *}" = Z ]
 }
-# TERM, then KILL after 5 s; returns once the process is gone.
+# TERM, then KILL after about 5 s; returns once the process is gone. dnsmasq exits within a few
+# ms of TERM, so the first 0.2 s is looked at every 10 ms (a stop no longer costs a 50 ms sleep),
+# the rest every 50 ms.
 stop() {
   ours || return 0
   kill -s TERM "$pid" 2>/dev/null || true
   i=0
   until gone; do
     i=$((i + 1))
-    if [ "$i" -eq 100 ] && ours; then kill -s KILL "$pid" 2>/dev/null || true; fi
-    if [ "$i" -ge 200 ]; then echo "dnsmasq $pid did not exit after SIGKILL" >&2; return 1; fi
-    sleep 0.05
+    if [ "$i" -eq 116 ] && ours; then kill -s KILL "$pid" 2>/dev/null || true; fi
+    if [ "$i" -ge 216 ]; then echo "dnsmasq $pid did not exit after SIGKILL" >&2; return 1; fi
+    if [ "$i" -le 20 ]; then sleep 0.01; else sleep 0.05; fi
   done
 }
