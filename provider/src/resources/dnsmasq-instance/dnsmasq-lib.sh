@@ -26,8 +26,7 @@ gone() {
   [ "${s%% *}" = Z ]
 }
 # TERM, then KILL after about 5 s; returns once the process is gone. dnsmasq exits within a few
-# ms of TERM, so the first 0.2 s is looked at every 10 ms (a stop no longer costs a 50 ms sleep),
-# the rest every 50 ms.
+# ms of TERM, so the first 0.2 s is looked at every 10 ms, the rest every 50 ms.
 stop() {
   ours || return 0
   kill -s TERM "$pid" 2>/dev/null || true
