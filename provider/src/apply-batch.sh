@@ -9,8 +9,10 @@
 # subshell with ARGS, so no shell starts for it. Each command's start is marked on stdout and stderr, so the caller can cut out
 # each command's own output. The first failing step is reported and ends the batch (no probe runs
 # after it); a probe's exit code follows its output on stderr and the other probes run regardless,
-# so one failing probe fails only its own observation. Probes run side by side write to a private
-# temporary folder and are printed in order, exactly as if they had run one after the other.
+# so one failing probe fails only its own observation. Probes run side by side write their marks,
+# output and exit code to files of their own in a private temporary folder, printed in order at the
+# end by one cat per stream (not three per probe: each process costs the host about 1 ms of CPU),
+# exactly as if they had run one after the other.
 mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
 probe=@@pulumi-hypervisor-probe
@@ -61,7 +63,14 @@ EOF
     dir=$(mktemp -d 2>/dev/null) || dir=''
   fi
   if [ "$ok" = probe-bg ] && [ -n "$dir" ]; then
-    { eval "$cmd" </dev/null >"$dir/$i.out" 2>"$dir/$i.err"; echo "$?" >"$dir/$i.rc"; } &
+    # .done says the probe's exit code was written; without it (killed) the end reports 255
+    {
+      printf '%s %d\n' "$probe" "$i"
+      printf '%s %d\n' "$probe" "$i" >&2
+      eval "$cmd" </dev/null
+      printf '\n%s %d %d\n' "$probed" "$i" "$?" >&2
+      : >"$dir/$i.done"
+    } >"$dir/$i.out" 2>"$dir/$i.err" &
     bg="$bg $i"
     shift "$n"
     i=$((i + 1))
@@ -98,11 +107,14 @@ EOF
 done
 if [ -n "$bg" ]; then
   wait
+  # every argument is consumed by now: the positional parameters list the files to print
+  set --
   for j in $bg; do
-    printf '%s %d\n' "$probe" "$j"
-    printf '%s %d\n' "$probe" "$j" >&2
-    cat -- "$dir/$j.out"
-    cat -- "$dir/$j.err" >&2
-    printf '\n%s %d %d\n' "$probed" "$j" "$(cat -- "$dir/$j.rc" 2>/dev/null || echo 255)" >&2
+    [ -e "$dir/$j.done" ] || printf '\n%s %d %d\n' "$probed" "$j" 255 >>"$dir/$j.err"
+    set -- "$@" "$dir/$j.out"
   done
+  cat -- "$@"
+  set --
+  for j in $bg; do set -- "$@" "$dir/$j.err"; done
+  cat -- "$@" >&2
 fi

@@ -192,6 +192,32 @@ describe("read-only observations asked at once of one host", () => {
     expect(readdirSync(scratch)).toEqual([]);
   });
 
+  it("run side by side, a probe killed before its exit code fails alone, with 255", async () => {
+    const host = new LocalHost();
+    // the probe kills the subshell that runs it (its parent), which would write its exit code
+    const killed: ProbeCommand = {
+      argv: ["sh", "-c", 'printf "%s" half; kill -9 "$PPID"', "killed"],
+      shown: ["sh", "killed.sh"],
+    };
+    const settled = await Promise.allSettled([
+      runProbeCoalesced(host, command("a", "a\n", "warn a")),
+      runProbeCoalesced(host, killed),
+      runProbeCoalesced(host, command("c", "c")),
+    ]);
+    expect(host.ran.length).toBe(1);
+    expect(settled[0]).toEqual({
+      status: "fulfilled",
+      value: { exitCode: 0, stdout: "a\n", stderr: "warn a" },
+    });
+    expect(settled[2]).toEqual({
+      status: "fulfilled",
+      value: { exitCode: 0, stdout: "c", stderr: "" },
+    });
+    const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
+    expect(reason).toBeInstanceOf(CommandError);
+    expect([reason.exitCode, reason.stdout]).toEqual([255, "half"]);
+  });
+
   it("run a lone probe as itself, and a cancelled caller fails alone", async () => {
     const host = new LocalHost();
     const probe = command("lone", "x");
