@@ -78,7 +78,7 @@ describe("a port forward never takes sshd's port on every interface", () => {
   });
 
   it("reads the ports sshd listens on from ss -Hltnp", () => {
-    // The awk of nat-probe.sh over lines in the layout `ss -Hltnp` prints (sshd on 22 and 2222).
+    // The loop of nat-probe.sh over lines in the layout `ss -Hltnp` prints (sshd on 22 and 2222).
     const ss = [
       'LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=412,fd=3))',
       'LISTEN 0      128          0.0.0.0:2222      0.0.0.0:*    users:(("sshd",pid=412,fd=5))',
@@ -89,12 +89,11 @@ describe("a port forward never takes sshd's port on every interface", () => {
       join(__dirname, "../../provider/src/resources/nat-rule/nat-probe.sh"),
       "utf8",
     );
-    const awk = /awk '([^']+)'/.exec(probe)?.[1] ?? "";
-    const out = execFileSync("sh", ["-c", `awk '${awk}' | sort -un`], {
-      input: ss,
-      encoding: "utf8",
-    });
-    expect(out).toBe("22\n2222\n");
+    const loop = /ss -Hltnp 2>\/dev\/null \| (while [\s\S]*?\n  done)/.exec(probe)?.[1] ?? "";
+    expect(loop).toContain("read -r");
+    const out = execFileSync("sh", ["-c", loop], { input: ss, encoding: "utf8" });
+    // a port on both families comes twice; the parser keeps each once, in order
+    expect(out).toBe("22\n2222\n22\n");
     expect(state(out).sshdPorts).toEqual([22, 2222]);
   });
 });

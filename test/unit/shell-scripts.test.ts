@@ -58,3 +58,27 @@ describe("the shell scripts run on hosts", () => {
     expect(text("resources/nat-rule/nat-probe.sh")).toContain(`failed=${FAILED}`);
   });
 });
+
+describe("same_ns (host/same-ns.sh)", () => {
+  // `same_ns A B` in a fresh shell, with the readlink fallback forced when asked; prints yes or no
+  const sameNs = (shell: string, a: string, b: string, fallback: boolean): string => {
+    const script = `${fallback ? "_same_ns_ef=0\n" : ""}${scriptBody("host/same-ns.sh")}
+if same_ns "$1" "$2"; then echo yes; else echo no; fi`;
+    const r = spawnSync(shell, ["-c", script, "same-ns.sh", a, b], { encoding: "utf8" });
+    return r.stdout.trim();
+  };
+
+  it.each([
+    ["dash", false],
+    ["dash", true],
+    ["bash", false],
+    ["bash", true],
+  ] as const)("in %s (readlink fallback: %s) tells one namespace from another", (shell, fb) => {
+    expect(sameNs(shell, "/proc/self/ns/net", "/proc/self/ns/net", fb)).toBe("yes");
+    expect(sameNs(shell, "/proc/self/ns/net", "/proc/thread-self/ns/net", fb)).toBe("yes");
+    // two namespaces (of two kinds) and a process that is not there
+    expect(sameNs(shell, "/proc/self/ns/net", "/proc/self/ns/mnt", fb)).toBe("no");
+    expect(sameNs(shell, "/proc/999999999/ns/net", "/proc/self/ns/net", fb)).toBe("no");
+    expect(sameNs(shell, "/proc/999999999/ns/net", "/proc/999999999/ns/net", fb)).toBe("no");
+  });
+});

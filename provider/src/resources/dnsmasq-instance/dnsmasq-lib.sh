@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # A library for the dnsmasq steps; the including script sets $pid and $conf.
 # shellcheck disable=SC2154
+. ../../host/same-ns.sh
 # The group dnsmasq runs as. The config sets neither user= nor group=, so dnsmasq's compiled
 # defaults apply (upstream's and Debian's: user nobody, group dip, or nobody's own group on a host
 # without dip). It reads the hosts file after dropping root, at start and on SIGHUP.
@@ -11,7 +12,7 @@ us=$(printf '\037')
 # Succeeds when $pid is a live dnsmasq in this mount namespace started with exactly
 # --conf-file=$conf (a zombie has an empty cmdline), so a reused pid is never signalled.
 ours() {
-  [ "$(readlink "/proc/$pid/ns/mnt" 2>/dev/null)" = "$(readlink /proc/self/ns/mnt)" ] || return 1
+  same_ns "/proc/$pid/ns/mnt" /proc/self/ns/mnt || return 1
   a=$(tr '\000' '\037' < "/proc/$pid/cmdline" 2>/dev/null) || return 1
   exe=${a%%"$us"*}
   case "$exe" in dnsmasq|*/dnsmasq) ;; *) return 1 ;; esac

@@ -6,14 +6,14 @@
 # when the file exists.
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
+. ../../host/same-ns.sh
 conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8 unit=$9 ufile=${10}
 dump() { if [ -f "$2" ]; then section "$1"; cat -- "$2"; fi; }
-self=$(readlink /proc/self/ns/mnt)
 section processes
 for d in /proc/[0-9]*; do
   { read -r comm < "$d/comm"; } 2>/dev/null || continue
   [ "$comm" = dnsmasq ] || continue
-  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$self" ] || continue
+  same_ns "$d/ns/mnt" /proc/self/ns/mnt || continue
   { read -r _ _ state ppid _ < "$d/stat"; } 2>/dev/null || continue
   args=$(tr '\000' '\037' < "$d/cmdline" 2>/dev/null) || continue
   echo "${d#/proc/} $ppid $state $args"
@@ -22,13 +22,16 @@ dump pidfile "$pidf"
 dump config "$conf"
 dump hosts "$hosts"
 dump leases "$leases"
-# Modes of the files with user data, printed only when one exists (files of older versions: 644).
+# Modes of the files with user data, printed only when one exists (files of older versions: 644),
+# by one stat for all of them.
+set --
 for f in "$conf" "$hosts" "$leases"; do
-  if [ -f "$f" ]; then
-    [ -n "${modes_shown:-}" ] || { section modes; modes_shown=1; }
-    stat -c '%a %n' -- "$f"
-  fi
+  if [ -f "$f" ]; then set -- "$@" "$f"; fi
 done
+if [ "$#" -gt 0 ]; then
+  section modes
+  stat -c '%a %n' -- "$@"
+fi
 section dirs
 for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done
 section instances

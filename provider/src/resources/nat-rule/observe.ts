@@ -64,7 +64,10 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
       .need("sshd-ports")
       .split("\n")
       .filter((l) => /^\d{1,5}$/.test(l.trim()))
-      .map((l) => Number(l.trim())),
+      .map((l) => Number(l.trim()))
+      // each port once, in order (a port sshd listens on with both families comes twice)
+      .filter((p, i, all) => all.indexOf(p) === i)
+      .sort((a, b) => a - b),
     persisted: parsePersistProbe(out),
   };
 }

@@ -15,6 +15,7 @@
 . ../../sysctl-probe.sh
 . ../../persist/persist-probe.sh
 . ../../persist/keepoff-probe.sh
+. ../../host/same-ns.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
 values=${12}
@@ -82,7 +83,6 @@ section holders
 # (about 3 ms of host CPU, growing with the processes on the host), and so does a look-only probe
 [ "$holders" = 1 ] || echo not-probed
 tab='	'
-self=
 found=
 if [ "$holders" = 1 ] && [ -e "$d" ]; then
   found=$(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null)
@@ -90,8 +90,7 @@ fi
 # grep prints /proc paths, which have no spaces: a word each
 for f in $found; do
   pid=${f#/proc/}; pid=${pid%%/*}
-  [ -n "$self" ] || self=$(readlink /proc/$$/ns/net)
-  [ "$(readlink /proc/"$pid"/ns/net 2>/dev/null)" = "$self" ] || continue
+  same_ns "/proc/$pid/ns/net" "/proc/$$/ns/net" || continue
   echo "holder $pid $(tr '\000\n\t' '   ' < /proc/"$pid"/cmdline 2>/dev/null | cut -c1-300)"
 done
 section bridge-unit
