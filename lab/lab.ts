@@ -21,7 +21,7 @@ import {
   validateLabName,
   type LabHostLayout,
 } from "./layout";
-import { prepareHostDirs, prepareRunAndTmp } from "./mounts";
+import { prepareHostDirs, prepareTmp } from "./mounts";
 import { checkLabPrerequisites } from "./prerequisites";
 import { generateKey, keyFingerprint, publicKeyLine, renderSshdConfig, waitForSshd } from "./sshd";
 import { labStateDir, readState, writeState, type HostState, type LabState } from "./state";
@@ -165,7 +165,7 @@ async function startLabIn(
 
   if (withWan) {
     const wd = path.join(dir, "wan");
-    await prepareRunAndTmp(wd);
+    await prepareTmp(wd);
     const h = await startHolder(wanNetns, wd, wanNetns, "wan", []);
     state.wan = {
       netns: wanNetns,

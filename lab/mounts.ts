@@ -1,7 +1,10 @@
-// The host's private mounts: what makes a network namespace look like its own machine. A host's
-// state directory provides fresh /run, /tmp, /root, /home and /var/log and the upper layers of
-// overlays on /etc and /var/lib; the holder's setup script mounts them in the host's own mount
-// namespace, sets its hostname and adds the lab users.
+// The host's private mounts: what makes a network namespace look like its own machine. /run is a
+// fresh tmpfs, as on a real host (systemd mounts one; the provider keeps its locks, claims and
+// daemons' run files there, and on a disk filesystem every such file costs the host an inode
+// allocation and journal work that no real host pays). A host's state directory provides fresh
+// /tmp, /root, /home and /var/log and the upper layers of overlays on /etc and /var/lib; the
+// holder's setup script mounts them in the host's own mount namespace, sets its hostname and adds
+// the lab users.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 
@@ -26,7 +29,9 @@ mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 hostname "$HN"
 # The copied /run/netns mounts would pin every other lab's namespaces for as long as this one lives.
 umount -l /run/netns 2>/dev/null || true
-mount --bind "$S/run" /run
+mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
+mkdir -m 0755 /run/sshd
+mkdir -m 1777 /run/lock
 mount --bind "$S/tmp" /tmp
 if [ "$KIND" = host ]; then
   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$S/etc.upper,workdir=$S/etc.work" /etc
@@ -58,19 +63,14 @@ export async function prepareHostDirs(hd: string, clientPub: string): Promise<vo
   for (const sub of ["etc.upper", "etc.work", "var-lib.upper", "var-lib.work", "home", "log"]) {
     await fs.mkdir(path.join(hd, sub), { recursive: true, mode: 0o755 });
   }
-  await prepareRunAndTmp(hd);
+  await prepareTmp(hd);
   await fs.mkdir(path.join(hd, "root", ".ssh"), { recursive: true, mode: 0o700 });
   await fs.chmod(path.join(hd, "root"), 0o700);
   await fs.writeFile(path.join(hd, "root", ".ssh", "authorized_keys"), clientPub, { mode: 0o600 });
 }
 
-/** Creates the private /run and /tmp of a host or of the WAN. */
-export async function prepareRunAndTmp(hd: string): Promise<void> {
-  await fs.mkdir(path.join(hd, "run", "sshd"), { recursive: true, mode: 0o755 });
-  await fs.mkdir(path.join(hd, "run", "lock"), { recursive: true, mode: 0o1777 });
+/** Creates the private /tmp of a host or of the WAN (their /run is a tmpfs of their own). */
+export async function prepareTmp(hd: string): Promise<void> {
   await fs.mkdir(path.join(hd, "tmp"), { recursive: true });
-  await fs.chmod(path.join(hd, "run"), 0o755);
-  await fs.chmod(path.join(hd, "run", "sshd"), 0o755);
-  await fs.chmod(path.join(hd, "run", "lock"), 0o1777);
   await fs.chmod(path.join(hd, "tmp"), 0o1777);
 }

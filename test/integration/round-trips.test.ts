@@ -4,8 +4,7 @@
 // two round trips (observe; apply with the observation after it), a refresh one, and observations
 // asked at once share one command. A shell's hello carries the SSH client's address, so asking
 // for it is no command of its own.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import * as path from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
@@ -26,11 +25,14 @@ let trace: string;
 beforeAll(async () => {
   ({ lab, plugin, engine } = await startLabWithEngine({ name: "rtt", hosts: 1 }));
   h = lab.hosts[0]!;
-  // the host's /run is this directory of the lab's state (lab/mounts.ts)
-  const dir = path.join(lab.stateDir, h.name, "run", "pulumi-hypervisor");
-  mkdirSync(dir, { recursive: true });
-  trace = path.join(dir, "trace-requests");
-  writeFileSync(trace, "");
+  // the host's /run is a tmpfs of its own (lab/mounts.ts), seen here through its sshd's root
+  const made = await h.exec([
+    "sh",
+    "-c",
+    "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
+  ]);
+  expect(made.code).toBe(0);
+  trace = `/proc/${h.sshdPid}/root/run/pulumi-hypervisor/trace-requests`;
 });
 
 afterAll(async () => {

@@ -239,6 +239,13 @@ describe("a lab of two hosts with a WAN", () => {
     }
   });
 
+  it("gives every host a /run of its own on tmpfs, as a real host has", async () => {
+    for (const h of lab.hosts) {
+      expect((await sshOk(h, "root", "stat -f -c %T /run")).trim(), h.name).toBe("tmpfs");
+      expect((await sshOk(h, "root", "stat -c %a /run/lock")).trim(), h.name).toBe("1777");
+    }
+  });
+
   it("keeps files of one host invisible to the other host and to the machine", async () => {
     const h1 = hostAt(0);
     const h2 = hostAt(1);
