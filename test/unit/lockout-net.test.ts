@@ -89,7 +89,7 @@ describe("a port forward never takes sshd's port on every interface", () => {
       join(__dirname, "../../provider/src/resources/nat-rule/nat-probe.sh"),
       "utf8",
     );
-    const loop = /ss -Hltnp 2>\/dev\/null \| (while [\s\S]*?\n  done)/.exec(probe)?.[1] ?? "";
+    const loop = /ss -Hltnp 2>\/dev\/null \| (while [\s\S]*?\n {2}done)/.exec(probe)?.[1] ?? "";
     expect(loop).toContain("read -r");
     const out = execFileSync("sh", ["-c", loop], { input: ss, encoding: "utf8" });
     // a port on both families comes twice; the parser keeps each once, in order
