@@ -4,6 +4,7 @@
 # links, files; then the unit and its files (persist-probe.sh).
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
+. ../../host/same-ns.sh
 . ./qmp.sh
 . ./kvm-probe.sh
 # shellcheck disable=SC2034 # name is not used, but keeps the parameters readable
@@ -39,12 +40,11 @@ for f in "$root"/*/guest.json; do
   section other-config "$(basename -- "$(dirname -- "$f")")"; cat -- "$f"
 done
 # Other QEMU processes in this network namespace (comm is read with a builtin: no fork per pid).
-mynet=$(readlink /proc/self/ns/net)
 for d in /proc/[0-9]*; do
   [ "$d" = "/proc/$pid" ] && continue
   read -r c 2>/dev/null <"$d/comm" || continue
   case $c in qemu-system-*|qemu-kvm|kvm) ;; *) continue ;; esac
-  [ "$(readlink "$d/ns/net" 2>/dev/null)" = "$mynet" ] || continue
+  same_ns "$d/ns/net" /proc/self/ns/net || continue
   section other-process "${d#/proc/}"; hex "$d/cmdline"
 done
 # Disks, as PATH MARKER pairs: what the path is (a symlink is not followed), its size, whether the
