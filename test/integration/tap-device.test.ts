@@ -240,6 +240,29 @@ describe("TapDevice on a lab host", () => {
     expect(engine.state.size).toBe(0);
   });
 
+  it("finds a tap's holder, with the shell's namespace test and without it, and not a same-named tap's in another namespace", async () => {
+    await sh(["ip", "tuntap", "add", "dev", "tap6", "mode", "tap"]);
+    const holder = await holdTap("tap6");
+    // a tap6 of its own, in a network namespace of its own (a container's): another device
+    const stranger = await holdTap("tap6", ["unshare", "--net", "--"]);
+    try {
+      const parsed = TapDeviceInputs.parse({ name: "tap6" });
+      const [shell, c, body, ...rest] = scriptArgv(observeCall(parsed));
+      const holders = async (prefix: string): Promise<number[] | undefined> => {
+        const out = await sh([shell!, c!, prefix + body!, ...rest]);
+        return parseTapDeviceState("tap6", out).holders?.map((h) => h.pid);
+      };
+      expect(stranger.pid).not.toBe(holder.pid);
+      // `test -ef` picks the processes first (dash has it); the fallback reads every fd first
+      expect(await holders("")).toEqual([holder.pid]);
+      expect(await holders("_same_ns_ef=0\n")).toEqual([holder.pid]);
+    } finally {
+      await stopHolder(stranger);
+      await stopHolder(holder);
+      await sh(["ip", "link", "del", "tap6"]);
+    }
+  });
+
   it("reads no sysctl values for a tap that is not routed, does not exist and holds no claims", async () => {
     const probe = async (inputs: Record<string, unknown>): Promise<string[]> => {
       const parsed = TapDeviceInputs.parse({ name: "tap5", ...inputs });
@@ -291,7 +314,11 @@ const HOLD_TAP = [
   "signal.pause()",
 ].join("\n");
 
-async function holdTap(name: string): Promise<{ pid: number; child: ChildProcess }> {
+// `wrap` runs python3 through another command that execs it (unshare --net: a namespace of its own).
+async function holdTap(
+  name: string,
+  wrap: string[] = [],
+): Promise<{ pid: number; child: ChildProcess }> {
   const child = spawn(
     "nsenter",
     [
@@ -301,6 +328,7 @@ async function holdTap(name: string): Promise<{ pid: number; child: ChildProcess
       "-u",
       "-n",
       "--",
+      ...wrap,
       "/usr/bin/python3",
       "-c",
       HOLD_TAP,
