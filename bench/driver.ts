@@ -140,6 +140,8 @@ export interface RunResult {
   controllerStartCpuUs?: number;
   /** Resources a no-op refresh reported as changed, with the output keys that differed. */
   refreshChanges: string[];
+  /** Which of the bench's interleaved runs (--repeat) this is, from 1; absent: the only one. */
+  trial?: number;
 }
 
 function changedKeys(detail: unknown): string {

@@ -110,55 +110,64 @@ async function main(): Promise<void> {
             );
           }
         }
-        await prepareHosts(lab.hosts);
-        for (const schedule of opts.schedules) {
-          for (const mode of opts.modes) {
-            const label = `provider ${mode} ${schedule}`;
+        // Each provider mode and the floor run --repeat times, interleaved, so that a slow minute
+        // of the machine hits every tool alike; Ansible (slow, far from its target) runs once.
+        for (let trial = 1; trial <= opts.repeat; trial++) {
+          if (opts.repeat > 1) log(`run ${trial} of ${opts.repeat} at ${delayMs} ms`);
+          await prepareHosts(lab.hosts);
+          for (const schedule of opts.schedules) {
+            for (const mode of opts.modes) {
+              const label = `provider ${mode} ${schedule}`;
+              const check = async (): Promise<void> => {
+                const same = await compareStates(lab.hosts, reference, label, log);
+                sameState.push({ tool: label, delayMs, same });
+                if (!same) failed = true;
+              };
+              runs.push({
+                ...(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu, check)),
+                trial,
+              });
+            }
+          }
+          const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
+          const last = opts.delays[opts.delays.length - 1];
+          for (const peer of opts.peers) {
+            // Ansible with its defaults is the slowest run by far: by default only at the last delay.
+            if (peer === "ansible-defaults" && !opts.peersEveryDelay && delayMs !== last) continue;
+            if (peer !== "floor" && trial > 1) continue;
+            await prepareHosts(lab.hosts);
+            const ts = targets(lab.hosts, opts.resources, relays);
             const check = async (): Promise<void> => {
-              const same = await compareStates(lab.hosts, reference, label, log);
-              sameState.push({ tool: label, delayMs, same });
+              const same = await compareStates(lab.hosts, reference, peer, log);
+              sameState.push({ tool: peer, delayMs, same });
               if (!same) failed = true;
             };
-            runs.push(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu, check));
-          }
-        }
-        const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
-        const last = opts.delays[opts.delays.length - 1];
-        for (const peer of opts.peers) {
-          // Ansible with its defaults is the slowest run by far: by default only at the last delay.
-          if (peer === "ansible-defaults" && !opts.peersEveryDelay && delayMs !== last) continue;
-          await prepareHosts(lab.hosts);
-          const ts = targets(lab.hosts, opts.resources, relays);
-          const check = async (): Promise<void> => {
-            const same = await compareStates(lab.hosts, reference, peer, log);
-            sameState.push({ tool: peer, delayMs, same });
-            if (!same) failed = true;
-          };
-          let r: PeerResult;
-          try {
-            r =
-              peer === "floor"
-                ? await runFloor(m, ts, delayMs)
-                : await runAnsible(m, ts, peer, delayMs, check);
-          } catch (e) {
-            // A tool that failed is reported, and the run exits 1; the other tools still run.
-            failed = true;
-            peerFailures.push(`${peer} at ${delayMs} ms`);
-            log(`  ${peer} ${delayMs} ms FAILED: ${e instanceof Error ? e.message : String(e)}`);
-            continue;
-          }
-          if (peer === "floor") await check();
-          peers.push(r);
-          log(
-            `  ${peer} ${delayMs} ms apply: ${s(r.apply.wallMs)} s, ${r.apply.connections} ` +
-              `connections, ${r.apply.sessions} sessions` +
-              (r.noop ? `; no-op: ${s(r.noop.wallMs)} s, changed=${r.noop.changed ?? "?"}` : ""),
-          );
-          if (r.noop && r.noop.changed !== 0) {
+            let r: PeerResult;
+            try {
+              r =
+                peer === "floor"
+                  ? await runFloor(m, ts, delayMs)
+                  : await runAnsible(m, ts, peer, delayMs, check);
+            } catch (e) {
+              // A tool that failed is reported, and the run exits 1; the other tools still run.
+              failed = true;
+              peerFailures.push(`${peer} at ${delayMs} ms`);
+              log(`  ${peer} ${delayMs} ms FAILED: ${e instanceof Error ? e.message : String(e)}`);
+              continue;
+            }
+            if (peer === "floor") await check();
+            peers.push({ ...r, trial });
             log(
-              `  ${peer}: the second run changed ${r.noop.changed ?? "?"} things (not idempotent)`,
+              `  ${peer} ${delayMs} ms apply: ${s(r.apply.wallMs)} s, ${r.apply.connections} ` +
+                `connections, ${r.apply.sessions} sessions` +
+                (r.noop ? `; no-op: ${s(r.noop.wallMs)} s, changed=${r.noop.changed ?? "?"}` : ""),
             );
-            failed = true;
+            if (r.noop && r.noop.changed !== 0) {
+              log(
+                `  ${peer}: the second run changed ${r.noop.changed ?? "?"} things (not idempotent)`,
+              );
+              failed = true;
+            }
           }
         }
         await Promise.all(lab.hosts.map(cleanHost));

@@ -22,6 +22,11 @@ export interface BenchOptions {
   /** Write V8 CPU profiles of every plugin process into this directory. */
   cpuProf: string | undefined;
   quick: boolean;
+  /**
+   * Runs of each provider mode and of the floor per delay, interleaved (Ansible runs once): the
+   * tables show each figure's median, the targets the median of the runs' ratios.
+   */
+  repeat: number;
 }
 
 export type Mode = "pooled" | "per-command";
@@ -47,8 +52,10 @@ export function usage(): string {
     "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
     "                              [--modes pooled,per-command] [--schedules serial,parallel]",
     "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
-    "                              [--json FILE] [--cpu-prof DIR] [--lab bench] [--quick]",
-    "--quick: 1 host x 5 resources, 0 ms, serial, Ansible tuned and the floor (a smoke run)",
+    "                              [--json FILE] [--cpu-prof DIR] [--lab bench] [--repeat 3]",
+    "                              [--quick]",
+    "--repeat: runs of each provider mode and of the floor per delay; the report gives medians",
+    "--quick: 1 host x 5 resources, 0 ms, serial, one run, Ansible tuned and the floor (a smoke run)",
   ].join("\n");
 }
 
@@ -100,6 +107,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         "cpu-prof": { type: "string" },
         quick: { type: "boolean" },
         lab: { type: "string" },
+        repeat: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -146,5 +154,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     peersEveryDelay: values.peers !== undefined,
     cpuProf: values["cpu-prof"],
     quick,
+    repeat: values.repeat !== undefined ? int("--repeat", values.repeat, 1, 9) : quick ? 1 : 3,
   };
 }

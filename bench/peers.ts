@@ -29,6 +29,8 @@ export interface PeerResult {
   apply: ToolRun;
   /** The second run (Ansible only): must change nothing. */
   noop?: ToolRun;
+  /** Which of the bench's interleaved runs (--repeat) this is, from 1; absent: the only one. */
+  trial?: number;
 }
 
 /** Where a tool reaches one host: directly or through that host's relay. */

@@ -51,15 +51,125 @@ export function controllerCpuPerOp(runs: RunResult[]): number | undefined {
   );
 }
 
+/** Returns the median of the values (the mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
+}
+
+// The median of each defined value (undefined when any run lacks it).
+function medianOf<T>(xs: readonly T[], get: (x: T) => number | undefined): number | undefined {
+  const v = xs.map(get);
+  return v.every((x): x is number => x !== undefined) ? median(v) : undefined;
+}
+
+/** Returns the trial numbers in the runs (a run without one is trial 1). */
+export function trialsOf(runs: readonly { trial?: number }[]): number[] {
+  return [...new Set(runs.map((r) => r.trial ?? 1))].sort((a, b) => a - b);
+}
+
+/**
+ * Returns one run per delay, schedule and mode: the only one, or (--repeat) each phase's figures
+ * as their median over the runs, every run's operations, and the most connections any saw.
+ */
+export function medianRuns(runs: readonly RunResult[]): RunResult[] {
+  const groups = new Map<string, RunResult[]>();
+  for (const r of runs) {
+    const k = `${r.delayMs} ${r.schedule} ${r.mode}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const first = g[0];
+    if (!first || g.length === 1) return first as RunResult;
+    const phases = first.phases.flatMap((p0) => {
+      const ps = g.flatMap((r) => r.phases.filter((p) => p.phase === p0.phase));
+      if (ps.length !== g.length) return [];
+      const controllerCpuUs = medianOf(ps, (p) => p.controllerCpuUs);
+      const hostCpuUs = medianOf(ps, (p) => p.hostCpuUs);
+      return [
+        {
+          phase: p0.phase,
+          wallMs: median(ps.map((p) => p.wallMs)),
+          connections: median(ps.map((p) => p.connections)),
+          sessions: median(ps.map((p) => p.sessions)),
+          ops: p0.ops,
+          ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
+          ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+        },
+      ];
+    });
+    const { trial: _t, ...rest } = first;
+    const controllerStartCpuUs = medianOf(g, (r) => r.controllerStartCpuUs);
+    return {
+      ...rest,
+      phases,
+      connectionsPerHost: first.connectionsPerHost.map((_, i) =>
+        Math.max(...g.map((r) => r.connectionsPerHost[i] ?? 0)),
+      ),
+      ops: g.flatMap((r) => r.ops),
+      startMs: median(g.map((r) => r.startMs)),
+      ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
+      refreshChanges: [...new Set(g.flatMap((r) => r.refreshChanges))],
+    };
+  });
+}
+
+function medianToolRun(xs: readonly ToolRun[]): ToolRun {
+  const controllerCpuUs = medianOf(xs, (x) => x.controllerCpuUs);
+  const hostCpuUs = medianOf(xs, (x) => x.hostCpuUs);
+  const changed = xs.map((x) => x.changed);
+  return {
+    wallMs: median(xs.map((x) => x.wallMs)),
+    connections: median(xs.map((x) => x.connections)),
+    sessions: median(xs.map((x) => x.sessions)),
+    ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
+    ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    // the most any run changed: one that was not idempotent is never hidden by a median
+    ...(changed.every((c): c is number => c !== undefined)
+      ? { changed: Math.max(...changed) }
+      : {}),
+  };
+}
+
+/** Returns one result per tool and delay: the only one, or each figure's median over the runs. */
+export function medianPeers(peers: readonly PeerResult[]): PeerResult[] {
+  const groups = new Map<string, PeerResult[]>();
+  for (const p of peers) {
+    const k = `${p.peer} ${p.delayMs}`;
+    groups.set(k, [...(groups.get(k) ?? []), p]);
+  }
+  return [...groups.values()].map((g) => {
+    const first = g[0] as PeerResult;
+    if (g.length === 1) return first;
+    const noops = g.flatMap((p) => (p.noop ? [p.noop] : []));
+    return {
+      peer: first.peer,
+      delayMs: first.delayMs,
+      apply: medianToolRun(g.map((p) => p.apply)),
+      ...(noops.length === g.length ? { noop: medianToolRun(noops) } : {}),
+    };
+  });
+}
+
+// "(6.0x)" for one run; "(median 6.0x; runs 5.8x, 6.0x, 6.3x)" for several, each run's in order.
+function figures(values: readonly number[], fmt: (v: number) => string): string {
+  if (values.length === 1) return fmt(values[0] ?? 0);
+  return `median ${fmt(median(values))}; runs ${values.map(fmt).join(", ")}`;
+}
+
 /** Returns the report text: totals per run and phase, ratios, round trips per op, verdicts. */
 export function renderReport(
   opts: BenchOptions,
-  runs: RunResult[],
-  peers: PeerResult[] = [],
+  allRuns: RunResult[],
+  allPeers: PeerResult[] = [],
   sameState: SameState[] = [],
 ): string {
   const out: string[] = [];
   const shape = fleetShape(opts.resources);
+  const trials = trialsOf(allRuns);
+  const runs = medianRuns(allRuns);
+  const peers = medianPeers(allPeers);
   out.push(
     `fleet: ${opts.hosts} hosts x ${opts.resources} resources ` +
       `(${shape.bridges} bridges, ${shape.taps} taps, ${shape.dnsmasq ? 1 : 0} dnsmasq, ` +
@@ -69,6 +179,13 @@ export function renderReport(
     "delay: added to each direction of the controller-to-host link (round trip = 2 x delay).",
     "connections and sessions are counted by the hosts' sshd; sessions/op = remote commands per " +
       "resource operation.",
+    ...(trials.length > 1
+      ? [
+          `${trials.length} runs of each provider mode and of the floor at each delay, interleaved ` +
+            "(Ansible once): each figure in the tables is its median over them; a target is met " +
+            "when the median of the runs' own ratios is, each run's ratio shown after it.",
+        ]
+      : []),
     "",
   );
   const wallOf = (r: RunResult, phase: Phase | "total"): number =>
@@ -136,11 +253,18 @@ export function renderReport(
         `over ${starts.length} processes: ${(starts.reduce((a, b) => a + b, 0) / starts.length / 1e6).toFixed(2)} s`,
     );
   }
-  const cpuPerOp = controllerCpuPerOp(runs);
+  // per run of the bench (--repeat), each over its own pooled runs
+  const cpuPerOpRuns = trials.map((t) =>
+    controllerCpuPerOp(allRuns.filter((r) => (r.trial ?? 1) === t)),
+  );
+  const cpuPerOp = cpuPerOpRuns.every((c): c is number => c !== undefined)
+    ? cpuPerOpRuns
+    : undefined;
+  const ms1 = (v: number): string => `${v.toFixed(1)} ms`;
   if (cpuPerOp !== undefined) {
     out.push(
       `controller CPU per resource operation (pooled runs, create + refresh + destroy): ` +
-        `${cpuPerOp.toFixed(1)} ms`,
+        figures(cpuPerOp, ms1),
       "",
     );
   }
@@ -228,7 +352,10 @@ export function renderReport(
   const verdict = (ok: boolean): string => (ok ? "met" : "MISSED");
   const targets: string[] = [];
   if (peers.length > 0 || sameState.length > 0) {
-    out.push(...renderTools(opts, runs, peers, sameState, targets, verdict), "");
+    out.push(
+      ...renderTools(opts, runs, peers, sameState, targets, verdict, { allRuns, allPeers, trials }),
+      "",
+    );
   }
 
   // Targets.
@@ -260,19 +387,30 @@ export function renderReport(
       );
     }
   }
-  for (const { delay, schedule, pooled, fresh } of pairs.filter((x) => x.delay >= 20)) {
-    const ratio = wallOf(fresh, "total") / wallOf(pooled, "total");
+  const x1 = (v: number): string => `${v.toFixed(1)}x`;
+  for (const { delay, schedule } of pairs.filter((x) => x.delay >= 20)) {
+    // each run's ratio, from the runs of the same round (trial)
+    const ratios = trials.flatMap((t) => {
+      const find = (m: Mode): RunResult | undefined =>
+        allRuns.find(
+          (r) =>
+            (r.trial ?? 1) === t && r.delayMs === delay && r.schedule === schedule && r.mode === m,
+        );
+      const pooled = find("pooled");
+      const fresh = find("per-command");
+      return pooled && fresh ? [wallOf(fresh, "total") / wallOf(pooled, "total")] : [];
+    });
+    if (ratios.length === 0) continue;
     out.push(
       `target: at least 5x faster than connection-per-command at ${delay} ms (${schedule}): ` +
-        `${verdict(ratio >= 5)} (${ratio.toFixed(1)}x over create + refresh + destroy)`,
+        `${verdict(median(ratios) >= 5)} (${figures(ratios, x1)} over create + refresh + destroy)`,
     );
   }
-  const perOpCpu = controllerCpuPerOp(runs);
-  if (perOpCpu !== undefined) {
+  if (cpuPerOp !== undefined) {
     out.push(
       `target: controller CPU per resource operation halved (<= ${(BASELINE_CPU_MS_PER_OP / 2).toFixed(1)} ms, ` +
-        `was ${BASELINE_CPU_MS_PER_OP} ms): ${verdict(perOpCpu <= BASELINE_CPU_MS_PER_OP / 2)} ` +
-        `(${perOpCpu.toFixed(1)} ms)`,
+        `was ${BASELINE_CPU_MS_PER_OP} ms): ${verdict(median(cpuPerOp) <= BASELINE_CPU_MS_PER_OP / 2)} ` +
+        `(${figures(cpuPerOp, ms1)})`,
     );
   }
   out.push(...targets);
@@ -328,6 +466,7 @@ function renderTools(
   sameState: SameState[],
   targets: string[],
   verdict: (ok: boolean) => string,
+  each: { allRuns: RunResult[]; allPeers: PeerResult[]; trials: number[] },
 ): string[] {
   const out: string[] = [
     "the same job by each tool (apply = the provider's create phase, Ansible's first run, the floor's " +
@@ -340,8 +479,8 @@ function renderTools(
     ...peers.map((p) => ({ tool: p.peer, delayMs: p.delayMs, apply: p.apply, noop: p.noop })),
   ];
   const sameOf = (tool: string, delay: number): string => {
-    const x = sameState.find((y) => y.tool === tool && y.delayMs === delay);
-    return x ? (x.same ? "yes" : "NO") : "-";
+    const xs = sameState.filter((y) => y.tool === tool && y.delayMs === delay);
+    return xs.length === 0 ? "-" : xs.every((x) => x.same) ? "yes" : "NO";
   };
   const table2: string[][] = rows.map((r) => [
     `${r.delayMs} ms`,
@@ -403,11 +542,23 @@ function renderTools(
         }
       }
       if (r.tool === "floor" && delay >= 20) {
-        const overFloor = ours.apply.wallMs / r.apply.wallMs;
-        targets.push(
-          `target: first apply within 2x of the floor at ${delay} ms (without the plugin's ` +
-            `${s(ours.startMs ?? 0)} s start-up): ${verdict(overFloor <= 2)} (${overFloor.toFixed(1)}x)`,
-        );
+        // each run's ratio: the provider's apply over the floor's of the same round (trial)
+        const overFloor = each.trials.flatMap((t) => {
+          const mine = providerRows(
+            each.allRuns.filter((x) => (x.trial ?? 1) === t && x.delayMs === delay),
+          ).find((x) => x.tool === ours.tool);
+          const floor = each.allPeers.find(
+            (x) => (x.trial ?? 1) === t && x.delayMs === delay && x.peer === "floor",
+          );
+          return mine && floor ? [mine.apply.wallMs / floor.apply.wallMs] : [];
+        });
+        if (overFloor.length > 0) {
+          targets.push(
+            `target: first apply within 2x of the floor at ${delay} ms (without the plugin's ` +
+              `${s(ours.startMs ?? 0)} s start-up): ${verdict(median(overFloor) <= 2)} ` +
+              `(${figures(overFloor, (v) => `${v.toFixed(1)}x`)})`,
+          );
+        }
       }
     }
   }

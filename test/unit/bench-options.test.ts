@@ -17,6 +17,7 @@ describe("bench options", () => {
       peersEveryDelay: false,
       cpuProf: undefined,
       quick: false,
+      repeat: 3,
     });
   });
 
@@ -29,6 +30,7 @@ describe("bench options", () => {
       modes: ["pooled", "per-command"],
       peers: ["ansible-tuned", "floor"],
       quick: true,
+      repeat: 1,
     });
     expect(parseBenchArgs(["--quick", "--hosts", "2", "--delays", "0,20"])).toMatchObject({
       hosts: 2,
@@ -90,6 +92,9 @@ describe("bench options", () => {
     );
     expect(() => parseBenchArgs(["--modes", "pooled,fast"])).toThrow(
       '--modes takes pooled,per-command, not "fast"',
+    );
+    expect(() => parseBenchArgs(["--repeat", "0"])).toThrow(
+      "--repeat must be an integer from 1 to 9, not 0",
     );
     expect(() => parseBenchArgs(["--frobnicate"])).toThrow(/Unknown option '--frobnicate'/);
     expect(() => parseBenchArgs(["--help"])).toThrow(/^usage: npx tsx bench\/fleet.ts/);

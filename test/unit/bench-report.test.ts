@@ -130,6 +130,45 @@ describe("bench report", () => {
     expect(text).toMatch(/\| 0 ms +\| ansible-tuned +\| - +\| 5\.00 +\| 2\.00 +\| 4\.00 \/ 2\.00/);
   });
 
+  it("with several runs (--repeat), tables show medians and a target the median of the runs' own ratios", () => {
+    const opts = { ...parseBenchArgs(["--quick"]), delays: [20], repeat: 3 };
+    // per run: pooled create 1000/1000/1300 ms, per-command 6000/4000/6500, floor 500/400/600
+    const pooled = [1000, 1000, 1300];
+    const fresh = [6000, 4000, 6500];
+    const floors = [500, 400, 600];
+    const runs = [1, 2, 3].flatMap((trial, i) => [
+      { ...run("pooled", 20, pooled[i]!), trial },
+      { ...run("per-command", 20, fresh[i]!), trial },
+    ]);
+    const peers: PeerResult[] = floors.map((wallMs, i) => ({
+      peer: "floor",
+      delayMs: 20,
+      apply: { wallMs, connections: 1, sessions: 1 },
+      trial: i + 1,
+    }));
+    const text = renderReport(opts, runs, peers, [
+      { tool: "floor", delayMs: 20, same: true },
+      { tool: "floor", delayMs: 20, same: false },
+    ]);
+    // ratios per run: 6.0x, 4.0x, 5.0x -> median 5.0x (met), not the ratio of the medians
+    expect(text).toContain(
+      "target: at least 5x faster than connection-per-command at 20 ms (serial): met " +
+        "(median 5.0x; runs 6.0x, 4.0x, 5.0x over create + refresh + destroy)",
+    );
+    // apply over the floor of the same run: 2.0x, 2.5x, 2.2x -> median 2.2x
+    expect(text).toMatch(
+      /target: first apply within 2x of the floor at 20 ms \(without the plugin's 0\.60 s start-up\): MISSED \(median 2\.2x; runs 2\.0x, 2\.5x, 2\.2x\)/,
+    );
+    // the pooled create's median wall time, and the floor's, in the tables
+    expect(text).toMatch(/\| 20 ms +\| serial +\| pooled +\| create +\| 1\.00 /);
+    expect(text).toMatch(/\| 20 ms +\| floor +\| - +\| 0\.50 /);
+    // one run that left another state is enough for NO
+    expect(text).toContain(
+      "check: every tool leaves the provider's host state: NO (floor at 20 ms)",
+    );
+    expect(text).toContain("3 runs of each provider mode and of the floor");
+  });
+
   it("flags a second Ansible run that changed something", () => {
     const text = renderReport(
       parseBenchArgs(["--quick"]),
