@@ -244,6 +244,37 @@ describe("remote shell on a lab host", () => {
     }
   });
 
+  it("falls back to a session per command when the loop says hello, then cannot set up (exit 3)", async () => {
+    // a login shell that points TMPDIR at a missing directory: the loop's mktemp fails after
+    // its hello, while the first request is already on its way
+    await sh(
+      "printf '#!/bin/sh\\nTMPDIR=/nonexistent-hv exec /bin/sh \"$@\"\\n' > /usr/local/bin/hv-notmp-sh && " +
+        "chmod 755 /usr/local/bin/hv-notmp-sh && " +
+        "{ id hvnotmp >/dev/null 2>&1 || useradd -M -d /home/hvnotmp -s /usr/local/bin/hv-notmp-sh -p '*' hvnotmp; } && " +
+        "mkdir -p /home/hvnotmp/.ssh && cp /root/.ssh/authorized_keys /home/hvnotmp/.ssh/ && " +
+        "chown -R hvnotmp:hvnotmp /home/hvnotmp && chmod 700 /home/hvnotmp/.ssh",
+    );
+    const host = hostFor(Connection.parse(h.connection("hvnotmp")));
+    const before = await sessions();
+    try {
+      const { result, stderr } = await withStderr(async () => {
+        const out: string[] = [];
+        for (let i = 0; i < 3; i++) out.push((await host.run({ argv: ["id", "-un"] })).stdout);
+        return out;
+      });
+      expect(result).toEqual(["hvnotmp\n", "hvnotmp\n", "hvnotmp\n"]);
+      const said = stderr.split("\n").filter((l) => l.includes("remote shell did not start"));
+      expect(said).toHaveLength(1);
+      expect(said[0]).toContain(
+        "exited 3: remote-shell.sh: no private directory (mktemp -d failed)",
+      );
+      // the failed shell, then a session per command
+      expect((await sessions()) - before).toBe(4);
+    } finally {
+      await closeAllHosts();
+    }
+  });
+
   it("asks for the sudo password once per shell, keeps it out of every host file", async () => {
     const secret = LAB_USERS.passwordSecret;
     const host = hostFor(
