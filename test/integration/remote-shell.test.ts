@@ -217,31 +217,46 @@ describe("remote shell on a lab host", () => {
     }
   });
 
-  it("falls back to a session per command for a user whose sudo allows env but not sh", async () => {
+  // Makes a lab user who logs in with the lab's key (and `shell`, if given).
+  async function labUser(name: string, shell = "/bin/bash"): Promise<void> {
     await sh(
-      "id hvenv >/dev/null 2>&1 || useradd -M -d /home/hvenv -s /bin/bash -p '*' hvenv; " +
-        "mkdir -p /home/hvenv/.ssh && cp /root/.ssh/authorized_keys /home/hvenv/.ssh/ && " +
-        "chown -R hvenv:hvenv /home/hvenv && chmod 700 /home/hvenv/.ssh && " +
-        "printf 'hvenv ALL=(ALL:ALL) NOPASSWD: /usr/bin/env\\n' > /etc/sudoers.d/hvenv && " +
-        "chmod 440 /etc/sudoers.d/hvenv",
+      `id ${name} >/dev/null 2>&1 || useradd -M -d /home/${name} -s ${shell} -p '*' ${name}; ` +
+        `mkdir -p /home/${name}/.ssh && cp /root/.ssh/authorized_keys /home/${name}/.ssh/ && ` +
+        `chown -R ${name}:${name} /home/${name} && chmod 700 /home/${name}/.ssh`,
     );
-    const host = hostFor(Connection.parse({ ...h.connection("hvenv"), sudo: true }));
+  }
+
+  // Runs `argv` three times on a host whose loop cannot start: their output, the log lines that
+  // say so, and the sessions they took (the failed shell, then a session per command).
+  async function withoutShell(
+    host: Host,
+    argv: string[],
+  ): Promise<{ out: string[]; said: string[]; sessions: number }> {
     const before = await sessions();
     try {
       const { result, stderr } = await withStderr(async () => {
         const out: string[] = [];
-        for (let i = 0; i < 3; i++) out.push((await host.run({ argv: ["id", "-u"] })).stdout);
+        for (let i = 0; i < 3; i++) out.push((await host.run({ argv })).stdout);
         return out;
       });
-      expect(result).toEqual(["0\n", "0\n", "0\n"]);
-      expect(
-        stderr.split("\n").filter((l) => l.includes("remote shell did not start")),
-      ).toHaveLength(1);
-      // the failed shell, then a session per command
-      expect((await sessions()) - before).toBe(4);
+      const said = stderr.split("\n").filter((l) => l.includes("remote shell did not start"));
+      return { out: result, said, sessions: (await sessions()) - before };
     } finally {
       await closeAllHosts();
     }
+  }
+
+  it("falls back to a session per command for a user whose sudo allows env but not sh", async () => {
+    await labUser("hvenv");
+    await sh(
+      "printf 'hvenv ALL=(ALL:ALL) NOPASSWD: /usr/bin/env\\n' > /etc/sudoers.d/hvenv && " +
+        "chmod 440 /etc/sudoers.d/hvenv",
+    );
+    const host = hostFor(Connection.parse({ ...h.connection("hvenv"), sudo: true }));
+    const { out, said, sessions: used } = await withoutShell(host, ["id", "-u"]);
+    expect(out).toEqual(["0\n", "0\n", "0\n"]);
+    expect(said).toHaveLength(1);
+    expect(used).toBe(4);
   });
 
   it("falls back to a session per command when the loop says hello, then cannot set up (exit 3)", async () => {
@@ -249,30 +264,15 @@ describe("remote shell on a lab host", () => {
     // its hello, while the first request is already on its way
     await sh(
       "printf '#!/bin/sh\\nTMPDIR=/nonexistent-hv exec /bin/sh \"$@\"\\n' > /usr/local/bin/hv-notmp-sh && " +
-        "chmod 755 /usr/local/bin/hv-notmp-sh && " +
-        "{ id hvnotmp >/dev/null 2>&1 || useradd -M -d /home/hvnotmp -s /usr/local/bin/hv-notmp-sh -p '*' hvnotmp; } && " +
-        "mkdir -p /home/hvnotmp/.ssh && cp /root/.ssh/authorized_keys /home/hvnotmp/.ssh/ && " +
-        "chown -R hvnotmp:hvnotmp /home/hvnotmp && chmod 700 /home/hvnotmp/.ssh",
+        "chmod 755 /usr/local/bin/hv-notmp-sh",
     );
+    await labUser("hvnotmp", "/usr/local/bin/hv-notmp-sh");
     const host = hostFor(Connection.parse(h.connection("hvnotmp")));
-    const before = await sessions();
-    try {
-      const { result, stderr } = await withStderr(async () => {
-        const out: string[] = [];
-        for (let i = 0; i < 3; i++) out.push((await host.run({ argv: ["id", "-un"] })).stdout);
-        return out;
-      });
-      expect(result).toEqual(["hvnotmp\n", "hvnotmp\n", "hvnotmp\n"]);
-      const said = stderr.split("\n").filter((l) => l.includes("remote shell did not start"));
-      expect(said).toHaveLength(1);
-      expect(said[0]).toContain(
-        "exited 3: remote-shell.sh: no private directory (mktemp -d failed)",
-      );
-      // the failed shell, then a session per command
-      expect((await sessions()) - before).toBe(4);
-    } finally {
-      await closeAllHosts();
-    }
+    const { out, said, sessions: used } = await withoutShell(host, ["id", "-un"]);
+    expect(out).toEqual(["hvnotmp\n", "hvnotmp\n", "hvnotmp\n"]);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain("exited 3: remote-shell.sh: no private directory (mktemp -d failed)");
+    expect(used).toBe(4);
   });
 
   it("asks for the sudo password once per shell, keeps it out of every host file", async () => {
