@@ -253,7 +253,7 @@ describe("TapDevice on a lab host", () => {
         return parseTapDeviceState("tap6", out).holders?.map((h) => h.pid);
       };
       expect(stranger.pid).not.toBe(holder.pid);
-      // `test -ef` picks the processes first (dash has it); the fallback reads every fd first
+      // namespaces compared by `test -ef` (dash has it), and by readlink's text where a shell lacks it
       expect(await holders("")).toEqual([holder.pid]);
       expect(await holders("_same_ns_ef=0\n")).toEqual([holder.pid]);
     } finally {

@@ -85,20 +85,7 @@ section holders
 tab='	'
 found=
 if [ "$holders" = 1 ] && [ -e "$d" ]; then
-  if same_ns_by_builtin; then
-    # Only the fds of processes in this namespace are read: each fdinfo costs the host a read, and
-    # a host's containers (the lab's other hosts) have processes and fds of their own.
-    set --
-    for p in /proc/[0-9]*; do
-      same_ns "$p/ns/net" "/proc/$$/ns/net" || continue
-      set -- "$@" "$p"/fdinfo/*
-    done
-    [ "$#" = 0 ] || found=$(grep -lxF -e "iff:$tab$name" "$@" 2>/dev/null)
-  else
-    # without a builtin comparison, asking each process would cost two processes: every fd is
-    # read, and the namespace is asked of those that hold the tap
-    found=$(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null)
-  fi
+  found=$(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null)
 fi
 # grep prints /proc paths, which have no spaces: a word each
 for f in $found; do
