@@ -152,6 +152,9 @@ export function medianPeers(peers: readonly PeerResult[]): PeerResult[] {
   });
 }
 
+const x1 = (v: number): string => `${v.toFixed(1)}x`;
+const ms1 = (v: number): string => `${v.toFixed(1)} ms`;
+
 // "(6.0x)" for one run; "(median 6.0x; runs 5.8x, 6.0x, 6.3x)" for several, each run's in order.
 function figures(values: readonly number[], fmt: (v: number) => string): string {
   if (values.length === 1) return fmt(values[0] ?? 0);
@@ -260,7 +263,6 @@ export function renderReport(
   const cpuPerOp = cpuPerOpRuns.every((c): c is number => c !== undefined)
     ? cpuPerOpRuns
     : undefined;
-  const ms1 = (v: number): string => `${v.toFixed(1)} ms`;
   if (cpuPerOp !== undefined) {
     out.push(
       `controller CPU per resource operation (pooled runs, create + refresh + destroy): ` +
@@ -310,7 +312,11 @@ export function renderReport(
 
   // Remote round trips per operation and resource type: from a serial pooled run (exact there).
   const serialPooled = runs.filter((r) => r.mode === "pooled" && r.schedule === "serial");
-  const perOp = serialPooled[0];
+  // at the largest delay, where an operation's time is mostly its round trips (the docs quote it)
+  const perOp = serialPooled.reduce<RunResult | undefined>(
+    (a, r) => (a === undefined || r.delayMs > a.delayMs ? r : a),
+    undefined,
+  );
   const traced = runs.some((r) => r.ops.some((o) => o.requests > 0));
   if (perOp) {
     const groups = new Map<string, OpRecord[]>();
@@ -387,7 +393,6 @@ export function renderReport(
       );
     }
   }
-  const x1 = (v: number): string => `${v.toFixed(1)}x`;
   for (const { delay, schedule } of pairs.filter((x) => x.delay >= 20)) {
     // each run's ratio, from the runs of the same round (trial)
     const ratios = trials.flatMap((t) => {
@@ -556,7 +561,7 @@ function renderTools(
           targets.push(
             `target: first apply within 2x of the floor at ${delay} ms (without the plugin's ` +
               `${s(ours.startMs ?? 0)} s start-up): ${verdict(median(overFloor) <= 2)} ` +
-              `(${figures(overFloor, (v) => `${v.toFixed(1)}x`)})`,
+              `(${figures(overFloor, x1)})`,
           );
         }
       }

@@ -127,6 +127,8 @@ describe("bench report", () => {
       "check: every tool leaves the provider's host state: NO (floor at 20 ms)",
     );
     expect(text).toContain("check: ansible-tuned second run at 0 ms reports changed=0: idempotent");
+    // the per-operation table from the largest delay's serial pooled run
+    expect(text).toContain("serial pooled at 20 ms (the first operation on a host may add one)");
     expect(text).toMatch(/\| 0 ms +\| ansible-tuned +\| - +\| 5\.00 +\| 2\.00 +\| 4\.00 \/ 2\.00/);
   });
 
