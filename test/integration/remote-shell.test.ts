@@ -259,9 +259,8 @@ describe("remote shell on a lab host", () => {
     expect(used).toBe(4);
   });
 
-  it("falls back to a session per command when the loop says hello, then cannot set up (exit 3)", async () => {
-    // a login shell that points TMPDIR at a missing directory: the loop's mktemp fails after
-    // its hello, while the first request is already on its way
+  it("falls back to a session per command when the loop cannot set up, its log line saying why", async () => {
+    // a login shell that points TMPDIR at a missing directory: the loop's mktemp fails
     await sh(
       "printf '#!/bin/sh\\nTMPDIR=/nonexistent-hv exec /bin/sh \"$@\"\\n' > /usr/local/bin/hv-notmp-sh && " +
         "chmod 755 /usr/local/bin/hv-notmp-sh",

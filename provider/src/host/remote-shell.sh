@@ -56,26 +56,19 @@
 # "UPTIME CMDLEN STDINLEN CODE" per request, before its reply ends. Only lengths and the exit
 # code: a command line may hold secrets, so it is never written anywhere.
 #
-# The hello goes as soon as the loop runs, before its set-up (the private directory, perl and its
-# fifos: a few processes, tens of ms on a busy host), so the client's first request crosses the
-# link meanwhile; it waits in the stream until the loop reads it. Exits 3 when it cannot work
-# here: before the hello on a terminal, after it without mktemp or with neither perl nor dd
-# iflag=fullblock (saying why on stderr). A request sent meanwhile never ran ("." never came):
-# the client runs it, and each command after it, on a session of its own.
+# Exits 3 before the hello when it cannot work here (a terminal; no mktemp, or neither perl nor dd
+# iflag=fullblock, which it names on stderr): the client then runs each command on a session of
+# its own, and its log line quotes that reason. The hello comes after the set-up, so a set-up that
+# hangs is the client's hello timeout, and a request is never sent to a loop that cannot read it.
 
-# a terminal would rewrite bytes (CR, echo, control characters): frames need plain pipes
-if [ -t 0 ] || [ -t 1 ]; then exit 3; fi
-# fd 3 is the request stream; commands get their own stdin and never see it
-exec 3<&0 </dev/null
-trace=/run/pulumi-hypervisor/trace-requests
-if [ -e "$trace" ]; then
-  { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
-fi
-printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "${1-}"
 cannot() {
   echo "remote-shell.sh: $1" >&2
   exit 3
 }
+# a terminal would rewrite bytes (CR, echo, control characters): frames need plain pipes
+if [ -t 0 ] || [ -t 1 ]; then cannot "a terminal, not plain pipes"; fi
+# fd 3 is the request stream; commands get their own stdin and never see it
+exec 3<&0 </dev/null
 # The private directory goes on tmpfs (/dev/shm) unless TMPDIR names another place: on a disk
 # filesystem each request's files cost writeback (ext4 flushes a file emptied and rewritten when it
 # is closed), and Debian's /tmp is on disk.
@@ -89,10 +82,12 @@ mkdir "$d/s" || cannot "no private directory (mkdir failed)"
 PULUMI_HYPERVISOR_SCRIPTS=$d/s
 export PULUMI_HYPERVISOR_SCRIPTS
 trap 'exit 1' HUP INT TERM PIPE
+trace=/run/pulumi-hypervisor/trace-requests
 # what `env LC_ALL=C` gives a command on a session of its own: messages and formats as parsed
 LC_ALL=C
 export LC_ALL
 locks=/run/pulumi-hypervisor/locks
+hello=${1-}
 
 # Releases the host lock $1 (TOKEN/FIRSTKEY) with builtins only: no process starts.
 . ./lock-keys.sh
@@ -235,6 +230,10 @@ if [ "$reply" = cat ]; then
     cannot "neither perl nor dd iflag=fullblock to read requests"
 fi
 
+if [ -e "$trace" ]; then
+  { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
+fi
+printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
 while IFS=' ' read -r tag clen slen nonce rel <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue

@@ -257,9 +257,6 @@ export class ShellEndedError extends Error {
   }
 }
 
-/** The loop's exit code when it cannot work on this host (remote-shell.sh), before or after its hello. */
-export const SHELL_CANNOT_RUN = 3;
-
 /** How long a killed command's reply may take before the whole shell is closed. */
 export const KILL_GRACE_MS = 5000;
 
@@ -280,7 +277,6 @@ export class RemoteShell {
   private pending: Pending | undefined;
   private endedWith: string | undefined;
   private helloSeen = false;
-  private startedOnce = false;
   // the script bodies this loop was sent (it keeps them until it ends)
   private readonly kept = new Set<string>();
   // whether the last command's watcher still waits for its "\n"
@@ -299,7 +295,6 @@ export class RemoteShell {
         this.helloSettle.resolve(h);
       },
       started: () => {
-        this.startedOnce = true;
         if (this.pending) this.pending.started = true;
       },
       reply: (r) => {
@@ -319,11 +314,6 @@ export class RemoteShell {
   /** Returns whether the loop is still there. */
   get alive(): boolean {
     return this.endedWith === undefined;
-  }
-
-  /** Returns whether the loop ever started a command (said "."). */
-  get startedAny(): boolean {
-    return this.startedOnce;
   }
 
   /** Returns whether a request is running. */

@@ -37,7 +37,6 @@ import {
   remoteShellCommand,
   remoteShellRequest,
   remoteShellEnabled,
-  SHELL_CANNOT_RUN,
   ShellEndedError,
   type ShellHello,
 } from "./remote-shell";
@@ -560,11 +559,6 @@ export class SshHost implements Host {
     opening.running = running;
     const outcome = running.outcome;
     void outcome.then((o) => {
-      // the loop said hello, then could not set up here: no shell would, and the request sent
-      // meanwhile never started (it runs on a session of its own, as every command after it)
-      if (o.code === SHELL_CANNOT_RUN && !shell.startedAny) {
-        this.shellsOff(`exited ${o.code}`, o.stderr.trim().split("\n")[0]?.slice(0, 200));
-      }
       const how =
         o.signal !== undefined
           ? `was killed by ${o.signal}`
@@ -601,28 +595,22 @@ export class SshHost implements Host {
       shell.destroy();
       const o = await outcome;
       if (live.closed) throw this.lostError(live, shown);
-      // sudo's refusal too: the plain sessions' sudo may still allow the commands themselves
-      this.shellsOff(
-        reasonOf(e),
-        sudo.refused()
+      if (this.shellMode === "on") {
+        this.shellMode = "off";
+        // sudo's refusal too: the plain sessions' sudo may still allow the commands themselves
+        const said = sudo.refused()
           ? "sudo refused the password"
-          : o.stderr.trim().split("\n")[0]?.slice(0, 200),
-      );
+          : o.stderr.trim().split("\n")[0]?.slice(0, 200);
+        logInfo(
+          `${this.label}: the remote shell did not start (${reasonOf(e)}${said ? `: ${said}` : ""}); ` +
+            "each command runs on a session of its own",
+        );
+        this.wakeShellWaiters();
+      }
       return undefined;
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  // From now on each command runs on a session of its own (once: the first reason is logged).
-  private shellsOff(reason: string, said: string | undefined): void {
-    if (this.shellMode !== "on") return;
-    this.shellMode = "off";
-    logInfo(
-      `${this.label}: the remote shell did not start (${reason}${said ? `: ${said}` : ""}); ` +
-        "each command runs on a session of its own",
-    );
-    this.wakeShellWaiters();
   }
 
   // After a request: the shell serves the next one, or makes room for a session that waits.
