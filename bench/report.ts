@@ -66,8 +66,11 @@ function medianOf<T>(xs: readonly T[], get: (x: T) => number | undefined): numbe
 
 /** Returns the trial numbers in the runs (a run without one is trial 1). */
 export function trialsOf(runs: readonly { trial?: number }[]): number[] {
-  return [...new Set(runs.map((r) => r.trial ?? 1))].sort((a, b) => a - b);
+  return [...new Set(runs.map(trialOf))].sort((a, b) => a - b);
 }
+
+// The run of the bench (--repeat) a result belongs to; a result without one is the only one.
+const trialOf = (r: { trial?: number }): number => r.trial ?? 1;
 
 /**
  * Returns one run per delay, schedule and mode: the only one, or (--repeat) each phase's figures
@@ -80,8 +83,8 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   return [...groups.values()].map((g) => {
-    const first = g[0];
-    if (!first || g.length === 1) return first as RunResult;
+    const first = g[0] as RunResult;
+    if (g.length === 1) return first;
     const phases = first.phases.flatMap((p0) => {
       const ps = g.flatMap((r) => r.phases.filter((p) => p.phase === p0.phase));
       if (ps.length !== g.length) return [];
@@ -258,7 +261,7 @@ export function renderReport(
   }
   // per run of the bench (--repeat), each over its own pooled runs
   const cpuPerOpRuns = trials.map((t) =>
-    controllerCpuPerOp(allRuns.filter((r) => (r.trial ?? 1) === t)),
+    controllerCpuPerOp(allRuns.filter((r) => trialOf(r) === t)),
   );
   const cpuPerOp = cpuPerOpRuns.every((c): c is number => c !== undefined)
     ? cpuPerOpRuns
@@ -398,8 +401,7 @@ export function renderReport(
     const ratios = trials.flatMap((t) => {
       const find = (m: Mode): RunResult | undefined =>
         allRuns.find(
-          (r) =>
-            (r.trial ?? 1) === t && r.delayMs === delay && r.schedule === schedule && r.mode === m,
+          (r) => trialOf(r) === t && r.delayMs === delay && r.schedule === schedule && r.mode === m,
         );
       const pooled = find("pooled");
       const fresh = find("per-command");
@@ -550,10 +552,10 @@ function renderTools(
         // each run's ratio: the provider's apply over the floor's of the same round (trial)
         const overFloor = each.trials.flatMap((t) => {
           const mine = providerRows(
-            each.allRuns.filter((x) => (x.trial ?? 1) === t && x.delayMs === delay),
+            each.allRuns.filter((x) => trialOf(x) === t && x.delayMs === delay),
           ).find((x) => x.tool === ours.tool);
           const floor = each.allPeers.find(
-            (x) => (x.trial ?? 1) === t && x.delayMs === delay && x.peer === "floor",
+            (x) => trialOf(x) === t && x.delayMs === delay && x.peer === "floor",
           );
           return mine && floor ? [mine.apply.wallMs / floor.apply.wallMs] : [];
         });
