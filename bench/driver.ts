@@ -8,6 +8,7 @@ import {
   DynamicProviderPlugin,
   Engine,
   type ResourceSpec,
+  type ResourceState,
   type StepRecord,
 } from "../lab/engine/engine";
 import { FakeEngine } from "../lab/engine/fake-engine";
@@ -166,7 +167,7 @@ async function verifyHost(h: LabHost, shape: FleetShape, present: boolean): Prom
 }
 
 /** One host's resources, driven in the serial or the parallel schedule. */
-class HostDriver {
+export class HostDriver {
   private readonly serial: Engine;
   private readonly perResource = new Map<string, Engine>();
 
@@ -175,6 +176,11 @@ class HostDriver {
     private readonly specs: ResourceSpec[],
   ) {
     this.serial = new Engine(plugin);
+  }
+
+  /** Returns the state of every resource the driver's engines hold (after a create: all). */
+  states(): ResourceState[] {
+    return [this.serial, ...this.perResource.values()].flatMap((e) => [...e.state.values()]);
   }
 
   async run(phase: Phase, schedule: Schedule): Promise<StepRecord[]> {
@@ -228,6 +234,13 @@ class HostDriver {
   }
 }
 
+/** Returns the connection a host's specs carry: through its relay when the run has a delay. */
+export function specConnection(h: LabHost, relays: Map<string, Relay>): SpecConnection {
+  const relay = relays.get(h.name);
+  const conn = h.connection();
+  return relay ? { ...conn, host: relay.host, port: relay.port } : conn;
+}
+
 // The plugin loads the provider as `pulumi-hypervisor/provider` through node_modules; a shared
 // tree's `npm ci` removes that link, so it is checked before each plugin starts.
 function ensureSelfLink(): void {
@@ -248,7 +261,7 @@ export async function runOne(
   relays: Map<string, Relay>,
   log: (line: string) => void,
   cpu?: RunCpu,
-  afterCreate?: () => Promise<void>,
+  afterCreate?: (states: ResourceState[]) => Promise<void>,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
   ensureSelfLink();
@@ -291,11 +304,7 @@ export async function runOne(
       : undefined;
     const per = await Promise.all(
       lab.hosts.map(async (h) => {
-        const relay = relays.get(h.name);
-        const conn = h.connection();
-        const connection: SpecConnection = relay
-          ? { ...conn, host: relay.host, port: relay.port }
-          : conn;
+        const connection = specConnection(h, relays);
         const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
         const start = counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the
@@ -360,7 +369,7 @@ export async function runOne(
           (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
-      if (p === "create" && afterCreate) await afterCreate();
+      if (p === "create" && afterCreate) await afterCreate(per.flatMap((x) => x.host.states()));
     }
     const connectionsPerHost = per.map((x) => x.counter.update().connections - x.start.connections);
     for (const x of per) x.counter.close();

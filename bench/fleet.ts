@@ -14,6 +14,7 @@ import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { startLab, type LabHost } from "../lab";
 import { CpuAccounting } from "./cgroup";
+import type { ResourceState } from "../lab/engine/engine";
 import { runOne, type RunCpu, type RunResult } from "./driver";
 import { parseBenchArgs, type BenchOptions } from "./options";
 import {
@@ -24,6 +25,7 @@ import {
   type Measure,
   type PeerResult,
 } from "./peers";
+import { recordingOf, runPluginAlone, type PluginAloneResult, type Recorded } from "./plugin-alone";
 import { startRelay, type Relay } from "./relay";
 import type { SameState } from "./report";
 import { cleanHost, hostState, stateDiff } from "./state";
@@ -84,6 +86,7 @@ async function main(): Promise<void> {
   const runs: RunResult[] = [];
   const peers: PeerResult[] = [];
   const sameState: SameState[] = [];
+  const alone: PluginAloneResult[] = [];
   const peerFailures: string[] = [];
   // Each host's state after the first provider apply: what every other tool must leave too.
   const reference = new Map<string, string>();
@@ -123,10 +126,43 @@ async function main(): Promise<void> {
                 sameState.push({ tool: label, delayMs, same });
                 if (!same) failed = true;
               };
+              // what the pooled run's plugin answered, for the plugin-alone run (below)
+              let recorded: Recorded[] | undefined;
+              const afterCreate = async (states: ResourceState[]): Promise<void> => {
+                await check();
+                if (mode === "pooled") recorded = recordingOf(states);
+              };
               runs.push({
-                ...(await runOne(lab, opts, mode, schedule, delayMs, relays, log, cpu, check)),
+                ...(await runOne(
+                  lab,
+                  opts,
+                  mode,
+                  schedule,
+                  delayMs,
+                  relays,
+                  log,
+                  cpu,
+                  afterCreate,
+                )),
                 trial,
               });
+              // The plugin's own CPU does not depend on the link: measured at the first delay.
+              if (recorded && cpu && delayMs === opts.delays[0]) {
+                const a = await runPluginAlone(
+                  lab,
+                  opts.resources,
+                  schedule,
+                  delayMs,
+                  relays,
+                  recorded,
+                  cpu,
+                );
+                alone.push({ ...a, trial });
+                log(
+                  `  ${schedule} plugin alone: controller CPU ${(a.controllerCpuUs / 1e6).toFixed(2)} s ` +
+                    `for ${a.ops} operations`,
+                );
+              }
             }
           }
           const m: Measure = { acct: cpu?.acct, hostGroups: cpu?.hosts ?? [] };
@@ -183,13 +219,13 @@ async function main(): Promise<void> {
     await lab.stop();
   }
   log("");
-  log(renderReport(opts, runs, peers, sameState));
+  log(renderReport(opts, runs, peers, sameState, alone));
   if (peerFailures.length > 0) log(`FAILED: ${peerFailures.join(", ")}`);
   log(`\nbench took ${s(performance.now() - t0)} s`);
   if (opts.json) {
     await writeFile(
       path.resolve(opts.json),
-      JSON.stringify({ options: opts, runs, peers, sameState }, null, 2) + "\n",
+      JSON.stringify({ options: opts, runs, peers, sameState, alone }, null, 2) + "\n",
     );
   }
   process.exitCode = failed ? 1 : 0;

@@ -1,5 +1,6 @@
 // The bench's report: totals per run and phase, ratios, round trips per operation and verdicts.
 import { fleetShape } from "./fleet-specs";
+import type { PluginAloneResult } from "./plugin-alone";
 import type { OpRecord, Phase, RunResult } from "./driver";
 import { PHASES } from "./driver";
 import type { BenchOptions, Mode, Schedule } from "./options";
@@ -164,12 +165,37 @@ function figures(values: readonly number[], fmt: (v: number) => string): string 
   return `median ${fmt(median(values))}; runs ${values.map(fmt).join(", ")}`;
 }
 
+/**
+ * Returns the lines that split each run's controller CPU per operation (`perOp`, one per trial)
+ * into the dynamic-provider plugin's own work, from the plugin-alone runs of the same trial, and
+ * the provider's; none without plugin-alone runs for every trial.
+ */
+export function aloneLines(
+  perOp: readonly number[],
+  trials: readonly number[],
+  alone: readonly PluginAloneResult[],
+): string[] {
+  const plugin = trials.map((t) => {
+    const mine = alone.filter((a) => trialOf(a) === t);
+    const ops = mine.reduce((a, x) => a + x.ops, 0);
+    return ops > 0 ? mine.reduce((a, x) => a + x.controllerCpuUs, 0) / 1000 / ops : undefined;
+  });
+  if (!plugin.every((p): p is number => p !== undefined)) return [];
+  const own = perOp.map((c, i) => c - (plugin[i] ?? 0));
+  return [
+    `  of which the dynamic-provider plugin alone (the same calls and payloads, a provider that ` +
+      `does nothing): ${figures(plugin, ms1)}`,
+    `  and the provider's own work: ${figures(own, ms1)}`,
+  ];
+}
+
 /** Returns the report text: totals per run and phase, ratios, round trips per op, verdicts. */
 export function renderReport(
   opts: BenchOptions,
   allRuns: RunResult[],
   allPeers: PeerResult[] = [],
   sameState: SameState[] = [],
+  alone: PluginAloneResult[] = [],
 ): string {
   const out: string[] = [];
   const shape = fleetShape(opts.resources);
@@ -270,8 +296,8 @@ export function renderReport(
     out.push(
       `controller CPU per resource operation (pooled runs, create + refresh + destroy): ` +
         figures(cpuPerOp, ms1),
-      "",
     );
+    out.push(...aloneLines(cpuPerOp, trials, alone), "");
   }
 
   // Ratios at the same delay and schedule: per-command over pooled.
