@@ -204,13 +204,20 @@ describe("TapDevice on a lab host", () => {
         await sysctl("net/ipv4/ip_forward"),
       ]).toEqual(["1", "1"]);
 
-      await engine.destroy();
-      expect(await link("tap2")).toBeUndefined();
-      expect(await hostRoutes("tap2")).toEqual([]);
+      // tap2 no longer routed: its probe lists only the routes via itself now, and the routes it
+      // added go with its claims; a route via tap2 that someone added by hand stays
+      await sh(["ip", "route", "add", `${NET_3}.20/32`, "dev", "tap2"]);
+      expect((await engine.up([await tap("tap2", {})])).steps.map((s) => s.op)).toEqual(["update"]);
+      expect(await hostRoutes("tap2")).toEqual([`${NET_3}.20 boot`]);
       expect([
         await sysctl("net/ipv4/conf/wl0/proxy_arp"),
         await sysctl("net/ipv4/ip_forward"),
       ]).toEqual(["0", forwardBefore]);
+      await expectNoDrift("tap2");
+
+      await engine.destroy();
+      expect(await link("tap2")).toBeUndefined();
+      expect(await hostRoutes("tap2")).toEqual([]);
     } finally {
       await host.exec(["ip", "link", "del", "wl0"]);
     }

@@ -178,29 +178,41 @@ describe("parsing the real probe output", () => {
       "1", // scan for holders: a look-only probe passes 0
       "vm1 wl0", // the links the plan looks at: the tap and its uplink
       "always", // a routed tap reads the sysctls even before it exists
+      "all", // and every route of the host, to check its addresses against
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",
       "net/ipv4/conf/wl0/proxy_arp",
     ]);
     expect(scriptBody(call.name)).not.toMatch(/vm1|qemu|wl0/);
-    // a bridged tap: the tap and its bridge
-    expect(observeCall(inputs({ name: "vm0", bridge: "br0" })).args[10]).toBe("vm0 br0");
+    // a bridged tap: the tap and its bridge, and only the routes via itself
+    const bridged = observeCall(inputs({ name: "vm0", bridge: "br0" })).args;
+    expect(bridged[10]).toBe("vm0 br0");
+    expect(bridged[12]).toBe("tap");
   });
 
   it("lists only the links it names, each once, routes first (the real capture)", () => {
-    const links = fixture("tap-probe-vm0.txt").split("--pulumi-hypervisor-- ")[1] ?? "";
-    const lines = links
-      .split("\n")
-      .slice(1)
-      .filter((l) => l !== "");
+    const section = (f: string, name: string): string[] =>
+      (fixture(f).split(`--pulumi-hypervisor-- ${name}\n`)[1] ?? "")
+        .split("\n--pulumi-hypervisor-- ")[0]!
+        .split("\n")
+        .filter((l) => l !== "");
+    const lines = section("tap-probe-vm0.txt", "links");
     expect(lines).toHaveLength(3);
-    expect(
-      (JSON.parse(lines[0] ?? "") as { dst: string }[]).some((r) => r.dst === "198.18.120.5"),
-    ).toBe(true);
     expect(
       lines.slice(1).map((l) => (JSON.parse(l) as { ifname: string }[]).map((x) => x.ifname)),
     ).toEqual([["vm0"], ["br0"]]);
+    // a tap that is not routed lists only the routes via itself, which `ip` prints without a dev
+    expect(section("tap-probe-vm0.txt", "routes-via")).toEqual(["vm0"]);
+    const own = JSON.parse(lines[0] ?? "") as { dst: string; dev?: string }[];
+    expect(own.map((r) => r.dst).sort()).toEqual(["fe80::/64", "ff00::/8"]);
+    expect(own.filter((r) => r.dev !== undefined)).toEqual([]);
+    // a routed tap lists every route: the one via br1 that a routed vm1 would clash with, too
+    expect(section("tap-probe-vm1.txt", "routes-via")).toEqual([]);
+    const every = JSON.parse(section("tap-probe-vm1.txt", "links")[0] ?? "") as { dst: string }[];
+    expect(every.map((r) => r.dst)).toEqual(
+      expect.arrayContaining(["198.18.120.5", "198.18.120.9"]),
+    );
     // an absent tap is not asked for: its probe lists the routes and its bridge alone
     expect(Object.keys(parseTapDeviceState("vm9", fixture("tap-probe-vm9.txt")).links)).toEqual([]);
   });

@@ -79,6 +79,9 @@ export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCa
     lookedAtLinks(inputs).join(" "),
     // a tap that is not routed needs the values only once it exists (the plan compares its proxy_arp)
     inputs.routed === null ? "if-tap" : "always",
+    // and of the host's routes only its own (to remove those it added when it was routed); a
+    // routed tap's plan checks its addresses against every route
+    inputs.routed === null ? "tap" : "all",
     ...probedKeys(inputs),
   ]);
 }
@@ -137,11 +140,14 @@ export function parseTapLinks(text: string): Record<string, TapLink> {
 
 /**
  * Returns the main table's host routes (/32, /128) parsed from `ip -d -j route show table all`
- * (a route without a table, as plain `ip -j route show table main` prints it, is main's).
+ * (a route without a table, as plain `ip -j route show table main` prints it, is main's); `via`:
+ * the listing was of the routes via that device (`... dev NAME`).
  */
-export function parseHostRoutes(text: string): HostRoute[] {
+export function parseHostRoutes(text: string, via?: string): HostRoute[] {
   const out: HostRoute[] = [];
-  for (const r of parseMainTableRoutes(IpRoute, text)) {
+  for (const listed of parseMainTableRoutes(IpRoute, text)) {
+    // listed with `dev`, `ip` prints no route's dev: each is via that device
+    const r = via !== undefined ? { ...listed, dev: via } : listed;
     // an IPv6 destination has a colon; "default" of either family is skipped below
     const family = r.dst.includes(":") ? 6 : 4;
     // `ip` prints a host route without its prefix; a /32 or /128 typed by hand keeps it.
@@ -209,11 +215,13 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
   const all = parseTapLinks(listed.slice(listed.indexOf(routes) + routes.length));
   const link = all[name];
   const id = parseIds(out.need("ids"));
+  // the routes via one device only, when the probe asked for those alone
+  const via = out.need("routes-via").trim();
   return {
     name,
     tap: link && link.kind === "tun" && link.tunType === "tap" ? link : undefined,
     links: all,
-    hostRoutes: parseHostRoutes(routes),
+    hostRoutes: parseHostRoutes(routes, via === "" ? undefined : via),
     sysctls: parseSysctlProbe(out.need("sysctls")),
     ownerId: idOf(id["owner"]),
     groupId: idOf(id["group"]),

@@ -1,7 +1,9 @@
 #!/bin/sh
 # The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
-# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS VALUES SYSCTL-KEY...
-# Host routes v4/v6, the LINKS (space-separated: the tap, its bridge, its uplink) with tun details, the sysctls (those asked for plus every claim this
+# UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS VALUES ROUTES
+# SYSCTL-KEY...
+# Host routes v4/v6 (ROUTES=all: every one, which a routed tap's plan checks its addresses
+# against; ROUTES=tap: those via the tap alone), the LINKS (space-separated: the tap, its bridge, its uplink) with tun details, the sysctls (those asked for plus every claim this
 # tap holds, found in the claims directory so a claim left by an older configuration is released
 # too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
 # desired owner/group resolved on the host, and the processes holding the tap (the tun driver
@@ -18,36 +20,52 @@
 . ../../host/same-ns.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
-values=${12}
-shift 12
-section links
+values=${12} routes=${13}
+shift 13
 # One `ip` for the routes of both families and the links asked for (each process costs the host
 # about 1.4 ms of CPU): a JSON line each, routes first. `table all` is the only listing that has
 # both families; the parser keeps the main table's and drops the defaults that -d adds. A host
 # booted with ipv6.disable=1 lists IPv4 alone. Only the links that exist are asked for (ip -batch
 # stops at a failing line), by name: every link of a host with many costs the host and the
 # controller per link. A word that is no interface name (checked at the provider's check) is none.
-# Without /sys/class/net (no sysfs) every link is listed.
-q='route show table all'
+# Without /sys/class/net (no sysfs) every link is listed, and every route.
+# A tap that is not routed needs only the routes via itself (those it once added, to remove):
+# asked for with `dev`, the kernel leaves the others out of the dump, however many the host has,
+# and `ip` leaves out each route's `dev`, which the routes-via section gives instead. A tap that
+# does not exist has none, and the shell prints the empty list itself.
+q=
+add() { q="${q:+$q
+}$1"; }
+via=
+[ ! -d /sys/class/net ] || [ "$routes" != tap ] || via=$name
+section routes-via
+[ -z "$via" ] || echo "$via"
+section links
+if [ -z "$via" ]; then
+  add 'route show table all'
+else
+  case $via in
+    . | .. | -* | *[!A-Za-z0-9_.-]*) echo '[]' ;;
+    *) if [ -e "/sys/class/net/$via/ifindex" ]; then add "route show table all dev $via"; else echo '[]'; fi ;;
+  esac
+fi
 if [ -d /sys/class/net ]; then
   set -f
   for l in $links; do
     case $l in . | .. | -* | *[!A-Za-z0-9_.-]*) continue ;; esac
     # ifindex: a link, not another file of the directory (bonding_masters)
-    if [ -e "/sys/class/net/$l/ifindex" ]; then
-      q="$q
-link show dev $l"
-    fi
+    if [ -e "/sys/class/net/$l/ifindex" ]; then add "link show dev $l"; fi
   done
   set +f
 else
-  q="$q
-link show"
+  add 'link show'
 fi
 # a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
-ip -d -j -batch - <<EOF || exit
+if [ -n "$q" ]; then
+  ip -d -j -batch - <<EOF || exit
 $q
 EOF
+fi
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
