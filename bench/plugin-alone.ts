@@ -11,6 +11,7 @@ import type { Lab } from "../lab";
 import { DynamicProviderPlugin, type ResourceSpec, type ResourceState } from "../lab/engine/engine";
 import { FakeEngine } from "../lab/engine/fake-engine";
 import { REPO_ROOT } from "../lab/harness";
+import type { CpuGroup } from "./cgroup";
 import type { RunCpu } from "./driver";
 import { HostDriver, PHASES, specConnection } from "./driver";
 import { hostSpecs } from "./fleet-specs";
@@ -79,16 +80,19 @@ export async function runPluginAlone(
   cpu: RunCpu,
 ): Promise<PluginAloneResult> {
   const dir = await mkdtemp(path.join(tmpdir(), "hv-bench-alone-"));
-  const file = path.join(dir, "recorded.json");
-  await writeFile(file, JSON.stringify(recorded), { mode: 0o600 });
-  const fake = await FakeEngine.start();
-  const plugin = await DynamicProviderPlugin.start({
-    cwd: REPO_ROOT,
-    env: { ...process.env, PULUMI_HYPERVISOR_BENCH_RECORDED: file },
-    engineAddress: fake.address,
-  });
-  const group = await cpu.acct.group(`plugin-alone-${process.hrtime.bigint()}`, [plugin.pid]);
+  let fake: FakeEngine | undefined;
+  let plugin: DynamicProviderPlugin | undefined;
+  let group: CpuGroup | undefined;
   try {
+    const file = path.join(dir, "recorded.json");
+    await writeFile(file, JSON.stringify(recorded), { mode: 0o600 });
+    fake = await FakeEngine.start();
+    plugin = await DynamicProviderPlugin.start({
+      cwd: REPO_ROOT,
+      env: { ...process.env, PULUMI_HYPERVISOR_BENCH_RECORDED: file },
+      engineAddress: fake.address,
+    });
+    group = await cpu.acct.group(`plugin-alone-${process.hrtime.bigint()}`, [plugin.pid]);
     await plugin.configure({});
     const drivers: { host: HostDriver; specs: ResourceSpec[] }[] = [];
     for (const h of lab.hosts) {
@@ -115,9 +119,9 @@ export async function runPluginAlone(
     }
     return { schedule, delayMs, ops, controllerCpuUs: (await group.usageUsec()) - before };
   } finally {
-    await plugin.stop();
-    fake.stop();
-    await group.remove();
+    await plugin?.stop();
+    fake?.stop();
+    await group?.remove();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -29,7 +29,10 @@ const state = (name: string, ifIndex: number): ResourceState => ({
 });
 
 const dir = mkdtempSync(path.join(tmpdir(), "bench-alone-test-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  delete process.env["PULUMI_HYPERVISOR_BENCH_RECORDED"];
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe("bench plugin alone", () => {
   it("records inputs and outputs without the connection or __provider", () => {

@@ -2,17 +2,17 @@
 # The TapDevice probe, one round trip: tap-probe.sh NAME USER GROUP BRIDGE-UNIT-FILE UNIT
 # UNIT-FILE BOOT-SCRIPT NM-KEEPOFF-FILE NETWORKD-KEEPOFF-FILE HOLDERS LINKS VALUES ROUTES
 # SYSCTL-KEY...
-# Host routes v4/v6 (ROUTES=all: every one, which a routed tap's plan checks its addresses
-# against; ROUTES=tap: those via the tap alone), the LINKS (space-separated: the tap, its bridge, its uplink) with tun details, the sysctls (those asked for plus every claim this
-# tap holds, found in the claims directory so a claim left by an older configuration is released
-# too), the tap's owner/group (sysfs has them as numbers, `ip -j` prints names when it can), the
-# desired owner/group resolved on the host, and the processes holding the tap (the tun driver
-# prints `iff:\t<name>` in the fdinfo of an attached fd; HOLDERS=0 skips that scan, for a look that
-# is never planned from, and says so). fdinfo does not say which network
-# namespace the device lives in, so only processes in this shell's namespace count: a tap of the
-# same name in a container is another device. Then whether the bridge has a unit of the
-# provider's, which network managers run, and the tap's persisted layer (its unit, boot script
-# and the files that keep the managers off it).
+# Host routes v4/v6 (ROUTES=all: every one, which a routed tap's plan checks its addresses against;
+# ROUTES=tap: those via the tap alone), the LINKS (space-separated: the tap, its bridge, its uplink)
+# with tun details, the sysctls (those asked for plus every claim this tap holds, found in the
+# claims directory so a claim left by an older configuration is released too), the tap's owner/group
+# (sysfs has them as numbers, `ip -j` prints names when it can), the desired owner/group resolved on
+# the host, and the processes holding the tap (the tun driver prints `iff:\t<name>` in the fdinfo of
+# an attached fd; HOLDERS=0 skips that scan, for a look that is never planned from, and says so).
+# fdinfo does not say which network namespace the device lives in, so only processes in this shell's
+# namespace count: a tap of the same name in a container is another device. Then whether the bridge
+# has a unit of the provider's, which network managers run, and the tap's persisted layer (its unit,
+# boot script and the files that keep the managers off it).
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
 . ../../persist/persist-probe.sh
