@@ -91,6 +91,12 @@ async function main(): Promise<void> {
   // Each host's state after the first provider apply: what every other tool must leave too.
   const reference = new Map<string, string>();
   let failed = false;
+  // Compares every host's state with the provider's after a tool's apply, and records the verdict.
+  const checkState = (tool: string, delayMs: number) => async (): Promise<void> => {
+    const same = await compareStates(lab.hosts, reference, tool, log);
+    sameState.push({ tool, delayMs, same });
+    if (!same) failed = true;
+  };
   if (opts.peers.some((p) => p.startsWith("ansible"))) await ensureAnsible(log);
   const acct = await CpuAccounting.open();
   let cpu: RunCpu | undefined;
@@ -120,12 +126,7 @@ async function main(): Promise<void> {
           await prepareHosts(lab.hosts);
           for (const schedule of opts.schedules) {
             for (const mode of opts.modes) {
-              const label = `provider ${mode} ${schedule}`;
-              const check = async (): Promise<void> => {
-                const same = await compareStates(lab.hosts, reference, label, log);
-                sameState.push({ tool: label, delayMs, same });
-                if (!same) failed = true;
-              };
+              const check = checkState(`provider ${mode} ${schedule}`, delayMs);
               // what the pooled run's plugin answered, for the plugin-alone run (below)
               let recorded: Recorded[] | undefined;
               const afterCreate = async (states: ResourceState[]): Promise<void> => {
@@ -173,11 +174,7 @@ async function main(): Promise<void> {
             if (peer !== "floor" && trial > 1) continue;
             await prepareHosts(lab.hosts);
             const ts = targets(lab.hosts, opts.resources, relays);
-            const check = async (): Promise<void> => {
-              const same = await compareStates(lab.hosts, reference, peer, log);
-              sameState.push({ tool: peer, delayMs, same });
-              if (!same) failed = true;
-            };
+            const check = checkState(peer, delayMs);
             let r: PeerResult;
             try {
               r =

@@ -73,17 +73,23 @@ export function trialsOf(runs: readonly { trial?: number }[]): number[] {
 // The run of the bench (--repeat) a result belongs to; a result without one is the only one.
 const trialOf = (r: { trial?: number }): number => r.trial ?? 1;
 
+// The items grouped by key, each group in the items' order, the groups in their first item's.
+function groupsOf<T>(items: readonly T[], key: (x: T) => string): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const x of items) {
+    const g = groups.get(key(x));
+    if (g) g.push(x);
+    else groups.set(key(x), [x]);
+  }
+  return [...groups.values()];
+}
+
 /**
  * Returns one run per delay, schedule and mode: the only one, or (--repeat) each phase's figures
  * as their median over the runs, every run's operations, and the most connections any saw.
  */
 export function medianRuns(runs: readonly RunResult[]): RunResult[] {
-  const groups = new Map<string, RunResult[]>();
-  for (const r of runs) {
-    const k = `${r.delayMs} ${r.schedule} ${r.mode}`;
-    groups.set(k, [...(groups.get(k) ?? []), r]);
-  }
-  return [...groups.values()].map((g) => {
+  return groupsOf(runs, (r) => `${r.delayMs} ${r.schedule} ${r.mode}`).map((g) => {
     const first = g[0] as RunResult;
     if (g.length === 1) return first;
     const phases = first.phases.flatMap((p0) => {
@@ -138,12 +144,7 @@ function medianToolRun(xs: readonly ToolRun[]): ToolRun {
 
 /** Returns one result per tool and delay: the only one, or each figure's median over the runs. */
 export function medianPeers(peers: readonly PeerResult[]): PeerResult[] {
-  const groups = new Map<string, PeerResult[]>();
-  for (const p of peers) {
-    const k = `${p.peer} ${p.delayMs}`;
-    groups.set(k, [...(groups.get(k) ?? []), p]);
-  }
-  return [...groups.values()].map((g) => {
+  return groupsOf(peers, (p) => `${p.peer} ${p.delayMs}`).map((g) => {
     const first = g[0] as PeerResult;
     if (g.length === 1) return first;
     const noops = g.flatMap((p) => (p.noop ? [p.noop] : []));

@@ -36,6 +36,11 @@ shift 13
 q=
 add() { q="${q:+$q
 }$1"; }
+# a link that exists: an interface name with an ifindex in sysfs (bonding_masters is a file there)
+is_link() {
+  case $1 in . | .. | -* | *[!A-Za-z0-9_.-]*) return 1 ;; esac
+  [ -e "/sys/class/net/$1/ifindex" ]
+}
 via=
 [ ! -d /sys/class/net ] || [ "$routes" != tap ] || via=$name
 section routes-via
@@ -43,18 +48,15 @@ section routes-via
 section links
 if [ -z "$via" ]; then
   add 'route show table all'
+elif is_link "$via"; then
+  add "route show table all dev $via"
 else
-  case $via in
-    . | .. | -* | *[!A-Za-z0-9_.-]*) echo '[]' ;;
-    *) if [ -e "/sys/class/net/$via/ifindex" ]; then add "route show table all dev $via"; else echo '[]'; fi ;;
-  esac
+  echo '[]'
 fi
 if [ -d /sys/class/net ]; then
   set -f
   for l in $links; do
-    case $l in . | .. | -* | *[!A-Za-z0-9_.-]*) continue ;; esac
-    # ifindex: a link, not another file of the directory (bonding_masters)
-    if [ -e "/sys/class/net/$l/ifindex" ]; then add "link show dev $l"; fi
+    if is_link "$l"; then add "link show dev $l"; fi
   done
   set +f
 else
