@@ -30,6 +30,12 @@ export interface OpRecord {
   /** Requests the host's trace counted (0 until the long-lived remote shell writes it). */
   requests: number;
   ms: number;
+  /**
+   * CPU time of the host's sshd and everything under it during the operation, in microseconds
+   * (with CPU accounting). The host's own background (the lock watcher's `sleep` once a second,
+   * a running dnsmasq) is in it too: a few hundredths of a millisecond per operation.
+   */
+  hostCpuUs?: number;
 }
 
 export type Phase = "create" | "refresh" | "destroy";
@@ -45,19 +51,23 @@ function typeOfUrn(urn: string): string {
   return shortType(parts[2] ?? urn);
 }
 
-// The plugin as one host's engine sees it: every host-touching call is counted on that host.
+// The plugin as one host's engine sees it: every host-touching call is counted on that host, and
+// timed on the host's CPU when its cgroup is given.
 function countingPlugin(
   plugin: DynamicProviderPlugin,
   counter: SshdLogCounter,
   phase: () => Phase,
   records: OpRecord[],
+  hostGroup?: CpuGroup,
 ): DynamicProviderPlugin {
   const wrap = <A extends unknown[], R>(op: Op, urnAt: number, f: (...a: A) => Promise<R>) => {
     return async (...args: A): Promise<R> => {
       const before = counter.update();
+      const cpuBefore = hostGroup?.usageUsecSync();
       const t0 = performance.now();
       const result = await f(...args);
       const ms = performance.now() - t0;
+      const cpuAfter = hostGroup?.usageUsecSync();
       const after = counter.update();
       records.push({
         phase: phase(),
@@ -67,6 +77,9 @@ function countingPlugin(
         requests: after.requests - before.requests,
         connections: after.connections - before.connections,
         ms,
+        ...(cpuBefore !== undefined && cpuAfter !== undefined
+          ? { hostCpuUs: cpuAfter - cpuBefore }
+          : {}),
       });
       return result;
     };
@@ -107,6 +120,7 @@ export interface PhaseResult {
 /** The cgroups a run reads: a new one per plugin process, one per lab host (sshd). */
 export interface RunCpu {
   acct: CpuAccounting;
+  /** One group per lab host, in the order of `lab.hosts`. */
   hosts: CpuGroup[];
 }
 
@@ -303,14 +317,16 @@ export async function runOne(
       ? spawnCpuUs + (await pluginGroup.usageUsec())
       : undefined;
     const per = await Promise.all(
-      lab.hosts.map(async (h) => {
+      lab.hosts.map(async (h, i) => {
         const connection = specConnection(h, relays);
         const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
         const start = counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the
         // parallel schedule is measured per phase only, so its timing is not perturbed.
         const counting =
-          schedule === "serial" ? countingPlugin(plugin, counter, () => phase, records) : plugin;
+          schedule === "serial"
+            ? countingPlugin(plugin, counter, () => phase, records, cpu?.hosts[i])
+            : plugin;
         const specs = await hostSpecs(h.name, h.guestNet(0), opts.resources, connection);
         return { h, counter, start, specs, host: new HostDriver(counting, specs) };
       }),

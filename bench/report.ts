@@ -354,22 +354,36 @@ export function renderReport(
       const key = `${o.op} ${o.type}`;
       groups.set(key, [...(groups.get(key) ?? []), o]);
     }
+    // the host's CPU per operation, where the run had CPU accounting
+    const hostCpu = perOp.ops.every((o) => o.hostCpuUs !== undefined);
     const opRows = [...groups.entries()].map(([key, list]) => {
       const sess = list.map((o) => roundTrips(o, traced));
-      const ms = list.map((o) => o.ms).sort((a, b) => a - b);
       return [
         key,
         String(list.length),
         String(Math.min(...sess)),
         (sess.reduce((a, b) => a + b, 0) / list.length).toFixed(2),
         String(Math.max(...sess)),
-        (ms[Math.floor(ms.length / 2)] ?? 0).toFixed(0),
+        median(list.map((o) => o.ms)).toFixed(0),
+        ...(hostCpu ? [(median(list.map((o) => o.hostCpuUs ?? 0)) / 1000).toFixed(1)] : []),
       ];
     });
     out.push(
       `round trips per operation (${traced ? "remote-shell requests in the hosts' trace plus plain sessions" : "ssh sessions in the hosts' sshd log"}), ` +
-        `serial pooled at ${perOp.delayMs} ms (the first operation on a host may add one):`,
-      table(["operation", "count", "min", "mean", "max", "median ms"], opRows),
+        `serial pooled at ${perOp.delayMs} ms (the first operation on a host may add one)` +
+        `${hostCpu ? "; the host's CPU per operation (its sshd and everything under it)" : ""}:`,
+      table(
+        [
+          "operation",
+          "count",
+          "min",
+          "mean",
+          "max",
+          "median ms",
+          ...(hostCpu ? ["median host CPU ms"] : []),
+        ],
+        opRows,
+      ),
       "",
     );
   }

@@ -42,6 +42,16 @@ describe("npm run bench -- --quick", () => {
     ]);
     expect(run?.connectionsPerHost).toEqual([1]);
     expect(run?.phases.every((p) => (p.controllerCpuUs ?? 0) > 0)).toBe(true);
+    // each operation's host CPU: every one starts processes on the host, and one host's
+    // operations in a phase, one after another, add up to no more than the phase's
+    expect(run?.ops).toHaveLength(15);
+    expect(run?.ops.every((o) => (o.hostCpuUs ?? 0) > 0)).toBe(true);
+    for (const p of run?.phases ?? []) {
+      const ops = run?.ops.filter((o) => o.phase === p.phase) ?? [];
+      expect(ops.reduce((a, o) => a + (o.hostCpuUs ?? 0), 0)).toBeLessThanOrEqual(p.hostCpuUs ?? 0);
+    }
+    expect(r.stdout).toContain("| median host CPU ms |");
+    expect(r.stdout).toMatch(/^\| create Bridge +\|.*\| \d+\.\d +\|$/m);
     // the same calls again against the provider that does nothing: cheaper than the real ones
     expect(out.alone.map((a) => [a.schedule, a.ops])).toEqual([["serial", 15]]);
     const real = run?.phases.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0) ?? 0;

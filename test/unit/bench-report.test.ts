@@ -77,6 +77,26 @@ describe("bench report", () => {
     expect(roundTrips(op({ sessions: 4, requests: 0 }), false)).toBe(4);
   });
 
+  it("prints the host's CPU per operation type when every operation has it, else no column", () => {
+    const opts = { ...parseBenchArgs(["--quick"]), delays: [20] };
+    const timed = run("pooled", 20, 1000);
+    timed.ops = [
+      op({ op: "create", type: "TapDevice", hostCpuUs: 12_000 }),
+      op({ op: "create", type: "TapDevice", hostCpuUs: 14_000 }),
+      op({ op: "create", type: "TapDevice", hostCpuUs: 30_000 }),
+      op({ op: "delete", type: "TapDevice", phase: "destroy", hostCpuUs: 17_500 }),
+    ];
+    const text = renderReport(opts, [timed], [], []);
+    expect(text).toContain("| median host CPU ms |");
+    expect(text).toMatch(/^\| create TapDevice +\| 3 +\|.*\| 14\.0 +\|$/m);
+    expect(text).toMatch(/^\| delete TapDevice +\| 1 +\|.*\| 17\.5 +\|$/m);
+    // one operation without it (no CPU accounting): the table has no such column
+    timed.ops = [...timed.ops, op({ op: "read", type: "TapDevice", phase: "refresh" })];
+    const without = renderReport(opts, [timed], [], []);
+    expect(without).toContain("| median ms |");
+    expect(without).not.toContain("host CPU ms");
+  });
+
   it("returns controller CPU per operation over the pooled runs only", () => {
     // pooled: 40 ms of CPU over 15 operations
     expect(controllerCpuPerOp([run("pooled", 0, 1000), run("per-command", 0, 3000)])).toBeCloseTo(
