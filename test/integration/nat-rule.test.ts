@@ -225,6 +225,48 @@ describe("NatRule with nftables", () => {
     expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
     expect(await adminTable(h1)).toBe(admin);
   });
+
+  it("refuses a forward of sshd's port on every interface, and not of another program's", async () => {
+    // a listener that is not sshd (perl, from perl-base), on every address of the host
+    const pid = (
+      await ok(
+        h1.exec([
+          "sh",
+          "-c",
+          `perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalPort => $ARGV[0], Listen => 1, ReuseAddr => 1) or die; sleep 600' "$1" </dev/null >/dev/null 2>&1 & echo $!`,
+          "sh",
+          "2323",
+        ]),
+      )
+    ).trim();
+    try {
+      // listening before the plan looks, or the second forward below would pass for nothing
+      for (let i = 0; !(await ok(h1.exec(["ss", "-Hltn", "sport = :2323"]))).trim(); i++) {
+        if (i > 100) throw new Error("the perl listener did not start");
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const forward = (hostPort: number) =>
+        natSpec(h1, "fwd", {
+          name: "fwdnat",
+          sourceCidr: `${NET_0}.0/24`,
+          portForwards: [
+            { protocol: "tcp", hostPort, destination: `${NET_0}.10`, destinationPort: 80 },
+          ],
+        });
+      // the lab's sshd listens on 22: found from sshd's own open files (sshd-ports.sh)
+      await expect(engine.up([await forward(22)])).rejects.toThrow(
+        "portForwards[0]: sshd listens on tcp port 22",
+      );
+      expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
+      expect((await engine.up([await forward(2323)])).steps.map((s) => s.op)).toEqual(["create"]);
+      expect((await engine.destroy()).steps.map((s) => s.op)).toEqual(["delete"]);
+      expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
+    } finally {
+      // a failed assertion above leaves no rule behind for the tests after it
+      await engine.destroy().catch(() => undefined);
+      await h1.exec(["kill", pid]);
+    }
+  });
 });
 
 describe("NatRule with iptables", () => {

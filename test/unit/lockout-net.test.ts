@@ -2,7 +2,16 @@
 // routed tap taking the SSH client's address, and a port forward of sshd's port on every
 // interface (issue 11, lockouts 3 and 4).
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatProbe } from "../../provider/src/host/probe";
@@ -77,23 +86,93 @@ describe("a port forward never takes sshd's port on every interface", () => {
     }
   });
 
-  it("reads the ports sshd listens on from ss -Hltnp", () => {
-    // The loop of nat-probe.sh over lines in the layout `ss -Hltnp` prints (sshd on 22 and 2222).
-    const ss = [
-      'LISTEN 0      128          0.0.0.0:22        0.0.0.0:*    users:(("sshd",pid=412,fd=3))',
-      'LISTEN 0      128          0.0.0.0:2222      0.0.0.0:*    users:(("sshd",pid=412,fd=5))',
-      'LISTEN 0      4096       127.0.0.1:631       0.0.0.0:*    users:(("cupsd",pid=77,fd=7))',
-      'LISTEN 0      128             [::]:22           [::]:*    users:(("sshd",pid=412,fd=4))',
-    ].join("\n");
-    const probe = readFileSync(
-      join(__dirname, "../../provider/src/resources/nat-rule/nat-probe.sh"),
-      "utf8",
+  // A proc tree and an `ss` of the test's own: sshd_ports (sshd-ports.sh) on known inodes.
+  function sshdPorts(
+    procs: { pid: number; comm: string; fds: Record<number, number | string> }[],
+    ssLines: string[],
+  ): { out: string; ssRan: boolean } {
+    const dir = mkdtempSync(join(tmpdir(), "sshd-ports-"));
+    try {
+      for (const p of procs) {
+        mkdirSync(join(dir, "proc", String(p.pid), "fdinfo"), { recursive: true });
+        mkdirSync(join(dir, "proc", String(p.pid), "fd"));
+        writeFileSync(join(dir, "proc", String(p.pid), "comm"), `${p.comm}\n`);
+        for (const [fd, ino] of Object.entries(p.fds)) {
+          // a number: fdinfo has its inode (Linux 5.14 and later); a path: it has none, and the
+          // fd links to that file, whose inode stat reads
+          const info = typeof ino === "number" ? `ino:\t${ino}\n` : "";
+          writeFileSync(
+            join(dir, "proc", String(p.pid), "fdinfo", fd),
+            `pos:\t0\nflags:\t02\nmnt_id:\t9\n${info}`,
+          );
+          if (typeof ino === "string") symlinkSync(ino, join(dir, "proc", String(p.pid), "fd", fd));
+        }
+      }
+      mkdirSync(join(dir, "bin"));
+      writeFileSync(join(dir, "ss.out"), ssLines.join("\n"));
+      writeFileSync(
+        join(dir, "bin", "ss"),
+        `#!/bin/sh\n[ "$*" = -Hltne ] || exit 9\n: >"${dir}/ss.ran"\ncat "${dir}/ss.out"\n`,
+        { mode: 0o755 },
+      );
+      const lib = join(__dirname, "../../provider/src/resources/nat-rule/sshd-ports.sh");
+      const out = execFileSync(
+        "sh",
+        ["-c", `. "$1"; sshd_ports "$2"`, "sh", lib, join(dir, "proc")],
+        {
+          cwd: dir,
+          encoding: "utf8",
+          env: { ...process.env, PATH: `${join(dir, "bin")}:${process.env["PATH"] ?? ""}` },
+        },
+      );
+      return { out, ssRan: existsSync(join(dir, "ss.ran")) };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it("reads the ports that processes named sshd listen on from their own open files", () => {
+    const { out } = sshdPorts(
+      [
+        { pid: 412, comm: "sshd", fds: { 3: 111, 4: 114, 5: 112 } },
+        { pid: 77, comm: "cupsd", fds: { 7: 113 } },
+        // a name that only starts like sshd's is another program
+        { pid: 90, comm: "sshd-proxy", fds: { 3: 115 } },
+      ],
+      [
+        "LISTEN 0      128          0.0.0.0:22        0.0.0.0:* ino:111 sk:1 cgroup:/system.slice/ssh.service <->",
+        "LISTEN 0      128          0.0.0.0:2222      0.0.0.0:* ino:112 sk:2 cgroup:/a* <->",
+        "LISTEN 0      4096       127.0.0.1:631       0.0.0.0:* uid:7 ino:113 sk:3 <->",
+        "LISTEN 0      128        127.0.0.1:8022      0.0.0.0:* ino:115 sk:4 <->",
+        // the last line without its newline
+        "LISTEN 0      128             [::]:22           [::]:* ino:114 sk:5 <->",
+      ],
     );
-    const loop = /ss -Hltnp 2>\/dev\/null \| (while [\s\S]*?\n {2}done)/.exec(probe)?.[1] ?? "";
-    expect(loop).toContain("read -r");
-    const out = execFileSync("sh", ["-c", loop], { input: ss, encoding: "utf8" });
     // a port on both families comes twice; the parser keeps each once, in order
     expect(out).toBe("22\n2222\n22\n");
     expect(state(out).sshdPorts).toEqual([22, 2222]);
+  });
+
+  it("stats sshd's files where fdinfo has no inode (a kernel before 5.14)", () => {
+    const file = join(tmpdir(), `sshd-ports-listener-${process.pid}`);
+    writeFileSync(file, "");
+    try {
+      const ino = statSync(file).ino;
+      const { out } = sshdPorts(
+        [{ pid: 412, comm: "sshd", fds: { 3: file } }],
+        [`LISTEN 0 128 0.0.0.0:2200 0.0.0.0:* ino:${ino} sk:1 <->`],
+      );
+      expect(out).toBe("2200\n");
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+
+  it("runs no ss when no process is named sshd", () => {
+    const r = sshdPorts(
+      [{ pid: 77, comm: "cupsd", fds: { 7: 113 } }],
+      ["LISTEN 0 4096 127.0.0.1:631 0.0.0.0:* ino:113 sk:3 <->"],
+    );
+    expect(r).toEqual({ out: "", ssRan: false });
   });
 });

@@ -7,6 +7,7 @@
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
 . ../../persist/persist-probe.sh
+. ./sshd-ports.sh
 t=$1 owner=$2
 shift 2
 failed=pulumi-hypervisor-failed:
@@ -36,12 +37,7 @@ fi
 section sysctl
 probe_sysctl "$owner" net/ipv4/ip_forward
 section sshd-ports
-# The TCP ports sshd listens on (`ss -p` names the process), one per line (a port on both families
-# twice), read by the shell: no awk and sort of their own.
-if have ss; then
-  # (a last line without its newline counts too)
-  ss -Hltnp 2>/dev/null | while read -r _ _ _ local _ users || [ -n "$users" ]; do
-    case $users in *'"sshd"'*) printf '%s\n' "${local##*:}" ;; esac
-  done
-fi
+# The TCP ports sshd listens on, one per line (sshd-ports.sh: found from sshd's own open files, not
+# from every process's).
+if have ss; then sshd_ports /proc; fi
 persist_probe "$@"
