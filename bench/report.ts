@@ -349,17 +349,13 @@ export function renderReport(
   );
   const traced = runs.some((r) => r.ops.some((o) => o.requests > 0));
   if (perOp) {
-    const groups = new Map<string, OpRecord[]>();
-    for (const o of perOp.ops) {
-      const key = `${o.op} ${o.type}`;
-      groups.set(key, [...(groups.get(key) ?? []), o]);
-    }
+    const opKey = (o: OpRecord): string => `${o.op} ${o.type}`;
     // the host's CPU per operation, where the run had CPU accounting
     const hostCpu = perOp.ops.every((o) => o.hostCpuUs !== undefined);
-    const opRows = [...groups.entries()].map(([key, list]) => {
+    const opRows = groupsOf(perOp.ops, opKey).map((list) => {
       const sess = list.map((o) => roundTrips(o, traced));
       return [
-        key,
+        opKey(list[0] as OpRecord),
         String(list.length),
         String(Math.min(...sess)),
         (sess.reduce((a, b) => a + b, 0) / list.length).toFixed(2),
