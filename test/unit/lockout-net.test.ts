@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatProbe } from "../../provider/src/host/probe";
+import { scriptBody } from "../../provider/src/host/script";
 import { parseNatRuleState } from "../../provider/src/resources/nat-rule/observe";
 import { planNatRule } from "../../provider/src/resources/nat-rule/plan";
 import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
@@ -115,16 +116,13 @@ describe("a port forward never takes sshd's port on every interface", () => {
         `#!/bin/sh\n[ "$*" = -Hltne ] || exit 9\n: >"${dir}/ss.ran"\ncat "${dir}/ss.out"\n`,
         { mode: 0o755 },
       );
-      const lib = join(__dirname, "../../provider/src/resources/nat-rule/sshd-ports.sh");
-      const out = execFileSync(
-        "sh",
-        ["-c", `. "$1"; sshd_ports "$2"`, "sh", lib, join(dir, "proc")],
-        {
-          cwd: dir,
-          encoding: "utf8",
-          env: { ...process.env, PATH: `${join(dir, "bin")}:${process.env["PATH"] ?? ""}` },
-        },
-      );
+      // the library with its own includes inlined, as the remote shell gets it
+      const lib = scriptBody("resources/nat-rule/sshd-ports.sh");
+      const out = execFileSync("sh", ["-c", `${lib}\nsshd_ports "$1"`, "sh", join(dir, "proc")], {
+        cwd: dir,
+        encoding: "utf8",
+        env: { ...process.env, PATH: `${join(dir, "bin")}:${process.env["PATH"] ?? ""}` },
+      });
       return { out, ssRan: existsSync(join(dir, "ss.ran")) };
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -174,5 +172,34 @@ describe("a port forward never takes sshd's port on every interface", () => {
       ["LISTEN 0 4096 127.0.0.1:631 0.0.0.0:* ino:113 sk:3 <->"],
     );
     expect(r).toEqual({ out: "", ssRan: false });
+  });
+});
+
+describe("procs_named (host/procs-named.sh)", () => {
+  it("finds processes by their exact name, with grep and with the shell's reads without it", () => {
+    const dir = mkdtempSync(join(tmpdir(), "procs-named-"));
+    try {
+      for (const [pid, comm] of [
+        [412, "sshd"],
+        [77, "cupsd"],
+        [90, "sshd-proxy"],
+        [501, "sshd"],
+      ] as const) {
+        mkdirSync(join(dir, String(pid)));
+        writeFileSync(join(dir, String(pid), "comm"), `${comm}\n`);
+      }
+      const lib = scriptBody("host/procs-named.sh");
+      const found = (path: string): string =>
+        execFileSync("/bin/sh", ["-c", `${lib}\nprocs_named sshd "$1"; echo $procs`, "sh", dir], {
+          encoding: "utf8",
+          env: { ...process.env, PATH: path },
+        }).trim();
+      const want = `${dir}/412 ${dir}/501`;
+      expect(found(process.env["PATH"] ?? "")).toBe(want);
+      // no grep on the PATH: every command the fallback needs is the shell's own
+      expect(found(join(dir, "no-such-bin"))).toBe(want);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,12 +7,12 @@
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
 . ../../host/same-ns.sh
+. ../../host/procs-named.sh
 conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8 unit=$9 ufile=${10}
 dump() { if [ -f "$2" ]; then section "$1"; cat -- "$2"; fi; }
 section processes
-for d in /proc/[0-9]*; do
-  { read -r comm < "$d/comm"; } 2>/dev/null || continue
-  [ "$comm" = dnsmasq ] || continue
+procs_named dnsmasq /proc
+for d in $procs; do
   same_ns "$d/ns/mnt" /proc/self/ns/mnt || continue
   { read -r _ _ state ppid _ < "$d/stat"; } 2>/dev/null || continue
   args=$(tr '\000' '\037' < "$d/cmdline" 2>/dev/null) || continue

@@ -6,22 +6,20 @@
 # `ss -p` would name each socket's process, but it reads the link of every open file of every
 # process on the host to do so: 80-89 ms of CPU per look with 20,000 open files, as on a
 # hypervisor with many guests. Only sshd's files are looked at here: its processes are found by
-# their name (one grep of every process's comm), the inode of each of their open files is the
+# their name (procs-named.sh: one grep of every process's comm), the inode of each of their open files is the
 # `ino:` line of its fdinfo (Linux 5.14 and later; where that is missing, one `stat` of the files),
 # and `ss -e` gives each listening socket's inode. The cost follows the number of processes, not
 # of open files: 5.3-5.7 ms with 70 processes, 14-16 ms with 1,000 (`ss -p`: 4.5-4.8, 39-40). A
 # socket held by a process that is not named sshd (systemd's socket activation with one sshd per
 # connection) is not found, as with `ss -p`.
+. ../../host/procs-named.sh
 sshd_ports() {
   _proc=$1
   _nl='
 '
   _inos=$_nl _slow=
-  # one grep reads every process's name (the shell's read takes a system call per byte: with 1,000
-  # processes it cost 26-27 ms against 14-17); /proc paths have no spaces, a word each
-  # shellcheck disable=SC2013 # grep -l prints paths, not lines to read
-  for _c in $(grep -lxF sshd "$_proc"/[0-9]*/comm 2>/dev/null); do
-    _p=${_c%/comm}
+  procs_named sshd "$_proc"
+  for _p in $procs; do
     for _f in "$_p"/fdinfo/[0-9]*; do
       _i=
       {
