@@ -241,6 +241,20 @@ describe("DnsmasqInstance on a lab host", () => {
     expect(await exists("/etc/pulumi-hypervisor/dnsmasq/nope")).toBe(false);
   });
 
+  it("reads the served interface's addresses alone, and none of a link that is not there", async () => {
+    const interfaces = async (iface: string) => {
+      const r = await h.exec(scriptArgv(observeCall(dnsmasqPaths("guests"), iface)));
+      // a link that is not there is found so by the shell: no ip to fail and complain
+      expect(r.stderr).toBe("");
+      return parseDnsmasqState("guests", r.stdout).interfaces;
+    };
+    // the host has more links (lo, its uplink): only the one asked for is read
+    expect((await sh("ls /sys/class/net")).trim().split("\n").length).toBeGreaterThan(2);
+    expect(await interfaces(FOREIGN_BRIDGE)).toEqual({ [FOREIGN_BRIDGE]: [`${NET_1}.1/24`] });
+    expect(await interfaces("br-nope")).toEqual({});
+    expect(await interfaces("-a")).toEqual({});
+  });
+
   it("creates dnsmasq on a bridge; a client gets exactly its static address, router, DNS and domain", async () => {
     const foreign = await foreignPid();
     const { steps } = await engine.up(await program());
@@ -376,7 +390,7 @@ describe("DnsmasqInstance on a lab host", () => {
     const observe = async () =>
       parseDnsmasqState(
         "guests",
-        (await h.exec(scriptArgv(observeCall(dnsmasqPaths("guests"))))).stdout,
+        (await h.exec(scriptArgv(observeCall(dnsmasqPaths("guests"), inputs.interface)))).stdout,
       );
     const run = async (step: Step): Promise<number> => {
       if ("writeFile" in step) throw new Error("expected a command step");

@@ -24,8 +24,8 @@ function instances(files: Record<string, string>): string {
     writeFileSync(join(root, name), text);
   }
   const none = join(dir, "none");
-  // CONF HOSTS PIDFILE LEASES CONFIG-DIR RUN-DIR DATA-DIR CONFIG-ROOT UNIT UNIT-FILE
-  const args = [none, none, none, none, none, none, none, root, "none.service", none];
+  // CONF HOSTS PIDFILE LEASES CONFIG-DIR RUN-DIR DATA-DIR CONFIG-ROOT UNIT UNIT-FILE INTERFACE
+  const args = [none, none, none, none, none, none, none, root, "none.service", none, "lo"];
   const body = scriptBody("resources/dnsmasq-instance/dnsmasq-probe.sh");
   const out = execFileSync("sh", ["-c", body, "dnsmasq-probe.sh", ...args], { encoding: "utf8" });
   return parseProbe(out, "the dnsmasq probe").need("instances");

@@ -20,9 +20,13 @@ import {
 // Reviewed against declareRunsInShell's contract.
 declareRunsInShell("dnsmasq-probe.sh");
 
-/** Returns the call of the single observe probe for an instance (dnsmasq-probe.sh). */
+/**
+ * Returns the call of the single observe probe for an instance (dnsmasq-probe.sh), which reads the
+ * addresses of `iface` alone: the interface the instance serves, the only one its plan looks at.
+ */
 export function observeCall(
   paths: DnsmasqPaths,
+  iface: string,
   unit: string = dnsmasqUnitName(basename(paths.configDir)),
 ): ScriptCall {
   return scriptIn(__dirname, "dnsmasq-probe.sh", [
@@ -36,6 +40,7 @@ export function observeCall(
     CONFIG_ROOT,
     unit,
     unitPath(unit),
+    iface,
   ]);
 }
 
@@ -58,7 +63,7 @@ const IpAddr = z.array(
     .loose(),
 );
 
-/** Returns each interface's IPv4 addresses (CIDR) from `ip -j addr show`. */
+/** Returns each listed interface's IPv4 addresses (CIDR) from `ip -j addr show [dev IFACE]`. */
 export function parseInterfaces(text: string): Record<string, string[]> {
   let parsed: z.infer<typeof IpAddr>;
   try {
@@ -162,7 +167,7 @@ type Wanted = Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">;
 
 /** Returns the instance's probe: its process and its surroundings in one remote command. */
 export function probeDnsmasq(d: Wanted): ProbeCall {
-  return { call: observeCall(dnsmasqPaths(d.name), dnsmasqUnitName(d.name)) };
+  return { call: observeCall(dnsmasqPaths(d.name), d.interface, dnsmasqUnitName(d.name)) };
 }
 
 /** Returns the instance state from its probe's result. */

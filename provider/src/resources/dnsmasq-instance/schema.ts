@@ -282,7 +282,10 @@ export interface DnsmasqState {
   /** Whether each of the instance's directories exists. */
   dirs: { config: boolean; run: boolean; data: boolean };
   leases: Lease[];
-  /** IPv4 addresses (CIDR) of each interface on the host; an interface without any maps to []. */
+  /**
+   * IPv4 addresses (CIDR) by interface: the probe reads the served interface's alone (every
+   * interface's on a host without sysfs); one without any maps to [], one not there is absent.
+   */
   interfaces: Record<string, string[]>;
   /** The interface of each other instance of this provider on the host, by instance name. */
   otherInstances: Record<string, string>;

@@ -18,6 +18,7 @@
 . ../../persist/persist-probe.sh
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
+. ../../host/is-link.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
 values=${12} routes=${13}
@@ -36,11 +37,6 @@ shift 13
 q=
 add() { q="${q:+$q
 }$1"; }
-# a link that exists: an interface name with an ifindex in sysfs (bonding_masters is a file there)
-is_link() {
-  case $1 in . | .. | -* | *[!A-Za-z0-9_.-]*) return 1 ;; esac
-  [ -e "/sys/class/net/$1/ifindex" ]
-}
 via=
 [ ! -d /sys/class/net ] || [ "$routes" != tap ] || via=$name
 section routes-via
