@@ -2,10 +2,17 @@
 // defaults plain output leaves out; withoutDetailDefaults must turn them back into exactly what
 // `ip -j route show` prints, on real iproute2 and a route table with every kind the providers read.
 // The tap probe asks for the links it names, those that exist, or for every link without sysfs.
+// The bridge probe asks for its links and the routes via them by name, and must read the same
+// routes as a listing of every route would give it.
 import { execFileSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ipBatchOutputs, withoutDetailDefaults } from "../../provider/src/host-output";
 import { scriptArgv } from "../../provider/src/host/script";
+import {
+  observeCall as bridgeObserveCall,
+  parseBridgeState,
+  parseRoutes,
+} from "../../provider/src/resources/bridge/observe";
 import { observeCall, parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 
@@ -112,5 +119,96 @@ describe("the tap probe's links", () => {
 
   it("are every link where there is no sysfs to look in", () => {
     expect(probe({ name: "t9", bridge: "d0" }, true)).toEqual(["d0", "lo", "t0"]);
+  });
+});
+
+describe("the bridge probe's links and routes", () => {
+  // a namespace of its own: the bridge b0 with the port p0, the uplink e0 (a veth) asked for as a
+  // port, another bridge b1 with its port p1 and routes of their own, and a multipath route
+  const bns = `pht-ipbr-${process.pid}`;
+  beforeAll(() => {
+    execFileSync("ip", ["netns", "add", bns]);
+    for (const line of [
+      "link set lo up",
+      "link add b0 type bridge",
+      "link add b1 type bridge",
+      "link add e0 type veth peer name e0p",
+      "link add p0 type veth peer name p0p",
+      "link add p1 type veth peer name p1p",
+      "link set p0 master b0",
+      "link set p1 master b1",
+      ...["b0", "b1", "e0", "e0p", "p0", "p0p", "p1", "p1p"].map((l) => `link set ${l} up`),
+      "addr add 198.18.60.1/24 dev b0",
+      "addr add 2001:db8:60::1/64 dev b0 nodad",
+      "addr add 198.18.61.2/24 dev e0",
+      "addr add 2001:db8:61::2/64 dev e0 nodad",
+      "addr add 198.18.62.1/24 dev b1",
+      "route add default via 198.18.61.1 proto static metric 100",
+      "route add 198.18.63.0/24 via 198.18.60.9 dev b0",
+      "route add 198.18.64.0/24 via 198.18.99.9 dev e0 onlink",
+      "route add 198.18.65.0/24 dev e0 scope link proto 99 src 198.18.61.2",
+      "route add 198.18.66.0/24 via 198.18.62.9",
+      "route add 198.18.67.0/24 nexthop via 198.18.60.9 dev b0 nexthop via 198.18.61.9 dev e0",
+      "route add 198.18.68.0/24 dev e0 table 100",
+      "-6 route add 2001:db8:69::/64 via 2001:db8:61::1 dev e0 proto static",
+      "-6 route add 2001:db8:70::/64 via 2001:db8:60::9 dev b0",
+    ]) {
+      execFileSync("ip", ["-n", bns, ...line.split(" ")]);
+    }
+  });
+  afterAll(() => {
+    execFileSync("ip", ["netns", "del", bns]);
+  });
+
+  const bip = (args: string[]): string =>
+    execFileSync("ip", ["-n", bns, ...args], { encoding: "utf8" });
+  const probe = (name: string, ports: string[], hideSysfs = false) => {
+    const argv = scriptArgv(bridgeObserveCall(name, "198.18.61.1", ports));
+    const wrap = hideSysfs
+      ? ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /sys && exec "$@"', "hide"]
+      : [];
+    const out = execFileSync("ip", ["netns", "exec", bns, ...wrap, ...argv], { encoding: "utf8" });
+    return parseBridgeState(name, out);
+  };
+  /** The routes a listing of every route gives for these devices, as the probe read them before. */
+  const fromFullListing = (devs: string[]) =>
+    parseRoutes(bip(["-d", "-j", "route", "show", "table", "all"])).filter((r) =>
+      devs.includes(r.dev),
+    );
+  const sorted = <T>(xs: T[]): T[] =>
+    [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
+  it("are the bridge, its ports and the ports asked for, and no other link", () => {
+    const s = probe("b0", ["e0", "p0", "nope"]);
+    expect(Object.keys(s.links).sort()).toEqual(["b0", "e0", "p0"]);
+    expect(s.ports).toEqual(["p0"]);
+    expect(s.bridge?.addresses).toEqual(["198.18.60.1/24", "2001:db8:60::1/64"]);
+    expect(s.links["e0"]?.addresses).toEqual(["198.18.61.2/24", "2001:db8:61::2/64"]);
+    expect(s.sshInterface).toBe("e0");
+    // no bridge yet: the ports asked for that exist
+    expect(Object.keys(probe("b9", ["e0", "p1"]).links).sort()).toEqual(["e0", "p1"]);
+  });
+
+  it("are the routes via them that a listing of every route gives, both families", () => {
+    const s = probe("b0", ["e0", "p0"]);
+    const full = fromFullListing(["b0", "e0", "p0"]);
+    // the listing has each kind the probe must carry over: gateways, onlink, src, proto, v6
+    expect(full.length).toBe(6);
+    expect(sorted(s.routes)).toEqual(sorted(full));
+    // a multipath route has no device in either, and another bridge's routes are not read
+    expect(s.routes.some((r) => r.dst === "198.18.67.0/24" || r.dst === "198.18.66.0/24")).toBe(
+      false,
+    );
+    expect(sorted(probe("b1", []).routes)).toEqual(sorted(fromFullListing(["b1"])));
+  });
+
+  it("are every link and every route where there is no sysfs to look in", () => {
+    const s = probe("b0", ["e0"], true);
+    expect(Object.keys(s.links).sort()).toEqual(
+      ["b0", "b1", "e0", "e0p", "lo", "p0", "p0p", "p1", "p1p"].sort(),
+    );
+    expect(sorted(s.routes)).toEqual(
+      sorted(parseRoutes(bip(["-d", "-j", "route", "show", "table", "all"]))),
+    );
   });
 });

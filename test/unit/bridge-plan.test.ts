@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PlanError } from "../../provider/src/errors";
-import { formatProbe } from "../../provider/src/host/probe";
+import { formatProbe, parseProbe } from "../../provider/src/host/probe";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import {
   parseBridgeState,
@@ -108,6 +108,72 @@ describe("parsing real ip -j output", () => {
       // a default route without a gateway is IPv6 by its preference, which IPv4 routes lack
       { family: 6, dst: "default", dev: "eno2", metric: 1024 },
     ]);
+  });
+
+  it("gives the routes of a listing by device that device, except a multipath route's", () => {
+    // as `ip -d -j route show table all dev eno2` prints them: no `dev`; iproute2 6.1 leaves a
+    // multipath route out of such a listing, and one that a later version put in has several
+    const listed = JSON.stringify([
+      { dst: "198.18.50.0/24", gateway: "198.18.7.1", flags: [] },
+      { dst: "198.18.7.0/24", protocol: "kernel", scope: "link", flags: [] },
+      { dst: "198.18.67.0/24", flags: [], nexthops: [{ gateway: "198.18.7.9", dev: "eno2" }] },
+      { dst: "2001:db8:50::/48", gateway: "2001:db8::fe", metric: 1024, pref: "medium" },
+    ]);
+    expect(parseRoutes(listed, "eno2")).toEqual([
+      { family: 4, dst: "198.18.50.0/24", gateway: "198.18.7.1", dev: "eno2" },
+      { family: 6, dst: "2001:db8:50::/48", gateway: "2001:db8::fe", dev: "eno2", metric: 1024 },
+    ]);
+  });
+
+  it("reads listings of links and of routes by device, as many as the section says", () => {
+    const link = (ifname: string, master?: string) => ({
+      ifindex: 1,
+      ifname,
+      flags: ["UP"],
+      mtu: 1500,
+      ...(master ? { master } : {}),
+      address: "52:54:00:00:00:01",
+    });
+    const route = (dst: string) => [{ dst, gateway: "198.18.7.1", flags: [] }];
+    const lines = (...xs: unknown[]) => xs.map((x) => JSON.stringify(x)).join("\n") + "\n";
+    // the probe's other sections as captured, with this links section in place of its own
+    const state = (arg: string, body: string) =>
+      parseBridgeState(
+        "br0",
+        formatProbe(
+          parseProbe(probeOutput("", "", ""), "the bridge probe").sections.map(
+            (x): [string, string] =>
+              x.name === "links"
+                ? [`links ${arg}`, body]
+                : [x.arg ? `${x.name} ${x.arg}` : x.name, x.body],
+          ),
+        ),
+      );
+    const body = lines(
+      [link("eno1", "br0")],
+      [link("br0")],
+      [link("eno2")],
+      route("198.18.50.0/24"),
+      route("198.18.51.0/24"),
+      route("198.18.52.0/24"),
+      [{ dst: "198.18.7.1", dev: "eno2", prefsrc: "198.18.7.2" }],
+    );
+    const s = state("3 via br0 eno1 eno2", body);
+    expect(Object.keys(s.links)).toEqual(["eno1", "br0", "eno2"]);
+    expect(s.ports).toEqual(["eno1"]);
+    expect(s.routes.map((r) => `${r.dst} ${r.dev}`)).toEqual([
+      "198.18.50.0/24 br0",
+      "198.18.51.0/24 eno1",
+      "198.18.52.0/24 eno2",
+    ]);
+    expect(s.sshInterface).toBe("eno2");
+    // no link and no route listed (nothing exists), and no route to the client
+    expect(state("0 via", "")).toMatchObject({ links: {}, routes: [], bridge: undefined });
+    // a listing missing: the probe stopped early
+    expect(() => state("3 via br0 eno1 eno2", lines([link("eno1")]))).toThrow(
+      /unexpected output of ip -d -j -batch .*: 1 of 6 listings/,
+    );
+    expect(() => state("x", body)).toThrow(/unexpected output of the bridge probe: links x/);
   });
 
   it("skips link-local and host-scope addresses", () => {

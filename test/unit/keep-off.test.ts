@@ -120,7 +120,7 @@ describe("keepoff_probe", () => {
   });
 
   it("probes the bridge's NetworkManager drop-in with its persisted files", () => {
-    expect(bridgeObserveCall("br9", undefined).args.slice(-2)).toEqual([
+    expect(bridgeObserveCall("br9", undefined, []).args.slice(-2)).toEqual([
       "/etc/pulumi-hypervisor/bridge/br9.mac",
       "/etc/NetworkManager/conf.d/pulumi-hypervisor-bridge-br9.conf",
     ]);

@@ -36,11 +36,19 @@ export function macFile(name: string): string {
   return `${PERSIST_DIR}/${BRIDGE_KIND}/${name}.mac`;
 }
 
-/** Returns the call of the single observe probe (bridge-probe.sh). */
-export function observeCall(name: string, sshClientAddress: string | undefined): ScriptCall {
+/**
+ * Returns the call of the single observe probe (bridge-probe.sh), which lists the links a plan
+ * reads: the bridge, its ports, and the `ports` asked for.
+ */
+export function observeCall(
+  name: string,
+  sshClientAddress: string | undefined,
+  ports: readonly string[],
+): ScriptCall {
   return scriptIn(__dirname, "bridge-probe.sh", [
     sshClientAddress ?? "",
     name,
+    ports.join(" "),
     ...persistProbeArgs(BRIDGE_KIND, name, [
       macFile(name),
       ...keepOffPaths(BRIDGE_KIND, name, false),
@@ -75,6 +83,7 @@ const IpRoute = z
     scope: z.string().optional(),
     flags: z.array(z.string()).optional(),
     pref: z.string().optional(),
+    nexthops: z.array(z.unknown()).optional(),
   })
   .loose();
 
@@ -117,9 +126,17 @@ function routeFamily(r: z.infer<typeof IpRoute>): 4 | 6 {
   return r.pref !== undefined ? 6 : 4;
 }
 
-/** Returns the main table's non-kernel routes parsed from `ip -d -j route show table all`. */
-export function parseRoutes(text: string): Route[] {
+/**
+ * Returns the main table's non-kernel routes parsed from `ip -d -j route show table all [dev VIA]`
+ * (with VIA, the routes via that device, which `ip` prints without their `dev`).
+ */
+export function parseRoutes(text: string, via?: string): Route[] {
   return parseMainTableRoutes(IpRoute, text)
+    .map((r) =>
+      // listed with `dev`, `ip` prints no route's device: each is via that one, unless it has
+      // several (a multipath route, which has no `dev` in a full listing either)
+      via !== undefined && r.nexthops === undefined ? { ...r, dev: via } : r,
+    )
     .filter((r) => r.protocol !== "kernel" && r.dev !== undefined)
     .map((r) => ({
       family: routeFamily(r),
@@ -163,13 +180,31 @@ export function parseRecordedPorts(text: string): {
 /** Returns the bridge state parsed from the probe's output. */
 export function parseBridgeState(name: string, stdout: string): BridgeState {
   const out = parseProbe(stdout, "the bridge probe");
-  const [addrs = "", routes = "", sshRoute = ""] = ipBatchOutputs(
+  // A line per listing: links, routes, the route to the client. The section's argument says how
+  // many listings of links come first, then `via` and the devices whose routes follow, one listing
+  // each. Without `via` (captures of older probes, a host without sysfs), one listing of every
+  // route follows, with each route's device.
+  const [count = "", keyword, ...via] = (
+    out.sections.find((x) => x.name === "links")?.arg ?? ""
+  ).split(" ");
+  const n = count === "" ? 1 : Number(count);
+  if (!Number.isInteger(n) || n < 0 || (keyword !== undefined && keyword !== "via")) {
+    throw new Error(`unexpected output of the bridge probe: links ${count} ${keyword ?? ""}`);
+  }
+  const r = keyword === "via" ? via.length : 1;
+  const listed = ipBatchOutputs(
     out.need("links"),
-    3,
-    2,
-    "ip -d -j -batch (addr show, route show, route get)",
+    n + r + 1,
+    n + r,
+    "ip -d -j -batch (addr show ..., route show ..., route get)",
   );
-  const links = parseLinks(addrs);
+  const links: Record<string, Link> = {};
+  for (const l of listed.slice(0, n)) Object.assign(links, parseLinks(l));
+  const routes =
+    keyword === "via"
+      ? via.flatMap((dev, i) => parseRoutes(listed[n + i] ?? "", dev))
+      : parseRoutes(listed[n] ?? "");
+  const sshRoute = listed[n + r] ?? "";
   const link = links[name];
   const bridge = link && link.kind === "bridge" ? link : undefined;
   const ssh = parseHostJson(z.array(IpRoute), sshRoute, "ip -j route get")[0];
@@ -181,7 +216,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
       .map((l) => l.name)
       .sort(),
     links,
-    routes: parseRoutes(routes),
+    routes,
     sshInterface: ssh?.dev,
     sshLocalAddress: ssh?.prefsrc,
     helperAllowed: parseHelperAllowed(out.need("bridge-conf"), name),
@@ -196,7 +231,7 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
 
 /** Returns the bridge's probe: the bridge, its ports and the SSH route in one remote command. */
 export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCall {
-  return { call: observeCall(inputs.name, ctx.sshClientAddress) };
+  return { call: observeCall(inputs.name, ctx.sshClientAddress, inputs.ports) };
 }
 
 /** Returns the bridge state from its probe's result. */

@@ -123,7 +123,10 @@ export interface BridgeState {
   bridge: Link | undefined;
   /** Interfaces whose master is this bridge. */
   ports: string[];
-  /** Every interface on the host by name (for port checks). */
+  /**
+   * The interfaces a plan reads, by name: the bridge, its ports and the ports asked for (every
+   * interface on a host without sysfs).
+   */
   links: Record<string, Link>;
   /** Non-kernel routes in the main table (to move them with addresses). */
   routes: Route[];
