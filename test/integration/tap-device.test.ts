@@ -247,6 +247,68 @@ describe("TapDevice on a lab host", () => {
     expect(engine.state.size).toBe(0);
   });
 
+  it("scans for holders only where the carrier says one may be; a held tap whose carrier is forced off is still not deleted", async () => {
+    await engine.up([await tap("tap7", {})]);
+    const look = async (): Promise<{ holders: number[] | undefined; unattached: boolean }> => {
+      const out = await sh(scriptArgv(observeCall(TapDeviceInputs.parse({ name: "tap7" }))));
+      return {
+        holders: parseTapDeviceState("tap7", out).holders?.map((h) => h.pid),
+        unattached: /\n--pulumi-hypervisor-- holders\nunattached\n/.test(out),
+      };
+    };
+    // up, single-queue, nobody attached: no scan
+    expect(await look()).toEqual({ holders: [], unattached: true });
+    const holder = await holdTap("tap7");
+    try {
+      // attached: the carrier is on, the scan finds the holder
+      expect(await look()).toEqual({ holders: [holder.pid], unattached: false });
+      // a carrier forced off hides the holder from the look...
+      await sh(["ip", "link", "set", "dev", "tap7", "carrier", "off"]);
+      expect(await look()).toEqual({ holders: [], unattached: true });
+      // ...but the kernel refuses the delete (EBUSY), which names the holder, and the tap stays
+      const err = await engine.destroy().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(PluginError);
+      expect((err as PluginError).message).toMatch(
+        new RegExp(
+          `tap7 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
+        ),
+      );
+      expect((await link("tap7"))?.linkinfo?.info_data?.["persist"]).toBe(true);
+      expect(engine.state.has("tap7")).toBe(true);
+    } finally {
+      await stopHolder(holder);
+    }
+    await engine.destroy();
+    expect(await link("tap7")).toBeUndefined();
+  });
+
+  it("scans for the holders of a multi-queue tap, and of a routed one, whatever the carrier", async () => {
+    await sh(["ip", "tuntap", "add", "dev", "tap8", "mode", "tap", "multi_queue"]);
+    try {
+      await sh(["ip", "link", "set", "dev", "tap8", "up"]);
+      const out = await sh(scriptArgv(observeCall(TapDeviceInputs.parse({ name: "tap8" }))));
+      expect(out).not.toMatch(/\nunattached\n/);
+      expect(parseTapDeviceState("tap8", out).holders).toEqual([]);
+    } finally {
+      await sh(["ip", "link", "del", "tap8"]);
+    }
+    // a tap holding sysctl claims: a delete releases them before the tap goes
+    await sh(["ip", "tuntap", "add", "dev", "tap8", "mode", "tap"]);
+    const claim = "/run/pulumi-hypervisor/sysctl/net/ipv4/ip_forward/tapdevice-tap8";
+    await sh(["sh", "-c", `mkdir -p "\${1%/*}" && : > "$1"`, "sh", claim]);
+    try {
+      await sh(["ip", "link", "set", "dev", "tap8", "up"]);
+      const out = await sh(scriptArgv(observeCall(TapDeviceInputs.parse({ name: "tap8" }))));
+      expect(out).not.toMatch(/\nunattached\n/);
+    } finally {
+      await sh(["rm", "-f", claim]);
+      await sh(["ip", "link", "del", "tap8"]);
+    }
+  });
+
   it("finds a tap's holder, with the shell's namespace test and without it, and not a same-named tap's in another namespace", async () => {
     await sh(["ip", "tuntap", "add", "dev", "tap6", "mode", "tap"]);
     const holder = await holdTap("tap6");

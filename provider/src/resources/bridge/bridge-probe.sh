@@ -8,23 +8,13 @@
 . ../../host/probe.sh
 . ../../persist/persist-probe.sh
 . ../../host/is-link.sh
-# One `ip` for the links, the routes and the route to the SSH client (each process costs the host
-# about 1.4 ms of CPU): a JSON line per listing. A plan reads the bridge, its ports and the ports
-# asked for, and the routes via the bridge and via those ports (to move them with the addresses),
-# so only those are listed, each by name, and a look costs about the same on a host with hundreds
-# of links. The whole probe, with 420 links and 18 ports: listing every link and every route took
-# 9-13 ms of host CPU, 460 KB to send and 3-3.7 ms of the controller's to parse; by name, 5.4-6.2
-# ms, 26 KB and 0.25 ms.
-# - links: the bridge's ports (`master`), the bridge, each port asked for that is not one of
-#   them yet;
-# - routes: those via the bridge and via each port asked for, both families (`table all dev D`: the
-#   kernel filters the dump; the parser keeps the main table's, and gives each route the device it
-#   was asked for, which `ip` then leaves out);
-# - the route to the SSH client, last: when it fails (no route) the batch stops after the lines
-#   before it, and its message is dropped.
-# Only links that exist are asked for (ip -batch stops at a failing line). The section's argument
-# says how many listings of links come first, then `via` and the devices whose routes follow, in
-# order. Without /sys/class/net, every link and every route, a line each (the argument `1`).
+# One `ip` (about 1.4 ms of host CPU each) lists, a JSON line each: the links a plan reads (the
+# bridge's ports, the bridge, each port asked for that is not one of them), the routes via the bridge
+# and via those ports (the kernel filters `dev`; ip then omits it), and last the route to the SSH
+# client (a failing lookup stops the batch after the lines before it). Only existing links are asked
+# for: ip -batch stops at a failing line. The section's argument: the number of link listings, `via`
+# and the devices whose routes follow. Without sysfs, every link and route (argument `1`).
+# docs/bridge.md (Observation) has the figures.
 q='' n=0 via=''
 add() { q="${q:+$q
 }$1"; }

@@ -7,10 +7,8 @@
 # with tun details, the sysctls (those asked for plus every claim this tap holds, found in the
 # claims directory so a claim left by an older configuration is released too), the tap's owner/group
 # (sysfs has them as numbers, `ip -j` prints names when it can), the desired owner/group resolved on
-# the host, and the processes holding the tap (the tun driver prints `iff:\t<name>` in the fdinfo of
-# an attached fd; HOLDERS=0 skips that scan, for a look that is never planned from, and says so).
-# fdinfo does not say which network namespace the device lives in, so only processes in this shell's
-# namespace count: a tap of the same name in a container is another device. Then whether the bridge
+# the host, and the processes holding the tap (tap-holders.sh; HOLDERS=0 skips that scan, for a look
+# that is never planned from, and says so). Then whether the bridge
 # has a unit of the provider's, which network managers run, and the tap's persisted layer (its unit,
 # boot script and the files that keep the managers off it).
 . ../../host/probe.sh
@@ -19,6 +17,7 @@
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
 . ../../host/is-link.sh
+. ./tap-holders.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
 values=${12} routes=${13}
@@ -95,20 +94,17 @@ if [ -r "$d/group" ] && { IFS= read -r v <"$d/group"; } 2>/dev/null; then echo "
 if [ -n "$user" ]; then echo "uid $(getent passwd "$user" | cut -d: -f3)"; fi
 if [ -n "$group" ]; then echo "gid $(getent group "$group" | cut -d: -f3)"; fi
 section holders
-# only a tap that exists has holders: a create's first look skips the scan of every process's fds
-# (about 3 ms of host CPU, growing with the processes on the host), and so does a look-only probe
+# only a tap that exists has holders: a create's first look skips the scan (tap-holders.sh), and so
+# does a look-only probe, and the look of a single-queue tap with its carrier off and no sysctl
+# claims (which a delete would release before the kernel refuses to delete a held tap)
 [ "$holders" = 1 ] || echo not-probed
-tab='	'
-found=
 if [ "$holders" = 1 ] && [ -e "$d" ]; then
-  found=$(grep -lxF -e "iff:$tab$name" /proc/[0-9]*/fdinfo/* 2>/dev/null)
+  if [ -z "$claimed" ] && tap_unattached "$name"; then
+    echo unattached
+  else
+    tap_holders "$name"
+  fi
 fi
-# grep prints /proc paths, which have no spaces: a word each
-for f in $found; do
-  pid=${f#/proc/}; pid=${pid%%/*}
-  same_ns "/proc/$pid/ns/net" "/proc/$$/ns/net" || continue
-  echo "holder $pid $(tr '\000\n\t' '   ' < /proc/"$pid"/cmdline 2>/dev/null | cut -c1-300)"
-done
 section bridge-unit
 if [ -n "$bridge_unit" ] && [ -f "$bridge_unit" ]; then echo yes; else echo no; fi
 keepoff_probe
