@@ -149,6 +149,9 @@ describe("parsing the real probe output", () => {
       { pid: 7, command: "x" },
       { pid: 12, command: "qemu a" },
     ]);
+    // a tap the kernel says nobody holds (not scanned) has none; a look-only probe did not look
+    expect(parseHolders("unattached\n")).toEqual([]);
+    expect(parseHolders("not-probed\n")).toBeUndefined();
   });
 
   it("fails loudly on output it does not understand", () => {
