@@ -20,6 +20,29 @@ const ns = `pht-ipb-${process.pid}`;
 const ip = (args: string[], input?: string): string =>
   execFileSync("ip", ["-n", ns, ...args], { encoding: "utf8", ...(input ? { input } : {}) });
 
+/** Returns the name of a network namespace made of these `ip` lines for the describe block. */
+function scratchNamespace(name: string, setup: readonly string[]): string {
+  beforeAll(() => {
+    execFileSync("ip", ["netns", "add", name]);
+    for (const line of setup) execFileSync("ip", ["-n", name, ...line.split(" ")]);
+  });
+  afterAll(() => {
+    execFileSync("ip", ["netns", "del", name]);
+  });
+  return name;
+}
+
+/**
+ * Returns the output of a probe as the provider sends it, run in the namespace (ip netns exec
+ * mounts its sysfs); `hideSysfs` runs it where /sys is an empty tmpfs.
+ */
+function runIn(name: string, argv: readonly string[], hideSysfs = false): string {
+  const wrap = hideSysfs
+    ? ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /sys && exec "$@"', "hide"]
+    : [];
+  return execFileSync("ip", ["netns", "exec", name, ...wrap, ...argv], { encoding: "utf8" });
+}
+
 beforeAll(() => {
   execFileSync("ip", ["netns", "add", ns]);
   const setup = [
@@ -83,29 +106,15 @@ describe("routes from ip -d, without its defaults", () => {
 
 describe("the tap probe's links", () => {
   // a namespace of its own: a bridge d0 and a tap t0 on it
-  const tns = `pht-ipt-${process.pid}`;
-  beforeAll(() => {
-    execFileSync("ip", ["netns", "add", tns]);
-    for (const line of [
-      "link add d0 type bridge",
-      "tuntap add dev t0 mode tap",
-      "link set dev t0 master d0",
-    ]) {
-      execFileSync("ip", ["-n", tns, ...line.split(" ")]);
-    }
-  });
-  afterAll(() => {
-    execFileSync("ip", ["netns", "del", tns]);
-  });
+  const tns = scratchNamespace(`pht-ipt-${process.pid}`, [
+    "link add d0 type bridge",
+    "tuntap add dev t0 mode tap",
+    "link set dev t0 master d0",
+  ]);
 
-  // the probe as the provider sends it, run in the namespace (ip netns exec mounts its sysfs);
-  // `hideSysfs` runs it where /sys is an empty tmpfs
   const probe = (inputs: Record<string, unknown>, hideSysfs = false): string[] => {
     const argv = scriptArgv(observeCall(TapDeviceInputs.parse(inputs), true));
-    const wrap = hideSysfs
-      ? ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /sys && exec "$@"', "hide"]
-      : [];
-    const out = execFileSync("ip", ["netns", "exec", tns, ...wrap, ...argv], { encoding: "utf8" });
+    const out = runIn(tns, argv, hideSysfs);
     return Object.keys(parseTapDeviceState(String(inputs["name"]), out).links).sort();
   };
 
@@ -125,51 +134,39 @@ describe("the tap probe's links", () => {
 describe("the bridge probe's links and routes", () => {
   // a namespace of its own: the bridge b0 with the port p0, the uplink e0 (a veth) asked for as a
   // port, another bridge b1 with its port p1 and routes of their own, and a multipath route
-  const bns = `pht-ipbr-${process.pid}`;
-  beforeAll(() => {
-    execFileSync("ip", ["netns", "add", bns]);
-    for (const line of [
-      "link set lo up",
-      "link add b0 type bridge",
-      "link add b1 type bridge",
-      "link add e0 type veth peer name e0p",
-      "link add p0 type veth peer name p0p",
-      "link add p1 type veth peer name p1p",
-      "link set p0 master b0",
-      "link set p1 master b1",
-      ...["b0", "b1", "e0", "e0p", "p0", "p0p", "p1", "p1p"].map((l) => `link set ${l} up`),
-      "addr add 198.18.60.1/24 dev b0",
-      "addr add 2001:db8:60::1/64 dev b0 nodad",
-      "addr add 198.18.61.2/24 dev e0",
-      "addr add 2001:db8:61::2/64 dev e0 nodad",
-      "addr add 198.18.62.1/24 dev b1",
-      "route add default via 198.18.61.1 proto static metric 100",
-      "route add 198.18.63.0/24 via 198.18.60.9 dev b0",
-      "route add 198.18.64.0/24 via 198.18.99.9 dev e0 onlink",
-      "route add 198.18.65.0/24 dev e0 scope link proto 99 src 198.18.61.2",
-      "route add 198.18.66.0/24 via 198.18.62.9",
-      "route add 198.18.67.0/24 nexthop via 198.18.60.9 dev b0 nexthop via 198.18.61.9 dev e0",
-      "route add 198.18.68.0/24 dev e0 table 100",
-      "-6 route add 2001:db8:69::/64 via 2001:db8:61::1 dev e0 proto static",
-      "-6 route add 2001:db8:70::/64 via 2001:db8:60::9 dev b0",
-    ]) {
-      execFileSync("ip", ["-n", bns, ...line.split(" ")]);
-    }
-  });
-  afterAll(() => {
-    execFileSync("ip", ["netns", "del", bns]);
-  });
+  const bns = scratchNamespace(`pht-ipbr-${process.pid}`, [
+    "link set lo up",
+    "link add b0 type bridge",
+    "link add b1 type bridge",
+    "link add e0 type veth peer name e0p",
+    "link add p0 type veth peer name p0p",
+    "link add p1 type veth peer name p1p",
+    "link set p0 master b0",
+    "link set p1 master b1",
+    ...["b0", "b1", "e0", "e0p", "p0", "p0p", "p1", "p1p"].map((l) => `link set ${l} up`),
+    "addr add 198.18.60.1/24 dev b0",
+    "addr add 2001:db8:60::1/64 dev b0 nodad",
+    "addr add 198.18.61.2/24 dev e0",
+    "addr add 2001:db8:61::2/64 dev e0 nodad",
+    "addr add 198.18.62.1/24 dev b1",
+    "route add default via 198.18.61.1 proto static metric 100",
+    "route add 198.18.63.0/24 via 198.18.60.9 dev b0",
+    "route add 198.18.64.0/24 via 198.18.99.9 dev e0 onlink",
+    "route add 198.18.65.0/24 dev e0 scope link proto 99 src 198.18.61.2",
+    "route add 198.18.66.0/24 via 198.18.62.9",
+    "route add 198.18.67.0/24 nexthop via 198.18.60.9 dev b0 nexthop via 198.18.61.9 dev e0",
+    "route add 198.18.68.0/24 dev e0 table 100",
+    "-6 route add 2001:db8:69::/64 via 2001:db8:61::1 dev e0 proto static",
+    "-6 route add 2001:db8:70::/64 via 2001:db8:60::9 dev b0",
+  ]);
 
   const bip = (args: string[]): string =>
     execFileSync("ip", ["-n", bns, ...args], { encoding: "utf8" });
-  const probe = (name: string, ports: string[], hideSysfs = false) => {
-    const argv = scriptArgv(bridgeObserveCall(name, "198.18.61.1", ports));
-    const wrap = hideSysfs
-      ? ["unshare", "-m", "sh", "-c", 'mount -t tmpfs none /sys && exec "$@"', "hide"]
-      : [];
-    const out = execFileSync("ip", ["netns", "exec", bns, ...wrap, ...argv], { encoding: "utf8" });
-    return parseBridgeState(name, out);
-  };
+  const probe = (name: string, ports: string[], hideSysfs = false) =>
+    parseBridgeState(
+      name,
+      runIn(bns, scriptArgv(bridgeObserveCall(name, "198.18.61.1", ports)), hideSysfs),
+    );
   /** The routes a listing of every route gives for these devices, as the probe read them before. */
   const fromFullListing = (devs: string[]) =>
     parseRoutes(bip(["-d", "-j", "route", "show", "table", "all"])).filter((r) =>

@@ -227,14 +227,9 @@ describe("TapDevice on a lab host", () => {
     await engine.up([await tap("tap3", {})]);
     const holder = await holdTap("tap3");
     try {
-      const err = await engine.destroy().then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(PluginError);
-      expect((err as PluginError).message).toMatch(
+      expect(await destroyError()).toMatch(
         new RegExp(
-          `tap device "tap3" on root@${host.address.replace(/\./g, "\\.")}:22: tap3 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
+          `tap device "tap3" on root@${host.address.replace(/\./g, "\\.")}:22: ${inUse("tap3", holder.pid)}`,
         ),
       );
       expect(await link("tap3")).toBeDefined();
@@ -266,16 +261,7 @@ describe("TapDevice on a lab host", () => {
       await sh(["ip", "link", "set", "dev", "tap7", "carrier", "off"]);
       expect(await look()).toEqual({ holders: [], unattached: true });
       // ...but the kernel refuses the delete (EBUSY), which names the holder, and the tap stays
-      const err = await engine.destroy().then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(err).toBeInstanceOf(PluginError);
-      expect((err as PluginError).message).toMatch(
-        new RegExp(
-          `tap7 is in use by pid ${holder.pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`,
-        ),
-      );
+      expect(await destroyError()).toMatch(new RegExp(inUse("tap7", holder.pid)));
       expect((await link("tap7"))?.linkinfo?.info_data?.["persist"]).toBe(true);
       expect(engine.state.has("tap7")).toBe(true);
     } finally {
@@ -372,6 +358,20 @@ describe("TapDevice on a lab host", () => {
     expect(engine.state.size).toBe(0);
   });
 });
+
+/** Returns the message of the error the engine's destroy fails with. */
+async function destroyError(): Promise<string> {
+  const err = await engine.destroy().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PluginError);
+  return (err as PluginError).message;
+}
+
+/** The pattern of the error naming holdTap's process as the holder of a tap. */
+const inUse = (tap: string, pid: number): string =>
+  `${tap} is in use by pid ${pid} \\(/usr/bin/python3 -c .*\\); stop that process before deleting the tap`;
 
 // A process in the lab host's namespaces that attaches to the tap (TUNSETIFF on /dev/net/tun),
 // as QEMU does with `-netdev tap,ifname=...,script=no`. nsenter execs python3, so the pid is python's.
