@@ -13,7 +13,11 @@ import {
   parseBridgeState,
   parseRoutes,
 } from "../../provider/src/resources/bridge/observe";
-import { observeCall, parseTapDeviceState } from "../../provider/src/resources/tap-device/observe";
+import {
+  observeCall,
+  parseHostRoutes,
+  parseTapDeviceState,
+} from "../../provider/src/resources/tap-device/observe";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 
 const ns = `pht-ipb-${process.pid}`;
@@ -128,6 +132,81 @@ describe("the tap probe's links", () => {
 
   it("are every link where there is no sysfs to look in", () => {
     expect(probe({ name: "t9", bridge: "d0" }, true)).toEqual(["d0", "lo", "t0"]);
+  });
+});
+
+describe("a routed tap's routes", () => {
+  // a namespace of its own: the tap r0 (up, so its routes stay), a bridge d0 (up, with an address)
+  // holding host routes of other addresses, and routes of every kind around them
+  const rns = scratchNamespace(`pht-iprt-${process.pid}`, [
+    "link set lo up",
+    "tuntap add dev r0 mode tap",
+    "link add d0 type bridge",
+    "link add e0 type veth peer name e0p",
+    "link set r0 up",
+    "link set d0 up",
+    "link set e0 up",
+    "link set e0p up",
+    "addr add 198.18.70.1/24 dev d0",
+    "addr add 2001:db8:70::1/64 dev d0 nodad",
+    "route add 198.18.71.5 dev r0 proto static",
+    "route add 198.18.71.6 dev r0",
+    "route add 198.18.71.9 dev d0",
+    "route add blackhole 198.18.71.10",
+    "route add 198.18.71.0/24 dev d0",
+    "route add 198.18.71.12 dev d0 table 100",
+    "route add 198.18.71.13 nexthop via 198.18.70.2 dev d0 nexthop via 198.18.70.3 dev d0",
+    "-6 route add 2001:db8:71::5 dev r0 proto static",
+    "-6 route add 2001:db8:71::9 dev d0",
+  ]);
+  const bip = (args: string[]): string =>
+    execFileSync("ip", ["-n", rns, ...args], { encoding: "utf8" });
+  const ADDRESSES = ["198.18.71.5", "198.18.71.9", "198.18.71.10", "198.18.71.11"];
+  const routed = (name: string, addresses: string[], hideSysfs = false) => {
+    const inputs = TapDeviceInputs.parse({ name, routed: { addresses } });
+    return parseTapDeviceState(name, runIn(rns, scriptArgv(observeCall(inputs)), hideSysfs))
+      .hostRoutes;
+  };
+  /** The host routes a listing of every route gives: those via the tap and those of the addresses. */
+  const fromFullListing = (name: string, addresses: string[]) =>
+    parseHostRoutes(bip(["-d", "-j", "route", "show", "table", "all"])).filter(
+      (r) => r.dev === name || addresses.includes(r.address),
+    );
+  const sorted = <T>(xs: T[]): T[] =>
+    [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
+  it("are its own and those of its addresses via any device, as a listing of every route gives", () => {
+    const addresses = [...ADDRESSES, "2001:db8:71::9", "2001:db8:71::5"];
+    const read = routed("r0", addresses);
+    expect(sorted(read)).toEqual(sorted(fromFullListing("r0", addresses)));
+    // what the clash check and the routes it added need: each kind is there
+    expect(read.map((r) => `${r.address} ${r.dev ?? r.type}`).sort()).toEqual(
+      [
+        "198.18.71.10 blackhole",
+        "198.18.71.5 r0",
+        "198.18.71.6 r0",
+        "198.18.71.9 d0",
+        "2001:db8:71::5 r0",
+        "2001:db8:71::9 d0",
+      ].sort(),
+    );
+    // another table's host route, a /24 around an address and a multipath route are no clash
+    expect(
+      read.some((r) => ["198.18.71.12", "198.18.71.13", "198.18.71.0"].includes(r.address)),
+    ).toBe(false);
+  });
+
+  it("are read before the tap exists, and every route is read without sysfs", () => {
+    expect(sorted(routed("r9", ADDRESSES))).toEqual(sorted(fromFullListing("r9", ADDRESSES)));
+    expect(
+      routed("r9", ADDRESSES)
+        .map((r) => `${r.address} ${r.dev ?? r.type}`)
+        .sort(),
+    ).toEqual(["198.18.71.10 blackhole", "198.18.71.5 r0", "198.18.71.9 d0"]);
+    // without sysfs the listing is every route's, which the plan reads the same way
+    expect(sorted(routed("r0", ADDRESSES, true))).toEqual(
+      sorted(parseHostRoutes(bip(["-d", "-j", "route", "show", "table", "all"]))),
+    );
   });
 });
 

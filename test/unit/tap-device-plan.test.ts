@@ -165,7 +165,12 @@ describe("parsing the real probe output", () => {
 
   it("passes every input to the probe as a positional parameter, never inside the script", () => {
     const call = observeCall(
-      inputs({ name: "vm1", owner: "qemu", group: 994, routed: { proxyArpInterface: "wl0" } }),
+      inputs({
+        name: "vm1",
+        owner: "qemu",
+        group: 994,
+        routed: { addresses: ["198.18.120.5", "2001:db8::5"], proxyArpInterface: "wl0" },
+      }),
     );
     expect(call.name).toBe("resources/tap-device/tap-probe.sh");
     expect(call.args).toEqual([
@@ -181,13 +186,14 @@ describe("parsing the real probe output", () => {
       "1", // scan for holders: a look-only probe passes 0
       "vm1 wl0", // the links the plan looks at: the tap and its uplink
       "always", // a routed tap reads the sysctls even before it exists
-      "all", // and every route of the host, to check its addresses against
+      // the routes via itself, and the host routes of its addresses, to check them for a clash
+      "tap 198.18.120.5 2001:db8::5",
       "net/ipv4/ip_forward",
       "net/ipv4/conf/default/proxy_arp",
       "net/ipv4/conf/vm1/proxy_arp",
       "net/ipv4/conf/wl0/proxy_arp",
     ]);
-    expect(scriptBody(call.name)).not.toMatch(/vm1|qemu|wl0/);
+    expect(scriptBody(call.name)).not.toMatch(/vm1|qemu|wl0|198\.18\.120\.5/);
     // a bridged tap: the tap and its bridge, and only the routes via itself
     const bridged = observeCall(inputs({ name: "vm0", bridge: "br0" })).args;
     expect(bridged[10]).toBe("vm0 br0");

@@ -79,9 +79,9 @@ export function observeCall(inputs: TapDeviceInputs, lookOnly = false): ScriptCa
     lookedAtLinks(inputs).join(" "),
     // a tap that is not routed needs the values only once it exists (the plan compares its proxy_arp)
     inputs.routed === null ? "if-tap" : "always",
-    // and of the host's routes only its own (to remove those it added when it was routed); a
-    // routed tap's plan checks its addresses against every route
-    inputs.routed === null ? "tap" : "all",
+    // and of the host's routes its own (to remove those it added when it was routed) and, for a
+    // routed tap, the host routes of its addresses (its plan checks them for a clash)
+    ["tap", ...(inputs.routed?.addresses ?? [])].join(" "),
     ...probedKeys(inputs),
   ]);
 }
@@ -165,6 +165,15 @@ export function parseHostRoutes(text: string, via?: string): HostRoute[] {
   return out;
 }
 
+/** Returns the routes without repeats: a route via the tap is in its own listing and an exact one. */
+function uniqueRoutes(routes: HostRoute[]): HostRoute[] {
+  const seen = new Set<string>();
+  return routes.filter((r) => {
+    const key = JSON.stringify([r.family, r.address, r.dev, r.protocol, r.type]);
+    return seen.has(key) ? false : (seen.add(key), true);
+  });
+}
+
 /** Returns the `key value` lines of the ids section. */
 function parseIds(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -204,15 +213,18 @@ export function parseHolders(text: string): TapHolder[] | undefined {
 /** Returns the tap state parsed from the probe's output. */
 export function parseTapDeviceState(name: string, stdout: string): TapDeviceState {
   const out = parseProbe(stdout, "the tap probe");
-  // the routes, then a line per link that exists
+  // the routes via the tap (or every route), the host routes of each address in routes-exact
+  // (absent from captures of older probes), then a line per link that exists
   const listed = out.need("links");
-  const [routes = ""] = ipBatchOutputs(
+  const exact = (out.get("routes-exact") ?? "").split("\n").filter((l) => l.trim() !== "");
+  const [routes = "", ...exactRoutes] = ipBatchOutputs(
     listed,
-    1,
-    1,
-    "ip -d -j -batch (route show table all, link show dev ...)",
+    1 + exact.length,
+    1 + exact.length,
+    "ip -d -j -batch (route show table all ..., link show dev ...)",
   );
-  const all = parseTapLinks(listed.slice(listed.indexOf(routes) + routes.length));
+  const lines = listed.split("\n").filter((l) => l.trim() !== "");
+  const all = parseTapLinks(lines.slice(1 + exact.length).join("\n"));
   const link = all[name];
   const id = parseIds(out.need("ids"));
   // the routes via one device only, when the probe asked for those alone
@@ -221,7 +233,10 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
     name,
     tap: link && link.kind === "tun" && link.tunType === "tap" ? link : undefined,
     links: all,
-    hostRoutes: parseHostRoutes(routes, via === "" ? undefined : via),
+    hostRoutes: uniqueRoutes([
+      ...parseHostRoutes(routes, via === "" ? undefined : via),
+      ...exactRoutes.flatMap((l) => parseHostRoutes(l)),
+    ]),
     sysctls: parseSysctlProbe(out.need("sysctls")),
     ownerId: idOf(id["owner"]),
     groupId: idOf(id["group"]),

@@ -24,22 +24,32 @@ values=${12} routes=${13}
 shift 13
 # One `ip` for the routes of both families and the links asked for (each process costs the host
 # about 1.4 ms of CPU): a JSON line each, routes first. `table all` is the only listing that has
-# both families; the parser keeps the main table's and drops the defaults that -d adds. A host
-# booted with ipv6.disable=1 lists IPv4 alone. Only the links that exist are asked for (ip -batch
-# stops at a failing line), by name: every link of a host with many costs the host and the
-# controller per link. A word that is no interface name (checked at the provider's check) is none.
-# Without /sys/class/net (no sysfs) every link is listed, and every route.
-# A tap that is not routed needs only the routes via itself (those it once added, to remove):
-# asked for with `dev`, the kernel leaves the others out of the dump, however many the host has,
-# and `ip` leaves out each route's `dev`, which the routes-via section gives instead. A tap that
-# does not exist has none, and the shell prints the empty list itself.
+# both families; the parser keeps the main table's and drops the defaults that -d adds. Only the
+# links that exist are asked for (ip -batch stops at a failing line), by name. Without
+# /sys/class/net (no sysfs) every link is listed, and every route.
+# ROUTES is `tap ADDRESS...`: the routes via the tap (those it added, to remove them; asked for with
+# `dev`, the kernel leaves the others out of the dump, and `ip` leaves out each route's `dev`, which
+# the routes-via section gives instead; a tap that does not exist has none, printed by the shell),
+# then for each address of a routed tap its host routes via any device (`exact`, the clash check),
+# a listing each, named in the routes-exact section. Any other ROUTES lists every route.
 q=
 add() { q="${q:+$q
 }$1"; }
 via=
-[ ! -d /sys/class/net ] || [ "$routes" != tap ] || via=$name
+case $routes in tap | "tap "*) [ ! -d /sys/class/net ] || via=$name ;; esac
 section routes-via
 [ -z "$via" ] || echo "$via"
+section routes-exact
+exact=
+if [ -n "$via" ]; then
+  set -f
+  for a in ${routes#tap}; do
+    case $a in *[!0-9A-Fa-f:.]*) continue ;; *:*) a=$a/128 ;; *) a=$a/32 ;; esac
+    exact="$exact $a"
+    echo "$a"
+  done
+  set +f
+fi
 section links
 if [ -z "$via" ]; then
   add 'route show table all'
@@ -48,6 +58,7 @@ elif is_link "$via"; then
 else
   echo '[]'
 fi
+for a in $exact; do add "route show table all exact $a"; done
 if [ -d /sys/class/net ]; then
   set -f
   for l in $links; do
