@@ -36,6 +36,16 @@ function scratchNamespace(name: string, setup: readonly string[]): string {
   return name;
 }
 
+/** Returns a runner of `ip -n NAME ARGS...`. */
+const ipIn =
+  (name: string) =>
+  (args: string[]): string =>
+    execFileSync("ip", ["-n", name, ...args], { encoding: "utf8" });
+
+/** Returns the items in one order whatever order they came in. */
+const sorted = <T>(xs: T[]): T[] =>
+  [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+
 /**
  * Returns the output of a probe as the provider sends it, run in the namespace (ip netns exec
  * mounts its sysfs); `hideSysfs` runs it where /sys is an empty tmpfs.
@@ -139,14 +149,9 @@ describe("a routed tap's routes", () => {
   // a namespace of its own: the tap r0 (up, so its routes stay), a bridge d0 (up, with an address)
   // holding host routes of other addresses, and routes of every kind around them
   const rns = scratchNamespace(`pht-iprt-${process.pid}`, [
-    "link set lo up",
     "tuntap add dev r0 mode tap",
     "link add d0 type bridge",
-    "link add e0 type veth peer name e0p",
-    "link set r0 up",
-    "link set d0 up",
-    "link set e0 up",
-    "link set e0p up",
+    ...["lo", "r0", "d0"].map((l) => `link set ${l} up`),
     "addr add 198.18.70.1/24 dev d0",
     "addr add 2001:db8:70::1/64 dev d0 nodad",
     "route add 198.18.71.5 dev r0 proto static",
@@ -159,8 +164,7 @@ describe("a routed tap's routes", () => {
     "-6 route add 2001:db8:71::5 dev r0 proto static",
     "-6 route add 2001:db8:71::9 dev d0",
   ]);
-  const bip = (args: string[]): string =>
-    execFileSync("ip", ["-n", rns, ...args], { encoding: "utf8" });
+  const bip = ipIn(rns);
   const ADDRESSES = ["198.18.71.5", "198.18.71.9", "198.18.71.10", "198.18.71.11"];
   const routed = (name: string, addresses: string[], hideSysfs = false) => {
     const inputs = TapDeviceInputs.parse({ name, routed: { addresses } });
@@ -172,8 +176,6 @@ describe("a routed tap's routes", () => {
     parseHostRoutes(bip(["-d", "-j", "route", "show", "table", "all"])).filter(
       (r) => r.dev === name || addresses.includes(r.address),
     );
-  const sorted = <T>(xs: T[]): T[] =>
-    [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 
   it("are its own and those of its addresses via any device, as a listing of every route gives", () => {
     const addresses = [...ADDRESSES, "2001:db8:71::9", "2001:db8:71::5"];
@@ -239,8 +241,7 @@ describe("the bridge probe's links and routes", () => {
     "-6 route add 2001:db8:70::/64 via 2001:db8:60::9 dev b0",
   ]);
 
-  const bip = (args: string[]): string =>
-    execFileSync("ip", ["-n", bns, ...args], { encoding: "utf8" });
+  const bip = ipIn(bns);
   const probe = (name: string, ports: string[], hideSysfs = false) =>
     parseBridgeState(
       name,
@@ -251,8 +252,6 @@ describe("the bridge probe's links and routes", () => {
     parseRoutes(bip(["-d", "-j", "route", "show", "table", "all"])).filter((r) =>
       devs.includes(r.dev),
     );
-  const sorted = <T>(xs: T[]): T[] =>
-    [...xs].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
 
   it("are the bridge, its ports and the ports asked for, and no other link", () => {
     const s = probe("b0", ["e0", "p0", "nope"]);
