@@ -271,7 +271,7 @@ describe("TapDevice on a lab host", () => {
     expect(await link("tap7")).toBeUndefined();
   });
 
-  it("scans for the holders of a multi-queue tap, and of a routed one, whatever the carrier", async () => {
+  it("scans for the holders of a multi-queue tap, and of a tap holding sysctl claims, whatever the carrier", async () => {
     await sh(["ip", "tuntap", "add", "dev", "tap8", "mode", "tap", "multi_queue"]);
     try {
       await sh(["ip", "link", "set", "dev", "tap8", "up"]);
