@@ -13,7 +13,7 @@ import {
   CommandSignalError,
   SshConnectionError,
 } from "../../provider/src/errors";
-import { readFile, writeFile } from "../../provider/src/host/host";
+import { readFile, writeFile, type Host, type RunResult } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor, sshStats } from "../../provider/src/host/pool";
 import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
 
@@ -938,21 +938,43 @@ describe("remote shell", () => {
     }
   });
 
-  it("runs 30 concurrent commands in at most 4 shells (half the sessions), one session each", async () => {
+  const thirtyAtOnce = (host: Host): Promise<RunResult[]> =>
+    Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        host.run({ argv: ["sh", "-c", 'sleep 0.1; echo "$1"', "sh", String(i)] }),
+      ),
+    );
+  const thirtyLines = Array.from({ length: 30 }, (_, i) => `${i}\n`);
+
+  it("runs 30 concurrent commands in at most 6 shells (all 8 sessions but two), one session each", async () => {
     const server = await startServer({ hostKey: hostKeyB });
     try {
       const host = hostFor(connect(server));
-      const results = await Promise.all(
-        Array.from({ length: 30 }, (_, i) =>
-          host.run({ argv: ["sh", "-c", 'sleep 0.1; echo "$1"', "sh", String(i)] }),
-        ),
-      );
-      expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 30 }, (_, i) => `${i}\n`));
+      expect((await thirtyAtOnce(host)).map((r) => r.stdout)).toEqual(thirtyLines);
       expect(server.tcpConnections).toBe(1);
-      // the other half stays for sessions of their own (the host lock's holders)
-      expect(server.maxSessions).toBe(4);
-      expect(server.execs.length).toBe(4);
+      // every session is a shell: two stay free for a session of its own
+      expect(server.maxSessions).toBe(6);
+      expect(server.execs.length).toBe(6);
       expect(server.execs.every(isShellStart)).toBe(true);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("keeps its shells to half the sessions while a session of its own is open", async () => {
+    const server = await startServer({ hostKey: hostKeyB });
+    try {
+      const host = hostFor(connect(server));
+      // a host lock's holder where shells do not start is such a session (lock.ts)
+      const own = host.run({ argv: ["sleep", "1"], ownSession: true });
+      await waitFor("the session of its own", () =>
+        server.execs.some((e) => e.endsWith("sleep 1")),
+      );
+      expect((await thirtyAtOnce(host)).map((r) => r.stdout)).toEqual(thirtyLines);
+      await own;
+      expect(server.maxSessions).toBe(5);
+      expect(server.execs.filter(isShellStart)).toHaveLength(4);
     } finally {
       await closeAllHosts();
       await server.close();

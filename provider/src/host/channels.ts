@@ -47,6 +47,11 @@ export class ChannelLimit {
     return this.limit;
   }
 
+  /** Returns how many slots are held. */
+  get held(): number {
+    return this.active;
+  }
+
   /** Returns whether someone waits for a slot. */
   get waiting(): boolean {
     return this.waiters.length > 0;

@@ -65,6 +65,13 @@ const CHANNEL_OPEN_RETRIES = 8;
  */
 const ROOM_WAIT_MS = 200;
 
+/**
+ * Sessions kept free while every session of a connection is a shell (mayStartShell): a session
+ * of its own (a host lock's holder, a command that cannot run in a shell) opens without waiting
+ * for a shell to close.
+ */
+const SESSIONS_KEPT_FREE = 2;
+
 /** How long a remote shell may take to say hello (a sudo password round trip included). */
 export const SHELL_HELLO_MS = 20_000;
 
@@ -520,10 +527,15 @@ export class SshHost implements Host {
 
   // Takes a slot for a new shell when shells keep below half the sessions (rounded up): the other
   // half stays for sessions of their own (the host lock's holders where a shell did not start,
-  // lock.ts; port forwards), so those never wait for a shell to close and shells are not closed
-  // and started again.
+  // lock.ts), so those never wait for a shell to close and shells are not closed and started
+  // again. While every session of the connection is a shell, none of those is in use: shells may
+  // then take all but two, since a host with many operations at once (a hypervisor's hundred taps)
+  // is bound by its shells' round trips.
   private mayStartShell(): boolean {
-    return this.shells < Math.ceil(this.channels.current / 2) && this.channels.tryAcquire();
+    const half = Math.ceil(this.channels.current / 2);
+    const allShells = this.channels.held === this.shells && !this.channels.waiting;
+    const most = allShells ? Math.max(half, this.channels.current - SESSIONS_KEPT_FREE) : half;
+    return this.shells < most && this.channels.tryAcquire();
   }
 
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
