@@ -962,17 +962,56 @@ describe("remote shell", () => {
     }
   });
 
+  it("takes a refused fifth shell as the server's limit, without a warning or a retry", async () => {
+    const server = await startServer({ hostKey: hostKeyB, sessionLimit: 4 });
+    try {
+      const host = hostFor(connect(server));
+      const { result, stderr } = await withStderr(() => thirtyAtOnce(host));
+      expect(result.map((r) => r.stdout)).toEqual(thirtyLines);
+      expect(server.maxSessions).toBe(4);
+      expect(stderr).not.toContain("refused");
+      expect(stderr).toContain(`${host.label}: at most 4 sessions at once from now on\n`);
+      // four shells serve every command: the fifth was asked for once
+      expect(server.execs.filter(isShellStart)).toHaveLength(4);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
+  it("asks for a shell past half only once the first half's sessions are open", async () => {
+    // a server below half refuses one of the first four: the limit it learns is its own, at once
+    const server = await startServer({ hostKey: hostKeyB, sessionLimit: 3 });
+    try {
+      const host = hostFor(connect(server));
+      const { result, stderr } = await withStderr(() => thirtyAtOnce(host));
+      expect(result.map((r) => r.stdout)).toEqual(thirtyLines);
+      expect(server.maxSessions).toBe(3);
+      const learned = stderr.split("\n").filter((l) => l.includes("sessions at once from now on"));
+      expect(learned).toEqual([
+        `pulumi-hypervisor: ${host.label}: at most 3 sessions at once from now on`,
+      ]);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  });
+
   it("keeps its shells to half the sessions while a session of its own is open", async () => {
     const server = await startServer({ hostKey: hostKeyB });
     try {
       const host = hostFor(connect(server));
       // a host lock's holder where shells do not start is such a session (lock.ts)
-      const own = host.run({ argv: ["sleep", "1"], ownSession: true });
+      const stop = new AbortController();
+      const own = host
+        .run({ argv: ["sleep", "30"], ownSession: true, signal: stop.signal })
+        .catch((e: unknown) => e);
       await waitFor("the session of its own", () =>
-        server.execs.some((e) => e.endsWith("sleep 1")),
+        server.execs.some((e) => e.endsWith("sleep 30")),
       );
       expect((await thirtyAtOnce(host)).map((r) => r.stdout)).toEqual(thirtyLines);
-      await own;
+      stop.abort();
+      expect(await own).toBeInstanceOf(Error);
       expect(server.maxSessions).toBe(5);
       expect(server.execs.filter(isShellStart)).toHaveLength(4);
     } finally {

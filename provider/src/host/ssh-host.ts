@@ -72,6 +72,9 @@ const ROOM_WAIT_MS = 200;
  */
 const SESSIONS_KEPT_FREE = 2;
 
+/** The server refused a shell past half the sessions (startShell): not an error for the request. */
+class ExtraShellRefused extends Error {}
+
 /** How long a remote shell may take to say hello (a sudo password round trip included). */
 export const SHELL_HELLO_MS = 20_000;
 
@@ -128,6 +131,8 @@ export class SshHost implements Host {
   private lockHolds = 0;
   /** Shells started and not yet closed. */
   private shells = 0;
+  /** Of those, the ones that have not said hello yet (nor failed). */
+  private shellsStarting = 0;
   private roomTimer: NodeJS.Timeout | undefined;
   /** A session of its own has waited too long: the next shell that finishes a request closes. */
   private closeNextShell = false;
@@ -398,6 +403,7 @@ export class SshHost implements Host {
     shown: string,
     epoch: number,
     onStdout?: (chunk: Buffer) => void,
+    refusalEnds = false,
   ): Promise<{ running: Running; live: LiveConnection }> {
     for (let attempt = 1; ; attempt++) {
       const live = await this.getLive(epoch);
@@ -414,6 +420,13 @@ export class SshHost implements Host {
           .replace(/^\(ssh\) /i, "")
           .replace(/[:\s]+$/, "")
           .toLowerCase();
+        if (reason.startsWith("channel open failure") && refusalEnds) {
+          const lowered = this.channels.refused();
+          if (lowered !== undefined) {
+            logInfo(`${this.label}: at most ${lowered} sessions at once from now on`);
+          }
+          throw new ExtraShellRefused();
+        }
         if (reason.startsWith("channel open failure") && attempt <= CHANNEL_OPEN_RETRIES) {
           const delay = Math.min(100 * 2 ** (attempt - 1), 2000);
           logWarn(
@@ -520,7 +533,15 @@ export class SshHost implements Host {
         if (idle.shell.alive && !idle.live.closed) return idle;
         continue;
       }
-      if (this.mayStartShell()) return this.startShell(epoch, shown);
+      if (this.mayStartShell()) {
+        try {
+          return await this.startShell(epoch, shown);
+        } catch (e) {
+          // the server has fewer sessions than asked: the request waits for a shell it has
+          if (!(e instanceof ExtraShellRefused)) throw e;
+          continue;
+        }
+      }
       await new Promise<void>((resolve) => this.shellWaiters.push(resolve));
     }
   }
@@ -534,13 +555,28 @@ export class SshHost implements Host {
   private mayStartShell(): boolean {
     const half = Math.ceil(this.channels.current / 2);
     const allShells = this.channels.held === this.shells && !this.channels.waiting;
-    const most = allShells ? Math.max(half, this.channels.current - SESSIONS_KEPT_FREE) : half;
+    // those past half one at a time, once the others said hello and are all busy (a request
+    // waits): a refusal then tells what the server allows, below no session open
+    const pastHalf = allShells && this.shellsStarting === 0;
+    const most = pastHalf ? Math.max(half, this.channels.current - SESSIONS_KEPT_FREE) : half;
     return this.shells < most && this.channels.tryAcquire();
   }
 
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
   private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
+    this.shellsStarting++;
+    try {
+      return await this.openShell(epoch, shown);
+    } finally {
+      this.shellsStarting--;
+    }
+  }
+
+  private async openShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
     const sudo = shellSudo(this.conn, newSudoMarks());
+    // a shell past half the sessions is one the connection can do without: a server that
+    // refuses it (a MaxSessions below 8) lowers the limit, and the request waits for another
+    const extra = this.shells >= Math.ceil(this.channels.current / 2);
     this.shells++;
     // the channel opens after the shell exists: its stdout goes to the shell from the first byte
     const opening: { running?: Running } = {};
@@ -561,6 +597,7 @@ export class SshHost implements Host {
         shown,
         epoch,
         (chunk) => shell.push(chunk),
+        extra,
       );
     } catch (e) {
       this.shells--;
