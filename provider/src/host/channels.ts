@@ -57,11 +57,6 @@ export class ChannelLimit {
     return this.waiters.length > 0;
   }
 
-  /** Returns whether more slots are held than the limit allows now (it went down). */
-  get over(): boolean {
-    return this.active > this.limit;
-  }
-
   /** Takes a slot when one is free now and nobody waits; returns whether it did. */
   tryAcquire(): boolean {
     if (this.active >= this.limit || this.waiters.length > 0) return false;
@@ -81,9 +76,11 @@ export class ChannelLimit {
   /**
    * Lowers the limit to the slots held besides the refused one's (at least 1), when that is lower;
    * returns the new limit, or undefined when it did not change. The caller still holds its slot.
+   * `unopened`: the slots of channels not open yet, the refused one's included, which the server
+   * has not accepted either.
    */
-  refused(): number | undefined {
-    const accepted = Math.max(1, this.active - 1);
+  refused(unopened = 1): number | undefined {
+    const accepted = Math.max(1, this.active - unopened);
     if (accepted >= this.limit) return undefined;
     this.limit = accepted;
     return accepted;

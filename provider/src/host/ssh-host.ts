@@ -133,6 +133,9 @@ export class SshHost implements Host {
   private shells = 0;
   /** Of those, the ones that have not said hello yet (nor failed). */
   private shellsStarting = 0;
+  /** Of those, the ones past half the sessions, and of these, the ones whose session is not open. */
+  private extrasStarting = 0;
+  private extrasOpening = 0;
   private roomTimer: NodeJS.Timeout | undefined;
   /** A session of its own has waited too long: the next shell that finishes a request closes. */
   private closeNextShell = false;
@@ -421,7 +424,8 @@ export class SshHost implements Host {
           .replace(/[:\s]+$/, "")
           .toLowerCase();
         if (reason.startsWith("channel open failure") && refusalEnds) {
-          const lowered = this.channels.refused();
+          // the other shells past half still opening were not accepted either
+          const lowered = this.channels.refused(this.extrasOpening);
           if (lowered !== undefined) {
             logInfo(`${this.label}: at most ${lowered} sessions at once from now on`);
           }
@@ -555,28 +559,34 @@ export class SshHost implements Host {
   private mayStartShell(): boolean {
     const half = Math.ceil(this.channels.current / 2);
     const allShells = this.channels.held === this.shells && !this.channels.waiting;
-    // those past half one at a time, once the others said hello and are all busy (a request
-    // waits): a refusal then tells what the server allows, below no session open
-    const pastHalf = allShells && this.shellsStarting === 0;
+    // those past half once the others said hello and are all busy (a request waits): a refusal
+    // then tells what the server allows
+    const pastHalf = allShells && this.shellsStarting === this.extrasStarting;
     const most = pastHalf ? Math.max(half, this.channels.current - SESSIONS_KEPT_FREE) : half;
     return this.shells < most && this.channels.tryAcquire();
   }
 
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
   private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
-    this.shellsStarting++;
-    try {
-      return await this.openShell(epoch, shown);
-    } finally {
-      this.shellsStarting--;
-    }
-  }
-
-  private async openShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
-    const sudo = shellSudo(this.conn, newSudoMarks());
     // a shell past half the sessions is one the connection can do without: a server that
     // refuses it (a MaxSessions below 8) lowers the limit, and the request waits for another
     const extra = this.shells >= Math.ceil(this.channels.current / 2);
+    this.shellsStarting++;
+    if (extra) this.extrasStarting++;
+    try {
+      return await this.openShell(epoch, shown, extra);
+    } finally {
+      this.shellsStarting--;
+      if (extra) this.extrasStarting--;
+    }
+  }
+
+  private async openShell(
+    epoch: number,
+    shown: string,
+    extra: boolean,
+  ): Promise<PooledShell | undefined> {
+    const sudo = shellSudo(this.conn, newSudoMarks());
     this.shells++;
     // the channel opens after the shell exists: its stdout goes to the shell from the first byte
     const opening: { running?: Running } = {};
@@ -590,6 +600,7 @@ export class SshHost implements Host {
       },
     });
     let opened: { running: Running; live: LiveConnection };
+    if (extra) this.extrasOpening++;
     try {
       opened = await this.openChannel(
         remoteShellCommand(sudo.prefix),
@@ -603,6 +614,8 @@ export class SshHost implements Host {
       this.shells--;
       this.releaseSlot();
       throw e;
+    } finally {
+      if (extra) this.extrasOpening--;
     }
     const { running, live } = opened;
     opening.running = running;
@@ -670,7 +683,9 @@ export class SshHost implements Host {
       return;
     }
     const makesRoom = this.closeNextShell && this.channels.waiting;
-    if (makesRoom || this.channels.over || this.live !== pooled.live) {
+    // over the limit, not counting shells that are still opening: a refused one frees its slot
+    const over = this.channels.held - this.extrasOpening > this.channels.current;
+    if (makesRoom || over || this.live !== pooled.live) {
       if (makesRoom) this.closeNextShell = false;
       pooled.end();
       return;
