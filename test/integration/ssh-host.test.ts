@@ -962,40 +962,43 @@ describe("remote shell", () => {
     }
   });
 
-  it("takes a refused fifth shell as the server's limit, without a warning or a retry", async () => {
-    const server = await startServer({ hostKey: hostKeyB, sessionLimit: 4 });
+  // Thirty commands at once on a server that refuses sessions past `limit`, as sshd's MaxSessions.
+  const onLimitedServer = async (
+    limit: number,
+    check: (server: TestServer, label: string, stderr: string) => void,
+  ): Promise<void> => {
+    const server = await startServer({ hostKey: hostKeyB, sessionLimit: limit });
     try {
       const host = hostFor(connect(server));
       const { result, stderr } = await withStderr(() => thirtyAtOnce(host));
       expect(result.map((r) => r.stdout)).toEqual(thirtyLines);
-      expect(server.maxSessions).toBe(4);
+      expect(server.maxSessions).toBe(limit);
+      check(server, host.label, stderr);
+    } finally {
+      await closeAllHosts();
+      await server.close();
+    }
+  };
+  const learned = (stderr: string): string[] =>
+    stderr.split("\n").filter((l) => l.includes("sessions at once from now on"));
+
+  it("takes a refused fifth shell as the server's limit, without a warning or a retry", () =>
+    onLimitedServer(4, (server, label, stderr) => {
       expect(stderr).not.toContain("refused");
-      expect(stderr).toContain(`${host.label}: at most 4 sessions at once from now on\n`);
+      expect(learned(stderr)).toEqual([
+        `pulumi-hypervisor: ${label}: at most 4 sessions at once from now on`,
+      ]);
       // four shells serve every command: the fifth was asked for once
       expect(server.execs.filter(isShellStart)).toHaveLength(4);
-    } finally {
-      await closeAllHosts();
-      await server.close();
-    }
-  });
+    }));
 
-  it("asks for a shell past half only once the first half's sessions are open", async () => {
+  it("asks for a shell past half only once the first half said hello", () =>
     // a server below half refuses one of the first four: the limit it learns is its own, at once
-    const server = await startServer({ hostKey: hostKeyB, sessionLimit: 3 });
-    try {
-      const host = hostFor(connect(server));
-      const { result, stderr } = await withStderr(() => thirtyAtOnce(host));
-      expect(result.map((r) => r.stdout)).toEqual(thirtyLines);
-      expect(server.maxSessions).toBe(3);
-      const learned = stderr.split("\n").filter((l) => l.includes("sessions at once from now on"));
-      expect(learned).toEqual([
-        `pulumi-hypervisor: ${host.label}: at most 3 sessions at once from now on`,
+    onLimitedServer(3, (_server, label, stderr) => {
+      expect(learned(stderr)).toEqual([
+        `pulumi-hypervisor: ${label}: at most 3 sessions at once from now on`,
       ]);
-    } finally {
-      await closeAllHosts();
-      await server.close();
-    }
-  });
+    }));
 
   it("keeps its shells to half the sessions while a session of its own is open", async () => {
     const server = await startServer({ hostKey: hostKeyB });
