@@ -557,7 +557,7 @@ export class SshHost implements Host {
   // then take all but two, since a host with many operations at once (a hypervisor's hundred taps)
   // is bound by its shells' round trips.
   private mayStartShell(): boolean {
-    const half = Math.ceil(this.channels.current / 2);
+    const half = this.halfTheSessions();
     const allShells = this.channels.held === this.shells && !this.channels.waiting;
     // those past half once the others said hello and are all busy (a request waits): a refusal
     // then tells what the server allows
@@ -566,11 +566,16 @@ export class SshHost implements Host {
     return this.shells < most && this.channels.tryAcquire();
   }
 
+  // The shells that may start whatever else the connection has open (rounded up).
+  private halfTheSessions(): number {
+    return Math.ceil(this.channels.current / 2);
+  }
+
   // Starts a shell in the slot the caller took; the slot goes back when the shell's session closes.
   private async startShell(epoch: number, shown: string): Promise<PooledShell | undefined> {
     // a shell past half the sessions is one the connection can do without: a server that
     // refuses it (a MaxSessions below 8) lowers the limit, and the request waits for another
-    const extra = this.shells >= Math.ceil(this.channels.current / 2);
+    const extra = this.shells >= this.halfTheSessions();
     this.shellsStarting++;
     if (extra) this.extrasStarting++;
     try {
