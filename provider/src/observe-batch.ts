@@ -6,6 +6,7 @@
 import { probeBatchArgv, probeResults } from "./apply";
 import { CommandError } from "./errors";
 import { sshPoolEnabled } from "./host/pool";
+import { quoteArgv } from "./host/quote";
 import type { Host, RunResult } from "./host/host";
 import {
   probeCommand,
@@ -18,9 +19,11 @@ import {
 /** How long the first observation of a batch waits for others (the engine asks for them at once). */
 export const COALESCE_WINDOW_MS = 3;
 
-// sshd hands the command to the login shell as one argument, which Linux caps at 128 KiB; quoting
-// makes it longer than the words, so a batch stays well below.
-const MAX_BATCH_CHARS = 80_000;
+// sshd hands the command to the login shell as one argument, which Linux caps at 128 KiB
+// (MAX_ARG_STRLEN, 131,072 bytes with its NUL). The probes of a batch are counted as they go on
+// that line, quoted; the rest (apply-batch.sh, its words per probe, env and sudo's words) takes
+// under 8 KB, so a batch at this limit stays below the cap (a unit test builds one).
+export const MAX_BATCH_BYTES = 112_000;
 
 interface Waiter {
   readonly probe: ProbeCommand;
@@ -30,14 +33,15 @@ interface Waiter {
 
 interface Pending {
   waiters: Waiter[];
-  chars: number;
+  bytes: number;
   timer: NodeJS.Timeout;
 }
 
 // By the host object: the pool gives one per connection, so the callers share its credentials.
 const pending = new WeakMap<Host, Pending>();
 
-const sizeOf = (p: ProbeCommand): number => p.argv.reduce((n, w) => n + w.length + 3, 0);
+// the probe's words as the command line carries them, and the space before them
+const sizeOf = (p: ProbeCommand): number => Buffer.byteLength(quoteArgv(p.argv)) + 1;
 
 function rejection(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
@@ -64,7 +68,8 @@ export function runProbeCoalesced(
       return;
     }
     let p = pending.get(host);
-    if (p && p.chars + sizeOf(probe) > MAX_BATCH_CHARS) {
+    const size = sizeOf(probe);
+    if (p && p.bytes + size > MAX_BATCH_BYTES) {
       clearTimeout(p.timer);
       flush(host, p);
       p = undefined;
@@ -72,14 +77,14 @@ export function runProbeCoalesced(
     if (!p) {
       const fresh: Pending = {
         waiters: [],
-        chars: 0,
+        bytes: 0,
         timer: setTimeout(() => flush(host, fresh), COALESCE_WINDOW_MS),
       };
       pending.set(host, fresh);
       p = fresh;
     }
     p.waiters.push({ probe, resolve, reject });
-    p.chars += sizeOf(probe);
+    p.bytes += size;
   });
   if (!signal) return result;
   return new Promise<RunResult>((resolve, reject) => {

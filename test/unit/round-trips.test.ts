@@ -11,7 +11,8 @@ import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { fakeBridgeProbe } from "../support/fake-bridge";
 import { Lifecycle } from "../../provider/src/lifecycle";
-import { runProbeCoalesced } from "../../provider/src/observe-batch";
+import { buildRemoteCommand, newSudoMarks } from "../../provider/src/host/sudo";
+import { MAX_BATCH_BYTES, runProbeCoalesced } from "../../provider/src/observe-batch";
 import { probeOutput, type ProbeCommand } from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 
@@ -246,11 +247,13 @@ const conn = {
 class BridgeHost implements Host {
   readonly label = "root@198.18.1.2:22";
   readonly ran: string[] = [];
+  readonly argvs: string[][] = [];
   private mtu: number | undefined;
   private alias: string | undefined;
 
   async run(req: RunRequest): Promise<RunResult> {
     this.ran.push(req.argv[3] ?? req.argv[0] ?? "");
+    this.argvs.push([...req.argv]);
     if (req.argv[3] !== "apply-batch.sh") return this.answer(req.argv);
     const params = req.argv.slice(4);
     const replaced: string[] = [];
@@ -344,6 +347,24 @@ describe("round trips of each operation", () => {
     const reads = await Promise.all(Array.from({ length: 10 }, () => lc.read("br0", outs)));
     expect(host.ran.slice(from)).toEqual(["apply-batch.sh"]);
     expect(reads.map((r) => r.id)).toEqual(Array.from({ length: 10 }, () => "br0"));
+  });
+
+  it("a batch stays below Linux's cap on one argument, the command line sshd hands the shell", async () => {
+    const host = new BridgeHost();
+    const lc = new Lifecycle(bridgeModule, () => host);
+    const { outs } = await lc.create({ connection: conn, name: "br0", persistence: "none" });
+    const from = host.ran.length;
+    await Promise.all(Array.from({ length: 40 }, () => lc.read("br0", outs)));
+    const batches = host.argvs.slice(from);
+    // the longest form: env, sudo with a password, and its announcing script around the batch
+    const bytes = batches.map(
+      (argv) => Buffer.byteLength(buildRemoteCommand(argv, "password", newSudoMarks())) + 1,
+    );
+    expect(Math.max(...bytes)).toBeLessThanOrEqual(131_072);
+    // the first batch is full: the next probe would not have fit under the limit
+    const probeBytes = (bytes[0] ?? 0) / (batches[0] ?? []).filter((w) => w === "probe-bg").length;
+    expect(bytes[0]).toBeGreaterThan(MAX_BATCH_BYTES - probeBytes);
+    expect(batches.length).toBeLessThanOrEqual(4);
   });
 });
 

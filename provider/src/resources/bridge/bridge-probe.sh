@@ -6,6 +6,7 @@
 # $1 = the SSH client's address ("" when unknown), $2 = bridge, $3 = the ports asked for
 # (space-separated), $4 = unit, $5... = persisted files.
 . ../../host/probe.sh
+. ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ../../host/is-link.sh
 # One `ip` (about 1.4 ms of host CPU each) lists, a JSON line each: the links a plan reads (the
@@ -55,6 +56,8 @@ if [ -f "/run/pulumi-hypervisor/bridge/$2.ports" ]; then cat "/run/pulumi-hyperv
 section addr-assign-type
 if { IFS= read -r v <"/sys/class/net/$2/addr_assign_type"; } 2>/dev/null; then echo "$v"; fi
 . ./manager-probe.sh
+# one systemctl for networkd (the managers' sections read it twice) and the bridge's unit
+ask_units systemd-networkd.service "$4"
 manager_probe "$2"
 . ../../persist/keepoff-probe.sh
 keepoff_probe

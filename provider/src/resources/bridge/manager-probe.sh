@@ -2,16 +2,19 @@
 # A library for the bridge probe: `manager_probe BRIDGE` prints which network manager owns which
 # NIC (NetworkManager's devices, networkd's configured links), the ifupdown flavour and every
 # ifupdown file, and what the provider backed up for the bridge. Parsed by parseManagerProbe
-# (manager.ts). Needs probe.sh's `section`.
+# (manager.ts). Needs probe.sh's `section` and unit-state.sh (networkd's state is asked for once
+# with the probe's other units).
+# shellcheck disable=SC2154 # us_active is unit_state's (unit-state.sh)
 manager_probe() {
   section nm
   if command -v nmcli >/dev/null 2>&1 && nmcli -t general status >/dev/null 2>&1; then
     nmcli -t -f DEVICE,STATE,CONNECTION device 2>/dev/null || true
   fi
   section networkd
-  if [ -d /run/systemd/system ] && systemctl is-active --quiet systemd-networkd 2>/dev/null; then
-    networkctl list --no-legend --no-pager 2>/dev/null || true
-  fi
+  unit_state systemd-networkd.service
+  case $us_active in
+    active | reloading | refreshing) networkctl list --no-legend --no-pager 2>/dev/null || true ;;
+  esac
   section ifupdown
   if [ -d /usr/share/ifupdown2 ]; then
     echo ifupdown2

@@ -5,6 +5,7 @@
 # (or another lab host) may run a dnsmasq with the same path. A file's section is printed only
 # when the file exists.
 . ../../host/probe.sh
+. ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ../../host/same-ns.sh
 . ../../host/procs-named.sh
@@ -44,8 +45,9 @@ for f in "$root"/*/dnsmasq.conf; do
 done
 if [ "$#" -gt 0 ]; then grep -H "^interface=" -- "$@"; fi
 persist_probe "$unit" "$ufile"
+# the unit's main pid came with its state, in persist_probe's one systemctl
 if [ -d /run/systemd/system ]; then
-  section mainpid; systemctl show -p MainPID --value -- "$unit" 2>/dev/null || true
+  section mainpid; unit_state "$unit"; echo "$us_pid"
 fi
 # The addresses of the interface served, the only ones a plan reads: that link alone, so a look
 # costs the same on a host with hundreds of links (every link's: 5.5 ms of host CPU and 170 KB to

@@ -6,6 +6,7 @@
 # fails prints `pulumi-hypervisor-failed: <what it said>`.
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
+. ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ./sshd-ports.sh
 t=$1 owner=$2

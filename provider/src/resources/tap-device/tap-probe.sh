@@ -13,6 +13,7 @@
 # boot script and the files that keep the managers off it).
 . ../../host/probe.sh
 . ../../sysctl-probe.sh
+. ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
@@ -118,6 +119,8 @@ if [ "$holders" = 1 ] && [ -e "$d" ]; then
 fi
 section bridge-unit
 if [ -n "$bridge_unit" ] && [ -f "$bridge_unit" ]; then echo yes; else echo no; fi
+# one systemctl for networkd and the tap's unit
+ask_units systemd-networkd.service "$unit"
 keepoff_probe
 persist_probe "$unit" "$unit_file" "$boot_script" "$nm_file" "$networkd_file"
 exit 0
