@@ -44,8 +44,9 @@ for f in "$root"/*/dnsmasq.conf; do
   if [ -f "$f" ]; then set -- "$@" "$f"; fi
 done
 if [ "$#" -gt 0 ]; then grep -H "^interface=" -- "$@"; fi
+# one systemctl for the unit's state and its main pid
+ask_units --pid "$unit"
 persist_probe "$unit" "$ufile"
-# the unit's main pid came with its state, in persist_probe's one systemctl
 if [ -d /run/systemd/system ]; then
   section mainpid; unit_state "$unit"; echo "$us_pid"
 fi

@@ -100,8 +100,9 @@ if [ "$bconf" = 1 ]; then
 fi
 if [ -n "$runas" ]; then section runas; id -u -- "$runas" 2>/dev/null || echo missing; fi
 if [ -n "$probe" ] && [ -z "$pid" ]; then section kvm; kvm_probe "$probe"; fi
+# one systemctl for the unit's state and its main pid
+ask_units --pid "$1"
 persist_probe "$@"
-# the unit's main pid came with its state, in persist_probe's one systemctl
 if [ -d /run/systemd/system ]; then
   section mainpid; unit_state "$1"; echo "$us_pid"
 fi
