@@ -3,7 +3,6 @@
 # the host ("yes"/"no" each), so the provider tells only a running manager to leave its devices
 # alone and never enables one. Parsed by parseKeepOffProbe (keep-off.ts). Needs probe.sh's `section`.
 # Needs unit-state.sh too: networkd's state is asked for once with the probe's other units.
-# shellcheck disable=SC2154 # us_active is unit_state's (unit-state.sh)
 keepoff_probe() {
   section keepoff-nm
   if command -v nmcli >/dev/null 2>&1 && nmcli -t general status >/dev/null 2>&1; then
@@ -12,10 +11,5 @@ keepoff_probe() {
     echo no
   fi
   section keepoff-networkd
-  unit_state systemd-networkd.service
-  # what makes `systemctl is-active` exit 0
-  case $us_active in
-    active | reloading | refreshing) echo yes ;;
-    *) echo no ;;
-  esac
+  if unit_runs systemd-networkd.service; then echo yes; else echo no; fi
 }

@@ -47,3 +47,9 @@ unit_state() {
 $us_shown
 EOF
 }
+# unit_runs UNIT: succeeds where `systemctl is-active UNIT` would exit 0
+unit_runs() {
+  unit_state "$1"
+  case $us_active in active | reloading | refreshing) return 0 ;; esac
+  return 1
+}

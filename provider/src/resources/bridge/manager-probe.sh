@@ -4,17 +4,15 @@
 # ifupdown file, and what the provider backed up for the bridge. Parsed by parseManagerProbe
 # (manager.ts). Needs probe.sh's `section` and unit-state.sh (networkd's state is asked for once
 # with the probe's other units).
-# shellcheck disable=SC2154 # us_active is unit_state's (unit-state.sh)
 manager_probe() {
   section nm
   if command -v nmcli >/dev/null 2>&1 && nmcli -t general status >/dev/null 2>&1; then
     nmcli -t -f DEVICE,STATE,CONNECTION device 2>/dev/null || true
   fi
   section networkd
-  unit_state systemd-networkd.service
-  case $us_active in
-    active | reloading | refreshing) networkctl list --no-legend --no-pager 2>/dev/null || true ;;
-  esac
+  if unit_runs systemd-networkd.service; then
+    networkctl list --no-legend --no-pager 2>/dev/null || true
+  fi
   section ifupdown
   if [ -d /usr/share/ifupdown2 ]; then
     echo ifupdown2

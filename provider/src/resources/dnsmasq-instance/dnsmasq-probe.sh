@@ -10,6 +10,7 @@
 . ../../host/same-ns.sh
 . ../../host/procs-named.sh
 . ../../host/is-link.sh
+. ./dnsmasq-interfaces.sh
 conf=$1 hosts=$2 pidf=$3 leases=$4 cdir=$5 rdir=$6 ddir=$7 root=$8 unit=$9 ufile=${10} iface=${11}
 dump() { if [ -f "$2" ]; then section "$1"; cat -- "$2"; fi; }
 section processes
@@ -37,13 +38,7 @@ fi
 section dirs
 for x in "$cdir" "$rdir" "$ddir"; do if [ -d "$x" ]; then echo 1; else echo 0; fi; done
 section instances
-# every instance's interface line, by one grep for all of them (a host with a bridge per guest
-# network has many; grep is a process, about 1 ms of CPU each)
-set --
-for f in "$root"/*/dnsmasq.conf; do
-  if [ -f "$f" ]; then set -- "$@" "$f"; fi
-done
-if [ "$#" -gt 0 ]; then grep -H "^interface=" -- "$@"; fi
+dnsmasq_interfaces "$root"
 # one systemctl for the unit's state and its main pid
 ask_units --pid "$unit"
 persist_probe "$unit" "$ufile"

@@ -8,6 +8,7 @@
 . ../../host/same-ns.sh
 . ./qmp.sh
 . ./kvm-probe.sh
+. ../dnsmasq-instance/dnsmasq-interfaces.sh
 # shellcheck disable=SC2034 # name is not used, but keeps the parameters readable
 name=$1 pidfile=$2 sock=$3 config=$4 rundir=$5 configdir=$6 log=$7 runas=$8 probe=$9
 shift 9
@@ -108,10 +109,5 @@ if [ -d /run/systemd/system ]; then
 fi
 # The provider's dnsmasq instances and their interfaces: a guest's unit is ordered after them.
 section dnsmasq
-# one grep for all of them (a process each costs the host about 1 ms of CPU)
-set --
-for f in /etc/pulumi-hypervisor/dnsmasq/*/dnsmasq.conf; do
-  if [ -f "$f" ]; then set -- "$@" "$f"; fi
-done
-if [ "$#" -gt 0 ]; then grep -H "^interface=" -- "$@"; fi
+dnsmasq_interfaces /etc/pulumi-hypervisor/dnsmasq
 exit 0
