@@ -12,7 +12,11 @@
 # so one failing probe fails only its own observation. Probes run side by side write their marks,
 # output and exit code to files of their own in a private temporary folder, printed in order at the
 # end by one cat per stream (not three per probe: each process costs the host about 1 ms of CPU),
-# exactly as if they had run one after the other.
+# exactly as if they had run one after the other. A command `units` (words `--active UNIT...
+# --pid UNIT... --enabled UNIT...`) comes before the probes, which then take systemd's answers about
+# those units from it (persist/unit-batch.sh): it runs in this shell, has no mark
+# and no output, and never fails the batch.
+. ./persist/unit-batch.sh
 mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
 probe=@@pulumi-hypervisor-probe
@@ -26,7 +30,7 @@ while [ $# -gt 0 ]; do
   shift 3
   # the command is built from references to positional parameters only, never from their text
   cmd='' k=1 kept=''
-  if [ "$ok" != ip-batch ] && [ "$n" -ge 2 ] && [ "$1" = . ]; then
+  if [ "$ok" != ip-batch ] && [ "$ok" != units ] && [ "$n" -ge 2 ] && [ "$1" = . ]; then
     case $2 in
       '' | *[!0-9a-f]*)
         echo "apply-batch: not a kept script: $2" >&2
@@ -41,6 +45,12 @@ while [ $# -gt 0 ]; do
   done
   # $kept is hex digits (checked above), so it is spliced as it is
   if [ -n "$kept" ]; then cmd="(set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\")"; fi
+  if [ "$ok" = units ]; then
+    # in this shell, so that the probes after it see what it got
+    eval "units_batch$cmd" </dev/null
+    shift "$n"
+    continue
+  fi
   if [ "$ok" = ip-batch ]; then
     # one ip for the whole run, its lines in a here-document the shell writes itself: ip is the
     # only process started. Without -force ip stops at the first failing line, says which on

@@ -132,9 +132,11 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 
 // apply-batch.sh takes each command as `OK-CODES HAS-STDIN N WORD...`, a probe with `probe` for
 // its exit codes (`probe-bg`: it may run beside the others), a merged `ip` run with `ip-batch` (its
-// words are the lines); probes come after the steps. It runs each at once and keeps none; the
-// lines of an `ip-batch` are data for ip, no command of their own. A kept script that runs in a
-// shell comes as `. HASH ARGS...` and is sourced in a subshell; N then counts those words.
+// words are the lines), the probes' systemd units with `units` (its words are the units and how
+// they are asked about, for persist/unit-batch.sh); probes come after the steps. It runs each at
+// once and keeps none; the lines of an `ip-batch` and the words of `units` are data, no command
+// of their own. A kept script that runs in a shell comes as `. HASH ARGS...` and is sourced in a
+// subshell; N then counts those words.
 // Reviewed against declareRunsInShell's contract.
 declareRunsInShell("apply-batch.sh");
 declareSourcesWrapped("apply-batch.sh");
@@ -143,11 +145,33 @@ declareNestedCommands("apply-batch.sh", (args) => {
   for (let i = 0; i + 2 < args.length;) {
     const n = Number(args[i + 2]);
     if (!Number.isInteger(n) || n < 0) break;
-    if (args[i] !== "ip-batch") ranges.push([i + 3, Math.min(i + 3 + n, args.length), i + 2]);
+    if (args[i] !== "ip-batch" && args[i] !== "units") {
+      ranges.push([i + 3, Math.min(i + 3 + n, args.length), i + 2]);
+    }
     i += 3 + n;
   }
   return ranges;
 });
+
+// The provider's unit names (unitName, dnsmasqUnitName, guestUnitName, networkd's): no character
+// that list-unit-files would take for a glob, none that ends an argument of units_batch, and at
+// most systemd's 255 bytes: a name systemctl refuses would fail its answer about every unit.
+const PLAIN_UNIT = /^[A-Za-z0-9_.:-]{1,247}\.service$/;
+
+/**
+ * Returns the words of the `units` command that asks systemd about the probes' units at once, one
+ * systemctl per way of asking: only the ways two probes or more ask (one asks as cheaply itself).
+ */
+export function unitsWords(probes: readonly ProbeCommand[]): string[] {
+  const words: string[] = [];
+  for (const how of ["active", "pid", "enabled"] as const) {
+    const asking = probes.map((p) => p.units?.[how] ?? []).filter((u) => u.length > 0);
+    if (asking.length < 2) continue;
+    const units = [...new Set(asking.flat())].filter((u) => PLAIN_UNIT.test(u));
+    if (units.length > 0) words.push(`--${how}`, ...units);
+  }
+  return words;
+}
 
 function batchCall(
   batch: readonly Command[],
@@ -160,8 +184,10 @@ function batchCall(
     String(c.argv.length),
     ...c.argv,
   ];
+  const units = unitsWords(probes);
   return scriptIn(__dirname, "apply-batch.sh", [
     ...batch.flatMap((c) => word(c.merged ? "ip-batch" : c.okExitCodes.join(","), c)),
+    ...(units.length > 0 ? ["units", "0", String(units.length), ...units] : []),
     ...probes.flatMap((p) => word(probeKind, p)),
   ]);
 }

@@ -21,9 +21,11 @@ export const COALESCE_WINDOW_MS = 3;
 
 // sshd hands the command to the login shell as one argument, which Linux caps at 128 KiB
 // (MAX_ARG_STRLEN, 131,072 bytes with its NUL). The probes of a batch are counted as they go on
-// that line, quoted; the rest (apply-batch.sh, its words per probe, env and sudo's words) takes
-// under 8 KB, so a batch at this limit stays below the cap (a unit test builds one).
-export const MAX_BATCH_BYTES = 112_000;
+// that line, quoted, with apply-batch.sh's three words before each and their systemd units (each
+// once per way the batch's `units` command asks); the rest (apply-batch.sh and unit-batch.sh, env
+// and sudo's words) takes 7-9 KB, so a batch at this limit stays below the cap (a unit test
+// builds one).
+export const MAX_BATCH_BYTES = 116_000;
 
 interface Waiter {
   readonly probe: ProbeCommand;
@@ -34,14 +36,27 @@ interface Waiter {
 interface Pending {
   waiters: Waiter[];
   bytes: number;
+  /** The systemd units its probes ask about, by how ("active UNIT"): counted in bytes once. */
+  units: Set<string>;
   timer: NodeJS.Timeout;
 }
 
 // By the host object: the pool gives one per connection, so the callers share its credentials.
 const pending = new WeakMap<Host, Pending>();
 
-// the probe's words as the command line carries them, and the space before them
-const sizeOf = (p: ProbeCommand): number => Buffer.byteLength(quoteArgv(p.argv)) + 1;
+// The probe's words as the command line carries them, with apply-batch.sh's before them
+// (`probe-bg 0 N `); and its units that the batch does not ask about yet (added to `asked`).
+function sizeOf(p: ProbeCommand, asked: Set<string>): number {
+  let bytes = Buffer.byteLength(quoteArgv(p.argv)) + `probe-bg 0 ${p.argv.length} `.length + 1;
+  for (const how of ["active", "pid", "enabled"] as const) {
+    for (const u of p.units?.[how] ?? []) {
+      if (asked.has(`${how} ${u}`)) continue;
+      asked.add(`${how} ${u}`);
+      bytes += Buffer.byteLength(u) + 1;
+    }
+  }
+  return bytes;
+}
 
 function rejection(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
@@ -68,8 +83,7 @@ export function runProbeCoalesced(
       return;
     }
     let p = pending.get(host);
-    const size = sizeOf(probe);
-    if (p && p.bytes + size > MAX_BATCH_BYTES) {
+    if (p && p.bytes + sizeOf(probe, new Set(p.units)) > MAX_BATCH_BYTES) {
       clearTimeout(p.timer);
       flush(host, p);
       p = undefined;
@@ -78,13 +92,14 @@ export function runProbeCoalesced(
       const fresh: Pending = {
         waiters: [],
         bytes: 0,
+        units: new Set(),
         timer: setTimeout(() => flush(host, fresh), COALESCE_WINDOW_MS),
       };
       pending.set(host, fresh);
       p = fresh;
     }
     p.waiters.push({ probe, resolve, reject });
-    p.bytes += size;
+    p.bytes += sizeOf(probe, p.units);
   });
   if (!signal) return result;
   return new Promise<RunResult>((resolve, reject) => {

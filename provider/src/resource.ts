@@ -23,13 +23,30 @@ export interface ObserveContext {
 export interface ProbeCall {
   readonly call: ScriptCall;
   readonly stdin?: string;
+  /** The systemd units the probe asks about, so that a batch of probes asks once for all. */
+  readonly units?: ProbeUnits;
 }
 
-/** A command as it travels in a batch: what runs, what errors show, and its stdin. */
+/**
+ * The systemd units a probe asks about (persist/unit-state.sh), by how it asks. A batch of probes
+ * asks about them all first, one systemctl per way (apply-batch.sh); a unit left out here is
+ * asked about by its probe, as when it runs alone, so this list saves work and changes no answer.
+ */
+export interface ProbeUnits {
+  /** State only (`ask_units UNIT...`: `systemctl is-active`). */
+  readonly active?: readonly string[];
+  /** State and main pid (`ask_units --pid UNIT...`: `systemctl show`). */
+  readonly pid?: readonly string[];
+  /** Enablement (`unit_enabled UNIT`: `systemctl is-enabled`). */
+  readonly enabled?: readonly string[];
+}
+
+/** A command as it travels in a batch: what runs, what errors show, its stdin and its units. */
 export interface ProbeCommand {
   readonly argv: readonly string[];
   readonly shown: readonly string[];
   readonly stdin?: string;
+  readonly units?: ProbeUnits;
 }
 
 /** Returns the command that runs the probe on a host (its script by name in errors). */
@@ -38,6 +55,7 @@ export function probeCommand(p: ProbeCall): ProbeCommand {
     argv: scriptArgv(p.call),
     shown: scriptDisplayArgv(p.call),
     ...(p.stdin !== undefined ? { stdin: p.stdin } : {}),
+    ...(p.units !== undefined ? { units: p.units } : {}),
   };
 }
 

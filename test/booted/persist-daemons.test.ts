@@ -1,12 +1,14 @@
 // DnsmasqInstance and QemuGuest on a booted Debian 12 host (systemd as PID 1, real reboots): each
 // runs under its own service unit, comes back within seconds after SIGKILL and after a reboot,
-// a guest that powers itself off stays off, and delete followed by a reboot leaves nothing behind.
+// a guest that powers itself off stays off, reads at once answer as reads one by one with one
+// systemctl per way of asking, and delete followed by a reboot leaves nothing behind.
 // Guests run under TCG. Measured times go to stderr.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
+import { readsBothWays } from "../support/booted";
 import { buildGuestImage, guestKernelArgs, parseGuestLog } from "../support/guest-image";
 
 const NET = "198.18.77";
@@ -170,6 +172,28 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
     );
     report(`guest answered ping ${ms} ms after up returned`);
   }, 300_000);
+
+  it("reads the same in one batch as one by one, asking systemd twice for the batch", async () => {
+    // a unit disabled by hand: the batch must give each unit its own answer (and each its own pid)
+    await sh('systemctl disable --quiet -- "$1"', DM_UNIT);
+    try {
+      const states = [...engine.state.values()];
+      const reads = await readsBothWays(h, plugin, states);
+      expect(reads.batched).toEqual(reads.alone);
+      const props = (r: unknown) => (r as { properties: Record<string, unknown> }).properties;
+      expect(reads.batched.map((r) => props(r)["persistedDrift"] !== undefined)).toEqual(
+        states.map((s) => s.name === "dm"),
+      );
+      expect(reads.batched.map((r) => props(r)["pid"])).toEqual([
+        await mainPid(DM_UNIT),
+        await mainPid(QEMU_UNIT),
+      ]);
+      // alone: each probe's show and is-enabled; at once: one show and one list-unit-files
+      expect(reads.systemctl).toEqual({ alone: 2 * states.length, batched: 2 });
+    } finally {
+      await sh('systemctl enable --quiet -- "$1"', DM_UNIT);
+    }
+  });
 
   it("applies a new static lease with SIGHUP to the same dnsmasq", async () => {
     const pid = out("dm").pid;

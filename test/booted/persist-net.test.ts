@@ -1,7 +1,8 @@
 // Bridge, TapDevice and NatRule on a booted Debian 12 host (systemd as PID 1): each persists as
 // its own oneshot unit, comes back after `systemctl reboot` with the same bridge MAC, addresses,
 // tap master, routes, proxy ARP and nft table; refresh after the reboot finds no drift; a boot
-// script edited by hand is reported and repaired by up; delete then reboot leaves nothing; and
+// script edited by hand is reported and repaired by up; reads at once answer as reads one by one,
+// with one systemctl per way of asking; delete then reboot leaves nothing; and
 // `persistence: "none"` writes nothing persistent. Needs root, scripts/install-deps.sh and
 // `npm run build`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,6 +10,7 @@ import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
+import { readsBothWays } from "../support/booted";
 
 const BR = "brpn0";
 const TAP = "tpn0";
@@ -213,6 +215,25 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
     }
     for (const s of engine.state.values()) {
       expect([s.name, s.outputs["persistedDrift"]]).toEqual([s.name, undefined]);
+    }
+  });
+
+  it("reads the same in one batch as one by one, asking systemd twice for the batch", async () => {
+    // a unit disabled by hand: the batch must give each unit its own answer
+    await run(["systemctl", "disable", "--quiet", "--", UNITS[1] ?? ""]);
+    try {
+      const states = [...engine.state.values()];
+      const reads = await readsBothWays(h, plugin, states);
+      expect(reads.batched).toEqual(reads.alone);
+      const drift = (r: unknown) => (r as { properties: Record<string, unknown> }).properties;
+      expect(reads.batched.map((r) => drift(r)["persistedDrift"] !== undefined)).toEqual(
+        states.map((s) => s.name === "tap"),
+      );
+      // alone: each probe's is-active and is-enabled; at once: one is-active (systemd-networkd
+      // and the four units) and one list-unit-files
+      expect(reads.systemctl).toEqual({ alone: 2 * states.length, batched: 2 });
+    } finally {
+      await run(["systemctl", "enable", "--quiet", "--", UNITS[1] ?? ""]);
     }
   });
 

@@ -1,6 +1,7 @@
-// What the booted-host tests share: running a command over SSH that must succeed, and the shell
-// line that lists files of the provider left on a host.
+// What the booted-host tests share: running a command over SSH that must succeed, the shell line
+// that lists files of the provider left on a host, and reading a stack one by one and at once.
 import type { BootedHost } from "../../lab/booted/booted-host";
+import type { DynamicProviderPlugin, ResourceState } from "../../lab/engine/engine";
 
 // Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
 // networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
@@ -21,4 +22,55 @@ export async function failedProviderUnits(h: BootedHost): Promise<string> {
   // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
   const argv = ["systemctl", "list-units", "--failed", "--no-legend", "--plain"];
   return (await sshOk(h, [...argv, "pulumi-hypervisor-*"])).trim();
+}
+
+/** What the stack's resources read on a booted host, one by one and all at once. */
+export interface ReadsBothWays {
+  /** Each resource's read, one after another: each probe runs alone. */
+  alone: unknown[];
+  /** The same reads sent at once, as a refresh does: one batch of probes. */
+  batched: unknown[];
+  /** How many times `systemctl` ran on the host during each. */
+  systemctl: { alone: number; batched: number };
+}
+
+/**
+ * Reads every resource of the engine's state through the plugin one by one, then all at once,
+ * counting the host's `systemctl` runs meanwhile: a wrapper in front of /usr/bin/systemctl logs
+ * each run (the real one is moved aside, and back in every case).
+ */
+export async function readsBothWays(
+  h: BootedHost,
+  plugin: DynamicProviderPlugin,
+  states: readonly ResourceState[],
+): Promise<ReadsBothWays> {
+  const log = "/run/systemctl-runs.log";
+  const read = (s: ResourceState) => plugin.read(s.id, s.urn, s.outputs, s.inputs);
+  const runs = async (): Promise<number> =>
+    (await sshOk(h, ["cat", log])).split("\n").filter((l) => l !== "").length;
+  await sshOk(h, [
+    "sh",
+    "-c",
+    'mv /usr/bin/systemctl /usr/bin/systemctl.real && : > "$1" && ' +
+      'printf \'#!/bin/sh\\necho run >> %s\\nexec /usr/bin/systemctl.real "$@"\\n\' "$1" > /usr/bin/systemctl && ' +
+      "chmod 755 /usr/bin/systemctl",
+    "sh",
+    log,
+  ]);
+  try {
+    const alone: unknown[] = [];
+    for (const s of states) alone.push(await read(s));
+    const aloneRuns = await runs();
+    await sshOk(h, ["sh", "-c", ': > "$1"', "sh", log]);
+    const batched = await Promise.all(states.map(read));
+    return { alone, batched, systemctl: { alone: aloneRuns, batched: await runs() } };
+  } finally {
+    await sshOk(h, [
+      "sh",
+      "-c",
+      'mv /usr/bin/systemctl.real /usr/bin/systemctl; rm -f "$1"',
+      "sh",
+      log,
+    ]);
+  }
 }

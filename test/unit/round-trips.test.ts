@@ -6,15 +6,18 @@ import { existsSync, mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { applySteps } from "../../provider/src/apply";
+import { applySteps, probeBatchArgv, unitsWords } from "../../provider/src/apply";
 import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { fakeBridgeProbe } from "../support/fake-bridge";
 import { Lifecycle } from "../../provider/src/lifecycle";
+import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import { buildRemoteCommand, newSudoMarks } from "../../provider/src/host/sudo";
 import { MAX_BATCH_BYTES, runProbeCoalesced } from "../../provider/src/observe-batch";
-import { probeOutput, type ProbeCommand } from "../../provider/src/resource";
+import { probeOutput, type ProbeCommand, type ProbeUnits } from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
+
+const SRC = join(__dirname, "../../provider/src");
 
 function spawn(
   argv: readonly string[],
@@ -262,6 +265,11 @@ class BridgeHost implements Host {
       const [ok = "", stdin = "", n = "0"] = params.slice(i, i + 3);
       const words = params.slice(i + 3, i + 3 + Number(n));
       i += 3 + Number(n);
+      // the probes' systemd units: the batch's own shell asks (nothing here, without systemd)
+      if (ok === "units") {
+        replaced.push(ok, stdin, n, ...words);
+        continue;
+      }
       const r = failed
         ? { exitCode: 0, stdout: "", stderr: "" }
         : ok === "ip-batch"
@@ -347,6 +355,48 @@ describe("round trips of each operation", () => {
     const reads = await Promise.all(Array.from({ length: 10 }, () => lc.read("br0", outs)));
     expect(host.ran.slice(from)).toEqual(["apply-batch.sh"]);
     expect(reads.map((r) => r.id)).toEqual(Array.from({ length: 10 }, () => "br0"));
+  });
+
+  it("ask systemd about their units first, one systemctl per way two probes or more ask", () => {
+    const unit = (kind: string, name: string) => `pulumi-hypervisor-${kind}-${name}.service`;
+    const probe = (units: ProbeUnits): ProbeCommand => ({ ...command("p", ""), units });
+    const NETWORKD = "systemd-networkd.service";
+    const probes = [
+      probe({ active: [NETWORKD, unit("bridge", "br0")], enabled: [unit("bridge", "br0")] }),
+      probe({ active: [NETWORKD, unit("tap", "t0")], enabled: [unit("tap", "t0")] }),
+      probe({ pid: [unit("dnsmasq", "lan")], enabled: [unit("dnsmasq", "lan")] }),
+      // a glob character would make list-unit-files match other units: asked by its own probe
+      probe({ active: [unit("nat", "n*")], enabled: [unit("nat", "n*")] }),
+    ];
+    expect(unitsWords(probes)).toEqual([
+      "--active",
+      NETWORKD,
+      unit("bridge", "br0"),
+      unit("tap", "t0"),
+      "--enabled",
+      unit("bridge", "br0"),
+      unit("tap", "t0"),
+      unit("dnsmasq", "lan"),
+    ]);
+    // one probe alone asks as cheaply itself
+    expect(unitsWords(probes.slice(2, 3))).toEqual([]);
+    const argv = probeBatchArgv(probes);
+    const at = argv.indexOf("units");
+    expect(argv.slice(at, at + 3)).toEqual(["units", "0", "8"]);
+    expect(argv.indexOf("probe-bg")).toBe(at + 3 + 8);
+  });
+
+  it("hand the units to systemctl as data, never as shell code, and keep them out of the script cache", () => {
+    const dir = tmp();
+    const evil = `$(touch ${join(dir, "pwned")})`;
+    const words = ["--active", evil, "`id`", "--enabled", evil];
+    const r = spawn(scriptArgv(scriptIn(SRC, "apply-batch.sh", ["units", "0", "5", ...words])), "");
+    expect([r.exitCode, r.stdout, r.stderr]).toEqual([0, "", ""]);
+    expect(existsSync(join(dir, "pwned"))).toBe(false);
+    // a unit's name that is also a script's text stays a word: only apply-batch.sh is kept
+    const script = scriptArgv(scriptIn(SRC, "sysctl-probe.sh", ["a"]));
+    const batch = scriptArgv(scriptIn(SRC, "apply-batch.sh", ["units", "0", "1", ...script]));
+    expect(argvWithCachedScripts(batch).scripts).toHaveLength(1);
   });
 
   it("a batch stays below Linux's cap on one argument, the command line sshd hands the shell", async () => {

@@ -12,7 +12,7 @@ persist_probe() {
   if [ -d /run/systemd/system ]; then echo yes; else echo no; fi
   section unit "$pp_unit"
   if [ -d /run/systemd/system ]; then
-    printf 'enabled %s\n' "$(systemctl is-enabled -- "$pp_unit" 2>/dev/null || true)"
+    printf 'enabled %s\n' "$(unit_enabled "$pp_unit")"
     unit_state "$pp_unit"
     printf 'active %s\n' "$us_active"
   fi

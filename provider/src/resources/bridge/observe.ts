@@ -10,9 +10,9 @@ import {
 } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
-import { persistProbeArgs } from "../../persist/oneshot";
+import { persistProbeArgs, probeUnits } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
-import { PERSIST_DIR } from "../../persist/systemd-unit";
+import { PERSIST_DIR, unitName } from "../../persist/systemd-unit";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseManagerProbe } from "./manager";
 import type { BridgeInputs, BridgeState, Link, Route } from "./schema";
@@ -231,7 +231,10 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
 
 /** Returns the bridge's probe: the bridge, its ports and the SSH route in one remote command. */
 export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCall {
-  return { call: observeCall(inputs.name, ctx.sshClientAddress, inputs.ports) };
+  return {
+    call: observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
+    units: probeUnits(unitName(BRIDGE_KIND, inputs.name), "active", true),
+  };
 }
 
 /** Returns the bridge state from its probe's result. */

@@ -2,6 +2,7 @@ import { basename } from "node:path";
 import { z } from "zod";
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
+import { probeUnits } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
 import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
@@ -167,7 +168,11 @@ type Wanted = Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">;
 
 /** Returns the instance's probe: its process and its surroundings in one remote command. */
 export function probeDnsmasq(d: Wanted): ProbeCall {
-  return { call: observeCall(dnsmasqPaths(d.name), d.interface, dnsmasqUnitName(d.name)) };
+  const unit = dnsmasqUnitName(d.name);
+  return {
+    call: observeCall(dnsmasqPaths(d.name), d.interface, unit),
+    units: probeUnits(unit, "pid"),
+  };
 }
 
 /** Returns the instance state from its probe's result. */

@@ -2,7 +2,8 @@ import type { Host, RunResult } from "../../host/host";
 import { parseProbe } from "../../host/probe";
 import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
-import { persistProbeArgs } from "../../persist/oneshot";
+import { persistProbeArgs, probeUnits } from "../../persist/oneshot";
+import { unitName } from "../../persist/systemd-unit";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { parseSysctlProbe } from "../../sysctl";
 import { parseIptablesSave } from "./iptables";
@@ -74,7 +75,10 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
 
 /** Returns the rule's probe: its nft table, iptables chains and ip_forward claim in one command. */
 export function probeNatRule(inputs: NatRuleInputs): ProbeCall {
-  return { call: observeCall(inputs.name) };
+  return {
+    call: observeCall(inputs.name),
+    units: probeUnits(unitName(NAT_KIND, inputs.name), "active"),
+  };
 }
 
 /** Returns the NatRule state from its probe's result. */

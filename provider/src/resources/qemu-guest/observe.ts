@@ -3,6 +3,7 @@ import { BRIDGE_CONF } from "../../bridge-helper-acl";
 import type { Host, RunResult } from "../../host/host";
 import { parseProbe, type ProbeSection } from "../../host/probe";
 import { logWarn } from "../../log";
+import { probeUnits } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitPath } from "../../persist/systemd-unit";
 import { scriptIn, type ScriptCall } from "../../host/script";
@@ -304,7 +305,7 @@ export function probeQemuGuest(g: QemuGuestInputs, ctx: ObserveContext): ProbeCa
   // accel "auto" decides at the start, on the host (qemu-start.sh); "kvm" fails the plan early.
   const wantKvm =
     g.running && g.accel === "kvm" && freshKvm(`${ctx.host} ${g.machine}`) === undefined;
-  return { call: observeCall(g, wantKvm) };
+  return { call: observeCall(g, wantKvm), units: probeUnits(guestUnitName(g.name), "pid") };
 }
 
 /** Returns the guest's state from its probe's result (KVM from the cache when it did not ask). */

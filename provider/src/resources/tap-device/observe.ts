@@ -11,7 +11,7 @@ import { observeWith, type ObserveContext, type ProbeCall } from "../../resource
 import { parseProbe } from "../../host/probe";
 import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
-import { persistProbeArgs } from "../../persist/oneshot";
+import { persistProbeArgs, probeUnits } from "../../persist/oneshot";
 import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
 import { unitName, unitPath } from "../../persist/systemd-unit";
 import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
@@ -251,7 +251,10 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
 
 /** Returns the tap's probe: the tap, its routes, sysctls, owner and holders in one command. */
 export function probeTapDevice(inputs: TapDeviceInputs, ctx?: ObserveContext): ProbeCall {
-  return { call: observeCall(inputs, ctx?.lookOnly === true) };
+  return {
+    call: observeCall(inputs, ctx?.lookOnly === true),
+    units: probeUnits(unitName(TAP_KIND, inputs.name), "active", true),
+  };
 }
 
 /** Returns the tap state from its probe's result. */
