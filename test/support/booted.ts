@@ -24,41 +24,51 @@ export async function failedProviderUnits(h: BootedHost): Promise<string> {
   return (await sshOk(h, [...argv, "pulumi-hypervisor-*"])).trim();
 }
 
+/** What a read returns: the resource's id and outputs. */
+export interface Read {
+  id: string;
+  properties: Record<string, unknown>;
+}
+
 /** What the stack's resources read on a booted host, one by one and all at once. */
 export interface ReadsBothWays {
   /** Each resource's read, one after another: each probe runs alone. */
-  alone: unknown[];
+  alone: Read[];
   /** The same reads sent at once, as a refresh does: one batch of probes. */
-  batched: unknown[];
+  batched: Read[];
   /** How many times `systemctl` ran on the host during each. */
   systemctl: { alone: number; batched: number };
 }
 
 /**
  * Reads every resource of the engine's state through the plugin one by one, then all at once,
- * counting the host's `systemctl` runs meanwhile: a wrapper in front of /usr/bin/systemctl logs
- * each run (the real one is moved aside, and back in every case).
+ * with `disabled`, one of their units, disabled by hand meanwhile (so that the units do not all
+ * answer alike), counting the host's `systemctl` runs: a wrapper in front of /usr/bin/systemctl
+ * logs each run. The real one is moved aside and the unit disabled, and both are put back in
+ * every case.
  */
 export async function readsBothWays(
   h: BootedHost,
   plugin: DynamicProviderPlugin,
   states: readonly ResourceState[],
+  disabled: string,
 ): Promise<ReadsBothWays> {
   const log = "/run/systemctl-runs.log";
   const read = (s: ResourceState) => plugin.read(s.id, s.urn, s.outputs, s.inputs);
   const runs = async (): Promise<number> =>
     (await sshOk(h, ["cat", log])).split("\n").filter((l) => l !== "").length;
-  await sshOk(h, [
-    "sh",
-    "-c",
-    'mv /usr/bin/systemctl /usr/bin/systemctl.real && : > "$1" && ' +
-      'printf \'#!/bin/sh\\necho run >> %s\\nexec /usr/bin/systemctl.real "$@"\\n\' "$1" > /usr/bin/systemctl && ' +
-      "chmod 755 /usr/bin/systemctl",
-    "sh",
-    log,
-  ]);
   try {
-    const alone: unknown[] = [];
+    await sshOk(h, ["systemctl", "disable", "--quiet", "--", disabled]);
+    await sshOk(h, [
+      "sh",
+      "-c",
+      'mv /usr/bin/systemctl /usr/bin/systemctl.real && : > "$1" && ' +
+        'printf \'#!/bin/sh\\necho run >> %s\\nexec /usr/bin/systemctl.real "$@"\\n\' "$1" > /usr/bin/systemctl && ' +
+        "chmod 755 /usr/bin/systemctl",
+      "sh",
+      log,
+    ]);
+    const alone: Read[] = [];
     for (const s of states) alone.push(await read(s));
     const aloneRuns = await runs();
     await sshOk(h, ["sh", "-c", ': > "$1"', "sh", log]);
@@ -68,9 +78,10 @@ export async function readsBothWays(
     await sshOk(h, [
       "sh",
       "-c",
-      'mv /usr/bin/systemctl.real /usr/bin/systemctl; rm -f "$1"',
+      'mv /usr/bin/systemctl.real /usr/bin/systemctl; rm -f "$1"; systemctl enable --quiet -- "$2"',
       "sh",
       log,
+      disabled,
     ]);
   }
 }
