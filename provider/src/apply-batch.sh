@@ -14,8 +14,8 @@
 # end by one cat per stream (not three per probe: each process costs the host about 1 ms of CPU),
 # exactly as if they had run one after the other. A command `units` (words `--active UNIT...
 # --pid UNIT... --enabled UNIT...`) comes before the probes, which then take systemd's answers about
-# those units from it (persist/unit-batch.sh): it runs in this shell, has no mark
-# and no output, and never fails the batch.
+# those units from it (persist/unit-batch.sh): it runs in this shell, has no mark and no output,
+# and never fails the batch.
 . ./persist/unit-batch.sh
 mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
