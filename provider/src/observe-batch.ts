@@ -44,16 +44,19 @@ interface Pending {
 // By the host object: the pool gives one per connection, so the callers share its credentials.
 const pending = new WeakMap<Host, Pending>();
 
+// The systemd units a probe asks about, each keyed by how it asks ("active UNIT").
+const unitKeys = (p: ProbeCommand): string[] =>
+  (["active", "pid", "enabled"] as const).flatMap((how) =>
+    (p.units?.[how] ?? []).map((u) => `${how} ${u}`),
+  );
+
 // The probe's words as the command line carries them, with apply-batch.sh's before them
-// (`probe-bg 0 N `); and its units that the batch does not ask about yet (added to `asked`).
-function sizeOf(p: ProbeCommand, asked: Set<string>): number {
+// (`probe-bg 0 N `), and its units that the batch does not ask about yet.
+function sizeOf(p: ProbeCommand, asked: ReadonlySet<string>): number {
   let bytes = Buffer.byteLength(quoteArgv(p.argv)) + `probe-bg 0 ${p.argv.length} `.length + 1;
-  for (const how of ["active", "pid", "enabled"] as const) {
-    for (const u of p.units?.[how] ?? []) {
-      if (asked.has(`${how} ${u}`)) continue;
-      asked.add(`${how} ${u}`);
-      bytes += Buffer.byteLength(u) + 1;
-    }
+  for (const key of new Set(unitKeys(p))) {
+    // the unit's word on the `units` command line, and its space
+    if (!asked.has(key)) bytes += Buffer.byteLength(key.slice(key.indexOf(" ") + 1)) + 1;
   }
   return bytes;
 }
@@ -83,7 +86,7 @@ export function runProbeCoalesced(
       return;
     }
     let p = pending.get(host);
-    if (p && p.bytes + sizeOf(probe, new Set(p.units)) > MAX_BATCH_BYTES) {
+    if (p && p.bytes + sizeOf(probe, p.units) > MAX_BATCH_BYTES) {
       clearTimeout(p.timer);
       flush(host, p);
       p = undefined;
@@ -100,6 +103,7 @@ export function runProbeCoalesced(
     }
     p.waiters.push({ probe, resolve, reject });
     p.bytes += sizeOf(probe, p.units);
+    for (const key of unitKeys(probe)) p.units.add(key);
   });
   if (!signal) return result;
   return new Promise<RunResult>((resolve, reject) => {

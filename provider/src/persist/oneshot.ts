@@ -1,5 +1,4 @@
 import { z } from "zod";
-import type { ProbeUnits } from "../resource";
 import type { Step } from "../step";
 import {
   driftedFiles,
@@ -34,17 +33,6 @@ export function persistProbeArgs(
 ): string[] {
   const unit = unitName(kind, name);
   return [unit, unitPath(unit), bootScriptPath(kind, name), ...extra];
-}
-
-/**
- * Returns what a probe asks systemd about (unit-state.sh): the object's unit `how` its probe asks
- * (`active`: state only; `pid`: state and main pid) and for its enablement (persist_probe), and
- * systemd-networkd's state where the probe reads it too (`ask_units systemd-networkd.service`).
- */
-export function probeUnits(unit: string, how: "active" | "pid", networkd = false): ProbeUnits {
-  return how === "pid"
-    ? { pid: [unit], enabled: [unit] }
-    : { active: networkd ? ["systemd-networkd.service", unit] : [unit], enabled: [unit] };
 }
 
 /** A oneshot unit that recreates an object at boot by running its create plan. */

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { ProbeOutput } from "../host/probe";
+import type { ProbeUnits } from "../resource";
 import { logWarn } from "../log";
 import type { Step } from "../step";
 import { unitPath } from "./systemd-unit";
@@ -56,6 +57,17 @@ export interface PersistedState {
 /** Returns the sha256 (hex) of a file's content, as `sha256sum` prints it. */
 export function contentHash(content: string): string {
   return createHash("sha256").update(content, "utf8").digest("hex");
+}
+
+/**
+ * Returns what a probe asks systemd about (unit-state.sh): the object's unit `how` its probe asks
+ * (`active`: state only; `pid`: state and main pid) and for its enablement (persist_probe), and
+ * systemd-networkd's state where the probe reads it too (`ask_units systemd-networkd.service`).
+ */
+export function probeUnits(unit: string, how: "active" | "pid", networkd = false): ProbeUnits {
+  return how === "pid"
+    ? { pid: [unit], enabled: [unit] }
+    : { active: networkd ? ["systemd-networkd.service", unit] : [unit], enabled: [unit] };
 }
 
 /** Returns the persisted layer from a probe that ran `persist_probe` (persist-probe.sh). */

@@ -10,8 +10,8 @@ import {
 } from "../../host-output";
 import { canonicalCidr } from "../../net";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
-import { persistProbeArgs, probeUnits } from "../../persist/oneshot";
-import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { persistProbeArgs } from "../../persist/oneshot";
+import { parsePersistProbe, probeUnits, warnNoSystemd } from "../../persist/persistence";
 import { PERSIST_DIR, unitName } from "../../persist/systemd-unit";
 import { observeWith, type ObserveContext, type ProbeCall } from "../../resource";
 import { parseManagerProbe } from "./manager";

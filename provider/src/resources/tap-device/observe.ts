@@ -11,8 +11,8 @@ import { observeWith, type ObserveContext, type ProbeCall } from "../../resource
 import { parseProbe } from "../../host/probe";
 import { declareRunsInShell, scriptIn, type ScriptCall } from "../../host/script";
 import { keepOffPaths, parseKeepOffProbe } from "../../persist/keep-off";
-import { persistProbeArgs, probeUnits } from "../../persist/oneshot";
-import { parsePersistProbe, warnNoSystemd } from "../../persist/persistence";
+import { persistProbeArgs } from "../../persist/oneshot";
+import { parsePersistProbe, probeUnits, warnNoSystemd } from "../../persist/persistence";
 import { unitName, unitPath } from "../../persist/systemd-unit";
 import { parseSysctlProbe, type SysctlKey } from "../../sysctl";
 import type { HostRoute, TapDeviceInputs, TapDeviceState, TapHolder, TapLink } from "./schema";
