@@ -8,7 +8,7 @@ import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
-import { readsBothWays } from "../support/booted";
+import { needDaemonReload, readsBothWays, systemdReloads } from "../support/booted";
 import { buildGuestImage, guestKernelArgs, parseGuestLog } from "../support/guest-image";
 
 const NET = "198.18.77";
@@ -159,7 +159,11 @@ const out = (name: string): Record<string, unknown> => engine.state.get(name)?.o
 
 describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
   it("runs each under its own enabled unit, started by systemd", async () => {
+    const reloads = await systemdReloads(h);
     await engine.up(await program());
+    // one reload of systemd's units each (its enable's, before its start)
+    expect((await systemdReloads(h)) - reloads).toBe(2);
+    expect(await needDaemonReload(h, [DM_UNIT, QEMU_UNIT])).toEqual(["no", "no"]);
     expect(out("dm")).toMatchObject({ persistedBy: "systemd" });
     expect(out("dm").persistedDrift).toBeUndefined();
     expect(out("g1")).toMatchObject({ persistedBy: "systemd", status: "running" });
@@ -277,7 +281,11 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
     ).toEqual(["dm"]);
     // The same program: the drift refresh recorded is what up repairs.
     const pid = out("dm").pid;
+    const reloads = await systemdReloads(h);
     await engine.up(await program());
+    // the unit stays enabled, so a reload of its own makes systemd read the file again
+    expect((await systemdReloads(h)) - reloads).toBe(1);
+    expect(await needDaemonReload(h, [DM_UNIT])).toEqual(["no"]);
     expect(out("dm").persistedDrift).toBeUndefined();
     expect(out("dm").pid).toBe(pid);
     expect(await sh(`cat /etc/systemd/system/${DM_UNIT}`)).toContain("RestartSec=1\n");

@@ -10,7 +10,7 @@ import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
-import { readsBothWays } from "../support/booted";
+import { needDaemonReload, readsBothWays, systemdReloads } from "../support/booted";
 
 const BR = "brpn0";
 const TAP = "tpn0";
@@ -164,8 +164,13 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
 
   it("creates the network and persists each object as its own enabled oneshot unit", async () => {
     initialForward = (await run(["cat", "/proc/sys/net/ipv4/ip_forward"])).trim();
+    const reloads = await systemdReloads(h);
     const { steps } = await engine.up(await specs());
     expect(steps.map((s) => s.op)).toEqual(["create", "create", "create", "create"]);
+    // one reload of systemd's units per object (its enable's), and systemd has every unit as it
+    // is on disk
+    expect((await systemdReloads(h)) - reloads).toBe(UNITS.length);
+    expect(await needDaemonReload(h, UNITS)).toEqual(UNITS.map(() => "no"));
     for (const s of engine.state.values()) {
       expect([s.name, s.outputs["persistedBy"], s.outputs["persistedDrift"]]).toEqual([
         s.name,
@@ -261,7 +266,10 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
   });
 
   it("deletes units, files and live objects, and nothing comes back after a reboot", async () => {
+    const reloads = await systemdReloads(h);
     await engine.destroy();
+    // one reload per object, once its files are gone (its disable's own is skipped)
+    expect((await systemdReloads(h)) - reloads).toBe(UNITS.length);
     const gone = async () => ({
       links: [await link(BR), await link(TAP), await link(ROUTED)],
       table: await code(["nft", "list", "table", "ip", TABLE]),

@@ -24,6 +24,30 @@ export async function failedProviderUnits(h: BootedHost): Promise<string> {
   return (await sshOk(h, [...argv, "pulumi-hypervisor-*"])).trim();
 }
 
+/**
+ * Returns how many times systemd reloaded its units since h booted: PID 1 logs "Reloading." at the
+ * start of each (a daemon-reload, or an enable or disable without --no-reload), about 160 ms of the
+ * host's CPU each on a small host.
+ */
+export async function systemdReloads(h: BootedHost): Promise<number> {
+  const out = await sshOk(h, ["journalctl", "-b", "--no-pager", "-o", "cat", "_PID=1"]);
+  return out.split("\n").filter((l) => l === "Reloading.").length;
+}
+
+/** Returns each unit's NeedDaemonReload (systemd's unit differs from its file on disk): "no" each. */
+export async function needDaemonReload(h: BootedHost, units: readonly string[]): Promise<string[]> {
+  const out = await sshOk(h, [
+    "systemctl",
+    "show",
+    "-p",
+    "NeedDaemonReload",
+    "--value",
+    "--",
+    ...units,
+  ]);
+  return out.split("\n").filter((l) => l !== "");
+}
+
 /** What a read returns: the resource's id and outputs. */
 export interface Read {
   id: string;

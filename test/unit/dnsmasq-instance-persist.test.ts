@@ -53,6 +53,11 @@ function onSystemd(
 }
 
 const RELOAD = ["systemctl", "daemon-reload"];
+// the unit file is new or rewritten: the enable reloads systemd's units itself, no reload step
+const enableReloading = {
+  summary: `enable ${UNIT} so it runs at boot, which reloads systemd's units`,
+  argv: ["systemctl", "enable", "--quiet", "--", UNIT],
+};
 const unitFile = {
   summary: `persist ${UNIT_FILE}`,
   writeFile: { path: UNIT_FILE, content: renderDnsmasqUnit("guests", "br0"), mode: 0o644 },
@@ -89,11 +94,7 @@ describe("DnsmasqInstance under systemd", () => {
     expect(steps).toEqual([
       startStep(guests(), paths, undefined, { stop: undefined }),
       unitFile,
-      { summary: "reload systemd's units", argv: RELOAD },
-      {
-        summary: `enable ${UNIT} so it runs at boot`,
-        argv: ["systemctl", "enable", "--quiet", "--", UNIT],
-      },
+      enableReloading,
       { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNIT] },
     ]);
     const [install] = steps;
@@ -130,11 +131,7 @@ describe("DnsmasqInstance under systemd", () => {
     expect(planDnsmasqInstance(guests(), onSystemd("running", fresh, undefined))).toEqual([
       startStep(guests(), paths, 4704, { stop: undefined }),
       unitFile,
-      { summary: "reload systemd's units", argv: RELOAD },
-      {
-        summary: `enable ${UNIT} so it runs at boot`,
-        argv: ["systemctl", "enable", "--quiet", "--", UNIT],
-      },
+      enableReloading,
       { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNIT] },
     ]);
   });
@@ -150,21 +147,14 @@ describe("DnsmasqInstance under systemd", () => {
     );
     // refresh shows it as drift of `persistence`, so the next up repairs it
     expect(dnsmasqInstanceModule.observedInputs(state, guests()).persistence).toBe("none");
-    expect(planDnsmasqInstance(guests(), state)).toEqual([
-      unitFile,
-      { summary: "reload systemd's units", argv: RELOAD },
-      {
-        summary: `enable ${UNIT} so it runs at boot`,
-        argv: ["systemctl", "enable", "--quiet", "--", UNIT],
-      },
-    ]);
+    expect(planDnsmasqInstance(guests(), state)).toEqual([unitFile, enableReloading]);
   });
 
   it("deletes: disables and stops the unit, removes it and every file", () => {
     expect(planDnsmasqInstance(undefined, onSystemd("running", installed, 4704))).toEqual([
       {
         summary: `disable and stop ${UNIT}`,
-        argv: ["systemctl", "disable", "--now", "--quiet", "--", UNIT],
+        argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", UNIT],
       },
       { summary: `remove ${UNIT_FILE}`, argv: ["rm", "-f", "--", UNIT_FILE] },
       { summary: "reload systemd's units", argv: RELOAD },
@@ -181,7 +171,7 @@ describe("DnsmasqInstance under systemd", () => {
     expect(planDnsmasqInstance(d, state)).toEqual([
       {
         summary: `disable and stop ${UNIT}`,
-        argv: ["systemctl", "disable", "--now", "--quiet", "--", UNIT],
+        argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", UNIT],
       },
       { summary: `remove ${UNIT_FILE}`, argv: ["rm", "-f", "--", UNIT_FILE] },
       { summary: "reload systemd's units", argv: RELOAD },

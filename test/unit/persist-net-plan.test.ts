@@ -60,14 +60,15 @@ function written(steps: Step[]): Record<string, string> {
 }
 
 const reload = { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] };
+// a new unit file: the enable reloads systemd's units itself, so no reload step of its own
 const enable = (unit: string) => ({
-  summary: `enable ${unit} so it runs at boot`,
+  summary: `enable ${unit} so it runs at boot, which reloads systemd's units`,
   argv: ["systemctl", "enable", "--quiet", "--", unit],
 });
 const unpersist = (unit: string, files: string[]) => [
   {
     summary: `disable and stop ${unit}`,
-    argv: ["systemctl", "disable", "--now", "--quiet", "--", unit],
+    argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", unit],
   },
   { summary: `remove ${files.join(", ")}`, argv: ["rm", "-f", "--", ...files] },
   reload,
@@ -158,7 +159,6 @@ describe("Bridge", () => {
         summary: `persist ${script}`,
         writeFile: { path: script, content: bootScript, mode: 0o644 },
       },
-      reload,
       enable(unit),
     ]);
   });
@@ -303,8 +303,7 @@ describe("TapDevice", () => {
     expect(steps.slice(live.length).map((x) => x.summary)).toEqual([
       `persist ${unitFile("vm5")}`,
       `persist ${script("vm5")}`,
-      "reload systemd's units",
-      `enable ${unit("vm5")} so it runs at boot`,
+      `enable ${unit("vm5")} so it runs at boot, which reloads systemd's units`,
     ]);
     expect(written(steps)[script("vm5")]).toBe(renderBootScript("pulumi-hypervisor tap vm5", live));
     expect(unitOf(steps, "vm5")).toContain(
@@ -419,7 +418,6 @@ describe("NatRule", () => {
           mode: 0o644,
         },
       },
-      reload,
       enable(unit),
     ]);
     expect(live.map((s) => s.summary)).toEqual([

@@ -132,23 +132,75 @@ describe("planPersistence", () => {
     );
   });
 
-  it("writes, reloads and enables on a fresh host; starts only when asked", () => {
+  it("writes and enables on a fresh host, the enable reloading systemd; starts only when asked", () => {
     const fresh = state({ enabled: "not-found", active: "inactive", files: {} });
     expect(planPersistence({ ...want, start: true }, fresh).map((s) => s.summary)).toEqual([
       `persist /etc/systemd/system/${unit}`,
       "persist /etc/pulumi-hypervisor/bridge/br0.sh",
-      "reload systemd's units",
-      `enable ${unit} so it runs at boot`,
+      `enable ${unit} so it runs at boot, which reloads systemd's units`,
       `start ${unit}`,
     ]);
   });
 
-  it("removes what is present on delete", () => {
+  // A step reloads systemd's units when it is a daemon-reload, or an enable or disable without
+  // --no-reload (systemctl reloads after changing the links).
+  const reloads = (steps: readonly Step[]): number =>
+    steps.filter(
+      (s) =>
+        "argv" in s &&
+        s.argv[0] === "systemctl" &&
+        (s.argv[1] === "daemon-reload" ||
+          ((s.argv[1] === "enable" || s.argv[1] === "disable") && !s.argv.includes("--no-reload"))),
+    ).length;
+
+  it("reloads systemd once where the unit file changes, before a start, and never twice", () => {
+    const unitFile = `/etc/systemd/system/${unit}`;
+    for (const enabled of ["enabled", "disabled", "not-found", ""]) {
+      for (const unitHash of [undefined, "00", contentHash("[Unit]\n")]) {
+        for (const enable of [true, false]) {
+          for (const start of [true, false]) {
+            const s = state({ enabled, active: "inactive", files: { [unitFile]: unitHash } });
+            const steps = planPersistence({ ...want, enable, start }, s);
+            const what = JSON.stringify({ enabled, unitHash, enable, start });
+            const changed = unitHash !== contentHash("[Unit]\n");
+            // a changed unit file is read by exactly one reload; an unchanged one may get the
+            // enable's or disable's own reload, never two
+            if (changed) expect(reloads(steps), what).toBe(1);
+            else expect(reloads(steps), what).toBeLessThanOrEqual(1);
+            const written = steps.findIndex(
+              (x) => "writeFile" in x && x.writeFile.path === unitFile,
+            );
+            const reload = steps.findIndex((x) => reloads([x]) === 1);
+            const started = steps.findIndex((x) => "argv" in x && x.argv[1] === "start");
+            if (changed) expect(reload, what).toBeGreaterThan(written);
+            if (changed && started >= 0) expect(started, what).toBeGreaterThan(reload);
+          }
+        }
+      }
+    }
+  });
+
+  it("a rewritten unit of an enabled unit gets a reload of its own; a disable carries it", () => {
+    const rewritten = state({ files: { ...state().files, [`/etc/systemd/system/${unit}`]: "00" } });
+    expect(planPersistence(want, rewritten).map((s) => s.summary)).toEqual([
+      `persist /etc/systemd/system/${unit}`,
+      "reload systemd's units",
+    ]);
+    expect(planPersistence({ ...want, enable: false }, rewritten)).toEqual([
+      { summary: `persist /etc/systemd/system/${unit}`, writeFile: want.files[0] },
+      {
+        summary: `disable ${unit} so it does not run at boot, which reloads systemd's units`,
+        argv: ["systemctl", "disable", "--quiet", "--", unit],
+      },
+    ]);
+  });
+
+  it("removes what is present on delete, with one reload once the files are gone", () => {
     const partial = state({ files: { [`/etc/systemd/system/${unit}`]: "ab", "/x": undefined } });
     expect(planPersistence(undefined, partial)).toEqual([
       {
         summary: `disable and stop ${unit}`,
-        argv: ["systemctl", "disable", "--now", "--quiet", "--", unit],
+        argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", unit],
       },
       {
         summary: `remove /etc/systemd/system/${unit}`,
@@ -157,6 +209,13 @@ describe("planPersistence", () => {
       { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] },
     ]);
     expect(planPersistence(undefined, state({ enabled: "not-found", files: {} }))).toEqual([]);
+    // no file left to remove (a link without its unit file): the disable's own reload is the one
+    expect(planPersistence(undefined, state({ files: {} }))).toEqual([
+      {
+        summary: `disable and stop ${unit}`,
+        argv: ["systemctl", "disable", "--now", "--quiet", "--", unit],
+      },
+    ]);
   });
 
   it("parses what persist-probe.sh prints", () => {

@@ -37,6 +37,8 @@ const ENABLE = {
   summary: `enable ${UNIT} so it runs at boot`,
   argv: ["systemctl", "enable", "--quiet", "--", UNIT],
 };
+// with a new or rewritten unit file: the enable reloads systemd's units itself, no reload step
+const ENABLE_RELOADING = { ...ENABLE, summary: `${ENABLE.summary}, which reloads systemd's units` };
 // The captured raw image is 1 GiB: it grows wherever the guest is stopped.
 const GROW = {
   summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
@@ -154,8 +156,7 @@ describe("QemuGuest under systemd", () => {
       write(UNIT_FILE, g(), s),
       write(P.startScript, g(), s),
       write(P.stopScript, g(), s),
-      RELOAD,
-      ENABLE,
+      ENABLE_RELOADING,
       START,
     ]);
   });
@@ -221,7 +222,7 @@ describe("QemuGuest under systemd", () => {
     expect(planQemuGuest(undefined, onSystemd("running", asIs))).toEqual([
       {
         summary: `disable and stop ${UNIT}`,
-        argv: ["systemctl", "disable", "--now", "--quiet", "--", UNIT],
+        argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", UNIT],
       },
       {
         summary: `remove ${UNIT_FILE}, ${P.startScript}, ${P.stopScript}`,

@@ -116,7 +116,11 @@ export function driftedFiles(want: PersistedForm, state: PersistedState): Persis
 
 /**
  * Returns the steps that make the persisted layer match `want` (undefined: remove it): rewrite
- * changed files, reload systemd when the unit file changed, enable (and start) the unit.
+ * changed files, enable (or disable) the unit, start it. systemd reloads its units when the unit
+ * file changed: `systemctl enable` and `disable` reload them themselves once the links are made
+ * (unless `--no-reload`), so a step of its own runs only where neither does. A reload re-reads
+ * every unit and runs the generators: about 160 ms of the host's CPU on a small booted host, half
+ * of what a tap's create cost with a reload before the enable.
  */
 export function planPersistence(want: PersistedForm | undefined, state: PersistedState): Step[] {
   if (!state.systemd) return [];
@@ -129,21 +133,20 @@ export function planPersistence(want: PersistedForm | undefined, state: Persiste
       writeFile: { path: f.path, content: f.content, mode: f.mode },
     });
   }
-  if (changed.some((f) => f.path === unitPath(want.unit))) {
-    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
-  }
-  if (want.enable === false) {
-    if (state.enabled === "enabled") {
-      steps.push({
-        summary: `disable ${want.unit} so it does not run at boot`,
-        argv: ["systemctl", "disable", "--quiet", "--", want.unit],
-      });
-    }
-  } else if (state.enabled !== "enabled") {
+  const unitChanged = changed.some((f) => f.path === unitPath(want.unit));
+  const reloads = unitChanged ? ", which reloads systemd's units" : "";
+  if (want.enable === false && state.enabled === "enabled") {
     steps.push({
-      summary: `enable ${want.unit} so it runs at boot`,
+      summary: `disable ${want.unit} so it does not run at boot${reloads}`,
+      argv: ["systemctl", "disable", "--quiet", "--", want.unit],
+    });
+  } else if (want.enable !== false && state.enabled !== "enabled") {
+    steps.push({
+      summary: `enable ${want.unit} so it runs at boot${reloads}`,
       argv: ["systemctl", "enable", "--quiet", "--", want.unit],
     });
+  } else if (unitChanged) {
+    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
   }
   if (want.start === true && state.active !== "active") {
     steps.push({ summary: `start ${want.unit}`, argv: ["systemctl", "start", "--", want.unit] });
@@ -151,7 +154,11 @@ export function planPersistence(want: PersistedForm | undefined, state: Persiste
   return steps;
 }
 
-/** Returns the steps that disable the unit and remove every persisted file that is present. */
+/**
+ * Returns the steps that disable the unit and remove every persisted file that is present. One
+ * reload, after the files are gone: the disable skips its own then (`--no-reload`; the stop of
+ * `--now` needs none, the unit is loaded).
+ */
 export function planUnpersist(state: PersistedState): Step[] {
   const present = Object.entries(state.files)
     .filter(([, h]) => h !== undefined)
@@ -160,9 +167,10 @@ export function planUnpersist(state: PersistedState): Step[] {
   if (!known && present.length === 0) return [];
   const steps: Step[] = [];
   if (known) {
+    const noReload = present.length > 0 ? ["--no-reload"] : [];
     steps.push({
       summary: `disable and stop ${state.unit}`,
-      argv: ["systemctl", "disable", "--now", "--quiet", "--", state.unit],
+      argv: ["systemctl", "disable", "--now", ...noReload, "--quiet", "--", state.unit],
     });
   }
   if (present.length > 0) {
