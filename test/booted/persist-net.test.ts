@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost } from "../../lab/booted/index";
-import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
+import { Engine, type DynamicProviderPlugin, type ResourceSpec } from "../../lab/engine/engine";
 import { spec, startEngine } from "../../lab/harness";
 import { needDaemonReload, readsBothWays, systemdReloads } from "../support/booted";
 
@@ -312,6 +312,45 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
     expect(engine.state.get("br")?.outputs["persistedBy"]).toBe("none");
     await engine.destroy();
     expect(await link(BR)).toBeUndefined();
+  });
+
+  it("creates and deletes taps at once, the taps sharing systemd's reloads, each one read", async () => {
+    const connection = h.connection();
+    const taps = ["tpn2", "tpn3", "tpn4", "tpn5", "tpn6", "tpn7"];
+    const units = taps.map((t) => `pulumi-hypervisor-tap-${t}.service`);
+    await engine.up([await spec("Bridge", "br", { connection, name: BR })]);
+    // one engine per tap, all sent at once: Pulumi's up runs them together
+    const engines = taps.map(() => new Engine(plugin));
+    const reloads = await systemdReloads(h);
+    await Promise.all(
+      taps.map(async (t, i) =>
+        engines[i]?.up([await spec("TapDevice", t, { connection, name: t, bridge: BR })]),
+      ),
+    );
+    const created = (await systemdReloads(h)) - reloads;
+    // Each tap's enable is known to the running systemd (multi-user.target wants it in memory,
+    // which only a reload after its link was made gives), and its unit is the file on disk.
+    const wanted = (await run(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"]))
+      .trim()
+      .split(" ");
+    expect(units.filter((u) => !wanted.includes(u))).toEqual([]);
+    expect(await needDaemonReload(h, units)).toEqual(units.map(() => "no"));
+    expect(created).toBeGreaterThanOrEqual(1);
+    expect(created).toBeLessThanOrEqual(taps.length);
+    const before = await systemdReloads(h);
+    await Promise.all(engines.map((e) => e.destroy()));
+    const deleted = (await systemdReloads(h)) - before;
+    const after = (await run(["systemctl", "show", "-p", "Wants", "--value", "multi-user.target"]))
+      .trim()
+      .split(" ");
+    expect(units.filter((u) => after.includes(u))).toEqual([]);
+    expect(deleted).toBeGreaterThanOrEqual(1);
+    expect(deleted).toBeLessThanOrEqual(taps.length);
+    report(
+      `${taps.length} taps at once: ${created} reloads of systemd to create, ${deleted} to delete`,
+    );
+    await engine.destroy();
+    expect(await persistedFiles()).toEqual([]);
   });
 
   it("refuses a routed tap on the SSH client's address and a forward of sshd's port, changing nothing", async () => {

@@ -3,7 +3,11 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
+import {
+  contentHash,
+  reloadUnitsStep,
+  type PersistedState,
+} from "../../provider/src/persist/persistence";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import { parseDnsmasqState } from "../../provider/src/resources/dnsmasq-instance/observe";
 import {
@@ -52,12 +56,6 @@ function onSystemd(
   return { ...base, name: "guests", paths, persist, mainPid, otherInstances: {} };
 }
 
-const RELOAD = ["systemctl", "daemon-reload"];
-// the unit file is new or rewritten: the enable reloads systemd's units itself, no reload step
-const enableReloading = {
-  summary: `enable ${UNIT} so it runs at boot, which reloads systemd's units`,
-  argv: ["systemctl", "enable", "--quiet", "--", UNIT],
-};
 const unitFile = {
   summary: `persist ${UNIT_FILE}`,
   writeFile: { path: UNIT_FILE, content: renderDnsmasqUnit("guests", "br0"), mode: 0o644 },
@@ -94,7 +92,11 @@ describe("DnsmasqInstance under systemd", () => {
     expect(steps).toEqual([
       startStep(guests(), paths, undefined, { stop: undefined }),
       unitFile,
-      enableReloading,
+      {
+        summary: `enable ${UNIT} so it runs at boot`,
+        argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", UNIT],
+      },
+      reloadUnitsStep,
       { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNIT] },
     ]);
     const [install] = steps;
@@ -131,7 +133,11 @@ describe("DnsmasqInstance under systemd", () => {
     expect(planDnsmasqInstance(guests(), onSystemd("running", fresh, undefined))).toEqual([
       startStep(guests(), paths, 4704, { stop: undefined }),
       unitFile,
-      enableReloading,
+      {
+        summary: `enable ${UNIT} so it runs at boot`,
+        argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", UNIT],
+      },
+      reloadUnitsStep,
       { summary: `start ${UNIT}`, argv: ["systemctl", "start", "--", UNIT] },
     ]);
   });
@@ -147,7 +153,14 @@ describe("DnsmasqInstance under systemd", () => {
     );
     // refresh shows it as drift of `persistence`, so the next up repairs it
     expect(dnsmasqInstanceModule.observedInputs(state, guests()).persistence).toBe("none");
-    expect(planDnsmasqInstance(guests(), state)).toEqual([unitFile, enableReloading]);
+    expect(planDnsmasqInstance(guests(), state)).toEqual([
+      unitFile,
+      {
+        summary: `enable ${UNIT} so it runs at boot`,
+        argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", UNIT],
+      },
+      reloadUnitsStep,
+    ]);
   });
 
   it("deletes: disables and stops the unit, removes it and every file", () => {
@@ -157,7 +170,7 @@ describe("DnsmasqInstance under systemd", () => {
         argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", UNIT],
       },
       { summary: `remove ${UNIT_FILE}`, argv: ["rm", "-f", "--", UNIT_FILE] },
-      { summary: "reload systemd's units", argv: RELOAD },
+      reloadUnitsStep,
       {
         summary: `remove the files of dnsmasq guests (${paths.configDir}, ${paths.runDir}, ${paths.dataDir})`,
         argv: ["rm", "-rf", "--", paths.configDir, paths.runDir, paths.dataDir],
@@ -174,7 +187,7 @@ describe("DnsmasqInstance under systemd", () => {
         argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", UNIT],
       },
       { summary: `remove ${UNIT_FILE}`, argv: ["rm", "-f", "--", UNIT_FILE] },
-      { summary: "reload systemd's units", argv: RELOAD },
+      reloadUnitsStep,
       startStep(d, paths, undefined),
     ]);
     expect(

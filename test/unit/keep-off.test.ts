@@ -9,7 +9,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatProbe, parseProbe } from "../../provider/src/host/probe";
 import { parseKeepOffProbe, type RunningManagers } from "../../provider/src/persist/keep-off";
-import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
+import {
+  contentHash,
+  reloadUnitsStep,
+  type PersistedState,
+} from "../../provider/src/persist/persistence";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { observeCall as bridgeObserveCall } from "../../provider/src/resources/bridge/observe";
 import { NO_MANAGERS } from "../../provider/src/resources/bridge/manager";
@@ -80,11 +84,10 @@ function tail(steps: Step[], live: Step[]): Step[] {
     .filter((s) => !("writeFile" in s) || ![tapUnitFile, tapScript].includes(s.writeFile.path));
 }
 
-const reload = { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] };
-// a new unit file: the enable reloads systemd's units itself
+const reload = reloadUnitsStep;
 const enable = {
-  summary: `enable ${tapUnit} so it runs at boot, which reloads systemd's units`,
-  argv: ["systemctl", "enable", "--quiet", "--", tapUnit],
+  summary: `enable ${tapUnit} so it runs at boot`,
+  argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", tapUnit],
 };
 
 describe("keepoff_probe", () => {
@@ -136,6 +139,7 @@ describe("TapDevice keeps the host's network managers off", () => {
     expect(tail(planTapDevice(d, s), planTapDeviceLive(d, s))).toEqual([
       persist(nmFile, nmContent),
       enable,
+      reload,
       nmReload("vm5"),
     ]);
   });
@@ -145,6 +149,7 @@ describe("TapDevice keeps the host's network managers off", () => {
     expect(tail(planTapDevice(d, s), planTapDeviceLive(d, s))).toEqual([
       persist(ndFile, ndContent),
       enable,
+      reload,
       ndReload,
     ]);
   });
@@ -152,7 +157,7 @@ describe("TapDevice keeps the host's network managers off", () => {
   it("neither running: no keep-off file and no manager touched", () => {
     const s = tapHost(NEITHER);
     const steps = planTapDevice(d, s);
-    expect(tail(steps, planTapDeviceLive(d, s))).toEqual([enable]);
+    expect(tail(steps, planTapDeviceLive(d, s))).toEqual([enable, reload]);
     expect(JSON.stringify(steps)).not.toMatch(/nmcli|networkctl|NetworkManager|systemd\/network/);
   });
 

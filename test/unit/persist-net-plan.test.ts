@@ -6,7 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatProbe } from "../../provider/src/host/probe";
-import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
+import {
+  contentHash,
+  reloadUnitsStep,
+  type PersistedState,
+} from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { NO_MANAGERS } from "../../provider/src/resources/bridge/manager";
@@ -59,11 +63,10 @@ function written(steps: Step[]): Record<string, string> {
   );
 }
 
-const reload = { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] };
-// a new unit file: the enable reloads systemd's units itself, so no reload step of its own
+const reload = reloadUnitsStep;
 const enable = (unit: string) => ({
-  summary: `enable ${unit} so it runs at boot, which reloads systemd's units`,
-  argv: ["systemctl", "enable", "--quiet", "--", unit],
+  summary: `enable ${unit} so it runs at boot`,
+  argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", unit],
 });
 const unpersist = (unit: string, files: string[]) => [
   {
@@ -160,6 +163,7 @@ describe("Bridge", () => {
         writeFile: { path: script, content: bootScript, mode: 0o644 },
       },
       enable(unit),
+      reload,
     ]);
   });
 
@@ -303,7 +307,8 @@ describe("TapDevice", () => {
     expect(steps.slice(live.length).map((x) => x.summary)).toEqual([
       `persist ${unitFile("vm5")}`,
       `persist ${script("vm5")}`,
-      `enable ${unit("vm5")} so it runs at boot, which reloads systemd's units`,
+      `enable ${unit("vm5")} so it runs at boot`,
+      "reload systemd's units",
     ]);
     expect(written(steps)[script("vm5")]).toBe(renderBootScript("pulumi-hypervisor tap vm5", live));
     expect(unitOf(steps, "vm5")).toContain(
@@ -419,6 +424,7 @@ describe("NatRule", () => {
         },
       },
       enable(unit),
+      reload,
     ]);
     expect(live.map((s) => s.summary)).toEqual([
       "create nft table ip pulumi_hv_guest with 1 rule",

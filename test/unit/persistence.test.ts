@@ -11,6 +11,7 @@ import {
   describePersistDrift,
   parsePersistProbe,
   planPersistence,
+  reloadUnitsStep,
   type PersistedForm,
   type PersistedState,
 } from "../../provider/src/persist/persistence";
@@ -132,28 +133,33 @@ describe("planPersistence", () => {
     );
   });
 
-  it("writes and enables on a fresh host, the enable reloading systemd; starts only when asked", () => {
+  it("writes, enables and reloads on a fresh host; starts only when asked", () => {
     const fresh = state({ enabled: "not-found", active: "inactive", files: {} });
     expect(planPersistence({ ...want, start: true }, fresh).map((s) => s.summary)).toEqual([
       `persist /etc/systemd/system/${unit}`,
       "persist /etc/pulumi-hypervisor/bridge/br0.sh",
-      `enable ${unit} so it runs at boot, which reloads systemd's units`,
+      `enable ${unit} so it runs at boot`,
+      "reload systemd's units",
       `start ${unit}`,
     ]);
   });
 
-  // A step reloads systemd's units when it is a daemon-reload, or an enable or disable without
-  // --no-reload (systemctl reloads after changing the links).
+  // A step reloads systemd's units when it is the reload step, a daemon-reload, or an enable or
+  // disable without --no-reload (systemctl reloads after changing the links).
   const reloads = (steps: readonly Step[]): number =>
     steps.filter(
       (s) =>
-        "argv" in s &&
-        s.argv[0] === "systemctl" &&
-        (s.argv[1] === "daemon-reload" ||
-          ((s.argv[1] === "enable" || s.argv[1] === "disable") && !s.argv.includes("--no-reload"))),
+        ("script" in s && s.script.name === "persist/systemd-reload.sh") ||
+        ("argv" in s &&
+          s.argv[0] === "systemctl" &&
+          (s.argv[1] === "daemon-reload" ||
+            ((s.argv[1] === "enable" || s.argv[1] === "disable") &&
+              !s.argv.includes("--no-reload")))),
     ).length;
+  const links = (steps: readonly Step[]): number =>
+    steps.findIndex((x) => "argv" in x && (x.argv[1] === "enable" || x.argv[1] === "disable"));
 
-  it("reloads systemd once where the unit file changes, before a start, and never twice", () => {
+  it("reloads systemd once where the unit file or its links change, before a start, never twice", () => {
     const unitFile = `/etc/systemd/system/${unit}`;
     for (const enabled of ["enabled", "disabled", "not-found", ""]) {
       for (const unitHash of [undefined, "00", contentHash("[Unit]\n")]) {
@@ -162,17 +168,16 @@ describe("planPersistence", () => {
             const s = state({ enabled, active: "inactive", files: { [unitFile]: unitHash } });
             const steps = planPersistence({ ...want, enable, start }, s);
             const what = JSON.stringify({ enabled, unitHash, enable, start });
-            const changed = unitHash !== contentHash("[Unit]\n");
-            // a changed unit file is read by exactly one reload; an unchanged one may get the
-            // enable's or disable's own reload, never two
-            if (changed) expect(reloads(steps), what).toBe(1);
-            else expect(reloads(steps), what).toBeLessThanOrEqual(1);
+            const changed = unitHash !== contentHash("[Unit]\n") || links(steps) >= 0;
+            // a changed unit file or new links are read by exactly one reload, and nothing
+            // else reloads
+            expect(reloads(steps), what).toBe(changed ? 1 : 0);
             const written = steps.findIndex(
               (x) => "writeFile" in x && x.writeFile.path === unitFile,
             );
             const reload = steps.findIndex((x) => reloads([x]) === 1);
             const started = steps.findIndex((x) => "argv" in x && x.argv[1] === "start");
-            if (changed) expect(reload, what).toBeGreaterThan(written);
+            if (changed) expect(reload, what).toBeGreaterThan(Math.max(written, links(steps)));
             if (changed && started >= 0) expect(started, what).toBeGreaterThan(reload);
           }
         }
@@ -180,18 +185,19 @@ describe("planPersistence", () => {
     }
   });
 
-  it("a rewritten unit of an enabled unit gets a reload of its own; a disable carries it", () => {
+  it("a rewritten unit gets one reload, after the disable where there is one", () => {
     const rewritten = state({ files: { ...state().files, [`/etc/systemd/system/${unit}`]: "00" } });
-    expect(planPersistence(want, rewritten).map((s) => s.summary)).toEqual([
-      `persist /etc/systemd/system/${unit}`,
-      "reload systemd's units",
+    expect(planPersistence(want, rewritten)).toEqual([
+      { summary: `persist /etc/systemd/system/${unit}`, writeFile: want.files[0] },
+      reloadUnitsStep,
     ]);
     expect(planPersistence({ ...want, enable: false }, rewritten)).toEqual([
       { summary: `persist /etc/systemd/system/${unit}`, writeFile: want.files[0] },
       {
-        summary: `disable ${unit} so it does not run at boot, which reloads systemd's units`,
-        argv: ["systemctl", "disable", "--quiet", "--", unit],
+        summary: `disable ${unit} so it does not run at boot`,
+        argv: ["systemctl", "disable", "--no-reload", "--quiet", "--", unit],
       },
+      reloadUnitsStep,
     ]);
   });
 
@@ -206,15 +212,16 @@ describe("planPersistence", () => {
         summary: `remove /etc/systemd/system/${unit}`,
         argv: ["rm", "-f", "--", `/etc/systemd/system/${unit}`],
       },
-      { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] },
+      reloadUnitsStep,
     ]);
     expect(planPersistence(undefined, state({ enabled: "not-found", files: {} }))).toEqual([]);
-    // no file left to remove (a link without its unit file): the disable's own reload is the one
+    // no file left to remove (a link without its unit file): the reload reads the links' change
     expect(planPersistence(undefined, state({ files: {} }))).toEqual([
       {
         summary: `disable and stop ${unit}`,
-        argv: ["systemctl", "disable", "--now", "--quiet", "--", unit],
+        argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", unit],
       },
+      reloadUnitsStep,
     ]);
   });
 

@@ -5,7 +5,11 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { contentHash, type PersistedState } from "../../provider/src/persist/persistence";
+import {
+  contentHash,
+  reloadUnitsStep,
+  type PersistedState,
+} from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { qemuGuestModule } from "../../provider/src/resources/qemu-guest";
 import {
@@ -32,13 +36,11 @@ const fixture = (f: string): string => readFileSync(join(__dirname, "..", "fixtu
 const UNIT = "pulumi-hypervisor-qemu-g1.service";
 const UNIT_FILE = `/etc/systemd/system/${UNIT}`;
 const P = guestPaths("g1");
-const RELOAD = { summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] };
+const RELOAD = reloadUnitsStep;
 const ENABLE = {
   summary: `enable ${UNIT} so it runs at boot`,
-  argv: ["systemctl", "enable", "--quiet", "--", UNIT],
+  argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", UNIT],
 };
-// with a new or rewritten unit file: the enable reloads systemd's units itself, no reload step
-const ENABLE_RELOADING = { ...ENABLE, summary: `${ENABLE.summary}, which reloads systemd's units` };
 // The captured raw image is 1 GiB: it grows wherever the guest is stopped.
 const GROW = {
   summary: "grow disk image /var/lib/hv-fixture/g1-raw.img to 2G",
@@ -156,7 +158,8 @@ describe("QemuGuest under systemd", () => {
       write(UNIT_FILE, g(), s),
       write(P.startScript, g(), s),
       write(P.stopScript, g(), s),
-      ENABLE_RELOADING,
+      ENABLE,
+      RELOAD,
       START,
     ]);
   });
@@ -171,14 +174,16 @@ describe("QemuGuest under systemd", () => {
       GROW,
       {
         summary: `disable ${UNIT} so it does not run at boot`,
-        argv: ["systemctl", "disable", "--quiet", "--", UNIT],
+        argv: ["systemctl", "disable", "--no-reload", "--quiet", "--", UNIT],
       },
+      RELOAD,
     ]);
     expect(planQemuGuest(g({ autostart: false }), onSystemd("running", asIs))).toEqual([
       {
         summary: `disable ${UNIT} so it does not run at boot`,
-        argv: ["systemctl", "disable", "--quiet", "--", UNIT],
+        argv: ["systemctl", "disable", "--no-reload", "--quiet", "--", UNIT],
       },
+      RELOAD,
     ]);
   });
 
@@ -213,7 +218,7 @@ describe("QemuGuest under systemd", () => {
     expect(qemuGuestModule.outputs(s).persistedDrift).toBe(
       `${P.startScript} was edited by hand; ${UNIT} is disabled`,
     );
-    expect(planQemuGuest(g(), s)).toEqual([write(P.startScript), ENABLE]);
+    expect(planQemuGuest(g(), s)).toEqual([write(P.startScript), ENABLE, RELOAD]);
     // refresh shows it as drift of `persistence`, so the next up repairs it
     expect(qemuGuestModule.observedInputs(s, g())).toEqual({ running: true, persistence: "none" });
   });

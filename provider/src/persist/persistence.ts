@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { ProbeOutput } from "../host/probe";
+import { scriptIn } from "../host/script";
 import type { ProbeUnits } from "../resource";
 import { logWarn } from "../log";
 import type { Step } from "../step";
@@ -115,12 +116,21 @@ export function driftedFiles(want: PersistedForm, state: PersistedState): Persis
 }
 
 /**
+ * The step that makes systemd read the unit files written before it (persist/systemd-reload.sh):
+ * `systemctl daemon-reload`, shared by the operations on a host that reach it while another one's
+ * runs. A reload re-reads every unit and runs the generators, about 160 ms of a small booted
+ * host's CPU, one at a time.
+ */
+export const reloadUnitsStep: Step = {
+  summary: "reload systemd's units",
+  script: scriptIn(__dirname, "systemd-reload.sh", []),
+};
+
+/**
  * Returns the steps that make the persisted layer match `want` (undefined: remove it): rewrite
- * changed files, enable (or disable) the unit, start it. systemd reloads its units when the unit
- * file changed: `systemctl enable` and `disable` reload them themselves once the links are made
- * (unless `--no-reload`), so a step of its own runs only where neither does. A reload re-reads
- * every unit and runs the generators: about 160 ms of the host's CPU on a small booted host, half
- * of what a tap's create cost with a reload before the enable.
+ * changed files, enable (or disable) the unit, one reload of systemd's units where the unit file
+ * or its links changed, then start it. `systemctl enable` and `disable` would reload on their own
+ * once the links are made: `--no-reload` leaves that to the one reload step.
  */
 export function planPersistence(want: PersistedForm | undefined, state: PersistedState): Step[] {
   if (!state.systemd) return [];
@@ -133,21 +143,21 @@ export function planPersistence(want: PersistedForm | undefined, state: Persiste
       writeFile: { path: f.path, content: f.content, mode: f.mode },
     });
   }
-  const unitChanged = changed.some((f) => f.path === unitPath(want.unit));
-  const reloads = unitChanged ? ", which reloads systemd's units" : "";
+  let reload = changed.some((f) => f.path === unitPath(want.unit));
   if (want.enable === false && state.enabled === "enabled") {
     steps.push({
-      summary: `disable ${want.unit} so it does not run at boot${reloads}`,
-      argv: ["systemctl", "disable", "--quiet", "--", want.unit],
+      summary: `disable ${want.unit} so it does not run at boot`,
+      argv: ["systemctl", "disable", "--no-reload", "--quiet", "--", want.unit],
     });
+    reload = true;
   } else if (want.enable !== false && state.enabled !== "enabled") {
     steps.push({
-      summary: `enable ${want.unit} so it runs at boot${reloads}`,
-      argv: ["systemctl", "enable", "--quiet", "--", want.unit],
+      summary: `enable ${want.unit} so it runs at boot`,
+      argv: ["systemctl", "enable", "--no-reload", "--quiet", "--", want.unit],
     });
-  } else if (unitChanged) {
-    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
+    reload = true;
   }
+  if (reload) steps.push(reloadUnitsStep);
   if (want.start === true && state.active !== "active") {
     steps.push({ summary: `start ${want.unit}`, argv: ["systemctl", "start", "--", want.unit] });
   }
@@ -155,9 +165,8 @@ export function planPersistence(want: PersistedForm | undefined, state: Persiste
 }
 
 /**
- * Returns the steps that disable the unit and remove every persisted file that is present. One
- * reload, after the files are gone: the disable skips its own then (`--no-reload`; the stop of
- * `--now` needs none, the unit is loaded).
+ * Returns the steps that disable the unit and remove every persisted file that is present, with
+ * one reload of systemd's units after (the stop of `disable --now` needs none: the unit is loaded).
  */
 export function planUnpersist(state: PersistedState): Step[] {
   const present = Object.entries(state.files)
@@ -167,16 +176,15 @@ export function planUnpersist(state: PersistedState): Step[] {
   if (!known && present.length === 0) return [];
   const steps: Step[] = [];
   if (known) {
-    const noReload = present.length > 0 ? ["--no-reload"] : [];
     steps.push({
       summary: `disable and stop ${state.unit}`,
-      argv: ["systemctl", "disable", "--now", ...noReload, "--quiet", "--", state.unit],
+      argv: ["systemctl", "disable", "--now", "--no-reload", "--quiet", "--", state.unit],
     });
   }
   if (present.length > 0) {
     steps.push({ summary: `remove ${present.join(", ")}`, argv: ["rm", "-f", "--", ...present] });
-    steps.push({ summary: "reload systemd's units", argv: ["systemctl", "daemon-reload"] });
   }
+  steps.push(reloadUnitsStep);
   return steps;
 }
 
