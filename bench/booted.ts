@@ -1,0 +1,123 @@
+// `npm run bench:booted [-- --repeat 3]`: the bench's job for one host (4 bridges, 14 taps, a
+// DnsmasqInstance and a NatRule) on a booted lab host, where PID 1 is systemd and every object
+// persists as a unit, which the fleet bench's hosts (network namespaces) do not show. For each
+// schedule (parallel, as Pulumi's up sends operations; serial) it creates, refreshes and destroys
+// the job through the dynamic-provider plugin and prints the wall time, the host's CPU (its
+// cgroup, PID 1 included, read over SSH inside the host before and after each phase: a few ms of
+// that reading are in each figure) and how many times systemd reloaded its units (PID 1's
+// "Reloading." lines in the journal). Runs are interleaved (--repeat), the tables give medians.
+// Needs root and what the booted lab needs (lab/booted/README.md); starts and removes its host.
+import { parseArgs } from "node:util";
+import type { BootedHost } from "../lab/booted/booted-host";
+import { startHost } from "../lab/booted/index";
+import { startEngine } from "../lab/harness";
+import { HostDriver, type Phase } from "./driver";
+import { hostSpecs } from "./fleet-specs";
+import type { Schedule } from "./options";
+
+const PHASES: readonly Phase[] = ["create", "refresh", "destroy"];
+const SCHEDULES: readonly Schedule[] = ["parallel", "serial"];
+
+interface Figures {
+  wallMs: number;
+  hostCpuMs: number;
+  reloads: number;
+}
+
+async function sshOut(h: BootedHost, argv: string[]): Promise<string> {
+  const r = await h.ssh(argv);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")} on ${h.name} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+}
+
+// The host's CPU in microseconds: its cgroup's usage_usec as the host sees its own root (a
+// container of a hybrid hierarchy has it under unified/).
+async function hostCpuUs(h: BootedHost): Promise<number> {
+  const text = await sshOut(h, [
+    "sh",
+    "-c",
+    "cat /sys/fs/cgroup/unified/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpu.stat",
+  ]);
+  const m = /^usage_usec (\d+)$/m.exec(text);
+  if (!m) throw new Error(`${h.name}: no usage_usec in its cgroup's cpu.stat`);
+  return Number(m[1]);
+}
+
+async function systemdReloads(h: BootedHost): Promise<number> {
+  const out = await sshOut(h, ["journalctl", "-b", "--no-pager", "-o", "cat", "_PID=1"]);
+  return out.split("\n").filter((l) => l === "Reloading.").length;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      repeat: { type: "string", default: "3" },
+      resources: { type: "string", default: "20" },
+    },
+  });
+  const repeat = Number(values.repeat);
+  const resources = Number(values.resources);
+  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) throw new Error("--repeat: 1-20");
+  if (!Number.isInteger(resources) || resources < 3 || resources > 100) {
+    throw new Error("--resources: 3-100");
+  }
+  const log = (l: string): void => void process.stderr.write(`${l}\n`);
+  const h = await startHost(`bb${process.pid % 100000}`, { log, owner: process.pid });
+  const runs = new Map<string, Figures[]>();
+  try {
+    for (let run = 1; run <= repeat; run++) {
+      for (const schedule of SCHEDULES) {
+        const { plugin } = await startEngine();
+        try {
+          const specs = await hostSpecs(h.name, "198.18.250", resources, h.connection());
+          const driver = new HostDriver(plugin, specs);
+          for (const phase of PHASES) {
+            await new Promise((r) => setTimeout(r, 500));
+            const reloads = await systemdReloads(h);
+            const cpu = await hostCpuUs(h);
+            const t0 = performance.now();
+            await driver.run(phase, schedule);
+            const wallMs = performance.now() - t0;
+            const hostCpuMs = ((await hostCpuUs(h)) - cpu) / 1000;
+            const f = { wallMs, hostCpuMs, reloads: (await systemdReloads(h)) - reloads };
+            const key = `${schedule} ${phase}`;
+            runs.set(key, [...(runs.get(key) ?? []), f]);
+            log(
+              `run ${run} ${key}: ${(wallMs / 1000).toFixed(2)} s, host CPU ${(hostCpuMs / 1000).toFixed(2)} s, ${f.reloads} reloads`,
+            );
+          }
+        } finally {
+          await plugin.stop();
+        }
+      }
+    }
+  } finally {
+    await h.stop();
+  }
+  const rows = [...runs].map(([key, fs]) => {
+    const [schedule = "", phase = ""] = key.split(" ");
+    const each = (f: (x: Figures) => number, digits: number): string =>
+      `${median(fs.map(f)).toFixed(digits)} (${fs.map((x) => f(x).toFixed(digits)).join(", ")})`;
+    return `| ${schedule} | ${phase} | ${each((x) => x.wallMs / 1000, 2)} | ${each((x) => x.hostCpuMs / 1000, 2)} | ${each((x) => x.reloads, 0)} |`;
+  });
+  process.stdout.write(
+    [
+      `one booted host, ${resources} resources, ${repeat} runs (median, then each run)`,
+      "| schedule | phase | wall s | host CPU s | systemd reloads |",
+      "| -------- | ----- | ------ | ---------- | --------------- |",
+      ...rows,
+      "",
+    ].join("\n"),
+  );
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:booted: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
