@@ -9,7 +9,7 @@
 // Needs root and what the booted lab needs (lab/booted/README.md); starts and removes its host.
 import { parseArgs } from "node:util";
 import type { BootedHost } from "../lab/booted/booted-host";
-import { startHost } from "../lab/booted/index";
+import { startHost, systemdReloads } from "../lab/booted/index";
 import { startEngine } from "../lab/harness";
 import { HostDriver, type Phase } from "./driver";
 import { hostSpecs } from "./fleet-specs";
@@ -41,11 +41,6 @@ async function hostCpuUs(h: BootedHost): Promise<number> {
   const m = /^usage_usec (\d+)$/m.exec(text);
   if (!m) throw new Error(`${h.name}: no usage_usec in its cgroup's cpu.stat`);
   return Number(m[1]);
-}
-
-async function systemdReloads(h: BootedHost): Promise<number> {
-  const out = await sshOut(h, ["journalctl", "-b", "--no-pager", "-o", "cat", "_PID=1"]);
-  return out.split("\n").filter((l) => l === "Reloading.").length;
 }
 
 const median = (xs: readonly number[]): number => {

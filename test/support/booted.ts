@@ -3,6 +3,8 @@
 import type { BootedHost } from "../../lab/booted/booted-host";
 import type { DynamicProviderPlugin, ResourceState } from "../../lab/engine/engine";
 
+export { systemdReloads } from "../../lab/booted/systemd";
+
 // Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
 // networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
 export const LEFTOVER_FILES =
@@ -22,16 +24,6 @@ export async function failedProviderUnits(h: BootedHost): Promise<string> {
   // `systemctl --failed PATTERN` takes the pattern for a verb (systemd 252): name the verb.
   const argv = ["systemctl", "list-units", "--failed", "--no-legend", "--plain"];
   return (await sshOk(h, [...argv, "pulumi-hypervisor-*"])).trim();
-}
-
-/**
- * Returns how many times systemd reloaded its units since h booted: PID 1 logs "Reloading." at the
- * start of each (a daemon-reload, or an enable or disable without --no-reload), about 160 ms of the
- * host's CPU each on a small host.
- */
-export async function systemdReloads(h: BootedHost): Promise<number> {
-  const out = await sshOk(h, ["journalctl", "-b", "--no-pager", "-o", "cat", "_PID=1"]);
-  return out.split("\n").filter((l) => l === "Reloading.").length;
 }
 
 /** Returns each unit's NeedDaemonReload (systemd's unit differs from its file on disk): "no" each. */
