@@ -7,6 +7,8 @@
 // that reading are in each figure) and how many times systemd reloaded its units (PID 1's
 // "Reloading." lines in the journal). Runs are interleaved (--repeat), the tables give medians.
 // Needs root and what the booted lab needs (lab/booted/README.md); starts and removes its host.
+// Run it with no other booted host up: where PID 1 is not systemd, nspawn puts every container in
+// the same cgroup (payload), whose CPU each of them reads as its own.
 import { parseArgs } from "node:util";
 import type { BootedHost } from "../lab/booted/booted-host";
 import { startHost, systemdReloads } from "../lab/booted/index";
