@@ -11,11 +11,13 @@
 // the same cgroup (payload), whose CPU each of them reads as its own.
 import { parseArgs } from "node:util";
 import type { BootedHost } from "../lab/booted/booted-host";
-import { startHost, systemdReloads } from "../lab/booted/index";
+import { sshOk, startHost, systemdReloads } from "../lab/booted/index";
 import { startEngine } from "../lab/harness";
 import { HostDriver, type Phase } from "./driver";
+import { parseCpuStat } from "./cgroup";
 import { hostSpecs } from "./fleet-specs";
 import type { Schedule } from "./options";
+import { median, s } from "./report";
 
 const PHASES: readonly Phase[] = ["create", "refresh", "destroy"];
 const SCHEDULES: readonly Schedule[] = ["parallel", "serial"];
@@ -26,30 +28,16 @@ interface Figures {
   reloads: number;
 }
 
-async function sshOut(h: BootedHost, argv: string[]): Promise<string> {
-  const r = await h.ssh(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")} on ${h.name} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
 // The host's CPU in microseconds: its cgroup's usage_usec as the host sees its own root (a
 // container of a hybrid hierarchy has it under unified/).
 async function hostCpuUs(h: BootedHost): Promise<number> {
-  const text = await sshOut(h, [
+  const text = await sshOk(h, [
     "sh",
     "-c",
     "cat /sys/fs/cgroup/unified/cpu.stat 2>/dev/null || cat /sys/fs/cgroup/cpu.stat",
   ]);
-  const m = /^usage_usec (\d+)$/m.exec(text);
-  if (!m) throw new Error(`${h.name}: no usage_usec in its cgroup's cpu.stat`);
-  return Number(m[1]);
+  return parseCpuStat(text);
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
-};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -86,7 +74,7 @@ async function main(): Promise<void> {
             const key = `${schedule} ${phase}`;
             runs.set(key, [...(runs.get(key) ?? []), f]);
             log(
-              `run ${run} ${key}: ${(wallMs / 1000).toFixed(2)} s, host CPU ${(hostCpuMs / 1000).toFixed(2)} s, ${f.reloads} reloads`,
+              `run ${run} ${key}: ${s(wallMs)} s, host CPU ${s(hostCpuMs)} s, ${f.reloads} reloads`,
             );
           }
         } finally {

@@ -9,7 +9,7 @@ export type { BootedHost, HostKind, StartOptions } from "./booted-host";
 export { startHost } from "./nspawn-host";
 export { startVm } from "./vm-host";
 export { ensureRoot, MACHINE_PACKAGES, ROOT_RECIPE } from "./root";
-export { systemdReloads } from "./systemd";
+export { sshOk, systemdReloads } from "./read";
 export { attachHost, attachVm };
 
 /** Returns host name (container or virtual machine) as some process started it, or undefined. */

@@ -1,9 +1,12 @@
-// What the booted-host tests share: running a command over SSH that must succeed, the shell line
-// that lists files of the provider left on a host, and reading a stack one by one and at once.
+// What the booted-host tests share: running a command over SSH that must succeed (lab/booted),
+// the shell line that lists files of the provider left on a host, and reading a stack one by one
+// and at once.
 import type { BootedHost } from "../../lab/booted/booted-host";
+import { sshOk } from "../../lab/booted/read";
 import type { DynamicProviderPlugin, ResourceState } from "../../lab/engine/engine";
 
-export { systemdReloads } from "../../lab/booted/systemd";
+// running a command that must succeed, and systemd's reloads: shared with the bench
+export { sshOk, systemdReloads } from "../../lab/booted/read";
 
 // Files of the provider anywhere they could be (units and their enablement links, sysctl.d,
 // networkd or NetworkManager snippets), and anything inside its own folders (empty folders may stay).
@@ -11,13 +14,6 @@ export const LEFTOVER_FILES =
   "find /etc /run/systemd /var/lib -name '*pulumi-hypervisor*' ! -type d 2>/dev/null; " +
   "find /etc/pulumi-hypervisor /var/lib/pulumi-hypervisor /var/log/pulumi-hypervisor " +
   "-type f 2>/dev/null; true";
-
-/** Returns the stdout of argv run on h over SSH; throws naming the host, command and stderr. */
-export async function sshOk(h: BootedHost, argv: string[]): Promise<string> {
-  const r = await h.ssh(argv);
-  if (r.code !== 0) throw new Error(`${argv.join(" ")} on ${h.name} exited ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
 
 /** Returns the provider's failed units on h, one per line ("" when none failed). */
 export async function failedProviderUnits(h: BootedHost): Promise<string> {
