@@ -28,8 +28,9 @@
 //    returned inputs when there are any.
 // The RPCs as this file's comments above describe them are built in provider-client.ts (shared with
 // native-engine.ts); the engine behaviours specific to the dynamic provider stay here.
-// Simplifications: one plugin (one default provider), no parallelism, no property dependencies
-// between resources (only `dependsOn`), so DBR never cascades to dependents.
+// Simplifications: one plugin (one default provider), no parallelism in up and destroy (a refresh
+// reads every resource at once, as the engine's does), no property dependencies between resources
+// (only `dependsOn`), so DBR never cascades to dependents.
 
 import * as path from "node:path";
 import { isDeepStrictEqual } from "node:util";
@@ -442,21 +443,34 @@ export class Engine {
     }
   }
 
-  /** Read each resource: an empty id removes it; otherwise take the outputs (and inputs if any). */
+  /**
+   * Read each resource: an empty id removes it; otherwise take the outputs (and inputs if any).
+   * The reads go out at once, pending deletes' with them, as the engine's refresh sends them (one
+   * refresh step per resource, `stepExec.ExecuteParallel` in deployment_executor.go). Once every
+   * read has ended, the results are taken in state order; a read that failed leaves its resource
+   * as it was, and the first failure is thrown after the others are taken (the engine keeps each
+   * refresh step that succeeded).
+   */
   async refresh(): Promise<{ steps: StepRecord[] }> {
+    const current = [...this.state.values()];
+    const pending = [...this.pendingDeletes];
+    const results = await Promise.allSettled(
+      [...current, ...pending].map((s) => this.plugin.read(s.id, s.urn, s.outputs, s.inputs)),
+    );
     const steps: StepRecord[] = [];
-    for (const s of [...this.state.values()]) {
-      const r = await this.plugin.read(s.id, s.urn, s.outputs, s.inputs);
-      if (r.id === "") {
+    current.forEach((s, i) => {
+      const r = results[i];
+      if (r?.status !== "fulfilled") return;
+      if (r.value.id === "") {
         this.state.delete(s.name);
         steps.push({ op: "refresh-gone", name: s.name, detail: { id: s.id } });
-        continue;
+        return;
       }
       const next: ResourceState = {
         ...s,
-        id: r.id,
-        outputs: r.properties,
-        inputs: r.inputs ?? s.inputs,
+        id: r.value.id,
+        outputs: r.value.properties,
+        inputs: r.value.inputs ?? s.inputs,
       };
       this.state.set(s.name, next);
       const changed =
@@ -476,12 +490,15 @@ export class Engine {
             }
           : { op: "same", name: s.name },
       );
-    }
-    for (const s of [...this.pendingDeletes]) {
-      const r = await this.plugin.read(s.id, s.urn, s.outputs, s.inputs);
-      if (r.id === "") this.pendingDeletes.splice(this.pendingDeletes.indexOf(s), 1);
-      else s.outputs = r.properties;
-    }
+    });
+    pending.forEach((s, i) => {
+      const r = results[current.length + i];
+      if (r?.status !== "fulfilled") return;
+      if (r.value.id === "") this.pendingDeletes.splice(this.pendingDeletes.indexOf(s), 1);
+      else s.outputs = r.value.properties;
+    });
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     return { steps };
   }
 

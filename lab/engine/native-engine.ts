@@ -366,12 +366,17 @@ export class NativeEngine {
     return { steps };
   }
 
+  /** Every provider's reads at once, as the engine sends them; steps in provider order. */
   async refresh(): Promise<{ steps: NativeStepRecord[] }> {
+    const providers = [...this.providers];
+    const results = await Promise.allSettled(providers.map(([, p]) => p.engine.refresh()));
     const steps: NativeStepRecord[] = [];
-    for (const [provider, p] of this.providers) {
-      const r = await p.engine.refresh();
-      steps.push(...r.steps.map((s) => ({ ...s, provider })));
-    }
+    results.forEach((r, i) => {
+      const provider = providers[i]![0];
+      if (r.status === "fulfilled") steps.push(...r.value.steps.map((s) => ({ ...s, provider })));
+    });
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     return { steps };
   }
 

@@ -114,10 +114,13 @@ describe("commands per operation through the engine (host lock on)", () => {
     const del = await commandsOf(async () => engine.up([await bridge("br-rtt-a"), await tap()]));
     report("Bridge delete", del);
     const refresh = await commandsOf(() => engine.refresh());
-    report("refresh of a Bridge and a TapDevice (one at a time)", refresh);
+    report("refresh of a Bridge and a TapDevice (read at once, as the engine does)", refresh);
     // two round trips each, no holder session beside them
     expect([create, update, tapCreate, del]).toEqual([2, 2, 2, 2]);
-    expect(refresh).toBe(2);
+    // one per read at most: the two reads arrive at once and share one command when they come
+    // within the batch's window (the in-process test below asserts the sharing itself)
+    expect(refresh).toBeGreaterThanOrEqual(1);
+    expect(refresh).toBeLessThanOrEqual(2);
     expect((await h.exec(["ip", "link", "show", "br-rtt-b"])).code).not.toBe(0);
     expect((await h.exec(["ip", "link", "show", "br-rtt-a"])).code).toBe(0);
     await engine.destroy();

@@ -80,6 +80,12 @@ const fileProvider = {
   async read(id: string, props: Props) {
     const fs = require("fs");
     this.log(props["dir"], { op: "read", id, props });
+    // a gated read ends once the test has seen the reads it expects at once (the file `go`)
+    if (props["gate"] === true) {
+      const go = require("path").join(props["dir"], "go");
+      while (!fs.existsSync(go)) await new Promise((r) => setTimeout(r, 10));
+    }
+    if (props["failRead"] === true) throw new Error("read failed on purpose");
     if (!fs.existsSync(id)) return { id: "" };
     return { id, props: { ...props, written: fs.readFileSync(id, "utf8") } };
   },
@@ -566,6 +572,40 @@ describe("Engine", () => {
       // The next up recreates the gone resource and leaves the others alone.
       const up = await engine.up([spec("r1"), spec("r2"), spec("r3")]);
       expect(up.steps.map((s) => `${s.op}:${s.name}`)).toEqual(["same:r1", "same:r2", "create:r3"]);
+    });
+
+    it("refresh reads every resource at once, as the engine does, and keeps the reads that ended well", async () => {
+      const gated = await engine.up([
+        spec("g1", { gate: true }),
+        spec("g2", { gate: true }),
+        spec("g3", { gate: true, failRead: true }),
+      ]);
+      // (the previous test's resources go: this up does not name them)
+      expect(gated.steps.filter((s) => s.op === "create").map((s) => s.name)).toEqual([
+        "g1",
+        "g2",
+        "g3",
+      ]);
+      clearCalls(dir);
+      fs.writeFileSync(path.join(dir, "g2.txt"), "drifted");
+      const refreshed = engine.refresh().catch((e: unknown) => e);
+      // one read after another would leave the first waiting for `go` alone
+      let started = 0;
+      for (let t = Date.now(); Date.now() - t < 10_000 && started < 3;) {
+        await new Promise((r) => setTimeout(r, 20));
+        started = calls(dir).filter((c) => c["op"] === "read").length;
+      }
+      fs.writeFileSync(path.join(dir, "go"), "");
+      const err = await refreshed;
+      expect(started).toBe(3);
+      expect(err).toBeInstanceOf(PluginError);
+      expect(String(err)).toContain("read failed on purpose");
+      // the reads that ended well are taken: g2's drift is in the state
+      expect(engine.state.get("g2")?.outputs["written"]).toBe("drifted");
+      expect(engine.state.get("g3")?.outputs["written"]).toBe("default");
+      fs.rmSync(path.join(dir, "go"));
+      await engine.destroy();
+      expect(engine.state.size).toBe(0);
     });
 
     it("a half-done create is recorded with its id; the next up sends Update", async () => {
