@@ -200,7 +200,7 @@ export class HostDriver {
   async run(phase: Phase, schedule: Schedule): Promise<StepRecord[]> {
     if (schedule === "serial") {
       if (phase === "create") return (await this.serial.up(this.specs)).steps;
-      if (phase === "refresh") return (await this.serial.refresh()).steps;
+      if (phase === "refresh") return (await this.serial.refresh({ oneAtATime: true })).steps;
       return (await this.serial.destroy()).steps;
     }
     // One engine per resource, each started when what it depends on (create) or what depends

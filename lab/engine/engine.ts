@@ -449,14 +449,20 @@ export class Engine {
    * refresh step per resource, `stepExec.ExecuteParallel` in deployment_executor.go). Once every
    * read has ended, the results are taken in state order; a read that failed leaves its resource
    * as it was, and the first failure is thrown after the others are taken (the engine keeps each
-   * refresh step that succeeded).
+   * refresh step that succeeded). `oneAtATime` sends each read once the one before has ended
+   * (Pulumi's `--parallel 1`; the bench's serial schedule).
    */
-  async refresh(): Promise<{ steps: StepRecord[] }> {
+  async refresh(opts: { oneAtATime?: boolean } = {}): Promise<{ steps: StepRecord[] }> {
     const current = [...this.state.values()];
     const pending = [...this.pendingDeletes];
-    const results = await Promise.allSettled(
-      [...current, ...pending].map((s) => this.plugin.read(s.id, s.urn, s.outputs, s.inputs)),
-    );
+    const read = (s: ResourceState) => this.plugin.read(s.id, s.urn, s.outputs, s.inputs);
+    const targets = [...current, ...pending];
+    const results: PromiseSettledResult<Awaited<ReturnType<typeof read>>>[] = [];
+    if (opts.oneAtATime) {
+      for (const s of targets) results.push(...(await Promise.allSettled([read(s)])));
+    } else {
+      results.push(...(await Promise.allSettled(targets.map(read))));
+    }
     const steps: StepRecord[] = [];
     current.forEach((s, i) => {
       const r = results[i];

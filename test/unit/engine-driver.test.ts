@@ -608,6 +608,21 @@ describe("Engine", () => {
       expect(engine.state.size).toBe(0);
     });
 
+    it("refresh one at a time sends each read once the one before has ended", async () => {
+      await engine.up([spec("s1", { gate: true }), spec("s2", { gate: true })]);
+      clearCalls(dir);
+      const refreshed = engine.refresh({ oneAtATime: true });
+      await new Promise((r) => setTimeout(r, 300));
+      const startedBeforeGo = calls(dir).filter((c) => c["op"] === "read").length;
+      fs.writeFileSync(path.join(dir, "go"), "");
+      const { steps } = await refreshed;
+      expect(startedBeforeGo).toBe(1);
+      expect(steps.map((s) => `${s.op}:${s.name}`)).toEqual(["same:s1", "same:s2"]);
+      expect(calls(dir).filter((c) => c["op"] === "read")).toHaveLength(2);
+      fs.rmSync(path.join(dir, "go"));
+      await engine.destroy();
+    });
+
     it("a half-done create is recorded with its id; the next up sends Update", async () => {
       const err = await engine
         .up([spec("r1"), spec("half", { failHalfway: true })])
