@@ -13,13 +13,12 @@ import { parseArgs } from "node:util";
 import type { BootedHost } from "../lab/booted/booted-host";
 import { sshOk, startHost, systemdReloads } from "../lab/booted/index";
 import { startEngine } from "../lab/harness";
-import { HostDriver, type Phase } from "./driver";
+import { HostDriver, PHASES } from "./driver";
 import { parseCpuStat } from "./cgroup";
 import { hostSpecs } from "./fleet-specs";
-import type { Schedule } from "./options";
+import { int, type Schedule } from "./options";
 import { median, s } from "./report";
 
-const PHASES: readonly Phase[] = ["create", "refresh", "destroy"];
 const SCHEDULES: readonly Schedule[] = ["parallel", "serial"];
 
 interface Figures {
@@ -46,12 +45,8 @@ async function main(): Promise<void> {
       resources: { type: "string", default: "20" },
     },
   });
-  const repeat = Number(values.repeat);
-  const resources = Number(values.resources);
-  if (!Number.isInteger(repeat) || repeat < 1 || repeat > 20) throw new Error("--repeat: 1-20");
-  if (!Number.isInteger(resources) || resources < 3 || resources > 100) {
-    throw new Error("--resources: 3-100");
-  }
+  const repeat = int("--repeat", values.repeat, 1, 20);
+  const resources = int("--resources", values.resources, 3, 100);
   const log = (l: string): void => void process.stderr.write(`${l}\n`);
   const h = await startHost(`bb${process.pid % 100000}`, { log, owner: process.pid });
   const runs = new Map<string, Figures[]>();

@@ -59,7 +59,8 @@ export function usage(): string {
   ].join("\n");
 }
 
-function int(flag: string, v: string, min: number, max: number): number {
+/** Returns the integer flag value v; throws naming the flag and its range otherwise. */
+export function int(flag: string, v: string, min: number, max: number): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || !Number.isInteger(n) || n < min || n > max) {
     throw new Error(`${flag} must be an integer from ${min} to ${max}, not ${v}`);
