@@ -28,8 +28,11 @@
 //    returned inputs when there are any.
 // The RPCs as this file's comments above describe them are built in provider-client.ts (shared with
 // native-engine.ts); the engine behaviours specific to the dynamic provider stay here.
-// Simplifications: one plugin (one default provider), no parallelism in up and destroy (a refresh
-// reads every resource at once, as the engine's does), no property dependencies between resources
+//  - deployment_executor.go and step_executor.go: with unbounded `--parallel` (the default) a
+//    resource's step runs as soon as it is generated, beside the others; the executor generates
+//    one registration's steps at a time; deletes run in waves (`ScheduleDeletes`); a refresh reads
+//    every resource at once. `up`/`destroy` do so with `atOnce`, one step at a time without it.
+// Simplifications: one plugin (one default provider), no property dependencies between resources
 // (only `dependsOn`), so DBR never cascades to dependents.
 
 import * as path from "node:path";
@@ -225,6 +228,35 @@ function reverseDependencyOrder(states: ResourceState[]): ResourceState[] {
   return out.reverse();
 }
 
+/**
+ * The engine's schedule of deletes (step_generator.go, `ScheduleDeletes`): the resources none of
+ * whose dependencies is still to be deleted form a wave and leave the set, until it is empty; the
+ * waves then run in reverse, so the last wave found (the dependents) goes first. A wave runs only
+ * once the one before has ended (`performPostSteps`: "not true delete parallelism").
+ */
+export function deleteWaves<S extends { name: string; dependsOn?: string[] }>(states: S[]): S[][] {
+  const condemned = new Set(states);
+  const waves: S[][] = [];
+  while (condemned.size > 0) {
+    const wave = [...condemned].filter(
+      (s) => !(s.dependsOn ?? []).some((d) => [...condemned].some((c) => c !== s && c.name === d)),
+    );
+    if (wave.length === 0) throw new Error("dependency cycle among the resources to delete");
+    for (const s of wave) condemned.delete(s);
+    waves.push(wave);
+  }
+  return waves.reverse();
+}
+
+/** How `up` and `destroy` run the steps. */
+export interface RunOptions {
+  /**
+   * As the engine does by default (unbounded `--parallel`): each resource's step once what it
+   * depends on is done, beside the others; deletes in waves. Without it, one step at a time.
+   */
+  atOnce?: boolean;
+}
+
 /** A minimal in-memory engine over one plugin: urn = `urn:pulumi:test::test::${type}::${name}`. */
 export class Engine {
   readonly state = new Map<string, ResourceState>();
@@ -291,7 +323,12 @@ export class Engine {
     return { changes, replaces: d.replaces, deleteBeforeReplace: d.deleteBeforeReplace };
   }
 
-  async up(specs: ResourceSpec[]): Promise<{ steps: StepRecord[] }> {
+  /**
+   * Check, Diff and the step each spec needs, then the deletes of what the program no longer has.
+   * Without options one resource after another in dependency order (Pulumi's `--parallel 1`).
+   * `atOnce` runs them as the engine does by default (see `upAtOnce` and `deleteInWaves`).
+   */
+  async up(specs: ResourceSpec[], opts: RunOptions = {}): Promise<{ steps: StepRecord[] }> {
     // An update waits for every value another resource computes: only previews see unknowns.
     for (const s of specs) {
       if (containsUnknown(s.inputs))
@@ -300,55 +337,106 @@ export class Engine {
     const steps: StepRecord[] = [];
     const wanted = new Set(specs.map((s) => s.name));
     const ordered = dependencyOrder(specs);
+    if (opts.atOnce) {
+      await this.upAtOnce(ordered, steps);
+    } else {
+      for (const spec of ordered) steps.push(await (await this.generate(spec))());
+    }
+
+    // Deletes of resources no longer in the program and of replaced resources, dependents first.
+    const gone = [...this.state.values()].filter((s) => !wanted.has(s.name));
+    await this.deleteAll([...gone, ...this.pendingDeletes], steps, opts);
+    return { steps };
+  }
+
+  /**
+   * The engine's default schedule (deployment_executor.go, unbounded `--parallel`): a program
+   * registers a resource once every resource it depends on has completed; the executor's loop
+   * generates one registration's steps at a time (Check and Diff, `handleSingleEvent`), in the
+   * order registrations arrive, and runs each resource's step as soon as it is generated, beside
+   * the others. After a failure no further step starts (the step executor cancels), the steps
+   * already running end and are recorded, and the first failure is thrown.
+   */
+  private async upAtOnce(ordered: ResourceSpec[], steps: StepRecord[]): Promise<void> {
+    let failure: { error: unknown } | undefined;
+    let generating: Promise<unknown> = Promise.resolve();
+    const completed = new Map<string, Promise<boolean>>();
+    const fail = (error: unknown): false => {
+      failure ??= { error };
+      return false;
+    };
     for (const spec of ordered) {
-      const urn = urnOf(spec.type, spec.name);
-      const dependsOn = [...(spec.dependsOn ?? [])];
-      const old = this.state.get(spec.name);
-      const checked = await this.plugin.check(urn, old ? old.inputs : {}, spec.inputs);
-      if (checked.failures.length > 0)
-        throw new CheckFailedError({ [spec.name]: checked.failures });
-      let inputs = checked.inputs;
+      // dependencyOrder put each resource's dependencies before it: their promises exist.
+      const deps = (spec.dependsOn ?? []).map((d) => completed.get(d) ?? Promise.resolve(true));
+      const run = async (): Promise<boolean> => {
+        if (!(await Promise.all(deps)).every(Boolean) || failure) return false;
+        const generated = generating.then(() => (failure ? undefined : this.generate(spec)));
+        generating = generated.catch(() => undefined);
+        const step = await generated;
+        if (!step || failure) return false;
+        steps.push(await step());
+        return true;
+      };
+      completed.set(spec.name, run().catch(fail));
+    }
+    await Promise.all(completed.values());
+    if (failure) throw failure.error;
+  }
 
-      if (!old) {
+  /**
+   * Check (and Diff, and Check again without olds for a replacement) for one spec, as the
+   * engine's step generator does; returns the step, which makes the provider calls.
+   */
+  private async generate(spec: ResourceSpec): Promise<() => Promise<StepRecord>> {
+    const urn = urnOf(spec.type, spec.name);
+    const dependsOn = [...(spec.dependsOn ?? [])];
+    const old = this.state.get(spec.name);
+    const checked = await this.plugin.check(urn, old ? old.inputs : {}, spec.inputs);
+    if (checked.failures.length > 0) throw new CheckFailedError({ [spec.name]: checked.failures });
+    const inputs = checked.inputs;
+
+    if (!old) {
+      return async () => {
         const created = await this.createRecording(spec, urn, inputs, dependsOn);
-        steps.push({ op: "create", name: spec.name, detail: { id: created.id } });
-        continue;
-      }
+        return { op: "create", name: spec.name, detail: { id: created.id } };
+      };
+    }
 
-      const d = await this.effectiveDiff(old, inputs);
-      if (d.changes === "some" && d.replaces.length > 0) {
-        // step_generator.go: recompute defaults for the replacement with a Check without olds.
-        const again = await this.plugin.check(urn, {}, spec.inputs);
-        if (again.failures.length > 0) throw new CheckFailedError({ [spec.name]: again.failures });
-        inputs = again.inputs;
-        if (d.deleteBeforeReplace) {
+    const d = await this.effectiveDiff(old, inputs);
+    if (d.changes === "some" && d.replaces.length > 0) {
+      // step_generator.go: recompute defaults for the replacement with a Check without olds.
+      const again = await this.plugin.check(urn, {}, spec.inputs);
+      if (again.failures.length > 0) throw new CheckFailedError({ [spec.name]: again.failures });
+      const replacement = again.inputs;
+      if (d.deleteBeforeReplace) {
+        return async () => {
           await this.plugin.delete(old.id, old.urn, old.outputs, old.inputs, {
             ...timeout(old.customTimeouts?.delete),
           });
           this.state.delete(spec.name);
-          const created = await this.createRecording(spec, urn, inputs, dependsOn);
-          steps.push({
+          const created = await this.createRecording(spec, urn, replacement, dependsOn);
+          return {
             op: "replace",
             name: spec.name,
             detail: { ...d, oldId: old.id, id: created.id },
-          });
-        } else {
-          let created: { id: string };
-          try {
-            created = await this.createRecording(spec, urn, inputs, dependsOn);
-          } catch (e) {
-            // step.go: a partially-failed replacement still marks the old resource for deletion.
-            if (e instanceof PluginError && e.initFailed) this.pendingDeletes.push(old);
-            throw e;
-          }
-          this.pendingDeletes.push(old);
-          steps.push({
-            op: "replace",
-            name: spec.name,
-            detail: { ...d, oldId: old.id, id: created.id },
-          });
+          };
+        };
+      }
+      return async () => {
+        let created: { id: string };
+        try {
+          created = await this.createRecording(spec, urn, replacement, dependsOn);
+        } catch (e) {
+          // step.go: a partially-failed replacement still marks the old resource for deletion.
+          if (e instanceof PluginError && e.initFailed) this.pendingDeletes.push(old);
+          throw e;
         }
-      } else if (d.changes === "some" || (old.initErrors?.length ?? 0) > 0) {
+        this.pendingDeletes.push(old);
+        return { op: "replace", name: spec.name, detail: { ...d, oldId: old.id, id: created.id } };
+      };
+    }
+    if (d.changes === "some" || (old.initErrors?.length ?? 0) > 0) {
+      return async () => {
         try {
           const res = await this.plugin.update(old.id, urn, old.outputs, inputs, old.inputs, {
             ...timeout(spec.customTimeouts?.update),
@@ -367,22 +455,28 @@ export class Engine {
           }
           throw e;
         }
-        steps.push({ op: "update", name: spec.name, detail: d });
-      } else {
-        this.state.set(spec.name, { ...old, inputs, dependsOn });
-        steps.push({ op: "same", name: spec.name });
-      }
+        return { op: "update", name: spec.name, detail: d };
+      };
     }
-
-    // Deletes of resources no longer in the program and of replaced resources, dependents first.
-    const gone = [...this.state.values()].filter((s) => !wanted.has(s.name));
-    await this.deleteAll([...gone, ...this.pendingDeletes], steps);
-    return { steps };
+    return async () => {
+      this.state.set(spec.name, { ...old, inputs, dependsOn });
+      return { op: "same", name: spec.name };
+    };
   }
 
-  /** Deletes `states` in reverse dependency order; only deletes of current resources are steps. */
-  private async deleteAll(states: ResourceState[], steps: StepRecord[]): Promise<void> {
-    for (const s of reverseDependencyOrder(states)) {
+  /**
+   * Deletes `states`, dependents first; only deletes of current resources are steps. Without
+   * options one after another; `atOnce` in the engine's waves (`deleteWaves`), each wave's deletes
+   * at once, the next wave once every delete of the one before has ended. A failed delete leaves
+   * its resource in the state; the deletes running beside it end, no further wave starts, and the
+   * first failure is thrown.
+   */
+  private async deleteAll(
+    states: ResourceState[],
+    steps: StepRecord[],
+    opts: RunOptions = {},
+  ): Promise<void> {
+    const deleteOne = async (s: ResourceState): Promise<void> => {
       await this.plugin.delete(s.id, s.urn, s.outputs, s.inputs, {
         ...timeout(s.customTimeouts?.delete),
       });
@@ -393,6 +487,16 @@ export class Engine {
         this.state.delete(s.name);
         steps.push({ op: "delete", name: s.name, detail: { id: s.id } });
       }
+    };
+    if (!opts.atOnce) {
+      for (const s of reverseDependencyOrder(states)) await deleteOne(s);
+      return;
+    }
+    for (const wave of deleteWaves(states)) {
+      const failed = (await Promise.allSettled(wave.map(deleteOne))).find(
+        (r) => r.status === "rejected",
+      );
+      if (failed) throw failed.reason;
     }
   }
 
@@ -508,10 +612,10 @@ export class Engine {
     return { steps };
   }
 
-  /** Delete everything (and pending deletes) in reverse dependency order. */
-  async destroy(): Promise<{ steps: StepRecord[] }> {
+  /** Delete everything (and pending deletes), dependents first; `atOnce` as in `deleteAll`. */
+  async destroy(opts: RunOptions = {}): Promise<{ steps: StepRecord[] }> {
     const steps: StepRecord[] = [];
-    await this.deleteAll([...this.state.values(), ...this.pendingDeletes], steps);
+    await this.deleteAll([...this.state.values(), ...this.pendingDeletes], steps, opts);
     return { steps };
   }
 }

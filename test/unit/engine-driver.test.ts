@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import {
   CheckFailedError,
   DynamicProviderPlugin,
+  deleteWaves,
   Engine,
   PluginError,
   UNKNOWN,
@@ -60,6 +61,7 @@ const fileProvider = {
     this.log(inputs["dir"], { op: "create", inputs });
     process.stderr.write(`create ${inputs["name"]}\n`);
     if (inputs["helper"]) require(String(inputs["helper"]));
+    if (inputs["gateCreate"] === true) await this.gate(inputs["dir"]);
     const content = String(inputs["content"] ?? "default");
     fs.writeFileSync(file, content);
     const outs = { ...inputs, path: file, greeting: this.greeting, written: content };
@@ -77,14 +79,15 @@ const fileProvider = {
     if (inputs["failEarly"]) throw new Error("nothing created");
     return { id: file, outs };
   },
+  // a gated call ends once the test has seen the calls it expects at once (the file `go`)
+  async gate(dir: unknown): Promise<void> {
+    const go = require("path").join(String(dir), "go");
+    while (!require("fs").existsSync(go)) await new Promise((r) => setTimeout(r, 10));
+  },
   async read(id: string, props: Props) {
     const fs = require("fs");
     this.log(props["dir"], { op: "read", id, props });
-    // a gated read ends once the test has seen the reads it expects at once (the file `go`)
-    if (props["gate"] === true) {
-      const go = require("path").join(props["dir"], "go");
-      while (!fs.existsSync(go)) await new Promise((r) => setTimeout(r, 10));
-    }
+    if (props["gate"] === true) await this.gate(props["dir"]);
     if (props["failRead"] === true) throw new Error("read failed on purpose");
     if (!fs.existsSync(id)) return { id: "" };
     return { id, props: { ...props, written: fs.readFileSync(id, "utf8") } };
@@ -96,6 +99,8 @@ const fileProvider = {
   },
   async delete(id: string, props: Props) {
     this.log(props["dir"], { op: "delete", id, props });
+    if (props["gateDelete"] === true) await this.gate(props["dir"]);
+    if (props["failDelete"] === true) throw new Error("delete failed on purpose");
     require("fs").rmSync(id, { force: true });
   },
 };
@@ -654,6 +659,133 @@ describe("Engine", () => {
       expect(engine.state.size).toBe(0);
       expect(fs.readdirSync(dir).filter((f) => f.endsWith(".txt"))).toEqual([]);
     });
+
+    // Waits (up to 10 s: a busy machine) until `cond` holds, then 300 ms more for what must not come.
+    const settle = async (cond: () => boolean): Promise<void> => {
+      for (let t = Date.now(); Date.now() - t < 10_000 && !cond();) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    };
+    const started = (op: string): string[] =>
+      ops(dir)
+        .filter((o) => o.startsWith(`${op}:`))
+        .map((o) => o.slice(op.length + 1));
+
+    it("up at once: independent creates run together, a dependent's Check waits for its dependency", async () => {
+      const up = engine.up(
+        [
+          spec("p1", { gateCreate: true }),
+          spec("p2", { gateCreate: true }),
+          spec("p3", {}, ["p1"]),
+        ],
+        { atOnce: true },
+      );
+      await settle(() => started("create").length >= 2);
+      const before = { creates: started("create"), checks: started("check") };
+      fs.writeFileSync(path.join(dir, "go"), "");
+      const { steps } = await up;
+      expect({ creates: before.creates.sort(), checks: before.checks.sort() }).toEqual({
+        creates: ["p1", "p2"],
+        checks: ["p1", "p2"],
+      });
+      expect(steps.map((s) => `${s.op}:${s.name}`).sort()).toEqual([
+        "create:p1",
+        "create:p2",
+        "create:p3",
+      ]);
+      expect(ops(dir).indexOf("check:p3")).toBeGreaterThan(ops(dir).indexOf("create:p1"));
+      fs.rmSync(path.join(dir, "go"));
+      await engine.destroy({ atOnce: true });
+      expect(engine.state.size).toBe(0);
+    });
+
+    it("up at once: after a failure no step starts, the running ones end and are kept", async () => {
+      const up = engine
+        .up(
+          [
+            spec("f1", { gateCreate: true }),
+            spec("f2", { failEarly: true }),
+            spec("f3", {}, ["f1"]),
+          ],
+          { atOnce: true },
+        )
+        .catch((e: unknown) => e);
+      await settle(() => started("create").includes("f2"));
+      const before = started("create");
+      fs.writeFileSync(path.join(dir, "go"), "");
+      const err = await up;
+      expect(before.sort()).toEqual(["f1", "f2"]);
+      expect(err).toBeInstanceOf(PluginError);
+      expect(String(err)).toContain("nothing created");
+      // f1 was running when f2 failed: it ended and is in the state; f3, free to go once f1
+      // was done, never started
+      expect([...engine.state.keys()]).toEqual(["f1"]);
+      expect(started("check")).not.toContain("f3");
+      fs.rmSync(path.join(dir, "go"));
+      await engine.destroy({ atOnce: true });
+    });
+
+    it("destroy at once runs the engine's waves: a wave starts once the one before has ended", async () => {
+      await engine.up([
+        spec("w1"),
+        spec("w2", { gateDelete: true }, ["w3"]),
+        spec("w3"),
+        spec("w4", {}, ["w3"]),
+      ]);
+      clearCalls(dir);
+      const destroyed = engine.destroy({ atOnce: true });
+      // w2 and w4 go first; w1 depends on nothing and still waits for the wave before it
+      await settle(() => started("delete").length >= 2);
+      const before = started("delete");
+      fs.writeFileSync(path.join(dir, "go"), "");
+      const { steps } = await destroyed;
+      expect(before.sort()).toEqual(["w2", "w4"]);
+      expect(
+        steps
+          .slice(0, 2)
+          .map((s) => s.name)
+          .sort(),
+      ).toEqual(["w2", "w4"]);
+      expect(
+        steps
+          .slice(2)
+          .map((s) => s.name)
+          .sort(),
+      ).toEqual(["w1", "w3"]);
+      expect(engine.state.size).toBe(0);
+      fs.rmSync(path.join(dir, "go"));
+    });
+
+    it("destroy at once: a failed delete keeps its resource and ends the waves after its own", async () => {
+      await engine.up([
+        spec("d1", { failDelete: true }, ["d2"]),
+        spec("d2"),
+        spec("d3", {}, ["d2"]),
+      ]);
+      clearCalls(dir);
+      const err = await engine.destroy({ atOnce: true }).catch((e: unknown) => e);
+      expect(String(err)).toContain("delete failed on purpose");
+      expect(started("delete").sort()).toEqual(["d1", "d3"]);
+      expect([...engine.state.keys()].sort()).toEqual(["d1", "d2"]);
+      // the state keeps d1 with its failing input; take it out of the state to clean up
+      engine.state.delete("d1");
+      fs.rmSync(path.join(dir, "d1.txt"));
+      await engine.destroy();
+      expect(engine.state.size).toBe(0);
+    });
+  });
+});
+
+describe("deleteWaves", () => {
+  const r = (name: string, dependsOn: string[] = []) => ({ name, dependsOn });
+  it("puts dependents first and what nothing depends on with the last wave it can join", () => {
+    const waves = deleteWaves([r("a"), r("b", ["c"]), r("c"), r("d", ["c"]), r("e", ["d"])]);
+    expect(waves.map((w) => w.map((s) => s.name))).toEqual([["e"], ["b", "d"], ["a", "c"]]);
+  });
+  it("a replaced resource and its replacement share a name: both wait for their dependents", () => {
+    const waves = deleteWaves([r("x"), r("x"), r("y", ["x"])]);
+    expect(waves.map((w) => w.map((s) => s.name))).toEqual([["y"], ["x", "x"]]);
   });
 });
 
