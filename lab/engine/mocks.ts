@@ -34,6 +34,12 @@ export interface CapturedResource {
   secretKeys: string[];
   /** The provider reference (`<provider urn>::<id>`) when the resource names an explicit provider. */
   provider?: string;
+  /**
+   * Names of the captured resources this one depends on: the `dependencies` of its registration,
+   * which the SDK fills with every resource whose outputs its inputs took and those of `dependsOn`.
+   * The engine waits for them before it registers this one, and deletes this one first.
+   */
+  dependsOn: string[];
 }
 
 export interface RunProgramOptions {
@@ -47,6 +53,20 @@ export interface RunProgramOptions {
 
 interface StateModule {
   withLocalStorage<T>(callback: () => T): T;
+}
+
+interface RegisterRequest {
+  getName(): string;
+  getDependenciesList(): string[];
+}
+
+interface MockMonitorLike {
+  registerResource(req: RegisterRequest, callback: unknown): unknown;
+}
+
+/** A resource's name: the last part of its URN (`urn:pulumi:stack::project::type::name`). */
+function nameOfUrn(urn: string): string {
+  return urn.slice(urn.lastIndexOf("::") + 2);
 }
 
 const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -78,6 +98,7 @@ export async function runProgramWithMocks(
 ): Promise<CapturedResource[]> {
   const state = require("@pulumi/pulumi/runtime/state") as StateModule;
   const captured: CapturedResource[] = [];
+  const dependencies = new Map<string, string[]>();
   await state.withLocalStorage(async () => {
     await pulumi.runtime.setMocks(
       {
@@ -95,6 +116,7 @@ export async function runProgramWithMocks(
               inputs,
               secretKeys,
               ...(args.provider ? { provider: args.provider } : {}),
+              dependsOn: [],
             });
           }
           return { id: `${args.name}-id`, state: args.inputs as Record<string, unknown> };
@@ -107,6 +129,16 @@ export async function runProgramWithMocks(
       opts.stack ?? "test",
       false,
     );
+    // The mock hands `newResource` no dependencies: they are taken from the request itself.
+    const settings = require("@pulumi/pulumi/runtime/settings") as {
+      getMonitor(): MockMonitorLike;
+    };
+    const monitor = settings.getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req, callback) => {
+      dependencies.set(req.getName(), req.getDependenciesList().map(nameOfUrn));
+      return register(req, callback);
+    };
     pulumi.runtime.setAllConfig(opts.config ?? {}, opts.secretConfigKeys ?? []);
     // The program's own error is caught inside the stack and rethrown afterwards: a rejected
     // stack initialisation would otherwise also surface as unhandled rejections of its outputs.
@@ -126,5 +158,9 @@ export async function runProgramWithMocks(
     }
     if (failure) throw failure.error;
   });
+  const names = new Set(captured.map((r) => r.name));
+  for (const r of captured) {
+    r.dependsOn = [...new Set(dependencies.get(r.name) ?? [])].filter((n) => names.has(n));
+  }
   return captured;
 }

@@ -834,6 +834,23 @@ describe("runProgramWithMocks", () => {
     expect(second[0]?.inputs["__provider"]).toBe(first[0]?.inputs["__provider"]);
   });
 
+  it("captures each resource's dependencies: its inputs' resources and dependsOn", async () => {
+    const dir = tmpDir();
+    const run = await runProgramWithMocks(() => {
+      const a = new FileResource("n1", { name: "n1", dir });
+      const b = new FileResource("n2", { name: a.id.apply((id) => `n2-${id.length}`), dir });
+      new FileResource("n3", { name: "n3", dir }, { dependsOn: [a, b] });
+      new FileResource("n4", { name: "n4", dir });
+    });
+    // in the order they registered: n4 does not wait for n1's id
+    expect(run.map((r) => [r.name, r.dependsOn])).toEqual([
+      ["n1", []],
+      ["n4", []],
+      ["n2", ["n1"]],
+      ["n3", ["n1", "n2"]],
+    ]);
+  });
+
   it("a failing program rejects and leaves the next run unaffected", async () => {
     await expect(
       runProgramWithMocks(() => {
