@@ -73,7 +73,12 @@ function saveState(engine: Engine): void {
 
 async function applyWithDriver(): Promise<void> {
   const resources = await loadProgram();
-  const specs = resources.map((r) => ({ type: r.type, name: r.name, inputs: r.inputs }));
+  const specs = resources.map((r) => ({
+    type: r.type,
+    name: r.name,
+    inputs: r.inputs,
+    dependsOn: r.dependsOn,
+  }));
   await withPlugin(async (engine) => {
     if (existsSync(DRIVER_STATE)) {
       for (const s of JSON.parse(readFileSync(DRIVER_STATE, "utf8")) as ResourceState[]) {
@@ -85,7 +90,8 @@ async function applyWithDriver(): Promise<void> {
       for (const s of (await engine.refresh()).steps) {
         if (s.op !== "same") out(`  ${s.op.padEnd(8)} ${s.name}`);
       }
-      const { steps } = await engine.up(specs);
+      // As `pulumi up`: each resource's step once those it depends on are done, beside the others.
+      const { steps } = await engine.up(specs, { atOnce: true });
       for (const s of steps) out(`  ${s.op.padEnd(8)} ${s.name}`);
     } finally {
       saveState(engine);
@@ -100,7 +106,7 @@ async function destroyWithDriver(): Promise<void> {
       engine.state.set(s.name, s);
     }
     try {
-      const { steps } = await engine.destroy();
+      const { steps } = await engine.destroy({ atOnce: true });
       for (const s of steps) out(`  ${s.op.padEnd(8)} ${s.name}`);
     } finally {
       saveState(engine);
