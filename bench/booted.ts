@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import type { BootedHost } from "../lab/booted/booted-host";
 import { sshOk, startHost, systemdReloads } from "../lab/booted/index";
 import { startEngine } from "../lab/harness";
-import { HostDriver, PHASES } from "./driver";
+import { Deployment, PHASES } from "./driver";
 import { parseCpuStat } from "./cgroup";
 import { hostSpecs } from "./fleet-specs";
 import { int, type Schedule } from "./options";
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
         const { plugin } = await startEngine();
         try {
           const specs = await hostSpecs(h.name, "198.18.250", resources, h.connection());
-          const driver = new HostDriver(plugin, specs);
+          const driver = new Deployment(plugin, specs);
           for (const phase of PHASES) {
             await new Promise((r) => setTimeout(r, 500));
             const reloads = await systemdReloads(h);

@@ -180,72 +180,56 @@ async function verifyHost(h: LabHost, shape: FleetShape, present: boolean): Prom
   }
 }
 
-/** One host's resources, driven in the serial or the parallel schedule. */
-export class HostDriver {
-  private readonly serial: Engine;
-  private readonly perResource = new Map<string, Engine>();
+/**
+ * The resources of one deployment (one `pulumi up` of a stack) through the lab's engine stand-in:
+ * the parallel schedule as the engine runs them by default (each step once what it depends on is
+ * done, deletes in waves), the serial one a step at a time (`--parallel 1`).
+ */
+export class Deployment {
+  private readonly engine: Engine;
 
   constructor(
-    private readonly plugin: DynamicProviderPlugin,
+    plugin: DynamicProviderPlugin,
     private readonly specs: ResourceSpec[],
   ) {
-    this.serial = new Engine(plugin);
+    this.engine = new Engine(plugin);
   }
 
-  /** Returns the state of every resource the driver's engines hold (after a create: all). */
+  /** Returns the state of every resource the deployment holds (after a create: all). */
   states(): ResourceState[] {
-    return [this.serial, ...this.perResource.values()].flatMap((e) => [...e.state.values()]);
+    return [...this.engine.state.values()];
   }
 
   async run(phase: Phase, schedule: Schedule): Promise<StepRecord[]> {
-    if (schedule === "serial") {
-      if (phase === "create") return (await this.serial.up(this.specs)).steps;
-      if (phase === "refresh") return (await this.serial.refresh({ oneAtATime: true })).steps;
-      return (await this.serial.destroy()).steps;
-    }
-    // One engine per resource, each started when what it depends on (create) or what depends
-    // on it (destroy) is done: the Pulumi engine's step executor with unbounded parallelism.
-    const engineOf = (name: string): Engine => {
-      let e = this.perResource.get(name);
-      if (!e) {
-        e = new Engine(this.plugin);
-        this.perResource.set(name, e);
-      }
-      return e;
-    };
-    const byName = new Map(this.specs.map((s) => [s.name, s]));
-    const started = new Map<string, Promise<StepRecord[]>>();
-    const waitFor = (names: string[], f: (n: string) => Promise<StepRecord[]>) =>
-      Promise.all(names.map(f));
-    if (phase === "refresh") {
-      const all = await Promise.all(
-        this.specs.map(async (s) => (await engineOf(s.name).refresh()).steps),
-      );
-      return all.flat();
-    }
-    const dependents = (name: string): string[] =>
-      this.specs.filter((s) => (s.dependsOn ?? []).includes(name)).map((s) => s.name);
-    const go = (name: string): Promise<StepRecord[]> => {
-      let p = started.get(name);
-      if (!p) {
-        const spec = byName.get(name);
-        if (!spec) throw new Error(`unknown resource ${name}`);
-        const { dependsOn, ...alone } = spec;
-        p =
-          phase === "create"
-            ? waitFor(dependsOn ?? [], go).then(
-                async () => (await engineOf(name).up([alone])).steps,
-              )
-            : waitFor(dependents(name), go).then(
-                async () => (await engineOf(name).destroy()).steps,
-              );
-        started.set(name, p);
-      }
-      return p;
-    };
-    const all = await Promise.all(this.specs.map((s) => go(s.name)));
-    return all.flat();
+    const atOnce = schedule === "parallel";
+    if (phase === "create") return (await this.engine.up(this.specs, { atOnce })).steps;
+    if (phase === "refresh") return (await this.engine.refresh({ oneAtATime: !atOnce })).steps;
+    return (await this.engine.destroy({ atOnce })).steps;
   }
+}
+
+/**
+ * Returns the deployments that run a fleet in a schedule, each with the hosts whose resources it
+ * holds: in the parallel schedule one for every host, as one stack holding the fleet is deployed
+ * (its deletes' waves span the hosts); in the serial one a deployment per host, the hosts at once.
+ */
+export function deploymentsOf<H extends { specs: ResourceSpec[] }>(
+  hosts: H[],
+  schedule: Schedule,
+  pluginOf: (host: H) => DynamicProviderPlugin,
+): { deployment: Deployment; hosts: H[] }[] {
+  const first = hosts[0];
+  if (schedule === "parallel" && first) {
+    const all = hosts.flatMap((h) => h.specs);
+    return [{ deployment: new Deployment(pluginOf(first), all), hosts }];
+  }
+  return hosts.map((h) => ({ deployment: new Deployment(pluginOf(h), h.specs), hosts: [h] }));
+}
+
+/** Returns the steps of the resources of `specs` among a deployment's steps. */
+export function stepsOf(steps: StepRecord[], specs: ResourceSpec[]): StepRecord[] {
+  const names = new Set(specs.map((s) => s.name));
+  return steps.filter((st) => names.has(st.name));
 }
 
 /** Returns the connection a host's specs carry: through its relay when the run has a delay. */
@@ -328,9 +312,11 @@ export async function runOne(
             ? countingPlugin(plugin, counter, () => phase, records, cpu?.hosts[i])
             : plugin;
         const specs = await hostSpecs(h.name, h.guestNet(0), opts.resources, connection);
-        return { h, counter, start, specs, host: new HostDriver(counting, specs) };
+        return { h, counter, start, specs, counting };
       }),
     );
+    // In the parallel schedule the plugin is the same for every host: the uncounted one.
+    const deployments = deploymentsOf(per, schedule, (x) => x.counting);
     const phases: PhaseResult[] = [];
     for (const p of PHASES) {
       phase = p;
@@ -339,21 +325,24 @@ export async function runOne(
       const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
       const t0 = performance.now();
       await Promise.all(
-        per.map(async (x) => {
-          const steps = await x.host.run(p, schedule);
-          const want = p === "create" ? "create" : p === "refresh" ? "same" : "delete";
-          // A refresh may report output drift the program caused itself (see renderReport).
-          for (const st of steps.filter((s) => s.op === "refresh-changed")) {
-            refreshChanges.push(`${st.name}: ${changedKeys(st.detail)}`);
-          }
-          const odd = steps.filter(
-            (s) => s.op !== want && !(p === "refresh" && s.op === "refresh-changed"),
-          );
-          if (odd.length > 0 || steps.length !== x.specs.length) {
-            throw new Error(
-              `${x.h.netns} ${p}: expected ${x.specs.length} ${want} steps, got ` +
-                JSON.stringify(steps.map((s) => `${s.op} ${s.name}`)),
+        deployments.map(async (d) => {
+          const all = await d.deployment.run(p, schedule);
+          for (const x of d.hosts) {
+            const steps = stepsOf(all, x.specs);
+            const want = p === "create" ? "create" : p === "refresh" ? "same" : "delete";
+            // A refresh may report output drift the program caused itself (see renderReport).
+            for (const st of steps.filter((s) => s.op === "refresh-changed")) {
+              refreshChanges.push(`${st.name}: ${changedKeys(st.detail)}`);
+            }
+            const odd = steps.filter(
+              (s) => s.op !== want && !(p === "refresh" && s.op === "refresh-changed"),
             );
+            if (odd.length > 0 || steps.length !== x.specs.length) {
+              throw new Error(
+                `${x.h.netns} ${p}: expected ${x.specs.length} ${want} steps, got ` +
+                  JSON.stringify(steps.map((s) => `${s.op} ${s.name}`)),
+              );
+            }
           }
         }),
       );
@@ -385,7 +374,9 @@ export async function runOne(
           (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
-      if (p === "create" && afterCreate) await afterCreate(per.flatMap((x) => x.host.states()));
+      if (p === "create" && afterCreate) {
+        await afterCreate(deployments.flatMap((d) => d.deployment.states()));
+      }
     }
     const connectionsPerHost = per.map((x) => x.counter.update().connections - x.start.connections);
     for (const x of per) x.counter.close();

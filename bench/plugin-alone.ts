@@ -13,7 +13,7 @@ import { FakeEngine } from "../lab/engine/fake-engine";
 import { REPO_ROOT } from "../lab/harness";
 import type { CpuGroup } from "./cgroup";
 import type { RunCpu } from "./driver";
-import { HostDriver, PHASES, specConnection } from "./driver";
+import { deploymentsOf, PHASES, specConnection } from "./driver";
 import { hostSpecs } from "./fleet-specs";
 import type { Schedule } from "./options";
 import type { Relay } from "./relay";
@@ -94,7 +94,7 @@ export async function runPluginAlone(
     });
     group = await cpu.acct.group(`plugin-alone-${process.hrtime.bigint()}`, [plugin.pid]);
     await plugin.configure({});
-    const drivers: { host: HostDriver; specs: ResourceSpec[] }[] = [];
+    const hosts: { specs: ResourceSpec[] }[] = [];
     for (const h of lab.hosts) {
       const specs = (
         await hostSpecs(h.name, h.guestNet(0), resources, specConnection(h, relays))
@@ -102,16 +102,19 @@ export async function runPluginAlone(
         ...s,
         inputs: { ...s.inputs, __provider: aloneProviderText(String(s.inputs["__provider"])) },
       }));
-      drivers.push({ host: new HostDriver(plugin, specs), specs });
+      hosts.push({ specs });
     }
+    const alone = plugin;
+    const deployments = deploymentsOf(hosts, schedule, () => alone);
     const before = await group.usageUsec();
     let ops = 0;
     for (const p of PHASES) {
       await Promise.all(
-        drivers.map(async (d) => {
-          const steps = await d.host.run(p, schedule);
-          if (steps.length !== d.specs.length) {
-            throw new Error(`plugin alone ${p}: ${steps.length} steps for ${d.specs.length}`);
+        deployments.map(async ({ deployment, hosts: of }) => {
+          const steps = await deployment.run(p, schedule);
+          const want = of.reduce((n, h) => n + h.specs.length, 0);
+          if (steps.length !== want) {
+            throw new Error(`plugin alone ${p}: ${steps.length} steps for ${want}`);
           }
           ops += steps.length;
         }),
