@@ -207,8 +207,9 @@ export function renderReport(
     `fleet: ${opts.hosts} hosts x ${opts.resources} resources ` +
       `(${shape.bridges} bridges, ${shape.taps} taps, ${shape.dnsmasq ? 1 : 0} dnsmasq, ` +
       `${shape.nat ? 1 : 0} nat per host), through the dynamic-provider plugin.`,
-    "schedule serial: hosts at once, each host's resources one after another; parallel: every " +
-      "resource once its dependencies are done (Pulumi's default).",
+    "schedule serial: hosts at once, each host's resources one after another; parallel: the " +
+      "fleet as one deployment, as Pulumi runs it by default (each step once its dependencies " +
+      "are done, deletes in waves across the hosts).",
     "delay: added to each direction of the controller-to-host link (round trip = 2 x delay).",
     "connections and sessions are counted by the hosts' sshd; sessions/op = remote commands per " +
       "resource operation.",
