@@ -210,8 +210,9 @@ export class Deployment {
 
 /**
  * Returns the deployments that run a fleet in a schedule, each with the hosts whose resources it
- * holds: in the parallel schedule one for every host, as one stack holding the fleet is deployed
- * (its deletes' waves span the hosts); in the serial one a deployment per host, the hosts at once.
+ * holds: in the parallel schedule a single one of every host's resources, as one stack holding the
+ * fleet is deployed (its deletes' waves span the hosts); in the serial one a deployment per host,
+ * the hosts at once.
  */
 export function deploymentsOf<H extends { specs: ResourceSpec[] }>(
   hosts: H[],

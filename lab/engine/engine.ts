@@ -326,7 +326,7 @@ export class Engine {
   /**
    * Check, Diff and the step each spec needs, then the deletes of what the program no longer has.
    * Without options one resource after another in dependency order (Pulumi's `--parallel 1`).
-   * `atOnce` runs them as the engine does by default (see `upAtOnce` and `deleteInWaves`).
+   * `atOnce` runs them as the engine does by default (see `upAtOnce` and `deleteAll`).
    */
   async up(specs: ResourceSpec[], opts: RunOptions = {}): Promise<{ steps: StepRecord[] }> {
     // An update waits for every value another resource computes: only previews see unknowns.

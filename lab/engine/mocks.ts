@@ -37,7 +37,7 @@ export interface CapturedResource {
   /**
    * Names of the captured resources this one depends on: the `dependencies` of its registration,
    * which the SDK fills with every resource whose outputs its inputs took and those of `dependsOn`.
-   * The engine waits for them before it registers this one, and deletes this one first.
+   * A program registers this one once they have completed; the engine deletes this one first.
    */
   dependsOn: string[];
 }
