@@ -16,7 +16,7 @@ import {
   expectFleetDestroyed,
   expectNewConnectionsAtMost,
   expectNetworkStamped,
-  fleetDependenciesOf,
+  expectFleetDependencies,
   fleetHostEntries,
   fleetLeaseRanges,
   run,
@@ -72,7 +72,7 @@ async function program(entries: FleetHostEntry[]): Promise<NativeResourceSpec[]>
       name: r.name,
       provider: providerName(r.provider),
       inputs: r.inputs,
-      dependsOn: fleetDependenciesOf("examples/fleet/native.ts", r.name),
+      dependsOn: r.dependsOn,
     }));
 }
 
@@ -135,6 +135,8 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
     expect(
       lab.hosts.map((h) => resources.find((r) => r.name === `${h.name}-dhcp`)?.inputs["dhcpRange"]),
     ).toEqual(fleetLeaseRanges(NET));
+    // the order of the steps comes from the program: its outputs and dependsOn
+    expectFleetDependencies("examples/fleet/native.ts", resources);
   });
 
   it("preview plans a create of everything with its commands and changes no host", async () => {

@@ -1,5 +1,6 @@
 // examples/fleet on three lab hosts: the program runs under mocks to capture its resources, which
-// are then applied through the dynamic-provider plugin the way the engine applies them. Proves
+// are then applied through the dynamic-provider plugin the way the engine applies them (steps at
+// once, each when what it depends on is done; deletes in waves across the hosts). Proves
 // that preview touches no host, that up stamps the same network on every host, that a change to
 // one host's entry touches only that host, that refresh reports drift only where it is, and that
 // destroy removes everything in reverse dependency order.
@@ -20,7 +21,7 @@ import {
   expectFleetDestroyed,
   expectNewConnectionsAtMost,
   expectNetworkStamped,
-  fleetDependenciesOf,
+  expectFleetDependencies,
   fleetHostEntries,
   fleetLeaseRanges,
   startFleetLab,
@@ -43,7 +44,7 @@ async function program(entries: FleetHostEntry[]): Promise<ResourceSpec[]> {
     type: r.type,
     name: r.name,
     inputs: r.inputs,
-    dependsOn: fleetDependenciesOf("examples/fleet", r.name),
+    dependsOn: r.dependsOn,
   }));
 }
 
@@ -73,6 +74,8 @@ describe("examples/fleet on three lab hosts", () => {
       .map((s) => s.inputs["dhcpRange"]);
     // each host gets its own slice of the shared subnet
     expect(leases).toEqual(fleetLeaseRanges(NET));
+    // the order of the steps comes from the program: its outputs and dependsOn
+    expectFleetDependencies("examples/fleet", specs);
   });
 
   it("preview plans a create of everything and changes no host", async () => {
@@ -88,7 +91,8 @@ describe("examples/fleet on three lab hosts", () => {
 
   it("up stamps the network onto every host with one connection each", async () => {
     const connectionsBefore = await connectionsPerHost(lab);
-    const { steps } = await engine.up(await program(hostEntries()));
+    // as `pulumi up` runs them: each step once what it depends on is done, beside the others
+    const { steps } = await engine.up(await program(hostEntries()), { atOnce: true });
     expect(ops(steps)).toEqual(allAs("create"));
     // one pooled connection per host (idle-close may add one on a slow host; never one per command)
     await expectNewConnectionsAtMost(lab, connectionsBefore, 2);
@@ -107,7 +111,7 @@ describe("examples/fleet on three lab hosts", () => {
 
   it("a new lease range for one host updates only that host's dnsmasq", async () => {
     const change = await changeLeaseRangeOfSecondHost(lab, NET, engine);
-    const { steps } = await engine.up(await program(change.entries));
+    const { steps } = await engine.up(await program(change.entries), { atOnce: true });
     expect(steps.filter((s) => s.op !== "same").map((s) => `${s.name} ${s.op}`)).toEqual([
       `${change.host.name}-dhcp update`,
     ]);
@@ -125,7 +129,7 @@ describe("examples/fleet on three lab hosts", () => {
   });
 
   it("destroy removes everything, dependents first, and leaves the hosts clean", async () => {
-    const { steps } = await engine.destroy();
+    const { steps } = await engine.destroy({ atOnce: true });
     expect(ops(steps)).toEqual(allAs("delete"));
     await expectFleetDestroyed(lab, engine, steps);
   });

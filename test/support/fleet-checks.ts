@@ -90,17 +90,31 @@ export function fleetHostEntries(lab: Lab): FleetHostEntry[] {
 }
 
 /**
- * The program's own dependencies (the mocks do not report them): dnsmasq, NAT and the tap use
- * the bridge; the guest uses the tap and declares dependsOn on dnsmasq and NAT. `program` names
- * the program in the error for a resource it should not have made.
+ * The dependencies the fleet programs give their resources, which the capture must find: dnsmasq
+ * and the tap use the bridge's name; the NAT rule uses nothing of another resource; the guest uses
+ * the tap and declares dependsOn on dnsmasq and NAT. `program` names the program in the error for
+ * a resource it should not have made.
  */
 export function fleetDependenciesOf(program: string, name: string): string[] {
   const m = /^(h\d+)-(bridge|dhcp|nat|tap|guest)$/.exec(name);
   if (!m) throw new Error(`${program} made an unexpected resource ${name}`);
   const [, host, kind] = m;
-  if (kind === "bridge") return [];
+  if (kind === "bridge" || kind === "nat") return [];
   if (kind === "guest") return [`${host}-dhcp`, `${host}-nat`, `${host}-tap`];
   return [`${host}-bridge`];
+}
+
+/**
+ * Expects every captured resource of a fleet program to depend on what `fleetDependenciesOf`
+ * says (a provider resource a resource names is not among them).
+ */
+export function expectFleetDependencies(
+  program: string,
+  specs: ReadonlyArray<{ name: string; dependsOn?: string[] }>,
+): void {
+  expect(specs.map((s) => [s.name, [...(s.dependsOn ?? [])].sort()])).toEqual(
+    specs.map((s) => [s.name, fleetDependenciesOf(program, s.name).sort()]),
+  );
 }
 
 /** FleetLab.capture, with the hosts file and the subnet given. */
@@ -252,8 +266,9 @@ export async function changeLeaseRangeOfSecondHost(
 
 /**
  * Expects a destroy (its `steps`, in order) to have deleted every host's guest before its
- * dnsmasq, NAT and tap and those before its bridge, the engine to hold no state any more, and no
- * trace of the fleet left on any host: no bridge, no tap, no nft table, no files.
+ * dnsmasq, NAT and tap, and the dnsmasq and the tap before its bridge (the NAT rule depends on
+ * no other resource), the engine to hold no state any more, and no trace of the fleet left on any
+ * host: no bridge, no tap, no nft table, no files.
  */
 export async function expectFleetDestroyed(
   lab: Lab,
@@ -263,10 +278,8 @@ export async function expectFleetDestroyed(
   const order = steps.map((s) => s.name);
   for (const h of lab.hosts) {
     const at = (k: string): number => order.indexOf(`${h.name}-${k}`);
-    for (const dep of ["dhcp", "nat", "tap"]) {
-      expect(at("guest")).toBeLessThan(at(dep));
-      expect(at(dep)).toBeLessThan(at("bridge"));
-    }
+    for (const dep of ["dhcp", "nat", "tap"]) expect(at("guest")).toBeLessThan(at(dep));
+    for (const dep of ["dhcp", "tap"]) expect(at(dep)).toBeLessThan(at("bridge"));
   }
   expect(engine.state.size).toBe(0);
   for (const h of lab.hosts) {
