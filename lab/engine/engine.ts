@@ -248,6 +248,15 @@ export function deleteWaves<S extends { name: string; dependsOn?: string[] }>(st
   return waves.reverse();
 }
 
+/**
+ * Throws the first failure among calls that all ran to their end, as the engine reports the first
+ * failed step once the steps beside it have ended (their results already taken).
+ */
+export function throwFirstFailure(results: PromiseSettledResult<unknown>[]): void {
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
 /** How `up` and `destroy` run the steps. */
 export interface RunOptions {
   /**
@@ -493,10 +502,7 @@ export class Engine {
       return;
     }
     for (const wave of deleteWaves(states)) {
-      const failed = (await Promise.allSettled(wave.map(deleteOne))).find(
-        (r) => r.status === "rejected",
-      );
-      if (failed) throw failed.reason;
+      throwFirstFailure(await Promise.allSettled(wave.map(deleteOne)));
     }
   }
 
@@ -607,8 +613,7 @@ export class Engine {
       if (r.value.id === "") this.pendingDeletes.splice(this.pendingDeletes.indexOf(s), 1);
       else s.outputs = r.value.properties;
     });
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    throwFirstFailure(results);
     return { steps };
   }
 

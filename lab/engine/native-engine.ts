@@ -30,6 +30,7 @@ import {
   PluginError,
   TEST_PROJECT,
   TEST_STACK,
+  throwFirstFailure,
   urnOf,
   type CheckFailure,
   type DynamicProviderPlugin,
@@ -375,8 +376,7 @@ export class NativeEngine {
       const provider = providers[i]![0];
       if (r.status === "fulfilled") steps.push(...r.value.steps.map((s) => ({ ...s, provider })));
     });
-    const failed = results.find((r) => r.status === "rejected");
-    if (failed) throw failed.reason;
+    throwFirstFailure(results);
     return { steps };
   }
 
