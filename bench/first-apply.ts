@@ -1,4 +1,4 @@
-// `npx tsx bench/first-apply.ts [--runs 3] [--passes 3] [--reconnect] [--lab firstapply]` (root):
+// `npm run bench:first-apply [-- --runs 3 --passes 3 --reconnect --lab firstapply]` (root):
 // what a plugin process pays the first time. Each run starts a fresh dynamic-provider plugin on the
 // bench's fleet (3 lab hosts x 20 resources, no added delay, the parallel schedule) and sends it,
 // in this order:
