@@ -1,22 +1,27 @@
-// `npm run bench:first-apply [-- --runs 3 --passes 3 --reconnect --lab firstapply]` (root):
-// what a plugin process pays the first time. Each run starts a fresh dynamic-provider plugin on the
-// bench's fleet (3 lab hosts x 20 resources, no added delay, the parallel schedule) and sends it,
-// in this order:
-//   - one check per resource type, before anything touches a host: the first call into the
-//     provider loads its modules (and zod's, ssh2's) and runs its check path cold;
-//   - the fleet's create, refresh and destroy, --passes times over, in the same process.
-// The first pass is what every `pulumi up` pays (each starts its own plugin): connections and
+// `npm run bench:first-apply [-- --runs 3 --passes 3 --reconnect --plugin dynamic --lab firstapply]`
+// (root): what a plugin process pays the first time. Each run starts the plugin afresh on the
+// bench's fleet (3 lab hosts x 20 resources, no added delay, the parallel schedule): the
+// dynamic-provider plugin, one process for the fleet, or with `--plugin native` the native plugin
+// as examples/fleet/native.ts uses it (a provider per host, so a process per host, the hosts at
+// once). It records the start-up (spawned to configured, from /proc: the process is not yet in
+// the run's cgroup), then sends:
+//   - one check per resource type to each process, before anything touches a host: the dynamic
+//     plugin's first call into the provider loads its modules (and zod's, ssh2's) and runs its
+//     check path cold (the native plugin loads them at start-up);
+//   - the fleet's create, refresh and destroy, --passes times over, in the same processes.
+// The first pass is what every `pulumi up` pays (each starts its own plugins): connections and
 // shells opened, every code path run for the first time. The later passes send the same calls to
 // code that has run, over the connections and shells the first one opened; with --reconnect each
 // host's sshd ends the plugin's connections before each later pass, so it opens its connections
-// and shells again, and only the code is warm. The plugin's CPU comes from a cgroup of its own
-// (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs.
+// and shells again, and only the code is warm. The plugins' CPU comes from a cgroup of the run's
+// own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs.
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { urnOf } from "../lab/engine/engine";
+import { throwFirstFailure, urnOf, type ResourceSpec } from "../lab/engine/engine";
+import { NativeEngine, secret, type NativeResourceSpec } from "../lab/engine/native-engine";
 import { startEngine } from "../lab/harness";
-import { startLab } from "../lab/lab";
+import { startLab, type Lab } from "../lab/lab";
 import { CpuAccounting } from "./cgroup";
 import { PHASES, type Phase } from "./driver";
 import { hostSpecs } from "./fleet-specs";
@@ -39,6 +44,91 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
 }
 
+/** The plugin processes of one run, with what the run sends them. */
+interface FrontEnd {
+  pids: number[];
+  /** One check per resource type in each plugin process; returns how many were sent. */
+  firstChecks(): Promise<number>;
+  run(phase: Phase): Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+// Process CPU so far (user + system, all threads), from /proc: the start-up comes before the
+// process is in the run's cgroup.
+function processCpuMs(pid: number): number {
+  const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;
+
+// The dynamic-provider plugin: one process for the fleet, each resource's connection in its inputs.
+async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
+  const { plugin, engine } = await startEngine();
+  return {
+    pids: [plugin.pid],
+    async firstChecks() {
+      for (const t of TYPES) {
+        const s = specs.find((x) => x.type.endsWith(`:${t}`));
+        if (!s) throw new Error(`no ${t} in the fleet`);
+        const got = await plugin.check(urnOf(s.type, `first-${t}`), {}, s.inputs);
+        if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
+      }
+      return TYPES.length;
+    },
+    run(phase) {
+      if (phase === "create") return engine.up(specs, { atOnce: true });
+      if (phase === "refresh") return engine.refresh();
+      return engine.destroy({ atOnce: true });
+    },
+    stop: () => plugin.stop(),
+  };
+}
+
+// The native plugin as examples/fleet/native.ts uses it: a provider per host holding its
+// connection, so a plugin process per host, the hosts at once.
+async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd> {
+  const hosts: { engine: NativeEngine; specs: NativeResourceSpec[] }[] = [];
+  try {
+    for (const h of lab.hosts) {
+      const engine = new NativeEngine();
+      hosts.push({ engine, specs: [] });
+      await engine.provider("default", { connection: secret(h.connection()) });
+      const own = specs.filter((s) => s.name.startsWith(`${h.name}-`));
+      hosts[hosts.length - 1]!.specs = own.map((s) => {
+        const { connection: _c, __provider: _p, ...inputs } = s.inputs;
+        return { ...s, type: `hypervisor:index:${s.type.split(":").pop() ?? ""}`, inputs };
+      });
+    }
+  } catch (e) {
+    for (const h of hosts) await h.engine.stop();
+    throw e;
+  }
+  const all = async (fn: (h: (typeof hosts)[number]) => Promise<unknown>): Promise<unknown> =>
+    throwFirstFailure(await Promise.allSettled(hosts.map(fn)));
+  return {
+    pids: hosts.map((h) => h.engine.plugin().pid),
+    async firstChecks() {
+      await all(async (h) => {
+        for (const t of TYPES) {
+          const s = h.specs.find((x) => x.type.endsWith(`:${t}`));
+          if (!s) throw new Error(`no ${t} in the fleet`);
+          const got = await h.engine.plugin().check(urnOf(s.type, `first-${t}`), {}, s.inputs);
+          if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
+        }
+      });
+      return TYPES.length * hosts.length;
+    },
+    run(phase) {
+      if (phase === "create") return all((h) => h.engine.up(h.specs, { atOnce: true }));
+      if (phase === "refresh") return all((h) => h.engine.refresh());
+      return all((h) => h.engine.destroy({ atOnce: true }));
+    },
+    async stop() {
+      for (const h of hosts) await h.engine.stop();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -46,10 +136,15 @@ async function main(): Promise<void> {
       passes: { type: "string", default: "3" },
       lab: { type: "string", default: "firstapply" },
       reconnect: { type: "boolean", default: false },
+      plugin: { type: "string", default: "dynamic" },
     },
   });
   const runs = int("--runs", values.runs, 1, 20);
   const passes = int("--passes", values.passes, 2, 10);
+  const front = values.plugin;
+  if (front !== "dynamic" && front !== "native") {
+    throw new Error(`--plugin takes dynamic or native, not ${JSON.stringify(front)}`);
+  }
   const acct = await CpuAccounting.open();
   if (typeof acct === "string") throw new Error(`no CPU accounting: ${acct}`);
   const lab = await startLab({ name: values.lab, hosts: 3, wan: true });
@@ -57,6 +152,7 @@ async function main(): Promise<void> {
   const record = (row: Row): void => {
     table.set(row.what, [...(table.get(row.what) ?? []), row]);
   };
+  let plugins = 0;
   try {
     const specs = (
       await Promise.all(
@@ -64,8 +160,14 @@ async function main(): Promise<void> {
       )
     ).flat();
     for (let run = 1; run <= runs; run++) {
-      const { plugin, engine } = await startEngine();
-      const group = await acct.group(`first-apply-${run}`, [plugin.pid]);
+      const t0 = performance.now();
+      const fe =
+        front === "native" ? await nativeFrontEnd(lab, specs) : await dynamicFrontEnd(specs);
+      plugins = fe.pids.length;
+      const startMs = fe.pids.reduce((a, pid) => a + processCpuMs(pid), 0);
+      const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
+      record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
+      const group = await acct.group(`first-apply-${run}`, fe.pids);
       // connections as the hosts' sshd logged them (LogLevel VERBOSE: one line per connection)
       const connections = (): number =>
         lab.hosts.reduce(
@@ -73,24 +175,17 @@ async function main(): Promise<void> {
             n + (readFileSync(h.sshdLogPath, "utf8").match(/\bConnection from \d/g) ?? []).length,
           0,
         );
-      const measure = async (what: string, ops: number, fn: () => Promise<unknown>) => {
+      const measure = async (what: string, fn: () => Promise<number>) => {
         const n0 = connections();
         const c0 = await group.usageUsec();
-        const t0 = performance.now();
-        await fn();
-        const wallMs = performance.now() - t0;
+        const t1 = performance.now();
+        const ops = await fn();
+        const wallMs = performance.now() - t1;
         const cpuMs = ((await group.usageUsec()) - c0) / 1000;
         record({ what, wallMs, cpuMs, ops, connections: connections() - n0 });
       };
       try {
-        await measure("first checks (one per type)", TYPES.length, async () => {
-          for (const t of TYPES) {
-            const s = specs.find((x) => x.type.endsWith(`:${t}`));
-            if (!s) throw new Error(`no ${t} in the fleet`);
-            const got = await plugin.check(urnOf(s.type, `first-${t}`), {}, s.inputs);
-            if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
-          }
-        });
+        await measure("first checks (one per type)", () => fe.firstChecks());
         for (let pass = 1; pass <= passes; pass++) {
           if (pass > 1 && values.reconnect) {
             // each host's sshd ends the plugin's connections; the plugin dials again when it next
@@ -99,16 +194,14 @@ async function main(): Promise<void> {
             await new Promise((r) => setTimeout(r, 500));
           }
           for (const phase of PHASES) {
-            await measure(`pass ${pass} ${phase}`, specs.length, () => runPhase(phase));
+            await measure(`pass ${pass} ${phase}`, async () => {
+              await fe.run(phase);
+              return specs.length;
+            });
           }
         }
       } finally {
-        await plugin.stop();
-      }
-      async function runPhase(phase: Phase): Promise<unknown> {
-        if (phase === "create") return engine.up(specs, { atOnce: true });
-        if (phase === "refresh") return engine.refresh();
-        return engine.destroy({ atOnce: true });
+        await fe.stop();
       }
     }
   } finally {
@@ -119,7 +212,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${line}\n`);
   };
   out(
-    `one plugin process per run (${runs} runs), 3 hosts x ${RESOURCES} resources, 0 ms, the parallel schedule; medians, each run's figure after it`,
+    `the ${front} plugin, ${plugins} process(es) per run (${runs} runs), 3 hosts x ${RESOURCES} resources, 0 ms, the parallel schedule; medians, each run's figure after it`,
   );
   out("");
   out("| calls | connections | wall ms | plugin CPU ms | CPU ms per operation |");
@@ -128,7 +221,7 @@ async function main(): Promise<void> {
     const each = (f: (r: Row) => number, digits: number): string =>
       `${median(rows.map(f)).toFixed(digits)} (${rows.map((r) => f(r).toFixed(digits)).join(", ")})`;
     out(
-      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${each((r) => r.cpuMs / r.ops, 1)} |`,
+      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
     );
   }
 }

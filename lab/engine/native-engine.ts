@@ -36,6 +36,7 @@ import {
   type DynamicProviderPlugin,
   type ResourceSpec,
   type ResourceState,
+  type RunOptions,
   type StepRecord,
 } from "./engine";
 import {
@@ -358,10 +359,17 @@ export class NativeEngine {
     return { steps, failures };
   }
 
-  async up(specs: NativeResourceSpec[]): Promise<{ steps: NativeStepRecord[] }> {
+  /**
+   * Each provider's resources through its Engine (`opts` as there: `atOnce` runs them as the engine
+   * does by default), one provider after another, where the engine runs every provider's at once.
+   */
+  async up(
+    specs: NativeResourceSpec[],
+    opts: RunOptions = {},
+  ): Promise<{ steps: NativeStepRecord[] }> {
     const steps: NativeStepRecord[] = [];
     for (const [provider, group] of this.groups(specs)) {
-      const r = await this.providers.get(provider)!.engine.up(group);
+      const r = await this.providers.get(provider)!.engine.up(group, opts);
       steps.push(...r.steps.map((s) => ({ ...s, provider })));
     }
     return { steps };
@@ -380,11 +388,14 @@ export class NativeEngine {
     return { steps };
   }
 
-  /** Destroys every provider's resources, the last registered provider first. */
-  async destroy(): Promise<{ steps: NativeStepRecord[] }> {
+  /**
+   * Destroys every provider's resources, the last registered provider first (`opts` as in `up`;
+   * the engine's delete waves would span the providers).
+   */
+  async destroy(opts: RunOptions = {}): Promise<{ steps: NativeStepRecord[] }> {
     const steps: NativeStepRecord[] = [];
     for (const [provider, p] of [...this.providers].reverse()) {
-      const r = await p.engine.destroy();
+      const r = await p.engine.destroy(opts);
       steps.push(...r.steps.map((s) => ({ ...s, provider })));
     }
     return { steps };

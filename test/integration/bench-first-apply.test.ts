@@ -1,7 +1,6 @@
-// `npm run bench:first-apply` end to end, small (one run, two passes, connections ended between
-// them): CI does not run the bench, so this keeps it from breaking unnoticed. Checks what its
-// table rests on (every call measured, the connections each pass opened), not how fast anything
-// was.
+// `npm run bench:first-apply` end to end, small (one run, two passes): CI does not run the bench,
+// so this keeps it from breaking unnoticed. Checks what its table rests on (every call measured,
+// the connections each pass opened), not how fast anything was.
 import { execFile } from "node:child_process";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -9,50 +8,83 @@ import { describe, expect, it } from "vitest";
 
 const ROOT = path.join(__dirname, "..", "..");
 
+interface Row {
+  connections: number;
+  wall: number;
+  cpu: number;
+}
+
+/** Runs the tool with `args`; returns its table's rows by their first column. */
+async function firstApply(args: string[]): Promise<Map<string, Row>> {
+  const r = await promisify(execFile)("npx", ["tsx", "bench/first-apply.ts", ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    maxBuffer: 16 * 1024 * 1024,
+  }).catch((e: { stdout?: string; stderr?: string; message: string }) => {
+    throw new Error(`bench:first-apply failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+  });
+  const rows = new Map<string, Row>();
+  const line =
+    /^\| ([\w ()-]+?) \| (\d+) \(.*\) \| (\d+) \(.*\) \| (\d+) \(.*\) \| (?:[\d.]+ \(.*\)|-) \|$/;
+  for (const l of r.stdout.split("\n")) {
+    const m = line.exec(l);
+    if (m)
+      rows.set(m[1] ?? "", { connections: Number(m[2]), wall: Number(m[3]), cpu: Number(m[4]) });
+  }
+  return rows;
+}
+
+const ROWS = [
+  "plugin start-up (spawned to configured)",
+  "first checks (one per type)",
+  "pass 1 create",
+  "pass 1 refresh",
+  "pass 1 destroy",
+  "pass 2 create",
+  "pass 2 refresh",
+  "pass 2 destroy",
+];
+
+function expectMeasured(rows: Map<string, Row>): void {
+  expect([...rows.keys()]).toEqual(ROWS);
+  for (const [key, row] of rows) {
+    expect([key, row.wall > 0, row.cpu > 0]).toEqual([key, true, true]);
+  }
+}
+
 describe("npm run bench:first-apply", () => {
-  it("measures a fresh plugin's first checks and passes, and reconnects between passes", async () => {
-    const args = ["tsx", "bench/first-apply.ts", "--runs", "1", "--passes", "2", "--reconnect"];
-    const r = await promisify(execFile)("npx", [...args, "--lab", "fasmoke"], {
-      cwd: ROOT,
-      encoding: "utf8",
-      maxBuffer: 16 * 1024 * 1024,
-    }).catch((e: { stdout?: string; stderr?: string; message: string }) => {
-      throw new Error(
-        `bench:first-apply failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`,
-      );
-    });
-    const rows = new Map<string, { connections: number; wall: number; cpu: number }>();
-    for (const line of r.stdout.split("\n")) {
-      const m =
-        /^\| ([\w ()]+?) \| (\d+) \(.*\) \| (\d+) \(.*\) \| (\d+) \(.*\) \| [\d.]+ \(.*\) \|$/.exec(
-          line,
-        );
-      if (m) {
-        rows.set(m[1] ?? "", { connections: Number(m[2]), wall: Number(m[3]), cpu: Number(m[4]) });
-      }
-    }
-    expect([...rows.keys()]).toEqual([
-      "first checks (one per type)",
-      "pass 1 create",
-      "pass 1 refresh",
-      "pass 1 destroy",
-      "pass 2 create",
-      "pass 2 refresh",
-      "pass 2 destroy",
+  it("measures a fresh dynamic plugin's first calls and passes, and reconnects between passes", async () => {
+    const rows = await firstApply([
+      "--runs",
+      "1",
+      "--passes",
+      "2",
+      "--reconnect",
+      "--lab",
+      "fasmoke",
     ]);
-    for (const [key, row] of rows) {
-      expect([key, row.wall > 0, row.cpu > 0]).toEqual([key, true, true]);
-    }
+    expectMeasured(rows);
     // checks touch no host; each create dials the three hosts (the second after --reconnect);
     // refresh and destroy reuse the connections their create opened
-    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual([
-      ["first checks (one per type)", 0],
-      ["pass 1 create", 3],
-      ["pass 1 refresh", 0],
-      ["pass 1 destroy", 0],
-      ["pass 2 create", 3],
-      ["pass 2 refresh", 0],
-      ["pass 2 destroy", 0],
+    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
+      ROWS.map((k) => [k, / create$/.test(k) ? 3 : 0]),
+    );
+  }, 600_000);
+
+  it("measures the native plugin, a process per host, with the connections the first pass opened", async () => {
+    const rows = await firstApply([
+      "--runs",
+      "1",
+      "--passes",
+      "2",
+      "--plugin",
+      "native",
+      "--lab",
+      "fasmoken",
     ]);
+    expectMeasured(rows);
+    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
+      ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
+    );
   }, 600_000);
 });
