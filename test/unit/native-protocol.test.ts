@@ -49,6 +49,21 @@ describe("warnings reach the engine's Log service", () => {
     await p.create(urn, { name: "hvu-tap0" }, { preview: true });
     expect(fake.of("warning").map((m) => m.urn)).toEqual([urn]);
   });
+  it("calls at once, as the engine sends them, each warn under their own resource", async () => {
+    const fake = await FakeEngine.start();
+    started.push(fake);
+    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
+    started.push(p);
+    await p.configure({ connection: nowhere });
+    const taps = [0, 1, 2, 3, 4, 5].map((i) => ({ urn: urnOf(TAP, `t${i}`), name: `hvu-tap${i}` }));
+    await Promise.all(taps.map((t) => p.create(t.urn, { name: t.name }, { preview: true })));
+    // each message names its tap; the URN it came with must be that tap's
+    const got = fake
+      .of("warning")
+      .map((m) => [m.urn, /tap device "(hvu-tap\d)"/.exec(m.message)?.[1]]);
+    expect(got).toHaveLength(taps.length);
+    expect(got.sort()).toEqual(taps.map((t) => [t.urn, t.name]).sort());
+  });
 });
 
 describe("unknowns in a preview (native plugin)", () => {
