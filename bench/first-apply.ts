@@ -54,12 +54,21 @@ interface FrontEnd {
 }
 
 // Process CPU so far (user + system, all threads), from /proc: the start-up comes before the
-// process is in the run's cgroup.
+// process is in the run's cgroup. /proc counts in USER_HZ ticks, 100 a second on Linux.
 function processCpuMs(pid: number): number {
   const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
 }
-const CLOCK_TICKS = 100;
+const USER_HZ = 100;
+
+// Connections the lab's hosts accepted so far, as their sshd logged them (LogLevel VERBOSE: a line
+// per connection).
+function connections(lab: Lab): number {
+  return lab.hosts.reduce(
+    (n, h) => n + (readFileSync(h.sshdLogPath, "utf8").match(/\bConnection from \d/g) ?? []).length,
+    0,
+  );
+}
 
 // The dynamic-provider plugin: one process for the fleet, each resource's connection in its inputs.
 async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
@@ -87,17 +96,18 @@ async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
 // The native plugin as examples/fleet/native.ts uses it: a provider per host holding its
 // connection, so a plugin process per host, the hosts at once.
 async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd> {
+  // the same resources as the native SDK registers them: its type, the connection in the provider
+  const nativeSpec = (s: ResourceSpec): NativeResourceSpec => {
+    const { connection: _c, __provider: _p, ...inputs } = s.inputs;
+    return { ...s, type: `hypervisor:index:${s.type.split(":").pop() ?? ""}`, inputs };
+  };
   const hosts: { engine: NativeEngine; specs: NativeResourceSpec[] }[] = [];
   try {
     for (const h of lab.hosts) {
+      const own = specs.filter((s) => s.name.startsWith(`${h.name}-`)).map(nativeSpec);
       const engine = new NativeEngine();
-      hosts.push({ engine, specs: [] });
+      hosts.push({ engine, specs: own });
       await engine.provider("default", { connection: secret(h.connection()) });
-      const own = specs.filter((s) => s.name.startsWith(`${h.name}-`));
-      hosts[hosts.length - 1]!.specs = own.map((s) => {
-        const { connection: _c, __provider: _p, ...inputs } = s.inputs;
-        return { ...s, type: `hypervisor:index:${s.type.split(":").pop() ?? ""}`, inputs };
-      });
     }
   } catch (e) {
     for (const h of hosts) await h.engine.stop();
@@ -163,28 +173,21 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const fe =
         front === "native" ? await nativeFrontEnd(lab, specs) : await dynamicFrontEnd(specs);
-      plugins = fe.pids.length;
-      const startMs = fe.pids.reduce((a, pid) => a + processCpuMs(pid), 0);
-      const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
-      record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
-      const group = await acct.group(`first-apply-${run}`, fe.pids);
-      // connections as the hosts' sshd logged them (LogLevel VERBOSE: one line per connection)
-      const connections = (): number =>
-        lab.hosts.reduce(
-          (n, h) =>
-            n + (readFileSync(h.sshdLogPath, "utf8").match(/\bConnection from \d/g) ?? []).length,
-          0,
-        );
-      const measure = async (what: string, fn: () => Promise<number>) => {
-        const n0 = connections();
-        const c0 = await group.usageUsec();
-        const t1 = performance.now();
-        const ops = await fn();
-        const wallMs = performance.now() - t1;
-        const cpuMs = ((await group.usageUsec()) - c0) / 1000;
-        record({ what, wallMs, cpuMs, ops, connections: connections() - n0 });
-      };
       try {
+        plugins = fe.pids.length;
+        const startMs = fe.pids.reduce((a, pid) => a + processCpuMs(pid), 0);
+        const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
+        record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
+        const group = await acct.group(`first-apply-${run}`, fe.pids);
+        const measure = async (what: string, fn: () => Promise<number>): Promise<void> => {
+          const n0 = connections(lab);
+          const c0 = await group.usageUsec();
+          const t1 = performance.now();
+          const ops = await fn();
+          const wallMs = performance.now() - t1;
+          const cpuMs = ((await group.usageUsec()) - c0) / 1000;
+          record({ what, wallMs, cpuMs, ops, connections: connections(lab) - n0 });
+        };
         await measure("first checks (one per type)", () => fe.firstChecks());
         for (let pass = 1; pass <= passes; pass++) {
           if (pass > 1 && values.reconnect) {
