@@ -34,6 +34,9 @@ async function firstApply(args: string[]): Promise<Map<string, Row>> {
   return rows;
 }
 
+/** One run of two passes: the least that has a first and a warm pass. */
+const SMALL = ["--runs", "1", "--passes", "2"];
+
 const ROWS = [
   "plugin start-up (spawned to configured)",
   "first checks (one per type)",
@@ -54,15 +57,7 @@ function expectMeasured(rows: Map<string, Row>): void {
 
 describe("npm run bench:first-apply", () => {
   it("measures a fresh dynamic plugin's first calls and passes, and reconnects between passes", async () => {
-    const rows = await firstApply([
-      "--runs",
-      "1",
-      "--passes",
-      "2",
-      "--reconnect",
-      "--lab",
-      "fasmoke",
-    ]);
+    const rows = await firstApply([...SMALL, "--reconnect", "--lab", "fasmoke"]);
     expectMeasured(rows);
     // checks touch no host; each create dials the three hosts (the second after --reconnect);
     // refresh and destroy reuse the connections their create opened
@@ -72,16 +67,7 @@ describe("npm run bench:first-apply", () => {
   }, 600_000);
 
   it("measures the native plugin, a process per host, with the connections the first pass opened", async () => {
-    const rows = await firstApply([
-      "--runs",
-      "1",
-      "--passes",
-      "2",
-      "--plugin",
-      "native",
-      "--lab",
-      "fasmoken",
-    ]);
+    const rows = await firstApply([...SMALL, "--plugin", "native", "--lab", "fasmoken"]);
     expectMeasured(rows);
     expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
       ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),

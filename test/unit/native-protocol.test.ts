@@ -25,6 +25,17 @@ async function plugin(config: Record<string, unknown>): Promise<NativeProviderPl
   return p;
 }
 
+/** A plugin given the address of an engine's Log service (which records what it gets), configured
+ * for a host nothing listens on. */
+async function pluginWithEngine(): Promise<{ fake: FakeEngine; p: NativeProviderPlugin }> {
+  const fake = await FakeEngine.start();
+  started.push(fake);
+  const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
+  started.push(p);
+  await p.configure({ connection: nowhere });
+  return { fake, p };
+}
+
 describe("warnings reach the engine's Log service", () => {
   it("a preview against an unreachable host warns through Log, naming the resource", async () => {
     const engine = new NativeEngine();
@@ -40,21 +51,13 @@ describe("warnings reach the engine's Log service", () => {
     );
   });
   it("a plugin started with the engine's address sends to that engine", async () => {
-    const fake = await FakeEngine.start();
-    started.push(fake);
-    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
-    started.push(p);
-    await p.configure({ connection: nowhere });
+    const { fake, p } = await pluginWithEngine();
     const urn = urnOf(TAP, "t");
     await p.create(urn, { name: "hvu-tap0" }, { preview: true });
     expect(fake.of("warning").map((m) => m.urn)).toEqual([urn]);
   });
   it("calls at once, as the engine sends them, each warn under their own resource", async () => {
-    const fake = await FakeEngine.start();
-    started.push(fake);
-    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
-    started.push(p);
-    await p.configure({ connection: nowhere });
+    const { fake, p } = await pluginWithEngine();
     const taps = [0, 1, 2, 3, 4, 5].map((i) => ({ urn: urnOf(TAP, `t${i}`), name: `hvu-tap${i}` }));
     await Promise.all(taps.map((t) => p.create(t.urn, { name: t.name }, { preview: true })));
     // each message names its tap; the URN it came with must be that tap's
