@@ -17,7 +17,7 @@ import { Deployment, PHASES } from "./driver";
 import { parseCpuStat } from "./cgroup";
 import { hostSpecs } from "./fleet-specs";
 import { int, type Schedule } from "./options";
-import { median, s } from "./report";
+import { medianAndEach, s } from "./report";
 
 const SCHEDULES: readonly Schedule[] = ["parallel", "serial"];
 
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
   const rows = [...runs].map(([key, fs]) => {
     const [schedule = "", phase = ""] = key.split(" ");
     const each = (f: (x: Figures) => number, digits: number): string =>
-      `${median(fs.map(f)).toFixed(digits)} (${fs.map((x) => f(x).toFixed(digits)).join(", ")})`;
+      medianAndEach(fs.map(f), digits);
     return `| ${schedule} | ${phase} | ${each((x) => x.wallMs / 1000, 2)} | ${each((x) => x.hostCpuMs / 1000, 2)} | ${each((x) => x.reloads, 0)} |`;
   });
   process.stdout.write(

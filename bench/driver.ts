@@ -126,8 +126,8 @@ export interface RunCpu {
 
 let runSerial = 0;
 
-// utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 10 ms).
-async function procCpuUs(pid: number): Promise<number> {
+/** utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 10 ms). */
+export async function procCpuUs(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) * 10_000;

@@ -16,16 +16,17 @@
 // and shells again, and only the code is warm. The plugins' CPU comes from a cgroup of the run's
 // own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { throwFirstFailure, urnOf, type ResourceSpec } from "../lab/engine/engine";
 import { NativeEngine, secret, type NativeResourceSpec } from "../lab/engine/native-engine";
 import { startEngine } from "../lab/harness";
 import { startLab, type Lab } from "../lab/lab";
 import { CpuAccounting } from "./cgroup";
-import { PHASES, type Phase } from "./driver";
+import { PHASES, procCpuUs, type Phase } from "./driver";
 import { hostSpecs } from "./fleet-specs";
 import { int } from "./options";
+import { medianAndEach } from "./report";
+import { SshdLogCounter } from "./sshd-log";
 
 const RESOURCES = 20;
 const TYPES = ["Bridge", "TapDevice", "DnsmasqInstance", "NatRule"] as const;
@@ -38,12 +39,6 @@ interface Row {
   connections: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-}
-
 /** The plugin processes of one run, with what the run sends them. */
 interface FrontEnd {
   pids: number[];
@@ -51,23 +46,6 @@ interface FrontEnd {
   firstChecks(): Promise<number>;
   run(phase: Phase): Promise<unknown>;
   stop(): Promise<void>;
-}
-
-// Process CPU so far (user + system, all threads), from /proc: the start-up comes before the
-// process is in the run's cgroup. /proc counts in USER_HZ ticks, 100 a second on Linux.
-function processCpuMs(pid: number): number {
-  const fields = (readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1] ?? "").split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ;
-}
-const USER_HZ = 100;
-
-// Connections the lab's hosts accepted so far, as their sshd logged them (LogLevel VERBOSE: a line
-// per connection).
-function connections(lab: Lab): number {
-  return lab.hosts.reduce(
-    (n, h) => n + (readFileSync(h.sshdLogPath, "utf8").match(/\bConnection from \d/g) ?? []).length,
-    0,
-  );
 }
 
 // The dynamic-provider plugin: one process for the fleet, each resource's connection in its inputs.
@@ -163,30 +141,35 @@ async function main(): Promise<void> {
     table.set(row.what, [...(table.get(row.what) ?? []), row]);
   };
   let plugins = 0;
+  const counters = lab.hosts.map((h) => new SshdLogCounter(h.sshdLogPath));
   try {
     const specs = (
       await Promise.all(
         lab.hosts.map((h) => hostSpecs(h.name, h.guestNet(0), RESOURCES, h.connection())),
       )
     ).flat();
+    // connections as the hosts' sshd logged them
+    const connections = (): number => counters.reduce((n, c) => n + c.update().connections, 0);
     for (let run = 1; run <= runs; run++) {
       const t0 = performance.now();
       const fe =
         front === "native" ? await nativeFrontEnd(lab, specs) : await dynamicFrontEnd(specs);
       try {
         plugins = fe.pids.length;
-        const startMs = fe.pids.reduce((a, pid) => a + processCpuMs(pid), 0);
+        // from /proc: the start-up came before the processes were in the run's cgroup
+        let startMs = 0;
+        for (const pid of fe.pids) startMs += (await procCpuUs(pid)) / 1000;
         const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
         record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
         const group = await acct.group(`first-apply-${run}`, fe.pids);
         const measure = async (what: string, fn: () => Promise<number>): Promise<void> => {
-          const n0 = connections(lab);
+          const n0 = connections();
           const c0 = await group.usageUsec();
           const t1 = performance.now();
           const ops = await fn();
           const wallMs = performance.now() - t1;
           const cpuMs = ((await group.usageUsec()) - c0) / 1000;
-          record({ what, wallMs, cpuMs, ops, connections: connections(lab) - n0 });
+          record({ what, wallMs, cpuMs, ops, connections: connections() - n0 });
         };
         await measure("first checks (one per type)", () => fe.firstChecks());
         for (let pass = 1; pass <= passes; pass++) {
@@ -208,6 +191,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    for (const c of counters) c.close();
     await acct.close();
     await lab.stop();
   }
@@ -222,7 +206,7 @@ async function main(): Promise<void> {
   out("| ----- | ----------- | ------- | ------------- | -------------------- |");
   for (const [what, rows] of table) {
     const each = (f: (r: Row) => number, digits: number): string =>
-      `${median(rows.map(f)).toFixed(digits)} (${rows.map((r) => f(r).toFixed(digits)).join(", ")})`;
+      medianAndEach(rows.map(f), digits);
     out(
       `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
     );

@@ -59,6 +59,11 @@ export function median(values: readonly number[]): number {
   return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
 }
 
+/** Returns "MEDIAN (RUN1, RUN2, ...)", each with `digits` decimals: a table cell over runs. */
+export function medianAndEach(values: readonly number[], digits: number): string {
+  return `${median(values).toFixed(digits)} (${values.map((v) => v.toFixed(digits)).join(", ")})`;
+}
+
 // The median of each defined value (undefined when any run lacks it).
 function medianOf<T>(xs: readonly T[], get: (x: T) => number | undefined): number | undefined {
   const v = xs.map(get);

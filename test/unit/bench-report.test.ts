@@ -12,7 +12,7 @@ import {
   recapChanged,
   type PeerResult,
 } from "../../bench/peers";
-import { controllerCpuPerOp, renderReport, roundTrips } from "../../bench/report";
+import { controllerCpuPerOp, medianAndEach, renderReport, roundTrips } from "../../bench/report";
 import { normalizeState, stateDiff } from "../../bench/state";
 
 const op = (o: Partial<OpRecord>): OpRecord => ({
@@ -293,5 +293,12 @@ describe("bench tools", () => {
     expect(state).toContain("nft:\ntable ip t {\n}\nip_forward: 1\ndnsmasq:\n");
     expect(stateDiff(state, state)).toBe("");
     expect(stateDiff(state, state.replace("up=true", "up=false"))).toContain("up=false");
+  });
+});
+
+describe("medianAndEach", () => {
+  it("gives the median (of the middle two for an even count), then each run in its order", () => {
+    expect(medianAndEach([3.14159, 1, 2], 2)).toBe("2.00 (3.14, 1.00, 2.00)");
+    expect(medianAndEach([4, 1, 3, 2], 0)).toBe("3 (4, 1, 3, 2)");
   });
 });
