@@ -20,7 +20,7 @@ import {
   type StdinFeed,
 } from "./channels";
 import { connectionLabel, type Connection } from "./connection";
-import { dialWithRetry, type LiveConnection } from "./dial";
+import { dialWithRetry, KEEPALIVE_INTERVAL_MS, type LiveConnection } from "./dial";
 import {
   DEFAULT_DEADLINE_MS,
   type Host,
@@ -54,8 +54,17 @@ import {
 // One SshHost is one host (user@host:port via a proxy chain): one pooled connection, opened on
 // demand and closed when idle, shared by every run.
 
-/** A connection without channels for this long is closed, so the process can exit. */
-export const IDLE_CLOSE_MS = 1000;
+/**
+ * A connection without channels for this long is closed (with its idle shells). Long enough that
+ * a pause between a host's steps does not cost a new login: the engine's steps on one host wait
+ * for other hosts and providers, and on a slow machine a host that is done waits seconds for the
+ * others (at 1 s, such a machine dialled each host again between the fleet's phases). No longer
+ * than the keepalive interval, so an idle connection is reused only within 10 s of its last
+ * traffic; after a longer silence the next operation dials afresh rather than trust a peer nobody
+ * has heard from. The engine ends its plugins when a deployment is done, so no process waits on
+ * this to exit.
+ */
+export const IDLE_CLOSE_MS = KEEPALIVE_INTERVAL_MS;
 
 const CHANNEL_OPEN_RETRIES = 8;
 
