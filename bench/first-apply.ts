@@ -3,8 +3,10 @@
 // bench's fleet (3 lab hosts x 20 resources, no added delay, the parallel schedule): the
 // dynamic-provider plugin, one process for the fleet, or with `--plugin native` the native plugin
 // as examples/fleet/native.ts uses it (a provider per host, so a process per host, the hosts at
-// once). It records the start-up (spawned to configured, from /proc: the process is not yet in
-// the run's cgroup), then sends:
+// once), or with `--plugin native-one` the native plugin in one process for the fleet (the
+// default provider, each resource bringing its connection, as with the dynamic plugin). It
+// records the start-up (spawned to configured, from /proc: the process is not yet in the run's
+// cgroup), then sends:
 //   - one check per resource type to each process, before anything touches a host: the dynamic
 //     plugin's first call into the provider loads its modules (and zod's, ssh2's) and runs its
 //     check path cold (the native plugin loads them at start-up);
@@ -71,18 +73,23 @@ async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
   };
 }
 
+// The same resources as the native SDK registers them: its type, and the connection in the
+// provider (`own`) or, as the dynamic classes send it, in each resource's inputs.
+function nativeSpec(s: ResourceSpec, connection: "provider" | "resource"): NativeResourceSpec {
+  const { connection: c, __provider: _p, ...inputs } = s.inputs;
+  if (connection === "resource") inputs.connection = secret(c);
+  return { ...s, type: `hypervisor:index:${s.type.split(":").pop() ?? ""}`, inputs };
+}
+
 // The native plugin as examples/fleet/native.ts uses it: a provider per host holding its
 // connection, so a plugin process per host, the hosts at once.
 async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd> {
-  // the same resources as the native SDK registers them: its type, the connection in the provider
-  const nativeSpec = (s: ResourceSpec): NativeResourceSpec => {
-    const { connection: _c, __provider: _p, ...inputs } = s.inputs;
-    return { ...s, type: `hypervisor:index:${s.type.split(":").pop() ?? ""}`, inputs };
-  };
   const hosts: { engine: NativeEngine; specs: NativeResourceSpec[] }[] = [];
   try {
     for (const h of lab.hosts) {
-      const own = specs.filter((s) => s.name.startsWith(`${h.name}-`)).map(nativeSpec);
+      const own = specs
+        .filter((s) => s.name.startsWith(`${h.name}-`))
+        .map((s) => nativeSpec(s, "provider"));
       const engine = new NativeEngine();
       hosts.push({ engine, specs: own });
       await engine.provider("default", { connection: secret(h.connection()) });
@@ -117,6 +124,38 @@ async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd
   };
 }
 
+// The native plugin in one process for the fleet, the default provider, each resource's
+// connection in its inputs: the dynamic plugin's shape, to tell what the native plugin's code
+// costs from what a process per host costs.
+async function nativeOneFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
+  const engine = new NativeEngine();
+  try {
+    await engine.provider("default", {});
+  } catch (e) {
+    await engine.stop();
+    throw e;
+  }
+  const own = specs.map((s) => nativeSpec(s, "resource"));
+  return {
+    pids: [engine.plugin().pid],
+    async firstChecks() {
+      for (const t of TYPES) {
+        const s = own.find((x) => x.type.endsWith(`:${t}`));
+        if (!s) throw new Error(`no ${t} in the fleet`);
+        const got = await engine.plugin().check(urnOf(s.type, `first-${t}`), {}, s.inputs);
+        if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
+      }
+      return TYPES.length;
+    },
+    run(phase) {
+      if (phase === "create") return engine.up(own, { atOnce: true });
+      if (phase === "refresh") return engine.refresh();
+      return engine.destroy({ atOnce: true });
+    },
+    stop: () => engine.stop(),
+  };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -130,8 +169,8 @@ async function main(): Promise<void> {
   const runs = int("--runs", values.runs, 1, 20);
   const passes = int("--passes", values.passes, 2, 10);
   const front = values.plugin;
-  if (front !== "dynamic" && front !== "native") {
-    throw new Error(`--plugin takes dynamic or native, not ${JSON.stringify(front)}`);
+  if (front !== "dynamic" && front !== "native" && front !== "native-one") {
+    throw new Error(`--plugin takes dynamic, native or native-one, not ${JSON.stringify(front)}`);
   }
   const acct = await CpuAccounting.open();
   if (typeof acct === "string") throw new Error(`no CPU accounting: ${acct}`);
@@ -153,7 +192,11 @@ async function main(): Promise<void> {
     for (let run = 1; run <= runs; run++) {
       const t0 = performance.now();
       const fe =
-        front === "native" ? await nativeFrontEnd(lab, specs) : await dynamicFrontEnd(specs);
+        front === "native"
+          ? await nativeFrontEnd(lab, specs)
+          : front === "native-one"
+            ? await nativeOneFrontEnd(specs)
+            : await dynamicFrontEnd(specs);
       try {
         plugins = fe.pids.length;
         // from /proc: the start-up came before the processes were in the run's cgroup

@@ -14,8 +14,8 @@ interface Row {
   cpu: number;
 }
 
-/** Runs the tool with `args`; returns its table's rows by their first column. */
-async function firstApply(args: string[]): Promise<Map<string, Row>> {
+/** Runs the tool with `args`; returns its table's rows by their first column, and its plugins. */
+async function firstApply(args: string[]): Promise<{ rows: Map<string, Row>; processes: number }> {
   const r = await promisify(execFile)("npx", ["tsx", "bench/first-apply.ts", ...args], {
     cwd: ROOT,
     encoding: "utf8",
@@ -31,7 +31,8 @@ async function firstApply(args: string[]): Promise<Map<string, Row>> {
     if (m)
       rows.set(m[1] ?? "", { connections: Number(m[2]), wall: Number(m[3]), cpu: Number(m[4]) });
   }
-  return rows;
+  const processes = Number(/ plugin, (\d+) process\(es\) per run/.exec(r.stdout)?.[1] ?? NaN);
+  return { rows, processes };
 }
 
 /** One run of two passes: the least that has a first and a warm pass. */
@@ -57,7 +58,8 @@ function expectMeasured(rows: Map<string, Row>): void {
 
 describe("npm run bench:first-apply", () => {
   it("measures a fresh dynamic plugin's first calls and passes, and reconnects between passes", async () => {
-    const rows = await firstApply([...SMALL, "--reconnect", "--lab", "fasmoke"]);
+    const { rows, processes } = await firstApply([...SMALL, "--reconnect", "--lab", "fasmoke"]);
+    expect(processes).toBe(1);
     expectMeasured(rows);
     // checks touch no host; each create dials the three hosts (the second after --reconnect);
     // refresh and destroy reuse the connections their create opened
@@ -67,8 +69,25 @@ describe("npm run bench:first-apply", () => {
   }, 600_000);
 
   it("measures the native plugin, a process per host, with the connections the first pass opened", async () => {
-    const rows = await firstApply([...SMALL, "--plugin", "native", "--lab", "fasmoken"]);
+    const { rows, processes } = await firstApply([
+      ...SMALL,
+      ...["--plugin", "native", "--lab", "fasmoken"],
+    ]);
+    expect(processes).toBe(3);
     expectMeasured(rows);
+    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
+      ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
+    );
+  }, 600_000);
+
+  it("measures the native plugin in one process for the fleet, each resource bringing its connection", async () => {
+    const { rows, processes } = await firstApply([
+      ...SMALL,
+      ...["--plugin", "native-one", "--lab", "fasmokeo"],
+    ]);
+    expect(processes).toBe(1);
+    expectMeasured(rows);
+    // one process dials the three hosts from the resources' own connections, once
     expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
       ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
     );
