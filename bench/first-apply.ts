@@ -20,6 +20,7 @@
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { throwFirstFailure, urnOf, type ResourceSpec } from "../lab/engine/engine";
+import type { ProviderClient } from "../lab/engine/provider-client";
 import { NativeEngine, secret, type NativeResourceSpec } from "../lab/engine/native-engine";
 import { startEngine } from "../lab/harness";
 import { startLab, type Lab } from "../lab/lab";
@@ -50,20 +51,26 @@ interface FrontEnd {
   stop(): Promise<void>;
 }
 
+/** One check of the first resource of each type in `specs`, before anything touches a host. */
+async function checkEachType(
+  plugin: Pick<ProviderClient<unknown>, "check">,
+  specs: ResourceSpec[],
+): Promise<number> {
+  for (const t of TYPES) {
+    const s = specs.find((x) => x.type.endsWith(`:${t}`));
+    if (!s) throw new Error(`no ${t} in the fleet`);
+    const got = await plugin.check(urnOf(s.type, `first-${t}`), {}, s.inputs);
+    if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
+  }
+  return TYPES.length;
+}
+
 // The dynamic-provider plugin: one process for the fleet, each resource's connection in its inputs.
 async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
   const { plugin, engine } = await startEngine();
   return {
     pids: [plugin.pid],
-    async firstChecks() {
-      for (const t of TYPES) {
-        const s = specs.find((x) => x.type.endsWith(`:${t}`));
-        if (!s) throw new Error(`no ${t} in the fleet`);
-        const got = await plugin.check(urnOf(s.type, `first-${t}`), {}, s.inputs);
-        if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
-      }
-      return TYPES.length;
-    },
+    firstChecks: () => checkEachType(plugin, specs),
     run(phase) {
       if (phase === "create") return engine.up(specs, { atOnce: true });
       if (phase === "refresh") return engine.refresh();
@@ -73,8 +80,8 @@ async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
   };
 }
 
-// The same resources as the native SDK registers them: its type, and the connection in the
-// provider (`own`) or, as the dynamic classes send it, in each resource's inputs.
+// The same resources as the native SDK registers them: its type, and the connection left to the
+// provider or, as the dynamic classes send it, in each resource's inputs (a secret).
 function nativeSpec(s: ResourceSpec, connection: "provider" | "resource"): NativeResourceSpec {
   const { connection: c, __provider: _p, ...inputs } = s.inputs;
   if (connection === "resource") inputs.connection = secret(c);
@@ -103,14 +110,7 @@ async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd
   return {
     pids: hosts.map((h) => h.engine.plugin().pid),
     async firstChecks() {
-      await all(async (h) => {
-        for (const t of TYPES) {
-          const s = h.specs.find((x) => x.type.endsWith(`:${t}`));
-          if (!s) throw new Error(`no ${t} in the fleet`);
-          const got = await h.engine.plugin().check(urnOf(s.type, `first-${t}`), {}, s.inputs);
-          if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
-        }
-      });
+      await all((h) => checkEachType(h.engine.plugin(), h.specs));
       return TYPES.length * hosts.length;
     },
     run(phase) {
@@ -135,20 +135,12 @@ async function nativeOneFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
     await engine.stop();
     throw e;
   }
-  const own = specs.map((s) => nativeSpec(s, "resource"));
+  const fleet = specs.map((s) => nativeSpec(s, "resource"));
   return {
     pids: [engine.plugin().pid],
-    async firstChecks() {
-      for (const t of TYPES) {
-        const s = own.find((x) => x.type.endsWith(`:${t}`));
-        if (!s) throw new Error(`no ${t} in the fleet`);
-        const got = await engine.plugin().check(urnOf(s.type, `first-${t}`), {}, s.inputs);
-        if (got.failures.length > 0) throw new Error(`check of ${t} failed`);
-      }
-      return TYPES.length;
-    },
+    firstChecks: () => checkEachType(engine.plugin(), fleet),
     run(phase) {
-      if (phase === "create") return engine.up(own, { atOnce: true });
+      if (phase === "create") return engine.up(fleet, { atOnce: true });
       if (phase === "refresh") return engine.refresh();
       return engine.destroy({ atOnce: true });
     },

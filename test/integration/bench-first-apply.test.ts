@@ -68,28 +68,20 @@ describe("npm run bench:first-apply", () => {
     );
   }, 600_000);
 
-  it("measures the native plugin, a process per host, with the connections the first pass opened", async () => {
-    const { rows, processes } = await firstApply([
-      ...SMALL,
-      ...["--plugin", "native", "--lab", "fasmoken"],
-    ]);
-    expect(processes).toBe(3);
-    expectMeasured(rows);
-    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
-      ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
-    );
-  }, 600_000);
-
-  it("measures the native plugin in one process for the fleet, each resource bringing its connection", async () => {
-    const { rows, processes } = await firstApply([
-      ...SMALL,
-      ...["--plugin", "native-one", "--lab", "fasmokeo"],
-    ]);
-    expect(processes).toBe(1);
-    expectMeasured(rows);
-    // one process dials the three hosts from the resources' own connections, once
-    expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
-      ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
-    );
-  }, 600_000);
+  it.each([
+    ["a process per host", "native", "fasmoken", 3],
+    ["one process for the fleet", "native-one", "fasmokeo", 1],
+  ] as const)(
+    "measures the native plugin, %s, with the connections the first pass opened",
+    async (_what, front, lab, count) => {
+      const { rows, processes } = await firstApply([...SMALL, "--plugin", front, "--lab", lab]);
+      expect(processes).toBe(count);
+      expectMeasured(rows);
+      // each host dialled once, from its provider's connection or from its resources' own
+      expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
+        ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
+      );
+    },
+    600_000,
+  );
 });
