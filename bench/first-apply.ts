@@ -19,7 +19,7 @@
 // own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs.
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
-import { throwFirstFailure, urnOf, type ResourceSpec } from "../lab/engine/engine";
+import { throwFirstFailure, urnOf, type ResourceSpec, type RunOptions } from "../lab/engine/engine";
 import type { ProviderClient } from "../lab/engine/provider-client";
 import { NativeEngine, secret, type NativeResourceSpec } from "../lab/engine/native-engine";
 import { startEngine } from "../lab/harness";
@@ -65,17 +65,28 @@ async function checkEachType(
   return TYPES.length;
 }
 
+/** What an engine (either driver's) does for one phase, as `pulumi up` and `destroy` run it. */
+function runPhase<S>(
+  engine: {
+    up(specs: S[], opts: RunOptions): Promise<unknown>;
+    refresh(): Promise<unknown>;
+    destroy(opts: RunOptions): Promise<unknown>;
+  },
+  specs: S[],
+  phase: Phase,
+): Promise<unknown> {
+  if (phase === "create") return engine.up(specs, { atOnce: true });
+  if (phase === "refresh") return engine.refresh();
+  return engine.destroy({ atOnce: true });
+}
+
 // The dynamic-provider plugin: one process for the fleet, each resource's connection in its inputs.
 async function dynamicFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
   const { plugin, engine } = await startEngine();
   return {
     pids: [plugin.pid],
     firstChecks: () => checkEachType(plugin, specs),
-    run(phase) {
-      if (phase === "create") return engine.up(specs, { atOnce: true });
-      if (phase === "refresh") return engine.refresh();
-      return engine.destroy({ atOnce: true });
-    },
+    run: (phase) => runPhase(engine, specs, phase),
     stop: () => plugin.stop(),
   };
 }
@@ -113,11 +124,7 @@ async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd
       await all((h) => checkEachType(h.engine.plugin(), h.specs));
       return TYPES.length * hosts.length;
     },
-    run(phase) {
-      if (phase === "create") return all((h) => h.engine.up(h.specs, { atOnce: true }));
-      if (phase === "refresh") return all((h) => h.engine.refresh());
-      return all((h) => h.engine.destroy({ atOnce: true }));
-    },
+    run: (phase) => all((h) => runPhase(h.engine, h.specs, phase)),
     async stop() {
       for (const h of hosts) await h.engine.stop();
     },
@@ -139,14 +146,17 @@ async function nativeOneFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
   return {
     pids: [engine.plugin().pid],
     firstChecks: () => checkEachType(engine.plugin(), fleet),
-    run(phase) {
-      if (phase === "create") return engine.up(fleet, { atOnce: true });
-      if (phase === "refresh") return engine.refresh();
-      return engine.destroy({ atOnce: true });
-    },
+    run: (phase) => runPhase(engine, fleet, phase),
     stop: () => engine.stop(),
   };
 }
+
+/** The front ends by their `--plugin` name. */
+const FRONT_ENDS: Record<string, (lab: Lab, specs: ResourceSpec[]) => Promise<FrontEnd>> = {
+  dynamic: (_lab, specs) => dynamicFrontEnd(specs),
+  native: nativeFrontEnd,
+  "native-one": (_lab, specs) => nativeOneFrontEnd(specs),
+};
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -161,8 +171,10 @@ async function main(): Promise<void> {
   const runs = int("--runs", values.runs, 1, 20);
   const passes = int("--passes", values.passes, 2, 10);
   const front = values.plugin;
-  if (front !== "dynamic" && front !== "native" && front !== "native-one") {
-    throw new Error(`--plugin takes dynamic, native or native-one, not ${JSON.stringify(front)}`);
+  const frontEnd = Object.hasOwn(FRONT_ENDS, front) ? FRONT_ENDS[front] : undefined;
+  if (!frontEnd) {
+    const names = Object.keys(FRONT_ENDS).join(", ");
+    throw new Error(`--plugin takes one of ${names}, not ${JSON.stringify(front)}`);
   }
   const acct = await CpuAccounting.open();
   if (typeof acct === "string") throw new Error(`no CPU accounting: ${acct}`);
@@ -183,12 +195,7 @@ async function main(): Promise<void> {
     const connections = (): number => counters.reduce((n, c) => n + c.update().connections, 0);
     for (let run = 1; run <= runs; run++) {
       const t0 = performance.now();
-      const fe =
-        front === "native"
-          ? await nativeFrontEnd(lab, specs)
-          : front === "native-one"
-            ? await nativeOneFrontEnd(specs)
-            : await dynamicFrontEnd(specs);
+      const fe = await frontEnd(lab, specs);
       try {
         plugins = fe.pids.length;
         // from /proc: the start-up came before the processes were in the run's cgroup
