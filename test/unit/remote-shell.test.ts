@@ -245,6 +245,25 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     );
   });
 
+  it("watches a running command from its perl where perl starts, else from a subshell", async () => {
+    const { shell } = startLocal(impl, sender);
+    const hello = await shell.hello;
+    const running = shell.request("exec sleep 0.6", Buffer.alloc(0));
+    await new Promise((r) => setTimeout(r, 250));
+    // the loop's children while the command runs: the command (sleep), perl, and a watcher only
+    // where there is no perl to watch it
+    const children = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "comm="], {
+      encoding: "utf8",
+    })
+      .stdout.split("\n")
+      .filter((c) => c !== "");
+    expect(children.filter((c) => c === "sleep")).toHaveLength(1);
+    expect(children.filter((c) => c !== "sleep" && c !== "perl")).toHaveLength(
+      sender === "perl" ? 0 : 1,
+    );
+    expect(text(await running)).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
   if (sender === "perl") {
     it("uses cat and dd when perl does not start, and ends once its perl is gone", async () => {
       // a perl that exits at once: the loop sees no "ready" and sends replies with cat
@@ -326,16 +345,23 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
   });
 
-  it("releases the host lock a request names once its command ends, before the reply", async () => {
-    const { shell } = startLocal(impl, sender);
-    await shell.hello;
-    // a holder as lock-take.sh starts one: it reads the first key's fifo until its token comes
+  /**
+   * A holder as lock-take.sh starts one: it reads the first key's fifo until its token comes, then
+   * makes `marker`. Resolves once it holds the fifo open (lock-take.sh opens it before its
+   * command's reply: a release is never early).
+   */
+  async function startHolder(what: string): Promise<{
+    ref: string;
+    marker: string;
+    done: Promise<unknown>;
+    stop: () => void;
+  }> {
     const locks = "/run/pulumi-hypervisor/locks";
     mkdirSync(locks, { recursive: true });
     const token = randomBytes(8).toString("hex");
     const key = `Test.${token}`;
     const fifo = join(locks, `${key}.rel`);
-    const marker = join(work, `released-${impl}-${sender}`);
+    const marker = join(work, `${what}-${impl}-${sender}`);
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
     const holder = spawn("sh", [
       "-c",
@@ -346,26 +372,55 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       token,
     ]);
     started.push(holder);
-    const holderDone = new Promise((resolve) => holder.once("close", resolve));
-    try {
-      // lock-take.sh opens the fifo before its command's reply: a release is never early
-      for (let i = 0; i < 200 && !existsSync(`/proc/${holder.pid}/fd/9`); i++) {
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      // the command runs while the lock is still held; the reply comes after its release
-      const r = await shell.request(
-        `[ -e ${marker} ] || echo held`,
-        Buffer.alloc(0),
-        [],
-        `${token}/${key}`,
-      );
-      expect(text(r)).toEqual({ code: 0, stdout: "held\n", stderr: "" });
-      await holderDone;
-      expect(existsSync(marker)).toBe(true);
-      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
-    } finally {
+    const done = new Promise((resolve) => holder.once("close", resolve));
+    for (let i = 0; i < 200 && !existsSync(`/proc/${holder.pid}/fd/9`); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const stop = (): void => {
       rmSync(fifo, { force: true });
       holder.kill();
+    };
+    return { ref: `${token}/${key}`, marker, done, stop };
+  }
+
+  it("releases the host lock a request names once its command ends, before the reply", async () => {
+    const { shell } = startLocal(impl, sender);
+    await shell.hello;
+    const holder = await startHolder("released");
+    try {
+      // the command runs while the lock is still held; the reply comes after its release
+      const r = await shell.request(
+        `[ -e ${holder.marker} ] || echo held`,
+        Buffer.alloc(0),
+        [],
+        holder.ref,
+      );
+      expect(text(r)).toEqual({ code: 0, stdout: "held\n", stderr: "" });
+      await holder.done;
+      expect(existsSync(holder.marker)).toBe(true);
+      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+    } finally {
+      holder.stop();
+    }
+  });
+
+  it("delivers a release frame sent while a command runs before that command ends", async () => {
+    const { shell } = startLocal(impl, sender);
+    await shell.hello;
+    const holder = await startHolder("released-mid");
+    try {
+      // the command waits up to 5 s for the holder to see its token, which only the frame sends
+      const waiting = shell.request(
+        `i=0; while [ ! -e ${holder.marker} ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; ` +
+          `[ -e ${holder.marker} ] && echo released`,
+        Buffer.alloc(0),
+      );
+      await new Promise((r) => setTimeout(r, 150));
+      shell.notify(Buffer.from(`U ${holder.ref}\n`));
+      expect(text(await waiting)).toEqual({ code: 0, stdout: "released\n", stderr: "" });
+      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+    } finally {
+      holder.stop();
     }
   });
 

@@ -32,7 +32,8 @@
 #   over), or "K\n" before that to kill the command and every process it started (the reply then
 #   says 137). End of input (the session closed) sends them SIGHUP and ends the loop. The "\n"
 #   goes in front of the client's next request, in the same write: the loop waits for it before it
-#   reads that request, and its command's watcher takes release frames meanwhile.
+#   reads that request, and its command's watcher takes release frames meanwhile. The watcher
+#   is the loop's perl (below), else a subshell of the loop for each command.
 #   release client -> shell, at any time, no reply: "U TOKEN/FIRSTKEY\n" releases the host lock
 #           that the operation TOKEN took on its keys, the first FIRSTKEY, in some shell of this
 #           connection (host/lock-take.sh), so a release costs no round trip; it is read by the
@@ -164,15 +165,21 @@ tree() {
 # One perl process per loop (perl-base is on every Debian host) moves the bytes that would
 # otherwise take a process each (about 0.9 ms of a host's CPU): told by a line on fd 5, it copies
 # a reply's two files to the session in one write ("\n"), or exactly N bytes of the request
-# stream into a file ("T N FILE"), and answers on fd 6. Where perl does not start, cat sends each
-# reply and dd takes each request's command and stdin. Commands never see fds 5 and 6 (a process
-# they leave running would keep perl alive).
+# stream into a file ("T N FILE"), and answers on fd 6. It also watches each running command
+# ("W PID", answered at once): it reads the request stream's lines as the subshell watcher below
+# does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
+# then; so a request forks no watcher, a subshell whose fork and exit cost a host about as much
+# CPU as the rest of the loop's work for a request. Where perl does not start, cat sends each
+# reply, dd takes each request's command and stdin, and a subshell watches each command.
+# Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
   # shellcheck disable=SC2016 # perl's variables, not the shell's
   perl -e '
     binmode STDOUT;
     open(A, ">&=4") or exit 3;
+    my ($fout, $ferr, $locks) = @ARGV;
+    (my $over = $fout) =~ s{/out$}{/over};
     my $buf = "";
     sub out {
       my $o = 0;
@@ -183,9 +190,105 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       }
       $buf = "";
     }
+    sub reply {
+      for my $f ($fout, $ferr) {
+        open(F, "<", $f) or exit 6;
+        binmode F;
+        while (1) {
+          my $n = sysread(F, $buf, 65536, length $buf);
+          exit 7 unless defined $n;
+          last unless $n;
+          out() if length $buf >= 1048576;
+        }
+        close F;
+      }
+      out();
+    }
+    # a line of the request stream, read a byte at a time: what follows it is for the loop to read
+    sub line3 {
+      my $l = "";
+      while (1) {
+        my $k = sysread(R, my $c, 1);
+        return undef unless $k;
+        return $l if $c eq "\n";
+        $l .= $c;
+      }
+    }
+    sub ppid_of {
+      open(my $s, "<", "/proc/$_[0]/stat") or return "";
+      my $st = <$s> // "";
+      $st =~ s/.*\) //s;
+      return (split / /, $st)[1] // "";
+    }
+    # as tree and the kill after it in the loop: each process stopped before its children are
+    # looked for, and only while the command is still the loop child
+    sub tree_kill {
+      my ($c, $sig) = @_;
+      return if -s $over;
+      return unless kill("STOP", $c);
+      if (ppid_of($c) ne getppid()) { kill("CONT", $c); return; }
+      my @all;
+      my @todo = ($c);
+      while (@todo) {
+        my @next;
+        for my $p (@todo) {
+          next unless $p == $c || kill("STOP", $p);
+          push @all, $p;
+          opendir(my $dh, "/proc") or next;
+          for my $q (grep { /^\d+$/ } readdir $dh) {
+            push @next, $q if ppid_of($q) eq $p;
+          }
+          closedir $dh;
+        }
+        @todo = @next;
+      }
+      kill($sig, @all);
+      kill("CONT", @all);
+    }
+    # as lock_release (lock-keys.sh): TOKEN into FIRSTKEY.rel when that fifo is there
+    sub release {
+      my ($t, $k) = $_[0] =~ m{^([0-9a-f]+)/([A-Za-z0-9_.-]+)$} or return;
+      my $f = "$locks/$k.rel";
+      return unless -p $f;
+      open(my $fh, "+<", $f) or return;
+      syswrite($fh, "$t\n");
+      close $fh;
+    }
+    # The watch of a running command ("W PID"), in this process instead of a subshell per request:
+    # the request stream is read a line at a time ("\n" once the client has the reply, "K" to
+    # kill, "U REF" to release, its end to hang up) while a "\n" from the loop asks for the
+    # reply; the answer to the loop comes once both are done.
+    sub watch {
+      my $c = $_[0];
+      syswrite(A, "\n") or exit 8;
+      my ($watching, $replied) = (1, 0);
+      until ($replied && !$watching) {
+        my $rin = "";
+        vec($rin, fileno(STDIN), 1) = 1 unless $replied;
+        vec($rin, 3, 1) = 1 if $watching;
+        next if select(my $rout = $rin, undef, undef, undef) < 0;
+        if ($watching && vec($rout, 3, 1)) {
+          my $l = line3();
+          if (!defined $l) { tree_kill($c, "HUP"); $watching = 0; }
+          elsif ($l eq "") { $watching = 0; }
+          elsif ($l =~ /^U (.*)$/s) { release($1); }
+          else { tree_kill($c, "KILL"); $watching = 0; }
+        }
+        if (!$replied && vec($rout, fileno(STDIN), 1)) {
+          defined(my $m = <STDIN>) or exit 0;
+          reply();
+          $replied = 1;
+        }
+      }
+      syswrite(A, "\n") or exit 8;
+    }
     open(R, "<&=3") or exit 3;
     syswrite(A, "ready\n") or exit 5;
     while (<STDIN>) {
+      if (/^W (\d+)$/) {
+        watch($1);
+        next;
+      }
       if (/^T (\d+) (.+)$/) {
         my ($n, $f) = ($1, $2);
         open(O, ">", $f) or exit 9;
@@ -201,21 +304,10 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
         syswrite(A, "\n") or exit 8;
         next;
       }
-      for my $f (@ARGV) {
-        open(F, "<", $f) or exit 6;
-        binmode F;
-        while (1) {
-          my $n = sysread(F, $buf, 65536, length $buf);
-          exit 7 unless defined $n;
-          last unless $n;
-          out() if length $buf >= 1048576;
-        }
-        close F;
-      }
-      out();
+      reply();
       syswrite(A, "\n") or exit 8;
     }
-  ' "$d/out" "$d/err" <"$d/rq" 4>"$d/ra" 2>/dev/null &
+  ' "$d/out" "$d/err" "$locks" <"$d/rq" 4>"$d/ra" 2>/dev/null &
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
     reply="perl"
@@ -280,39 +372,45 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
     . "$d/cmd"
   ) <"$d/in" >"$d/out" 2>"$d/err" 3<&- 5>&- 6<&- &
   c=$!
-  (
-    sig=HUP
-    while IFS= read -r k; do
-      case $k in
-        '') exit 0 ;;
-        'U '*) release "${k#U }" ;;
-        *)
-          sig=KILL
-          break
-          ;;
-      esac
-    done
-    # Not once the command is over (the loop marks it in $d/over): the watcher waits for its
-    # "\n" until the next request, and a pid reaped that long ago may be another process's.
-    [ -s "$d/over" ] && exit 0
-    # only while $c is still this loop's child: once reaped, its pid may be another process's
-    kill -STOP "$c" 2>/dev/null || exit 0
-    st=
-    { read -r st <"/proc/$c/stat"; } 2>/dev/null
-    st=${st##*") "}
-    # shellcheck disable=SC2086 # splitting the fields is the point
-    set -- $st
-    if [ "${2-}" != "$$" ]; then
-      kill -s CONT "$c"
-      exit 0
-    fi
-    pids=$(tree "$c")
-    # shellcheck disable=SC2086 # one word per pid
-    kill -s "$sig" $pids
-    # shellcheck disable=SC2086
-    kill -s CONT $pids
-  ) <&3 >/dev/null 2>&1 5>&- 6<&- &
-  w=$!
+  # The command's watcher: the loop's perl (no process starts), else a subshell of the loop.
+  w=
+  if [ "$reply" = perl ]; then
+    printf 'W %s\n' "$c" >&5 && IFS= read -r _ <&6 || exit 1
+  else
+    (
+      sig=HUP
+      while IFS= read -r k; do
+        case $k in
+          '') exit 0 ;;
+          'U '*) release "${k#U }" ;;
+          *)
+            sig=KILL
+            break
+            ;;
+        esac
+      done
+      # Not once the command is over (the loop marks it in $d/over): the watcher waits for its
+      # "\n" until the next request, and a pid reaped that long ago may be another process's.
+      [ -s "$d/over" ] && exit 0
+      # only while $c is still this loop's child: once reaped, its pid may be another process's
+      kill -STOP "$c" 2>/dev/null || exit 0
+      st=
+      { read -r st <"/proc/$c/stat"; } 2>/dev/null
+      st=${st##*") "}
+      # shellcheck disable=SC2086 # splitting the fields is the point
+      set -- $st
+      if [ "${2-}" != "$$" ]; then
+        kill -s CONT "$c"
+        exit 0
+      fi
+      pids=$(tree "$c")
+      # shellcheck disable=SC2086 # one word per pid
+      kill -s "$sig" $pids
+      # shellcheck disable=SC2086
+      kill -s CONT $pids
+    ) <&3 >/dev/null 2>&1 5>&- 6<&- &
+    w=$!
+  fi
   wait "$c"
   code=$?
   printf 1 >"$d/over"
@@ -332,7 +430,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   else
     cat "$d/out" "$d/err"
   fi
-  wait "$w"
+  if [ -n "$w" ]; then wait "$w"; fi
   # emptied (by builtins, no process): the next request's data never mixes with this one's
   : >"$d/cmd"
   : >"$d/in"
