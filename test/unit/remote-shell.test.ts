@@ -487,6 +487,26 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
   });
 
+  it("hangs up a running command and what it started when its session ends", async () => {
+    const { shell, child, exited } = startLocal(impl, sender);
+    await shell.hello;
+    const secs = 5000 + 2 * shells.indexOf(impl) + (sender === "perl" ? 0 : 1);
+    const running = shell.request(`sh -c 'sleep ${secs}' & sleep ${secs}`, Buffer.alloc(0));
+    running.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.stdin.end();
+    await exited;
+    let left = "";
+    for (let i = 0; i < 30; i++) {
+      left = spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
+        encoding: "utf8",
+      }).stdout.trim();
+      if (left === "0") break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(left).toBe("0");
+  });
+
   it("keeps a script body sent once and runs requests that refer to it", async () => {
     const writes: Buffer[] = [];
     const { shell } = startLocal(impl, sender, writes);
