@@ -168,9 +168,10 @@ tree() {
 # stream into a file ("T N FILE"), and answers on fd 6. It also watches each running command
 # ("W PID", answered at once): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
-# then; so a request forks no watcher, a subshell whose fork and exit cost a host about as much
-# CPU as the rest of the loop's work for a request. Where perl does not start, cat sends each
-# reply, dd takes each request's command and stdin, and a subshell watches each command.
+# then; so a request forks no watcher, a subshell whose fork and exit cost a host, on a bare
+# request, about as much CPU as the rest of the loop's work for it. Where perl does not start,
+# cat sends each reply, dd takes each request's command and stdin, and a subshell watches each
+# command.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
@@ -221,7 +222,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       return (split / /, $st)[1] // "";
     }
     # as tree and the kill after it in the loop: each process stopped before its children are
-    # looked for, and only while the command is still the loop child
+    # looked for, and only while the command is still a child of the loop (not once it is over)
     sub tree_kill {
       my ($c, $sig) = @_;
       return if -s $over;
