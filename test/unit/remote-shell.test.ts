@@ -112,6 +112,12 @@ function startLocal(
 const run = (shell: RemoteShell, argv: readonly string[], stdin = ""): Promise<ShellReply> =>
   shell.request(buildRemoteCommand(argv, "none"), Buffer.from(stdin));
 
+/** How many processes on the machine run `sleep SECS` (a test's own unique duration). */
+const sleepers = (secs: number): string =>
+  spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
+    encoding: "utf8",
+  }).stdout.trim();
+
 const text = (r: ShellReply): { code: number; stdout: string; stderr: string } => ({
   code: r.code,
   stdout: r.stdout.toString("utf8"),
@@ -479,10 +485,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const r = await running;
     expect(r.code).toBe(137);
     expect(Date.now() - t0).toBeLessThan(3000);
-    const ps = spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
-      encoding: "utf8",
-    });
-    expect(ps.stdout.trim()).toBe("0");
+    expect(sleepers(secs)).toBe("0");
     expect(existsSync(marker)).toBe(false);
     expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
   });
@@ -498,9 +501,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     await exited;
     let left = "";
     for (let i = 0; i < 30; i++) {
-      left = spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
-        encoding: "utf8",
-      }).stdout.trim();
+      left = sleepers(secs);
       if (left === "0") break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

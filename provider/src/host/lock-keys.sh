@@ -67,6 +67,8 @@ lock_release_connection() {
   done
 }
 
+# The loop's perl checks and releases a reference the same way (remote-shell.sh, sub release):
+# a change here goes there too.
 lock_ref_ok() {
   case $1 in
     */*/* | */ | /* | *[!0-9a-f]*/* | */*[!A-Za-z0-9_.-]*) return 1 ;;

@@ -166,7 +166,8 @@ tree() {
 # otherwise take a process each (about 0.9 ms of a host's CPU): told by a line on fd 5, it copies
 # a reply's two files to the session in one write ("\n"), or exactly N bytes of the request
 # stream into a file ("T N FILE"), and answers on fd 6. It also watches each running command
-# ("W PID", answered at once): it reads the request stream's lines as the subshell watcher below
+# ("W PID", answered at once, so that the loop's next line never waits in perl's buffer where
+# select cannot see it): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
 # then; so a request forks no watcher, a subshell whose fork and exit cost a host, on a bare
 # request, about as much CPU as the rest of the loop's work for it. Where perl does not start,
@@ -390,6 +391,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
             ;;
         esac
       done
+      # perl's watch does the same (sub watch, sub tree_kill): a change here goes there too.
       # Not once the command is over (the loop marks it in $d/over): the watcher waits for its
       # "\n" until the next request, and a pid reaped that long ago may be another process's.
       [ -s "$d/over" ] && exit 0
