@@ -666,16 +666,22 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   it("never runs a request cut short, and removes its directory when its input ends", async () => {
     const dirs = (): number => readdirSync(work).filter((f) => f.startsWith("tmp")).length;
     const before = dirs();
-    const { shell, child, exited } = startLocal(impl, sender);
-    await shell.hello;
-    expect(dirs()).toBe(before + 1);
     const marker = join(work, `cut-${impl}-${sender}`);
     const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"), "f".repeat(32));
-    child.stdin.write(frame.subarray(0, frame.length - 1));
-    child.stdin.end();
-    expect(await exited).toBe(0);
-    expect(existsSync(marker)).toBe(false);
-    expect(dirs()).toBe(before);
+    // a line request ("L ..."): cut before its closing newline, and in its command line (which the
+    // loop's perl reads at once, the shell's read a byte at a time)
+    expect(frame.subarray(0, 2).toString()).toBe("L ");
+    const mid = frame.indexOf("\n") + 5;
+    for (const cut of [frame.length - 1, mid]) {
+      const { shell, child, exited } = startLocal(impl, sender);
+      await shell.hello;
+      expect(dirs()).toBe(before + 1);
+      child.stdin.write(frame.subarray(0, cut));
+      child.stdin.end();
+      expect(await exited).toBe(0);
+      expect(existsSync(marker)).toBe(false);
+      expect(dirs()).toBe(before);
+    }
   });
 
   it("exits 3 before its hello when it cannot set up, saying why on stderr", async () => {

@@ -14,8 +14,9 @@
 #           (as a release frame does) once the command ends, before the reply, so the release
 #           costs no frame of its own
 #           or:                     "L CMDLEN STDINLEN NONCE[ LOCK]\n" CMD "\n" STDIN "\n"
-#           the same for a CMD of printable ASCII without a newline, read by the shell's `read`
-#           (no dd process; CMDLEN checks that the line came whole)
+#           the same for a CMD of printable ASCII without a newline, read by the loop's perl in
+#           one read(2), else by the shell's `read` (no dd process; CMDLEN checks that the line
+#           came whole)
 #   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
 #           a script body, kept as $PULUMI_HYPERVISOR_SCRIPTS/HASH until the loop ends; later
 #           requests run it as `sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/HASH"' NAME ARGS...`, so a
@@ -164,8 +165,10 @@ tree() {
 
 # One perl process per loop (perl-base is on every Debian host) moves the bytes that would
 # otherwise take a process each (about 0.9 ms of a host's CPU): told by a line on fd 5, it copies
-# a reply's two files to the session in one write ("\n"), or exactly N bytes of the request
-# stream into a file ("T N FILE"), and answers on fd 6. It also watches each running command
+# a reply's two files to the session in one write ("\n"), exactly N bytes of the request
+# stream into a file ("T N FILE"), or an L frame's command line ("L N FILE": one read(2) where
+# the shell's `read` makes one per byte, about 1.3 us of a host's CPU each, and the line is
+# hundreds of bytes), and answers on fd 6. It also watches each running command
 # ("W PID", answered at once, so that the loop's next line never waits in perl's buffer where
 # select cannot see it): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
@@ -291,6 +294,29 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
         watch($1);
         next;
       }
+      # "L N FILE": the command line of an L frame, N bytes and its newline, read at once where
+      # the read of the shell takes a read(2) per byte; answered "\n", "x\n" when it is no such
+      # line, "e\n" at the end of the stream
+      if (/^L (\d+) (.+)$/) {
+        my ($n, $f) = ($1 + 1, $2);
+        my $l = "";
+        # never more than the line: a pipe gives what it has, so a newline too early is seen as
+        # it comes (no wait for bytes that would follow it)
+        while (length $l < $n && index($l, "\n") < 0) {
+          my $k = sysread(R, $l, $n - length $l, length $l);
+          exit 10 unless defined $k;
+          last unless $k;
+        }
+        my $at = index($l, "\n");
+        if ($at < 0 && length $l < $n) { syswrite(A, "e\n") or exit 8; next; }
+        if ($at != $n - 1) { syswrite(A, "x\n") or exit 8; next; }
+        open(O, ">", $f) or exit 9;
+        binmode O;
+        print O $l or exit 11;
+        close O or exit 12;
+        syswrite(A, "\n") or exit 8;
+        next;
+      }
       if (/^T (\d+) (.+)$/) {
         my ($n, $f) = ($1, $2);
         open(O, ">", $f) or exit 9;
@@ -356,7 +382,11 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   case $nonce in *[!0-9a-f]*) exit 2 ;; esac
   [ "${#nonce}" = 32 ] || exit 2
   if [ -n "$rel" ] && ! lock_ref_ok "$rel"; then exit 2; fi
-  if [ "$tag" = L ]; then
+  if [ "$tag" = L ] && [ "$reply" = perl ]; then
+    printf 'L %s %s\n' "$clen" "$d/cmd" >&5 && IFS= read -r got <&6 || exit 1
+    [ "$got" != e ] || exit 0
+    [ -z "$got" ] || exit 2
+  elif [ "$tag" = L ]; then
     IFS= read -r line <&3 || exit 0
     [ "${#line}" = "$clen" ] || exit 2
     printf '%s\n' "$line" >"$d/cmd" || exit 2
