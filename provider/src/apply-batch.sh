@@ -6,8 +6,9 @@
 # `ip -batch -`), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
 # and its N words. Words `. HASH ARGS...` are a kept script of a remote shell's cache
 # ($PULUMI_HYPERVISOR_SCRIPTS/HASH, host/script.ts) that may run in a shell: it is sourced in a
-# subshell with ARGS, so no shell starts for it. Each command's start is marked on stdout and stderr, so the caller can cut out
-# each command's own output. The first failing step is reported and ends the batch (no probe runs
+# subshell with ARGS, so no shell starts for it (the batch's last probe in the batch's own shell,
+# below). Each command's start is marked on stdout and stderr, so the caller can cut out each
+# command's own output. The first failing step is reported and ends the batch (no probe runs
 # after it); a probe's exit code follows its output on stderr and the other probes run regardless,
 # so one failing probe fails only its own observation. Probes run side by side write their marks,
 # output and exit code to files of their own in a private temporary folder, printed in order at the
@@ -44,6 +45,22 @@ while [ $# -gt 0 ]; do
     k=$((k + 1))
   done
   # $kept is hex digits (checked above), so it is spliced as it is
+  if [ -n "$kept" ] && [ "$ok" = probe ] && [ "$#" -eq "$n" ] && [ -z "$bg" ]; then
+    # The batch's last command, a probe (an apply's observation after its steps): sourced in this
+    # shell, not in a subshell, a fork less. Nothing runs after it, so its variables, its exit or
+    # its end harm nothing; the EXIT trap prints its exit code as the loop below does and ends the
+    # batch with 0, as after a probe in a subshell. A signal's trap ends the batch without the
+    # code, as a probe killed in its subshell would. Probes set no traps of their own.
+    printf '%s %d\n' "$probe" "$i"
+    printf '%s %d\n' "$probe" "$i" >&2
+    trap 'trap - EXIT; exit 129' HUP INT TERM PIPE
+    # $probed and $i spliced now (a constant and a number): the probe may set variables so named
+    # shellcheck disable=SC2064
+    trap "printf '\\n%s %d %d\\n' $probed $i \"\$?\" >&2; exit 0" EXIT
+    cmd="set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\""
+    if [ "$stdin" = 1 ]; then eval "$cmd"; else eval "$cmd" </dev/null; fi
+    exit
+  fi
   if [ -n "$kept" ]; then cmd="(set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\")"; fi
   if [ "$ok" = units ]; then
     # in this shell, so that the probes after it see what it got

@@ -136,7 +136,7 @@ export function batchSteps(steps: readonly Step[]): Command[][] {
 // they are asked about, for persist/unit-batch.sh); probes come after the steps. It runs each at
 // once and keeps none; the lines of an `ip-batch` and the words of `units` are data, no command
 // of their own. A kept script that runs in a shell comes as `. HASH ARGS...` and is sourced in a
-// subshell; N then counts those words.
+// subshell (the last probe in the batch's own shell, a fork less); N then counts those words.
 // Reviewed against declareRunsInShell's contract.
 declareRunsInShell("apply-batch.sh");
 declareSourcesWrapped("apply-batch.sh");

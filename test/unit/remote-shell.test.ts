@@ -619,13 +619,63 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         "",
       ].join("\n"),
     );
-    // each probe's exit code is its own: the sourced script's exit ended only its subshell
+    // each probe's exit code is its own: the sourced script's exit ended only its subshell (the
+    // last probe's, the batch, whose trap printed the code)
     expect(r.stderr.match(/@@pulumi-hypervisor-probed \d \d+/g)).toEqual([
       "@@pulumi-hypervisor-probed 0 3",
       "@@pulumi-hypervisor-probed 1 0",
       "@@pulumi-hypervisor-probed 2 3",
     ]);
     expect(existsSync(join(work, "pwned"))).toBe(false);
+  });
+
+  it("has apply-batch.sh source its last probe in its own shell: no subshell, the same answers", async () => {
+    const { shell } = startLocal(impl, sender);
+    await shell.hello;
+    // a child's $PPID names the shell that forked it: the batch's own, or a probe's subshell
+    const kept = {
+      hash: "89abcdef0123456789abcdef01234567",
+      body: 'sh -c \'echo "$0 $PPID"\' "$1"\ni=7 probed=x\nexit 5\n',
+    };
+    const batch = (last: string[]) =>
+      argvWithCachedScripts(
+        scriptArgv(
+          scriptIn(__dirname, "../../provider/src/apply-batch.sh", [
+            ...["0", "0", "4", "sh", "-c", 'echo "step $PPID"', "x"],
+            ...["probe", "0", "3", ".", kept.hash, "first"],
+            ...last,
+          ]),
+        ),
+      );
+    const { argv, scripts } = batch(["probe", "0", "3", ".", kept.hash, "last"]);
+    const r = text(
+      await shell.request(remoteShellRequest(argv), Buffer.alloc(0), [...scripts, kept]),
+    );
+    expect(r.code).toBe(0);
+    const ppid = (what: string) => new RegExp(`^${what} (\\d+)$`, "m").exec(r.stdout)?.[1];
+    expect(ppid("step")).toMatch(/^\d+$/);
+    // the first probe in a subshell of the batch's shell, the last in that shell itself
+    expect(ppid("first")).not.toBe(ppid("step"));
+    expect(ppid("last")).toBe(ppid("step"));
+    // each exit code its own, under the probe's index, whatever the probe set
+    expect(r.stderr.match(/@@pulumi-hypervisor-probed \d \d+/g)).toEqual([
+      "@@pulumi-hypervisor-probed 1 5",
+      "@@pulumi-hypervisor-probed 2 5",
+    ]);
+    // a signal to the batch's shell while its last probe runs: no exit code for the probe, and
+    // the batch fails, as when a probe's subshell is killed
+    const hup = {
+      hash: "fedcba9876543210fedcba9876543210",
+      body: "sh -c 'kill -HUP $PPID'\necho after\n",
+    };
+    const h = batch(["probe", "0", "2", ".", hup.hash]);
+    const killed = text(
+      await shell.request(remoteShellRequest(h.argv), Buffer.alloc(0), [...h.scripts, kept, hup]),
+    );
+    expect(killed.code).toBe(129);
+    expect(killed.stderr).toContain("@@pulumi-hypervisor-probed 1 5");
+    expect(killed.stderr).not.toContain("@@pulumi-hypervisor-probed 2");
+    expect(killed.stdout).not.toContain("after");
   });
 
   it("refuses a line request whose length does not match, running nothing", async () => {
