@@ -14,9 +14,9 @@
 #           (as a release frame does) once the command ends, before the reply, so the release
 #           costs no frame of its own
 #           or:                     "L CMDLEN STDINLEN NONCE[ LOCK]\n" CMD "\n" STDIN "\n"
-#           the same for a CMD of printable ASCII without a newline, read by the loop's perl in
-#           one read(2), else by the shell's `read` (no dd process; CMDLEN checks that the line
-#           came whole)
+#           the same for a CMD of printable ASCII without a newline, read by the loop's perl
+#           (one read(2) for what has arrived), else by the shell's `read` (no dd process; CMDLEN
+#           checks that the line came whole)
 #   script  client -> shell, no reply: "S HASH LEN\n" BODY "\n"
 #           a script body, kept as $PULUMI_HYPERVISOR_SCRIPTS/HASH until the loop ends; later
 #           requests run it as `sh -c '. "$PULUMI_HYPERVISOR_SCRIPTS/HASH"' NAME ARGS...`, so a
@@ -166,9 +166,9 @@ tree() {
 # One perl process per loop (perl-base is on every Debian host) moves the bytes that would
 # otherwise take a process each (about 0.9 ms of a host's CPU): told by a line on fd 5, it copies
 # a reply's two files to the session in one write ("\n"), exactly N bytes of the request
-# stream into a file ("T N FILE"), or an L frame's command line ("L N FILE": one read(2) where
-# the shell's `read` makes one per byte, about 1.3 us of a host's CPU each, and the line is
-# hundreds of bytes), and answers on fd 6. It also watches each running command
+# stream into a file ("T N FILE"), or an L frame's command line ("L N FILE": a read(2) for what
+# has arrived, where the shell's `read` makes one per byte, about 1.3 us of a host's CPU each,
+# and the line is hundreds of bytes), and answers on fd 6. It also watches each running command
 # ("W PID", answered at once, so that the loop's next line never waits in perl's buffer where
 # select cannot see it): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
