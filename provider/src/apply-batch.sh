@@ -47,21 +47,19 @@ while [ $# -gt 0 ]; do
   # $kept is hex digits (checked above), so it is spliced as it is
   if [ -n "$kept" ] && [ "$ok" = probe ] && [ "$#" -eq "$n" ] && [ -z "$bg" ]; then
     # The batch's last command, a probe (an apply's observation after its steps): sourced in this
-    # shell, not in a subshell, a fork less. Nothing runs after it, so its variables, its exit or
-    # its end harm nothing; the EXIT trap prints its exit code as the loop below does and ends the
-    # batch with 0, as after a probe in a subshell. A signal's trap ends the batch without the
-    # code, as a probe killed in its subshell would. Probes set no traps of their own.
-    printf '%s %d\n' "$probe" "$i"
-    printf '%s %d\n' "$probe" "$i" >&2
+    # shell, not in a subshell, a fork less, and the batch exits right after it (the `exit` in its
+    # command): nothing reads this shell's variables after the probe may have set its own. The
+    # EXIT trap prints its exit code as the loop below does and ends the batch with 0, as after a
+    # probe in a subshell. A signal's trap ends the batch without the code, as a probe killed in
+    # its subshell would. Probes set no traps of their own.
     trap 'trap - EXIT; exit 129' HUP INT TERM PIPE
-    # $probed and $i spliced now (a constant and a number): the probe may set variables so named
+    # $probed and $i spliced now (a constant and a number), for the same reason
     # shellcheck disable=SC2064
     trap "printf '\\n%s %d %d\\n' $probed $i \"\$?\" >&2; exit 0" EXIT
-    cmd="set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\""
-    if [ "$stdin" = 1 ]; then eval "$cmd"; else eval "$cmd" </dev/null; fi
-    exit
+    cmd="set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\"; exit"
+  elif [ -n "$kept" ]; then
+    cmd="(set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\")"
   fi
-  if [ -n "$kept" ]; then cmd="(set --$cmd; . \"\$PULUMI_HYPERVISOR_SCRIPTS/$kept\")"; fi
   if [ "$ok" = units ]; then
     # in this shell, so that the probes after it see what it got
     eval "units_batch$cmd" </dev/null
