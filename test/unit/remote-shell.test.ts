@@ -61,6 +61,8 @@ function pathWithout(program: RegExp, name: string): string {
   return dir;
 }
 const NO_PERL = pathWithout(/^perl/, "no-perl");
+// perl but no grep: a sysctl value that comes through was read by the loop's perl
+const NO_GREP = pathWithout(/^grep$/, "no-grep");
 type Sender = "perl" | "cat";
 const pathFor = (sender: Sender): string => (sender === "perl" ? PATH : NO_PERL);
 
@@ -268,6 +270,51 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       sender === "perl" ? 0 : 1,
     );
     expect(text(await running)).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
+  it("gives a probe the sysctls it asks for: from its perl where perl starts, else by grep", async () => {
+    // the perl variant has no grep on its PATH: a value that comes through came from perl (but
+    // busybox runs its own grep whatever the PATH, so only the other shells tell the two apart)
+    const { shell } = startLocal(impl, sender, undefined, sender === "perl" ? NO_GREP : NO_PERL);
+    await shell.hello;
+    const keys = ["net/ipv4/ip_forward", "kernel/pid_max", "net/ipv4/tcp_rmem", "kernel/nope"];
+    const want = (ks: readonly string[]): string =>
+      ks
+        .map((k) => {
+          const f = `/proc/sys/${k}`;
+          const v = existsSync(f) ? (readFileSync(f, "utf8").split("\n")[0] ?? "") : "-";
+          return `${k} ${v} 0\n`;
+        })
+        .join("");
+    const probe = (body: string): Promise<ShellReply> =>
+      shell.request(`${scriptBody("sysctl-probe.sh")}\n${body}`, Buffer.alloc(0));
+    for (let i = 0; i < 3; i++) {
+      expect(text(await probe(`probe_sysctl me ${keys.join(" ")}`))).toEqual({
+        code: 0,
+        stdout: want(keys),
+        stderr: "",
+      });
+    }
+    // twice in one command, then after a reader that asked and never read (a killed one): its
+    // answer is skipped
+    const twice = `probe_sysctl me ${keys[0]}; probe_sysctl me ${keys[1]}`;
+    expect(text(await probe(twice)).stdout).toBe(want(keys.slice(0, 2)));
+    const orphan = `f=\${PULUMI_HYPERVISOR_SYSCTLS%%:*}; [ -z "$f" ] || echo "9.9 ${keys[2]}" 1<>"\${f}q"`;
+    expect(text(await probe(orphan)).code).toBe(0);
+    expect(text(await probe(`probe_sysctl me ${keys[2]}`)).stdout).toBe(want([keys[2]!]));
+    if (sender === "perl" && impl !== "busybox") {
+      // no path out of /proc/sys, and an answer over 8 kB declined: grep, not here
+      const outside = "../../proc/self/stat";
+      expect(text(await probe(`probe_sysctl me ${outside}`)).stdout).toBe(`${outside} - 0\n`);
+      const many = Array.from({ length: 400 }, () => keys[0]!);
+      expect(text(await probe(`probe_sysctl me ${many.join(" ")}`)).stdout).toBe(
+        `${keys[0]} - 0\n`.repeat(400),
+      );
+      // a probe run beside others (apply-batch.sh clears the variable) reads by grep
+      expect(
+        text(await probe(`PULUMI_HYPERVISOR_SYSCTLS=; probe_sysctl me ${keys[0]}`)).stdout,
+      ).toBe(`${keys[0]} - 0\n`);
+    }
   });
 
   if (sender === "perl") {
@@ -627,6 +674,25 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       "@@pulumi-hypervisor-probed 2 3",
     ]);
     expect(existsSync(join(work, "pwned"))).toBe(false);
+  });
+
+  it("has apply-batch.sh keep its perl's sysctl reads from probes run side by side", async () => {
+    const { shell } = startLocal(impl, sender);
+    await shell.hello;
+    const show = ["sh", "-c", 'echo "[${PULUMI_HYPERVISOR_SYSCTLS-}]"'];
+    const batch = async (kind: string, n: number): Promise<string[]> => {
+      const words = Array.from({ length: n }, () => [kind, "0", "3", ...show]).flat();
+      const argv = scriptArgv(scriptIn(__dirname, "../../provider/src/apply-batch.sh", words));
+      const r = text(await shell.request(remoteShellRequest(argv), Buffer.alloc(0)));
+      expect(r.code).toBe(0);
+      return r.stdout.split("\n").filter((l) => l.startsWith("["));
+    };
+    // one answer fifo, one reader at a time: probes run at once read by grep
+    expect(await batch("probe-bg", 2)).toEqual(["[]", "[]"]);
+    const alone = await batch("probe", 1);
+    expect(alone).toHaveLength(1);
+    if (sender === "perl") expect(alone[0]).toMatch(/^\[\/.+\/k:\d+:\d+\]$/);
+    else expect(alone[0]).toBe("[]");
   });
 
   it("has apply-batch.sh source its last probe in its own shell: no subshell, the same answers", async () => {

@@ -173,19 +173,27 @@ tree() {
 # select cannot see it): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
 # then; so a request forks no watcher, a subshell whose fork and exit cost a host, on a bare
-# request, about as much CPU as the rest of the loop's work for it. Where perl does not start,
-# cat sends each reply, dd takes each request's command and stdin, and a subshell watches each
-# command.
+# request, about as much CPU as the rest of the loop's work for it. While it watches, it reads
+# sysctl values for the command's probes (sysctl-probe.sh: fifos kq and ka, named to commands by
+# PULUMI_HYPERVISOR_SYSCTLS), in place of a grep per probe. Where perl does not start,
+# cat sends each reply, dd takes each request's command and stdin, a subshell watches each
+# command, and probes read sysctls with grep.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
-if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
+if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/dev/null; then
   # shellcheck disable=SC2016 # perl's variables, not the shell's
   perl -e '
     binmode STDOUT;
     open(A, ">&=4") or exit 3;
     my ($fout, $ferr, $locks) = @ARGV;
     (my $over = $fout) =~ s{/out$}{/over};
+    (my $kq = $fout) =~ s{/out$}{/kq};
+    (my $ka = $fout) =~ s{/out$}{/ka};
+    # both ends of each: an open never waits, and a reader killed midway blocks nothing
+    open(KQ, "+<", $kq) or exit 3;
+    open(KA, "+<", $ka) or exit 3;
     my $buf = "";
+    my $kbuf = "";
     sub out {
       my $o = 0;
       while ($o < length $buf) {
@@ -259,6 +267,41 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       syswrite($fh, "$t\n");
       close $fh;
     }
+    # A running command asks for sysctl values ("ID KEY...\n" into kq, sysctl-probe.sh) and gets
+    # "\n=ID\n", "KEY:LINE\n" for each line of each key that can be read (as `grep -s -H` in
+    # /proc/sys prints them: a number comes only in one read(2), which the shell cannot make), and
+    # "\n"; or "!\n" before that "\n" for an answer over 8 kB, which it declines. A key is a path
+    # below /proc/sys with no ".." in it. One command asks at a time and reads each answer whole
+    # before it asks again; what a killed one left in either fifo goes once its command is over
+    # (sub settle), so an answer never waits for room in the fifo.
+    sub sysctls {
+      my ($id, @keys) = split / /, $_[0];
+      return unless defined $id && $id =~ /^[0-9.]+$/;
+      my $a = "";
+      for my $k (@keys) {
+        next if $k eq "" || $k =~ m{^/} || $k =~ m{(^|/)\.\.(/|$)};
+        open(my $f, "<", "/proc/sys/$k") or next;
+        my $n = sysread($f, my $v, 4096);
+        close $f;
+        next unless $n;
+        $v =~ s/\n\z//;
+        $a .= "$k:$_\n" for (length $v ? split(/\n/, $v, -1) : (""));
+      }
+      $a = "!\n" if length $a > 8192;
+      syswrite(KA, "\n=$id\n$a\n");
+    }
+    # Empties both fifos while no command runs: nothing else reads them then, so a read after
+    # select never waits.
+    sub settle {
+      for my $h (\*KQ, \*KA) {
+        my $rin = "";
+        vec($rin, fileno($h), 1) = 1;
+        while (select(my $r = $rin, undef, undef, 0) > 0) {
+          last unless sysread($h, my $old, 65536);
+        }
+      }
+      $kbuf = "";
+    }
     # The watch of a running command ("W PID"), in this process instead of a subshell per request:
     # the request stream is read a line at a time ("\n" once the client has the reply, "K" to
     # kill, "U REF" to release, its end to hang up) while a "\n" from the loop asks for the
@@ -271,7 +314,13 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
         my $rin = "";
         vec($rin, fileno(STDIN), 1) = 1 unless $replied;
         vec($rin, 3, 1) = 1 if $watching;
+        vec($rin, fileno(KQ), 1) = 1;
         next if select(my $rout = $rin, undef, undef, undef) < 0;
+        if (vec($rout, fileno(KQ), 1)) {
+          sysread(KQ, $kbuf, 4096, length $kbuf) or exit 13;
+          sysctls($1) while $kbuf =~ s/^([^\n]*)\n//;
+          $kbuf = "" if length $kbuf > 65536;
+        }
         if ($watching && vec($rout, 3, 1)) {
           my $l = line3();
           if (!defined $l) { tree_kill($c, "HUP"); $watching = 0; }
@@ -285,6 +334,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
           $replied = 1;
         }
       }
+      settle();
       syswrite(A, "\n") or exit 8;
     }
     open(R, "<&=3") or exit 3;
@@ -336,9 +386,13 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" 2>/dev/null; then
       syswrite(A, "\n") or exit 8;
     }
   ' "$d/out" "$d/err" "$locks" <"$d/rq" 4>"$d/ra" 2>/dev/null &
+  perl=$!
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
     reply="perl"
+    # where the commands' sysctl reads go (sysctl-probe.sh): the fifos, perl, the request's number
+    PULUMI_HYPERVISOR_SYSCTLS=$d/k:$perl:0
+    export PULUMI_HYPERVISOR_SYSCTLS
   else
     exec 5>&- 6<&-
   fi
@@ -353,6 +407,7 @@ fi
 if [ -e "$trace" ]; then
   { read -r up _ </proc/uptime && printf '%s shell\n' "$up" >>"$trace"; } 2>/dev/null
 fi
+req=0
 printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
 while IFS=' ' read -r tag clen slen nonce rel <&3; do
   # an empty line is a "\n" that arrived after its command's watcher had gone
@@ -397,6 +452,8 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   IFS= read -r end <&3 || exit 0
   [ -z "$end" ] || exit 2
   : >"$d/over"
+  req=$((req + 1))
+  if [ "$reply" = perl ]; then PULUMI_HYPERVISOR_SYSCTLS=$d/k:$perl:$req; fi
   printf .
   # shellcheck disable=SC1091 # the request's command, written just above
   (

@@ -91,7 +91,8 @@ if [ -d "$c" ]; then
   done
 fi
 # VALUES=if-tap: a plan needs the values only of a tap that exists or holds claims (one that is not
-# routed), so a create's first look and a delete's last one read none: grep is a process.
+# routed), so a create's first look and a delete's last one read none (a grep where the remote
+# shell's perl does not read them).
 if [ "$values" != if-tap ] || [ -n "$claimed" ] || [ ! -d /sys/class/net ] ||
   [ -e "/sys/class/net/$name/ifindex" ]; then
   set -f
