@@ -1,6 +1,7 @@
 // The bench's driver: one run starts a plugin process (pooled or one connection per command),
 // converges every host's fleet, refreshes and destroys it, and counts what each host's sshd saw.
 import { execFileSync } from "node:child_process";
+import { realpathSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import * as path from "node:path";
 import type { Lab, LabHost } from "../lab";
@@ -240,14 +241,31 @@ export function specConnection(h: LabHost, relays: Map<string, Relay>): SpecConn
   return relay ? { ...conn, host: relay.host, port: relay.port } : conn;
 }
 
+/**
+ * Returns why a provider the plugin would load from `resolved` is not the one of the checkout at
+ * `root` (undefined when it is). A second checkout (a git worktree) whose node_modules links to
+ * the first's loads the first's provider through node_modules/pulumi-hypervisor, its own bench
+ * code beside it: two builds "compared" that way are one build twice.
+ */
+export function foreignProvider(resolved: string, root: string): string | undefined {
+  const rel = path.relative(realpathSync(root), realpathSync(resolved));
+  if (rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel)) return undefined;
+  return `the plugin would load the provider from ${realpathSync(resolved)}, not from this checkout (${root}): its node_modules/pulumi-hypervisor must link to it`;
+}
+
 // The plugin loads the provider as `pulumi-hypervisor/provider` through node_modules; a shared
-// tree's `npm ci` removes that link, so it is checked before each plugin starts.
+// tree's `npm ci` removes that link, so it is checked before each plugin starts, and so is where
+// it leads.
 function ensureSelfLink(): void {
+  let resolved: string;
   try {
-    require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
+    resolved = require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
   } catch {
     execFileSync(process.execPath, [path.join(REPO_ROOT, "scripts", "link-self.js")]);
+    resolved = require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
   }
+  const why = foreignProvider(resolved, REPO_ROOT);
+  if (why !== undefined) throw new Error(`bench: ${why}`);
 }
 
 /** Returns the result of one run: a mode and a schedule at a delay, on every host of the lab. */

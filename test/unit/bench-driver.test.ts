@@ -1,0 +1,55 @@
+// The bench runs the provider of its own checkout: a second checkout whose node_modules leads to
+// another's provider is refused, so that two builds are never "compared" as one build twice.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { foreignProvider } from "../../bench/driver";
+
+const work = mkdtempSync(path.join(tmpdir(), "bench-driver-test-"));
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** A checkout at work/NAME with its built provider; node_modules/pulumi-hypervisor links to `to`. */
+function checkout(name: string, to: string): string {
+  const root = path.join(work, name);
+  mkdirSync(path.join(root, "dist", "provider"), { recursive: true });
+  mkdirSync(path.join(root, "node_modules"), { recursive: true });
+  writeFileSync(path.join(root, "dist", "provider", "index.js"), "");
+  symlinkSync(to, path.join(root, "node_modules", "pulumi-hypervisor"));
+  return root;
+}
+
+describe("foreignProvider", () => {
+  it("accepts the checkout's own provider and names the other one's", () => {
+    const main = checkout("main", "..");
+    // a worktree whose node_modules entries link to main's: the package link too
+    const old = checkout("old", main);
+    const viaOld = path.join(
+      old,
+      "node_modules",
+      "pulumi-hypervisor",
+      "dist",
+      "provider",
+      "index.js",
+    );
+    const viaMain = path.join(
+      main,
+      "node_modules",
+      "pulumi-hypervisor",
+      "dist",
+      "provider",
+      "index.js",
+    );
+    expect(foreignProvider(viaMain, main)).toBeUndefined();
+    const why = foreignProvider(viaOld, old);
+    expect(why).toContain(path.join(main, "dist", "provider", "index.js"));
+    expect(why).toContain(`not from this checkout (${old})`);
+    // relinked to itself, the worktree runs its own
+    rmSync(path.join(old, "node_modules", "pulumi-hypervisor"));
+    symlinkSync("..", path.join(old, "node_modules", "pulumi-hypervisor"));
+    expect(foreignProvider(viaOld, old)).toBeUndefined();
+  });
+});
