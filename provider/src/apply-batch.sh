@@ -88,10 +88,8 @@ EOF
     dir=$(mktemp -d 2>/dev/null) || dir=''
   fi
   if [ "$ok" = probe-bg ] && [ -n "$dir" ]; then
-    # .done says the probe's exit code was written; without it (killed) the end reports 255. Its
-    # sysctls are read by grep: the loop's perl answers one reader at a time (sysctl-probe.sh).
+    # .done says the probe's exit code was written; without it (killed) the end reports 255
     {
-      unset PULUMI_HYPERVISOR_SYSCTLS
       printf '%s %d\n' "$probe" "$i"
       printf '%s %d\n' "$probe" "$i" >&2
       eval "$cmd" </dev/null

@@ -174,13 +174,13 @@ tree() {
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
 # then; so a request forks no watcher, a subshell whose fork and exit cost a host, on a bare
 # request, about as much CPU as the rest of the loop's work for it. While it watches, it reads
-# sysctl values for the command's probes (sysctl-probe.sh: fifos kq and ka, named to commands by
-# PULUMI_HYPERVISOR_SYSCTLS), in place of a grep per probe. Where perl does not start,
-# cat sends each reply, dd takes each request's command and stdin, a subshell watches each
-# command, and probes read sysctls with grep.
+# sysctl values for the command's probes (sysctl-probe.sh: fifos kq, ka and kt, named to commands
+# by PULUMI_HYPERVISOR_SYSCTLS), in place of a grep per probe. Where perl does not start, cat
+# sends each reply, dd takes each request's command and stdin, a subshell watches each command,
+# and probes read sysctls with grep.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
-if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/dev/null; then
+if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d/kt" 2>/dev/null; then
   # shellcheck disable=SC2016 # perl's variables, not the shell's
   perl -e '
     binmode STDOUT;
@@ -189,9 +189,12 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/
     (my $over = $fout) =~ s{/out$}{/over};
     (my $kq = $fout) =~ s{/out$}{/kq};
     (my $ka = $fout) =~ s{/out$}{/ka};
+    (my $kt = $fout) =~ s{/out$}{/kt};
     # both ends of each: an open never waits, and a reader killed midway blocks nothing
     open(KQ, "+<", $kq) or exit 3;
     open(KA, "+<", $ka) or exit 3;
+    open(KT, "+<", $kt) or exit 3;
+    syswrite(KT, "\n") or exit 3;
     my $buf = "";
     my $kbuf = "";
     sub out {
@@ -271,9 +274,10 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/
     # "\n=ID\n", "KEY:LINE\n" for each line of each key that can be read (as `grep -s -H` in
     # /proc/sys prints them: a number comes only in one read(2), which the shell cannot make), and
     # "\n"; or "!\n" before that "\n" for an answer over 8 kB, which it declines. A key is a path
-    # below /proc/sys with no ".." in it. One command asks at a time and reads each answer whole
-    # before it asks again; what a killed one left in either fifo goes once its command is over
-    # (sub settle), so an answer never waits for room in the fifo.
+    # below /proc/sys with no ".." in it. One reader at a time (it holds the token, the one byte in
+    # kt, probes run side by side taking turns) asks and reads its answer whole; what a killed one
+    # left in the fifos goes once its command is over, and the token comes back (sub settle), so an
+    # answer never waits for room in the fifo.
     sub sysctls {
       my ($id, @keys) = split / /, $_[0];
       return unless defined $id && $id =~ /^[0-9.]+$/;
@@ -290,10 +294,10 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/
       $a = "!\n" if length $a > 8192;
       syswrite(KA, "\n=$id\n$a\n");
     }
-    # Empties both fifos while no command runs: nothing else reads them then, so a read after
-    # select never waits.
+    # Empties the fifos while no command runs (nothing else reads them then, so a read after select
+    # never waits) and puts the token back.
     sub settle {
-      for my $h (\*KQ, \*KA) {
+      for my $h (\*KQ, \*KA, \*KT) {
         my $rin = "";
         vec($rin, fileno($h), 1) = 1;
         while (select(my $r = $rin, undef, undef, 0) > 0) {
@@ -301,6 +305,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" 2>/
         }
       }
       $kbuf = "";
+      syswrite(KT, "\n") or exit 8;
     }
     # The watch of a running command ("W PID"), in this process instead of a subshell per request:
     # the request stream is read a line at a time ("\n" once the client has the reply, "K" to
