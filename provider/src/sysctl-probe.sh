@@ -38,8 +38,8 @@ sysctl_values() {
   _sv=${PULUMI_HYPERVISOR_SYSCTLS-}
   case $_sv in *:*:*) ;; *) return 1 ;; esac
   _sv_f=${_sv%%:*} _sv=${_sv#*:}
-  _sv_id=${_sv#*:}.$((${_sv_n:-0} + 1))
   _sv_n=$((${_sv_n:-0} + 1))
+  _sv_id=${_sv#*:}.$_sv_n
   _sv_q=$_sv_id
   for _sv_k in "$@"; do
     # a word each in the query: a key with a space or a newline (none of the provider's) is grep's

@@ -66,6 +66,12 @@ const NO_GREP = pathWithout(/^grep$/, "no-grep");
 type Sender = "perl" | "cat";
 const pathFor = (sender: Sender): string => (sender === "perl" ? PATH : NO_PERL);
 
+/** What probe_sysctl prints for key k, unclaimed: its value's first line, "-" where it is not. */
+function sysctlLine(k: string): string {
+  const f = `/proc/sys/${k}`;
+  return `${k} ${existsSync(f) ? (readFileSync(f, "utf8").split("\n")[0] ?? "") : "-"} 0\n`;
+}
+
 interface Local {
   readonly shell: RemoteShell;
   readonly child: ChildProcessWithoutNullStreams;
@@ -278,14 +284,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const { shell } = startLocal(impl, sender, undefined, sender === "perl" ? NO_GREP : NO_PERL);
     await shell.hello;
     const keys = ["net/ipv4/ip_forward", "kernel/pid_max", "net/ipv4/tcp_rmem", "kernel/nope"];
-    const want = (ks: readonly string[]): string =>
-      ks
-        .map((k) => {
-          const f = `/proc/sys/${k}`;
-          const v = existsSync(f) ? (readFileSync(f, "utf8").split("\n")[0] ?? "") : "-";
-          return `${k} ${v} 0\n`;
-        })
-        .join("");
+    const want = (ks: readonly string[]): string => ks.map(sysctlLine).join("");
     const probe = (body: string): Promise<ShellReply> =>
       shell.request(`${scriptBody("sysctl-probe.sh")}\n${body}`, Buffer.alloc(0));
     for (let i = 0; i < 3; i++) {
@@ -296,7 +295,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       });
     }
     // twice in one command, then after a reader that asked and never read (a killed one): its
-    // answer is skipped
+    // query and answer are gone once its command is over
     const twice = `probe_sysctl me ${keys[0]}; probe_sysctl me ${keys[1]}`;
     expect(text(await probe(twice)).stdout).toBe(want(keys.slice(0, 2)));
     const orphan = `f=\${PULUMI_HYPERVISOR_SYSCTLS%%:*}; [ -z "$f" ] || echo "9.9 ${keys[2]}" 1<>"\${f}q"`;
@@ -310,7 +309,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       expect(text(await probe(`probe_sysctl me ${many.join(" ")}`)).stdout).toBe(
         `${keys[0]} - 0\n`.repeat(400),
       );
-      // a probe run beside others (apply-batch.sh clears the variable) reads by grep
+      // a command without the variable (a session of its own) reads by grep
       expect(
         text(await probe(`PULUMI_HYPERVISOR_SYSCTLS=; probe_sysctl me ${keys[0]}`)).stdout,
       ).toBe(`${keys[0]} - 0\n`);
@@ -681,9 +680,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const { shell } = startLocal(impl, sender, undefined, sender === "perl" ? NO_GREP : NO_PERL);
     await shell.hello;
     const keys = ["net/ipv4/ip_forward", "kernel/pid_max", "net/ipv4/tcp_rmem"];
-    const want = keys
-      .map((k) => `${k} ${readFileSync(`/proc/sys/${k}`, "utf8").split("\n")[0] ?? ""} 0`)
-      .join("\n");
+    const want = keys.map(sysctlLine).join("");
     const lib = join(work, `sysctl-probe-${impl}-${sender}.sh`);
     writeFileSync(lib, scriptBody("sysctl-probe.sh"));
     const one = ["sh", "-c", `. "$0"; probe_sysctl me ${keys.join(" ")}`, lib];
@@ -693,7 +690,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       const r = text(await shell.request(remoteShellRequest(argv), Buffer.alloc(0)));
       expect(r.code).toBe(0);
       const outs = r.stdout.split(/@@pulumi-hypervisor-probe \d+\n/).slice(1);
-      expect(outs).toEqual(Array.from({ length: 8 }, () => `${want}\n`));
+      expect(outs).toEqual(Array.from({ length: 8 }, () => want));
     }
   });
 
