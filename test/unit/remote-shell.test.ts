@@ -78,24 +78,30 @@ interface Local {
   readonly exited: Promise<number | null>;
 }
 
+/**
+ * Starts the loop as a child of this process, or, with `sshd` (a shell called sshd-*, as a
+ * session's parent is), as that shell's child: the anchor of its locks, which stays after the
+ * loop (as a sleep of the same pid) until the test kills it.
+ */
 function startLocal(
   impl: string,
   sender: Sender,
   writes?: Buffer[],
   path = pathFor(sender),
+  sshd?: string,
 ): Local {
-  const argv = impl === "busybox" ? ["busybox", "sh"] : [impl];
-  const child = spawn(
-    argv[0] ?? "sh",
-    [
-      ...argv.slice(1),
-      "-c",
-      scriptBody(REMOTE_SHELL_SCRIPT),
-      "remote-shell.sh",
-      "10.0.0.9 5 10.0.0.1 22",
-    ],
-    { env: { PATH: path, TMPDIR: work }, cwd: work },
-  );
+  const argv = [
+    ...(impl === "busybox" ? ["busybox", "sh"] : [impl]),
+    "-c",
+    scriptBody(REMOTE_SHELL_SCRIPT),
+    "remote-shell.sh",
+    "10.0.0.9 5 10.0.0.1 22",
+  ];
+  const all = sshd ? [sshd, "-c", '"$@"; exec sleep 600', "sshd", ...argv] : argv;
+  const child = spawn(all[0] ?? "sh", all.slice(1), {
+    env: { PATH: path, TMPDIR: work },
+    cwd: work,
+  });
   started.push(child);
   const shell = new RemoteShell({
     write: (chunk) => {
@@ -298,7 +304,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     // query and answer are gone once its command is over
     const twice = `probe_sysctl me ${keys[0]}; probe_sysctl me ${keys[1]}`;
     expect(text(await probe(twice)).stdout).toBe(want(keys.slice(0, 2)));
-    const orphan = `f=\${PULUMI_HYPERVISOR_SYSCTLS%%:*}; [ -z "$f" ] || echo "9.9 ${keys[2]}" 1<>"\${f}q"`;
+    const orphan = `f=\${PULUMI_HYPERVISOR_PERL%%:*}; [ -z "$f" ] || echo "9.9 ${keys[2]}" 1<>"\${f}q"`;
     expect(text(await probe(orphan)).code).toBe(0);
     expect(text(await probe(`probe_sysctl me ${keys[2]}`)).stdout).toBe(want([keys[2]!]));
     if (sender === "perl" && impl !== "busybox") {
@@ -310,9 +316,9 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         `${keys[0]} - 0\n`.repeat(400),
       );
       // a command without the variable (a session of its own) reads by grep
-      expect(
-        text(await probe(`PULUMI_HYPERVISOR_SYSCTLS=; probe_sysctl me ${keys[0]}`)).stdout,
-      ).toBe(`${keys[0]} - 0\n`);
+      expect(text(await probe(`PULUMI_HYPERVISOR_PERL=; probe_sysctl me ${keys[0]}`)).stdout).toBe(
+        `${keys[0]} - 0\n`,
+      );
     }
   });
 
@@ -343,6 +349,197 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       expect(await exited).not.toBe(0);
     });
   }
+
+  describe("host locks taken in the loop", () => {
+    const locks = "/run/pulumi-hypervisor/locks";
+    const keys: string[] = [];
+    afterAll(() => {
+      for (const k of keys) {
+        for (const ext of ["lock", "since", "rel"])
+          rmSync(join(locks, `${k}.${ext}`), { force: true });
+      }
+    });
+    const newKey = (): string => {
+      mkdirSync(locks, { recursive: true });
+      const k = `Test.${randomBytes(8).toString("hex")}`;
+      keys.push(k);
+      return k;
+    };
+    const held = (k: string): boolean =>
+      spawnSync("flock", ["-n", join(locks, `${k}.lock`), "true"]).status !== 0;
+    const until = async (what: string, ok: () => boolean, ms = 3000): Promise<void> => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+      }
+    };
+    const alive = (pid: number): boolean => existsSync(`/proc/${pid}`);
+    // the holder a key's .since names (its token, pid, anchor and keys)
+    const since = (k: string): string[] =>
+      readFileSync(join(locks, `${k}.since`), "utf8")
+        .trim()
+        .split(" ");
+    /** lock-take.sh as the first command of an operation, with its wait in seconds. */
+    const take = (shell: RemoteShell, token: string, wait: number, key: string, argv: string[]) => {
+      const { argv: cached, scripts } = argvWithCachedScripts(
+        scriptArgv(
+          scriptIn(__dirname, "../../provider/src/host/lock-take.sh", [
+            token,
+            String(wait),
+            key,
+            "--",
+            ...argv,
+          ]),
+        ),
+      );
+      return shell.request(remoteShellRequest(cached), Buffer.alloc(0), scripts);
+    };
+    /** A PATH whose `flock` notes each start in `log` before it runs the real one. */
+    const spyFlock = (log: string): string => {
+      const real = spawnSync("sh", ["-c", "command -v flock"], { encoding: "utf8" }).stdout.trim();
+      const dir = join(work, `spy-${impl}-${sender}-${randomBytes(4).toString("hex")}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, "flock"), `#!/bin/sh\necho flock >>${log}\nexec ${real} "$@"\n`, {
+        mode: 0o755,
+      });
+      return `${dir}:${pathFor(sender)}`;
+    };
+    // a loop whose parent is called sshd-*, as a session's is: the anchor of its locks, which
+    // stays (as sleep) after the loop ends, until the test kills it
+    const underSshd = (): Local => {
+      const sshd = join(work, `sshd-${impl}-${sender}-${randomBytes(4).toString("hex")}`);
+      symlinkSync(
+        spawnSync("sh", ["-c", "command -v dash || command -v sh"], {
+          encoding: "utf8",
+        }).stdout.trim(),
+        sshd,
+      );
+      return startLocal(impl, sender, undefined, pathFor(sender), sshd);
+    };
+
+    it("takes the lock in its perl where perl starts (no flock, no holder process), else by a holder", async () => {
+      const log = join(work, `flock-log-${impl}-${sender}`);
+      const { shell } = startLocal(impl, sender, undefined, spyFlock(log));
+      const hello = await shell.hello;
+      const key = newKey();
+      const token = randomBytes(8).toString("hex");
+      expect(text(await take(shell, token, 5, key, ["echo", "first"]))).toEqual({
+        code: 0,
+        stdout: "first\n",
+        stderr: "",
+      });
+      expect(held(key)).toBe(true);
+      const [t, pid, anchor, ...named] = since(key);
+      expect([t, anchor, named]).toEqual([token, String(hello.pid), [key]]);
+      const perl = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "pid=,comm="], {
+        encoding: "utf8",
+      })
+        .stdout.split("\n")
+        .find((l) => l.trim().endsWith(" perl"));
+      if (sender === "perl") {
+        // the holder is the loop's perl, and no flock program ran
+        expect(pid).toBe(perl?.trim().split(/\s+/)[0]);
+        expect(existsSync(log)).toBe(false);
+      } else {
+        expect(perl).toBeUndefined();
+        expect(readFileSync(log, "utf8")).toBe("flock\n");
+      }
+      // a later command finds it held; the last one releases it before its reply
+      const check = argvWithCachedScripts(
+        scriptArgv(
+          scriptIn(__dirname, "../../provider/src/host/lock-check.sh", [
+            `${token}/${key}`,
+            "echo",
+            "later",
+          ]),
+        ),
+      );
+      const later = await shell.request(
+        remoteShellRequest(check.argv),
+        Buffer.alloc(0),
+        check.scripts,
+        `${token}/${key}`,
+      );
+      expect(text(later)).toEqual({ code: 0, stdout: "later\n", stderr: "" });
+      await until("the lock is free after its last command", () => !held(key));
+      expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+      // taken again in the same loop, and the loop runs on
+      expect(text(await take(shell, token.replace(/^./, "f"), 5, key, ["true"])).code).toBe(0);
+      expect(held(key)).toBe(true);
+      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+    });
+
+    it("keeps a lock past the end of its loop until its release, or until its sshd is gone", async () => {
+      for (const end of ["release", "sshd gone"]) {
+        const { shell, child } = underSshd();
+        const hello = await shell.hello;
+        const key = newKey();
+        const token = randomBytes(8).toString("hex");
+        expect(text(await take(shell, token, 5, key, ["true"])).code).toBe(0);
+        const holder = Number(since(key)[1]);
+        expect(since(key)[2]).toBe(String(child.pid));
+        // the session ends: the loop is gone, the lock and its holder are not
+        child.stdin.end();
+        await until("the loop ends", () => !alive(hello.pid));
+        await new Promise((r) => setTimeout(r, 300));
+        expect([held(key), alive(holder)]).toEqual([true, true]);
+        if (end === "release") {
+          // what the client runs when no shell is left to take the release frame
+          spawnSync("sh", [
+            "-c",
+            scriptBody("host/lock-release.sh"),
+            "lock-release.sh",
+            `${token}/${key}`,
+          ]);
+        } else {
+          child.kill("SIGKILL");
+        }
+        await until(`the lock goes (${end})`, () => !held(key));
+        await until(`its holder ends (${end})`, () => !alive(holder));
+        expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+        child.kill("SIGKILL");
+      }
+    }, 20_000);
+
+    it("times out naming no holder; a killed command takes its lock along, or takes none later", async () => {
+      const { shell } = startLocal(impl, sender);
+      await shell.hello;
+      const key = newKey();
+      // another process holds the key, with no .since of ours
+      const other = spawn("sh", [
+        "-c",
+        'exec 9>>"$1" && flock 9 && exec sleep 30',
+        "sh",
+        join(locks, `${key}.lock`),
+      ]);
+      started.push(other);
+      await until("the other process holds the key", () => held(key));
+      const t0 = Date.now();
+      expect(
+        text(await take(shell, randomBytes(8).toString("hex"), 1, key, ["echo", "ran"])),
+      ).toEqual({
+        code: 125,
+        stdout: "",
+        stderr: `host lock: timed out after 1 s waiting for the host lock on ${key} (holder since, operation, pid, connection, keys: unknown)\n`,
+      });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      const waiting = take(shell, randomBytes(8).toString("hex"), 20, key, ["echo", "ran"]);
+      await new Promise((r) => setTimeout(r, 300));
+      shell.kill();
+      expect((await waiting).code).toBe(137);
+      other.kill();
+      await until("the other process lets go", () => !held(key));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(held(key)).toBe(false);
+      // a command killed after its lock was taken takes it along, as a holder it started would
+      const secs = 4000 + shells.indexOf(impl);
+      const holding = take(shell, randomBytes(8).toString("hex"), 5, key, ["sleep", String(secs)]);
+      await until("the command holds the key", () => held(key));
+      shell.kill();
+      expect((await holding).code).toBe(137);
+      await until("the killed command's lock goes", () => !held(key), 1000);
+      expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
+    });
+  });
 
   it("returns hostile bytes exactly: NUL, invalid UTF-8, no trailing newline, frame-like text", async () => {
     const { shell } = startLocal(impl, sender);

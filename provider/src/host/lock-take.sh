@@ -13,11 +13,17 @@
 # The files are one per key and stay, like the .lock files: KEY.since names the holder while it
 # holds (TOKEN, its pid, the connection's anchor, its keys; emptied when it ends), FIRSTKEY.rel is
 # made once; w.ANCHOR names the connection's watcher. So a lock costs the host one flock per key
-# and the holder's fork: no mkfifo, no rm, no watcher of its own.
+# and the holder's fork: no rm, no watcher of its own, a mkfifo once per key.
+#
+# In a remote shell whose perl serves (remote-shell.sh, perl-ask.sh), that perl takes the flocks
+# and holds them itself, and is the holder that KEY.since names: no process starts (the flock
+# program and a holder's fork cost a host more than the rest of a tap's lock). It reads the same
+# fifo for the same token, and it watches the connection's sshd itself, so it needs no watcher.
 #
 # Exits 124 outside a remote shell (no anchor: the client holds the lock the other way, lock.ts),
 # 125 with "host lock: ..." on stderr when the lock was not taken. A host that cannot lock (no
-# flock, no writable /run) runs the command unlocked, as before there was a lock.
+# writable /run; no flock, where perl does not serve) runs the command unlocked, as before there
+# was a lock.
 dir=/run/pulumi-hypervisor/locks
 token=$1 wait=$2
 shift 2
@@ -34,23 +40,49 @@ case $anchor in
     exit 124
     ;;
 esac
-if { ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; } || ! command -v flock >/dev/null 2>&1; then
+. ./perl-ask.sh
+. ./lock-keys.sh
+. ./run-wrapped.sh
+# perl's lock needs no flock program; a holder process does
+if [ -n "${PULUMI_HYPERVISOR_PERL-}" ]; then can=perl; else can=flock; fi
+if { ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; } ||
+  { [ "$can" = flock ] && ! command -v flock >/dev/null 2>&1; }; then
   exec "$@"
 fi
 # Lock and state files name the resources being worked on: root alone reads them.
 umask 077
 first=${keys# }
 rel="$dir/${first%% *}.rel"
-# An flock belongs to the open file, so the holder started below, which inherits the descriptors,
-# keeps the locks after this process closes its copies.
-. ./lock-keys.sh
-# shellcheck disable=SC2086 # the keys are plain names, one word each (lock.ts checks them)
-if ! take_lock_keys "$dir" "$wait" $keys; then
-  echo "host lock: $lock_why" >&2
+# made once per key (another operation may be making it at the same moment)
+if ! [ -p "$rel" ] && ! mkfifo "$rel" 2>/dev/null && ! [ -p "$rel" ]; then
+  echo "host lock: cannot create $rel" >&2
   exit 125
 fi
-if ! [ -p "$rel" ] && ! mkfifo "$rel"; then
-  echo "host lock: cannot create $rel" >&2
+nl='
+'
+# shellcheck disable=SC2086 # the keys are plain names, one word each (lock.ts checks them)
+if [ "$can" = perl ] && perl_ask '!lock' "$token" "$wait" $keys; then
+  case $_pa_all in
+    "${nl}ok$nl") ;;
+    "${nl}no "*"$nl")
+      why=${_pa_all#"${nl}no "}
+      echo "host lock: ${why%"$nl"}" >&2
+      exit 125
+      ;;
+    *)
+      echo "host lock: the remote shell's perl answered neither ok nor no" >&2
+      exit 125
+      ;;
+  esac
+  run_wrapped "$@"
+fi
+# Where perl did not answer (it was gone, and what it held went with it), a holder process, as
+# on a host that can: an flock belongs to the open file, so the holder started below, which
+# inherits the descriptors, keeps the locks after this process closes its copies.
+command -v flock >/dev/null 2>&1 || exec "$@"
+# shellcheck disable=SC2086
+if ! take_lock_keys "$dir" "$wait" $keys; then
+  echo "host lock: $lock_why" >&2
   exit 125
 fi
 # Open for reading and writing (which never blocks) before the holder starts and kept open by it,
@@ -90,5 +122,4 @@ if [ "$wpid" = 0 ] || ! kill -0 "$wpid" 2>/dev/null; then
   )
 fi
 exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
-. ./run-wrapped.sh
 run_wrapped "$@"

@@ -173,11 +173,14 @@ tree() {
 # select cannot see it): it reads the request stream's lines as the subshell watcher below
 # does, until the client's "\n" and the loop's "\n" (send the reply) have both come, and answers
 # then; so a request forks no watcher, a subshell whose fork and exit cost a host, on a bare
-# request, about as much CPU as the rest of the loop's work for it. While it watches, it reads
-# sysctl values for the command's probes (sysctl-probe.sh: fifos kq, ka and kt, named to commands
-# by PULUMI_HYPERVISOR_SYSCTLS), in place of a grep per probe. Where perl does not start, cat
-# sends each reply, dd takes each request's command and stdin, a subshell watches each command,
-# and probes read sysctls with grep.
+# request, about as much CPU as the rest of the loop's work for it. While it watches, it answers
+# the command's questions (perl-ask.sh: fifos kq, ka and kt, named to commands by
+# PULUMI_HYPERVISOR_PERL): sysctl values for probes (sysctl-probe.sh), in place of a grep per
+# probe, and host locks (lock-take.sh), which it takes and holds itself, in place of an flock and
+# a holder process per lock; a perl that holds locks outlives its loop until they are released
+# or the connection is gone. Where perl does not start, cat sends each reply, dd takes each
+# request's command and stdin, a subshell watches each command, probes read sysctls with grep,
+# and a holder process holds each lock.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d/kt" 2>/dev/null; then
@@ -197,22 +200,31 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     syswrite(KT, "\n") or exit 3;
     my $buf = "";
     my $kbuf = "";
+    # host locks held by this process (sub lock_ask), by token; the one being taken
+    my $anchor = $ENV{PULUMI_HYPERVISOR_SHELL_ANCHOR} // "";
+    my (%held, $want);
+    # lock and state files name the resources being worked on: root alone reads them
+    umask(077);
+    # a write to a session that is gone fails (exit 4 below) instead of killing this process, and
+    # a signal that ends it empties the .since files of the locks it held
+    $SIG{PIPE} = "IGNORE";
+    for my $s (qw(HUP INT TERM)) { $SIG{$s} = sub { unlock($_) for keys %held; exit 1; }; }
     sub out {
       my $o = 0;
       while ($o < length $buf) {
         my $n = syswrite(STDOUT, $buf, length($buf) - $o, $o);
-        exit 4 unless $n;
+        bye(4) unless $n;
         $o += $n;
       }
       $buf = "";
     }
     sub reply {
       for my $f ($fout, $ferr) {
-        open(F, "<", $f) or exit 6;
+        open(F, "<", $f) or bye(6);
         binmode F;
         while (1) {
           my $n = sysread(F, $buf, 65536, length $buf);
-          exit 7 unless defined $n;
+          bye(7) unless defined $n;
           last unless $n;
           out() if length $buf >= 1048576;
         }
@@ -237,7 +249,9 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       return (split / /, $st)[1] // "";
     }
     # as tree and the kill after it in the loop: each process stopped before its children are
-    # looked for, and only while the command is still a child of the loop (not once it is over)
+    # looked for, and only while the command is still a child of the loop (not once it is over).
+    # A lock taken for the command (or still being taken) goes with it, as a holder process
+    # started by the command would.
     sub tree_kill {
       my ($c, $sig) = @_;
       return if -s $over;
@@ -260,6 +274,8 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       }
       kill($sig, @all);
       kill("CONT", @all);
+      lock_drop();
+      unlock($_) for grep { $held{$_}{now} } keys %held;
     }
     # as lock_release (lock-keys.sh): TOKEN into FIRSTKEY.rel when that fifo is there
     sub release {
@@ -270,17 +286,19 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       syswrite($fh, "$t\n");
       close $fh;
     }
-    # A running command asks for sysctl values ("ID KEY...\n" into kq, sysctl-probe.sh) and gets
-    # "\n=ID\n", "KEY:LINE\n" for each line of each key that can be read (as `grep -s -H` in
-    # /proc/sys prints them: a number comes only in one read(2), which the shell cannot make), and
-    # "\n"; or "!\n" before that "\n" for an answer over 8 kB, which it declines. A key is a path
-    # below /proc/sys with no ".." in it. One reader at a time (it holds the token, the one byte in
-    # kt, probes run side by side taking turns) asks and reads its answer whole; what a killed one
-    # left in the fifos goes once its command is over, and the token comes back (sub settle), so an
-    # answer never waits for room in the fifo.
-    sub sysctls {
+    # A running command asks ("ID WORD...\n" into kq, perl-ask.sh) and gets "\n=ID\n", its
+    # answer lines, and "\n". One asker at a time (it holds the token, the one byte in kt,
+    # commands run side by side taking turns) asks and reads its answer whole; what a killed one
+    # left in the fifos goes once its command is over, and the token comes back (sub settle), so
+    # an answer never waits for room in the fifo. "ID !lock ..." asks for a host lock (below); any
+    # other query, for sysctls: "ID KEY..." (sysctl-probe.sh) gets "KEY:LINE\n" for each line of
+    # each key that can be read (as `grep -s -H` in /proc/sys prints them: a number comes only in
+    # one read(2), which the shell cannot make), or "!\n" for an answer over 8 kB, which it
+    # declines. A key is a path below /proc/sys with no ".." in it.
+    sub ask {
       my ($id, @keys) = split / /, $_[0];
       return unless defined $id && $id =~ /^[0-9.]+$/;
+      if (@keys && $keys[0] eq "!lock") { lock_ask($id, @keys[1 .. $#keys]); return; }
       my $a = "";
       for my $k (@keys) {
         next if $k eq "" || $k =~ m{^/} || $k =~ m{(^|/)\.\.(/|$)};
@@ -294,9 +312,119 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       $a = "!\n" if length $a > 8192;
       syswrite(KA, "\n=$id\n$a\n");
     }
+    # The host lock of an operation, held by this process instead of an flock and a holder process
+    # per lock (lock-take.sh): "ID !lock TOKEN WAIT KEY..." takes an flock on LOCKS/KEY.lock for
+    # each KEY in the order given, waiting at most WAIT seconds for each (tried every 20 ms while
+    # the command runs: this process watches it meanwhile), writes KEY.since as lock_since does,
+    # and answers "ok", or "no WHY" (with the same words as take_lock_keys) having taken nothing.
+    # The lock is held until TOKEN comes through FIRSTKEY.rel (made by lock-take.sh), as a holder
+    # process reads it, or until the connection is gone (sub bye); it outlives the loop.
+    sub uptime {
+      open(my $u, "<", "/proc/uptime") or return time;
+      my $l = <$u> // "";
+      return $l =~ /^(\d+(?:\.\d+)?)/ ? $1 : time;
+    }
+    sub lock_ask {
+      my ($id, $t, $w, @keys) = @_;
+      if ($want || !defined $w || $t !~ /^[0-9a-f]{1,64}$/ || $w !~ /^\d{1,9}$/ || !@keys ||
+        @keys > 6 || grep { !/^[A-Za-z0-9_.-]{1,80}$/ } @keys) {
+        syswrite(KA, "\n=$id\nno lock request refused\n\n");
+        return;
+      }
+      $want = { id => $id, token => $t, wait => $w, keys => [@keys], fh => [], until => uptime() + $w };
+      lock_try();
+    }
+    sub lock_no {
+      syswrite(KA, "\n=$want->{id}\nno $_[0]\n\n");
+      lock_drop();
+    }
+    # gives up the lock being taken, with what of it was taken
+    sub lock_drop {
+      return unless $want;
+      close $_ for @{$want->{fh}};
+      $want = undef;
+    }
+    sub lock_try {
+      my $w = $want or return;
+      while (@{$w->{fh}} < @{$w->{keys}}) {
+        my $k = $w->{keys}[@{$w->{fh}}];
+        $w->{next} //= do { my $f; open($f, ">>", "$locks/$k.lock") ? $f : undef };
+        return lock_no("cannot open $locks/$k.lock") unless $w->{next};
+        # LOCK_EX | LOCK_NB
+        if (flock($w->{next}, 6)) { push @{$w->{fh}}, delete $w->{next}; next; }
+        return if uptime() < $w->{until};
+        my $f = "$locks/$k.since";
+        my $who = "unknown";
+        if (-s $f && open(my $s, "<", $f)) {
+          local $/;
+          my $txt = <$s> // "";
+          $txt =~ s/\n+\z//;
+          my @t = gmtime((stat $f)[9]);
+          $who = sprintf("%02d:%02d:%02d %s", $t[2], $t[1], $t[0], $txt);
+        }
+        close delete $w->{next};
+        return lock_no("timed out after $w->{wait} s waiting for the host lock on $k (holder since, operation, pid, connection, keys: $who)");
+      }
+      my @keys = @{$w->{keys}};
+      open(my $rel, "+<", "$locks/$keys[0].rel") or return lock_no("cannot open $locks/$keys[0].rel");
+      for my $k (@keys) {
+        open(my $s, ">", "$locks/$k.since") or return lock_no("cannot write $locks/$k.since");
+        print $s "$w->{token} $$ $anchor @keys\n";
+        close $s;
+      }
+      $held{$w->{token}} = { keys => [@keys], fh => $w->{fh}, rel => $rel, buf => "", now => 1 };
+      syswrite(KA, "\n=$w->{id}\nok\n\n");
+      $want = undef;
+    }
+    # as lock_gone (lock-keys.sh): the .since files emptied while the flocks are still held
+    sub unlock {
+      my $h = delete $held{$_[0]} or return;
+      for my $k (@{$h->{keys}}) {
+        if (open(my $s, ">", "$locks/$k.since")) { close $s; }
+      }
+      close $_ for @{$h->{fh}};
+      close $h->{rel};
+    }
+    # the fifos of held locks in a select mask; reads those the mask says have bytes, and lets go
+    # of each lock whose token came (a late release of an earlier holder is skipped)
+    sub rel_mask {
+      my $m = $_[0];
+      vec($m, fileno($_->{rel}), 1) = 1 for values %held;
+      return $m;
+    }
+    sub rels {
+      for my $t (keys %held) {
+        my $h = $held{$t};
+        next unless vec($_[0], fileno($h->{rel}), 1);
+        sysread($h->{rel}, $h->{buf}, 4096, length $h->{buf}) or next;
+        while ($h->{buf} =~ s/^([^\n]*)\n//) {
+          if ($1 eq $t) { unlock($t); last; }
+        }
+        $h->{buf} = "" if exists $held{$t} && length $h->{buf} > 65536;
+      }
+    }
+    # Ends this process, or, while it holds locks, goes on holding them away from the session
+    # (its files closed, so the session can end) until their releases come or the sshd of the
+    # connection is gone (looked at every second, as the watcher in lock-take.sh does).
+    sub bye {
+      exit $_[0] unless %held;
+      lock_drop();
+      close $_ for (\*STDIN, \*STDOUT, \*A, \*R, \*KQ, \*KA, \*KT);
+      open(STDIN, "<", "/dev/null");
+      open(STDOUT, ">", "/dev/null");
+      while (%held && $anchor =~ /^\d+$/ && kill(0, $anchor)) {
+        my $n = select(my $r = rel_mask(""), undef, undef, 1);
+        rels($r) if $n > 0;
+      }
+      unlock($_) for keys %held;
+      exit $_[0];
+    }
     # Empties the fifos while no command runs (nothing else reads them then, so a read after select
-    # never waits) and puts the token back.
+    # never waits) and puts the token back. A lock still being taken is given up (its asker is
+    # gone); the ones taken stay, no longer bound to the command.
     sub settle {
+      lock_drop();
+      $_->{now} = 0 for values %held;
       for my $h (\*KQ, \*KA, \*KT) {
         my $rin = "";
         vec($rin, fileno($h), 1) = 1;
@@ -305,27 +433,31 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
         }
       }
       $kbuf = "";
-      syswrite(KT, "\n") or exit 8;
+      syswrite(KT, "\n") or bye(8);
     }
     # The watch of a running command ("W PID"), in this process instead of a subshell per request:
     # the request stream is read a line at a time ("\n" once the client has the reply, "K" to
     # kill, "U REF" to release, its end to hang up) while a "\n" from the loop asks for the
-    # reply; the answer to the loop comes once both are done.
+    # reply; the answer to the loop comes once both are done. Releases of held locks are read
+    # first, so the one the loop writes once the command is over comes before its reply.
     sub watch {
       my $c = $_[0];
-      syswrite(A, "\n") or exit 8;
+      syswrite(A, "\n") or bye(8);
       my ($watching, $replied) = (1, 0);
       until ($replied && !$watching) {
         my $rin = "";
         vec($rin, fileno(STDIN), 1) = 1 unless $replied;
         vec($rin, 3, 1) = 1 if $watching;
         vec($rin, fileno(KQ), 1) = 1;
-        next if select(my $rout = $rin, undef, undef, undef) < 0;
+        my $n = select(my $rout = rel_mask($rin), undef, undef, $want ? 0.02 : undef);
+        if ($n <= 0) { lock_try(); next; }
+        rels($rout);
         if (vec($rout, fileno(KQ), 1)) {
-          sysread(KQ, $kbuf, 4096, length $kbuf) or exit 13;
-          sysctls($1) while $kbuf =~ s/^([^\n]*)\n//;
+          sysread(KQ, $kbuf, 4096, length $kbuf) or bye(13);
+          ask($1) while $kbuf =~ s/^([^\n]*)\n//;
           $kbuf = "" if length $kbuf > 65536;
         }
+        lock_try();
         if ($watching && vec($rout, 3, 1)) {
           my $l = line3();
           if (!defined $l) { tree_kill($c, "HUP"); $watching = 0; }
@@ -334,17 +466,25 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
           else { tree_kill($c, "KILL"); $watching = 0; }
         }
         if (!$replied && vec($rout, fileno(STDIN), 1)) {
-          defined(my $m = <STDIN>) or exit 0;
+          defined(my $m = <STDIN>) or bye(0);
           reply();
           $replied = 1;
         }
       }
       settle();
-      syswrite(A, "\n") or exit 8;
+      syswrite(A, "\n") or bye(8);
     }
     open(R, "<&=3") or exit 3;
     syswrite(A, "ready\n") or exit 5;
-    while (<STDIN>) {
+    # The lines of the loop, one at a time (it waits for each answer), and the releases of held locks.
+    while (1) {
+      my $rin = "";
+      vec($rin, fileno(STDIN), 1) = 1;
+      my $n = select(my $rout = rel_mask($rin), undef, undef, undef);
+      next if $n <= 0;
+      rels($rout);
+      next unless vec($rout, fileno(STDIN), 1);
+      defined($_ = <STDIN>) or bye(0);
       if (/^W (\d+)$/) {
         watch($1);
         next;
@@ -359,45 +499,45 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
         # it comes (no wait for bytes that would follow it)
         while (length $l < $n && index($l, "\n") < 0) {
           my $k = sysread(R, $l, $n - length $l, length $l);
-          exit 10 unless defined $k;
+          bye(10) unless defined $k;
           last unless $k;
         }
         my $at = index($l, "\n");
-        if ($at < 0 && length $l < $n) { syswrite(A, "e\n") or exit 8; next; }
-        if ($at != $n - 1) { syswrite(A, "x\n") or exit 8; next; }
-        open(O, ">", $f) or exit 9;
+        if ($at < 0 && length $l < $n) { syswrite(A, "e\n") or bye(8); next; }
+        if ($at != $n - 1) { syswrite(A, "x\n") or bye(8); next; }
+        open(O, ">", $f) or bye(9);
         binmode O;
-        print O $l or exit 11;
-        close O or exit 12;
-        syswrite(A, "\n") or exit 8;
+        print O $l or bye(11);
+        close O or bye(12);
+        syswrite(A, "\n") or bye(8);
         next;
       }
       if (/^T (\d+) (.+)$/) {
         my ($n, $f) = ($1, $2);
-        open(O, ">", $f) or exit 9;
+        open(O, ">", $f) or bye(9);
         binmode O;
         while ($n > 0) {
           my $k = sysread(R, my $chunk, $n > 1048576 ? 1048576 : $n);
-          exit 10 unless defined $k;
+          bye(10) unless defined $k;
           last unless $k;
-          print O $chunk or exit 11;
+          print O $chunk or bye(11);
           $n -= $k;
         }
-        close O or exit 12;
-        syswrite(A, "\n") or exit 8;
+        close O or bye(12);
+        syswrite(A, "\n") or bye(8);
         next;
       }
       reply();
-      syswrite(A, "\n") or exit 8;
+      syswrite(A, "\n") or bye(8);
     }
   ' "$d/out" "$d/err" "$locks" <"$d/rq" 4>"$d/ra" 2>/dev/null &
   perl=$!
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
     reply="perl"
-    # where the commands' sysctl reads go (sysctl-probe.sh): the fifos, perl, the request's number
-    PULUMI_HYPERVISOR_SYSCTLS=$d/k:$perl:0
-    export PULUMI_HYPERVISOR_SYSCTLS
+    # where commands ask perl (perl-ask.sh): the fifos, perl, the request's number
+    PULUMI_HYPERVISOR_PERL=$d/k:$perl:0
+    export PULUMI_HYPERVISOR_PERL
   else
     exec 5>&- 6<&-
   fi
@@ -458,7 +598,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   [ -z "$end" ] || exit 2
   : >"$d/over"
   req=$((req + 1))
-  if [ "$reply" = perl ]; then PULUMI_HYPERVISOR_SYSCTLS=$d/k:$perl:$req; fi
+  if [ "$reply" = perl ]; then PULUMI_HYPERVISOR_PERL=$d/k:$perl:$req; fi
   printf .
   # shellcheck disable=SC1091 # the request's command, written just above
   (
