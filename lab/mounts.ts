@@ -1,5 +1,5 @@
-// The host's private mounts: what makes a network namespace look like its own machine. /run is a
-// fresh tmpfs, as on a real host (systemd mounts one; the provider keeps its locks, claims and
+// The host's private mounts: what makes a network namespace look like its own machine. /run (and
+// /dev/shm) is a fresh tmpfs, as on a real host (systemd mounts one; the provider keeps its locks, claims and
 // daemons' run files there, and on a disk filesystem every such file costs the host an inode
 // allocation and journal work that no real host pays). A host's state directory provides fresh
 // /tmp, /root, /home and /var/log and the upper layers of overlays on /etc and /var/lib; the
@@ -32,6 +32,9 @@ umount -l /run/netns 2>/dev/null || true
 mount -t tmpfs -o nosuid,nodev,mode=0755 tmpfs /run
 mkdir -m 0755 /run/sshd
 mkdir -m 1777 /run/lock
+# /dev/shm too, as on a real host: what a host's processes leave there (a remote shell's private
+# directory, when the host is stopped with it running) goes with the host, not to the machine.
+mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs /dev/shm
 mount --bind "$S/tmp" /tmp
 if [ "$KIND" = host ]; then
   mount -t overlay overlay -o "lowerdir=/etc,upperdir=$S/etc.upper,workdir=$S/etc.work" /etc

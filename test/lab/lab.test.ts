@@ -239,10 +239,12 @@ describe("a lab of two hosts with a WAN", () => {
     }
   });
 
-  it("gives every host a /run of its own on tmpfs, as a real host has", async () => {
+  it("gives every host a /run and a /dev/shm of its own on tmpfs, as a real host has", async () => {
     for (const h of lab.hosts) {
       expect((await sshOk(h, "root", "stat -f -c %T /run")).trim(), h.name).toBe("tmpfs");
       expect((await sshOk(h, "root", "stat -c %a /run/lock")).trim(), h.name).toBe("1777");
+      expect((await sshOk(h, "root", "stat -f -c %T /dev/shm")).trim(), h.name).toBe("tmpfs");
+      expect((await sshOk(h, "root", "stat -c %a /dev/shm")).trim(), h.name).toBe("1777");
     }
   });
 
@@ -254,6 +256,7 @@ describe("a lab of two hosts with a WAN", () => {
       "/etc/pulumi-hypervisor",
       "/var/lib/pulumi-hypervisor",
       "/run",
+      "/dev/shm",
       "/tmp",
       "/root",
     ]) {
