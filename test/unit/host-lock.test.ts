@@ -1,6 +1,15 @@
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CommandError } from "../../provider/src/errors";
@@ -366,6 +375,56 @@ describe("lock-take.sh on this machine's shell", () => {
       expect(check(`${token}/${key}`).status).toBe(125);
     } finally {
       anchor.kill();
+    }
+  });
+
+  it("makes the release fifo and asks again when the shell's perl cannot make it", async () => {
+    mkdirSync(locks, { recursive: true });
+    const key = `Test.${randomBytes(8).toString("hex")}`;
+    const dir = mkdtempSync(join(tmpdir(), "perl-ask-"));
+    expect(
+      spawnSync(
+        "mkfifo",
+        ["kq", "ka", "kt"].map((f) => join(dir, f)),
+      ).status,
+    ).toBe(0);
+    // the loop's perl as lock-take.sh sees it (perl-ask.sh): answers "fifo" first (a host where
+    // perl has no mknodat), "ok" next, and says whether the fifo was there at each question
+    const peer = spawn("perl", [
+      "-e",
+      `open(Q, "+<", "$ARGV[0]q") or die; open(A, "+<", "$ARGV[0]a") or die;
+       open(T, "+<", "$ARGV[0]t") or die; syswrite(T, "\n"); $| = 1; print "ready\n";
+       my $n = 0;
+       while (<Q>) {
+         my ($id, $verb, $t, $w, @k) = split / /, substr($_, 0, -1);
+         print ++$n, " $verb ", (-p "$ARGV[1]/$k[0].rel" ? "fifo" : "none"), "\n";
+         syswrite(A, "\n=$id\n" . ($n == 1 ? "fifo" : "ok") . "\n\n");
+       }`,
+      join(dir, "k"),
+      locks,
+    ]);
+    let said = "";
+    peer.stdout.on("data", (b: Buffer) => (said += b.toString()));
+    try {
+      for (let i = 0; i < 100 && !said.includes("ready"); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const take = sh("host/lock-take.sh", ["00ff00ff00ff00ff", "5", key, "--", "echo", "ran"], {
+        PULUMI_HYPERVISOR_SHELL_ANCHOR: String(process.pid),
+        PULUMI_HYPERVISOR_PERL: `${join(dir, "k")}:${peer.pid}:7`,
+      });
+      expect(take).toMatchObject({ status: 0, stdout: "ran\n", stderr: "" });
+      // its lines come as events, which the synchronous run above held back
+      for (let i = 0; i < 100 && !said.includes("2 "); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(said).toBe("ready\n1 !lock none\n2 !lock fifo\n");
+      expect(statSync(join(locks, `${key}.rel`)).isFIFO()).toBe(true);
+    } finally {
+      peer.kill();
+      rmSync(dir, { recursive: true, force: true });
+      for (const ext of ["lock", "since", "rel"])
+        rmSync(join(locks, `${key}.${ext}`), { force: true });
     }
   });
 

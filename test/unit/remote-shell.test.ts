@@ -11,6 +11,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
@@ -393,14 +394,16 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       );
       return shell.request(remoteShellRequest(cached), Buffer.alloc(0), scripts);
     };
-    /** A PATH whose `flock` notes each start in `log` before it runs the real one. */
-    const spyFlock = (log: string): string => {
-      const real = spawnSync("sh", ["-c", "command -v flock"], { encoding: "utf8" }).stdout.trim();
+    /** A PATH whose `flock` and `mkfifo` note each start and its arguments in `log`, then run. */
+    const spyLock = (log: string): string => {
       const dir = join(work, `spy-${impl}-${sender}-${randomBytes(4).toString("hex")}`);
       mkdirSync(dir);
-      writeFileSync(join(dir, "flock"), `#!/bin/sh\necho flock >>${log}\nexec ${real} "$@"\n`, {
-        mode: 0o755,
-      });
+      for (const p of ["flock", "mkfifo"]) {
+        const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
+        writeFileSync(join(dir, p), `#!/bin/sh\necho ${p} "$@" >>${log}\nexec ${real} "$@"\n`, {
+          mode: 0o755,
+        });
+      }
       return `${dir}:${pathFor(sender)}`;
     };
     // a loop whose parent is called sshd-*, as a session's is: the anchor of its locks, which
@@ -416,9 +419,9 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       return startLocal(impl, sender, undefined, pathFor(sender), sshd);
     };
 
-    it("takes the lock in its perl where perl starts (no flock, no holder process), else by a holder", async () => {
-      const log = join(work, `flock-log-${impl}-${sender}`);
-      const { shell } = startLocal(impl, sender, undefined, spyFlock(log));
+    it("takes the lock in its perl where perl starts (no flock, mkfifo or holder process), else by a holder", async () => {
+      const log = join(work, `lock-log-${impl}-${sender}`);
+      const { shell } = startLocal(impl, sender, undefined, spyLock(log));
       const hello = await shell.hello;
       const key = newKey();
       const token = randomBytes(8).toString("hex");
@@ -435,14 +438,23 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       })
         .stdout.split("\n")
         .find((l) => l.trim().endsWith(" perl"));
+      // what ran besides the loop's own start (its mkfifo of its private fifos; none in busybox)
+      const ran = (existsSync(log) ? readFileSync(log, "utf8") : "")
+        .split("\n")
+        .filter((l) => l !== "" && !l.startsWith(`mkfifo ${work}`))
+        .map((l) => l.replace(/ \d+$/, " FD"));
       if (sender === "perl") {
-        // the holder is the loop's perl, and no flock program ran
+        // the holder is the loop's perl, which made the key's release fifo: no program ran
         expect(pid).toBe(perl?.trim().split(/\s+/)[0]);
-        expect(existsSync(log)).toBe(false);
+        expect(ran).toEqual([]);
       } else {
         expect(perl).toBeUndefined();
-        expect(readFileSync(log, "utf8")).toBe("flock\n");
+        // (busybox runs its own mkfifo, which the PATH does not see)
+        const made = impl === "busybox" ? [] : [`mkfifo ${join(locks, `${key}.rel`)}`];
+        expect(ran).toEqual([...made, "flock -w 5 FD"]);
       }
+      const rel = statSync(join(locks, `${key}.rel`));
+      expect([rel.isFIFO(), rel.mode & 0o777]).toEqual([true, 0o600]);
       // a later command finds it held; the last one releases it before its reply
       const check = argvWithCachedScripts(
         scriptArgv(

@@ -17,8 +17,9 @@
 #
 # In a remote shell whose perl serves (remote-shell.sh, perl-ask.sh), that perl takes the flocks
 # and holds them itself, and is the holder that KEY.since names: no process starts (the flock
-# program and a holder's fork cost a host more than the rest of a tap's lock). It reads the same
-# fifo for the same token, and it watches the connection's sshd itself, so it needs no watcher.
+# program, a holder's fork and the mkfifo of a new key cost a host more than the rest of a tap's
+# lock). It makes FIRSTKEY.rel where it can, reads it for the same token, and watches the
+# connection's sshd itself, so it needs no watcher.
 #
 # Exits 124 outside a remote shell (no anchor: the client holds the lock the other way, lock.ts),
 # 125 with "host lock: ..." on stderr when the lock was not taken. A host that cannot lock (no
@@ -53,15 +54,20 @@ fi
 umask 077
 first=${keys# }
 rel="$dir/${first%% *}.rel"
-# made once per key (another operation may be making it at the same moment)
-if ! [ -p "$rel" ] && ! mkfifo "$rel" 2>/dev/null && ! [ -p "$rel" ]; then
-  echo "host lock: cannot create $rel" >&2
-  exit 125
-fi
+# The release fifo, made once per key (another operation may be making it at the same moment).
+make_rel() {
+  if ! [ -p "$rel" ] && ! mkfifo "$rel" 2>/dev/null && ! [ -p "$rel" ]; then
+    echo "host lock: cannot create $rel" >&2
+    exit 125
+  fi
+}
 nl='
 '
+# Perl makes the fifo itself where it can; where it cannot it answers "fifo", having taken
+# nothing, and is asked again once the fifo is there.
 # shellcheck disable=SC2086 # the keys are plain names, one word each (lock.ts checks them)
-if [ "$can" = perl ] && perl_ask '!lock' "$token" "$wait" $keys; then
+if [ "$can" = perl ] && perl_ask '!lock' "$token" "$wait" $keys &&
+  { [ "$_pa_all" != "${nl}fifo$nl" ] || { make_rel && perl_ask '!lock' "$token" "$wait" $keys; }; }; then
   case $_pa_all in
     "${nl}ok$nl") ;;
     "${nl}no "*"$nl")
@@ -80,6 +86,7 @@ fi
 # on a host that can: an flock belongs to the open file, so the holder started below, which
 # inherits the descriptors, keeps the locks after this process closes its copies.
 command -v flock >/dev/null 2>&1 || exec "$@"
+make_rel
 # shellcheck disable=SC2086
 if ! take_lock_keys "$dir" "$wait" $keys; then
   echo "host lock: $lock_why" >&2
