@@ -1,6 +1,6 @@
 import { spawn, execFileSync } from "node:child_process";
 import { timingSafeEqual } from "node:crypto";
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,7 +112,11 @@ exec "$@"
 
 async function startServer(opts: ServerOptions): Promise<TestServer> {
   const sockets = new Set<net.Socket>();
-  const env: Record<string, string> = { PATH: `${bin}:/usr/bin:/bin`, HOME: dir };
+  // TMPDIR: the remote shells' private directories go into the test's own directory, so a loop
+  // a test kills (no EXIT trap) leaves nothing in the machine's /dev/shm
+  const tmp = join(dir, "tmp");
+  mkdirSync(tmp, { recursive: true });
+  const env: Record<string, string> = { PATH: `${bin}:/usr/bin:/bin`, HOME: dir, TMPDIR: tmp };
   const state: TestServer = {
     port: 0,
     hostKeyLine: readFileSync(`${opts.hostKey}.pub`, "utf8").trim(),
