@@ -44,10 +44,7 @@ esac
 . ./perl-ask.sh
 . ./lock-keys.sh
 . ./run-wrapped.sh
-# perl's lock needs no flock program; a holder process does
-if [ -n "${PULUMI_HYPERVISOR_PERL-}" ]; then can=perl; else can=flock; fi
-if { ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; } ||
-  { [ "$can" = flock ] && ! command -v flock >/dev/null 2>&1; }; then
+if ! [ -d "$dir" ] && ! mkdir -p "$dir" 2>/dev/null; then
   exec "$@"
 fi
 # Lock and state files name the resources being worked on: root alone reads them.
@@ -66,7 +63,7 @@ nl='
 # Perl makes the fifo itself where it can; where it cannot it answers "fifo", having taken
 # nothing, and is asked again once the fifo is there.
 # shellcheck disable=SC2086 # the keys are plain names, one word each (lock.ts checks them)
-if [ "$can" = perl ] && perl_ask '!lock' "$token" "$wait" $keys &&
+if perl_ask '!lock' "$token" "$wait" $keys &&
   { [ "$_pa_all" != "${nl}fifo$nl" ] || { make_rel && perl_ask '!lock' "$token" "$wait" $keys; }; }; then
   case $_pa_all in
     "${nl}ok$nl") ;;
@@ -82,9 +79,10 @@ if [ "$can" = perl ] && perl_ask '!lock' "$token" "$wait" $keys &&
   esac
   run_wrapped "$@"
 fi
-# Where perl did not answer (it was gone, and what it held went with it), a holder process, as
-# on a host that can: an flock belongs to the open file, so the holder started below, which
-# inherits the descriptors, keeps the locks after this process closes its copies.
+# Where perl does not serve or did not answer (it was gone, and what it held went with it), a
+# holder process, on a host with the flock program: an flock belongs to the open file, so the
+# holder started below, which inherits the descriptors, keeps the locks after this process
+# closes its copies.
 command -v flock >/dev/null 2>&1 || exec "$@"
 make_rel
 # shellcheck disable=SC2086
