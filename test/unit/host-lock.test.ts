@@ -16,6 +16,7 @@ import { CommandError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult, ShellLockHold } from "../../provider/src/host/host";
 import { lockKeys, withHostLock } from "../../provider/src/host/lock";
 import { scriptBody } from "../../provider/src/host/script";
+import { LOCKS, lockHeld } from "../support/host-locks";
 
 /** A host whose lock holder runs until its session is closed (aborted), or ends as told. */
 class LockHost implements Host {
@@ -327,10 +328,9 @@ describe("host lock", () => {
 });
 
 describe("lock-take.sh on this machine's shell", () => {
-  const locks = "/run/pulumi-hypervisor/locks";
   // the files of the test's keys (they stay, like every key's): removed at the end
   afterAll(() => {
-    for (const f of readdirSync(locks)) if (f.startsWith("Test.")) rmSync(join(locks, f));
+    for (const f of readdirSync(LOCKS)) if (f.startsWith("Test.")) rmSync(join(LOCKS, f));
   });
   const sh = (script: string, args: string[], env: NodeJS.ProcessEnv = {}) =>
     spawnSync("sh", ["-c", scriptBody(script), script.replace(/.*\//, ""), ...args], {
@@ -339,26 +339,24 @@ describe("lock-take.sh on this machine's shell", () => {
     });
 
   it("holds until its own token comes through the fifo, and names itself to later commands", async () => {
-    mkdirSync(locks, { recursive: true });
+    mkdirSync(LOCKS, { recursive: true });
     const token = randomBytes(8).toString("hex");
     const key = `Test.${token}`;
     const other = `Test.${token}.other`;
     // the connection's sshd, as the holder's watcher sees it: a process that outlives the test
     const anchor = spawn("sleep", ["60"]);
-    const held = (k: string): boolean =>
-      spawnSync("flock", ["-n", join(locks, `${k}.lock`), "true"]).status !== 0;
     const gone = async (k: string): Promise<boolean> => {
-      for (let i = 0; i < 40 && held(k); i++) await new Promise((d) => setTimeout(d, 50));
-      return !held(k);
+      for (let i = 0; i < 40 && lockHeld(k); i++) await new Promise((d) => setTimeout(d, 50));
+      return !lockHeld(k);
     };
     try {
       const take = sh("host/lock-take.sh", [token, "5", key, other, "--", "echo", "first"], {
         PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
       });
       expect(take).toMatchObject({ status: 0, stdout: "first\n" });
-      expect(held(key) && held(other)).toBe(true);
+      expect(lockHeld(key) && lockHeld(other)).toBe(true);
       // both keys name the holder: its token and pid, and the keys it holds
-      const since = readFileSync(join(locks, `${other}.since`), "utf8");
+      const since = readFileSync(join(LOCKS, `${other}.since`), "utf8");
       expect(since).toMatch(new RegExp(`^${token} \\d+ ${anchor.pid} ${key} ${other}\n$`));
       const check = (ref: string) => sh("host/lock-check.sh", [ref, "echo", "later"]);
       expect(check(`${token}/${key}`)).toMatchObject({ status: 0, stdout: "later\n" });
@@ -366,12 +364,12 @@ describe("lock-take.sh on this machine's shell", () => {
       // a late release of an earlier operation on the same key is skipped
       sh("host/lock-release.sh", [`0123456789abcdef/${key}`]);
       await new Promise((d) => setTimeout(d, 300));
-      expect(held(key)).toBe(true);
+      expect(lockHeld(key)).toBe(true);
       sh("host/lock-release.sh", [`${token}/${key}`]);
       expect(await gone(key)).toBe(true);
-      expect(held(other)).toBe(false);
+      expect(lockHeld(other)).toBe(false);
       // the files stay for the next holder, emptied: no rm on the way out
-      expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+      expect(readFileSync(join(LOCKS, `${key}.since`), "utf8")).toBe("");
       expect(check(`${token}/${key}`).status).toBe(125);
     } finally {
       anchor.kill();
@@ -379,7 +377,7 @@ describe("lock-take.sh on this machine's shell", () => {
   });
 
   it("makes the release fifo and asks again when the shell's perl cannot make it", async () => {
-    mkdirSync(locks, { recursive: true });
+    mkdirSync(LOCKS, { recursive: true });
     const key = `Test.${randomBytes(8).toString("hex")}`;
     const dir = mkdtempSync(join(tmpdir(), "perl-ask-"));
     expect(
@@ -401,7 +399,7 @@ describe("lock-take.sh on this machine's shell", () => {
          syswrite(A, "\n=$id\n" . ($n == 1 ? "fifo" : "ok") . "\n\n");
        }`,
       join(dir, "k"),
-      locks,
+      LOCKS,
     ]);
     let said = "";
     peer.stdout.on("data", (b: Buffer) => (said += b.toString()));
@@ -419,35 +417,33 @@ describe("lock-take.sh on this machine's shell", () => {
         await new Promise((r) => setTimeout(r, 20));
       }
       expect(said).toBe("ready\n1 !lock none\n2 !lock fifo\n");
-      expect(statSync(join(locks, `${key}.rel`)).isFIFO()).toBe(true);
+      expect(statSync(join(LOCKS, `${key}.rel`)).isFIFO()).toBe(true);
     } finally {
       peer.kill();
       rmSync(dir, { recursive: true, force: true });
       for (const ext of ["lock", "since", "rel"])
-        rmSync(join(locks, `${key}.${ext}`), { force: true });
+        rmSync(join(LOCKS, `${key}.${ext}`), { force: true });
     }
   });
 
   it("ends every holder of a connection once its sshd is gone, with one watcher for them", async () => {
-    mkdirSync(locks, { recursive: true });
+    mkdirSync(LOCKS, { recursive: true });
     const anchor = spawn("sleep", ["60"]);
     const keys = [1, 2].map(() => `Test.${randomBytes(8).toString("hex")}`);
     const take = (key: string) =>
       sh("host/lock-take.sh", [randomBytes(8).toString("hex"), "5", key, "--", "true"], {
         PULUMI_HYPERVISOR_SHELL_ANCHOR: String(anchor.pid),
       });
-    const held = (key: string): boolean =>
-      spawnSync("flock", ["-n", join(locks, `${key}.lock`), "true"]).status !== 0;
-    const marker = join(locks, `w.${anchor.pid}`);
+    const marker = join(LOCKS, `w.${anchor.pid}`);
     expect(take(keys[0]!).status).toBe(0);
     const watcher = readFileSync(marker, "utf8");
     expect(take(keys[1]!).status).toBe(0);
     // the second lock found the connection's watcher alive and started none
     expect(readFileSync(marker, "utf8")).toBe(watcher);
-    expect(keys.map(held)).toEqual([true, true]);
+    expect(keys.map(lockHeld)).toEqual([true, true]);
     anchor.kill();
-    for (let i = 0; i < 60 && keys.some(held); i++) await new Promise((d) => setTimeout(d, 50));
-    expect(keys.map(held)).toEqual([false, false]);
+    for (let i = 0; i < 60 && keys.some(lockHeld); i++) await new Promise((d) => setTimeout(d, 50));
+    expect(keys.map(lockHeld)).toEqual([false, false]);
     for (let i = 0; i < 20 && existsSync(marker); i++) await new Promise((d) => setTimeout(d, 50));
     expect(existsSync(marker)).toBe(false);
   });

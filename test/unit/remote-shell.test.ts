@@ -40,6 +40,7 @@ import {
 import { lockReleaseArgv } from "../../provider/src/host/lock";
 import { remoteShellRequest } from "../../provider/src/host/remote-shell";
 import { probeBatchArgv } from "../../provider/src/apply";
+import { LOCKS, lockHeld } from "../support/host-locks";
 
 // bash too: it is /bin/sh on some distributions
 const shells = ["sh", "dash", "bash", "busybox"].filter(
@@ -352,22 +353,19 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   }
 
   describe("host locks taken in the loop", () => {
-    const locks = "/run/pulumi-hypervisor/locks";
     const keys: string[] = [];
     afterAll(() => {
       for (const k of keys) {
         for (const ext of ["lock", "since", "rel"])
-          rmSync(join(locks, `${k}.${ext}`), { force: true });
+          rmSync(join(LOCKS, `${k}.${ext}`), { force: true });
       }
     });
     const newKey = (): string => {
-      mkdirSync(locks, { recursive: true });
+      mkdirSync(LOCKS, { recursive: true });
       const k = `Test.${randomBytes(8).toString("hex")}`;
       keys.push(k);
       return k;
     };
-    const held = (k: string): boolean =>
-      spawnSync("flock", ["-n", join(locks, `${k}.lock`), "true"]).status !== 0;
     const until = async (what: string, ok: () => boolean, ms = 3000): Promise<void> => {
       for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 20))) {
         if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
@@ -376,7 +374,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const alive = (pid: number): boolean => existsSync(`/proc/${pid}`);
     // the holder a key's .since names (its token, pid, anchor and keys)
     const since = (k: string): string[] =>
-      readFileSync(join(locks, `${k}.since`), "utf8")
+      readFileSync(join(LOCKS, `${k}.since`), "utf8")
         .trim()
         .split(" ");
     /** lock-take.sh as the first command of an operation, with its wait in seconds. */
@@ -430,7 +428,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         stdout: "first\n",
         stderr: "",
       });
-      expect(held(key)).toBe(true);
+      expect(lockHeld(key)).toBe(true);
       const [t, pid, anchor, ...named] = since(key);
       expect([t, anchor, named]).toEqual([token, String(hello.pid), [key]]);
       const perl = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "pid=,comm="], {
@@ -450,10 +448,10 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       } else {
         expect(perl).toBeUndefined();
         // (busybox runs its own mkfifo, which the PATH does not see)
-        const made = impl === "busybox" ? [] : [`mkfifo ${join(locks, `${key}.rel`)}`];
+        const made = impl === "busybox" ? [] : [`mkfifo ${join(LOCKS, `${key}.rel`)}`];
         expect(ran).toEqual([...made, "flock -w 5 FD"]);
       }
-      const rel = statSync(join(locks, `${key}.rel`));
+      const rel = statSync(join(LOCKS, `${key}.rel`));
       expect([rel.isFIFO(), rel.mode & 0o777]).toEqual([true, 0o600]);
       // a later command finds it held; the last one releases it before its reply
       const check = argvWithCachedScripts(
@@ -472,11 +470,11 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         `${token}/${key}`,
       );
       expect(text(later)).toEqual({ code: 0, stdout: "later\n", stderr: "" });
-      await until("the lock is free after its last command", () => !held(key));
-      expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+      await until("the lock is free after its last command", () => !lockHeld(key));
+      expect(readFileSync(join(LOCKS, `${key}.since`), "utf8")).toBe("");
       // taken again in the same loop, and the loop runs on
       expect(text(await take(shell, token.replace(/^./, "f"), 5, key, ["true"])).code).toBe(0);
-      expect(held(key)).toBe(true);
+      expect(lockHeld(key)).toBe(true);
       expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
     });
 
@@ -493,7 +491,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         child.stdin.end();
         await until("the loop ends", () => !alive(hello.pid));
         await new Promise((r) => setTimeout(r, 300));
-        expect([held(key), alive(holder)]).toEqual([true, true]);
+        expect([lockHeld(key), alive(holder)]).toEqual([true, true]);
         if (end === "release") {
           // what the client runs when no shell is left to take the release frame
           spawnSync("sh", [
@@ -505,9 +503,9 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         } else {
           child.kill("SIGKILL");
         }
-        await until(`the lock goes (${end})`, () => !held(key));
+        await until(`the lock goes (${end})`, () => !lockHeld(key));
         await until(`its holder ends (${end})`, () => !alive(holder));
-        expect(readFileSync(join(locks, `${key}.since`), "utf8")).toBe("");
+        expect(readFileSync(join(LOCKS, `${key}.since`), "utf8")).toBe("");
         child.kill("SIGKILL");
       }
     }, 20_000);
@@ -521,10 +519,10 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         "-c",
         'exec 9>>"$1" && flock 9 && exec sleep 30',
         "sh",
-        join(locks, `${key}.lock`),
+        join(LOCKS, `${key}.lock`),
       ]);
       started.push(other);
-      await until("the other process holds the key", () => held(key));
+      await until("the other process holds the key", () => lockHeld(key));
       const t0 = Date.now();
       expect(
         text(await take(shell, randomBytes(8).toString("hex"), 1, key, ["echo", "ran"])),
@@ -539,16 +537,16 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       shell.kill();
       expect((await waiting).code).toBe(137);
       other.kill();
-      await until("the other process lets go", () => !held(key));
+      await until("the other process lets go", () => !lockHeld(key));
       await new Promise((r) => setTimeout(r, 300));
-      expect(held(key)).toBe(false);
+      expect(lockHeld(key)).toBe(false);
       // a command killed after its lock was taken takes it along, as a holder it started would
       const secs = 4000 + shells.indexOf(impl);
       const holding = take(shell, randomBytes(8).toString("hex"), 5, key, ["sleep", String(secs)]);
-      await until("the command holds the key", () => held(key));
+      await until("the command holds the key", () => lockHeld(key));
       shell.kill();
       expect((await holding).code).toBe(137);
-      await until("the killed command's lock goes", () => !held(key), 1000);
+      await until("the killed command's lock goes", () => !lockHeld(key), 1000);
       expect(text(await run(shell, ["echo", "next"])).stdout).toBe("next\n");
     });
   });
@@ -617,11 +615,10 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     done: Promise<unknown>;
     stop: () => void;
   }> {
-    const locks = "/run/pulumi-hypervisor/locks";
-    mkdirSync(locks, { recursive: true });
+    mkdirSync(LOCKS, { recursive: true });
     const token = randomBytes(8).toString("hex");
     const key = `Test.${token}`;
-    const fifo = join(locks, `${key}.rel`);
+    const fifo = join(LOCKS, `${key}.rel`);
     const marker = join(work, `${what}-${impl}-${sender}`);
     expect(spawnSync("mkfifo", [fifo]).status).toBe(0);
     const holder = spawn("sh", [
@@ -795,8 +792,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const r = text(await shell.request(line, Buffer.alloc(0), scripts));
     // lock-check.sh itself decides: without a lock directory (or flock) it runs the command,
     // with one the operation's fifo is missing here, so the lock counts as lost
-    const locks =
-      existsSync("/run/pulumi-hypervisor/locks") && spawnSync("flock", ["-V"]).status === 0;
+    const locks = existsSync(LOCKS) && spawnSync("flock", ["-V"]).status === 0;
     expect(r).toEqual(
       locks
         ? {
@@ -821,8 +817,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     expect(cached.slice(4, 7)).toEqual(["00ff", ".", scripts[1]?.hash]);
     expect(cached.slice(7)).toEqual(probe.slice(4));
     const r = text(await shell.request(remoteShellRequest(cached), Buffer.alloc(0), scripts));
-    const locks =
-      existsSync("/run/pulumi-hypervisor/locks") && spawnSync("flock", ["-V"]).status === 0;
+    const locks = existsSync(LOCKS) && spawnSync("flock", ["-V"]).status === 0;
     if (locks) expect(r.code).toBe(125);
     else expect(r).toMatchObject({ code: 0, stdout: "@@pulumi-hypervisor-probe 0\nprobed\n" });
   });
