@@ -10,11 +10,13 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -321,6 +323,91 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       expect(text(await probe(`PULUMI_HYPERVISOR_PERL=; probe_sysctl me ${keys[0]}`)).stdout).toBe(
         `${keys[0]} - 0\n`,
       );
+    }
+  });
+
+  it("gives a probe the processes of a name and the ports they listen on: from its perl where perl starts, else by grep and ss", async () => {
+    // a PATH whose grep and ss note each start: with perl none runs (busybox has its own grep)
+    const log = join(work, `procs-log-${impl}-${sender}`);
+    const spy = join(work, `spy-procs-${impl}-${sender}`);
+    mkdirSync(spy);
+    for (const p of ["grep", "ss"]) {
+      const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
+      writeFileSync(join(spy, p), `#!/bin/sh\necho ${p} >>${log}\nexec ${real} "$@"\n`, {
+        mode: 0o755,
+      });
+    }
+    const { shell } = startLocal(impl, sender, undefined, `${spy}:${pathFor(sender)}`);
+    await shell.hello;
+    // two listening sockets of this process, on both families, and one that listens on nothing
+    const servers = await Promise.all(
+      ["127.0.0.1", "::1", "127.0.0.1"].map(
+        (address) =>
+          new Promise<Server>((done, fail) => {
+            const s = createServer();
+            s.once("error", fail);
+            s.listen({ host: address, port: 0 }, () => done(s));
+          }),
+      ),
+    );
+    try {
+      const ports = servers.map((s) => (s.address() as AddressInfo).port);
+      // each socket's inode as ss names it, and the descriptor of this process that holds it
+      const inode = (port: number): string => {
+        const out = spawnSync("ss", ["-Hltne", `sport = :${port}`], { encoding: "utf8" }).stdout;
+        return /ino:(\d+)/.exec(out)?.[1] ?? "";
+      };
+      const fdOf = (ino: string): string =>
+        readdirSync("/proc/self/fd").find((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`) === `socket:[${ino}]`;
+          } catch {
+            return false;
+          }
+        }) ?? "";
+      const [v4, v6] = [inode(ports[0]!), inode(ports[1]!)];
+      expect(v4).toMatch(/^\d+$/);
+      expect(v6).toMatch(/^\d+$/);
+      // a proc tree of the test's own: sshd 412 holds the v4 socket (its fdinfo has the inode), sshd
+      // 501 the v6 one (no inode in its fdinfo, as before Linux 5.14: its fd is a link to this
+      // process's descriptor, which a stat follows), and cupsd the third
+      const proc = join(work, `proc-${impl}-${sender}`);
+      const fake = (pid: number, comm: string, fds: Record<string, string>): void => {
+        mkdirSync(join(proc, String(pid), "fdinfo"), { recursive: true });
+        mkdirSync(join(proc, String(pid), "fd"));
+        writeFileSync(join(proc, String(pid), "comm"), `${comm}\n`);
+        for (const [fd, ino] of Object.entries(fds)) {
+          const info = /^\d+$/.test(ino) ? `ino:\t${ino}\n` : "";
+          writeFileSync(join(proc, String(pid), "fdinfo", fd), `pos:\t0\nflags:\t02\n${info}`);
+          if (!info) symlinkSync(ino, join(proc, String(pid), "fd", fd));
+        }
+      };
+      fake(412, "sshd", { 3: "7", 4: v4 });
+      fake(501, "sshd", { 5: `/proc/${process.pid}/fd/${fdOf(v6)}` });
+      fake(77, "cupsd", { 3: inode(ports[2]!) });
+      fake(90, "sshd-proxy", { 3: inode(ports[2]!) });
+      const lib = scriptBody("resources/nat-rule/sshd-ports.sh");
+      for (let pass = 0; pass < 2; pass++) {
+        const r = text(
+          await shell.request(
+            `${lib}\nsshd_ports '${proc}'; procs_named sshd '${proc}'; echo "procs:$procs"`,
+            Buffer.alloc(0),
+          ),
+        );
+        expect(r).toEqual({
+          code: 0,
+          stdout: `${ports[0]}\n${ports[1]}\nprocs: ${proc}/412 ${proc}/501\n`,
+          stderr: "",
+        });
+      }
+      // a name no process has
+      const none = `${lib}\nprocs_named nobody '${proc}'; echo "procs:$procs"`;
+      expect(text(await shell.request(none, Buffer.alloc(0))).stdout).toBe("procs:\n");
+      const ran = existsSync(log) ? readFileSync(log, "utf8") : "";
+      if (sender === "cat") expect(ran).toContain("ss\n");
+      if (sender === "perl" && impl !== "busybox") expect(ran).toBe("");
+    } finally {
+      for (const s of servers) s.close();
     }
   });
 

@@ -294,12 +294,24 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     # other query, for sysctls: "ID KEY..." (sysctl-probe.sh) gets "KEY:LINE\n" for each line of
     # each key that can be read (as `grep -s -H` in /proc/sys prints them: a number comes only in
     # one read(2), which the shell cannot make), or "!\n" for an answer over 8 kB, which it
-    # declines. A key is a path below /proc/sys with no ".." in it.
+    # declines. A key is a path below /proc/sys with no ".." in it. "ID !procs NAME PROC" and
+    # "ID !listen NAME PROC" ask about processes (below); any other word starting with "!" is
+    # declined.
     sub ask {
       my ($id, @keys) = split / /, $_[0];
       return unless defined $id && $id =~ /^[0-9.]+$/;
       if (@keys && $keys[0] eq "!lock") { lock_ask($id, @keys[1 .. $#keys]); return; }
       my $a = "";
+      if (@keys == 3 && $keys[0] eq "!procs") {
+        $a .= "$_\n" for procs_named($keys[1], $keys[2]);
+        @keys = ();
+      } elsif (@keys == 3 && $keys[0] eq "!listen") {
+        $a = listen_ports($keys[1], $keys[2]);
+        @keys = ();
+      } elsif (grep { /^!/ } @keys) {
+        $a = "!\n";
+        @keys = ();
+      }
       for my $k (@keys) {
         next if $k eq "" || $k =~ m{^/} || $k =~ m{(^|/)\.\.(/|$)};
         open(my $f, "<", "/proc/sys/$k") or next;
@@ -311,6 +323,56 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       }
       $a = "!\n" if length $a > 8192;
       syswrite(KA, "\n=$id\n$a\n");
+    }
+    # "ID !procs NAME PROC" (procs-named.sh): the directories below PROC (where proc is mounted) of
+    # the processes whose name (comm) is NAME, a line each, in the order a glob of the shell gives; in
+    # place of a grep of the comm of every process, whose arguments name every process.
+    sub procs_named {
+      my ($name, $proc) = @_;
+      return () unless $proc =~ m{^/};
+      opendir(my $dh, $proc) or return ();
+      my @p;
+      for my $q (sort grep { /^[0-9]+$/ } readdir $dh) {
+        open(my $c, "<", "$proc/$q/comm") or next;
+        my $n = <$c>;
+        close $c;
+        push @p, "$proc/$q" if defined $n && $n eq "$name\n";
+      }
+      closedir $dh;
+      return @p;
+    }
+    # "ID !listen NAME PROC" (sshd-ports.sh): the TCP ports that processes named NAME listen on in
+    # the network namespace of this process (that of the loop), a line each (a port on both
+    # families twice), found as sshd_ports finds them but without its grep, its reads of a byte per
+    # system call and its ss: the inode of each open file of those processes (the "ino:" line of
+    # its fdinfo, else a stat of the file), then the listening sockets (state 0A) of /proc/self/net/tcp and tcp6 that
+    # have one of those inodes.
+    sub listen_ports {
+      my %ino;
+      for my $p (procs_named(@_)) {
+        opendir(my $dh, "$p/fdinfo") or next;
+        for my $f (grep { /^[0-9]+$/ } readdir $dh) {
+          my $i;
+          if (open(my $fi, "<", "$p/fdinfo/$f")) {
+            while (<$fi>) { if (/^ino:\s*([0-9]+)$/) { $i = $1; last; } }
+            close $fi;
+          }
+          $i //= (stat("$p/fd/$f"))[1];
+          $ino{$i} = 1 if defined $i;
+        }
+        closedir $dh;
+      }
+      my $a = "";
+      for my $t (%ino ? ("/proc/self/net/tcp", "/proc/self/net/tcp6") : ()) {
+        open(my $fh, "<", $t) or next;
+        while (<$fh>) {
+          my @w = split;
+          next unless @w > 9 && $w[3] eq "0A" && $ino{$w[9]} && $w[1] =~ /:([0-9A-F]{4})$/;
+          $a .= hex($1) . "\n";
+        }
+        close $fh;
+      }
+      return $a;
     }
     # The host lock of an operation, held by this process instead of an flock and a holder process
     # per lock (lock-take.sh): "ID !lock TOKEN WAIT KEY..." takes an flock on LOCKS/KEY.lock for
