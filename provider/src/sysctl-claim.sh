@@ -9,7 +9,8 @@ set -e
 action=$1 key=$2 owner=$3 value=$4 proc=${5:-/proc/sys} claims=${6:-/run/pulumi-hypervisor/sysctl}
 wait=${7:-30}
 d="$claims/$key" p="$proc/$key"
-mkdir -p "$d"
+# a process only the first time a key is claimed
+[ -d "$d" ] || mkdir -p "$d"
 exec 9>"$claims/.lock"
 if ! flock -w "$wait" 9; then
   echo "sysctl-claim.sh: $claims/.lock is still held after $wait s by another process (see: fuser -v $claims/.lock); $action of $key for $owner not done" >&2
@@ -25,3 +26,4 @@ else
   # the interface may be gone (a tap deleted by hand): then there is nothing to restore
   if [ -e "$d/.original" ]; then [ ! -e "$p" ] || cat "$d/.original" > "$p"; rm -f -- "$d/.original"; fi
 fi
+exit 0

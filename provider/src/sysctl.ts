@@ -1,4 +1,4 @@
-import { scriptIn, type ScriptCall } from "./host/script";
+import { declareRunsInShell, scriptIn, type ScriptCall } from "./host/script";
 import type { Step } from "./step";
 
 /**
@@ -6,6 +6,10 @@ import type { Step } from "./step";
  * scripts sysctl-claim.sh and sysctl-probe.sh name the same directory.
  */
 export const CLAIMS_DIR = "/run/pulumi-hypervisor/sysctl";
+
+// Reviewed against declareRunsInShell's contract: a step of a batch sources it in a subshell,
+// with no shell process of its own.
+declareRunsInShell("sysctl-claim.sh");
 
 /** A sysctl path under /proc/sys, slash-separated ("net/ipv4/ip_forward", "net/ipv4/conf/tap0/proxy_arp"). */
 export type SysctlKey = string;

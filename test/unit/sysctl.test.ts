@@ -1,10 +1,13 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { scriptArgv } from "../../provider/src/host/script";
+import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
+import "../../provider/src/apply";
 import { parseSysctlProbe, sysctlCall } from "../../provider/src/sysctl";
+
+const SRC = join(__dirname, "../../provider/src");
 
 // The claim script runs for real under /bin/sh against a scratch /proc/sys look-alike.
 function scratch(initial: string) {
@@ -73,6 +76,60 @@ describe("sysctl claims", () => {
       expect(r.stderr).toBe(
         `sysctl-claim.sh: ${claims}/.lock is still held after 1 s by another process (see: fuser -v ${claims}/.lock); release of net/ipv4/ip_forward for natrule-a not done\n`,
       );
+      expect(s.value()).toBe("1");
+    } finally {
+      holder.kill();
+    }
+  });
+  it("runs as a step of a batch in a remote shell: sourced in a subshell, no shell of its own", async () => {
+    const s = scratch("0\n");
+    // the kept scripts of a remote shell, and a PATH whose sh notes each start
+    const kept = mkdtempSync(join(tmpdir(), "sysctl-kept-"));
+    const log = join(kept, "sh-started");
+    mkdirSync(join(kept, "bin"));
+    writeFileSync(join(kept, "bin", "sh"), `#!/bin/sh\necho "$@" >>"${log}"\nexec /bin/sh "$@"\n`, {
+      mode: 0o755,
+    });
+    const batch = (action: "claim" | "release", owner: string, waitSeconds?: number) => {
+      const claim = scriptArgv(
+        sysctlCall(action, "net/ipv4/ip_forward", owner, "1", {
+          ...s.roots,
+          ...(waitSeconds !== undefined ? { waitSeconds } : {}),
+        }),
+      );
+      const { argv, scripts } = argvWithCachedScripts(
+        scriptArgv(scriptIn(SRC, "apply-batch.sh", ["0", "0", String(claim.length), ...claim])),
+      );
+      for (const k of scripts) writeFileSync(join(kept, k.hash), k.body);
+      // the step's words name the kept script: `. HASH ARGS...`, no `sh -c`
+      expect(argv).toContain(".");
+      return spawnSync("/bin/sh", argv.slice(1), {
+        encoding: "utf8",
+        env: { PATH: `${join(kept, "bin")}:/usr/bin:/bin`, PULUMI_HYPERVISOR_SCRIPTS: kept },
+      });
+    };
+    expect(batch("claim", "natrule-a").status).toBe(0);
+    expect(s.value()).toBe("1");
+    expect(batch("release", "natrule-a").status).toBe(0);
+    expect(s.value()).toBe("0");
+    expect(existsSync(log)).toBe(false);
+    // a lock held too long fails the step (its exit ends only its subshell), said as before
+    expect(batch("claim", "natrule-a").status).toBe(0);
+    const holder = spawn("flock", [join(s.claims, ".lock"), "sleep", "30"], { stdio: "ignore" });
+    try {
+      for (
+        let i = 0;
+        i < 100 && spawnSync("flock", ["-n", join(s.claims, ".lock"), "true"]).status === 0;
+        i++
+      ) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const r = batch("release", "natrule-a", 1);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(
+        `sysctl-claim.sh: ${s.claims}/.lock is still held after 1 s by another process`,
+      );
+      expect(r.stderr).toContain("@@pulumi-hypervisor-failed 0 1");
       expect(s.value()).toBe("1");
     } finally {
       holder.kill();
