@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -423,27 +423,82 @@ describe("backend choice", () => {
 
 describe("the observe probe under a real /bin/sh", () => {
   // Stub nft/iptables-save on PATH; the probe's sysctl part reads the real /proc of this machine.
-  function run(nft: string): string {
+  // The stub notes each call of its own in `calls`.
+  function run(
+    nft: string,
+    expect: "present" | "absent" = "present",
+  ): { out: string; calls: string[] } {
     const dir = mkdtempSync(join(tmpdir(), "natrule-probe-"));
-    writeFileSync(join(dir, "nft"), `#!/bin/sh\n${nft}\n`);
+    const log = join(dir, "calls");
+    writeFileSync(join(dir, "nft"), `#!/bin/sh\necho "$*" >>"${log}"\n${nft}\n`);
     chmodSync(join(dir, "nft"), 0o755);
-    const [cmd, ...args] = scriptArgv(observeCall("guest"));
-    return execFileSync(cmd!, args, { env: { PATH: `${dir}:/usr/bin:/bin` }, encoding: "utf8" });
+    const [cmd, ...args] = scriptArgv(observeCall("guest", expect));
+    const out = execFileSync(cmd!, args, {
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+      encoding: "utf8",
+    });
+    const calls = existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [];
+    rmSync(dir, { recursive: true, force: true });
+    return { out, calls };
   }
+  // as nft answers: its table's listing fails where the table is not there
+  const nftWith = (tables: string[]): string =>
+    [
+      `if [ "$*" = "list tables ip" ]; then printf '%s\\n' ${tables.map((t) => `"table ip ${t}"`).join(" ")}; exit 0; fi`,
+      `case " ${tables.join(" ")} " in *" $5 "*) echo "$@" ;; *) echo "Error: No such file or directory" >&2; exit 1 ;; esac`,
+    ].join("\n");
+  const LIST = "list tables ip";
+  const TABLE = "-j list table ip pulumi_hv_guest";
+
   it("lists only its own table, and tells an absent table from a failing nft", () => {
-    const present = run(
-      'if [ "$1" = list ] && [ "$2" = tables ]; then echo "table ip other"; echo "table ip pulumi_hv_guest"; else echo "$@"; fi',
-    );
-    expect(parseProbe(present, "probe").get("nft")).toBe("-j list table ip pulumi_hv_guest\n");
-    const absent = run('echo "table ip pulumi_hv_guest-nat"');
-    expect(parseProbe(absent, "probe").get("nft")).toBe("");
-    const failing = run(
-      'echo "netlink: Error: cache initialization failed: Operation not permitted" >&2; exit 1',
-    );
-    const s = parseNatRuleState("guest", failing);
-    expect(s.nftError).toBe("netlink: Error: cache initialization failed: Operation not permitted");
-    expect(s.nft).toBeUndefined();
-    expect(s.ipForward?.claimed).toBe(false);
+    for (const expect_ of ["present", "absent"] as const) {
+      const present = run(nftWith(["other", "pulumi_hv_guest"]), expect_).out;
+      expect(parseProbe(present, "probe").get("nft")).toBe(`${TABLE}\n`);
+      const absent = run(nftWith(["pulumi_hv_guest-nat"]), expect_).out;
+      expect(parseProbe(absent, "probe").get("nft")).toBe("");
+      const failing = run(
+        'echo "netlink: Error: cache initialization failed: Operation not permitted" >&2; exit 1',
+        expect_,
+      ).out;
+      const s = parseNatRuleState("guest", failing);
+      expect(s.nftError).toBe(
+        "netlink: Error: cache initialization failed: Operation not permitted",
+      );
+      expect(s.nft).toBeUndefined();
+      expect(s.ipForward?.claimed).toBe(false);
+    }
+  });
+
+  it("costs one nft where the table is where it was expected, two where it is not", () => {
+    const there = nftWith(["other", "pulumi_hv_guest"]);
+    const gone = nftWith(["other"]);
+    expect(run(there, "present").calls).toEqual([TABLE]);
+    expect(run(gone, "absent").calls).toEqual([LIST]);
+    expect(run(there, "absent").calls).toEqual([LIST, TABLE]);
+    expect(run(gone, "present").calls).toEqual([TABLE, LIST]);
+    // the table is there but its listing fails: said so, not taken for an absent table
+    const broken = `if [ "$*" = "${LIST}" ]; then echo "table ip pulumi_hv_guest"; else echo "Error: bad" >&2; exit 1; fi`;
+    for (const expect_ of ["present", "absent"] as const) {
+      expect(parseNatRuleState("guest", run(broken, expect_).out).nftError).toBe("Error: bad");
+    }
+  });
+
+  it("asks for a create's first look the way a table that is not there costs least", () => {
+    const args = (creating: boolean) =>
+      natRuleModule.probe(
+        NatRuleInputs.parse({
+          name: "guest",
+          sourceCidr: "198.18.140.0/24",
+          outInterface: "wan0",
+          masquerade: true,
+        }),
+        {
+          sshClientAddress: undefined,
+          host: "h",
+          ...(creating ? { creating } : {}),
+        },
+      ).call.args[2];
+    expect([args(true), args(false)]).toEqual(["absent", "present"]);
   });
 });
 

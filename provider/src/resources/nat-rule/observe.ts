@@ -20,11 +20,16 @@ export const IP_FORWARD = "net/ipv4/ip_forward";
 /** The unit and boot script folder name of NAT rules. */
 export const NAT_KIND = "nat";
 
-/** Returns the call of the single observe probe (nat-probe.sh). */
-export function observeCall(name: string): ScriptCall {
+/**
+ * Returns the call of the single observe probe (nat-probe.sh). `expect` is where its table likely
+ * is: a create's first look finds none, any other look the one the rule has. It orders the probe's
+ * two nft listings so that the likely case costs one; the answer is the same either way.
+ */
+export function observeCall(name: string, expect: "present" | "absent" = "present"): ScriptCall {
   return scriptIn(__dirname, "nat-probe.sh", [
     nftTableName(name),
     sysctlOwner(name),
+    expect,
     ...persistProbeArgs(NAT_KIND, name),
   ]);
 }
@@ -74,9 +79,9 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
 }
 
 /** Returns the rule's probe: its nft table, iptables chains and ip_forward claim in one command. */
-export function probeNatRule(inputs: NatRuleInputs): ProbeCall {
+export function probeNatRule(inputs: NatRuleInputs, ctx?: ObserveContext): ProbeCall {
   return {
-    call: observeCall(inputs.name),
+    call: observeCall(inputs.name, ctx?.creating ? "absent" : "present"),
     units: probeUnits(unitName(NAT_KIND, inputs.name), "active"),
   };
 }
