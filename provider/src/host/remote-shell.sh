@@ -80,8 +80,9 @@ if [ -z "${TMPDIR-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 [ -n "$d" ] || d=$(mktemp -d 2>/dev/null) || cannot "no private directory (mktemp -d failed)"
 trap 'rm -rf "$d"' EXIT
-mkdir "$d/s" || cannot "no private directory (mkdir failed)"
-PULUMI_HYPERVISOR_SCRIPTS=$d/s
+# the scripts sent to this shell are kept here too, under their hashes: hex digits, which no name
+# of the loop's own files is (a directory of their own cost a mkdir at every shell's start)
+PULUMI_HYPERVISOR_SCRIPTS=$d
 export PULUMI_HYPERVISOR_SCRIPTS
 trap 'exit 1' HUP INT TERM PIPE
 trace=/run/pulumi-hypervisor/trace-requests
@@ -655,7 +656,7 @@ while IFS=' ' read -r tag clen slen nonce rel <&3; do
   if [ "$tag" = S ]; then
     case $clen in *[!0-9a-f]*) exit 2 ;; esac
     # a file that cannot be written (a full /tmp) ends the loop: never a request that runs less
-    take "$slen" "$d/s/$clen" || exit 2
+    take "$slen" "$d/$clen" || exit 2
     IFS= read -r end <&3 || exit 0
     [ -z "$end" ] || exit 2
     continue
