@@ -1,13 +1,19 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import "../../provider/src/apply";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import {
   parseDnsmasqState,
   parseExposed,
   parseProcesses,
 } from "../../provider/src/resources/dnsmasq-instance/observe";
-import { scriptBody } from "../../provider/src/host/script";
+import {
+  argvWithCachedScripts,
+  scriptArgv,
+  scriptBody,
+  scriptIn,
+} from "../../provider/src/host/script";
 import { planDnsmasqInstance } from "../../provider/src/resources/dnsmasq-instance/plan";
 import {
   parseDhcpHosts,
@@ -584,5 +590,31 @@ describe("DnsmasqInstanceInputs", () => {
       604800,
       Infinity,
     ]);
+  });
+});
+
+describe("the steps' scripts on a remote shell", () => {
+  const SRC = join(__dirname, "../../provider/src");
+  it("are sourced in a subshell of their batch, with no shell process of their own", () => {
+    for (const name of [
+      "dnsmasq-start.sh",
+      "dnsmasq-stop.sh",
+      "dnsmasq-reload.sh",
+      "dnsmasq-private.sh",
+    ]) {
+      const step = scriptArgv(scriptIn(join(SRC, "resources/dnsmasq-instance"), name, ["a1"]));
+      const batch = scriptArgv(
+        scriptIn(SRC, "apply-batch.sh", ["0", "0", String(step.length), ...step]),
+      );
+      // `. HASH ARGS` (the batch sources it), not `sh -c '. "$...HASH"' NAME ARGS`
+      expect(argvWithCachedScripts(batch).argv.slice(4), name).toEqual([
+        "0",
+        "0",
+        "3",
+        ".",
+        expect.stringMatching(/^[0-9a-f]{32}$/),
+        "a1",
+      ]);
+    }
   });
 });

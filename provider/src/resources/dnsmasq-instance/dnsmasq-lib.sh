@@ -6,8 +6,13 @@
 # defaults apply (upstream's and Debian's: user nobody, group dip, or nobody's own group on a host
 # without dip). It reads the hosts file after dropping root, at start and on SIGHUP.
 dnsmasq_group() { if getent group dip >/dev/null 2>&1; then echo dip; else id -g nobody; fi; }
-# Makes files readable by root and dnsmasq's group only: they hold names, MACs and addresses.
-private() { chgrp -- "$(dnsmasq_group)" "$@" && chmod 0640 -- "$@"; }
+# Makes files readable by root and dnsmasq's group only: they hold names, MACs and addresses. The
+# group is looked up once per script (a getent each time before).
+group=
+private() {
+  [ -n "$group" ] || group=$(dnsmasq_group)
+  chgrp -- "$group" "$@" && chmod 0640 -- "$@"
+}
 us=$(printf '\037')
 # Succeeds when $pid is a live dnsmasq in this mount namespace started with exactly
 # --conf-file=$conf (a zombie has an empty cmdline), so a reused pid is never signalled.

@@ -5,3 +5,4 @@
 set -e
 . ./dnsmasq-lib.sh
 private "$@"
+exit 0

@@ -15,3 +15,4 @@ fi
 private "$th"
 mv -f -- "$th" "$hosts"
 kill -s HUP "$pid"
+exit 0

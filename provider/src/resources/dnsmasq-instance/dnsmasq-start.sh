@@ -39,3 +39,4 @@ rm -f -- "$pidf"
 if [ ! -e "$leases" ]; then (umask 077; : > "$leases"); fi
 private "$leases"
 if [ "$mode" = start ]; then dnsmasq --conf-file="$conf"; fi
+exit 0

@@ -4,3 +4,4 @@ set -e
 pid=$1 conf=$2
 . ./dnsmasq-lib.sh
 stop
+exit 0

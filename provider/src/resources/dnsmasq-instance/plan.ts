@@ -1,11 +1,23 @@
 import { PlanError } from "../../errors";
-import { scriptIn } from "../../host/script";
+import { declareRunsInShell, scriptIn } from "../../host/script";
 import { hostAddressProblem, ipv4InCidr, ipv4NetworkAddress } from "../../net";
 import { planPersistence } from "../../persist/persistence";
 import type { Step } from "../../step";
 import { renderDhcpHosts, renderDnsmasqConf } from "./render";
 import type { DnsmasqInstanceInputs, DnsmasqPaths, DnsmasqState } from "./schema";
 import { supervised, wantedForm } from "./unit";
+
+// Reviewed against declareRunsInShell's contract: a step of a batch sources them in a subshell, with
+// no shell process of their own. Their temporary files' $$ is then the loop's pid, unique among
+// the host's shells, and the host lock keeps two operations on one instance apart.
+for (const s of [
+  "dnsmasq-start.sh",
+  "dnsmasq-stop.sh",
+  "dnsmasq-reload.sh",
+  "dnsmasq-private.sh",
+]) {
+  declareRunsInShell(s);
+}
 
 /** Returns the step that stops an instance's dnsmasq (verified by its command line first). */
 export function stopStep(name: string, pid: number, configPath: string, why = ""): Step {
