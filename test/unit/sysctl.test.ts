@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -54,7 +54,11 @@ describe("sysctl claims", () => {
     const s = scratch("0\n");
     s.run("claim", "natrule-a");
     const claims = s.claims;
-    const holder = spawn("flock", [join(claims, ".lock"), "sleep", "30"], { stdio: "ignore" });
+    // in a process group of its own, so that its sleep goes with it
+    const holder = spawn("flock", [join(claims, ".lock"), "sleep", "30"], {
+      stdio: "ignore",
+      detached: true,
+    });
     try {
       // flock creates the lock file when it holds it; wait for that before racing it
       for (
@@ -78,7 +82,7 @@ describe("sysctl claims", () => {
       );
       expect(s.value()).toBe("1");
     } finally {
-      holder.kill();
+      process.kill(-holder.pid!, "SIGKILL");
     }
   });
   it("runs as a step of a batch in a remote shell: sourced in a subshell, no shell of its own", async () => {
@@ -108,15 +112,20 @@ describe("sysctl claims", () => {
         env: { PATH: `${join(kept, "bin")}:/usr/bin:/bin`, PULUMI_HYPERVISOR_SCRIPTS: kept },
       });
     };
-    expect(batch("claim", "natrule-a").status).toBe(0);
-    expect(s.value()).toBe("1");
-    expect(batch("release", "natrule-a").status).toBe(0);
-    expect(s.value()).toBe("0");
-    expect(existsSync(log)).toBe(false);
-    // a lock held too long fails the step (its exit ends only its subshell), said as before
-    expect(batch("claim", "natrule-a").status).toBe(0);
-    const holder = spawn("flock", [join(s.claims, ".lock"), "sleep", "30"], { stdio: "ignore" });
+    let holder: ReturnType<typeof spawn> | undefined;
     try {
+      expect(batch("claim", "natrule-a").status).toBe(0);
+      expect(s.value()).toBe("1");
+      expect(batch("release", "natrule-a").status).toBe(0);
+      expect(s.value()).toBe("0");
+      expect(existsSync(log)).toBe(false);
+      // a lock held too long fails the step (its exit ends only its subshell), said as before
+      expect(batch("claim", "natrule-a").status).toBe(0);
+      // in a process group of its own, so that its sleep goes with it
+      holder = spawn("flock", [join(s.claims, ".lock"), "sleep", "30"], {
+        stdio: "ignore",
+        detached: true,
+      });
       for (
         let i = 0;
         i < 100 && spawnSync("flock", ["-n", join(s.claims, ".lock"), "true"]).status === 0;
@@ -132,7 +141,8 @@ describe("sysctl claims", () => {
       expect(r.stderr).toContain("@@pulumi-hypervisor-failed 0 1");
       expect(s.value()).toBe("1");
     } finally {
-      holder.kill();
+      if (holder?.pid !== undefined) process.kill(-holder.pid, "SIGKILL");
+      rmSync(kept, { recursive: true, force: true });
     }
   });
   it("parses the probe", () => {

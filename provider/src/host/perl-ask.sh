@@ -10,7 +10,8 @@
 # count of this shell's queries, so that an answer to some other query (perl empties the fifos once
 # a command is over: a killed asker's should never be there) is skipped, not taken. A perl that is
 # gone ends a fifo before the token or the answer comes. Builtins only: no process starts.
-# What perl answers: sysctl-probe.sh (sysctl values), lock-take.sh (a host lock it holds).
+# What perl answers: sysctl-probe.sh (sysctl values), procs-named.sh (processes by name),
+# sshd-ports.sh (the ports they listen on), lock-take.sh (a host lock it holds).
 perl_ask() {
   _pa=${PULUMI_HYPERVISOR_PERL-}
   case $_pa in *:*:*) ;; *) return 1 ;; esac

@@ -177,11 +177,13 @@ tree() {
 # request, about as much CPU as the rest of the loop's work for it. While it watches, it answers
 # the command's questions (perl-ask.sh: fifos kq, ka and kt, named to commands by
 # PULUMI_HYPERVISOR_PERL): sysctl values for probes (sysctl-probe.sh), in place of a grep per
-# probe, and host locks (lock-take.sh), which it takes and holds itself, in place of an flock and
-# a holder process per lock; a perl that holds locks outlives its loop until they are released
-# or the connection is gone. Where perl does not start, cat sends each reply, dd takes each
-# request's command and stdin, a subshell watches each command, probes read sysctls with grep,
-# and a holder process holds each lock.
+# probe; the processes of a name (procs-named.sh) and the ports they listen on (sshd-ports.sh),
+# in place of a grep, and of a grep, reads of a byte per system call and an ss; and host locks
+# (lock-take.sh), which it takes and holds itself, in place of an flock and a holder process per
+# lock; a perl that holds locks outlives its loop until they are released or the connection is
+# gone. Where perl does not start, cat sends each reply, dd takes each request's command and
+# stdin, a subshell watches each command, probes read sysctls, find processes and ports with grep
+# and ss, and a holder process holds each lock.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
 reply="cat"
 if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d/kt" 2>/dev/null; then
@@ -325,9 +327,9 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       $a = "!\n" if length $a > 8192;
       syswrite(KA, "\n=$id\n$a\n");
     }
-    # "ID !procs NAME PROC" (procs-named.sh): the directories below PROC (where proc is mounted) of
-    # the processes whose name (comm) is NAME, a line each, in the order a glob of the shell gives; in
-    # place of a grep of the comm of every process, whose arguments name every process.
+    # "ID !procs NAME PROC" (procs-named.sh): the directories below PROC (where proc is mounted)
+    # of the processes whose name (comm) is NAME, a line each, in the order a glob of the shell
+    # gives; in place of a grep of the comm of every process, whose arguments name every process.
     sub procs_named {
       my ($name, $proc) = @_;
       return () unless $proc =~ m{^/};
@@ -346,8 +348,8 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     # the network namespace of this process (that of the loop), a line each (a port on both
     # families twice), found as sshd_ports finds them but without its grep, its reads of a byte per
     # system call and its ss: the inode of each open file of those processes (the "ino:" line of
-    # its fdinfo, else a stat of the file), then the listening sockets (state 0A) of /proc/self/net/tcp and tcp6 that
-    # have one of those inodes.
+    # its fdinfo, else a stat of the file), then the listening sockets (state 0A) of
+    # /proc/self/net/tcp and tcp6 that have one of those inodes.
     sub listen_ports {
       my %ino;
       for my $p (procs_named(@_)) {

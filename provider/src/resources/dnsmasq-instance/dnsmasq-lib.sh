@@ -8,10 +8,10 @@
 dnsmasq_group() { if getent group dip >/dev/null 2>&1; then echo dip; else id -g nobody; fi; }
 # Makes files readable by root and dnsmasq's group only: they hold names, MACs and addresses. The
 # group is looked up once per script (a getent each time before).
-group=
+private_group=
 private() {
-  [ -n "$group" ] || group=$(dnsmasq_group)
-  chgrp -- "$group" "$@" && chmod 0640 -- "$@"
+  [ -n "$private_group" ] || private_group=$(dnsmasq_group)
+  chgrp -- "$private_group" "$@" && chmod 0640 -- "$@"
 }
 us=$(printf '\037')
 # Succeeds when $pid is a live dnsmasq in this mount namespace started with exactly
