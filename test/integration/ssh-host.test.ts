@@ -15,7 +15,7 @@ import {
 } from "../../provider/src/errors";
 import { readFile, writeFile, type Host, type RunResult } from "../../provider/src/host/host";
 import { closeAllHosts, hostFor, sshStats } from "../../provider/src/host/pool";
-import { REMOTE_SHELL_ENV } from "../../provider/src/host/remote-shell";
+import { REMOTE_SHELL_ENV, remoteShellCommand } from "../../provider/src/host/remote-shell";
 import { IDLE_CLOSE_MS } from "../../provider/src/host/ssh-host";
 
 // A real ssh2.Server in this process (pulumi-command's approach) that runs each exec'd command
@@ -1187,7 +1187,7 @@ describe("remote shell", () => {
       expect(
         stderr.split("\n").filter((l) => l.includes("the remote shell did not start")),
       ).toEqual([
-        `pulumi-hypervisor: ${host.label}: the remote shell did not start (the remote shell said something unexpected: unexpected first line "sh -c '#!/bin/sh"); each command runs on a session of its own`,
+        `pulumi-hypervisor: ${host.label}: the remote shell did not start (the remote shell said something unexpected: unexpected first line ${JSON.stringify(remoteShellCommand().split("\n")[0])}); each command runs on a session of its own`,
       ]);
     } finally {
       await closeAllHosts();

@@ -27,6 +27,7 @@ import {
   RemoteShell,
   ShellEndedError,
   remoteShellCommand,
+  remoteShellScript,
   REMOTE_SHELL_SCRIPT,
   type ShellReply,
 } from "../../provider/src/host/remote-shell";
@@ -97,7 +98,7 @@ function startLocal(
   const argv = [
     ...(impl === "busybox" ? ["busybox", "sh"] : [impl]),
     "-c",
-    scriptBody(REMOTE_SHELL_SCRIPT),
+    remoteShellScript(),
     "remote-shell.sh",
     "10.0.0.9 5 10.0.0.1 22",
   ];
@@ -1094,7 +1095,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     const argv = impl === "busybox" ? ["busybox", "sh"] : [impl];
     const child = spawn(
       argv[0] ?? "sh",
-      [...argv.slice(1), "-c", scriptBody(REMOTE_SHELL_SCRIPT), "remote-shell.sh", "a b c d"],
+      [...argv.slice(1), "-c", remoteShellScript(), "remote-shell.sh", "a b c d"],
       { env: { PATH: pathFor(sender), TMPDIR: join(work, "no-such-dir") }, cwd: work },
     );
     started.push(child);
@@ -1128,6 +1129,17 @@ describe("remoteShellCommand", () => {
     const cmd = remoteShellCommand(["sudo", "-n", "--"]);
     expect(cmd.startsWith("sudo -n -- sh -c '")).toBe(true);
     expect(cmd.endsWith(`' remote-shell.sh "$SSH_CONNECTION"`)).toBe(true);
+  });
+
+  it("fits an exec request in the 32 KB payload every SSH server takes, without the loop's comments", () => {
+    // the longest prefix the provider sends (sudo -S with its prompt marks), and the request's own
+    // fields: message type, channel, "exec", want-reply and the command's length
+    const cmd = remoteShellCommand(["sudo", "-S", "-p", "x".repeat(80), "--"]);
+    expect(Buffer.byteLength(cmd) + 1 + 4 + 4 + 4 + 1 + 4).toBeLessThanOrEqual(32768);
+    // only comment lines go: every other line of the file (its includes inlined) stays, in order
+    const lines = scriptBody(REMOTE_SHELL_SCRIPT).split("\n");
+    const code = lines.filter((l) => !/^\s*#/.test(l));
+    expect(remoteShellScript().split("\n")).toEqual(code);
   });
 });
 

@@ -25,12 +25,29 @@ export const REMOTE_SHELL_SCRIPT = "host/remote-shell.sh";
 const HELLO = "pulumi-hypervisor-shell 3 ";
 const MAX_LINE = 4096;
 
+let loopText: string | undefined;
+
+/**
+ * Returns the loop's text as the exec request carries it: remote-shell.sh with its includes and
+ * without its comment lines, which are half of it. The request must stay within the 32 KB payload
+ * every SSH server takes (RFC 4253, 6.1; ssh2's server closes the connection past 35,000 bytes a
+ * packet, OpenSSH's takes 256 KB); with its comments the loop is over that. No line of the loop,
+ * of the shell or of its perl, starts with `#` inside a string or a here-document.
+ */
+export function remoteShellScript(): string {
+  loopText ??= scriptBody(REMOTE_SHELL_SCRIPT)
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n");
+  return loopText;
+}
+
 /**
  * Returns the command line that starts the loop; the login shell expands $SSH_CONNECTION before
  * any sudo prefix (`sudo` words, already quoted) resets the environment.
  */
 export function remoteShellCommand(sudoPrefix: readonly string[] = []): string {
-  const loop = quoteArgv(["sh", "-c", scriptBody(REMOTE_SHELL_SCRIPT), "remote-shell.sh"]);
+  const loop = quoteArgv(["sh", "-c", remoteShellScript(), "remote-shell.sh"]);
   const prefix = sudoPrefix.length > 0 ? `${quoteArgv(sudoPrefix)} ` : "";
   return `${prefix}${loop} "$SSH_CONNECTION"`;
 }
