@@ -131,6 +131,21 @@ function startLocal(
 const run = (shell: RemoteShell, argv: readonly string[], stdin = ""): Promise<ShellReply> =>
   shell.request(buildRemoteCommand(argv, "none"), Buffer.from(stdin));
 
+/**
+ * Returns the pid of the loop's perl, as the loop names it to commands (PULUMI_HYPERVISOR_PERL,
+ * `DIR/k:PID:REQUEST`), and that process's name; undefined without one. Perl makes the loop's
+ * directory and leaves its command substitution, so it is not a child of the loop.
+ */
+async function loopPerl(shell: RemoteShell): Promise<{ pid: string; comm: string } | undefined> {
+  const named = text(
+    await shell.request('printf %s "${PULUMI_HYPERVISOR_PERL-}"', Buffer.alloc(0)),
+  );
+  const pid = /^.+\/k:(\d+):\d+$/.exec(named.stdout)?.[1];
+  if (pid === undefined) return undefined;
+  const comm = spawnSync("ps", ["-p", pid, "-o", "comm="], { encoding: "utf8" }).stdout.trim();
+  return { pid, comm };
+}
+
 /** How many processes on the machine run `sleep SECS` (a test's own unique duration). */
 const sleepers = (secs: number): string =>
   spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
@@ -260,14 +275,18 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
 
   it("sends replies through one perl process of its own where perl starts, else a cat each", async () => {
     const { shell } = startLocal(impl, sender);
-    const hello = await shell.hello;
+    await shell.hello;
     for (let i = 0; i < 3; i++) expect(text(await run(shell, ["echo", "x"])).stdout).toBe("x\n");
-    const children = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "comm="], {
-      encoding: "utf8",
-    }).stdout;
-    expect(children.split("\n").filter((c) => c === "perl")).toHaveLength(
-      sender === "perl" ? 1 : 0,
-    );
+    const perl = await loopPerl(shell);
+    expect(perl?.comm).toBe(sender === "perl" ? "perl" : undefined);
+    if (sender === "perl") {
+      // of its own: another loop has another
+      const other = startLocal(impl, sender);
+      await other.shell.hello;
+      const second = await loopPerl(other.shell);
+      expect(second?.comm).toBe("perl");
+      expect(second?.pid).not.toBe(perl?.pid);
+    }
   });
 
   it("watches a running command from its perl where perl starts, else from a subshell", async () => {
@@ -423,14 +442,10 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       expect(text(await run(broken.shell, ["echo", "by cat"])).stdout).toBe("by cat\n");
 
       const { shell, exited } = startLocal(impl, sender);
-      const hello = await shell.hello;
-      const perl = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "pid=,comm="], {
-        encoding: "utf8",
-      })
-        .stdout.split("\n")
-        .find((l) => l.trim().endsWith(" perl"));
-      expect(perl).toBeDefined();
-      process.kill(Number(perl?.trim().split(/\s+/)[0]), "SIGKILL");
+      await shell.hello;
+      const perl = await loopPerl(shell);
+      expect(perl?.comm).toBe("perl");
+      process.kill(Number(perl?.pid), "SIGKILL");
       // perl takes each request's stdin too: the loop ends before the command runs, and the
       // client sees the shell end without a reply
       const marker = join(work, `ran-${impl}-${sender}`);
@@ -519,19 +534,17 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
       expect(lockHeld(key)).toBe(true);
       const [t, pid, anchor, ...named] = since(key);
       expect([t, anchor, named]).toEqual([token, String(hello.pid), [key]]);
-      const perl = spawnSync("ps", ["--ppid", String(hello.pid), "-o", "pid=,comm="], {
-        encoding: "utf8",
-      })
-        .stdout.split("\n")
-        .find((l) => l.trim().endsWith(" perl"));
-      // what ran besides the loop's own start (its mkfifo of its private fifos; none in busybox)
+      const perl = await loopPerl(shell);
+      // what ran besides the loop's own start (where perl does not start, nothing makes fifos)
       const ran = (existsSync(log) ? readFileSync(log, "utf8") : "")
         .split("\n")
-        .filter((l) => l !== "" && !l.startsWith(`mkfifo ${work}`))
+        .filter((l) => l !== "")
         .map((l) => l.replace(/ \d+$/, " FD"));
       if (sender === "perl") {
-        // the holder is the loop's perl, which made the key's release fifo: no program ran
-        expect(pid).toBe(perl?.trim().split(/\s+/)[0]);
+        // the holder is the loop's perl, which made its private fifos and the key's release fifo:
+        // no program ran
+        expect(perl?.comm).toBe("perl");
+        expect(pid).toBe(perl?.pid);
         expect(ran).toEqual([]);
       } else {
         expect(perl).toBeUndefined();
@@ -1071,8 +1084,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   });
 
   it("never runs a request cut short, and removes its directory when its input ends", async () => {
-    const dirs = (): number => readdirSync(work).filter((f) => f.startsWith("tmp")).length;
-    const before = dirs();
+    const dirs = (): string[] => readdirSync(work).filter((f) => f.startsWith("tmp"));
     const marker = join(work, `cut-${impl}-${sender}`);
     const frame = encodeRequest(`touch ${marker}`, Buffer.from("data"), "f".repeat(32));
     // a line request ("L ..."): cut before its closing newline, and in its command line (which the
@@ -1080,15 +1092,59 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     expect(frame.subarray(0, 2).toString()).toBe("L ");
     const mid = frame.indexOf("\n") + 5;
     for (const cut of [frame.length - 1, mid]) {
+      const before = dirs();
       const { shell, child, exited } = startLocal(impl, sender);
       await shell.hello;
-      expect(dirs()).toBe(before + 1);
+      // its private directory, in TMPDIR, named as mktemp -d names one (perl makes ten letters or
+      // digits, busybox's mktemp six), mode 0700; the others only go (a killed loop's, by its perl)
+      const added = dirs().filter((f) => !before.includes(f));
+      expect(added).toHaveLength(1);
+      expect(added[0]).toMatch(/^tmp\.[A-Za-z0-9]{6,}$/);
+      const dir = join(work, added[0] ?? "");
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
       child.stdin.write(frame.subarray(0, cut));
       child.stdin.end();
       expect(await exited).toBe(0);
       expect(existsSync(marker)).toBe(false);
-      expect(dirs()).toBe(before);
+      // gone once the loop is: by its perl, when it starts, else by rm
+      expect(existsSync(dir)).toBe(false);
     }
+  });
+
+  it("makes and removes its directory and fifos from its perl where perl starts, else by mktemp and rm", async () => {
+    // a PATH whose mktemp, mkfifo and rm note each start, then run
+    const log = join(work, `setup-log-${impl}-${sender}`);
+    const spy = join(work, `setup-spy-${impl}-${sender}`);
+    mkdirSync(spy);
+    for (const p of ["mktemp", "mkfifo", "rm"]) {
+      const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
+      writeFileSync(join(spy, p), `#!/bin/sh\necho ${p} "$@" >>${log}\nexec ${real} "$@"\n`, {
+        mode: 0o755,
+      });
+    }
+    const before = readdirSync(work).filter((f) => f.startsWith("tmp"));
+    const { shell, child, exited } = startLocal(
+      impl,
+      sender,
+      undefined,
+      `${spy}:${pathFor(sender)}`,
+    );
+    await shell.hello;
+    expect(text(await run(shell, ["echo", "x"])).stdout).toBe("x\n");
+    const added = readdirSync(work).filter((f) => f.startsWith("tmp") && !before.includes(f));
+    expect(added).toHaveLength(1);
+    const fifos = ["ka", "kq", "kt", "ra", "rq"];
+    const made = readdirSync(join(work, added[0] ?? "")).filter((f) => fifos.includes(f));
+    expect(made.sort()).toEqual(sender === "perl" ? fifos : []);
+    child.stdin.end();
+    expect(await exited).toBe(0);
+    expect(existsSync(join(work, added[0] ?? ""))).toBe(false);
+    // the loop's own (bash started on a socket runs ~/.bashrc, whatever that starts)
+    const ran = (existsSync(log) ? readFileSync(log, "utf8").split("\n") : [])
+      .filter((l) => l === "mktemp -d" || l.includes(`${work}/tmp.`))
+      .map((l) => l.split(" ")[0]);
+    // (busybox runs its own mktemp and rm, which the PATH does not see)
+    expect(ran).toEqual(sender === "perl" || impl === "busybox" ? [] : ["mktemp", "rm"]);
   });
 
   it("exits 3 before its hello when it cannot set up, saying why on stderr", async () => {

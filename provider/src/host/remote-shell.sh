@@ -45,9 +45,9 @@
 # as long as that process, so it outlives a shell closed to make room but not the connection.
 #
 # Each command runs in a subshell, so `exit`, `cd`, `set -e` or `exec` in it end only that
-# subshell; its stdin, stdout and stderr are files in a private directory (mktemp -d, on tmpfs,
-# 0700, emptied after each command and removed when the loop ends), so any byte and any size
-# survive.
+# subshell; its stdin, stdout and stderr are files in a private directory (as mktemp -d makes one,
+# on tmpfs, 0700, emptied after each command and removed when the loop ends; below), so any byte
+# and any size survive.
 # A process a command leaves running must not keep writing to them (the provider's scripts send
 # what they start to /dev/null): bytes after a reply's end break the shell, which the client then
 # closes and replaces.
@@ -71,19 +71,6 @@ cannot() {
 if [ -t 0 ] || [ -t 1 ]; then cannot "a terminal, not plain pipes"; fi
 # fd 3 is the request stream; commands get their own stdin and never see it
 exec 3<&0 </dev/null
-# The private directory goes on tmpfs (/dev/shm) unless TMPDIR names another place: on a disk
-# filesystem each request's files cost writeback (ext4 flushes a file emptied and rewritten when it
-# is closed), and Debian's /tmp is on disk.
-d=
-if [ -z "${TMPDIR-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
-  d=$(mktemp -d -p /dev/shm 2>/dev/null) || d=
-fi
-[ -n "$d" ] || d=$(mktemp -d 2>/dev/null) || cannot "no private directory (mktemp -d failed)"
-trap 'rm -rf "$d"' EXIT
-# the scripts sent to this shell are kept here too, under their hashes: hex digits, which no name
-# of the loop's own files is (a directory of their own cost a mkdir at every shell's start)
-PULUMI_HYPERVISOR_SCRIPTS=$d
-export PULUMI_HYPERVISOR_SCRIPTS
 trap 'exit 1' HUP INT TERM PIPE
 trace=/run/pulumi-hypervisor/trace-requests
 # what `env LC_ALL=C` gives a command on a session of its own: messages and formats as parsed
@@ -185,17 +172,51 @@ tree() {
 # stdin, a subshell watches each command, probes read sysctls, find processes and ports with grep
 # and ss, and a holder process holds each lock.
 # Commands never see fds 5 and 6 (a process they leave running would keep perl alive).
-reply="cat"
-if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d/kt" 2>/dev/null; then
+#
+# The private directory goes on tmpfs (/dev/shm) unless TMPDIR names another place: on a disk
+# filesystem each request's files cost writeback (ext4 flushes a file emptied and rewritten when it
+# is closed), and Debian's /tmp is on disk. Perl makes it, as mktemp -d does, with its fifos, and
+# removes it when the loop ends: no mktemp, mkfifo or rm starts (a process each, about 2 ms of a
+# host's CPU, three of a shell's start and end). Where perl does not start, mktemp makes it.
+reply=cat d='' perl='' busy=''
+base=${TMPDIR-}
+if [ -z "$base" ]; then
+  base=/tmp
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then base=/dev/shm; fi
+fi
+if command -v perl >/dev/null 2>&1; then
+  # perl says "PID DIR" on fd 4, the command substitution, and closes it; its stdout is the
+  # session's (fd 7 meanwhile)
+  exec 7>&1
   # shellcheck disable=SC2016 # perl's variables, not the shell's
-  perl -e '
+  said=$(perl -e '
     binmode STDOUT;
-    open(A, ">&=4") or exit 3;
-    my ($fout, $ferr, $locks) = @ARGV;
-    (my $over = $fout) =~ s{/out$}{/over};
-    (my $kq = $fout) =~ s{/out$}{/kq};
-    (my $ka = $fout) =~ s{/out$}{/ka};
-    (my $kt = $fout) =~ s{/out$}{/kt};
+    my ($base, $locks, $loop) = @ARGV;
+    # the private directory, as mktemp -d makes one: tmp. and ten letters or digits, mode 0700
+    my $d;
+    for (1 .. 20) {
+      my $r = "";
+      if (open(my $u, "<", "/dev/urandom")) { sysread($u, $r, 10); close $u; }
+      $r .= chr(rand(256)) while length $r < 10;
+      my @c = (0 .. 9, "A" .. "Z", "a" .. "z");
+      my $n = "$base/tmp." . join("", map { $c[$_ % 62] } unpack("C10", $r));
+      if (mkdir($n, 0700)) { $d = $n; last; }
+      last unless -e $n;
+    }
+    exit 3 unless defined $d;
+    for my $f (qw(rq ra kq ka kt)) {
+      next if fifo("$d/$f");
+      tidy();
+      exit 3;
+    }
+    my ($fout, $ferr, $over, $kq, $ka, $kt) = map { "$d/$_" } qw(out err over kq ka kt);
+    # The loop opens rq to write, then ra to read. rq is open here before the directory is named
+    # (and to write as well, so that neither open waits), ra once the loop opens it; then the
+    # other end of rq is the loop alone, whose end of input is the loop gone.
+    open(KEEP, "+<", "$d/rq") && open(STDIN, "<", "$d/rq") or (tidy(), exit 3);
+    open(SAY, ">&=4") && syswrite(SAY, "$$ $d\n") && close(SAY) or (tidy(), exit 3);
+    open(A, ">", "$d/ra") or exit 3;
+    close KEEP;
     # both ends of each: an open never waits, and a reader killed midway blocks nothing
     open(KQ, "+<", $kq) or exit 3;
     open(KA, "+<", $ka) or exit 3;
@@ -211,7 +232,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     # a write to a session that is gone fails (exit 4 below) instead of killing this process, and
     # a signal that ends it empties the .since files of the locks it held
     $SIG{PIPE} = "IGNORE";
-    for my $s (qw(HUP INT TERM)) { $SIG{$s} = sub { unlock($_) for keys %held; exit 1; }; }
+    for my $s (qw(HUP INT TERM)) { $SIG{$s} = sub { tidy(); unlock($_) for keys %held; exit 1; }; }
     sub out {
       my $o = 0;
       while ($o < length $buf) {
@@ -259,7 +280,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       my ($c, $sig) = @_;
       return if -s $over;
       return unless kill("STOP", $c);
-      if (ppid_of($c) ne getppid()) { kill("CONT", $c); return; }
+      if (ppid_of($c) ne $loop) { kill("CONT", $c); return; }
       my @all;
       my @todo = ($c);
       while (@todo) {
@@ -463,6 +484,20 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       $mknodat = { 62 => 259, 183 => 33 }->{unpack("v", substr($h, 18, 2))} // 0;
       return $mknodat;
     }
+    # Makes the fifo $_[0] (mode 0600): by mknodat(2) where sub mknodat knows it, else by mkfifo
+    # (POSIX::mkfifo would load a module that costs each start about 12 ms of CPU).
+    sub fifo {
+      my $nr = mknodat();
+      return syscall($nr, -100, $_[0], 4480, 0) == 0 if $nr;
+      return system("mkfifo", "-m", "600", "--", $_[0]) == 0;
+    }
+    # Removes the private directory and its files (nothing in it makes a directory of its own).
+    sub tidy {
+      opendir(my $dh, $d) or return;
+      unlink(map { "$d/$_" } grep { !/^\.\.?$/ } readdir $dh);
+      closedir $dh;
+      rmdir $d;
+    }
     # as lock_gone (lock-keys.sh): the .since files emptied while the flocks are still held
     sub unlock {
       my $h = delete $held{$_[0]} or return;
@@ -494,6 +529,7 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     # (its files closed, so the session can end) until their releases come or the sshd of the
     # connection is gone (looked at every second, as the watcher in lock-take.sh does).
     sub bye {
+      tidy();
       exit $_[0] unless %held;
       lock_drop();
       close $_ for (\*STDIN, \*STDOUT, \*A, \*R, \*KQ, \*KA, \*KT);
@@ -572,6 +608,12 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       rels($rout);
       next unless vec($rout, fileno(STDIN), 1);
       defined($_ = <STDIN>) or bye(0);
+      # the loop ends: its directory goes now, before the loop does
+      if ($_ eq "X\n") {
+        tidy();
+        syswrite(A, "\n") or bye(8);
+        next;
+      }
       if (/^W (\d+)$/) {
         watch($1);
         next;
@@ -617,11 +659,19 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
       reply();
       syswrite(A, "\n") or bye(8);
     }
-  ' "$d/out" "$d/err" "$locks" <"$d/rq" 4>"$d/ra" 2>/dev/null &
-  perl=$!
+  ' "$base" "$locks" "$$" 4>&1 >&7 7>&- 2>/dev/null &)
+  exec 7>&-
+  case $said in
+    [1-9]*" $base/tmp."*)
+      perl=${said%% *} d=${said#* }
+      case $perl in *[!0-9]*) perl='' d='' ;; esac
+      ;;
+  esac
+fi
+if [ -n "$perl" ]; then
   exec 5>"$d/rq" 6<"$d/ra"
   if IFS= read -r ready <&6 && [ "$ready" = ready ]; then
-    reply="perl"
+    reply=perl
     # where commands ask perl (perl-ask.sh): the fifos, perl, the request's number
     PULUMI_HYPERVISOR_PERL=$d/k:$perl:0
     export PULUMI_HYPERVISOR_PERL
@@ -629,6 +679,25 @@ if command -v perl >/dev/null 2>&1 && mkfifo "$d/rq" "$d/ra" "$d/kq" "$d/ka" "$d
     exec 5>&- 6<&-
   fi
 fi
+if [ -z "$d" ]; then
+  if [ "$base" = /dev/shm ]; then d=$(mktemp -d -p /dev/shm 2>/dev/null) || d=''; fi
+  [ -n "$d" ] || d=$(mktemp -d 2>/dev/null) || cannot "no private directory (mktemp -d failed)"
+fi
+# Perl removes the directory when asked ("X"), between commands; while one runs (a signal ends the
+# loop), or where perl is gone or never started, rm does.
+gone() {
+  trap '' PIPE
+  if [ "$reply" = perl ] && [ -z "$busy" ] && { echo X >&5 && IFS= read -r _ <&6; } 2>/dev/null &&
+    [ ! -e "$d" ]; then
+    return
+  fi
+  rm -rf "$d"
+}
+trap gone EXIT
+# the scripts sent to this shell are kept here too, under their hashes: hex digits, which no name
+# of the loop's own files is (a directory of their own cost a mkdir at every shell's start)
+PULUMI_HYPERVISOR_SCRIPTS=$d
+export PULUMI_HYPERVISOR_SCRIPTS
 # without perl, dd takes requests: it reads exactly a block with iflag=fullblock (GNU, busybox);
 # `head -c` in busybox reads ahead
 if [ "$reply" = cat ]; then
@@ -641,7 +710,9 @@ if [ -e "$trace" ]; then
 fi
 req=0
 printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
-while IFS=' ' read -r tag clen slen nonce rel <&3; do
+# busy while a frame is being read or run: perl may be busy with it too (gone, above)
+while busy=''; IFS=' ' read -r tag clen slen nonce rel <&3; do
+  busy=1
   # an empty line is a "\n" that arrived after its command's watcher had gone
   [ -z "$tag" ] && continue
   if [ "$tag" = U ]; then
