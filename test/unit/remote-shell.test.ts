@@ -1187,15 +1187,27 @@ describe("remoteShellCommand", () => {
     expect(cmd.endsWith(`' remote-shell.sh "$SSH_CONNECTION"`)).toBe(true);
   });
 
-  it("fits an exec request in the 32 KB payload every SSH server takes, without the loop's comments", () => {
+  it("fits an exec request in the 32 KB payload every SSH server takes, without the loop's comments and indentation", () => {
     // the longest prefix the provider sends (sudo -S with its prompt marks), and the request's own
     // fields: message type, channel, "exec", want-reply and the command's length
     const cmd = remoteShellCommand(["sudo", "-S", "-p", "x".repeat(80), "--"]);
     expect(Buffer.byteLength(cmd) + 1 + 4 + 4 + 4 + 1 + 4).toBeLessThanOrEqual(32768);
-    // only comment lines go: every other line of the file (its includes inlined) stays, in order
+    // only comment lines, blank lines and indentation go: every other line of the file (its
+    // includes inlined) stays, in order
     const lines = scriptBody(REMOTE_SHELL_SCRIPT).split("\n");
-    const code = lines.filter((l) => !/^\s*#/.test(l));
+    const code = lines.map((l) => l.trimStart()).filter((l) => l !== "" && !l.startsWith("#"));
     expect(remoteShellScript().split("\n")).toEqual(code);
+    // which is safe while no line continues another with a backslash, and no line is inside a
+    // string but the perl program's (perl -e '...'), whose lines have no strings of several lines
+    expect(code.filter((l) => l.endsWith("\\"))).toEqual([]);
+    const unbalanced = code.filter((l) => {
+      const bare = l.replace(/\\./g, "");
+      return (bare.split("'").length - 1) % 2 === 1 || (bare.split('"').length - 1) % 2 === 1;
+    });
+    expect(unbalanced.map((l) => l.trim())).toEqual([
+      "said=$(perl -e '",
+      `' "$base" "$locks" "$$" 4>&1 >&7 7>&- 2>/dev/null &)`,
+    ]);
   });
 });
 

@@ -28,16 +28,20 @@ const MAX_LINE = 4096;
 let loopText: string | undefined;
 
 /**
- * Returns the loop's text as the exec request carries it: remote-shell.sh with its includes and
- * without its comment lines, which are half of it. The request must stay within the 32 KB payload
- * every SSH server takes (RFC 4253, 6.1; ssh2's server closes the connection past 35,000 bytes a
- * packet, OpenSSH's takes 256 KB); with its comments the loop is over that. No line of the loop,
- * of the shell or of its perl, starts with `#` inside a string or a here-document.
+ * Returns the loop's text as the exec request carries it: remote-shell.sh with its includes,
+ * without its comment lines, which are half of it, its blank lines and its indentation. The
+ * request must stay within the 32 KB payload every SSH server takes (RFC 4253, 6.1; ssh2's server
+ * closes the connection past 35,000 bytes a packet, OpenSSH's takes 256 KB); with its comments
+ * the loop is over that. The login shell and the loop's shell each parse every byte of it at each
+ * shell's start. No line of the loop, of the shell or of its perl, is inside a string or a
+ * here-document, or continues the line before it with a backslash: none has a space or a `#` at
+ * its start that means anything.
  */
 export function remoteShellScript(): string {
   loopText ??= scriptBody(REMOTE_SHELL_SCRIPT)
     .split("\n")
-    .filter((line) => !/^\s*#/.test(line))
+    .map((line) => line.trimStart())
+    .filter((line) => line !== "" && !line.startsWith("#"))
     .join("\n");
   return loopText;
 }
