@@ -684,8 +684,9 @@ if [ -z "$d" ]; then
   [ -n "$d" ] || d=$(mktemp -d 2>/dev/null) || cannot "no private directory (mktemp -d failed)"
 fi
 # Perl removes the directory when asked ("X"), between commands; while one runs (a signal ends the
-# loop), or where perl is gone or never started, rm does.
-gone() {
+# loop), or where perl is gone or never started, rm does. (Commands see the loop's functions: the
+# name is one no script of the provider's defines; dnsmasq-lib.sh has a gone.)
+loop_end() {
   trap '' PIPE
   if [ "$reply" = perl ] && [ -z "$busy" ] && { echo X >&5 && IFS= read -r _ <&6; } 2>/dev/null &&
     [ ! -e "$d" ]; then
@@ -693,7 +694,7 @@ gone() {
   fi
   rm -rf "$d"
 }
-trap gone EXIT
+trap loop_end EXIT
 # the scripts sent to this shell are kept here too, under their hashes: hex digits, which no name
 # of the loop's own files is (a directory of their own cost a mkdir at every shell's start)
 PULUMI_HYPERVISOR_SCRIPTS=$d
@@ -710,7 +711,7 @@ if [ -e "$trace" ]; then
 fi
 req=0
 printf 'pulumi-hypervisor-shell 3 %s %s\n' "$$" "$hello"
-# busy while a frame is being read or run: perl may be busy with it too (gone, above)
+# busy while a frame is being read or run: perl may be busy with it too (loop_end, above)
 while busy=''; IFS=' ' read -r tag clen slen nonce rel <&3; do
   busy=1
   # an empty line is a "\n" that arrived after its command's watcher had gone
