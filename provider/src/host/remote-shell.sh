@@ -58,10 +58,11 @@
 # "UPTIME CMDLEN STDINLEN CODE" per request, before its reply ends. Only lengths and the exit
 # code: a command line may hold secrets, so it is never written anywhere.
 #
-# Exits 3 before the hello when it cannot work here (a terminal; no mktemp, or neither perl nor dd
-# iflag=fullblock, which it names on stderr): the client then runs each command on a session of
-# its own, and its log line quotes that reason. The hello comes after the set-up, so a set-up that
-# hangs is the client's hello timeout, and a request is never sent to a loop that cannot read it.
+# Exits 3 before the hello when it cannot work here (a terminal; no private directory, which neither
+# perl nor mktemp -d could make; or neither perl nor dd iflag=fullblock; which it names on stderr):
+# the client then runs each command on a session of its own, and its log line quotes that reason.
+# The hello comes after the set-up, so a set-up that hangs is the client's hello timeout, and a
+# request is never sent to a loop that cannot read it.
 
 cannot() {
   echo "remote-shell.sh: $1" >&2
@@ -211,8 +212,8 @@ if command -v perl >/dev/null 2>&1; then
     }
     my ($fout, $ferr, $over, $kq, $ka, $kt) = map { "$d/$_" } qw(out err over kq ka kt);
     # The loop opens rq to write, then ra to read. rq is open here before the directory is named
-    # (and to write as well, so that neither open waits), ra once the loop opens it; then the
-    # other end of rq is the loop alone, whose end of input is the loop gone.
+    # (and to write as well, so that neither open waits), ra once the loop opens it; then only the
+    # loop holds the writing end of rq, so its end of input is the loop gone.
     open(KEEP, "+<", "$d/rq") && open(STDIN, "<", "$d/rq") or (tidy(), exit 3);
     open(SAY, ">&=4") && syswrite(SAY, "$$ $d\n") && close(SAY) or (tidy(), exit 3);
     open(A, ">", "$d/ra") or exit 3;
