@@ -1,7 +1,6 @@
 // What applying a plan leaves behind and shows when a command fails or its session is lost.
 import { spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps } from "../../provider/src/apply";
@@ -10,6 +9,9 @@ import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { writeFile } from "../../provider/src/host/host";
 import { runScript, scriptIn } from "../../provider/src/host/script";
 import { sysctlCall } from "../../provider/src/sysctl";
+import { scratchDirs } from "../support/scratch";
+
+const scratch = scratchDirs("apply-faults-");
 
 /** Runs argv here with extra directories first on PATH (to put failing tools in the way). */
 class LocalHost implements Host {
@@ -44,7 +46,7 @@ class LostHost implements Host {
 
 describe("writing a file that fails", () => {
   it("removes its temp file when a step after creating it fails", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "apply-faults-"));
+    const dir = scratch();
     const bin = join(dir, "bin");
     mkdirSync(bin);
     writeFileSync(

@@ -2,15 +2,7 @@
 // process costs host CPU), and a failure still names the failing step. Here a stand-in `ip` on PATH
 // plays `ip -batch -`; test/integration/apply-ip-batch.test.ts runs the real one.
 import { spawnSync } from "node:child_process";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  writeFileSync,
-} from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps, batchSteps, ipBatchLine } from "../../provider/src/apply";
@@ -19,6 +11,9 @@ import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { LINK_MARKER, markLinkStep } from "../../provider/src/link-marker";
 import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import type { Step } from "../../provider/src/step";
+import { scratchDirs } from "../support/scratch";
+
+const scratch = scratchDirs("apply-ip-batch-");
 
 const SRC = join(__dirname, "../../provider/src");
 
@@ -42,7 +37,7 @@ class LocalHost implements Host {
  * line), one with `dies` exits 255 naming no line (as ip does on an argument it cannot parse).
  */
 function fakeIp(): { bin: string; log: string } {
-  const dir = mkdtempSync(join(tmpdir(), "apply-ip-batch-"));
+  const dir = scratch();
   const bin = join(dir, "bin");
   const log = join(dir, "log");
   mkdirSync(bin);
@@ -165,7 +160,7 @@ describe("applying merged ip steps", () => {
 
   it("reports the failing line as its own step: index, argv and ip's message", async () => {
     const { bin, log } = fakeIp();
-    const dir = mkdtempSync(join(tmpdir(), "apply-ip-batch-"));
+    const dir = scratch();
     const host = new LocalHost(bin);
     const err = await applySteps(host, [
       ip("0", "link", "add", "name", "br0", "type", "bridge"),
@@ -238,7 +233,7 @@ describe("applying merged ip steps", () => {
 
   it("hands the lines to ip as data: apply-batch.sh never reads them as shell code", async () => {
     const { bin, log } = fakeIp();
-    const dir = mkdtempSync(join(tmpdir(), "apply-ip-batch-"));
+    const dir = scratch();
     const lines = [`$(touch ${join(dir, "pwned")})`, 'a\'b "c" *', "`id`; x"];
     const r = await new LocalHost(bin).run({
       argv: scriptArgv(scriptIn(SRC, "apply-batch.sh", ["ip-batch", "0", "3", ...lines])),

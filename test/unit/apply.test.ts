@@ -1,6 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps, batchSteps } from "../../provider/src/apply";
@@ -8,6 +7,9 @@ import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { scriptIn } from "../../provider/src/host/script";
 import { sysctlCall } from "../../provider/src/sysctl";
+import { scratchDirs } from "../support/scratch";
+
+const scratch = scratchDirs("apply-");
 
 const SRC_QEMU = join(__dirname, "../../provider/src/resources/qemu-guest");
 
@@ -29,7 +31,7 @@ class LocalHost implements Host {
 
 describe("applySteps", () => {
   it("runs a plan in one round trip, stdin reaching only the step that has it", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const dir = scratch();
     const host = new LocalHost();
     await applySteps(host, [
       { summary: "a", argv: ["sh", "-c", 'cat > "$1"', "sh", join(dir, "a")] },
@@ -49,7 +51,7 @@ describe("applySteps", () => {
   });
 
   it("reports the failing step's own command, exit code and stderr, and how many completed", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const dir = scratch();
     const host = new LocalHost();
     const err = await applySteps(host, [
       { summary: "ok", argv: ["touch", join(dir, "one")] },
@@ -72,7 +74,7 @@ describe("applySteps", () => {
   });
 
   it("passes every word of a batched command intact, and names a failing script rather than quoting its body", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "apply-"));
+    const dir = scratch();
     const host = new LocalHost();
     const words = ["a'b", "", "x\ny", "$(touch pwned)", "*", '"q"'];
     const existing = join(dir, "disk.img");

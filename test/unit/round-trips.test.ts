@@ -2,8 +2,7 @@
 // apply with the observation after it), a read is one, and read-only observations asked of one
 // host at once share one command, each failing or succeeding on its own.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps, probeBatchArgv, unitsWords } from "../../provider/src/apply";
@@ -16,6 +15,9 @@ import { buildRemoteCommand, newSudoMarks } from "../../provider/src/host/sudo";
 import { MAX_BATCH_BYTES, runProbeCoalesced } from "../../provider/src/observe-batch";
 import { probeOutput, type ProbeCommand, type ProbeUnits } from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
+import { scratchDirs } from "../support/scratch";
+
+const scratch = scratchDirs("round-trips-");
 
 const SRC = join(__dirname, "../../provider/src");
 
@@ -419,5 +421,5 @@ describe("round trips of each operation", () => {
 });
 
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), "round-trips-"));
+  return scratch();
 }

@@ -1,9 +1,11 @@
 // The SDK as a program sees it, run under pulumi.runtime.setMocks.
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { runProgramWithMocks, type CapturedResource } from "../../lab/engine/mocks";
+import { scratchDirs } from "../support/scratch";
+
+const scratch = scratchDirs("sdk-test-");
 
 const SECRET_KEY =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END OPENSSH PRIVATE KEY-----\n";
@@ -21,7 +23,7 @@ let first: CapturedResource[];
 let second: CapturedResource[];
 
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "sdk-test-"));
+  const dir = scratch();
   const hostsFile = join(dir, "hosts.json");
   const hosts = [1, 2].map((i) => ({
     name: `h${i}`,
