@@ -146,6 +146,24 @@ async function loopPerl(shell: RemoteShell): Promise<{ pid: string; comm: string
   return { pid, comm };
 }
 
+/**
+ * Returns a folder of the test's own whose PROGRAMS note each start in LOG (the program's name,
+ * and its arguments with `args`), then run the real one: put in front of a PATH, it shows what a
+ * loop started.
+ */
+function spyOn(name: string, programs: readonly string[], log: string, args = true): string {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  for (const p of programs) {
+    const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
+    const note = args ? `echo ${p} "$@"` : `echo ${p}`;
+    writeFileSync(join(dir, p), `#!/bin/sh\n${note} >>${log}\nexec ${real} "$@"\n`, {
+      mode: 0o755,
+    });
+  }
+  return dir;
+}
+
 /** How many processes on the machine run `sleep SECS` (a test's own unique duration). */
 const sleepers = (secs: number): string =>
   spawnSync("sh", ["-c", `ps -eo args | grep -c '^sleep ${secs}$' || true`], {
@@ -349,14 +367,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   it("gives a probe the processes of a name and the ports they listen on: from its perl where perl starts, else by grep and ss", async () => {
     // a PATH whose grep and ss note each start: with perl none runs (busybox has its own grep)
     const log = join(work, `procs-log-${impl}-${sender}`);
-    const spy = join(work, `spy-procs-${impl}-${sender}`);
-    mkdirSync(spy);
-    for (const p of ["grep", "ss"]) {
-      const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
-      writeFileSync(join(spy, p), `#!/bin/sh\necho ${p} >>${log}\nexec ${real} "$@"\n`, {
-        mode: 0o755,
-      });
-    }
+    const spy = spyOn(`spy-procs-${impl}-${sender}`, ["grep", "ss"], log, false);
     const { shell } = startLocal(impl, sender, undefined, `${spy}:${pathFor(sender)}`);
     await shell.hello;
     // two listening sockets of this process, on both families, and one that listens on nothing
@@ -497,14 +508,11 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     };
     /** A PATH whose `flock` and `mkfifo` note each start and its arguments in `log`, then run. */
     const spyLock = (log: string): string => {
-      const dir = join(work, `spy-${impl}-${sender}-${randomBytes(4).toString("hex")}`);
-      mkdirSync(dir);
-      for (const p of ["flock", "mkfifo"]) {
-        const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
-        writeFileSync(join(dir, p), `#!/bin/sh\necho ${p} "$@" >>${log}\nexec ${real} "$@"\n`, {
-          mode: 0o755,
-        });
-      }
+      const dir = spyOn(
+        `spy-${impl}-${sender}-${randomBytes(4).toString("hex")}`,
+        ["flock", "mkfifo"],
+        log,
+      );
       return `${dir}:${pathFor(sender)}`;
     };
     // a loop whose parent is called sshd-*, as a session's is: the anchor of its locks, which
@@ -1114,14 +1122,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   it("makes and removes its directory and fifos from its perl where perl starts, else by mktemp and rm", async () => {
     // a PATH whose mktemp, mkfifo and rm note each start, then run
     const log = join(work, `setup-log-${impl}-${sender}`);
-    const spy = join(work, `setup-spy-${impl}-${sender}`);
-    mkdirSync(spy);
-    for (const p of ["mktemp", "mkfifo", "rm"]) {
-      const real = spawnSync("sh", ["-c", `command -v ${p}`], { encoding: "utf8" }).stdout.trim();
-      writeFileSync(join(spy, p), `#!/bin/sh\necho ${p} "$@" >>${log}\nexec ${real} "$@"\n`, {
-        mode: 0o755,
-      });
-    }
+    const spy = spyOn(`setup-spy-${impl}-${sender}`, ["mktemp", "mkfifo", "rm"], log);
     const before = readdirSync(work).filter((f) => f.startsWith("tmp"));
     const { shell, child, exited } = startLocal(
       impl,

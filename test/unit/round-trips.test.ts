@@ -17,7 +17,7 @@ import { probeOutput, type ProbeCommand, type ProbeUnits } from "../../provider/
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { scratchDirs } from "../support/scratch";
 
-const scratch = scratchDirs("round-trips-");
+const tmp = scratchDirs("round-trips-");
 
 const SRC = join(__dirname, "../../provider/src");
 
@@ -419,7 +419,3 @@ describe("round trips of each operation", () => {
     expect(batches.length).toBeLessThanOrEqual(4);
   });
 });
-
-function tmp(): string {
-  return scratch();
-}

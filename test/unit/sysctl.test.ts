@@ -2,23 +2,19 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import "../../provider/src/apply";
 import { parseSysctlProbe, sysctlCall } from "../../provider/src/sysctl";
+import { scratchDirs } from "../support/scratch";
 
 const SRC = join(__dirname, "../../provider/src");
 
-// The scratch directories, removed once the tests are done.
-const made: string[] = [];
-afterAll(() => {
-  for (const d of made) rmSync(d, { recursive: true, force: true });
-});
+const scratchDir = scratchDirs("sysctl-");
 
 // The claim script runs for real under /bin/sh against a scratch /proc/sys look-alike.
 function scratch(initial: string) {
-  const dir = mkdtempSync(join(tmpdir(), "sysctl-"));
-  made.push(dir);
+  const dir = scratchDir();
   const proc = join(dir, "proc");
   mkdirSync(join(proc, "net/ipv4"), { recursive: true });
   writeFileSync(join(proc, "net/ipv4/ip_forward"), initial);
