@@ -17,12 +17,54 @@
 # --pid UNIT... --enabled UNIT...`) comes before the probes, which then take systemd's answers about
 # those units from it (persist/unit-batch.sh): it runs in this shell, has no mark and no output,
 # and never fails the batch.
+# A probe given as `probe-ip` (the batch's last command, a kept script, right after an `ip-batch`
+# step) takes that step's lines into its own `ip` (host/probe-ip.sh): one `ip` for the apply and
+# the look after it, a process less. Its lines run first and without -force, so a failing one
+# still stops them there and fails the step, as in an `ip` of their own; a failing line of the
+# probe's fails only the probe.
 . ./persist/unit-batch.sh
 mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
 probe=@@pulumi-hypervisor-probe
 probed=@@pulumi-hypervisor-probed
 dir='' bg=''
+unset ab_ip_lines
+# ab_ip_run QUERY, for a probe-ip (host/probe-ip.sh): one `ip -d -j -batch -` runs the step's
+# lines, then the probe's QUERY, its stdout the probe's. Its stderr is kept (in a command
+# substitution, whose ip is its only process) to tell whose line failed: ip names it ("Command
+# failed -:LINE") and runs none after it. An apply line's failure, or one ip does not name, is the
+# step's, reported as the loop below reports a step's and ending the batch; a probe line's fails
+# the probe alone, its line counted from the probe's first.
+ab_ip_run() {
+  ab_l=$ab_ip_lines
+  unset ab_ip_lines
+  {
+    ab_e=$(
+      ip -d -j -batch - 2>&1 >&3 3>&- <<EOF
+$ab_l
+$1
+EOF
+    )
+  } 3>&1
+  ab_rc=$? ab_at=''
+  case $ab_e in *"Command failed -:"[0-9]*)
+    ab_at=${ab_e##*Command failed -:}
+    ab_at=${ab_at%%[!0-9]*}
+    ;;
+  esac
+  if [ "$ab_rc" != 0 ] && { [ -z "$ab_at" ] || [ "$ab_at" -le "$ab_ip_n" ]; }; then
+    [ -z "$ab_e" ] || printf '%s\n' "$ab_e" >&2
+    trap - EXIT
+    printf '\n%s %d\n' "$ab_ip_failed" "$ab_rc" >&2
+    exit 1
+  fi
+  # what ip said for the step's lines goes with the step, before the probe's mark
+  [ "$ab_rc" != 0 ] || [ -z "$ab_e" ] || printf '%s\n' "$ab_e" >&2
+  printf '%s\n' "$ab_ip_probe" >&2
+  [ "$ab_rc" != 0 ] || return 0
+  printf '%sCommand failed -:%d\n' "${ab_e%Command failed -:*}" $((ab_at - ab_ip_n)) >&2
+  return "$ab_rc"
+}
 trap 'if [ -n "$dir" ]; then rm -rf -- "$dir"; fi' EXIT
 trap 'exit 129' HUP INT TERM PIPE
 i=0
@@ -45,7 +87,8 @@ while [ $# -gt 0 ]; do
     k=$((k + 1))
   done
   # $kept is hex digits (checked above), so it is spliced as it is
-  if [ -n "$kept" ] && [ "$ok" = probe ] && [ "$#" -eq "$n" ] && [ -z "$bg" ]; then
+  if [ -n "$kept" ] && { [ "$ok" = probe ] || [ "$ok" = probe-ip ]; } && [ "$#" -eq "$n" ] &&
+    [ -z "$bg" ]; then
     # The batch's last command, a probe (an apply's observation after its steps): sourced in this
     # shell, not in a subshell, a fork less, and the batch exits right after it (the `exit` in its
     # command): nothing reads this shell's variables after the probe may have set its own. The
@@ -78,6 +121,25 @@ while [ $# -gt 0 ]; do
     done
     # without the last newline: the here-document adds its own
     lines=${lines%?}
+    # The next command the batch's last, a kept probe-ip without stdin: its ip runs these lines.
+    # Its words follow this run's N; the step's marks go out now, the probe's on stdout too (the
+    # lines write nothing there), and ab_ip_run prints the probe's on stderr once they ran.
+    if [ "$#" -gt $((n + 4)) ] && [ -z "$bg" ]; then
+      nok='' nin='' nn='' ndot=''
+      eval "nok=\${$((n + 1))} nin=\${$((n + 2))} nn=\${$((n + 3))} ndot=\${$((n + 4))}"
+      case $nn in '' | *[!0-9]*) nn=0 ;; esac
+      if [ "$nok" = probe-ip ] && [ "$nin" = 0 ] && [ "$ndot" = . ] && [ "$nn" -ge 2 ] &&
+        [ "$#" -eq $((n + 3 + nn)) ]; then
+        printf '%s %d\n' "$mark" "$i"
+        printf '%s %d\n' "$mark" "$i" >&2
+        printf '%s %d\n' "$probe" $((i + 1))
+        # the marks as text: the probe's variables are this shell's, and may reuse any name
+        ab_ip_lines=$lines ab_ip_n=$n ab_ip_failed="$failed $i" ab_ip_probe="$probe $((i + 1))"
+        shift "$n"
+        i=$((i + 1))
+        continue
+      fi
+    fi
     # shellcheck disable=SC2016 # expanded by the eval below, inside the here-document
     cmd='ip -batch - <<EOF
 $lines
@@ -102,8 +164,10 @@ EOF
     continue
   fi
   case $ok in probe*) m=$probe ;; *) m=$mark ;; esac
-  printf '%s %d\n' "$m" "$i"
-  printf '%s %d\n' "$m" "$i" >&2
+  if [ -z "${ab_ip_lines+x}" ]; then
+    printf '%s %d\n' "$m" "$i"
+    printf '%s %d\n' "$m" "$i" >&2
+  fi
   if [ "$stdin" = 1 ]; then eval "$cmd"; else eval "$cmd" </dev/null; fi
   rc=$?
   shift "$n"

@@ -176,7 +176,7 @@ export function unitsWords(probes: readonly ProbeCommand[]): string[] {
 function batchCall(
   batch: readonly Command[],
   probes: readonly ProbeCommand[] = [],
-  probeKind = "probe",
+  probeKind?: string,
 ): ScriptCall {
   const word = (ok: string, c: { argv: readonly string[]; stdin?: string | undefined }) => [
     ok,
@@ -188,7 +188,9 @@ function batchCall(
   return scriptIn(__dirname, "apply-batch.sh", [
     ...batch.flatMap((c) => word(c.merged ? "ip-batch" : c.okExitCodes.join(","), c)),
     ...(units.length > 0 ? ["units", "0", String(units.length), ...units] : []),
-    ...probes.flatMap((p) => word(probeKind, p)),
+    // an apply's probe that can take the `ip` lines of the apply's end (apply-batch.sh: only
+    // when they come right before it)
+    ...probes.flatMap((p) => word(probeKind ?? (p.takesIpLines ? "probe-ip" : "probe"), p)),
   ]);
 }
 

@@ -17,6 +17,8 @@ export interface ObserveContext {
    * applying: a probe may skip what only such a plan needs (which processes hold a tap).
    */
   readonly lookOnly?: boolean;
+  /** The look after an apply that leaves the object there (a create or an update, not a delete). */
+  readonly afterApply?: boolean;
 }
 
 /** The one remote command of an observation: a read-only probe script and its stdin, if any. */
@@ -25,6 +27,11 @@ export interface ProbeCall {
   readonly stdin?: string;
   /** The systemd units the probe asks about, so that a batch of probes asks once for all. */
   readonly units?: ProbeUnits;
+  /**
+   * The probe runs an apply's last `ip` lines in its own `ip` (host/probe-ip.sh), given after an
+   * apply whose steps end with them.
+   */
+  readonly takesIpLines?: boolean;
 }
 
 /**
@@ -47,6 +54,7 @@ export interface ProbeCommand {
   readonly shown: readonly string[];
   readonly stdin?: string;
   readonly units?: ProbeUnits;
+  readonly takesIpLines?: boolean;
 }
 
 /** Returns the command that runs the probe on a host (its script by name in errors). */
@@ -56,6 +64,7 @@ export function probeCommand(p: ProbeCall): ProbeCommand {
     shown: scriptDisplayArgv(p.call),
     ...(p.stdin !== undefined ? { stdin: p.stdin } : {}),
     ...(p.units !== undefined ? { units: p.units } : {}),
+    ...(p.takesIpLines ? { takesIpLines: true } : {}),
   };
 }
 

@@ -11,6 +11,8 @@ import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { LINK_MARKER, markLinkStep } from "../../provider/src/link-marker";
 import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import type { Step } from "../../provider/src/step";
+import { observeCall } from "../../provider/src/resources/tap-device/observe";
+import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 import { scratchDirs } from "../support/scratch";
 
 const scratch = scratchDirs("apply-ip-batch-");
@@ -32,7 +34,8 @@ class LocalHost implements Host {
 }
 
 /**
- * A folder with a stand-in `ip` that plays `ip -batch -` (and logs each run and line): a line
+ * A folder with a stand-in `ip` that plays `ip -batch -` and a probe's `ip -d -j -batch -` (and
+ * logs each run and line): a line
  * with `fails` fails as ip does (its message, then "Command failed -:LINE", exit 1, no later
  * line), one with `dies` exits 255 naming no line (as ip does on an argument it cannot parse).
  */
@@ -46,7 +49,7 @@ function fakeIp(): { bin: string; log: string } {
     `#!/bin/sh
 log=${JSON.stringify(log)}
 echo "run: $*" >>"$log"
-[ "$*" = "-batch -" ] || { echo "ran alone: $*" >&2; exit 0; }
+case "$*" in "-batch -" | "-d -j -batch -") ;; *) echo "ran alone: $*" >&2; exit 0 ;; esac
 n=0
 while IFS= read -r line; do
   n=$((n + 1))
@@ -242,6 +245,45 @@ describe("applying merged ip steps", () => {
     expect(existsSync(join(dir, "pwned"))).toBe(false);
     expect(readFileSync(log, "utf8")).toBe(
       ["run: -batch -", ...lines.map((l, i) => `line ${i + 1}: ${l}`), ""].join("\n"),
+    );
+  });
+
+  it("hands the lines to ip as data when a probe's ip runs them too", async () => {
+    const { bin, log } = fakeIp();
+    const dir = scratch();
+    const lines = [`$(touch ${join(dir, "pwned")})`, 'a\'b "c" *', "`id`; x"];
+    const probe = scriptArgv(
+      observeCall(TapDeviceInputs.parse({ name: "t0", bridge: "b0" }), true),
+    );
+    const { argv, scripts } = argvWithCachedScripts(
+      scriptArgv(
+        scriptIn(SRC, "apply-batch.sh", [
+          ...["ip-batch", "0", "3", ...lines],
+          ...["probe-ip", "0", String(probe.length), ...probe],
+        ]),
+      ),
+    );
+    for (const k of scripts) writeFileSync(join(dir, k.hash), k.body);
+    const r = spawnSync("/bin/sh", argv.slice(1), {
+      encoding: "utf8",
+      env: { PATH: `${bin}:/usr/sbin:/usr/bin:/sbin:/bin`, PULUMI_HYPERVISOR_SCRIPTS: dir },
+    });
+    expect(r.status).toBe(0);
+    expect(existsSync(join(dir, "pwned"))).toBe(false);
+    // one ip: the lines as they came, then the probe's (the routes via t0, which does not exist
+    // here: none; t0 asked for as one the lines made)
+    expect(readFileSync(log, "utf8")).toBe(
+      [
+        "run: -d -j -batch -",
+        ...lines.map((l, i) => `line ${i + 1}: ${l}`),
+        "line 4: route show table all dev t0",
+        "line 5: link show dev t0",
+        "",
+      ].join("\n"),
+    );
+    // the step's marks, then the probe's, its exit code last
+    expect(r.stderr).toMatch(
+      /^@@pulumi-hypervisor-step 0\n@@pulumi-hypervisor-probe 1\n[^]*\n@@pulumi-hypervisor-probed 1 0\n$/,
     );
   });
 

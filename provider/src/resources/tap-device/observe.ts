@@ -254,6 +254,8 @@ export function probeTapDevice(inputs: TapDeviceInputs, ctx?: ObserveContext): P
   return {
     call: observeCall(inputs, ctx?.lookOnly === true),
     units: probeUnits(unitName(TAP_KIND, inputs.name), "active", true),
+    // after a create or an update the tap is there: the probe asks for it with the apply's lines
+    ...(ctx?.afterApply ? { takesIpLines: true } : {}),
   };
 }
 

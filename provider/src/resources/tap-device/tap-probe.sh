@@ -18,6 +18,7 @@
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
 . ../../host/is-link.sh
+. ../../host/probe-ip.sh
 . ./tap-holders.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
@@ -33,7 +34,10 @@ shift 13
 # the routes-via section gives instead; a tap that does not exist has none, printed by the shell),
 # then for each address of a routed tap its host routes via any device (`exact`, the clash check),
 # a listing each, named in the routes-exact section. Any other ROUTES lists every route.
+# After an apply (probe_ip, host/probe-ip.sh) the query runs after the apply's own `ip` lines,
+# which leave the tap there: it is asked for as one that exists.
 q=
+link_after() { is_link "$1" || { [ -n "${ab_ip_lines+x}" ] && [ "$1" = "$name" ]; }; }
 add() { q="${q:+$q
 }$1"; }
 via=
@@ -54,7 +58,7 @@ fi
 section links
 if [ -z "$via" ]; then
   add 'route show table all'
-elif is_link "$via"; then
+elif link_after "$via"; then
   add "route show table all dev $via"
 else
   echo '[]'
@@ -63,18 +67,13 @@ for a in $exact; do add "route show table all exact $a"; done
 if [ -d /sys/class/net ]; then
   set -f
   for l in $links; do
-    if is_link "$l"; then add "link show dev $l"; fi
+    if link_after "$l"; then add "link show dev $l"; fi
   done
   set +f
 else
   add 'link show'
 fi
-# a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
-if [ -n "$q" ]; then
-  ip -d -j -batch - <<EOF || exit
-$q
-EOF
-fi
+probe_ip "$q" || exit
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
