@@ -18,7 +18,7 @@
 # those units from it (persist/unit-batch.sh): it runs in this shell, has no mark and no output,
 # and never fails the batch.
 # A probe given as `probe-ip` (the batch's last command, a kept script, right after an `ip-batch`
-# step) takes that step's lines into its own `ip` (host/probe-ip.sh): one `ip` for the apply and
+# step) takes that step's lines into its own `ip` (ab_ip_run below): one `ip` for the apply and
 # the look after it, a process less. Its lines run first and without -force, so a failing one
 # still stops them there and fails the step, as in an `ip` of their own; a failing line of the
 # probe's fails only the probe.
@@ -29,12 +29,14 @@ probe=@@pulumi-hypervisor-probe
 probed=@@pulumi-hypervisor-probed
 dir='' bg=''
 unset ab_ip_lines
-# ab_ip_run QUERY, for a probe-ip (host/probe-ip.sh): one `ip -d -j -batch -` runs the step's
-# lines, then the probe's QUERY, its stdout the probe's. Its stderr is kept (in a command
-# substitution, whose ip is its only process) to tell whose line failed: ip names it ("Command
-# failed -:LINE") and runs none after it. An apply line's failure, or one ip does not name, is the
-# step's, reported as the loop below reports a step's and ending the batch; a probe line's fails
-# the probe alone, its line counted from the probe's first.
+# ab_ip_run QUERY [QUIET], for a probe-ip: one `ip -d -j -batch -` runs the step's lines, then the
+# probe's QUERY, its stdout the probe's. A probe-ip calls it in place of its own ip, exactly once
+# when ab_ip_lines is set (whatever its QUERY), and asks in QUERY for the links the lines make,
+# having chosen its lines before they ran. ip's stderr is kept (in a command substitution, whose
+# ip is its only process) to tell whose line failed: ip names it ("Command failed -:LINE") and runs
+# none after it. An apply line's failure, or one ip does not name, is the step's, reported as the
+# loop below reports a step's, and ends the batch; a probe line's fails the probe alone, its line
+# counted from the probe's first (and what ip said of it left out with QUIET).
 ab_ip_run() {
   ab_l=$ab_ip_lines
   unset ab_ip_lines
@@ -62,6 +64,7 @@ EOF
   [ "$ab_rc" != 0 ] || [ -z "$ab_e" ] || printf '%s\n' "$ab_e" >&2
   printf '%s\n' "$ab_ip_probe" >&2
   [ "$ab_rc" != 0 ] || return 0
+  [ -z "${2-}" ] || return "$ab_rc"
   printf '%sCommand failed -:%d\n' "${ab_e%Command failed -:*}" $((ab_at - ab_ip_n)) >&2
   return "$ab_rc"
 }

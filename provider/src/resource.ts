@@ -28,8 +28,8 @@ export interface ProbeCall {
   /** The systemd units the probe asks about, so that a batch of probes asks once for all. */
   readonly units?: ProbeUnits;
   /**
-   * The probe runs an apply's last `ip` lines in its own `ip` (host/probe-ip.sh), given after an
-   * apply whose steps end with them.
+   * The probe runs an apply's last `ip` lines in its own `ip` (apply-batch.sh's ab_ip_run), given
+   * after an apply whose steps end with them.
    */
   readonly takesIpLines?: boolean;
 }

@@ -1,6 +1,6 @@
 // A tap's create ends with `ip` lines, and the look after it runs them in its own `ip` (issue 12:
 // each process costs the host CPU): apply-batch.sh hands the lines of the apply's last `ip -batch`
-// to the tap probe's (host/probe-ip.sh). On the real iproute2 in a throwaway network namespace,
+// to the tap probe's (ab_ip_run). On the real iproute2 in a throwaway network namespace,
 // through a remote shell's kept scripts as the provider sends them: one `ip` for both, the state
 // it reads the same as a look of its own, an apply line's failure still the step's (and no line
 // after it runs), a probe line's failure the probe's alone.
@@ -13,6 +13,8 @@ import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { argvWithCachedScripts } from "../../provider/src/host/script";
 import { probeCommand, probeOutput, type ObserveContext } from "../../provider/src/resource";
+import { bridgeModule } from "../../provider/src/resources/bridge";
+import { BridgeInputs } from "../../provider/src/resources/bridge/schema";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 import type { Step } from "../../provider/src/step";
@@ -172,5 +174,69 @@ describe("a tap's create and the look after it in one ip", () => {
     const seen = tapDeviceModule.parse(probeOutput(host.label, probe, r!), inputs, after);
     expect(seen.tap?.master).toBe("br0");
     expect(tapDeviceModule.plan(inputs, seen)).toEqual([]);
+  });
+});
+
+describe("a bridge's create and the look after it in one ip", () => {
+  const create = async (host: NamespaceHost, inputs: BridgeInputs, client?: string) => {
+    const c = { ...ctx, sshClientAddress: client };
+    const before = await bridgeModule.observe(host, inputs, { ...c, creating: true });
+    const steps = bridgeModule.plan(inputs, before);
+    host.started();
+    const probe = probeCommand(bridgeModule.probe(inputs, { ...after, sshClientAddress: client }));
+    expect(probe.takesIpLines).toBe(true);
+    const r = await applySteps(host, steps, probe);
+    const started = host.started();
+    const seen = bridgeModule.parse(probeOutput(host.label, probe, r!), inputs, after);
+    expect(bridgeModule.plan(inputs, seen)).toEqual([]);
+    // the same as a look of its own afterwards
+    expect(seen).toEqual(await bridgeModule.observe(host, inputs, { ...c, lookOnly: true }));
+    return { started, seen, r: r! };
+  };
+
+  it("start no ip of its own for the look: the apply's last lines run in it", async () => {
+    const inputs = BridgeInputs.parse({ name: "b5", addresses: ["198.18.80.1/24"] });
+    const { started, seen } = await create(new NamespaceHost(), inputs);
+    // the bridge and its marker, its MAC pinned, then its address and up with the look
+    expect(started).toEqual([
+      "-batch -",
+      expect.stringMatching(/^link set dev b5 address /),
+      "-d -j -batch -",
+    ]);
+    expect(seen.bridge?.addresses).toEqual(["198.18.80.1/24"]);
+  });
+
+  it("create it in the look's ip where the apply is one run of ip lines (its MAC given)", async () => {
+    const inputs = BridgeInputs.parse({
+      name: "b7",
+      macAddress: "02:00:00:00:00:07",
+      addresses: ["198.18.81.1/24"],
+    });
+    const { started, seen } = await create(new NamespaceHost(), inputs);
+    expect(started).toEqual(["-d -j -batch -"]);
+    expect([seen.bridge?.macAddress, seen.bridge?.addresses]).toEqual([
+      "02:00:00:00:00:07",
+      ["198.18.81.1/24"],
+    ]);
+  });
+
+  it("keep a failing route lookup of its own quiet, as a look of its own does", async () => {
+    const inputs = BridgeInputs.parse({ name: "b8", addresses: ["198.18.82.1/24"] });
+    // no route to this client in the namespace: the look's last line fails
+    const { r, seen } = await create(new NamespaceHost(), inputs, "198.18.200.1");
+    expect(r.exitCode).toBe(0);
+    expect(r.stderr).toBe("");
+    expect(seen.sshInterface).toBeUndefined();
+    expect(seen.bridge?.addresses).toEqual(["198.18.82.1/24"]);
+  });
+
+  it("see a port the apply attaches once, though the look asks for it twice", async () => {
+    expect(
+      sh("ip", "-n", NS, "link", "add", "p5", "type", "veth", "peer", "name", "p5p").status,
+    ).toBe(0);
+    const inputs = BridgeInputs.parse({ name: "b6", ports: ["p5"] });
+    const { seen } = await create(new NamespaceHost(), inputs);
+    expect(seen.ports).toEqual(["p5"]);
+    expect(linkOf("p5")?.master).toBe("b6");
   });
 });

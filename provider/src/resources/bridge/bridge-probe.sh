@@ -9,18 +9,18 @@
 . ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ../../host/is-link.sh
-# One `ip` (about 1.4 ms of host CPU each) lists, a JSON line each: the links a plan reads (the
-# bridge's ports, the bridge, each port asked for that is not one of them), the routes via the bridge
-# and via those ports (the kernel filters `dev`; ip then omits it), and last the route to the SSH
-# client (a failing lookup stops the batch after the lines before it). Only existing links are asked
-# for: ip -batch stops at a failing line. The section's argument: the number of link listings, `via`
-# and the devices whose routes follow. Without sysfs, every link and route (argument `1`).
-# docs/bridge.md (Observation) has the figures.
+# One `ip` (docs/bridge.md, Observation) lists, a JSON line each: the links a plan reads (the
+# bridge's ports, the bridge, each port asked for that is not one of them), the routes via them
+# (ip then omits `dev`), and last the route to the SSH client (whose failing lookup ends the batch).
+# Only links that exist are asked for: ip -batch stops at a failing line. After an apply's ip lines
+# (ab_ip_run) the bridge exists; a port they attach is listed twice. The section's argument: the
+# number of link listings, `via` and the devices whose routes follow. Without sysfs, every link and
+# route (argument `1`).
 q='' n=0 via=''
 add() { q="${q:+$q
 }$1"; }
 if [ -d /sys/class/net ]; then
-  if is_link "$2"; then
+  if is_link "$2" || [ -n "${ab_ip_lines+x}" ]; then
     add "addr show master $2"
     add "addr show dev $2"
     n=2 via=$2
@@ -45,10 +45,12 @@ else
   section links 1
 fi
 case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) add "route get $1" ;; esac
-# a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
-ip -d -j -batch - 2>/dev/null <<EOF
+# a here-document: the shell writes it, no process
+if [ -n "${ab_ip_lines+x}" ]; then ab_ip_run "$q" quiet; else
+  ip -d -j -batch - 2>/dev/null <<EOF
 $q
 EOF
+fi
 # files are printed only when they exist: cat is then the only process these sections start
 section bridge-conf; if [ -f /etc/qemu/bridge.conf ]; then cat /etc/qemu/bridge.conf 2>/dev/null; fi
 section ports

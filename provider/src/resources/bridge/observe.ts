@@ -234,6 +234,8 @@ export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCal
   return {
     call: observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
     units: probeUnits(unitName(BRIDGE_KIND, inputs.name), "active", true),
+    // after a create or an update the bridge is there: the probe asks for it with the apply's lines
+    ...(ctx.afterApply ? { takesIpLines: true } : {}),
   };
 }
 

@@ -18,7 +18,6 @@
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
 . ../../host/is-link.sh
-. ../../host/probe-ip.sh
 . ./tap-holders.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
@@ -34,8 +33,7 @@ shift 13
 # the routes-via section gives instead; a tap that does not exist has none, printed by the shell),
 # then for each address of a routed tap its host routes via any device (`exact`, the clash check),
 # a listing each, named in the routes-exact section. Any other ROUTES lists every route.
-# After an apply (probe_ip, host/probe-ip.sh) the query runs after the apply's own `ip` lines,
-# which leave the tap there: it is asked for as one that exists.
+# After an apply, whose last ip lines run first in this ip (ab_ip_run), the tap exists.
 q=
 link_after() { is_link "$1" || { [ -n "${ab_ip_lines+x}" ] && [ "$1" = "$name" ]; }; }
 add() { q="${q:+$q
@@ -73,7 +71,14 @@ if [ -d /sys/class/net ]; then
 else
   add 'link show'
 fi
-probe_ip "$q" || exit
+if [ -n "${ab_ip_lines+x}" ]; then
+  ab_ip_run "$q" || exit
+elif [ -n "$q" ]; then
+  # a here-document, not a pipe from printf: the shell writes it itself, with no process of its own
+  ip -d -j -batch - <<EOF || exit
+$q
+EOF
+fi
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
