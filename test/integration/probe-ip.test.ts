@@ -1,9 +1,9 @@
-// A tap's create ends with `ip` lines, and the look after it runs them in its own `ip` (issue 12:
-// each process costs the host CPU): apply-batch.sh hands the lines of the apply's last `ip -batch`
-// to the tap probe's (ab_ip_run). On the real iproute2 in a throwaway network namespace,
-// through a remote shell's kept scripts as the provider sends them: one `ip` for both, the state
-// it reads the same as a look of its own, an apply line's failure still the step's (and no line
-// after it runs), a probe line's failure the probe's alone.
+// A tap's or a bridge's create ends with `ip` lines, and the look after it runs them in its own
+// `ip` (issue 12: each process costs the host CPU): apply-batch.sh hands the lines of the apply's
+// last `ip -batch` to the probe, which runs them with its query (ab_ip_run). On the real iproute2
+// in a throwaway network namespace, through a remote shell's kept scripts as the provider sends
+// them: one `ip` for both, the state it reads the same as a look of its own, an apply line's
+// failure still the step's (and no line after it runs), a probe line's failure the probe's alone.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,7 +39,7 @@ class NamespaceHost implements Host {
     const real = sh("sh", "-c", "command -v ip").stdout.trim();
     writeFileSync(
       join(this.dir, "bin", "ip"),
-      `#!/bin/sh\n[ "$1" = netns ] || echo "$*" >>${this.log}\nexec ${real} "$@"\n`,
+      `#!/bin/sh\n[ "$1" = netns ] || echo "$*" >>${JSON.stringify(this.log)}\nexec ${real} "$@"\n`,
     );
     chmodSync(join(this.dir, "bin", "ip"), 0o755);
     writeFileSync(this.log, "");
@@ -114,7 +114,7 @@ describe("a tap's create and the look after it in one ip", () => {
     const seen = tapDeviceModule.parse(probeOutput(host.label, probe, r!), inputs, after);
     expect(seen.tap?.master).toBe("br0");
     expect(tapDeviceModule.plan(inputs, seen)).toEqual([]);
-    // the same as a look of its own afterwards, but for what only a plan's look reads
+    // the same as a look of its own afterwards
     const alone = await tapDeviceModule.observe(host, inputs, { ...ctx, lookOnly: true });
     expect(seen).toEqual(alone);
     expect(linkOf("t0")?.master).toBe("br0");

@@ -347,6 +347,12 @@ describe("round trips of each operation", () => {
       "apply-batch.sh",
     ]);
     expect((await lc.read("br0", outs)).id).toBe("");
+    // the look after a create or an update may run the apply's last ip lines (probe-ip); the look
+    // after a delete, which asks for what the lines took away, never does
+    const kinds = host.argvs
+      .filter((argv) => argv[3] === "apply-batch.sh")
+      .map((argv) => argv.slice(4).filter((w) => w === "probe" || w === "probe-ip"));
+    expect(kinds).toEqual([["probe-ip"], ["probe-ip"], ["probe"]]);
   });
 
   it("ten refreshes of one host at once are one command", async () => {
