@@ -439,8 +439,13 @@ export class Lifecycle<I extends { name: string }, S> {
     what: string,
     leavesObject: boolean,
   ): Promise<S> {
-    // What it sees is checked against the plan, never applied: a look-only probe is enough.
-    const look = { ...ctx, lookOnly: true, ...(leavesObject ? { afterApply: true } : {}) };
+    // What it sees is checked against the plan, never applied: a look-only probe is enough, and
+    // after a delete one that asks only what a delete's plan reads.
+    const look = {
+      ...ctx,
+      lookOnly: true,
+      ...(leavesObject ? { afterApply: true } : { afterRemove: true }),
+    };
     const probe = probeCommand(this.mod.probe(inputs, look));
     const r = await applySteps(host, steps, probe);
     // A result without the probe's output (a guarded apply) leaves it to a probe of its own.

@@ -19,6 +19,12 @@ export interface ObserveContext {
   readonly lookOnly?: boolean;
   /** The look after an apply that leaves the object there (a create or an update, not a delete). */
   readonly afterApply?: boolean;
+  /**
+   * The look after a delete's apply: only whether the object is gone and what a delete's plan
+   * reads, so a probe may leave out the surroundings that only a create or an update plans from
+   * (a tap's bridge and uplink, the route to the SSH client, a served interface's addresses).
+   */
+  readonly afterRemove?: boolean;
 }
 
 /** The one remote command of an observation: a read-only probe script and its stdin, if any. */

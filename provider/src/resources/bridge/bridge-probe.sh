@@ -45,8 +45,8 @@ else
   section links 1
 fi
 case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) add "route get $1" ;; esac
-# a here-document: the shell writes it, no process
-if [ -n "${ab_ip_lines+x}" ]; then ab_ip_run "$q" quiet; else
+# a here-document: the shell writes it, no process; nothing to ask (a look after a delete), no ip
+if [ -n "${ab_ip_lines+x}" ]; then ab_ip_run "$q" quiet; elif [ -n "$q" ]; then
   ip -d -j -batch - 2>/dev/null <<EOF
 $q
 EOF

@@ -232,7 +232,11 @@ export function parseBridgeState(name: string, stdout: string): BridgeState {
 /** Returns the bridge's probe: the bridge, its ports and the SSH route in one remote command. */
 export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCall {
   return {
-    call: observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
+    // after a delete the bridge alone: a plan without the bridge reads no port and no route, so a
+    // bridge that is gone costs no `ip`
+    call: ctx.afterRemove
+      ? observeCall(inputs.name, undefined, [])
+      : observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
     units: probeUnits(unitName(BRIDGE_KIND, inputs.name), "active", true),
     // after a create or an update the bridge is there: the probe asks for it with the apply's lines
     ...(ctx.afterApply ? { takesIpLines: true } : {}),

@@ -166,10 +166,11 @@ export function parseMainPid(text: string | undefined): number | undefined {
 type Wanted = Pick<DnsmasqInstanceInputs, "name" | "interface" | "persistence">;
 
 /** Returns the instance's probe: its process and its surroundings in one remote command. */
-export function probeDnsmasq(d: Wanted): ProbeCall {
+export function probeDnsmasq(d: Wanted, ctx?: ObserveContext): ProbeCall {
   const unit = dnsmasqUnitName(d.name);
   return {
-    call: observeCall(dnsmasqPaths(d.name), d.interface, unit),
+    // a delete's plan reads no address: after it, no interface (the probe prints none, no `ip`)
+    call: observeCall(dnsmasqPaths(d.name), ctx?.afterRemove ? "" : d.interface, unit),
     units: probeUnits(unit, "pid"),
   };
 }

@@ -81,7 +81,8 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
 /** Returns the rule's probe: its nft table, iptables chains and ip_forward claim in one command. */
 export function probeNatRule(inputs: NatRuleInputs, ctx?: ObserveContext): ProbeCall {
   return {
-    call: observeCall(inputs.name, ctx?.creating ? "absent" : "present"),
+    // the table a create or a delete expects gone is first looked for in the list of tables
+    call: observeCall(inputs.name, ctx?.creating || ctx?.afterRemove ? "absent" : "present"),
     units: probeUnits(unitName(NAT_KIND, inputs.name), "active"),
   };
 }
