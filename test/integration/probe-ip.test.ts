@@ -4,6 +4,8 @@
 // in a throwaway network namespace, through a remote shell's kept scripts as the provider sends
 // them: one `ip` for both, the state it reads the same as a look of its own, an apply line's
 // failure still the step's (and no line after it runs), a probe line's failure the probe's alone.
+// And the look after a delete, which asks only what a delete's plan reads: no `ip` for a tap,
+// bridge or served interface that is gone, one `nft` for a NatRule's table.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +17,10 @@ import { argvWithCachedScripts } from "../../provider/src/host/script";
 import { probeCommand, probeOutput, type ObserveContext } from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { BridgeInputs } from "../../provider/src/resources/bridge/schema";
+import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
+import { DnsmasqInstanceInputs } from "../../provider/src/resources/dnsmasq-instance/schema";
+import { natRuleModule } from "../../provider/src/resources/nat-rule";
+import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 import type { Step } from "../../provider/src/step";
@@ -27,29 +33,34 @@ const sh = (...argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding:
 
 /**
  * Runs each command in the namespace as a remote shell would: script bodies kept in a folder and
- * referred to, with a PATH whose `ip` notes each start but `ip netns exec`'s own and runs the real
- * one. `kept` false sends the bodies, as where no remote shell starts.
+ * referred to, with a PATH whose `ip` and `nft` note each start (but `ip netns exec`'s own) and run
+ * the real ones. `kept` false sends the bodies, as where no remote shell starts.
  */
 class NamespaceHost implements Host {
   readonly label = `root@${NS}:22`;
   private readonly dir = scratch();
-  readonly log = join(this.dir, "ip-started");
   constructor(private readonly kept = true) {
     mkdirSync(join(this.dir, "bin"));
-    const real = sh("sh", "-c", "command -v ip").stdout.trim();
-    writeFileSync(
-      join(this.dir, "bin", "ip"),
-      `#!/bin/sh\n[ "$1" = netns ] || echo "$*" >>${JSON.stringify(this.log)}\nexec ${real} "$@"\n`,
-    );
-    chmodSync(join(this.dir, "bin", "ip"), 0o755);
-    writeFileSync(this.log, "");
+    for (const tool of ["ip", "nft"]) {
+      const real = sh("sh", "-c", `command -v ${tool}`).stdout.trim();
+      const log = this.log(tool);
+      writeFileSync(
+        join(this.dir, "bin", tool),
+        `#!/bin/sh\n[ "$1" = netns ] || echo "$*" >>${JSON.stringify(log)}\nexec ${real} "$@"\n`,
+      );
+      chmodSync(join(this.dir, "bin", tool), 0o755);
+      writeFileSync(log, "");
+    }
   }
-  /** The arguments of each `ip` started since the last call. */
-  started(): string[] {
-    const lines = readFileSync(this.log, "utf8")
+  private log(tool: string): string {
+    return join(this.dir, `${tool}-started`);
+  }
+  /** The arguments of each `ip` (or `nft`) started since the last call. */
+  started(tool = "ip"): string[] {
+    const lines = readFileSync(this.log(tool), "utf8")
       .split("\n")
       .filter((l) => l !== "");
-    writeFileSync(this.log, "");
+    writeFileSync(this.log(tool), "");
     return lines;
   }
   async run(req: RunRequest): Promise<RunResult> {
@@ -238,5 +249,117 @@ describe("a bridge's create and the look after it in one ip", () => {
     const { seen } = await create(new NamespaceHost(), inputs);
     expect(seen.ports).toEqual(["p5"]);
     expect(linkOf("p5")?.master).toBe("b6");
+  });
+});
+
+describe("the look after a delete asks only what a delete's plan reads", () => {
+  const gone: ObserveContext = { ...ctx, lookOnly: true, afterRemove: true };
+  const look: ObserveContext = { ...ctx, lookOnly: true };
+
+  it("start no ip for a tap that is gone, and still see one that is left", async () => {
+    const host = new NamespaceHost();
+    const inputs = tap("t9", "br0");
+    await applySteps(host, await createPlan(host, inputs), undefined);
+    const steps = tapDeviceModule.plan(undefined, await tapDeviceModule.observe(host, inputs, ctx));
+    expect(steps.map((s) => s.summary)).toEqual(["delete tap t9"]);
+    // a tap that is left is seen, and its delete's plan is the same
+    host.started();
+    const left = await tapDeviceModule.observe(host, inputs, gone);
+    expect(host.started()).toEqual(["-d -j -batch -"]);
+    expect(tapDeviceModule.plan(undefined, left).map((s) => s.summary)).toEqual(["delete tap t9"]);
+    const probe = probeCommand(tapDeviceModule.probe(inputs, gone));
+    const r = await applySteps(host, steps, probe);
+    // the delete's own ip, none for the look: its bridge is not asked for
+    expect(host.started()).toEqual(["tuntap del dev t9 mode tap"]);
+    const seen = tapDeviceModule.parse(probeOutput(host.label, probe, r!), inputs, gone);
+    expect(seen.tap).toBeUndefined();
+    expect(tapDeviceModule.plan(undefined, seen)).toEqual([]);
+    expect(linkOf("t9")).toBeUndefined();
+    // a look of the other kind asks for the bridge
+    await tapDeviceModule.observe(host, inputs, look);
+    expect(host.started()).toEqual(["-d -j -batch -"]);
+  });
+
+  it("start no ip for a bridge that is gone, though its port and the SSH client's route remain", async () => {
+    expect(
+      sh("ip", "-n", NS, "link", "add", "p9", "type", "veth", "peer", "name", "p9p").status,
+    ).toBe(0);
+    const host = new NamespaceHost();
+    const inputs = BridgeInputs.parse({ name: "b9", ports: ["p9"], addresses: ["198.18.83.1/24"] });
+    const client = "198.18.83.7";
+    const c = { ...ctx, sshClientAddress: client };
+    const created = await bridgeModule.observe(host, inputs, { ...c, creating: true });
+    await applySteps(host, bridgeModule.plan(inputs, created), undefined);
+    const steps = bridgeModule.plan(undefined, await bridgeModule.observe(host, inputs, c));
+    // the client's route runs over b9: its delete moves the address back to its port
+    expect(steps.map((s) => s.summary)).toEqual([
+      "move b9's addresses and routes back to p9 and delete b9 (carries this SSH session)",
+      "forget b9's recorded ports",
+    ]);
+    const probe = probeCommand(bridgeModule.probe(inputs, { ...gone, sshClientAddress: client }));
+    host.started();
+    const r = await applySteps(host, steps, probe);
+    // the delete's own ips (a step that reports how far it got runs each), none for the look
+    expect(host.started()).toEqual([
+      "link set dev p9 nomaster",
+      "link set dev p9 up",
+      "addr del 198.18.83.1/24 dev b9",
+      "addr add 198.18.83.1/24 dev p9",
+      "link del dev b9",
+    ]);
+    const seen = bridgeModule.parse(probeOutput(host.label, probe, r!), inputs, gone);
+    expect(seen.bridge).toBeUndefined();
+    expect(bridgeModule.plan(undefined, seen)).toEqual([]);
+    expect(linkOf("b9")).toBeUndefined();
+    // a look of the other kind asks for the port and the route to the client
+    const other = await bridgeModule.observe(host, inputs, { ...look, sshClientAddress: client });
+    expect(host.started()).toEqual(["-d -j -batch -"]);
+    expect(bridgeModule.plan(undefined, other)).toEqual([]);
+  });
+
+  it("start no ip for the served interface's addresses after a DnsmasqInstance's delete", async () => {
+    const host = new NamespaceHost();
+    const inputs = DnsmasqInstanceInputs.parse({
+      name: `pip${process.pid}`,
+      interface: "br0",
+      subnet: "198.18.84.0/24",
+      dhcpRange: { start: "198.18.84.100", end: "198.18.84.150", leaseTime: "1h" },
+    });
+    host.started();
+    const seen = await dnsmasqInstanceModule.observe(host, inputs, gone);
+    expect(host.started()).toEqual([]);
+    expect(dnsmasqInstanceModule.plan(undefined, seen)).toEqual([]);
+    const other = await dnsmasqInstanceModule.observe(host, inputs, look);
+    expect(host.started()).toEqual(["-j addr show dev br0"]);
+    expect(dnsmasqInstanceModule.plan(undefined, other)).toEqual([]);
+  });
+
+  it("look for a NatRule's table in the list of tables after its delete: one nft", async () => {
+    const host = new NamespaceHost();
+    const inputs = NatRuleInputs.parse({
+      name: "pip9",
+      sourceCidr: "198.18.85.0/24",
+      outInterface: "br0",
+      masquerade: true,
+    });
+    const before = await natRuleModule.observe(host, inputs, { ...ctx, creating: true });
+    await applySteps(host, natRuleModule.plan(inputs, before), undefined);
+    // a table that is left is seen
+    host.started("nft");
+    const left = await natRuleModule.observe(host, inputs, gone);
+    expect(host.started("nft")).toEqual(["list tables ip", "-j list table ip pulumi_hv_pip9"]);
+    const steps = natRuleModule.plan(undefined, left);
+    expect(steps.length).toBeGreaterThan(0);
+    const probe = probeCommand(natRuleModule.probe(inputs, gone));
+    host.started("nft");
+    const r = await applySteps(host, steps, probe);
+    // the delete's nft, then the look's one
+    expect(host.started("nft").slice(-1)).toEqual(["list tables ip"]);
+    const seen = natRuleModule.parse(probeOutput(host.label, probe, r!), inputs, gone);
+    expect(natRuleModule.plan(undefined, seen)).toEqual([]);
+    // a look of the other kind tries the table first
+    const other = await natRuleModule.observe(host, inputs, look);
+    expect(host.started("nft")).toEqual(["-j list table ip pulumi_hv_pip9", "list tables ip"]);
+    expect(other).toEqual(seen);
   });
 });

@@ -13,7 +13,12 @@ import { Lifecycle } from "../../provider/src/lifecycle";
 import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
 import { buildRemoteCommand, newSudoMarks } from "../../provider/src/host/sudo";
 import { MAX_BATCH_BYTES, runProbeCoalesced } from "../../provider/src/observe-batch";
-import { probeOutput, type ProbeCommand, type ProbeUnits } from "../../provider/src/resource";
+import {
+  probeOutput,
+  type ObserveContext,
+  type ProbeCommand,
+  type ProbeUnits,
+} from "../../provider/src/resource";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { scratchDirs } from "../support/scratch";
 
@@ -353,6 +358,27 @@ describe("round trips of each operation", () => {
       .filter((argv) => argv[3] === "apply-batch.sh")
       .map((argv) => argv.slice(4).filter((w) => w === "probe" || w === "probe-ip"));
     expect(kinds).toEqual([["probe-ip"], ["probe-ip"], ["probe"]]);
+  });
+
+  it("tell the look after a delete so, and the look after a create or an update not", async () => {
+    const host = new BridgeHost();
+    const told: string[] = [];
+    const mod = {
+      ...bridgeModule,
+      probe: (inputs: Parameters<typeof bridgeModule.probe>[0], ctx: ObserveContext) => {
+        told.push(
+          `${ctx.afterApply === true ? "afterApply" : ""}${ctx.afterRemove === true ? "afterRemove" : ""}`,
+        );
+        return bridgeModule.probe(inputs, ctx);
+      },
+    };
+    const lc = new Lifecycle(mod, () => host);
+    const news = { connection: conn, name: "br0", persistence: "none" };
+    const { outs } = await lc.create(news);
+    await lc.update("br0", outs, { ...news, mtu: 1400 });
+    await lc.delete("br0", { ...outs, mtu: 1400 });
+    // the look in each apply (the first looks are the module's own observe)
+    expect(told).toEqual(["afterApply", "afterApply", "afterRemove"]);
   });
 
   it("ten refreshes of one host at once are one command", async () => {
