@@ -7,7 +7,8 @@ pid=$1 conf=$2 hosts=$3
 . ./dnsmasq-lib.sh
 ours || { echo "process $pid is not dnsmasq running $conf (has it exited?)" >&2; exit 1; }
 th="$hosts.pulumi-tmp.$$"
-trap 'rm -f -- "$th"' EXIT
+# an rm only when it is left (a failure before the mv)
+trap '[ ! -e "$th" ] || rm -f -- "$th"' EXIT
 if ! out=$( (umask 077; cat > "$th") 2>&1); then
   echo "writing the dnsmasq hosts file failed: $out" >&2
   exit 1

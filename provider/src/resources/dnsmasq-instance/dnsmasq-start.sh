@@ -17,7 +17,8 @@ mkdir -p -- "$cdir" "$rdir" "$ddir"
 # traversable by its unprivileged user. Only search (x) permission is added to the parents.
 chmod go+x /etc/pulumi-hypervisor /etc/pulumi-hypervisor/dnsmasq "$cdir"
 tc="$conf.pulumi-tmp.$$" th="$hosts.pulumi-tmp.$$"
-trap 'rm -f -- "$tc" "$th"' EXIT
+# an rm only when one is left (a failure before the mv's): a process each costs the host CPU
+trap '[ ! -e "$tc" ] && [ ! -e "$th" ] || rm -f -- "$tc" "$th"' EXIT
 # A write error (a full disk) is reported with its cause; dd's record counts are not.
 if ! out=$( (umask 077; dd bs=1 count="$n" of="$tc") 2>&1); then
   echo "writing the dnsmasq config failed: $(printf '%s\n' "$out" | sed -n '/^dd:/p')" >&2
@@ -27,16 +28,16 @@ if ! out=$( (umask 077; cat > "$th") 2>&1); then
   echo "writing the dnsmasq hosts file failed: $out" >&2
   exit 1
 fi
-private "$tc" "$th"
+# dnsmasq opens the lease file as root before dropping it and writes it in place, creating it 0644
+# (it sets umask 022 itself) unless it exists: it is made here, and an older one made private,
+# with the new files (one chgrp and one chmod for all three).
+if [ ! -e "$leases" ]; then (umask 077; : > "$leases"); fi
+private "$tc" "$th" "$leases"
 if ! out=$(dnsmasq --test --conf-file="$tc" 2>&1); then echo "dnsmasq --test rejected the config: $out" >&2; exit 1; fi
 if [ -n "$unit" ]; then systemctl stop -- "$unit"; fi
 if [ -n "$pid" ]; then stop; fi
 mv -f -- "$th" "$hosts"
 mv -f -- "$tc" "$conf"
-rm -f -- "$pidf"
-# dnsmasq opens the lease file as root before dropping it and writes it in place, creating it 0644
-# (it sets umask 022 itself) unless it exists: it is made here, and an older one made private.
-if [ ! -e "$leases" ]; then (umask 077; : > "$leases"); fi
-private "$leases"
+if [ -e "$pidf" ] || [ -L "$pidf" ]; then rm -f -- "$pidf"; fi
 if [ "$mode" = start ]; then dnsmasq --conf-file="$conf"; fi
 exit 0
