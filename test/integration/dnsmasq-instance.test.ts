@@ -483,3 +483,87 @@ describe("DnsmasqInstance on a lab host", () => {
     );
   });
 });
+
+// dnsmasq-start.sh runs no process it does not need (issue 12: each costs the host CPU): the lease
+// file is made private with the new files, an absent pid file is not removed, and the temporary
+// files are removed only when a failure left them. Spies for rm, chgrp and chmod note each start.
+describe("dnsmasq-start.sh's own processes", () => {
+  const inputs = DnsmasqInstanceInputs.parse(instanceInputs({ name: "spied" }));
+  const p = dnsmasqPaths("spied");
+  const SPY = "/tmp/dnsmasq-start-spy";
+  const LOG = `${SPY}/log`;
+  const started = async (): Promise<string[]> =>
+    (await sh('cat "$1"; : > "$1"', LOG)).split("\n").filter((l) => l !== "");
+  // Installs as under systemd (its unit would start dnsmasq): checked with dnsmasq --test, not run.
+  const install = async (conf?: string) => {
+    const step = startStep(inputs, p, undefined, { stop: undefined });
+    if (!("script" in step)) throw new Error("expected a script step");
+    const args = [...step.script.args];
+    if (conf !== undefined) args[8] = String(Buffer.byteLength(conf));
+    const stdin =
+      conf !== undefined ? conf + renderDhcpHosts(inputs.staticLeases) : (step.stdin ?? "");
+    return h.exec(
+      ["env", `PATH=${SPY}:/usr/sbin:/usr/bin:/sbin:/bin`, ...scriptArgv({ ...step.script, args })],
+      { stdin },
+    );
+  };
+  const tmp = (file: string) => `${literal(file).source}\\.pulumi-tmp\\.\\d+`;
+
+  beforeAll(async () => {
+    await sh('mkdir -p "$1" && : > "$2"', SPY, LOG);
+    for (const tool of ["rm", "chgrp", "chmod"]) {
+      const real = (await sh('command -v "$1"', tool)).trim();
+      const body = `#!/bin/sh\necho "${tool} $*" >>${LOG}\nexec ${real} "$@"\n`;
+      const r = await h.exec(["sh", "-c", 'cat > "$1" && chmod 755 "$1"', "sh", `${SPY}/${tool}`], {
+        stdin: body,
+      });
+      expect(r.code).toBe(0);
+    }
+  });
+
+  afterAll(async () => {
+    await sh('rm -rf -- "$@"', SPY, p.configDir, p.runDir, p.dataDir);
+  });
+
+  it("make config, hosts and lease file private with one chgrp and one chmod, and remove nothing", async () => {
+    const r = await install();
+    expect([r.code, r.stderr]).toEqual([0, ""]);
+    expect(await started()).toEqual([
+      expect.stringMatching(/^chmod go\+x /),
+      expect.stringMatching(
+        new RegExp(
+          `^chgrp -- \\S+ ${tmp(p.configPath)} ${tmp(p.hostsPath)} ${literal(p.leasesPath).source}$`,
+        ),
+      ),
+      expect.stringMatching(
+        new RegExp(
+          `^chmod 0640 -- ${tmp(p.configPath)} ${tmp(p.hostsPath)} ${literal(p.leasesPath).source}$`,
+        ),
+      ),
+    ]);
+    const gid = (await modes(p.configPath))[0]?.split(" ")[1];
+    expect(await modes(p.configPath, p.hostsPath, p.leasesPath)).toEqual(
+      [p.configPath, p.hostsPath, p.leasesPath].map((f) => `640 ${gid} ${f}`),
+    );
+  });
+
+  it("remove a pid file that is there", async () => {
+    await sh('echo 4242 > "$1"', p.pidPath);
+    const r = await install();
+    expect(r.code).toBe(0);
+    expect((await started()).filter((l) => l.startsWith("rm "))).toEqual([`rm -f -- ${p.pidPath}`]);
+    expect(await exists(p.pidPath)).toBe(false);
+  });
+
+  it("remove the temporary files a rejected config left, and change nothing else", async () => {
+    const before = await sh('cat -- "$1"', p.configPath);
+    const r = await install("no-such-option-here\n");
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("dnsmasq --test rejected the config");
+    expect((await started()).filter((l) => l.startsWith("rm "))).toEqual([
+      expect.stringMatching(new RegExp(`^rm -f -- ${tmp(p.configPath)} ${tmp(p.hostsPath)}$`)),
+    ]);
+    expect(await sh('find "$1" -name "*.pulumi-tmp.*"', p.configDir)).toBe("");
+    expect(await sh('cat -- "$1"', p.configPath)).toBe(before);
+  });
+});
