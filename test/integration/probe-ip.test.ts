@@ -31,10 +31,15 @@ const scratch = scratchDirs("probe-ip-");
 
 const sh = (...argv: string[]) => spawnSync(argv[0]!, argv.slice(1), { encoding: "utf8" });
 
+// The namespace's /run: what the provider records there (a bridge's ports, sysctl claims) stays
+// with this file's hosts, not on the machine.
+let RUN = "";
+
 /**
  * Runs each command in the namespace as a remote shell would: script bodies kept in a folder and
  * referred to, with a PATH whose `ip` and `nft` note each start (but `ip netns exec`'s own) and run
- * the real ones. `kept` false sends the bodies, as where no remote shell starts.
+ * the real ones, and a /run of this file's own. `kept` false sends the bodies, as where no remote
+ * shell starts.
  */
 class NamespaceHost implements Host {
   readonly label = `root@${NS}:22`;
@@ -70,7 +75,8 @@ class NamespaceHost implements Host {
       for (const k of c.scripts) writeFileSync(join(this.dir, k.hash), k.body);
       argv = c.argv;
     }
-    const r = spawnSync("ip", ["netns", "exec", NS, ...argv], {
+    const own = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /run && exec "$@"', RUN];
+    const r = spawnSync("ip", ["netns", "exec", NS, ...own, ...argv], {
       input: req.stdin ?? "",
       encoding: "utf8",
       env: {
@@ -100,6 +106,7 @@ const linkOf = (name: string) => {
 };
 
 beforeAll(() => {
+  RUN = scratch();
   expect(sh("ip", "netns", "add", NS).status).toBe(0);
   for (const b of ["br0", "br1"])
     expect(sh("ip", "-n", NS, "link", "add", b, "type", "bridge").status).toBe(0);
