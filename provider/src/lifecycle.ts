@@ -390,7 +390,7 @@ export class Lifecycle<I extends { name: string }, S> {
     // connection, the observation after apply, a plan that refuses it) carries the id: the engine
     // records the object and the next update finishes it, or destroy removes it.
     try {
-      const after = await this.applyAndObserve(host, steps, desired, ctx, what, true);
+      const after = await this.applyAndObserve(host, steps, desired, ctx, what, "converge");
       const rest = this.plan(desired, after, what);
       if (!this.mod.exists(after) || rest.length > 0) {
         const missing = rest.length ? rest.map((s) => s.summary).join("; ") : "it is absent";
@@ -437,15 +437,11 @@ export class Lifecycle<I extends { name: string }, S> {
     inputs: I,
     ctx: ObserveContext,
     what: string,
-    leavesObject: boolean,
+    after: "converge" | "delete",
   ): Promise<S> {
     // What it sees is checked against the plan, never applied: a look-only probe is enough, and
     // after a delete one that asks only what a delete's plan reads.
-    const look = {
-      ...ctx,
-      lookOnly: true,
-      ...(leavesObject ? { afterApply: true } : { afterRemove: true }),
-    };
+    const look = { ...ctx, lookOnly: true, after };
     const probe = probeCommand(this.mod.probe(inputs, look));
     const r = await applySteps(host, steps, probe);
     // A result without the probe's output (a guarded apply) leaves it to a probe of its own.
@@ -580,7 +576,7 @@ export class Lifecycle<I extends { name: string }, S> {
     logInfo(...steps.map((step) => `${what}: ${step.summary}`));
     let after: S;
     try {
-      after = await this.applyAndObserve(host, steps, inputs, ctx, what, false);
+      after = await this.applyAndObserve(host, steps, inputs, ctx, what, "delete");
     } catch (e) {
       throw new Error(this.failureText(e, host, what, steps, "deleting again finishes it"));
     }

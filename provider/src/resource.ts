@@ -17,14 +17,14 @@ export interface ObserveContext {
    * applying: a probe may skip what only such a plan needs (which processes hold a tap).
    */
   readonly lookOnly?: boolean;
-  /** The look after an apply that leaves the object there (a create or an update, not a delete). */
-  readonly afterApply?: boolean;
   /**
-   * The look after a delete's apply: only whether the object is gone and what a delete's plan
-   * reads, so a probe may leave out the surroundings that only a create or an update plans from
-   * (a tap's bridge and uplink, the route to the SSH client, a served interface's addresses).
+   * The look in an apply's last command, and which apply: a create's or an update's (`converge`:
+   * the object is there, and a probe may run the apply's last `ip` lines), or a delete's
+   * (`delete`: only whether the object is gone and what a delete's plan reads, so a probe may
+   * leave out what only a create or an update plans from: a tap's bridge and uplink, the route to
+   * the SSH client, a served interface's addresses).
    */
-  readonly afterRemove?: boolean;
+  readonly after?: "converge" | "delete";
 }
 
 /** The one remote command of an observation: a read-only probe script and its stdin, if any. */

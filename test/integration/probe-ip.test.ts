@@ -89,7 +89,7 @@ class NamespaceHost implements Host {
 }
 
 const ctx: ObserveContext = { host: `root@${NS}:22`, sshClientAddress: undefined };
-const after: ObserveContext = { ...ctx, lookOnly: true, afterApply: true };
+const after: ObserveContext = { ...ctx, lookOnly: true, after: "converge" };
 const tap = (name: string, bridge: string) => TapDeviceInputs.parse({ name, bridge });
 
 /** The create's plan, from a look of its own, as a create makes it. */
@@ -260,7 +260,7 @@ describe("a bridge's create and the look after it in one ip", () => {
 });
 
 describe("the look after a delete asks only what a delete's plan reads", () => {
-  const gone: ObserveContext = { ...ctx, lookOnly: true, afterRemove: true };
+  const gone: ObserveContext = { ...ctx, lookOnly: true, after: "delete" };
   const look: ObserveContext = { ...ctx, lookOnly: true };
 
   it("start no ip for a tap that is gone, and still see one that is left", async () => {

@@ -15,7 +15,7 @@ import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema"
 
 const ctx: ObserveContext = { host: "root@h:22", sshClientAddress: "198.18.0.9" };
 const look: ObserveContext = { ...ctx, lookOnly: true };
-const gone: ObserveContext = { ...look, afterRemove: true };
+const gone: ObserveContext = { ...look, after: "delete" };
 
 describe("the look after a delete", () => {
   it("ask a routed tap's probe for the tap alone, its values only while it or a claim is left", () => {

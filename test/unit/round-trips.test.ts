@@ -366,9 +366,7 @@ describe("round trips of each operation", () => {
     const mod = {
       ...bridgeModule,
       probe: (inputs: Parameters<typeof bridgeModule.probe>[0], ctx: ObserveContext) => {
-        told.push(
-          `${ctx.afterApply === true ? "afterApply" : ""}${ctx.afterRemove === true ? "afterRemove" : ""}`,
-        );
+        told.push(ctx.after ?? "none");
         return bridgeModule.probe(inputs, ctx);
       },
     };
@@ -378,7 +376,7 @@ describe("round trips of each operation", () => {
     await lc.update("br0", outs, { ...news, mtu: 1400 });
     await lc.delete("br0", { ...outs, mtu: 1400 });
     // the look in each apply (the first looks are the module's own observe)
-    expect(told).toEqual(["afterApply", "afterApply", "afterRemove"]);
+    expect(told).toEqual(["converge", "converge", "delete"]);
   });
 
   it("ten refreshes of one host at once are one command", async () => {

@@ -234,12 +234,13 @@ export function probeBridge(inputs: BridgeInputs, ctx: ObserveContext): ProbeCal
   return {
     // after a delete the bridge alone: a plan without the bridge reads no port and no route, so a
     // bridge that is gone costs no `ip`
-    call: ctx.afterRemove
-      ? observeCall(inputs.name, undefined, [])
-      : observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
+    call:
+      ctx.after === "delete"
+        ? observeCall(inputs.name, undefined, [])
+        : observeCall(inputs.name, ctx.sshClientAddress, inputs.ports),
     units: probeUnits(unitName(BRIDGE_KIND, inputs.name), "active", true),
     // after a create or an update the bridge is there: the probe asks for it with the apply's lines
-    ...(ctx.afterApply ? { takesIpLines: true } : {}),
+    ...(ctx.after === "converge" ? { takesIpLines: true } : {}),
   };
 }
 

@@ -170,7 +170,7 @@ export function probeDnsmasq(d: Wanted, ctx?: ObserveContext): ProbeCall {
   const unit = dnsmasqUnitName(d.name);
   return {
     // a delete's plan reads no address: after it, no interface (the probe prints none, no `ip`)
-    call: observeCall(dnsmasqPaths(d.name), ctx?.afterRemove ? "" : d.interface, unit),
+    call: observeCall(dnsmasqPaths(d.name), ctx?.after === "delete" ? "" : d.interface, unit),
     units: probeUnits(unit, "pid"),
   };
 }

@@ -82,7 +82,7 @@ export function parseNatRuleState(name: string, stdout: string): NatRuleState {
 export function probeNatRule(inputs: NatRuleInputs, ctx?: ObserveContext): ProbeCall {
   return {
     // the table a create or a delete expects gone is first looked for in the list of tables
-    call: observeCall(inputs.name, ctx?.creating || ctx?.afterRemove ? "absent" : "present"),
+    call: observeCall(inputs.name, ctx?.creating || ctx?.after === "delete" ? "absent" : "present"),
     units: probeUnits(unitName(NAT_KIND, inputs.name), "active"),
   };
 }

@@ -68,14 +68,14 @@ function lookedAtLinks(inputs: TapDeviceInputs): string[] {
 }
 
 /**
- * Returns the call of the single observe probe (tap-probe.sh). After a delete (`afterRemove`) it
+ * Returns the call of the single observe probe (tap-probe.sh). After a delete (`after: "delete"`) it
  * asks what a delete's plan reads: the tap alone (no bridge, uplink or clash check), and the
  * sysctls' values only while the tap or a claim is left; a tap that is gone then costs no `ip`.
  */
 export function observeCall(
   inputs: TapDeviceInputs,
   lookOnly = false,
-  afterRemove = false,
+  afterDelete = false,
 ): ScriptCall {
   return scriptIn(__dirname, "tap-probe.sh", [
     inputs.name,
@@ -84,12 +84,12 @@ export function observeCall(
     inputs.bridge !== null ? bridgeUnitFile(inputs.bridge) : "",
     ...persistProbeArgs(TAP_KIND, inputs.name, keepOffPaths(TAP_KIND, inputs.name, true)),
     lookOnly ? "0" : "1",
-    afterRemove ? inputs.name : lookedAtLinks(inputs).join(" "),
+    afterDelete ? inputs.name : lookedAtLinks(inputs).join(" "),
     // a tap that is not routed needs the values only once it exists (the plan compares its proxy_arp)
-    inputs.routed === null || afterRemove ? "if-tap" : "always",
+    inputs.routed === null || afterDelete ? "if-tap" : "always",
     // and of the host's routes its own (to remove those it added when it was routed) and, for a
     // routed tap, the host routes of its addresses (its plan checks them for a clash)
-    ["tap", ...(afterRemove ? [] : (inputs.routed?.addresses ?? []))].join(" "),
+    ["tap", ...(afterDelete ? [] : (inputs.routed?.addresses ?? []))].join(" "),
     ...probedKeys(inputs),
   ]);
 }
@@ -260,10 +260,10 @@ export function parseTapDeviceState(name: string, stdout: string): TapDeviceStat
 /** Returns the tap's probe: the tap, its routes, sysctls, owner and holders in one command. */
 export function probeTapDevice(inputs: TapDeviceInputs, ctx?: ObserveContext): ProbeCall {
   return {
-    call: observeCall(inputs, ctx?.lookOnly === true, ctx?.afterRemove === true),
+    call: observeCall(inputs, ctx?.lookOnly === true, ctx?.after === "delete"),
     units: probeUnits(unitName(TAP_KIND, inputs.name), "active", true),
     // after a create or an update the tap is there: the probe asks for it with the apply's lines
-    ...(ctx?.afterApply ? { takesIpLines: true } : {}),
+    ...(ctx?.after === "converge" ? { takesIpLines: true } : {}),
   };
 }
 
