@@ -2,7 +2,7 @@
 # Runs the commands of one batch: plan steps in order, then read-only probes. Each command arrives
 # as positional parameters `OK-CODES HAS-STDIN N WORD...`: the exit codes that count as success
 # (comma-separated; `probe` for a probe, `probe-bg` for a probe that may run beside the other
-# probe-bg ones; `ip-batch` for a run of `ip` commands whose N words are the lines of one
+# probe-bg ones, which they do on a host with more than two CPUs (ab_side_by_side); `ip-batch` for a run of `ip` commands whose N words are the lines of one
 # `ip -batch -`), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
 # and its N words. Words `. HASH ARGS...` are a kept script of a remote shell's cache
 # ($PULUMI_HYPERVISOR_SCRIPTS/HASH, host/script.ts) that may run in a shell: it is sourced in a
@@ -27,8 +27,46 @@ mark=@@pulumi-hypervisor-step
 failed=@@pulumi-hypervisor-failed
 probe=@@pulumi-hypervisor-probe
 probed=@@pulumi-hypervisor-probed
-dir='' bg=''
+dir='' bg='' ab_side=''
 unset ab_ip_lines
+# ab_cpus LIST sets ab_n to how many CPUs LIST names, in the kernel's format of
+# /sys/devices/system/cpu/online ("0-3,8,10-11"); 0 when LIST is not in it. Numbers are checked
+# before any arithmetic (dash ends the shell on a bad one: "08" is octal to it).
+ab_cpus() {
+  ab_n=0
+  set -f
+  ab_ifs=$IFS
+  IFS=,
+  for ab_r in $1; do
+    ab_a=${ab_r%%-*} ab_b=${ab_r#*-}
+    for ab_x in "$ab_a" "$ab_b"; do
+      case $ab_x in
+        0 | [1-9] | [1-9][0-9] | [1-9][0-9][0-9] | [1-9][0-9][0-9][0-9]) ;;
+        *) ab_n=0 ab_a=1 ab_b=0 ;;
+      esac
+    done
+    if [ "$ab_b" -lt "$ab_a" ]; then
+      ab_n=0
+      break
+    fi
+    ab_n=$((ab_n + ab_b - ab_a + 1))
+  done
+  IFS=$ab_ifs
+  set +f
+}
+# ab_side_by_side sets ab_side: 1 when probe-bg probes run side by side, 0 when they run one
+# after the other. Side by side only on a host with more than two CPUs online, or whose CPUs are
+# not known: on two, the probes' processes started at once cost the host more CPU than one after
+# the other, and took longer (docs/performance.md, round 30). PULUMI_HYPERVISOR_CPUS_ONLINE, in
+# the same format, stands in for the kernel's list (tests).
+ab_side_by_side() {
+  ab_on=${PULUMI_HYPERVISOR_CPUS_ONLINE-}
+  if [ -z "$ab_on" ]; then
+    { IFS= read -r ab_on </sys/devices/system/cpu/online; } 2>/dev/null || ab_on=''
+  fi
+  ab_cpus "$ab_on"
+  if [ "$ab_n" -gt 0 ] && [ "$ab_n" -le 2 ]; then ab_side=0; else ab_side=1; fi
+}
 # ab_ip_run QUERY [QUIET], for a probe-ip: one `ip -d -j -batch -` runs the step's lines, then the
 # probe's QUERY, its stdout the probe's. A probe-ip calls it in place of its own ip, exactly once
 # when ab_ip_lines is set (whatever its QUERY), and asks in QUERY for the links the lines make,
@@ -74,6 +112,10 @@ i=0
 while [ $# -gt 0 ]; do
   ok=$1 stdin=$2 n=$3
   shift 3
+  if [ "$ok" = probe-bg ]; then
+    [ -n "$ab_side" ] || ab_side_by_side
+    [ "$ab_side" = 1 ] || ok=probe
+  fi
   # the command is built from references to positional parameters only, never from their text
   cmd='' k=1 kept=''
   if [ "$ok" != ip-batch ] && [ "$ok" != units ] && [ "$n" -ge 2 ] && [ "$1" = . ]; then

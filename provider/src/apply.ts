@@ -196,7 +196,9 @@ function batchCall(
 
 /**
  * Returns the argv that runs the probes in one remote command, side by side when none reads stdin
- * (so the command takes as long as the slowest, not the sum).
+ * and the host has more than two CPUs (so the command takes as long as the slowest, not the sum);
+ * on two or fewer, one after the other, which costs such a host less and takes less time there
+ * (apply-batch.sh decides).
  */
 export function probeBatchArgv(probes: readonly ProbeCommand[]): string[] {
   const side = probes.length > 1 && probes.every((p) => p.stdin === undefined);
