@@ -86,7 +86,7 @@ interface Local {
 /**
  * Starts the loop as a child of this process, or, with `sshd` (a shell called sshd-*, as a
  * session's parent is), as that shell's child: the anchor of its locks, which stays after the
- * loop (as a sleep of the same pid) until the test kills it.
+ * loop (as a sleep of the same pid) until the test kills it. `env` adds to its environment.
  */
 function startLocal(
   impl: string,
@@ -94,6 +94,7 @@ function startLocal(
   writes?: Buffer[],
   path = pathFor(sender),
   sshd?: string,
+  env: NodeJS.ProcessEnv = {},
 ): Local {
   const argv = [
     ...(impl === "busybox" ? ["busybox", "sh"] : [impl]),
@@ -104,7 +105,7 @@ function startLocal(
   ];
   const all = sshd ? [sshd, "-c", '"$@"; exec sleep 600', "sshd", ...argv] : argv;
   const child = spawn(all[0] ?? "sh", all.slice(1), {
-    env: { PATH: path, TMPDIR: work },
+    env: { ...env, PATH: path, TMPDIR: work },
     cwd: work,
   });
   started.push(child);
@@ -989,8 +990,16 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
   });
 
   it("gives probes run side by side their sysctls, asking the loop's perl one at a time", async () => {
-    // no grep for the perl variant (busybox has its own): what comes, came from perl
-    const { shell } = startLocal(impl, sender, undefined, sender === "perl" ? NO_GREP : NO_PERL);
+    // no grep for the perl variant (busybox has its own): what comes, came from perl; eight CPUs,
+    // so apply-batch.sh runs them side by side whatever this machine has
+    const { shell } = startLocal(
+      impl,
+      sender,
+      undefined,
+      sender === "perl" ? NO_GREP : NO_PERL,
+      undefined,
+      { PULUMI_HYPERVISOR_CPUS_ONLINE: "0-7" },
+    );
     await shell.hello;
     const keys = ["net/ipv4/ip_forward", "kernel/pid_max", "net/ipv4/tcp_rmem"];
     const want = keys.map(sysctlLine).join("");

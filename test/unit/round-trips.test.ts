@@ -2,7 +2,14 @@
 // apply with the observation after it), a read is one, and read-only observations asked of one
 // host at once share one command, each failing or succeeding on its own.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { applySteps, probeBatchArgv, unitsWords } from "../../provider/src/apply";
@@ -145,43 +152,56 @@ describe("apply with the observation after it", () => {
   });
 });
 
-describe("read-only observations asked at once of one host", () => {
-  it("travel in one command, each caller getting its own output", async () => {
-    const host = new LocalHost();
-    const results = await Promise.all(
-      Array.from({ length: 10 }, (_, i) =>
-        runProbeCoalesced(host, command(`p${i}`, `out ${i}\nline`, `err ${i}`)),
-      ),
-    );
-    expect(host.ran.length).toBe(1);
-    expect(results).toEqual(
-      Array.from({ length: 10 }, (_, i) => ({
-        exitCode: 0,
-        stdout: `out ${i}\nline`,
-        stderr: `err ${i}`,
-      })),
-    );
-  });
+// The CPUs a host has online, in the kernel's format: apply-batch.sh runs a batch's probes side by
+// side only on more than two (PULUMI_HYPERVISOR_CPUS_ONLINE stands in for the kernel's list).
+const cpus = (online: string): NodeJS.ProcessEnv => ({
+  ...process.env,
+  PULUMI_HYPERVISOR_CPUS_ONLINE: online,
+});
 
-  it("fail only the caller whose probe failed, with the error it would get alone", async () => {
-    const host = new LocalHost();
-    const bad = command("bad", "", "nft: permission denied", 1);
-    const settled = await Promise.allSettled([
-      runProbeCoalesced(host, command("a", "a")),
-      runProbeCoalesced(host, bad),
-      runProbeCoalesced(host, command("c", "c")),
-    ]);
-    expect(host.ran.length).toBe(1);
-    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
-    const alone = await runProbeCoalesced(new LocalHost(), bad).catch((e: unknown) => e);
-    expect(alone).toBeInstanceOf(CommandError);
-    expect((settled[1] as PromiseRejectedResult).reason).toEqual(alone);
-    expect(String((settled[1] as PromiseRejectedResult).reason)).toContain("sh bad.sh");
-  });
+describe("read-only observations asked at once of one host", () => {
+  it.each(["0-1", "0-7"])(
+    "travel in one command, each caller getting its own output (CPUs %s)",
+    async (online) => {
+      const host = new LocalHost(cpus(online));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          runProbeCoalesced(host, command(`p${i}`, `out ${i}\nline`, `err ${i}`)),
+        ),
+      );
+      expect(host.ran.length).toBe(1);
+      expect(results).toEqual(
+        Array.from({ length: 10 }, (_, i) => ({
+          exitCode: 0,
+          stdout: `out ${i}\nline`,
+          stderr: `err ${i}`,
+        })),
+      );
+    },
+  );
+
+  it.each(["0-1", "0-7"])(
+    "fail only the caller whose probe failed, with the error it would get alone (CPUs %s)",
+    async (online) => {
+      const host = new LocalHost(cpus(online));
+      const bad = command("bad", "", "nft: permission denied", 1);
+      const settled = await Promise.allSettled([
+        runProbeCoalesced(host, command("a", "a")),
+        runProbeCoalesced(host, bad),
+        runProbeCoalesced(host, command("c", "c")),
+      ]);
+      expect(host.ran.length).toBe(1);
+      expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      const alone = await runProbeCoalesced(new LocalHost(), bad).catch((e: unknown) => e);
+      expect(alone).toBeInstanceOf(CommandError);
+      expect((settled[1] as PromiseRejectedResult).reason).toEqual(alone);
+      expect(String((settled[1] as PromiseRejectedResult).reason)).toContain("sh bad.sh");
+    },
+  );
 
   it("run side by side on the host: the command takes as long as the slowest, in order", async () => {
     const scratch = tmp();
-    const host = new LocalHost({ ...process.env, TMPDIR: scratch });
+    const host = new LocalHost({ ...cpus("0-7"), TMPDIR: scratch });
     const slow = (i: number): ProbeCommand => ({
       argv: ["sh", "-c", 'sleep 1; printf "%s" "$1"; exit "$2"', "slow", `out ${i}`, `${i % 2}`],
       shown: ["sh", "slow.sh"],
@@ -204,7 +224,7 @@ describe("read-only observations asked at once of one host", () => {
   });
 
   it("run side by side, a probe killed before its exit code fails alone, with 255", async () => {
-    const host = new LocalHost();
+    const host = new LocalHost(cpus("0-7"));
     // the probe kills the subshell that runs it (its parent), which would write its exit code
     const killed: ProbeCommand = {
       argv: ["sh", "-c", 'printf "%s" half; kill -9 "$PPID"', "killed"],
@@ -227,6 +247,74 @@ describe("read-only observations asked at once of one host", () => {
     const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
     expect(reason).toBeInstanceOf(CommandError);
     expect([reason.exitCode, reason.stdout]).toEqual([255, "half"]);
+  });
+
+  // Runs three probes at once with spies for the processes only probes run side by side need
+  // (their folder, its removal and the printing of their files); checks each caller's result and
+  // which of those processes started.
+  async function sideBySide(online: string | undefined, side: boolean): Promise<void> {
+    // spies for the processes only probes run side by side need: their folder, its removal and
+    // the printing of their files
+    const scratch = tmp();
+    const bin = join(scratch, "bin");
+    const log = join(scratch, "started");
+    mkdirSync(bin);
+    for (const name of ["mktemp", "cat", "rm"]) {
+      const spy = join(bin, name);
+      writeFileSync(
+        spy,
+        `#!/bin/sh\necho ${name} >>"$SPY_LOG"\nPATH=\${PATH#*:} exec ${name} "$@"\n`,
+      );
+      chmodSync(spy, 0o755);
+    }
+    const host = new LocalHost({
+      ...(online === undefined ? process.env : cpus(online)),
+      PATH: `${bin}:${process.env.PATH ?? ""}`,
+      SPY_LOG: log,
+      TMPDIR: scratch,
+    });
+    const settled = await Promise.allSettled([
+      runProbeCoalesced(host, command("a", "a\n", "warn a")),
+      runProbeCoalesced(host, command("bad", "half", "no", 3)),
+      runProbeCoalesced(host, command("c", "c")),
+    ]);
+    expect(host.ran.length).toBe(1);
+    expect(settled[0]).toEqual({
+      status: "fulfilled",
+      value: { exitCode: 0, stdout: "a\n", stderr: "warn a" },
+    });
+    expect(settled[2]).toEqual({
+      status: "fulfilled",
+      value: { exitCode: 0, stdout: "c", stderr: "" },
+    });
+    const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
+    expect([reason.exitCode, reason.stdout, reason.stderr]).toEqual([3, "half", "no"]);
+    const started = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+    expect(started.sort()).toEqual(side ? ["cat", "cat", "mktemp", "rm"] : []);
+    // nothing is left in the temporary folder either way
+    expect(readdirSync(scratch).sort()).toEqual(side ? ["bin", "started"] : ["bin"]);
+  }
+
+  it.each([
+    ["0-1", false],
+    ["0", false],
+    ["0-2", true],
+    ["0-1,4", true],
+    // not the kernel's format: unknown, so side by side as on a large host
+    ["08", true],
+    ["x", true],
+  ] as const)(
+    "run one after the other on a host with at most two CPUs, side by side otherwise (CPUs %s)",
+    (online, side) => sideBySide(online, side),
+  );
+
+  it("take the host's CPUs from the kernel's list when nothing stands in for it", async () => {
+    const online = readFileSync("/sys/devices/system/cpu/online", "utf8").trim();
+    const count = online
+      .split(",")
+      .map((r) => r.split("-").map(Number))
+      .reduce((n, [a = 0, b = a]) => n + b - a + 1, 0);
+    await sideBySide(undefined, count > 2);
   });
 
   it("run a lone probe as itself, and a cancelled caller fails alone", async () => {
