@@ -2,21 +2,21 @@
 # Runs the commands of one batch: plan steps in order, then read-only probes. Each command arrives
 # as positional parameters `OK-CODES HAS-STDIN N WORD...`: the exit codes that count as success
 # (comma-separated; `probe` for a probe, `probe-bg` for a probe that may run beside the other
-# probe-bg ones, which they do on a host with more than two CPUs (ab_side_by_side); `ip-batch` for a run of `ip` commands whose N words are the lines of one
-# `ip -batch -`), 1 when it reads the batch's stdin (at most one does; the others read /dev/null)
-# and its N words. Words `. HASH ARGS...` are a kept script of a remote shell's cache
-# ($PULUMI_HYPERVISOR_SCRIPTS/HASH, host/script.ts) that may run in a shell: it is sourced in a
-# subshell with ARGS, so no shell starts for it (the batch's last probe in the batch's own shell,
-# below). Each command's start is marked on stdout and stderr, so the caller can cut out each
-# command's own output. The first failing step is reported and ends the batch (no probe runs
-# after it); a probe's exit code follows its output on stderr and the other probes run regardless,
-# so one failing probe fails only its own observation. Probes run side by side write their marks,
-# output and exit code to files of their own in a private temporary folder, printed in order at the
-# end by one cat per stream (not three per probe: each process costs the host about 1 ms of CPU),
-# exactly as if they had run one after the other. A command `units` (words `--active UNIT...
-# --pid UNIT... --enabled UNIT...`) comes before the probes, which then take systemd's answers about
-# those units from it (persist/unit-batch.sh): it runs in this shell, has no mark and no output,
-# and never fails the batch.
+# probe-bg ones, which they do on a host with more than two CPUs (ab_side_by_side); `ip-batch` for a
+# run of `ip` commands whose N words are the lines of one `ip -batch -`), 1 when it reads the
+# batch's stdin (at most one does; the others read /dev/null) and its N words. Words `. HASH
+# ARGS...` are a kept script of a remote shell's cache ($PULUMI_HYPERVISOR_SCRIPTS/HASH,
+# host/script.ts) that may run in a shell: it is sourced in a subshell with ARGS, so no shell starts
+# for it (the batch's last probe in the batch's own shell, below). Each command's start is marked on
+# stdout and stderr, so the caller can cut out each command's own output. The first failing step is
+# reported and ends the batch (no probe runs after it); a probe's exit code follows its output on
+# stderr and the other probes run regardless, so one failing probe fails only its own observation.
+# Probes run side by side write their marks, output and exit code to files of their own in a private
+# temporary folder, printed in order at the end by one cat per stream (not three per probe: each
+# process costs the host about 1 ms of CPU), exactly as if they had run one after the other. A
+# command `units` (words `--active UNIT... --pid UNIT... --enabled UNIT...`) comes before the
+# probes, which then take systemd's answers about those units from it (persist/unit-batch.sh): it
+# runs in this shell, has no mark and no output, and never fails the batch.
 # A probe given as `probe-ip` (the batch's last command, a kept script, right after an `ip-batch`
 # step) takes that step's lines into its own `ip` (ab_ip_run below): one `ip` for the apply and
 # the look after it, a process less. Its lines run first and without -force, so a failing one

@@ -159,6 +159,31 @@ const cpus = (online: string): NodeJS.ProcessEnv => ({
   PULUMI_HYPERVISOR_CPUS_ONLINE: online,
 });
 
+/**
+ * Asks three observations of the host at once, the middle one `middle`; checks that they shared
+ * one command and that the other two got their own output, and returns the middle one's error.
+ */
+async function middleFails(host: LocalHost, middle: ProbeCommand): Promise<CommandError> {
+  const settled = await Promise.allSettled([
+    runProbeCoalesced(host, command("a", "a\n", "warn a")),
+    runProbeCoalesced(host, middle),
+    runProbeCoalesced(host, command("c", "c")),
+  ]);
+  expect(host.ran.length).toBe(1);
+  expect(settled[0]).toEqual({
+    status: "fulfilled",
+    value: { exitCode: 0, stdout: "a\n", stderr: "warn a" },
+  });
+  expect(settled[2]).toEqual({
+    status: "fulfilled",
+    value: { exitCode: 0, stdout: "c", stderr: "" },
+  });
+  expect(settled[1]?.status).toBe("rejected");
+  const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
+  expect(reason).toBeInstanceOf(CommandError);
+  return reason;
+}
+
 describe("read-only observations asked at once of one host", () => {
   it.each(["0-1", "0-7"])(
     "travel in one command, each caller getting its own output (CPUs %s)",
@@ -230,22 +255,7 @@ describe("read-only observations asked at once of one host", () => {
       argv: ["sh", "-c", 'printf "%s" half; kill -9 "$PPID"', "killed"],
       shown: ["sh", "killed.sh"],
     };
-    const settled = await Promise.allSettled([
-      runProbeCoalesced(host, command("a", "a\n", "warn a")),
-      runProbeCoalesced(host, killed),
-      runProbeCoalesced(host, command("c", "c")),
-    ]);
-    expect(host.ran.length).toBe(1);
-    expect(settled[0]).toEqual({
-      status: "fulfilled",
-      value: { exitCode: 0, stdout: "a\n", stderr: "warn a" },
-    });
-    expect(settled[2]).toEqual({
-      status: "fulfilled",
-      value: { exitCode: 0, stdout: "c", stderr: "" },
-    });
-    const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
-    expect(reason).toBeInstanceOf(CommandError);
+    const reason = await middleFails(host, killed);
     expect([reason.exitCode, reason.stdout]).toEqual([255, "half"]);
   });
 
@@ -273,21 +283,7 @@ describe("read-only observations asked at once of one host", () => {
       SPY_LOG: log,
       TMPDIR: scratch,
     });
-    const settled = await Promise.allSettled([
-      runProbeCoalesced(host, command("a", "a\n", "warn a")),
-      runProbeCoalesced(host, command("bad", "half", "no", 3)),
-      runProbeCoalesced(host, command("c", "c")),
-    ]);
-    expect(host.ran.length).toBe(1);
-    expect(settled[0]).toEqual({
-      status: "fulfilled",
-      value: { exitCode: 0, stdout: "a\n", stderr: "warn a" },
-    });
-    expect(settled[2]).toEqual({
-      status: "fulfilled",
-      value: { exitCode: 0, stdout: "c", stderr: "" },
-    });
-    const reason = (settled[1] as PromiseRejectedResult).reason as CommandError;
+    const reason = await middleFails(host, command("bad", "half", "no", 3));
     expect([reason.exitCode, reason.stdout, reason.stderr]).toEqual([3, "half", "no"]);
     const started = existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
     expect(started.sort()).toEqual(side ? ["cat", "cat", "mktemp", "rm"] : []);
