@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import Module from "node:module";
 import * as path from "node:path";
 import type { Lab, LabHost } from "../lab";
 import {
@@ -253,18 +254,35 @@ export function foreignProvider(resolved: string, root: string): string | undefi
   return `the plugin would load the provider from ${realpathSync(resolved)}, not from this checkout (${root}): its node_modules/pulumi-hypervisor must link to it`;
 }
 
+/**
+ * Returns where `require("pulumi-hypervisor/provider")` leads in a dynamic-provider plugin started
+ * in `cwd`. The plugin compiles `__provider` with require-from-string, as a module without a file
+ * whose search paths are the working directory's node_modules; `require.resolve` with `paths`
+ * would answer for the bench's own package instead (a package resolves its own name first).
+ */
+export function pluginResolves(cwd: string): string {
+  const M = Module as unknown as {
+    _nodeModulePaths(from: string): string[];
+    _resolveFilename(request: string, parent: Module, isMain: boolean): string;
+  };
+  const m = new Module("", undefined);
+  m.filename = "";
+  m.paths = M._nodeModulePaths(cwd);
+  return M._resolveFilename("pulumi-hypervisor/provider", m, false);
+}
+
 // The plugin loads the provider as `pulumi-hypervisor/provider` through node_modules; a shared
 // tree's `npm ci` removes that link, so it is checked before each plugin starts, and so is where
-// it leads.
-function ensureSelfLink(): void {
+// it leads: the checkout at `root`.
+function ensureSelfLink(root: string): void {
   let resolved: string;
   try {
-    resolved = require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
+    resolved = pluginResolves(root);
   } catch {
-    execFileSync(process.execPath, [path.join(REPO_ROOT, "scripts", "link-self.js")]);
-    resolved = require.resolve("pulumi-hypervisor/provider", { paths: [REPO_ROOT] });
+    execFileSync(process.execPath, [path.join(root, "scripts", "link-self.js")]);
+    resolved = pluginResolves(root);
   }
-  const why = foreignProvider(resolved, REPO_ROOT);
+  const why = foreignProvider(resolved, root);
   if (why !== undefined) throw new Error(`bench: ${why}`);
 }
 
@@ -281,7 +299,7 @@ export async function runOne(
   afterCreate?: (states: ResourceState[]) => Promise<void>,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
-  ensureSelfLink();
+  ensureSelfLink(REPO_ROOT);
   const startT0 = performance.now();
   const env: NodeJS.ProcessEnv = {
     ...process.env,

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { foreignProvider } from "../../bench/driver";
+import { foreignProvider, pluginResolves } from "../../bench/driver";
 
 const work = mkdtempSync(path.join(tmpdir(), "bench-driver-test-"));
 
@@ -51,5 +51,26 @@ describe("foreignProvider", () => {
     rmSync(path.join(old, "node_modules", "pulumi-hypervisor"));
     symlinkSync("..", path.join(old, "node_modules", "pulumi-hypervisor"));
     expect(foreignProvider(viaOld, old)).toBeUndefined();
+  });
+});
+
+describe("pluginResolves", () => {
+  it("follows the working directory's node_modules, as the plugin's require-from-string does", () => {
+    const pkg = (root: string): void =>
+      writeFileSync(
+        path.join(root, "package.json"),
+        JSON.stringify({
+          name: "pulumi-hypervisor",
+          exports: { "./provider": "./dist/provider/index.js" },
+        }),
+      );
+    const mine = checkout("resolves-mine", "..");
+    pkg(mine);
+    expect(pluginResolves(mine)).toBe(path.join(mine, "dist", "provider", "index.js"));
+    // a baseline whose link leads elsewhere loads the other's provider: the bench refuses it
+    const other = checkout("resolves-other", mine);
+    pkg(other);
+    expect(pluginResolves(other)).toBe(path.join(mine, "dist", "provider", "index.js"));
+    expect(foreignProvider(pluginResolves(other), other)).toContain("not from this checkout");
   });
 });
