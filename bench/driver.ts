@@ -16,6 +16,7 @@ import {
 import { FakeEngine } from "../lab/engine/fake-engine";
 import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
+import { prepareBaseline } from "./baseline";
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
 import type { Relay } from "./relay";
@@ -273,7 +274,7 @@ export function pluginResolves(cwd: string): string {
 
 // The plugin loads the provider as `pulumi-hypervisor/provider` through node_modules; a shared
 // tree's `npm ci` removes that link, so it is checked before each plugin starts, and so is where
-// it leads: the checkout at `root`.
+// it leads: the checkout at `root` (this one, or the baseline's build).
 function ensureSelfLink(root: string): void {
   let resolved: string;
   try {
@@ -299,11 +300,13 @@ export async function runOne(
   afterCreate?: (states: ResourceState[]) => Promise<void>,
 ): Promise<RunResult> {
   const shape = fleetShape(opts.resources);
-  ensureSelfLink(REPO_ROOT);
+  // the baseline: the provider of BASELINE_COMMIT (pooled), loaded from its own build
+  const cwd = mode === "baseline" ? prepareBaseline(log) : REPO_ROOT;
+  ensureSelfLink(cwd);
   const startT0 = performance.now();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
-    PULUMI_HYPERVISOR_SSH_POOL: mode === "pooled" ? "on" : "off",
+    PULUMI_HYPERVISOR_SSH_POOL: mode === "per-command" ? "off" : "on",
   };
   // The plugin exits on SIGTERM without writing a profile; the preload makes it exit normally.
   const nodeArgs =
@@ -319,7 +322,7 @@ export async function runOne(
   // warning's failed call builds a stack trace through source maps, CPU no real run spends.
   const fake = await FakeEngine.start();
   const plugin = await DynamicProviderPlugin.start({
-    cwd: REPO_ROOT,
+    cwd,
     env,
     nodeArgs,
     engineAddress: fake.address,

@@ -1,8 +1,9 @@
 // `npm run bench`: converges a fleet of H lab hosts x R resources through the dynamic-provider
 // plugin (driven the way the engine drives it), then a no-op refresh, then destroy; once with the
-// pooled SSH connection (one per host) and once with one fresh connection per command (the model
-// of @pulumi/command, PULUMI_HYPERVISOR_SSH_POOL=off), each without and with added latency on the
-// controller-to-host link (bench/relay.ts). Then the same job by the tools users would pick
+// pooled SSH connection (one per host), once with one fresh connection per command (the model of
+// @pulumi/command, PULUMI_HYPERVISOR_SSH_POOL=off) and once with the baseline, the provider's code
+// from before the work on controller CPU (bench/baseline.ts), each without and with added latency
+// on the controller-to-host link (bench/relay.ts). Then the same job by the tools users would pick
 // instead, on the same hosts and links (bench/peers.ts): Ansible tuned and with its defaults (run
 // twice: the second must report changed=0) and the floor (one ssh per host, one script). Every
 // tool's end state is compared with the provider's (bench/state.ts). SSH connections and sessions
@@ -13,6 +14,7 @@
 import { writeFile } from "node:fs/promises";
 import * as path from "node:path";
 import { startLab, type LabHost } from "../lab";
+import { prepareBaseline } from "./baseline";
 import { CpuAccounting } from "./cgroup";
 import type { ResourceState } from "../lab/engine/engine";
 import { runOne, type RunCpu, type RunResult } from "./driver";
@@ -81,6 +83,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${line}\n`);
   };
   const t0 = performance.now();
+  // built before the lab starts, so that a clone without the baseline's commit fails at once
+  if (opts.modes.includes("baseline")) prepareBaseline(log);
   log(`starting lab "${opts.labName}": ${opts.hosts} hosts with a WAN`);
   const lab = await startLab({ name: opts.labName, hosts: opts.hosts, wan: true });
   const runs: RunResult[] = [];

@@ -29,8 +29,14 @@ export interface BenchOptions {
   repeat: number;
 }
 
-export type Mode = "pooled" | "per-command";
-export const MODES: readonly Mode[] = ["pooled", "per-command"];
+/**
+ * pooled: one connection per host, commands through its remote shells (the default).
+ * per-command: one fresh connection per remote command (`@pulumi/command`'s model).
+ * baseline: the provider as it was when the controller-CPU target was set (bench/baseline.ts),
+ * pooled; what that target's ratio compares with.
+ */
+export type Mode = "pooled" | "per-command" | "baseline";
+export const MODES: readonly Mode[] = ["pooled", "per-command", "baseline"];
 
 /**
  * serial: hosts at once, each host's resources one after another in dependency order (the test
@@ -50,12 +56,14 @@ const MAX_HOSTS = 19;
 export function usage(): string {
   return [
     "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
-    "                              [--modes pooled,per-command] [--schedules serial,parallel]",
+    "                              [--modes pooled,per-command,baseline] [--schedules serial,parallel]",
     "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
     "                              [--json FILE] [--cpu-prof DIR] [--lab bench] [--repeat 3]",
     "                              [--quick]",
     "--repeat: runs of each provider mode and of the floor per delay; the report gives medians",
-    "--quick: 1 host x 5 resources, 0 ms, serial, one run, Ansible tuned and the floor (a smoke run)",
+    "--quick: 1 host x 5 resources, 0 ms, serial, one run, no baseline, Ansible tuned and the floor",
+    "         (a smoke run)",
+    "--modes baseline: the provider's code before the work on controller CPU (bench/baseline.ts)",
   ].join("\n");
 }
 
@@ -135,7 +143,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
           : latencyMs > 0
             ? [0, latencyMs]
             : [0],
-    modes: values.modes !== undefined ? oneOf("--modes", values.modes, MODES) : [...MODES],
+    modes:
+      values.modes !== undefined
+        ? oneOf("--modes", values.modes, MODES)
+        : quick
+          ? ["pooled", "per-command"]
+          : [...MODES],
     labName: values.lab !== undefined ? labName(values.lab) : "bench",
     schedules:
       values.schedules !== undefined

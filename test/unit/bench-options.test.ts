@@ -3,13 +3,13 @@ import { describe, expect, it } from "vitest";
 import { parseBenchArgs } from "../../bench/options";
 
 describe("bench options", () => {
-  it("defaults to 3 hosts x 20 resources, both modes and schedules, at 0 and 20 ms", () => {
+  it("defaults to 3 hosts x 20 resources, every mode and schedule, at 0 and 20 ms", () => {
     expect(parseBenchArgs([])).toEqual({
       hosts: 3,
       resources: 20,
       latencyMs: 20,
       delays: [0, 20],
-      modes: ["pooled", "per-command"],
+      modes: ["pooled", "per-command", "baseline"],
       labName: "bench",
       schedules: ["serial", "parallel"],
       json: undefined,
@@ -91,7 +91,7 @@ describe("bench options", () => {
       "--resources must be an integer from 1 to 200, not 2.5",
     );
     expect(() => parseBenchArgs(["--modes", "pooled,fast"])).toThrow(
-      '--modes takes pooled,per-command, not "fast"',
+      '--modes takes pooled,per-command,baseline, not "fast"',
     );
     expect(() => parseBenchArgs(["--repeat", "0"])).toThrow(
       "--repeat must be an integer from 1 to 9, not 0",

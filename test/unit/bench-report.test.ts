@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { cgroup2Mount, parseCpuStat } from "../../bench/cgroup";
 import type { OpRecord, RunResult } from "../../bench/driver";
 import { hostJob } from "../../bench/job";
-import { parseBenchArgs } from "../../bench/options";
+import { parseBenchArgs, type Mode } from "../../bench/options";
 import {
   ansibleConfig,
   ansibleFailures,
@@ -12,7 +12,13 @@ import {
   recapChanged,
   type PeerResult,
 } from "../../bench/peers";
-import { controllerCpuPerOp, medianAndEach, renderReport, roundTrips } from "../../bench/report";
+import {
+  baselineRatios,
+  controllerCpuPerOp,
+  medianAndEach,
+  renderReport,
+  roundTrips,
+} from "../../bench/report";
 import { normalizeState, stateDiff } from "../../bench/state";
 
 const op = (o: Partial<OpRecord>): OpRecord => ({
@@ -26,7 +32,7 @@ const op = (o: Partial<OpRecord>): OpRecord => ({
   ...o,
 });
 
-function run(mode: "pooled" | "per-command", delayMs: number, createMs: number): RunResult {
+function run(mode: Mode, delayMs: number, createMs: number): RunResult {
   const phase = (p: "create" | "refresh" | "destroy", wallMs: number, cpuUs: number) => ({
     phase: p,
     wallMs,
@@ -105,6 +111,38 @@ describe("bench report", () => {
     const noCpu = run("pooled", 0, 1000);
     noCpu.phases = noCpu.phases.map(({ controllerCpuUs: _c, ...p }) => p);
     expect(controllerCpuPerOp([noCpu])).toBeUndefined();
+  });
+
+  it("compares each run's controller CPU with the baseline code's at the same delays and schedules", () => {
+    // a run's controller CPU scaled: run() gives 40 ms over 15 operations
+    const cpu = (r: RunResult, k: number, trial: number): RunResult => ({
+      ...r,
+      trial,
+      phases: r.phases.map((p) => ({ ...p, controllerCpuUs: (p.controllerCpuUs ?? 0) * k })),
+    });
+    const runs = [1, 2, 3].flatMap((trial, i) => [
+      cpu(run("pooled", 20, 1000), 1, trial),
+      cpu(run("baseline", 20, 3000), [2.5, 1.8, 2.1][i]!, trial),
+      // a pooled run the baseline did not run beside: left out of the pairs
+      cpu(run("pooled", 0, 1000), 10, trial),
+    ]);
+    const r = baselineRatios(runs, [1, 2, 3]);
+    expect(r?.ratios.map((x) => x.toFixed(1))).toEqual(["2.5", "1.8", "2.1"]);
+    expect(r?.pooled[0]).toBeCloseTo(40 / 15);
+    const opts = { ...parseBenchArgs(["--quick"]), delays: [0, 20], repeat: 3 };
+    const text = renderReport(opts, runs);
+    expect(text).toContain(
+      "target: controller CPU per resource operation halved against the baseline code in the " +
+        "same runs: met (median 2.1x; runs 2.5x, 1.8x, 2.1x; 2.7 ms against 5.6 ms)",
+    );
+    expect(text).toContain("the baseline code (commit 45cff3f6db92, before the CPU work)");
+    // a trial without the baseline: no ratio, and the figure recorded on the first day instead
+    expect(baselineRatios(runs.slice(0, 6), [1, 2, 3])).toBeUndefined();
+    const alone = renderReport(opts, [cpu(run("pooled", 20, 1000), 1, 1)]);
+    expect(alone).toContain(
+      "target: controller CPU per resource operation halved (<= 4.8 ms, was 9.6 ms on the " +
+        "machine of 2026-11-30; --modes baseline measures it beside today's code): met (2.7 ms)",
+    );
   });
 
   it("prints the tools, their ratios and a verdict per target", () => {
