@@ -51,7 +51,7 @@ export function linkDependencies(from: string, to: string): void {
 
 /**
  * Returns the directory of a built copy of the baseline commit, building it the first time (about
- * 20 s: `git archive`, the TypeScript compiler, the kept scripts copied beside their modules).
+ * 15 s: `git archive`, the TypeScript compiler, the kept scripts copied beside their modules).
  * Throws, naming the fix, when the commit is not in this clone's history.
  */
 export function prepareBaseline(
