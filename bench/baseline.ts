@@ -2,8 +2,8 @@
 // was set ("controller CPU per resource operation halved against today's figure"), built from this
 // repository's history and run by the bench beside today's code, in the same run and on the same
 // lab hosts, so that the ratio compares code and not machines. (The figure recorded that day, 9.6
-// ms, came from a quicker machine: the same code measured 15-20 ms on the slower machines of later
-// rounds.)
+// ms, came from that day's bench on a quicker machine: the same code measured 15-23 ms with the
+// bench and on the machines of later rounds.)
 import { execFileSync } from "node:child_process";
 import {
   existsSync,

@@ -16,8 +16,9 @@ export interface SameState {
 /**
  * Controller CPU per resource operation of main before the CPU work (BASELINE_COMMIT, the
  * dynamic-provider plugin, pooled runs of the bench of that day, cgroup v2 usage_usec), recorded
- * on 2026-11-30 on a quicker machine than later rounds'. The halving target compares with the
- * baseline mode's runs, the same code run beside today's; this figure is the fallback without them.
+ * on 2026-11-30 on a quicker machine than later rounds', by a bench that has changed since. The
+ * halving target compares with the baseline mode's runs, the same code run beside today's; this
+ * figure is the fallback without them.
  */
 export const BASELINE_CPU_MS_PER_OP = 9.6;
 
