@@ -18,11 +18,11 @@ import {
 } from "node:fs";
 import * as path from "node:path";
 import { REPO_ROOT } from "../lab/harness";
-import { BASELINE_COMMIT } from "./report";
+import { BASELINE_COMMIT, shortCommit } from "./report";
 
 /** Where the baseline's build is kept between runs (node_modules is not part of the checkout). */
 export function baselineDir(root: string = REPO_ROOT, commit: string = BASELINE_COMMIT): string {
-  return path.join(root, "node_modules", ".cache", "pulumi-hypervisor-bench", commit.slice(0, 12));
+  return path.join(root, "node_modules", ".cache", "pulumi-hypervisor-bench", shortCommit(commit));
 }
 
 const STAMP = ".bench-baseline";
@@ -65,14 +65,14 @@ export function prepareBaseline(
   try {
     git(root, ["cat-file", "-e", `${commit}^{commit}`]);
   } catch (e) {
-    const what = `the baseline code (commit ${commit.slice(0, 12)}, what the controller-CPU target compares with)`;
+    const what = `the baseline code (commit ${shortCommit(commit)}, what the controller-CPU target compares with)`;
     const why =
       (e as NodeJS.ErrnoException).code === "ENOENT"
         ? "is built from this repository's history, and git is not installed (apt-get install git)"
         : `is not in this clone's history: fetch it (git fetch --unshallow origin)`;
     throw new Error(`bench: ${what} ${why}, or leave it out with --modes pooled,per-command`);
   }
-  log(`building the baseline code (commit ${commit.slice(0, 12)}) into ${dir}`);
+  log(`building the baseline code (commit ${shortCommit(commit)}) into ${dir}`);
   const parent = path.dirname(dir);
   mkdirSync(parent, { recursive: true });
   const tmp = mkdtempSync(path.join(parent, `${path.basename(dir)}.tmp-`));

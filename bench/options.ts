@@ -147,7 +147,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       values.modes !== undefined
         ? oneOf("--modes", values.modes, MODES)
         : quick
-          ? ["pooled", "per-command"]
+          ? MODES.filter((m) => m !== "baseline")
           : [...MODES],
     labName: values.lab !== undefined ? labName(values.lab) : "bench",
     schedules:

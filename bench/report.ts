@@ -30,6 +30,9 @@ export const BASELINE_CPU_MS_PER_OP = 9.6;
  */
 export const BASELINE_COMMIT = "45cff3f6db920a286a25d6c417f9a968bd0bdc03";
 
+/** Returns a commit's short form, as the bench prints it and names the baseline's build. */
+export const shortCommit = (commit: string): string => commit.slice(0, 12);
+
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]): string =>
@@ -257,7 +260,7 @@ export function renderReport(
       "resource operation.",
     ...(opts.modes.includes("baseline")
       ? [
-          `mode baseline: the provider of commit ${BASELINE_COMMIT.slice(0, 12)} (before the ` +
+          `mode baseline: the provider of commit ${shortCommit(BASELINE_COMMIT)} (before the ` +
             "work on controller CPU), pooled, built from this repository's history.",
         ]
       : []),
@@ -351,7 +354,7 @@ export function renderReport(
     out.push(...aloneLines(cpuPerOp, trials, alone));
     if (halving !== undefined) {
       out.push(
-        `  the baseline code (commit ${BASELINE_COMMIT.slice(0, 12)}, before the CPU work) in ` +
+        `  the baseline code (commit ${shortCommit(BASELINE_COMMIT)}, before the CPU work) in ` +
           `the same runs: ${figures(halving.baseline, ms1)}`,
       );
     }
