@@ -342,9 +342,11 @@ export function renderReport(
   const cpuPerOpRuns = trials.map((t) =>
     controllerCpuPerOp(allRuns.filter((r) => trialOf(r) === t)),
   );
-  const cpuPerOp = cpuPerOpRuns.every((c): c is number => c !== undefined)
-    ? cpuPerOpRuns
-    : undefined;
+  // none without runs: a bench that failed before its first run has no figure, and no verdict
+  const cpuPerOp =
+    cpuPerOpRuns.length > 0 && cpuPerOpRuns.every((c): c is number => c !== undefined)
+      ? cpuPerOpRuns
+      : undefined;
   const halving = baselineRatios(allRuns, trials);
   if (cpuPerOp !== undefined) {
     out.push(

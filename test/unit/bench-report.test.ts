@@ -145,6 +145,12 @@ describe("bench report", () => {
     );
   });
 
+  it("gives no figure and no verdict for a bench that failed before its first run", () => {
+    const text = renderReport({ ...parseBenchArgs(["--quick"]), delays: [20] }, []);
+    expect(text).not.toContain("target:");
+    expect(text).not.toContain("controller CPU per resource operation");
+  });
+
   it("prints the tools, their ratios and a verdict per target", () => {
     const opts = { ...parseBenchArgs(["--quick"]), delays: [0, 20] };
     const floor: PeerResult = {
