@@ -40,6 +40,7 @@ import {
   scriptBody,
   scriptIn,
 } from "../../provider/src/host/script";
+import { compactShell } from "../../provider/src/host/shell-compact";
 import { lockReleaseArgv } from "../../provider/src/host/lock";
 import { remoteShellRequest } from "../../provider/src/host/remote-shell";
 import { probeBatchArgv } from "../../provider/src/apply";
@@ -945,7 +946,7 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
         { argv: ["echo", "plain"], shown: ["echo"] },
       ]),
     );
-    const tapHash = rewritten.scripts.find((s) => s.body.includes("TapDevice probe"))?.hash;
+    const tapHash = rewritten.scripts.find((s) => s.body === compactShell(tap[2] ?? ""))?.hash;
     expect(rewritten.argv.slice(4)).toEqual([
       ...["probe-bg", "0", "4", ".", tapHash, "a b", "c"],
       ...["probe-bg", "0", "2", "echo", "plain"],
@@ -1238,7 +1239,8 @@ describe("argvWithCachedScripts", () => {
     const { argv: out, scripts } = argvWithCachedScripts(argv);
     expect(out.slice(0, 2)).toEqual(["sh", "-c"]);
     expect(out.slice(3)).toEqual(argv.slice(3));
-    expect(scripts).toEqual([{ hash: hashOf(out), body: argv[2] }]);
+    // kept without comments, blank lines and indentation (host/shell-compact.ts)
+    expect(scripts).toEqual([{ hash: hashOf(out), body: compactShell(argv[2] ?? "") }]);
   });
 
   it("leaves any other command alone, a shell one-liner included", () => {
@@ -1251,7 +1253,9 @@ describe("argvWithCachedScripts", () => {
     const probe = scriptArgv(scriptIn(__dirname, "../../provider/src/host/lock-release.sh", ["1"]));
     const argv = probeBatchArgv([{ argv: probe, shown: ["probe"] }]);
     const { argv: out, scripts } = argvWithCachedScripts(argv);
-    expect(scripts.map((s) => s.body)).toEqual([argv[2], probe[2]]);
+    expect(scripts.map((s) => s.body)).toEqual(
+      [argv[2], probe[2]].map((b) => compactShell(b ?? "")),
+    );
     expect(out.join("\n")).not.toContain(probe[2] ?? "never");
     expect(out.length).toBe(argv.length);
   });

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { CommandError } from "../errors";
 import type { Host, RunResult } from "./host";
+import { compactShell } from "./shell-compact";
 
 /**
  * A call of a shell script shipped with the provider: its path below `provider/src` (the same
@@ -22,8 +23,9 @@ const ROOT = resolve(__dirname, "..");
 const INCLUDE = /^\. (\S+\.sh)$/;
 
 const bodies = new Map<string, string>();
-// each body read by scriptBody, to the name a remote shell keeps it under (hex of its sha256)
-const hashes = new Map<string, string>();
+// each body read by scriptBody, to what goes to a host in its place: its text without comments,
+// blank lines and indentation (compactShell), and the name a remote shell keeps that text under
+const onWire = new Map<string, CachedScript>();
 
 function inline(file: string, seen: Set<string>): string {
   if (seen.has(file)) return "";
@@ -48,7 +50,9 @@ export function scriptBody(name: string): string {
     }
     body = inline(file, new Set());
     bodies.set(name, body);
-    hashes.set(body, createHash("sha256").update(body).digest("hex").slice(0, 32));
+    const compact = compactShell(body);
+    const hash = createHash("sha256").update(compact).digest("hex").slice(0, 32);
+    onWire.set(body, { hash, body: compact });
   }
   return body;
 }
@@ -93,6 +97,7 @@ export async function runScript(
 export interface CachedScript {
   /** The file name it is kept under in the shell's private directory: hex of its sha256. */
   readonly hash: string;
+  /** The text it keeps: the script without comments, blank lines and indentation. */
   readonly body: string;
 }
 
@@ -163,19 +168,20 @@ export function declareNestedCommands(name: string, f: NestedCommands): void {
 
 /**
  * Returns the argv with each provider script it runs (`sh -c BODY NAME ARGS`, at the top or in a
- * declared nested command) referring to its body in a remote shell's cache instead of carrying
- * it, and the bodies it refers to. The text of a request then stays short whatever the scripts.
+ * declared nested command) as it goes to a host: `inline`, its body's compact text in its place
+ * (a session of its own); else a reference to that text in a remote shell's cache, and the texts
+ * it refers to.
  */
-export function argvWithCachedScripts(argv: readonly string[]): {
-  argv: string[];
-  scripts: CachedScript[];
-} {
+function argvForHost(
+  argv: readonly string[],
+  inline: boolean,
+): { argv: string[]; scripts: CachedScript[] } {
   const scripts = new Map<string, CachedScript>();
   const visit = (words: readonly string[]): string[] => {
     const body = words[0] === "sh" && words[1] === "-c" ? words[2] : undefined;
-    const hash = body !== undefined ? hashes.get(body) : undefined;
-    if (body === undefined || hash === undefined) return [...words];
-    scripts.set(hash, { hash, body });
+    const script = body !== undefined ? onWire.get(body) : undefined;
+    if (script === undefined) return [...words];
+    scripts.set(script.hash, script);
     const name = words[3] ?? "";
     const args = words.slice(4);
     const out = [...args];
@@ -192,8 +198,29 @@ export function argvWithCachedScripts(argv: readonly string[]): {
       // ranges go from the last to the first, and a length word precedes its range
       if (lengthAt !== undefined) out[lengthAt] = String(words.length);
     }
-    return ["sh", "-c", cachedRef(hash), name, ...out];
+    return ["sh", "-c", inline ? script.body : cachedRef(script.hash), name, ...out];
   };
   const out = visit(argv);
   return { argv: out, scripts: [...scripts.values()] };
+}
+
+/**
+ * Returns the argv with each provider script it runs referring to its compact text in a remote
+ * shell's cache instead of carrying it, and the texts it refers to. The text of a request then
+ * stays short whatever the scripts.
+ */
+export function argvWithCachedScripts(argv: readonly string[]): {
+  argv: string[];
+  scripts: CachedScript[];
+} {
+  return argvForHost(argv, false);
+}
+
+/**
+ * Returns the argv with each provider script it runs carrying its compact text, about half its
+ * source's bytes: what a command on a session of its own sends. Boot scripts and other files
+ * written on a host keep the scripts as they are (scriptArgv).
+ */
+export function argvWithCompactScripts(argv: readonly string[]): string[] {
+  return argvForHost(argv, true).argv;
 }

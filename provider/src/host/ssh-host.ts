@@ -30,7 +30,7 @@ import {
 } from "./host";
 import { lockReleaseArgv } from "./lock";
 import { quoteArgv } from "./quote";
-import { argvWithCachedScripts } from "./script";
+import { argvWithCachedScripts, argvWithCompactScripts } from "./script";
 import {
   LOCK_REF,
   RemoteShell,
@@ -172,7 +172,8 @@ export class SshHost implements Host {
     const shown = quoteArgv(req.shown ?? req.argv);
     const deadlineMs = req.deadlineMs ?? DEFAULT_DEADLINE_MS;
     let timedOut = false;
-    const exit = await this.exec(buildRemoteCommand(req.argv, sudo, marks), feed, shown, epoch, {
+    const command = buildRemoteCommand(argvWithCompactScripts(req.argv), sudo, marks);
+    const exit = await this.exec(command, feed, shown, epoch, {
       signal: req.signal,
       deadlineMs,
       onDeadline: () => {
