@@ -35,7 +35,8 @@ let loopText: string | undefined;
  * the loop is over that. The login shell and the loop's shell each parse every byte of it at each
  * shell's start. No line of the loop, of the shell or of its perl, is inside a string or a
  * here-document, or continues the line before it with a backslash: none has a space or a `#` at
- * its start that means anything.
+ * its start that means anything. (compactShell, which other scripts go through, would keep the
+ * perl's comments: they are inside a quoted string, 9 KB of the loop.)
  */
 export function remoteShellScript(): string {
   loopText ??= scriptBody(REMOTE_SHELL_SCRIPT)
