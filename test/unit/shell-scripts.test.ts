@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { PROBE_MARK } from "../../provider/src/host/probe";
 import { scriptBody } from "../../provider/src/host/script";
+import { compactShell } from "../../provider/src/host/shell-compact";
 import { BRIDGE_CONF } from "../../provider/src/bridge-helper-acl";
 import { PORTS_DIR } from "../../provider/src/resources/bridge/observe";
 import { FAILED } from "../../provider/src/resources/nat-rule/observe";
@@ -26,6 +27,15 @@ function parses(shell: string, args: string[]): string {
   return r.status === 0 ? "" : `${shell} -n: ${r.stderr.trim() || `exit ${r.status}`}`;
 }
 
+/** bash's listing of the text as a function's body: its parse, without comments or layout. */
+function parsed(text: string): string {
+  const r = spawnSync("bash", ["-c", 'eval "f() {\n$1\n}" && declare -f f', "parsed", text], {
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`bash could not parse: ${r.stderr}`);
+  return r.stdout;
+}
+
 describe("the shell scripts run on hosts", () => {
   it("are found", () => {
     expect(scripts.length).toBeGreaterThan(20);
@@ -40,6 +50,25 @@ describe("the shell scripts run on hosts", () => {
       ),
     );
     expect(problems, name).toEqual([]);
+  });
+
+  // They travel without comments, blank lines and indentation (host/shell-compact.ts). bash lists
+  // a function's body from its parse: comments and layout go, every word, quote and here-document
+  // stays. The same listing for source and compact text is the same program.
+  it.each(scripts)("%s is the same program as it travels, and parses with dash -n", (name) => {
+    const body = scriptBody(name);
+    const compact = compactShell(body);
+    expect(parsed(compact), name).toBe(parsed(body));
+    expect(parses("dash", ["-c", compact]), name).toBe("");
+    expect(compact.length, name).toBeLessThan(body.length);
+  });
+
+  it("travel in about half their bytes", () => {
+    // the loop goes by a rule of its own (host/remote-shell.ts)
+    const bodies = scripts.filter((s) => s !== "host/remote-shell.sh").map((s) => scriptBody(s));
+    const before = bodies.reduce((n, b) => n + b.length, 0);
+    const after = bodies.reduce((n, b) => n + compactShell(b).length, 0);
+    expect(after / before).toBeLessThan(0.55);
   });
 
   it("name the paths and markers the TypeScript side uses", () => {
