@@ -19,6 +19,8 @@ export interface ToolRun {
   hostCpuUs?: number;
   connections: number;
   sessions: number;
+  /** Bytes the relays passed on toward the hosts; undefined without relays (0 ms). */
+  bytesToHosts?: number;
   /** Ansible's PLAY RECAP changed= summed over hosts. */
   changed?: number;
 }
@@ -40,6 +42,8 @@ export interface Target {
   port: number;
   counter: SshdLogCounter;
   job: HostJob;
+  /** The relay in front of the host's sshd, when there is one. */
+  relay?: Relay;
 }
 
 /** Returns the targets of a run: each lab host through its relay when there is one. */
@@ -52,6 +56,7 @@ export function targets(hosts: LabHost[], resources: number, relays: Map<string,
       port: r ? r.port : h.port,
       counter: new SshdLogCounter(h.sshdLogPath),
       job: hostJob(h.guestNet(0), resources),
+      ...(r ? { relay: r } : {}),
     };
   });
 }
@@ -62,6 +67,12 @@ export interface Measure {
 }
 
 let serial = 0;
+
+// bytes the targets' relays passed on toward the hosts so far; undefined without relays
+function bytesToHosts(ts: Target[]): number | undefined {
+  const relays = ts.flatMap((t) => (t.relay ? [t.relay] : []));
+  return relays.length > 0 ? relays.reduce((n, r) => n + r.bytes().toTarget, 0) : undefined;
+}
 
 async function sum(groups: CpuGroup[]): Promise<number> {
   let t = 0;
@@ -80,6 +91,7 @@ async function measured(
   const cpuBefore = group ? await group.usageUsec() : 0;
   const before = ts.map((t) => t.counter.update());
   const hostBefore = await sum(m.hostGroups);
+  const bytesBefore = bytesToHosts(ts);
   const t0 = performance.now();
   const wrapped = group
     ? ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', group.dir, ...argv]
@@ -103,6 +115,7 @@ async function measured(
   const wallMs = performance.now() - t0;
   const controllerCpuUs = group ? (await group.usageUsec()) - cpuBefore : undefined;
   const hostCpuUs = m.acct ? (await sum(m.hostGroups)) - hostBefore : undefined;
+  const bytesAfter = bytesToHosts(ts);
   const after = ts.map((t) => t.counter.update());
   for (const t of ts) t.counter.close();
   let connections = 0;
@@ -116,6 +129,9 @@ async function measured(
     wallMs,
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    ...(bytesBefore !== undefined && bytesAfter !== undefined
+      ? { bytesToHosts: bytesAfter - bytesBefore }
+      : {}),
     connections,
     sessions,
   };
@@ -204,11 +220,12 @@ export async function runFloor(m: Measure, ts: Target[], delayMs: number): Promi
 }
 
 function pick(r: ToolRun): ToolRun {
-  const { wallMs, controllerCpuUs, hostCpuUs, connections, sessions, changed } = r;
+  const { wallMs, controllerCpuUs, hostCpuUs, bytesToHosts, connections, sessions, changed } = r;
   return {
     wallMs,
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
     connections,
     sessions,
     ...(changed !== undefined ? { changed } : {}),

@@ -19,20 +19,35 @@ export interface Relay {
   readonly port: number;
   /** Connections accepted so far. */
   readonly accepted: () => number;
+  /** Bytes passed on so far toward the target, and back from it. */
+  readonly bytes: () => RelayBytes;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
+}
+
+export interface RelayBytes {
+  toTarget: number;
+  fromTarget: number;
 }
 
 const ALLOWED_LISTEN = /^(127\.0\.0\.1|198\.1[89]\.\d{1,3}\.\d{1,3})$/;
 
 // Passes `from`'s bytes and its end to `to`, each delayMs later; timers of equal delay fire in
 // the order they were set, so the stream stays in order.
-function pipeDelayed(from: net.Socket, to: net.Socket, delayMs: number): void {
+function pipeDelayed(
+  from: net.Socket,
+  to: net.Socket,
+  delayMs: number,
+  count: (bytes: number) => void,
+): void {
   const later = (f: () => void): void => {
     if (delayMs <= 0) f();
     else setTimeout(f, delayMs);
   };
-  from.on("data", (chunk: Buffer) => later(() => to.destroyed || to.write(chunk)));
+  from.on("data", (chunk: Buffer) => {
+    count(chunk.length);
+    later(() => to.destroyed || to.write(chunk));
+  });
   from.on("end", () => later(() => to.destroyed || to.end()));
 }
 
@@ -51,6 +66,7 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
   }
   const sockets = new Set<net.Socket>();
   let accepted = 0;
+  const bytes: RelayBytes = { toTarget: 0, fromTarget: 0 };
   const server = net.createServer((client) => {
     accepted++;
     const upstream = net.connect({ host: opts.targetHost, port: opts.targetPort });
@@ -64,8 +80,8 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
     upstream.on("error", () => client.destroy());
     client.on("close", () => setTimeout(() => upstream.destroy(), opts.delayMs + 1));
     upstream.on("close", () => setTimeout(() => client.destroy(), opts.delayMs + 1));
-    pipeDelayed(client, upstream, opts.delayMs);
-    pipeDelayed(upstream, client, opts.delayMs);
+    pipeDelayed(client, upstream, opts.delayMs, (n) => (bytes.toTarget += n));
+    pipeDelayed(upstream, client, opts.delayMs, (n) => (bytes.fromTarget += n));
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
@@ -75,6 +91,7 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
         host: listenHost,
         port: address.port,
         accepted: () => accepted,
+        bytes: () => ({ ...bytes }),
         close: () =>
           new Promise<void>((done) => {
             for (const s of sockets) s.destroy();

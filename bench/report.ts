@@ -142,6 +142,8 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
       if (ps.length !== g.length) return [];
       const controllerCpuUs = medianOf(ps, (p) => p.controllerCpuUs);
       const hostCpuUs = medianOf(ps, (p) => p.hostCpuUs);
+      const bytesToHosts = medianOf(ps, (p) => p.bytesToHosts);
+      const bytesFromHosts = medianOf(ps, (p) => p.bytesFromHosts);
       return [
         {
           phase: p0.phase,
@@ -151,6 +153,8 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
           ops: p0.ops,
           ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
           ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+          ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
+          ...(bytesFromHosts !== undefined ? { bytesFromHosts } : {}),
         },
       ];
     });
@@ -173,6 +177,7 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
 function medianToolRun(xs: readonly ToolRun[]): ToolRun {
   const controllerCpuUs = medianOf(xs, (x) => x.controllerCpuUs);
   const hostCpuUs = medianOf(xs, (x) => x.hostCpuUs);
+  const bytesToHosts = medianOf(xs, (x) => x.bytesToHosts);
   const changed = xs.map((x) => x.changed);
   return {
     wallMs: median(xs.map((x) => x.wallMs)),
@@ -180,6 +185,7 @@ function medianToolRun(xs: readonly ToolRun[]): ToolRun {
     sessions: median(xs.map((x) => x.sessions)),
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
     // the most any run changed: one that was not idempotent is never hidden by a median
     ...(changed.every((c): c is number => c !== undefined)
       ? { changed: Math.max(...changed) }
@@ -235,6 +241,10 @@ export function aloneLines(
   ];
 }
 
+const cpuS = (us: number | undefined): string => (us === undefined ? "-" : (us / 1e6).toFixed(2));
+const kbOf = (bytes: number | undefined): string =>
+  bytes === undefined ? "-" : (bytes / 1000).toFixed(0);
+
 /** Returns the report text: totals per run and phase, ratios, round trips per op, verdicts. */
 export function renderReport(
   opts: BenchOptions,
@@ -257,7 +267,8 @@ export function renderReport(
       "are done, deletes in waves across the hosts).",
     "delay: added to each direction of the controller-to-host link (round trip = 2 x delay).",
     "connections and sessions are counted by the hosts' sshd; sessions/op = remote commands per " +
-      "resource operation.",
+      "resource operation; KB to / from hosts = what the relays that add the delay passed on each " +
+      "way (none at 0 ms).",
     ...(opts.modes.includes("baseline")
       ? [
           `mode baseline: the provider of commit ${shortCommit(BASELINE_COMMIT)} (before the ` +
@@ -285,10 +296,11 @@ export function renderReport(
       const conns = ps.reduce((a, p) => a + p.connections, 0);
       const sess = ps.reduce((a, p) => a + p.sessions, 0);
       const ops = ps.reduce((a, p) => a + p.ops, 0);
-      const cpuOf = (k: "controllerCpuUs" | "hostCpuUs"): string =>
-        ps.every((p) => p[k] !== undefined)
-          ? (ps.reduce((a, p) => a + (p[k] ?? 0), 0) / 1e6).toFixed(2)
-          : "-";
+      type Summed = "controllerCpuUs" | "hostCpuUs" | "bytesToHosts" | "bytesFromHosts";
+      // the phases' sum, undefined unless every phase has the figure
+      const sum = (k: Summed): number | undefined =>
+        ps.every((p) => p[k] !== undefined) ? ps.reduce((a, p) => a + (p[k] ?? 0), 0) : undefined;
+      const cpuOf = (k: "controllerCpuUs" | "hostCpuUs"): string => cpuS(sum(k));
       const ctl = ps.every((p) => p.controllerCpuUs !== undefined)
         ? (ps.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0) / 1000 / Math.max(1, ops)).toFixed(
             1,
@@ -306,6 +318,9 @@ export function renderReport(
         cpuOf("controllerCpuUs"),
         ctl,
         cpuOf("hostCpuUs"),
+        sum("bytesToHosts") !== undefined
+          ? `${kbOf(sum("bytesToHosts"))} / ${kbOf(sum("bytesFromHosts"))}`
+          : "-",
       ]);
     }
   }
@@ -323,6 +338,7 @@ export function renderReport(
         "controller CPU s",
         "controller CPU ms/op",
         "host CPU s",
+        "KB to / from hosts",
       ],
       rows,
     ),
@@ -530,8 +546,6 @@ export function renderReport(
   return out.join("\n");
 }
 
-const cpuS = (us: number | undefined): string => (us === undefined ? "-" : (us / 1e6).toFixed(2));
-
 /** A tool's apply and checking no-op at one delay, for the comparison table. */
 interface ToolRow {
   tool: string;
@@ -551,6 +565,7 @@ function providerRows(runs: RunResult[]): ToolRow[] {
             wallMs: x.wallMs,
             ...(x.controllerCpuUs !== undefined ? { controllerCpuUs: x.controllerCpuUs } : {}),
             ...(x.hostCpuUs !== undefined ? { hostCpuUs: x.hostCpuUs } : {}),
+            ...(x.bytesToHosts !== undefined ? { bytesToHosts: x.bytesToHosts } : {}),
             connections: x.connections,
             sessions: x.sessions,
           }
@@ -585,7 +600,8 @@ function renderTools(
     "the same job by each tool (apply = the provider's create phase, Ansible's first run, the floor's " +
       "script; no-op = the provider's refresh, Ansible's second run). The provider's plugin start-up " +
       "is not in its apply (column start s). CPU in seconds from cgroup v2; host CPU is every lab " +
-      "host's sshd and what it ran.",
+      "host's sshd and what it ran; KB to hosts is what the relays that add the delay passed on " +
+      "toward the hosts (none at 0 ms).",
   ];
   const rows: ToolRow[] = [
     ...providerRows(runs),
@@ -605,6 +621,7 @@ function renderTools(
     `${cpuS(r.apply.hostCpuUs)} / ${cpuS(r.noop?.hostCpuUs)}`,
     `${r.apply.connections} / ${r.noop?.connections ?? "-"}`,
     `${r.apply.sessions} / ${r.noop?.sessions ?? "-"}`,
+    `${kbOf(r.apply.bytesToHosts)} / ${kbOf(r.noop?.bytesToHosts)}`,
     r.noop?.changed !== undefined ? String(r.noop.changed) : "-",
     sameOf(r.tool, r.delayMs),
   ]);
@@ -620,6 +637,7 @@ function renderTools(
         "host CPU s apply / no-op",
         "connections",
         "sessions",
+        "KB to hosts apply / no-op",
         "no-op changed",
         "same state",
       ],

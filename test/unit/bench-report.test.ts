@@ -235,6 +235,43 @@ describe("bench report", () => {
     expect(text).toContain("3 runs of each provider mode and of the floor");
   });
 
+  it("prints the bytes the relays passed on each way, the median over runs, none at 0 ms", () => {
+    const opts = { ...parseBenchArgs(["--quick"]), delays: [0, 20], repeat: 3 };
+    const withBytes = (r: RunResult, toHosts: number, trial: number): RunResult => ({
+      ...r,
+      trial,
+      phases: r.phases.map((p) =>
+        p.phase === "create" ? { ...p, bytesToHosts: toHosts, bytesFromHosts: toHosts / 10 } : p,
+      ),
+    });
+    const runs = [1, 2, 3].flatMap((trial) => [
+      { ...run("pooled", 0, 1000), trial },
+      withBytes(run("pooled", 20, 1000), [300_000, 900_000, 310_000][trial - 1]!, trial),
+    ]);
+    const floors: PeerResult[] = [1, 2, 3].map((trial) => ({
+      peer: "floor",
+      delayMs: 20,
+      apply: { wallMs: 500, connections: 1, sessions: 1, bytesToHosts: 30_000 + trial * 1000 },
+      trial,
+    }));
+    const text = renderReport(opts, runs, floors);
+    // the tools' table: the apply's bytes to the hosts (the no-op's: none here)
+    expect(text).toMatch(/\| 20 ms +\| floor +\|.*\| 32 \/ - +\|/);
+    expect(text).toMatch(/\| 20 ms +\| provider pooled serial +\|.*\| 310 \/ - +\|/);
+    expect(text).toMatch(/\| 0 ms +\| provider pooled serial +\|.*\| - \/ - +\|/);
+    const row = (delay: string, phase: string): string =>
+      text
+        .split("\n")
+        .find((l) => new RegExp(`^\\| ${delay} +\\| serial +\\| pooled +\\| ${phase} `).test(l)) ??
+      "";
+    expect(row("20 ms", "create")).toMatch(/\| 310 \/ 31 +\|$/);
+    // a phase without the figure (here the refresh) leaves it out of its row and of the total
+    expect(row("20 ms", "refresh")).toMatch(/\| - +\|$/);
+    expect(row("20 ms", "total")).toMatch(/\| - +\|$/);
+    expect(row("0 ms", "create")).toMatch(/\| - +\|$/);
+    expect(text).toContain("KB to / from hosts = what the relays that add the delay passed on");
+  });
+
   it("flags a second Ansible run that changed something", () => {
     const text = renderReport(
       parseBenchArgs(["--quick"]),
