@@ -19,7 +19,7 @@ export interface Relay {
   readonly port: number;
   /** Connections accepted so far. */
   readonly accepted: () => number;
-  /** Bytes passed on so far toward the target, and back from it. */
+  /** Bytes taken in so far to pass on toward the target, and back from it. */
   readonly bytes: () => RelayBytes;
   /** Stops listening and destroys every open connection. */
   close(): Promise<void>;
