@@ -79,27 +79,64 @@ export function hostStateDir(name: string): string {
   return path.join(BOOTED_STATE_ROOT, "hosts", name);
 }
 
-/** Returns a free slot, now held for host name. */
-export async function takeSlot(name: string): Promise<Slot> {
-  const dir = path.join(BOOTED_STATE_ROOT, "slots");
+/**
+ * Returns a free slot, now held for host name. A slot file appears with its holder's name in it (a
+ * link to a file written first), so a host that takes a slot at the same moment never reads it
+ * empty and takes it for a dead holder's. A dead holder's slot (its state directory is gone) is
+ * taken over under a lock of that slot (`N.taking`, a directory), its file replaced by one rename:
+ * the slot is never without a file that another host could take too. `root` is for tests.
+ */
+export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): Promise<Slot> {
+  const dir = path.join(root, "slots");
   await fs.mkdir(dir, { recursive: true });
-  for (let i = 0; i < SLOT_COUNT; i++) {
-    const file = path.join(dir, String(i));
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        await fs.writeFile(file, `${name}\n`, { flag: "wx" });
-        return slotLayout(i);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      }
-      const holder = (await fs.readFile(file, "utf8").catch(() => "")).trim();
-      if (holder === "" || !(await exists(hostStateDir(holder)))) {
-        // The host that held it is gone without releasing it: take it over.
-        await fs.rm(file, { force: true });
-        continue;
-      }
-      break;
+  const mine = await fs.mkdtemp(path.join(dir, ".claim-"));
+  const named = path.join(mine, "holder");
+  await fs.writeFile(named, `${name}\n`);
+  const holderOf = async (file: string): Promise<string | undefined> => {
+    try {
+      return (await fs.readFile(file, "utf8")).trim();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw e;
     }
+  };
+  try {
+    for (let i = 0; i < SLOT_COUNT; i++) {
+      const file = path.join(dir, String(i));
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await fs.link(named, file);
+          return slotLayout(i);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+        }
+        const holder = await holderOf(file);
+        // released meanwhile: try again
+        if (holder === undefined) continue;
+        if (holder !== "" && (await exists(path.join(root, "hosts", holder)))) break;
+        const lock = `${file}.taking`;
+        try {
+          await fs.mkdir(lock);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+          // another host is taking it over
+          break;
+        }
+        try {
+          const now = await holderOf(file);
+          if (now === undefined) continue;
+          if (now !== holder) break;
+          const over = path.join(mine, "over");
+          await fs.writeFile(over, `${name}\n`);
+          await fs.rename(over, file);
+          return slotLayout(i);
+        } finally {
+          await fs.rmdir(lock);
+        }
+      }
+    }
+  } finally {
+    await fs.rm(mine, { recursive: true, force: true });
   }
   throw new Error(`booted lab: all ${SLOT_COUNT} address slots are held (see ${dir})`);
 }

@@ -1,5 +1,8 @@
 // The pure parts of the booted lab: where debootstrap gets Debian from, the address slots, the
 // uplink stanza and the QEMU command line. No root needed.
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderSideLinkStanza, renderUplinkStanza } from "../../lab/booted/identity";
 import {
@@ -9,7 +12,7 @@ import {
   requireBuildPrograms,
   ROOT_RECIPE,
 } from "../../lab/booted/root";
-import { SLOT_COUNT, slotLayout } from "../../lab/booted/slots";
+import { SLOT_COUNT, slotLayout, takeSlot } from "../../lab/booted/slots";
 import { qemuArgv } from "../../lab/booted/vm-host";
 
 // /etc/apt/sources.list.d/debian.sources of the Debian 12 machine this was written on.
@@ -116,6 +119,38 @@ describe("booted hosts use their own address slots in 198.19.200.0/24 to 198.19.
     expect(nets.size).toBe(SLOT_COUNT * 2);
     expect(slotLayout(SLOT_COUNT - 1).nic.address).toBe("198.19.242.122");
     expect(() => slotLayout(SLOT_COUNT)).toThrow("booted lab slot 40 is outside 0..39");
+  });
+
+  // Booted hosts started at once (two test files, say) each take a slot. A slot file that another
+  // taker read while it was still empty was taken for a dead holder's, and two hosts booted on
+  // one slot (a CI run in round 37: one host's ssh met the other's host key).
+  it("gives hosts that take slots at once a slot each, and takes over only a dead holder's", async () => {
+    // the race is a matter of timing: twenty rounds of twelve hosts at once
+    for (let round = 0; round < 20; round++) {
+      const root = await mkdtemp(path.join(tmpdir(), "booted-slots-"));
+      try {
+        const names = Array.from({ length: 12 }, (_, i) => `h${i}`);
+        for (const n of [...names, "alive"]) {
+          await mkdir(path.join(root, "hosts", n), { recursive: true });
+        }
+        // slot 0 held by a host whose state is gone, slot 1 by one that is there
+        await mkdir(path.join(root, "slots"));
+        await writeFile(path.join(root, "slots", "0"), "dead\n");
+        await writeFile(path.join(root, "slots", "1"), "alive\n");
+        const slots = await Promise.all(names.map((n) => takeSlot(n, root)));
+        const taken = slots.map((s) => s.index).sort((a, b) => a - b);
+        expect(taken).toEqual([0, ...Array.from({ length: 11 }, (_, i) => i + 2)]);
+        for (const [i, n] of names.entries()) {
+          const file = path.join(root, "slots", String(slots[i]!.index));
+          expect(await readFile(file, "utf8")).toBe(`${n}\n`);
+        }
+        expect(await readFile(path.join(root, "slots", "1"), "utf8")).toBe("alive\n");
+        // nothing else left in the slots directory
+        expect((await readdir(path.join(root, "slots"))).length).toBe(13);
+      } finally {
+        await rm(root, { recursive: true, force: true });
+      }
+    }
   });
 
   it("configures the uplink as a static ifupdown stanza", () => {
