@@ -141,9 +141,29 @@ export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): 
   throw new Error(`booted lab: all ${SLOT_COUNT} address slots are held (see ${dir})`);
 }
 
-/** Releases slot index if host name holds it. */
-export async function releaseSlot(index: number, name: string): Promise<void> {
-  const file = path.join(BOOTED_STATE_ROOT, "slots", String(index));
-  const holder = (await fs.readFile(file, "utf8").catch(() => "")).trim();
-  if (holder === name) await fs.rm(file, { force: true });
+/**
+ * Releases slot index if host name holds it, under the slot's lock: a host that takes the slot
+ * over (this host's directory is already gone) replaces the file meanwhile, and the file removed
+ * here is then never that host's. `root` is for tests.
+ */
+export async function releaseSlot(
+  index: number,
+  name: string,
+  root: string = BOOTED_STATE_ROOT,
+): Promise<void> {
+  const file = path.join(root, "slots", String(index));
+  const lock = `${file}.taking`;
+  try {
+    await fs.mkdir(lock);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    // another host is taking it over from this one: its file goes in that host's rename
+    return;
+  }
+  try {
+    const holder = (await fs.readFile(file, "utf8").catch(() => "")).trim();
+    if (holder === name) await fs.rm(file, { force: true });
+  } finally {
+    await fs.rmdir(lock);
+  }
 }

@@ -12,7 +12,7 @@ import {
   requireBuildPrograms,
   ROOT_RECIPE,
 } from "../../lab/booted/root";
-import { SLOT_COUNT, slotLayout, takeSlot } from "../../lab/booted/slots";
+import { releaseSlot, SLOT_COUNT, slotLayout, takeSlot } from "../../lab/booted/slots";
 import { qemuArgv } from "../../lab/booted/vm-host";
 
 // /etc/apt/sources.list.d/debian.sources of the Debian 12 machine this was written on.
@@ -150,6 +150,25 @@ describe("booted hosts use their own address slots in 198.19.200.0/24 to 198.19.
       } finally {
         await rm(root, { recursive: true, force: true });
       }
+    }
+  });
+
+  it("releases a host's own slot only, and leaves one being taken over to its taker", async () => {
+    const root = await mkdtemp(path.join(tmpdir(), "booted-slots-"));
+    try {
+      await mkdir(path.join(root, "hosts", "a"), { recursive: true });
+      const slot = await takeSlot("a", root);
+      const file = path.join(root, "slots", String(slot.index));
+      await releaseSlot(slot.index, "b", root);
+      expect(await readFile(file, "utf8")).toBe("a\n");
+      await mkdir(`${file}.taking`);
+      await releaseSlot(slot.index, "a", root);
+      expect(await readFile(file, "utf8")).toBe("a\n");
+      await rm(`${file}.taking`, { recursive: true });
+      await releaseSlot(slot.index, "a", root);
+      expect(await readdir(path.join(root, "slots"))).toEqual([]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
     }
   });
 
