@@ -79,6 +79,18 @@ export function hostStateDir(name: string): string {
   return path.join(BOOTED_STATE_ROOT, "hosts", name);
 }
 
+/** Takes the lock of the slot file `file` (`<file>.taking`, a directory); undefined when held. */
+async function lockSlot(file: string): Promise<(() => Promise<void>) | undefined> {
+  const lock = `${file}.taking`;
+  try {
+    await fs.mkdir(lock);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return undefined;
+    throw e;
+  }
+  return () => fs.rmdir(lock);
+}
+
 /**
  * Returns a free slot, now held for host name. A slot file appears with its holder's name in it (a
  * link to a file written first), so a host that takes a slot at the same moment never reads it
@@ -114,14 +126,9 @@ export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): 
         // released meanwhile: try again
         if (holder === undefined) continue;
         if (holder !== "" && (await exists(path.join(root, "hosts", holder)))) break;
-        const lock = `${file}.taking`;
-        try {
-          await fs.mkdir(lock);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-          // another host is taking it over
-          break;
-        }
+        const unlock = await lockSlot(file);
+        // another host is taking it over
+        if (unlock === undefined) break;
         try {
           const now = await holderOf(file);
           if (now === undefined) continue;
@@ -131,7 +138,7 @@ export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): 
           await fs.rename(over, file);
           return slotLayout(i);
         } finally {
-          await fs.rmdir(lock);
+          await unlock();
         }
       }
     }
@@ -152,18 +159,13 @@ export async function releaseSlot(
   root: string = BOOTED_STATE_ROOT,
 ): Promise<void> {
   const file = path.join(root, "slots", String(index));
-  const lock = `${file}.taking`;
-  try {
-    await fs.mkdir(lock);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    // another host is taking it over from this one: its file goes in that host's rename
-    return;
-  }
+  const unlock = await lockSlot(file);
+  // another host is taking it over from this one: its file goes in that host's rename
+  if (unlock === undefined) return;
   try {
     const holder = (await fs.readFile(file, "utf8").catch(() => "")).trim();
     if (holder === name) await fs.rm(file, { force: true });
   } finally {
-    await fs.rmdir(lock);
+    await unlock();
   }
 }
