@@ -19,7 +19,7 @@ import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./f
 import { prepareBaseline } from "./baseline";
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
-import type { Relay, RelayBytes } from "./relay";
+import { relaysBytes, type Relay } from "./relay";
 import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
 export type Op = "create" | "read" | "update" | "delete";
@@ -121,18 +121,6 @@ export interface PhaseResult {
   /** Bytes the relays passed on toward the hosts and back; undefined without relays (0 ms). */
   bytesToHosts?: number;
   bytesFromHosts?: number;
-}
-
-/** Bytes all relays have passed on so far, each way; undefined without relays. */
-function relayBytes(relays: Map<string, Relay>): RelayBytes | undefined {
-  if (relays.size === 0) return undefined;
-  const sum: RelayBytes = { toTarget: 0, fromTarget: 0 };
-  for (const r of relays.values()) {
-    const b = r.bytes();
-    sum.toTarget += b.toTarget;
-    sum.fromTarget += b.fromTarget;
-  }
-  return sum;
 }
 
 /** The cgroups a run reads: a new one per plugin process, one per lab host (sshd). */
@@ -378,7 +366,7 @@ export async function runOne(
       const before = per.map((x) => x.counter.update());
       const cpuBefore = pluginGroup ? await pluginGroup.usageUsec() : 0;
       const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
-      const bytesBefore = relayBytes(relays);
+      const bytesBefore = relaysBytes(relays.values());
       const t0 = performance.now();
       await Promise.all(
         deployments.map(async (d) => {
@@ -405,7 +393,7 @@ export async function runOne(
       const wallMs = performance.now() - t0;
       const controllerCpuUs = pluginGroup ? (await pluginGroup.usageUsec()) - cpuBefore : undefined;
       const hostCpuUs = cpu ? (await sumUsage(cpu.hosts)) - hostBefore : undefined;
-      const bytesAfter = relayBytes(relays);
+      const bytesAfter = relaysBytes(relays.values());
       const after = per.map((x) => x.counter.update());
       let connections = 0;
       let sessions = 0;

@@ -9,7 +9,7 @@ import type { LabHost } from "../lab";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
 import type { Peer } from "./options";
 import { hostJob, jobFiles, type HostJob } from "./job";
-import type { Relay } from "./relay";
+import { relaysBytes, type Relay } from "./relay";
 import { SshdLogCounter } from "./sshd-log";
 
 /** What one run of a tool cost, counted on the controller (cgroup) and on the hosts (sshd). */
@@ -68,12 +68,6 @@ export interface Measure {
 
 let serial = 0;
 
-// bytes the targets' relays passed on toward the hosts so far; undefined without relays
-function bytesToHosts(ts: Target[]): number | undefined {
-  const relays = ts.flatMap((t) => (t.relay ? [t.relay] : []));
-  return relays.length > 0 ? relays.reduce((n, r) => n + r.bytes().toTarget, 0) : undefined;
-}
-
 async function sum(groups: CpuGroup[]): Promise<number> {
   let t = 0;
   for (const g of groups) t += await g.usageUsec();
@@ -91,7 +85,8 @@ async function measured(
   const cpuBefore = group ? await group.usageUsec() : 0;
   const before = ts.map((t) => t.counter.update());
   const hostBefore = await sum(m.hostGroups);
-  const bytesBefore = bytesToHosts(ts);
+  const relays = ts.flatMap((t) => (t.relay ? [t.relay] : []));
+  const bytesBefore = relaysBytes(relays);
   const t0 = performance.now();
   const wrapped = group
     ? ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', group.dir, ...argv]
@@ -115,7 +110,7 @@ async function measured(
   const wallMs = performance.now() - t0;
   const controllerCpuUs = group ? (await group.usageUsec()) - cpuBefore : undefined;
   const hostCpuUs = m.acct ? (await sum(m.hostGroups)) - hostBefore : undefined;
-  const bytesAfter = bytesToHosts(ts);
+  const bytesAfter = relaysBytes(relays);
   const after = ts.map((t) => t.counter.update());
   for (const t of ts) t.counter.close();
   let connections = 0;
@@ -130,7 +125,7 @@ async function measured(
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
     ...(bytesBefore !== undefined && bytesAfter !== undefined
-      ? { bytesToHosts: bytesAfter - bytesBefore }
+      ? { bytesToHosts: bytesAfter.toTarget - bytesBefore.toTarget }
       : {}),
     connections,
     sessions,

@@ -30,6 +30,19 @@ export interface RelayBytes {
   fromTarget: number;
 }
 
+/** What the relays have taken in so far, each way, all together; undefined without relays. */
+export function relaysBytes(relays: Iterable<Relay>): RelayBytes | undefined {
+  let sum: RelayBytes | undefined;
+  for (const r of relays) {
+    const b = r.bytes();
+    sum = {
+      toTarget: (sum?.toTarget ?? 0) + b.toTarget,
+      fromTarget: (sum?.fromTarget ?? 0) + b.fromTarget,
+    };
+  }
+  return sum;
+}
+
 const ALLOWED_LISTEN = /^(127\.0\.0\.1|198\.1[89]\.\d{1,3}\.\d{1,3})$/;
 
 // Passes `from`'s bytes and its end to `to`, each delayMs later; timers of equal delay fire in

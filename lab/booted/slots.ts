@@ -75,8 +75,18 @@ function ipv4(n: number): string {
 }
 
 /** Returns the directory that holds everything of host name. */
-export function hostStateDir(name: string): string {
-  return path.join(BOOTED_STATE_ROOT, "hosts", name);
+export function hostStateDir(name: string, root: string = BOOTED_STATE_ROOT): string {
+  return path.join(root, "hosts", name);
+}
+
+/** Returns the host named in slot file `file` ("" when empty); undefined when there is none. */
+async function holderOf(file: string): Promise<string | undefined> {
+  try {
+    return (await fs.readFile(file, "utf8")).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
 }
 
 /** Takes the lock of the slot file `file` (`<file>.taking`, a directory); undefined when held. */
@@ -104,14 +114,6 @@ export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): 
   const mine = await fs.mkdtemp(path.join(dir, ".claim-"));
   const named = path.join(mine, "holder");
   await fs.writeFile(named, `${name}\n`);
-  const holderOf = async (file: string): Promise<string | undefined> => {
-    try {
-      return (await fs.readFile(file, "utf8")).trim();
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw e;
-    }
-  };
   try {
     for (let i = 0; i < SLOT_COUNT; i++) {
       const file = path.join(dir, String(i));
@@ -125,7 +127,7 @@ export async function takeSlot(name: string, root: string = BOOTED_STATE_ROOT): 
         const holder = await holderOf(file);
         // released meanwhile: try again
         if (holder === undefined) continue;
-        if (holder !== "" && (await exists(path.join(root, "hosts", holder)))) break;
+        if (holder !== "" && (await exists(hostStateDir(holder, root)))) break;
         const unlock = await lockSlot(file);
         // another host is taking it over
         if (unlock === undefined) break;
@@ -163,8 +165,7 @@ export async function releaseSlot(
   // another host is taking it over from this one: its file goes in that host's rename
   if (unlock === undefined) return;
   try {
-    const holder = (await fs.readFile(file, "utf8").catch(() => "")).trim();
-    if (holder === name) await fs.rm(file, { force: true });
+    if ((await holderOf(file)) === name) await fs.rm(file, { force: true });
   } finally {
     await unlock();
   }
