@@ -71,7 +71,7 @@ export interface NatRuleProperties {
   readonly persistedBy: pulumi.Output<
     "systemd" | "ifupdown" | "networkd" | "networkmanager" | "none"
   >;
-  /** How the persisted layer differs from what the provider would write (absent when it matches): a file edited by hand or missing, a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
+  /** How the persisted layer differs from what the provider would write (absent when it matches): a file missing or not as it writes it (edited by hand, or written by another version of the provider), a unit disabled or failed, or live state that differs while the files match (the unit restores it at the next boot). `pulumi up` repairs both. */
   readonly persistedDrift: pulumi.Output<string | undefined>;
 }
 

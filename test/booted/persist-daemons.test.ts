@@ -4,6 +4,7 @@
 // systemctl per way of asking, and delete followed by a reboot leaves nothing behind.
 // Guests run under TCG. Measured times go to stderr.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NOT_OURS } from "../../provider/src/persist/persistence";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost, stopOrphanedHosts } from "../../lab/booted/index";
 import type { DynamicProviderPlugin, Engine, ResourceSpec } from "../../lab/engine/engine";
@@ -271,7 +272,7 @@ describe("dnsmasq and QEMU supervised by systemd on a booted host", () => {
   it("reports a unit file edited by hand as drift, and up repairs it", async () => {
     await sh(`sed -i 's/^RestartSec=1$/RestartSec=30/' /etc/systemd/system/${DM_UNIT}`);
     const refreshed = await engine.refresh();
-    expect(out("dm").persistedDrift).toBe(`/etc/systemd/system/${DM_UNIT} was edited by hand`);
+    expect(out("dm").persistedDrift).toBe(`/etc/systemd/system/${DM_UNIT} ${NOT_OURS}`);
     expect(
       refreshed.steps
         .filter(

@@ -6,6 +6,7 @@
 // `persistence: "none"` writes nothing persistent. Needs root, scripts/install-deps.sh and
 // `npm run build`.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NOT_OURS } from "../../provider/src/persist/persistence";
 import type { BootedHost } from "../../lab/booted/booted-host";
 import { startHost } from "../../lab/booted/index";
 import { Engine, type DynamicProviderPlugin, type ResourceSpec } from "../../lab/engine/engine";
@@ -240,9 +241,7 @@ describe("Bridge, TapDevice and NatRule on a booted host", () => {
     await run(["sh", "-c", 'echo "ip link set dev $1 down" >> "$2"', "sh", BR, BOOT_SCRIPT]);
     await run(["ip", "link", "set", "dev", TAP, "nomaster"]);
     await engine.refresh();
-    expect(engine.state.get("br")?.outputs["persistedDrift"]).toBe(
-      `${BOOT_SCRIPT} was edited by hand`,
-    );
+    expect(engine.state.get("br")?.outputs["persistedDrift"]).toBe(`${BOOT_SCRIPT} ${NOT_OURS}`);
     expect(engine.state.get("br")?.inputs["persistence"]).toBe("none");
     expect(engine.state.get("tap")?.outputs["persistedDrift"]).toBe(
       `live state differs from the persisted form; its files match, so ${UNITS[1]} restores it at the next boot`,

@@ -7,6 +7,7 @@ import {
   contentHash,
   reloadUnitsStep,
   type PersistedState,
+  NOT_OURS,
 } from "../../provider/src/persist/persistence";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import { parseDnsmasqState } from "../../provider/src/resources/dnsmasq-instance/observe";
@@ -149,7 +150,7 @@ describe("DnsmasqInstance under systemd", () => {
       4704,
     );
     expect(dnsmasqInstanceModule.outputs(state).persistedDrift).toBe(
-      `${UNIT_FILE} was edited by hand; ${UNIT} is disabled`,
+      `${UNIT_FILE} ${NOT_OURS}; ${UNIT} is disabled`,
     );
     // refresh shows it as drift of `persistence`, so the next up repairs it
     expect(dnsmasqInstanceModule.observedInputs(state, guests()).persistence).toBe("none");

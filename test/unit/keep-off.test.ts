@@ -13,6 +13,7 @@ import {
   contentHash,
   reloadUnitsStep,
   type PersistedState,
+  NOT_OURS,
 } from "../../provider/src/persist/persistence";
 import { bridgeModule } from "../../provider/src/resources/bridge";
 import { observeCall as bridgeObserveCall } from "../../provider/src/resources/bridge/observe";
@@ -183,7 +184,7 @@ describe("TapDevice keeps the host's network managers off", () => {
       nmReload("vm5"),
     ]);
     expect(tapDeviceModule.outputs({ ...edited, inputs: d })).toMatchObject({
-      persistedDrift: `${nmFile} was edited by hand`,
+      persistedDrift: `${nmFile} ${NOT_OURS}`,
     });
   });
 

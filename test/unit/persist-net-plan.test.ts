@@ -10,6 +10,7 @@ import {
   contentHash,
   reloadUnitsStep,
   type PersistedState,
+  NOT_OURS,
 } from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { bridgeModule } from "../../provider/src/resources/bridge";
@@ -210,7 +211,7 @@ describe("Bridge", () => {
       },
     ]);
     expect(bridgeModule.outputs({ ...present(edited), inputs: d })["persistedDrift"]).toBe(
-      `${script} was edited by hand`,
+      `${script} ${NOT_OURS}`,
     );
     // refresh shows the persisted layer's drift as an input, so the next up repairs it
     expect(bridgeModule.observedInputs(present(edited), d)["persistence"]).toBe("none");

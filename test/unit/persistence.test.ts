@@ -129,7 +129,7 @@ describe("planPersistence", () => {
       { summary: "persist /etc/pulumi-hypervisor/bridge/br0.sh", writeFile: want.files[1] },
     ]);
     expect(describePersistDrift(want, edited)).toBe(
-      "/etc/pulumi-hypervisor/bridge/br0.sh was edited by hand",
+      "/etc/pulumi-hypervisor/bridge/br0.sh differs from what the provider writes (edited by hand, or written by another version)",
     );
   });
 

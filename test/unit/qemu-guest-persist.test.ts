@@ -9,6 +9,7 @@ import {
   contentHash,
   reloadUnitsStep,
   type PersistedState,
+  NOT_OURS,
 } from "../../provider/src/persist/persistence";
 import { renderBootScript } from "../../provider/src/persist/systemd-unit";
 import { qemuGuestModule } from "../../provider/src/resources/qemu-guest";
@@ -216,7 +217,7 @@ describe("QemuGuest under systemd", () => {
       enabled: x.name === "g1" ? "disabled" : "",
     }));
     expect(qemuGuestModule.outputs(s).persistedDrift).toBe(
-      `${P.startScript} was edited by hand; ${UNIT} is disabled`,
+      `${P.startScript} ${NOT_OURS}; ${UNIT} is disabled`,
     );
     expect(planQemuGuest(g(), s)).toEqual([write(P.startScript), ENABLE, RELOAD]);
     // refresh shows it as drift of `persistence`, so the next up repairs it

@@ -188,6 +188,10 @@ export function planUnpersist(state: PersistedState): Step[] {
   return steps;
 }
 
+/** How refresh describes a persisted file whose content is not what the provider writes. */
+export const NOT_OURS =
+  "differs from what the provider writes (edited by hand, or written by another version)";
+
 /** Returns how refresh describes the persisted layer's drift, or undefined when it matches. */
 export function describePersistDrift(
   want: PersistedForm,
@@ -195,8 +199,11 @@ export function describePersistDrift(
 ): string | undefined {
   const problems: string[] = [];
   for (const f of driftedFiles(want, state)) {
+    // A file that is not what this version writes: edited on the host, or written by another
+    // version of the provider whose scripts or units differ (an upgrade shows it once, and `up`
+    // rewrites it), which the hash alone cannot tell apart.
     problems.push(
-      state.files[f.path] === undefined ? `${f.path} is missing` : `${f.path} was edited by hand`,
+      state.files[f.path] === undefined ? `${f.path} is missing` : `${f.path} ${NOT_OURS}`,
     );
   }
   if (want.enable === false) {
