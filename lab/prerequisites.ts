@@ -31,6 +31,9 @@ const REQUIRED_PROGRAMS: ReadonlyArray<readonly [program: string, pkg: string]> 
   ["cpio", "cpio"],
   ["qemu-system-x86_64", "qemu-system-x86"],
   ["qemu-img", "qemu-utils"],
+  // a Dropbear server in a lab host, which the provider refuses for commands and uses as a proxy
+  ["dropbear", "dropbear-bin"],
+  ["dropbearkey", "dropbear-bin"],
 ];
 
 /** Throws one error listing everything the lab needs that this machine lacks. */

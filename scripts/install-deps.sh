@@ -8,7 +8,7 @@ set -euo pipefail
 PACKAGES=(
   openssh-server openssh-client dnsmasq-base nftables iptables iproute2 busybox-static cpio socat
   procps psmisc qemu-system-x86 qemu-utils linux-image-cloud-amd64 sudo util-linux
-  debootstrap systemd-container e2fsprogs shellcheck
+  debootstrap systemd-container e2fsprogs shellcheck dropbear-bin
 )
 
 missing=()

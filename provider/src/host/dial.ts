@@ -26,6 +26,8 @@ export interface LiveConnection {
   ended: boolean;
   lostReason: string | undefined;
   readonly endedPromise: Promise<void>;
+  /** The server's software as its identification line names it ("OpenSSH_9.2p1"), once known. */
+  serverSoftware: string | undefined;
 }
 
 /** The previous hop of a proxy chain: it opens a tunnel to the next one. */
@@ -112,6 +114,7 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
     closed: false,
     ended: false,
     lostReason: undefined,
+    serverSoftware: undefined,
     endedPromise: new Promise<void>((resolve) => {
       markEnded = resolve;
     }),
@@ -149,6 +152,9 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
       sock.destroy();
       reject(err);
     };
+    client.on("handshake", () => {
+      live.serverSoftware = serverSoftwareOf(client);
+    });
     client.on("ready", () => {
       if (settled) return;
       settled = true;
@@ -211,4 +217,36 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
       );
     }
   });
+}
+
+// ssh2 keeps the software field of the server's identification line (RFC 4253, 4.2) in
+// `_remoteVer`, set before the key exchange; it has no public accessor. Undefined if that changes:
+// then no server is refused for its software.
+function serverSoftwareOf(client: Client): string | undefined {
+  const v = (client as unknown as { _remoteVer?: unknown })._remoteVer;
+  return typeof v === "string" ? v : undefined;
+}
+
+// Dropbear (dropbear_2022.83, Debian 12; sysoptions.h MAX_CMD_LEN) ends the whole connection,
+// "String too long", on an exec request whose command is over 9,000 bytes.
+const DROPBEAR = /^dropbear/i;
+const DROPBEAR_MAX_COMMAND = 9000;
+
+/**
+ * Throws before a command goes to a server known to refuse the provider's commands: Dropbear ends
+ * the connection on any command over 9,000 bytes, and the remote shell's loop and an apply with its
+ * look are longer. A proxy hop only forwards, which Dropbear does: this is asked before a command only.
+ */
+export function refuseServerForCommands(live: LiveConnection, label: string): void {
+  const software = live.serverSoftware;
+  if (software === undefined || !DROPBEAR.test(software)) return;
+  const shown = software.replace(/[^\x21-\x7e]/g, "?").slice(0, 64);
+  throw new SshConnectionError(
+    label,
+    "config",
+    `${label}: the SSH server is Dropbear (${shown}), which ends the connection on any command longer than ` +
+      `${DROPBEAR_MAX_COMMAND.toLocaleString("en-US")} bytes; pulumi-hypervisor's are longer (its remote shell's loop, an apply with its look), ` +
+      `and its lockout checks read the ports of OpenSSH's sshd. Run OpenSSH's sshd on the host (Debian: openssh-server); ` +
+      `Dropbear may stay a proxy hop (connection.proxy), which only forwards`,
+  );
 }

@@ -20,7 +20,12 @@ import {
   type StdinFeed,
 } from "./channels";
 import { connectionLabel, type Connection } from "./connection";
-import { dialWithRetry, KEEPALIVE_INTERVAL_MS, type LiveConnection } from "./dial";
+import {
+  dialWithRetry,
+  KEEPALIVE_INTERVAL_MS,
+  refuseServerForCommands,
+  type LiveConnection,
+} from "./dial";
 import {
   DEFAULT_DEADLINE_MS,
   type Host,
@@ -420,6 +425,7 @@ export class SshHost implements Host {
   ): Promise<{ running: Running; live: LiveConnection }> {
     for (let attempt = 1; ; attempt++) {
       const live = await this.getLive(epoch);
+      refuseServerForCommands(live, this.label);
       try {
         return { running: await openExec(live.client, command, feed(), onStdout), live };
       } catch (err) {
