@@ -30,6 +30,7 @@ function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 export function abortableHost(host: Host, signal: AbortSignal | undefined): Host {
   if (!signal) return host;
   const address = host.sessionClientAddress?.bind(host);
+  const port = host.sessionServerPort?.bind(host);
   const fresh = host.runFresh?.bind(host);
   return {
     label: host.label,
@@ -38,6 +39,7 @@ export function abortableHost(host: Host, signal: AbortSignal | undefined): Host
         ? Promise.reject(abortReason(signal))
         : unlessAborted(host.run({ ...req, signal }), signal),
     ...(address ? { sessionClientAddress: () => unlessAborted(address(), signal) } : {}),
+    ...(port ? { sessionServerPort: () => unlessAborted(port(), signal) } : {}),
     ...(fresh ? { runFresh: (req) => unlessAborted(fresh({ ...req, signal }), signal) } : {}),
   };
 }

@@ -214,15 +214,22 @@ function omit(props: Props, key: string): Props {
   return rest;
 }
 
-// The client's address costs a command on a host's first operation: asked only when a probe uses it.
-/** Returns what an observation of `mod` needs: the host, and the client address if it asks. */
+// The session's ends cost a command on a host's first operation (none where a shell's hello
+// brought them): asked only when a module uses them.
+/** Returns what an observation of `mod` needs: the host, the client address and the session's port if it asks. */
 export async function observeContext(
   host: Host,
-  mod: Pick<ResourceModule<{ name: string }, unknown>, "needsClientAddress">,
+  mod: Pick<ResourceModule<{ name: string }, unknown>, "needsClientAddress" | "needsSessionPort">,
 ): Promise<ObserveContext> {
   const ask = mod.needsClientAddress === true && host.sessionClientAddress !== undefined;
+  const askPort = mod.needsSessionPort === true && host.sessionServerPort !== undefined;
+  const [address, port] = await Promise.all([
+    ask ? host.sessionClientAddress?.() : undefined,
+    askPort ? host.sessionServerPort?.() : undefined,
+  ]);
   return {
-    sshClientAddress: ask ? await host.sessionClientAddress?.() : undefined,
+    sshClientAddress: address,
+    ...(port !== undefined ? { sshServerPort: port } : {}),
     host: host.label,
   };
 }

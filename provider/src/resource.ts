@@ -8,6 +8,11 @@ import type { Step } from "./step";
 export interface ObserveContext {
   /** The address the SSH client connects from, as the host sees it (for "do not cut me off" checks). */
   readonly sshClientAddress: string | undefined;
+  /**
+   * The TCP port the SSH session came in on, as the host sees it (after any DNAT): a port forward
+   * of it would send the next login elsewhere. Asked only for a module that says it needs it.
+   */
+  readonly sshServerPort?: number;
   /** The host's label ("user@host:port"): warnings and per-host caches of a probe name it. */
   readonly host: string;
   /** The operation creates the object: a link of its name that the provider did not make is refused. */
@@ -136,6 +141,8 @@ export interface ResourceModule<
    * lifecycle never asks the host for it.
    */
   readonly needsClientAddress?: boolean;
+  /** Does the plan need the port the SSH session came in on (`ctx.sshServerPort`)? */
+  readonly needsSessionPort?: boolean;
   /** The observation's one read-only remote command (it may run batched with others). */
   probe(inputs: I, ctx: ObserveContext): ProbeCall;
   /** The state from the probe's output (exit code 0); the same whether it ran alone or batched. */

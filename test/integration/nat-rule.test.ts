@@ -1,5 +1,6 @@
 // NatRule on real lab hosts with a WAN, through the dynamic-provider plugin driven as the engine
 // drives it. A client namespace on a bridge inside each lab host plays the guest.
+import { copyFile, readFile, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { labGuestNet, type ExecResult, type Lab, type LabHost, type LabWan } from "../../lab";
 import { connectionSeenByServer } from "../support/connection-probe";
@@ -263,6 +264,51 @@ describe("NatRule with nftables", () => {
       expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
     } finally {
       // a failed assertion above leaves no rule behind for the tests after it
+      await engine.destroy().catch(() => undefined);
+      await h1.exec(["kill", pid]);
+    }
+  });
+
+  it("refuses a forward of the port this session came in on, where sshd's ports are not seen", async () => {
+    // The host's sshd by another name (its binary copied as hvlogin, the host's key and settings)
+    // on port 2022: sshd-ports.sh does not find its listener, as with a socket that systemd holds
+    // for an sshd per connection. The provider logs in through it; $SSH_CONNECTION names 2022.
+    const hd = `${lab.stateDir}/${h1.name}`;
+    const config = (await readFile(`${hd}/sshd_config`, "utf8"))
+      .replace(`ListenAddress ${h1.address}:22`, `ListenAddress ${h1.address}:2022`)
+      .replace("PidFile /run/sshd.pid", "PidFile /run/hvlogin.pid");
+    expect(config).toContain(":2022\n");
+    await writeFile(`${hd}/hvlogin_config`, config, { mode: 0o600 });
+    await copyFile("/usr/sbin/sshd", `${hd}/hvlogin`);
+    // without -D it forks into the background once it listens, and writes its pid file
+    await ok(h1.exec([`${hd}/hvlogin`, "-f", `${hd}/hvlogin_config`, "-E", `${hd}/hvlogin.log`]));
+    let pid = "";
+    for (let i = 0; !/^\d+$/.test(pid); i++) {
+      if (i > 100) throw new Error("hvlogin wrote no pid file");
+      pid = (await h1.exec(["cat", "/run/hvlogin.pid"])).stdout.trim();
+      if (!/^\d+$/.test(pid)) await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      const forward = (hostPort: number) =>
+        spec("NatRule", "sessfwd", {
+          connection: { ...h1.connection(), port: 2022 },
+          outInterface: "wan0",
+          name: "sessnat",
+          sourceCidr: `${NET_0}.0/24`,
+          portForwards: [
+            { protocol: "tcp", hostPort, destination: `${NET_0}.10`, destinationPort: 80 },
+          ],
+        });
+      await expect(engine.up([await forward(2022)])).rejects.toThrow(
+        "portForwards[0]: this SSH session came in on tcp port 2022, and a forward of it without inInterface sends every login to the host on to",
+      );
+      expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
+      // sshd's own port is still found from its open files, whichever port the session uses
+      await expect(engine.up([await forward(22)])).rejects.toThrow(
+        "portForwards[0]: sshd listens on tcp port 22",
+      );
+      expect(await nftTables(h1)).toEqual(["table inet admin_filter"]);
+    } finally {
       await engine.destroy().catch(() => undefined);
       await h1.exec(["kill", pid]);
     }

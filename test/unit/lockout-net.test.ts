@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatProbe } from "../../provider/src/host/probe";
 import { scriptBody } from "../../provider/src/host/script";
+import { sessionPortOf } from "../../provider/src/host/ssh-host";
 import { parseNatRuleState } from "../../provider/src/resources/nat-rule/observe";
 import { planNatRule } from "../../provider/src/resources/nat-rule/plan";
 import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
@@ -75,6 +76,36 @@ describe("a port forward never takes sshd's port on every interface", () => {
     expect(() => planNatRule(d({ protocol: "tcp", hostPort: 2222 }), state("22\n2222\n"))).toThrow(
       "portForwards[1]: sshd listens on tcp port 2222, and a forward of it without inInterface sends every login to the host on to 198.18.141.10, cutting the provider off; set inInterface to the interface the forward is for (not the one the host is managed through), or forward another port",
     );
+  });
+
+  it("refuses tcp to the port this SSH session came in on, where sshd's ports are not seen", () => {
+    // a socket systemd holds for an sshd per connection, or a server not named sshd: no sshd port
+    const seen = { ...state(""), sessionPort: 2022 };
+    expect(() => planNatRule(d({ protocol: "tcp", hostPort: 2022 }), seen)).toThrow(
+      "portForwards[1]: this SSH session came in on tcp port 2022, and a forward of it without inInterface sends every login to the host on to 198.18.141.10, cutting the provider off",
+    );
+    for (const f of [
+      { protocol: "tcp", hostPort: 2022, inInterface: "guest0" },
+      { protocol: "udp", hostPort: 2022 },
+      { protocol: "tcp", hostPort: 22 },
+    ]) {
+      expect(planNatRule(d(f), seen).length, JSON.stringify(f)).toBe(2);
+    }
+  });
+
+  it("reads the session's port from $SSH_CONNECTION, and nothing from a value without one", () => {
+    expect(sessionPortOf("198.18.0.1 50122 198.18.1.2 2022\n")).toBe(2022);
+    expect(sessionPortOf("2001:db8::1 50122 2001:db8::2 22")).toBe(22);
+    for (const v of [
+      undefined,
+      "",
+      "198.18.0.1 50122 198.18.1.2",
+      "a b c 0",
+      "a b c 65536",
+      "a b c 22x",
+    ]) {
+      expect(sessionPortOf(v), String(v)).toBeUndefined();
+    }
   });
 
   it("allows it on one inbound interface, over udp, or on a port sshd does not use", () => {

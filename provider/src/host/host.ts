@@ -56,6 +56,8 @@ export interface Host {
   run(req: RunRequest): Promise<RunResult>;
   /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
   sessionClientAddress?(): Promise<string | undefined>;
+  /** The TCP port the SSH session came in on, as the host sees it ($SSH_CONNECTION's last word). */
+  sessionServerPort?(): Promise<number | undefined>;
   /**
    * Runs one command over a new connection of its own (never the pooled one), closed after: the
    * proof that a new login works, which a session that survived a network change does not give.

@@ -256,16 +256,18 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-// A host like `host` whose run is `run`; the client's address, fresh logins and the session limit
+// A host like `host` whose run is `run`; the session's ends, fresh logins and the session limit
 // pass through (a fresh connection, the dead-man timer's proof of a new login, is outside the lock).
 function withPassThrough(host: Host, run: (req: RunRequest) => Promise<RunResult>): Host {
   const address = host.sessionClientAddress?.bind(host);
+  const port = host.sessionServerPort?.bind(host);
   const fresh = host.runFresh?.bind(host);
   const sessions = host.sessionLimit?.bind(host);
   return {
     label: host.label,
     run,
     ...(address ? { sessionClientAddress: address } : {}),
+    ...(port ? { sessionServerPort: port } : {}),
     ...(fresh ? { runFresh: fresh } : {}),
     ...(sessions ? { sessionLimit: sessions } : {}),
   };

@@ -50,7 +50,7 @@ function closeChain(chain: readonly SshHost[]): void {
 /** One connection per command: the model of @pulumi/command, for comparison only. */
 class PerCommandHost implements Host {
   readonly label: string;
-  private clientAddress: Promise<string | undefined> | undefined;
+  private sessionEnds: Promise<[string | undefined, number | undefined]> | undefined;
 
   constructor(private readonly conn: Connection) {
     this.label = connectionLabel(conn);
@@ -72,15 +72,27 @@ class PerCommandHost implements Host {
 
   // Asked once per process like the pooled host does, so both modes run the same commands.
   sessionClientAddress(): Promise<string | undefined> {
-    if (!this.clientAddress) {
+    return this.ends().then(([address]) => address);
+  }
+
+  sessionServerPort(): Promise<number | undefined> {
+    return this.ends().then(([, port]) => port);
+  }
+
+  // The client's address and the session's port, from one session's $SSH_CONNECTION.
+  private ends(): Promise<[string | undefined, number | undefined]> {
+    if (!this.sessionEnds) {
       const chain = freshChain(this.conn);
-      const asked = (chain[0] as SshHost).sessionClientAddress().finally(() => closeChain(chain));
-      this.clientAddress = asked;
+      const hop = chain[0] as SshHost;
+      const asked = Promise.all([hop.sessionClientAddress(), hop.sessionServerPort()]).finally(() =>
+        closeChain(chain),
+      );
+      this.sessionEnds = asked;
       asked.catch(() => {
-        if (this.clientAddress === asked) this.clientAddress = undefined;
+        if (this.sessionEnds === asked) this.sessionEnds = undefined;
       });
     }
-    return this.clientAddress;
+    return this.sessionEnds;
   }
 }
 

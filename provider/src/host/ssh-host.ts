@@ -130,8 +130,9 @@ export class SshHost implements Host {
   private forwards = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private sudoMode: Promise<SudoMode> | undefined;
-  private clientAddress: Promise<string | undefined> | undefined;
-  // the address is asked and not known yet: operations that wait for it warm shells meanwhile
+  /** $SSH_CONNECTION of a session ("CLIENT CPORT SERVER SPORT"), asked once per connection. */
+  private sessionEnds: Promise<string | undefined> | undefined;
+  // it is asked and not known yet: operations that wait for it warm shells meanwhile
   private addressPending = false;
   /** "on" until a shell could not start here: then every command gets a session of its own. */
   private shellMode: "on" | "off";
@@ -260,25 +261,32 @@ export class SshHost implements Host {
   }
 
   /** Returns the SSH client's address as the host sees it (first word of $SSH_CONNECTION). */
-  sessionClientAddress(): Promise<string | undefined> {
-    if (!this.clientAddress) {
-      const asked = this.askClientAddress().then((connection) => {
-        const first = connection?.trim().split(/\s+/)[0];
-        return first && isIP(first) ? first : undefined;
-      });
-      this.clientAddress = asked;
+  async sessionClientAddress(): Promise<string | undefined> {
+    const first = (await this.sessionConnection())?.trim().split(/\s+/)[0];
+    return first && isIP(first) ? first : undefined;
+  }
+
+  /** Returns the port the session came in on, as the host sees it (last word of $SSH_CONNECTION). */
+  async sessionServerPort(): Promise<number | undefined> {
+    return sessionPortOf(await this.sessionConnection());
+  }
+
+  private sessionConnection(): Promise<string | undefined> {
+    if (!this.sessionEnds) {
+      const asked = this.askClientAddress();
+      this.sessionEnds = asked;
       this.addressPending = true;
       const settled = (): void => {
-        if (this.clientAddress === asked) this.addressPending = false;
+        if (this.sessionEnds === asked) this.addressPending = false;
       };
       asked.then(settled, () => {
         settled();
-        if (this.clientAddress === asked) this.clientAddress = undefined;
+        if (this.sessionEnds === asked) this.sessionEnds = undefined;
       });
     } else if (this.addressPending) {
       this.warmShell();
     }
-    return this.clientAddress;
+    return this.sessionEnds;
   }
 
   // An operation that waits for the address while the first shell starts (its hello has it)
@@ -833,4 +841,13 @@ export class SshHost implements Host {
     }
     return this.connecting;
   }
+}
+
+/** Returns the server's port of $SSH_CONNECTION ("CLIENT CPORT SERVER SPORT"), if it has one. */
+export function sessionPortOf(connection: string | undefined): number | undefined {
+  const words = connection?.trim().split(/\s+/) ?? [];
+  const port = words.length === 4 ? words[3] : undefined;
+  if (port === undefined || !/^[0-9]{1,5}$/.test(port)) return undefined;
+  const n = Number(port);
+  return n >= 1 && n <= 65535 ? n : undefined;
 }

@@ -49,6 +49,7 @@ export const natRuleModule: ResourceModule<NatRuleInputs, NatRuleState, typeof N
   inputKeys: Object.keys(NatRuleInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
+  needsSessionPort: true,
   probe: probeNatRule,
   parse: parseNatRuleResult,
   observe: (host, inputs, ctx) => observeNatRule(host, inputs, ctx),

@@ -95,7 +95,8 @@ export function parseNatRuleResult(
 ): NatRuleState {
   const state = parseNatRuleState(inputs.name, r.stdout);
   if (inputs.persistence === "auto") warnNoSystemd(ctx.host, state.persisted);
-  return { ...state, inputs };
+  const port = ctx.sshServerPort;
+  return { ...state, ...(port !== undefined ? { sessionPort: port } : {}), inputs };
 }
 
 /** Observes the rule's nft table, iptables chains and ip_forward claim in one remote command. */

@@ -195,16 +195,16 @@ export function planNatRuleLive(desired: NatRuleInputs | undefined, actual: NatR
     return steps;
   }
   desired.portForwards.forEach((p, i) => {
-    if (
-      p.protocol === "tcp" &&
-      p.inInterface === undefined &&
-      actual.sshdPorts.includes(p.hostPort)
-    ) {
-      throw new PlanError(
-        `portForwards[${i}]: sshd listens on tcp port ${p.hostPort}, and a forward of it without inInterface sends every login to the host on to ${p.destination}, cutting the provider off; ` +
-          `set inInterface to the interface the forward is for (not the one the host is managed through), or forward another port`,
-      );
-    }
+    if (p.protocol !== "tcp" || p.inInterface !== undefined) return;
+    const sshd = actual.sshdPorts.includes(p.hostPort);
+    if (!sshd && actual.sessionPort !== p.hostPort) return;
+    const what = sshd
+      ? `sshd listens on tcp port ${p.hostPort}`
+      : `this SSH session came in on tcp port ${p.hostPort}`;
+    throw new PlanError(
+      `portForwards[${i}]: ${what}, and a forward of it without inInterface sends every login to the host on to ${p.destination}, cutting the provider off; ` +
+        `set inInterface to the interface the forward is for (not the one the host is managed through), or forward another port`,
+    );
   });
   const backend = resolveBackend(desired.backend, actual);
   const want = rulesFor(desired);

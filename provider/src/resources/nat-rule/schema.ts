@@ -185,6 +185,12 @@ export interface NatRuleState {
   ipForward: SysctlObservation | undefined;
   /** The TCP ports sshd listens on (a port forward of one without inInterface locks logins out). */
   sshdPorts: number[];
+  /**
+   * The TCP port the provider's SSH session came in on, where the host told it: guarded like
+   * sshd's, and the one guard left where sshd's ports cannot be seen (a socket that systemd holds
+   * for an sshd per connection, a server not named sshd).
+   */
+  sessionPort?: number;
   /** The rule's unit and boot script as the probe saw them. */
   persisted: PersistedState;
   /** The inputs the state was observed for (outputs describe the persisted layer's drift). */

@@ -11,7 +11,8 @@
 # and `ss -e` gives each listening socket's inode. The cost follows the number of processes, not
 # of open files: 5.3-5.7 ms with 70 processes, 14-16 ms with 1,000 (`ss -p`: 4.5-4.8, 39-40). A
 # socket held by a process that is not named sshd (systemd's socket activation with one sshd per
-# connection) is not found, as with `ss -p`.
+# connection) is not found, as with `ss -p`; the plan guards the port the provider's own session
+# came in on besides these ($SSH_CONNECTION).
 #
 # In a remote shell the loop's perl does all of it (perl-ask.sh: "!listen"), reading the sockets
 # from /proc/self/net/tcp and tcp6, so no process starts and no byte is read a system call at a
