@@ -71,6 +71,20 @@ const adminTable = (h: LabHost): Promise<string> =>
 const natSpec = (h: LabHost, resName: string, inputs: Record<string, unknown>) =>
   spec("NatRule", resName, { connection: h.connection(), outInterface: "wan0", ...inputs });
 
+// A rule on h1 with one tcp forward of hostPort to the client's port 80.
+const forwardSpec = (
+  resName: string,
+  name: string,
+  hostPort: number,
+  inputs: Record<string, unknown> = {},
+) =>
+  natSpec(h1, resName, {
+    name,
+    sourceCidr: `${NET_0}.0/24`,
+    portForwards: [{ protocol: "tcp", hostPort, destination: `${NET_0}.10`, destinationPort: 80 }],
+    ...inputs,
+  });
+
 beforeAll(async () => {
   ({ lab, plugin, engine } = await startLabWithEngine({ name: "itnat", hosts: 2, wan: true }));
   [h1, h2] = lab.hosts as [LabHost, LabHost];
@@ -246,14 +260,7 @@ describe("NatRule with nftables", () => {
         if (i > 100) throw new Error("the perl listener did not start");
         await new Promise((r) => setTimeout(r, 50));
       }
-      const forward = (hostPort: number) =>
-        natSpec(h1, "fwd", {
-          name: "fwdnat",
-          sourceCidr: `${NET_0}.0/24`,
-          portForwards: [
-            { protocol: "tcp", hostPort, destination: `${NET_0}.10`, destinationPort: 80 },
-          ],
-        });
+      const forward = (hostPort: number) => forwardSpec("fwd", "fwdnat", hostPort);
       // the lab's sshd listens on 22: found from sshd's own open files (sshd-ports.sh)
       await expect(engine.up([await forward(22)])).rejects.toThrow(
         "portForwards[0]: sshd listens on tcp port 22",
@@ -290,14 +297,8 @@ describe("NatRule with nftables", () => {
     }
     try {
       const forward = (hostPort: number) =>
-        spec("NatRule", "sessfwd", {
+        forwardSpec("sessfwd", "sessnat", hostPort, {
           connection: { ...h1.connection(), port: 2022 },
-          outInterface: "wan0",
-          name: "sessnat",
-          sourceCidr: `${NET_0}.0/24`,
-          portForwards: [
-            { protocol: "tcp", hostPort, destination: `${NET_0}.10`, destinationPort: 80 },
-          ],
         });
       await expect(engine.up([await forward(2022)])).rejects.toThrow(
         "portForwards[0]: this SSH session came in on tcp port 2022, and a forward of it without inInterface sends every login to the host on to",
