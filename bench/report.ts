@@ -300,12 +300,10 @@ export function renderReport(
       // the phases' sum, undefined unless every phase has the figure
       const sum = (k: Summed): number | undefined =>
         ps.every((p) => p[k] !== undefined) ? ps.reduce((a, p) => a + (p[k] ?? 0), 0) : undefined;
-      const cpuOf = (k: "controllerCpuUs" | "hostCpuUs"): string => cpuS(sum(k));
-      const ctl = ps.every((p) => p.controllerCpuUs !== undefined)
-        ? (ps.reduce((a, p) => a + (p.controllerCpuUs ?? 0), 0) / 1000 / Math.max(1, ops)).toFixed(
-            1,
-          )
-        : "-";
+      const controllerUs = sum("controllerCpuUs");
+      const ctl =
+        controllerUs !== undefined ? (controllerUs / 1000 / Math.max(1, ops)).toFixed(1) : "-";
+      const toHosts = sum("bytesToHosts");
       rows.push([
         `${r.delayMs} ms`,
         r.schedule,
@@ -315,12 +313,10 @@ export function renderReport(
         String(conns),
         String(sess),
         (sess / Math.max(1, ops)).toFixed(2),
-        cpuOf("controllerCpuUs"),
+        cpuS(controllerUs),
         ctl,
-        cpuOf("hostCpuUs"),
-        sum("bytesToHosts") !== undefined
-          ? `${kbOf(sum("bytesToHosts"))} / ${kbOf(sum("bytesFromHosts"))}`
-          : "-",
+        cpuS(sum("hostCpuUs")),
+        toHosts !== undefined ? `${kbOf(toHosts)} / ${kbOf(sum("bytesFromHosts"))}` : "-",
       ]);
     }
   }
