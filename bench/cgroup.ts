@@ -57,12 +57,20 @@ export class CpuGroup {
     return parseCpuStat(readFileSync(path.join(this.dir, "cpu.stat"), "utf8"));
   }
 
+  /** Returns the processes in the group now (none once it is removed). */
+  async pids(): Promise<number[]> {
+    const procs = await readFile(path.join(this.dir, "cgroup.procs"), "utf8").catch(() => "");
+    return procs
+      .split("\n")
+      .filter((p) => p !== "")
+      .map(Number);
+  }
+
   /** Sends SIGTERM to every process still in the group (the bench started them all). */
   async killAll(): Promise<void> {
-    const procs = await readFile(path.join(this.dir, "cgroup.procs"), "utf8").catch(() => "");
-    for (const pid of procs.split("\n").filter((p) => p !== "")) {
+    for (const pid of await this.pids()) {
       try {
-        process.kill(Number(pid), "SIGTERM");
+        process.kill(pid, "SIGTERM");
       } catch {
         // already gone
       }
@@ -71,8 +79,7 @@ export class CpuGroup {
 
   /** Moves what is still inside back to where the bench runs and removes the group. */
   async remove(): Promise<void> {
-    const procs = await readFile(path.join(this.dir, "cgroup.procs"), "utf8").catch(() => "");
-    for (const pid of procs.split("\n").filter((p) => p !== "")) {
+    for (const pid of await this.pids()) {
       await writeFile(path.join(this.home, "cgroup.procs"), `${pid}\n`).catch(() => undefined);
     }
     for (let i = 0; i < 50; i++) {

@@ -19,6 +19,7 @@ import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./f
 import { prepareBaseline } from "./baseline";
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
+import { descendantsOf, heldBy, residentOf, type Held } from "./memory";
 import { relaysBytes, type Relay } from "./relay";
 import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
@@ -163,6 +164,22 @@ export interface RunResult {
   refreshChanges: string[];
   /** Which of the bench's interleaved runs (--repeat) this is, from 1; absent: the only one. */
   trial?: number;
+  /** Memory (bench/memory.ts); absent without CPU accounting, whose groups hold the hosts. */
+  memory?: RunMemory;
+}
+
+/** What the plugin and the hosts' sessions held in memory. */
+export interface RunMemory {
+  /** The plugin's resident set once configured, before any operation, kB. */
+  pluginStartKb: number;
+  /** Its peak resident set over the run (VmHWM before it stops), kB. */
+  pluginPeakKb: number;
+  /**
+   * Per host (in the lab's order), what its sessions held right after the create phase, between
+   * operations: the processes under its listening sshd (the connection's sshd processes, the
+   * remote shells and their perls), not the daemons the resources started.
+   */
+  hostsHeld: Held[];
 }
 
 function changedKeys(detail: unknown): string {
@@ -340,6 +357,8 @@ export async function runOne(
     await plugin.configure({});
     // The plugin's start-up before it joined the group is not counted; configure is.
     const startMs = performance.now() - startT0;
+    const pluginStart = await residentOf(plugin.pid);
+    let hostsHeld: Held[] | undefined;
     const controllerStartCpuUs = pluginGroup
       ? spawnCpuUs + (await pluginGroup.usageUsec())
       : undefined;
@@ -424,11 +443,24 @@ export async function runOne(
             : "") +
           (hostCpuUs !== undefined ? `, host CPU ${(hostCpuUs / 1e6).toFixed(2)} s` : ""),
       );
+      // Before the hosts are verified (through sessions of their own), the shells idle.
+      if (p === "create" && cpu) {
+        hostsHeld = await Promise.all(
+          cpu.hosts.map(async (g, i) =>
+            heldBy(await descendantsOf(lab.hosts[i]?.sshdPid ?? 0, await g.pids())),
+          ),
+        );
+      }
       await Promise.all(per.map((x) => verifyHost(x.h, shape, p !== "destroy")));
       if (p === "create" && afterCreate) {
         await afterCreate(deployments.flatMap((d) => d.deployment.states()));
       }
     }
+    const pluginEnd = await residentOf(plugin.pid);
+    const memory =
+      pluginStart && pluginEnd && hostsHeld
+        ? { pluginStartKb: pluginStart.rssKb, pluginPeakKb: pluginEnd.peakKb, hostsHeld }
+        : undefined;
     const connectionsPerHost = per.map((x) => x.counter.update().connections - x.start.connections);
     for (const x of per) x.counter.close();
     return {
@@ -443,6 +475,7 @@ export async function runOne(
       startMs,
       ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
       refreshChanges,
+      ...(memory ? { memory } : {}),
     };
   } finally {
     await plugin.stop();

@@ -15,6 +15,7 @@ import type { CpuGroup } from "./cgroup";
 import type { RunCpu } from "./driver";
 import { deploymentsOf, PHASES, specConnection } from "./driver";
 import { hostSpecs } from "./fleet-specs";
+import { residentOf } from "./memory";
 import type { Schedule } from "./options";
 import type { Relay } from "./relay";
 
@@ -41,6 +42,8 @@ export interface PluginAloneResult {
   ops: number;
   /** CPU time of the plugin process over the three phases (cgroup v2), microseconds. */
   controllerCpuUs: number;
+  /** The plugin's peak resident set over its life (VmHWM), kB. */
+  peakKb?: number;
 }
 
 function withoutConnection(props: Record<string, unknown>): Record<string, unknown> {
@@ -120,7 +123,9 @@ export async function runPluginAlone(
         }),
       );
     }
-    return { schedule, delayMs, ops, controllerCpuUs: (await group.usageUsec()) - before };
+    const controllerCpuUs = (await group.usageUsec()) - before;
+    const peakKb = (await residentOf(plugin.pid))?.peakKb;
+    return { schedule, delayMs, ops, controllerCpuUs, ...(peakKb !== undefined ? { peakKb } : {}) };
   } finally {
     await plugin?.stop();
     fake?.stop();

@@ -1,8 +1,9 @@
 // The bench's report: totals per run and phase, ratios, round trips per operation and verdicts.
 import { fleetShape } from "./fleet-specs";
 import type { PluginAloneResult } from "./plugin-alone";
-import type { OpRecord, Phase, RunResult } from "./driver";
+import type { OpRecord, Phase, RunMemory, RunResult } from "./driver";
 import { PHASES } from "./driver";
+import { mb } from "./memory";
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { PeerResult, ToolRun } from "./peers";
 
@@ -158,8 +159,9 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
         },
       ];
     });
-    const { trial: _t, ...rest } = first;
+    const { trial: _t, memory: _m, ...rest } = first;
     const controllerStartCpuUs = medianOf(g, (r) => r.controllerStartCpuUs);
+    const memory = medianMemory(g.map((r) => r.memory));
     return {
       ...rest,
       phases,
@@ -170,8 +172,87 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
       startMs: median(g.map((r) => r.startMs)),
       ...(controllerStartCpuUs !== undefined ? { controllerStartCpuUs } : {}),
       refreshChanges: [...new Set(g.flatMap((r) => r.refreshChanges))],
+      ...(memory ? { memory } : {}),
     };
   });
+}
+
+// Each memory figure's median over the runs (per host for what the hosts held); none unless
+// every run has them.
+function medianMemory(ms: readonly (RunMemory | undefined)[]): RunMemory | undefined {
+  if (!ms.every((m): m is RunMemory => m !== undefined) || ms.length === 0) return undefined;
+  const first = ms[0] as RunMemory;
+  return {
+    pluginStartKb: median(ms.map((m) => m.pluginStartKb)),
+    pluginPeakKb: median(ms.map((m) => m.pluginPeakKb)),
+    hostsHeld: first.hostsHeld.map((_, i) => ({
+      processes: median(ms.map((m) => m.hostsHeld[i]?.processes ?? 0)),
+      pssKb: median(ms.map((m) => m.hostsHeld[i]?.pssKb ?? 0)),
+      privateKb: median(ms.map((m) => m.hostsHeld[i]?.privateKb ?? 0)),
+    })),
+  };
+}
+
+/**
+ * Returns the memory table: the plugin's resident set once configured and at its peak, and what
+ * the hosts' sessions held between operations (after the create, the shells idle), summed over
+ * the hosts; empty when no run measured it.
+ */
+export function memoryLines(
+  runs: readonly RunResult[],
+  alone: readonly PluginAloneResult[] = [],
+): string[] {
+  const rows = runs.flatMap((r) => {
+    const m = r.memory;
+    if (!m) return [];
+    const n = Math.max(1, m.hostsHeld.length);
+    const sum = (k: "processes" | "pssKb" | "privateKb"): number =>
+      m.hostsHeld.reduce((a, h) => a + h[k], 0);
+    const pss = sum("pssKb");
+    const own = sum("privateKb");
+    return [
+      [
+        `${r.delayMs} ms`,
+        r.schedule,
+        r.mode,
+        mb(m.pluginStartKb),
+        mb(m.pluginPeakKb),
+        String(sum("processes")),
+        `${mb(pss)} / ${mb(own)}`,
+        `${mb(pss / n)} / ${mb(own / n)}`,
+      ],
+    ];
+  });
+  if (rows.length === 0) return [];
+  const aloneKb = alone.flatMap((a) => (a.peakKb !== undefined ? [a.peakKb] : []));
+  return [
+    "memory: the plugin's resident set (MB) once configured and its peak over the run; what the " +
+      "hosts' sessions held right after the create, between operations (the processes under each " +
+      "host's listening sshd: the connection's sshd, the remote shells with their perls; not " +
+      "dnsmasq), all hosts and per host: processes, proportional set size (PSS, shared pages " +
+      "split among the processes that map them, so it shrinks as more run) and private MB (what " +
+      "their exit frees). Sessions close after 10 s idle.",
+    table(
+      [
+        "delay",
+        "schedule",
+        "mode",
+        "plugin MB configured",
+        "plugin MB peak",
+        "host processes held",
+        "host MB held (PSS / private)",
+        "per host (PSS / private)",
+      ],
+      rows,
+    ),
+    ...(aloneKb.length > 0
+      ? [
+          `the plugin alone (the same calls, a provider that does nothing): peak ` +
+            `${mb(median(aloneKb))} MB (median of ${aloneKb.length} processes)`,
+        ]
+      : []),
+    "",
+  ];
 }
 
 function medianToolRun(xs: readonly ToolRun[]): ToolRun {
@@ -350,6 +431,7 @@ export function renderReport(
         `over ${starts.length} processes: ${(starts.reduce((a, b) => a + b, 0) / starts.length / 1e6).toFixed(2)} s`,
     );
   }
+  out.push(...memoryLines(runs, alone));
   // per run of the bench (--repeat), each over its own pooled runs
   const cpuPerOpRuns = trials.map((t) =>
     controllerCpuPerOp(allRuns.filter((r) => trialOf(r) === t)),

@@ -1,0 +1,94 @@
+// Memory figures for the bench, read from /proc: the plugin's resident set (its peak, VmHWM), and
+// what a lab host's sessions hold between operations (the processes under its listening sshd: the
+// connection's sshd processes, the remote shells' login shells, loops and perls; not the daemons
+// they started), as their proportional set size (PSS: each shared page divided among the processes
+// that map it), so that a host's figure adds up to the memory its sessions use, libraries shared
+// with the listening sshd counted in part.
+import { readFile } from "node:fs/promises";
+
+/** Returns the kB of `field` in a /proc status or smaps text ("Pss:   1234 kB"). */
+export function kbField(text: string, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(text);
+  if (!m?.[1]) throw new Error(`no ${field} in ${JSON.stringify(text.slice(0, 80))}`);
+  return Number(m[1]);
+}
+
+// A process's file under /proc, or undefined when the process is gone (it may end while read).
+async function procText(pid: number, file: string): Promise<string | undefined> {
+  try {
+    return await readFile(`/proc/${pid}/${file}`, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ESRCH") return undefined;
+    throw e;
+  }
+}
+
+/** The resident set of a running process, now and at its peak (VmRSS, VmHWM), in kB. */
+export interface Resident {
+  rssKb: number;
+  peakKb: number;
+}
+
+/** Returns a process's resident set now and at its peak; undefined when it is gone. */
+export async function residentOf(pid: number): Promise<Resident | undefined> {
+  const text = await procText(pid, "status");
+  return text === undefined
+    ? undefined
+    : { rssKb: kbField(text, "VmRSS"), peakKb: kbField(text, "VmHWM") };
+}
+
+/**
+ * What a set of processes holds: how many there are, the sum of their PSS, and of their private
+ * pages (what their exit frees whatever else runs: PSS shrinks as more processes share a library),
+ * in kB.
+ */
+export interface Held {
+  processes: number;
+  pssKb: number;
+  privateKb: number;
+}
+
+/** Returns what `pids` hold (a process gone meanwhile is not counted; kernel threads hold 0). */
+export async function heldBy(pids: readonly number[]): Promise<Held> {
+  const texts = await Promise.all(pids.map((p) => procText(p, "smaps_rollup")));
+  const held = { processes: 0, pssKb: 0, privateKb: 0 };
+  for (const t of texts) {
+    if (t === undefined) continue;
+    held.processes++;
+    // a kernel thread's smaps_rollup is empty
+    if (t.trim() === "") continue;
+    held.pssKb += kbField(t, "Pss");
+    held.privateKb += kbField(t, "Private_Clean") + kbField(t, "Private_Dirty");
+  }
+  return held;
+}
+
+/** Returns the parent pid from a /proc/PID/stat text (the field after the command's ")"). */
+export function parentOf(stat: string): number {
+  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ppid = Number(rest[1]);
+  if (!Number.isInteger(ppid)) throw new Error(`no parent in ${JSON.stringify(stat.slice(0, 80))}`);
+  return ppid;
+}
+
+/**
+ * Returns those of `pids` that descend from `root` (not root itself): a lab host's sessions, and
+ * not the daemons they started (a dnsmasq forks away from its session and is no one's child).
+ */
+export async function descendantsOf(root: number, pids: readonly number[]): Promise<number[]> {
+  const parent = new Map<number, number>();
+  for (const pid of pids) {
+    const stat = await procText(pid, "stat");
+    if (stat !== undefined) parent.set(pid, parentOf(stat));
+  }
+  const under = (pid: number): boolean => {
+    // the group's processes only: a chain leaves it at the listening sshd or at a daemon's parent
+    for (let p = parent.get(pid); p !== undefined; p = parent.get(p)) if (p === root) return true;
+    return false;
+  };
+  return pids.filter((pid) => pid !== root && under(pid));
+}
+
+/** Returns "12.3" for kB as MB with one decimal. */
+export const mb = (kb: number): string => (kb / 1024).toFixed(1);
