@@ -19,7 +19,7 @@ import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./f
 import { prepareBaseline } from "./baseline";
 import type { BenchOptions, Mode, Schedule } from "./options";
 import type { CpuAccounting, CpuGroup } from "./cgroup";
-import { descendantsOf, heldBy, residentOf, type Held } from "./memory";
+import { heldBy, residentOf, sessionsUnder, type Held } from "./memory";
 import { relaysBytes, type Relay } from "./relay";
 import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
@@ -176,7 +176,7 @@ export interface RunMemory {
   pluginPeakKb: number;
   /**
    * Per host (in the lab's order), what its sessions held right after the create phase, between
-   * operations: the processes under its listening sshd (the connection's sshd processes, the
+   * operations: the processes of the sessions under its listening sshd (the connection's sshd, the
    * remote shells and their perls), not the daemons the resources started.
    */
   hostsHeld: Held[];
@@ -447,7 +447,7 @@ export async function runOne(
       if (p === "create" && cpu) {
         hostsHeld = await Promise.all(
           cpu.hosts.map(async (g, i) =>
-            heldBy(await descendantsOf(lab.hosts[i]?.sshdPid ?? 0, await g.pids())),
+            heldBy(await sessionsUnder(lab.hosts[i]?.sshdPid ?? 0, await g.pids())),
           ),
         );
       }

@@ -1,9 +1,9 @@
 // Memory figures for the bench, read from /proc: the plugin's resident set (its peak, VmHWM), and
-// what a lab host's sessions hold between operations (the processes under its listening sshd: the
-// connection's sshd processes, the remote shells' login shells, loops and perls; not the daemons
-// they started), as their proportional set size (PSS: each shared page divided among the processes
-// that map it), so that a host's figure adds up to the memory its sessions use, libraries shared
-// with the listening sshd counted in part.
+// what a lab host's sessions hold between operations (the processes of the sessions under its
+// listening sshd: the connection's sshd processes, the remote shells' loops and perls; not the
+// daemons they started), as their proportional set size (PSS: each shared page divided among
+// the processes that map it, so a host's figure adds up to the memory its sessions use) and as
+// their private pages.
 import { readFile } from "node:fs/promises";
 
 /** Returns the kB of `field` in a /proc status or smaps text ("Pss:   1234 kB"). */
@@ -64,30 +64,41 @@ export async function heldBy(pids: readonly number[]): Promise<Held> {
   return held;
 }
 
-/** Returns the parent pid from a /proc/PID/stat text (the field after the command's ")"). */
-export function parentOf(stat: string): number {
+/** Returns the parent pid and the session id from a /proc/PID/stat text (after the command). */
+export function linksOf(stat: string): { parent: number; session: number } {
+  // pid (comm) state ppid pgrp session ...: the command may hold spaces and parentheses
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const ppid = Number(rest[1]);
-  if (!Number.isInteger(ppid)) throw new Error(`no parent in ${JSON.stringify(stat.slice(0, 80))}`);
-  return ppid;
+  const [parent, session] = [Number(rest[1]), Number(rest[3])];
+  if (!Number.isInteger(parent) || !Number.isInteger(session)) {
+    throw new Error(`no parent or session in ${JSON.stringify(stat.slice(0, 80))}`);
+  }
+  return { parent, session };
 }
 
 /**
- * Returns those of `pids` that descend from `root` (not root itself): a lab host's sessions, and
- * not the daemons they started (a dnsmasq forks away from its session and is no one's child).
+ * Returns those of `pids` that belong to `root`'s sessions (not root itself): each process that
+ * descends from it, and each process in a session one of those leads (a remote shell's perl
+ * forks away from its shell into the reaper, but stays in the shell's session). Not the daemons
+ * they started, which leave for sessions of their own (dnsmasq).
  */
-export async function descendantsOf(root: number, pids: readonly number[]): Promise<number[]> {
-  const parent = new Map<number, number>();
+export async function sessionsUnder(root: number, pids: readonly number[]): Promise<number[]> {
+  const links = new Map<number, { parent: number; session: number }>();
   for (const pid of pids) {
     const stat = await procText(pid, "stat");
-    if (stat !== undefined) parent.set(pid, parentOf(stat));
+    if (stat !== undefined) links.set(pid, linksOf(stat));
   }
-  const under = (pid: number): boolean => {
-    // the group's processes only: a chain leaves it at the listening sshd or at a daemon's parent
-    for (let p = parent.get(pid); p !== undefined; p = parent.get(p)) if (p === root) return true;
+  const descends = (pid: number): boolean => {
+    // the group's processes only: a chain leaves it at the listening sshd or at a reaper
+    for (let p = links.get(pid)?.parent; p !== undefined; p = links.get(p)?.parent) {
+      if (p === root) return true;
+    }
     return false;
   };
-  return pids.filter((pid) => pid !== root && under(pid));
+  const under = new Set(pids.filter((pid) => pid !== root && descends(pid)));
+  return pids.filter((pid) => {
+    const session = links.get(pid)?.session;
+    return under.has(pid) || (session !== undefined && under.has(session));
+  });
 }
 
 /** Returns "12.3" for kB as MB with one decimal. */

@@ -227,7 +227,7 @@ export function memoryLines(
   const aloneKb = alone.flatMap((a) => (a.peakKb !== undefined ? [a.peakKb] : []));
   return [
     "memory: the plugin's resident set (MB) once configured and its peak over the run; what the " +
-      "hosts' sessions held right after the create, between operations (the processes under each " +
+      "hosts' sessions held right after the create, between operations (the sessions under each " +
       "host's listening sshd: the connection's sshd, the remote shells with their perls; not " +
       "dnsmasq), all hosts and per host: processes, proportional set size (PSS, shared pages " +
       "split among the processes that map them, so it shrinks as more run) and private MB (what " +

@@ -59,6 +59,17 @@ describe("npm run bench -- --quick", () => {
     expect(out.alone[0]?.controllerCpuUs).toBeLessThan(real);
     expect(r.stdout).toMatch(/of which the dynamic-provider plugin alone .*: \d+\.\d ms/);
     expect(r.stdout).toMatch(/and the provider's own work: \d+\.\d ms/);
+    // memory: the plugin grew from configured to its peak; the host's one shell (its sh and
+    // perl) and the connection's sshd were held after the create, the dnsmasq not counted
+    const mem = run?.memory;
+    expect(mem?.pluginStartKb).toBeGreaterThan(30_000);
+    expect(mem?.pluginPeakKb).toBeGreaterThan(mem?.pluginStartKb ?? Infinity);
+    expect(mem?.hostsHeld).toHaveLength(1);
+    expect(mem?.hostsHeld[0]?.processes).toBeGreaterThanOrEqual(3);
+    expect(mem?.hostsHeld[0]?.processes).toBeLessThanOrEqual(4);
+    expect(mem?.hostsHeld[0]?.privateKb).toBeGreaterThan(0);
+    expect(out.alone[0]?.peakKb).toBeGreaterThan(30_000);
+    expect(r.stdout).toMatch(/^\| 0 ms +\| serial +\| pooled +\| \d+\.\d +\| \d+\.\d +\| \d+ +\|/m);
     // the floor left the provider's host state
     expect(out.sameState).toEqual(
       expect.arrayContaining([expect.objectContaining({ tool: "floor", same: true })]),

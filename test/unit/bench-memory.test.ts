@@ -2,9 +2,10 @@
 // report's memory table with its medians over runs.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { RunResult } from "../../bench/driver";
-import { descendantsOf, heldBy, kbField, parentOf, residentOf } from "../../bench/memory";
+import { heldBy, kbField, linksOf, residentOf, sessionsUnder } from "../../bench/memory";
 import { memoryLines, medianRuns } from "../../bench/report";
 
 function run(trial: number, pluginPeakKb: number, hostPss: number[]): RunResult {
@@ -37,26 +38,42 @@ describe("bench memory", () => {
     expect(() => kbField(status, "Pss")).toThrow(/no Pss/);
   });
 
-  it("reads the parent from a stat line whose command has spaces and parentheses", () => {
-    expect(parentOf("4242 (sh (x) y) S 17 4242 4242 0 -1 4194560")).toBe(17);
-    expect(() => parentOf("4242 (sh) S")).toThrow(/no parent/);
+  it("reads the parent and the session from a stat line whose command has spaces and parentheses", () => {
+    expect(linksOf("4242 (sh (x) y) S 17 4242 4240 0 -1 4194560")).toEqual({
+      parent: 17,
+      session: 4240,
+    });
+    expect(() => linksOf("4242 (sh) S")).toThrow(/no parent or session/);
   });
 
-  it("counts a running child as this process's descendant, and not this process itself", async () => {
-    const child = spawn("sleep", ["30"]);
+  it("counts a session's processes, one forked away from it included, and not a daemon's", async () => {
+    // a session leader (sleep, exec'd by the sh), a sleep that left it for the reaper but stays in
+    // its session (as a remote shell's perl does), and one in a session of its own (as dnsmasq)
+    const child = spawn(
+      "sh",
+      ["-c", "(sleep 30 & echo $!); (setsid sleep 30 & echo $!); exec sleep 30"],
+      { detached: true, stdio: ["ignore", "pipe", "ignore"] },
+    );
+    const leader = child.pid as number;
+    let text = "";
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      text += chunk.toString();
+      if (text.split("\n").length > 2) break;
+    }
+    const [orphan, daemon] = text.trim().split("\n").map(Number) as [number, number];
     try {
-      const pid = child.pid as number;
-      const under = await descendantsOf(process.pid, [process.pid, pid]);
-      expect(under).toEqual([pid]);
-      // a process of another tree (the child's own view: this process is its parent, not under it)
-      expect(await descendantsOf(pid, [process.pid, pid])).toEqual([]);
-      const held = await heldBy([pid]);
-      expect(held.processes).toBe(1);
+      const all = [process.pid, leader, orphan, daemon];
+      expect(await sessionsUnder(process.pid, all)).toEqual([leader, orphan]);
+      // the orphan is neither's child: only its session ties it to the leader
+      const orphanLinks = linksOf(readFileSync(`/proc/${orphan}/stat`, "utf8"));
+      expect([process.pid, leader]).not.toContain(orphanLinks.parent);
+      expect(orphanLinks.session).toBe(leader);
+      const held = await heldBy([leader, orphan]);
+      expect(held.processes).toBe(2);
       expect(held.pssKb).toBeGreaterThan(0);
       expect(held.privateKb).toBeGreaterThan(0);
     } finally {
-      child.kill();
-      await once(child, "exit");
+      for (const pid of [orphan, daemon, leader]) process.kill(pid, "SIGKILL");
     }
   });
 
