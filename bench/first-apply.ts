@@ -16,7 +16,8 @@
 // code that has run, over the connections and shells the first one opened; with --reconnect each
 // host's sshd ends the plugin's connections before each later pass, so it opens its connections
 // and shells again, and only the code is warm. The plugins' CPU comes from a cgroup of the run's
-// own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs.
+// own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs; the
+// plugins' memory (their resident sets summed, once configured and at their peaks) from /proc.
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { throwFirstFailure, urnOf, type ResourceSpec, type RunOptions } from "../lab/engine/engine";
@@ -27,6 +28,7 @@ import { startLab, type Lab } from "../lab/lab";
 import { CpuAccounting } from "./cgroup";
 import { PHASES, procCpuUs, type Phase } from "./driver";
 import { hostSpecs } from "./fleet-specs";
+import { residentOf } from "./memory";
 import { int } from "./options";
 import { medianAndEach } from "./report";
 import { SshdLogCounter } from "./sshd-log";
@@ -184,6 +186,17 @@ async function main(): Promise<void> {
     table.set(row.what, [...(table.get(row.what) ?? []), row]);
   };
   let plugins = 0;
+  // the run's plugin processes' resident sets summed, once configured and at their peaks, kB
+  const memory: { startKb: number; peakKb: number }[] = [];
+  const residentSum = async (pids: number[], key: "rssKb" | "peakKb"): Promise<number> => {
+    let kb = 0;
+    for (const pid of pids) {
+      const r = await residentOf(pid);
+      if (!r) throw new Error(`plugin process ${pid} is gone`);
+      kb += r[key];
+    }
+    return kb;
+  };
   const counters = lab.hosts.map((h) => new SshdLogCounter(h.sshdLogPath));
   try {
     const specs = (
@@ -203,6 +216,7 @@ async function main(): Promise<void> {
         for (const pid of fe.pids) startMs += (await procCpuUs(pid)) / 1000;
         const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
         record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
+        const startKb = await residentSum(fe.pids, "rssKb");
         const group = await acct.group(`first-apply-${run}`, fe.pids);
         const measure = async (what: string, fn: () => Promise<number>): Promise<void> => {
           const n0 = connections();
@@ -228,6 +242,7 @@ async function main(): Promise<void> {
             });
           }
         }
+        memory.push({ startKb, peakKb: await residentSum(fe.pids, "peakKb") });
       } finally {
         await fe.stop();
       }
@@ -251,6 +266,18 @@ async function main(): Promise<void> {
       medianAndEach(rows.map(f), digits);
     out(
       `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
+    );
+  }
+  if (memory.length > 0) {
+    const each = (f: (m: { startKb: number; peakKb: number }) => number): string =>
+      medianAndEach(
+        memory.map((m) => f(m) / 1024),
+        1,
+      );
+    out("");
+    out(
+      `plugin memory, the run's processes summed (MB): configured ${each((m) => m.startKb)}, ` +
+        `peak ${each((m) => m.peakKb)}`,
     );
   }
 }

@@ -14,8 +14,19 @@ interface Row {
   cpu: number;
 }
 
-/** Runs the tool with `args`; returns its table's rows by their first column, and its plugins. */
-async function firstApply(args: string[]): Promise<{ rows: Map<string, Row>; processes: number }> {
+/** The plugins' memory line: their resident sets summed once configured and at their peaks, MB. */
+interface Memory {
+  configured: number;
+  peak: number;
+}
+
+/**
+ * Runs the tool with `args`; returns its table's rows by their first column, its plugins and
+ * their memory.
+ */
+async function firstApply(
+  args: string[],
+): Promise<{ rows: Map<string, Row>; processes: number; memory: Memory }> {
   const r = await promisify(execFile)("npx", ["tsx", "bench/first-apply.ts", ...args], {
     cwd: ROOT,
     encoding: "utf8",
@@ -32,7 +43,11 @@ async function firstApply(args: string[]): Promise<{ rows: Map<string, Row>; pro
       rows.set(m[1] ?? "", { connections: Number(m[2]), wall: Number(m[3]), cpu: Number(m[4]) });
   }
   const processes = Number(/ plugin, (\d+) process\(es\) per run/.exec(r.stdout)?.[1] ?? NaN);
-  return { rows, processes };
+  const mem = /^plugin memory, .*: configured ([\d.]+) \(.*\), peak ([\d.]+) \(.*\)$/m.exec(
+    r.stdout,
+  );
+  const memory = { configured: Number(mem?.[1] ?? NaN), peak: Number(mem?.[2] ?? NaN) };
+  return { rows, processes, memory };
 }
 
 /** One run of two passes: the least that has a first and a warm pass. */
@@ -49,18 +64,26 @@ const ROWS = [
   "pass 2 destroy",
 ];
 
-function expectMeasured(rows: Map<string, Row>): void {
+// every call measured, and each plugin process's memory (tens of MB for node alone) counted
+function expectMeasured(rows: Map<string, Row>, memory: Memory, processes: number): void {
   expect([...rows.keys()]).toEqual(ROWS);
   for (const [key, row] of rows) {
     expect([key, row.wall > 0, row.cpu > 0]).toEqual([key, true, true]);
   }
+  expect(memory.configured).toBeGreaterThan(30 * processes);
+  expect(memory.peak).toBeGreaterThan(memory.configured);
 }
 
 describe("npm run bench:first-apply", () => {
   it("measures a fresh dynamic plugin's first calls and passes, and reconnects between passes", async () => {
-    const { rows, processes } = await firstApply([...SMALL, "--reconnect", "--lab", "fasmoke"]);
+    const { rows, processes, memory } = await firstApply([
+      ...SMALL,
+      "--reconnect",
+      "--lab",
+      "fasmoke",
+    ]);
     expect(processes).toBe(1);
-    expectMeasured(rows);
+    expectMeasured(rows, memory, processes);
     // checks touch no host; each create dials the three hosts (the second after --reconnect);
     // refresh and destroy reuse the connections their create opened
     expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
@@ -74,9 +97,15 @@ describe("npm run bench:first-apply", () => {
   ] as const)(
     "measures the native plugin, %s, with the connections the first pass opened",
     async (_what, front, lab, count) => {
-      const { rows, processes } = await firstApply([...SMALL, "--plugin", front, "--lab", lab]);
+      const { rows, processes, memory } = await firstApply([
+        ...SMALL,
+        "--plugin",
+        front,
+        "--lab",
+        lab,
+      ]);
       expect(processes).toBe(count);
-      expectMeasured(rows);
+      expectMeasured(rows, memory, processes);
       // each host dialled once, from its provider's connection or from its resources' own
       expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
         ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
