@@ -65,7 +65,7 @@ export async function heldBy(pids: readonly number[]): Promise<Held> {
 }
 
 /** Returns the parent pid and the session id from a /proc/PID/stat text (after the command). */
-export function linksOf(stat: string): { parent: number; session: number } {
+export function linksOf(stat: string): Links {
   // pid (comm) state ppid pgrp session ...: the command may hold spaces and parentheses
   const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const [parent, session] = [Number(rest[1]), Number(rest[3])];
@@ -82,15 +82,33 @@ export function linksOf(stat: string): { parent: number; session: number } {
  * they started, which leave for sessions of their own (dnsmasq).
  */
 export async function sessionsUnder(root: number, pids: readonly number[]): Promise<number[]> {
-  const links = new Map<number, { parent: number; session: number }>();
+  const links = new Map<number, Links>();
   for (const pid of pids) {
     const stat = await procText(pid, "stat");
     if (stat !== undefined) links.set(pid, linksOf(stat));
   }
+  return sessionsIn(root, pids, links);
+}
+
+/** A process's parent and session. */
+export interface Links {
+  parent: number;
+  session: number;
+}
+
+/** sessionsUnder over links already read (a process without them, gone, is not counted). */
+export function sessionsIn(
+  root: number,
+  pids: readonly number[],
+  links: ReadonlyMap<number, Links>,
+): number[] {
   const descends = (pid: number): boolean => {
-    // the group's processes only: a chain leaves it at the listening sshd or at a reaper
-    for (let p = links.get(pid)?.parent; p !== undefined; p = links.get(p)?.parent) {
+    // the group's processes only: a chain leaves it at the listening sshd or at a reaper; at most
+    // one step a process, should a pid reused between the reads make a loop
+    let p = links.get(pid)?.parent;
+    for (let steps = 0; p !== undefined && steps <= links.size; steps++) {
       if (p === root) return true;
+      p = links.get(p)?.parent;
     }
     return false;
   };

@@ -5,7 +5,14 @@ import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { RunResult } from "../../bench/driver";
-import { heldBy, kbField, linksOf, residentOf, sessionsUnder } from "../../bench/memory";
+import {
+  heldBy,
+  kbField,
+  linksOf,
+  residentOf,
+  sessionsIn,
+  sessionsUnder,
+} from "../../bench/memory";
 import { memoryLines, medianRuns } from "../../bench/report";
 
 function run(trial: number, pluginPeakKb: number, hostPss: number[]): RunResult {
@@ -75,6 +82,21 @@ describe("bench memory", () => {
     } finally {
       for (const pid of [orphan, daemon, leader]) process.kill(pid, "SIGKILL");
     }
+  });
+
+  it("ends a parent chain that loops (a pid reused between the reads) and counts none of it", () => {
+    // 10 is the listening sshd; 11 its connection, 12 a shell under it, 13 a perl in the shell's
+    // session; 20 and 21 name each other as parents; 30 is a daemon in a session of its own
+    const links = new Map([
+      [10, { parent: 1, session: 10 }],
+      [11, { parent: 10, session: 11 }],
+      [12, { parent: 11, session: 12 }],
+      [13, { parent: 1, session: 12 }],
+      [20, { parent: 21, session: 20 }],
+      [21, { parent: 20, session: 21 }],
+      [30, { parent: 1, session: 30 }],
+    ]);
+    expect(sessionsIn(10, [10, 11, 12, 13, 20, 21, 30, 40], links)).toEqual([11, 12, 13]);
   });
 
   it("reads this process's resident set and does not count a process that is gone", async () => {
