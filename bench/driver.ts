@@ -14,6 +14,7 @@ import {
   type StepRecord,
 } from "../lab/engine/engine";
 import { FakeEngine } from "../lab/engine/fake-engine";
+import { statFields } from "../lab/exec";
 import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
 import { prepareBaseline } from "./baseline";
@@ -135,8 +136,7 @@ let runSerial = 0;
 
 /** utime + stime of a process from /proc/PID/stat (fields 14 and 15, in clock ticks of 10 ms). */
 export async function procCpuUs(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(await readFile(`/proc/${pid}/stat`, "utf8"));
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 

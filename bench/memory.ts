@@ -5,6 +5,7 @@
 // the processes that map it, so a host's figure adds up to the memory its sessions use) and as
 // their private pages.
 import { readFile } from "node:fs/promises";
+import { statFields } from "../lab/exec";
 
 /** Returns the kB of `field` in a /proc status or smaps text ("Pss:   1234 kB"). */
 export function kbField(text: string, field: string): number {
@@ -66,8 +67,8 @@ export async function heldBy(pids: readonly number[]): Promise<Held> {
 
 /** Returns the parent pid and the session id from a /proc/PID/stat text (after the command). */
 export function linksOf(stat: string): Links {
-  // pid (comm) state ppid pgrp session ...: the command may hold spaces and parentheses
-  const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // state ppid pgrp session ...
+  const rest = statFields(stat);
   const [parent, session] = [Number(rest[1]), Number(rest[3])];
   if (!Number.isInteger(parent) || !Number.isInteger(session)) {
     throw new Error(`no parent or session in ${JSON.stringify(stat.slice(0, 80))}`);

@@ -119,12 +119,18 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Returns the fields of a /proc/PID/stat text after the command, the state first (field 3): the
+ * command is in parentheses and may contain spaces and parentheses, so they start after the last ")".
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /** Returns the start time of pid (clock ticks since boot), or undefined when it is gone. */
 export async function processStartTime(pid: number): Promise<string | undefined> {
   try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, "utf8");
-    // The command name is in parentheses and may contain spaces: fields start after the last ")".
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const fields = statFields(await fs.readFile(`/proc/${pid}/stat`, "utf8"));
     if (fields[0] === "Z") return undefined; // exited, waiting for its parent to reap it
     return fields[19];
   } catch {

@@ -20,6 +20,7 @@ import {
 import { UPLINK, writeHostIdentity } from "./identity";
 import { ensureKeyPair } from "./keys";
 import { mountOverlay, removeHostTree } from "./mounts";
+import { statFields } from "../exec";
 import { ensureRoot } from "./root";
 import { exists, isAlive, LAB_ENV, runLocal, sleep, tailOf, type ExecOptions } from "./run";
 import { hostStateDir, releaseSlot, slotLayout, type Slot } from "./slots";
@@ -155,7 +156,7 @@ async function findContainerInit(dir: string): Promise<number | undefined> {
   for (const entry of await fs.readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await fs.readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const ppid = Number(statFields(stat)[1]);
     if (ppid !== nspawnPid) continue;
     const ns = await fs.readlink(`/proc/${entry}/ns/pid`).catch(() => ownPidNs);
     if (ns !== ownPidNs) return Number(entry);

@@ -21,6 +21,7 @@ import {
 } from "../../provider/src/resources/dnsmasq-instance/schema";
 import { stepArgv, type Step } from "../../provider/src/step";
 import { labGuestNet, type Lab, type LabHost } from "../../lab";
+import { statFields } from "../../lab/exec";
 import { createDhcpClient, type DhcpClient } from "../support/dhcp-client";
 import {
   CheckFailedError,
@@ -105,7 +106,7 @@ async function argvOf(pid: number): Promise<string[] | undefined> {
 /** Returns the start time (clock ticks) of a process: equal across calls only for the same process. */
 async function startTime(pid: number): Promise<string> {
   const stat = await sh("cat /proc/$1/stat", String(pid));
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  return statFields(stat)[19] ?? "";
 }
 
 const leaseFile = async (): Promise<string> => sh('cat "$1"', LEASES);
