@@ -133,7 +133,7 @@ export class SshHost implements Host {
   /** $SSH_CONNECTION of a session ("CLIENT CPORT SERVER SPORT"), asked once per connection. */
   private sessionEnds: Promise<string | undefined> | undefined;
   // it is asked and not known yet: operations that wait for it warm shells meanwhile
-  private addressPending = false;
+  private sessionEndsPending = false;
   /** "on" until a shell could not start here: then every command gets a session of its own. */
   private shellMode: "on" | "off";
   private readonly idleShells: PooledShell[] = [];
@@ -273,25 +273,25 @@ export class SshHost implements Host {
 
   private sessionConnection(): Promise<string | undefined> {
     if (!this.sessionEnds) {
-      const asked = this.askClientAddress();
+      const asked = this.askSessionConnection();
       this.sessionEnds = asked;
-      this.addressPending = true;
+      this.sessionEndsPending = true;
       const settled = (): void => {
-        if (this.sessionEnds === asked) this.addressPending = false;
+        if (this.sessionEnds === asked) this.sessionEndsPending = false;
       };
       asked.then(settled, () => {
         settled();
         if (this.sessionEnds === asked) this.sessionEnds = undefined;
       });
-    } else if (this.addressPending) {
+    } else if (this.sessionEndsPending) {
       this.warmShell();
     }
     return this.sessionEnds;
   }
 
-  // An operation that waits for the address while the first shell starts (its hello has it)
-  // starts the shell it will run in meanwhile: a start costs round trips (channel, exec, hello),
-  // and these overlap the first one's instead of following it.
+  // An operation that waits for the session's ends while the first shell starts (its hello has
+  // them) starts the shell it will run in meanwhile: a start costs round trips (channel, exec,
+  // hello), and these overlap the first one's instead of following it.
   private warmShell(): void {
     if (this.shellMode !== "on" || this.idleShells.length > 0 || !this.mayStartShell()) return;
     this.inFlight++;
@@ -754,7 +754,7 @@ export class SshHost implements Host {
 
   // $SSH_CONNECTION of a session: a shell's hello has it; else one plain session asks, without
   // sudo on purpose (sudo's env_reset drops it).
-  private async askClientAddress(): Promise<string | undefined> {
+  private async askSessionConnection(): Promise<string | undefined> {
     const epoch = this.dialFailures;
     if (this.shellMode === "on") {
       this.inFlight++;
