@@ -386,6 +386,7 @@ export function hostileCorpus(connection: Record<string, unknown>): HostileCase[
     ...conn("user", ["", 42]),
     ...conn("command", ["touch /tmp/hvab-canary"]),
     ...conn("insecureIgnoreHostKey", ["yes", 1]),
+    ...conn("compression", ["yes", 1, "zlib;touch /tmp/hvab-canary"]),
   );
   all.push(
     ...cases(

@@ -37,6 +37,8 @@ interface TestServer {
   authAttempts: number;
   sessions: number;
   maxSessions: number;
+  /** The compression each connection negotiated, client to server. */
+  readonly compressions: string[];
   dropAll(): void;
   close(): Promise<void>;
 }
@@ -47,6 +49,8 @@ interface ServerOptions {
   readonly sessionLimit?: number;
   /** Answer every exec at once, without a process: reply, output, exit status and close in one write. */
   readonly instant?: boolean;
+  /** The transport compression the server offers (ssh2's default: none and zlib). */
+  readonly compress?: Array<"none" | "zlib" | "zlib@openssh.com">;
 }
 
 let dir: string;
@@ -129,6 +133,7 @@ async function startServer(opts: ServerOptions): Promise<TestServer> {
     authAttempts: 0,
     sessions: 0,
     maxSessions: 0,
+    compressions: [],
     dropAll: () => {
       for (const s of sockets) s.destroy();
     },
@@ -140,6 +145,7 @@ async function startServer(opts: ServerOptions): Promise<TestServer> {
 
   const onClient = (client: ServerClient): void => {
     client.on("error", () => undefined);
+    client.on("handshake", (negotiated) => state.compressions.push(negotiated.cs.compress));
     client.on("authentication", (ctx) => {
       state.authAttempts++;
       if (ctx.username !== USER) return ctx.reject();
@@ -225,7 +231,13 @@ async function startServer(opts: ServerOptions): Promise<TestServer> {
     });
   };
 
-  const ssh = new Server({ hostKeys: [readFileSync(opts.hostKey)] }, onClient);
+  const ssh = new Server(
+    {
+      hostKeys: [readFileSync(opts.hostKey)],
+      ...(opts.compress ? { algorithms: { compress: opts.compress } } : {}),
+    },
+    onClient,
+  );
   const tcp = net.createServer((socket) => {
     state.tcpConnections++;
     state.openSockets++;
@@ -363,6 +375,24 @@ describe("SshHost.run", () => {
     expect((await host.run({ argv: ["wc", "-c"], stdin: big })).stdout.trim()).toBe("1048576");
     // no stdin: the command sees end of file at once instead of waiting
     expect((await host.run({ argv: ["cat"] })).stdout).toBe("");
+  });
+
+  it("with compression: true delivers the same bytes, and works with a server that has it off", async () => {
+    const noZlib = await startServer({ hostKey: hostKeyA, compress: ["none"] });
+    try {
+      for (const server of [main, noZlib]) {
+        const host = hostFor(connect(server, { compression: true }));
+        const big = Buffer.from(Array.from({ length: 200_000 }, (_, i) => i % 251));
+        const r = await host.run({ argv: ["od", "-An", "-tx1", "-v"], stdin: big });
+        const back = Buffer.from(r.stdout.replace(/\s+/g, ""), "hex");
+        expect(back.equals(big)).toBe(true);
+        await closeAllHosts();
+      }
+      expect(main.compressions.at(-1)).toBe("zlib@openssh.com");
+      expect(noZlib.compressions).toEqual(["none"]);
+    } finally {
+      await noZlib.close();
+    }
   });
 
   it("rejects a failed command with a CommandError naming host, command and stderr", async () => {

@@ -64,6 +64,16 @@ describe("connection checks", () => {
     expect(MAX_PER_DIAL_TIMEOUT * 1000).toBeLessThanOrEqual(2 ** 31 - 1);
   });
 
+  it("takes compression as a boolean, and leaves a connection without it as it was", () => {
+    expect(problems({ host: "hv1", compression: true })).toEqual([]);
+    expect(problems({ host: "hv1", compression: false })).toEqual([]);
+    // no default: an upgrade adds no field to a connection, so no resource sees it change
+    expect("compression" in Connection.parse({ host: "hv1" })).toBe(false);
+    for (const bad of ["yes", 1, "zlib"]) {
+      expect(problems({ host: "hv1", compression: bad }).map(([p]) => p)).toEqual(["compression"]);
+    }
+  });
+
   it("accepts a hostKey that is an OpenSSH key line or a SHA256 fingerprint, and nothing else", () => {
     expect(problems({ host: "hv1", hostKey: KEY_LINE })).toEqual([]);
     expect(problems({ host: "hv1", hostKey: FINGERPRINT })).toEqual([]);

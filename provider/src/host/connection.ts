@@ -72,6 +72,14 @@ const baseConnection = z
       .boolean()
       .default(false)
       .describe("Skip host key verification (warns on every connect)."),
+    // Optional without a default: a connection that leaves it out stays the same object as before
+    // the field existed, so no resource sees its connection change when the provider is upgraded.
+    compression: z
+      .boolean()
+      .optional()
+      .describe(
+        "Compress the SSH transport with zlib (as `ssh -C`): about a tenth of the bytes on the link, for some CPU on both ends; for slow links. Off unless true; a server that does not offer it is used uncompressed.",
+      ),
     sudo: z
       .union([
         z.boolean(),
@@ -94,6 +102,26 @@ const baseConnection = z
 
 export type ProxyConnection = z.infer<typeof baseConnection> & { proxy?: ProxyConnection };
 
+// Whether a field's value is a string once its optional and default wrappers are off.
+function isStringField(t: z.ZodType): boolean {
+  let inner: z.ZodType = t;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodDefault) {
+    inner = inner.unwrap() as z.ZodType;
+  }
+  return inner instanceof z.ZodString;
+}
+
+/**
+ * The connection's fields, each with whether its value is a string: stack config and generated
+ * SDKs send the others JSON-encoded (the native provider's configuration decodes them).
+ */
+export const CONNECTION_FIELDS: ReadonlyMap<string, "string" | "json"> = new Map([
+  ...Object.entries(baseConnection.shape).map(
+    ([k, t]) => [k, isStringField(t as z.ZodType) ? "string" : "json"] as const,
+  ),
+  ["proxy", "json"],
+]);
+
 /** Connection to a host; `proxy` nests to any depth (bastions). */
 export const Connection: z.ZodType<ProxyConnection, unknown> = baseConnection
   .extend({
@@ -108,7 +136,7 @@ export const Connection: z.ZodType<ProxyConnection, unknown> = baseConnection
     id: "Connection",
     description:
       "How to reach a host over SSH. The fields are those of `@pulumi/command`'s `remote.ConnectionArgs`; " +
-      "`knownHostsFile`, `insecureIgnoreHostKey` and `sudo` are additions. `proxy` nests to any depth.",
+      "`knownHostsFile`, `insecureIgnoreHostKey`, `sudo` and `compression` are additions. `proxy` nests to any depth.",
   }) as unknown as z.ZodType<ProxyConnection, unknown>;
 
 export type Connection = ProxyConnection;

@@ -1,6 +1,12 @@
 import { createConnection } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Client, type ClientChannel, type ConnectConfig, type ServerHostKeyAlgorithm } from "ssh2";
+import {
+  Client,
+  type ClientChannel,
+  type CompressionAlgorithm,
+  type ConnectConfig,
+  type ServerHostKeyAlgorithm,
+} from "ssh2";
 import { reasonOf, RetryableDialError, SshConnectionError, TunnelError } from "../errors";
 import { logWarn } from "../log";
 import { authFailureMessage, authMethodsOf } from "./auth";
@@ -10,6 +16,9 @@ import { sshCounters } from "./ssh-stats";
 
 // The only file that imports ssh2 at run time: dials one hop (directly or through a tunnel of
 // the previous hop), with a deadline per dial, retries with a log line each, and the login.
+
+/** The transport compression a connection with `compression: true` offers, in order. */
+export const COMPRESSION: CompressionAlgorithm[] = ["zlib@openssh.com", "zlib", "none"];
 
 /** SSH-level keepalive; three unanswered ones drop the connection. */
 export const KEEPALIVE_INTERVAL_MS = 10_000;
@@ -137,12 +146,14 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
   config.sock = sock;
   for (const m of methods) Object.assign(config, m.config);
   const algorithms = hostKeyAlgorithmsFor(check.preferTypes) as ServerHostKeyAlgorithm[];
+  config.algorithms = {};
   if (algorithms.length > 0) {
     // remove then prepend moves the expected algorithms to the front of ssh2's default list
-    config.algorithms = {
-      serverHostKey: { remove: algorithms, prepend: algorithms, append: [] },
-    };
+    config.algorithms.serverHostKey = { remove: algorithms, prepend: algorithms, append: [] };
   }
+  // ssh2 offers "none" first; asked for, zlib goes first (after the login, as OpenSSH's -C asks
+  // for), and "none" stays for a server that has compression off
+  if (conn.compression === true) config.algorithms.compress = COMPRESSION;
 
   return await new Promise<LiveConnection>((resolve, reject) => {
     const fail = (err: Error): void => {

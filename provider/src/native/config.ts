@@ -1,29 +1,15 @@
 // The native provider's configuration: one `connection` (object or JSON string), or its fields set
 // one by one (`pulumi config set hypervisor:host ...`, where every value arrives as a string).
-import { Connection, connectionIdentity } from "../host/connection";
+import { Connection, CONNECTION_FIELDS, connectionIdentity } from "../host/connection";
 import { propertyPath, type CheckFailure } from "../lifecycle";
 import { containsUnknown, UNKNOWN, unknownAt } from "../unknown";
 import { unwrapSecrets, type Props } from "./wire";
 
 // Fields whose values are not strings: stack config and generated SDKs send them JSON-encoded.
-const JSON_FIELDS = new Set([
-  "port",
-  "dialErrorLimit",
-  "perDialTimeout",
-  "insecureIgnoreHostKey",
-  "sudo",
-  "proxy",
-]);
-const STRING_FIELDS = new Set([
-  "host",
-  "user",
-  "password",
-  "privateKey",
-  "privateKeyPassword",
-  "agentSocketPath",
-  "hostKey",
-  "knownHostsFile",
-]);
+const JSON_FIELDS = new Set([...CONNECTION_FIELDS].filter(([, k]) => k === "json").map(([f]) => f));
+const STRING_FIELDS = new Set(
+  [...CONNECTION_FIELDS].filter(([, k]) => k === "string").map(([f]) => f),
+);
 /** Keys the engine adds to every provider's inputs; not configuration of this provider. */
 export const ENGINE_KEYS = new Set(["version", "pluginDownloadURL"]);
 
