@@ -256,11 +256,21 @@ export function stepsOf(steps: StepRecord[], specs: ResourceSpec[]): StepRecord[
   return steps.filter((st) => names.has(st.name));
 }
 
-/** Returns the connection a host's specs carry: through its relay when the run has a delay. */
-export function specConnection(h: LabHost, relays: Map<string, Relay>): SpecConnection {
+/**
+ * Returns the connection a host's specs carry: through its relay when the run has a delay, with
+ * `compression: true` in the compressed mode.
+ */
+export function specConnection(
+  h: LabHost,
+  relays: Map<string, Relay>,
+  mode: Mode = "pooled",
+): SpecConnection {
   const relay = relays.get(h.name);
-  const conn = h.connection();
-  return relay ? { ...conn, host: relay.host, port: relay.port } : conn;
+  const conn = {
+    ...h.connection(),
+    ...(relay ? { host: relay.host, port: relay.port } : {}),
+  };
+  return mode === "compressed" ? { ...conn, compression: true } : conn;
 }
 
 /**
@@ -364,7 +374,7 @@ export async function runOne(
       : undefined;
     const per = await Promise.all(
       lab.hosts.map(async (h, i) => {
-        const connection = specConnection(h, relays);
+        const connection = specConnection(h, relays, mode);
         const counter = new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid));
         const start = counter.update();
         // Per-operation counts are exact only when a host runs one operation at a time; the

@@ -22,6 +22,7 @@ export interface SpecConnection {
   user: string;
   privateKey: string;
   hostKey: string;
+  compression?: boolean;
 }
 
 /**

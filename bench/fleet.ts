@@ -119,7 +119,12 @@ async function main(): Promise<void> {
           for (const h of lab.hosts) {
             relays.set(
               h.name,
-              await startRelay({ targetHost: h.address, targetPort: h.port, delayMs }),
+              await startRelay({
+                targetHost: h.address,
+                targetPort: h.port,
+                delayMs,
+                ...(opts.bandwidthMbit !== undefined ? { bandwidthMbit: opts.bandwidthMbit } : {}),
+              }),
             );
           }
         }

@@ -9,6 +9,11 @@ export interface BenchOptions {
   latencyMs: number;
   /** Link delays to run (ms each way); 0 is the direct link. */
   delays: number[];
+  /**
+   * Each direction's rate of the links with a delay, in megabits per second (the relays'); undefined:
+   * as fast as loopback. The 0 ms runs have no relay, so no limit.
+   */
+  bandwidthMbit: number | undefined;
   modes: Mode[];
   /** The lab hosts' name (--lab): two benches at once need two names. */
   labName: string;
@@ -34,9 +39,13 @@ export interface BenchOptions {
  * per-command: one fresh connection per remote command (`@pulumi/command`'s model).
  * baseline: the provider as it was when the controller-CPU target was set (bench/baseline.ts),
  * pooled; what that target's ratio compares with.
+ * compressed: pooled, each connection with `compression: true` (for slow links; not run unless
+ * asked for).
  */
-export type Mode = "pooled" | "per-command" | "baseline";
-export const MODES: readonly Mode[] = ["pooled", "per-command", "baseline"];
+export type Mode = "pooled" | "per-command" | "baseline" | "compressed";
+export const MODES: readonly Mode[] = ["pooled", "per-command", "baseline", "compressed"];
+/** The modes a run without --modes runs. */
+export const DEFAULT_MODES: readonly Mode[] = ["pooled", "per-command", "baseline"];
 
 /**
  * serial: hosts at once, each host's resources one after another in dependency order (the test
@@ -56,7 +65,9 @@ const MAX_HOSTS = 19;
 export function usage(): string {
   return [
     "usage: npx tsx bench/fleet.ts [--hosts 3] [--resources 20] [--latency 20] [--delays 0,20]",
-    "                              [--modes pooled,per-command,baseline] [--schedules serial,parallel]",
+    "                              [--bandwidth MBIT]",
+    "                              [--modes pooled,per-command,baseline,compressed]",
+    "                              [--schedules serial,parallel]",
     "                              [--peers ansible-tuned,ansible-defaults,floor|none]",
     "                              [--json FILE] [--cpu-prof DIR] [--lab bench] [--repeat 3]",
     "                              [--quick]",
@@ -64,6 +75,9 @@ export function usage(): string {
     "--quick: 1 host x 5 resources, 0 ms, serial, one run, no baseline, Ansible tuned and the floor",
     "         (a smoke run)",
     "--modes baseline: the provider's code before the work on controller CPU (bench/baseline.ts)",
+    "--modes compressed: pooled with compression: true on every connection (default modes: pooled,",
+    "         per-command, baseline)",
+    "--bandwidth: each direction of the delayed links limited to MBIT megabits per second",
   ].join("\n");
 }
 
@@ -109,6 +123,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         resources: { type: "string" },
         latency: { type: "string" },
         delays: { type: "string" },
+        bandwidth: { type: "string" },
         modes: { type: "string" },
         schedules: { type: "string" },
         json: { type: "string" },
@@ -147,8 +162,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       values.modes !== undefined
         ? oneOf("--modes", values.modes, MODES)
         : quick
-          ? MODES.filter((m) => m !== "baseline")
-          : [...MODES],
+          ? DEFAULT_MODES.filter((m) => m !== "baseline")
+          : [...DEFAULT_MODES],
+    bandwidthMbit:
+      values.bandwidth !== undefined ? int("--bandwidth", values.bandwidth, 1, 10000) : undefined,
     labName: values.lab !== undefined ? labName(values.lab) : "bench",
     schedules:
       values.schedules !== undefined

@@ -1,5 +1,6 @@
 // A TCP relay that adds latency: every chunk is passed on `delayMs` after it arrived, in each
-// direction, in order. Point a connection's host/port at the relay to put a WAN-like round trip
+// direction, in order. With `bandwidthMbit` each direction is also a link of that rate, shared by
+// the relay's connections: a chunk leaves once the chunks before it have crossed, at that rate. Point a connection's host/port at the relay to put a WAN-like round trip
 // (2 x delayMs) between the controller and a lab host; the SSH host key is still the lab host's.
 import * as net from "node:net";
 
@@ -12,6 +13,8 @@ export interface RelayOptions {
   targetPort: number;
   /** Added to each direction; a round trip gains 2 x delayMs. */
   delayMs: number;
+  /** Each direction's rate in megabits per second (undefined: as fast as loopback). */
+  bandwidthMbit?: number;
 }
 
 export interface Relay {
@@ -45,23 +48,55 @@ export function relaysBytes(relays: Iterable<Relay>): RelayBytes | undefined {
 
 const ALLOWED_LISTEN = /^(127\.0\.0\.1|198\.1[89]\.\d{1,3}\.\d{1,3})$/;
 
-// Passes `from`'s bytes and its end to `to`, each delayMs later; timers of equal delay fire in
-// the order they were set, so the stream stays in order.
+/** One direction of a link of limited rate: when the bytes taken so far will have crossed it. */
+export class LinkRate {
+  private freeAt = 0;
+
+  constructor(private readonly bitsPerMs: number) {}
+
+  /** Returns the ms from `now` until `bytes` sent now have crossed, after those before them. */
+  crossingMs(bytes: number, now: number): number {
+    this.freeAt = Math.max(this.freeAt, now) + (bytes * 8) / this.bitsPerMs;
+    return this.freeAt - now;
+  }
+}
+
+// Passes `from`'s bytes and its end to `to`, each delayMs later (and once the link's rate lets
+// them cross). One queue in arrival order and one timer for its head: the stream stays in order
+// whatever the timers' rounding. Returns how many chunks (and the end) wait to be passed on.
 function pipeDelayed(
   from: net.Socket,
   to: net.Socket,
   delayMs: number,
   count: (bytes: number) => void,
-): void {
-  const later = (f: () => void): void => {
-    if (delayMs <= 0) f();
-    else setTimeout(f, delayMs);
+  rate: LinkRate | undefined,
+): () => number {
+  const queue: Array<{ at: number; pass: () => void }> = [];
+  let timer: NodeJS.Timeout | undefined;
+  let last = 0;
+  const flush = (): void => {
+    timer = undefined;
+    const now = performance.now();
+    let head = queue[0];
+    for (; head !== undefined && head.at <= now; head = queue[0]) {
+      queue.shift();
+      head.pass();
+    }
+    if (head) timer = setTimeout(flush, Math.max(1, Math.ceil(head.at - now)));
+  };
+  const later = (bytes: number, pass: () => void): void => {
+    const now = performance.now();
+    last = Math.max(last, now + delayMs + (rate ? rate.crossingMs(bytes, now) : 0));
+    if (delayMs <= 0 && rate === undefined && queue.length === 0) return pass();
+    queue.push({ at: last, pass });
+    if (timer === undefined) timer = setTimeout(flush, Math.max(1, Math.ceil(last - now)));
   };
   from.on("data", (chunk: Buffer) => {
     count(chunk.length);
-    later(() => to.destroyed || to.write(chunk));
+    later(chunk.length, () => to.destroyed || to.write(chunk));
   });
-  from.on("end", () => later(() => to.destroyed || to.end()));
+  from.on("end", () => later(0, () => to.destroyed || to.end()));
+  return () => queue.length;
 }
 
 /** Returns a listening relay to targetHost:targetPort that delays each direction by delayMs. */
@@ -77,6 +112,13 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
   if (!Number.isFinite(opts.delayMs) || opts.delayMs < 0) {
     return Promise.reject(new Error(`relay: delayMs must be >= 0, not ${opts.delayMs}`));
   }
+  const mbit = opts.bandwidthMbit;
+  if (mbit !== undefined && !(Number.isFinite(mbit) && mbit > 0)) {
+    return Promise.reject(new Error(`relay: bandwidthMbit must be > 0, not ${mbit}`));
+  }
+  // one link per relay, each way: its connections share the rate, as a host's one line would
+  const toRate = mbit !== undefined ? new LinkRate(mbit * 1000) : undefined;
+  const fromRate = mbit !== undefined ? new LinkRate(mbit * 1000) : undefined;
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   const bytes: RelayBytes = { toTarget: 0, fromTarget: 0 };
@@ -91,10 +133,27 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
     // An error or close on one side ends the other once the delayed bytes before it are out.
     client.on("error", () => upstream.destroy());
     upstream.on("error", () => client.destroy());
-    client.on("close", () => setTimeout(() => upstream.destroy(), opts.delayMs + 1));
-    upstream.on("close", () => setTimeout(() => client.destroy(), opts.delayMs + 1));
-    pipeDelayed(client, upstream, opts.delayMs, (n) => (bytes.toTarget += n));
-    pipeDelayed(upstream, client, opts.delayMs, (n) => (bytes.fromTarget += n));
+    const up = pipeDelayed(client, upstream, opts.delayMs, (n) => (bytes.toTarget += n), toRate);
+    const down = pipeDelayed(
+      upstream,
+      client,
+      opts.delayMs,
+      (n) => (bytes.fromTarget += n),
+      fromRate,
+    );
+    // Once the bytes still on their way to it are passed on: a side whose end was passed on
+    // goes when its writes are out (a destroy would drop those still buffered), else at once.
+    const closeLater = (s: net.Socket, queued: () => number): void => {
+      const check = (): void => {
+        if (queued() > 0) setTimeout(check, 1);
+        else if (s.writableEnded && !s.writableFinished && !s.destroyed) {
+          s.once("finish", () => s.destroy());
+        } else s.destroy();
+      };
+      setTimeout(check, opts.delayMs + 1);
+    };
+    client.on("close", () => closeLater(upstream, up));
+    upstream.on("close", () => closeLater(client, down));
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

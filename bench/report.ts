@@ -346,10 +346,16 @@ export function renderReport(
     "schedule serial: hosts at once, each host's resources one after another; parallel: the " +
       "fleet as one deployment, as Pulumi runs it by default (each step once its dependencies " +
       "are done, deletes in waves across the hosts).",
-    "delay: added to each direction of the controller-to-host link (round trip = 2 x delay).",
+    "delay: added to each direction of the controller-to-host link (round trip = 2 x delay)" +
+      (opts.bandwidthMbit !== undefined
+        ? `; each direction of a delayed link carries at most ${opts.bandwidthMbit} Mbit/s.`
+        : "."),
     "connections and sessions are counted by the hosts' sshd; sessions/op = remote commands per " +
       "resource operation; KB to / from hosts = what the relays that add the delay passed on each " +
       "way (none at 0 ms).",
+    ...(opts.modes.includes("compressed")
+      ? ["mode compressed: pooled, every connection with compression: true (zlib)."]
+      : []),
     ...(opts.modes.includes("baseline")
       ? [
           `mode baseline: the provider of commit ${shortCommit(BASELINE_COMMIT)} (before the ` +

@@ -9,6 +9,7 @@ describe("bench options", () => {
       resources: 20,
       latencyMs: 20,
       delays: [0, 20],
+      bandwidthMbit: undefined,
       modes: ["pooled", "per-command", "baseline"],
       labName: "bench",
       schedules: ["serial", "parallel"],
@@ -81,6 +82,11 @@ describe("bench options", () => {
       json: "out.json",
     });
     expect(parseBenchArgs(["--delays", "0,5,40"]).delays).toEqual([0, 5, 40]);
+    // the compressed mode runs only when asked for
+    expect(parseBenchArgs(["--modes", "pooled,compressed", "--bandwidth", "10"])).toMatchObject({
+      modes: ["pooled", "compressed"],
+      bandwidthMbit: 10,
+    });
   });
 
   it("rejects bad values naming the flag", () => {
@@ -91,7 +97,10 @@ describe("bench options", () => {
       "--resources must be an integer from 1 to 200, not 2.5",
     );
     expect(() => parseBenchArgs(["--modes", "pooled,fast"])).toThrow(
-      '--modes takes pooled,per-command,baseline, not "fast"',
+      '--modes takes pooled,per-command,baseline,compressed, not "fast"',
+    );
+    expect(() => parseBenchArgs(["--bandwidth", "0"])).toThrow(
+      "--bandwidth must be an integer from 1 to 10000, not 0",
     );
     expect(() => parseBenchArgs(["--repeat", "0"])).toThrow(
       "--repeat must be an integer from 1 to 9, not 0",
