@@ -626,6 +626,12 @@ export function renderReport(
         `(${figures(cpuPerOp, ms1)})`,
     );
   }
+  if (opts.bandwidthMbit !== undefined) {
+    out.push(
+      `note: the delayed links carried at most ${opts.bandwidthMbit} Mbit/s each way; the targets ` +
+        "are set for links without a limit (their verdicts need a run without --bandwidth)",
+    );
+  }
   out.push(...targets);
   return out.join("\n");
 }

@@ -272,6 +272,20 @@ describe("bench report", () => {
     expect(text).toContain("KB to / from hosts = what the relays that add the delay passed on");
   });
 
+  it("says when the links were limited, beside the targets, and names the compressed mode", () => {
+    const opts = {
+      ...parseBenchArgs(["--quick", "--bandwidth", "2", "--modes", "pooled,compressed"]),
+      delays: [20],
+    };
+    const text = renderReport(opts, [run("pooled", 20, 1000), run("compressed", 20, 800)]);
+    expect(text).toContain("each direction of a delayed link carries at most 2 Mbit/s");
+    expect(text).toContain("note: the delayed links carried at most 2 Mbit/s each way");
+    expect(text).toContain("mode compressed: pooled, every connection with compression: true");
+    expect(text).toMatch(/\| 20 ms \| serial +\| compressed \| create /);
+    const plain = renderReport({ ...parseBenchArgs(["--quick"]), delays: [20] }, []);
+    expect(plain).not.toContain("Mbit/s");
+  });
+
   it("flags a second Ansible run that changed something", () => {
     const text = renderReport(
       parseBenchArgs(["--quick"]),
