@@ -4,7 +4,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { foreignProvider, pluginResolves } from "../../bench/driver";
+import { foreignProvider, pluginResolves, specConnection } from "../../bench/driver";
+import type { Relay } from "../../bench/relay";
+import type { LabHost } from "../../lab";
 
 const work = mkdtempSync(path.join(tmpdir(), "bench-driver-test-"));
 
@@ -72,5 +74,28 @@ describe("pluginResolves", () => {
     pkg(other);
     expect(pluginResolves(other)).toBe(path.join(mine, "dist", "provider", "index.js"));
     expect(foreignProvider(pluginResolves(other), other)).toContain("not from this checkout");
+  });
+});
+
+describe("specConnection", () => {
+  const conn = { host: "198.18.0.2", port: 22, user: "root", privateKey: "K", hostKey: "H" };
+  const h = { name: "hv1", connection: () => ({ ...conn }) } as unknown as LabHost;
+  const relay = { host: "127.0.0.1", port: 40000 } as unknown as Relay;
+
+  it("goes through the host's relay when there is one, and adds compression in that mode only", () => {
+    expect(specConnection(h, new Map())).toEqual(conn);
+    const relays = new Map([["hv1", relay]]);
+    expect(specConnection(h, relays, "pooled")).toEqual({
+      ...conn,
+      host: "127.0.0.1",
+      port: 40000,
+    });
+    expect(specConnection(h, relays, "compressed")).toEqual({
+      ...conn,
+      host: "127.0.0.1",
+      port: 40000,
+      compression: true,
+    });
+    expect(specConnection(h, new Map(), "per-command")).not.toHaveProperty("compression");
   });
 });
