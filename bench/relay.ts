@@ -1,7 +1,8 @@
 // A TCP relay that adds latency: every chunk is passed on `delayMs` after it arrived, in each
 // direction, in order. With `bandwidthMbit` each direction is also a link of that rate, shared by
-// the relay's connections: a chunk leaves once the chunks before it have crossed, at that rate. Point a connection's host/port at the relay to put a WAN-like round trip
-// (2 x delayMs) between the controller and a lab host; the SSH host key is still the lab host's.
+// the relay's connections: a chunk leaves once the chunks before it have crossed, at that rate.
+// Point a connection's host/port at the relay to put a WAN-like round trip (2 x delayMs) between
+// the controller and a lab host; the SSH host key is still the lab host's.
 import * as net from "node:net";
 
 export interface RelayOptions {

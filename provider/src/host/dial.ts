@@ -151,8 +151,8 @@ async function dialOnce(target: DialTarget): Promise<LiveConnection> {
     // remove then prepend moves the expected algorithms to the front of ssh2's default list
     config.algorithms.serverHostKey = { remove: algorithms, prepend: algorithms, append: [] };
   }
-  // ssh2 offers "none" first; asked for, zlib goes first (after the login, as OpenSSH's -C asks
-  // for), and "none" stays for a server that has compression off
+  // ssh2 offers "none" first; asked for, zlib goes first (zlib@openssh.com starts after the
+  // login), and "none" stays for a server that has compression off
   if (conn.compression === true) config.algorithms.compress = COMPRESSION;
 
   return await new Promise<LiveConnection>((resolve, reject) => {
