@@ -5,11 +5,6 @@ import { propertyPath, type CheckFailure } from "../lifecycle";
 import { containsUnknown, UNKNOWN, unknownAt } from "../unknown";
 import { unwrapSecrets, type Props } from "./wire";
 
-// Fields whose values are not strings: stack config and generated SDKs send them JSON-encoded.
-const JSON_FIELDS = new Set([...CONNECTION_FIELDS].filter(([, k]) => k === "json").map(([f]) => f));
-const STRING_FIELDS = new Set(
-  [...CONNECTION_FIELDS].filter(([, k]) => k === "string").map(([f]) => f),
-);
 /** Keys the engine adds to every provider's inputs; not configuration of this provider. */
 export const ENGINE_KEYS = new Set(["version", "pluginDownloadURL"]);
 
@@ -48,7 +43,8 @@ function decodeConnection(value: unknown, failures: CheckFailure[]): unknown {
   }
   const out: Props = {};
   for (const [k, f] of Object.entries(v as Props)) {
-    out[k] = JSON_FIELDS.has(k) ? decodeJson(`connection.${k}`, f, failures) : f;
+    // non-string fields come JSON-encoded from stack config and generated SDKs
+    out[k] = CONNECTION_FIELDS.get(k) === "json" ? decodeJson(`connection.${k}`, f, failures) : f;
   }
   return out;
 }
@@ -62,8 +58,8 @@ export function parseProviderConfig(raw: Props): ParsedConfig {
   for (const [k, v] of Object.entries(props)) {
     if (v === undefined || v === null || ENGINE_KEYS.has(k) || k.startsWith("__")) continue;
     if (k === "connection") nested = decodeConnection(v, failures);
-    else if (JSON_FIELDS.has(k)) flat[k] = decodeJson(k, v, failures);
-    else if (STRING_FIELDS.has(k)) flat[k] = v;
+    else if (CONNECTION_FIELDS.get(k) === "json") flat[k] = decodeJson(k, v, failures);
+    else if (CONNECTION_FIELDS.get(k) === "string") flat[k] = v;
     else failures.push({ property: k, reason: `${k}: is not a configuration key of hypervisor` });
   }
   const unknown = containsUnknown(nested) || containsUnknown(flat);
