@@ -64,15 +64,17 @@ export class LinkRate {
 
 // Passes `from`'s bytes and its end to `to`, each delayMs later (and once the link's rate lets
 // them cross). One queue in arrival order and one timer for its head: the stream stays in order
-// whatever the timers' rounding. Returns how many chunks (and the end) wait to be passed on.
+// whatever the timers' rounding. Returns a call that runs `then` once nothing waits to be passed
+// on (at once when nothing does).
 function pipeDelayed(
   from: net.Socket,
   to: net.Socket,
   delayMs: number,
   count: (bytes: number) => void,
   rate: LinkRate | undefined,
-): () => number {
+): (then: () => void) => void {
   const queue: Array<{ at: number; pass: () => void }> = [];
+  const drained: Array<() => void> = [];
   let timer: NodeJS.Timeout | undefined;
   let last = 0;
   const flush = (): void => {
@@ -84,6 +86,7 @@ function pipeDelayed(
       head.pass();
     }
     if (head) timer = setTimeout(flush, Math.max(1, Math.ceil(head.at - now)));
+    else for (const then of drained.splice(0)) then();
   };
   const later = (bytes: number, pass: () => void): void => {
     const now = performance.now();
@@ -97,7 +100,7 @@ function pipeDelayed(
     later(chunk.length, () => to.destroyed || to.write(chunk));
   });
   from.on("end", () => later(0, () => to.destroyed || to.end()));
-  return () => queue.length;
+  return (then) => (queue.length === 0 ? then() : drained.push(then));
 }
 
 /** Returns a listening relay to targetHost:targetPort that delays each direction by delayMs. */
@@ -142,16 +145,16 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
       (n) => (bytes.fromTarget += n),
       fromRate,
     );
-    // Once the bytes still on their way to it are passed on: a side whose end was passed on
-    // goes when its writes are out (a destroy would drop those still buffered), else at once.
-    const closeLater = (s: net.Socket, queued: () => number): void => {
-      const check = (): void => {
-        if (queued() > 0) setTimeout(check, 1);
-        else if (s.writableEnded && !s.writableFinished && !s.destroyed) {
+    // A close crosses the link as the bytes do (delayMs), and goes once the bytes still on their
+    // way to that side are passed on: a side whose end was passed on goes when its writes are out
+    // (a destroy would drop those still buffered), else at once.
+    const closeLater = (s: net.Socket, whenDrained: (then: () => void) => void): void => {
+      const close = (): void => {
+        if (s.writableEnded && !s.writableFinished && !s.destroyed) {
           s.once("finish", () => s.destroy());
         } else s.destroy();
       };
-      setTimeout(check, opts.delayMs + 1);
+      setTimeout(() => whenDrained(close), opts.delayMs);
     };
     client.on("close", () => closeLater(upstream, up));
     upstream.on("close", () => closeLater(client, down));
