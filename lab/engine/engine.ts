@@ -184,7 +184,7 @@ function timeout(seconds: number | undefined): { timeoutSeconds?: number } {
 }
 
 /** Specs in dependency order (a stable topological sort: program order where free). */
-function dependencyOrder(specs: ResourceSpec[]): ResourceSpec[] {
+export function dependencyOrder(specs: ResourceSpec[]): ResourceSpec[] {
   const byName = new Map<string, ResourceSpec>();
   for (const s of specs) {
     if (byName.has(s.name)) throw new Error(`duplicate resource name ${s.name}`);

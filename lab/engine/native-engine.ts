@@ -26,6 +26,7 @@ import { containsUnknown, unwrapSecrets } from "../../provider/src/native/wire";
 import { FakeEngine, type LogMessage } from "./fake-engine";
 import {
   CheckFailedError,
+  dependencyOrder,
   Engine,
   PluginError,
   TEST_PROJECT,
@@ -313,10 +314,14 @@ export class NativeEngine {
 
   /**
    * Check and Diff for every resource, then Create/Update with preview=true for those that would
-   * change: the records carry the provider's planned steps. Nothing on a host changes.
+   * change: the records carry the provider's planned steps. Nothing on a host changes. `atOnce`
+   * sends the previews as the engine does by default (unbounded `--parallel`): each resource's
+   * once those it depends on are done, beside the others, so that the provider sees at once what
+   * the engine asks at once; without it, one after another in dependency order.
    */
   async preview(
     specs: NativeResourceSpec[],
+    opts: RunOptions = {},
   ): Promise<{ steps: NativeStepRecord[]; failures: Record<string, CheckFailure[]> }> {
     const steps: NativeStepRecord[] = [];
     const failures: Record<string, CheckFailure[]> = {};
@@ -324,7 +329,7 @@ export class NativeEngine {
       const { plugin, engine } = this.providers.get(provider)!;
       const r = await engine.preview(group);
       Object.assign(failures, r.failures);
-      for (const step of r.steps) {
+      const record = async (step: StepRecord): Promise<NativeStepRecord> => {
         const rec: NativeStepRecord = { ...step, provider };
         const spec = group.find((s) => s.name === step.name);
         const old = engine.state.get(step.name);
@@ -353,8 +358,26 @@ export class NativeEngine {
         }
         const planned = rec.properties?.["plannedSteps"];
         if (Array.isArray(planned)) rec.plannedSteps = planned as string[];
-        steps.push(rec);
+        return rec;
+      };
+      if (!opts.atOnce) {
+        for (const step of r.steps) steps.push(await record(step));
+        continue;
       }
+      // dependencyOrder puts a resource's dependencies before it: their promises exist (one in
+      // another provider's group is not waited for)
+      const done = new Map<string, Promise<unknown>>();
+      for (const spec of dependencyOrder(group)) {
+        const step = r.steps.find((s) => s.name === spec.name);
+        const deps = (spec.dependsOn ?? []).flatMap((d) => done.get(d) ?? []);
+        const run = async (): Promise<void> => {
+          await Promise.all(deps);
+          if (step) steps.push(await record(step));
+        };
+        done.set(spec.name, run());
+      }
+      throwFirstFailure(await Promise.allSettled(done.values()));
+      for (const step of r.steps.filter((s) => !done.has(s.name))) steps.push(await record(step));
     }
     return { steps, failures };
   }

@@ -9,7 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Lab, LabHost } from "../../lab";
 import type { DynamicProviderPlugin, Engine } from "../../lab/engine/engine";
 import { FakeEngine } from "../../lab/engine/fake-engine";
-import { NativeProviderPlugin, urnOf } from "../../lab/engine/native-engine";
+import {
+  NativeEngine,
+  NativeProviderPlugin,
+  secret,
+  urnOf,
+  type NativeResourceSpec,
+} from "../../lab/engine/native-engine";
 import { spec, startLabWithEngine, stopLabWithEngine } from "../../lab/harness";
 import { Connection } from "../../provider/src/host/connection";
 import { closeAllHosts, hostFor } from "../../provider/src/host/pool";
@@ -206,6 +212,47 @@ describe("a native preview of many resources on one host", () => {
     } finally {
       await p.stop();
       fake.stop();
+    }
+  });
+});
+
+describe("a native preview through the engine's schedule", () => {
+  // Five bridges and a tap on each, every tap depending on its bridge: the engine previews the
+  // bridges at once, then the taps at once, a command each when their previews reach the plugin
+  // within the batch's window (a busy machine may split one); one after another, ten commands.
+  const specs: NativeResourceSpec[] = [0, 1, 2, 3, 4].flatMap((i) => [
+    { type: "hypervisor:index:Bridge", name: `b${i}`, inputs: { name: `br-rts-${i}` } },
+    {
+      type: "hypervisor:index:TapDevice",
+      name: `t${i}`,
+      inputs: { name: `tap-rts-${i}`, bridge: `br-rts-${i}` },
+      dependsOn: [`b${i}`],
+    },
+  ]);
+
+  it("observes what the engine previews at once together", async () => {
+    const native = new NativeEngine();
+    try {
+      await native.provider("default", { connection: secret(h.connection()) });
+      // the first preview opens the connection and its shell
+      await native.preview(specs.slice(0, 1));
+      const oneByOne = await commandsOf(() => native.preview(specs));
+      let levels: Awaited<ReturnType<NativeEngine["preview"]>> | undefined;
+      const atOnce = await commandsOf(async () => {
+        levels = await native.preview(specs, { atOnce: true });
+      });
+      report("five bridges and their taps previewed one by one", oneByOne);
+      report("the same previewed as the engine schedules them", atOnce);
+      expect(oneByOne).toBe(10);
+      expect(atOnce).toBeGreaterThanOrEqual(2);
+      expect(atOnce).toBeLessThanOrEqual(4);
+      expect(levels?.steps.map((s) => `${s.name} ${s.op}`).sort()).toEqual(
+        specs.map((s) => `${s.name} create`).sort(),
+      );
+      const bridge = levels?.steps.find((s) => s.name === "b3");
+      expect(bridge?.plannedSteps?.[0]).toMatch(/^create bridge br-rts-3: ip link add/);
+    } finally {
+      await native.stop();
     }
   });
 });
