@@ -7,6 +7,10 @@
 // default provider, each resource bringing its connection, as with the dynamic plugin). It
 // records the start-up (spawned to configured, from /proc: the process is not yet in the run's
 // cgroup), then sends:
+//   - with a native plugin, first, to processes of their own (started and stopped before the
+//     run's, as `pulumi up` previews with plugins of its own), the fleet's preview as the engine
+//     schedules it: each resource's Create with preview=true once those it depends on are done;
+//     each host's plugin reads the host for the planned steps;
 //   - one check per resource type to each process, before anything touches a host: the dynamic
 //     plugin's first call into the provider loads its modules (and zod's, ssh2's) and runs its
 //     check path cold (the native plugin loads them at start-up);
@@ -17,7 +21,8 @@
 // host's sshd ends the plugin's connections before each later pass, so it opens its connections
 // and shells again, and only the code is warm. The plugins' CPU comes from a cgroup of the run's
 // own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs; the
-// plugins' memory (their resident sets summed, once configured and at their peaks) from /proc.
+// plugins' memory (their resident sets summed, once configured and at their peaks) from /proc;
+// remote commands from the sshd logs and the remote shells' request traces.
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { throwFirstFailure, urnOf, type ResourceSpec, type RunOptions } from "../lab/engine/engine";
@@ -31,7 +36,7 @@ import { hostSpecs } from "./fleet-specs";
 import { residentOf } from "./memory";
 import { int } from "./options";
 import { medianAndEach } from "./report";
-import { SshdLogCounter } from "./sshd-log";
+import { SshdLogCounter, traceFileOf } from "./sshd-log";
 
 const RESOURCES = 20;
 const TYPES = ["Bridge", "TapDevice", "DnsmasqInstance", "NatRule"] as const;
@@ -42,6 +47,8 @@ interface Row {
   cpuMs: number;
   ops: number;
   connections: number;
+  /** Remote commands the hosts ran (sessions that were no remote shell, and requests to shells). */
+  commands: number;
 }
 
 /** The plugin processes of one run, with what the run sends them. */
@@ -50,6 +57,8 @@ interface FrontEnd {
   /** One check per resource type in each plugin process; returns how many were sent. */
   firstChecks(): Promise<number>;
   run(phase: Phase): Promise<unknown>;
+  /** The fleet's preview as the engine schedules it; returns how many resources it previewed. */
+  preview?(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -127,6 +136,10 @@ async function nativeFrontEnd(lab: Lab, specs: ResourceSpec[]): Promise<FrontEnd
       return TYPES.length * hosts.length;
     },
     run: (phase) => all((h) => runPhase(h.engine, h.specs, phase)),
+    async preview() {
+      await all((h) => h.engine.preview(h.specs, { atOnce: true }));
+      return specs.length;
+    },
     async stop() {
       for (const h of hosts) await h.engine.stop();
     },
@@ -149,6 +162,10 @@ async function nativeOneFrontEnd(specs: ResourceSpec[]): Promise<FrontEnd> {
     pids: [engine.plugin().pid],
     firstChecks: () => checkEachType(engine.plugin(), fleet),
     run: (phase) => runPhase(engine, fleet, phase),
+    async preview() {
+      await engine.preview(fleet, { atOnce: true });
+      return fleet.length;
+    },
     stop: () => engine.stop(),
   };
 }
@@ -159,6 +176,10 @@ const FRONT_ENDS: Record<string, (lab: Lab, specs: ResourceSpec[]) => Promise<Fr
   native: nativeFrontEnd,
   "native-one": (_lab, specs) => nativeOneFrontEnd(specs),
 };
+
+// The front ends whose plugin previews a create on the hosts. The engine sends the dynamic
+// provider no Create in a preview (its Configure does not say supportsPreview), only Check.
+const PREVIEWS = new Set(["native", "native-one"]);
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -197,16 +218,62 @@ async function main(): Promise<void> {
     }
     return kb;
   };
-  const counters = lab.hosts.map((h) => new SshdLogCounter(h.sshdLogPath));
+  // the remote shells count their requests in this file when it exists
+  for (const h of lab.hosts) {
+    const made = await h.exec([
+      "sh",
+      "-c",
+      "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
+    ]);
+    if (made.code !== 0) throw new Error(`${h.name}: no request trace: ${made.stderr}`);
+  }
+  const counters = lab.hosts.map((h) => new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid)));
   try {
     const specs = (
       await Promise.all(
         lab.hosts.map((h) => hostSpecs(h.name, h.guestNet(0), RESOURCES, h.connection())),
       )
     ).flat();
-    // connections as the hosts' sshd logged them
-    const connections = (): number => counters.reduce((n, c) => n + c.update().connections, 0);
+    // connections as the hosts' sshd logged them, remote commands as they and the shells did
+    const counts = (): { connections: number; commands: number } =>
+      counters.reduce(
+        (n, c) => {
+          const u = c.update();
+          return { connections: n.connections + u.connections, commands: n.commands + u.requests };
+        },
+        { connections: 0, commands: 0 },
+      );
+    // what a call cost: wall time, the CPU of the processes in `group`, connections and commands
+    const measure = async (
+      what: string,
+      group: { usageUsec(): Promise<number> },
+      fn: () => Promise<number>,
+    ): Promise<void> => {
+      const n0 = counts();
+      const c0 = await group.usageUsec();
+      const t1 = performance.now();
+      const ops = await fn();
+      const wallMs = performance.now() - t1;
+      const cpuMs = ((await group.usageUsec()) - c0) / 1000;
+      // sshd and the shells log a command as it ends: the last lines may come just after it
+      await new Promise((r) => setTimeout(r, 200));
+      const n1 = counts();
+      const connections = n1.connections - n0.connections;
+      record({ what, wallMs, cpuMs, ops, connections, commands: n1.commands - n0.commands });
+    };
     for (let run = 1; run <= runs; run++) {
+      // `pulumi up` previews with plugins of its own, then starts others for the update: a
+      // preview's connections and shells are not the update's
+      const previewing = PREVIEWS.has(front) ? await frontEnd(lab, specs) : undefined;
+      try {
+        if (previewing?.preview) {
+          const group = await acct.group(`first-apply-preview-${run}`, previewing.pids);
+          const preview = previewing.preview.bind(previewing);
+          await measure("preview of the create (plugins of its own)", group, preview);
+        }
+      } finally {
+        await previewing?.stop();
+      }
       const t0 = performance.now();
       const fe = await frontEnd(lab, specs);
       try {
@@ -214,20 +281,16 @@ async function main(): Promise<void> {
         // from /proc: the start-up came before the processes were in the run's cgroup
         let startMs = 0;
         for (const pid of fe.pids) startMs += (await procCpuUs(pid)) / 1000;
-        const opened = { what: "plugin start-up (spawned to configured)", ops: 0, connections: 0 };
+        const opened = {
+          what: "plugin start-up (spawned to configured)",
+          ops: 0,
+          connections: 0,
+          commands: 0,
+        };
         record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
         const startKb = await residentSum(fe.pids, "rssKb");
         const group = await acct.group(`first-apply-${run}`, fe.pids);
-        const measure = async (what: string, fn: () => Promise<number>): Promise<void> => {
-          const n0 = connections();
-          const c0 = await group.usageUsec();
-          const t1 = performance.now();
-          const ops = await fn();
-          const wallMs = performance.now() - t1;
-          const cpuMs = ((await group.usageUsec()) - c0) / 1000;
-          record({ what, wallMs, cpuMs, ops, connections: connections() - n0 });
-        };
-        await measure("first checks (one per type)", () => fe.firstChecks());
+        await measure("first checks (one per type)", group, () => fe.firstChecks());
         for (let pass = 1; pass <= passes; pass++) {
           if (pass > 1 && values.reconnect) {
             // each host's sshd ends the plugin's connections; the plugin dials again when it next
@@ -236,7 +299,7 @@ async function main(): Promise<void> {
             await new Promise((r) => setTimeout(r, 500));
           }
           for (const phase of PHASES) {
-            await measure(`pass ${pass} ${phase}`, async () => {
+            await measure(`pass ${pass} ${phase}`, group, async () => {
               await fe.run(phase);
               return specs.length;
             });
@@ -259,13 +322,13 @@ async function main(): Promise<void> {
     `the ${front} plugin, ${plugins} process(es) per run (${runs} runs), 3 hosts x ${RESOURCES} resources, 0 ms, the parallel schedule; medians, each run's figure after it`,
   );
   out("");
-  out("| calls | connections | wall ms | plugin CPU ms | CPU ms per operation |");
-  out("| ----- | ----------- | ------- | ------------- | -------------------- |");
+  out("| calls | connections | remote commands | wall ms | plugin CPU ms | CPU ms per operation |");
+  out("| ----- | ----------- | --------------- | ------- | ------------- | -------------------- |");
   for (const [what, rows] of table) {
     const each = (f: (r: Row) => number, digits: number): string =>
       medianAndEach(rows.map(f), digits);
     out(
-      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
+      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.commands, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
     );
   }
   if (memory.length > 0) {

@@ -1,6 +1,6 @@
 // `npm run bench:first-apply` end to end, small (one run, two passes): CI does not run the bench,
 // so this keeps it from breaking unnoticed. Checks what its table rests on (every call measured,
-// the connections each pass opened), not how fast anything was.
+// the connections each pass opened, the remote commands the hosts ran), not how fast anything was.
 import { execFile } from "node:child_process";
 import * as path from "node:path";
 import { promisify } from "node:util";
@@ -10,6 +10,7 @@ const ROOT = path.join(__dirname, "..", "..");
 
 interface Row {
   connections: number;
+  commands: number;
   wall: number;
   cpu: number;
 }
@@ -35,12 +36,21 @@ async function firstApply(
     throw new Error(`bench:first-apply failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
   });
   const rows = new Map<string, Row>();
-  const line =
-    /^\| ([\w ()-]+?) \| (\d+) \(.*\) \| (\d+) \(.*\) \| (\d+) \(.*\) \| (?:[\d.]+ \(.*\)|-) \|$/;
+  const figure = "(\\d+) \\(.*?\\)";
+  const line = new RegExp(
+    `^\\| ([\\w ()-]+?) \\| ${figure} \\| ${figure} \\| ${figure} \\| ${figure} \\| (?:[\\d.]+ \\(.*\\)|-) \\|$`,
+  );
   for (const l of r.stdout.split("\n")) {
     const m = line.exec(l);
-    if (m)
-      rows.set(m[1] ?? "", { connections: Number(m[2]), wall: Number(m[3]), cpu: Number(m[4]) });
+    if (m) {
+      const [connections, commands, wall, cpu] = m.slice(2, 6).map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+      rows.set(m[1] ?? "", { connections, commands, wall, cpu });
+    }
   }
   const processes = Number(/ plugin, (\d+) process\(es\) per run/.exec(r.stdout)?.[1] ?? NaN);
   const mem = /^plugin memory, .*: configured ([\d.]+) \(.*\), peak ([\d.]+) \(.*\)$/m.exec(
@@ -64,14 +74,27 @@ const ROWS = [
   "pass 2 destroy",
 ];
 
+// The native plugins preview the create first, with processes of their own.
+const PREVIEW = "preview of the create (plugins of its own)";
+
 // every call measured, and each plugin process's memory (tens of MB for node alone) counted
-function expectMeasured(rows: Map<string, Row>, memory: Memory, processes: number): void {
-  expect([...rows.keys()]).toEqual(ROWS);
+function expectMeasured(
+  rows: Map<string, Row>,
+  memory: Memory,
+  processes: number,
+  names = ROWS,
+): void {
+  expect([...rows.keys()]).toEqual(names);
   for (const [key, row] of rows) {
     expect([key, row.wall > 0, row.cpu > 0]).toEqual([key, true, true]);
   }
   expect(memory.configured).toBeGreaterThan(30 * processes);
   expect(memory.peak).toBeGreaterThan(memory.configured);
+  // two remote commands per create and delete (60 resources), none for the checks
+  for (const key of ROWS.filter((k) => /(create|destroy)$/.test(k))) {
+    expect([key, rows.get(key)?.commands]).toEqual([key, 120]);
+  }
+  expect(rows.get("first checks (one per type)")?.commands).toBe(0);
 }
 
 describe("npm run bench:first-apply", () => {
@@ -105,11 +128,17 @@ describe("npm run bench:first-apply", () => {
         lab,
       ]);
       expect(processes).toBe(count);
-      expectMeasured(rows, memory, processes);
-      // each host dialled once, from its provider's connection or from its resources' own
+      expectMeasured(rows, memory, processes, [PREVIEW, ...ROWS]);
+      // each host dialled once by the preview's plugins and once by the run's, from its
+      // provider's connection or from its resources' own
       expect([...rows].map(([key, row]) => [key, row.connections])).toEqual(
-        ROWS.map((k) => [k, k === "pass 1 create" ? 3 : 0]),
+        [PREVIEW, ...ROWS].map((k) => [k, k === PREVIEW || k === "pass 1 create" ? 3 : 0]),
       );
+      // the previews the engine sends at once share commands: each host's dependency levels
+      // (bridges, taps, then dnsmasq and NAT), fewer than one per resource
+      const previewed = rows.get(PREVIEW)?.commands ?? 0;
+      expect(previewed).toBeGreaterThanOrEqual(3 * 3);
+      expect(previewed).toBeLessThan(60 / 2);
     },
     600_000,
   );
