@@ -38,8 +38,8 @@ export function abortableHost(host: Host, signal: AbortSignal | undefined): Host
       signal.aborted
         ? Promise.reject(abortReason(signal))
         : unlessAborted(host.run({ ...req, signal }), signal),
-    ...(address ? { sessionClientAddress: () => unlessAborted(address(), signal) } : {}),
-    ...(port ? { sessionServerPort: () => unlessAborted(port(), signal) } : {}),
+    ...(address ? { sessionClientAddress: (o) => unlessAborted(address(o), signal) } : {}),
+    ...(port ? { sessionServerPort: (o) => unlessAborted(port(o), signal) } : {}),
     ...(fresh ? { runFresh: (req) => unlessAborted(fresh({ ...req, signal }), signal) } : {}),
   };
 }

@@ -216,16 +216,22 @@ function omit(props: Props, key: string): Props {
 
 // The session's ends cost a command on a host's first operation (none where a shell's hello
 // brought them): asked only when a module uses them.
-/** Returns what an observation of `mod` needs: the host, the client address and the session's port if it asks. */
+/**
+ * Returns what an observation of `mod` needs: the host, the client address and the session's port
+ * if it asks. `shared`: the observation rides in a batch with others (observeCoalesced), so the
+ * operation runs no command of its own.
+ */
 export async function observeContext(
   host: Host,
   mod: Pick<ResourceModule<{ name: string }, unknown>, "needsClientAddress" | "needsSessionPort">,
+  shared = false,
 ): Promise<ObserveContext> {
   const ask = mod.needsClientAddress === true && host.sessionClientAddress !== undefined;
   const askPort = mod.needsSessionPort === true && host.sessionServerPort !== undefined;
+  const opts = { ownCommand: !shared };
   const [address, port] = await Promise.all([
-    ask ? host.sessionClientAddress?.() : undefined,
-    askPort ? host.sessionServerPort?.() : undefined,
+    ask ? host.sessionClientAddress?.(opts) : undefined,
+    askPort ? host.sessionServerPort?.(opts) : undefined,
   ]);
   return {
     sshClientAddress: address,
@@ -343,7 +349,7 @@ export class Lifecycle<I extends { name: string }, S> {
     const desired = parsed.inputs;
     try {
       // A replacement is a create, except of the same name: that link is the old object itself.
-      const base = await observeContext(host, this.mod);
+      const base = await observeContext(host, this.mod, true);
       const creating = desired.name !== old.name;
       const ctx = creating ? { ...base, creating } : base;
       const state = await observeCoalesced(this.mod, raw, desired, ctx, signal);
@@ -542,7 +548,7 @@ export class Lifecycle<I extends { name: string }, S> {
   ): Promise<{ id: string; props: Props; inputs?: Props }> {
     const { host, raw, inputs } = this.connect(props, "outputs", opts.signal);
     const what = this.what(inputs.name, host);
-    const ctx = { ...(await observeContext(host, this.mod)), lookOnly: true };
+    const ctx = { ...(await observeContext(host, this.mod, true)), lookOnly: true };
     const state = await this.observe(host, inputs, ctx, what, { raw, signal: opts.signal });
     if (!this.mod.exists(state)) return { id: "", props: {} };
     const observed = this.mod.observedInputs(state, inputs);

@@ -216,6 +216,36 @@ describe("a native preview of many resources on one host", () => {
   });
 });
 
+describe("a native preview on a new connection", () => {
+  it("opens one shell for the looks it sends at once", async () => {
+    const fake = await FakeEngine.start();
+    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
+    try {
+      await p.handshake();
+      await p.configure({ connection: h.connection() });
+      // Bridges ask for the session's client address, which the first shell's hello brings:
+      // waiting for it, a look that rides in a shared batch starts no shell of its own.
+      const ten = await commandsOf(() =>
+        Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            p.create(
+              urnOf("hypervisor:index:Bridge", `n${i}`),
+              { name: `br-rtn-${i}` },
+              { preview: true },
+            ),
+          ),
+        ),
+      );
+      report("ten native previews at once on a new connection", ten);
+      expect(ten).toBe(1);
+      expect(lastSessions).toBe(1);
+    } finally {
+      await p.stop();
+      fake.stop();
+    }
+  });
+});
+
 describe("a native preview through the engine's schedule", () => {
   // Five bridges and a tap on each, every tap depending on its bridge: the engine previews the
   // bridges at once, then the taps at once, a command each when their previews reach the plugin

@@ -49,15 +49,24 @@ export interface ShellLockHold {
   release(lock: string | undefined): void;
 }
 
+/** How an operation asks for the session's ends. */
+export interface SessionEndsOptions {
+  /**
+   * false: the operation will not run a command of its own (its look rides in a batch shared with
+   * others), so waiting for the ends starts no shell for it meanwhile. Default true.
+   */
+  readonly ownCommand?: boolean;
+}
+
 /** What every resource talks to: a Linux host that runs argv commands. */
 export interface Host {
   /** "user@host:port", used in every log line and error. */
   readonly label: string;
   run(req: RunRequest): Promise<RunResult>;
   /** The SSH client's address as the host sees it ($SSH_CONNECTION), for "do not cut me off" checks. */
-  sessionClientAddress?(): Promise<string | undefined>;
+  sessionClientAddress?(opts?: SessionEndsOptions): Promise<string | undefined>;
   /** The TCP port the SSH session came in on, as the host sees it ($SSH_CONNECTION's last word). */
-  sessionServerPort?(): Promise<number | undefined>;
+  sessionServerPort?(opts?: SessionEndsOptions): Promise<number | undefined>;
   /**
    * Runs one command over a new connection of its own (never the pooled one), closed after: the
    * proof that a new login works, which a session that survived a network change does not give.

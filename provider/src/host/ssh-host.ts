@@ -31,6 +31,7 @@ import {
   type Host,
   type RunRequest,
   type RunResult,
+  type SessionEndsOptions,
   type ShellLockHold,
 } from "./host";
 import { lockReleaseArgv } from "./lock";
@@ -261,17 +262,17 @@ export class SshHost implements Host {
   }
 
   /** Returns the SSH client's address as the host sees it (first word of $SSH_CONNECTION). */
-  async sessionClientAddress(): Promise<string | undefined> {
-    const first = (await this.sessionConnection())?.trim().split(/\s+/)[0];
+  async sessionClientAddress(opts?: SessionEndsOptions): Promise<string | undefined> {
+    const first = (await this.sessionConnection(opts))?.trim().split(/\s+/)[0];
     return first && isIP(first) ? first : undefined;
   }
 
   /** Returns the port the session came in on, as the host sees it (last word of $SSH_CONNECTION). */
-  async sessionServerPort(): Promise<number | undefined> {
-    return sessionPortOf(await this.sessionConnection());
+  async sessionServerPort(opts?: SessionEndsOptions): Promise<number | undefined> {
+    return sessionPortOf(await this.sessionConnection(opts));
   }
 
-  private sessionConnection(): Promise<string | undefined> {
+  private sessionConnection(opts?: SessionEndsOptions): Promise<string | undefined> {
     if (!this.sessionEnds) {
       const asked = this.askSessionConnection();
       this.sessionEnds = asked;
@@ -283,7 +284,7 @@ export class SshHost implements Host {
         settled();
         if (this.sessionEnds === asked) this.sessionEnds = undefined;
       });
-    } else if (this.sessionEndsPending) {
+    } else if (this.sessionEndsPending && opts?.ownCommand !== false) {
       this.warmShell();
     }
     return this.sessionEnds;
@@ -291,7 +292,9 @@ export class SshHost implements Host {
 
   // An operation that waits for the session's ends while the first shell starts (its hello has
   // them) starts the shell it will run in meanwhile: a start costs round trips (channel, exec,
-  // hello), and these overlap the first one's instead of following it.
+  // hello), and these overlap the first one's instead of following it. Not one whose look rides
+  // in a shared batch (a refresh's, a preview's): those need one shell between them, not a shell
+  // each (ten bridges previewed at once on a new connection started four for their one command).
   private warmShell(): void {
     if (this.shellMode !== "on" || this.idleShells.length > 0 || !this.mayStartShell()) return;
     this.inFlight++;

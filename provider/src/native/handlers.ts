@@ -434,7 +434,7 @@ async function observeForPreview(
   signal: AbortSignal,
   creating = false,
 ): Promise<unknown> {
-  const ctx = await observeContext(abortableHost(pooled, signal), mod);
+  const ctx = await observeContext(abortableHost(pooled, signal), mod, true);
   return observeCoalesced(mod, pooled, inputs, creating ? { ...ctx, creating } : ctx, signal);
 }
 
