@@ -179,19 +179,28 @@ describe("commands per operation without the host lock, and observations at once
   });
 });
 
+// A native plugin of its own (so a new connection), configured with the lab host's, for `fn`.
+async function withNativePlugin(fn: (p: NativeProviderPlugin) => Promise<void>): Promise<void> {
+  const fake = await FakeEngine.start();
+  const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
+  try {
+    await p.handshake();
+    await p.configure({ connection: h.connection() });
+    await fn(p);
+  } finally {
+    await p.stop();
+    fake.stop();
+  }
+}
+
+/** The preview of a create of bridge `name`, as resource `key`. */
+const previewBridge = (p: NativeProviderPlugin, key: string, name: string) =>
+  p.create(urnOf("hypervisor:index:Bridge", key), { name }, { preview: true });
+
 describe("a native preview of many resources on one host", () => {
   it("observes them in one command when the engine asks for them at once", async () => {
-    const fake = await FakeEngine.start();
-    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
-    try {
-      await p.handshake();
-      await p.configure({ connection: h.connection() });
-      const preview = (i: number) =>
-        p.create(
-          urnOf("hypervisor:index:Bridge", `b${i}`),
-          { name: `br-rtp-${i}` },
-          { preview: true },
-        );
+    await withNativePlugin(async (p) => {
+      const preview = (i: number) => previewBridge(p, `b${i}`, `br-rtp-${i}`);
       // a new connection of this plugin: the client's address comes with the shell's hello
       const first = await commandsOf(() => preview(0));
       expect(first).toBe(1);
@@ -209,40 +218,20 @@ describe("a native preview of many resources on one host", () => {
           expect.arrayContaining([expect.stringMatching(/^create bridge br-rtp-/)]),
         );
       }
-    } finally {
-      await p.stop();
-      fake.stop();
-    }
+    });
   });
-});
 
-describe("a native preview on a new connection", () => {
-  it("opens one shell for the looks it sends at once", async () => {
-    const fake = await FakeEngine.start();
-    const p = await NativeProviderPlugin.start({ engineAddress: fake.address });
-    try {
-      await p.handshake();
-      await p.configure({ connection: h.connection() });
+  it("on a new connection, opens one shell for the looks it sends at once", async () => {
+    await withNativePlugin(async (p) => {
       // Bridges ask for the session's client address, which the first shell's hello brings:
       // waiting for it, a look that rides in a shared batch starts no shell of its own.
       const ten = await commandsOf(() =>
-        Promise.all(
-          Array.from({ length: 10 }, (_, i) =>
-            p.create(
-              urnOf("hypervisor:index:Bridge", `n${i}`),
-              { name: `br-rtn-${i}` },
-              { preview: true },
-            ),
-          ),
-        ),
+        Promise.all(Array.from({ length: 10 }, (_, i) => previewBridge(p, `n${i}`, `br-rtn-${i}`))),
       );
       report("ten native previews at once on a new connection", ten);
       expect(ten).toBe(1);
       expect(lastSessions).toBe(1);
-    } finally {
-      await p.stop();
-      fake.stop();
-    }
+    });
   });
 });
 
