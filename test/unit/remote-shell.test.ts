@@ -793,22 +793,27 @@ describe.each(variants)("remote-shell.sh in %s, replies by %s", (impl, sender) =
     }
   });
 
-  it("refuses a request whose lock is not TOKEN/KEY, running nothing", async () => {
-    for (const lock of ["../x", "0123", "0123/a/b", "0123/", "/key", "xyz/key", "0123/ke y"]) {
-      const { shell, child, exited } = startLocal(impl, sender);
-      await shell.hello;
-      const marker = join(work, `lock-${impl}-${sender}`);
-      const cmd = `touch ${marker}`;
-      child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ${lock}\n${cmd}\n\n`);
-      expect(await exited).toBe(2);
-      expect(existsSync(marker)).toBe(false);
-      if (!lock.includes(" ")) {
-        expect(() => encodeRequest("true", Buffer.alloc(0), "a".repeat(32), lock)).toThrow(
-          /invalid host lock reference/,
-        );
+  // seven loops started one after the other: on a busy machine each start takes most of a second
+  it(
+    "refuses a request whose lock is not TOKEN/KEY, running nothing",
+    { timeout: 30_000 },
+    async () => {
+      for (const lock of ["../x", "0123", "0123/a/b", "0123/", "/key", "xyz/key", "0123/ke y"]) {
+        const { shell, child, exited } = startLocal(impl, sender);
+        await shell.hello;
+        const marker = join(work, `lock-${impl}-${sender}`);
+        const cmd = `touch ${marker}`;
+        child.stdin.write(`L ${cmd.length} 0 ${"a".repeat(32)} ${lock}\n${cmd}\n\n`);
+        expect(await exited).toBe(2);
+        expect(existsSync(marker)).toBe(false);
+        if (!lock.includes(" ")) {
+          expect(() => encodeRequest("true", Buffer.alloc(0), "a".repeat(32), lock)).toThrow(
+            /invalid host lock reference/,
+          );
+        }
       }
-    }
-  });
+    },
+  );
 
   it("gives a command its stdin, and end of file when there is none", async () => {
     const { shell } = startLocal(impl, sender);
