@@ -22,7 +22,7 @@
 // and shells again, and only the code is warm. The plugins' CPU comes from a cgroup of the run's
 // own (cgroup v2 `cpu.stat`), as in `npm run bench`; connections from the hosts' sshd logs; the
 // plugins' memory (their resident sets summed, once configured and at their peaks) from /proc;
-// remote commands from the sshd logs and the remote shells' request traces.
+// sessions from the sshd logs, remote commands from them and the remote shells' request traces.
 import { execFileSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { throwFirstFailure, urnOf, type ResourceSpec, type RunOptions } from "../lab/engine/engine";
@@ -47,6 +47,8 @@ interface Row {
   cpuMs: number;
   ops: number;
   connections: number;
+  /** Sessions sshd started: the remote shells, and commands on sessions of their own. */
+  sessions: number;
   /** Remote commands the hosts ran (sessions that were no remote shell, and requests to shells). */
   commands: number;
 }
@@ -234,14 +236,19 @@ async function main(): Promise<void> {
         lab.hosts.map((h) => hostSpecs(h.name, h.guestNet(0), RESOURCES, h.connection())),
       )
     ).flat();
-    // connections as the hosts' sshd logged them, remote commands as they and the shells did
-    const counts = (): { connections: number; commands: number } =>
+    // connections and sessions as the hosts' sshd logged them, remote commands as they and the
+    // shells did
+    const counts = (): { connections: number; sessions: number; commands: number } =>
       counters.reduce(
         (n, c) => {
           const u = c.update();
-          return { connections: n.connections + u.connections, commands: n.commands + u.requests };
+          return {
+            connections: n.connections + u.connections,
+            sessions: n.sessions + u.sessions,
+            commands: n.commands + u.requests,
+          };
         },
-        { connections: 0, commands: 0 },
+        { connections: 0, sessions: 0, commands: 0 },
       );
     // what a call cost: wall time, the CPU of the processes in `group`, connections and commands
     const measure = async (
@@ -259,7 +266,16 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 200));
       const n1 = counts();
       const connections = n1.connections - n0.connections;
-      record({ what, wallMs, cpuMs, ops, connections, commands: n1.commands - n0.commands });
+      const sessions = n1.sessions - n0.sessions;
+      record({
+        what,
+        wallMs,
+        cpuMs,
+        ops,
+        connections,
+        sessions,
+        commands: n1.commands - n0.commands,
+      });
     };
     for (let run = 1; run <= runs; run++) {
       // `pulumi up` previews with plugins of its own, then starts others for the update: a
@@ -285,6 +301,7 @@ async function main(): Promise<void> {
           what: "plugin start-up (spawned to configured)",
           ops: 0,
           connections: 0,
+          sessions: 0,
           commands: 0,
         };
         record({ ...opened, wallMs: performance.now() - t0, cpuMs: startMs });
@@ -322,13 +339,17 @@ async function main(): Promise<void> {
     `the ${front} plugin, ${plugins} process(es) per run (${runs} runs), 3 hosts x ${RESOURCES} resources, 0 ms, the parallel schedule; medians, each run's figure after it`,
   );
   out("");
-  out("| calls | connections | remote commands | wall ms | plugin CPU ms | CPU ms per operation |");
-  out("| ----- | ----------- | --------------- | ------- | ------------- | -------------------- |");
+  out(
+    "| calls | connections | sessions | remote commands | wall ms | plugin CPU ms | CPU ms per operation |",
+  );
+  out(
+    "| ----- | ----------- | -------- | --------------- | ------- | ------------- | -------------------- |",
+  );
   for (const [what, rows] of table) {
     const each = (f: (r: Row) => number, digits: number): string =>
       medianAndEach(rows.map(f), digits);
     out(
-      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.commands, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
+      `| ${what} | ${each((r) => r.connections, 0)} | ${each((r) => r.sessions, 0)} | ${each((r) => r.commands, 0)} | ${each((r) => r.wallMs, 0)} | ${each((r) => r.cpuMs, 0)} | ${rows.every((r) => r.ops > 0) ? each((r) => r.cpuMs / r.ops, 1) : "-"} |`,
     );
   }
   if (memory.length > 0) {

@@ -10,6 +10,7 @@ const ROOT = path.join(__dirname, "..", "..");
 
 interface Row {
   connections: number;
+  sessions: number;
   commands: number;
   wall: number;
   cpu: number;
@@ -38,18 +39,19 @@ async function firstApply(
   const rows = new Map<string, Row>();
   const figure = "(\\d+) \\(.*?\\)";
   const line = new RegExp(
-    `^\\| ([\\w ()-]+?) \\| ${figure} \\| ${figure} \\| ${figure} \\| ${figure} \\| (?:[\\d.]+ \\(.*\\)|-) \\|$`,
+    `^\\| ([\\w ()-]+?) \\| ${figure} \\| ${figure} \\| ${figure} \\| ${figure} \\| ${figure} \\| (?:[\\d.]+ \\(.*\\)|-) \\|$`,
   );
   for (const l of r.stdout.split("\n")) {
     const m = line.exec(l);
     if (m) {
-      const [connections, commands, wall, cpu] = m.slice(2, 6).map(Number) as [
+      const [connections, sessions, commands, wall, cpu] = m.slice(2, 7).map(Number) as [
+        number,
         number,
         number,
         number,
         number,
       ];
-      rows.set(m[1] ?? "", { connections, commands, wall, cpu });
+      rows.set(m[1] ?? "", { connections, sessions, commands, wall, cpu });
     }
   }
   const processes = Number(/ plugin, (\d+) process\(es\) per run/.exec(r.stdout)?.[1] ?? NaN);
@@ -95,6 +97,9 @@ function expectMeasured(
     expect([key, rows.get(key)?.commands]).toEqual([key, 120]);
   }
   expect(rows.get("first checks (one per type)")?.commands).toBe(0);
+  // the first create opens each host's remote shells; the checks open no session
+  expect(rows.get("pass 1 create")?.sessions).toBeGreaterThanOrEqual(3);
+  expect(rows.get("first checks (one per type)")?.sessions).toBe(0);
 }
 
 describe("npm run bench:first-apply", () => {
