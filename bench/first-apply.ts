@@ -250,7 +250,8 @@ async function main(): Promise<void> {
         },
         { connections: 0, sessions: 0, commands: 0 },
       );
-    // what a call cost: wall time, the CPU of the processes in `group`, connections and commands
+    // what a call cost: wall time, the CPU of the processes in `group`, connections, sessions and
+    // commands
     const measure = async (
       what: string,
       group: { usageUsec(): Promise<number> },
