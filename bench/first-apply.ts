@@ -36,7 +36,7 @@ import { hostSpecs } from "./fleet-specs";
 import { residentOf } from "./memory";
 import { int } from "./options";
 import { medianAndEach } from "./report";
-import { SshdLogCounter, traceFileOf } from "./sshd-log";
+import { SshdLogCounter, startRequestTrace, traceFileOf } from "./sshd-log";
 
 const RESOURCES = 20;
 const TYPES = ["Bridge", "TapDevice", "DnsmasqInstance", "NatRule"] as const;
@@ -220,15 +220,7 @@ async function main(): Promise<void> {
     }
     return kb;
   };
-  // the remote shells count their requests in this file when it exists
-  for (const h of lab.hosts) {
-    const made = await h.exec([
-      "sh",
-      "-c",
-      "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
-    ]);
-    if (made.code !== 0) throw new Error(`${h.name}: no request trace: ${made.stderr}`);
-  }
+  for (const h of lab.hosts) await startRequestTrace(h);
   const counters = lab.hosts.map((h) => new SshdLogCounter(h.sshdLogPath, traceFileOf(h.sshdPid)));
   try {
     const specs = (

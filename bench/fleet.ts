@@ -29,6 +29,7 @@ import {
 } from "./peers";
 import { recordingOf, runPluginAlone, type PluginAloneResult, type Recorded } from "./plugin-alone";
 import { startRelay, type Relay } from "./relay";
+import { startRequestTrace } from "./sshd-log";
 import type { SameState } from "./report";
 import { cleanHost, hostState, stateDiff } from "./state";
 import { renderReport, s } from "./report";
@@ -38,11 +39,7 @@ async function prepareHosts(hosts: LabHost[]): Promise<void> {
   await Promise.all(
     hosts.map(async (h) => {
       await cleanHost(h);
-      await h.exec([
-        "sh",
-        "-c",
-        "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
-      ]);
+      await startRequestTrace(h);
     }),
   );
 }

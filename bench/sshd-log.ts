@@ -1,6 +1,7 @@
 // Counting on the hosts' side: sshd with LogLevel VERBOSE logs "Connection from" per connection and
 // "Starting session" per exec channel, so its log gives connections and remote commands exactly.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import type { LabHost } from "../lab";
 
 const CONNECTION_LINE = /\bConnection from \d/;
 const SESSION_LINE = /\bStarting session: /;
@@ -87,6 +88,16 @@ export interface Counts {
   connections: number;
   sessions: number;
   requests: number;
+}
+
+/** Empties a lab host's request trace, creating it: the remote shells append to it when it exists. */
+export async function startRequestTrace(h: LabHost): Promise<void> {
+  const made = await h.exec([
+    "sh",
+    "-c",
+    "mkdir -p /run/pulumi-hypervisor && : > /run/pulumi-hypervisor/trace-requests",
+  ]);
+  if (made.code !== 0) throw new Error(`${h.name}: no request trace: ${made.stderr}`);
 }
 
 /** Returns where the machine sees a lab host's request trace (through its sshd's root). */
