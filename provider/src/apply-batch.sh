@@ -57,8 +57,8 @@ ab_cpus() {
 # ab_side_by_side sets ab_side: 1 when probe-bg probes run side by side, 0 when they run one
 # after the other. Side by side only on a host with more than two CPUs online, or whose CPUs are
 # not known: on two, the probes' processes started at once cost the host more CPU than one after
-# the other, and took longer (docs/performance.md, round 30). PULUMI_HYPERVISOR_CPUS_ONLINE, in
-# the same format, stands in for the kernel's list (tests).
+# the other, and took longer (docs/performance-history.md, round 30).
+# PULUMI_HYPERVISOR_CPUS_ONLINE, in the same format, stands in for the kernel's list (tests).
 ab_side_by_side() {
   ab_on=${PULUMI_HYPERVISOR_CPUS_ONLINE-}
   if [ -z "$ab_on" ]; then
