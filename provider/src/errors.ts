@@ -137,9 +137,16 @@ export class StepError extends Error {
 
 /** A plan that cannot be carried out safely; the message says why and what to do. */
 export class PlanError extends Error {
-  constructor(message: string) {
+  /**
+   * The network link whose absence is the refusal (a bridge or a tap not there yet), when that is
+   * all: a preview whose update creates that link first shows the plan without steps and no warning.
+   */
+  readonly missingLink: string | undefined;
+
+  constructor(message: string, opts: { missingLink?: string } = {}) {
     super(message);
     this.name = "PlanError";
+    this.missingLink = opts.missingLink;
   }
 }
 

@@ -137,6 +137,12 @@ export interface ResourceModule<
    */
   lockKeys?(inputs: I): string[];
   /**
+   * The network link the object is on its host (a bridge's or a tap's name), for an object that is
+   * one: another resource's preview that needs that link (PlanError.missingLink) knows the same
+   * update creates it first.
+   */
+  link?(inputs: I): string;
+  /**
    * Does the probe need the SSH client's address (`ctx.sshClientAddress`)? Without it the
    * lifecycle never asks the host for it.
    */

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { missingLinkOf } from "../support/plan-error";
 import { PlanError } from "../../provider/src/errors";
 import { formatProbe, parseProbe } from "../../provider/src/host/probe";
 import { bridgeModule } from "../../provider/src/resources/bridge";
@@ -460,6 +461,9 @@ describe("planBridge", () => {
     expect(() => planBridge(inputs({ name: "br9", ports: ["nope0"] }), captured("br9"))).toThrow(
       /port "nope0" does not exist on the host/,
     );
+    expect(
+      missingLinkOf(() => planBridge(inputs({ name: "br9", ports: ["nope0"] }), captured("br9"))),
+    ).toBe("nope0");
     expect(() => planBridge(inputs({ name: "br9", ports: ["eno1"] }), captured("br9"))).toThrow(
       /port "eno1" is already attached to br0/,
     );

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { missingLinkOf } from "../support/plan-error";
 import "../../provider/src/apply";
 import { dnsmasqInstanceModule } from "../../provider/src/resources/dnsmasq-instance";
 import {
@@ -398,6 +399,12 @@ describe("planDnsmasqInstance", () => {
     expect(() => planDnsmasqInstance(nope({ interface: "br9" }), absent)).toThrow(
       'interface "br9" does not exist on the host; create it first (e.g. a Bridge)',
     );
+    expect(missingLinkOf(() => planDnsmasqInstance(nope({ interface: "br9" }), absent))).toBe(
+      "br9",
+    );
+    expect(
+      missingLinkOf(() => planDnsmasqInstance(nope({ interface: "br0" }), absent)),
+    ).toBeUndefined();
     expect(() => planDnsmasqInstance(nope({ interface: "dcalpha" }), absent)).toThrow(
       "interface dcalpha has no IPv4 address in the network of dhcpRange.start 198.18.131.200 (it has: none); add one to the interface, or fix dhcpRange",
     );

@@ -14,6 +14,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { missingLinkOf } from "../support/plan-error";
 import {
   accelInArgv,
   buildQemuArgv,
@@ -324,6 +325,13 @@ describe("planQemuGuest", () => {
     expect(() =>
       planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", tap: "qtap7" }] }), s),
     ).toThrow("nics[0].tap: qtap7 does not exist on the host; create the tap first (TapDevice)");
+    expect(
+      [{ tap: "qtap7" }, { bridge: "nobr0" }, { tap: "tun0" }].map((nic) =>
+        missingLinkOf(() =>
+          planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", ...nic }] }), s),
+        ),
+      ),
+    ).toEqual(["qtap7", "nobr0", undefined]);
     expect(() =>
       planQemuGuest(valid({ nics: [{ mac: "52:54:00:52:00:12", bridge: "qtap0" }] }), s),
     ).toThrow("nics[0].bridge: qtap0 is not a bridge (kind tun)");

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { missingLinkOf } from "../support/plan-error";
 import { LINK_MARKER } from "../../provider/src/link-marker";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { scriptBody } from "../../provider/src/host/script";
@@ -309,6 +310,15 @@ describe("planTapDevice: create", () => {
         captured("vm9"),
       ),
     ).toThrow(/^routed\.proxyArpInterface "wlan0" does not exist on the host$/);
+    // a missing link is named for previews (one the same update creates is no warning)
+    expect(
+      [
+        inputs({ name: "vm9", bridge: "br7" }),
+        inputs({ name: "vm9", routed: { proxyArpInterface: "wlan0" } }),
+        inputs({ name: "vm9", bridge: "wl0" }),
+        inputs({ name: "vm9", owner: "no-such-user" }),
+      ].map((i) => missingLinkOf(() => planTapDevice(i, captured("vm9")))),
+    ).toEqual(["br7", "wlan0", undefined, undefined]);
     expect(() =>
       planTapDevice(
         inputs({ name: "vm9", routed: { addresses: ["198.18.120.9"] } }),

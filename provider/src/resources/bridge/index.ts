@@ -20,6 +20,7 @@ export const bridgeModule: ResourceModule<BridgeInputs, BridgeState, typeof Brid
   inputKeys: Object.keys(BridgeInputs.shape),
   identity: ["name"],
   id: (inputs) => inputs.name,
+  link: (inputs) => inputs.name,
   needsClientAddress: true,
   probe: probeBridge,
   parse: parseBridgeResult,

@@ -311,7 +311,11 @@ function planConverge(d: BridgeInputs, actual: BridgeState, persisted: boolean):
   const raised = actual.raisedPorts.filter((p) => ports.includes(p) && d.ports.includes(p));
   for (const port of minus(sorted(d.ports), ports)) {
     const link = actual.links[port];
-    if (!link) throw new PlanError(`port ${JSON.stringify(port)} does not exist on the host`);
+    if (!link) {
+      throw new PlanError(`port ${JSON.stringify(port)} does not exist on the host`, {
+        missingLink: port,
+      });
+    }
     if (link.master !== undefined && link.master !== name) {
       throw new PlanError(`port ${JSON.stringify(port)} is already attached to ${link.master}`);
     }

@@ -183,6 +183,7 @@ function refuseUnservable(d: DnsmasqInstanceInputs, actual: DnsmasqState): void 
   if (addresses === undefined) {
     throw new PlanError(
       `interface ${JSON.stringify(iface)} does not exist on the host; create it first (e.g. a Bridge)`,
+      { missingLink: iface },
     );
   }
   const has = addresses.length ? addresses.join(", ") : "none";

@@ -179,6 +179,7 @@ function refuseStartBlockers(g: QemuGuestInputs, actual: QemuGuestState): void {
       if (link === undefined) {
         throw new PlanError(
           `nics[${i}].tap: ${n.tap} does not exist on the host; create the tap first (TapDevice)`,
+          { missingLink: n.tap },
         );
       }
       if (link.kind !== "tun" || link.tunType !== "tap") {
@@ -194,8 +195,11 @@ function refuseStartBlockers(g: QemuGuestInputs, actual: QemuGuestState): void {
 function refuseBridge(bridge: string, i: number, actual: QemuGuestState): void {
   const where = `nics[${i}].bridge`;
   const link = actual.links[bridge];
-  if (link === undefined)
-    throw new PlanError(`${where}: bridge ${bridge} does not exist on the host`);
+  if (link === undefined) {
+    throw new PlanError(`${where}: bridge ${bridge} does not exist on the host`, {
+      missingLink: bridge,
+    });
+  }
   if (link.kind !== "bridge")
     throw new PlanError(`${where}: ${bridge} is not a bridge (kind ${link.kind ?? "none"})`);
   const acl = bridgeAcl(actual.bridgeConf, bridge);

@@ -66,6 +66,7 @@ export const tapDeviceModule: ResourceModule<
   // owner/group and multi_queue can only be set when the tap is created (see plan.ts).
   identity: ["name", "multiQueue", "vnetHdr", "owner", "group"],
   id: (inputs) => inputs.name,
+  link: (inputs) => inputs.name,
   needsClientAddress: true,
   probe: probeTapDevice,
   parse: parseTapDeviceResult,

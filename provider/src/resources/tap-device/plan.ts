@@ -278,8 +278,11 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
   const master = tap?.master;
   if (d.bridge !== null && master !== d.bridge) {
     const bridge = actual.links[d.bridge];
-    if (!bridge)
-      throw new PlanError(`bridge ${JSON.stringify(d.bridge)} does not exist on the host`);
+    if (!bridge) {
+      throw new PlanError(`bridge ${JSON.stringify(d.bridge)} does not exist on the host`, {
+        missingLink: d.bridge,
+      });
+    }
     if (bridge.kind !== "bridge") {
       throw new PlanError(
         `bridge ${JSON.stringify(d.bridge)} is not a bridge (kind ${bridge.kind ?? "none"})`,
@@ -349,6 +352,7 @@ function planConverge(d: TapDeviceInputs, actual: TapDeviceState): Step[] {
     if (!actual.links[uplink]) {
       throw new PlanError(
         `routed.proxyArpInterface ${JSON.stringify(uplink)} does not exist on the host`,
+        { missingLink: uplink },
       );
     }
     wanted.push(IP_FORWARD, proxyArpKey(uplink));
