@@ -14,6 +14,8 @@ export interface LogMessage {
   severity: Severity;
   message: string;
   urn: string;
+  /** A status for the progress display rather than a diagnostic. */
+  ephemeral: boolean;
 }
 
 const SEVERITY: Record<number, Severity> = {
@@ -48,6 +50,7 @@ export class FakeEngine {
           severity: SEVERITY[r.getSeverity()] ?? "info",
           message: r.getMessage(),
           urn: r.getUrn(),
+          ephemeral: r.getEphemeral(),
         });
         cb(null, new Empty());
       },

@@ -16,11 +16,12 @@ const SEVERITY = {
  */
 export function engineLogSink(address: string): { sink: LogSink; close: () => void } {
   const client = new enginerpc.EngineClient(address, grpc.credentials.createInsecure());
-  const sink: LogSink = (severity, message, urn) => {
+  const sink: LogSink = (severity, message, urn, ephemeral = false) => {
     const req = new engineproto.LogRequest();
     req.setSeverity(SEVERITY[severity]);
     req.setMessage(message);
     req.setUrn(urn);
+    req.setEphemeral(ephemeral);
     return new Promise((resolve) => {
       client.log(req, (err) => {
         if (err) {

@@ -7,8 +7,16 @@ import { AsyncLocalStorage } from "node:async_hooks";
 
 export type LogSeverity = "info" | "warning";
 
-/** Receives one message for the user, with the URN of the resource being worked on ("" if none). */
-export type LogSink = (severity: LogSeverity, message: string, urn: string) => Promise<void>;
+/**
+ * Receives one message for the user, with the URN of the resource being worked on ("" if none);
+ * `ephemeral`: a status of that resource for the engine's progress display, not a diagnostic.
+ */
+export type LogSink = (
+  severity: LogSeverity,
+  message: string,
+  urn: string,
+  ephemeral?: boolean,
+) => Promise<void>;
 
 let sink: LogSink | undefined;
 const pending = new Set<Promise<void>>();
@@ -35,8 +43,21 @@ export function logInfo(...messages: readonly string[]): void {
 /** Writes one warning line for the engine's debug log and shows it to the user through the engine. */
 export function logWarn(message: string): void {
   process.stderr.write(`pulumi-hypervisor: warning: ${message}\n`);
+  send("warning", message, false);
+}
+
+/**
+ * Writes one line for the engine's debug log and shows it as the resource's status while the
+ * engine works on it (an ephemeral info message: the progress display, not the diagnostics).
+ */
+export function logStatus(message: string): void {
+  process.stderr.write(`pulumi-hypervisor: ${message}\n`);
+  send("info", message, true);
+}
+
+function send(severity: LogSeverity, message: string, ephemeral: boolean): void {
   if (!sink) return;
-  const sent = sink("warning", message, resourceUrn.getStore() ?? "").finally(() =>
+  const sent = sink(severity, message, resourceUrn.getStore() ?? "", ephemeral).finally(() =>
     pending.delete(sent),
   );
   pending.add(sent);

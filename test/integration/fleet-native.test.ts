@@ -160,17 +160,46 @@ describe("examples/fleet/native.ts on three lab hosts", () => {
       expect(planned(`${h.name}-guest`)?.join("\n")).toMatch(
         /sh qemu-create-disk.sh \/var\/lib\/pulumi-hypervisor\/qemu\/fleet-guest\/root\.qcow2 qcow2 1G/,
       );
-      // The tap and dnsmasq need the bridge this same update creates: no steps yet, and the log
-      // says why (up creates the bridge first).
+      // The tap and dnsmasq need the bridge this same update creates: no steps yet, and the tap's
+      // status says why, as no warning (the bridge's own preview showed its create).
       expect(planned(`${h.name}-tap`)).toBeUndefined();
       expect(planned(`${h.name}-dhcp`)).toBeUndefined();
-      expect(engine.logs()).toContain(
-        `tap device "fleet-tap0" on root@${h.address}:22: preview without steps: bridge "br-fleet" does not exist`,
-      );
+      const why = `tap device "fleet-tap0" on root@${h.address}:22: preview without steps: "br-fleet" is not on the host yet; this update creates it`;
+      expect(engine.logs()).toContain(`pulumi-hypervisor: ${why}`);
+      expect(
+        (await engine.engineLog()).filter((m) => m.message === why).map((m) => m.severity),
+      ).toEqual(["info"]);
     }
+    // six statuses (a tap and a dnsmasq a host), none of them a warning
+    const withoutSteps = (await engine.engineLog()).filter((m) =>
+      m.message.includes("preview without steps"),
+    );
+    expect(withoutSteps.map((m) => `${m.severity} ${m.ephemeral}`)).toEqual(
+      Array.from({ length: 2 * lab.hosts.length }, () => "info true"),
+    );
     // Reading a host for its plan opens at most its one pooled connection.
     await expectNewConnectionsAtMost(lab, connectionsBefore, 1);
     expect(await Promise.all(lab.hosts.map(snapshot))).toEqual(before);
+  });
+
+  it("warns when a preview's plan needs a link that no preview of the update creates", async () => {
+    const h = lab.hosts[0]!;
+    const before = (await engine.engineLog()).length;
+    const { failures } = await engine.preview([
+      {
+        type: "hypervisor:index:TapDevice",
+        name: "lonely-tap",
+        provider: `hv-${h.name}`,
+        inputs: { name: "hvl-tap0", bridge: "br-none" },
+      },
+    ]);
+    expect(failures).toEqual({});
+    expect((await engine.engineLog()).slice(before).map((m) => [m.severity, m.message])).toEqual([
+      [
+        "warning",
+        `tap device "hvl-tap0" on root@${h.address}:22: preview without steps: bridge "br-none" does not exist on the host`,
+      ],
+    ]);
   });
 
   it("up stamps the network onto every host through its provider, one connection each", async () => {

@@ -1,5 +1,13 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { logInfo } from "../../provider/src/log";
+import {
+  flushLog,
+  logInfo,
+  logStatus,
+  logWarn,
+  setLogSink,
+  withResourceUrn,
+  type LogSink,
+} from "../../provider/src/log";
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -20,5 +28,34 @@ describe("logInfo", () => {
         'pulumi-hypervisor: bridge "br0" on root@h:22: set br0 up\n',
       "pulumi-hypervisor: one\n",
     ]);
+  });
+});
+
+describe("logWarn and logStatus", () => {
+  it("send a warning and an ephemeral status of the resource to the sink, and both to stderr", async () => {
+    const writes: string[] = [];
+    vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => {
+      writes.push(String(chunk));
+      return true;
+    });
+    const sent: Array<Parameters<LogSink>> = [];
+    const prev = setLogSink((...args) => {
+      sent.push(args);
+      return Promise.resolve();
+    });
+    try {
+      withResourceUrn("urn:t", () => {
+        logWarn("w");
+        logStatus("s");
+      });
+      await flushLog();
+    } finally {
+      setLogSink(prev);
+    }
+    expect(sent).toEqual([
+      ["warning", "w", "urn:t", false],
+      ["info", "s", "urn:t", true],
+    ]);
+    expect(writes).toEqual(["pulumi-hypervisor: warning: w\n", "pulumi-hypervisor: s\n"]);
   });
 });

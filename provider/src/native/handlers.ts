@@ -17,7 +17,7 @@ import {
   type PropertyDiffKind,
 } from "../lifecycle";
 import { abortableHost } from "../abort";
-import { logWarn } from "../log";
+import { logStatus, logWarn } from "../log";
 import { dropUndefined } from "../dynamic";
 import { resourceModules } from "../registry";
 import type { ResourceModule } from "../resource";
@@ -77,6 +77,12 @@ export class NativeProvider {
   private configUnknown = false;
   private readonly lifecycles = new Map<string, Lifecycle<{ name: string }, unknown>>();
   private readonly cancelling = new AbortController();
+  /**
+   * The links (bridges, taps) that previews in this process showed as created, by host: a
+   * resource whose plan needs one of them (a tap on a new bridge) shows its plan without steps,
+   * and that is no warning.
+   */
+  private readonly previewedLinks = new Set<string>();
 
   constructor(private readonly hostFactory: HostFactory = hostFor) {}
 
@@ -268,6 +274,8 @@ export class NativeProvider {
     const inputs = parsed.inputs as Props & { name: string };
     const host = this.hostFactory(parsed.connection);
     const what = `${mod.noun} ${JSON.stringify(inputs.name)} on ${host.label}`;
+    const linkOn = (link: string): string => JSON.stringify([host.label, link]);
+    if (creating && mod.link) this.previewedLinks.add(linkOn(mod.link(inputs)));
     const observing = observeForPreview(mod, host, inputs, this.cancelling.signal, creating);
     // A host that cannot be reached must not fail the preview: show the plan without steps.
     observing.catch(() => undefined);
@@ -285,7 +293,16 @@ export class NativeProvider {
       // What the plan refuses (a bridge, interface or tap that does not exist yet) may be made by
       // another resource earlier in the same update: show the plan without steps; up will tell.
       if (!(e instanceof PlanError)) throw e;
-      logWarn(`${what}: preview without steps: ${e.message}`);
+      // Its own preview said the update creates the link the plan needs: a status, no warning
+      // (whether the program makes this resource wait for it is the engine's to know, not ours).
+      const link = e.missingLink;
+      if (link !== undefined && this.previewedLinks.has(linkOn(link))) {
+        logStatus(
+          `${what}: preview without steps: ${JSON.stringify(link)} is not on the host yet; this update creates it`,
+        );
+      } else {
+        logWarn(`${what}: preview without steps: ${e.message}`);
+      }
       return this.finish(raw, { ...raw, ...inputs, ...unknownOutputs });
     }
     const outputs = mod.exists(state) && steps.length === 0 ? mod.outputs(state) : unknownOutputs;
