@@ -18,6 +18,23 @@ function readProcMounts(): string {
   return existsSync("/proc/mounts") ? readFileSync("/proc/mounts", "utf8") : "";
 }
 
+/**
+ * Returns the time every CPU of the machine spent busy, in microseconds, from the first line of
+ * /proc/stat (user, nice, system, irq and softirq, in clock ticks of 10 ms; not idle, iowait or
+ * the time a hypervisor gave to others, steal): what everything on the machine used, the bench's
+ * own process and the kernel's work included.
+ */
+export function parseProcStatBusyUs(text: string): number {
+  const m = /^cpu +(\d+) (\d+) (\d+) \d+ \d+ (\d+) (\d+)/.exec(text);
+  if (!m) throw new Error(`/proc/stat has no cpu line: ${JSON.stringify(text.slice(0, 80))}`);
+  return [m[1], m[2], m[3], m[4], m[5]].reduce((a, x) => a + Number(x), 0) * 10_000;
+}
+
+/** The machine's busy CPU time so far (parseProcStatBusyUs of /proc/stat). */
+export function machineBusyUs(): number {
+  return parseProcStatBusyUs(readFileSync("/proc/stat", "utf8"));
+}
+
 /** Returns usage_usec from a cpu.stat text. */
 export function parseCpuStat(text: string): number {
   const m = /^usage_usec (\d+)$/m.exec(text);

@@ -19,7 +19,7 @@ import { REPO_ROOT } from "../lab/harness";
 import { fleetShape, hostSpecs, type FleetShape, type SpecConnection } from "./fleet-specs";
 import { prepareBaseline } from "./baseline";
 import type { BenchOptions, Mode, Schedule } from "./options";
-import type { CpuAccounting, CpuGroup } from "./cgroup";
+import { machineBusyUs, type CpuAccounting, type CpuGroup } from "./cgroup";
 import { heldBy, residentOf, sessionsUnder, type Held } from "./memory";
 import { relaysBytes, type Relay } from "./relay";
 import { SshdLogCounter, traceFileOf } from "./sshd-log";
@@ -120,6 +120,8 @@ export interface PhaseResult {
   controllerCpuUs?: number;
   /** CPU time of every lab host's sshd and what it ran (cgroup v2), microseconds. */
   hostCpuUs?: number;
+  /** Busy time of all the machine's CPUs (/proc/stat), microseconds: the bench's process too. */
+  machineCpuUs?: number;
   /** Bytes the relays passed on toward the hosts and back; undefined without relays (0 ms). */
   bytesToHosts?: number;
   bytesFromHosts?: number;
@@ -396,6 +398,7 @@ export async function runOne(
       const cpuBefore = pluginGroup ? await pluginGroup.usageUsec() : 0;
       const hostBefore = cpu ? await sumUsage(cpu.hosts) : 0;
       const bytesBefore = relaysBytes(relays.values());
+      const machineBefore = machineBusyUs();
       const t0 = performance.now();
       await Promise.all(
         deployments.map(async (d) => {
@@ -420,6 +423,7 @@ export async function runOne(
         }),
       );
       const wallMs = performance.now() - t0;
+      const machineCpuUs = machineBusyUs() - machineBefore;
       const controllerCpuUs = pluginGroup ? (await pluginGroup.usageUsec()) - cpuBefore : undefined;
       const hostCpuUs = cpu ? (await sumUsage(cpu.hosts)) - hostBefore : undefined;
       const bytesAfter = relaysBytes(relays.values());
@@ -438,6 +442,7 @@ export async function runOne(
         ops: per.reduce((a, x) => a + x.specs.length, 0),
         ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
         ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+        machineCpuUs,
         ...(bytesBefore && bytesAfter
           ? {
               bytesToHosts: bytesAfter.toTarget - bytesBefore.toTarget,

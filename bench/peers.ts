@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { LabHost } from "../lab";
-import type { CpuAccounting, CpuGroup } from "./cgroup";
+import { machineBusyUs, type CpuAccounting, type CpuGroup } from "./cgroup";
 import type { Peer } from "./options";
 import { hostJob, jobFiles, type HostJob } from "./job";
 import { relaysBytes, type Relay } from "./relay";
@@ -17,6 +17,8 @@ export interface ToolRun {
   wallMs: number;
   controllerCpuUs?: number;
   hostCpuUs?: number;
+  /** Busy time of all the machine's CPUs (/proc/stat), microseconds. */
+  machineCpuUs?: number;
   connections: number;
   sessions: number;
   /** Bytes the relays passed on toward the hosts; undefined without relays (0 ms). */
@@ -87,6 +89,7 @@ async function measured(
   const hostBefore = await sum(m.hostGroups);
   const relays = ts.flatMap((t) => (t.relay ? [t.relay] : []));
   const bytesBefore = relaysBytes(relays);
+  const machineBefore = machineBusyUs();
   const t0 = performance.now();
   const wrapped = group
     ? ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', group.dir, ...argv]
@@ -108,6 +111,7 @@ async function measured(
     },
   );
   const wallMs = performance.now() - t0;
+  const machineCpuUs = machineBusyUs() - machineBefore;
   const controllerCpuUs = group ? (await group.usageUsec()) - cpuBefore : undefined;
   const hostCpuUs = m.acct ? (await sum(m.hostGroups)) - hostBefore : undefined;
   const bytesAfter = relaysBytes(relays);
@@ -124,6 +128,7 @@ async function measured(
     wallMs,
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    machineCpuUs,
     ...(bytesBefore !== undefined && bytesAfter !== undefined
       ? { bytesToHosts: bytesAfter.toTarget - bytesBefore.toTarget }
       : {}),
@@ -215,11 +220,13 @@ export async function runFloor(m: Measure, ts: Target[], delayMs: number): Promi
 }
 
 function pick(r: ToolRun): ToolRun {
-  const { wallMs, controllerCpuUs, hostCpuUs, bytesToHosts, connections, sessions, changed } = r;
+  const { wallMs, controllerCpuUs, hostCpuUs, machineCpuUs, bytesToHosts, connections } = r;
+  const { sessions, changed } = r;
   return {
     wallMs,
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    ...(machineCpuUs !== undefined ? { machineCpuUs } : {}),
     ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
     connections,
     sessions,

@@ -1,4 +1,5 @@
 // The bench's report: totals per run and phase, ratios, round trips per operation and verdicts.
+import * as os from "node:os";
 import { fleetShape } from "./fleet-specs";
 import type { PluginAloneResult } from "./plugin-alone";
 import type { OpRecord, Phase, RunMemory, RunResult } from "./driver";
@@ -143,6 +144,7 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
       if (ps.length !== g.length) return [];
       const controllerCpuUs = medianOf(ps, (p) => p.controllerCpuUs);
       const hostCpuUs = medianOf(ps, (p) => p.hostCpuUs);
+      const machineCpuUs = medianOf(ps, (p) => p.machineCpuUs);
       const bytesToHosts = medianOf(ps, (p) => p.bytesToHosts);
       const bytesFromHosts = medianOf(ps, (p) => p.bytesFromHosts);
       return [
@@ -154,6 +156,7 @@ export function medianRuns(runs: readonly RunResult[]): RunResult[] {
           ops: p0.ops,
           ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
           ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+          ...(machineCpuUs !== undefined ? { machineCpuUs } : {}),
           ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
           ...(bytesFromHosts !== undefined ? { bytesFromHosts } : {}),
         },
@@ -258,6 +261,7 @@ export function memoryLines(
 function medianToolRun(xs: readonly ToolRun[]): ToolRun {
   const controllerCpuUs = medianOf(xs, (x) => x.controllerCpuUs);
   const hostCpuUs = medianOf(xs, (x) => x.hostCpuUs);
+  const machineCpuUs = medianOf(xs, (x) => x.machineCpuUs);
   const bytesToHosts = medianOf(xs, (x) => x.bytesToHosts);
   const changed = xs.map((x) => x.changed);
   return {
@@ -266,6 +270,7 @@ function medianToolRun(xs: readonly ToolRun[]): ToolRun {
     sessions: median(xs.map((x) => x.sessions)),
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),
     ...(hostCpuUs !== undefined ? { hostCpuUs } : {}),
+    ...(machineCpuUs !== undefined ? { machineCpuUs } : {}),
     ...(bytesToHosts !== undefined ? { bytesToHosts } : {}),
     // the most any run changed: one that was not idempotent is never hidden by a median
     ...(changed.every((c): c is number => c !== undefined)
@@ -646,6 +651,25 @@ interface ToolRow {
   startMs?: number;
 }
 
+/**
+ * What the machine's CPUs did during a tool's apply: how busy they were, and whose that was (the
+ * lab hosts, the tool's own process tree, and the rest: the bench's process with its engine
+ * stand-in and relays, and the kernel's work for them). Undefined without the figures.
+ */
+export function machineLine(row: ToolRow, cpus: number): string | undefined {
+  const { wallMs, machineCpuUs, hostCpuUs, controllerCpuUs } = row.apply;
+  if (machineCpuUs === undefined || hostCpuUs === undefined || controllerCpuUs === undefined) {
+    return undefined;
+  }
+  const busy = (100 * machineCpuUs) / (wallMs * 1000 * cpus);
+  const rest = machineCpuUs - hostCpuUs - controllerCpuUs;
+  return (
+    `${row.tool} apply kept the machine's ${cpus} CPUs ${busy.toFixed(0)}% busy ` +
+    `(${cpuS(machineCpuUs)} CPU-s in ${s(wallMs)} s: hosts ${cpuS(hostCpuUs)}, its controller ` +
+    `${cpuS(controllerCpuUs)}, the rest ${cpuS(Math.max(0, rest))})`
+  );
+}
+
 function providerRows(runs: RunResult[]): ToolRow[] {
   return runs.flatMap((r) => {
     const phase = (p: Phase): ToolRun | undefined => {
@@ -655,6 +679,7 @@ function providerRows(runs: RunResult[]): ToolRow[] {
             wallMs: x.wallMs,
             ...(x.controllerCpuUs !== undefined ? { controllerCpuUs: x.controllerCpuUs } : {}),
             ...(x.hostCpuUs !== undefined ? { hostCpuUs: x.hostCpuUs } : {}),
+            ...(x.machineCpuUs !== undefined ? { machineCpuUs: x.machineCpuUs } : {}),
             ...(x.bytesToHosts !== undefined ? { bytesToHosts: x.bytesToHosts } : {}),
             connections: x.connections,
             sessions: x.sessions,
@@ -780,6 +805,9 @@ function renderTools(
               `(${figures(overFloor, x1)})`,
           );
         }
+        // how much of the machine each apply had: a create bound by the CPUs shows near 100%
+        const busy = [ours, r].map((x) => machineLine(x, os.availableParallelism()));
+        if (busy.every((x) => x !== undefined)) out.push(`  ${delay} ms: ${busy.join("; ")}`);
       }
     }
   }

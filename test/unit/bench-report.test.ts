@@ -1,7 +1,7 @@
 // The bench's report and parsing code: tool ratios and verdicts, round trips from the request
 // trace or sshd, Ansible's recap, the floor's script, cgroup and host-state parsing.
 import { describe, expect, it } from "vitest";
-import { cgroup2Mount, parseCpuStat } from "../../bench/cgroup";
+import { cgroup2Mount, parseCpuStat, parseProcStatBusyUs } from "../../bench/cgroup";
 import type { OpRecord, RunResult } from "../../bench/driver";
 import { hostJob } from "../../bench/job";
 import { parseBenchArgs, type Mode } from "../../bench/options";
@@ -15,6 +15,7 @@ import {
 import {
   baselineRatios,
   controllerCpuPerOp,
+  machineLine,
   medianAndEach,
   renderReport,
   roundTrips,
@@ -357,6 +358,34 @@ describe("bench tools", () => {
     expect(cgroup2Mount("proc /proc proc rw 0 0\n")).toBeUndefined();
     expect(parseCpuStat("usage_usec 1234\nuser_usec 1000\nsystem_usec 234\n")).toBe(1234);
     expect(() => parseCpuStat("nr_periods 0\n")).toThrow("cpu.stat has no usage_usec");
+  });
+
+  it("reads the machine's busy time from /proc/stat, without idle, iowait and steal", () => {
+    // user nice system idle iowait irq softirq steal guest guest_nice, in ticks of 10 ms
+    expect(
+      parseProcStatBusyUs("cpu  300 1 200 9000 50 4 5 70 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"),
+    ).toBe(510 * 10_000);
+    expect(() => parseProcStatBusyUs("intr 1 2 3\n")).toThrow("/proc/stat has no cpu line");
+  });
+
+  it("says how busy an apply kept the machine, and whose CPU that was", () => {
+    const row = (machineCpuUs?: number) => ({
+      tool: "floor",
+      delayMs: 20,
+      apply: {
+        wallMs: 1500,
+        controllerCpuUs: 300_000,
+        hostCpuUs: 1_200_000,
+        ...(machineCpuUs !== undefined ? { machineCpuUs } : {}),
+        connections: 3,
+        sessions: 3,
+      },
+      noop: undefined,
+    });
+    expect(machineLine(row(2_250_000), 2)).toBe(
+      "floor apply kept the machine's 2 CPUs 75% busy (2.25 CPU-s in 1.50 s: hosts 1.20, its controller 0.30, the rest 0.75)",
+    );
+    expect(machineLine(row(), 2)).toBeUndefined();
   });
 
   it("normalizes a host's state: only the job's links, sorted, without MACs or ids", () => {
