@@ -220,8 +220,16 @@ export async function runFloor(m: Measure, ts: Target[], delayMs: number): Promi
 }
 
 function pick(r: ToolRun): ToolRun {
-  const { wallMs, controllerCpuUs, hostCpuUs, machineCpuUs, bytesToHosts, connections } = r;
-  const { sessions, changed } = r;
+  const {
+    wallMs,
+    controllerCpuUs,
+    hostCpuUs,
+    machineCpuUs,
+    bytesToHosts,
+    connections,
+    sessions,
+    changed,
+  } = r;
   return {
     wallMs,
     ...(controllerCpuUs !== undefined ? { controllerCpuUs } : {}),

@@ -139,7 +139,7 @@ export class StepError extends Error {
 export class PlanError extends Error {
   /**
    * The network link whose absence is the refusal (a bridge or a tap not there yet), when that is
-   * all: a preview whose update creates that link first shows the plan without steps and no warning.
+   * all: a preview whose update creates that link shows the plan without steps, and no warning.
    */
   readonly missingLink: string | undefined;
 
