@@ -293,7 +293,7 @@ export class NativeProvider {
       // What the plan refuses (a bridge, interface or tap that does not exist yet) may be made by
       // another resource earlier in the same update: show the plan without steps; up will tell.
       if (!(e instanceof PlanError)) throw e;
-      // Its own preview said the update creates the link the plan needs: a status, no warning
+      // The link the plan needs had a preview of its own create in this update: a status, no warning
       // (whether the program makes this resource wait for it is the engine's to know, not ours).
       const link = e.missingLink;
       if (link !== undefined && this.previewedLinks.has(linkOn(link))) {
