@@ -22,6 +22,7 @@ import { DnsmasqInstanceInputs } from "../../provider/src/resources/dnsmasq-inst
 import { natRuleModule } from "../../provider/src/resources/nat-rule";
 import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
+import { parseTapLinks } from "../../provider/src/resources/tap-device/observe";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
 import type { Step } from "../../provider/src/step";
 import { scratchDirs } from "../support/scratch";
@@ -195,6 +196,59 @@ describe("a tap's create and the look after it in one ip", () => {
   });
 });
 
+describe("a tap's look reads a plain bridge from sysfs (bridge-link.sh)", () => {
+  const ipLink = (name: string) =>
+    parseTapLinks(sh("ip", "-n", NS, "-d", "-j", "link", "show", "dev", name).stdout)[name];
+  const firstLook = (host: NamespaceHost, name: string, bridge: string) =>
+    tapDeviceModule.observe(host, tap(name, bridge), { ...ctx, creating: true });
+
+  it("start no process before a tap's create, and see the bridge as ip sees it", async () => {
+    const ns = (...args: string[]) => expect(sh("ip", "-n", NS, ...args).status).toBe(0);
+    ns("link", "add", "bs0", "type", "bridge");
+    ns("link", "add", "bs1", "mtu", "1400", "type", "bridge");
+    ns("link", "set", "dev", "bs1", "alias", "pulumi-hypervisor");
+    ns("link", "set", "dev", "bs1", "up");
+    ns("link", "add", "bs2", "type", "bridge");
+    ns("link", "set", "dev", "bs2", "alias", "a b:c=d/e@f,g+h");
+    const host = new NamespaceHost();
+    for (const b of ["bs0", "bs1", "bs2"]) {
+      host.started();
+      const before = await firstLook(host, `ts-${b}`, b);
+      expect(host.started()).toEqual([]);
+      expect(before.links[b]).toEqual(ipLink(b));
+      expect(tapDeviceModule.plan(tap(`ts-${b}`, b), before).map((s) => s.summary)).toContain(
+        `attach ts-${b} to ${b}`,
+      );
+    }
+    expect(ipLink("bs1")).toMatchObject({ kind: "bridge", up: true, mtu: 1400 });
+    expect(ipLink("bs2")?.ifalias).toBe("a b:c=d/e@f,g+h");
+  });
+
+  it("ask ip for a bridge whose alias needs quoting or has lines, and for a link that is no bridge", async () => {
+    const ns = (...args: string[]) => expect(sh("ip", "-n", NS, ...args).status).toBe(0);
+    ns("link", "add", "bs3", "type", "bridge");
+    ns("link", "set", "dev", "bs3", "alias", 'say "hi"\\');
+    ns("link", "add", "bs4", "type", "bridge");
+    ns("link", "set", "dev", "bs4", "alias", "one\ntwo");
+    ns("link", "add", "vs5", "type", "veth", "peer", "name", "vs5p");
+    const host = new NamespaceHost();
+    for (const b of ["bs3", "bs4"]) {
+      host.started();
+      const before = await firstLook(host, `ts-${b}`, b);
+      expect(host.started()).toEqual(["-d -j -batch -"]);
+      expect(before.links[b]).toEqual(ipLink(b));
+    }
+    expect(ipLink("bs3")?.ifalias).toBe('say "hi"\\');
+    expect(ipLink("bs4")?.ifalias).toBe("one\ntwo");
+    host.started();
+    const before = await firstLook(host, "ts-vs5", "vs5");
+    expect(host.started()).toEqual(["-d -j -batch -"]);
+    expect(() => tapDeviceModule.plan(tap("ts-vs5", "vs5"), before)).toThrow(
+      'bridge "vs5" is not a bridge (kind veth)',
+    );
+  });
+});
+
 describe("a bridge's create and the look after it in one ip", () => {
   const create = async (host: NamespaceHost, inputs: BridgeInputs, client?: string) => {
     const c = { ...ctx, sshClientAddress: client };
@@ -282,9 +336,10 @@ describe("the look after a delete asks only what a delete's plan reads", () => {
     expect(seen.tap).toBeUndefined();
     expect(tapDeviceModule.plan(undefined, seen)).toEqual([]);
     expect(linkOf("t9")).toBeUndefined();
-    // a look of the other kind asks for the bridge
-    await tapDeviceModule.observe(host, inputs, look);
-    expect(host.started()).toEqual(["-d -j -batch -"]);
+    // a look of the other kind asks for the bridge, which sysfs describes: still no ip
+    const other = await tapDeviceModule.observe(host, inputs, look);
+    expect(host.started()).toEqual([]);
+    expect(other.links["br0"]?.kind).toBe("bridge");
   });
 
   it("start no ip for a bridge that is gone, though its port and the SSH client's route remain", async () => {

@@ -18,6 +18,7 @@
 . ../../persist/keepoff-probe.sh
 . ../../host/same-ns.sh
 . ../../host/is-link.sh
+. ../../host/bridge-link.sh
 . ./tap-holders.sh
 name=$1 user=$2 group=$3 bridge_unit=$4 owner="tapdevice-$1"
 unit=$5 unit_file=$6 boot_script=$7 nm_file=$8 networkd_file=$9 holders=${10} links=${11}
@@ -62,10 +63,19 @@ else
   echo '[]'
 fi
 for a in $exact; do add "route show table all exact $a"; done
+# A bridge that sysfs describes whole is printed from there after ip's lines (bridge-link.sh): the
+# look before a tap's create, with the tap not there yet, then starts no process at all. After an
+# apply the links are asked of the ip that runs its lines anyway.
+bridges=
 if [ -d /sys/class/net ]; then
   set -f
   for l in $links; do
-    if link_after "$l"; then add "link show dev $l"; fi
+    if [ -z "${ab_ip_lines+x}" ] && bridge_link "$l"; then
+      bridges="$bridges$bridge_link_json
+"
+    elif link_after "$l"; then
+      add "link show dev $l"
+    fi
   done
   set +f
 else
@@ -79,6 +89,7 @@ elif [ -n "$q" ]; then
 $q
 EOF
 fi
+printf '%s' "$bridges"
 section sysctls
 # A claim is the file KEY/OWNER below the claims directory, KEY a /proc/sys path (net/ipv4/ip_forward,
 # net/ipv4/conf/IF/proxy_arp): found by the shell's globs, with no process (find and sed cost the
