@@ -44,7 +44,12 @@ else
   add 'route show table all'
   section links 1
 fi
-case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) add "route get $1" ;; esac
+# The route to the SSH client says which link carries the session: a plan reads it of the bridge
+# and of its ports alone, so a look that finds neither (a create's first) asks for no route and
+# starts no ip.
+if [ -n "$q" ] || [ -n "${ab_ip_lines+x}" ]; then
+  case $1 in '' | *[!0-9A-Fa-f:.]*) ;; *) add "route get $1" ;; esac
+fi
 # a here-document: the shell writes it, no process; nothing to ask (a look after a delete), no ip
 if [ -n "${ab_ip_lines+x}" ]; then ab_ip_run "$q" quiet; elif [ -n "$q" ]; then
   ip -d -j -batch - 2>/dev/null <<EOF
