@@ -7,6 +7,7 @@ import { probeBatchArgv, probeResults } from "./apply";
 import { CommandError } from "./errors";
 import { sshPoolEnabled } from "./host/pool";
 import { quoteArgv } from "./host/quote";
+import { argvWithCompactScripts } from "./host/script";
 import type { Host, RunResult } from "./host/host";
 import {
   probeCommand,
@@ -50,10 +51,13 @@ const unitKeys = (p: ProbeCommand): string[] =>
     (p.units?.[how] ?? []).map((u) => `${how} ${u}`),
   );
 
-// The probe's words as the command line carries them, with apply-batch.sh's before them
-// (`probe-bg 0 N `), and its units that the batch does not ask about yet.
+// The probe's words as the command line carries them at most (its scripts' compact text, as on a
+// session of its own; a remote shell's request refers to kept texts instead), with apply-batch.sh's
+// before them (`probe-bg 0 N `), and its units that the batch does not ask about yet. Counted
+// with the scripts' comments, a batch of ten bridge looks went over the limit that twenty fit.
 function sizeOf(p: ProbeCommand, asked: ReadonlySet<string>): number {
-  let bytes = Buffer.byteLength(quoteArgv(p.argv)) + `probe-bg 0 ${p.argv.length} `.length + 1;
+  const words = argvWithCompactScripts(p.argv);
+  let bytes = Buffer.byteLength(quoteArgv(words)) + `probe-bg 0 ${words.length} `.length + 1;
   for (const key of new Set(unitKeys(p))) {
     // the unit's word on the `units` command line, and its space
     if (!asked.has(key)) bytes += Buffer.byteLength(key.slice(key.indexOf(" ") + 1)) + 1;

@@ -17,7 +17,12 @@ import { CommandError, StepError } from "../../provider/src/errors";
 import type { Host, RunRequest, RunResult } from "../../provider/src/host/host";
 import { fakeBridgeProbe } from "../support/fake-bridge";
 import { Lifecycle } from "../../provider/src/lifecycle";
-import { argvWithCachedScripts, scriptArgv, scriptIn } from "../../provider/src/host/script";
+import {
+  argvWithCachedScripts,
+  argvWithCompactScripts,
+  scriptArgv,
+  scriptIn,
+} from "../../provider/src/host/script";
 import { buildRemoteCommand, newSudoMarks } from "../../provider/src/host/sudo";
 import { MAX_BATCH_BYTES, runProbeCoalesced } from "../../provider/src/observe-batch";
 import {
@@ -522,9 +527,14 @@ describe("round trips of each operation", () => {
     const from = host.ran.length;
     await Promise.all(Array.from({ length: 40 }, () => lc.read("br0", outs)));
     const batches = host.argvs.slice(from);
-    // the longest form: env, sudo with a password, and its announcing script around the batch
+    // the longest form: env, sudo with a password, and its announcing script around the batch,
+    // whose scripts go as their compact text (a session of its own; a remote shell's request
+    // refers to kept texts)
     const bytes = batches.map(
-      (argv) => Buffer.byteLength(buildRemoteCommand(argv, "password", newSudoMarks())) + 1,
+      (argv) =>
+        Buffer.byteLength(
+          buildRemoteCommand(argvWithCompactScripts(argv), "password", newSudoMarks()),
+        ) + 1,
     );
     expect(Math.max(...bytes)).toBeLessThanOrEqual(131_072);
     // the first batch is full: the next probe would not have fit under the limit
