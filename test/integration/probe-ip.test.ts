@@ -24,6 +24,8 @@ import { NatRuleInputs } from "../../provider/src/resources/nat-rule/schema";
 import { tapDeviceModule } from "../../provider/src/resources/tap-device";
 import { parseTapLinks } from "../../provider/src/resources/tap-device/observe";
 import { TapDeviceInputs } from "../../provider/src/resources/tap-device/schema";
+import { qemuGuestModule } from "../../provider/src/resources/qemu-guest";
+import { QemuGuestInputs } from "../../provider/src/resources/qemu-guest/schema";
 import type { Step } from "../../provider/src/step";
 import { scratchDirs } from "../support/scratch";
 
@@ -246,6 +248,27 @@ describe("a tap's look reads a plain bridge from sysfs (bridge-link.sh)", () => 
     expect(() => tapDeviceModule.plan(tap("ts-vs5", "vs5"), before)).toThrow(
       'bridge "vs5" is not a bridge (kind veth)',
     );
+  });
+});
+
+describe("a QemuGuest's look reads a plain bridge from sysfs", () => {
+  it("start no ip for a bridge NIC's bridge, and see it as ip does; a tap still asks ip", async () => {
+    const host = new NamespaceHost();
+    const ns = (...args: string[]) => expect(sh("ip", "-n", NS, ...args).status).toBe(0);
+    ns("link", "add", "bq0", "type", "bridge");
+    ns("link", "add", "tq0", "master", "bq0", "type", "veth", "peer", "name", "tq0p");
+    const guest = (nic: Record<string, string>) =>
+      QemuGuestInputs.parse({
+        name: `pipq${process.pid}`,
+        nics: [{ mac: "52:54:00:52:00:42", ...nic }],
+      });
+    host.started();
+    const bridged = await qemuGuestModule.observe(host, guest({ bridge: "bq0" }), ctx);
+    expect(host.started()).toEqual([]);
+    expect(bridged.links["bq0"]).toEqual({ kind: "bridge", tunType: undefined, master: undefined });
+    const tapped = await qemuGuestModule.observe(host, guest({ tap: "tq0" }), ctx);
+    expect(host.started()).toEqual(["-j -d link show dev tq0"]);
+    expect(tapped.links["tq0"]).toEqual({ kind: "veth", tunType: undefined, master: "bq0" });
   });
 });
 

@@ -6,6 +6,7 @@
 . ../../persist/unit-state.sh
 . ../../persist/persist-probe.sh
 . ../../host/same-ns.sh
+. ../../host/bridge-link.sh
 . ./qmp.sh
 . ./kvm-probe.sh
 . ../dnsmasq-instance/dnsmasq-interfaces.sh
@@ -75,9 +76,15 @@ while [ "$i" -lt "$n" ]; do
     else printf 'error %s\n' "$out"; fi
   fi
 done
+# each link as `ip -j -d link show` prints it; a plain bridge from sysfs, with no ip (bridge-link.sh)
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
-  section link "$1"; ip -j -d link show dev "$1" 2>/dev/null
+  section link "$1"
+  if [ -d /sys/class/net ] && bridge_link "$1"; then
+    printf '%s\n' "$bridge_link_json"
+  else
+    ip -j -d link show dev "$1" 2>/dev/null
+  fi
   shift; i=$((i + 1))
 done
 n=$1; shift; i=0
