@@ -5,7 +5,9 @@
 // them: one `ip` for both, the state it reads the same as a look of its own, an apply line's
 // failure still the step's (and no line after it runs), a probe line's failure the probe's alone.
 // And the look after a delete, which asks only what a delete's plan reads: no `ip` for a tap,
-// bridge or served interface that is gone, one `nft` for a NatRule's table.
+// bridge or served interface that is gone, one `nft` for a NatRule's table. And the look before a
+// create: a tap's bridge (and a guest's bridge NIC's) read from sysfs as `ip` would print it, so
+// no `ip` starts, and a bridge's first look, with neither the bridge nor a port, asks no route.
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
