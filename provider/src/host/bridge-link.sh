@@ -4,11 +4,11 @@
 # bridge, ifalias), read from sysfs with no process: a look that needs only its bridge's link
 # starts no `ip` (each costs the host about 4 ms of CPU). It fails, and the caller asks `ip`, unless
 # NAME is a bridge of this namespace with no master whose files read as expected and whose ifalias
-# is empty or one line of plain characters (which need no quoting in JSON). Callers check that
-# /sys/class/net exists first.
+# is empty or one line of plain characters (which need no quoting in JSON); without sysfs it fails.
+. ./is-link.sh
 bridge_link() {
   bridge_link_json=
-  case $1 in . | .. | -* | *[!A-Za-z0-9_.-]*) return 1 ;; esac
+  is_link "$1" || return 1
   _bl=/sys/class/net/$1
   [ -d "$_bl/bridge" ] && [ ! -e "$_bl/master" ] || return 1
   {

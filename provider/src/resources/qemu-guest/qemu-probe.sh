@@ -80,7 +80,7 @@ done
 n=$1; shift; i=0
 while [ "$i" -lt "$n" ]; do
   section link "$1"
-  if [ -d /sys/class/net ] && bridge_link "$1"; then
+  if bridge_link "$1"; then
     printf '%s\n' "$bridge_link_json"
   else
     ip -j -d link show dev "$1" 2>/dev/null
